@@ -1,0 +1,75 @@
+# flowscope: the two commands a new user types, and the targets behind them.
+#
+#   make demo   install missing Debian packages, build, record built-in sample
+#               traffic into an archive, query one flow back
+#   make test   install missing Debian packages, build, run every test through
+#               ctest, then the same tests again in an ASan+UBSan build
+#
+# Other targets: deps (install only), build (default), asan, format,
+# format-check, clean.  The build itself is CMake; this file only drives it.
+
+SHELL := /bin/bash
+JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+
+# Build dependencies and the independent test oracles, as Debian 12 packages.
+DEB_BUILD := gcc make cmake pkg-config libc6-dev libdpdk-dev dpdk liburing-dev \
+             liblmdb-dev libpcap-dev libzstd-dev libcmocka-dev
+DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux \
+             iproute2 jq
+DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
+
+.PHONY: all build deps asan test test-release test-asan demo format format-check clean
+
+all: build
+
+# Installs exactly the packages that are missing; a no-op when all are present.
+# Runs without prompts (as root, or through sudo when that exists).
+deps:
+	@missing=$$(for p in $(DEB_ALL); do \
+	    dpkg-query -W -f='$${db:Status-Status}\n' "$$p" 2>/dev/null | grep -qx installed || echo "$$p"; \
+	  done); \
+	if [ -z "$$missing" ]; then echo "deps: all $(words $(DEB_ALL)) Debian packages present"; exit 0; fi; \
+	echo "deps: installing" $$missing; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO="sudo -n"; \
+	else echo "deps: need root (or sudo) to install:" $$missing >&2; exit 1; fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$SUDO apt-get update -q >/dev/null && \
+	$$SUDO apt-get install -y -q --no-install-recommends $$missing >/dev/null || \
+	{ echo "deps: apt-get install failed for:" $$missing >&2; exit 1; }; \
+	echo "deps: done"
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLOWSCOPE_WERROR=ON >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFLOWSCOPE_WERROR=ON \
+	    -DFLOWSCOPE_SANITIZE=address,undefined >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+test-release: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+test-asan: asan
+	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	    ctest --output-on-failure -j $(JOBS) --timeout 900
+
+test: format-check test-release test-asan
+	@echo "make test: all tests passed (release and ASan+UBSan builds)"
+
+demo: build
+	@tools/demo.sh $(BUILD)/tools/flowscope
+
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -path './build*')
+
+format: deps
+	@clang-format -i $(FORMAT_FILES)
+
+format-check: deps
+	@clang-format --dry-run -Werror $(FORMAT_FILES) && echo "format-check: $(words $(FORMAT_FILES)) files clean"
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,22 @@
+# Finds every external dependency through pkg-config and names the Debian
+# package to install when one is missing (make deps installs them all).
+find_package(PkgConfig)
+if(NOT PKG_CONFIG_FOUND)
+  message(FATAL_ERROR "pkg-config not found: install the Debian package 'pkg-config' (or run: make deps)")
+endif()
+find_package(Threads REQUIRED)
+
+# flowscope_dep(<target name> <pkg-config module> <Debian package>)
+function(flowscope_dep name module debpkg)
+  pkg_check_modules(${name} QUIET IMPORTED_TARGET GLOBAL ${module})
+  if(NOT ${name}_FOUND)
+    message(FATAL_ERROR "${module} not found by pkg-config: install the Debian package '${debpkg}' (or run: make deps)")
+  endif()
+  message(STATUS "found ${module} ${${name}_VERSION}")
+endfunction()
+
+flowscope_dep(DPDK    libdpdk   libdpdk-dev)
+flowscope_dep(URING   liburing  liburing-dev)
+flowscope_dep(LMDB    lmdb      liblmdb-dev)
+flowscope_dep(PCAP    libpcap   libpcap-dev)
+flowscope_dep(ZSTD    libzstd   libzstd-dev)

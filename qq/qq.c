@@ -1,0 +1,628 @@
+/*
+ * The QQ ring buffer: chunks of packed records, handed between producers,
+ * analyzers and dumpers as whole chunks.
+ *
+ * Synchronisation: one mutex (`lock`) protects the outer ring (ring[],
+ * head_seq, tail_seq), the free stack, every chunk's `state`, the analyzer
+ * cursors and the totals.  It is taken once per chunk transition, never per
+ * packet.  A chunk's memory and its fill fields (count, used, min/max ts) are
+ * written only by the thread that owns the chunk (state FILLING: its
+ * producer); they are published to analyzers and dumpers by the mutex
+ * release in chunk_publish() and acquired by the mutex acquisition in
+ * qq_analyzer_next()/qq_dumper_next() (pthread mutexes are full acquire/
+ * release barriers), so readers see complete records without atomics.
+ *
+ * Chunk states (transitions under `lock`):
+ *   FREE -> FILLING (producer acquires) -> READY (published, in ring)
+ *   -> PEEKING (its analyzer) -> PEEKED -> DUMPING (dequeued, out of ring)
+ *   -> FREE.   In overwrite mode READY/PEEKED at the head -> FILLING directly.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qq/qq.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define HUGE_2M (2u << 20)
+
+enum chunk_state { CH_FREE, CH_FILLING, CH_READY, CH_PEEKING, CH_PEEKED, CH_DUMPING };
+
+struct qq_chunk {
+	uint8_t *base;
+	uint32_t size; /* bytes, constant */
+	/* written by the owning producer only (see file comment) */
+	uint32_t count;
+	uint32_t used;
+	uint64_t min_ns, max_ns;
+	uint64_t bytes;          /* captured bytes in the chunk */
+	uint64_t filled_mono_ns; /* when the producer took it */
+	/* protected by qq.lock */
+	enum chunk_state state;
+	unsigned producer;
+	unsigned analyzer;
+};
+
+struct qq_producer {
+	struct qq *q;
+	unsigned id;
+	struct qq_chunk *cur;   /* owned chunk or NULL (taken lazily) */
+	uint64_t dropped;       /* drops not yet folded into q->totals */
+	uint64_t busy_until_ns; /* overwrite mode: ring found busy, retry after this */
+};
+
+struct qq {
+	uint8_t *mem;
+	size_t mem_len;
+	uint32_t chunk_size;
+	uint32_t nchunks;
+	uint32_t hw_chunks; /* dumpers take chunks while used > hw_chunks */
+	unsigned nproducers, nanalyzers;
+	uint64_t flush_ns;
+	enum qq_mode mode;
+	int hugepages;
+	struct qq_chunk *chunks;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond_producer; /* a chunk became free */
+	pthread_cond_t cond_analyzer; /* a chunk was published, or state change */
+	pthread_cond_t cond_dumper;   /* a chunk was peeked, or drain/stop */
+	/* everything below: protected by lock */
+	struct qq_chunk **ring; /* published chunks, ring[seq % nchunks] */
+	uint64_t head_seq, tail_seq;
+	struct qq_chunk **free_stack;
+	uint32_t nfree;
+	uint64_t *cursor; /* per analyzer: next seq to look at */
+	struct qq_producer **producers;
+	unsigned open_producers;
+	int draining, stopped;
+	uint64_t newest_ns;
+	struct qq_stats totals; /* counters only */
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+const char *qq_strerror(int err)
+{
+	switch (err) {
+	case 0:
+		return "success";
+	case QQ_E_TIMEDOUT:
+		return "timed out";
+	case QQ_E_DRAINED:
+		return "drained";
+	case QQ_E_STOPPED:
+		return "stopped";
+	case QQ_E_TOOBIG:
+		return "record larger than a QQ chunk";
+	case QQ_E_NOMEM:
+		return "cannot allocate the QQ ring memory";
+	default:
+		if (err < 0 && err > -4096)
+			return strerror(-err);
+		return "unknown qq error";
+	}
+}
+
+/* ---- memory --------------------------------------------------------------------- */
+
+/* Pre-faults the mapping so no packet pays for a page fault. */
+static void prefault(uint8_t *mem, size_t len)
+{
+	if (madvise(mem, len, MADV_POPULATE_WRITE) == 0)
+		return;
+	long page = sysconf(_SC_PAGESIZE);
+	for (size_t off = 0; off < len; off += (size_t)page)
+		((volatile uint8_t *)mem)[off] = 0;
+}
+
+static int ring_map(struct qq *q, int try_huge)
+{
+	if (try_huge && q->mem_len % HUGE_2M == 0) {
+		void *m = mmap(NULL, q->mem_len, PROT_READ | PROT_WRITE,
+		               MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE, -1, 0);
+		if (m != MAP_FAILED) {
+			q->mem = m;
+			q->hugepages = 1;
+			return 0;
+		}
+	}
+	void *m =
+	    mmap(NULL, q->mem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return QQ_E_NOMEM;
+	q->mem = m;
+	madvise(m, q->mem_len, MADV_HUGEPAGE); /* best effort: transparent huge pages */
+	prefault(q->mem, q->mem_len);
+	return 0;
+}
+
+/* ---- create / destroy -------------------------------------------------------------- */
+
+static int config_check(const struct qq_config *cfg, size_t *chunk, uint32_t *n)
+{
+	*chunk = cfg->chunk_size ? cfg->chunk_size : QQ_DEFAULT_CHUNK;
+	if (*chunk < 4096 || *chunk > (1u << 30) || *chunk % 8 != 0)
+		return -EINVAL;
+	if (cfg->producers == 0 || cfg->analyzers == 0 || cfg->producers > 4096 ||
+	    cfg->analyzers > 4096)
+		return -EINVAL;
+	if (cfg->high_water < 0 || cfg->high_water >= 1)
+		return -EINVAL;
+	size_t nch = cfg->size / *chunk;
+	if (nch < 4 || nch < (size_t)cfg->producers + 2 || nch > (1u << 24))
+		return -EINVAL;
+	*n = (uint32_t)nch;
+	return 0;
+}
+
+static int sync_init(struct qq *q)
+{
+	pthread_condattr_t ca;
+	if (pthread_condattr_init(&ca) || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC))
+		return -ENOMEM;
+	int r = pthread_mutex_init(&q->lock, NULL) || pthread_cond_init(&q->cond_producer, &ca) ||
+	        pthread_cond_init(&q->cond_analyzer, &ca) ||
+	        pthread_cond_init(&q->cond_dumper, &ca);
+	pthread_condattr_destroy(&ca);
+	return r ? -ENOMEM : 0;
+}
+
+int qq_create(const struct qq_config *cfg, struct qq **out)
+{
+	size_t chunk;
+	uint32_t n;
+	int r = config_check(cfg, &chunk, &n);
+	if (r)
+		return r;
+
+	struct qq *q = calloc(1, sizeof(*q));
+	if (!q)
+		return QQ_E_NOMEM;
+	q->chunk_size = (uint32_t)chunk;
+	q->nchunks = n;
+	q->mem_len = (size_t)n * chunk;
+	q->nproducers = cfg->producers;
+	q->nanalyzers = cfg->analyzers;
+	q->flush_ns = cfg->flush_ns ? cfg->flush_ns : 1000000u;
+	q->mode = cfg->mode;
+	double hw = cfg->high_water > 0 ? cfg->high_water : 0.9;
+	q->hw_chunks = (uint32_t)(hw * n);
+	if (q->hw_chunks > n - 1)
+		q->hw_chunks = n - 1;
+
+	q->chunks = calloc(n, sizeof(*q->chunks));
+	q->ring = calloc(n, sizeof(*q->ring));
+	q->free_stack = calloc(n, sizeof(*q->free_stack));
+	q->cursor = calloc(cfg->analyzers, sizeof(*q->cursor));
+	q->producers = calloc(cfg->producers, sizeof(*q->producers));
+	if (!q->chunks || !q->ring || !q->free_stack || !q->cursor || !q->producers ||
+	    sync_init(q) != 0) {
+		qq_destroy(q);
+		return QQ_E_NOMEM;
+	}
+	r = ring_map(q, cfg->hugepages);
+	if (r) {
+		qq_destroy(q);
+		return r;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		q->chunks[i].base = q->mem + (size_t)i * chunk;
+		q->chunks[i].size = (uint32_t)chunk;
+		q->chunks[i].state = CH_FREE;
+		q->free_stack[n - 1 - i] = &q->chunks[i];
+	}
+	q->nfree = n;
+	q->totals.capacity = q->mem_len;
+	q->totals.chunks = n;
+	q->totals.hugepages = q->hugepages;
+	*out = q;
+	return 0;
+}
+
+void qq_destroy(struct qq *q)
+{
+	if (!q)
+		return;
+	if (q->mem)
+		munmap(q->mem, q->mem_len);
+	pthread_mutex_destroy(&q->lock);
+	pthread_cond_destroy(&q->cond_producer);
+	pthread_cond_destroy(&q->cond_analyzer);
+	pthread_cond_destroy(&q->cond_dumper);
+	free(q->chunks);
+	free(q->ring);
+	free(q->free_stack);
+	free(q->cursor);
+	free(q->producers);
+	free(q);
+}
+
+/* ---- chunk layout --------------------------------------------------------------------- */
+
+/* Offsets of records grow down from the end of the chunk: slot i at end - 4*(i+1). */
+static inline uint32_t *offset_slot(const struct qq_chunk *c, uint32_t i)
+{
+	return (uint32_t *)(c->base + c->size - 4u * (i + 1));
+}
+
+static inline uint32_t record_size(uint32_t caplen)
+{
+	return (QQ_RECORD_HDR + caplen + 7u) & ~7u;
+}
+
+uint32_t qq_chunk_count(const struct qq_chunk *c)
+{
+	return c->count;
+}
+
+unsigned qq_chunk_producer(const struct qq_chunk *c)
+{
+	return c->producer;
+}
+
+struct qq_record *qq_chunk_record(const struct qq_chunk *c, uint32_t i)
+{
+	return (struct qq_record *)(c->base + *offset_slot(c, i));
+}
+
+/* ---- waiting ------------------------------------------------------------------------- */
+
+static struct timespec deadline_after(int timeout_ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
+/* Waits on cond with q->lock held; returns ETIMEDOUT when the deadline passed. */
+static int wait_until(struct qq *q, pthread_cond_t *cond, const struct timespec *dl)
+{
+	return pthread_cond_timedwait(cond, &q->lock, dl);
+}
+
+/* ---- producers ------------------------------------------------------------------------ */
+
+int qq_producer_open(struct qq *q, unsigned id, struct qq_producer **out)
+{
+	if (id >= q->nproducers)
+		return -EINVAL;
+	struct qq_producer *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->q = q;
+	p->id = id;
+	pthread_mutex_lock(&q->lock);
+	if (q->producers[id]) {
+		pthread_mutex_unlock(&q->lock);
+		free(p);
+		return -EBUSY;
+	}
+	q->producers[id] = p;
+	q->open_producers++;
+	pthread_mutex_unlock(&q->lock);
+	*out = p;
+	return 0;
+}
+
+/* Appends the producer's chunk to the ring.  Called with lock held. */
+static void chunk_publish_locked(struct qq *q, struct qq_chunk *c)
+{
+	c->state = CH_READY;
+	q->ring[q->tail_seq % q->nchunks] = c;
+	q->tail_seq++;
+	q->totals.enqueued_packets += c->count;
+	q->totals.enqueued_bytes += c->bytes;
+	if (c->max_ns > q->newest_ns)
+		q->newest_ns = c->max_ns;
+	pthread_cond_broadcast(&q->cond_analyzer);
+}
+
+static void chunk_reset(struct qq_chunk *c, unsigned producer, unsigned analyzer)
+{
+	c->count = 0;
+	c->used = 0;
+	c->bytes = 0;
+	c->min_ns = UINT64_MAX;
+	c->max_ns = 0;
+	c->producer = producer;
+	c->analyzer = analyzer;
+	c->filled_mono_ns = mono_ns();
+	c->state = CH_FILLING;
+}
+
+/*
+ * Overwrite mode, no free chunk: takes the oldest published chunk if no
+ * thread is using it, counting what is lost.  Called with lock held.
+ */
+static struct qq_chunk *chunk_steal_oldest_locked(struct qq *q)
+{
+	if (q->head_seq == q->tail_seq)
+		return NULL;
+	struct qq_chunk *c = q->ring[q->head_seq % q->nchunks];
+	if (c->state != CH_READY && c->state != CH_PEEKED)
+		return NULL; /* an analyzer is on it: the caller drops the packet instead */
+	q->head_seq++;
+	q->totals.overwritten_chunks++;
+	q->totals.overwritten_packets += c->count;
+	q->totals.overwritten_bytes += c->bytes;
+	return c;
+}
+
+/*
+ * Publishes the producer's full chunk and gives it a new one: 0,
+ * QQ_E_STOPPED, or -EAGAIN (overwrite mode, ring full and its oldest chunk
+ * in use by an analyzer: the caller drops the packet).
+ */
+static int producer_take_chunk(struct qq_producer *p)
+{
+	struct qq *q = p->q;
+	struct qq_chunk *c = NULL;
+	int counted_wait = 0;
+
+	pthread_mutex_lock(&q->lock);
+	q->totals.dropped_packets += p->dropped;
+	p->dropped = 0;
+	if (p->cur) {
+		chunk_publish_locked(q, p->cur); /* never empty: a record did not fit */
+		p->cur = NULL;
+	}
+	while (!c && !q->stopped) {
+		if (q->nfree > 0) {
+			c = q->free_stack[--q->nfree];
+		} else if (q->mode == QQ_MODE_OVERWRITE) {
+			c = chunk_steal_oldest_locked(q);
+			if (!c)
+				break;
+		} else {
+			if (!counted_wait++)
+				q->totals.backpressure_waits++;
+			pthread_cond_broadcast(&q->cond_dumper);
+			struct timespec dl = deadline_after(100);
+			wait_until(q, &q->cond_producer, &dl);
+		}
+	}
+	int stopped = q->stopped;
+	if (c)
+		chunk_reset(c, p->id, p->id % q->nanalyzers);
+	pthread_mutex_unlock(&q->lock);
+	p->cur = c;
+	if (c)
+		return 0;
+	return stopped ? QQ_E_STOPPED : -EAGAIN;
+}
+
+static inline int chunk_fits(const struct qq_chunk *c, uint32_t rsize)
+{
+	return (uint64_t)c->used + rsize + 4u * ((uint64_t)c->count + 1) <= c->size;
+}
+
+int qq_producer_append(struct qq_producer *p, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
+                       uint16_t port, uint16_t queue, const void *data)
+{
+	uint32_t rsize = record_size(caplen);
+	if (caplen > p->q->chunk_size || rsize + 4u > p->q->chunk_size)
+		return QQ_E_TOOBIG;
+
+	struct qq_chunk *c = p->cur;
+	if (!c || !chunk_fits(c, rsize)) {
+		if (p->busy_until_ns && mono_ns() < p->busy_until_ns) {
+			p->dropped++; /* still full and busy: do not take the lock per packet */
+			return 0;
+		}
+		int r = producer_take_chunk(p);
+		if (r == -EAGAIN) {
+			p->dropped++;
+			p->busy_until_ns = mono_ns() + p->q->flush_ns;
+			return 0;
+		}
+		if (r)
+			return r;
+		p->busy_until_ns = 0;
+		c = p->cur;
+	}
+	struct qq_record *rec = (struct qq_record *)(c->base + c->used);
+	rec->ts_ns = ts_ns;
+	rec->caplen = caplen;
+	rec->wirelen = wirelen;
+	rec->port = port;
+	rec->queue = queue;
+	rec->flow_hash = 0;
+	memcpy(rec->data, data, caplen);
+	*offset_slot(c, c->count) = c->used;
+	c->used += rsize;
+	c->count++;
+	c->bytes += caplen;
+	if (ts_ns < c->min_ns)
+		c->min_ns = ts_ns;
+	if (ts_ns > c->max_ns)
+		c->max_ns = ts_ns;
+	return 0;
+}
+
+void qq_producer_flush(struct qq_producer *p, uint64_t now_ns)
+{
+	struct qq_chunk *c = p->cur;
+	if (!c || c->count == 0 || now_ns < c->filled_mono_ns + p->q->flush_ns)
+		return;
+	pthread_mutex_lock(&p->q->lock);
+	chunk_publish_locked(p->q, c);
+	pthread_mutex_unlock(&p->q->lock);
+	p->cur = NULL;
+}
+
+void qq_producer_close(struct qq_producer *p)
+{
+	struct qq *q = p->q;
+	pthread_mutex_lock(&q->lock);
+	q->totals.dropped_packets += p->dropped;
+	if (p->cur) {
+		if (p->cur->count > 0) {
+			chunk_publish_locked(q, p->cur);
+		} else {
+			p->cur->state = CH_FREE;
+			q->free_stack[q->nfree++] = p->cur;
+		}
+	}
+	q->producers[p->id] = NULL;
+	q->open_producers--;
+	pthread_cond_broadcast(&q->cond_analyzer);
+	pthread_cond_broadcast(&q->cond_dumper);
+	pthread_mutex_unlock(&q->lock);
+	free(p);
+}
+
+/* ---- analyzers ------------------------------------------------------------------------ */
+
+/* Next READY chunk for analyzer a at or after its cursor, or NULL.  Lock held. */
+static struct qq_chunk *analyzer_find_locked(struct qq *q, unsigned a)
+{
+	uint64_t s = q->cursor[a] > q->head_seq ? q->cursor[a] : q->head_seq;
+	for (; s < q->tail_seq; s++) {
+		struct qq_chunk *c = q->ring[s % q->nchunks];
+		if (c->analyzer == a && c->state == CH_READY) {
+			q->cursor[a] = s + 1;
+			return c;
+		}
+	}
+	q->cursor[a] = s;
+	return NULL;
+}
+
+int qq_analyzer_next(struct qq *q, unsigned analyzer, struct qq_chunk **out, int timeout_ms)
+{
+	if (analyzer >= q->nanalyzers)
+		return -EINVAL;
+	struct timespec dl = deadline_after(timeout_ms);
+	int r = 0;
+
+	pthread_mutex_lock(&q->lock);
+	for (;;) {
+		if (q->stopped) {
+			r = QQ_E_STOPPED;
+			break;
+		}
+		struct qq_chunk *c = analyzer_find_locked(q, analyzer);
+		if (c) {
+			c->state = CH_PEEKING;
+			*out = c;
+			break;
+		}
+		if (q->open_producers == 0) {
+			r = QQ_E_DRAINED;
+			break;
+		}
+		if (wait_until(q, &q->cond_analyzer, &dl) == ETIMEDOUT) {
+			r = QQ_E_TIMEDOUT;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&q->lock);
+	return r;
+}
+
+void qq_analyzer_done(struct qq *q, struct qq_chunk *c)
+{
+	pthread_mutex_lock(&q->lock);
+	c->state = CH_PEEKED;
+	pthread_cond_broadcast(&q->cond_dumper);
+	pthread_mutex_unlock(&q->lock);
+}
+
+/* ---- dumpers ---------------------------------------------------------------------------- */
+
+int qq_dumper_next(struct qq *q, struct qq_chunk **out, int timeout_ms)
+{
+	struct timespec dl = deadline_after(timeout_ms);
+	int r = 0;
+
+	pthread_mutex_lock(&q->lock);
+	for (;;) {
+		if (q->stopped) {
+			r = QQ_E_STOPPED;
+			break;
+		}
+		if (q->head_seq < q->tail_seq) {
+			struct qq_chunk *c = q->ring[q->head_seq % q->nchunks];
+			uint32_t used = q->nchunks - q->nfree;
+			if (c->state == CH_PEEKED && (q->draining || used > q->hw_chunks)) {
+				q->head_seq++;
+				c->state = CH_DUMPING;
+				*out = c;
+				break;
+			}
+		} else if (q->draining && q->open_producers == 0) {
+			r = QQ_E_DRAINED;
+			break;
+		}
+		if (wait_until(q, &q->cond_dumper, &dl) == ETIMEDOUT) {
+			r = QQ_E_TIMEDOUT;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&q->lock);
+	return r;
+}
+
+void qq_dumper_release(struct qq *q, struct qq_chunk *c)
+{
+	pthread_mutex_lock(&q->lock);
+	c->state = CH_FREE;
+	q->free_stack[q->nfree++] = c;
+	pthread_cond_signal(&q->cond_producer);
+	pthread_cond_broadcast(&q->cond_dumper); /* fill level changed */
+	pthread_mutex_unlock(&q->lock);
+}
+
+/* ---- control and statistics ---------------------------------------------------------------- */
+
+void qq_drain(struct qq *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->draining = 1;
+	pthread_cond_broadcast(&q->cond_dumper);
+	pthread_mutex_unlock(&q->lock);
+}
+
+void qq_stop(struct qq *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->stopped = 1;
+	pthread_cond_broadcast(&q->cond_producer);
+	pthread_cond_broadcast(&q->cond_analyzer);
+	pthread_cond_broadcast(&q->cond_dumper);
+	pthread_mutex_unlock(&q->lock);
+}
+
+void qq_stats(struct qq *q, struct qq_stats *out)
+{
+	pthread_mutex_lock(&q->lock);
+	*out = q->totals;
+	out->chunks_used = q->nchunks - q->nfree;
+	out->fill = (double)out->chunks_used / q->nchunks;
+	out->newest_ns = q->newest_ns;
+	out->oldest_ns = 0;
+	if (q->head_seq < q->tail_seq)
+		out->oldest_ns = q->ring[q->head_seq % q->nchunks]->min_ns;
+	else
+		out->newest_ns = 0;
+	pthread_mutex_unlock(&q->lock);
+}

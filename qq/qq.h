@@ -1,0 +1,213 @@
+/*
+ * qq: the QQ (queue-in-queue) ring buffer that holds recent traffic in RAM.
+ *
+ * Purpose
+ *   Keeps the last N bytes of captured packets so that when a flow triggers,
+ *   its earlier packets are still there ("time travel").  Analyzers see every
+ *   packet as soon as it is published; dumpers take packets out as late as
+ *   possible: only while the ring is filled above its high-water mark, or when
+ *   it is drained at shutdown.
+ *
+ * Structure
+ *   One allocation of `size` bytes cut into chunks of `chunk_size` bytes (the
+ *   inner queues).  An outer ring holds references to published chunks in
+ *   publication order.  A producer owns one chunk at a time exclusively and
+ *   fills it without any synchronisation; records are packed from the start
+ *   of the chunk, 8-byte aligned, and a table of record offsets grows down
+ *   from the end of the chunk, giving O(1) random access by index.  The only
+ *   synchronisation is taking and handing back whole chunks (a mutex over the
+ *   outer ring, taken once per chunk, never per packet).
+ *
+ * Lifecycle
+ *   qq_create() -> producers: qq_producer_open() / qq_producer_append()... /
+ *   qq_producer_close();  analyzers: qq_analyzer_next() / qq_chunk_record()...
+ *   / qq_analyzer_done();  dumpers: qq_dumper_next() / qq_dumper_release();
+ *   qq_drain() at shutdown; qq_destroy() when every thread has stopped.
+ *   Open every producer handle before any analyzer or dumper starts waiting:
+ *   with no producer open, the QQ counts as finished (QQ_E_DRAINED).
+ *
+ * Ordering
+ *   Every chunk is peeked by exactly one analyzer: producer p's chunks all go
+ *   to analyzer p % analyzers, in the order p published them, so per-producer
+ *   order (and with symmetric RSS, per-flow order) is preserved.  Dumpers take
+ *   chunks strictly in publication order and never before the chunk's analyzer
+ *   has finished with it.
+ *
+ * When full
+ *   In QQ_MODE_OVERWRITE (live capture) a producer that finds no free chunk
+ *   discards the oldest published chunk that no thread is using, and counts it
+ *   (qq.enqueue.overwritten_*): ingest never blocks.  In QQ_MODE_BACKPRESSURE
+ *   (file replay) the producer waits for a dumper to free a chunk instead.
+ *
+ * Threading
+ *   Any number of producer, analyzer and dumper threads, as configured.  A
+ *   struct qq_producer belongs to one thread.  A chunk returned by
+ *   qq_analyzer_next() or qq_dumper_next() belongs to the caller until it is
+ *   handed back.  qq_stats() may be called from any thread.
+ *
+ * Errors
+ *   0 on success, negative errno, or QQ_E_* (-10000..-10099); qq_strerror().
+ */
+#ifndef FLOWSCOPE_QQ_H
+#define FLOWSCOPE_QQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QQ_E_BASE (-10000)
+#define QQ_E_TIMEDOUT (QQ_E_BASE - 1) /* nothing arrived within the timeout */
+#define QQ_E_DRAINED (QQ_E_BASE - 2)  /* producers closed and everything was handed out */
+#define QQ_E_STOPPED (QQ_E_BASE - 3)  /* qq_stop() was called */
+#define QQ_E_TOOBIG (QQ_E_BASE - 4)   /* record larger than a chunk can hold */
+#define QQ_E_NOMEM (QQ_E_BASE - 5)    /* the ring memory could not be had */
+#define QQ_E_LAST (QQ_E_BASE - 99)
+
+const char *qq_strerror(int err);
+
+/*
+ * One packet in a chunk: fixed 24-byte header then `caplen` bytes, the whole
+ * padded to 8 bytes.  `flow_hash` is free for the analyzer that peeks the
+ * chunk to annotate (dumpers read it later); producers set it to 0.
+ */
+struct qq_record {
+	uint64_t ts_ns;     /* capture time, ns since the Unix epoch */
+	uint32_t caplen;    /* bytes stored in data[] */
+	uint32_t wirelen;   /* length on the wire */
+	uint16_t port;      /* ingest source (port) number */
+	uint16_t queue;     /* RX queue within that source */
+	uint32_t flow_hash; /* analyzer annotation */
+	uint8_t data[];
+};
+
+enum qq_mode {
+	QQ_MODE_OVERWRITE = 0,    /* full ring: discard oldest chunk (live capture) */
+	QQ_MODE_BACKPRESSURE = 1, /* full ring: producer waits (file replay) */
+};
+
+struct qq_config {
+	size_t size;        /* total bytes; rounded down to whole chunks (>= 4 chunks) */
+	size_t chunk_size;  /* bytes per chunk; 0 = default QQ_DEFAULT_CHUNK */
+	unsigned producers; /* producer handles that will be opened (>= 1) */
+	unsigned analyzers; /* analyzer threads (>= 1) */
+	double high_water;  /* dequeue only above this fill fraction; 0 = 0.9 */
+	uint64_t flush_ns;  /* publish a partly filled chunk after this; 0 = 1 ms */
+	enum qq_mode mode;
+	int hugepages; /* 1: try MAP_HUGETLB first (falls back silently) */
+};
+
+#define QQ_DEFAULT_CHUNK (4u << 20)
+#define QQ_RECORD_HDR ((uint32_t)sizeof(struct qq_record))
+
+struct qq;
+struct qq_chunk;
+struct qq_producer;
+
+/*
+ * Allocates the ring (one mapping, pre-faulted).  Returns 0 and *out,
+ * -EINVAL for a bad config, or QQ_E_NOMEM when the memory cannot be had.
+ */
+int qq_create(const struct qq_config *cfg, struct qq **out);
+
+/* Frees the ring.  No thread may still use it. */
+void qq_destroy(struct qq *q);
+
+/* ---- producers -------------------------------------------------------------- */
+
+/*
+ * Opens producer handle `id` (0 <= id < cfg.producers).  Returns 0, -EINVAL,
+ * or -EBUSY if already open.  The handle belongs to the calling thread.
+ */
+int qq_producer_open(struct qq *q, unsigned id, struct qq_producer **out);
+
+/*
+ * Copies one packet into the producer's chunk, taking a new chunk when the
+ * current one is full.  Returns 0 (stored, or in overwrite mode dropped and
+ * counted in dropped_packets because the ring is full and its oldest chunk
+ * is still being analysed); QQ_E_TOOBIG if the record can never fit a chunk;
+ * QQ_E_STOPPED after qq_stop() (the packet is not stored).  May block only in
+ * QQ_MODE_BACKPRESSURE.  No lock and no syscall unless a chunk changes.
+ */
+int qq_producer_append(struct qq_producer *p, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
+                       uint16_t port, uint16_t queue, const void *data);
+
+/*
+ * Publishes the producer's chunk if it holds records older than flush_ns at
+ * time now_ns (monotonic clock), so low-rate traffic is never stuck.  Call it
+ * when a receive burst comes back empty or after each burst.
+ */
+void qq_producer_flush(struct qq_producer *p, uint64_t now_ns);
+
+/* Publishes what is left and closes the handle (freed). */
+void qq_producer_close(struct qq_producer *p);
+
+/* ---- analyzers -------------------------------------------------------------- */
+
+/*
+ * Waits up to timeout_ms for the next published chunk for `analyzer`.
+ * Returns 0 and *out; QQ_E_TIMEDOUT; QQ_E_DRAINED when all producers are
+ * closed and every chunk for this analyzer has been handed out; QQ_E_STOPPED.
+ */
+int qq_analyzer_next(struct qq *q, unsigned analyzer, struct qq_chunk **out, int timeout_ms);
+
+/* Hands a chunk back from an analyzer: dumpers may now take it. */
+void qq_analyzer_done(struct qq *q, struct qq_chunk *c);
+
+/* ---- dumpers ---------------------------------------------------------------- */
+
+/*
+ * Waits up to timeout_ms for the oldest published chunk, which is handed out
+ * only when the ring is filled above the high-water mark (or being drained)
+ * and its analyzer is done with it.  Returns 0 and *out; QQ_E_TIMEDOUT;
+ * QQ_E_DRAINED when draining and nothing is left; QQ_E_STOPPED.
+ */
+int qq_dumper_next(struct qq *q, struct qq_chunk **out, int timeout_ms);
+
+/* Hands a chunk back from a dumper: it becomes free for producers. */
+void qq_dumper_release(struct qq *q, struct qq_chunk *c);
+
+/* ---- chunks ----------------------------------------------------------------- */
+
+/* Number of records in a chunk. */
+uint32_t qq_chunk_count(const struct qq_chunk *c);
+
+/* Record i (0 <= i < count) of a chunk; O(1). */
+struct qq_record *qq_chunk_record(const struct qq_chunk *c, uint32_t i);
+
+/* The producer that filled the chunk. */
+unsigned qq_chunk_producer(const struct qq_chunk *c);
+
+/* ---- control and statistics -------------------------------------------------- */
+
+/* From now on dumpers take every chunk regardless of the high-water mark. */
+void qq_drain(struct qq *q);
+
+/* Wakes every waiting thread with QQ_E_STOPPED; producers stop storing. */
+void qq_stop(struct qq *q);
+
+struct qq_stats {
+	uint64_t capacity;            /* bytes of ring memory */
+	uint32_t chunks;              /* chunks in the ring */
+	uint32_t chunks_used;         /* chunks being filled or published, not yet freed */
+	double fill;                  /* chunks_used / chunks */
+	uint64_t oldest_ns;           /* oldest timestamp held (0 if empty) */
+	uint64_t newest_ns;           /* newest timestamp published (0 if empty) */
+	uint64_t enqueued_packets;    /* qq.enqueue.packets */
+	uint64_t enqueued_bytes;      /* qq.enqueue.bytes (captured bytes) */
+	uint64_t overwritten_chunks;  /* qq.enqueue.overwritten_chunks */
+	uint64_t overwritten_packets; /* qq.enqueue.overwritten_packets */
+	uint64_t overwritten_bytes;   /* qq.enqueue.overwritten_bytes */
+	uint64_t dropped_packets;     /* qq.enqueue.dropped_busy: ring full, oldest chunk in use */
+	uint64_t backpressure_waits;  /* qq.enqueue.backpressure_waits */
+	int hugepages;                /* 1 if the ring is backed by huge pages */
+};
+
+void qq_stats(struct qq *q, struct qq_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

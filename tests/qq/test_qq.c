@@ -1,0 +1,355 @@
+/*
+ * QQ unit tests: record packing and random access, chunk hand-over between
+ * producer, analyzer and dumper, the high-water mark, drain, overwrite
+ * accounting, back-pressure, and per-producer order across threads.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qq/qq.h"
+
+#define CHUNK (64u << 10)
+
+static struct qq *make_qq(unsigned chunks, enum qq_mode mode, double hw, unsigned producers,
+                          unsigned analyzers)
+{
+	struct qq_config c = {.size = (size_t)chunks * CHUNK,
+	                      .chunk_size = CHUNK,
+	                      .producers = producers,
+	                      .analyzers = analyzers,
+	                      .high_water = hw,
+	                      .mode = mode};
+	struct qq *q = NULL;
+	assert_int_equal(qq_create(&c, &q), 0);
+	return q;
+}
+
+/* Appends packet number i: its bytes are a pattern derived from i, length 1..1500. */
+static void put(struct qq_producer *p, uint32_t i, uint16_t port)
+{
+	uint8_t buf[1500];
+	uint32_t len = 1 + (i * 7919u) % 1500u;
+	for (uint32_t k = 0; k < len; k++)
+		buf[k] = (uint8_t)(i + k);
+	assert_int_equal(qq_producer_append(p, 1000 + i, len, len + 4, port, 0, buf), 0);
+}
+
+static void check(const struct qq_record *r, uint32_t i)
+{
+	uint32_t len = 1 + (i * 7919u) % 1500u;
+	assert_int_equal(r->ts_ns, 1000 + i);
+	assert_int_equal(r->caplen, len);
+	assert_int_equal(r->wirelen, len + 4);
+	assert_int_equal((uintptr_t)r % 8, 0);
+	for (uint32_t k = 0; k < len; k++)
+		assert_int_equal(r->data[k], (uint8_t)(i + k));
+}
+
+static void test_bad_config(void **state)
+{
+	(void)state;
+	struct qq *q;
+	struct qq_config c = {
+	    .size = 3 * CHUNK, .chunk_size = CHUNK, .producers = 1, .analyzers = 1};
+	assert_int_equal(qq_create(&c, &q), -EINVAL); /* fewer than 4 chunks */
+	c.size = 8 * CHUNK;
+	c.high_water = 1.5;
+	assert_int_equal(qq_create(&c, &q), -EINVAL);
+	c.high_water = 0;
+	c.producers = 0;
+	assert_int_equal(qq_create(&c, &q), -EINVAL);
+}
+
+static void test_pack_random_access(void **state)
+{
+	(void)state;
+	struct qq *q = make_qq(8, QQ_MODE_BACKPRESSURE, 0, 1, 1);
+	struct qq_producer *p;
+	assert_int_equal(qq_producer_open(q, 0, &p), 0);
+	for (uint32_t i = 0; i < 40; i++)
+		put(p, i, 3);
+	qq_producer_close(p);
+
+	struct qq_chunk *c;
+	assert_int_equal(qq_analyzer_next(q, 0, &c, 100), 0);
+	uint32_t n = qq_chunk_count(c);
+	assert_int_equal(n, 40);       /* 40 records of <= 1.5 KB fit one 64 KiB chunk */
+	for (uint32_t i = n; i-- > 0;) /* random access, backwards */
+		check(qq_chunk_record(c, i), i);
+	assert_int_equal(qq_chunk_record(c, 5)->port, 3);
+	qq_analyzer_done(q, c);
+	assert_int_equal(qq_analyzer_next(q, 0, &c, 10), QQ_E_DRAINED);
+	qq_destroy(q);
+}
+
+static void test_too_big(void **state)
+{
+	(void)state;
+	struct qq *q = make_qq(8, QQ_MODE_BACKPRESSURE, 0, 1, 1);
+	struct qq_producer *p;
+	static uint8_t big[CHUNK];
+	assert_int_equal(qq_producer_open(q, 0, &p), 0);
+	assert_int_equal(qq_producer_append(p, 1, CHUNK, CHUNK, 0, 0, big), QQ_E_TOOBIG);
+	assert_int_equal(qq_producer_append(p, 1, CHUNK - 64, CHUNK, 0, 0, big), 0);
+	qq_producer_close(p);
+	qq_destroy(q);
+}
+
+/* Fills the producer's chunk with n packets starting at *next. */
+static void fill(struct qq_producer *p, uint32_t *next, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++, (*next)++)
+		put(p, *next, 0);
+}
+
+static void test_flush_partial(void **state)
+{
+	(void)state;
+	struct qq *q = make_qq(8, QQ_MODE_BACKPRESSURE, 0, 1, 1);
+	struct qq_producer *p;
+	struct qq_chunk *c;
+	uint32_t next = 0;
+	assert_int_equal(qq_producer_open(q, 0, &p), 0);
+	fill(p, &next, 3);
+	assert_int_equal(qq_analyzer_next(q, 0, &c, 10), QQ_E_TIMEDOUT); /* not yet visible */
+	qq_producer_flush(p, 0);                                         /* too early: no-op */
+	assert_int_equal(qq_analyzer_next(q, 0, &c, 10), QQ_E_TIMEDOUT);
+	qq_producer_flush(p, UINT64_MAX / 2); /* long after the flush interval */
+	assert_int_equal(qq_analyzer_next(q, 0, &c, 100), 0);
+	assert_int_equal(qq_chunk_count(c), 3);
+	qq_analyzer_done(q, c);
+	qq_producer_close(p);
+	qq_destroy(q);
+}
+
+/* Publishes k full chunks (each one packet of 40 KiB, so one per chunk). */
+static void publish_chunks(struct qq_producer *p, unsigned k, uint64_t *ts)
+{
+	static uint8_t blob[40u << 10];
+	for (unsigned i = 0; i < k; i++, (*ts)++)
+		assert_int_equal(qq_producer_append(p, *ts, sizeof(blob), sizeof(blob), 0, 0, blob),
+		                 0);
+}
+
+static void analyze_all(struct qq *q, unsigned expect)
+{
+	struct qq_chunk *c;
+	for (unsigned i = 0; i < expect; i++) {
+		assert_int_equal(qq_analyzer_next(q, 0, &c, 100), 0);
+		qq_analyzer_done(q, c);
+	}
+}
+
+static void test_high_water(void **state)
+{
+	(void)state;
+	/* 10 chunks, high water 50%: dumpers may take chunks only while > 5 are used */
+	struct qq *q = make_qq(10, QQ_MODE_BACKPRESSURE, 0.5, 1, 1);
+	struct qq_producer *p;
+	struct qq_chunk *c;
+	uint64_t ts = 1;
+	assert_int_equal(qq_producer_open(q, 0, &p), 0);
+	publish_chunks(p, 5, &ts); /* 4 published + 1 being filled = 5 used */
+	analyze_all(q, 4);
+	assert_int_equal(qq_dumper_next(q, &c, 10), QQ_E_TIMEDOUT);
+	publish_chunks(p, 2, &ts); /* 6 published + 1 filling = 7 used */
+	analyze_all(q, 2);
+	struct qq_stats st;
+	qq_stats(q, &st);
+	assert_int_equal(st.chunks_used, 7);
+	assert_int_equal(st.oldest_ns, 1);
+	assert_int_equal(st.newest_ns, 6);
+	/* 7 used > 5: dequeue oldest first, until the mark is reached */
+	assert_int_equal(qq_dumper_next(q, &c, 10), 0);
+	assert_int_equal(qq_chunk_record(c, 0)->ts_ns, 1);
+	qq_dumper_release(q, c);
+	assert_int_equal(qq_dumper_next(q, &c, 10), 0);
+	assert_int_equal(qq_chunk_record(c, 0)->ts_ns, 2);
+	qq_dumper_release(q, c);
+	assert_int_equal(qq_dumper_next(q, &c, 10), QQ_E_TIMEDOUT); /* 5 used: at the mark */
+	/* drain: everything goes, in order, then DRAINED */
+	qq_producer_close(p);
+	analyze_all(q, 1);
+	qq_drain(q);
+	for (uint64_t want = 3; want <= 7; want++) {
+		assert_int_equal(qq_dumper_next(q, &c, 10), 0);
+		assert_int_equal(qq_chunk_record(c, 0)->ts_ns, want);
+		qq_dumper_release(q, c);
+	}
+	assert_int_equal(qq_dumper_next(q, &c, 10), QQ_E_DRAINED);
+	qq_destroy(q);
+}
+
+static void test_not_before_peek(void **state)
+{
+	(void)state;
+	struct qq *q = make_qq(6, QQ_MODE_BACKPRESSURE, 0.1, 1, 1);
+	struct qq_producer *p;
+	struct qq_chunk *c, *a;
+	uint64_t ts = 1;
+	assert_int_equal(qq_producer_open(q, 0, &p), 0);
+	publish_chunks(p, 4, &ts);
+	qq_drain(q);
+	assert_int_equal(qq_dumper_next(q, &c, 10), QQ_E_TIMEDOUT); /* nothing analysed yet */
+	assert_int_equal(qq_analyzer_next(q, 0, &a, 10), 0);
+	assert_int_equal(qq_dumper_next(q, &c, 10), QQ_E_TIMEDOUT); /* being analysed */
+	qq_analyzer_done(q, a);
+	assert_int_equal(qq_dumper_next(q, &c, 10), 0);
+	assert_ptr_equal(c, a);
+	qq_dumper_release(q, c);
+	qq_producer_close(p);
+	qq_destroy(q);
+}
+
+static void test_overwrite_when_full(void **state)
+{
+	(void)state;
+	/* 4 chunks, overwrite mode, no dumper: the oldest chunks are discarded and counted */
+	struct qq *q = make_qq(4, QQ_MODE_OVERWRITE, 0, 1, 1);
+	struct qq_producer *p;
+	struct qq_chunk *c;
+	uint64_t ts = 1;
+	assert_int_equal(qq_producer_open(q, 0, &p), 0);
+	publish_chunks(p, 10, &ts); /* chunks 1..9 published, 10 filling */
+	struct qq_stats st;
+	qq_stats(q, &st);
+	assert_int_equal(st.overwritten_chunks, 6);
+	assert_int_equal(st.overwritten_packets, 6);
+	assert_int_equal(st.overwritten_bytes, 6u * (40u << 10));
+	assert_int_equal(st.oldest_ns, 7); /* the ring holds 7, 8, 9 (+10 filling) */
+	/* the analyzer resumes at the oldest chunk still held */
+	assert_int_equal(qq_analyzer_next(q, 0, &c, 10), 0);
+	assert_int_equal(qq_chunk_record(c, 0)->ts_ns, 7);
+	/* ring full and its oldest chunk busy: the packet is dropped and counted, not blocked */
+	static uint8_t blob[40u << 10];
+	assert_int_equal(qq_producer_append(p, 99, sizeof(blob), sizeof(blob), 0, 0, blob), 0);
+	qq_analyzer_done(q, c);
+	qq_producer_close(p);
+	qq_stats(q, &st);
+	assert_int_equal(st.dropped_packets, 1);
+	qq_destroy(q);
+}
+
+struct prod_arg {
+	struct qq_producer *p;
+	unsigned id;
+	uint32_t n;
+};
+
+static void *producer_thread(void *v)
+{
+	struct prod_arg *a = v;
+	struct qq_producer *p = a->p;
+	uint8_t buf[256];
+	for (uint32_t i = 0; i < a->n; i++) {
+		uint32_t len = 16 + i % 200;
+		memcpy(buf, &i, 4);
+		if (qq_producer_append(p, i, len, len, (uint16_t)a->id, 0, buf) != 0)
+			return (void *)1;
+	}
+	qq_producer_close(p);
+	return NULL;
+}
+
+struct ana_arg {
+	struct qq *q;
+	unsigned id, nprod;
+	uint32_t next[4]; /* expected next sequence per producer */
+	int bad;
+};
+
+static void *analyzer_thread(void *v)
+{
+	struct ana_arg *a = v;
+	struct qq_chunk *c;
+	int r;
+	while ((r = qq_analyzer_next(a->q, a->id, &c, 100)) != QQ_E_DRAINED) {
+		if (r == QQ_E_TIMEDOUT)
+			continue;
+		for (uint32_t i = 0; i < qq_chunk_count(c); i++) {
+			const struct qq_record *rec = qq_chunk_record(c, i);
+			uint32_t seq;
+			memcpy(&seq, rec->data, 4);
+			if (rec->port % 2 != a->id || seq != a->next[rec->port])
+				a->bad = 1;
+			a->next[rec->port] = seq + 1;
+		}
+		qq_analyzer_done(a->q, c);
+	}
+	return NULL;
+}
+
+static void *dumper_thread(void *v)
+{
+	struct qq *q = v;
+	struct qq_chunk *c;
+	uintptr_t packets = 0;
+	int r;
+	while ((r = qq_dumper_next(q, &c, 100)) != QQ_E_DRAINED) {
+		if (r == QQ_E_TIMEDOUT)
+			continue;
+		packets += qq_chunk_count(c);
+		qq_dumper_release(q, c);
+	}
+	return (void *)packets;
+}
+
+/* 4 producers, 2 analyzers, 1 dumper, back-pressure: nothing lost, per-producer order kept. */
+static void test_threads_order(void **state)
+{
+	(void)state;
+	struct qq *q = make_qq(8, QQ_MODE_BACKPRESSURE, 0.5, 4, 2);
+	pthread_t pt[4], at[2], dt;
+	struct prod_arg pa[4];
+	struct ana_arg aa[2] = {{.q = q, .id = 0, .nprod = 4}, {.q = q, .id = 1, .nprod = 4}};
+	/* producers are opened before any thread starts (the documented order) */
+	for (unsigned i = 0; i < 4; i++) {
+		pa[i] = (struct prod_arg){.id = i, .n = 20000};
+		assert_int_equal(qq_producer_open(q, i, &pa[i].p), 0);
+	}
+	for (unsigned i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&pt[i], NULL, producer_thread, &pa[i]), 0);
+	assert_int_equal(pthread_create(&dt, NULL, dumper_thread, q), 0);
+	for (unsigned i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&at[i], NULL, analyzer_thread, &aa[i]), 0);
+	for (unsigned i = 0; i < 4; i++) {
+		void *rv;
+		pthread_join(pt[i], &rv);
+		assert_null(rv);
+	}
+	for (unsigned i = 0; i < 2; i++)
+		pthread_join(at[i], NULL);
+	qq_drain(q);
+	void *dumped;
+	pthread_join(dt, &dumped);
+	assert_int_equal((uintptr_t)dumped, 4 * 20000);
+	for (unsigned i = 0; i < 2; i++) {
+		assert_int_equal(aa[i].bad, 0);
+		assert_int_equal(aa[i].next[i], 20000);
+		assert_int_equal(aa[i].next[i + 2], 20000);
+	}
+	qq_destroy(q);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_bad_config),
+	    cmocka_unit_test(test_pack_random_access),
+	    cmocka_unit_test(test_too_big),
+	    cmocka_unit_test(test_flush_partial),
+	    cmocka_unit_test(test_high_water),
+	    cmocka_unit_test(test_not_before_peek),
+	    cmocka_unit_test(test_overwrite_when_full),
+	    cmocka_unit_test(test_threads_order),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
