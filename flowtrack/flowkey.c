@@ -1,0 +1,130 @@
+/*
+ * Flow keys: the canonical bidirectional IP 5-tuple, its hash and its
+ * printed form.
+ *
+ * Canonical order makes both directions of a flow one key: the endpoint
+ * (address, then port) that compares lower is `a`.  Because the key is
+ * canonical, any hash of its bytes is symmetric.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "flowtrack/flowtrack.h"
+
+_Static_assert(sizeof(struct ft_flow_key) == 40, "ft_flow_key must have no padding holes");
+
+static const uint8_t v4_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+int ft_addr_is_v4(const uint8_t addr[16])
+{
+	return memcmp(addr, v4_prefix, sizeof(v4_prefix)) == 0;
+}
+
+/* <0, 0, >0 as endpoint (a1, p1) sorts before, equal to, after (a2, p2). */
+static int endpoint_cmp(const uint8_t *a1, uint16_t p1, const uint8_t *a2, uint16_t p2)
+{
+	int c = memcmp(a1, a2, 16);
+	if (c != 0)
+		return c;
+	return (p1 > p2) - (p1 < p2);
+}
+
+int ft_flow_key_from_packet(const struct ft_packet *pkt, unsigned flags, struct ft_flow_key *key,
+                            int *dir)
+{
+	if (!(pkt->flags & FT_PKT_IP))
+		return -ENOENT;
+
+	uint16_t sp = 0, dp = 0;
+	if (pkt->flags & FT_PKT_L4) {
+		sp = pkt->sport;
+		dp = pkt->dport;
+	}
+	memset(key, 0, sizeof(*key));
+	int swap = endpoint_cmp(pkt->src, sp, pkt->dst, dp) > 0;
+	memcpy(key->a, swap ? pkt->dst : pkt->src, 16);
+	memcpy(key->b, swap ? pkt->src : pkt->dst, 16);
+	key->port_a = swap ? dp : sp;
+	key->port_b = swap ? sp : dp;
+	key->proto = pkt->proto;
+	if ((flags & FT_KEY_VLAN) && pkt->n_vlan > 0)
+		key->vlan = pkt->vlan[0];
+	if (dir)
+		*dir = swap;
+	return 0;
+}
+
+static inline uint64_t load64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+/* 64x64 -> 128 multiply folded to 64 bits: the wyhash/rapidhash mixer. */
+static inline uint64_t mix(uint64_t a, uint64_t b)
+{
+	__uint128_t r = (__uint128_t)a * b;
+	return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+uint64_t ft_flow_key_hash(const struct ft_flow_key *key)
+{
+	const uint8_t *p = (const uint8_t *)key;
+	const uint64_t k0 = 0xa0761d6478bd642full, k1 = 0xe7037ed1a0b428dbull;
+	const uint64_t k2 = 0x8ebc6af09c88c6e3ull, k3 = 0x589965cc75374cc3ull;
+
+	uint64_t h = mix(load64(p) ^ k0, load64(p + 8) ^ k1);
+	h = mix(h ^ load64(p + 16) ^ k2, load64(p + 24) ^ k3);
+	h = mix(h ^ load64(p + 32) ^ k0, 40 ^ k1);
+	return h;
+}
+
+char *ft_addr_format(const uint8_t addr[16], char *buf, size_t buflen)
+{
+	if (buflen == 0)
+		return buf;
+	const char *r = ft_addr_is_v4(addr) ? inet_ntop(AF_INET, addr + 12, buf, (socklen_t)buflen)
+	                                    : inet_ntop(AF_INET6, addr, buf, (socklen_t)buflen);
+	if (!r)
+		buf[0] = '\0';
+	return buf;
+}
+
+static const char *proto_name(uint8_t proto, char *tmp, size_t len)
+{
+	switch (proto) {
+	case 1:
+		return "icmp";
+	case 6:
+		return "tcp";
+	case 17:
+		return "udp";
+	case 58:
+		return "icmp6";
+	case 132:
+		return "sctp";
+	default:
+		snprintf(tmp, len, "proto%u", proto);
+		return tmp;
+	}
+}
+
+char *ft_flow_key_format(const struct ft_flow_key *key, char *buf, size_t buflen)
+{
+	char a[FT_ADDRSTRLEN], b[FT_ADDRSTRLEN], tmp[16];
+	int v4 = ft_addr_is_v4(key->a);
+
+	ft_addr_format(key->a, a, sizeof(a));
+	ft_addr_format(key->b, b, sizeof(b));
+	snprintf(buf, buflen, v4 ? "%s %s:%u <-> %s:%u" : "%s [%s]:%u <-> [%s]:%u",
+	         proto_name(key->proto, tmp, sizeof(tmp)), a, key->port_a, b, key->port_b);
+	if (key->vlan) {
+		size_t n = strlen(buf);
+		if (n < buflen)
+			snprintf(buf + n, buflen - n, " vlan %u", key->vlan);
+	}
+	return buf;
+}

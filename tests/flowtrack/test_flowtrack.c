@@ -1,0 +1,445 @@
+/*
+ * flowtrack unit tests: parsing (Ethernet, VLAN/QinQ, MPLS, IPv4 with
+ * options, IPv6 with extension headers, fragments, ARP, cooked and raw link
+ * types), every truncation point of a packet, canonical flow keys, hashing,
+ * and the flow table (insert, lookup, removal, eviction when full).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flowtrack/flowtrack.h"
+
+/* ---- packet builders -------------------------------------------------------------------- */
+
+static size_t eth(uint8_t *p, uint16_t type)
+{
+	memset(p, 0, 12);
+	p[0] = 0x02;
+	p[6] = 0x04;
+	p[12] = (uint8_t)(type >> 8);
+	p[13] = (uint8_t)type;
+	return 14;
+}
+
+static size_t vlan_tag(uint8_t *p, uint16_t vid, uint16_t next_type)
+{
+	p[0] = (uint8_t)(vid >> 8);
+	p[1] = (uint8_t)vid;
+	p[2] = (uint8_t)(next_type >> 8);
+	p[3] = (uint8_t)next_type;
+	return 4;
+}
+
+/* IPv4 header with `opt` bytes of options; returns its length. */
+static size_t ipv4(uint8_t *p, const char *src, const char *dst, uint8_t proto, uint16_t frag,
+                   size_t opt)
+{
+	size_t hl = 20 + opt;
+	memset(p, 0, hl);
+	p[0] = (uint8_t)(0x40 | (hl / 4));
+	p[6] = (uint8_t)(frag >> 8);
+	p[7] = (uint8_t)frag;
+	p[8] = 64;
+	p[9] = proto;
+	inet_pton(AF_INET, src, p + 12);
+	inet_pton(AF_INET, dst, p + 16);
+	for (size_t i = 20; i < hl; i++)
+		p[i] = 1; /* NOP options */
+	return hl;
+}
+
+static size_t ipv6(uint8_t *p, const char *src, const char *dst, uint8_t nh)
+{
+	memset(p, 0, 40);
+	p[0] = 0x60;
+	p[6] = nh;
+	p[7] = 63;
+	inet_pton(AF_INET6, src, p + 8);
+	inet_pton(AF_INET6, dst, p + 24);
+	return 40;
+}
+
+static size_t ports(uint8_t *p, uint16_t sp, uint16_t dp, uint8_t tcp_flags)
+{
+	memset(p, 0, 20);
+	p[0] = (uint8_t)(sp >> 8);
+	p[1] = (uint8_t)sp;
+	p[2] = (uint8_t)(dp >> 8);
+	p[3] = (uint8_t)dp;
+	p[12] = 0x50;
+	p[13] = tcp_flags;
+	return 20;
+}
+
+static void v4mapped(const char *s, uint8_t out[16])
+{
+	memset(out, 0, 16);
+	out[10] = out[11] = 0xff;
+	inet_pton(AF_INET, s, out + 12);
+}
+
+static void v6(const char *s, uint8_t out[16])
+{
+	inet_pton(AF_INET6, s, out);
+}
+
+/* ---- parser ------------------------------------------------------------------------------- */
+
+static void test_ipv4_tcp(void **state)
+{
+	(void)state;
+	uint8_t b[128], a[16];
+	size_t n = eth(b, 0x0800);
+	n += ipv4(b + n, "10.0.0.1", "10.0.0.2", 6, 0x4000, 0);
+	n += ports(b + n, 40000, 80, 0x12);
+	struct ft_packet p;
+	assert_int_equal(ft_parse(FT_DLT_EN10MB, b, (uint32_t)n, &p), 0);
+	assert_int_equal(p.flags, FT_PKT_IP | FT_PKT_L4);
+	assert_int_equal(p.family, 4);
+	assert_int_equal(p.ethertype, 0x0800);
+	assert_int_equal(p.l3_off, 14);
+	assert_int_equal(p.l4_off, 34);
+	assert_int_equal(p.proto, 6);
+	assert_int_equal(p.ttl, 64);
+	assert_int_equal(p.sport, 40000);
+	assert_int_equal(p.dport, 80);
+	assert_int_equal(p.tcp_flags, 0x12);
+	v4mapped("10.0.0.1", a);
+	assert_memory_equal(p.src, a, 16);
+	v4mapped("10.0.0.2", a);
+	assert_memory_equal(p.dst, a, 16);
+}
+
+static void test_ipv4_options_vlan_qinq(void **state)
+{
+	(void)state;
+	uint8_t b[160];
+	size_t n = eth(b, 0x88a8);
+	n += vlan_tag(b + n, 200, 0x8100);
+	n += vlan_tag(b + n, 100, 0x0800);
+	n += ipv4(b + n, "192.168.1.1", "192.168.1.2", 17, 0, 12);
+	n += ports(b + n, 5353, 53, 0);
+	struct ft_packet p;
+	assert_int_equal(ft_parse(FT_DLT_EN10MB, b, (uint32_t)n, &p), 0);
+	assert_int_equal(p.n_vlan, 2);
+	assert_int_equal(p.vlan[0], 200);
+	assert_int_equal(p.vlan[1], 100);
+	assert_int_equal(p.l3_off, 22);
+	assert_int_equal(p.l4_off, 22 + 32);
+	assert_int_equal(p.sport, 5353);
+	assert_int_equal(p.dport, 53);
+	assert_true(p.flags & FT_PKT_L4);
+}
+
+static void test_ipv6_ext_headers(void **state)
+{
+	(void)state;
+	uint8_t b[200], a[16];
+	size_t n = eth(b, 0x86dd);
+	n += ipv6(b + n, "fd00::1", "fd00::2", 0); /* hop-by-hop */
+	memset(b + n, 0, 8);
+	b[n] = 60; /* next: destination options, 8 bytes */
+	n += 8;
+	memset(b + n, 0, 16);
+	b[n] = 6;     /* next: TCP */
+	b[n + 1] = 1; /* (1 + 1) * 8 = 16 bytes */
+	n += 16;
+	n += ports(b + n, 443, 50000, 0x10);
+	struct ft_packet p;
+	assert_int_equal(ft_parse(FT_DLT_EN10MB, b, (uint32_t)n, &p), 0);
+	assert_int_equal(p.family, 6);
+	assert_int_equal(p.proto, 6);
+	assert_int_equal(p.n_nxt, 3);
+	assert_int_equal(p.nxt[0], 0);
+	assert_int_equal(p.nxt[1], 60);
+	assert_int_equal(p.nxt[2], 6);
+	assert_int_equal(p.l4_off, 14 + 40 + 8 + 16);
+	assert_int_equal(p.sport, 443);
+	assert_int_equal(p.ttl, 63);
+	v6("fd00::2", a);
+	assert_memory_equal(p.dst, a, 16);
+}
+
+static void test_fragments(void **state)
+{
+	(void)state;
+	uint8_t b[200];
+	struct ft_packet p;
+	/* IPv4 first fragment (MF): ports read */
+	size_t n = eth(b, 0x0800);
+	n += ipv4(b + n, "10.0.0.1", "10.0.0.2", 17, 0x2000, 0);
+	n += ports(b + n, 1000, 2000, 0);
+	ft_parse(FT_DLT_EN10MB, b, (uint32_t)n, &p);
+	assert_int_equal(p.flags & (FT_PKT_FRAG | FT_PKT_FRAG_LATER | FT_PKT_L4),
+	                 FT_PKT_FRAG | FT_PKT_L4);
+	/* IPv4 later fragment (offset 185*8): payload bytes are NOT ports */
+	n = eth(b, 0x0800);
+	n += ipv4(b + n, "10.0.0.1", "10.0.0.2", 17, 185, 0);
+	n += ports(b + n, 1000, 2000, 0);
+	ft_parse(FT_DLT_EN10MB, b, (uint32_t)n, &p);
+	assert_true(p.flags & FT_PKT_FRAG_LATER);
+	assert_false(p.flags & FT_PKT_L4);
+	assert_int_equal(p.sport, 0);
+	assert_int_equal(p.proto, 17);
+	/* IPv6 later fragment */
+	n = eth(b, 0x86dd);
+	n += ipv6(b + n, "fd00::1", "fd00::2", 44);
+	memset(b + n, 0, 8);
+	b[n] = 17;
+	b[n + 2] = 0x05; /* offset 0x05a8 >> 3 */
+	b[n + 3] = 0xa8;
+	n += 8;
+	n += ports(b + n, 1000, 2000, 0);
+	ft_parse(FT_DLT_EN10MB, b, (uint32_t)n, &p);
+	assert_true(p.flags & FT_PKT_FRAG_LATER);
+	assert_false(p.flags & FT_PKT_L4);
+	assert_int_equal(p.proto, 17);
+}
+
+static void test_arp_and_mpls(void **state)
+{
+	(void)state;
+	uint8_t b[128], a[16];
+	struct ft_packet p;
+	size_t n = eth(b, 0x0806);
+	memset(b + n, 0, 28);
+	b[n + 1] = 1;    /* htype ethernet */
+	b[n + 2] = 0x08; /* ptype IPv4 */
+	b[n + 4] = 6;
+	b[n + 5] = 4;
+	inet_pton(AF_INET, "10.1.1.1", b + n + 14);
+	inet_pton(AF_INET, "10.1.1.2", b + n + 24);
+	n += 28;
+	ft_parse(FT_DLT_EN10MB, b, (uint32_t)n, &p);
+	assert_int_equal(p.flags, FT_PKT_ARP);
+	v4mapped("10.1.1.2", a);
+	assert_memory_equal(p.dst, a, 16);
+	struct ft_flow_key k;
+	assert_int_equal(ft_flow_key_from_packet(&p, 0, &k, NULL), -ENOENT);
+
+	n = eth(b, 0x8847);
+	memset(b + n, 0, 8);
+	b[n + 2] = 0x00; /* label 1, not bottom */
+	b[n + 6] = 0x01; /* bottom of stack */
+	n += 8;
+	n += ipv4(b + n, "10.2.2.2", "10.3.3.3", 6, 0, 0);
+	n += ports(b + n, 1, 2, 0);
+	ft_parse(FT_DLT_EN10MB, b, (uint32_t)n, &p);
+	assert_true(p.flags & FT_PKT_MPLS);
+	assert_true(p.flags & FT_PKT_L4);
+	assert_int_equal(p.dport, 2);
+}
+
+static void test_other_linktypes(void **state)
+{
+	(void)state;
+	uint8_t b[128];
+	struct ft_packet p;
+	size_t n;
+	/* raw IPv4 */
+	n = ipv4(b, "1.2.3.4", "5.6.7.8", 17, 0, 0);
+	n += ports(b + n, 7, 9, 0);
+	ft_parse(FT_DLT_RAW, b, (uint32_t)n, &p);
+	assert_int_equal(p.family, 4);
+	assert_int_equal(p.dport, 9);
+	/* Linux cooked v1: protocol at 14, IPv6 at 16 */
+	memset(b, 0, 16);
+	b[14] = 0x86;
+	b[15] = 0xdd;
+	n = 16 + ipv6(b + 16, "::1", "::2", 17);
+	n += ports(b + n, 11, 12, 0);
+	ft_parse(FT_DLT_LINUX_SLL, b, (uint32_t)n, &p);
+	assert_int_equal(p.family, 6);
+	assert_int_equal(p.sport, 11);
+	/* Linux cooked v2: protocol at 0, payload at 20 */
+	memset(b, 0, 20);
+	b[0] = 0x08;
+	n = 20 + ipv4(b + 20, "9.9.9.9", "8.8.8.8", 6, 0, 0);
+	n += ports(b + n, 3, 4, 0x02);
+	ft_parse(FT_DLT_LINUX_SLL2, b, (uint32_t)n, &p);
+	assert_int_equal(p.tcp_flags, 0x02);
+	/* BSD loopback, host byte order AF_INET */
+	b[0] = 2, b[1] = b[2] = b[3] = 0;
+	n = 4 + ipv4(b + 4, "127.0.0.1", "127.0.0.1", 1, 0, 0);
+	b[n] = 8;
+	b[n + 1] = 0;
+	n += 2;
+	ft_parse(FT_DLT_NULL, b, (uint32_t)n, &p);
+	assert_int_equal(p.proto, 1);
+	assert_int_equal(p.icmp_type, 8);
+	assert_int_equal(ft_parse(147, b, (uint32_t)n, &p), FT_E_LINKTYPE);
+	assert_false(ft_linktype_supported(147));
+}
+
+/* Every truncation of a full packet parses without reading past caplen (ASan checks). */
+static void test_every_truncation(void **state)
+{
+	(void)state;
+	uint8_t full[200];
+	size_t n = eth(full, 0x8100);
+	n += vlan_tag(full + n, 7, 0x86dd);
+	n += ipv6(full + n, "fd00::1", "fd00::2", 44);
+	memset(full + n, 0, 8);
+	full[n] = 6;
+	n += 8;
+	n += ports(full + n, 1, 2, 0x11);
+	for (size_t len = 0; len <= n; len++) {
+		uint8_t *cut = malloc(len ? len : 1); /* exact size: ASan sees any over-read */
+		memcpy(cut, full, len);
+		struct ft_packet p;
+		assert_int_equal(ft_parse(FT_DLT_EN10MB, cut, (uint32_t)len, &p), 0);
+		if (len < 18 + 40)
+			assert_false(p.flags & FT_PKT_IP);
+		if (len < 18 + 40 + 8 + 14) /* up to the TCP flags byte, the last field read */
+			assert_true(p.flags & FT_PKT_TRUNCATED);
+		else
+			assert_int_equal(p.flags, FT_PKT_IP | FT_PKT_L4 | FT_PKT_FRAG);
+		free(cut);
+	}
+}
+
+static void test_malformed_ipv4(void **state)
+{
+	(void)state;
+	uint8_t b[100];
+	size_t n = eth(b, 0x0800);
+	n += ipv4(b + n, "10.0.0.1", "10.0.0.2", 6, 0, 0);
+	b[14] = 0x43; /* IHL 3 */
+	n += ports(b + n, 1, 2, 0);
+	struct ft_packet p;
+	ft_parse(FT_DLT_EN10MB, b, (uint32_t)n, &p);
+	assert_true(p.flags & FT_PKT_MALFORMED);
+	assert_true(p.flags & FT_PKT_IP); /* addresses still read, where libpcap reads them */
+	assert_false(p.flags & FT_PKT_L4);
+}
+
+/* ---- keys ---------------------------------------------------------------------------------- */
+
+static void key_of(const char *s, const char *d, uint16_t sp, uint16_t dp, struct ft_flow_key *k,
+                   int *dir)
+{
+	uint8_t b[100];
+	size_t n = eth(b, 0x0800);
+	n += ipv4(b + n, s, d, 6, 0, 0);
+	n += ports(b + n, sp, dp, 0);
+	struct ft_packet p;
+	ft_parse(FT_DLT_EN10MB, b, (uint32_t)n, &p);
+	assert_int_equal(ft_flow_key_from_packet(&p, 0, k, dir), 0);
+}
+
+static void test_key_canonical(void **state)
+{
+	(void)state;
+	struct ft_flow_key k1, k2, k3, k4;
+	int d1, d2, d3, d4;
+	key_of("10.0.0.9", "10.0.0.1", 80, 5000, &k1, &d1);
+	key_of("10.0.0.1", "10.0.0.9", 5000, 80, &k2, &d2);
+	assert_memory_equal(&k1, &k2, sizeof(k1));
+	assert_int_equal(ft_flow_key_hash(&k1), ft_flow_key_hash(&k2));
+	assert_int_not_equal(d1, d2);
+	assert_int_equal(k1.port_a, 5000); /* 10.0.0.1 sorts first */
+	/* equal addresses: ordered by port, still deterministic */
+	key_of("10.0.0.5", "10.0.0.5", 9000, 22, &k3, &d3);
+	key_of("10.0.0.5", "10.0.0.5", 22, 9000, &k4, &d4);
+	assert_memory_equal(&k3, &k4, sizeof(k3));
+	assert_int_equal(k3.port_a, 22);
+	assert_int_not_equal(d3, d4);
+	char buf[FT_KEYSTRLEN];
+	assert_string_equal(ft_flow_key_format(&k1, buf, sizeof(buf)),
+	                    "tcp 10.0.0.1:5000 <-> 10.0.0.9:80");
+}
+
+/* ---- table ---------------------------------------------------------------------------------- */
+
+static struct ft_flow_key nth_key(uint32_t i)
+{
+	struct ft_flow_key k = {0};
+	k.a[10] = k.a[11] = 0xff;
+	memcpy(k.a + 12, &i, 4);
+	k.port_a = (uint16_t)i;
+	k.proto = 17;
+	return k;
+}
+
+static void count_cb(struct ft_flow *f, void *arg)
+{
+	(void)f;
+	(*(unsigned *)arg)++;
+}
+
+static void remove_odd_cb(struct ft_flow *f, void *arg)
+{
+	uint32_t i;
+	memcpy(&i, f->key.a + 12, 4);
+	if (i % 2)
+		ft_table_remove(arg, f);
+}
+
+static void test_table(void **state)
+{
+	(void)state;
+	struct ft_table *t;
+	uint32_t def = 0xabcd;
+	assert_int_equal(ft_table_create(1000, sizeof(def), &def, &t), 0);
+	int is_new;
+	for (uint32_t i = 0; i < 1000; i++) {
+		struct ft_flow_key k = nth_key(i);
+		struct ft_flow *f = ft_table_lookup(t, &k, ft_flow_key_hash(&k), &is_new);
+		assert_true(is_new);
+		assert_memory_equal(f->state, &def, sizeof(def));
+		f->last_ns = i + 1;
+		f->packets[0] = i;
+	}
+	for (uint32_t i = 0; i < 1000; i++) {
+		struct ft_flow_key k = nth_key(i);
+		struct ft_flow *f = ft_table_lookup(t, &k, ft_flow_key_hash(&k), &is_new);
+		assert_false(is_new);
+		assert_int_equal(f->packets[0], i);
+	}
+	ft_table_foreach(t, remove_odd_cb, t);
+	unsigned n = 0;
+	ft_table_foreach(t, count_cb, &n);
+	assert_int_equal(n, 500);
+	for (uint32_t i = 0; i < 1000; i += 2) { /* the survivors are all still found */
+		struct ft_flow_key k = nth_key(i);
+		assert_int_equal(ft_table_lookup(t, &k, ft_flow_key_hash(&k), &is_new)->packets[0],
+		                 i);
+		assert_false(is_new);
+	}
+	/* fill to the bound, then insert more: evictions, counted, never a failure */
+	for (uint32_t i = 1000; i < 3000; i++) {
+		struct ft_flow_key k = nth_key(i);
+		ft_table_lookup(t, &k, ft_flow_key_hash(&k), &is_new)->last_ns = 10000 + i;
+		assert_true(is_new);
+	}
+	struct ft_table_stats st;
+	ft_table_stats(t, &st);
+	assert_int_equal(st.flows, 1000);
+	assert_int_equal(st.expired, 500);
+	assert_int_equal(st.evicted, 1500);
+	assert_int_equal(st.inserted, 3000);
+	ft_table_clear(t);
+	ft_table_stats(t, &st);
+	assert_int_equal(st.flows, 0);
+	ft_table_destroy(t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_ipv4_tcp),         cmocka_unit_test(test_ipv4_options_vlan_qinq),
+	    cmocka_unit_test(test_ipv6_ext_headers), cmocka_unit_test(test_fragments),
+	    cmocka_unit_test(test_arp_and_mpls),     cmocka_unit_test(test_other_linktypes),
+	    cmocka_unit_test(test_every_truncation), cmocka_unit_test(test_malformed_ipv4),
+	    cmocka_unit_test(test_key_canonical),    cmocka_unit_test(test_table),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
