@@ -1,0 +1,307 @@
+/*
+ * archive: the on-disk archive — zstd-compressed pcap segments plus an LMDB
+ * index — with the writer used by dumpers and the reader used by queries.
+ *
+ * Purpose
+ *   An archive is a directory:
+ *     FORMAT                    "flowscope-archive 1\n": marks the directory
+ *     LOCK                      flock()ed by the one process that writes
+ *     segments/<id>.pcap.zst    closed segments
+ *     segments/<id>.pcap.zst.open  the segment a writer is filling
+ *     index/                    LMDB environment (data.mdb, lock.mdb)
+ *   The format is specified in docs/archive-format.md.  A segment is a
+ *   sequence of independent zstd frames of whole pcap records; frame 0 starts
+ *   with a nanosecond pcap global header; a closed segment ends with a seek
+ *   table in zstd's seekable format.  The index maps segments, frames (offset,
+ *   sizes, time range), and terms (flow key, host, port, protocol, VLAN,
+ *   ethertype) to the frames that hold matching packets.
+ *
+ * Durability
+ *   The index never references bytes that are not on disk: a writer
+ *   fdatasync()s the segment before the LMDB commit that references its new
+ *   frames.
+ *
+ * Lifecycle
+ *   archive_open() -> [writer: archive_writer_create() -> archive_writer_add()...
+ *   -> archive_writer_close()] [reader: archive_rtxn_begin() -> lookups ->
+ *   archive_rtxn_end(); archive_frame_load()] -> archive_close().
+ *
+ * Threading
+ *   struct archive may be shared by threads.  A writer belongs to one thread;
+ *   several writers (one per dumper) may share an archive.  A read
+ *   transaction and a frame reader belong to one thread each.  Only one
+ *   process may write an archive (ARCHIVE_WRITE takes the LOCK file); any
+ *   number may read it concurrently.
+ *
+ * Errors
+ *   0 on success, negative errno, or ARCHIVE_E_* (-10300..-10399);
+ *   archive_strerror().  Functions that can fail for a reason worth a
+ *   sentence also leave one in archive_errmsg() (per thread).
+ */
+#ifndef FLOWSCOPE_ARCHIVE_H
+#define FLOWSCOPE_ARCHIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flowtrack/flowtrack.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ARCHIVE_E_BASE (-10300)
+#define ARCHIVE_E_NOTARCH (ARCHIVE_E_BASE - 1)  /* directory is not a flowscope archive */
+#define ARCHIVE_E_VERSION (ARCHIVE_E_BASE - 2)  /* archive format version not supported */
+#define ARCHIVE_E_LOCKED (ARCHIVE_E_BASE - 3)   /* another process is writing the archive */
+#define ARCHIVE_E_LMDB (ARCHIVE_E_BASE - 4)     /* LMDB failed; see archive_errmsg() */
+#define ARCHIVE_E_ZSTD (ARCHIVE_E_BASE - 5)     /* zstd failed; see archive_errmsg() */
+#define ARCHIVE_E_CORRUPT (ARCHIVE_E_BASE - 6)  /* segment or index content is invalid */
+#define ARCHIVE_E_NOTFOUND (ARCHIVE_E_BASE - 7) /* no such segment/frame/entry */
+#define ARCHIVE_E_TOOBIG (ARCHIVE_E_BASE - 8)   /* record larger than the format allows */
+#define ARCHIVE_E_LAST (ARCHIVE_E_BASE - 99)
+
+const char *archive_strerror(int err);
+
+/* Detail of the last error on this thread ("" if none); valid until the next call. */
+const char *archive_errmsg(void);
+
+#define ARCHIVE_FORMAT_VERSION 1
+#define ARCHIVE_MAX_CAPLEN (256u << 10) /* largest record accepted (bytes) */
+
+/* ---- opening ----------------------------------------------------------------- */
+
+#define ARCHIVE_READ 0x0u
+#define ARCHIVE_WRITE 0x1u  /* take the write lock */
+#define ARCHIVE_CREATE 0x2u /* with WRITE: create the directory/archive if missing */
+
+struct archive;
+
+/*
+ * Opens the archive at `dir`.  Returns 0 and *out; -ENOENT (no such
+ * directory), ARCHIVE_E_NOTARCH (exists but is not an archive, or is not an
+ * empty directory when creating), ARCHIVE_E_VERSION, ARCHIVE_E_LOCKED,
+ * ARCHIVE_E_LMDB, or a negative errno.
+ */
+int archive_open(const char *dir, unsigned flags, struct archive **out);
+
+/* Closes the archive; all writers must be closed and read transactions ended. */
+void archive_close(struct archive *a);
+
+const char *archive_dir(const struct archive *a);
+
+/* ---- writing ------------------------------------------------------------------ */
+
+struct archive_writer_config {
+	uint64_t segment_size;   /* rotate at this many compressed bytes; 0 = 256 MiB */
+	uint64_t segment_age_ns; /* rotate a segment this old (wall clock); 0 = 60 s */
+	uint32_t frame_size;     /* uncompressed bytes per frame; 0 = 256 KiB */
+	int zstd_level;          /* zstd level (negative = fast levels); 0 = 1 */
+	uint64_t sync_ns;        /* index commit interval (wall clock); 0 = 1 s */
+};
+
+struct archive_writer_stats {
+	uint64_t packets;      /* archive.writer.packets stored */
+	uint64_t wire_bytes;   /* sum of wire lengths */
+	uint64_t record_bytes; /* uncompressed pcap bytes, global headers included */
+	uint64_t file_bytes;   /* compressed bytes written */
+	uint64_t frames;
+	uint64_t segments; /* segments opened */
+	uint64_t commits;  /* index transactions committed */
+};
+
+struct archive_writer;
+
+/* Creates a writer (one open segment at a time).  Returns 0, -ENOMEM, ARCHIVE_E_*. */
+int archive_writer_create(struct archive *a, const struct archive_writer_config *cfg,
+                          struct archive_writer **out);
+
+/*
+ * Appends one packet.  A segment holds one link type and snaplen; a packet
+ * with another one closes the current segment first.  Returns 0, or
+ * ARCHIVE_E_TOOBIG (caplen > ARCHIVE_MAX_CAPLEN or > snaplen), or an I/O,
+ * zstd or LMDB error (the archive stays valid up to the last commit).
+ */
+int archive_writer_add(struct archive_writer *w, int linktype, uint32_t snaplen, uint64_t ts_ns,
+                       uint32_t caplen, uint32_t wirelen, const uint8_t *data);
+
+/*
+ * Time-driven work: commits the index when sync_ns has passed and closes a
+ * segment older than segment_age_ns.  now_ns is CLOCK_MONOTONIC.  Call it
+ * when idle too, so a quiet link's packets still become durable and
+ * queryable within sync_ns.  Returns as add.
+ */
+int archive_writer_tick(struct archive_writer *w, uint64_t now_ns);
+
+/*
+ * Writes the pending frame, syncs, and commits the index: everything added
+ * so far is durable and queryable.  Returns as add.
+ */
+int archive_writer_flush(struct archive_writer *w);
+
+/* Closes the open segment (seek table, sync, rename, commit) and frees w. */
+int archive_writer_close(struct archive_writer *w);
+
+void archive_writer_stats(const struct archive_writer *w, struct archive_writer_stats *out);
+
+/* ---- index terms -------------------------------------------------------------- */
+
+/*
+ * What the index records per frame.  Term bytes (all big-endian):
+ *   HOST      16 bytes: an IP address (IPv4-mapped for IPv4) from an IPv4 or
+ *             IPv6 header, or an ARP/RARP sender or target protocol address
+ *   PORT      2 bytes: a TCP, UDP or SCTP source or destination port
+ *   PROTO     1 byte: IPv4 protocol, or any IPv6 next-header value in the chain
+ *   VLAN      2 bytes: any VLAN id in the tag stack
+ *   ETHERTYPE 2 bytes: the innermost ethertype
+ *   FLOW      37 bytes: a, b, port_a, port_b, proto of the bidirectional key
+ *             (struct ft_flow_key without VLAN), see docs/archive-format.md
+ *   UNINDEXED 1 byte (0): the frame holds a packet whose headers the parser
+ *             found cut or inconsistent; queries always read such frames
+ */
+enum archive_term_type {
+	ARCHIVE_TERM_HOST = 'H',
+	ARCHIVE_TERM_PORT = 'P',
+	ARCHIVE_TERM_PROTO = 'T',
+	ARCHIVE_TERM_VLAN = 'V',
+	ARCHIVE_TERM_ETHERTYPE = 'E',
+	ARCHIVE_TERM_FLOW = 'F',
+	ARCHIVE_TERM_UNINDEXED = 'U',
+};
+
+#define ARCHIVE_TERM_MAXLEN 37
+
+/* Length of the term bytes for a type, or 0 for an unknown type. */
+size_t archive_term_len(enum archive_term_type type);
+
+/* Encodes a flow key as FLOW term bytes (ARCHIVE_TERM_MAXLEN bytes). */
+void archive_term_flow(const struct ft_flow_key *key, uint8_t out[ARCHIVE_TERM_MAXLEN]);
+
+/* ---- reading -------------------------------------------------------------------- */
+
+enum archive_segment_state {
+	ARCHIVE_SEG_OPEN = 1,   /* being written (or left by a crash) */
+	ARCHIVE_SEG_CLOSED = 2, /* complete, with seek table */
+};
+
+/* archive_segment_info.flags */
+#define ARCHIVE_SEG_UNINDEXED 0x1u /* link type not parsed: terms absent, scan it */
+
+/* archive_frame_info.flags */
+#define ARCHIVE_FRAME_UNINDEXED 0x1u /* holds packets the indexer could not parse: scan it */
+
+struct archive_segment_info {
+	uint64_t id;
+	enum archive_segment_state state;
+	uint32_t flags; /* ARCHIVE_SEG_* */
+	int linktype;
+	uint32_t snaplen;
+	uint64_t min_ns, max_ns; /* timestamp range of its packets */
+	uint64_t packets;
+	uint64_t wire_bytes;
+	uint64_t record_bytes; /* uncompressed pcap bytes, global header included */
+	uint64_t file_bytes;   /* compressed bytes (frames, without the seek table) */
+	uint32_t frames;
+	uint32_t flows; /* flow records of this segment */
+};
+
+struct archive_frame_info {
+	uint64_t seg;
+	uint32_t frame;
+	uint32_t flags;  /* ARCHIVE_FRAME_* */
+	uint64_t offset; /* byte offset of the zstd frame in the segment */
+	uint32_t csize;  /* compressed size */
+	uint32_t usize;  /* decompressed size */
+	uint64_t min_ns, max_ns;
+	uint32_t packets;
+};
+
+/* Per-segment statistics of one flow (directions as in struct ft_flow_key). */
+struct archive_flow_info {
+	struct ft_flow_key key;
+	uint64_t seg;
+	uint64_t first_ns, last_ns;
+	uint64_t packets[2];
+	uint64_t bytes[2]; /* wire bytes */
+	uint8_t tcp_flags[2];
+};
+
+struct archive_rtxn;
+
+/* Begins a read snapshot of the index.  Returns 0, ARCHIVE_E_LMDB. */
+int archive_rtxn_begin(struct archive *a, struct archive_rtxn **out);
+void archive_rtxn_end(struct archive_rtxn *t);
+
+/*
+ * Calls fn for every segment whose time range meets [from_ns, to_ns) (to_ns 0
+ * = unbounded; with both 0, every segment, empty ones included), in id order; fn returning non-zero stops the walk with that
+ * value.  Returns 0, fn's value, or ARCHIVE_E_*.
+ */
+int archive_segments(struct archive_rtxn *t, uint64_t from_ns, uint64_t to_ns,
+                     int (*fn)(const struct archive_segment_info *s, void *arg), void *arg);
+
+/* Calls fn for every frame of segment `seg`, in order.  Returns as archive_segments. */
+int archive_frames(struct archive_rtxn *t, uint64_t seg,
+                   int (*fn)(const struct archive_frame_info *f, void *arg), void *arg);
+
+/* Reads frame `frame` of segment `seg`.  Returns 0, ARCHIVE_E_NOTFOUND, ARCHIVE_E_*. */
+int archive_frame_get(struct archive_rtxn *t, uint64_t seg, uint32_t frame,
+                      struct archive_frame_info *out);
+
+/*
+ * Frames of segment `seg` that hold a term whose bytes lie in [lo, hi]
+ * (byte-wise; lo == hi for one exact term), as a sorted, duplicate-free array
+ * of frame numbers appended to *frames (realloc()ed; caller frees), *n
+ * updated.  Returns 0 or ARCHIVE_E_*.
+ */
+int archive_term_frames(struct archive_rtxn *t, uint64_t seg, enum archive_term_type type,
+                        const uint8_t *lo, const uint8_t *hi, uint32_t **frames, size_t *n);
+
+/* Calls fn for every flow record of segment `seg`.  Returns as archive_segments. */
+int archive_flows(struct archive_rtxn *t, uint64_t seg,
+                  int (*fn)(const struct archive_flow_info *f, void *arg), void *arg);
+
+struct archive_summary {
+	uint64_t segments, segments_open;
+	uint64_t min_ns, max_ns;
+	uint64_t packets, wire_bytes, record_bytes, file_bytes, frames;
+	uint64_t flow_records; /* per-segment flow records */
+	uint64_t index_bytes;  /* pages in use by the LMDB index */
+};
+
+int archive_summary(struct archive_rtxn *t, struct archive_summary *out);
+
+/*
+ * A frame reader decompresses frames into its own buffer and walks their
+ * pcap records.  One per thread.
+ */
+struct archive_frame_reader;
+
+int archive_frame_reader_create(struct archive *a, struct archive_frame_reader **out);
+void archive_frame_reader_destroy(struct archive_frame_reader *r);
+
+/*
+ * Reads and decompresses one frame of segment s, validating sizes and the
+ * record structure.  Returns 0; -ENOENT when the segment file is gone
+ * (retention removed it); ARCHIVE_E_CORRUPT; ARCHIVE_E_ZSTD; -errno.
+ */
+int archive_frame_load(struct archive_frame_reader *r, const struct archive_segment_info *s,
+                       const struct archive_frame_info *f);
+
+/* One record of a loaded frame: points into the reader's buffer. */
+struct archive_record {
+	uint64_t ts_ns;
+	uint32_t caplen;
+	uint32_t wirelen;
+	const uint8_t *data;
+	const uint8_t *raw; /* the record as stored: 16-byte pcap header + data */
+	uint32_t raw_len;
+};
+
+/* Next record of the loaded frame.  Returns 1 and *rec, 0 at the end. */
+int archive_frame_next(struct archive_frame_reader *r, struct archive_record *rec);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

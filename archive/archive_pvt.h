@@ -1,0 +1,133 @@
+/*
+ * archive private: the archive object, the LMDB schema, and the byte-level
+ * encodings of index keys and values (docs/archive-format.md is the spec;
+ * this file must agree with it).
+ *
+ * Keys are big-endian so LMDB's memcmp order is numeric order; values are
+ * little-endian fixed layouts with a leading version where they may grow.
+ */
+#ifndef FLOWSCOPE_ARCHIVE_PVT_H
+#define FLOWSCOPE_ARCHIVE_PVT_H
+
+#include <lmdb.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "archive/archive.h"
+
+#define ARCHIVE_MAPSIZE (1ull << 40) /* LMDB map: virtual reservation, 1 TiB */
+#define ARCHIVE_SEG_NAMELEN 64
+
+/* pcap global header, nanosecond variant (written in little-endian) */
+#define PCAP_MAGIC_NANO 0xa1b23c4du
+#define PCAP_GHDR_LEN 24u
+#define PCAP_RHDR_LEN 16u
+
+/* zstd seekable format (contrib/seekable_format) */
+#define SEEK_SKIPPABLE_MAGIC 0x184D2A5Eu
+#define SEEK_FOOTER_MAGIC 0x8F92EAB1u
+#define SEEK_ENTRY_LEN 8u
+#define SEEK_FOOTER_LEN 9u
+
+struct archive {
+	char *dir;
+	int lock_fd; /* LOCK file, flock()ed by writers; -1 for readers */
+	int writable;
+	MDB_env *env;
+	MDB_dbi db_meta, db_segments, db_frames, db_terms, db_flows;
+};
+
+/* ---- value layouts (little-endian) ---- */
+
+#define SEG_REC_VERSION 1u
+#define SEG_REC_LEN 96u
+#define FRAME_REC_LEN 40u
+#define FLOW_REC_LEN 56u
+
+/* keys: segments: seg u64 BE; frames: seg u64 BE | frame u32 BE;
+ * terms: seg u64 BE | type u8 | term bytes (dup value: frame u32 BE);
+ * flows: seg u64 BE | FLOW term (37 bytes) | vlan u16 BE */
+#define SEG_KEY_LEN 8u
+#define FRAME_KEY_LEN 12u
+#define TERM_KEY_MAX (8u + 1u + ARCHIVE_TERM_MAXLEN)
+#define FLOW_KEY_LEN (8u + ARCHIVE_TERM_MAXLEN + 2u)
+
+static inline void be64_put(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static inline uint64_t be64_get(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static inline void be32_put(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static inline uint32_t be32_get(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static inline void le64_put(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static inline uint64_t le64_get(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static inline void le32_put(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static inline uint32_t le32_get(const uint8_t *p)
+{
+	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+	       ((uint32_t)p[3] << 24);
+}
+
+/* records <-> bytes (index.c) */
+void archive__seg_encode(const struct archive_segment_info *s, uint64_t created_ns,
+                         uint8_t out[SEG_REC_LEN]);
+int archive__seg_decode(uint64_t id, const MDB_val *v, struct archive_segment_info *s);
+void archive__frame_encode(const struct archive_frame_info *f, uint8_t out[FRAME_REC_LEN]);
+int archive__frame_decode(const MDB_val *k, const MDB_val *v, struct archive_frame_info *f);
+void archive__flow_encode(const struct archive_flow_info *f, uint8_t out[FLOW_REC_LEN]);
+int archive__flow_decode(const MDB_val *k, const MDB_val *v, struct archive_flow_info *f);
+
+/* Segment file path for a state; returns buf. */
+char *archive__seg_path(const struct archive *a, uint64_t id, enum archive_segment_state state,
+                        char *buf, size_t len);
+
+/* Sets this thread's error detail (printf-style); returns err for chaining. */
+int archive__fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Maps an LMDB return code to ARCHIVE_E_LMDB with a message naming `what`. */
+int archive__lmdb_fail(int rc, const char *what);
+
+/* Allocates and writes the next segment id (meta "next_segment") in txn. */
+int archive__next_segment_id(struct archive *a, MDB_txn *txn, uint64_t *id);
+
+#endif

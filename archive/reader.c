@@ -1,0 +1,188 @@
+/*
+ * Frame reader: reads one zstd frame of a segment, decompresses it, checks
+ * its pcap record structure, and walks its records.
+ *
+ * Nothing from disk is trusted: the frame's compressed size comes from the
+ * index and is bounded, the decompressed size must equal both the index's
+ * and the frame header's, and every record header must fit the frame and the
+ * segment's snaplen before the reader hands it out.  A segment can vanish
+ * between the index lookup and the read (retention, or the rename that closes
+ * it): the reader tries the other name once and otherwise reports -ENOENT.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "archive/archive_pvt.h"
+
+#define MAX_FRAME_BYTES (64u << 20) /* larger frames are treated as corrupt */
+
+struct archive_frame_reader {
+	struct archive *a;
+	ZSTD_DCtx *dctx;
+	int fd;          /* open segment file, or -1 */
+	uint64_t fd_seg; /* its id */
+	uint8_t *cbuf, *ubuf;
+	size_t ccap, ucap;
+	/* the loaded frame */
+	size_t pos, len;
+	uint32_t snaplen;
+	uint64_t seg;
+	uint32_t frame;
+};
+
+int archive_frame_reader_create(struct archive *a, struct archive_frame_reader **out)
+{
+	struct archive_frame_reader *r = calloc(1, sizeof(*r));
+	if (!r || !(r->dctx = ZSTD_createDCtx())) {
+		free(r);
+		return archive__fail(-ENOMEM, "out of memory");
+	}
+	r->a = a;
+	r->fd = -1;
+	*out = r;
+	return 0;
+}
+
+void archive_frame_reader_destroy(struct archive_frame_reader *r)
+{
+	if (!r)
+		return;
+	if (r->fd >= 0)
+		close(r->fd);
+	ZSTD_freeDCtx(r->dctx);
+	free(r->cbuf);
+	free(r->ubuf);
+	free(r);
+}
+
+static int segment_fd(struct archive_frame_reader *r, const struct archive_segment_info *s)
+{
+	char path[4096];
+	if (r->fd >= 0 && r->fd_seg == s->id)
+		return 0;
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = open(archive__seg_path(r->a, s->id, s->state, path, sizeof(path)),
+	             O_RDONLY | O_CLOEXEC);
+	if (r->fd < 0 && errno == ENOENT) /* closed since we looked, or the other way */
+		r->fd = open(archive__seg_path(r->a, s->id,
+		                               s->state == ARCHIVE_SEG_OPEN ? ARCHIVE_SEG_CLOSED
+		                                                            : ARCHIVE_SEG_OPEN,
+		                               path, sizeof(path)),
+		             O_RDONLY | O_CLOEXEC);
+	if (r->fd < 0)
+		return archive__fail(-errno, "segment %llu: %s", (unsigned long long)s->id,
+		                     strerror(errno));
+	r->fd_seg = s->id;
+	return 0;
+}
+
+static int ensure(uint8_t **buf, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return 0;
+	uint8_t *n = realloc(*buf, need);
+	if (!n)
+		return archive__fail(-ENOMEM, "out of memory");
+	*buf = n;
+	*cap = need;
+	return 0;
+}
+
+static int read_full(int fd, uint8_t *buf, size_t len, uint64_t off)
+{
+	while (len > 0) {
+		ssize_t n = pread(fd, buf, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return ARCHIVE_E_CORRUPT; /* file shorter than the index says */
+		buf += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Checks the records of the decompressed frame fit; sets r->pos past any header. */
+static int frame_check(struct archive_frame_reader *r, const struct archive_segment_info *s)
+{
+	size_t pos = 0;
+	if (r->frame == 0) {
+		if (r->len < PCAP_GHDR_LEN || le32_get(r->ubuf) != PCAP_MAGIC_NANO ||
+		    le32_get(r->ubuf + 16) != s->snaplen ||
+		    le32_get(r->ubuf + 20) != (uint32_t)s->linktype)
+			return ARCHIVE_E_CORRUPT;
+		pos = PCAP_GHDR_LEN;
+	}
+	r->pos = pos;
+	while (pos < r->len) {
+		if (r->len - pos < PCAP_RHDR_LEN)
+			return ARCHIVE_E_CORRUPT;
+		uint32_t cap = le32_get(r->ubuf + pos + 8);
+		if (cap > s->snaplen || cap > r->len - pos - PCAP_RHDR_LEN)
+			return ARCHIVE_E_CORRUPT;
+		pos += PCAP_RHDR_LEN + cap;
+	}
+	return 0;
+}
+
+int archive_frame_load(struct archive_frame_reader *r, const struct archive_segment_info *s,
+                       const struct archive_frame_info *f)
+{
+	r->pos = r->len = 0;
+	r->seg = s->id;
+	r->frame = f->frame;
+	r->snaplen = s->snaplen;
+	if (f->csize == 0 || f->csize > MAX_FRAME_BYTES || f->usize > MAX_FRAME_BYTES)
+		return archive__fail(ARCHIVE_E_CORRUPT, "segment %llu frame %u: bad sizes in index",
+		                     (unsigned long long)s->id, f->frame);
+	int e = segment_fd(r, s);
+	if (e)
+		return e;
+	if ((e = ensure(&r->cbuf, &r->ccap, f->csize)) ||
+	    (e = ensure(&r->ubuf, &r->ucap, f->usize)))
+		return e;
+	if ((e = read_full(r->fd, r->cbuf, f->csize, f->offset)) != 0)
+		return archive__fail(e, "segment %llu frame %u: read: %s",
+		                     (unsigned long long)s->id, f->frame,
+		                     e == ARCHIVE_E_CORRUPT ? "file too short" : strerror(-e));
+	unsigned long long content = ZSTD_getFrameContentSize(r->cbuf, f->csize);
+	if (content != f->usize)
+		return archive__fail(ARCHIVE_E_CORRUPT,
+		                     "segment %llu frame %u: frame header disagrees with the index",
+		                     (unsigned long long)s->id, f->frame);
+	size_t n = ZSTD_decompressDCtx(r->dctx, r->ubuf, f->usize, r->cbuf, f->csize);
+	if (ZSTD_isError(n) || n != f->usize)
+		return archive__fail(ARCHIVE_E_CORRUPT, "segment %llu frame %u: %s",
+		                     (unsigned long long)s->id, f->frame,
+		                     ZSTD_isError(n) ? ZSTD_getErrorName(n) : "short frame");
+	r->len = n;
+	if (frame_check(r, s) != 0) {
+		r->len = 0;
+		return archive__fail(ARCHIVE_E_CORRUPT, "segment %llu frame %u: bad pcap records",
+		                     (unsigned long long)s->id, f->frame);
+	}
+	return 0;
+}
+
+int archive_frame_next(struct archive_frame_reader *r, struct archive_record *rec)
+{
+	if (r->pos >= r->len)
+		return 0;
+	const uint8_t *h = r->ubuf + r->pos;
+	rec->ts_ns = (uint64_t)le32_get(h) * 1000000000u + le32_get(h + 4);
+	rec->caplen = le32_get(h + 8);
+	rec->wirelen = le32_get(h + 12);
+	rec->data = h + PCAP_RHDR_LEN;
+	rec->raw = h;
+	rec->raw_len = PCAP_RHDR_LEN + rec->caplen;
+	r->pos += rec->raw_len;
+	return 1;
+}

@@ -1,0 +1,630 @@
+/*
+ * Segment writer: packets -> pcap records -> zstd frames -> segment file,
+ * and the index entries that describe them.
+ *
+ * A writer fills one frame buffer with pcap records (frame 0 starts with the
+ * pcap global header), compresses it as one independent zstd frame when it
+ * reaches frame_size, and appends it to the open segment.  Index entries for
+ * the frames written since the last commit (frame records, term postings,
+ * flow statistics) wait in memory; a commit first fdatasync()s the segment,
+ * then writes them in one LMDB transaction, so the index never points at
+ * bytes that are not on disk.  A commit also closes the partly filled frame,
+ * so on a quiet link everything becomes durable and queryable within sync_ns.
+ *
+ * Closing a segment appends the seek table (zstd seekable format), syncs,
+ * renames <id>.pcap.zst.open to <id>.pcap.zst and marks it closed in the index.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "archive/archive_pvt.h"
+#include "archive/terms_pvt.h"
+
+#define DEF_SEGMENT_SIZE (256ull << 20)
+#define DEF_SEGMENT_AGE (60ull * 1000000000ull)
+#define DEF_FRAME_SIZE (256u << 10)
+#define DEF_SYNC_NS 1000000000ull
+#define MAX_FLOW_DELTAS (1u << 18) /* flows buffered between commits */
+#define MAX_POSTINGS (1u << 22)    /* postings buffered between commits */
+
+struct posting {
+	uint8_t key[TERM_KEY_MAX];
+	uint8_t klen;
+	uint32_t frame;
+};
+
+struct seek_entry {
+	uint32_t csize, usize;
+};
+
+struct archive_writer {
+	struct archive *a;
+	struct archive_writer_config cfg;
+	ZSTD_CCtx *cctx;
+	struct archive_writer_stats st;
+
+	/* open segment (fd < 0: none) */
+	int fd;
+	struct archive_segment_info seg;
+	uint64_t seg_created_mono, seg_created_real;
+	int seg_synced_dir;       /* segments/ fsynced since the file was created */
+	int seg_dirty;            /* segment record changed since the last commit */
+	struct seek_entry *seeks; /* one per frame written */
+	size_t nseeks, seeks_cap;
+
+	/* current frame */
+	uint8_t *fbuf;
+	size_t flen, fcap;
+	struct archive_frame_info frame;
+	struct termset terms;
+	uint8_t *cbuf;
+	size_t ccap;
+
+	/* waiting for the next commit */
+	struct archive_frame_info *pframes;
+	size_t npframes, pframes_cap;
+	struct posting *posts;
+	size_t nposts, posts_cap;
+	struct ft_table *flows; /* per-flow deltas since the last commit */
+	uint64_t last_commit_mono;
+	int unsynced; /* bytes written since the last fdatasync */
+};
+
+static uint64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Grows *buf (elements of size el) to hold at least need elements. */
+static int grow(void **buf, size_t *cap, size_t need, size_t el)
+{
+	if (need <= *cap)
+		return 0;
+	size_t nc = *cap ? *cap : 64;
+	while (nc < need)
+		nc *= 2;
+	void *n = realloc(*buf, nc * el);
+	if (!n)
+		return archive__fail(-ENOMEM, "out of memory");
+	*buf = n;
+	*cap = nc;
+	return 0;
+}
+
+static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off, const char *path)
+{
+	const uint8_t *p = buf;
+	while (len > 0) {
+		ssize_t w = pwrite(fd, p, len, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return archive__fail(-errno, "%s: write: %s", path, strerror(errno));
+		p += w;
+		len -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	return 0;
+}
+
+static int fsync_dir(const struct archive *a)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/segments", a->dir);
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return archive__fail(-errno, "%s: %s", path, strerror(errno));
+	int r = fsync(fd) == 0 ? 0 : archive__fail(-errno, "%s: fsync: %s", path, strerror(errno));
+	close(fd);
+	return r;
+}
+
+/* ---- create / destroy ---------------------------------------------------------------- */
+
+int archive_writer_create(struct archive *a, const struct archive_writer_config *cfg,
+                          struct archive_writer **out)
+{
+	if (!a->writable)
+		return archive__fail(-EBADF, "archive opened read-only");
+	struct archive_writer *w = calloc(1, sizeof(*w));
+	if (!w)
+		return archive__fail(-ENOMEM, "out of memory");
+	w->a = a;
+	w->fd = -1;
+	w->cfg = *cfg;
+	if (!w->cfg.segment_size)
+		w->cfg.segment_size = DEF_SEGMENT_SIZE;
+	if (!w->cfg.segment_age_ns)
+		w->cfg.segment_age_ns = DEF_SEGMENT_AGE;
+	if (!w->cfg.frame_size)
+		w->cfg.frame_size = DEF_FRAME_SIZE;
+	if (!w->cfg.zstd_level)
+		w->cfg.zstd_level = 1;
+	if (!w->cfg.sync_ns)
+		w->cfg.sync_ns = DEF_SYNC_NS;
+	w->fcap = w->cfg.frame_size + PCAP_GHDR_LEN + PCAP_RHDR_LEN + ARCHIVE_MAX_CAPLEN;
+	w->fbuf = malloc(w->fcap);
+	w->ccap = ZSTD_compressBound(w->fcap);
+	w->cbuf = malloc(w->ccap);
+	w->cctx = ZSTD_createCCtx();
+	int r = -ENOMEM;
+	if (w->fbuf && w->cbuf && w->cctx && archive__termset_init(&w->terms) == 0)
+		r = ft_table_create(MAX_FLOW_DELTAS, 0, NULL, &w->flows);
+	if (r == 0 && (ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel,
+	                                                   w->cfg.zstd_level)) ||
+	               ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 1))))
+		r = archive__fail(ARCHIVE_E_ZSTD, "zstd level %d not accepted", w->cfg.zstd_level);
+	else if (r)
+		r = archive__fail(-ENOMEM, "out of memory");
+	if (r) {
+		ZSTD_freeCCtx(w->cctx);
+		free(w->fbuf);
+		free(w->cbuf);
+		archive__termset_free(&w->terms);
+		ft_table_destroy(w->flows);
+		free(w);
+		return r;
+	}
+	w->last_commit_mono = clock_ns(CLOCK_MONOTONIC);
+	*out = w;
+	return 0;
+}
+
+static void writer_free(struct archive_writer *w)
+{
+	if (w->fd >= 0)
+		close(w->fd);
+	ZSTD_freeCCtx(w->cctx);
+	free(w->fbuf);
+	free(w->cbuf);
+	free(w->seeks);
+	free(w->pframes);
+	free(w->posts);
+	archive__termset_free(&w->terms);
+	ft_table_destroy(w->flows);
+	free(w);
+}
+
+void archive_writer_stats(const struct archive_writer *w, struct archive_writer_stats *out)
+{
+	*out = w->st;
+}
+
+/* ---- frames ----------------------------------------------------------------------------- */
+
+static void frame_begin(struct archive_writer *w)
+{
+	w->flen = 0;
+	memset(&w->frame, 0, sizeof(w->frame));
+	w->frame.seg = w->seg.id;
+	w->frame.frame = w->seg.frames;
+	w->frame.min_ns = UINT64_MAX;
+	archive__termset_reset(&w->terms);
+	if (w->seg.frames == 0) { /* frame 0 starts with the pcap global header */
+		uint8_t *g = w->fbuf;
+		le32_put(g, PCAP_MAGIC_NANO);
+		g[4] = 2, g[5] = 0, g[6] = 4, g[7] = 0; /* version 2.4, little-endian u16s */
+		memset(g + 8, 0, 8);                    /* thiszone, sigfigs */
+		le32_put(g + 16, w->seg.snaplen);
+		le32_put(g + 20, (uint32_t)w->seg.linktype);
+		w->flen = PCAP_GHDR_LEN;
+		w->st.record_bytes += PCAP_GHDR_LEN;
+	}
+}
+
+/* Queues the frame's distinct terms as postings for the next commit. */
+static int frame_queue_postings(struct archive_writer *w)
+{
+	const struct byteset *bs = &w->terms.terms;
+	int r = grow((void **)&w->posts, &w->posts_cap, w->nposts + bs->n, sizeof(*w->posts));
+	if (r)
+		return r;
+	for (uint32_t i = 0; i < bs->n; i++) {
+		struct posting *p = &w->posts[w->nposts++];
+		be64_put(p->key, w->seg.id);
+		p->key[8] = bs->ents[i].type;
+		memcpy(p->key + 9, bs->ents[i].b, bs->ents[i].len);
+		p->klen = (uint8_t)(9 + bs->ents[i].len);
+		p->frame = w->frame.frame;
+	}
+	return 0;
+}
+
+/* Compresses and writes the current frame; queues its index entries. */
+static int frame_flush(struct archive_writer *w)
+{
+	char path[4096];
+	if (w->frame.packets == 0)
+		return 0;
+	size_t c = ZSTD_compress2(w->cctx, w->cbuf, w->ccap, w->fbuf, w->flen);
+	if (ZSTD_isError(c))
+		return archive__fail(ARCHIVE_E_ZSTD, "zstd: %s", ZSTD_getErrorName(c));
+	archive__seg_path(w->a, w->seg.id, ARCHIVE_SEG_OPEN, path, sizeof(path));
+	int r = pwrite_full(w->fd, w->cbuf, c, w->seg.file_bytes, path);
+	if (r)
+		return r;
+	w->unsynced = 1;
+	w->frame.offset = w->seg.file_bytes;
+	w->frame.csize = (uint32_t)c;
+	w->frame.usize = (uint32_t)w->flen;
+	if ((r = grow((void **)&w->pframes, &w->pframes_cap, w->npframes + 1,
+	              sizeof(*w->pframes))) ||
+	    (r = grow((void **)&w->seeks, &w->seeks_cap, w->nseeks + 1, sizeof(*w->seeks))) ||
+	    (r = frame_queue_postings(w)))
+		return r;
+	w->pframes[w->npframes++] = w->frame;
+	w->seeks[w->nseeks++] = (struct seek_entry){(uint32_t)c, (uint32_t)w->flen};
+	w->seg.file_bytes += c;
+	w->seg.record_bytes += w->flen;
+	w->seg.frames++;
+	w->seg_dirty = 1;
+	w->st.file_bytes += c;
+	w->st.frames++;
+	frame_begin(w);
+	return 0;
+}
+
+/* ---- index commit ------------------------------------------------------------------------- */
+
+static int posting_cmp(const void *x, const void *y)
+{
+	const struct posting *a = x, *b = y;
+	size_t n = a->klen < b->klen ? a->klen : b->klen;
+	int c = memcmp(a->key, b->key, n);
+	if (c)
+		return c;
+	if (a->klen != b->klen)
+		return a->klen < b->klen ? -1 : 1;
+	return (a->frame > b->frame) - (a->frame < b->frame);
+}
+
+static int put_segment(struct archive_writer *w, MDB_txn *txn)
+{
+	uint8_t k[SEG_KEY_LEN], v[SEG_REC_LEN];
+	be64_put(k, w->seg.id);
+	archive__seg_encode(&w->seg, w->seg_created_real, v);
+	MDB_val kv = {.mv_size = sizeof(k), .mv_data = k},
+	        vv = {.mv_size = sizeof(v), .mv_data = v};
+	int rc = mdb_put(txn, w->a->db_segments, &kv, &vv, 0);
+	return rc ? archive__lmdb_fail(rc, "write segment") : 0;
+}
+
+static int put_frames(struct archive_writer *w, MDB_txn *txn)
+{
+	for (size_t i = 0; i < w->npframes; i++) {
+		uint8_t k[FRAME_KEY_LEN], v[FRAME_REC_LEN];
+		be64_put(k, w->pframes[i].seg);
+		be32_put(k + 8, w->pframes[i].frame);
+		archive__frame_encode(&w->pframes[i], v);
+		MDB_val kv = {.mv_size = sizeof(k), .mv_data = k};
+		MDB_val vv = {.mv_size = sizeof(v), .mv_data = v};
+		int rc = mdb_put(txn, w->a->db_frames, &kv, &vv, MDB_APPEND);
+		if (rc)
+			return archive__lmdb_fail(rc, "write frame");
+	}
+	return 0;
+}
+
+static int put_postings(struct archive_writer *w, MDB_txn *txn)
+{
+	if (w->nposts == 0)
+		return 0;
+	qsort(w->posts, w->nposts, sizeof(*w->posts), posting_cmp);
+	for (size_t i = 0; i < w->nposts; i++) {
+		uint8_t fb[4];
+		be32_put(fb, w->posts[i].frame);
+		MDB_val kv = {.mv_size = w->posts[i].klen, .mv_data = w->posts[i].key};
+		MDB_val vv = {.mv_size = 4, .mv_data = fb};
+		int rc = mdb_put(txn, w->a->db_terms, &kv, &vv, MDB_NODUPDATA);
+		if (rc && rc != MDB_KEYEXIST)
+			return archive__lmdb_fail(rc, "write term");
+	}
+	return 0;
+}
+
+struct flow_put_ctx {
+	struct archive_writer *w;
+	MDB_txn *txn;
+	int rc;
+};
+
+/* Adds one flow's delta to its record for this segment (read-modify-write). */
+static void put_flow(struct ft_flow *f, void *arg)
+{
+	struct flow_put_ctx *ctx = arg;
+	uint8_t k[FLOW_KEY_LEN], v[FLOW_REC_LEN];
+	if (ctx->rc)
+		return;
+	be64_put(k, ctx->w->seg.id);
+	archive_term_flow(&f->key, k + 8);
+	k[45] = (uint8_t)(f->key.vlan >> 8);
+	k[46] = (uint8_t)f->key.vlan;
+	MDB_val kv = {.mv_size = sizeof(k), .mv_data = k}, vv;
+	struct archive_flow_info old = {0}, cur = {.key = f->key, .seg = ctx->w->seg.id};
+	int rc = mdb_get(ctx->txn, ctx->w->a->db_flows, &kv, &vv);
+	if (rc == 0 && archive__flow_decode(&kv, &vv, &old) == 0) {
+		cur = old;
+	} else {
+		cur.first_ns = f->first_ns;
+		ctx->w->seg.flows++;
+	}
+	cur.first_ns = f->first_ns < cur.first_ns ? f->first_ns : cur.first_ns;
+	cur.last_ns = f->last_ns > cur.last_ns ? f->last_ns : cur.last_ns;
+	for (int d = 0; d < 2; d++) {
+		cur.packets[d] += f->packets[d];
+		cur.bytes[d] += f->bytes[d];
+		cur.tcp_flags[d] |= f->tcp_flags[d];
+	}
+	archive__flow_encode(&cur, v);
+	vv.mv_size = sizeof(v);
+	vv.mv_data = v;
+	rc = mdb_put(ctx->txn, ctx->w->a->db_flows, &kv, &vv, 0);
+	if (rc)
+		ctx->rc = archive__lmdb_fail(rc, "write flow");
+}
+
+/* Makes the written frames durable, then indexes them in one transaction. */
+static int index_commit(struct archive_writer *w)
+{
+	char path[4096];
+	int r = 0;
+	if (w->fd < 0)
+		return 0;
+	if ((r = frame_flush(w)) != 0)
+		return r;
+	if (!w->seg_dirty && w->npframes == 0)
+		return 0;
+	archive__seg_path(w->a, w->seg.id, ARCHIVE_SEG_OPEN, path, sizeof(path));
+	if (w->unsynced && fdatasync(w->fd) != 0)
+		return archive__fail(-errno, "%s: fdatasync: %s", path, strerror(errno));
+	w->unsynced = 0;
+	if (!w->seg_synced_dir && (r = fsync_dir(w->a)) != 0)
+		return r;
+	w->seg_synced_dir = 1;
+
+	MDB_txn *txn;
+	uint32_t flows_before = w->seg.flows;
+	int rc = mdb_txn_begin(w->a->env, NULL, 0, &txn);
+	if (rc)
+		return archive__lmdb_fail(rc, "begin write");
+	struct flow_put_ctx fc = {.w = w, .txn = txn};
+	if ((r = put_frames(w, txn)) == 0 && (r = put_postings(w, txn)) == 0) {
+		ft_table_foreach(w->flows, put_flow, &fc);
+		r = fc.rc;
+	}
+	if (r == 0)
+		r = put_segment(w, txn); /* after put_flow: it counts new flows */
+	if (r == 0 && (rc = mdb_txn_commit(txn)) != 0)
+		r = archive__lmdb_fail(rc, "commit");
+	else if (r)
+		mdb_txn_abort(txn);
+	if (r) {
+		w->seg.flows = flows_before; /* the retry counts them again */
+		return r;
+	}
+	w->npframes = 0;
+	w->nposts = 0;
+	w->seg_dirty = 0;
+	ft_table_clear(w->flows);
+	w->st.commits++;
+	w->last_commit_mono = clock_ns(CLOCK_MONOTONIC);
+	return 0;
+}
+
+/* ---- segments ------------------------------------------------------------------------------ */
+
+/* Allocates an id, creates the .open file, and records the segment as open. */
+static int segment_open(struct archive_writer *w, int linktype, uint32_t snaplen)
+{
+	char path[4096];
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(w->a->env, NULL, 0, &txn);
+	if (rc)
+		return archive__lmdb_fail(rc, "begin write");
+	memset(&w->seg, 0, sizeof(w->seg));
+	int r = archive__next_segment_id(w->a, txn, &w->seg.id);
+	if (r) {
+		mdb_txn_abort(txn);
+		return r;
+	}
+	w->seg.state = ARCHIVE_SEG_OPEN;
+	w->seg.linktype = linktype;
+	w->seg.snaplen = snaplen;
+	w->seg.flags = ft_linktype_supported(linktype) ? 0 : ARCHIVE_SEG_UNINDEXED;
+	w->seg_created_real = clock_ns(CLOCK_REALTIME);
+	w->seg_created_mono = clock_ns(CLOCK_MONOTONIC);
+	archive__seg_path(w->a, w->seg.id, ARCHIVE_SEG_OPEN, path, sizeof(path));
+	w->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (w->fd < 0) {
+		mdb_txn_abort(txn);
+		return archive__fail(-errno, "%s: %s", path, strerror(errno));
+	}
+	if ((r = put_segment(w, txn)) != 0 || (rc = mdb_txn_commit(txn)) != 0) {
+		if (!r)
+			r = archive__lmdb_fail(rc, "commit");
+		else
+			mdb_txn_abort(txn);
+		close(w->fd);
+		w->fd = -1;
+		unlink(path);
+		return r;
+	}
+	w->seg_synced_dir = 0;
+	w->nseeks = 0;
+	w->st.segments++;
+	frame_begin(w);
+	return 0;
+}
+
+/* Appends the seek table: skippable frame of (csize, usize) entries and footer. */
+static int segment_write_seektable(struct archive_writer *w, const char *path)
+{
+	size_t n = w->nseeks, len = 8 + n * SEEK_ENTRY_LEN + SEEK_FOOTER_LEN;
+	uint8_t *b = malloc(len);
+	if (!b)
+		return archive__fail(-ENOMEM, "out of memory");
+	le32_put(b, SEEK_SKIPPABLE_MAGIC);
+	le32_put(b + 4, (uint32_t)(n * SEEK_ENTRY_LEN + SEEK_FOOTER_LEN));
+	for (size_t i = 0; i < n; i++) {
+		le32_put(b + 8 + i * 8, w->seeks[i].csize);
+		le32_put(b + 12 + i * 8, w->seeks[i].usize);
+	}
+	uint8_t *f = b + 8 + n * SEEK_ENTRY_LEN;
+	le32_put(f, (uint32_t)n);
+	f[4] = 0; /* descriptor: no checksums, reserved bits 0 */
+	le32_put(f + 5, SEEK_FOOTER_MAGIC);
+	int r = pwrite_full(w->fd, b, len, w->seg.file_bytes, path);
+	free(b);
+	return r;
+}
+
+/* Commits, seals with the seek table, renames to the closed name, marks it closed. */
+static int segment_close(struct archive_writer *w)
+{
+	char open_path[4096], closed_path[4096];
+	if (w->fd < 0)
+		return 0;
+	int r = index_commit(w);
+	if (r)
+		return r;
+	archive__seg_path(w->a, w->seg.id, ARCHIVE_SEG_OPEN, open_path, sizeof(open_path));
+	archive__seg_path(w->a, w->seg.id, ARCHIVE_SEG_CLOSED, closed_path, sizeof(closed_path));
+	if ((r = segment_write_seektable(w, open_path)) != 0)
+		return r;
+	if (fdatasync(w->fd) != 0)
+		return archive__fail(-errno, "%s: fdatasync: %s", open_path, strerror(errno));
+	if (rename(open_path, closed_path) != 0)
+		return archive__fail(-errno, "%s: rename: %s", open_path, strerror(errno));
+	if ((r = fsync_dir(w->a)) != 0)
+		return r;
+	close(w->fd);
+	w->fd = -1;
+	w->seg.state = ARCHIVE_SEG_CLOSED;
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(w->a->env, NULL, 0, &txn);
+	if (rc)
+		return archive__lmdb_fail(rc, "begin write");
+	if ((r = put_segment(w, txn)) != 0) {
+		mdb_txn_abort(txn);
+		return r;
+	}
+	rc = mdb_txn_commit(txn);
+	return rc ? archive__lmdb_fail(rc, "commit") : 0;
+}
+
+/* ---- public writing API ---------------------------------------------------------------------- */
+
+/* Parses the packet for its index terms and flow statistics. */
+static int packet_index(struct archive_writer *w, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
+                        const uint8_t *data)
+{
+	struct ft_packet pkt;
+	if (w->seg.flags & ARCHIVE_SEG_UNINDEXED)
+		return 0;
+	ft_parse(w->seg.linktype, data, caplen, &pkt);
+	int r = 0;
+	if ((pkt.flags & (FT_PKT_MALFORMED | FT_PKT_TRUNCATED)) &&
+	    !(w->frame.flags & ARCHIVE_FRAME_UNINDEXED)) {
+		static const uint8_t zero = 0;
+		w->frame.flags |= ARCHIVE_FRAME_UNINDEXED;
+		r = archive__termset_add(&w->terms, ARCHIVE_TERM_UNINDEXED, &zero, 1);
+	}
+	if (r == 0)
+		r = archive__termset_add_packet(&w->terms, &pkt);
+	if (r)
+		return archive__fail(r, "out of memory");
+
+	struct ft_flow_key key;
+	int dir, is_new;
+	if (ft_flow_key_from_packet(&pkt, FT_KEY_VLAN, &key, &dir) != 0)
+		return 0;
+	struct ft_table_stats ts;
+	ft_table_stats(w->flows, &ts);
+	if (ts.flows >= MAX_FLOW_DELTAS && (r = index_commit(w)) != 0)
+		return r;
+	struct ft_flow *f = ft_table_lookup(w->flows, &key, ft_flow_key_hash(&key), &is_new);
+	if (is_new || ts_ns < f->first_ns)
+		f->first_ns = ts_ns;
+	if (ts_ns > f->last_ns)
+		f->last_ns = ts_ns;
+	f->packets[dir]++;
+	f->bytes[dir] += wirelen;
+	f->tcp_flags[dir] |= pkt.tcp_flags;
+	return 0;
+}
+
+int archive_writer_add(struct archive_writer *w, int linktype, uint32_t snaplen, uint64_t ts_ns,
+                       uint32_t caplen, uint32_t wirelen, const uint8_t *data)
+{
+	int r;
+	if (caplen > ARCHIVE_MAX_CAPLEN || caplen > snaplen)
+		return archive__fail(ARCHIVE_E_TOOBIG, "packet of %u bytes exceeds snaplen %u",
+		                     caplen, snaplen);
+	if (w->fd >= 0 && (w->seg.linktype != linktype || w->seg.snaplen != snaplen) &&
+	    (r = segment_close(w)) != 0)
+		return r;
+	if (w->fd < 0 && (r = segment_open(w, linktype, snaplen)) != 0)
+		return r;
+
+	uint8_t *rec = w->fbuf + w->flen;
+	le32_put(rec, (uint32_t)(ts_ns / 1000000000u));
+	le32_put(rec + 4, (uint32_t)(ts_ns % 1000000000u));
+	le32_put(rec + 8, caplen);
+	le32_put(rec + 12, wirelen);
+	memcpy(rec + PCAP_RHDR_LEN, data, caplen);
+	w->flen += PCAP_RHDR_LEN + caplen;
+	if ((r = packet_index(w, ts_ns, caplen, wirelen, data)) != 0)
+		return r;
+
+	struct archive_frame_info *fr = &w->frame;
+	fr->packets++;
+	fr->min_ns = ts_ns < fr->min_ns ? ts_ns : fr->min_ns;
+	fr->max_ns = ts_ns > fr->max_ns ? ts_ns : fr->max_ns;
+	struct archive_segment_info *s = &w->seg;
+	s->min_ns = s->packets == 0 || ts_ns < s->min_ns ? ts_ns : s->min_ns;
+	s->max_ns = ts_ns > s->max_ns ? ts_ns : s->max_ns;
+	s->packets++;
+	s->wire_bytes += wirelen;
+	w->st.packets++;
+	w->st.wire_bytes += wirelen;
+	w->st.record_bytes += PCAP_RHDR_LEN + caplen;
+
+	if (w->flen < w->cfg.frame_size && w->nposts < MAX_POSTINGS)
+		return 0;
+	if ((r = frame_flush(w)) != 0)
+		return r;
+	if (w->seg.file_bytes >= w->cfg.segment_size)
+		return segment_close(w);
+	return archive_writer_tick(w, clock_ns(CLOCK_MONOTONIC));
+}
+
+int archive_writer_tick(struct archive_writer *w, uint64_t now_ns)
+{
+	if (w->fd < 0)
+		return 0;
+	if (now_ns - w->seg_created_mono >= w->cfg.segment_age_ns)
+		return segment_close(w);
+	if (now_ns - w->last_commit_mono >= w->cfg.sync_ns || w->nposts >= MAX_POSTINGS)
+		return index_commit(w);
+	return 0;
+}
+
+int archive_writer_flush(struct archive_writer *w)
+{
+	return index_commit(w);
+}
+
+int archive_writer_close(struct archive_writer *w)
+{
+	int r = segment_close(w);
+	writer_free(w);
+	return r;
+}

@@ -1,0 +1,316 @@
+/*
+ * archive unit tests: create/open rules, the writer's segments and frames,
+ * term postings (exact and range lookups), flow records, the frame reader
+ * (round trip of every byte and timestamp), corrupt-frame detection, and
+ * segment rotation.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "archive/archive.h"
+
+struct fixture {
+	char dir[256];
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	snprintf(f->dir, sizeof(f->dir), "/tmp/flowscope-test-archive.XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(f);
+	return 0;
+}
+
+/* An Ethernet/IPv4/UDP packet from 10.0.0.<host> port <sport> to 10.0.1.1:53, n bytes. */
+static uint32_t make_udp(uint8_t *b, uint8_t host, uint16_t sport, uint32_t n)
+{
+	memset(b, 0, n);
+	b[12] = 0x08;
+	uint8_t *ip = b + 14;
+	ip[0] = 0x45;
+	ip[8] = 64;
+	ip[9] = 17;
+	ip[12] = 10, ip[15] = host;
+	ip[16] = 10, ip[18] = 1, ip[19] = 1;
+	uint8_t *u = ip + 20;
+	u[0] = (uint8_t)(sport >> 8);
+	u[1] = (uint8_t)sport;
+	u[3] = 53;
+	for (uint32_t i = 42; i < n; i++)
+		b[i] = (uint8_t)(i * 31 + host);
+	return n;
+}
+
+static struct archive *open_rw(const char *dir)
+{
+	struct archive *a = NULL;
+	assert_int_equal(archive_open(dir, ARCHIVE_WRITE | ARCHIVE_CREATE, &a), 0);
+	return a;
+}
+
+/* Writes n packets: host = i % 4 + 1, sport = 1000 + i, 200 bytes, ts = base + i. */
+static void write_packets(struct archive *a, uint32_t n, uint32_t frame_size, uint64_t base)
+{
+	struct archive_writer *w;
+	struct archive_writer_config c = {.frame_size = frame_size};
+	assert_int_equal(archive_writer_create(a, &c, &w), 0);
+	uint8_t b[200];
+	for (uint32_t i = 0; i < n; i++) {
+		make_udp(b, (uint8_t)(i % 4 + 1), (uint16_t)(1000 + i), sizeof(b));
+		assert_int_equal(archive_writer_add(w, 1, 65535, base + i, sizeof(b), 300, b), 0);
+	}
+	struct archive_writer_stats st;
+	archive_writer_stats(w, &st);
+	assert_int_equal(st.packets, n);
+	assert_int_equal(archive_writer_close(w), 0);
+}
+
+static int count_seg(const struct archive_segment_info *s, void *arg)
+{
+	struct archive_segment_info *out = arg;
+	*out = *s;
+	return 0;
+}
+
+static void test_open_rules(void **state)
+{
+	struct fixture *f = *state;
+	struct archive *a;
+	char path[512];
+	/* not an archive: missing, then a non-empty plain directory */
+	snprintf(path, sizeof(path), "%s/none", f->dir);
+	assert_int_equal(archive_open(path, ARCHIVE_READ, &a), -ENOENT);
+	snprintf(path, sizeof(path), "%s/junk", f->dir);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/junk/file", f->dir);
+	close(open(path, O_CREAT | O_WRONLY, 0644));
+	snprintf(path, sizeof(path), "%s/junk", f->dir);
+	assert_int_equal(archive_open(path, ARCHIVE_READ, &a), ARCHIVE_E_NOTARCH);
+	assert_int_equal(archive_open(path, ARCHIVE_WRITE | ARCHIVE_CREATE, &a), ARCHIVE_E_NOTARCH);
+	assert_non_null(strstr(archive_errmsg(), "not empty"));
+	/* create, then a second writer is refused while the first holds it */
+	snprintf(path, sizeof(path), "%s/arch", f->dir);
+	struct archive *w1 = open_rw(path), *w2;
+	assert_int_equal(archive_open(path, ARCHIVE_WRITE, &w2), ARCHIVE_E_LOCKED);
+	assert_int_equal(archive_open(path, ARCHIVE_READ, &a), 0); /* readers are welcome */
+	archive_close(a);
+	archive_close(w1);
+	/* a future format version is refused by name */
+	snprintf(path, sizeof(path), "%s/arch/FORMAT", f->dir);
+	FILE *fp = fopen(path, "w");
+	fputs("flowscope-archive 99\n", fp);
+	fclose(fp);
+	snprintf(path, sizeof(path), "%s/arch", f->dir);
+	assert_int_equal(archive_open(path, ARCHIVE_READ, &a), ARCHIVE_E_VERSION);
+}
+
+static void test_write_read_terms(void **state)
+{
+	struct fixture *f = *state;
+	struct archive *a = open_rw(f->dir);
+	write_packets(a, 1000, 16384, 5000000000ull); /* ~216 B records: ~76 per frame */
+
+	struct archive_rtxn *t;
+	assert_int_equal(archive_rtxn_begin(a, &t), 0);
+	struct archive_segment_info s = {0};
+	assert_int_equal(archive_segments(t, 0, 0, count_seg, &s), 0);
+	assert_int_equal(s.id, 1);
+	assert_int_equal(s.state, ARCHIVE_SEG_CLOSED);
+	assert_int_equal(s.packets, 1000);
+	assert_int_equal(s.wire_bytes, 300000);
+	assert_int_equal(s.record_bytes, 24 + 1000 * (16 + 200));
+	assert_int_equal(s.min_ns, 5000000000ull);
+	assert_int_equal(s.max_ns, 5000000999ull);
+	assert_true(s.frames >= 13);
+	assert_int_equal(s.flows, 1000);
+
+	/* host 10.0.0.2 is in every frame */
+	uint8_t h[16] = {0};
+	h[10] = h[11] = 0xff;
+	h[12] = 10, h[15] = 2;
+	uint32_t *fr = NULL;
+	size_t n = 0;
+	assert_int_equal(archive_term_frames(t, 1, ARCHIVE_TERM_HOST, h, h, &fr, &n), 0);
+	assert_int_equal(n, s.frames);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(fr[i], i);
+	/* port 1999 (the last packet) only in the last frame */
+	n = 0;
+	uint8_t p[2] = {1999 >> 8, 1999 & 0xff};
+	assert_int_equal(archive_term_frames(t, 1, ARCHIVE_TERM_PORT, p, p, &fr, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(fr[0], s.frames - 1);
+	/* port range 1000..1010: the first frame only; a port never seen: nothing */
+	n = 0;
+	uint8_t lo[2] = {1000 >> 8, 1000 & 0xff}, hi[2] = {1010 >> 8, 1010 & 0xff};
+	assert_int_equal(archive_term_frames(t, 1, ARCHIVE_TERM_PORT, lo, hi, &fr, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(fr[0], 0);
+	n = 0;
+	uint8_t none[2] = {0xff, 0xfe};
+	assert_int_equal(archive_term_frames(t, 1, ARCHIVE_TERM_PORT, none, none, &fr, &n), 0);
+	assert_int_equal(n, 0);
+	/* net 10.0.0.0/24 as a host range: every frame, each once */
+	n = 0;
+	uint8_t nlo[16] = {0}, nhi[16] = {0};
+	nlo[10] = nlo[11] = nhi[10] = nhi[11] = 0xff;
+	nlo[12] = nhi[12] = 10;
+	nhi[15] = 0xff;
+	assert_int_equal(archive_term_frames(t, 1, ARCHIVE_TERM_HOST, nlo, nhi, &fr, &n), 0);
+	assert_int_equal(n, s.frames);
+	/* ethertype and protocol terms */
+	n = 0;
+	uint8_t et[2] = {0x08, 0x00}, udp = 17;
+	assert_int_equal(archive_term_frames(t, 1, ARCHIVE_TERM_ETHERTYPE, et, et, &fr, &n), 0);
+	assert_int_equal(n, s.frames);
+	n = 0;
+	assert_int_equal(archive_term_frames(t, 1, ARCHIVE_TERM_PROTO, &udp, &udp, &fr, &n), 0);
+	assert_int_equal(n, s.frames);
+	free(fr);
+	archive_rtxn_end(t);
+	archive_close(a);
+}
+
+struct read_ctx {
+	struct archive_frame_reader *r;
+	const struct archive_segment_info *s;
+	uint32_t next;
+};
+
+static int read_frame_cb(const struct archive_frame_info *fi, void *arg)
+{
+	struct read_ctx *c = arg;
+	assert_int_equal(archive_frame_load(c->r, c->s, fi), 0);
+	struct archive_record rec;
+	uint32_t in_frame = 0;
+	while (archive_frame_next(c->r, &rec)) {
+		uint8_t want[200];
+		make_udp(want, (uint8_t)(c->next % 4 + 1), (uint16_t)(1000 + c->next),
+		         sizeof(want));
+		assert_int_equal(rec.ts_ns, 5000000000ull + c->next);
+		assert_int_equal(rec.caplen, 200);
+		assert_int_equal(rec.wirelen, 300);
+		assert_memory_equal(rec.data, want, 200);
+		c->next++;
+		in_frame++;
+	}
+	assert_int_equal(in_frame, fi->packets);
+	assert_true(fi->min_ns <= fi->max_ns);
+	return 0;
+}
+
+static void test_frame_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	struct archive *a = open_rw(f->dir);
+	write_packets(a, 1000, 16384, 5000000000ull);
+	struct archive_rtxn *t;
+	struct archive_segment_info s = {0};
+	assert_int_equal(archive_rtxn_begin(a, &t), 0);
+	assert_int_equal(archive_segments(t, 0, 0, count_seg, &s), 0);
+	struct read_ctx c = {.s = &s};
+	assert_int_equal(archive_frame_reader_create(a, &c.r), 0);
+	assert_int_equal(archive_frames(t, 1, read_frame_cb, &c), 0);
+	assert_int_equal(c.next, 1000);
+
+	/* flip a byte inside frame 1: the reader reports corruption, never bad data */
+	struct archive_frame_info fi;
+	assert_int_equal(archive_frame_get(t, 1, 1, &fi), 0);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/segments/000000000001.pcap.zst", f->dir);
+	int fd = open(path, O_RDWR);
+	uint8_t byte;
+	assert_int_equal(pread(fd, &byte, 1, (off_t)(fi.offset + fi.csize / 2)), 1);
+	byte ^= 0x5a;
+	assert_int_equal(pwrite(fd, &byte, 1, (off_t)(fi.offset + fi.csize / 2)), 1);
+	close(fd);
+	assert_int_equal(archive_frame_load(c.r, &s, &fi), ARCHIVE_E_CORRUPT);
+	struct archive_record rec;
+	assert_int_equal(archive_frame_next(c.r, &rec), 0);
+	archive_frame_reader_destroy(c.r);
+	archive_rtxn_end(t);
+	archive_close(a);
+}
+
+static int count_segs(const struct archive_segment_info *s, void *arg)
+{
+	(void)s;
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void test_rotation_and_time_range(void **state)
+{
+	struct fixture *f = *state;
+	struct archive *a = open_rw(f->dir);
+	struct archive_writer *w;
+	/* 1 MiB segments of random (incompressible) 1400-byte packets: several segments */
+	struct archive_writer_config c = {.segment_size = 1u << 20, .frame_size = 65536};
+	assert_int_equal(archive_writer_create(a, &c, &w), 0);
+	uint8_t b[1400];
+	uint32_t x = 1;
+	for (uint32_t i = 0; i < 3000; i++) {
+		make_udp(b, 1, 7, sizeof(b));
+		for (size_t k = 42; k < sizeof(b); k++)
+			b[k] = (uint8_t)((x = x * 1103515245u + 12345u) >> 16);
+		assert_int_equal(archive_writer_add(w, 1, 65535, 1000000000ull * i, 1400, 1400, b),
+		                 0);
+	}
+	/* a packet of another link type starts a new segment */
+	assert_int_equal(archive_writer_add(w, 101, 65535, 1000000000ull * 3000, 60, 60, b + 14),
+	                 0);
+	assert_int_equal(archive_writer_close(w), 0);
+	struct archive_rtxn *t;
+	assert_int_equal(archive_rtxn_begin(a, &t), 0);
+	int all = 0, some = 0;
+	assert_int_equal(archive_segments(t, 0, 0, count_segs, &all), 0);
+	assert_true(all >= 5);
+	/* [1000 s, 1001 s): the one segment holding packet 1000 */
+	assert_int_equal(archive_segments(t, 1000000000000ull, 1001000000000ull, count_segs, &some),
+	                 0);
+	assert_int_equal(some, 1);
+	struct archive_summary sum;
+	assert_int_equal(archive_summary(t, &sum), 0);
+	assert_int_equal(sum.packets, 3001);
+	assert_int_equal(sum.segments, (uint64_t)all);
+	assert_int_equal(sum.segments_open, 0);
+	assert_true(sum.index_bytes > 0);
+	archive_rtxn_end(t);
+	archive_close(a);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_open_rules, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_write_read_terms, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_frame_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rotation_and_time_range, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
