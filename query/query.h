@@ -1,0 +1,121 @@
+/*
+ * query: answers "which packets match this BPF filter in this time range"
+ * from an archive, reading only the frames the index says can match.
+ *
+ * Purpose
+ *   A filter is any libpcap filter expression.  The planner extracts what the
+ *   index can answer (hosts, nets, ports, protocols, VLANs, ethertypes, with
+ *   and/or/not and parentheses) into a plan whose candidate frames are a
+ *   superset of the frames holding matching packets; every packet of a
+ *   candidate frame is then matched exactly with pcap_offline_filter().
+ *   Whatever the planner does not understand widens the plan (to "all
+ *   frames"), never narrows it, so the answer is always exact.
+ *
+ * Lifecycle
+ *   query_plan_build() -> query_plan_format() / query_run() -> query_plan_free();
+ *   query_run() builds its own plan.
+ *
+ * Threading
+ *   Plans are immutable after building and may be shared.  query_run() uses
+ *   one read transaction and one frame reader of its own.
+ *
+ * Errors
+ *   0 on success, negative errno, or QUERY_E_* (-10400..-10499);
+ *   query_strerror().  query_run() leaves a one-line reason in errbuf.
+ */
+#ifndef FLOWSCOPE_QUERY_H
+#define FLOWSCOPE_QUERY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "archive/archive.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QUERY_E_BASE (-10400)
+#define QUERY_E_FILTER (QUERY_E_BASE - 1)    /* libpcap rejected the filter */
+#define QUERY_E_LINKTYPES (QUERY_E_BASE - 2) /* matches span link types a pcap cannot hold */
+#define QUERY_E_OUTPUT (QUERY_E_BASE - 3)    /* writing the output failed */
+#define QUERY_E_LAST (QUERY_E_BASE - 99)
+
+const char *query_strerror(int err);
+
+#define QUERY_ERRBUF_SIZE 512
+
+/* ---- plans ----------------------------------------------------------------------- */
+
+enum query_plan_op {
+	QUERY_PLAN_ALL = 1, /* every frame is a candidate (not indexable) */
+	QUERY_PLAN_NONE,    /* no frame is a candidate */
+	QUERY_PLAN_TERM,    /* frames holding a term in [lo, hi] of one type */
+	QUERY_PLAN_AND,     /* intersection of left and right */
+	QUERY_PLAN_OR,      /* union of left and right */
+};
+
+struct query_plan {
+	enum query_plan_op op;
+	enum archive_term_type type;     /* QUERY_PLAN_TERM */
+	uint8_t lo[ARCHIVE_TERM_MAXLEN]; /* QUERY_PLAN_TERM: inclusive bounds, */
+	uint8_t hi[ARCHIVE_TERM_MAXLEN]; /*   archive_term_len(type) bytes each */
+	struct query_plan *left, *right; /* QUERY_PLAN_AND / QUERY_PLAN_OR */
+};
+
+/*
+ * Builds the index plan for a libpcap filter expression (NULL or "" = match
+ * everything: QUERY_PLAN_ALL).  The expression must already be accepted by
+ * pcap_compile(); parts the planner does not understand become
+ * QUERY_PLAN_ALL.  The plan is simplified (ALL absorbs OR, is the identity of
+ * AND).  Returns 0 and *out (free with query_plan_free), or -ENOMEM.
+ */
+int query_plan_build(const char *filter, struct query_plan **out);
+
+void query_plan_free(struct query_plan *p);
+
+/* Writes a one-line rendering, e.g. "(host 10.0.0.1 AND port 80)"; returns buf. */
+char *query_plan_format(const struct query_plan *p, char *buf, size_t len);
+
+/* ---- running ---------------------------------------------------------------------- */
+
+enum query_format {
+	QUERY_FORMAT_PCAP = 0, /* nanosecond pcap */
+};
+
+struct query_options {
+	const char *filter; /* libpcap expression; NULL/"" = everything */
+	uint64_t from_ns;   /* inclusive; 0 = from the start */
+	uint64_t to_ns;     /* exclusive; 0 = to the end */
+	enum query_format format;
+	FILE *out;     /* output stream; flushed after every frame */
+	FILE *notices; /* if not NULL: one-line notices ("not indexable: scanning
+	                            N bytes") before reading; prefixed with notice_prefix */
+	const char *notice_prefix;
+	int explain; /* 1: describe the plan on out, read no frame */
+};
+
+struct query_result {
+	uint64_t packets;      /* packets written */
+	uint64_t bytes;        /* output bytes written */
+	uint64_t segments;     /* segments in the time range */
+	uint64_t frames_read;  /* frames decompressed */
+	uint64_t frames_total; /* frames in the time range */
+	uint64_t bytes_read;   /* compressed bytes read */
+	int indexed;           /* 1 if the index narrowed the frames */
+};
+
+/*
+ * Runs a query against an open archive, writing the matching packets in
+ * archive order (which is capture order for one writer).  Returns 0 (also for
+ * an empty answer, which is a valid empty pcap), QUERY_E_FILTER,
+ * QUERY_E_LINKTYPES, QUERY_E_OUTPUT, or ARCHIVE_E_*; errbuf gets one line.
+ */
+int query_run(struct archive *a, const struct query_options *opt, struct query_result *res,
+              char *errbuf);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

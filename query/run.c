@@ -1,0 +1,500 @@
+/*
+ * Running a query: plan -> candidate frames per segment -> read, filter
+ * exactly, write.
+ *
+ * Two passes.  The first walks the index only: for every segment in the time
+ * range it evaluates the plan to a sorted list of candidate frames (frames
+ * flagged UNINDEXED are always candidates, and so is every frame of a segment
+ * whose link type the indexer cannot parse), then drops frames whose time
+ * range misses the query's.  That gives the exact amount of data to read
+ * before reading any (for --explain and for the "not indexable" notice).  The
+ * second pass decompresses those frames and runs every record through
+ * libpcap's BPF (pcap_offline_filter) and the per-packet time check; the
+ * index only ever narrows what is read, never what matches.
+ */
+#include <errno.h>
+#include <pcap/pcap.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "query/query.h"
+
+#define MAX_LINKTYPES 16
+
+struct seg_cand {
+	struct archive_segment_info seg;
+	struct archive_frame_info *frames; /* candidate frames, in order */
+	size_t n;
+};
+
+struct bpf_cache {
+	int linktype[MAX_LINKTYPES];
+	struct bpf_program prog[MAX_LINKTYPES];
+	size_t n;
+};
+
+struct run {
+	struct archive *a;
+	const struct query_options *opt;
+	struct query_result *res;
+	char *errbuf;
+	struct archive_rtxn *txn;
+	struct query_plan *plan;
+	struct seg_cand *cands;
+	size_t ncands, cands_cap;
+	struct bpf_cache bpf;
+	struct archive_frame_reader *reader;
+	int out_linktype;
+	uint32_t out_snaplen;
+};
+
+const char *query_strerror(int err)
+{
+	switch (err) {
+	case 0:
+		return "success";
+	case QUERY_E_FILTER:
+		return "invalid filter";
+	case QUERY_E_LINKTYPES:
+		return "matches span several link types";
+	case QUERY_E_OUTPUT:
+		return "cannot write the output";
+	default:
+		if (err <= ARCHIVE_E_BASE && err > ARCHIVE_E_LAST)
+			return archive_strerror(err);
+		if (err < 0 && err > -4096)
+			return strerror(-err);
+		return "unknown query error";
+	}
+}
+
+static int fail(struct run *r, int err, const char *fmt, const char *a1, const char *a2)
+{
+	snprintf(r->errbuf, QUERY_ERRBUF_SIZE, fmt, a1, a2);
+	return err;
+}
+
+/* ---- exact filter: one compiled program per link type ------------------------------------ */
+
+static const char *filter_text(const struct query_options *opt)
+{
+	return opt->filter ? opt->filter : "";
+}
+
+/*
+ * A pcap_t that libpcap treats as a savefile of this link type and snaplen,
+ * made from a header-only nanosecond pcap in memory.  libpcap compiles some
+ * primitives differently for savefiles (for DLT_NULL it accepts every BSD
+ * AF_INET6 value, not only this host's), and `tcpdump -r` compiles against a
+ * savefile: so does the query, and both give the same answers.
+ */
+static pcap_t *savefile_like(int linktype, uint32_t snaplen, char *err)
+{
+	static _Thread_local uint8_t hdr[24];
+	uint32_t v[6] = {0xa1b23c4du, 0x00040002u, 0, 0, snaplen, (uint32_t)linktype};
+	memcpy(hdr, v, sizeof(hdr)); /* host byte order: the magic says which */
+	FILE *f = fmemopen(hdr, sizeof(hdr), "rb");
+	if (!f) {
+		snprintf(err, PCAP_ERRBUF_SIZE, "%s", strerror(errno));
+		return NULL;
+	}
+	pcap_t *p = pcap_fopen_offline_with_tstamp_precision(f, PCAP_TSTAMP_PRECISION_NANO, err);
+	if (!p)
+		fclose(f);
+	return p;
+}
+
+/* Compiles the filter for a link type (cached).  Returns the program or NULL + errbuf. */
+static struct bpf_program *bpf_for(struct run *r, int linktype, uint32_t snaplen)
+{
+	char perr[PCAP_ERRBUF_SIZE];
+	for (size_t i = 0; i < r->bpf.n; i++)
+		if (r->bpf.linktype[i] == linktype)
+			return &r->bpf.prog[i];
+	if (r->bpf.n == MAX_LINKTYPES) {
+		fail(r, QUERY_E_LINKTYPES, "too many link types in the archive%s%s", "", "");
+		return NULL;
+	}
+	pcap_t *p = savefile_like(linktype, snaplen, perr);
+	if (!p) {
+		fail(r, QUERY_E_FILTER, "cannot compile the filter: %s%s", perr, "");
+		return NULL;
+	}
+	struct bpf_program *prog = &r->bpf.prog[r->bpf.n];
+	/* netmask 0, as tcpdump uses for files, so both accept the same filters */
+	if (pcap_compile(p, prog, filter_text(r->opt), 1, 0) != 0) {
+		const char *name = pcap_datalink_val_to_name(pcap_datalink(p));
+		snprintf(r->errbuf, QUERY_ERRBUF_SIZE, "invalid filter '%s' (link type %s): %s",
+		         filter_text(r->opt), name ? name : "unknown", pcap_geterr(p));
+		pcap_close(p);
+		return NULL;
+	}
+	pcap_close(p);
+	r->bpf.linktype[r->bpf.n++] = linktype;
+	return prog;
+}
+
+static void bpf_free(struct bpf_cache *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		pcap_freecode(&c->prog[i]);
+	c->n = 0;
+}
+
+/* ---- pass 1: candidates ---------------------------------------------------------------------- */
+
+/* A frame list; all = 1 means every frame of the segment. */
+struct flist {
+	int all;
+	uint32_t *f;
+	size_t n;
+};
+
+static void flist_free(struct flist *l)
+{
+	free(l->f);
+	l->f = NULL;
+	l->n = 0;
+}
+
+/* out = a AND b (sorted unique lists); consumes a and b. */
+static void flist_and(struct flist *a, struct flist *b, struct flist *out)
+{
+	if (a->all) {
+		*out = *b;
+		flist_free(a);
+		return;
+	}
+	if (b->all) {
+		*out = *a;
+		flist_free(b);
+		return;
+	}
+	size_t i = 0, j = 0, w = 0;
+	while (i < a->n && j < b->n) {
+		if (a->f[i] < b->f[j])
+			i++;
+		else if (a->f[i] > b->f[j])
+			j++;
+		else {
+			a->f[w++] = a->f[i];
+			i++;
+			j++;
+		}
+	}
+	a->n = w;
+	*out = *a;
+	flist_free(b);
+}
+
+/* out = a OR b; consumes a and b.  Returns 0 or -ENOMEM. */
+static int flist_or(struct flist *a, struct flist *b, struct flist *out)
+{
+	if (a->all || b->all) {
+		flist_free(a);
+		flist_free(b);
+		*out = (struct flist){.all = 1};
+		return 0;
+	}
+	uint32_t *m = malloc((a->n + b->n + 1) * sizeof(*m));
+	if (!m) {
+		flist_free(a);
+		flist_free(b);
+		return -ENOMEM;
+	}
+	size_t i = 0, j = 0, w = 0;
+	while (i < a->n || j < b->n) {
+		uint32_t v;
+		if (j >= b->n || (i < a->n && a->f[i] < b->f[j]))
+			v = a->f[i++];
+		else if (i >= a->n || b->f[j] < a->f[i])
+			v = b->f[j++];
+		else {
+			v = a->f[i++];
+			j++;
+		}
+		m[w++] = v;
+	}
+	flist_free(a);
+	flist_free(b);
+	*out = (struct flist){.f = m, .n = w};
+	return 0;
+}
+
+/* Evaluates the plan for one segment. */
+static int plan_eval(struct run *r, const struct query_plan *p, uint64_t seg, struct flist *out)
+{
+	struct flist a = {0}, b = {0};
+	int e;
+	*out = (struct flist){0};
+	switch (p->op) {
+	case QUERY_PLAN_ALL:
+		out->all = 1;
+		return 0;
+	case QUERY_PLAN_NONE:
+		return 0;
+	case QUERY_PLAN_TERM:
+		return archive_term_frames(r->txn, seg, p->type, p->lo, p->hi, &out->f, &out->n);
+	case QUERY_PLAN_AND:
+	case QUERY_PLAN_OR:
+		if ((e = plan_eval(r, p->left, seg, &a)) || (e = plan_eval(r, p->right, seg, &b))) {
+			flist_free(&a);
+			flist_free(&b);
+			return e;
+		}
+		if (p->op == QUERY_PLAN_OR)
+			return flist_or(&a, &b, out);
+		flist_and(&a, &b, out);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* Adds the segment's UNINDEXED frames: they are read whatever the plan says. */
+static int add_unindexed(struct run *r, uint64_t seg, struct flist *l)
+{
+	static const uint8_t zero = 0;
+	struct flist u = {0};
+	if (l->all)
+		return 0;
+	int e = archive_term_frames(r->txn, seg, ARCHIVE_TERM_UNINDEXED, &zero, &zero, &u.f, &u.n);
+	if (e || u.n == 0) {
+		flist_free(&u);
+		return e;
+	}
+	return flist_or(l, &u, l);
+}
+
+struct frame_sink {
+	struct run *r;
+	struct seg_cand *c;
+	size_t cap;
+};
+
+static int frames_add(struct frame_sink *s, const struct archive_frame_info *f)
+{
+	const struct query_options *o = s->r->opt;
+	s->r->res->frames_total++;
+	if (f->max_ns < o->from_ns || (o->to_ns && f->min_ns >= o->to_ns))
+		return 0;
+	if (s->c->n == s->cap) {
+		size_t nc = s->cap ? s->cap * 2 : 16;
+		struct archive_frame_info *nf = realloc(s->c->frames, nc * sizeof(*nf));
+		if (!nf)
+			return -ENOMEM;
+		s->c->frames = nf;
+		s->cap = nc;
+	}
+	s->c->frames[s->c->n++] = *f;
+	s->r->res->frames_read++;
+	s->r->res->bytes_read += f->csize;
+	return 0;
+}
+
+static int frames_add_cb(const struct archive_frame_info *f, void *arg)
+{
+	return frames_add(arg, f);
+}
+
+/* Fills c->frames from the frame list (or every frame when all). */
+static int seg_frames(struct run *r, struct seg_cand *c, const struct flist *l)
+{
+	struct frame_sink s = {.r = r, .c = c};
+	if (l->all)
+		return archive_frames(r->txn, c->seg.id, frames_add_cb, &s);
+	r->res->frames_total += c->seg.frames - l->n; /* the ones the index ruled out */
+	for (size_t i = 0; i < l->n; i++) {
+		struct archive_frame_info f;
+		int e = archive_frame_get(r->txn, c->seg.id, l->f[i], &f);
+		if (e == ARCHIVE_E_NOTFOUND)
+			continue; /* posting committed with a frame a newer reader sees: skip */
+		if (e || (e = frames_add(&s, &f)))
+			return e;
+	}
+	return 0;
+}
+
+static int seg_candidates(const struct archive_segment_info *s, void *arg)
+{
+	struct run *r = arg;
+	struct flist l = {0};
+	int e;
+	r->res->segments++;
+	if (s->flags & ARCHIVE_SEG_UNINDEXED)
+		l.all = 1;
+	else if ((e = plan_eval(r, r->plan, s->id, &l)) || (e = add_unindexed(r, s->id, &l)))
+		return e;
+	if (r->ncands == r->cands_cap) {
+		size_t nc = r->cands_cap ? r->cands_cap * 2 : 16;
+		struct seg_cand *n = realloc(r->cands, nc * sizeof(*n));
+		if (!n) {
+			flist_free(&l);
+			return -ENOMEM;
+		}
+		r->cands = n;
+		r->cands_cap = nc;
+	}
+	struct seg_cand *c = &r->cands[r->ncands++];
+	*c = (struct seg_cand){.seg = *s};
+	e = seg_frames(r, c, &l);
+	flist_free(&l);
+	return e;
+}
+
+/* ---- pass 2: read, filter, write --------------------------------------------------------------- */
+
+static int out_write(struct run *r, const void *p, size_t n)
+{
+	if (n && fwrite(p, 1, n, r->opt->out) != n)
+		return fail(r, QUERY_E_OUTPUT, "cannot write the output: %s%s", strerror(errno),
+		            "");
+	r->res->bytes += n;
+	return 0;
+}
+
+/* The output's link type and snaplen: those of the segments that can match. */
+static int choose_output(struct run *r)
+{
+	int lt = -1;
+	uint32_t snap = 0;
+	for (size_t i = 0; i < r->ncands; i++) {
+		const struct archive_segment_info *s = &r->cands[i].seg;
+		if (r->cands[i].n == 0)
+			continue;
+		if (lt >= 0 && s->linktype != lt) {
+			snprintf(
+			    r->errbuf, QUERY_ERRBUF_SIZE,
+			    "matching packets have several link types (%d and %d): a pcap holds "
+			    "one; narrow the filter or the time range",
+			    lt, s->linktype);
+			return QUERY_E_LINKTYPES;
+		}
+		lt = s->linktype;
+		snap = s->snaplen > snap ? s->snaplen : snap;
+	}
+	if (lt < 0 && r->ncands > 0) { /* nothing to read: describe the first segment */
+		lt = r->cands[0].seg.linktype;
+		snap = r->cands[0].seg.snaplen;
+	}
+	r->out_linktype = lt < 0 ? 1 /* LINKTYPE_ETHERNET */ : lt;
+	r->out_snaplen = snap ? snap : 262144;
+	return 0;
+}
+
+static int write_header(struct run *r)
+{
+	uint8_t g[24];
+	uint32_t v[6] = {0xa1b23c4du, 0x00040002u, 0, 0, r->out_snaplen, (uint32_t)r->out_linktype};
+	for (int i = 0; i < 6; i++) /* the magic tells readers our byte order: write ours */
+		memcpy(g + 4 * i, &v[i], 4);
+	return out_write(r, g, sizeof(g));
+}
+
+static int read_segment(struct run *r, const struct seg_cand *c)
+{
+	struct bpf_program *prog = bpf_for(r, c->seg.linktype, c->seg.snaplen);
+	if (!prog)
+		return QUERY_E_FILTER;
+	const struct query_options *o = r->opt;
+	for (size_t i = 0; i < c->n; i++) {
+		int e = archive_frame_load(r->reader, &c->seg, &c->frames[i]);
+		if (e) {
+			snprintf(r->errbuf, QUERY_ERRBUF_SIZE, "%s", archive_errmsg());
+			return e;
+		}
+		struct archive_record rec;
+		while (archive_frame_next(r->reader, &rec)) {
+			if (rec.ts_ns < o->from_ns || (o->to_ns && rec.ts_ns >= o->to_ns))
+				continue;
+			struct pcap_pkthdr h = {.caplen = rec.caplen, .len = rec.wirelen};
+			if (!pcap_offline_filter(prog, &h, rec.data))
+				continue;
+			if ((e = out_write(r, rec.raw, rec.raw_len)) != 0)
+				return e;
+			r->res->packets++;
+		}
+		if (fflush(o->out) != 0)
+			return fail(r, QUERY_E_OUTPUT, "cannot write the output: %s%s",
+			            strerror(errno), "");
+	}
+	return 0;
+}
+
+static int explain(struct run *r)
+{
+	char buf[1024];
+	FILE *o = r->opt->out;
+	fprintf(o, "plan: %s\n", query_plan_format(r->plan, buf, sizeof(buf)));
+	fprintf(o, "index: %s\n",
+	        r->res->indexed ? "used"
+	                        : "not used (filter not indexable): scanning the time range");
+	fprintf(o, "segments: %llu in the time range\n", (unsigned long long)r->res->segments);
+	fprintf(o, "frames: %llu of %llu to read, %llu compressed bytes\n",
+	        (unsigned long long)r->res->frames_read, (unsigned long long)r->res->frames_total,
+	        (unsigned long long)r->res->bytes_read);
+	for (size_t i = 0; i < r->ncands; i++)
+		if (r->cands[i].n)
+			fprintf(o, "  segment %llu: %zu frames\n",
+			        (unsigned long long)r->cands[i].seg.id, r->cands[i].n);
+	return fflush(o) == 0 ? 0 : QUERY_E_OUTPUT;
+}
+
+static int run_passes(struct run *r)
+{
+	int e = query_plan_build(r->opt->filter, &r->plan);
+	if (e)
+		return fail(r, e, "out of memory%s%s", "", "");
+	r->res->indexed = r->plan->op != QUERY_PLAN_ALL;
+	if ((e = archive_rtxn_begin(r->a, &r->txn)) ||
+	    (e = archive_segments(r->txn, r->opt->from_ns, r->opt->to_ns, seg_candidates, r))) {
+		snprintf(r->errbuf, QUERY_ERRBUF_SIZE, "%s",
+		         archive_errmsg()[0] ? archive_errmsg() : query_strerror(e));
+		return e;
+	}
+	/* validate the filter for every link type in range, even without candidates */
+	for (size_t i = 0; i < r->ncands; i++)
+		if (!bpf_for(r, r->cands[i].seg.linktype, r->cands[i].seg.snaplen))
+			return QUERY_E_FILTER;
+	if (r->ncands == 0 && !bpf_for(r, 1 /* LINKTYPE_ETHERNET */, 262144))
+		return QUERY_E_FILTER;
+	if (r->opt->explain)
+		return explain(r);
+	if (!r->res->indexed && r->opt->notices && r->res->frames_read > 0 &&
+	    filter_text(r->opt)[0])
+		fprintf(r->opt->notices,
+		        "%sfilter not indexable: scanning %llu frames (%llu compressed bytes)\n",
+		        r->opt->notice_prefix ? r->opt->notice_prefix : "",
+		        (unsigned long long)r->res->frames_read,
+		        (unsigned long long)r->res->bytes_read);
+	if ((e = choose_output(r)) || (e = write_header(r)))
+		return e;
+	if ((e = archive_frame_reader_create(r->a, &r->reader)) != 0)
+		return fail(r, e, "out of memory%s%s", "", "");
+	for (size_t i = 0; i < r->ncands && e == 0; i++)
+		e = read_segment(r, &r->cands[i]);
+	if (e == 0 && fflush(r->opt->out) != 0)
+		e = fail(r, QUERY_E_OUTPUT, "cannot write the output: %s%s", strerror(errno), "");
+	return e;
+}
+
+int query_run(struct archive *a, const struct query_options *opt, struct query_result *res,
+              char *errbuf)
+{
+	struct run r = {.a = a, .opt = opt, .res = res, .errbuf = errbuf};
+	memset(res, 0, sizeof(*res));
+	errbuf[0] = '\0';
+	if (opt->to_ns && opt->from_ns >= opt->to_ns) {
+		snprintf(errbuf, QUERY_ERRBUF_SIZE,
+		         "the time range is empty (--from is not before --to)");
+		return -EINVAL;
+	}
+	int e = run_passes(&r);
+	archive_frame_reader_destroy(r.reader);
+	archive_rtxn_end(r.txn);
+	for (size_t i = 0; i < r.ncands; i++)
+		free(r.cands[i].frames);
+	free(r.cands);
+	bpf_free(&r.bpf);
+	query_plan_free(r.plan);
+	return e;
+}
