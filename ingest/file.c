@@ -1,0 +1,263 @@
+/*
+ * File source: replays a pcap or pcapng file through libpcap, as fast as the
+ * QQ takes it (the QQ applies back-pressure for file sources).
+ *
+ * libpcap does the parsing.  The one thing it cannot do is hand over the
+ * bytes of a last record cut short by the end of the file (a capture that was
+ * killed mid-write): it reports "truncated dump file; tried to read N
+ * captured bytes, only got M".  For classic pcap files we then read that
+ * record's 16-byte header ourselves (it sits just before the M bytes at the
+ * end of the file), check it agrees with libpcap's N, and store the M bytes
+ * as a packet whose captured length is M: nothing that reached the disk is
+ * lost, and the cut is counted and reported.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pcap/pcap.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ingest/ingest_pvt.h"
+
+#define FLUSH_EVERY 1024 /* packets between QQ flush checks */
+
+struct file_source {
+	struct ingest_source base;
+	pcap_t *pcap;
+	char *path;
+	int fd;      /* our own descriptor, for the truncated-record read */
+	int classic; /* 1: classic pcap (not pcapng) */
+	int swapped; /* classic: byte order differs from ours */
+	int nano;    /* classic: nanosecond magic */
+};
+
+static uint32_t rd32(const uint8_t *p, int swapped)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return swapped ? __builtin_bswap32(v) : v;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Reads the magic to tell classic pcap (and its byte order) from pcapng. */
+static void file_sniff(struct file_source *f)
+{
+	uint8_t m[4];
+	if (pread(f->fd, m, 4, 0) != 4)
+		return;
+	uint32_t v = rd32(m, 0);
+	switch (v) {
+	case 0xa1b2c3d4:
+		f->classic = 1;
+		break;
+	case 0xa1b23c4d:
+		f->classic = 1;
+		f->nano = 1;
+		break;
+	case 0xd4c3b2a1:
+		f->classic = 1;
+		f->swapped = 1;
+		break;
+	case 0x4d3cb2a1:
+		f->classic = 1;
+		f->swapped = 1;
+		f->nano = 1;
+		break;
+	default:
+		break;
+	}
+}
+
+/*
+ * Stores the record cut by the end of the file.  `want` and `got` come from
+ * libpcap's message.  Returns 0 when stored, -1 when the file does not look
+ * as the message says (then the caller reports plain damage).
+ */
+static int store_truncated(struct file_source *f, struct qq_producer *p, uint32_t want,
+                           uint32_t got, char *errbuf)
+{
+	struct stat st;
+	if (!f->classic || fstat(f->fd, &st) != 0 || (uint64_t)st.st_size < 24u + 16u + got)
+		return -1;
+	off_t rec = st.st_size - (off_t)got - 16;
+	uint8_t hdr[16];
+	if (pread(f->fd, hdr, 16, rec) != 16 || rd32(hdr + 8, f->swapped) != want)
+		return -1;
+	uint8_t *data = malloc(got ? got : 1);
+	if (!data || pread(f->fd, data, got, rec + 16) != (ssize_t)got) {
+		free(data);
+		return -1;
+	}
+	uint64_t sec = rd32(hdr, f->swapped), frac = rd32(hdr + 4, f->swapped);
+	uint64_t ts = sec * 1000000000u + (f->nano ? frac : frac * 1000u);
+	uint32_t wire = rd32(hdr + 12, f->swapped);
+	int r = ingest__store(&f->base, p, ts, got, wire, 0, data);
+	free(data);
+	if (r)
+		return -1;
+	ingest__count_add(&f->base.c.truncated_records, 1);
+	snprintf(errbuf, INGEST_ERRBUF_SIZE,
+	         "%s: truncated at byte %lld: last record has %u of %u captured bytes "
+	         "(stored as a %u-byte packet)",
+	         f->path, (long long)st.st_size, got, want, got);
+	return 0;
+}
+
+/* Turns a libpcap read error into INGEST_E_DAMAGED with a message naming the place. */
+static int file_error(struct file_source *f, struct qq_producer *p, char *errbuf)
+{
+	const char *msg = pcap_geterr(f->pcap);
+	unsigned want = 0, got = 0;
+
+	if (sscanf(msg, "truncated dump file; tried to read %u captured bytes, only got %u", &want,
+	           &got) == 2 &&
+	    store_truncated(f, p, want, got, errbuf) == 0)
+		return INGEST_E_DAMAGED;
+	if (sscanf(msg, "truncated dump file; tried to read %u header bytes, only got %u", &want,
+	           &got) == 2) {
+		snprintf(errbuf, INGEST_ERRBUF_SIZE,
+		         "%s: truncated: %u stray bytes at the end where a record header should be",
+		         f->path, got);
+		return INGEST_E_DAMAGED;
+	}
+	long pos = ftell(pcap_file(f->pcap));
+	snprintf(errbuf, INGEST_ERRBUF_SIZE,
+	         "%s: damaged near byte %ld after %" PRIu64 " packets: %s", f->path, pos,
+	         atomic_load(&f->base.c.packets), msg);
+	return INGEST_E_DAMAGED;
+}
+
+static int file_run(struct ingest_source *s, unsigned queue, struct qq_producer *p, char *errbuf)
+{
+	struct file_source *f = (struct file_source *)s;
+	struct pcap_pkthdr *h;
+	const u_char *data;
+	unsigned n = 0;
+
+	(void)queue;
+	while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+		int r = pcap_next_ex(f->pcap, &h, &data);
+		if (r == PCAP_ERROR_BREAK)
+			return 0; /* end of file */
+		if (r != 1)
+			return file_error(f, p, errbuf);
+		/* opened with nanosecond precision: tv_usec holds nanoseconds */
+		uint64_t ts = (uint64_t)h->ts.tv_sec * 1000000000u + (uint64_t)h->ts.tv_usec;
+		if (ingest__store(s, p, ts, h->caplen, h->len, 0, data) != 0) {
+			snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: stopped: the QQ refused packets",
+			         f->path);
+			return INGEST_E_QQ;
+		}
+		if (++n % FLUSH_EVERY == 0)
+			qq_producer_flush(p, mono_ns());
+	}
+	return 0;
+}
+
+/*
+ * The LINKTYPE_ value a pcap file stores for this capture.  pcap_datalink()
+ * returns the DLT_ value, which differs for a few link types (raw IP is
+ * DLT 12 but LINKTYPE 101); libpcap's own dumper does the mapping, so ask it
+ * to write a header into memory and read the field back.
+ */
+static int file_linktype(pcap_t *p)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int lt = pcap_datalink(p);
+	FILE *m = open_memstream(&buf, &len);
+	if (!m)
+		return lt;
+	pcap_dumper_t *d = pcap_dump_fopen(p, m);
+	if (!d) {
+		fclose(m);
+		free(buf);
+		return lt;
+	}
+	pcap_dump_flush(d);
+	if (len >= 24)
+		memcpy(&lt, buf + 20, 4); /* written in host byte order */
+	pcap_dump_close(d);
+	free(buf);
+	return lt;
+}
+
+static void file_close(struct ingest_source *s)
+{
+	struct file_source *f = (struct file_source *)s;
+	if (f->pcap)
+		pcap_close(f->pcap);
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f->path);
+	free(f);
+}
+
+static const struct ingest_ops file_ops = {.run = file_run, .close = file_close};
+
+/* Opens the path ourselves first so errno-level problems get errno-level messages. */
+static int file_precheck(struct file_source *f, const char *path, char *errbuf)
+{
+	f->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (f->fd < 0) {
+		int e = errno;
+		snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: %s", path, strerror(e));
+		return -e;
+	}
+	struct stat st;
+	if (fstat(f->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		int e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+		snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: %s", path,
+		         e == EISDIR ? "is a directory, not a capture file" : "not a regular file");
+		return -e;
+	}
+	if (st.st_size == 0) {
+		snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: empty file, not a capture file", path);
+		return INGEST_E_FORMAT;
+	}
+	return 0;
+}
+
+int ingest_file_open(const char *path, uint16_t port, struct ingest_source **out, char *errbuf)
+{
+	struct file_source *f = calloc(1, sizeof(*f));
+	if (!f || !(f->path = strdup(path))) {
+		free(f);
+		snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	f->base.ops = &file_ops;
+	int r = file_precheck(f, path, errbuf);
+	if (r) {
+		file_close(&f->base);
+		return r;
+	}
+	char perr[PCAP_ERRBUF_SIZE];
+	f->pcap = pcap_open_offline_with_tstamp_precision(path, PCAP_TSTAMP_PRECISION_NANO, perr);
+	if (!f->pcap) {
+		snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: not a capture file libpcap can read (%s)",
+		         path, perr);
+		file_close(&f->base);
+		return INGEST_E_FORMAT;
+	}
+	file_sniff(f);
+	f->base.info.name = f->path;
+	f->base.info.kind = "file";
+	f->base.info.linktype = file_linktype(f->pcap);
+	f->base.info.snaplen = (uint32_t)pcap_snapshot(f->pcap);
+	f->base.info.queues = 1;
+	f->base.info.port = port;
+	*out = &f->base;
+	return 0;
+}

@@ -1,0 +1,46 @@
+# Shared helpers for the end-to-end tests (sourced, not run).
+# Environment (set by CMake/ctest): FLOWSCOPE = the binary, SHARED = ../shared.
+set -u
+: "${FLOWSCOPE:?FLOWSCOPE must name the flowscope binary}"
+: "${SHARED:?SHARED must name the shared directory}"
+PCAPS="$SHARED/pcaps"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/flowscope-test.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+FAILS=0
+CHECKS=0
+
+fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+pass() { CHECKS=$((CHECKS + 1)); }
+note() { echo "# $*"; }
+
+# finish: print the tally and exit with the right status.
+finish() {
+    echo "$CHECKS checks passed, $FAILS failed"
+    [ "$FAILS" -eq 0 ]
+    exit $?
+}
+
+# fs ARGS...: run flowscope with a bounded time.
+fs() { timeout 300 "$FLOWSCOPE" "$@"; }
+
+# oracle SRC OUT [FILTER]: tcpdump's answer, nanosecond pcap (tcpdump -Z root: it drops
+# privileges before writing otherwise).  Returns tcpdump's status; OUT absent if it
+# could not even start (bad file, bad filter).
+oracle() {
+    local src=$1 out=$2
+    shift 2
+    rm -f "$out"
+    timeout 300 tcpdump -Z root -r "$src" --time-stamp-precision=nano -w "$out" "$@" 2>/dev/null
+}
+
+# npackets FILE: packet count of a pcap (via tcpdump, which reads what we write).
+npackets() { capinfos -M -c "$1" 2>/dev/null | awk '/Number of packets/ {print $NF}'; }
+
+# one_line_error STDERR_FILE PATTERN: the file holds exactly one line matching PATTERN.
+one_line_error() {
+    local n
+    n=$(wc -l <"$1")
+    if [ "$n" -ne 1 ]; then fail "expected one error line, got $n: $(head -c 400 "$1")"; return 1; fi
+    if ! grep -qE -- "$2" "$1"; then fail "error line '$(cat "$1")' does not match '$2'"; return 1; fi
+    pass
+}

@@ -1,0 +1,315 @@
+/*
+ * Parsers for the values users type, and the error-line convention.
+ *
+ * Every parser accepts the whole string or nothing: "10x", "5 m", "" and
+ * out-of-range numbers are errors, so a typo never silently becomes a default.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tools/cli.h"
+
+void cli_error(const char *cmd, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	for (char *p = msg; *p; p++) /* one line, always */
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	fprintf(stderr, "flowscope %s: %s\n", cmd, msg);
+}
+
+int cli_usage_error(const char *cmd, char **argv, int optind_at_error, int optopt_val)
+{
+	/* argv[optind - 1] is the element getopt was looking at: "--from", "-w", "-x" */
+	const char *arg = optind_at_error > 0 ? argv[optind_at_error - 1] : NULL;
+	if (arg && arg[0] == '-' && arg[1] != '-' && optopt_val > 0 && optopt_val < 256 &&
+	    isprint(optopt_val))
+		cli_error(cmd,
+		          "option '-%c': unknown, or missing its value (see flowscope %s --help)",
+		          optopt_val, cmd);
+	else
+		cli_error(cmd,
+		          "option '%s': unknown, or missing its value (see flowscope %s --help)",
+		          arg ? arg : "?", cmd);
+	return EXIT_USAGE;
+}
+
+int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	if (!s || !isdigit((unsigned char)s[0]))
+		return -EINVAL;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	if (!s || !isdigit((unsigned char)s[0]))
+		return -EINVAL;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	unsigned shift = 0;
+	switch (toupper((unsigned char)*end)) {
+	case 'K':
+		shift = 10;
+		break;
+	case 'M':
+		shift = 20;
+		break;
+	case 'G':
+		shift = 30;
+		break;
+	case 'T':
+		shift = 40;
+		break;
+	case '\0':
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (shift) {
+		end++;
+		if (toupper((unsigned char)*end) == 'I') /* "MiB" */
+			end++;
+		if (toupper((unsigned char)*end) == 'B')
+			end++;
+	}
+	if (*end || (shift && v > (ULLONG_MAX >> shift)))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+/* Parses "<decimal>[.<fraction>]" into ns given the unit in ns; sets *end. */
+static int parse_scaled(const char *s, uint64_t unit_ns, uint64_t *out, const char **end)
+{
+	uint64_t whole = 0, frac = 0, scale = 1;
+	const char *p = s;
+	if (!isdigit((unsigned char)*p))
+		return -EINVAL;
+	for (; isdigit((unsigned char)*p); p++) {
+		if (whole > (UINT64_MAX - 9) / 10)
+			return -EINVAL;
+		whole = whole * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p == '.') {
+		p++;
+		if (!isdigit((unsigned char)*p))
+			return -EINVAL;
+		for (; isdigit((unsigned char)*p); p++)
+			if (scale < 1000000000u) {
+				frac = frac * 10 + (uint64_t)(*p - '0');
+				scale *= 10;
+			}
+	}
+	if (unit_ns && whole > UINT64_MAX / unit_ns)
+		return -EINVAL;
+	uint64_t part = (uint64_t)((__uint128_t)frac * unit_ns / scale);
+	if (whole * unit_ns > UINT64_MAX - part)
+		return -EINVAL;
+	*out = whole * unit_ns + part;
+	*end = p;
+	return 0;
+}
+
+static uint64_t unit_of(const char *u)
+{
+	static const struct {
+		const char *name;
+		uint64_t ns;
+	} units[] = {{"ns", 1},
+	             {"us", 1000},
+	             {"ms", 1000000},
+	             {"s", 1000000000ull},
+	             {"m", 60000000000ull},
+	             {"h", 3600000000000ull},
+	             {"d", 86400000000000ull}};
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (strcmp(u, units[i].name) == 0)
+			return units[i].ns;
+	return 0;
+}
+
+int cli_parse_duration(const char *s, uint64_t *out)
+{
+	if (!s)
+		return -EINVAL;
+	const char *p = s;
+	while (*p && (isdigit((unsigned char)*p) || *p == '.'))
+		p++;
+	uint64_t unit = *p ? unit_of(p) : 1000000000ull; /* bare number: seconds */
+	if (!unit)
+		return -EINVAL;
+	char num[64];
+	size_t n = (size_t)(p - s);
+	if (n == 0 || n >= sizeof(num))
+		return -EINVAL;
+	memcpy(num, s, n);
+	num[n] = '\0';
+	const char *end;
+	if (parse_scaled(num, unit, out, &end) || *end)
+		return -EINVAL;
+	return 0;
+}
+
+/* Reads exactly n digits. */
+static int digits(const char **p, int n, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++, (*p)++) {
+		if (!isdigit((unsigned char)**p))
+			return -EINVAL;
+		v = v * 10 + (**p - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* "Z", "+hh:mm", "-hh:mm" -> offset east of UTC in seconds. */
+static int parse_zone(const char *p, long *off)
+{
+	if ((p[0] == 'Z' || p[0] == 'z') && p[1] == '\0') {
+		*off = 0;
+		return 0;
+	}
+	int hh, mm;
+	if ((p[0] != '+' && p[0] != '-') || (p++, digits(&p, 2, &hh)) || *p++ != ':' ||
+	    digits(&p, 2, &mm) || *p || hh > 23 || mm > 59)
+		return -EINVAL;
+	*off = (hh * 3600L + mm * 60L) * (p[-6] == '-' ? -1 : 1);
+	return 0;
+}
+
+static int parse_rfc3339(const char *s, uint64_t *out)
+{
+	struct tm tm = {0};
+	const char *p = s;
+	int y, mo, d, h, mi, sec;
+	if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
+	    digits(&p, 2, &d) || (*p != 'T' && *p != 't' && *p != ' ') ||
+	    (p++, digits(&p, 2, &h)) || *p++ != ':' || digits(&p, 2, &mi) || *p++ != ':' ||
+	    digits(&p, 2, &sec))
+		return -EINVAL;
+	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970)
+		return -EINVAL;
+	uint64_t frac = 0;
+	if (*p == '.') {
+		uint64_t scale = 1000000000u;
+		p++;
+		if (!isdigit((unsigned char)*p))
+			return -EINVAL;
+		for (; isdigit((unsigned char)*p); p++)
+			if (scale > 1) {
+				scale /= 10;
+				frac += (uint64_t)(*p - '0') * scale;
+			}
+	}
+	long zone;
+	if (parse_zone(p, &zone))
+		return -EINVAL;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	time_t t = timegm(&tm);
+	if (tm.tm_mday != d) /* timegm normalised an impossible date such as 02-30 */
+		return -EINVAL;
+	long long secs = (long long)t - zone;
+	if (secs < 0)
+		return -EINVAL;
+	*out = (uint64_t)secs * 1000000000u + frac;
+	return 0;
+}
+
+int cli_parse_time(const char *s, uint64_t now_ns, uint64_t *out)
+{
+	if (!s || !*s)
+		return -EINVAL;
+	if (strcmp(s, "now") == 0) {
+		*out = now_ns;
+		return 0;
+	}
+	size_t n = strlen(s);
+	if (n > 4 && strcmp(s + n - 4, " ago") == 0) {
+		char d[64];
+		uint64_t dur;
+		if (n - 4 >= sizeof(d))
+			return -EINVAL;
+		memcpy(d, s, n - 4);
+		d[n - 4] = '\0';
+		if (cli_parse_duration(d, &dur) || dur > now_ns)
+			return -EINVAL;
+		*out = now_ns - dur;
+		return 0;
+	}
+	if (strchr(s, '-') && strchr(s, ':'))
+		return parse_rfc3339(s, out);
+	const char *end;
+	if (parse_scaled(s, 1000000000ull, out, &end) || *end)
+		return -EINVAL;
+	return 0;
+}
+
+char *cli_format_time(uint64_t ns, char *buf, size_t len)
+{
+	time_t t = (time_t)(ns / 1000000000u);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%09uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ns % 1000000000u));
+	return buf;
+}
+
+static uint64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t cli_now_ns(void)
+{
+	return clock_ns(CLOCK_REALTIME);
+}
+
+uint64_t cli_mono_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
+}
+
+char *cli_join_args(int argc, char **argv, int first)
+{
+	size_t len = 1;
+	for (int i = first; i < argc; i++)
+		len += strlen(argv[i]) + 1;
+	char *s = malloc(len);
+	if (!s)
+		return NULL;
+	s[0] = '\0';
+	for (int i = first; i < argc; i++) {
+		if (i > first)
+			strcat(s, " ");
+		strcat(s, argv[i]);
+	}
+	return s;
+}

@@ -1,0 +1,62 @@
+/*
+ * tools: the flowscope command line.  Each subcommand is a *_main(argc, argv)
+ * returning the process exit status; cli.c holds the parsers for the values
+ * users type (sizes, durations, times) and the one-line error convention.
+ *
+ * Exit status (docs/cli.md): 0 success; 1 failure (the line on stderr says
+ * what); 2 usage error (bad flag or value); 3 the input was damaged: the
+ * archive holds everything that could be read, the line says what was lost.
+ */
+#ifndef FLOWSCOPE_TOOLS_CLI_H
+#define FLOWSCOPE_TOOLS_CLI_H
+
+#include <stdint.h>
+
+#define EXIT_OK 0
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+#define EXIT_DAMAGED 3
+
+int record_main(int argc, char **argv);
+int query_main(int argc, char **argv);
+int info_main(int argc, char **argv);
+int gen_main(int argc, char **argv);
+
+/* Prints "flowscope <cmd>: <message>" as one line on stderr. */
+void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Reports an unknown option / missing argument from getopt; returns EXIT_USAGE. */
+int cli_usage_error(const char *cmd, char **argv, int optind_at_error, int optopt_val);
+
+/*
+ * "512M", "4G", "1048576", "64k": bytes with optional K/M/G/T suffix (powers of
+ * 1024).  Returns 0 and *out, or -EINVAL.
+ */
+int cli_parse_size(const char *s, uint64_t *out);
+
+/* "60s", "5m", "2h", "7d", "1.5s", "250ms": nanoseconds.  0 or -EINVAL. */
+int cli_parse_duration(const char *s, uint64_t *out);
+
+/*
+ * A point in time, nanoseconds since the epoch:
+ *   RFC 3339 with zone ("2026-11-27T14:02:00Z", "...+01:00", fraction allowed),
+ *   epoch seconds with optional fraction ("1795000000.25"),
+ *   "now", or "<duration> ago" ("15m ago", "2h ago", "1d ago").
+ * now_ns is the reference for relative forms.  0 or -EINVAL.
+ */
+int cli_parse_time(const char *s, uint64_t now_ns, uint64_t *out);
+
+/* Parses a non-negative integer in [min, max].  0 or -EINVAL. */
+int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Formats ns since the epoch as RFC 3339 UTC with nanoseconds; returns buf (>= 40 bytes). */
+char *cli_format_time(uint64_t ns, char *buf, size_t len);
+
+/* Current CLOCK_REALTIME / CLOCK_MONOTONIC in ns. */
+uint64_t cli_now_ns(void);
+uint64_t cli_mono_ns(void);
+
+/* Joins argv[first..argc) with spaces (a filter given as several words); malloc()ed. */
+char *cli_join_args(int argc, char **argv, int first);
+
+#endif

@@ -1,0 +1,48 @@
+/*
+ * flowscope: one binary, subcommands.  This file only dispatches; each
+ * subcommand lives in its own file with its own options (see docs/cli.md).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/cli.h"
+
+static const struct {
+	const char *name;
+	int (*main)(int argc, char **argv);
+	const char *what;
+} commands[] = {
+    {"record", record_main, "record traffic into an archive"},
+    {"query", query_main, "matching packets from an archive as a pcap"},
+    {"info", info_main, "what an archive holds"},
+    {"gen", gen_main, "write synthetic traffic to a pcap file"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: flowscope COMMAND [OPTIONS]   (flowscope COMMAND --help for options)\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].what);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("flowscope %s\n", FLOWSCOPE_VERSION);
+		return EXIT_OK;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].main(argc - 1, argv + 1);
+	fprintf(stderr, "flowscope: unknown command '%s' (flowscope --help lists them)\n", argv[1]);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,181 @@
+/*
+ * flowscope query: matching packets from an archive as a pcap.
+ *
+ * Output goes to a temporary file renamed into place at the end (so a failed
+ * query never leaves a half-written FILE), or is streamed to stdout with
+ * "-w -" (flushed after every frame, for `| tcpdump -r -` or
+ * `| wireshark -k -i -`).  A binary pcap is never written to a terminal.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "query/query.h"
+#include "tools/cli.h"
+
+#define CMD "query"
+
+struct query_args {
+	const char *archive;
+	const char *out;
+	char *filter;
+	struct query_options q;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(
+	    f,
+	    "usage: flowscope query --archive DIR [--from T] [--to T] [-w FILE|-] [--explain] "
+	    "[FILTER...]\n"
+	    "  FILTER      a libpcap filter expression (as for tcpdump); none = everything\n"
+	    "  --from T    first packet time, inclusive; --to T: end, exclusive.  T is RFC 3339\n"
+	    "              (2026-11-27T14:02:00Z), epoch seconds (1795000000.5), 'now', or\n"
+	    "              '15m ago' / '2h ago' / '1d ago'\n"
+	    "  -w FILE     write a pcap (nanosecond timestamps) to FILE; '-' for stdout\n"
+	    "  --explain   print the plan (index terms, segments, frames, bytes); read nothing\n");
+}
+
+static int parse_time_opt(const char *name, const char *arg, uint64_t *out)
+{
+	if (cli_parse_time(arg, cli_now_ns(), out) == 0)
+		return 0;
+	cli_error(CMD,
+	          "%s '%s': not a time (use RFC 3339 such as 2026-11-27T14:02:00Z, epoch "
+	          "seconds, 'now' or '15m ago')",
+	          name, arg);
+	return EXIT_USAGE;
+}
+
+static int parse_args(int argc, char **argv, struct query_args *a)
+{
+	static const struct option longopts[] = {
+	    {"archive", required_argument, NULL, 'a'},
+	    {"from", required_argument, NULL, 'f'},
+	    {"to", required_argument, NULL, 't'},
+	    {"write", required_argument, NULL, 'w'},
+	    {"explain", no_argument, NULL, 'e'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	int c, r;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hw:", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+			a->archive = optarg;
+			break;
+		case 'f':
+			if ((r = parse_time_opt("--from", optarg, &a->q.from_ns)) != 0)
+				return r;
+			break;
+		case 't':
+			if ((r = parse_time_opt("--to", optarg, &a->q.to_ns)) != 0)
+				return r;
+			break;
+		case 'w':
+			a->out = optarg;
+			break;
+		case 'e':
+			a->q.explain = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return -1;
+		default:
+			return cli_usage_error(CMD, argv, optind, optopt);
+		}
+	}
+	if (!a->archive) {
+		cli_error(CMD, "--archive DIR is required (see flowscope query --help)");
+		return EXIT_USAGE;
+	}
+	if (a->q.to_ns && a->q.from_ns >= a->q.to_ns) {
+		cli_error(CMD, "--from is not before --to: the time range is empty");
+		return EXIT_USAGE;
+	}
+	a->filter = cli_join_args(argc, argv, optind);
+	a->q.filter = a->filter;
+	return 0;
+}
+
+/* Opens the output: stdout for "-" (or when -w is absent and stdout is not a terminal). */
+static int open_output(struct query_args *a, char *tmp, size_t tmplen)
+{
+	tmp[0] = '\0';
+	if (a->q.explain || !a->out || strcmp(a->out, "-") == 0) {
+		if (!a->q.explain && isatty(STDOUT_FILENO)) {
+			cli_error(CMD,
+			          "refusing to write a binary pcap to a terminal: use -w FILE, or "
+			          "-w - with a pipe");
+			return EXIT_USAGE;
+		}
+		a->q.out = stdout;
+		return 0;
+	}
+	snprintf(tmp, tmplen, "%s.partial-%d", a->out, (int)getpid());
+	a->q.out = fopen(tmp, "we");
+	if (!a->q.out) {
+		cli_error(CMD, "cannot write %s: %s", a->out, strerror(errno));
+		tmp[0] = '\0';
+		return EXIT_FAIL;
+	}
+	return 0;
+}
+
+/* Closes the output; renames the temporary file into place when ok. */
+static int close_output(struct query_args *a, const char *tmp, int ok)
+{
+	if (!tmp[0])
+		return ok ? 0 : EXIT_FAIL;
+	int bad = fclose(a->q.out) != 0;
+	if (ok && bad)
+		cli_error(CMD, "cannot write %s: %s", a->out, strerror(errno));
+	if (ok && !bad && rename(tmp, a->out) != 0) {
+		cli_error(CMD, "cannot write %s: %s", a->out, strerror(errno));
+		bad = 1;
+	}
+	if (!ok || bad)
+		unlink(tmp);
+	return ok && !bad ? 0 : EXIT_FAIL;
+}
+
+int query_main(int argc, char **argv)
+{
+	struct query_args a = {0};
+	int r = parse_args(argc, argv, &a);
+	if (r) {
+		free(a.filter);
+		return r < 0 ? EXIT_OK : r;
+	}
+	struct archive *arch;
+	if ((r = archive_open(a.archive, ARCHIVE_READ, &arch)) != 0) {
+		cli_error(CMD, "%s", archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
+		free(a.filter);
+		return EXIT_FAIL;
+	}
+	char tmp[4096], err[QUERY_ERRBUF_SIZE];
+	struct query_result res;
+	a.q.notices = stderr;
+	a.q.notice_prefix = "flowscope query: ";
+	int status = open_output(&a, tmp, sizeof(tmp));
+	if (status == 0) {
+		r = query_run(arch, &a.q, &res, err);
+		if (r)
+			cli_error(CMD, "%s", err[0] ? err : query_strerror(r));
+		status = close_output(&a, tmp, r == 0);
+		if (r && !status)
+			status = EXIT_FAIL;
+		if (r == QUERY_E_FILTER)
+			status = EXIT_USAGE;
+	}
+	if (status == 0 && !a.q.explain && res.packets == 0)
+		fprintf(stderr,
+		        "flowscope query: no packets matched (the output is an empty pcap)\n");
+	archive_close(arch);
+	free(a.filter);
+	return status;
+}
