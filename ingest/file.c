@@ -54,7 +54,7 @@ static uint64_t mono_ns(void)
 static void file_sniff(struct file_source *f)
 {
 	uint8_t m[4];
-	if (pread(f->fd, m, 4, 0) != 4)
+	if (f->fd < 0 || pread(f->fd, m, 4, 0) != 4)
 		return;
 	uint32_t v = rd32(m, 0);
 	switch (v) {
@@ -88,7 +88,8 @@ static int store_truncated(struct file_source *f, struct qq_producer *p, uint32_
                            uint32_t got, char *errbuf)
 {
 	struct stat st;
-	if (!f->classic || fstat(f->fd, &st) != 0 || (uint64_t)st.st_size < 24u + 16u + got)
+	if (!f->classic || f->fd < 0 || fstat(f->fd, &st) != 0 ||
+	    (uint64_t)st.st_size < 24u + 16u + got)
 		return -1;
 	off_t rec = st.st_size - (off_t)got - 16;
 	uint8_t hdr[16];
@@ -110,7 +111,7 @@ static int store_truncated(struct file_source *f, struct qq_producer *p, uint32_
 	snprintf(errbuf, INGEST_ERRBUF_SIZE,
 	         "%s: truncated at byte %lld: last record has %u of %u captured bytes "
 	         "(stored as a %u-byte packet)",
-	         f->path, (long long)st.st_size, got, want, got);
+	         f->base.info.name, (long long)st.st_size, got, want, got);
 	return 0;
 }
 
@@ -128,13 +129,15 @@ static int file_error(struct file_source *f, struct qq_producer *p, char *errbuf
 	           &got) == 2) {
 		snprintf(errbuf, INGEST_ERRBUF_SIZE,
 		         "%s: truncated: %u stray bytes at the end where a record header should be",
-		         f->path, got);
+		         f->base.info.name, got);
 		return INGEST_E_DAMAGED;
 	}
-	long pos = ftell(pcap_file(f->pcap));
-	snprintf(errbuf, INGEST_ERRBUF_SIZE,
-	         "%s: damaged near byte %ld after %" PRIu64 " packets: %s", f->path, pos,
-	         atomic_load(&f->base.c.packets), msg);
+	long pos = ftell(pcap_file(f->pcap)); /* -1 on a pipe */
+	char where[48] = "";
+	if (pos >= 0)
+		snprintf(where, sizeof(where), " near byte %ld", pos);
+	snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: damaged%s after %" PRIu64 " packets: %s",
+	         f->base.info.name, where, atomic_load(&f->base.c.packets), msg);
 	return INGEST_E_DAMAGED;
 }
 
@@ -156,7 +159,7 @@ static int file_run(struct ingest_source *s, unsigned queue, struct qq_producer 
 		uint64_t ts = (uint64_t)h->ts.tv_sec * 1000000000u + (uint64_t)h->ts.tv_usec;
 		if (ingest__store(s, p, ts, h->caplen, h->len, 0, data) != 0) {
 			snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: stopped: the QQ refused packets",
-			         f->path);
+			         f->base.info.name);
 			return INGEST_E_QQ;
 		}
 		if (++n % FLUSH_EVERY == 0)
@@ -206,9 +209,16 @@ static void file_close(struct ingest_source *s)
 
 static const struct ingest_ops file_ops = {.run = file_run, .close = file_close};
 
-/* Opens the path ourselves first so errno-level problems get errno-level messages. */
+/*
+ * Opens the path ourselves first so errno-level problems get errno-level
+ * messages.  "-" (stdin) and pipes are read by libpcap alone: they cannot be
+ * re-read, so a record cut by their end is reported, not recovered.
+ */
 static int file_precheck(struct file_source *f, const char *path, char *errbuf)
 {
+	f->fd = -1;
+	if (strcmp(path, "-") == 0)
+		return 0;
 	f->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (f->fd < 0) {
 		int e = errno;
@@ -216,11 +226,15 @@ static int file_precheck(struct file_source *f, const char *path, char *errbuf)
 		return -e;
 	}
 	struct stat st;
-	if (fstat(f->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		int e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
-		snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: %s", path,
-		         e == EISDIR ? "is a directory, not a capture file" : "not a regular file");
-		return -e;
+	if (fstat(f->fd, &st) != 0 || S_ISDIR(st.st_mode)) {
+		snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: is a directory, not a capture file",
+		         path);
+		return -EISDIR;
+	}
+	if (!S_ISREG(st.st_mode)) { /* a pipe or device: libpcap reads it once */
+		close(f->fd);
+		f->fd = -1;
+		return 0;
 	}
 	if (st.st_size == 0) {
 		snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: empty file, not a capture file", path);
@@ -252,7 +266,7 @@ int ingest_file_open(const char *path, uint16_t port, struct ingest_source **out
 		return INGEST_E_FORMAT;
 	}
 	file_sniff(f);
-	f->base.info.name = f->path;
+	f->base.info.name = strcmp(f->path, "-") == 0 ? "stdin" : f->path;
 	f->base.info.kind = "file";
 	f->base.info.linktype = file_linktype(f->pcap);
 	f->base.info.snaplen = (uint32_t)pcap_snapshot(f->pcap);

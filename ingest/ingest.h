@@ -71,7 +71,8 @@ struct ingest_stats {
 };
 
 /*
- * Opens a pcap or pcapng file for replay as source number `port`.
+ * Opens a pcap or pcapng file ("-" = standard input; pipes work too) for
+ * replay as source number `port`.
  * Returns 0 and *out; -errno (no such file, permission) or INGEST_E_FORMAT,
  * each with a line in errbuf naming the file.
  */

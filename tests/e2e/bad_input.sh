@@ -62,6 +62,12 @@ rc=$?
 [ $rc -eq 3 ] && grep -q "7 stray bytes" "$TMP/err" && pass || fail "truncated_dns_2: exit $rc, $(cat "$TMP/err")"
 [ "$(fs query --archive "$TMP/stray" -w - 2>/dev/null | capinfos -M -c - 2>/dev/null | awk '/Number of packets/ {print $NF}')" = 1 ] && pass || fail "truncated_dns_2: the whole first packet must be archived"
 
+# the same through a pipe (--read -): stored up to the last whole record, damage reported
+head -c $((size - 10)) "$DNS" | fs record --read - --archive "$TMP/pipe" --stats-interval 0 2>"$TMP/err"
+rc=$?
+[ $rc -eq 3 ] && grep -q "stdin: damaged after .* packets: truncated dump file" "$TMP/err" && pass || fail "cut pipe: exit $rc, $(cat "$TMP/err")"
+fs query --archive "$TMP/pipe" -w "$TMP/pipe.pcap" 2>/dev/null && cmp -s "$TMP/cut-exp.pcap" "$TMP/pipe.pcap" && pass || fail "cut pipe: archive differs from tcpdump"
+
 # ---- archives -------------------------------------------------------------------------------
 expect 1 "No such file" fs query --archive "$TMP/nowhere" -w "$TMP/x.pcap" host 10.0.0.1
 expect 1 "not a flowscope archive" fs query --archive /etc -w "$TMP/x.pcap"
