@@ -33,7 +33,7 @@ step "4. query one flow back: the index picks the frames, BPF matches exactly"
 run "$FS" query --archive "$D/archive" --explain "$filter"
 run "$FS" query --archive "$D/archive" -w "$D/flow.pcap" "$filter"
 run capinfos -c -u "$D/flow.pcap"
-tcpdump -nn -r "$D/flow.pcap" 2>/dev/null | head -8
+tcpdump -nn -c 8 -r "$D/flow.pcap" 2>/dev/null
 
 step "5. check it against tcpdump on the original capture"
 tcpdump -Z root -r "$D/sample.pcap" --time-stamp-precision=nano -w "$D/expected.pcap" "$filter" 2>/dev/null
