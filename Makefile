@@ -3,15 +3,17 @@
 #   make demo   install missing Debian packages, build, record built-in sample
 #               traffic into an archive, query one flow back
 #   make test   install missing Debian packages, build, run every test through
-#               ctest, then the same tests again in an ASan+UBSan build
+#               ctest, then again in an ASan+UBSan build, and the threaded
+#               tests once more under ThreadSanitizer
 #
-# Other targets: deps (install only), build (default), asan, format,
-# format-check, clean.  The build itself is CMake; this file only drives it.
+# Other targets: deps (install only), build (default), asan, test-release,
+# test-asan, test-tsan, bench, format, format-check, clean.  The build itself is CMake; this file only drives it.
 
 SHELL := /bin/bash
 JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 
 # Build dependencies and the independent test oracles, as Debian 12 packages.
 DEB_BUILD := gcc make cmake pkg-config libc6-dev libdpdk-dev dpdk liburing-dev \
@@ -20,7 +22,7 @@ DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux \
              iproute2 jq
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
-.PHONY: all build deps asan test test-release test-asan demo format format-check clean
+.PHONY: all build deps asan test test-release test-asan test-tsan bench demo format format-check clean
 
 all: build
 
@@ -57,8 +59,20 @@ test-asan: asan
 	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	    ctest --output-on-failure -j $(JOBS) --timeout 900
 
-test: format-check test-release test-asan
-	@echo "make test: all tests passed (release and ASan+UBSan builds)"
+# The threaded tests (label "tsan") again under ThreadSanitizer.
+test-tsan: deps
+	@cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFLOWSCOPE_WERROR=ON \
+	    -DFLOWSCOPE_SANITIZE=thread >/dev/null
+	@cmake --build $(TSAN_BUILD) -j $(JOBS) --target tsan_tests
+	@cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	    ctest --output-on-failure -L tsan --timeout 600
+
+test: format-check test-release test-asan test-tsan
+	@echo "make test: all tests passed (release, ASan+UBSan and TSan builds)"
+
+# Benchmarks (not tests): each prints its baseline from the same run.
+bench: build
+	@$(BUILD)/tools/bench/qq_bench
 
 demo: build
 	@tools/demo.sh $(BUILD)/tools/flowscope
@@ -72,4 +86,4 @@ format-check: deps
 	@clang-format --dry-run -Werror $(FORMAT_FILES) && echo "format-check: $(words $(FORMAT_FILES)) files clean"
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

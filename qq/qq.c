@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,8 +31,9 @@
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
-
-#define HUGE_2M (2u << 20)
+#ifndef MAP_HUGE_SHIFT
+#define MAP_HUGE_SHIFT 26
+#endif
 
 enum chunk_state { CH_FREE, CH_FILLING, CH_READY, CH_PEEKING, CH_PEEKED, CH_DUMPING };
 
@@ -68,6 +70,7 @@ struct qq {
 	uint64_t flush_ns;
 	enum qq_mode mode;
 	int hugepages;
+	size_t page_size; /* backing page size: 1 GiB, 2 MiB, or the base page */
 	struct qq_chunk *chunks;
 
 	pthread_mutex_t lock;
@@ -118,34 +121,80 @@ const char *qq_strerror(int err)
 
 /* ---- memory --------------------------------------------------------------------- */
 
-/* Pre-faults the mapping so no packet pays for a page fault. */
-static void prefault(uint8_t *mem, size_t len)
+uint64_t qq_memory_available(void)
 {
-	if (madvise(mem, len, MADV_POPULATE_WRITE) == 0)
-		return;
-	long page = sysconf(_SC_PAGESIZE);
-	for (size_t off = 0; off < len; off += (size_t)page)
-		((volatile uint8_t *)mem)[off] = 0;
+	FILE *f = fopen("/proc/meminfo", "re");
+	char line[256];
+	unsigned long long kb = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return (uint64_t)kb << 10;
 }
 
+/*
+ * Pre-faults the mapping so no packet pays for a page fault.  Returns 0, or
+ * QQ_E_NOMEM when the kernel cannot back every page (MADV_POPULATE_WRITE
+ * reports that instead of letting the OOM killer find out later).
+ */
+static int prefault(uint8_t *mem, size_t len)
+{
+	if (madvise(mem, len, MADV_POPULATE_WRITE) == 0)
+		return 0;
+	if (errno == ENOMEM || errno == EFAULT || errno == EHWPOISON)
+		return QQ_E_NOMEM;
+	long page = sysconf(_SC_PAGESIZE); /* kernel before 5.14: touch every page */
+	for (size_t off = 0; off < len; off += (size_t)page)
+		((volatile uint8_t *)mem)[off] = 0;
+	return 0;
+}
+
+/* A populated mapping of huge pages of 1 << shift bytes, or NULL. */
+static void *map_huge(size_t len, unsigned shift)
+{
+	if (len % ((size_t)1 << shift) != 0)
+		return NULL;
+	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE |
+	                   (int)(shift << MAP_HUGE_SHIFT),
+	               -1, 0);
+	return m == MAP_FAILED ? NULL : m;
+}
+
+/*
+ * One mapping for the whole ring: reserved 1 GiB pages, else reserved 2 MiB
+ * pages (hugetlbfs pool, all-or-nothing at mmap time), else normal pages
+ * with transparent huge pages requested, checked against MemAvailable and
+ * pre-faulted.
+ */
 static int ring_map(struct qq *q, int try_huge)
 {
-	if (try_huge && q->mem_len % HUGE_2M == 0) {
-		void *m = mmap(NULL, q->mem_len, PROT_READ | PROT_WRITE,
-		               MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE, -1, 0);
-		if (m != MAP_FAILED) {
+	static const unsigned shifts[] = {30, 21};
+	for (size_t i = 0; try_huge && i < sizeof(shifts) / sizeof(shifts[0]); i++) {
+		void *m = map_huge(q->mem_len, shifts[i]);
+		if (m) {
 			q->mem = m;
 			q->hugepages = 1;
+			q->page_size = (size_t)1 << shifts[i];
 			return 0;
 		}
 	}
+	uint64_t avail = qq_memory_available();
+	if (avail && q->mem_len > avail)
+		return QQ_E_NOMEM;
 	void *m =
 	    mmap(NULL, q->mem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (m == MAP_FAILED)
 		return QQ_E_NOMEM;
-	q->mem = m;
 	madvise(m, q->mem_len, MADV_HUGEPAGE); /* best effort: transparent huge pages */
-	prefault(q->mem, q->mem_len);
+	if (prefault(m, q->mem_len) != 0) {
+		munmap(m, q->mem_len);
+		return QQ_E_NOMEM;
+	}
+	q->mem = m;
+	q->page_size = (size_t)sysconf(_SC_PAGESIZE);
 	return 0;
 }
 
@@ -228,6 +277,7 @@ int qq_create(const struct qq_config *cfg, struct qq **out)
 	q->totals.capacity = q->mem_len;
 	q->totals.chunks = n;
 	q->totals.hugepages = q->hugepages;
+	q->totals.page_size = q->page_size;
 	*out = q;
 	return 0;
 }

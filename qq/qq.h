@@ -107,8 +107,12 @@ struct qq_chunk;
 struct qq_producer;
 
 /*
- * Allocates the ring (one mapping, pre-faulted).  Returns 0 and *out,
- * -EINVAL for a bad config, or QQ_E_NOMEM when the memory cannot be had.
+ * Allocates the ring: one mapping of `size` bytes (rounded down to whole
+ * chunks), from reserved 1 GiB or 2 MiB huge pages when cfg.hugepages is set
+ * and the pool has them, else normal pages with transparent huge pages
+ * requested; pre-faulted.  Returns 0 and *out, -EINVAL for a bad config, or
+ * QQ_E_NOMEM when the memory cannot be had (more than MemAvailable, or the
+ * kernel refused to back the pages).
  */
 int qq_create(const struct qq_config *cfg, struct qq **out);
 
@@ -202,10 +206,14 @@ struct qq_stats {
 	uint64_t overwritten_bytes;   /* qq.enqueue.overwritten_bytes */
 	uint64_t dropped_packets;     /* qq.enqueue.dropped_busy: ring full, oldest chunk in use */
 	uint64_t backpressure_waits;  /* qq.enqueue.backpressure_waits */
-	int hugepages;                /* 1 if the ring is backed by huge pages */
+	int hugepages;                /* 1 if the ring is backed by reserved huge pages */
+	uint64_t page_size;           /* 1 GiB, 2 MiB, or the base page (THP may still apply) */
 };
 
 void qq_stats(struct qq *q, struct qq_stats *out);
+
+/* MemAvailable from /proc/meminfo in bytes (0 if unknown), for error messages. */
+uint64_t qq_memory_available(void);
 
 #ifdef __cplusplus
 }

@@ -40,6 +40,8 @@ struct record_opts {
 	const char *archive;
 	const char *read;
 	uint64_t qq_size;
+	uint64_t qq_flush_ns;
+	double qq_high_water;
 	uint64_t segment_size;
 	uint64_t segment_age_ns;
 	uint64_t stats_ns;
@@ -92,6 +94,8 @@ static void usage(FILE *f)
 	        "  --read FILE           replay a pcap or pcapng file\n"
 	        "  --capture all         archive every packet (the default)\n"
 	        "  --qq-size SIZE        RAM ring size, K/M/G suffixes (default 512M)\n"
+	        "  --qq-high-water PCT   dumpers take packets only above this fill (default 90)\n"
+	        "  --qq-flush DUR        publish a partly filled chunk after this (default 1ms)\n"
 	        "  --segment-size SIZE   rotate segments at this compressed size (default 256M)\n"
 	        "  --segment-age DUR     rotate segments this old (default 60s)\n"
 	        "  --zstd-level N        zstd level, -7..19 (default 1)\n"
@@ -123,6 +127,19 @@ static int parse_opt(struct record_opts *o, int c, const char *arg)
 		if (cli_parse_size(arg, &o->qq_size) == 0 && o->qq_size >= (2u << 20))
 			return 0;
 		cli_error(CMD, "--qq-size '%s': expected a size of at least 2M, e.g. 512M", arg);
+		return EXIT_USAGE;
+	case 'H':
+		if (cli_parse_uint(arg, 1, 99, &v) == 0) {
+			o->qq_high_water = (double)v / 100;
+			return 0;
+		}
+		cli_error(CMD, "--qq-high-water '%s': expected a percentage, 1..99", arg);
+		return EXIT_USAGE;
+	case 'F':
+		if (cli_parse_duration(arg, &o->qq_flush_ns) == 0 && o->qq_flush_ns >= 1000 &&
+		    o->qq_flush_ns <= 10000000000ull)
+			return 0;
+		cli_error(CMD, "--qq-flush '%s': expected a duration from 1us to 10s", arg);
 		return EXIT_USAGE;
 	case 's':
 		if (cli_parse_size(arg, &o->segment_size) == 0 && o->segment_size >= (1u << 20))
@@ -164,6 +181,8 @@ static int parse_args(int argc, char **argv, struct record_opts *o)
 	    {"read", required_argument, NULL, 'r'},
 	    {"capture", required_argument, NULL, 'c'},
 	    {"qq-size", required_argument, NULL, 'q'},
+	    {"qq-high-water", required_argument, NULL, 'H'},
+	    {"qq-flush", required_argument, NULL, 'F'},
 	    {"segment-size", required_argument, NULL, 's'},
 	    {"segment-age", required_argument, NULL, 'g'},
 	    {"zstd-level", required_argument, NULL, 'z'},
@@ -323,10 +342,19 @@ static int pipeline_open(struct pipeline *pl)
 	                       .chunk_size = chunk_size_for(pl->o.qq_size),
 	                       .producers = 1,
 	                       .analyzers = 1,
+	                       .high_water = pl->o.qq_high_water,
+	                       .flush_ns = pl->o.qq_flush_ns,
 	                       .mode = QQ_MODE_BACKPRESSURE,
 	                       .hugepages = 1};
 	if ((r = qq_create(&qc, &pl->qq)) != 0) {
-		cli_error(CMD, "--qq-size %" PRIu64 ": %s", pl->o.qq_size, qq_strerror(r));
+		if (r == QQ_E_NOMEM)
+			cli_error(
+			    CMD,
+			    "--qq-size %.1f MiB: cannot have that much RAM (%.1f MiB available)",
+			    (double)pl->o.qq_size / 1048576,
+			    (double)qq_memory_available() / 1048576);
+		else
+			cli_error(CMD, "QQ: %s", qq_strerror(r));
 		return EXIT_FAIL;
 	}
 	if ((r = qq_producer_open(pl->qq, 0, &pl->producer)) != 0) {
@@ -439,6 +467,13 @@ static void pipeline_close(struct pipeline *pl)
 static int pipeline_run(struct pipeline *pl)
 {
 	uint64_t t0 = cli_mono_ns();
+	struct qq_stats qs;
+	qq_stats(pl->qq, &qs);
+	fprintf(stderr, "flowscope record: QQ %.0f MiB, %u chunks of %zu KiB, %s pages\n",
+	        (double)qs.capacity / 1048576, qs.chunks, chunk_size_for(pl->o.qq_size) >> 10,
+	        qs.page_size >= (1u << 30)   ? "1 GiB huge"
+	        : qs.page_size >= (2u << 20) ? "2 MiB huge"
+	                                     : "normal (THP requested)");
 	g_src = pl->src;
 	if (pthread_create(&pl->t_src, NULL, source_thread, pl) ||
 	    pthread_create(&pl->t_ana, NULL, analyzer_thread, pl) ||

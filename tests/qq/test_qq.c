@@ -238,6 +238,34 @@ static void test_overwrite_when_full(void **state)
 	qq_destroy(q);
 }
 
+/* Many times around a 4-chunk ring: every chunk comes back, in order, contents intact. */
+static void test_wrap_around(void **state)
+{
+	(void)state;
+	struct qq *q = make_qq(4, QQ_MODE_BACKPRESSURE, 0.25, 1, 1); /* dequeue above 1 used */
+	struct qq_producer *p;
+	struct qq_chunk *c;
+	uint64_t ts = 1, want = 1;
+	assert_int_equal(qq_producer_open(q, 0, &p), 0);
+	for (unsigned round = 0; round < 100; round++) {
+		publish_chunks(p, 1, &ts); /* publishes the previous chunk, fills a new one */
+		if (round == 0)
+			continue;
+		analyze_all(q, 1);
+		assert_int_equal(qq_dumper_next(q, &c, 100), 0); /* 2 used > 1 */
+		assert_int_equal(qq_chunk_count(c), 1);
+		assert_int_equal(qq_chunk_record(c, 0)->ts_ns, want++);
+		qq_dumper_release(q, c);
+	}
+	struct qq_stats st;
+	qq_stats(q, &st);
+	assert_int_equal(st.enqueued_packets, 99);
+	assert_int_equal(st.chunks_used, 1);
+	assert_int_equal(st.overwritten_chunks + st.backpressure_waits, 0);
+	qq_producer_close(p);
+	qq_destroy(q);
+}
+
 struct prod_arg {
 	struct qq_producer *p;
 	unsigned id;
@@ -349,6 +377,7 @@ int main(void)
 	    cmocka_unit_test(test_high_water),
 	    cmocka_unit_test(test_not_before_peek),
 	    cmocka_unit_test(test_overwrite_when_full),
+	    cmocka_unit_test(test_wrap_around),
 	    cmocka_unit_test(test_threads_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
