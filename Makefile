@@ -73,6 +73,7 @@ test: format-check test-release test-asan test-tsan
 # Benchmarks (not tests): each prints its baseline from the same run.
 bench: build
 	@$(BUILD)/tools/bench/qq_bench
+	@tools/bench/ingest_bench.sh $(BUILD)
 
 demo: build
 	@tools/demo.sh $(BUILD)/tools/flowscope

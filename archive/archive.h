@@ -144,6 +144,13 @@ int archive_writer_close(struct archive_writer *w);
 
 void archive_writer_stats(const struct archive_writer *w, struct archive_writer_stats *out);
 
+/*
+ * The recorder's report of its last run (final counters, as text lines),
+ * stored in the index so `flowscope info` can show it.  Replaces the previous
+ * report.  Returns 0 or ARCHIVE_E_LMDB.
+ */
+int archive_set_run_report(struct archive *a, const char *text);
+
 /* ---- index terms -------------------------------------------------------------- */
 
 /*
@@ -270,6 +277,9 @@ struct archive_summary {
 };
 
 int archive_summary(struct archive_rtxn *t, struct archive_summary *out);
+
+/* The last run report as a malloc()ed string (*text NULL if none).  0, -ENOMEM, ARCHIVE_E_*. */
+int archive_run_report(struct archive_rtxn *t, char **text);
 
 /*
  * A frame reader decompresses frames into its own buffer and walks their

@@ -417,3 +417,37 @@ int archive_summary(struct archive_rtxn *t, struct archive_summary *out)
 		out->index_bytes = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
 	return 0;
 }
+
+#define RUN_REPORT_KEY "last_run"
+
+int archive_set_run_report(struct archive *a, const char *text)
+{
+	MDB_txn *txn;
+	MDB_val k = {.mv_size = strlen(RUN_REPORT_KEY), .mv_data = RUN_REPORT_KEY};
+	MDB_val v = {.mv_size = strlen(text), .mv_data = (void *)text};
+	int rc = mdb_txn_begin(a->env, NULL, 0, &txn);
+	if (rc)
+		return archive__lmdb_fail(rc, "begin write");
+	if ((rc = mdb_put(txn, a->db_meta, &k, &v, 0)) != 0) {
+		mdb_txn_abort(txn);
+		return archive__lmdb_fail(rc, "write run report");
+	}
+	rc = mdb_txn_commit(txn);
+	return rc ? archive__lmdb_fail(rc, "commit") : 0;
+}
+
+int archive_run_report(struct archive_rtxn *t, char **text)
+{
+	MDB_val k = {.mv_size = strlen(RUN_REPORT_KEY), .mv_data = RUN_REPORT_KEY}, v;
+	*text = NULL;
+	int rc = mdb_get(t->txn, t->a->db_meta, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return archive__lmdb_fail(rc, "read run report");
+	if (!(*text = malloc(v.mv_size + 1)))
+		return -ENOMEM;
+	memcpy(*text, v.mv_data, v.mv_size);
+	(*text)[v.mv_size] = '\0';
+	return 0;
+}

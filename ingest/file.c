@@ -28,6 +28,9 @@
 
 struct file_source {
 	struct ingest_source base;
+	double speed;      /* 0: as fast as possible; else recorded speed times this */
+	uint64_t pace_t0;  /* pacing origin: monotonic time ... */
+	uint64_t pace_ts0; /* ... and the capture time of the first packet */
 	pcap_t *pcap;
 	char *path;
 	int fd;      /* our own descriptor, for the truncated-record read */
@@ -41,13 +44,6 @@ static uint32_t rd32(const uint8_t *p, int swapped)
 	uint32_t v;
 	memcpy(&v, p, 4);
 	return swapped ? __builtin_bswap32(v) : v;
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* Reads the magic to tell classic pcap (and its byte order) from pcapng. */
@@ -103,11 +99,11 @@ static int store_truncated(struct file_source *f, struct qq_producer *p, uint32_
 	uint64_t sec = rd32(hdr, f->swapped), frac = rd32(hdr + 4, f->swapped);
 	uint64_t ts = sec * 1000000000u + (f->nano ? frac : frac * 1000u);
 	uint32_t wire = rd32(hdr + 12, f->swapped);
-	int r = ingest__store(&f->base, p, ts, got, wire, 0, data);
+	int r = ingest__store(&f->base, p, 0, ts, got, wire, data);
 	free(data);
 	if (r)
 		return -1;
-	ingest__count_add(&f->base.c.truncated_records, 1);
+	ingest__count_add(&f->base.q[0].truncated_records, 1);
 	snprintf(errbuf, INGEST_ERRBUF_SIZE,
 	         "%s: truncated at byte %lld: last record has %u of %u captured bytes "
 	         "(stored as a %u-byte packet)",
@@ -137,8 +133,32 @@ static int file_error(struct file_source *f, struct qq_producer *p, char *errbuf
 	if (pos >= 0)
 		snprintf(where, sizeof(where), " near byte %ld", pos);
 	snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: damaged%s after %" PRIu64 " packets: %s",
-	         f->base.info.name, where, atomic_load(&f->base.c.packets), msg);
+	         f->base.info.name, where, atomic_load(&f->base.q[0].packets), msg);
 	return INGEST_E_DAMAGED;
+}
+
+/*
+ * Pacing: waits until the packet stamped ts is due (recorded speed times
+ * f->speed), publishing the QQ's partly filled chunk while it waits so
+ * analyzers see the packets already read.
+ */
+static void file_pace(struct file_source *f, struct qq_producer *p, uint64_t ts)
+{
+	if (!f->pace_t0) {
+		f->pace_t0 = ingest__mono_ns();
+		f->pace_ts0 = ts;
+		return;
+	}
+	if (ts <= f->pace_ts0)
+		return;
+	uint64_t due = f->pace_t0 + (uint64_t)((double)(ts - f->pace_ts0) / f->speed);
+	for (uint64_t now = ingest__mono_ns(); now < due && !ingest__stopping(&f->base);
+	     now = ingest__mono_ns()) {
+		qq_producer_flush(p, now);
+		uint64_t wait = due - now < 10000000u ? due - now : 10000000u; /* stay responsive */
+		struct timespec d = {.tv_sec = 0, .tv_nsec = (long)wait};
+		nanosleep(&d, NULL);
+	}
 }
 
 static int file_run(struct ingest_source *s, unsigned queue, struct qq_producer *p, char *errbuf)
@@ -149,7 +169,7 @@ static int file_run(struct ingest_source *s, unsigned queue, struct qq_producer 
 	unsigned n = 0;
 
 	(void)queue;
-	while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+	while (!ingest__stopping(s)) {
 		int r = pcap_next_ex(f->pcap, &h, &data);
 		if (r == PCAP_ERROR_BREAK)
 			return 0; /* end of file */
@@ -157,43 +177,22 @@ static int file_run(struct ingest_source *s, unsigned queue, struct qq_producer 
 			return file_error(f, p, errbuf);
 		/* opened with nanosecond precision: tv_usec holds nanoseconds */
 		uint64_t ts = (uint64_t)h->ts.tv_sec * 1000000000u + (uint64_t)h->ts.tv_usec;
-		if (ingest__store(s, p, ts, h->caplen, h->len, 0, data) != 0) {
+		if (f->speed > 0)
+			file_pace(f, p, ts);
+		if (ingest__store(s, p, 0, ts, h->caplen, h->len, data) != 0) {
 			snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: stopped: the QQ refused packets",
-			         f->base.info.name);
+			         s->info.name);
 			return INGEST_E_QQ;
 		}
 		if (++n % FLUSH_EVERY == 0)
-			qq_producer_flush(p, mono_ns());
+			qq_producer_flush(p, ingest__mono_ns());
 	}
 	return 0;
 }
 
-/*
- * The LINKTYPE_ value a pcap file stores for this capture.  pcap_datalink()
- * returns the DLT_ value, which differs for a few link types (raw IP is
- * DLT 12 but LINKTYPE 101); libpcap's own dumper does the mapping, so ask it
- * to write a header into memory and read the field back.
- */
-static int file_linktype(pcap_t *p)
+void ingest_file_set_speed(struct ingest_source *s, double speed)
 {
-	char *buf = NULL;
-	size_t len = 0;
-	int lt = pcap_datalink(p);
-	FILE *m = open_memstream(&buf, &len);
-	if (!m)
-		return lt;
-	pcap_dumper_t *d = pcap_dump_fopen(p, m);
-	if (!d) {
-		fclose(m);
-		free(buf);
-		return lt;
-	}
-	pcap_dump_flush(d);
-	if (len >= 24)
-		memcpy(&lt, buf + 20, 4); /* written in host byte order */
-	pcap_dump_close(d);
-	free(buf);
-	return lt;
+	((struct file_source *)s)->speed = speed > 0 ? speed : 0;
 }
 
 static void file_close(struct ingest_source *s)
@@ -268,7 +267,7 @@ int ingest_file_open(const char *path, uint16_t port, struct ingest_source **out
 	file_sniff(f);
 	f->base.info.name = strcmp(f->path, "-") == 0 ? "stdin" : f->path;
 	f->base.info.kind = "file";
-	f->base.info.linktype = file_linktype(f->pcap);
+	f->base.info.linktype = ingest__pcap_linktype(f->pcap);
 	f->base.info.snaplen = (uint32_t)pcap_snapshot(f->pcap);
 	f->base.info.queues = 1;
 	f->base.info.port = port;

@@ -1,8 +1,13 @@
 /*
- * The source interface: dispatch to each kind's operations, shared counting,
- * and error names.
+ * The source interface: dispatch to each kind's operations, counting, and
+ * the helpers every source shares (storing, VLAN tag re-insertion, link
+ * types, clocks).
  */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ingest/ingest_pvt.h"
 
@@ -17,6 +22,10 @@ const char *ingest_strerror(int err)
 		return "capture input damaged";
 	case INGEST_E_QQ:
 		return "the QQ stopped accepting packets";
+	case INGEST_E_DPDK:
+		return "DPDK setup failed";
+	case INGEST_E_LIVE:
+		return "live capture failed";
 	default:
 		if (err < 0 && err > -4096)
 			return strerror(-err);
@@ -32,6 +41,10 @@ void ingest_source_info(const struct ingest_source *s, struct ingest_source_info
 int ingest_source_run(struct ingest_source *s, unsigned queue, struct qq_producer *p, char *errbuf)
 {
 	errbuf[0] = '\0';
+	if (queue >= s->info.queues) {
+		snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: no queue %u", s->info.name, queue);
+		return -EINVAL;
+	}
 	return s->ops->run(s, queue, p, errbuf);
 }
 
@@ -40,17 +53,48 @@ void ingest_source_stop(struct ingest_source *s)
 	atomic_store_explicit(&s->stop, 1, memory_order_relaxed);
 }
 
-void ingest_source_stats(const struct ingest_source *s, struct ingest_stats *out)
+static uint64_t ld(const _Atomic uint64_t *c)
 {
-	struct ingest_counters *c = (struct ingest_counters *)&s->c;
-	out->packets = atomic_load_explicit(&c->packets, memory_order_relaxed);
-	out->bytes = atomic_load_explicit(&c->bytes, memory_order_relaxed);
-	out->wire_bytes = atomic_load_explicit(&c->wire_bytes, memory_order_relaxed);
-	out->truncated_records = atomic_load_explicit(&c->truncated_records, memory_order_relaxed);
-	out->dropped_qq = atomic_load_explicit(&c->dropped_qq, memory_order_relaxed);
-	out->dropped_oversize = atomic_load_explicit(&c->dropped_oversize, memory_order_relaxed);
-	out->first_ns = atomic_load_explicit(&c->first_ns, memory_order_relaxed);
-	out->last_ns = atomic_load_explicit(&c->last_ns, memory_order_relaxed);
+	return atomic_load_explicit((_Atomic uint64_t *)c, memory_order_relaxed);
+}
+
+static void counters_add(const struct ingest_counters *c, struct ingest_stats *o)
+{
+	o->packets += ld(&c->packets);
+	o->bytes += ld(&c->bytes);
+	o->wire_bytes += ld(&c->wire_bytes);
+	o->truncated_records += ld(&c->truncated_records);
+	o->dropped_qq += ld(&c->dropped_qq);
+	o->dropped_oversize += ld(&c->dropped_oversize);
+	o->dropped_kernel += ld(&c->dropped_kernel);
+	o->dropped_iface += ld(&c->dropped_iface);
+	o->imissed += ld(&c->imissed);
+	o->ierrors += ld(&c->ierrors);
+	o->rx_nombuf += ld(&c->rx_nombuf);
+	uint64_t f = ld(&c->first_ns), l = ld(&c->last_ns);
+	if (f && (!o->first_ns || f < o->first_ns))
+		o->first_ns = f;
+	if (l > o->last_ns)
+		o->last_ns = l;
+}
+
+void ingest_source_stats(const struct ingest_source *s, int queue, struct ingest_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (queue >= 0) {
+		if ((unsigned)queue < s->info.queues)
+			counters_add(&s->q[queue], out);
+		return;
+	}
+	for (unsigned i = 0; i < s->info.queues; i++)
+		counters_add(&s->q[i], out);
+	counters_add(&s->dev, out);
+}
+
+uint64_t ingest_stats_drops(const struct ingest_stats *st)
+{
+	return st->dropped_qq + st->dropped_oversize + st->dropped_kernel + st->dropped_iface +
+	       st->imissed + st->ierrors + st->rx_nombuf;
 }
 
 void ingest_source_close(struct ingest_source *s)
@@ -59,23 +103,85 @@ void ingest_source_close(struct ingest_source *s)
 		s->ops->close(s);
 }
 
-int ingest__store(struct ingest_source *s, struct qq_producer *p, uint64_t ts_ns, uint32_t caplen,
-                  uint32_t wirelen, uint16_t queue, const uint8_t *data)
+int ingest__store(struct ingest_source *s, struct qq_producer *p, unsigned queue, uint64_t ts_ns,
+                  uint32_t caplen, uint32_t wirelen, const uint8_t *data)
 {
-	int r = qq_producer_append(p, ts_ns, caplen, wirelen, s->info.port, queue, data);
+	struct ingest_counters *c = &s->q[queue];
+	int r = qq_producer_append(p, ts_ns, caplen, wirelen, s->info.port, (uint16_t)queue, data);
 	if (r == QQ_E_TOOBIG) {
-		ingest__count_add(&s->c.dropped_oversize, 1);
+		ingest__count_add(&c->dropped_oversize, 1);
 		return 0;
 	}
 	if (r) {
-		ingest__count_add(&s->c.dropped_qq, 1);
+		ingest__count_add(&c->dropped_qq, 1);
 		return INGEST_E_QQ;
 	}
-	if (atomic_load_explicit(&s->c.packets, memory_order_relaxed) == 0)
-		atomic_store_explicit(&s->c.first_ns, ts_ns, memory_order_relaxed);
-	atomic_store_explicit(&s->c.last_ns, ts_ns, memory_order_relaxed);
-	ingest__count_add(&s->c.packets, 1);
-	ingest__count_add(&s->c.bytes, caplen);
-	ingest__count_add(&s->c.wire_bytes, wirelen);
+	if (ld(&c->packets) == 0)
+		ingest__count_set(&c->first_ns, ts_ns);
+	ingest__count_set(&c->last_ns, ts_ns);
+	ingest__count_add(&c->packets, 1);
+	ingest__count_add(&c->bytes, caplen);
+	ingest__count_add(&c->wire_bytes, wirelen);
 	return 0;
+}
+
+int ingest__store_vlan(struct ingest_source *s, struct qq_producer *p, unsigned queue,
+                       uint64_t ts_ns, uint32_t caplen, uint32_t wirelen, const uint8_t *data,
+                       uint16_t tpid, uint16_t tci)
+{
+	static _Thread_local uint8_t buf[262144 + 4];
+	if (caplen < 12 || caplen > sizeof(buf) - 4)
+		return ingest__store(s, p, queue, ts_ns, caplen, wirelen, data);
+	memcpy(buf, data, 12);
+	buf[12] = (uint8_t)(tpid >> 8);
+	buf[13] = (uint8_t)tpid;
+	buf[14] = (uint8_t)(tci >> 8);
+	buf[15] = (uint8_t)tci;
+	memcpy(buf + 16, data + 12, caplen - 12);
+	return ingest__store(s, p, queue, ts_ns, caplen + 4, wirelen + 4, buf);
+}
+
+/*
+ * pcap_datalink() returns the DLT_ value, which differs from the LINKTYPE_
+ * value files store for a few link types (raw IP is DLT 12, LINKTYPE 101);
+ * libpcap's own dumper does the mapping, so ask it to write a header into
+ * memory and read the field back.
+ */
+int ingest__pcap_linktype(pcap_t *p)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int lt = pcap_datalink(p);
+	FILE *m = open_memstream(&buf, &len);
+	if (!m)
+		return lt;
+	pcap_dumper_t *d = pcap_dump_fopen(p, m);
+	if (!d) {
+		fclose(m);
+		free(buf);
+		return lt;
+	}
+	pcap_dump_flush(d);
+	if (len >= 24)
+		memcpy(&lt, buf + 20, 4); /* written in host byte order */
+	pcap_dump_close(d);
+	free(buf);
+	return lt;
+}
+
+static uint64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t ingest__mono_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
+}
+
+uint64_t ingest__real_ns(void)
+{
+	return clock_ns(CLOCK_REALTIME);
 }

@@ -3,19 +3,29 @@
  * analyzers and dumpers as whole chunks.
  *
  * Synchronisation: one mutex (`lock`) protects the outer ring (ring[],
- * head_seq, tail_seq), the free stack, every chunk's `state`, the analyzer
- * cursors and the totals.  It is taken once per chunk transition, never per
- * packet.  A chunk's memory and its fill fields (count, used, min/max ts) are
- * written only by the thread that owns the chunk (state FILLING: its
- * producer); they are published to analyzers and dumpers by the mutex
- * release in chunk_publish() and acquired by the mutex acquisition in
+ * head_seq, tail_seq), the free stack, every chunk's bookkeeping fields
+ * (state, in_ring, sealed, visible, peeked, peeking, vis_*), the analyzer
+ * cursors and the totals.  It is taken once per chunk transition and once
+ * per flush interval, never per packet.  A chunk's memory and its fill
+ * fields (count, used, bytes, min/max ts) are written only by the producer
+ * that owns it; records [0, visible) are published by the mutex release in
+ * chunk_publish_locked() and acquired by the mutex acquisition in
  * qq_analyzer_next()/qq_dumper_next() (pthread mutexes are full acquire/
- * release barriers), so readers see complete records without atomics.
+ * release barriers), so readers see complete records without atomics, and
+ * the producer never touches a record once it is visible.
  *
- * Chunk states (transitions under `lock`):
- *   FREE -> FILLING (producer acquires) -> READY (published, in ring)
- *   -> PEEKING (its analyzer) -> PEEKED -> DUMPING (dequeued, out of ring)
- *   -> FREE.   In overwrite mode READY/PEEKED at the head -> FILLING directly.
+ * Incremental publication: a chunk enters the outer ring the first time it
+ * is flushed (or when full), while its producer may still be appending to
+ * it; each flush makes more of its records visible.  The analyzer peeks
+ * [peeked, visible) and comes back for the rest; the chunk is sealed when its
+ * producer moves on.  So a slow link wastes no ring space: a chunk published
+ * after a millisecond keeps filling.
+ *
+ * Chunk lifecycle (under `lock`): FREE -> ACTIVE (owned by a producer; in the
+ * ring once published; sealed when the producer leaves it) -> DUMPING
+ * (dequeued: sealed and fully peeked) -> FREE.  In overwrite mode a sealed
+ * chunk at the head that no analyzer holds goes from ACTIVE straight to a
+ * producer (its packets counted as overwritten).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -35,7 +45,7 @@
 #define MAP_HUGE_SHIFT 26
 #endif
 
-enum chunk_state { CH_FREE, CH_FILLING, CH_READY, CH_PEEKING, CH_PEEKED, CH_DUMPING };
+enum chunk_state { CH_FREE, CH_ACTIVE, CH_DUMPING };
 
 struct qq_chunk {
 	uint8_t *base;
@@ -44,12 +54,18 @@ struct qq_chunk {
 	uint32_t count;
 	uint32_t used;
 	uint64_t min_ns, max_ns;
-	uint64_t bytes;          /* captured bytes in the chunk */
-	uint64_t filled_mono_ns; /* when the producer took it */
+	uint64_t bytes;           /* captured bytes in the chunk */
+	uint64_t last_publish_ns; /* monotonic time of the last publication (or take) */
 	/* protected by qq.lock */
 	enum chunk_state state;
 	unsigned producer;
 	unsigned analyzer;
+	int in_ring;                     /* published: in ring[] */
+	int sealed;                      /* its producer moved on: count is final */
+	int peeking;                     /* an analyzer holds [peeked, visible) */
+	uint32_t visible;                /* records the analyzer may read */
+	uint32_t peeked;                 /* records the analyzer is done with */
+	uint64_t vis_min_ns, vis_max_ns; /* min/max ts of the visible records */
 };
 
 struct qq_producer {
@@ -373,17 +389,33 @@ int qq_producer_open(struct qq *q, unsigned id, struct qq_producer **out)
 	return 0;
 }
 
-/* Appends the producer's chunk to the ring.  Called with lock held. */
+/*
+ * Makes every record written so far visible to the chunk's analyzer, putting
+ * the chunk into the ring on its first publication.  Lock held.
+ */
 static void chunk_publish_locked(struct qq *q, struct qq_chunk *c)
 {
-	c->state = CH_READY;
-	q->ring[q->tail_seq % q->nchunks] = c;
-	q->tail_seq++;
-	q->totals.enqueued_packets += c->count;
-	q->totals.enqueued_bytes += c->bytes;
+	if (!c->in_ring) {
+		c->in_ring = 1;
+		q->ring[q->tail_seq % q->nchunks] = c;
+		q->tail_seq++;
+	}
+	c->visible = c->count;
+	c->vis_min_ns = c->min_ns;
+	c->vis_max_ns = c->max_ns;
 	if (c->max_ns > q->newest_ns)
 		q->newest_ns = c->max_ns;
 	pthread_cond_broadcast(&q->cond_analyzer);
+}
+
+/* The producer leaves the chunk: publish the rest, count it final.  Lock held. */
+static void chunk_seal_locked(struct qq *q, struct qq_chunk *c)
+{
+	chunk_publish_locked(q, c);
+	c->sealed = 1;
+	q->totals.enqueued_packets += c->count;
+	q->totals.enqueued_bytes += c->bytes;
+	pthread_cond_broadcast(&q->cond_dumper); /* it may be complete already */
 }
 
 static void chunk_reset(struct qq_chunk *c, unsigned producer, unsigned analyzer)
@@ -395,21 +427,30 @@ static void chunk_reset(struct qq_chunk *c, unsigned producer, unsigned analyzer
 	c->max_ns = 0;
 	c->producer = producer;
 	c->analyzer = analyzer;
-	c->filled_mono_ns = mono_ns();
-	c->state = CH_FILLING;
+	c->last_publish_ns = mono_ns();
+	c->state = CH_ACTIVE;
+	c->in_ring = c->sealed = c->peeking = 0;
+	c->visible = c->peeked = 0;
+	c->vis_min_ns = c->vis_max_ns = 0;
+}
+
+/* A sealed chunk no analyzer or dumper is using: it may be overwritten or dequeued. */
+static inline int chunk_idle_sealed(const struct qq_chunk *c)
+{
+	return c->state == CH_ACTIVE && c->sealed && !c->peeking;
 }
 
 /*
- * Overwrite mode, no free chunk: takes the oldest published chunk if no
- * thread is using it, counting what is lost.  Called with lock held.
+ * Overwrite mode, no free chunk: takes the oldest published chunk if it is
+ * sealed and no analyzer holds it, counting what is lost.  Lock held.
  */
 static struct qq_chunk *chunk_steal_oldest_locked(struct qq *q)
 {
 	if (q->head_seq == q->tail_seq)
 		return NULL;
 	struct qq_chunk *c = q->ring[q->head_seq % q->nchunks];
-	if (c->state != CH_READY && c->state != CH_PEEKED)
-		return NULL; /* an analyzer is on it: the caller drops the packet instead */
+	if (!chunk_idle_sealed(c))
+		return NULL; /* an analyzer is on it, or it is still filling: drop the packet */
 	q->head_seq++;
 	q->totals.overwritten_chunks++;
 	q->totals.overwritten_packets += c->count;
@@ -418,9 +459,9 @@ static struct qq_chunk *chunk_steal_oldest_locked(struct qq *q)
 }
 
 /*
- * Publishes the producer's full chunk and gives it a new one: 0,
- * QQ_E_STOPPED, or -EAGAIN (overwrite mode, ring full and its oldest chunk
- * in use by an analyzer: the caller drops the packet).
+ * Seals the producer's full chunk and gives it a new one: 0, QQ_E_STOPPED,
+ * or -EAGAIN (overwrite mode, ring full and its oldest chunk in use: the
+ * caller drops the packet).
  */
 static int producer_take_chunk(struct qq_producer *p)
 {
@@ -432,7 +473,7 @@ static int producer_take_chunk(struct qq_producer *p)
 	q->totals.dropped_packets += p->dropped;
 	p->dropped = 0;
 	if (p->cur) {
-		chunk_publish_locked(q, p->cur); /* never empty: a record did not fit */
+		chunk_seal_locked(q, p->cur); /* never empty: a record did not fit */
 		p->cur = NULL;
 	}
 	while (!c && !q->stopped) {
@@ -511,12 +552,13 @@ int qq_producer_append(struct qq_producer *p, uint64_t ts_ns, uint32_t caplen, u
 void qq_producer_flush(struct qq_producer *p, uint64_t now_ns)
 {
 	struct qq_chunk *c = p->cur;
-	if (!c || c->count == 0 || now_ns < c->filled_mono_ns + p->q->flush_ns)
+	/* c->visible is only ever written by this thread (under the lock): reading it here is safe */
+	if (!c || c->count == c->visible || now_ns < c->last_publish_ns + p->q->flush_ns)
 		return;
 	pthread_mutex_lock(&p->q->lock);
 	chunk_publish_locked(p->q, c);
 	pthread_mutex_unlock(&p->q->lock);
-	p->cur = NULL;
+	c->last_publish_ns = now_ns;
 }
 
 void qq_producer_close(struct qq_producer *p)
@@ -526,7 +568,7 @@ void qq_producer_close(struct qq_producer *p)
 	q->totals.dropped_packets += p->dropped;
 	if (p->cur) {
 		if (p->cur->count > 0) {
-			chunk_publish_locked(q, p->cur);
+			chunk_seal_locked(q, p->cur);
 		} else {
 			p->cur->state = CH_FREE;
 			q->free_stack[q->nfree++] = p->cur;
@@ -542,22 +584,33 @@ void qq_producer_close(struct qq_producer *p)
 
 /* ---- analyzers ------------------------------------------------------------------------ */
 
-/* Next READY chunk for analyzer a at or after its cursor, or NULL.  Lock held. */
+/* 1 if analyzer a has nothing more to do with the chunk at ring position s.  Lock held. */
+static inline int chunk_done_for(const struct qq_chunk *c, unsigned a)
+{
+	return c->analyzer != a || (c->sealed && c->peeked == c->count);
+}
+
+/*
+ * The oldest chunk with records analyzer a has not peeked, or NULL.  The
+ * cursor skips only chunks a is done with; a chunk still filling keeps it
+ * there, so a producer's later records are never handed out before its
+ * earlier ones.  Lock held.
+ */
 static struct qq_chunk *analyzer_find_locked(struct qq *q, unsigned a)
 {
 	uint64_t s = q->cursor[a] > q->head_seq ? q->cursor[a] : q->head_seq;
+	while (s < q->tail_seq && chunk_done_for(q->ring[s % q->nchunks], a))
+		s++;
+	q->cursor[a] = s;
 	for (; s < q->tail_seq; s++) {
 		struct qq_chunk *c = q->ring[s % q->nchunks];
-		if (c->analyzer == a && c->state == CH_READY) {
-			q->cursor[a] = s + 1;
+		if (c->analyzer == a && !c->peeking && c->peeked < c->visible)
 			return c;
-		}
 	}
-	q->cursor[a] = s;
 	return NULL;
 }
 
-int qq_analyzer_next(struct qq *q, unsigned analyzer, struct qq_chunk **out, int timeout_ms)
+int qq_analyzer_next(struct qq *q, unsigned analyzer, struct qq_peek *out, int timeout_ms)
 {
 	if (analyzer >= q->nanalyzers)
 		return -EINVAL;
@@ -572,11 +625,11 @@ int qq_analyzer_next(struct qq *q, unsigned analyzer, struct qq_chunk **out, int
 		}
 		struct qq_chunk *c = analyzer_find_locked(q, analyzer);
 		if (c) {
-			c->state = CH_PEEKING;
-			*out = c;
+			c->peeking = 1;
+			*out = (struct qq_peek){.chunk = c, .first = c->peeked, .end = c->visible};
 			break;
 		}
-		if (q->open_producers == 0) {
+		if (q->open_producers == 0 && q->cursor[analyzer] == q->tail_seq) {
 			r = QQ_E_DRAINED;
 			break;
 		}
@@ -589,11 +642,14 @@ int qq_analyzer_next(struct qq *q, unsigned analyzer, struct qq_chunk **out, int
 	return r;
 }
 
-void qq_analyzer_done(struct qq *q, struct qq_chunk *c)
+void qq_analyzer_done(struct qq *q, const struct qq_peek *pk)
 {
+	struct qq_chunk *c = pk->chunk;
 	pthread_mutex_lock(&q->lock);
-	c->state = CH_PEEKED;
+	c->peeked = pk->end;
+	c->peeking = 0;
 	pthread_cond_broadcast(&q->cond_dumper);
+	pthread_cond_broadcast(&q->cond_analyzer); /* more may have become visible meanwhile */
 	pthread_mutex_unlock(&q->lock);
 }
 
@@ -613,7 +669,8 @@ int qq_dumper_next(struct qq *q, struct qq_chunk **out, int timeout_ms)
 		if (q->head_seq < q->tail_seq) {
 			struct qq_chunk *c = q->ring[q->head_seq % q->nchunks];
 			uint32_t used = q->nchunks - q->nfree;
-			if (c->state == CH_PEEKED && (q->draining || used > q->hw_chunks)) {
+			if (chunk_idle_sealed(c) && c->peeked == c->count &&
+			    (q->draining || used > q->hw_chunks)) {
 				q->head_seq++;
 				c->state = CH_DUMPING;
 				*out = c;
@@ -671,7 +728,7 @@ void qq_stats(struct qq *q, struct qq_stats *out)
 	out->newest_ns = q->newest_ns;
 	out->oldest_ns = 0;
 	if (q->head_seq < q->tail_seq)
-		out->oldest_ns = q->ring[q->head_seq % q->nchunks]->min_ns;
+		out->oldest_ns = q->ring[q->head_seq % q->nchunks]->vis_min_ns;
 	else
 		out->newest_ns = 0;
 	pthread_mutex_unlock(&q->lock);

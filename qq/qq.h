@@ -11,7 +11,10 @@
  * Structure
  *   One allocation of `size` bytes cut into chunks of `chunk_size` bytes (the
  *   inner queues).  An outer ring holds references to published chunks in
- *   publication order.  A producer owns one chunk at a time exclusively and
+ *   publication order.  A chunk is published when full or when its oldest
+ *   unpublished record is older than the flush interval; a chunk published
+ *   early keeps filling (later records become visible at later flushes), so
+ *   a quiet link wastes no ring space.  A producer owns one chunk at a time exclusively and
  *   fills it without any synchronisation; records are packed from the start
  *   of the chunk, 8-byte aligned, and a table of record offsets grows down
  *   from the end of the chunk, giving O(1) random access by index.  The only
@@ -20,8 +23,8 @@
  *
  * Lifecycle
  *   qq_create() -> producers: qq_producer_open() / qq_producer_append()... /
- *   qq_producer_close();  analyzers: qq_analyzer_next() / qq_chunk_record()...
- *   / qq_analyzer_done();  dumpers: qq_dumper_next() / qq_dumper_release();
+ *   qq_producer_close();  analyzers: qq_analyzer_next() / qq_chunk_record()
+ *   for the range handed out / qq_analyzer_done();  dumpers: qq_dumper_next() / qq_dumper_release();
  *   qq_drain() at shutdown; qq_destroy() when every thread has stopped.
  *   Open every producer handle before any analyzer or dumper starts waiting:
  *   with no producer open, the QQ counts as finished (QQ_E_DRAINED).
@@ -150,15 +153,25 @@ void qq_producer_close(struct qq_producer *p);
 
 /* ---- analyzers -------------------------------------------------------------- */
 
-/*
- * Waits up to timeout_ms for the next published chunk for `analyzer`.
- * Returns 0 and *out; QQ_E_TIMEDOUT; QQ_E_DRAINED when all producers are
- * closed and every chunk for this analyzer has been handed out; QQ_E_STOPPED.
- */
-int qq_analyzer_next(struct qq *q, unsigned analyzer, struct qq_chunk **out, int timeout_ms);
+/* What an analyzer is handed: records [first, end) of a chunk. */
+struct qq_peek {
+	struct qq_chunk *chunk;
+	uint32_t first, end;
+};
 
-/* Hands a chunk back from an analyzer: dumpers may now take it. */
-void qq_analyzer_done(struct qq *q, struct qq_chunk *c);
+/*
+ * Waits up to timeout_ms for records `analyzer` has not seen: the oldest
+ * chunk of its producers with newly visible records (a chunk may still be
+ * filling: its later records come in a later call, always in order).
+ * Returns 0 and *out; QQ_E_TIMEDOUT; QQ_E_DRAINED when all producers are
+ * closed and every record for this analyzer has been handed out;
+ * QQ_E_STOPPED.  Each range must be handed back with qq_analyzer_done()
+ * before the next call.
+ */
+int qq_analyzer_next(struct qq *q, unsigned analyzer, struct qq_peek *out, int timeout_ms);
+
+/* Hands a range back: once a chunk's every record was handed back, dumpers may take it. */
+void qq_analyzer_done(struct qq *q, const struct qq_peek *pk);
 
 /* ---- dumpers ---------------------------------------------------------------- */
 
@@ -175,7 +188,7 @@ void qq_dumper_release(struct qq *q, struct qq_chunk *c);
 
 /* ---- chunks ----------------------------------------------------------------- */
 
-/* Number of records in a chunk. */
+/* Number of records in a chunk (final once a dumper has it). */
 uint32_t qq_chunk_count(const struct qq_chunk *c);
 
 /* Record i (0 <= i < count) of a chunk; O(1). */

@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "archive/archive.h"
@@ -54,6 +55,20 @@ static void print_summary(const char *dir, const struct archive_summary *s)
 	       s->file_bytes ? 100.0 * (double)s->index_bytes / (double)s->file_bytes : 0.0);
 }
 
+/* The recorder's final counters of the last run, as it printed them. */
+static void print_last_run(const char *text)
+{
+	if (!text)
+		return;
+	printf("last run:\n");
+	for (const char *line = text, *nl; *line; line = nl + 1) {
+		nl = strchr(line, '\n');
+		printf("  %.*s\n", (int)(nl ? nl - line : (long)strlen(line)), line);
+		if (!nl)
+			break;
+	}
+}
+
 int info_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -84,13 +99,16 @@ int info_main(int argc, char **argv)
 	struct archive_rtxn *t = NULL;
 	struct archive_summary s;
 	int r = archive_open(dir, ARCHIVE_READ, &a);
-	if (r == 0 && (r = archive_rtxn_begin(a, &t)) == 0)
-		r = archive_summary(t, &s);
+	char *last_run = NULL;
+	if (r == 0 && (r = archive_rtxn_begin(a, &t)) == 0 && (r = archive_summary(t, &s)) == 0)
+		r = archive_run_report(t, &last_run);
 	if (r) {
 		cli_error(CMD, "%s", archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
 	} else {
 		print_summary(dir, &s);
+		print_last_run(last_run);
 	}
+	free(last_run);
 	archive_rtxn_end(t);
 	archive_close(a);
 	return r ? EXIT_FAIL : EXIT_OK;

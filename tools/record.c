@@ -1,72 +1,30 @@
 /*
- * flowscope record: the recording pipeline.
+ * flowscope record: the command line, the status line, the final report and
+ * signal handling around the pipeline of record_pipeline.c.
  *
- *   source thread:   ingest_source_run() -> QQ producer
- *   analyzer thread: QQ peek -> parse -> flow key -> flow table (annotates
- *                    each record with its flow hash)
- *   dumper thread:   QQ dequeue (above the high-water mark, or draining) ->
- *                    archive writer -> segments + index
- *   main thread:     status line every --stats-interval, signals, shutdown.
+ * Signals: the first SIGINT/SIGTERM asks every source queue to stop; the
+ * pipeline then drains (see record_pipeline.c) and the command exits 0.  A
+ * second signal exits at once: the index is only ever changed by whole LMDB
+ * transactions that point at synced data, so the archive stays valid; the
+ * open segment is left for recovery.
  *
- * Shutdown order is what keeps every packet: the source stops (end of file or
- * SIGINT/SIGTERM), its producer publishes its last chunk and closes, the
- * analyzer finishes every chunk, the QQ is drained to the dumper, the writer
- * closes its segment (seek table, sync, index commit).  A second signal exits
- * at once: the index is only ever changed by whole LMDB transactions that
- * point at synced data, so the archive stays valid; the open segment is left
- * for recovery.
+ * The final counters are printed and also stored in the archive as its
+ * last-run report, so `flowscope info` shows the same figures later.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "archive/archive.h"
-#include "flowtrack/flowtrack.h"
-#include "ingest/ingest.h"
-#include "qq/qq.h"
 #include "tools/cli.h"
+#include "tools/record.h"
 
 #define CMD "record"
-#define WAIT_MS 50
-
-struct record_opts {
-	const char *archive;
-	const char *read;
-	uint64_t qq_size;
-	uint64_t qq_flush_ns;
-	double qq_high_water;
-	uint64_t segment_size;
-	uint64_t segment_age_ns;
-	uint64_t stats_ns;
-	uint64_t max_flows;
-	int zstd_level;
-};
-
-struct pipeline {
-	struct record_opts o;
-	struct qq *qq;
-	struct ingest_source *src;
-	struct ingest_source_info info;
-	struct qq_producer *producer; /* opened before the threads start, closed by the source */
-	struct archive *arch;
-	struct archive_writer *writer;
-	struct ft_table *flows;
-	pthread_t t_src, t_ana, t_dump;
-	int src_rc, ana_rc, dump_rc;
-	char src_err[INGEST_ERRBUF_SIZE];
-	char dump_err[512];
-	atomic_int src_done;
-	atomic_int failed;      /* a thread failed: stop everything */
-	uint64_t dump_oversize; /* archive.writer.dropped_oversize (dumper thread) */
-	uint64_t ana_packets;   /* analyzer thread only */
-};
+#define POLL_MS 50
 
 static volatile sig_atomic_t g_signals;
 static struct ingest_source *volatile g_src;
@@ -88,32 +46,79 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-	        "usage: flowscope record --archive DIR --read FILE [--capture all] [options]\n"
-	        "  --archive DIR         archive directory (created if absent or empty)\n"
-	        "  --read FILE           replay a pcap or pcapng file\n"
-	        "  --capture all         archive every packet (the default)\n"
-	        "  --qq-size SIZE        RAM ring size, K/M/G suffixes (default 512M)\n"
-	        "  --qq-high-water PCT   dumpers take packets only above this fill (default 90)\n"
-	        "  --qq-flush DUR        publish a partly filled chunk after this (default 1ms)\n"
-	        "  --segment-size SIZE   rotate segments at this compressed size (default 256M)\n"
-	        "  --segment-age DUR     rotate segments this old (default 60s)\n"
-	        "  --zstd-level N        zstd level, -7..19 (default 1)\n"
-	        "  --max-flows N         flow table size of the analyzer (default 262144)\n"
-	        "  --stats-interval DUR  status line interval, 0 = off (default 5s)\n");
+	fprintf(
+	    f,
+	    "usage: flowscope record --archive DIR SOURCE [--capture all] [options]\n"
+	    "SOURCE, exactly one of:\n"
+	    "  --read FILE           replay a pcap or pcapng file ('-' = stdin)\n"
+	    "  --dpdk 'EAL ARGS'     a DPDK port (NIC or vdev), e.g. '-l 0 --vdev net_pcap0,...'\n"
+	    "  --afpacket IFACE      AF_PACKET TPACKET_V3 rings with fanout\n"
+	    "  --live IFACE          libpcap live capture\n"
+	    "options:\n"
+	    "  --archive DIR         archive directory (created if absent or empty)\n"
+	    "  --capture all         archive every packet (the default)\n"
+	    "  --port N              DPDK port id (default 0)\n"
+	    "  --rx-queues N         RX queues for --dpdk / --afpacket (default 1)\n"
+	    "  --replay-speed X      --read at recorded speed times X (default: flat out)\n"
+	    "  --analyzers N         analyzer threads (default: one per RX queue)\n"
+	    "  --qq-size SIZE        RAM ring size, K/M/G suffixes (default 512M)\n"
+	    "  --qq-high-water PCT   dumpers take packets only above this fill (default 90)\n"
+	    "  --qq-flush DUR        publish a partly filled chunk after this (default 1ms)\n"
+	    "  --segment-size SIZE   rotate segments at this compressed size (default 256M)\n"
+	    "  --segment-age DUR     rotate segments this old (default 60s)\n"
+	    "  --zstd-level N        zstd level, -7..-1 or 1..19 (default 1)\n"
+	    "  --max-flows N         flow table size per analyzer (default 262144)\n"
+	    "  --stats-interval DUR  status line interval, 0 = off (default 5s)\n");
 }
 
-/* ---- option parsing ---------------------------------------------------------------------- */
+/* ---- options ------------------------------------------------------------------------------ */
 
-static int parse_opt(struct record_opts *o, int c, const char *arg)
+static int bad(const char *opt, const char *arg, const char *want)
+{
+	cli_error(CMD, "%s '%s': expected %s", opt, arg, want);
+	return EXIT_USAGE;
+}
+
+static int parse_qq_opt(struct record_opts *o, int c, const char *arg)
 {
 	uint64_t v;
 	switch (c) {
-	case 'a':
-		o->archive = arg;
+	case 'q':
+		if (cli_parse_size(arg, &o->qq_size) == 0 && o->qq_size >= (2u << 20))
+			return 0;
+		return bad("--qq-size", arg, "a size of at least 2M, e.g. 512M");
+	case 'H':
+		if (cli_parse_uint(arg, 1, 99, &v) != 0)
+			return bad("--qq-high-water", arg, "a percentage, 1..99");
+		o->qq_high_water = (double)v / 100;
 		return 0;
-	case 'r':
-		o->read = arg;
+	case 'F':
+		if (cli_parse_duration(arg, &o->qq_flush_ns) == 0 && o->qq_flush_ns >= 1000 &&
+		    o->qq_flush_ns <= 10000000000ull)
+			return 0;
+		return bad("--qq-flush", arg, "a duration from 1us to 10s");
+	}
+	return -1;
+}
+
+static int parse_archive_opt(struct record_opts *o, int c, const char *arg)
+{
+	uint64_t v;
+	switch (c) {
+	case 's':
+		if (cli_parse_size(arg, &o->segment_size) == 0 && o->segment_size >= (1u << 20))
+			return 0;
+		return bad("--segment-size", arg, "a size of at least 1M");
+	case 'g':
+		if (cli_parse_duration(arg, &o->segment_age_ns) == 0 &&
+		    o->segment_age_ns >= 1000000000)
+			return 0;
+		return bad("--segment-age", arg, "a duration of at least 1s");
+	case 'z':
+		if (arg[0] == '-' ? cli_parse_uint(arg + 1, 1, 7, &v) != 0
+		                  : cli_parse_uint(arg, 1, 19, &v) != 0)
+			return bad("--zstd-level", arg, "-7..-1 or 1..19");
+		o->zstd_level = arg[0] == '-' ? -(int)v : (int)v;
 		return 0;
 	case 'c':
 		if (strcmp(arg, "all") == 0)
@@ -123,76 +128,122 @@ static int parse_opt(struct record_opts *o, int c, const char *arg)
 		          "analysis modules, not built yet)",
 		          arg);
 		return EXIT_USAGE;
-	case 'q':
-		if (cli_parse_size(arg, &o->qq_size) == 0 && o->qq_size >= (2u << 20))
-			return 0;
-		cli_error(CMD, "--qq-size '%s': expected a size of at least 2M, e.g. 512M", arg);
-		return EXIT_USAGE;
-	case 'H':
-		if (cli_parse_uint(arg, 1, 99, &v) == 0) {
-			o->qq_high_water = (double)v / 100;
-			return 0;
-		}
-		cli_error(CMD, "--qq-high-water '%s': expected a percentage, 1..99", arg);
-		return EXIT_USAGE;
-	case 'F':
-		if (cli_parse_duration(arg, &o->qq_flush_ns) == 0 && o->qq_flush_ns >= 1000 &&
-		    o->qq_flush_ns <= 10000000000ull)
-			return 0;
-		cli_error(CMD, "--qq-flush '%s': expected a duration from 1us to 10s", arg);
-		return EXIT_USAGE;
-	case 's':
-		if (cli_parse_size(arg, &o->segment_size) == 0 && o->segment_size >= (1u << 20))
-			return 0;
-		cli_error(CMD, "--segment-size '%s': expected a size of at least 1M", arg);
-		return EXIT_USAGE;
-	case 'g':
-		if (cli_parse_duration(arg, &o->segment_age_ns) == 0 &&
-		    o->segment_age_ns >= 1000000000)
-			return 0;
-		cli_error(CMD, "--segment-age '%s': expected a duration of at least 1s", arg);
-		return EXIT_USAGE;
-	case 'z':
-		if (arg[0] == '-' ? cli_parse_uint(arg + 1, 1, 7, &v) == 0
-		                  : cli_parse_uint(arg, 1, 19, &v) == 0) {
-			o->zstd_level = arg[0] == '-' ? -(int)v : (int)v;
-			return 0;
-		}
-		cli_error(CMD, "--zstd-level '%s': expected -7..-1 or 1..19", arg);
-		return EXIT_USAGE;
+	}
+	return -1;
+}
+
+static int parse_source_opt(struct record_opts *o, int c, const char *arg)
+{
+	char *end;
+	switch (c) {
+	case 'r':
+		o->read = arg;
+		return 0;
+	case 'D':
+		o->dpdk = arg;
+		return 0;
+	case 'A':
+		o->afpacket = arg;
+		return 0;
+	case 'L':
+		o->live = arg;
+		return 0;
+	case 'p':
+		return cli_parse_uint(arg, 0, 65535, &o->dpdk_port) ? bad("--port", arg, "0..65535")
+		                                                    : 0;
+	case 'Q':
+		return cli_parse_uint(arg, 1, INGEST_MAX_QUEUES, &o->rx_queues)
+		           ? bad("--rx-queues", arg, "1..64")
+		           : 0;
+	case 'n':
+		return cli_parse_uint(arg, 1, RECORD_MAX_ANALYZERS, &o->analyzers)
+		           ? bad("--analyzers", arg, "1..16")
+		           : 0;
+	case 'S':
+		o->replay_speed = strtod(arg, &end);
+		if (*end || end == arg || !(o->replay_speed > 0) || o->replay_speed > 1e6)
+			return bad("--replay-speed", arg, "a factor such as 1 or 0.5 or 10");
+		return 0;
+	}
+	return -1;
+}
+
+static int parse_opt(struct record_opts *o, int c, const char *arg)
+{
+	int r;
+	if ((r = parse_source_opt(o, c, arg)) >= 0 || (r = parse_qq_opt(o, c, arg)) >= 0 ||
+	    (r = parse_archive_opt(o, c, arg)) >= 0)
+		return r;
+	switch (c) {
+	case 'a':
+		o->archive = arg;
+		return 0;
 	case 'f':
-		if (cli_parse_uint(arg, 1024, 1u << 28, &o->max_flows) == 0)
-			return 0;
-		cli_error(CMD, "--max-flows '%s': expected 1024..268435456", arg);
-		return EXIT_USAGE;
+		return cli_parse_uint(arg, 1024, 1u << 28, &o->max_flows)
+		           ? bad("--max-flows", arg, "1024..268435456")
+		           : 0;
 	case 'i':
-		if (cli_parse_duration(arg, &o->stats_ns) == 0)
-			return 0;
-		cli_error(CMD, "--stats-interval '%s': expected a duration such as 5s", arg);
-		return EXIT_USAGE;
+		return cli_parse_duration(arg, &o->stats_ns)
+		           ? bad("--stats-interval", arg, "a duration such as 5s")
+		           : 0;
 	}
 	return EXIT_USAGE;
 }
 
+static const struct option longopts[] = {
+    {"archive", required_argument, NULL, 'a'},
+    {"read", required_argument, NULL, 'r'},
+    {"dpdk", required_argument, NULL, 'D'},
+    {"afpacket", required_argument, NULL, 'A'},
+    {"live", required_argument, NULL, 'L'},
+    {"port", required_argument, NULL, 'p'},
+    {"rx-queues", required_argument, NULL, 'Q'},
+    {"replay-speed", required_argument, NULL, 'S'},
+    {"analyzers", required_argument, NULL, 'n'},
+    {"capture", required_argument, NULL, 'c'},
+    {"qq-size", required_argument, NULL, 'q'},
+    {"qq-high-water", required_argument, NULL, 'H'},
+    {"qq-flush", required_argument, NULL, 'F'},
+    {"segment-size", required_argument, NULL, 's'},
+    {"segment-age", required_argument, NULL, 'g'},
+    {"zstd-level", required_argument, NULL, 'z'},
+    {"max-flows", required_argument, NULL, 'f'},
+    {"stats-interval", required_argument, NULL, 'i'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int check_args(const struct record_opts *o)
+{
+	int sources = !!o->read + !!o->dpdk + !!o->afpacket + !!o->live;
+	if (!o->archive) {
+		cli_error(CMD, "--archive DIR is required (see flowscope record --help)");
+		return EXIT_USAGE;
+	}
+	if (sources != 1) {
+		cli_error(CMD, sources ? "give one source: --read, --dpdk, --afpacket or --live"
+		                       : "a source (--read FILE, --dpdk, --afpacket or --live) is "
+		                         "required");
+		return EXIT_USAGE;
+	}
+	if (o->rx_queues > 1 && !o->dpdk && !o->afpacket) {
+		cli_error(CMD, "--rx-queues needs --dpdk or --afpacket");
+		return EXIT_USAGE;
+	}
+	if (o->replay_speed > 0 && !o->read) {
+		cli_error(CMD, "--replay-speed needs --read");
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, struct record_opts *o)
 {
-	static const struct option longopts[] = {
-	    {"archive", required_argument, NULL, 'a'},
-	    {"read", required_argument, NULL, 'r'},
-	    {"capture", required_argument, NULL, 'c'},
-	    {"qq-size", required_argument, NULL, 'q'},
-	    {"qq-high-water", required_argument, NULL, 'H'},
-	    {"qq-flush", required_argument, NULL, 'F'},
-	    {"segment-size", required_argument, NULL, 's'},
-	    {"segment-age", required_argument, NULL, 'g'},
-	    {"zstd-level", required_argument, NULL, 'z'},
-	    {"max-flows", required_argument, NULL, 'f'},
-	    {"stats-interval", required_argument, NULL, 'i'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
-	*o = (struct record_opts){
-	    .qq_size = 512u << 20, .stats_ns = 5000000000ull, .max_flows = 262144, .zstd_level = 1};
+	*o = (struct record_opts){.qq_size = 512u << 20,
+	                          .stats_ns = 5000000000ull,
+	                          .max_flows = 262144,
+	                          .rx_queues = 1,
+	                          .zstd_level = 1};
 	int c;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -211,287 +262,192 @@ static int parse_args(int argc, char **argv, struct record_opts *o)
 		          argv[optind]);
 		return EXIT_USAGE;
 	}
-	if (!o->archive || !o->read) {
-		cli_error(CMD, "%s is required (see flowscope record --help)",
-		          !o->archive ? "--archive DIR" : "a source (--read FILE)");
-		return EXIT_USAGE;
-	}
-	return 0;
+	return check_args(o);
 }
 
-/* ---- threads ------------------------------------------------------------------------------ */
+/* ---- status line and report ------------------------------------------------------------------- */
 
-static void *source_thread(void *arg)
+/* Appends the non-zero drop reasons of st to f: " (kernel 3, imissed 2)". */
+static void drop_reasons(FILE *f, const struct ingest_stats *st)
 {
-	struct pipeline *pl = arg;
-	pl->src_rc = ingest_source_run(pl->src, 0, pl->producer, pl->src_err);
-	qq_producer_close(pl->producer); /* publishes the last chunk */
-	pl->producer = NULL;
-	atomic_store(&pl->src_done, 1);
-	return NULL;
-}
-
-/* Flow tracking: every packet's bidirectional 5-tuple into the flow table. */
-static void analyze_chunk(struct pipeline *pl, struct qq_chunk *c)
-{
-	uint32_t n = qq_chunk_count(c);
-	for (uint32_t i = 0; i < n; i++) {
-		struct qq_record *rec = qq_chunk_record(c, i);
-		struct ft_packet pkt;
-		struct ft_flow_key key;
-		int dir, is_new;
-		pl->ana_packets++;
-		if (ft_parse(pl->info.linktype, rec->data, rec->caplen, &pkt) != 0 ||
-		    ft_flow_key_from_packet(&pkt, FT_KEY_VLAN, &key, &dir) != 0)
-			continue;
-		uint64_t h = ft_flow_key_hash(&key);
-		rec->flow_hash = (uint32_t)h;
-		struct ft_flow *f = ft_table_lookup(pl->flows, &key, h, &is_new);
-		if (is_new)
-			f->first_ns = rec->ts_ns;
-		f->last_ns = rec->ts_ns;
-		f->packets[dir]++;
-		f->bytes[dir] += rec->wirelen;
-		f->tcp_flags[dir] |= pkt.tcp_flags;
-	}
-}
-
-static void *analyzer_thread(void *arg)
-{
-	struct pipeline *pl = arg;
-	for (;;) {
-		struct qq_chunk *c;
-		int r = qq_analyzer_next(pl->qq, 0, &c, WAIT_MS);
-		if (r == QQ_E_TIMEDOUT)
-			continue;
-		if (r) {
-			pl->ana_rc = r == QQ_E_DRAINED || r == QQ_E_STOPPED ? 0 : r;
-			return NULL;
+	const struct {
+		const char *name;
+		uint64_t v;
+	} r[] = {{"kernel", st->dropped_kernel}, {"iface", st->dropped_iface},
+	         {"imissed", st->imissed},       {"ierrors", st->ierrors},
+	         {"nombuf", st->rx_nombuf},      {"oversize", st->dropped_oversize},
+	         {"qq-stopped", st->dropped_qq}};
+	const char *sep = " (";
+	for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++)
+		if (r[i].v) {
+			fprintf(f, "%s%s %" PRIu64, sep, r[i].name, r[i].v);
+			sep = ", ";
 		}
-		analyze_chunk(pl, c);
-		qq_analyzer_done(pl->qq, c);
-	}
+	if (sep[0] == ',')
+		fputc(')', f);
 }
 
-static int dump_chunk(struct pipeline *pl, struct qq_chunk *c)
+struct rates {
+	uint64_t pkts[INGEST_MAX_QUEUES + 1], bits[INGEST_MAX_QUEUES + 1]; /* last sample */
+};
+
+/* "q1 1200 pkt/s 9.6 Mbit/s drops 0" for queue q (-1: the whole source). */
+static void rate_part(FILE *f, struct record_pipeline *pl, int q, struct rates *last, double dt)
 {
-	uint32_t n = qq_chunk_count(c);
-	for (uint32_t i = 0; i < n; i++) {
-		const struct qq_record *rec = qq_chunk_record(c, i);
-		int r = archive_writer_add(pl->writer, pl->info.linktype, pl->info.snaplen,
-		                           rec->ts_ns, rec->caplen, rec->wirelen, rec->data);
-		if (r == ARCHIVE_E_TOOBIG) {
-			pl->dump_oversize++;
-			continue;
-		}
-		if (r)
-			return r;
-	}
-	return 0;
+	struct ingest_stats st;
+	ingest_source_stats(pl->src, q, &st);
+	unsigned i = q < 0 ? INGEST_MAX_QUEUES : (unsigned)q;
+	double pps = (double)(st.packets - last->pkts[i]) / dt;
+	double bps = (double)(st.wire_bytes * 8 - last->bits[i]) / dt;
+	if (q >= 0)
+		fprintf(f, " q%d", q);
+	fprintf(f, " %.0f pkt/s %.1f Mbit/s drops %" PRIu64, pps, bps / 1e6,
+	        ingest_stats_drops(&st));
+	drop_reasons(f, &st);
+	last->pkts[i] = st.packets;
+	last->bits[i] = st.wire_bytes * 8;
 }
 
-static void *dumper_thread(void *arg)
+static void status_line(struct record_pipeline *pl, struct rates *last, double dt)
 {
-	struct pipeline *pl = arg;
-	int r = 0;
-	while (r == 0) {
-		struct qq_chunk *c;
-		r = qq_dumper_next(pl->qq, &c, WAIT_MS);
-		if (r == QQ_E_TIMEDOUT) {
-			r = archive_writer_tick(pl->writer, cli_mono_ns());
-			continue;
-		}
-		if (r)
-			break;
-		r = dump_chunk(pl, c);
-		qq_dumper_release(pl->qq, c);
-	}
-	if (r == QQ_E_DRAINED || r == QQ_E_STOPPED)
-		r = 0;
-	if (r) {
-		snprintf(pl->dump_err, sizeof(pl->dump_err), "archive %s: %s", pl->o.archive,
-		         archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
-		atomic_store(&pl->failed, 1);
-		qq_stop(pl->qq); /* nothing more can be stored: unblock everyone */
-	}
-	pl->dump_rc = r;
-	return NULL;
-}
-
-/* ---- setup, status, shutdown ------------------------------------------------------------------ */
-
-/* Chunks: a sixteenth of the ring, between 512 KiB (fits any packet) and 4 MiB. */
-static size_t chunk_size_for(uint64_t qq_size)
-{
-	uint64_t c = qq_size / 16;
-	c = c < (512u << 10) ? (512u << 10) : c > (4u << 20) ? (4u << 20) : c;
-	return (size_t)(c & ~(uint64_t)4095);
-}
-
-static int pipeline_open(struct pipeline *pl)
-{
-	char err[INGEST_ERRBUF_SIZE];
-	/* the source first: a bad input must fail before the archive is touched */
-	int r = ingest_file_open(pl->o.read, 0, &pl->src, err);
-	if (r) {
-		cli_error(CMD, "%s", err);
-		return EXIT_FAIL;
-	}
-	ingest_source_info(pl->src, &pl->info);
-	struct qq_config qc = {.size = pl->o.qq_size,
-	                       .chunk_size = chunk_size_for(pl->o.qq_size),
-	                       .producers = 1,
-	                       .analyzers = 1,
-	                       .high_water = pl->o.qq_high_water,
-	                       .flush_ns = pl->o.qq_flush_ns,
-	                       .mode = QQ_MODE_BACKPRESSURE,
-	                       .hugepages = 1};
-	if ((r = qq_create(&qc, &pl->qq)) != 0) {
-		if (r == QQ_E_NOMEM)
-			cli_error(
-			    CMD,
-			    "--qq-size %.1f MiB: cannot have that much RAM (%.1f MiB available)",
-			    (double)pl->o.qq_size / 1048576,
-			    (double)qq_memory_available() / 1048576);
-		else
-			cli_error(CMD, "QQ: %s", qq_strerror(r));
-		return EXIT_FAIL;
-	}
-	if ((r = qq_producer_open(pl->qq, 0, &pl->producer)) != 0) {
-		cli_error(CMD, "QQ producer: %s", qq_strerror(r));
-		return EXIT_FAIL;
-	}
-	if ((r = ft_table_create(pl->o.max_flows, 0, NULL, &pl->flows)) != 0) {
-		cli_error(CMD, "flow table of %" PRIu64 " flows: %s", pl->o.max_flows,
-		          ft_strerror(r));
-		return EXIT_FAIL;
-	}
-	r = archive_open(pl->o.archive, ARCHIVE_WRITE | ARCHIVE_CREATE, &pl->arch);
-	if (r == 0) {
-		struct archive_writer_config wc = {.segment_size = pl->o.segment_size,
-		                                   .segment_age_ns = pl->o.segment_age_ns,
-		                                   .zstd_level = pl->o.zstd_level};
-		r = archive_writer_create(pl->arch, &wc, &pl->writer);
-	}
-	if (r) {
-		cli_error(CMD, "%s", archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
-		return EXIT_FAIL;
-	}
-	return 0;
-}
-
-static void status_line(struct pipeline *pl, uint64_t *last_pkts, uint64_t *last_bytes,
-                        uint64_t dt_ns)
-{
-	struct ingest_stats is;
+	struct ingest_stats st;
 	struct qq_stats qs;
-	ingest_source_stats(pl->src, &is);
+	ingest_source_stats(pl->src, -1, &st);
 	qq_stats(pl->qq, &qs);
-	double dt = (double)dt_ns / 1e9;
+	fprintf(stderr, "flowscope record: %s %s %" PRIu64 " pkts,", pl->info.kind, pl->info.name,
+	        st.packets);
+	rate_part(stderr, pl, -1, last, dt);
+	for (unsigned q = 0; pl->info.queues > 1 && q < pl->info.queues; q++) {
+		fputs(q ? ";" : " |", stderr);
+		rate_part(stderr, pl, (int)q, last, dt);
+	}
 	double window =
 	    qs.newest_ns > qs.oldest_ns ? (double)(qs.newest_ns - qs.oldest_ns) / 1e9 : 0;
-	fprintf(stderr,
-	        "flowscope record: %s %" PRIu64 " pkts, %.0f pkt/s, %.1f Mbit/s | qq %.0f%% window "
-	        "%.1fs drops %" PRIu64 " | drops: oversize %" PRIu64 "\n",
-	        pl->info.kind, is.packets, (double)(is.packets - *last_pkts) / dt,
-	        (double)(is.wire_bytes - *last_bytes) * 8 / dt / 1e6, qs.fill * 100, window,
-	        qs.overwritten_packets + qs.dropped_packets, is.dropped_oversize);
-	*last_pkts = is.packets;
-	*last_bytes = is.wire_bytes;
+	fprintf(stderr, " | qq %.0f%% window %.1fs drops %" PRIu64 "\n", qs.fill * 100, window,
+	        qs.overwritten_packets + qs.dropped_packets);
 }
 
-/* Waits for the source to end (or fail, or a signal), printing status lines. */
-static void wait_source(struct pipeline *pl)
+/* Waits for the sources to end (or fail, or a signal), printing status lines. */
+static void wait_sources(struct record_pipeline *pl)
 {
-	uint64_t last = cli_mono_ns(), lp = 0, lb = 0;
-	while (!atomic_load(&pl->src_done) && !atomic_load(&pl->failed)) {
-		usleep(WAIT_MS * 1000);
+	struct rates last;
+	memset(&last, 0, sizeof(last));
+	uint64_t t = cli_mono_ns();
+	while (atomic_load(&pl->queues_running) > 0 && !atomic_load(&pl->failed)) {
+		usleep(POLL_MS * 1000);
 		uint64_t now = cli_mono_ns();
-		if (pl->o.stats_ns && now - last >= pl->o.stats_ns) {
-			status_line(pl, &lp, &lb, now - last);
-			last = now;
+		if (pl->o.stats_ns && now - t >= pl->o.stats_ns) {
+			status_line(pl, &last, (double)(now - t) / 1e9);
+			t = now;
 		}
 	}
-	if (atomic_load(&pl->failed))
-		ingest_source_stop(pl->src);
+	ingest_source_stop(pl->src); /* a failure, or one queue ended: stop them all */
 }
 
-static void summary(struct pipeline *pl, double secs)
+static void report_ingest(FILE *f, const struct record_pipeline *pl)
 {
-	struct ingest_stats is;
-	struct archive_writer_stats ws;
-	struct ft_table_stats fs;
-	ingest_source_stats(pl->src, &is);
-	archive_writer_stats(pl->writer, &ws);
-	ft_table_stats(pl->flows, &fs);
-	fprintf(stderr,
-	        "flowscope record: read %" PRIu64 " packets (%" PRIu64 " bytes) from %s in %.2fs; "
-	        "%" PRIu64 " flows\n",
-	        is.packets, is.wire_bytes, pl->info.name, secs, fs.inserted);
-	fprintf(stderr,
-	        "flowscope record: archived %" PRIu64 " packets in %" PRIu64 " segment(s), %" PRIu64
-	        " frames: %" PRIu64 " pcap bytes -> %" PRIu64 " compressed (ratio %.2f) in %s\n",
+	struct ingest_stats st;
+	for (int q = pl->info.queues > 1 ? 0 : -1; q < (int)pl->info.queues; q++) {
+		char name[32] = "";
+		if (q >= 0)
+			snprintf(name, sizeof(name), ".q%d", q);
+		ingest_source_stats(pl->src, q, &st);
+		fprintf(f, "ingest.%s%s: packets %" PRIu64 ", bytes %" PRIu64 ", drops %" PRIu64,
+		        pl->info.kind, name, st.packets, st.wire_bytes, ingest_stats_drops(&st));
+		drop_reasons(f, &st);
+		if (st.truncated_records)
+			fprintf(f, ", truncated_records %" PRIu64, st.truncated_records);
+		fputc('\n', f);
+		if (q < 0)
+			break;
+	}
+	if (pl->info.queues > 1) {
+		ingest_source_stats(pl->src, -1, &st);
+		fprintf(f, "ingest.%s: packets %" PRIu64 ", bytes %" PRIu64 ", drops %" PRIu64,
+		        pl->info.kind, st.packets, st.wire_bytes, ingest_stats_drops(&st));
+		drop_reasons(f, &st);
+		fputc('\n', f);
+	}
+}
+
+static void report_flows(FILE *f, const struct record_pipeline *pl)
+{
+	uint64_t flows = 0, evicted = 0;
+	fprintf(f, "flowtrack:");
+	for (unsigned i = 0; i < pl->nanalyzers; i++) {
+		struct ft_table_stats st;
+		ft_table_stats(pl->ana[i].flows, &st);
+		flows += st.inserted;
+		evicted += st.evicted;
+		fprintf(f, " analyzer%u %" PRIu64 " packets %" PRIu64 " flows,", i,
+		        pl->ana[i].packets, st.inserted);
+	}
+	fprintf(f, " flows %" PRIu64 ", evicted %" PRIu64 ", split_across_analyzers %" PRIu64 "\n",
+	        flows, evicted, record_pipeline_split_flows(pl));
+}
+
+/* The final counters, one line per component. */
+static void report_write(FILE *f, struct record_pipeline *pl, double secs, const char *ended)
+{
+	char t0[48], t1[48];
+	struct qq_stats qs;
+	struct archive_writer_stats ws = {0};
+	qq_stats(pl->qq, &qs);
+	if (pl->writer)
+		archive_writer_stats(pl->writer, &ws);
+	fprintf(f, "run: %s .. %s (%.2f s), %s %s, %u queue(s), %u analyzer(s), ended: %s\n",
+	        cli_format_time(pl->t_start_ns, t0, sizeof(t0)),
+	        cli_format_time(cli_now_ns(), t1, sizeof(t1)), secs, pl->info.kind, pl->info.name,
+	        pl->info.queues, pl->nanalyzers, ended);
+	report_ingest(f, pl);
+	fprintf(f,
+	        "qq: %.0f MiB, %u chunks, packets %" PRIu64 ", overwritten %" PRIu64
+	        " packets in %" PRIu64 " chunks, dropped_busy %" PRIu64
+	        ", backpressure_waits %" PRIu64 "\n",
+	        (double)qs.capacity / 1048576, qs.chunks, qs.enqueued_packets,
+	        qs.overwritten_packets, qs.overwritten_chunks, qs.dropped_packets,
+	        qs.backpressure_waits);
+	report_flows(f, pl);
+	fprintf(f,
+	        "archive.writer: packets %" PRIu64 ", segments %" PRIu64 ", frames %" PRIu64
+	        ", pcap bytes %" PRIu64 " -> %" PRIu64 " compressed (ratio %.2f), dropped_oversize "
+	        "%" PRIu64 "\n",
 	        ws.packets, ws.segments, ws.frames, ws.record_bytes, ws.file_bytes,
 	        ws.file_bytes ? (double)ws.record_bytes / (double)ws.file_bytes : 0.0,
-	        pl->o.archive);
-	if (is.truncated_records || is.dropped_oversize || pl->dump_oversize || fs.evicted)
-		fprintf(stderr,
-		        "flowscope record: counted: ingest.file.truncated_records %" PRIu64
-		        ", ingest.file.dropped_oversize %" PRIu64
-		        ", archive.writer.dropped_oversize %" PRIu64
-		        ", flowtrack.table.evicted %" PRIu64 "\n",
-		        is.truncated_records, is.dropped_oversize, pl->dump_oversize, fs.evicted);
+	        pl->dump_oversize);
 }
 
-static void pipeline_close(struct pipeline *pl)
+/* Prints the report on stderr and keeps it in the archive for `flowscope info`. */
+static void report(struct record_pipeline *pl, double secs, const char *ended)
 {
-	if (pl->writer) {
-		int r = archive_writer_close(pl->writer);
-		if (r && !pl->dump_rc) {
-			pl->dump_rc = r;
-			snprintf(pl->dump_err, sizeof(pl->dump_err), "archive %s: %s",
-			         pl->o.archive,
-			         archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
-		}
+	char *text = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&text, &len);
+	if (!m)
+		return;
+	report_write(m, pl, secs, ended);
+	fclose(m);
+	for (char *line = text, *nl; line && *line; line = nl + 1) {
+		nl = strchr(line, '\n');
+		fprintf(stderr, "flowscope record: %.*s\n",
+		        (int)(nl ? nl - line : (long)strlen(line)), line);
+		if (!nl)
+			break;
 	}
-	archive_close(pl->arch);
-	if (pl->producer)
-		qq_producer_close(pl->producer);
-	ft_table_destroy(pl->flows);
-	qq_destroy(pl->qq);
-	g_src = NULL;
-	ingest_source_close(pl->src);
+	if (pl->arch && archive_set_run_report(pl->arch, text) != 0)
+		cli_error(CMD, "cannot store the run report: %s", archive_errmsg());
+	free(text);
 }
 
-/* Runs the pipeline to the end; returns the exit status. */
-static int pipeline_run(struct pipeline *pl)
+static void print_qq(const struct record_pipeline *pl)
 {
-	uint64_t t0 = cli_mono_ns();
 	struct qq_stats qs;
 	qq_stats(pl->qq, &qs);
 	fprintf(stderr, "flowscope record: QQ %.0f MiB, %u chunks of %zu KiB, %s pages\n",
-	        (double)qs.capacity / 1048576, qs.chunks, chunk_size_for(pl->o.qq_size) >> 10,
+	        (double)qs.capacity / 1048576, qs.chunks, record_chunk_size(pl->o.qq_size) >> 10,
 	        qs.page_size >= (1u << 30)   ? "1 GiB huge"
 	        : qs.page_size >= (2u << 20) ? "2 MiB huge"
 	                                     : "normal (THP requested)");
-	g_src = pl->src;
-	if (pthread_create(&pl->t_src, NULL, source_thread, pl) ||
-	    pthread_create(&pl->t_ana, NULL, analyzer_thread, pl) ||
-	    pthread_create(&pl->t_dump, NULL, dumper_thread, pl)) {
-		cli_error(CMD, "cannot start threads: %s", strerror(errno));
-		_exit(EXIT_FAIL); /* threads that did start may be blocked in the QQ */
-	}
-	wait_source(pl);
-	pthread_join(pl->t_src, NULL);
-	pthread_join(pl->t_ana, NULL);
-	qq_drain(pl->qq);
-	pthread_join(pl->t_dump, NULL);
-	if (pl->dump_rc == 0 && (pl->dump_rc = archive_writer_flush(pl->writer)) != 0)
-		snprintf(pl->dump_err, sizeof(pl->dump_err), "archive %s: %s", pl->o.archive,
-		         archive_errmsg()[0] ? archive_errmsg() : archive_strerror(pl->dump_rc));
-	double secs = (double)(cli_mono_ns() - t0) / 1e9;
-	summary(pl, secs);
-	return 0;
 }
 
 static void signals_install(void)
@@ -503,29 +459,49 @@ static void signals_install(void)
 	sigaction(SIGTERM, &sa, NULL);
 }
 
+/* The exit status: the first failure, else damaged input (3), else 0. */
+static int exit_status(struct record_pipeline *pl)
+{
+	int damaged = 0;
+	if (pl->dump_rc) {
+		cli_error(CMD, "%s", pl->dump_err);
+		return EXIT_FAIL;
+	}
+	for (unsigned q = 0; q < pl->info.queues; q++) {
+		struct record_queue *rq = &pl->queue[q];
+		if (rq->rc == INGEST_E_DAMAGED) {
+			cli_error(CMD, "%s; the archive holds every packet before it", rq->err);
+			damaged = 1;
+		} else if (rq->rc) {
+			cli_error(CMD, "%s", rq->err[0] ? rq->err : ingest_strerror(rq->rc));
+			return EXIT_FAIL;
+		}
+	}
+	return damaged ? EXIT_DAMAGED : EXIT_OK;
+}
+
 int record_main(int argc, char **argv)
 {
-	struct pipeline pl = {0};
+	struct record_pipeline pl = {0};
 	int r = parse_args(argc, argv, &pl.o);
 	if (r)
 		return r < 0 ? EXIT_OK : r;
 	signals_install();
-	if ((r = pipeline_open(&pl)) == 0)
-		r = pipeline_run(&pl);
-	pipeline_close(&pl);
-	if (r)
+	if ((r = record_pipeline_open(&pl)) != 0) {
+		record_pipeline_close(&pl);
 		return r;
-	if (pl.dump_rc) {
-		cli_error(CMD, "%s", pl.dump_err);
-		return EXIT_FAIL;
 	}
-	if (pl.src_rc == INGEST_E_DAMAGED) {
-		cli_error(CMD, "%s; the archive holds every packet before it", pl.src_err);
-		return EXIT_DAMAGED;
-	}
-	if (pl.src_rc) {
-		cli_error(CMD, "%s", pl.src_err[0] ? pl.src_err : ingest_strerror(pl.src_rc));
-		return EXIT_FAIL;
-	}
-	return EXIT_OK;
+	print_qq(&pl);
+	uint64_t t0 = cli_mono_ns();
+	g_src = pl.src;
+	record_pipeline_start(&pl);
+	wait_sources(&pl);
+	record_pipeline_finish(&pl);
+	report(&pl, (double)(cli_mono_ns() - t0) / 1e9,
+	       atomic_load(&pl.failed) ? "error"
+	       : g_signals             ? "signal"
+	                               : "end of input");
+	g_src = NULL;
+	record_pipeline_close(&pl);
+	return exit_status(&pl);
 }

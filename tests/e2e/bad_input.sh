@@ -46,7 +46,7 @@ fs record --read "$TMP/cut.pcap" --archive "$TMP/cut" --stats-interval 0 2>"$TMP
 rc=$?
 [ $rc -eq 3 ] && pass || fail "cut.pcap: exit $rc, expected 3"
 grep -q "truncated at byte $((size - 10)): last record has .* captured bytes" "$TMP/err" && pass || fail "cut.pcap message: $(cat "$TMP/err")"
-grep -q "ingest.file.truncated_records 1" "$TMP/err" && pass || fail "cut.pcap: truncation not counted: $(cat "$TMP/err")"
+grep -q "^flowscope record: ingest.file: packets .*truncated_records 1" "$TMP/err" && pass || fail "cut.pcap: truncation not counted: $(cat "$TMP/err")"
 fs query --archive "$TMP/cut" -w "$TMP/cut-out.pcap" 2>/dev/null
 oracle "$TMP/cut.pcap" "$TMP/cut-exp.pcap"
 [ "$(npackets "$TMP/cut-out.pcap")" = $(( $(npackets "$TMP/cut-exp.pcap") + 1 )) ] && pass || fail "cut.pcap: expected one packet more than tcpdump reads"
@@ -99,7 +99,11 @@ expect 2 "--from 'yesterday': not a time" fs query --archive "$A" --from yesterd
 expect 2 "--to '2026-13-01T00:00:00Z': not a time" fs query --archive "$A" --to 2026-13-01T00:00:00Z -w "$TMP/x.pcap"
 expect 2 "--from is not before --to" fs query --archive "$A" --from 2000 --to 1000 -w "$TMP/x.pcap"
 expect 2 "--archive DIR is required" fs query host 10.0.0.1
-expect 2 "a source \(--read FILE\) is required" fs record --archive "$A"
+expect 2 "a source \(--read FILE, --dpdk, --afpacket or --live\) is required" fs record --archive "$A"
+expect 2 "give one source" fs record --archive "$A" --read "$DNS" --live lo
+expect 2 "--rx-queues needs --dpdk or --afpacket" fs record --archive "$A" --read "$DNS" --rx-queues 2
+expect 2 "--replay-speed needs --read" fs record --archive "$A" --live lo --replay-speed 2
+expect 2 "--replay-speed 'fast'" fs record --archive "$A" --read "$DNS" --replay-speed fast
 expect 2 "unknown command 'recrod'" fs recrod
 expect 1 "cannot write $TMP/no/dir/x.pcap" fs query --archive "$A" -w "$TMP/no/dir/x.pcap"
 

@@ -78,15 +78,18 @@ static void test_pack_random_access(void **state)
 		put(p, i, 3);
 	qq_producer_close(p);
 
-	struct qq_chunk *c;
-	assert_int_equal(qq_analyzer_next(q, 0, &c, 100), 0);
+	struct qq_peek pk;
+	assert_int_equal(qq_analyzer_next(q, 0, &pk, 100), 0);
+	struct qq_chunk *c = pk.chunk;
 	uint32_t n = qq_chunk_count(c);
-	assert_int_equal(n, 40);       /* 40 records of <= 1.5 KB fit one 64 KiB chunk */
+	assert_int_equal(n, 40); /* 40 records of <= 1.5 KB fit one 64 KiB chunk */
+	assert_int_equal(pk.first, 0);
+	assert_int_equal(pk.end, 40);
 	for (uint32_t i = n; i-- > 0;) /* random access, backwards */
 		check(qq_chunk_record(c, i), i);
 	assert_int_equal(qq_chunk_record(c, 5)->port, 3);
-	qq_analyzer_done(q, c);
-	assert_int_equal(qq_analyzer_next(q, 0, &c, 10), QQ_E_DRAINED);
+	qq_analyzer_done(q, &pk);
+	assert_int_equal(qq_analyzer_next(q, 0, &pk, 10), QQ_E_DRAINED);
 	qq_destroy(q);
 }
 
@@ -110,23 +113,54 @@ static void fill(struct qq_producer *p, uint32_t *next, uint32_t n)
 		put(p, *next, 0);
 }
 
+/*
+ * A flush makes a partly filled chunk visible; the chunk keeps filling (no
+ * ring space wasted) and later records come in a later range, in order; the
+ * dumper gets the chunk only once it is sealed and every record was peeked.
+ */
 static void test_flush_partial(void **state)
 {
 	(void)state;
-	struct qq *q = make_qq(8, QQ_MODE_BACKPRESSURE, 0, 1, 1);
+	struct qq *q = make_qq(8, QQ_MODE_BACKPRESSURE, 0.1, 1, 1);
 	struct qq_producer *p;
-	struct qq_chunk *c;
+	struct qq_peek pk;
+	struct qq_chunk *d;
 	uint32_t next = 0;
 	assert_int_equal(qq_producer_open(q, 0, &p), 0);
+	qq_drain(q);
 	fill(p, &next, 3);
-	assert_int_equal(qq_analyzer_next(q, 0, &c, 10), QQ_E_TIMEDOUT); /* not yet visible */
-	qq_producer_flush(p, 0);                                         /* too early: no-op */
-	assert_int_equal(qq_analyzer_next(q, 0, &c, 10), QQ_E_TIMEDOUT);
-	qq_producer_flush(p, UINT64_MAX / 2); /* long after the flush interval */
-	assert_int_equal(qq_analyzer_next(q, 0, &c, 100), 0);
-	assert_int_equal(qq_chunk_count(c), 3);
-	qq_analyzer_done(q, c);
-	qq_producer_close(p);
+	assert_int_equal(qq_analyzer_next(q, 0, &pk, 10), QQ_E_TIMEDOUT); /* not yet visible */
+	qq_producer_flush(p, 0);                                          /* too early: no-op */
+	assert_int_equal(qq_analyzer_next(q, 0, &pk, 10), QQ_E_TIMEDOUT);
+	qq_producer_flush(p, UINT64_MAX / 4); /* long after the flush interval */
+	assert_int_equal(qq_analyzer_next(q, 0, &pk, 100), 0);
+	assert_int_equal(pk.first, 0);
+	assert_int_equal(pk.end, 3);
+	struct qq_chunk *c = pk.chunk;
+	fill(p, &next, 2); /* the same chunk keeps filling while the analyzer reads */
+	qq_analyzer_done(q, &pk);
+	assert_int_equal(qq_analyzer_next(q, 0, &pk, 10), QQ_E_TIMEDOUT);
+	assert_int_equal(qq_dumper_next(q, &d, 10), QQ_E_TIMEDOUT); /* still filling */
+	qq_producer_flush(p, UINT64_MAX / 2);
+	assert_int_equal(qq_analyzer_next(q, 0, &pk, 100), 0);
+	assert_ptr_equal(pk.chunk, c);
+	assert_int_equal(pk.first, 3);
+	assert_int_equal(pk.end, 5);
+	for (uint32_t i = pk.first; i < pk.end; i++)
+		check(qq_chunk_record(c, i), i);
+	qq_producer_close(p); /* seals: nothing new, the dumper still waits for the peek */
+	assert_int_equal(qq_dumper_next(q, &d, 10), QQ_E_TIMEDOUT);
+	qq_analyzer_done(q, &pk);
+	assert_int_equal(qq_dumper_next(q, &d, 100), 0);
+	assert_ptr_equal(d, c);
+	assert_int_equal(qq_chunk_count(d), 5);
+	qq_dumper_release(q, d);
+	assert_int_equal(qq_analyzer_next(q, 0, &pk, 10), QQ_E_DRAINED);
+	assert_int_equal(qq_dumper_next(q, &d, 10), QQ_E_DRAINED);
+	struct qq_stats st;
+	qq_stats(q, &st);
+	assert_int_equal(st.chunks_used, 0);
+	assert_int_equal(st.enqueued_packets, 5);
 	qq_destroy(q);
 }
 
@@ -141,10 +175,10 @@ static void publish_chunks(struct qq_producer *p, unsigned k, uint64_t *ts)
 
 static void analyze_all(struct qq *q, unsigned expect)
 {
-	struct qq_chunk *c;
+	struct qq_peek pk;
 	for (unsigned i = 0; i < expect; i++) {
-		assert_int_equal(qq_analyzer_next(q, 0, &c, 100), 0);
-		qq_analyzer_done(q, c);
+		assert_int_equal(qq_analyzer_next(q, 0, &pk, 100), 0);
+		qq_analyzer_done(q, &pk);
 	}
 }
 
@@ -193,7 +227,8 @@ static void test_not_before_peek(void **state)
 	(void)state;
 	struct qq *q = make_qq(6, QQ_MODE_BACKPRESSURE, 0.1, 1, 1);
 	struct qq_producer *p;
-	struct qq_chunk *c, *a;
+	struct qq_chunk *c;
+	struct qq_peek a;
 	uint64_t ts = 1;
 	assert_int_equal(qq_producer_open(q, 0, &p), 0);
 	publish_chunks(p, 4, &ts);
@@ -201,9 +236,9 @@ static void test_not_before_peek(void **state)
 	assert_int_equal(qq_dumper_next(q, &c, 10), QQ_E_TIMEDOUT); /* nothing analysed yet */
 	assert_int_equal(qq_analyzer_next(q, 0, &a, 10), 0);
 	assert_int_equal(qq_dumper_next(q, &c, 10), QQ_E_TIMEDOUT); /* being analysed */
-	qq_analyzer_done(q, a);
+	qq_analyzer_done(q, &a);
 	assert_int_equal(qq_dumper_next(q, &c, 10), 0);
-	assert_ptr_equal(c, a);
+	assert_ptr_equal(c, a.chunk);
 	qq_dumper_release(q, c);
 	qq_producer_close(p);
 	qq_destroy(q);
@@ -215,7 +250,7 @@ static void test_overwrite_when_full(void **state)
 	/* 4 chunks, overwrite mode, no dumper: the oldest chunks are discarded and counted */
 	struct qq *q = make_qq(4, QQ_MODE_OVERWRITE, 0, 1, 1);
 	struct qq_producer *p;
-	struct qq_chunk *c;
+	struct qq_peek pk;
 	uint64_t ts = 1;
 	assert_int_equal(qq_producer_open(q, 0, &p), 0);
 	publish_chunks(p, 10, &ts); /* chunks 1..9 published, 10 filling */
@@ -226,12 +261,12 @@ static void test_overwrite_when_full(void **state)
 	assert_int_equal(st.overwritten_bytes, 6u * (40u << 10));
 	assert_int_equal(st.oldest_ns, 7); /* the ring holds 7, 8, 9 (+10 filling) */
 	/* the analyzer resumes at the oldest chunk still held */
-	assert_int_equal(qq_analyzer_next(q, 0, &c, 10), 0);
-	assert_int_equal(qq_chunk_record(c, 0)->ts_ns, 7);
+	assert_int_equal(qq_analyzer_next(q, 0, &pk, 10), 0);
+	assert_int_equal(qq_chunk_record(pk.chunk, 0)->ts_ns, 7);
 	/* ring full and its oldest chunk busy: the packet is dropped and counted, not blocked */
 	static uint8_t blob[40u << 10];
 	assert_int_equal(qq_producer_append(p, 99, sizeof(blob), sizeof(blob), 0, 0, blob), 0);
-	qq_analyzer_done(q, c);
+	qq_analyzer_done(q, &pk);
 	qq_producer_close(p);
 	qq_stats(q, &st);
 	assert_int_equal(st.dropped_packets, 1);
@@ -297,20 +332,20 @@ struct ana_arg {
 static void *analyzer_thread(void *v)
 {
 	struct ana_arg *a = v;
-	struct qq_chunk *c;
+	struct qq_peek pk;
 	int r;
-	while ((r = qq_analyzer_next(a->q, a->id, &c, 100)) != QQ_E_DRAINED) {
+	while ((r = qq_analyzer_next(a->q, a->id, &pk, 100)) != QQ_E_DRAINED) {
 		if (r == QQ_E_TIMEDOUT)
 			continue;
-		for (uint32_t i = 0; i < qq_chunk_count(c); i++) {
-			const struct qq_record *rec = qq_chunk_record(c, i);
+		for (uint32_t i = pk.first; i < pk.end; i++) {
+			const struct qq_record *rec = qq_chunk_record(pk.chunk, i);
 			uint32_t seq;
 			memcpy(&seq, rec->data, 4);
 			if (rec->port % 2 != a->id || seq != a->next[rec->port])
 				a->bad = 1;
 			a->next[rec->port] = seq + 1;
 		}
-		qq_analyzer_done(a->q, c);
+		qq_analyzer_done(a->q, &pk);
 	}
 	return NULL;
 }

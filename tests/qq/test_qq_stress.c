@@ -96,18 +96,18 @@ struct ana_arg {
 static void *analyzer(void *v)
 {
 	struct ana_arg *a = v;
-	struct qq_chunk *c;
+	struct qq_peek pk;
 	int r;
-	while ((r = qq_analyzer_next(a->sh->q, a->id, &c, 50)) != QQ_E_DRAINED) {
+	while ((r = qq_analyzer_next(a->sh->q, a->id, &pk, 50)) != QQ_E_DRAINED) {
 		if (r != 0)
 			continue;
-		for (uint32_t i = 0; i < qq_chunk_count(c); i++) {
-			const struct qq_record *rec = qq_chunk_record(c, i);
+		for (uint32_t i = pk.first; i < pk.end; i++) {
+			const struct qq_record *rec = qq_chunk_record(pk.chunk, i);
 			if (rec->port % ANALYZERS != a->id)
 				a->seen.wrong_analyzer++;
 			seen_record(&a->seen, rec);
 		}
-		qq_analyzer_done(a->sh->q, c);
+		qq_analyzer_done(a->sh->q, &pk);
 	}
 	atomic_fetch_add(&a->sh->analyzers_done, 1);
 	return NULL;

@@ -117,20 +117,19 @@ static void *producer(void *v)
 static void *analyzer(void *v)
 {
 	struct targ *a = v;
-	struct qq_chunk *ch;
+	struct qq_peek pk;
 	uint64_t sum = 0;
 	int r;
-	while ((r = qq_analyzer_next(a->r->q, a->id, &ch, 100)) != QQ_E_DRAINED) {
+	while ((r = qq_analyzer_next(a->r->q, a->id, &pk, 100)) != QQ_E_DRAINED) {
 		if (r)
 			continue;
-		uint32_t n = qq_chunk_count(ch);
-		for (uint32_t i = 0; i < n; i++) {
-			const struct qq_record *rec = qq_chunk_record(ch, i);
+		for (uint32_t i = pk.first; i < pk.end; i++) {
+			const struct qq_record *rec = qq_chunk_record(pk.chunk, i);
 			uint64_t w;
 			memcpy(&w, rec->data, sizeof(w));
 			sum += rec->ts_ns + rec->caplen + w;
 		}
-		qq_analyzer_done(a->r->q, ch);
+		qq_analyzer_done(a->r->q, &pk);
 	}
 	a->r->checksum[a->id] = sum;
 	atomic_fetch_add(&a->r->analyzers_done, 1);

@@ -1,0 +1,58 @@
+#!/bin/bash
+# DPDK source: net_pcap vdevs replay captures into flowscope record --dpdk; the
+# archive must hold exactly the capture's packets (net_pcap hands over the
+# file's timestamps, so the comparison with tcpdump is byte for byte).  The
+# test stops the recorder with SIGINT once the status line shows every packet
+# (net_pcap just stops delivering at the end of the file).  Also the errors:
+# EAL failure, no such port, too many queues.
+. "$(dirname "$0")/lib.sh"
+EAL="--no-huge -m 512 --no-pci --no-shconf -l 0"
+
+# wait_packets ERRFILE N PID: until the status line reports N packets (max 60 s)
+wait_packets() {
+    local i
+    for ((i = 0; i < 600; i++)); do
+        grep -q " $2 pkts," "$1" && return 0
+        kill -0 "$3" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+for name in dns_icmp mixed_vlan tcp_anomalies http; do
+    src=$PCAPS/$name.pcap
+    a=$TMP/dpdk.$name
+    n=$(npackets "$src")
+    timeout --foreground 120 "$FLOWSCOPE" record --dpdk "$EAL --vdev=net_pcap0,rx_pcap=$src" --archive "$a" \
+        --qq-size 32M --stats-interval 100ms 2>"$TMP/err" &
+    pid=$!
+    if wait_packets "$TMP/err" "$n" $pid; then pass; else fail "$name: never saw $n packets: $(tail -3 "$TMP/err")"; fi
+    kill -INT $pid
+    wait $pid
+    rc=$?
+    [ $rc -eq 0 ] && pass || fail "$name: record --dpdk exit $rc: $(tail -3 "$TMP/err")"
+    grep -q "ended: signal" "$TMP/err" && pass || fail "$name: report does not say it ended on a signal"
+    grep -q "^flowscope record: ingest.dpdk: packets $n, .*drops 0" "$TMP/err" && pass ||
+        fail "$name: counters: $(grep ingest.dpdk "$TMP/err")"
+    oracle "$src" "$TMP/exp.pcap"
+    fs query --archive "$a" -w "$TMP/got.pcap" 2>/dev/null && cmp -s "$TMP/exp.pcap" "$TMP/got.pcap" && pass ||
+        fail "$name: archive differs from the capture ($(npackets "$TMP/got.pcap") of $n packets)"
+    grep -q "ingest.dpdk: packets $n" <(fs info --archive "$a") && pass || fail "$name: info lacks the run's counters"
+done
+
+# errors: one line each, non-zero exit, nothing archived
+expect_err() {
+    local pat=$1
+    shift
+    "$@" 2>"$TMP/err" >/dev/null
+    local rc=$?
+    [ $rc -ne 0 ] && pass || fail "'$*' succeeded"
+    one_line_error "$TMP/err" "$pat"
+}
+expect_err "DPDK EAL initialisation failed" fs record --dpdk "--no-such-eal-option" --archive "$TMP/e1"
+expect_err "DPDK port 0 does not exist" fs record --dpdk "$EAL" --archive "$TMP/e2"
+expect_err "DPDK port 3 does not exist" fs record --dpdk "$EAL --vdev=net_pcap0,rx_pcap=$PCAPS/dns_icmp.pcap" --port 3 --archive "$TMP/e3"
+expect_err "has 1 RX queues; --rx-queues asks for 2" \
+    fs record --dpdk "$EAL --vdev=net_pcap0,rx_pcap=$PCAPS/dns_icmp.pcap" --rx-queues 2 --archive "$TMP/e4"
+for e in e1 e2 e3 e4; do [ ! -e "$TMP/$e" ] && pass || fail "$e: an archive was created by a failed start"; done
+finish

@@ -1,0 +1,96 @@
+/*
+ * flowscope record, private to tools/: the options and the pipeline shared
+ * by record.c (command line, status, reports) and record_pipeline.c
+ * (threads: sources, analyzers, dumper).
+ */
+#ifndef FLOWSCOPE_TOOLS_RECORD_H
+#define FLOWSCOPE_TOOLS_RECORD_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "archive/archive.h"
+#include "flowtrack/flowtrack.h"
+#include "ingest/ingest.h"
+#include "qq/qq.h"
+
+#define RECORD_MAX_ANALYZERS 16
+
+struct record_opts {
+	const char *archive;
+	const char *read; /* exactly one source: --read, --dpdk, --afpacket, --live */
+	const char *dpdk; /* EAL arguments */
+	const char *afpacket;
+	const char *live;
+	uint64_t dpdk_port;
+	uint64_t rx_queues;
+	double replay_speed; /* --read only; 0 = as fast as possible */
+	uint64_t analyzers;  /* 0 = one per RX queue */
+	uint64_t qq_size;
+	uint64_t qq_flush_ns;
+	double qq_high_water;
+	uint64_t segment_size;
+	uint64_t segment_age_ns;
+	uint64_t stats_ns;
+	uint64_t max_flows;
+	int zstd_level;
+};
+
+/* One thread per source queue: it owns one QQ producer. */
+struct record_queue {
+	struct record_pipeline *pl;
+	unsigned id;
+	pthread_t thread;
+	struct qq_producer *producer; /* opened before any thread starts; closed by the thread */
+	int rc;
+	char err[INGEST_ERRBUF_SIZE];
+};
+
+/* One analyzer thread: a flow table of its own (flows are partitioned by queue). */
+struct record_analyzer {
+	struct record_pipeline *pl;
+	unsigned id;
+	pthread_t thread;
+	struct ft_table *flows;
+	uint64_t packets; /* packets peeked (this thread only) */
+};
+
+struct record_pipeline {
+	struct record_opts o;
+	struct qq *qq;
+	struct ingest_source *src;
+	struct ingest_source_info info;
+	struct record_queue queue[INGEST_MAX_QUEUES];
+	struct record_analyzer ana[RECORD_MAX_ANALYZERS];
+	unsigned nanalyzers;
+	struct archive *arch;
+	struct archive_writer *writer;
+	pthread_t dumper;
+	int dump_rc;
+	char dump_err[512];
+	uint64_t dump_oversize; /* archive.writer.dropped_oversize (dumper thread) */
+	atomic_uint queues_running;
+	atomic_int failed;   /* a thread failed: stop everything */
+	uint64_t t_start_ns; /* CLOCK_REALTIME at start, for the run report */
+};
+
+/* QQ chunk size for a ring: a sixteenth of it, between 512 KiB and 4 MiB. */
+size_t record_chunk_size(uint64_t qq_size);
+
+/* Opens source, QQ, flow tables and archive, in that order.  0 or an exit status. */
+int record_pipeline_open(struct record_pipeline *pl);
+
+/* Starts every thread.  0, or an exit status (nothing started then). */
+int record_pipeline_start(struct record_pipeline *pl);
+
+/* After the sources ended: drains analyzers and the dumper, flushes the archive. */
+void record_pipeline_finish(struct record_pipeline *pl);
+
+/* Frees everything (closing the writer seals its segment). */
+void record_pipeline_close(struct record_pipeline *pl);
+
+/* Flows seen by more than one analyzer (0 when flow affinity holds). */
+uint64_t record_pipeline_split_flows(const struct record_pipeline *pl);
+
+#endif

@@ -1,0 +1,328 @@
+/*
+ * The recording pipeline's threads.
+ *
+ *   queue threads (one per source RX queue): ingest_source_run() -> QQ producer
+ *   analyzer threads: QQ peek -> parse -> flow key -> own flow table
+ *                     (producer q's chunks go to analyzer q % analyzers, so
+ *                     with symmetric RSS/fanout every flow has one analyzer)
+ *   dumper thread:    QQ dequeue (above the high-water mark, or draining) ->
+ *                     archive writer -> segments + index
+ *
+ * Order: every QQ producer is opened before any thread starts (the QQ counts
+ * "no producer open" as finished).  Shutdown keeps every packet: sources stop
+ * and their threads close their producers (publishing the last chunks), the
+ * analyzers finish every chunk, the QQ is drained to the dumper, the writer
+ * flushes (sync + commit) and finally seals its segment.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tools/cli.h"
+#include "tools/record.h"
+
+#define CMD "record"
+#define WAIT_MS 50
+
+/* ---- threads ------------------------------------------------------------------------------ */
+
+static void *queue_thread(void *arg)
+{
+	struct record_queue *q = arg;
+	struct record_pipeline *pl = q->pl;
+	q->rc = ingest_source_run(pl->src, q->id, q->producer, q->err);
+	qq_producer_close(q->producer); /* publishes the last chunk */
+	q->producer = NULL;
+	if (q->rc && q->rc != INGEST_E_DAMAGED)
+		atomic_store(&pl->failed, 1);
+	atomic_fetch_sub(&pl->queues_running, 1);
+	return NULL;
+}
+
+/* Flow tracking: every packet's bidirectional 5-tuple into this analyzer's table. */
+static void analyze_range(struct record_analyzer *a, const struct qq_peek *pk)
+{
+	int linktype = a->pl->info.linktype;
+	for (uint32_t i = pk->first; i < pk->end; i++) {
+		struct qq_record *rec = qq_chunk_record(pk->chunk, i);
+		struct ft_packet pkt;
+		struct ft_flow_key key;
+		int dir, is_new;
+		a->packets++;
+		if (ft_parse(linktype, rec->data, rec->caplen, &pkt) != 0 ||
+		    ft_flow_key_from_packet(&pkt, FT_KEY_VLAN, &key, &dir) != 0)
+			continue;
+		uint64_t h = ft_flow_key_hash(&key);
+		rec->flow_hash = (uint32_t)h;
+		struct ft_flow *f = ft_table_lookup(a->flows, &key, h, &is_new);
+		if (is_new)
+			f->first_ns = rec->ts_ns;
+		f->last_ns = rec->ts_ns;
+		f->packets[dir]++;
+		f->bytes[dir] += rec->wirelen;
+		f->tcp_flags[dir] |= pkt.tcp_flags;
+	}
+}
+
+static void *analyzer_thread(void *arg)
+{
+	struct record_analyzer *a = arg;
+	for (;;) {
+		struct qq_peek pk;
+		int r = qq_analyzer_next(a->pl->qq, a->id, &pk, WAIT_MS);
+		if (r == QQ_E_TIMEDOUT)
+			continue;
+		if (r)
+			return NULL; /* drained, or stopped after a failure */
+		analyze_range(a, &pk);
+		qq_analyzer_done(a->pl->qq, &pk);
+	}
+}
+
+static int dump_chunk(struct record_pipeline *pl, struct qq_chunk *c)
+{
+	uint32_t n = qq_chunk_count(c);
+	for (uint32_t i = 0; i < n; i++) {
+		const struct qq_record *rec = qq_chunk_record(c, i);
+		int r = archive_writer_add(pl->writer, pl->info.linktype, pl->info.snaplen,
+		                           rec->ts_ns, rec->caplen, rec->wirelen, rec->data);
+		if (r == ARCHIVE_E_TOOBIG) {
+			pl->dump_oversize++;
+			continue;
+		}
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static void *dumper_thread(void *arg)
+{
+	struct record_pipeline *pl = arg;
+	int r = 0;
+	while (r == 0) {
+		struct qq_chunk *c;
+		r = qq_dumper_next(pl->qq, &c, WAIT_MS);
+		if (r == QQ_E_TIMEDOUT) {
+			r = archive_writer_tick(pl->writer, cli_mono_ns());
+			continue;
+		}
+		if (r)
+			break;
+		r = dump_chunk(pl, c);
+		qq_dumper_release(pl->qq, c);
+	}
+	if (r == QQ_E_DRAINED || r == QQ_E_STOPPED)
+		r = 0;
+	if (r) {
+		snprintf(pl->dump_err, sizeof(pl->dump_err), "archive %s: %s", pl->o.archive,
+		         archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
+		atomic_store(&pl->failed, 1);
+		qq_stop(pl->qq); /* nothing more can be stored: unblock everyone */
+	}
+	pl->dump_rc = r;
+	return NULL;
+}
+
+/* ---- setup ----------------------------------------------------------------------------------- */
+
+static int source_open(struct record_pipeline *pl)
+{
+	char err[INGEST_ERRBUF_SIZE];
+	const struct record_opts *o = &pl->o;
+	int r;
+	if (o->read) {
+		r = ingest_file_open(o->read, 0, &pl->src, err);
+		if (r == 0)
+			ingest_file_set_speed(pl->src, o->replay_speed);
+	} else if (o->dpdk) {
+		r = ingest_dpdk_open(o->dpdk, (uint16_t)o->dpdk_port, (unsigned)o->rx_queues, 0,
+		                     &pl->src, err);
+	} else if (o->afpacket) {
+		r = ingest_afpacket_open(o->afpacket, (unsigned)o->rx_queues, 0, &pl->src, err);
+	} else {
+		r = ingest_live_open(o->live, 0, &pl->src, err);
+	}
+	if (r) {
+		cli_error(CMD, "%s", err[0] ? err : ingest_strerror(r));
+		return EXIT_FAIL;
+	}
+	ingest_source_info(pl->src, &pl->info);
+	return 0;
+}
+
+/* Chunks: a sixteenth of the ring, between 512 KiB (fits any packet) and 4 MiB. */
+size_t record_chunk_size(uint64_t qq_size)
+{
+	uint64_t c = qq_size / 16;
+	c = c < (512u << 10) ? (512u << 10) : c > (4u << 20) ? (4u << 20) : c;
+	return (size_t)(c & ~(uint64_t)4095);
+}
+
+static int qq_open(struct record_pipeline *pl)
+{
+	struct qq_config qc = {.size = pl->o.qq_size,
+	                       .chunk_size = record_chunk_size(pl->o.qq_size),
+	                       .producers = pl->info.queues,
+	                       .analyzers = pl->nanalyzers,
+	                       .high_water = pl->o.qq_high_water,
+	                       .flush_ns = pl->o.qq_flush_ns,
+	                       /* a file can wait; a wire cannot: live sources overwrite */
+	                       .mode = pl->o.read ? QQ_MODE_BACKPRESSURE : QQ_MODE_OVERWRITE,
+	                       .hugepages = 1};
+	int r = qq_create(&qc, &pl->qq);
+	if (r == QQ_E_NOMEM) {
+		cli_error(CMD, "--qq-size %.1f MiB: cannot have that much RAM (%.1f MiB available)",
+		          (double)pl->o.qq_size / 1048576, (double)qq_memory_available() / 1048576);
+		return EXIT_FAIL;
+	}
+	if (r) {
+		cli_error(CMD, "QQ: %s", qq_strerror(r));
+		return EXIT_FAIL;
+	}
+	for (unsigned q = 0; q < pl->info.queues; q++) {
+		pl->queue[q] = (struct record_queue){.pl = pl, .id = q};
+		if ((r = qq_producer_open(pl->qq, q, &pl->queue[q].producer)) != 0) {
+			cli_error(CMD, "QQ producer %u: %s", q, qq_strerror(r));
+			return EXIT_FAIL;
+		}
+	}
+	return 0;
+}
+
+static int analyzers_open(struct record_pipeline *pl)
+{
+	for (unsigned i = 0; i < pl->nanalyzers; i++) {
+		pl->ana[i] = (struct record_analyzer){.pl = pl, .id = i};
+		int r = ft_table_create(pl->o.max_flows, 0, NULL, &pl->ana[i].flows);
+		if (r) {
+			cli_error(CMD, "flow table of %" PRIu64 " flows: %s", pl->o.max_flows,
+			          ft_strerror(r));
+			return EXIT_FAIL;
+		}
+	}
+	return 0;
+}
+
+static int archive_setup(struct record_pipeline *pl)
+{
+	int r = archive_open(pl->o.archive, ARCHIVE_WRITE | ARCHIVE_CREATE, &pl->arch);
+	if (r == 0) {
+		struct archive_writer_config wc = {.segment_size = pl->o.segment_size,
+		                                   .segment_age_ns = pl->o.segment_age_ns,
+		                                   .zstd_level = pl->o.zstd_level};
+		r = archive_writer_create(pl->arch, &wc, &pl->writer);
+	}
+	if (r) {
+		cli_error(CMD, "%s", archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
+		return EXIT_FAIL;
+	}
+	return 0;
+}
+
+int record_pipeline_open(struct record_pipeline *pl)
+{
+	/* the source first: a bad input must fail before the archive is touched */
+	int r = source_open(pl);
+	if (r)
+		return r;
+	unsigned want = pl->o.analyzers ? (unsigned)pl->o.analyzers : pl->info.queues;
+	pl->nanalyzers = want > RECORD_MAX_ANALYZERS ? RECORD_MAX_ANALYZERS : want;
+	if ((r = qq_open(pl)) != 0 || (r = analyzers_open(pl)) != 0)
+		return r;
+	return archive_setup(pl);
+}
+
+int record_pipeline_start(struct record_pipeline *pl)
+{
+	pl->t_start_ns = cli_now_ns();
+	atomic_store(&pl->queues_running, pl->info.queues);
+	for (unsigned i = 0; i < pl->nanalyzers; i++)
+		if (pthread_create(&pl->ana[i].thread, NULL, analyzer_thread, &pl->ana[i]) != 0)
+			goto fail;
+	if (pthread_create(&pl->dumper, NULL, dumper_thread, pl) != 0)
+		goto fail;
+	for (unsigned q = 0; q < pl->info.queues; q++)
+		if (pthread_create(&pl->queue[q].thread, NULL, queue_thread, &pl->queue[q]) != 0)
+			goto fail;
+	return 0;
+fail:
+	cli_error(CMD, "cannot start threads: %s", strerror(errno));
+	_exit(EXIT_FAIL); /* threads that did start may be blocked in the QQ */
+}
+
+void record_pipeline_finish(struct record_pipeline *pl)
+{
+	for (unsigned q = 0; q < pl->info.queues; q++)
+		pthread_join(pl->queue[q].thread, NULL);
+	for (unsigned i = 0; i < pl->nanalyzers; i++)
+		pthread_join(pl->ana[i].thread, NULL);
+	qq_drain(pl->qq);
+	pthread_join(pl->dumper, NULL);
+	if (pl->dump_rc == 0 && (pl->dump_rc = archive_writer_flush(pl->writer)) != 0)
+		snprintf(pl->dump_err, sizeof(pl->dump_err), "archive %s: %s", pl->o.archive,
+		         archive_errmsg()[0] ? archive_errmsg() : archive_strerror(pl->dump_rc));
+}
+
+void record_pipeline_close(struct record_pipeline *pl)
+{
+	if (pl->writer) {
+		int r = archive_writer_close(pl->writer);
+		if (r && !pl->dump_rc) {
+			pl->dump_rc = r;
+			snprintf(pl->dump_err, sizeof(pl->dump_err), "archive %s: %s",
+			         pl->o.archive,
+			         archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
+		}
+		pl->writer = NULL;
+	}
+	archive_close(pl->arch);
+	for (unsigned q = 0; q < INGEST_MAX_QUEUES; q++)
+		if (pl->queue[q].producer)
+			qq_producer_close(pl->queue[q].producer);
+	for (unsigned i = 0; i < pl->nanalyzers; i++)
+		ft_table_destroy(pl->ana[i].flows);
+	qq_destroy(pl->qq);
+	ingest_source_close(pl->src);
+}
+
+/* ---- flow affinity check ------------------------------------------------------------------------ */
+
+struct split_ctx {
+	struct ft_table *seen; /* state: 1 byte, the analyzer id + 1 */
+	unsigned id;
+	uint64_t split;
+};
+
+static void split_visit(struct ft_flow *f, void *arg)
+{
+	struct split_ctx *c = arg;
+	int is_new;
+	struct ft_flow *s = ft_table_lookup(c->seen, &f->key, ft_flow_key_hash(&f->key), &is_new);
+	if (is_new)
+		s->state[0] = (uint8_t)(c->id + 1);
+	else if (s->state[0] != c->id + 1)
+		c->split++;
+}
+
+uint64_t record_pipeline_split_flows(const struct record_pipeline *pl)
+{
+	if (pl->nanalyzers < 2)
+		return 0;
+	size_t total = 0;
+	for (unsigned i = 0; i < pl->nanalyzers; i++) {
+		struct ft_table_stats st;
+		ft_table_stats(pl->ana[i].flows, &st);
+		total += st.flows;
+	}
+	struct split_ctx c = {0};
+	if (total == 0 || ft_table_create(total, 1, NULL, &c.seen) != 0)
+		return 0;
+	for (c.id = 0; c.id < pl->nanalyzers; c.id++)
+		ft_table_foreach(pl->ana[c.id].flows, split_visit, &c);
+	ft_table_destroy(c.seen);
+	return c.split;
+}
