@@ -14,15 +14,18 @@ JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 15
 
 # Build dependencies and the independent test oracles, as Debian 12 packages.
 DEB_BUILD := gcc make cmake pkg-config libc6-dev libdpdk-dev dpdk liburing-dev \
              liblmdb-dev libpcap-dev libzstd-dev libcmocka-dev
 DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux \
-             iproute2 jq
+             iproute2 jq clang libclang-rt-14-dev
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
-.PHONY: all build deps asan test test-release test-asan test-tsan bench demo format format-check clean
+.PHONY: all build deps asan test test-release test-asan test-tsan test-fuzz bench demo format \
+        format-check clean
 
 all: build
 
@@ -67,8 +70,26 @@ test-tsan: deps
 	@cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	    ctest --output-on-failure -L tsan --timeout 600
 
-test: format-check test-release test-asan test-tsan
-	@echo "make test: all tests passed (release, ASan+UBSan and TSan builds)"
+# libFuzzer targets (clang, ASan+UBSan), each for a bounded time: make
+# FUZZ_SECONDS=600 test-fuzz for a longer run.  A crash leaves its input in
+# $(FUZZ_BUILD)/ and fails the target.
+FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined \
+              -fno-sanitize-recover=all
+test-fuzz: deps
+	@mkdir -p $(FUZZ_BUILD)
+	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_parse.c flowtrack/parse.c flowtrack/flowkey.c \
+	    -o $(FUZZ_BUILD)/fuzz_parse
+	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_plan.c query/plan.c archive/index.c \
+	    archive/archive.c flowtrack/flowkey.c $$(pkg-config --cflags --libs lmdb libpcap) \
+	    -o $(FUZZ_BUILD)/fuzz_plan
+	@for f in fuzz_parse fuzz_plan; do \
+	    (cd $(FUZZ_BUILD) && ./$$f -max_total_time=$(FUZZ_SECONDS) -seed=1 -print_final_stats=1 \
+	        2>$$f.log) || { tail -30 $(FUZZ_BUILD)/$$f.log; exit 1; }; \
+	    echo "test-fuzz: $$f: $$(grep -o 'stat::number_of_executed_units: [0-9]*' $(FUZZ_BUILD)/$$f.log | grep -o '[0-9]*$$') inputs, no crash"; \
+	done
+
+test: format-check test-release test-asan test-tsan test-fuzz
+	@echo "make test: all tests passed (release, ASan+UBSan, TSan and fuzz)"
 
 # Benchmarks (not tests): each prints its baseline from the same run.
 bench: build
@@ -87,4 +108,4 @@ format-check: deps
 	@clang-format --dry-run -Werror $(FORMAT_FILES) && echo "format-check: $(words $(FORMAT_FILES)) files clean"
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

@@ -125,6 +125,11 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
 int archive_writer_add(struct archive_writer *w, int linktype, uint32_t snaplen, uint64_t ts_ns,
                        uint32_t caplen, uint32_t wirelen, const uint8_t *data);
 
+/* As archive_writer_add(), the packet's flow tagged with trigger id `trigger` (0: none). */
+int archive_writer_add_tagged(struct archive_writer *w, int linktype, uint32_t snaplen,
+                              uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
+                              const uint8_t *data, uint16_t trigger);
+
 /*
  * Time-driven work: commits the index when sync_ns has passed and closes a
  * segment older than segment_age_ns.  now_ns is CLOCK_MONOTONIC.  Call it
@@ -150,6 +155,65 @@ void archive_writer_stats(const struct archive_writer *w, struct archive_writer_
  * report.  Returns 0 or ARCHIVE_E_LMDB.
  */
 int archive_set_run_report(struct archive *a, const char *text);
+
+/* ---- dump rules ------------------------------------------------------------------------- */
+
+/*
+ * Dump rules: which flows dumpers archive in triggered capture, and which
+ * trigger archived a flow (recorded in the index in every capture mode).
+ *
+ * Analyzers add a rule when a module triggers and expire it when the flow
+ * expires (any thread; one mutex per call: these are rare events).  Each
+ * dumper owns a view: it brings the view up to date before each QQ chunk and
+ * then matches every packet against it without a lock.  A rule matches
+ * packets of its flow (its key, of its kind) whatever their age, so packets
+ * still in the ring from before the trigger are archived too; once the flow
+ * expired it matches only packets up to the flow's last-seen time, and the
+ * view drops it when the dumper reaches the ring position given at expiry
+ * (every chunk that can hold the flow's packets is then behind it).
+ */
+struct archive_rules;
+struct archive_rule_view;
+
+int archive_rules_create(struct archive_rules **out);
+void archive_rules_destroy(struct archive_rules *r); /* after every view */
+
+/*
+ * A trigger fired on flow `key` (of `kind`, with `key_flags` FT_KEY_*):
+ * archive its packets, tagged `trigger` (an id from archive_trigger_id()).
+ * With `filter` non-NULL the rule matches that BPF expression instead of the
+ * key.  Returns 0 or -ENOMEM.
+ */
+int archive_rules_add(struct archive_rules *r, const struct ft_flow_key *key, enum ft_key_kind kind,
+                      unsigned key_flags, const char *filter, uint16_t trigger);
+
+/*
+ * The flow expired: match only its packets up to last_seen_ns, and retire the
+ * rule once the dumper reaches ring position retire_seq.  0 or -ENOMEM.
+ */
+int archive_rules_expire(struct archive_rules *r, const struct ft_flow_key *key,
+                         enum ft_key_kind kind, unsigned key_flags, uint64_t last_seen_ns,
+                         uint64_t retire_seq);
+
+int archive_rule_view_create(struct archive_rules *r, struct archive_rule_view **out);
+void archive_rule_view_destroy(struct archive_rule_view *v);
+
+/* Before processing the chunk at ring position seq: apply new events, retire old rules. */
+void archive_rule_view_update(struct archive_rule_view *v, uint64_t seq);
+
+/* The trigger id of a rule matching the packet, or 0.  No lock, no allocation. */
+uint16_t archive_rule_view_match(struct archive_rule_view *v, int linktype, uint64_t ts_ns,
+                                 const uint8_t *data, uint32_t caplen, uint32_t wirelen);
+
+/* Rules in the view (active and expiring). */
+size_t archive_rule_view_size(const struct archive_rule_view *v);
+
+/*
+ * The id (1..65535) under which the index records flows archived by the
+ * trigger `name` (a module name, or "trigger:EXPR"), creating it on first
+ * use; stable for the archive's life.  Returns 0, ARCHIVE_E_LMDB, -ENOSPC.
+ */
+int archive_trigger_id(struct archive *a, const char *name, uint16_t *id);
 
 /* ---- index terms -------------------------------------------------------------- */
 
@@ -231,6 +295,7 @@ struct archive_flow_info {
 	uint64_t packets[2];
 	uint64_t bytes[2]; /* wire bytes */
 	uint8_t tcp_flags[2];
+	uint16_t trigger; /* id of the trigger that archived it (archive_trigger_id), 0: none */
 };
 
 struct archive_rtxn;
@@ -277,6 +342,9 @@ struct archive_summary {
 };
 
 int archive_summary(struct archive_rtxn *t, struct archive_summary *out);
+
+/* The name of trigger id `id` into buf ("" if unknown).  0 or ARCHIVE_E_*. */
+int archive_trigger_name(struct archive_rtxn *t, uint16_t id, char *buf, size_t len);
 
 /* The last run report as a malloc()ed string (*text NULL if none).  0, -ENOMEM, ARCHIVE_E_*. */
 int archive_run_report(struct archive_rtxn *t, char **text);

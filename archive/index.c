@@ -108,7 +108,9 @@ void archive__flow_encode(const struct archive_flow_info *f, uint8_t out[FLOW_RE
 	le64_put(out + 40, f->bytes[1]);
 	out[48] = f->tcp_flags[0];
 	out[49] = f->tcp_flags[1];
-	/* 50..55 reserved, zero */
+	out[50] = (uint8_t)f->trigger;
+	out[51] = (uint8_t)(f->trigger >> 8);
+	/* 52..55 reserved, zero */
 }
 
 int archive__flow_decode(const MDB_val *k, const MDB_val *v, struct archive_flow_info *f)
@@ -132,6 +134,7 @@ int archive__flow_decode(const MDB_val *k, const MDB_val *v, struct archive_flow
 	f->bytes[1] = le64_get(p + 40);
 	f->tcp_flags[0] = p[48];
 	f->tcp_flags[1] = p[49];
+	f->trigger = (uint16_t)(p[50] | (p[51] << 8));
 	return 0;
 }
 
@@ -449,5 +452,89 @@ int archive_run_report(struct archive_rtxn *t, char **text)
 		return -ENOMEM;
 	memcpy(*text, v.mv_data, v.mv_size);
 	(*text)[v.mv_size] = '\0';
+	return 0;
+}
+
+/* ---- trigger names --------------------------------------------------------------------- */
+
+/* meta keys: "trigger:NAME" -> id (u16 LE); "trigger#" id (u16 BE) -> NAME; "next_trigger" */
+static MDB_val trig_id_key(char *buf, size_t len, uint16_t id)
+{
+	memcpy(buf, "trigger#", 8);
+	buf[8] = (char)(id >> 8);
+	buf[9] = (char)id;
+	(void)len;
+	return (MDB_val){.mv_size = 10, .mv_data = buf};
+}
+
+static int trigger_create_locked(struct archive *a, MDB_txn *txn, const MDB_val *nk,
+                                 const char *name, uint16_t *id)
+{
+	MDB_val ck = {.mv_size = 12, .mv_data = "next_trigger"}, v;
+	uint16_t next = 1;
+	int rc = mdb_get(txn, a->db_meta, &ck, &v);
+	if (rc == 0 && v.mv_size == 2)
+		next = (uint16_t)(((const uint8_t *)v.mv_data)[0] | ((const uint8_t *)v.mv_data)[1]
+		                                                        << 8);
+	else if (rc && rc != MDB_NOTFOUND)
+		return archive__lmdb_fail(rc, "read next_trigger");
+	if (next == 0)
+		return archive__fail(-ENOSPC, "index: no trigger id left");
+	uint8_t idb[2] = {(uint8_t)next, (uint8_t)(next >> 8)}, nb[2];
+	uint16_t after = (uint16_t)(next + 1);
+	nb[0] = (uint8_t)after;
+	nb[1] = (uint8_t)(after >> 8);
+	char kb[10];
+	MDB_val idv = {.mv_size = 2, .mv_data = idb}, nv = {.mv_size = 2, .mv_data = nb};
+	MDB_val ik = trig_id_key(kb, sizeof(kb), next);
+	MDB_val namev = {.mv_size = strlen(name), .mv_data = (void *)name};
+	if ((rc = mdb_put(txn, a->db_meta, (MDB_val *)nk, &idv, 0)) ||
+	    (rc = mdb_put(txn, a->db_meta, &ik, &namev, 0)) ||
+	    (rc = mdb_put(txn, a->db_meta, &ck, &nv, 0)))
+		return archive__lmdb_fail(rc, "write trigger");
+	*id = next;
+	return 0;
+}
+
+int archive_trigger_id(struct archive *a, const char *name, uint16_t *id)
+{
+	char kb[512];
+	int n = snprintf(kb, sizeof(kb), "trigger:%s", name);
+	if (n < 0 || (size_t)n >= sizeof(kb))
+		n = (int)sizeof(kb) - 1; /* very long names share their first 500 bytes */
+	MDB_val k = {.mv_size = (size_t)n, .mv_data = kb}, v;
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(a->env, NULL, 0, &txn);
+	if (rc)
+		return archive__lmdb_fail(rc, "begin write");
+	rc = mdb_get(txn, a->db_meta, &k, &v);
+	int r = 0;
+	if (rc == 0 && v.mv_size == 2)
+		*id = (uint16_t)(((const uint8_t *)v.mv_data)[0] | ((const uint8_t *)v.mv_data)[1]
+		                                                       << 8);
+	else if (rc == MDB_NOTFOUND)
+		r = trigger_create_locked(a, txn, &k, name, id);
+	else
+		r = archive__lmdb_fail(rc, "read trigger");
+	if (r) {
+		mdb_txn_abort(txn);
+		return r;
+	}
+	rc = mdb_txn_commit(txn);
+	return rc ? archive__lmdb_fail(rc, "commit") : 0;
+}
+
+int archive_trigger_name(struct archive_rtxn *t, uint16_t id, char *buf, size_t len)
+{
+	char kb[10];
+	MDB_val k = trig_id_key(kb, sizeof(kb), id), v;
+	if (len)
+		buf[0] = '\0';
+	int rc = mdb_get(t->txn, t->a->db_meta, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return archive__lmdb_fail(rc, "read trigger name");
+	snprintf(buf, len, "%.*s", (int)v.mv_size, (const char *)v.mv_data);
 	return 0;
 }

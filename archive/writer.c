@@ -157,7 +157,7 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
 	w->cctx = ZSTD_createCCtx();
 	int r = -ENOMEM;
 	if (w->fbuf && w->cbuf && w->cctx && archive__termset_init(&w->terms) == 0)
-		r = ft_table_create(MAX_FLOW_DELTAS, 0, NULL, &w->flows);
+		r = ft_table_create(MAX_FLOW_DELTAS, sizeof(uint16_t), NULL, &w->flows);
 	if (r == 0 && (ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel,
 	                                                   w->cfg.zstd_level)) ||
 	               ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 1))))
@@ -330,6 +330,14 @@ static int put_postings(struct archive_writer *w, MDB_txn *txn)
 	return 0;
 }
 
+/* The trigger id a flow delta carries (its 2-byte state). */
+static uint16_t flow_trigger(const struct ft_flow *f)
+{
+	uint16_t t;
+	memcpy(&t, f->state, sizeof(t));
+	return t;
+}
+
 struct flow_put_ctx {
 	struct archive_writer *w;
 	MDB_txn *txn;
@@ -363,6 +371,8 @@ static void put_flow(struct ft_flow *f, void *arg)
 		cur.bytes[d] += f->bytes[d];
 		cur.tcp_flags[d] |= f->tcp_flags[d];
 	}
+	if (!cur.trigger)
+		cur.trigger = flow_trigger(f);
 	archive__flow_encode(&cur, v);
 	vv.mv_size = sizeof(v);
 	vv.mv_data = v;
@@ -524,7 +534,7 @@ static int segment_close(struct archive_writer *w)
 
 /* Parses the packet for its index terms and flow statistics. */
 static int packet_index(struct archive_writer *w, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
-                        const uint8_t *data)
+                        const uint8_t *data, uint16_t trigger)
 {
 	struct ft_packet pkt;
 	if (w->seg.flags & ARCHIVE_SEG_UNINDEXED)
@@ -558,11 +568,20 @@ static int packet_index(struct archive_writer *w, uint64_t ts_ns, uint32_t caple
 	f->packets[dir]++;
 	f->bytes[dir] += wirelen;
 	f->tcp_flags[dir] |= pkt.tcp_flags;
+	if (trigger && !flow_trigger(f))
+		memcpy(f->state, &trigger, sizeof(trigger));
 	return 0;
 }
 
 int archive_writer_add(struct archive_writer *w, int linktype, uint32_t snaplen, uint64_t ts_ns,
                        uint32_t caplen, uint32_t wirelen, const uint8_t *data)
+{
+	return archive_writer_add_tagged(w, linktype, snaplen, ts_ns, caplen, wirelen, data, 0);
+}
+
+int archive_writer_add_tagged(struct archive_writer *w, int linktype, uint32_t snaplen,
+                              uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
+                              const uint8_t *data, uint16_t trigger)
 {
 	int r;
 	if (caplen > ARCHIVE_MAX_CAPLEN || caplen > snaplen)
@@ -581,7 +600,7 @@ int archive_writer_add(struct archive_writer *w, int linktype, uint32_t snaplen,
 	le32_put(rec + 12, wirelen);
 	memcpy(rec + PCAP_RHDR_LEN, data, caplen);
 	w->flen += PCAP_RHDR_LEN + caplen;
-	if ((r = packet_index(w, ts_ns, caplen, wirelen, data)) != 0)
+	if ((r = packet_index(w, ts_ns, caplen, wirelen, data, trigger)) != 0)
 		return r;
 
 	struct archive_frame_info *fr = &w->frame;

@@ -56,6 +56,27 @@ int ft_flow_key_from_packet(const struct ft_packet *pkt, unsigned flags, struct 
 	return 0;
 }
 
+int ft_flow_key_make(const struct ft_packet *pkt, enum ft_key_kind kind, unsigned flags,
+                     struct ft_flow_key *key, int *dir)
+{
+	int r = ft_flow_key_from_packet(pkt, flags, key, dir);
+	if (r)
+		return r;
+	if (kind == FT_KEY_UNIDIRECTIONAL) {
+		memcpy(key->a, pkt->src, 16);
+		memcpy(key->b, pkt->dst, 16);
+		key->port_a = (pkt->flags & FT_PKT_L4) ? pkt->sport : 0;
+		key->port_b = (pkt->flags & FT_PKT_L4) ? pkt->dport : 0;
+		if (dir)
+			*dir = 0;
+	} else if (kind == FT_KEY_IP_PAIR) {
+		key->port_a = key->port_b = 0;
+		key->proto =
+		    0; /* a <= b by address already: the 5-tuple order puts addresses first */
+	}
+	return 0;
+}
+
 static inline uint64_t load64(const uint8_t *p)
 {
 	uint64_t v;
@@ -93,7 +114,7 @@ char *ft_addr_format(const uint8_t addr[16], char *buf, size_t buflen)
 	return buf;
 }
 
-static const char *proto_name(uint8_t proto, char *tmp, size_t len)
+const char *ft_proto_name(uint8_t proto, char *tmp, size_t len)
 {
 	switch (proto) {
 	case 1:
@@ -120,7 +141,7 @@ char *ft_flow_key_format(const struct ft_flow_key *key, char *buf, size_t buflen
 	ft_addr_format(key->a, a, sizeof(a));
 	ft_addr_format(key->b, b, sizeof(b));
 	snprintf(buf, buflen, v4 ? "%s %s:%u <-> %s:%u" : "%s [%s]:%u <-> [%s]:%u",
-	         proto_name(key->proto, tmp, sizeof(tmp)), a, key->port_a, b, key->port_b);
+	         ft_proto_name(key->proto, tmp, sizeof(tmp)), a, key->port_a, b, key->port_b);
 	if (key->vlan) {
 		size_t n = strlen(buf);
 		if (n < buflen)

@@ -29,6 +29,7 @@
 #ifndef FLOWSCOPE_FLOWTRACK_H
 #define FLOWSCOPE_FLOWTRACK_H
 
+#include <pcap/pcap.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -115,6 +116,15 @@ int ft_linktype_supported(int linktype);
  */
 int ft_parse(int linktype, const uint8_t *data, uint32_t caplen, struct ft_packet *out);
 
+/*
+ * Compiles a libpcap filter expression for packets of `linktype` (LINKTYPE_
+ * value) exactly as `tcpdump -r` would for a capture file of that link type
+ * and snaplen.  Returns 0 (free prog with pcap_freecode), -EINVAL with
+ * libpcap's message in err, or -ENOMEM.
+ */
+int ft_bpf_compile(int linktype, uint32_t snaplen, const char *expr, struct bpf_program *prog,
+                   char *err, size_t errlen);
+
 /* ---- flow keys ------------------------------------------------------------- */
 
 /*
@@ -138,15 +148,26 @@ struct ft_flow_key {
 	uint16_t vlan;
 };
 
-#define FT_KEY_VLAN 0x1u /* ft_flow_key_from_packet(): include the outer VLAN id */
+#define FT_KEY_VLAN 0x1u /* include the outer VLAN id in the key */
+
+/* What makes packets one flow. */
+enum ft_key_kind {
+	FT_KEY_BIDIRECTIONAL = 0, /* canonical 5-tuple: both directions are one flow (default) */
+	FT_KEY_UNIDIRECTIONAL,    /* 5-tuple as seen: a = source, b = destination */
+	FT_KEY_IP_PAIR,           /* canonical address pair: ports and protocol 0 */
+};
 
 /*
- * Fills *key from a parsed packet.  Sets *dir (if not NULL) to 0 when the
- * packet's source is endpoint a, 1 when it is b.
+ * Fills *key from a parsed packet (bidirectional 5-tuple).  Sets *dir (if
+ * not NULL) to 0 when the packet's source is endpoint a, 1 when it is b.
  * Returns 0, or -ENOENT when the packet has no IP addresses (not IP, or ARP).
  */
 int ft_flow_key_from_packet(const struct ft_packet *pkt, unsigned flags, struct ft_flow_key *key,
                             int *dir);
+
+/* As ft_flow_key_from_packet(), for any kind of key (*dir is 0 for unidirectional keys). */
+int ft_flow_key_make(const struct ft_packet *pkt, enum ft_key_kind kind, unsigned flags,
+                     struct ft_flow_key *key, int *dir);
 
 /* 64-bit hash of a key; equal for both directions because keys are canonical. */
 uint64_t ft_flow_key_hash(const struct ft_flow_key *key);
@@ -160,6 +181,9 @@ int ft_addr_is_v4(const uint8_t addr[16]);
  */
 #define FT_ADDRSTRLEN 46
 char *ft_addr_format(const uint8_t addr[16], char *buf, size_t buflen);
+
+/* "tcp", "udp", "icmp", "icmp6", "sctp", else "protoN"; returns buf or a constant. */
+const char *ft_proto_name(uint8_t proto, char *buf, size_t len);
 
 /*
  * Formats a key as "proto a:port <-> b:port" (IPv6 in brackets).
@@ -184,7 +208,8 @@ struct ft_flow {
 	uint64_t packets[2]; /* per direction: [0] a->b, [1] b->a */
 	uint64_t bytes[2];   /* wire bytes per direction */
 	uint8_t tcp_flags[2];
-	uint8_t state[]; /* module state, state_size bytes */
+	uint8_t triggered;                           /* a module triggered on this flow */
+	uint8_t state[] __attribute__((aligned(8))); /* module state, state_size bytes */
 };
 
 struct ft_table_stats {
@@ -212,6 +237,12 @@ void ft_table_destroy(struct ft_table *t);
 struct ft_flow *ft_table_lookup(struct ft_table *t, const struct ft_flow_key *key, uint64_t h,
                                 int *is_new);
 
+/*
+ * Calls fn(flow, arg) for a flow just before the table evicts it to make room
+ * (the flow is still intact; fn must not touch the table).
+ */
+void ft_table_set_evict_cb(struct ft_table *t, void (*fn)(struct ft_flow *f, void *arg), void *arg);
+
 /* Removes every flow (not counted as expired or evicted). */
 void ft_table_clear(struct ft_table *t);
 
@@ -225,6 +256,156 @@ void ft_table_remove(struct ft_table *t, struct ft_flow *f);
 void ft_table_foreach(struct ft_table *t, void (*fn)(struct ft_flow *f, void *arg), void *arg);
 
 void ft_table_stats(const struct ft_table *t, struct ft_table_stats *out);
+
+/* ---- modules ------------------------------------------------------------------------ */
+
+/*
+ * An analysis module: per-flow state, a packet handler that may trigger the
+ * archival of its flow, and a checker run every check_interval_ns over all
+ * flows (expiry, periodic statistics).  The same struct describes built-in
+ * modules and external ones loaded with dlopen() (see docs/modules.md), and
+ * mirrors the reference's Lua module table: stateType/defaultState ->
+ * state_size/default_state, flowKeys -> key_kind, handlePacket ->
+ * handle_packet, checkInterval -> check_interval_ns, checkInitializer ->
+ * check_init, checkExpiry -> check_expiry, checkFinalizer -> check_final,
+ * buildPacketFilter -> build_filter.
+ *
+ * Threading: one instance (create) is shared by every analyzer thread;
+ * handle_packet and check_expiry are called by the analyzer that owns the
+ * flow (flows are partitioned, so a flow's state is never touched by two
+ * threads); an instance that keeps shared data must protect it itself.
+ * check_init/check_expiry run per analyzer thread; the per-thread check
+ * states are merged (check_merge) and check_final runs once per interval.
+ */
+#define FT_MODULE_ABI 1
+
+/* One packet as a module sees it. */
+struct ft_packet_ctx {
+	uint64_t ts_ns; /* capture time */
+	uint32_t caplen, wirelen;
+	int linktype; /* LINKTYPE_ of data */
+	const uint8_t *data;
+	const struct ft_packet *pkt; /* parsed view */
+	int dir;                     /* 0: from endpoint a of the key, 1: from b */
+};
+
+struct ft_module {
+	uint32_t abi; /* FT_MODULE_ABI */
+	const char *name;
+	size_t state_size;         /* bytes of per-flow state (in struct ft_flow.state) */
+	const void *default_state; /* initial state of a new flow; NULL = zeros */
+	enum ft_key_kind key_kind;
+	unsigned key_flags;         /* FT_KEY_VLAN */
+	uint64_t check_interval_ns; /* 0 = default 5 s */
+	/* Optional: the instance's interval (from its arguments), overriding check_interval_ns. */
+	uint64_t (*interval)(void *inst);
+
+	/* Instance from the module's arguments (text after "NAME:"); NULL + err on error. */
+	void *(*create)(const char *args, char *err, size_t errlen);
+	void (*destroy)(void *inst);
+
+	/* Per packet of a flow.  Returns 1 to trigger the flow's archival, else 0. */
+	int (*handle_packet)(void *inst, struct ft_flow *flow, const struct ft_packet_ctx *p,
+	                     int is_first);
+
+	/* Checker: a fresh check state for one pass (may return NULL). */
+	void *(*check_init)(void *inst);
+	/*
+	 * For every flow: returns 1 if the flow expired (it is removed and its
+	 * dump rule retired after *last_seen_ns), else 0.  now_ns is capture time.
+	 */
+	int (*check_expiry)(void *inst, void *check, struct ft_flow *flow, uint64_t now_ns,
+	                    uint64_t *last_seen_ns);
+	/* Optional: folds `from` (another thread's pass) into `into`, freeing `from`. */
+	void (*check_merge)(void *inst, void *into, void *from);
+	/* Once per interval after every thread's pass: reports, frees check. */
+	void (*check_final)(void *inst, void *check, uint64_t kept, uint64_t purged);
+
+	/*
+	 * Optional: a BPF expression that selects the flow's packets for dumping,
+	 * instead of its key.  Returns 1 with buf filled, or 0 to use the key.
+	 */
+	int (*build_filter)(void *inst, const struct ft_flow *flow, char *buf, size_t len);
+};
+
+/*
+ * Finds a module by built-in name ("noop", "stats", "ttl", "trigger",
+ * "threshold") or loads PATH.so (a path containing '/' or ending in ".so")
+ * with dlopen(): the library must export `const struct ft_module
+ * *flowscope_module(void)` (the library then stays loaded).  Returns 0 and
+ * *out, or -ENOENT / -EINVAL (wrong ABI, missing handler) with err filled.
+ */
+int ft_module_find(const char *name, const struct ft_module **out, char *err, size_t errlen);
+
+/* What an external module library exports (and nothing in flowscope defines). */
+const struct ft_module *flowscope_module(void);
+
+/* NULL-terminated list of the built-in modules. */
+extern const struct ft_module *const ft_builtin_modules[];
+
+/* ---- analyzer engine ------------------------------------------------------------------ */
+
+/*
+ * Runs module instances over packets: one engine per analyzer thread, each
+ * with its own flow table per module; the engines of one recording share a
+ * struct ft_modset (the instances and the checker merge point).
+ */
+struct ft_modset;
+struct ft_engine;
+
+/* What an engine reports to its owner. */
+struct ft_engine_events {
+	void *arg;
+	/* module `module` triggered on a flow (once per flow); key of the module's kind/flags */
+	void (*trigger)(void *arg, unsigned module, const struct ft_flow_key *key,
+	                enum ft_key_kind kind, unsigned key_flags, const char *filter,
+	                uint64_t ts_ns);
+	/* a flow that had triggered expired; its last packet was at last_seen_ns */
+	void (*expire)(void *arg, unsigned module, const struct ft_flow_key *key,
+	               enum ft_key_kind kind, unsigned key_flags, uint64_t last_seen_ns);
+};
+
+/*
+ * Creates the instance set from "NAME[:ARGS]" specs.  `analyzers` engines
+ * will share it.  Returns 0, -ENOENT, -EINVAL, -ENOMEM with err filled.
+ */
+int ft_modset_create(const char *const *specs, unsigned n, unsigned analyzers,
+                     struct ft_modset **out, char *err, size_t errlen);
+/*
+ * The same from module structs (modules not found by name: embedded, or
+ * made at run time); args[i] may be NULL.  Returns as ft_modset_create.
+ */
+int ft_modset_create_modules(const struct ft_module *const *mods, const char *const *args,
+                             unsigned n, unsigned analyzers, struct ft_modset **out, char *err,
+                             size_t errlen);
+
+void ft_modset_destroy(struct ft_modset *ms);
+unsigned ft_modset_count(const struct ft_modset *ms);
+const char *ft_modset_name(const struct ft_modset *ms, unsigned i);
+
+/* An engine for analyzer `id` with flow tables of max_flows each. */
+int ft_engine_create(struct ft_modset *ms, unsigned id, size_t max_flows,
+                     const struct ft_engine_events *ev, struct ft_engine **out);
+void ft_engine_destroy(struct ft_engine *e);
+
+/* Runs every module on one packet (parsed by the caller). */
+void ft_engine_packet(struct ft_engine *e, const struct ft_packet_ctx *p);
+
+/*
+ * Runs the checker of each module whose interval boundary has passed at time
+ * now_ns (passes also run from ft_engine_packet, at packet timestamps; call
+ * this when no packets arrive, with the wall clock for live sources).
+ */
+void ft_engine_tick(struct ft_engine *e, uint64_t now_ns);
+
+/* Runs a last checker pass at capture time (final reports), at shutdown. */
+void ft_engine_finish(struct ft_engine *e);
+
+struct ft_engine_stats {
+	uint64_t packets, flows, triggers, expired, evicted;
+};
+
+void ft_engine_stats(const struct ft_engine *e, unsigned module, struct ft_engine_stats *out);
 
 #ifdef __cplusplus
 }

@@ -34,6 +34,8 @@ struct ft_table {
 	uint32_t *free_list; /* stack of free record indexes */
 	uint32_t n_free;
 	uint32_t evict_hand;
+	void (*evict_cb)(struct ft_flow *f, void *arg);
+	void *evict_arg;
 	void *default_state;
 	struct ft_table_stats st;
 };
@@ -123,6 +125,12 @@ static void flow_release(struct ft_table *t, struct ft_flow *f)
 	t->st.flows--;
 }
 
+void ft_table_set_evict_cb(struct ft_table *t, void (*fn)(struct ft_flow *f, void *arg), void *arg)
+{
+	t->evict_cb = fn;
+	t->evict_arg = arg;
+}
+
 void ft_table_clear(struct ft_table *t)
 {
 	memset(t->slots, 0, ((size_t)t->mask + 1) * sizeof(*t->slots));
@@ -150,6 +158,8 @@ static void evict_one(struct ft_table *t)
 		if (!victim || f->last_ns < victim->last_ns)
 			victim = f;
 	}
+	if (t->evict_cb)
+		t->evict_cb(victim, t->evict_arg);
 	flow_release(t, victim);
 	t->st.evicted++;
 }

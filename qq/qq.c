@@ -60,11 +60,12 @@ struct qq_chunk {
 	enum chunk_state state;
 	unsigned producer;
 	unsigned analyzer;
-	int in_ring;                     /* published: in ring[] */
-	int sealed;                      /* its producer moved on: count is final */
-	int peeking;                     /* an analyzer holds [peeked, visible) */
-	uint32_t visible;                /* records the analyzer may read */
-	uint32_t peeked;                 /* records the analyzer is done with */
+	int in_ring;      /* published: in ring[] */
+	int sealed;       /* its producer moved on: count is final */
+	int peeking;      /* an analyzer holds [peeked, visible) */
+	uint32_t visible; /* records the analyzer may read */
+	uint32_t peeked;  /* records the analyzer is done with */
+	uint64_t seq;     /* position in publication order (set when first published) */
 	uint64_t vis_min_ns, vis_max_ns; /* min/max ts of the visible records */
 };
 
@@ -334,6 +335,19 @@ uint32_t qq_chunk_count(const struct qq_chunk *c)
 	return c->count;
 }
 
+uint64_t qq_chunk_seq(const struct qq_chunk *c)
+{
+	return c->seq;
+}
+
+uint64_t qq_published(struct qq *q)
+{
+	pthread_mutex_lock(&q->lock);
+	uint64_t s = q->tail_seq;
+	pthread_mutex_unlock(&q->lock);
+	return s;
+}
+
 unsigned qq_chunk_producer(const struct qq_chunk *c)
 {
 	return c->producer;
@@ -397,6 +411,7 @@ static void chunk_publish_locked(struct qq *q, struct qq_chunk *c)
 {
 	if (!c->in_ring) {
 		c->in_ring = 1;
+		c->seq = q->tail_seq;
 		q->ring[q->tail_seq % q->nchunks] = c;
 		q->tail_seq++;
 	}

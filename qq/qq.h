@@ -194,6 +194,18 @@ uint32_t qq_chunk_count(const struct qq_chunk *c);
 /* Record i (0 <= i < count) of a chunk; O(1). */
 struct qq_record *qq_chunk_record(const struct qq_chunk *c, uint32_t i);
 
+/*
+ * The chunk's position in publication order (0, 1, 2, ...), from the moment
+ * it is first published.  Dumpers see positions in increasing order.
+ */
+uint64_t qq_chunk_seq(const struct qq_chunk *c);
+
+/*
+ * The position the next chunk will get: every record published so far is in
+ * a chunk at a smaller position.  Any thread.
+ */
+uint64_t qq_published(struct qq *q);
+
 /* The producer that filled the chunk. */
 unsigned qq_chunk_producer(const struct qq_chunk *c);
 

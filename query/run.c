@@ -81,33 +81,9 @@ static const char *filter_text(const struct query_options *opt)
 	return opt->filter ? opt->filter : "";
 }
 
-/*
- * A pcap_t that libpcap treats as a savefile of this link type and snaplen,
- * made from a header-only nanosecond pcap in memory.  libpcap compiles some
- * primitives differently for savefiles (for DLT_NULL it accepts every BSD
- * AF_INET6 value, not only this host's), and `tcpdump -r` compiles against a
- * savefile: so does the query, and both give the same answers.
- */
-static pcap_t *savefile_like(int linktype, uint32_t snaplen, char *err)
-{
-	static _Thread_local uint8_t hdr[24];
-	uint32_t v[6] = {0xa1b23c4du, 0x00040002u, 0, 0, snaplen, (uint32_t)linktype};
-	memcpy(hdr, v, sizeof(hdr)); /* host byte order: the magic says which */
-	FILE *f = fmemopen(hdr, sizeof(hdr), "rb");
-	if (!f) {
-		snprintf(err, PCAP_ERRBUF_SIZE, "%s", strerror(errno));
-		return NULL;
-	}
-	pcap_t *p = pcap_fopen_offline_with_tstamp_precision(f, PCAP_TSTAMP_PRECISION_NANO, err);
-	if (!p)
-		fclose(f);
-	return p;
-}
-
 /* Compiles the filter for a link type (cached).  Returns the program or NULL + errbuf. */
 static struct bpf_program *bpf_for(struct run *r, int linktype, uint32_t snaplen)
 {
-	char perr[PCAP_ERRBUF_SIZE];
 	for (size_t i = 0; i < r->bpf.n; i++)
 		if (r->bpf.linktype[i] == linktype)
 			return &r->bpf.prog[i];
@@ -115,21 +91,10 @@ static struct bpf_program *bpf_for(struct run *r, int linktype, uint32_t snaplen
 		fail(r, QUERY_E_LINKTYPES, "too many link types in the archive%s%s", "", "");
 		return NULL;
 	}
-	pcap_t *p = savefile_like(linktype, snaplen, perr);
-	if (!p) {
-		fail(r, QUERY_E_FILTER, "cannot compile the filter: %s%s", perr, "");
-		return NULL;
-	}
 	struct bpf_program *prog = &r->bpf.prog[r->bpf.n];
-	/* netmask 0, as tcpdump uses for files, so both accept the same filters */
-	if (pcap_compile(p, prog, filter_text(r->opt), 1, 0) != 0) {
-		const char *name = pcap_datalink_val_to_name(pcap_datalink(p));
-		snprintf(r->errbuf, QUERY_ERRBUF_SIZE, "invalid filter '%s' (link type %s): %s",
-		         filter_text(r->opt), name ? name : "unknown", pcap_geterr(p));
-		pcap_close(p);
+	if (ft_bpf_compile(linktype, snaplen, filter_text(r->opt), prog, r->errbuf,
+	                   QUERY_ERRBUF_SIZE) != 0)
 		return NULL;
-	}
-	pcap_close(p);
 	r->bpf.linktype[r->bpf.n++] = linktype;
 	return prog;
 }

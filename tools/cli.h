@@ -20,6 +20,7 @@
 int record_main(int argc, char **argv);
 int query_main(int argc, char **argv);
 int info_main(int argc, char **argv);
+int flows_main(int argc, char **argv);
 int gen_main(int argc, char **argv);
 
 /* Prints "flowscope <cmd>: <message>" as one line on stderr. */

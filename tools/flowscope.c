@@ -15,6 +15,7 @@ static const struct {
     {"record", record_main, "record traffic into an archive"},
     {"query", query_main, "matching packets from an archive as a pcap"},
     {"info", info_main, "what an archive holds"},
+    {"flows", flows_main, "the flows an archive holds (and what triggered them)"},
     {"gen", gen_main, "write synthetic traffic to a pcap file"},
 };
 

@@ -121,13 +121,11 @@ static int parse_archive_opt(struct record_opts *o, int c, const char *arg)
 		o->zstd_level = arg[0] == '-' ? -(int)v : (int)v;
 		return 0;
 	case 'c':
-		if (strcmp(arg, "all") == 0)
+		if (strcmp(arg, "all") == 0 || strcmp(arg, "triggered") == 0) {
+			o->triggered = arg[0] == 't';
 			return 0;
-		cli_error(CMD,
-		          "--capture %s: only 'all' is available (triggered capture needs "
-		          "analysis modules, not built yet)",
-		          arg);
-		return EXIT_USAGE;
+		}
+		return bad("--capture", arg, "all or triggered");
 	}
 	return -1;
 }
@@ -159,6 +157,18 @@ static int parse_source_opt(struct record_opts *o, int c, const char *arg)
 		return cli_parse_uint(arg, 1, RECORD_MAX_ANALYZERS, &o->analyzers)
 		           ? bad("--analyzers", arg, "1..16")
 		           : 0;
+	case 'M':
+	case 'T':
+		if (o->nmodules == RECORD_MAX_MODULES) {
+			cli_error(CMD, "at most %d --module and --trigger options",
+			          RECORD_MAX_MODULES);
+			return EXIT_USAGE;
+		}
+		if (c == 'T' ? asprintf(&o->modules[o->nmodules], "trigger:%s", arg) < 0
+		             : !(o->modules[o->nmodules] = strdup(arg)))
+			return EXIT_FAIL;
+		o->nmodules++;
+		return 0;
 	case 'S':
 		o->replay_speed = strtod(arg, &end);
 		if (*end || end == arg || !(o->replay_speed > 0) || o->replay_speed > 1e6)
@@ -201,6 +211,8 @@ static const struct option longopts[] = {
     {"replay-speed", required_argument, NULL, 'S'},
     {"analyzers", required_argument, NULL, 'n'},
     {"capture", required_argument, NULL, 'c'},
+    {"module", required_argument, NULL, 'M'},
+    {"trigger", required_argument, NULL, 'T'},
     {"qq-size", required_argument, NULL, 'q'},
     {"qq-high-water", required_argument, NULL, 'H'},
     {"qq-flush", required_argument, NULL, 'F'},
@@ -228,6 +240,10 @@ static int check_args(const struct record_opts *o)
 	}
 	if (o->rx_queues > 1 && !o->dpdk && !o->afpacket) {
 		cli_error(CMD, "--rx-queues needs --dpdk or --afpacket");
+		return EXIT_USAGE;
+	}
+	if (o->triggered && o->nmodules == 0) {
+		cli_error(CMD, "--capture triggered needs --trigger BPF or --module M");
 		return EXIT_USAGE;
 	}
 	if (o->replay_speed > 0 && !o->read) {
@@ -386,6 +402,33 @@ static void report_flows(FILE *f, const struct record_pipeline *pl)
 	        flows, evicted, record_pipeline_split_flows(pl));
 }
 
+static void report_modules(FILE *f, const struct record_pipeline *pl)
+{
+	if (!pl->mods)
+		return;
+	for (unsigned m = 0; m < ft_modset_count(pl->mods); m++) {
+		struct ft_engine_stats sum = {0}, st;
+		for (unsigned i = 0; i < pl->nanalyzers; i++) {
+			ft_engine_stats(pl->ana[i].engine, m, &st);
+			sum.packets += st.packets;
+			sum.flows += st.flows;
+			sum.triggers += st.triggers;
+			sum.expired += st.expired;
+			sum.evicted += st.evicted;
+		}
+		fprintf(f,
+		        "module %s: packets %" PRIu64 ", flows %" PRIu64 ", triggers %" PRIu64
+		        ", expired %" PRIu64 ", evicted %" PRIu64 "\n",
+		        pl->o.modules[m], sum.packets, sum.flows, sum.triggers, sum.expired,
+		        sum.evicted);
+	}
+	fprintf(f,
+	        "dumper: capture %s, rules added %lu, packets of triggered flows %" PRIu64
+	        ", packets not selected %" PRIu64 "\n",
+	        pl->o.triggered ? "triggered" : "all", (unsigned long)atomic_load(&pl->triggers),
+	        pl->dump_selected, pl->dump_skipped);
+}
+
 /* The final counters, one line per component. */
 static void report_write(FILE *f, struct record_pipeline *pl, double secs, const char *ended)
 {
@@ -408,6 +451,7 @@ static void report_write(FILE *f, struct record_pipeline *pl, double secs, const
 	        qs.overwritten_packets, qs.overwritten_chunks, qs.dropped_packets,
 	        qs.backpressure_waits);
 	report_flows(f, pl);
+	report_modules(f, pl);
 	fprintf(f,
 	        "archive.writer: packets %" PRIu64 ", segments %" PRIu64 ", frames %" PRIu64
 	        ", pcap bytes %" PRIu64 " -> %" PRIu64 " compressed (ratio %.2f), dropped_oversize "
@@ -480,28 +524,44 @@ static int exit_status(struct record_pipeline *pl)
 	return damaged ? EXIT_DAMAGED : EXIT_OK;
 }
 
+static void opts_free(struct record_opts *o)
+{
+	for (unsigned i = 0; i < o->nmodules; i++)
+		free(o->modules[i]);
+	o->nmodules = 0;
+}
+
+static int record_run(struct record_pipeline *pl);
+
 int record_main(int argc, char **argv)
 {
 	struct record_pipeline pl = {0};
 	int r = parse_args(argc, argv, &pl.o);
-	if (r)
-		return r < 0 ? EXIT_OK : r;
+	if (r == 0)
+		r = record_run(&pl);
+	opts_free(&pl.o);
+	return r < 0 ? EXIT_OK : r;
+}
+
+static int record_run(struct record_pipeline *pl)
+{
+	int r;
 	signals_install();
-	if ((r = record_pipeline_open(&pl)) != 0) {
-		record_pipeline_close(&pl);
+	if ((r = record_pipeline_open(pl)) != 0) {
+		record_pipeline_close(pl);
 		return r;
 	}
-	print_qq(&pl);
+	print_qq(pl);
 	uint64_t t0 = cli_mono_ns();
-	g_src = pl.src;
-	record_pipeline_start(&pl);
-	wait_sources(&pl);
-	record_pipeline_finish(&pl);
-	report(&pl, (double)(cli_mono_ns() - t0) / 1e9,
-	       atomic_load(&pl.failed) ? "error"
-	       : g_signals             ? "signal"
-	                               : "end of input");
+	g_src = pl->src;
+	record_pipeline_start(pl);
+	wait_sources(pl);
+	record_pipeline_finish(pl);
+	report(pl, (double)(cli_mono_ns() - t0) / 1e9,
+	       atomic_load(&pl->failed) ? "error"
+	       : g_signals              ? "signal"
+	                                : "end of input");
 	g_src = NULL;
-	record_pipeline_close(&pl);
-	return exit_status(&pl);
+	record_pipeline_close(pl);
+	return exit_status(pl);
 }

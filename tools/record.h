@@ -16,6 +16,7 @@
 #include "qq/qq.h"
 
 #define RECORD_MAX_ANALYZERS 16
+#define RECORD_MAX_MODULES 16
 
 struct record_opts {
 	const char *archive;
@@ -35,6 +36,9 @@ struct record_opts {
 	uint64_t stats_ns;
 	uint64_t max_flows;
 	int zstd_level;
+	int triggered;                     /* --capture triggered: archive only triggered flows */
+	char *modules[RECORD_MAX_MODULES]; /* "NAME[:ARGS]" from --module and --trigger */
+	unsigned nmodules;
 };
 
 /* One thread per source queue: it owns one QQ producer. */
@@ -53,7 +57,8 @@ struct record_analyzer {
 	unsigned id;
 	pthread_t thread;
 	struct ft_table *flows;
-	uint64_t packets; /* packets peeked (this thread only) */
+	struct ft_engine *engine; /* the modules, when any */
+	uint64_t packets;         /* packets peeked (this thread only) */
 };
 
 struct record_pipeline {
@@ -66,6 +71,12 @@ struct record_pipeline {
 	unsigned nanalyzers;
 	struct archive *arch;
 	struct archive_writer *writer;
+	struct ft_modset *mods; /* module instances shared by the analyzers, or NULL */
+	uint16_t trigger_id[RECORD_MAX_MODULES]; /* index tag of each module's triggers */
+	struct archive_rules *rules;
+	struct archive_rule_view *view;       /* the dumper's */
+	atomic_ulong triggers;                /* rules added */
+	uint64_t dump_selected, dump_skipped; /* triggered mode (dumper thread) */
 	pthread_t dumper;
 	int dump_rc;
 	char dump_err[512];

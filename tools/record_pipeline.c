@@ -64,7 +64,26 @@ static void analyze_range(struct record_analyzer *a, const struct qq_peek *pk)
 		f->packets[dir]++;
 		f->bytes[dir] += rec->wirelen;
 		f->tcp_flags[dir] |= pkt.tcp_flags;
+		if (a->engine) {
+			struct ft_packet_ctx ctx = {.ts_ns = rec->ts_ns,
+			                            .caplen = rec->caplen,
+			                            .wirelen = rec->wirelen,
+			                            .linktype = linktype,
+			                            .data = rec->data,
+			                            .pkt = &pkt};
+			ft_engine_packet(a->engine, &ctx);
+		}
 	}
+}
+
+/*
+ * The checker's clock: capture time, and for live sources also the wall
+ * clock, so flows on a quiet link still expire.
+ */
+static void analyzer_tick(struct record_analyzer *a)
+{
+	if (a->engine)
+		ft_engine_tick(a->engine, a->pl->o.read ? 0 : cli_now_ns());
 }
 
 static void *analyzer_thread(void *arg)
@@ -73,22 +92,42 @@ static void *analyzer_thread(void *arg)
 	for (;;) {
 		struct qq_peek pk;
 		int r = qq_analyzer_next(a->pl->qq, a->id, &pk, WAIT_MS);
-		if (r == QQ_E_TIMEDOUT)
+		if (r == QQ_E_TIMEDOUT) {
+			analyzer_tick(a);
 			continue;
+		}
 		if (r)
 			return NULL; /* drained, or stopped after a failure */
 		analyze_range(a, &pk);
 		qq_analyzer_done(a->pl->qq, &pk);
+		analyzer_tick(a);
 	}
 }
 
+/*
+ * Every packet of the chunk, tagged with the trigger whose rule matches its
+ * flow; in triggered capture only those are archived.
+ */
 static int dump_chunk(struct record_pipeline *pl, struct qq_chunk *c)
 {
 	uint32_t n = qq_chunk_count(c);
+	int linktype = pl->info.linktype;
+	if (pl->view)
+		archive_rule_view_update(pl->view, qq_chunk_seq(c));
 	for (uint32_t i = 0; i < n; i++) {
 		const struct qq_record *rec = qq_chunk_record(c, i);
-		int r = archive_writer_add(pl->writer, pl->info.linktype, pl->info.snaplen,
-		                           rec->ts_ns, rec->caplen, rec->wirelen, rec->data);
+		uint16_t tag = pl->view
+		                   ? archive_rule_view_match(pl->view, linktype, rec->ts_ns,
+		                                             rec->data, rec->caplen, rec->wirelen)
+		                   : 0;
+		if (pl->o.triggered && !tag) {
+			pl->dump_skipped++;
+			continue;
+		}
+		pl->dump_selected += tag != 0;
+		int r =
+		    archive_writer_add_tagged(pl->writer, linktype, pl->info.snaplen, rec->ts_ns,
+		                              rec->caplen, rec->wirelen, rec->data, tag);
 		if (r == ARCHIVE_E_TOOBIG) {
 			pl->dump_oversize++;
 			continue;
@@ -207,6 +246,65 @@ static int analyzers_open(struct record_pipeline *pl)
 	return 0;
 }
 
+/* ---- modules and dump rules ---------------------------------------------------------------- */
+
+static void on_trigger(void *arg, unsigned module, const struct ft_flow_key *key,
+                       enum ft_key_kind kind, unsigned key_flags, const char *filter,
+                       uint64_t ts_ns)
+{
+	struct record_pipeline *pl = arg;
+	(void)ts_ns;
+	if (archive_rules_add(pl->rules, key, kind, key_flags, filter, pl->trigger_id[module]) == 0)
+		atomic_fetch_add_explicit(&pl->triggers, 1, memory_order_relaxed);
+}
+
+static void on_expire(void *arg, unsigned module, const struct ft_flow_key *key,
+                      enum ft_key_kind kind, unsigned key_flags, uint64_t last_seen_ns)
+{
+	struct record_pipeline *pl = arg;
+	(void)module;
+	/* every packet up to last_seen is in a chunk published before this point */
+	archive_rules_expire(pl->rules, key, kind, key_flags, last_seen_ns, qq_published(pl->qq));
+}
+
+/* Instances first: a bad module or filter must fail before the archive is touched. */
+static int modules_create(struct record_pipeline *pl)
+{
+	char err[512];
+	if (pl->o.nmodules == 0)
+		return 0;
+	unsigned want = pl->o.analyzers ? (unsigned)pl->o.analyzers : pl->info.queues;
+	int r = ft_modset_create((const char *const *)pl->o.modules, pl->o.nmodules,
+	                         want > RECORD_MAX_ANALYZERS ? RECORD_MAX_ANALYZERS : want,
+	                         &pl->mods, err, sizeof(err));
+	if (r) {
+		cli_error(CMD, "%s", err);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* Trigger ids in the archive, the rule table, the dumper's view, one engine per analyzer. */
+static int modules_start(struct record_pipeline *pl)
+{
+	if (!pl->mods)
+		return 0;
+	int r = archive_rules_create(&pl->rules);
+	if (r == 0)
+		r = archive_rule_view_create(pl->rules, &pl->view);
+	for (unsigned i = 0; r == 0 && i < pl->o.nmodules; i++)
+		r = archive_trigger_id(pl->arch, pl->o.modules[i], &pl->trigger_id[i]);
+	struct ft_engine_events ev = {.arg = pl, .trigger = on_trigger, .expire = on_expire};
+	for (unsigned i = 0; r == 0 && i < pl->nanalyzers; i++)
+		r = ft_engine_create(pl->mods, i, pl->o.max_flows, &ev, &pl->ana[i].engine);
+	if (r) {
+		cli_error(CMD, "modules: %s",
+		          archive_errmsg()[0] ? archive_errmsg() : strerror(-r));
+		return EXIT_FAIL;
+	}
+	return 0;
+}
+
 static int archive_setup(struct record_pipeline *pl)
 {
 	int r = archive_open(pl->o.archive, ARCHIVE_WRITE | ARCHIVE_CREATE, &pl->arch);
@@ -231,9 +329,10 @@ int record_pipeline_open(struct record_pipeline *pl)
 		return r;
 	unsigned want = pl->o.analyzers ? (unsigned)pl->o.analyzers : pl->info.queues;
 	pl->nanalyzers = want > RECORD_MAX_ANALYZERS ? RECORD_MAX_ANALYZERS : want;
-	if ((r = qq_open(pl)) != 0 || (r = analyzers_open(pl)) != 0)
+	if ((r = modules_create(pl)) != 0 || (r = qq_open(pl)) != 0 ||
+	    (r = analyzers_open(pl)) != 0 || (r = archive_setup(pl)) != 0)
 		return r;
-	return archive_setup(pl);
+	return modules_start(pl);
 }
 
 int record_pipeline_start(struct record_pipeline *pl)
@@ -258,8 +357,11 @@ void record_pipeline_finish(struct record_pipeline *pl)
 {
 	for (unsigned q = 0; q < pl->info.queues; q++)
 		pthread_join(pl->queue[q].thread, NULL);
-	for (unsigned i = 0; i < pl->nanalyzers; i++)
+	for (unsigned i = 0; i < pl->nanalyzers; i++) {
 		pthread_join(pl->ana[i].thread, NULL);
+		if (pl->ana[i].engine)
+			ft_engine_finish(pl->ana[i].engine); /* last reports (stats) */
+	}
 	qq_drain(pl->qq);
 	pthread_join(pl->dumper, NULL);
 	if (pl->dump_rc == 0 && (pl->dump_rc = archive_writer_flush(pl->writer)) != 0)
@@ -283,8 +385,13 @@ void record_pipeline_close(struct record_pipeline *pl)
 	for (unsigned q = 0; q < INGEST_MAX_QUEUES; q++)
 		if (pl->queue[q].producer)
 			qq_producer_close(pl->queue[q].producer);
-	for (unsigned i = 0; i < pl->nanalyzers; i++)
+	for (unsigned i = 0; i < pl->nanalyzers; i++) {
 		ft_table_destroy(pl->ana[i].flows);
+		ft_engine_destroy(pl->ana[i].engine);
+	}
+	archive_rule_view_destroy(pl->view);
+	archive_rules_destroy(pl->rules);
+	ft_modset_destroy(pl->mods);
 	qq_destroy(pl->qq);
 	ingest_source_close(pl->src);
 }

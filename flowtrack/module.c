@@ -1,0 +1,509 @@
+/*
+ * Modules and the analyzer engine that runs them.
+ *
+ * A module set holds the instances (one per "NAME[:ARGS]" spec) shared by
+ * every analyzer thread.  Each analyzer thread has an engine: one flow table
+ * per module (keys of the module's kind, its per-flow state), fed one parsed
+ * packet at a time; flows are partitioned between analyzers by the symmetric
+ * flow hash, so no flow is in two engines and the hot path takes no lock.
+ *
+ * Checker: each engine runs its own pass when capture time crosses the
+ * module's interval (no stop-the-world).  The passes of one interval meet at
+ * the module's merge point (one mutex, taken once per pass): the first
+ * thread's check state is kept, the others are folded into it
+ * (check_merge), and when every analyzer has reported (or the next interval
+ * begins) check_final runs once.
+ *
+ * Triggers and expiry are reported through struct ft_engine_events; a flow
+ * reports its trigger once, and a flow that triggered reports its expiry
+ * (also when the table evicts it), so the dumpers can retire its rule.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flowtrack/flowtrack.h"
+
+#define DEFAULT_INTERVAL_NS 5000000000ull
+#define DEFAULT_IDLE_NS 30000000000ull
+#define FILTER_MAX 1024
+
+struct merge_point {
+	pthread_mutex_t lock;
+	uint64_t epoch;
+	unsigned count; /* passes folded into acc for this epoch */
+	void *acc;
+	uint64_t kept, purged;
+};
+
+struct instance {
+	const struct ft_module *mod;
+	void *inst;
+	char *spec;
+	struct merge_point mp;
+	int mp_ready; /* mp.lock initialised */
+};
+
+struct ft_modset {
+	unsigned n, analyzers;
+	struct instance *in;
+	void **dl; /* dlopen handles to close */
+	unsigned ndl;
+};
+
+struct per_module {
+	struct ft_table *flows;
+	uint64_t next_check;
+	struct ft_engine_stats st;
+};
+
+struct ft_engine {
+	struct ft_modset *ms;
+	unsigned id;
+	struct ft_engine_events ev;
+	uint64_t now;      /* newest capture time seen */
+	uint64_t next_due; /* earliest next_check of the modules (0: not set yet) */
+	struct per_module *m;
+	unsigned evict_module; /* for the eviction callback */
+};
+
+/* ---- finding modules ----------------------------------------------------------------- */
+
+static int module_check(const struct ft_module *m, const char *what, char *err, size_t errlen)
+{
+	if (!m || m->abi != FT_MODULE_ABI) {
+		snprintf(err, errlen, "%s: module ABI %u, flowscope needs %u", what, m ? m->abi : 0,
+		         FT_MODULE_ABI);
+		return -EINVAL;
+	}
+	if (!m->name || !m->handle_packet) {
+		snprintf(err, errlen, "%s: module has no name or no handle_packet", what);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int module_dlopen(const char *path, const struct ft_module **out, void **handle, char *err,
+                         size_t errlen)
+{
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		snprintf(err, errlen, "module %s: %s", path, dlerror());
+		return -ENOENT;
+	}
+	const struct ft_module *(*get)(void);
+	*(void **)&get = dlsym(h, "flowscope_module");
+	if (!get) {
+		snprintf(err, errlen, "module %s: no flowscope_module() symbol", path);
+		dlclose(h);
+		return -EINVAL;
+	}
+	const struct ft_module *m = get();
+	int r = module_check(m, path, err, errlen);
+	if (r) {
+		dlclose(h);
+		return r;
+	}
+	*out = m;
+	*handle = h;
+	return 0;
+}
+
+static int is_path(const char *name)
+{
+	size_t n = strlen(name);
+	return strchr(name, '/') || (n > 3 && strcmp(name + n - 3, ".so") == 0);
+}
+
+/* Built-in by name, or a library by path (its handle in *handle, else NULL). */
+static int module_resolve(const char *name, const struct ft_module **out, void **handle, char *err,
+                          size_t errlen)
+{
+	*handle = NULL;
+	for (size_t i = 0; ft_builtin_modules[i]; i++)
+		if (strcmp(ft_builtin_modules[i]->name, name) == 0) {
+			*out = ft_builtin_modules[i];
+			return 0;
+		}
+	if (is_path(name))
+		return module_dlopen(name, out, handle, err, errlen);
+	snprintf(err, errlen,
+	         "no module '%s' (built-ins: noop, stats, ttl, trigger, threshold; or a "
+	         "path to a .so)",
+	         name);
+	return -ENOENT;
+}
+
+int ft_module_find(const char *name, const struct ft_module **out, char *err, size_t errlen)
+{
+	void *handle; /* a loaded library stays loaded: *out points into it */
+	return module_resolve(name, out, &handle, err, errlen);
+}
+
+/* ---- module sets ----------------------------------------------------------------------- */
+
+/* Splits "name:args" / "/path/lib.so:args" in place; returns args (or NULL). */
+static char *spec_split(char *spec)
+{
+	char *so = strstr(spec, ".so:"), *args = NULL;
+	if (so) {
+		so[3] = '\0';
+		args = so + 4;
+	} else if (!strchr(spec, '/') && (args = strchr(spec, ':')) != NULL) {
+		*args++ = '\0';
+	}
+	return args; /* a path without ".so:" has no arguments */
+}
+
+static int instance_init(struct instance *in, const struct ft_module *mod, const char *args,
+                         char *err, size_t errlen)
+{
+	in->mod = mod;
+	if (mod->create) {
+		in->inst = mod->create(args ? args : "", err, errlen);
+		if (!in->inst)
+			return -EINVAL;
+	} else if (args && *args) {
+		snprintf(err, errlen, "module %s takes no arguments ('%s')", mod->name, args);
+		return -EINVAL;
+	}
+	pthread_mutex_init(&in->mp.lock, NULL);
+	in->mp_ready = 1;
+	return 0;
+}
+
+static struct ft_modset *modset_alloc(unsigned n, unsigned analyzers)
+{
+	struct ft_modset *ms = calloc(1, sizeof(*ms));
+	if (!ms || !(ms->in = calloc(n ? n : 1, sizeof(*ms->in))) ||
+	    !(ms->dl = calloc(n ? n : 1, sizeof(*ms->dl)))) {
+		ft_modset_destroy(ms);
+		return NULL;
+	}
+	ms->analyzers = analyzers ? analyzers : 1;
+	return ms;
+}
+
+int ft_modset_create(const char *const *specs, unsigned n, unsigned analyzers,
+                     struct ft_modset **out, char *err, size_t errlen)
+{
+	struct ft_modset *ms = modset_alloc(n, analyzers);
+	if (!ms) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct instance *in = &ms->in[i];
+		const struct ft_module *mod;
+		void *h;
+		int r = (in->spec = strdup(specs[i])) ? 0 : -ENOMEM;
+		char *args = r ? NULL : spec_split(in->spec);
+		ms->n = i + 1;
+		if (r == 0 && (r = module_resolve(in->spec, &mod, &h, err, errlen)) == 0) {
+			if (h)
+				ms->dl[ms->ndl++] = h;
+			r = instance_init(in, mod, args, err, errlen);
+		}
+		if (r) {
+			ft_modset_destroy(ms);
+			return r;
+		}
+	}
+	*out = ms;
+	return 0;
+}
+
+int ft_modset_create_modules(const struct ft_module *const *mods, const char *const *args,
+                             unsigned n, unsigned analyzers, struct ft_modset **out, char *err,
+                             size_t errlen)
+{
+	struct ft_modset *ms = modset_alloc(n, analyzers);
+	if (!ms) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		int r = module_check(mods[i], mods[i] && mods[i]->name ? mods[i]->name : "module",
+		                     err, errlen);
+		ms->n = i + 1;
+		if (r == 0)
+			r = instance_init(&ms->in[i], mods[i], args ? args[i] : NULL, err, errlen);
+		if (r) {
+			ft_modset_destroy(ms);
+			return r;
+		}
+	}
+	*out = ms;
+	return 0;
+}
+
+/* Runs check_final on what the merge point holds.  Lock held. */
+static void merge_finalize_locked(struct instance *in)
+{
+	if (in->mp.count > 0 && in->mod->check_final)
+		in->mod->check_final(in->inst, in->mp.acc, in->mp.kept, in->mp.purged);
+	in->mp.count = 0;
+	in->mp.acc = NULL;
+	in->mp.kept = in->mp.purged = 0;
+}
+
+void ft_modset_destroy(struct ft_modset *ms)
+{
+	if (!ms)
+		return;
+	for (unsigned i = 0; i < ms->n; i++) {
+		struct instance *in = &ms->in[i];
+		if (in->mp_ready) {
+			pthread_mutex_lock(&in->mp.lock);
+			merge_finalize_locked(in);
+			pthread_mutex_unlock(&in->mp.lock);
+			pthread_mutex_destroy(&in->mp.lock);
+		}
+		if (in->inst && in->mod->destroy)
+			in->mod->destroy(in->inst);
+		free(in->spec);
+	}
+	for (unsigned i = 0; i < ms->ndl; i++)
+		dlclose(ms->dl[i]);
+	free(ms->dl);
+	free(ms->in);
+	free(ms);
+}
+
+unsigned ft_modset_count(const struct ft_modset *ms)
+{
+	return ms->n;
+}
+
+const char *ft_modset_name(const struct ft_modset *ms, unsigned i)
+{
+	return i < ms->n ? ms->in[i].mod->name : "";
+}
+
+/*
+ * A thread's finished pass for interval `epoch`: folded into the interval's
+ * result; the last thread (or the next interval) finalises it.
+ */
+static void merge_deposit(struct ft_modset *ms, struct instance *in, uint64_t epoch, void *check,
+                          uint64_t kept, uint64_t purged)
+{
+	struct merge_point *mp = &in->mp;
+	pthread_mutex_lock(&mp->lock);
+	if (mp->count > 0 && epoch < mp->epoch) {
+		/* a late thread's pass for an interval already reported: report it alone */
+		pthread_mutex_unlock(&mp->lock);
+		if (in->mod->check_final)
+			in->mod->check_final(in->inst, check, kept, purged);
+		return;
+	}
+	if (mp->count > 0 && epoch != mp->epoch)
+		merge_finalize_locked(in); /* a thread is late: report what the interval had */
+	if (mp->count == 0) {
+		mp->epoch = epoch;
+		mp->acc = check;
+	} else if (in->mod->check_merge) {
+		in->mod->check_merge(in->inst, mp->acc, check);
+	} else if (in->mod->check_final) {
+		in->mod->check_final(in->inst, check, kept, purged); /* no merge: report alone */
+	}
+	mp->count++;
+	mp->kept += kept;
+	mp->purged += purged;
+	if (mp->count >= ms->analyzers)
+		merge_finalize_locked(in);
+	pthread_mutex_unlock(&mp->lock);
+}
+
+/* ---- engines ------------------------------------------------------------------------------ */
+
+static void engine_evicted(struct ft_flow *f, void *arg);
+
+int ft_engine_create(struct ft_modset *ms, unsigned id, size_t max_flows,
+                     const struct ft_engine_events *ev, struct ft_engine **out)
+{
+	struct ft_engine *e = calloc(1, sizeof(*e));
+	if (!e || !(e->m = calloc(ms->n ? ms->n : 1, sizeof(*e->m)))) {
+		free(e);
+		return -ENOMEM;
+	}
+	e->ms = ms;
+	e->id = id;
+	if (ev)
+		e->ev = *ev;
+	for (unsigned i = 0; i < ms->n; i++) {
+		const struct ft_module *m = ms->in[i].mod;
+		int r = ft_table_create(max_flows, m->state_size, m->default_state, &e->m[i].flows);
+		if (r) {
+			ft_engine_destroy(e);
+			return r;
+		}
+		ft_table_set_evict_cb(e->m[i].flows, engine_evicted, e);
+	}
+	*out = e;
+	return 0;
+}
+
+void ft_engine_destroy(struct ft_engine *e)
+{
+	if (!e)
+		return;
+	for (unsigned i = 0; i < e->ms->n; i++)
+		ft_table_destroy(e->m[i].flows);
+	free(e->m);
+	free(e);
+}
+
+static void engine_trigger(struct ft_engine *e, unsigned i, struct ft_flow *f, uint64_t ts)
+{
+	const struct instance *in = &e->ms->in[i];
+	char filter[FILTER_MAX];
+	int has_filter =
+	    in->mod->build_filter && in->mod->build_filter(in->inst, f, filter, sizeof(filter));
+	f->triggered = 1;
+	e->m[i].st.triggers++;
+	if (e->ev.trigger)
+		e->ev.trigger(e->ev.arg, i, &f->key, in->mod->key_kind, in->mod->key_flags,
+		              has_filter ? filter : NULL, ts);
+}
+
+static void engine_module_packet(struct ft_engine *e, unsigned i, const struct ft_packet_ctx *p)
+{
+	const struct instance *in = &e->ms->in[i];
+	struct per_module *pm = &e->m[i];
+	struct ft_flow_key key;
+	struct ft_packet_ctx c = *p;
+	int is_new;
+	if (ft_flow_key_make(p->pkt, in->mod->key_kind, in->mod->key_flags, &key, &c.dir) != 0)
+		return;
+	e->evict_module = i;
+	struct ft_flow *f = ft_table_lookup(pm->flows, &key, ft_flow_key_hash(&key), &is_new);
+	if (is_new)
+		f->first_ns = p->ts_ns;
+	if (p->ts_ns > f->last_ns)
+		f->last_ns = p->ts_ns;
+	f->packets[c.dir]++;
+	f->bytes[c.dir] += p->wirelen;
+	f->tcp_flags[c.dir] |= p->pkt->tcp_flags;
+	pm->st.packets++;
+	if (in->mod->handle_packet(in->inst, f, &c, is_new) && !f->triggered)
+		engine_trigger(e, i, f, p->ts_ns);
+}
+
+static void engine_run_due(struct ft_engine *e, uint64_t now);
+
+void ft_engine_packet(struct ft_engine *e, const struct ft_packet_ctx *p)
+{
+	/* passes run at interval boundaries of capture time, before the packet that crosses one */
+	if (p->ts_ns >= e->next_due)
+		engine_run_due(e, p->ts_ns);
+	if (p->ts_ns > e->now)
+		e->now = p->ts_ns;
+	for (unsigned i = 0; i < e->ms->n; i++)
+		engine_module_packet(e, i, p);
+}
+
+/* A flow the table had to evict: if it had triggered, its rule must retire. */
+static void engine_evicted(struct ft_flow *f, void *arg)
+{
+	struct ft_engine *e = arg;
+	unsigned i = e->evict_module;
+	e->m[i].st.evicted++;
+	if (f->triggered && e->ev.expire)
+		e->ev.expire(e->ev.arg, i, &f->key, e->ms->in[i].mod->key_kind,
+		             e->ms->in[i].mod->key_flags, f->last_ns);
+}
+
+struct pass {
+	struct ft_engine *e;
+	unsigned i;
+	void *check;
+	uint64_t now, kept, purged;
+};
+
+static void pass_visit(struct ft_flow *f, void *arg)
+{
+	struct pass *ps = arg;
+	const struct instance *in = &ps->e->ms->in[ps->i];
+	uint64_t last = f->last_ns;
+	int expired;
+	if (in->mod->check_expiry)
+		expired = in->mod->check_expiry(in->inst, ps->check, f, ps->now, &last);
+	else
+		expired = ps->now > f->last_ns + DEFAULT_IDLE_NS;
+	if (!expired) {
+		ps->kept++;
+		return;
+	}
+	ps->purged++;
+	ps->e->m[ps->i].st.expired++;
+	if (f->triggered && ps->e->ev.expire)
+		ps->e->ev.expire(ps->e->ev.arg, ps->i, &f->key, in->mod->key_kind,
+		                 in->mod->key_flags, last);
+	ft_table_remove(ps->e->m[ps->i].flows, f);
+}
+
+static uint64_t interval_of(const struct instance *in)
+{
+	uint64_t iv = in->mod->interval && in->inst ? in->mod->interval(in->inst) : 0;
+	if (!iv)
+		iv = in->mod->check_interval_ns;
+	return iv ? iv : DEFAULT_INTERVAL_NS;
+}
+
+static void engine_pass(struct ft_engine *e, unsigned i, uint64_t now)
+{
+	const struct instance *in = &e->ms->in[i];
+	struct pass ps = {.e = e, .i = i, .now = now};
+	ps.check = in->mod->check_init ? in->mod->check_init(in->inst) : NULL;
+	ft_table_foreach(e->m[i].flows, pass_visit, &ps);
+	merge_deposit(e->ms, (struct instance *)in, now / interval_of(in), ps.check, ps.kept,
+	              ps.purged);
+}
+
+/*
+ * Runs the pass of every module whose next boundary is at or before now: at
+ * the last boundary passed (one pass, however long the gap), then schedules
+ * the next one.  The first call only sets the boundaries.
+ */
+static void engine_run_due(struct ft_engine *e, uint64_t now)
+{
+	e->next_due = UINT64_MAX;
+	for (unsigned i = 0; i < e->ms->n; i++) {
+		struct per_module *pm = &e->m[i];
+		uint64_t iv = interval_of(&e->ms->in[i]);
+		if (pm->next_check == 0) {
+			pm->next_check = (now / iv + 1) * iv;
+		} else if (now >= pm->next_check) {
+			engine_pass(e, i, now / iv * iv);
+			pm->next_check = (now / iv + 1) * iv;
+		}
+		if (pm->next_check < e->next_due)
+			e->next_due = pm->next_check;
+	}
+}
+
+void ft_engine_tick(struct ft_engine *e, uint64_t now_ns)
+{
+	if (now_ns >= e->next_due)
+		engine_run_due(e, now_ns);
+}
+
+void ft_engine_finish(struct ft_engine *e)
+{
+	for (unsigned i = 0; i < e->ms->n; i++)
+		engine_pass(e, i, e->now);
+}
+
+void ft_engine_stats(const struct ft_engine *e, unsigned module, struct ft_engine_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (module >= e->ms->n)
+		return;
+	struct ft_table_stats ts;
+	ft_table_stats(e->m[module].flows, &ts);
+	*out = e->m[module].st;
+	out->flows = ts.flows;
+}
