@@ -94,6 +94,7 @@ test: format-check test-release test-asan test-tsan test-fuzz
 # Benchmarks (not tests): each prints its baseline from the same run.
 bench: build
 	@$(BUILD)/tools/bench/qq_bench
+	@$(BUILD)/tools/bench/flow_bench
 	@tools/bench/ingest_bench.sh $(BUILD)
 
 demo: build

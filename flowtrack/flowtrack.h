@@ -246,6 +246,14 @@ void ft_table_set_evict_cb(struct ft_table *t, void (*fn)(struct ft_flow *f, voi
 /* Removes every flow (not counted as expired or evicted). */
 void ft_table_clear(struct ft_table *t);
 
+/*
+ * Burst lookups: prefetch the slot for hash h (stage 1), then, once that line
+ * has likely arrived, the flow record it points to (stage 2), then look up.
+ * Hints only: no effect on results.
+ */
+void ft_table_prefetch(const struct ft_table *t, uint64_t h);
+void ft_table_prefetch_flow(const struct ft_table *t, uint64_t h);
+
 /* Removes a flow returned by lookup or iteration; counted as expired. */
 void ft_table_remove(struct ft_table *t, struct ft_flow *f);
 
@@ -390,6 +398,15 @@ void ft_engine_destroy(struct ft_engine *e);
 
 /* Runs every module on one packet (parsed by the caller). */
 void ft_engine_packet(struct ft_engine *e, const struct ft_packet_ctx *p);
+
+#define FT_ENGINE_BURST 32
+
+/*
+ * The same for n packets (any n; processed FT_ENGINE_BURST at a time) with
+ * the flow-table lookups of a burst overlapped by prefetching: the fast path.
+ * Same results as n calls of ft_engine_packet, in order.
+ */
+void ft_engine_packets(struct ft_engine *e, const struct ft_packet_ctx *p, unsigned n);
 
 /*
  * Runs the checker of each module whose interval boundary has passed at time

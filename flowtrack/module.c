@@ -30,6 +30,7 @@
 #define DEFAULT_INTERVAL_NS 5000000000ull
 #define DEFAULT_IDLE_NS 30000000000ull
 #define FILTER_MAX 1024
+#define LOOKAHEAD 8 /* burst lookups: how far ahead flow records are prefetched */
 
 struct merge_point {
 	pthread_mutex_t lock;
@@ -369,27 +370,34 @@ static void engine_trigger(struct ft_engine *e, unsigned i, struct ft_flow *f, u
 		              has_filter ? filter : NULL, ts);
 }
 
+/* Updates flow f of module i with packet c (key already made), calling the module. */
+static void engine_flow_update(struct ft_engine *e, unsigned i, struct ft_flow *f, int is_new,
+                               const struct ft_packet_ctx *c)
+{
+	const struct instance *in = &e->ms->in[i];
+	if (is_new)
+		f->first_ns = c->ts_ns;
+	if (c->ts_ns > f->last_ns)
+		f->last_ns = c->ts_ns;
+	f->packets[c->dir]++;
+	f->bytes[c->dir] += c->wirelen;
+	f->tcp_flags[c->dir] |= c->pkt->tcp_flags;
+	e->m[i].st.packets++;
+	if (in->mod->handle_packet(in->inst, f, c, is_new) && !f->triggered)
+		engine_trigger(e, i, f, c->ts_ns);
+}
+
 static void engine_module_packet(struct ft_engine *e, unsigned i, const struct ft_packet_ctx *p)
 {
 	const struct instance *in = &e->ms->in[i];
-	struct per_module *pm = &e->m[i];
 	struct ft_flow_key key;
 	struct ft_packet_ctx c = *p;
 	int is_new;
 	if (ft_flow_key_make(p->pkt, in->mod->key_kind, in->mod->key_flags, &key, &c.dir) != 0)
 		return;
 	e->evict_module = i;
-	struct ft_flow *f = ft_table_lookup(pm->flows, &key, ft_flow_key_hash(&key), &is_new);
-	if (is_new)
-		f->first_ns = p->ts_ns;
-	if (p->ts_ns > f->last_ns)
-		f->last_ns = p->ts_ns;
-	f->packets[c.dir]++;
-	f->bytes[c.dir] += p->wirelen;
-	f->tcp_flags[c.dir] |= p->pkt->tcp_flags;
-	pm->st.packets++;
-	if (in->mod->handle_packet(in->inst, f, &c, is_new) && !f->triggered)
-		engine_trigger(e, i, f, p->ts_ns);
+	struct ft_flow *f = ft_table_lookup(e->m[i].flows, &key, ft_flow_key_hash(&key), &is_new);
+	engine_flow_update(e, i, f, is_new, &c);
 }
 
 static void engine_run_due(struct ft_engine *e, uint64_t now);
@@ -489,6 +497,66 @@ void ft_engine_tick(struct ft_engine *e, uint64_t now_ns)
 {
 	if (now_ns >= e->next_due)
 		engine_run_due(e, now_ns);
+}
+
+/*
+ * One burst for module i: keys and hashes with slot prefetches, then record
+ * prefetches, then the lookups and updates, so the cache misses of the burst
+ * overlap instead of following one another.
+ */
+static void engine_module_burst(struct ft_engine *e, unsigned i, const struct ft_packet_ctx *p,
+                                unsigned n)
+{
+	const struct instance *in = &e->ms->in[i];
+	struct ft_table *t = e->m[i].flows;
+	struct ft_flow_key key[FT_ENGINE_BURST];
+	struct ft_packet_ctx c[FT_ENGINE_BURST];
+	uint64_t h[FT_ENGINE_BURST];
+	uint8_t ok[FT_ENGINE_BURST];
+	for (unsigned j = 0; j < n; j++) {
+		c[j] = p[j];
+		ok[j] = ft_flow_key_make(p[j].pkt, in->mod->key_kind, in->mod->key_flags, &key[j],
+		                         &c[j].dir) == 0;
+		if (ok[j]) {
+			h[j] = ft_flow_key_hash(&key[j]);
+			ft_table_prefetch(t, h[j]);
+		}
+	}
+	/* records are prefetched LOOKAHEAD lookups ahead of their use */
+	for (unsigned j = 0; j < n && j < LOOKAHEAD; j++)
+		if (ok[j])
+			ft_table_prefetch_flow(t, h[j]);
+	e->evict_module = i;
+	for (unsigned j = 0; j < n; j++) {
+		int is_new;
+		if (j + LOOKAHEAD < n && ok[j + LOOKAHEAD])
+			ft_table_prefetch_flow(t, h[j + LOOKAHEAD]);
+		if (!ok[j])
+			continue;
+		struct ft_flow *f = ft_table_lookup(t, &key[j], h[j], &is_new);
+		engine_flow_update(e, i, f, is_new, &c[j]);
+	}
+}
+
+void ft_engine_packets(struct ft_engine *e, const struct ft_packet_ctx *p, unsigned n)
+{
+	while (n > 0) {
+		unsigned k = n < FT_ENGINE_BURST ? n : FT_ENGINE_BURST;
+		if (p[0].ts_ns >= e->next_due)
+			engine_run_due(e, p[0].ts_ns);
+		for (unsigned j = 1; j < k; j++) /* a checker boundary in the burst: cut it there */
+			if (p[j].ts_ns >= e->next_due) {
+				k = j;
+				break;
+			}
+		for (unsigned j = 0; j < k; j++)
+			if (p[j].ts_ns > e->now)
+				e->now = p[j].ts_ns;
+		for (unsigned i = 0; i < e->ms->n; i++)
+			engine_module_burst(e, i, p, k);
+		p += k;
+		n -= k;
+	}
 }
 
 void ft_engine_finish(struct ft_engine *e)

@@ -10,6 +10,11 @@
  * round-robin (an approximation of LRU that costs O(1)), and counts it.
  */
 #include <errno.h>
+#include <sys/mman.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +45,28 @@ struct ft_table {
 	struct ft_table_stats st;
 };
 
+/*
+ * Large arrays (slots, records) come from their own mapping with transparent
+ * huge pages requested, faulted in at creation: a table of millions of flows
+ * is hit at random, and with 4 KiB pages nearly every lookup would also miss
+ * the TLB.  Zeroed.
+ */
+static void *big_alloc(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	madvise(p, len, MADV_HUGEPAGE);       /* best effort */
+	madvise(p, len, MADV_POPULATE_WRITE); /* fault it in now, not per new flow (5.14+) */
+	return p;
+}
+
+static void big_free(void *p, size_t len)
+{
+	if (p)
+		munmap(p, len);
+}
+
 static inline struct ft_flow *rec_at(const struct ft_table *t, uint32_t i)
 {
 	return (struct ft_flow *)(t->recs + (size_t)i * t->rec_size);
@@ -66,8 +93,8 @@ int ft_table_create(size_t max_flows, size_t state_size, const void *default_sta
 	t->max_flows = (uint32_t)max_flows;
 	t->state_size = state_size;
 	t->rec_size = (sizeof(struct ft_flow) + state_size + 7) & ~(size_t)7;
-	t->slots = calloc(nslots, sizeof(*t->slots));
-	t->recs = calloc(max_flows, t->rec_size);
+	t->slots = big_alloc(nslots * sizeof(*t->slots));
+	t->recs = big_alloc(max_flows * t->rec_size);
 	t->slot_of = malloc(max_flows * sizeof(*t->slot_of));
 	t->free_list = malloc(max_flows * sizeof(*t->free_list));
 	t->default_state = state_size ? calloc(1, state_size) : NULL;
@@ -91,8 +118,8 @@ void ft_table_destroy(struct ft_table *t)
 {
 	if (!t)
 		return;
-	free(t->slots);
-	free(t->recs);
+	big_free(t->slots, ((size_t)t->mask + 1) * sizeof(*t->slots));
+	big_free(t->recs, (size_t)t->max_flows * t->rec_size);
 	free(t->slot_of);
 	free(t->free_list);
 	free(t->default_state);
@@ -162,6 +189,21 @@ static void evict_one(struct ft_table *t)
 		t->evict_cb(victim, t->evict_arg);
 	flow_release(t, victim);
 	t->st.evicted++;
+}
+
+void ft_table_prefetch(const struct ft_table *t, uint64_t h)
+{
+	__builtin_prefetch(&t->slots[(uint32_t)h & t->mask], 0, 3);
+}
+
+void ft_table_prefetch_flow(const struct ft_table *t, uint64_t h)
+{
+	const struct slot *s = &t->slots[(uint32_t)h & t->mask];
+	if (s->flow != 0 && s->hash == (uint32_t)h) {
+		const uint8_t *r = (const uint8_t *)rec_at(t, s->flow - 1);
+		__builtin_prefetch(r, 1, 3);
+		__builtin_prefetch(r + 64, 1, 3); /* key and counters span two lines */
+	}
 }
 
 struct ft_flow *ft_table_lookup(struct ft_table *t, const struct ft_flow_key *key, uint64_t h,

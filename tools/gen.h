@@ -106,7 +106,8 @@ struct gen_rng {
  * client endpoint.  Index [C2S] is the client side, [S2C] the server side.
  */
 struct gen_flow {
-	uint64_t bytes;     /* IP bytes sent so far, both directions (the --event big measure) */
+	uint64_t bytes;     /* --event big measure, both directions: IP bytes of a big flow, */
+	                    /* frame bytes (pcap wire length) of every other flow */
 	uint32_t seq[2];    /* next TCP sequence number each side sends */
 	uint32_t client;    /* client host index */
 	uint32_t segs;      /* TCP: segments left in the current burst */

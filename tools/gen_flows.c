@@ -16,7 +16,9 @@
  *  - rst: the flow ends with a RST/ACK from its closer instead of the FIN exchange.  No other
  *    flow ever carries a RST;
  *  - big: the flow keeps doing bulk rounds until it has sent more than BYTES IP bytes, while
- *    every other flow is held to at most (BYTES - 1) / 2 IP bytes (g->big_cap).
+ *    every other flow is held to at most (BYTES - 1) / 2 frame bytes (g->big_cap).  Frame
+ *    bytes (the pcap wire length: Ethernet, VLAN tag, padding) exceed IP bytes, so a threshold
+ *    anywhere in [BYTES / 2, BYTES] separates the two kinds under either measure.
  *
  * 5-tuples are unique over the whole file: the client port advances with every flow and the
  * client host shifts each time the ephemeral range wraps (see flow_endpoints).
@@ -181,7 +183,15 @@ static bool flow_capped(const struct gen *g, const struct gen_flow *f)
 	return g->big_cap != UINT64_MAX && f->event != GEN_EV_BIG;
 }
 
-/* Caps n exchanges of at most per IP bytes each to what the budget of f allows; at least one
+/* The largest frame f sends with an l4-byte L4 header and pay payload bytes (padded). */
+static uint64_t frame_max(const struct gen *g, const struct gen_flow *f, uint32_t l4, uint32_t pay)
+{
+	uint64_t n = gen_l2_len(f) + gen_l3_len(f) + l4 + pay;
+
+	return g->o.sizes != GEN_SIZE_RANGE && n < GEN_MIN_FRAME ? GEN_MIN_FRAME : n;
+}
+
+/* Caps n exchanges of at most per frame bytes each to what the budget of f allows; at least one
  * (the smallest --event big BYTES makes room for it, see gen.c). */
 static uint16_t cap_exchanges(const struct gen *g, const struct gen_flow *f, uint32_t n,
                               uint64_t per)
@@ -197,20 +207,20 @@ static uint16_t cap_exchanges(const struct gen *g, const struct gen_flow *f, uin
 /*
  * Before each round of an ordinary flow under --event big: shrinks the bursts to what the
  * budget leaves after the close (three segments); false when not even one data segment each
- * way fits, and the flow closes instead.  A round of m data segments of at most h + p IP bytes
- * costs at most m * (h + p), plus (m / 2 + 2) * h for the delayed ACKs (one per two segments
- * received) and the round's final ACK.
+ * way fits, and the flow closes instead.  With data frames of at most d bytes and bare segments
+ * of a, a round of m data segments costs at most m * d, plus (m / 2 + 2) * a for the delayed
+ * ACKs (one per two segments received) and the round's final ACK.
  */
 static bool tcp_round_fits(const struct gen *g, struct gen_flow *f)
 {
-	uint64_t h = gen_l3_len(f) + 20, p = gen_data_max(g, f, 20);
-	uint64_t spent = f->bytes + 3 * h + 2 * h, m;
+	uint64_t a = frame_max(g, f, 20, 0), d = frame_max(g, f, 20, gen_data_max(g, f, 20));
+	uint64_t spent = f->bytes + 3 * a + 2 * a, m;
 
 	if (!flow_capped(g, f))
 		return true;
 	if (spent >= g->big_cap)
 		return false;
-	m = (g->big_cap - spent) / (h + p + h / 2);
+	m = (g->big_cap - spent) / (d + (a + 1) / 2);
 	if (m < 2)
 		return false;
 	if (f->bulk == C2S)
@@ -458,17 +468,16 @@ static void tcp_step(struct gen *g, struct gen_flow *f)
 
 static void udp_start(struct gen *g, struct gen_flow *f)
 {
-	uint64_t h = gen_l3_len(f) + 8;
-
 	flow_service(f, pick_service(g, PROTO_UDP));
 	f->phase = P_REQ;
 	if (f->app == APP_DATA) {
 		f->rounds = (uint16_t)rng_range(&g->rng, 2, 40); /* packets, either direction */
-		f->rounds = cap_exchanges(g, f, f->rounds, h + gen_data_max(g, f, 8));
+		f->rounds =
+		    cap_exchanges(g, f, f->rounds, frame_max(g, f, 8, gen_data_max(g, f, 8)));
 		return;
 	}
 	f->rounds = f->app == APP_NTP ? 1 : (rng_pct(&g->rng, 80) ? 1 : rng_range(&g->rng, 2, 3));
-	f->rounds = cap_exchanges(g, f, f->rounds, 2 * (h + 67)); /* DNS, NTP: at most 67 bytes */
+	f->rounds = cap_exchanges(g, f, f->rounds, 2 * frame_max(g, f, 8, 67)); /* DNS, NTP */
 	f->txn_id = (uint16_t)rng_next(&g->rng);
 	f->txn_seq = (uint16_t)rng_next(&g->rng);
 }
@@ -490,7 +499,7 @@ static void icmp_start(struct gen *g, struct gen_flow *f)
 	else
 		f->ping_len = (uint16_t)rng_range(&g->rng, g->o.size_min, g->o.size_max);
 	max = g->o.sizes == GEN_SIZE_RANGE ? f->ping_len : gen_data_max(g, f, 8);
-	f->rounds = cap_exchanges(g, f, f->rounds, 2 * (gen_l3_len(f) + 8 + max));
+	f->rounds = cap_exchanges(g, f, f->rounds, 2 * frame_max(g, f, 8, max));
 }
 
 void gen_flow_start(struct gen *g, struct gen_flow *f, bool force_event)

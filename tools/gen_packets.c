@@ -428,7 +428,8 @@ static void put_ip6(uint8_t *p, const struct gen *g, const struct gen_flow *f, u
 	memcpy(p + 24, ip[!d], 16);
 }
 
-static void frame_write(struct gen *g, size_t len)
+/* Writes the pcap record of the len-byte frame; returns its length after padding. */
+static size_t frame_write(struct gen *g, size_t len)
 {
 	struct pcap_pkthdr h;
 
@@ -445,6 +446,7 @@ static void frame_write(struct gen *g, size_t len)
 	g->wire_bytes += len;
 	g->last_sec = g->sec;
 	g->last_nsec = g->nsec;
+	return len;
 }
 
 /*
@@ -458,6 +460,7 @@ static void frame_finish(struct gen *g, struct gen_flow *f, int d, uint8_t proto
 	uint8_t ip[2][16], mac[2][6], tail[8] = {0};
 	uint64_t sum = 0;
 	uint16_t c;
+	size_t len;
 
 	gen_host_addr(f->client, false, f->v6, ip[C2S], mac[C2S]);
 	gen_host_addr(f->server, true, f->v6, ip[S2C], mac[S2C]);
@@ -479,8 +482,8 @@ static void frame_finish(struct gen *g, struct gen_flow *f, int d, uint8_t proto
 	if (proto == PROTO_UDP && c == 0)
 		c = 0xffff; /* zero means "no checksum" in UDP */
 	memcpy(l4 + csum_off, &c, 2);
-	f->bytes += gen_l3_len(f) + l4len;
-	frame_write(g, gen_l2_len(f) + gen_l3_len(f) + l4len);
+	len = frame_write(g, gen_l2_len(f) + gen_l3_len(f) + l4len);
+	f->bytes += f->event == GEN_EV_BIG ? gen_l3_len(f) + l4len : len;
 }
 
 /* The MSS a SYN announces: the largest segment the --size range or preset sends. */

@@ -43,37 +43,53 @@ static void *queue_thread(void *arg)
 }
 
 /* Flow tracking: every packet's bidirectional 5-tuple into this analyzer's table. */
+/* The analyzer's own flow table: every packet's bidirectional 5-tuple (VLAN-aware). */
+static void track_flow(struct record_analyzer *a, struct qq_record *rec,
+                       const struct ft_packet *pkt)
+{
+	struct ft_flow_key key;
+	int dir, is_new;
+	if (ft_flow_key_from_packet(pkt, FT_KEY_VLAN, &key, &dir) != 0)
+		return;
+	uint64_t h = ft_flow_key_hash(&key);
+	rec->flow_hash = (uint32_t)h;
+	struct ft_flow *f = ft_table_lookup(a->flows, &key, h, &is_new);
+	if (is_new)
+		f->first_ns = rec->ts_ns;
+	f->last_ns = rec->ts_ns;
+	f->packets[dir]++;
+	f->bytes[dir] += rec->wirelen;
+	f->tcp_flags[dir] |= pkt->tcp_flags;
+}
+
+/* A range of records: flow tracking per packet, the modules a burst at a time. */
 static void analyze_range(struct record_analyzer *a, const struct qq_peek *pk)
 {
 	int linktype = a->pl->info.linktype;
+	struct ft_packet pkt[FT_ENGINE_BURST];
+	struct ft_packet_ctx ctx[FT_ENGINE_BURST];
+	unsigned n = 0;
 	for (uint32_t i = pk->first; i < pk->end; i++) {
 		struct qq_record *rec = qq_chunk_record(pk->chunk, i);
-		struct ft_packet pkt;
-		struct ft_flow_key key;
-		int dir, is_new;
 		a->packets++;
-		if (ft_parse(linktype, rec->data, rec->caplen, &pkt) != 0 ||
-		    ft_flow_key_from_packet(&pkt, FT_KEY_VLAN, &key, &dir) != 0)
+		if (ft_parse(linktype, rec->data, rec->caplen, &pkt[n]) != 0)
 			continue;
-		uint64_t h = ft_flow_key_hash(&key);
-		rec->flow_hash = (uint32_t)h;
-		struct ft_flow *f = ft_table_lookup(a->flows, &key, h, &is_new);
-		if (is_new)
-			f->first_ns = rec->ts_ns;
-		f->last_ns = rec->ts_ns;
-		f->packets[dir]++;
-		f->bytes[dir] += rec->wirelen;
-		f->tcp_flags[dir] |= pkt.tcp_flags;
-		if (a->engine) {
-			struct ft_packet_ctx ctx = {.ts_ns = rec->ts_ns,
-			                            .caplen = rec->caplen,
-			                            .wirelen = rec->wirelen,
-			                            .linktype = linktype,
-			                            .data = rec->data,
-			                            .pkt = &pkt};
-			ft_engine_packet(a->engine, &ctx);
+		track_flow(a, rec, &pkt[n]);
+		if (!a->engine)
+			continue;
+		ctx[n] = (struct ft_packet_ctx){.ts_ns = rec->ts_ns,
+		                                .caplen = rec->caplen,
+		                                .wirelen = rec->wirelen,
+		                                .linktype = linktype,
+		                                .data = rec->data,
+		                                .pkt = &pkt[n]};
+		if (++n == FT_ENGINE_BURST) {
+			ft_engine_packets(a->engine, ctx, n);
+			n = 0;
 		}
 	}
+	if (n)
+		ft_engine_packets(a->engine, ctx, n);
 }
 
 /*
