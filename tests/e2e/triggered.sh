@@ -52,6 +52,28 @@ SYN_TO_8080='tcp[tcpflags] & tcp-syn != 0 and dst port 8080'
 want=$(flows_filter "$SRC" "($RST) or ($SYN_TO_8080)")
 triggered two "$SRC" "$want" --capture triggered --trigger "$RST" --trigger "$SYN_TO_8080"
 
+# events_filter EVENTS-FILE: a tcpdump filter for the flows `flowscope gen --events-out` listed
+events_filter() {
+    local sep="" out="" ev proto a pa b pb
+    while read -r ev proto a pa b pb; do
+        out+="$sep($proto and host $a and port $pa and host $b and port $pb)"
+        sep=" or "
+    done <"$1"
+    echo "$out"
+}
+
+# ttl and threshold on generated traffic whose events are known
+fs gen -w "$TMP/ttl.pcap" --packets 30000 --flows 200 --event ttl-change:6 \
+    --events-out "$TMP/ttl.ev" --seed 11 2>/dev/null || fail "gen ttl"
+[ "$(wc -l <"$TMP/ttl.ev")" = 6 ] && pass || fail "gen listed $(wc -l <"$TMP/ttl.ev") ttl events"
+triggered ttl "$TMP/ttl.pcap" "$(events_filter "$TMP/ttl.ev")" --capture triggered --module ttl
+grep -q "module ttl: .* triggers 6," "$TMP/err" && pass || fail "ttl: $(grep 'module ttl' "$TMP/err")"
+fs gen -w "$TMP/big.pcap" --packets 40000 --flows 100 --event big:3:1M \
+    --events-out "$TMP/big.ev" --seed 12 2>/dev/null || fail "gen big"
+triggered threshold "$TMP/big.pcap" "$(events_filter "$TMP/big.ev")" --capture triggered \
+    --module threshold:bytes=700k
+grep -q "triggers 3," "$TMP/err" && pass || fail "threshold: $(grep 'module threshold' "$TMP/err")"
+
 # an external module (docs/examples/module) that dumps its flows by a BPF filter of its own
 if [ -n "${EXAMPLE_MODULE:-}" ]; then
     SYN8080='(tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn and dst port 8080) or (ip6 and ip6[6] == 6 and ip6[53] & 0x12 == 2 and ip6[42:2] == 8080)'
