@@ -74,7 +74,7 @@ test-tsan: deps
 # FUZZ_SECONDS=600 test-fuzz for a longer run.  A crash leaves its input in
 # $(FUZZ_BUILD)/ and fails the target.
 FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined \
-              -fno-sanitize-recover=all
+              -fno-sanitize-recover=all -DFLOWSCOPE_VERSION='"fuzz"'
 test-fuzz: deps
 	@mkdir -p $(FUZZ_BUILD)
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_parse.c flowtrack/parse.c flowtrack/flowkey.c \

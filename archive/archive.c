@@ -245,6 +245,39 @@ static int take_lock(struct archive *a)
 		                           "%s: another flowscope process is writing this archive",
 		                           a->dir)
 		           : archive__fail(-errno, "%s: %s", path, strerror(errno));
+	/* who writes: readers of another version refuse while this writer runs */
+	char who[128];
+	int n =
+	    snprintf(who, sizeof(who), "flowscope %s pid %d\n", FLOWSCOPE_VERSION, (int)getpid());
+	if (ftruncate(a->lock_fd, 0) != 0 || pwrite(a->lock_fd, who, (size_t)n, 0) != n)
+		return archive__fail(-errno, "%s: %s", path, strerror(errno));
+	return 0;
+}
+
+/*
+ * A reader checks whether a writer holds the archive, and if so, that it is
+ * this version: the index may be mid-way through changes an older or newer
+ * flowscope does not expect.  0 or ARCHIVE_E_VERSION.
+ */
+static int check_writer(const struct archive *a)
+{
+	char path[4096], who[128] = "", ver[64];
+	snprintf(path, sizeof(path), "%s/LOCK", a->dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* no LOCK: never written, or read-only media */
+	int busy = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+	ssize_t n = busy ? pread(fd, who, sizeof(who) - 1, 0) : 0;
+	close(fd);
+	if (n <= 0)
+		return 0;
+	who[n] = '\0';
+	if (sscanf(who, "flowscope %63s", ver) == 1 && strcmp(ver, FLOWSCOPE_VERSION) != 0)
+		return archive__fail(
+		    ARCHIVE_E_VERSION,
+		    "%s: being written by flowscope %s; this is flowscope %s: use the "
+		    "same version while it records",
+		    a->dir, ver, FLOWSCOPE_VERSION);
 	return 0;
 }
 
@@ -268,6 +301,8 @@ static int archive_open_dir(struct archive *a, unsigned flags)
 	if (r)
 		return r;
 	if ((flags & ARCHIVE_WRITE) && (r = take_lock(a)) != 0)
+		return r;
+	if (!(flags & ARCHIVE_WRITE) && (r = check_writer(a)) != 0)
 		return r;
 	if ((r = env_open(a)) != 0)
 		return r;

@@ -81,7 +81,9 @@ char *query_plan_format(const struct query_plan *p, char *buf, size_t len);
 /* ---- running ---------------------------------------------------------------------- */
 
 enum query_format {
-	QUERY_FORMAT_PCAP = 0, /* nanosecond pcap */
+	QUERY_FORMAT_PCAP = 0, /* pcap, nanosecond timestamps (microsecond with ts_micro) */
+	QUERY_FORMAT_PCAPNG,   /* pcapng: one interface per link type, the query as comment */
+	QUERY_FORMAT_JSON,     /* one JSON object per packet (time, addresses, ports, ...) */
 };
 
 struct query_options {
@@ -89,8 +91,12 @@ struct query_options {
 	uint64_t from_ns;   /* inclusive; 0 = from the start */
 	uint64_t to_ns;     /* exclusive; 0 = to the end */
 	enum query_format format;
-	FILE *out;     /* output stream; flushed after every frame */
-	FILE *notices; /* if not NULL: one-line notices ("not indexable: scanning
+	int ts_micro;           /* pcap: microsecond timestamps (truncated) */
+	uint64_t limit_packets; /* stop after this many packets; 0 = no limit */
+	uint64_t limit_bytes;   /* stop before the output would exceed this; 0 = no limit */
+	const char *comment;    /* pcapng: section comment (e.g. the command line) */
+	FILE *out;              /* output stream; flushed after every frame */
+	FILE *notices;          /* if not NULL: one-line notices ("not indexable: scanning
 	                            N bytes") before reading; prefixed with notice_prefix */
 	const char *notice_prefix;
 	int explain; /* 1: describe the plan on out, read no frame */
@@ -104,11 +110,13 @@ struct query_result {
 	uint64_t frames_total; /* frames in the time range */
 	uint64_t bytes_read;   /* compressed bytes read */
 	int indexed;           /* 1 if the index narrowed the frames */
+	int limited;           /* 1 if a limit stopped the answer before its end */
 };
 
 /*
  * Runs a query against an open archive, writing the matching packets in
- * archive order (which is capture order for one writer).  Returns 0 (also for
+ * timestamp order (segments that overlap in time, from several recordings or
+ * queues, are merged; equal timestamps keep archive order).  Returns 0 (also for
  * an empty answer, which is a valid empty pcap), QUERY_E_FILTER,
  * QUERY_E_LINKTYPES, QUERY_E_OUTPUT, or ARCHIVE_E_*; errbuf gets one line.
  */

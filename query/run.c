@@ -17,9 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "query/query.h"
+#include "query/query_pvt.h"
 
 #define MAX_LINKTYPES 16
+#define MERGE_MAX 256 /* segments read at once (their times overlap) */
 
 struct seg_cand {
 	struct archive_segment_info seg;
@@ -43,9 +44,7 @@ struct run {
 	struct seg_cand *cands;
 	size_t ncands, cands_cap;
 	struct bpf_cache bpf;
-	struct archive_frame_reader *reader;
-	int out_linktype;
-	uint32_t out_snaplen;
+	struct export x;
 };
 
 const char *query_strerror(int err)
@@ -306,18 +305,9 @@ static int seg_candidates(const struct archive_segment_info *s, void *arg)
 	return e;
 }
 
-/* ---- pass 2: read, filter, write --------------------------------------------------------------- */
+/* ---- pass 2: read, filter, merge, write --------------------------------------------------- */
 
-static int out_write(struct run *r, const void *p, size_t n)
-{
-	if (n && fwrite(p, 1, n, r->opt->out) != n)
-		return fail(r, QUERY_E_OUTPUT, "cannot write the output: %s%s", strerror(errno),
-		            "");
-	r->res->bytes += n;
-	return 0;
-}
-
-/* The output's link type and snaplen: those of the segments that can match. */
+/* The pcap output's link type and snaplen: those of the segments that can match. */
 static int choose_output(struct run *r)
 {
 	int lt = -1;
@@ -326,11 +316,11 @@ static int choose_output(struct run *r)
 		const struct archive_segment_info *s = &r->cands[i].seg;
 		if (r->cands[i].n == 0)
 			continue;
-		if (lt >= 0 && s->linktype != lt) {
+		if (lt >= 0 && s->linktype != lt && r->opt->format == QUERY_FORMAT_PCAP) {
 			snprintf(
 			    r->errbuf, QUERY_ERRBUF_SIZE,
 			    "matching packets have several link types (%d and %d): a pcap holds "
-			    "one; narrow the filter or the time range",
+			    "one; use --format pcapng, or narrow the filter or the time range",
 			    lt, s->linktype);
 			return QUERY_E_LINKTYPES;
 		}
@@ -341,48 +331,213 @@ static int choose_output(struct run *r)
 		lt = r->cands[0].seg.linktype;
 		snap = r->cands[0].seg.snaplen;
 	}
-	r->out_linktype = lt < 0 ? 1 /* LINKTYPE_ETHERNET */ : lt;
-	r->out_snaplen = snap ? snap : 262144;
+	r->x.linktype = lt < 0 ? 1 /* LINKTYPE_ETHERNET */ : lt;
+	r->x.snaplen = snap ? snap : 262144;
 	return 0;
 }
 
-static int write_header(struct run *r)
-{
-	uint8_t g[24];
-	uint32_t v[6] = {0xa1b23c4du, 0x00040002u, 0, 0, r->out_snaplen, (uint32_t)r->out_linktype};
-	for (int i = 0; i < 6; i++) /* the magic tells readers our byte order: write ours */
-		memcpy(g + 4 * i, &v[i], 4);
-	return out_write(r, g, sizeof(g));
-}
+/*
+ * One segment being read: its candidate frames one after the other, the
+ * records of each that pass the time range and the filter.  Cursors of
+ * segments whose times overlap (several dumpers) are merged by timestamp.
+ */
+struct cursor {
+	const struct seg_cand *c;
+	struct archive_frame_reader *rd;
+	struct bpf_program *prog;
+	size_t next_frame;
+	struct archive_record rec; /* the current record (valid while the cursor is live) */
+};
 
-static int read_segment(struct run *r, const struct seg_cand *c)
+/* Moves to the next matching record.  1 = have one, 0 = segment done, <0 = error. */
+static int cursor_next(struct run *r, struct cursor *k)
 {
-	struct bpf_program *prog = bpf_for(r, c->seg.linktype, c->seg.snaplen);
-	if (!prog)
-		return QUERY_E_FILTER;
 	const struct query_options *o = r->opt;
-	for (size_t i = 0; i < c->n; i++) {
-		int e = archive_frame_load(r->reader, &c->seg, &c->frames[i]);
+	for (;;) {
+		while (archive_frame_next(k->rd, &k->rec)) {
+			if (k->rec.ts_ns < o->from_ns || (o->to_ns && k->rec.ts_ns >= o->to_ns))
+				continue;
+			struct pcap_pkthdr h = {.caplen = k->rec.caplen, .len = k->rec.wirelen};
+			if (pcap_offline_filter(k->prog, &h, k->rec.data))
+				return 1;
+		}
+		if (k->next_frame == k->c->n)
+			return 0;
+		if (fflush(o->out) != 0) /* stream: what was found so far goes out now */
+			return fail(r, QUERY_E_OUTPUT, "cannot write the output: %s%s",
+			            strerror(errno), "");
+		int e = archive_frame_load(k->rd, &k->c->seg, &k->c->frames[k->next_frame++]);
 		if (e) {
 			snprintf(r->errbuf, QUERY_ERRBUF_SIZE, "%s", archive_errmsg());
 			return e;
 		}
-		struct archive_record rec;
-		while (archive_frame_next(r->reader, &rec)) {
-			if (rec.ts_ns < o->from_ns || (o->to_ns && rec.ts_ns >= o->to_ns))
-				continue;
-			struct pcap_pkthdr h = {.caplen = rec.caplen, .len = rec.wirelen};
-			if (!pcap_offline_filter(prog, &h, rec.data))
-				continue;
-			if ((e = out_write(r, rec.raw, rec.raw_len)) != 0)
-				return e;
-			r->res->packets++;
-		}
-		if (fflush(o->out) != 0)
-			return fail(r, QUERY_E_OUTPUT, "cannot write the output: %s%s",
-			            strerror(errno), "");
 	}
+}
+
+struct merge {
+	struct cursor *k[MERGE_MAX];
+	unsigned n;
+};
+
+/* Heap order: earlier timestamp first; ties by segment order (stable). */
+static int cursor_before(const struct cursor *a, const struct cursor *b)
+{
+	if (a->rec.ts_ns != b->rec.ts_ns)
+		return a->rec.ts_ns < b->rec.ts_ns;
+	return a->c < b->c;
+}
+
+static void heap_push(struct merge *m, struct cursor *k)
+{
+	unsigned i = m->n++;
+	while (i > 0 && cursor_before(k, m->k[(i - 1) / 2])) {
+		m->k[i] = m->k[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	m->k[i] = k;
+}
+
+static struct cursor *heap_pop(struct merge *m)
+{
+	struct cursor *top = m->k[0], *last = m->k[--m->n];
+	unsigned i = 0;
+	for (;;) {
+		unsigned c = 2 * i + 1;
+		if (c >= m->n)
+			break;
+		if (c + 1 < m->n && cursor_before(m->k[c + 1], m->k[c]))
+			c++;
+		if (!cursor_before(m->k[c], last))
+			break;
+		m->k[i] = m->k[c];
+		i = c;
+	}
+	if (m->n)
+		m->k[i] = last;
+	return top;
+}
+
+static int cursor_open(struct run *r, const struct seg_cand *c, struct cursor **out)
+{
+	struct cursor *k = calloc(1, sizeof(*k));
+	if (!k)
+		return fail(r, -ENOMEM, "out of memory%s%s", "", "");
+	k->c = c;
+	if (!(k->prog = bpf_for(r, c->seg.linktype, c->seg.snaplen))) {
+		free(k);
+		return QUERY_E_FILTER;
+	}
+	if (archive_frame_reader_create(r->a, &k->rd) != 0) {
+		free(k);
+		return fail(r, -ENOMEM, "out of memory%s%s", "", "");
+	}
+	*out = k;
 	return 0;
+}
+
+static void cursor_close(struct cursor *k)
+{
+	archive_frame_reader_destroy(k->rd);
+	free(k);
+}
+
+/* 1 when --limit-packets is reached (--limit-bytes is checked per packet, before writing). */
+static int limits_reached(const struct run *r)
+{
+	const struct query_options *o = r->opt;
+	return o->limit_packets && r->res->packets >= o->limit_packets;
+}
+
+static int seg_start_cmp(const void *x, const void *y)
+{
+	const struct seg_cand *a = *(struct seg_cand *const *)x, *b = *(struct seg_cand *const *)y;
+	if (a->seg.min_ns != b->seg.min_ns)
+		return (a->seg.min_ns > b->seg.min_ns) - (a->seg.min_ns < b->seg.min_ns);
+	return (a->seg.id > b->seg.id) - (a->seg.id < b->seg.id);
+}
+
+/*
+ * Writes the matches of every candidate segment in timestamp order.  A
+ * segment joins the merge when the earliest pending record is not older than
+ * its first packet, so segments that do not overlap are read one after the
+ * other with one cursor.
+ */
+static int merge_segments(struct run *r, struct seg_cand **order, size_t n)
+{
+	struct merge m = {.n = 0};
+	size_t next = 0;
+	int e = 0;
+	while (e == 0 && !limits_reached(r)) {
+		while (next < n && (m.n == 0 || order[next]->seg.min_ns <= m.k[0]->rec.ts_ns) &&
+		       m.n < MERGE_MAX) {
+			struct cursor *k;
+			if ((e = cursor_open(r, order[next++], &k)) != 0)
+				break;
+			int got = cursor_next(r, k);
+			if (got == 1) {
+				heap_push(&m, k);
+			} else {
+				cursor_close(k);
+				e = got < 0 ? got : 0;
+			}
+		}
+		if (e || m.n == 0)
+			break;
+		struct cursor *k = heap_pop(&m);
+		const struct archive_segment_info *s = &k->c->seg;
+		if (r->opt->limit_bytes &&
+		    r->x.bytes + export_packet_size(&r->x, s->linktype, s->snaplen, &k->rec) >
+		        r->opt->limit_bytes) {
+			r->res->limited = 1;
+			cursor_close(k);
+			break;
+		}
+		if ((e = export_packet(&r->x, s->linktype, s->snaplen, &k->rec)) != 0) {
+			if (e == QUERY_E_OUTPUT)
+				fail(r, e, "cannot write the output: %s%s", strerror(errno), "");
+			cursor_close(k);
+			break;
+		}
+		r->res->packets++;
+		int got = cursor_next(r, k);
+		if (got == 1)
+			heap_push(&m, k);
+		else {
+			cursor_close(k);
+			e = got < 0 ? got : 0;
+		}
+	}
+	if (e == 0 && limits_reached(r) && (m.n || next < n))
+		r->res->limited = 1;
+	while (m.n)
+		cursor_close(heap_pop(&m));
+	return e;
+}
+
+static int write_output(struct run *r)
+{
+	struct seg_cand **order = malloc((r->ncands ? r->ncands : 1) * sizeof(*order));
+	size_t n = 0;
+	if (!order)
+		return fail(r, -ENOMEM, "out of memory%s%s", "", "");
+	for (size_t i = 0; i < r->ncands; i++)
+		if (r->cands[i].n)
+			order[n++] = &r->cands[i];
+	qsort(order, n, sizeof(*order), seg_start_cmp);
+	r->x = (struct export){.out = r->opt->out,
+	                       .format = r->opt->format,
+	                       .ts_micro = r->opt->ts_micro,
+	                       .comment = r->opt->comment};
+	int e = choose_output(r);
+	if (e == 0 && (e = export_begin(&r->x)) != 0)
+		fail(r, e, "cannot write the output: %s%s", strerror(errno), "");
+	if (e == 0)
+		e = merge_segments(r, order, n);
+	free(order);
+	r->res->bytes = r->x.bytes;
+	if (e == 0 && fflush(r->opt->out) != 0)
+		e = fail(r, QUERY_E_OUTPUT, "cannot write the output: %s%s", strerror(errno), "");
+	return e;
 }
 
 static int explain(struct run *r)
@@ -431,15 +586,7 @@ static int run_passes(struct run *r)
 		        r->opt->notice_prefix ? r->opt->notice_prefix : "",
 		        (unsigned long long)r->res->frames_read,
 		        (unsigned long long)r->res->bytes_read);
-	if ((e = choose_output(r)) || (e = write_header(r)))
-		return e;
-	if ((e = archive_frame_reader_create(r->a, &r->reader)) != 0)
-		return fail(r, e, "out of memory%s%s", "", "");
-	for (size_t i = 0; i < r->ncands && e == 0; i++)
-		e = read_segment(r, &r->cands[i]);
-	if (e == 0 && fflush(r->opt->out) != 0)
-		e = fail(r, QUERY_E_OUTPUT, "cannot write the output: %s%s", strerror(errno), "");
-	return e;
+	return write_output(r);
 }
 
 int query_run(struct archive *a, const struct query_options *opt, struct query_result *res,
@@ -454,7 +601,6 @@ int query_run(struct archive *a, const struct query_options *opt, struct query_r
 		return -EINVAL;
 	}
 	int e = run_passes(&r);
-	archive_frame_reader_destroy(r.reader);
 	archive_rtxn_end(r.txn);
 	for (size_t i = 0; i < r.ncands; i++)
 		free(r.cands[i].frames);

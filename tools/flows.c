@@ -5,6 +5,14 @@
  *
  * The index keeps one flow record per flow per segment; records of the same
  * flow (key and VLAN) from several segments are merged here.
+ *
+ * A filter selects flows, not packets: it is run on a representative packet
+ * of each direction of the flow (Ethernet, the VLAN tag, the IP header with
+ * the flow's addresses and protocol, a TCP/UDP/SCTP header with its ports and,
+ * for TCP, every flag seen in that direction), and the flow is listed when
+ * a direction that carried packets matches.  So host, net, port, protocol, VLAN and TCP-flag
+ * primitives mean what they mean for packets; payload and length primitives
+ * see those header-only packets.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -18,10 +26,17 @@
 
 #define CMD "flows"
 
+enum sort_key { SORT_TIME, SORT_BYTES, SORT_PACKETS, SORT_DURATION };
+
 struct flows_args {
 	const char *archive;
 	uint64_t from_ns, to_ns;
 	int triggered, json;
+	uint64_t top;
+	enum sort_key sort;
+	char *filter;
+	struct bpf_program prog;
+	int have_prog;
 };
 
 struct collect {
@@ -95,6 +110,79 @@ static void merge_segments(struct collect *c)
 	qsort(c->f, c->n, sizeof(*c->f), time_cmp);
 }
 
+/* The representative packet of one direction (see the file comment); returns its length. */
+static uint32_t flow_packet(const struct archive_flow_info *f, int dir, uint8_t *p)
+{
+	const uint8_t *src = dir ? f->key.b : f->key.a, *dst = dir ? f->key.a : f->key.b;
+	uint16_t sp = dir ? f->key.port_b : f->key.port_a, dp = dir ? f->key.port_a : f->key.port_b;
+	int v4 = ft_addr_is_v4(src);
+	uint32_t n = 12, l4len = f->key.proto == 6 ? 20 : 8;
+	memset(p, 0, 128);
+	if (f->key.vlan) {
+		p[n++] = 0x81, p[n++] = 0x00;
+		p[n++] = (uint8_t)(f->key.vlan >> 8), p[n++] = (uint8_t)f->key.vlan;
+	}
+	p[n++] = v4 ? 0x08 : 0x86, p[n++] = v4 ? 0x00 : 0xdd;
+	uint8_t *ip = p + n;
+	if (v4) {
+		ip[0] = 0x45, ip[2] = 0, ip[3] = (uint8_t)(20 + l4len), ip[8] = 64,
+		ip[9] = f->key.proto;
+		memcpy(ip + 12, src + 12, 4);
+		memcpy(ip + 16, dst + 12, 4);
+		n += 20;
+	} else {
+		ip[0] = 0x60, ip[5] = (uint8_t)l4len, ip[6] = f->key.proto, ip[7] = 64;
+		memcpy(ip + 8, src, 16);
+		memcpy(ip + 24, dst, 16);
+		n += 40;
+	}
+	uint8_t *l4 = p + n;
+	l4[0] = (uint8_t)(sp >> 8), l4[1] = (uint8_t)sp, l4[2] = (uint8_t)(dp >> 8),
+	l4[3] = (uint8_t)dp;
+	if (f->key.proto == 6) {
+		l4[12] = 0x50;
+		l4[13] = f->tcp_flags[dir];
+	}
+	return n + l4len;
+}
+
+static int flow_matches(const struct flows_args *fa, const struct archive_flow_info *f)
+{
+	uint8_t p[128];
+	if (!fa->have_prog)
+		return 1;
+	for (int dir = 0; dir < 2; dir++) {
+		if (!f->packets[dir]) /* a direction nothing was sent in matches nothing */
+			continue;
+		struct pcap_pkthdr h = {.caplen = flow_packet(f, dir, p)};
+		h.len = h.caplen;
+		if (pcap_offline_filter(&fa->prog, &h, p))
+			return 1;
+	}
+	return 0;
+}
+
+static int sort_cmp_key(const struct archive_flow_info *a, const struct archive_flow_info *b,
+                        enum sort_key k)
+{
+	uint64_t va = 0, vb = 0;
+	if (k == SORT_BYTES)
+		va = a->bytes[0] + a->bytes[1], vb = b->bytes[0] + b->bytes[1];
+	else if (k == SORT_PACKETS)
+		va = a->packets[0] + a->packets[1], vb = b->packets[0] + b->packets[1];
+	else
+		va = a->last_ns - a->first_ns, vb = b->last_ns - b->first_ns;
+	return (va < vb) - (va > vb); /* largest first */
+}
+
+static enum sort_key g_sort; /* qsort has no context argument */
+
+static int sort_cmp(const void *x, const void *y)
+{
+	int r = sort_cmp_key(x, y, g_sort);
+	return r ? r : time_cmp(x, y);
+}
+
 static void flags_str(uint8_t f, char *buf)
 {
 	const char *names = "FSRPAUEC";
@@ -149,6 +237,8 @@ static int parse_args(int argc, char **argv, struct flows_args *fa)
 	    {"to", required_argument, NULL, 't'},
 	    {"triggered", no_argument, NULL, 'T'},
 	    {"json", no_argument, NULL, 'j'},
+	    {"top", required_argument, NULL, 'n'},
+	    {"sort", required_argument, NULL, 's'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -174,20 +264,53 @@ static int parse_args(int argc, char **argv, struct flows_args *fa)
 		case 'j':
 			fa->json = 1;
 			break;
+		case 'n':
+			if (cli_parse_uint(optarg, 1, UINT64_MAX, &fa->top) != 0) {
+				cli_error(CMD, "--top '%s': expected a number of flows", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 's':
+			fa->sort = strcmp(optarg, "bytes") == 0      ? SORT_BYTES
+			           : strcmp(optarg, "packets") == 0  ? SORT_PACKETS
+			           : strcmp(optarg, "duration") == 0 ? SORT_DURATION
+			                                             : (enum sort_key) - 1;
+			if ((int)fa->sort < 0) {
+				cli_error(CMD, "--sort '%s': expected bytes, packets or duration",
+				          optarg);
+				return EXIT_USAGE;
+			}
+			break;
 		case 'h':
 			printf("usage: flowscope flows --archive DIR [--from T] [--to T] "
-			       "[--triggered] "
-			       "[--json]\n");
+			       "[--triggered] [--json]\n"
+			       "                      [--top N] [--sort bytes|packets|duration] "
+			       "[FILTER...]\n"
+			       "FILTER is a tcpdump expression run on each direction of a flow "
+			       "(headers only)\n");
 			return -1;
 		default:
 			return cli_usage_error(CMD, argv, optind, optopt);
 		}
 	}
-	if (!fa->archive || optind < argc) {
-		cli_error(
-		    CMD, optind < argc ? "unexpected argument '%s'" : "--archive DIR is required%s",
-		    optind < argc ? argv[optind] : "");
+	if (!fa->archive) {
+		cli_error(CMD, "--archive DIR is required");
 		return EXIT_USAGE;
+	}
+	if (fa->top && fa->sort == SORT_TIME)
+		fa->sort = SORT_BYTES;
+	if (optind < argc) {
+		char err[512];
+		fa->filter = cli_join_args(argc, argv, optind);
+		if (!fa->filter) {
+			cli_error(CMD, "out of memory");
+			return EXIT_FAIL;
+		}
+		if (ft_bpf_compile(1, 262144, fa->filter, &fa->prog, err, sizeof(err)) != 0) {
+			cli_error(CMD, "%s", err);
+			return EXIT_USAGE;
+		}
+		fa->have_prog = 1;
 	}
 	return 0;
 }
@@ -196,8 +319,10 @@ int flows_main(int argc, char **argv)
 {
 	struct flows_args fa = {0};
 	int r = parse_args(argc, argv, &fa);
-	if (r)
+	if (r) {
+		free(fa.filter);
 		return r < 0 ? EXIT_OK : r;
+	}
 	struct archive *a = NULL;
 	struct collect c = {0};
 	if ((r = archive_open(fa.archive, ARCHIVE_READ, &a)) == 0 &&
@@ -211,12 +336,25 @@ int flows_main(int argc, char **argv)
 			printf("%-30s %10s %-5s %-40s %-40s %8s %8s %11s %11s %-8s %s\n", "first",
 			       "duration", "proto", "a", "b", "pkts>", "pkts<", "bytes>", "bytes<",
 			       "flags", "trigger");
+		size_t w = 0; /* keep the flows asked for, then order and cut */
 		for (size_t i = 0; i < c.n; i++)
-			if (!fa.triggered || c.f[i].trigger)
-				print_flow(&fa, c.t, &c.f[i]);
+			if ((!fa.triggered || c.f[i].trigger) && flow_matches(&fa, &c.f[i]))
+				c.f[w++] = c.f[i];
+		c.n = w;
+		if (fa.sort != SORT_TIME) {
+			g_sort = fa.sort;
+			qsort(c.f, c.n, sizeof(*c.f), sort_cmp);
+		}
+		if (fa.top && c.n > fa.top)
+			c.n = fa.top;
+		for (size_t i = 0; i < c.n; i++)
+			print_flow(&fa, c.t, &c.f[i]);
 	}
 	free(c.f);
 	archive_rtxn_end(c.t);
 	archive_close(a);
+	if (fa.have_prog)
+		pcap_freecode(&fa.prog);
+	free(fa.filter);
 	return r ? EXIT_FAIL : EXIT_OK;
 }

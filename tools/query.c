@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@ struct query_args {
 	const char *archive;
 	const char *out;
 	char *filter;
+	char *cmdline;
 	struct query_options q;
 };
 
@@ -35,7 +37,10 @@ static void usage(FILE *f)
 	    "  --from T    first packet time, inclusive; --to T: end, exclusive.  T is RFC 3339\n"
 	    "              (2026-11-27T14:02:00Z), epoch seconds (1795000000.5), 'now', or\n"
 	    "              '15m ago' / '2h ago' / '1d ago'\n"
-	    "  -w FILE     write a pcap (nanosecond timestamps) to FILE; '-' for stdout\n"
+	    "  -w FILE     write to FILE; '-' for stdout (streams as it reads)\n"
+	    "  --format F  pcap (default), pcapng, or json (one object per packet)\n"
+	    "  --ts T      pcap timestamps: nano (default) or micro\n"
+	    "  --limit-packets N, --limit-bytes SIZE  stop there\n"
 	    "  --explain   print the plan (index terms, segments, frames, bytes); read nothing\n");
 }
 
@@ -50,6 +55,43 @@ static int parse_time_opt(const char *name, const char *arg, uint64_t *out)
 	return EXIT_USAGE;
 }
 
+static int parse_output_opt(struct query_args *a, int c, const char *arg)
+{
+	switch (c) {
+	case 'F':
+		if (strcmp(arg, "pcap") == 0)
+			a->q.format = QUERY_FORMAT_PCAP;
+		else if (strcmp(arg, "pcapng") == 0)
+			a->q.format = QUERY_FORMAT_PCAPNG;
+		else if (strcmp(arg, "json") == 0)
+			a->q.format = QUERY_FORMAT_JSON;
+		else
+			break;
+		return 0;
+	case 'S':
+		if (strcmp(arg, "nano") != 0 && strcmp(arg, "micro") != 0)
+			break;
+		a->q.ts_micro = arg[0] == 'm';
+		return 0;
+	case 'P':
+		if (cli_parse_uint(arg, 1, UINT64_MAX, &a->q.limit_packets) == 0)
+			return 0;
+		break;
+	case 'B':
+		if (cli_parse_size(arg, &a->q.limit_bytes) == 0 && a->q.limit_bytes > 0)
+			return 0;
+		break;
+	}
+	static const char *const want[] = {['F'] = "pcap, pcapng or json",
+	                                   ['S'] = "nano or micro",
+	                                   ['P'] = "a packet count",
+	                                   ['B'] = "a size such as 10M"};
+	static const char *const name[] = {
+	    ['F'] = "--format", ['S'] = "--ts", ['P'] = "--limit-packets", ['B'] = "--limit-bytes"};
+	cli_error(CMD, "%s '%s': expected %s", name[c], arg, want[c]);
+	return EXIT_USAGE;
+}
+
 static int parse_args(int argc, char **argv, struct query_args *a)
 {
 	static const struct option longopts[] = {
@@ -59,6 +101,10 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 	    {"write", required_argument, NULL, 'w'},
 	    {"explain", no_argument, NULL, 'e'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"format", required_argument, NULL, 'F'},
+	    {"ts", required_argument, NULL, 'S'},
+	    {"limit-packets", required_argument, NULL, 'P'},
+	    {"limit-bytes", required_argument, NULL, 'B'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c, r;
@@ -82,6 +128,13 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 		case 'e':
 			a->q.explain = 1;
 			break;
+		case 'F':
+		case 'S':
+		case 'P':
+		case 'B':
+			if ((r = parse_output_opt(a, c, optarg)) != 0)
+				return r;
+			break;
 		case 'h':
 			usage(stdout);
 			return -1;
@@ -97,8 +150,18 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 		cli_error(CMD, "--from is not before --to: the time range is empty");
 		return EXIT_USAGE;
 	}
+	if (a->q.ts_micro && a->q.format != QUERY_FORMAT_PCAP) {
+		cli_error(CMD,
+		          "--ts micro is for --format pcap (pcapng and JSON keep nanoseconds)");
+		return EXIT_USAGE;
+	}
 	a->filter = cli_join_args(argc, argv, optind);
 	a->q.filter = a->filter;
+	char *args = cli_join_args(argc, argv, 0); /* "query ...": the pcapng section comment */
+	if (args && asprintf(&a->cmdline, "flowscope %s", args) < 0)
+		a->cmdline = NULL;
+	free(args);
+	a->q.comment = a->cmdline;
 	return 0;
 }
 
@@ -107,7 +170,7 @@ static int open_output(struct query_args *a, char *tmp, size_t tmplen)
 {
 	tmp[0] = '\0';
 	if (a->q.explain || !a->out || strcmp(a->out, "-") == 0) {
-		if (!a->q.explain && isatty(STDOUT_FILENO)) {
+		if (!a->q.explain && a->q.format != QUERY_FORMAT_JSON && isatty(STDOUT_FILENO)) {
 			cli_error(CMD,
 			          "refusing to write a binary pcap to a terminal: use -w FILE, or "
 			          "-w - with a pipe");
@@ -149,12 +212,14 @@ int query_main(int argc, char **argv)
 	int r = parse_args(argc, argv, &a);
 	if (r) {
 		free(a.filter);
+		free(a.cmdline);
 		return r < 0 ? EXIT_OK : r;
 	}
 	struct archive *arch;
 	if ((r = archive_open(a.archive, ARCHIVE_READ, &arch)) != 0) {
 		cli_error(CMD, "%s", archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
 		free(a.filter);
+		free(a.cmdline);
 		return EXIT_FAIL;
 	}
 	char tmp[4096], err[QUERY_ERRBUF_SIZE];
@@ -172,10 +237,17 @@ int query_main(int argc, char **argv)
 		if (r == QUERY_E_FILTER)
 			status = EXIT_USAGE;
 	}
-	if (status == 0 && !a.q.explain && res.packets == 0)
+	if (status == 0 && !a.q.explain && res.limited)
 		fprintf(stderr,
-		        "flowscope query: no packets matched (the output is an empty pcap)\n");
+		        "flowscope query: stopped at the limit after %" PRIu64 " packets, %" PRIu64
+		        " bytes; more packets match\n",
+		        res.packets, res.bytes);
+	else if (status == 0 && !a.q.explain && res.packets == 0)
+		fprintf(stderr, "flowscope query: no packets matched%s\n",
+		        a.q.format == QUERY_FORMAT_JSON ? ""
+		                                        : " (the output is a valid empty capture)");
 	archive_close(arch);
 	free(a.filter);
+	free(a.cmdline);
 	return status;
 }

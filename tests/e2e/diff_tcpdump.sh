@@ -29,6 +29,28 @@ FULL_FILTERS=(
     "ether host ff:ff:ff:ff:ff:ff" "ether broadcast or ether multicast"
 )
 QUICK_FILTERS=("" "tcp" "udp or icmp" "not ip" "port 53 or host 10.99.1.80")
+# with a time range (boundaries exactly on packet timestamps): editcap -A/-B cuts the oracle's input
+WINDOW_FILTERS=("" "tcp" "udp" "icmp or icmp6" "host 10.99.1.80" "net 10.99.0.0/16" "port 80"
+                "not port 80" "tcp[tcpflags] & tcp-syn != 0" "vlan 100" "ip6 and udp" "host 1.2.3.4")
+
+# ts_of FILE K: the timestamp (epoch seconds, 9 decimals) of packet K of FILE
+ts_of() {
+    tcpdump -tt -nn --time-stamp-precision=nano -r "$1" -c "$2" 2>/dev/null | tail -1 | cut -d' ' -f1
+}
+
+# check_window FILE ARCHIVE FROM TO FILTER: [FROM, TO) -- from inclusive, to exclusive
+check_window() {
+    local src=$1 arch=$2 from=$3 to=$4 filter=$5 args=()
+    [ -z "$filter" ] || args=("$filter")
+    editcap -F nsecpcap -A "$from" -B "$to" "$src" "$TMP/win.pcap" 2>/dev/null || { fail "editcap on $src"; return; }
+    oracle "$TMP/win.pcap" "$TMP/exp.pcap" "${args[@]}"
+    [ -f "$TMP/exp.pcap" ] || { pass; return; } # tcpdump rejects the filter: checked without window
+    fs query --archive "$arch" --from "$from" --to "$to" -w "$TMP/got.pcap" "${args[@]}" 2>/dev/null ||
+        { fail "$src: [$from, $to) '$filter': flowscope failed"; return; }
+    if cmp -s "$TMP/exp.pcap" "$TMP/got.pcap"; then pass; else
+        fail "$src: [$from, $to) '$filter': differs ($(npackets "$TMP/exp.pcap") vs $(npackets "$TMP/got.pcap") packets)"
+    fi
+}
 
 # five_tuple FILE: an exact 5-tuple filter from the file's first IPv4 TCP packet.
 five_tuple() {
@@ -88,6 +110,14 @@ for src in "$@"; do
     if [ "$mode" = full ]; then filters=("${FULL_FILTERS[@]}"); else filters=("${QUICK_FILTERS[@]}"); fi
     while IFS= read -r f; do filters+=("$f"); done < <(five_tuple "$src")
     for f in "${filters[@]}"; do check_filter "$src" "$arch" "$f"; done
-    note "$src: ${#filters[@]} filters, $(npackets "$TMP/all.pcap") packets"
+    n=$(npackets "$TMP/all.pcap")
+    if [ "$mode" = full ] && [ "$n" -ge 4 ]; then
+        from=$(ts_of "$src" $((n / 4)))
+        to=$(ts_of "$src" $((3 * n / 4)))
+        for f in "${WINDOW_FILTERS[@]}"; do check_window "$src" "$arch" "$from" "$to" "$f"; done
+        one=$(printf '%s.%09d' "${from%.*}" $((10#${from#*.} + 1))) # from + 1 ns
+        check_window "$src" "$arch" "$from" "$one" "" # exactly the packets of one timestamp
+    fi
+    note "$src: ${#filters[@]} filters, $n packets"
 done
 finish

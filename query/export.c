@@ -1,0 +1,268 @@
+/*
+ * Exporters: matching packets as pcap (nanosecond or microsecond), pcapng,
+ * or JSON lines.
+ *
+ * pcap carries one link type, so the caller picks it before the first
+ * packet (export_begin).  pcapng writes an Interface Description Block the
+ * first time a link type (and snaplen) appears, with if_tsresol = 9 so
+ * timestamps keep their nanoseconds, and puts the query in the Section
+ * Header's comment.  JSON writes one object per packet from the parsed
+ * headers.  All formats write through stdio; the caller flushes once per
+ * frame so `-w -` streams.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "query/query_pvt.h"
+
+static int put(struct export *x, const void *p, size_t n)
+{
+	if (n && fwrite(p, 1, n, x->out) != n)
+		return QUERY_E_OUTPUT;
+	x->bytes += n;
+	return 0;
+}
+
+static int put32(struct export *x, uint32_t v)
+{
+	return put(x, &v, 4); /* host order: pcap and pcapng say which by their magic */
+}
+
+static int put16(struct export *x, uint16_t v)
+{
+	return put(x, &v, 2);
+}
+
+/* ---- pcap ------------------------------------------------------------------------------- */
+
+static int pcap_header(struct export *x)
+{
+	uint32_t v[6] = {x->ts_micro ? 0xa1b2c3d4u : 0xa1b23c4du,
+	                 0x00040002u,
+	                 0,
+	                 0,
+	                 x->snaplen,
+	                 (uint32_t)x->linktype};
+	return put(x, v, sizeof(v));
+}
+
+static int pcap_packet(struct export *x, const struct archive_record *r)
+{
+	if (!x->ts_micro)
+		return put(x, r->raw, r->raw_len); /* the archive stores exactly this */
+	uint32_t h[4] = {(uint32_t)(r->ts_ns / 1000000000u),
+	                 (uint32_t)(r->ts_ns % 1000000000u / 1000u), r->caplen, r->wirelen};
+	int e = put(x, h, sizeof(h));
+	return e ? e : put(x, r->data, r->caplen);
+}
+
+/* ---- pcapng ----------------------------------------------------------------------------- */
+
+static int put_option(struct export *x, uint16_t code, const void *v, uint16_t len)
+{
+	static const uint8_t zero[4];
+	int e = put16(x, code);
+	if (!e)
+		e = put16(x, len);
+	if (!e)
+		e = put(x, v, len);
+	if (!e)
+		e = put(x, zero, (4 - len % 4) % 4);
+	return e;
+}
+
+static size_t opt_len(size_t len)
+{
+	return 4 + len + (4 - len % 4) % 4;
+}
+
+static int pcapng_shb(struct export *x)
+{
+	size_t clen = x->comment ? strlen(x->comment) : 0;
+	if (clen > 60000)
+		clen = 60000;
+	uint32_t total = 28 + (clen ? (uint32_t)opt_len(clen) : 0) + 4;
+	int e = put32(x, 0x0A0D0D0A);
+	uint32_t body[4] = {total, 0x1A2B3C4D, 0x00000001, 0xffffffffu}; /* v1.0, length unknown */
+	if (!e)
+		e = put(x, body, sizeof(body));
+	if (!e)
+		e = put32(x, 0xffffffffu);
+	if (!e && clen)
+		e = put_option(x, 1 /* opt_comment */, x->comment, (uint16_t)clen);
+	if (!e)
+		e = put32(x, 0); /* opt_endofopt */
+	return e ? e : put32(x, total);
+}
+
+/* The interface id of (linktype, snaplen), writing its IDB the first time. */
+static int pcapng_iface(struct export *x, int linktype, uint32_t snaplen, uint32_t *id)
+{
+	for (unsigned i = 0; i < x->nif; i++)
+		if (x->if_linktype[i] == linktype && x->if_snaplen[i] == snaplen) {
+			*id = i;
+			return 0;
+		}
+	if (x->nif == EXPORT_MAX_IFACES)
+		return QUERY_E_LINKTYPES;
+	uint8_t tsresol = 9;
+	uint32_t total = 16 + (uint32_t)opt_len(1) + 4 + 4;
+	int e = put32(x, 1); /* IDB */
+	if (!e)
+		e = put32(x, total);
+	if (!e)
+		e = put16(x, (uint16_t)linktype);
+	if (!e)
+		e = put16(x, 0);
+	if (!e)
+		e = put32(x, snaplen);
+	if (!e)
+		e = put_option(x, 9 /* if_tsresol */, &tsresol, 1);
+	if (!e)
+		e = put32(x, 0);
+	if (!e)
+		e = put32(x, total);
+	if (e)
+		return e;
+	x->if_linktype[x->nif] = linktype;
+	x->if_snaplen[x->nif] = snaplen;
+	*id = x->nif++;
+	return 0;
+}
+
+static int pcapng_packet(struct export *x, int linktype, uint32_t snaplen,
+                         const struct archive_record *r)
+{
+	static const uint8_t zero[4];
+	uint32_t id;
+	int e = pcapng_iface(x, linktype, snaplen, &id);
+	if (e)
+		return e;
+	uint32_t pad = (4 - r->caplen % 4) % 4, total = 32 + r->caplen + pad;
+	uint32_t h[7] = {6 /* EPB */,        total,     id,        (uint32_t)(r->ts_ns >> 32),
+	                 (uint32_t)r->ts_ns, r->caplen, r->wirelen};
+	if ((e = put(x, h, sizeof(h))) || (e = put(x, r->data, r->caplen)) ||
+	    (e = put(x, zero, pad)))
+		return e;
+	return put32(x, total);
+}
+
+/* ---- JSON lines --------------------------------------------------------------------------- */
+
+static void json_time(uint64_t ns, char *buf, size_t len)
+{
+	time_t t = (time_t)(ns / 1000000000u);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%09uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ns % 1000000000u));
+}
+
+static void tcp_flags_str(uint8_t f, char *buf)
+{
+	const char *names = "FSRPAUEC";
+	int n = 0;
+	for (int i = 0; i < 8; i++)
+		if (f & (1u << i))
+			buf[n++] = names[i];
+	buf[n] = '\0';
+}
+
+#define JSON_MAX 512 /* an object is at most ~330 bytes */
+
+/* Appends to a JSON_MAX buffer. */
+#define JPUT(...)                                                                        \
+	(n += snprintf(buf + (n < JSON_MAX ? n : 0), n < JSON_MAX ? JSON_MAX - (size_t)n : 0, \
+	               __VA_ARGS__))
+
+/* One object per packet: time, lengths, and what the parser found.  Returns its length. */
+static int json_format(int linktype, const struct archive_record *r, char *buf)
+{
+	char t[48], a[FT_ADDRSTRLEN], b[FT_ADDRSTRLEN], pbuf[16], fl[16];
+	struct ft_packet p;
+	int n = 0;
+	json_time(r->ts_ns, t, sizeof(t));
+	JPUT("{\"time\":\"%s\",\"ts_ns\":%llu,\"len\":%u,\"caplen\":%u", t,
+	                (unsigned long long)r->ts_ns, r->wirelen, r->caplen);
+	if (ft_parse(linktype, r->data, r->caplen, &p) == 0 &&
+	    (p.flags & (FT_PKT_IP | FT_PKT_ARP))) {
+		ft_addr_format(p.src, a, sizeof(a));
+		ft_addr_format(p.dst, b, sizeof(b));
+		JPUT(",\"%s\":\"%s\",\"src\":\"%s\",\"dst\":\"%s\"",
+		             p.flags & FT_PKT_ARP ? "arp" : "proto",
+		             p.flags & FT_PKT_ARP ? "request/reply"
+		                                  : ft_proto_name(p.proto, pbuf, sizeof(pbuf)),
+		             a, b);
+		if (p.flags & FT_PKT_L4)
+			JPUT(",\"sport\":%u,\"dport\":%u", p.sport, p.dport);
+		if (p.proto == 6 && (p.flags & FT_PKT_L4)) {
+			tcp_flags_str(p.tcp_flags, fl);
+			JPUT(",\"tcp_flags\":\"%s\"", fl);
+		}
+		if (p.family)
+			JPUT(",\"ttl\":%u", p.ttl);
+	} else if (p.ethertype) {
+		JPUT(",\"ethertype\":\"0x%04x\"", p.ethertype);
+	}
+	if (p.n_vlan)
+		JPUT(",\"vlan\":%u", p.vlan[0]);
+	if (p.flags & FT_PKT_FRAG)
+		JPUT(",\"fragment\":true");
+	JPUT("}\n");
+	return n < JSON_MAX ? n : JSON_MAX - 1;
+}
+
+static int json_packet(struct export *x, int linktype, const struct archive_record *r)
+{
+	char buf[JSON_MAX];
+	return put(x, buf, (size_t)json_format(linktype, r, buf));
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------ */
+
+int export_begin(struct export *x)
+{
+	switch (x->format) {
+	case QUERY_FORMAT_PCAP:
+		return pcap_header(x);
+	case QUERY_FORMAT_PCAPNG:
+		return pcapng_shb(x);
+	case QUERY_FORMAT_JSON:
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int export_packet(struct export *x, int linktype, uint32_t snaplen, const struct archive_record *r)
+{
+	switch (x->format) {
+	case QUERY_FORMAT_PCAP:
+		return pcap_packet(x, r);
+	case QUERY_FORMAT_PCAPNG:
+		return pcapng_packet(x, linktype, snaplen, r);
+	case QUERY_FORMAT_JSON:
+		return json_packet(x, linktype, r);
+	}
+	return -EINVAL;
+}
+
+uint64_t export_packet_size(const struct export *x, int linktype, uint32_t snaplen,
+                            const struct archive_record *r)
+{
+	char buf[JSON_MAX];
+	switch (x->format) {
+	case QUERY_FORMAT_PCAP:
+		return 16u + r->caplen;
+	case QUERY_FORMAT_PCAPNG: {
+		uint64_t n = 32u + r->caplen + (4 - r->caplen % 4) % 4;
+		for (unsigned i = 0; i < x->nif; i++)
+			if (x->if_linktype[i] == linktype && x->if_snaplen[i] == snaplen)
+				return n;
+		return n + 16 + opt_len(1) + 8; /* and its interface block */
+	}
+	case QUERY_FORMAT_JSON:
+		return (uint64_t)json_format(linktype, r, buf);
+	}
+	return 0;
+}

@@ -1,0 +1,40 @@
+/*
+ * query private: the exporters (export.c) used by the query runner (run.c).
+ */
+#ifndef FLOWSCOPE_QUERY_PVT_H
+#define FLOWSCOPE_QUERY_PVT_H
+
+#include <stdio.h>
+#include <time.h>
+
+#include "query/query.h"
+
+#define EXPORT_MAX_IFACES 16
+
+struct export
+{
+	FILE *out;
+	enum query_format format;
+	int ts_micro;        /* pcap: microsecond timestamps */
+	int linktype;        /* pcap: the one link type of the file */
+	uint32_t snaplen;    /* pcap: its snaplen */
+	const char *comment; /* pcapng: the section comment (the query) */
+	uint64_t bytes;      /* written so far */
+	/* pcapng interfaces written so far */
+	int if_linktype[EXPORT_MAX_IFACES];
+	uint32_t if_snaplen[EXPORT_MAX_IFACES];
+	unsigned nif;
+};
+
+/* Writes the file header (pcap, pcapng) or nothing (JSON).  0 or QUERY_E_OUTPUT. */
+int export_begin(struct export *x);
+
+/* Writes one packet of a segment of this link type and snaplen.  0, QUERY_E_OUTPUT,
+ * QUERY_E_LINKTYPES (pcapng: more than EXPORT_MAX_IFACES interfaces). */
+int export_packet(struct export *x, int linktype, uint32_t snaplen, const struct archive_record *r);
+
+/* The bytes export_packet would write for this packet (with a new pcapng interface block). */
+uint64_t export_packet_size(const struct export *x, int linktype, uint32_t snaplen,
+                            const struct archive_record *r);
+
+#endif
