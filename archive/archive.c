@@ -285,7 +285,10 @@ static int archive_open_dir(struct archive *a, unsigned flags)
 {
 	struct stat st;
 	if (stat(a->dir, &st) != 0) {
-		if (errno != ENOENT || !(flags & ARCHIVE_CREATE))
+		if (errno == ENOENT && !(flags & ARCHIVE_CREATE))
+			return archive__fail(-ENOENT, "%s: no such archive (no such directory)",
+			                     a->dir);
+		if (errno != ENOENT)
 			return archive__fail(-errno, "%s: %s", a->dir, strerror(errno));
 	} else if (!S_ISDIR(st.st_mode)) {
 		return archive__fail(ARCHIVE_E_NOTARCH, "%s: not a directory", a->dir);

@@ -172,7 +172,7 @@ static void tcp_flags_str(uint8_t f, char *buf)
 #define JSON_MAX 512 /* an object is at most ~330 bytes */
 
 /* Appends to a JSON_MAX buffer. */
-#define JPUT(...)                                                                        \
+#define JPUT(...)                                                                             \
 	(n += snprintf(buf + (n < JSON_MAX ? n : 0), n < JSON_MAX ? JSON_MAX - (size_t)n : 0, \
 	               __VA_ARGS__))
 
@@ -184,16 +184,16 @@ static int json_format(int linktype, const struct archive_record *r, char *buf)
 	int n = 0;
 	json_time(r->ts_ns, t, sizeof(t));
 	JPUT("{\"time\":\"%s\",\"ts_ns\":%llu,\"len\":%u,\"caplen\":%u", t,
-	                (unsigned long long)r->ts_ns, r->wirelen, r->caplen);
+	     (unsigned long long)r->ts_ns, r->wirelen, r->caplen);
 	if (ft_parse(linktype, r->data, r->caplen, &p) == 0 &&
 	    (p.flags & (FT_PKT_IP | FT_PKT_ARP))) {
 		ft_addr_format(p.src, a, sizeof(a));
 		ft_addr_format(p.dst, b, sizeof(b));
 		JPUT(",\"%s\":\"%s\",\"src\":\"%s\",\"dst\":\"%s\"",
-		             p.flags & FT_PKT_ARP ? "arp" : "proto",
-		             p.flags & FT_PKT_ARP ? "request/reply"
-		                                  : ft_proto_name(p.proto, pbuf, sizeof(pbuf)),
-		             a, b);
+		     p.flags & FT_PKT_ARP ? "arp" : "proto",
+		     p.flags & FT_PKT_ARP ? "request/reply"
+		                          : ft_proto_name(p.proto, pbuf, sizeof(pbuf)),
+		     a, b);
 		if (p.flags & FT_PKT_L4)
 			JPUT(",\"sport\":%u,\"dport\":%u", p.sport, p.dport);
 		if (p.proto == 6 && (p.flags & FT_PKT_L4)) {

@@ -162,6 +162,13 @@ static int flow_matches(const struct flows_args *fa, const struct archive_flow_i
 	return 0;
 }
 
+/* The flow was active in [from, to): it has a packet there or spans the range. */
+static int in_range(const struct flows_args *fa, const struct archive_flow_info *f)
+{
+	return (!fa->from_ns || f->last_ns >= fa->from_ns) &&
+	       (!fa->to_ns || f->first_ns < fa->to_ns);
+}
+
 static int sort_cmp_key(const struct archive_flow_info *a, const struct archive_flow_info *b,
                         enum sort_key k)
 {
@@ -205,7 +212,7 @@ static void endpoint(const uint8_t *addr, uint16_t port, char *buf, size_t len)
 static void print_flow(const struct flows_args *fa, struct archive_rtxn *t,
                        const struct archive_flow_info *f)
 {
-	char t0[48], a[64], b[64], fl[16], trig[256], pbuf[16];
+	char t0[48], t1[48], a[64], b[64], fl[16], trig[256], pbuf[16];
 	archive_trigger_name(t, f->trigger, trig, sizeof(trig));
 	endpoint(f->key.a, f->key.port_a, a, sizeof(a));
 	endpoint(f->key.b, f->key.port_b, b, sizeof(b));
@@ -213,14 +220,16 @@ static void print_flow(const struct flows_args *fa, struct archive_rtxn *t,
 	const char *proto = ft_proto_name(f->key.proto, pbuf, sizeof(pbuf));
 	double dur = (double)(f->last_ns - f->first_ns) / 1e9;
 	cli_format_time(f->first_ns, t0, sizeof(t0));
+	cli_format_time(f->last_ns, t1, sizeof(t1));
 	if (fa->json) {
-		printf("{\"first\":\"%s\",\"duration\":%.9f,\"proto\":\"%s\",\"a\":\"%s\",\"b\":\"%"
+		printf("{\"first\":\"%s\",\"last\":\"%s\",\"duration\":%.9f,\"proto\":\"%s\",\"a\":"
+		       "\"%s\",\"b\":\"%"
 		       "s\","
 		       "\"vlan\":%u,\"packets_ab\":%" PRIu64 ",\"packets_ba\":%" PRIu64
 		       ",\"bytes_ab\":%" PRIu64 ",\"bytes_ba\":%" PRIu64
 		       ",\"tcp_flags\":\"%s\",\"trigger\":\"%s\"}\n",
-		       t0, dur, proto, a, b, f->key.vlan, f->packets[0], f->packets[1], f->bytes[0],
-		       f->bytes[1], fl, trig);
+		       t0, t1, dur, proto, a, b, f->key.vlan, f->packets[0], f->packets[1],
+		       f->bytes[0], f->bytes[1], fl, trig);
 		return;
 	}
 	printf("%-30s %10.3f %-5s %-40s %-40s %8" PRIu64 " %8" PRIu64 " %11" PRIu64 " %11" PRIu64
@@ -338,7 +347,8 @@ int flows_main(int argc, char **argv)
 			       "flags", "trigger");
 		size_t w = 0; /* keep the flows asked for, then order and cut */
 		for (size_t i = 0; i < c.n; i++)
-			if ((!fa.triggered || c.f[i].trigger) && flow_matches(&fa, &c.f[i]))
+			if ((!fa.triggered || c.f[i].trigger) && in_range(&fa, &c.f[i]) &&
+			    flow_matches(&fa, &c.f[i]))
 				c.f[w++] = c.f[i];
 		c.n = w;
 		if (fa.sort != SORT_TIME) {

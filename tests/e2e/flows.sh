@@ -86,6 +86,28 @@ for cap in http dns_icmp mixed_vlan tcp_anomalies; do
     [ "$a" = "$b" ] && pass || fail "$cap: --sort changed the number of flows ($a vs $b)"
 done
 
+# --from/--to: the flows active in the range (a packet in it, or first before
+# and last after it); every flow with a packet in the window (editcap cuts
+# the capture) is among them
+src=$PCAPS/http.pcap
+for w in "2026-11-27T05:29:34.530000000Z 2026-11-27T05:29:34.540000000Z" \
+         "2026-11-27T05:29:36.750000000Z 2026-11-27T05:29:36.800000000Z" \
+         "2026-11-27T05:29:30.000000000Z 2026-11-27T05:29:35.000000000Z"; do
+    set -- $w
+    want=$(fs flows --archive "$TMP/http" --json |
+        jq -r --arg f "$1" --arg t "$2" 'select(.last >= $f and .first < $t) | [.proto,.a,.b] | @tsv')
+    got=$(fs flows --archive "$TMP/http" --json --from "$1" --to "$2" | jq -r '[.proto,.a,.b] | @tsv')
+    [ -n "$got" ] && [ "$got" = "$want" ] && pass || fail "flows --from $1 --to $2: '$got' != '$want'"
+    editcap -F nsecpcap -A "${1%Z}" -B "${2%Z}" "$src" "$TMP/w.pcap" 2>/dev/null
+    rm -rf "$TMP/w"
+    fs record --archive "$TMP/w" --read "$TMP/w.pcap" 2>/dev/null
+    inner=$(pairs "$TMP/w" | cut -f1,2)
+    outer=$(fs flows --archive "$TMP/http" --json --from "$1" --to "$2" |
+        jq -r '[.proto, ([.a,.b] | sort | join(" "))] | @tsv' | sort)
+    [ -n "$inner" ] && [ -z "$(comm -23 <(echo "$inner") <(echo "$outer"))" ] && pass ||
+        fail "flows --from $1 --to $2 misses a flow with packets in the window"
+done
+
 # wrong input: one line, exit 2
 fs flows --archive "$TMP/http" 'port' 2>"$TMP/err" >/dev/null
 [ $? = 2 ] && pass || fail "bad filter: exit status not 2"
