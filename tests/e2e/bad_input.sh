@@ -69,7 +69,7 @@ rc=$?
 fs query --archive "$TMP/pipe" -w "$TMP/pipe.pcap" 2>/dev/null && cmp -s "$TMP/cut-exp.pcap" "$TMP/pipe.pcap" && pass || fail "cut pipe: archive differs from tcpdump"
 
 # ---- archives -------------------------------------------------------------------------------
-expect 1 "No such file" fs query --archive "$TMP/nowhere" -w "$TMP/x.pcap" host 10.0.0.1
+expect 1 "nowhere: no such archive" fs query --archive "$TMP/nowhere" -w "$TMP/x.pcap" host 10.0.0.1
 expect 1 "not a flowscope archive" fs query --archive /etc -w "$TMP/x.pcap"
 expect 1 "not a flowscope archive" fs info --archive /etc
 mkdir -p "$TMP/notempty" && echo data >"$TMP/notempty/keep"
@@ -106,6 +106,17 @@ expect 2 "--replay-speed needs --read" fs record --archive "$A" --live lo --repl
 expect 2 "--replay-speed 'fast'" fs record --archive "$A" --read "$DNS" --replay-speed fast
 expect 2 "unknown command 'recrod'" fs recrod
 expect 1 "cannot write $TMP/no/dir/x.pcap" fs query --archive "$A" -w "$TMP/no/dir/x.pcap"
+expect 1 "$TMP/none: no such archive" fs query --archive "$TMP/none" -w "$TMP/x.pcap"
+expect 1 "$TMP/none: no such archive" fs flows --archive "$TMP/none"
+mkdir "$TMP/empty"
+expect 1 "$TMP/empty: not a flowscope archive" fs query --archive "$TMP/empty" -w "$TMP/x.pcap"
+# a running recorder of another version (it holds LOCK and names itself there)
+cp -r "$A" "$TMP/other"
+printf 'flowscope 0.0.1 pid 1\n' >"$TMP/other/LOCK"
+expect 1 "being written by flowscope 0.0.1; this is flowscope [0-9.]+" \
+    flock "$TMP/other/LOCK" "$FLOWSCOPE" query --archive "$TMP/other" -w "$TMP/x.pcap"
+# the same file without a writer holding it: readable
+fs query --archive "$TMP/other" -w "$TMP/x.pcap" 2>/dev/null && pass || fail "a stale LOCK of another version blocks readers"
 
 # ---- an empty answer is a valid empty pcap, exit 0, with a notice ------------------------------
 fs query --archive "$A" -w "$TMP/none.pcap" host 192.0.2.1 2>"$TMP/err" && pass || fail "empty answer: non-zero exit"

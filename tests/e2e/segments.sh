@@ -68,6 +68,20 @@ fs info --archive "$a" >"$TMP/info" 2>&1 || fail "info"
 grep -q "^segments: *${#segs[@]} (0 open)" "$TMP/info" && grep -q "^packets: *$(npackets "$HTTP")$" "$TMP/info" && pass ||
     fail "info disagrees: $(cat "$TMP/info")"
 
+# --explain names exactly the segments that hold packets of the flow
+n_explained=0
+while read -r port; do
+    f="host 10.99.1.10 and tcp port $port"
+    want=$(for s in "${segs[@]}"; do
+        n=$(zstdcat -q "$s" | tcpdump -r - -w - "$f" 2>/dev/null | tcpdump -r - 2>/dev/null | wc -l)
+        [ "$n" -gt 0 ] && basename "$s" .pcap.zst | sed 's/^0*//'
+    done)
+    got=$(fs query --archive "$a" --explain "$f" | sed -n 's/^  segment \([0-9]*\):.*/\1/p')
+    [ -n "$want" ] && [ "$got" = "$want" ] && pass || fail "--explain '$f' names segments '$got', they are '$want'"
+    n_explained=$((n_explained + 1))
+done < <(fs flows --archive "$a" --json 'src host 10.99.1.10 and tcp' | jq -r '.a | sub(".*:"; "")' | head -8)
+[ "$n_explained" -ge 5 ] && pass || fail "--explain checked on $n_explained flows only"
+
 # exports open in capinfos and tshark, also when streamed
 fs query --archive "$a" -w - "port 80" 2>/dev/null >"$TMP/stream.pcap"
 for f in "$TMP/all.pcap" "$TMP/f.pcap" "$TMP/stream.pcap"; do
