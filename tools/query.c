@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "query/query.h"
@@ -179,6 +180,16 @@ static int open_output(struct query_args *a, char *tmp, size_t tmplen)
 		a->q.out = stdout;
 		return 0;
 	}
+	struct stat st;
+	if (stat(a->out, &st) == 0 && !S_ISREG(st.st_mode)) {
+		/* /dev/null, a FIFO, a terminal: written in place, never renamed over */
+		a->q.out = fopen(a->out, "we");
+		if (!a->q.out) {
+			cli_error(CMD, "cannot write %s: %s", a->out, strerror(errno));
+			return EXIT_FAIL;
+		}
+		return 0;
+	}
 	snprintf(tmp, tmplen, "%s.partial-%d", a->out, (int)getpid());
 	a->q.out = fopen(tmp, "we");
 	if (!a->q.out) {
@@ -192,6 +203,10 @@ static int open_output(struct query_args *a, char *tmp, size_t tmplen)
 /* Closes the output; renames the temporary file into place when ok. */
 static int close_output(struct query_args *a, const char *tmp, int ok)
 {
+	if (!tmp[0] && a->q.out && a->q.out != stdout && fclose(a->q.out) != 0 && ok) {
+		cli_error(CMD, "cannot write %s: %s", a->out, strerror(errno));
+		return EXIT_FAIL;
+	}
 	if (!tmp[0])
 		return ok ? 0 : EXIT_FAIL;
 	int bad = fclose(a->q.out) != 0;

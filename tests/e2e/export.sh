@@ -77,4 +77,14 @@ fs query --archive "$A" -w "$TMP/x.pcap" udp 2>"$TMP/err" && fail "pcap with two
 one_line_error "$TMP/err" "several link types .*--format pcapng"
 fs query --archive "$A" -w "$TMP/x.pcapng" --format pcapng udp 2>/dev/null || fail "pcapng with two link types"
 [ "$(capinfos "$TMP/x.pcapng" | grep -c "Encapsulation = ")" = 2 ] && pass || fail "pcapng should have 2 interfaces"
+
+# -w on something that is not a regular file (a FIFO here; /dev/null alike) is written
+# in place, never replaced by a renamed temporary file
+mkfifo "$TMP/fifo"
+timeout 60 cat "$TMP/fifo" >"$TMP/from-fifo.pcap" &
+fs query --archive "$A" -w "$TMP/fifo" "tcp port 80" 2>/dev/null || fail "query -w FIFO"
+wait
+[ -p "$TMP/fifo" ] && pass || fail "the FIFO was replaced"
+oracle "$HTTP" "$TMP/exp.pcap" "tcp port 80"
+cmp -s "$TMP/exp.pcap" "$TMP/from-fifo.pcap" && pass || fail "the FIFO's reader got something else"
 finish
