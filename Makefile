@@ -96,6 +96,8 @@ bench: build
 	@$(BUILD)/tools/bench/qq_bench
 	@$(BUILD)/tools/bench/flow_bench
 	@tools/bench/ingest_bench.sh $(BUILD)
+	@tools/bench/query_bench.sh $(BUILD)
+	@tools/bench/query_scaling.sh $(BUILD)
 
 demo: build
 	@tools/demo.sh $(BUILD)/tools/flowscope
