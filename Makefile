@@ -79,7 +79,7 @@ test-fuzz: deps
 	@mkdir -p $(FUZZ_BUILD)
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_parse.c flowtrack/parse.c flowtrack/flowkey.c \
 	    -o $(FUZZ_BUILD)/fuzz_parse
-	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_plan.c query/plan.c archive/index.c \
+	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_plan.c query/plan.c archive/index.c archive/terms.c \
 	    archive/archive.c flowtrack/flowkey.c $$(pkg-config --cflags --libs lmdb libpcap) \
 	    -o $(FUZZ_BUILD)/fuzz_plan
 	@for f in fuzz_parse fuzz_plan; do \

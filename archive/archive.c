@@ -199,7 +199,7 @@ static int dbs_open(struct archive *a)
 	if ((rc = mdb_dbi_open(txn, "meta", create, &a->db_meta)) ||
 	    (rc = mdb_dbi_open(txn, "segments", create, &a->db_segments)) ||
 	    (rc = mdb_dbi_open(txn, "frames", create, &a->db_frames)) ||
-	    (rc = mdb_dbi_open(txn, "terms", create | MDB_DUPSORT | MDB_DUPFIXED, &a->db_terms)) ||
+	    (rc = mdb_dbi_open(txn, "terms", create, &a->db_terms)) ||
 	    (rc = mdb_dbi_open(txn, "flows", create, &a->db_flows))) {
 		mdb_txn_abort(txn);
 		return archive__fail(rc == MDB_NOTFOUND ? ARCHIVE_E_NOTARCH : ARCHIVE_E_LMDB,
@@ -219,6 +219,8 @@ int archive__next_segment_id(struct archive *a, MDB_txn *txn, uint64_t *id)
 		next = le64_get(v.mv_data);
 	else if (rc != MDB_NOTFOUND && rc != 0)
 		return archive__lmdb_fail(rc, "read next_segment");
+	if (next > UINT32_MAX) /* the index packs seg << 32 | frame: 136 years at 1 per second */
+		return archive__fail(-ENOSPC, "index: segment ids exhausted");
 	uint8_t buf[8];
 	le64_put(buf, next + 1);
 	v.mv_size = 8;

@@ -66,7 +66,7 @@ const char *archive_strerror(int err);
 /* Detail of the last error on this thread ("" if none); valid until the next call. */
 const char *archive_errmsg(void);
 
-#define ARCHIVE_FORMAT_VERSION 1
+#define ARCHIVE_FORMAT_VERSION 2
 #define ARCHIVE_MAX_CAPLEN (256u << 10) /* largest record accepted (bytes) */
 
 /* ---- opening ----------------------------------------------------------------- */
@@ -226,7 +226,9 @@ int archive_trigger_id(struct archive *a, const char *name, uint16_t *id);
  *   VLAN      2 bytes: any VLAN id in the tag stack
  *   ETHERTYPE 2 bytes: the innermost ethertype
  *   FLOW      37 bytes: a, b, port_a, port_b, proto of the bidirectional key
- *             (struct ft_flow_key without VLAN), see docs/archive-format.md
+ *             (struct ft_flow_key without VLAN), see docs/archive-format.md;
+ *             the key of flow records, not a term of `terms` (a 5-tuple is
+ *             looked up as its hosts and ports)
  *   UNINDEXED 1 byte (0): the frame holds a packet whose headers the parser
  *             found cut or inconsistent; queries always read such frames
  */
@@ -321,13 +323,15 @@ int archive_frame_get(struct archive_rtxn *t, uint64_t seg, uint32_t frame,
                       struct archive_frame_info *out);
 
 /*
- * Frames of segment `seg` that hold a term whose bytes lie in [lo, hi]
- * (byte-wise; lo == hi for one exact term), as a sorted, duplicate-free array
- * of frame numbers appended to *frames (realloc()ed; caller frees), *n
- * updated.  Returns 0 or ARCHIVE_E_*.
+ * The frames of segments seg_lo..seg_hi that hold a term of `type` whose
+ * bytes lie in [lo, hi] (byte-wise; lo == hi for one exact term): appended
+ * to *out (realloc()ed; caller frees; *n updated) as seg << 32 | frame,
+ * sorted and duplicate-free.  Segment ids must be below 2^32.  Returns 0,
+ * -EINVAL (a type not in the index: FLOW), -ENOMEM or ARCHIVE_E_*.
  */
-int archive_term_frames(struct archive_rtxn *t, uint64_t seg, enum archive_term_type type,
-                        const uint8_t *lo, const uint8_t *hi, uint32_t **frames, size_t *n);
+int archive_term_postings(struct archive_rtxn *t, enum archive_term_type type, const uint8_t *lo,
+                          const uint8_t *hi, uint64_t seg_lo, uint64_t seg_hi, uint64_t **out,
+                          size_t *n);
 
 /* Calls fn for every flow record of segment `seg`.  Returns as archive_segments. */
 int archive_flows(struct archive_rtxn *t, uint64_t seg,
@@ -338,7 +342,8 @@ struct archive_summary {
 	uint64_t min_ns, max_ns;
 	uint64_t packets, wire_bytes, record_bytes, file_bytes, frames;
 	uint64_t flow_records; /* per-segment flow records */
-	uint64_t index_bytes;  /* pages in use by the LMDB index */
+	uint64_t index_bytes;  /* size of the LMDB index file (its use of the disk) */
+	uint64_t index_used;   /* bytes of the index's pages holding data (the rest is free) */
 };
 
 int archive_summary(struct archive_rtxn *t, struct archive_summary *out);

@@ -43,15 +43,28 @@ struct archive {
 #define SEG_REC_VERSION 1u
 #define SEG_REC_LEN 96u
 #define FRAME_REC_LEN 40u
-#define FLOW_REC_LEN 56u
+#define FLOW_REC_MAX 72u /* flow value: 8 + 5 varints of <= 10 bytes + 2 + varint(u16) */
 
 /* keys: segments: seg u64 BE; frames: seg u64 BE | frame u32 BE;
- * terms: seg u64 BE | type u8 | term bytes (dup value: frame u32 BE);
+ * terms: partition u32 BE | type u8 | term bytes | seg u64 BE (value: posting list);
  * flows: seg u64 BE | FLOW term (37 bytes) | vlan u16 BE */
 #define SEG_KEY_LEN 8u
 #define FRAME_KEY_LEN 12u
-#define TERM_KEY_MAX (8u + 1u + ARCHIVE_TERM_MAXLEN)
+#define TERMS_TERM_MAXLEN 16u /* the longest term stored in `terms` (HOST) */
+#define TERMS_KEY_MAX (4u + 1u + TERMS_TERM_MAXLEN + 8u)
 #define FLOW_KEY_LEN (8u + ARCHIVE_TERM_MAXLEN + 2u)
+
+/*
+ * Segments per partition of `terms`: a term's entries for the segments of one
+ * partition are adjacent keys (one range read per term per partition), and a
+ * partition's entries are deleted together once all its segments are gone.
+ */
+#define TERMS_PART_SEGS 64u
+
+static inline uint32_t archive__terms_part(uint64_t seg)
+{
+	return (uint32_t)(seg / TERMS_PART_SEGS);
+}
 
 static inline void be64_put(uint8_t *p, uint64_t v)
 {
@@ -114,7 +127,8 @@ void archive__seg_encode(const struct archive_segment_info *s, uint64_t created_
 int archive__seg_decode(uint64_t id, const MDB_val *v, struct archive_segment_info *s);
 void archive__frame_encode(const struct archive_frame_info *f, uint8_t out[FRAME_REC_LEN]);
 int archive__frame_decode(const MDB_val *k, const MDB_val *v, struct archive_frame_info *f);
-void archive__flow_encode(const struct archive_flow_info *f, uint8_t out[FLOW_REC_LEN]);
+/* Returns the value's length. */
+size_t archive__flow_encode(const struct archive_flow_info *f, uint8_t out[FLOW_REC_MAX]);
 int archive__flow_decode(const MDB_val *k, const MDB_val *v, struct archive_flow_info *f);
 
 /* Segment file path for a state; returns buf. */

@@ -2,17 +2,18 @@
  * The LMDB index: value encodings and the read side (segments, frames, term
  * lookups, flows, summary).
  *
- * Every key starts with the segment id (big-endian), so everything about one
- * segment is one contiguous key range in each database: a query walks the
- * segments of its time range and does one B-tree lookup (or one short range
- * scan, for a net prefix or port range) per term per segment, and retention
- * deletes a segment's entries as whole ranges.  Readers validate every value's
- * size and version before using it.
+ * `segments`, `frames` and `flows` keys start with the segment id
+ * (big-endian), so everything about one segment is one key range there.
+ * `terms` keys are partition | type | term | segment: a term's posting lists
+ * for the segments of one partition are adjacent, so a lookup costs one range
+ * read per partition of the time range (TERMS_PART_SEGS segments each), and
+ * what it reads is the answer.  Readers validate every value before use.
  */
 #include <errno.h>
 #include <stdlib.h>
 
 #include "archive/archive_pvt.h"
+#include "archive/terms_pvt.h"
 
 struct archive_rtxn {
 	struct archive *a;
@@ -97,26 +98,63 @@ int archive__frame_decode(const MDB_val *k, const MDB_val *v, struct archive_fra
 	return 0;
 }
 
-void archive__flow_encode(const struct archive_flow_info *f, uint8_t out[FLOW_REC_LEN])
+static size_t uvarint_put(uint8_t *p, uint64_t v)
 {
-	memset(out, 0, FLOW_REC_LEN);
-	le64_put(out + 0, f->first_ns);
-	le64_put(out + 8, f->last_ns);
-	le64_put(out + 16, f->packets[0]);
-	le64_put(out + 24, f->packets[1]);
-	le64_put(out + 32, f->bytes[0]);
-	le64_put(out + 40, f->bytes[1]);
-	out[48] = f->tcp_flags[0];
-	out[49] = f->tcp_flags[1];
-	out[50] = (uint8_t)f->trigger;
-	out[51] = (uint8_t)(f->trigger >> 8);
-	/* 52..55 reserved, zero */
+	size_t n = 0;
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* Reads an unsigned LEB128 of at most 64 bits at *i; 0 or -1 (malformed). */
+static int uvarint_get(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
+{
+	uint64_t x = 0;
+	for (unsigned s = 0; *i < len && s < 64; s += 7) {
+		uint8_t b = p[(*i)++];
+		x |= (uint64_t)(b & 0x7f) << s;
+		if (!(b & 0x80)) {
+			*v = x;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+size_t archive__flow_encode(const struct archive_flow_info *f, uint8_t out[FLOW_REC_MAX])
+{
+	size_t n = 8;
+	le64_put(out, f->first_ns);
+	n += uvarint_put(out + n, f->last_ns - f->first_ns);
+	n += uvarint_put(out + n, f->packets[0]);
+	n += uvarint_put(out + n, f->packets[1]);
+	n += uvarint_put(out + n, f->bytes[0]);
+	n += uvarint_put(out + n, f->bytes[1]);
+	out[n++] = f->tcp_flags[0];
+	out[n++] = f->tcp_flags[1];
+	n += uvarint_put(out + n, f->trigger);
+	return n;
 }
 
 int archive__flow_decode(const MDB_val *k, const MDB_val *v, struct archive_flow_info *f)
 {
 	const uint8_t *p = v->mv_data, *kp = k->mv_data;
-	if (k->mv_size != FLOW_KEY_LEN || v->mv_size < FLOW_REC_LEN)
+	uint64_t x[6];
+	size_t i = 8, len = v->mv_size, flags_at = 0;
+	int bad = k->mv_size != FLOW_KEY_LEN || len < 8 + 5 + 2 + 1;
+	for (int j = 0; j < 5 && !bad; j++)
+		bad = uvarint_get(p, len, &i, &x[j]) != 0;
+	if (!bad && i + 2 <= len) {
+		flags_at = i;
+		i += 2;
+		bad = uvarint_get(p, len, &i, &x[5]) != 0 || x[5] > UINT16_MAX || i != len;
+	} else {
+		bad = 1;
+	}
+	if (bad)
 		return archive__fail(ARCHIVE_E_CORRUPT, "index: bad flow record");
 	memset(f, 0, sizeof(*f));
 	f->seg = be64_get(kp);
@@ -127,14 +165,14 @@ int archive__flow_decode(const MDB_val *k, const MDB_val *v, struct archive_flow
 	f->key.proto = kp[44];
 	f->key.vlan = (uint16_t)((kp[45] << 8) | kp[46]);
 	f->first_ns = le64_get(p);
-	f->last_ns = le64_get(p + 8);
-	f->packets[0] = le64_get(p + 16);
-	f->packets[1] = le64_get(p + 24);
-	f->bytes[0] = le64_get(p + 32);
-	f->bytes[1] = le64_get(p + 40);
-	f->tcp_flags[0] = p[48];
-	f->tcp_flags[1] = p[49];
-	f->trigger = (uint16_t)(p[50] | (p[51] << 8));
+	f->last_ns = f->first_ns + x[0];
+	f->packets[0] = x[1];
+	f->packets[1] = x[2];
+	f->bytes[0] = x[3];
+	f->bytes[1] = x[4];
+	f->tcp_flags[0] = p[flags_at];
+	f->tcp_flags[1] = p[flags_at + 1];
+	f->trigger = (uint16_t)x[5];
 	return 0;
 }
 
@@ -269,101 +307,116 @@ int archive_frame_get(struct archive_rtxn *t, uint64_t seg, uint32_t frame,
 	return archive__frame_decode(&k, &v, out);
 }
 
-static int u32_cmp(const void *x, const void *y)
+static int u64_cmp(const void *x, const void *y)
 {
-	uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
 	return (a > b) - (a < b);
 }
 
-static int frames_reserve(uint32_t **frames, size_t *cap, size_t need)
+struct postings_out {
+	uint64_t **p;
+	size_t *n, cap;
+	uint64_t seg;
+};
+
+static int postings_add(uint32_t frame, void *arg)
 {
-	if (need <= *cap)
-		return 0;
-	size_t nc = *cap ? *cap * 2 : 64;
-	while (nc < need)
-		nc *= 2;
-	uint32_t *nf = realloc(*frames, nc * sizeof(**frames));
-	if (!nf)
-		return ENOMEM;
-	*frames = nf;
-	*cap = nc;
+	struct postings_out *o = arg;
+	if (*o->n == o->cap) {
+		size_t nc = o->cap ? o->cap * 2 : 256;
+		uint64_t *np = realloc(*o->p, nc * sizeof(*np));
+		if (!np)
+			return -ENOMEM;
+		*o->p = np;
+		o->cap = nc;
+	}
+	(*o->p)[(*o->n)++] = o->seg << 32 | frame;
 	return 0;
 }
 
-/*
- * Appends the dup values (frame numbers) of the cursor's current key.  LMDB
- * stores a key with a single value as a plain node, for which
- * MDB_GET_MULTIPLE returns nothing: that case reads the one value directly.
- */
-static int collect_dups(MDB_cursor *c, uint32_t **frames, size_t *n, size_t *cap)
+/* Increments a big-endian number of len bytes; 0 when it wrapped around. */
+static int be_inc(uint8_t *b, size_t len)
 {
-	MDB_val k = {0}, v = {0};
-	size_t count = 0;
-	int rc = mdb_cursor_count(c, &count);
-	if (rc)
-		return rc;
-	if (count == 1) {
-		if ((rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT)) != 0)
-			return rc;
-		if (v.mv_size != 4)
-			return MDB_CORRUPTED;
-		if ((rc = frames_reserve(frames, cap, *n + 1)) != 0)
-			return rc;
-		(*frames)[(*n)++] = be32_get(v.mv_data);
-		return 0;
-	}
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_GET_MULTIPLE); rc == 0;
-	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_MULTIPLE)) {
-		size_t cnt = v.mv_size / 4;
-		int e = frames_reserve(frames, cap, *n + cnt);
-		if (e)
+	for (size_t i = len; i-- > 0;)
+		if (++b[i] != 0)
+			return 1;
+	return 0;
+}
+
+/* One partition: every (term, seg) key with term in [lo, hi] and seg in [seg_lo, seg_hi]. */
+static int postings_part(struct archive_rtxn *t, MDB_cursor *c, uint32_t part, uint8_t type,
+                         const uint8_t *lo, const uint8_t *hi, size_t len, uint64_t seg_lo,
+                         uint64_t seg_hi, struct postings_out *o)
+{
+	uint8_t kb[TERMS_KEY_MAX];
+	size_t klen = 5 + len + 8;
+	be32_put(kb, part);
+	kb[4] = type;
+	memcpy(kb + 5, lo, len);
+	be64_put(kb + 5 + len, seg_lo);
+	MDB_val k = {.mv_size = klen, .mv_data = kb}, v;
+	int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	while (rc == 0) {
+		const uint8_t *p = k.mv_data;
+		if (k.mv_size != klen || be32_get(p) != part || p[4] != type ||
+		    memcmp(p + 5, hi, len) > 0)
+			return 0; /* past the range (other lengths are other types) */
+		uint64_t seg = be64_get(p + 5 + len);
+		if (seg < seg_lo || seg > seg_hi) {
+			/* this term's keys outside the segments: jump to the next position */
+			memcpy(kb + 5, p + 5, len);
+			if (seg > seg_hi && !be_inc(kb + 5, len))
+				return 0;
+			be64_put(kb + 5 + len, seg_lo);
+			k = (MDB_val){.mv_size = klen, .mv_data = kb};
+			rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+			continue;
+		}
+		o->seg = seg;
+		int e = archive__plist_decode(v.mv_data, v.mv_size, postings_add, o);
+		if (e == -ENOMEM)
 			return e;
-		for (size_t i = 0; i < cnt; i++)
-			(*frames)[(*n)++] = be32_get((const uint8_t *)v.mv_data + 4 * i);
+		if (e)
+			return archive__fail(ARCHIVE_E_CORRUPT,
+			                     "index: segment %llu: bad posting list",
+			                     (unsigned long long)seg);
+		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
 	}
-	return rc == MDB_NOTFOUND ? 0 : rc;
+	(void)t;
+	return rc == MDB_NOTFOUND ? 0 : archive__lmdb_fail(rc, "read terms");
 }
 
-/* Sorts and removes duplicates from frames[start..n). */
-static void sort_unique(uint32_t *frames, size_t *n)
+int archive_term_postings(struct archive_rtxn *t, enum archive_term_type type, const uint8_t *lo,
+                          const uint8_t *hi, uint64_t seg_lo, uint64_t seg_hi, uint64_t **out,
+                          size_t *n)
 {
-	if (*n == 0)
-		return;
-	qsort(frames, *n, sizeof(*frames), u32_cmp);
-	size_t w = 0;
-	for (size_t i = 0; i < *n; i++)
-		if (w == 0 || frames[w - 1] != frames[i])
-			frames[w++] = frames[i];
-	*n = w;
-}
-
-int archive_term_frames(struct archive_rtxn *t, uint64_t seg, enum archive_term_type type,
-                        const uint8_t *lo, const uint8_t *hi, uint32_t **frames, size_t *n)
-{
-	size_t len = archive_term_len(type), cap = *n;
-	if (len == 0)
+	size_t len = archive_term_len(type);
+	if (len == 0 || len > TERMS_TERM_MAXLEN || seg_lo > seg_hi || seg_hi > UINT32_MAX)
 		return -EINVAL;
-	uint8_t kb[TERM_KEY_MAX], hik[TERM_KEY_MAX];
-	be64_put(kb, seg);
-	kb[8] = (uint8_t)type;
-	memcpy(kb + 9, lo, len);
-	memcpy(hik, kb, 9);
-	memcpy(hik + 9, hi, len);
-	MDB_val k = {.mv_size = 9 + len, .mv_data = kb}, v;
-	MDB_cursor *c = NULL;
-	int rc = cursor_seek(t, t->a->db_terms, &c, &k, &v);
-
-	for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_NODUP)) {
-		if (k.mv_size != 9 + len || memcmp(k.mv_data, hik, 9 + len) > 0)
-			break;
-		if ((rc = collect_dups(c, frames, n, &cap)) != 0)
-			break;
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(t->txn, t->a->db_terms, &c);
+	if (rc)
+		return archive__lmdb_fail(rc, "read terms");
+	struct postings_out o = {.p = out, .n = n, .cap = *n};
+	size_t start = *n;
+	int r = 0;
+	for (uint32_t part = archive__terms_part(seg_lo);
+	     r == 0 && part <= archive__terms_part(seg_hi); part++) {
+		uint64_t plo = (uint64_t)part * TERMS_PART_SEGS, phi = plo + TERMS_PART_SEGS - 1;
+		r = postings_part(t, c, part, (uint8_t)type, lo, hi, len,
+		                  seg_lo > plo ? seg_lo : plo, seg_hi < phi ? seg_hi : phi, &o);
 	}
-	if (c)
-		mdb_cursor_close(c);
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		return rc == ENOMEM ? -ENOMEM : archive__lmdb_fail(rc, "read terms");
-	sort_unique(*frames, n);
+	mdb_cursor_close(c);
+	if (r)
+		return r;
+	/* a range of terms gives each segment's frames once per term: sort, unique */
+	uint64_t *p = *out + start;
+	size_t m = *n - start, w = 0;
+	qsort(p, m, sizeof(*p), u64_cmp);
+	for (size_t j = 0; j < m; j++)
+		if (w == 0 || p[w - 1] != p[j])
+			p[w++] = p[j];
+	*n = start + w;
 	return 0;
 }
 
@@ -418,6 +471,16 @@ int archive_summary(struct archive_rtxn *t, struct archive_summary *out)
 	MDB_stat st;
 	if (mdb_env_info(t->a->env, &info) == 0 && mdb_env_stat(t->a->env, &st) == 0)
 		out->index_bytes = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
+	/* pages holding data: the two meta pages, the main tree, each database */
+	MDB_dbi dbs[] = {t->a->db_meta, t->a->db_segments, t->a->db_frames, t->a->db_terms,
+	                 t->a->db_flows};
+	uint64_t pages = 2;
+	if (mdb_stat(t->txn, 1 /* MAIN_DBI */, &st) == 0)
+		pages += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+	for (size_t j = 0; j < sizeof(dbs) / sizeof(dbs[0]); j++)
+		if (mdb_stat(t->txn, dbs[j], &st) == 0)
+			pages += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+	out->index_used = pages * st.ms_psize;
 	return 0;
 }
 

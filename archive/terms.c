@@ -1,14 +1,20 @@
 /*
  * Term sets: the distinct index terms of the packets of one frame.
  *
- * Each packet contributes its hosts, ports, protocols, VLAN ids, ethertype
- * and flow key (see archive.h for what each term is, and why it must be a
- * superset of what libpcap filters can see).  Most packets of a frame belong
+ * Each packet contributes its hosts, ports, protocols, VLAN ids and
+ * ethertype (see archive.h for what each term is, and why it must be a
+ * superset of what libpcap filters can see).  A 5-tuple needs no term of its
+ * own: the frames holding both hosts and both ports are few, and the filter
+ * decides the rest.  Most packets of a frame belong
  * to flows already seen in that frame, so each packet first builds a
  * signature (the bytes of everything it would add); a packet whose signature
  * is already in the frame's signature set adds nothing and costs one probe.
  * Signatures are compared as bytes, not by hash, so crafted packets cannot
  * collide their way out of the index.
+ *
+ * The posting lists of an open segment (segterms) grow by one frame number
+ * per term per frame; at each index commit the writer stores the lists that
+ * changed, as one value per (term, segment).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -67,14 +73,21 @@ static int byteset_grow_slots(struct byteset *bs)
 	return 0;
 }
 
-/* Inserts (type, b[0..len)); returns 1 if it was present, 0 if added, -ENOMEM. */
-static int byteset_add(struct byteset *bs, uint8_t type, const uint8_t *b, uint8_t len)
+/*
+ * Inserts (type, b[0..len)); returns 1 if it was present, 0 if added, -ENOMEM.
+ * *idx (if not NULL) gets the entry's index either way.
+ */
+static int byteset_add_at(struct byteset *bs, uint8_t type, const uint8_t *b, uint8_t len,
+                          uint32_t *idx)
 {
 	uint32_t s = (uint32_t)hash_bytes(b, len, type) & bs->mask;
 	for (; bs->slots[s]; s = (s + 1) & bs->mask) {
 		const struct term_entry *e = &bs->ents[bs->slots[s] - 1];
-		if (e->type == type && e->len == len && memcmp(e->b, b, len) == 0)
+		if (e->type == type && e->len == len && memcmp(e->b, b, len) == 0) {
+			if (idx)
+				*idx = bs->slots[s] - 1;
 			return 1;
+		}
 	}
 	if (bs->n == bs->cap) {
 		struct term_entry *ne = realloc(bs->ents, 2 * (size_t)bs->cap * sizeof(*ne));
@@ -87,10 +100,17 @@ static int byteset_add(struct byteset *bs, uint8_t type, const uint8_t *b, uint8
 	e->type = type;
 	e->len = len;
 	memcpy(e->b, b, len);
+	if (idx)
+		*idx = bs->n;
 	bs->slots[s] = ++bs->n;
 	if (bs->n * 2 > bs->mask)
 		return byteset_grow_slots(bs);
 	return 0;
+}
+
+static int byteset_add(struct byteset *bs, uint8_t type, const uint8_t *b, uint8_t len)
+{
+	return byteset_add_at(bs, type, b, len, NULL);
 }
 
 int archive__termset_init(struct termset *ts)
@@ -173,11 +193,219 @@ int archive__termset_add_packet(struct termset *ts, const struct ft_packet *pkt)
 		r |= add_u16(ts, ARCHIVE_TERM_PORT, pkt->sport);
 		r |= add_u16(ts, ARCHIVE_TERM_PORT, pkt->dport);
 	}
-	struct ft_flow_key key;
-	if (ft_flow_key_from_packet(pkt, 0, &key, NULL) == 0) {
-		uint8_t fb[ARCHIVE_TERM_MAXLEN];
-		archive_term_flow(&key, fb);
-		r |= archive__termset_add(ts, ARCHIVE_TERM_FLOW, fb, ARCHIVE_TERM_MAXLEN);
-	}
 	return r ? -ENOMEM : 0;
+}
+
+/* ---- posting lists ---------------------------------------------------------------------- */
+
+static uint32_t varint_put(uint8_t *p, uint32_t v)
+{
+	uint32_t n = 0;
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* Reads a varint of at most 32 bits; returns its length, 0 if malformed. */
+static size_t varint_get(const uint8_t *p, size_t len, uint32_t *v)
+{
+	uint64_t x = 0;
+	for (size_t i = 0; i < len && i < 5; i++) {
+		x |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+		if (!(p[i] & 0x80)) {
+			if (x > UINT32_MAX)
+				return 0;
+			*v = (uint32_t)x;
+			return i + 1;
+		}
+	}
+	return 0;
+}
+
+/* Writes the item (gap, run) at pl->len. */
+static int plist_put_item(struct plist *pl, uint32_t gap, uint32_t run)
+{
+	if (pl->len + PLIST_MAX_ITEM > pl->cap) {
+		uint32_t nc = pl->cap ? pl->cap * 2 : 16;
+		uint8_t *nb = realloc(pl->buf, nc);
+		if (!nb)
+			return -ENOMEM;
+		pl->buf = nb;
+		pl->cap = nc;
+	}
+	pl->last_off = pl->len;
+	pl->len += varint_put(pl->buf + pl->len, gap << 1 | (run > 1));
+	if (run > 1)
+		pl->len += varint_put(pl->buf + pl->len, run - 2);
+	pl->last_gap = gap;
+	pl->last_run = run;
+	return 0;
+}
+
+int archive__plist_add(struct plist *pl, uint32_t f)
+{
+	if (pl->last_run && f == pl->end) { /* the next frame of the last run: rewrite it */
+		pl->len = pl->last_off;
+		if (pl->committed > pl->len)
+			pl->committed = pl->len; /* the written value changes from here */
+		int r = plist_put_item(pl, pl->last_gap, pl->last_run + 1);
+		if (r == 0)
+			pl->end++;
+		return r;
+	}
+	int r = plist_put_item(pl, f - pl->end, 1);
+	if (r == 0)
+		pl->end = f + 1;
+	return r;
+}
+
+struct cut_ctx {
+	struct plist out;
+	uint32_t n;
+	int err;
+};
+
+static int cut_add(uint32_t f, void *arg)
+{
+	struct cut_ctx *c = arg;
+	if (f >= c->n)
+		return 1;
+	if ((c->err = archive__plist_add(&c->out, f)) != 0)
+		return 1;
+	return 0;
+}
+
+int archive__plist_cut(struct plist *pl, uint32_t nframes)
+{
+	if (pl->end <= nframes)
+		return 0;
+	struct cut_ctx c = {.n = nframes};
+	archive__plist_decode(pl->buf, pl->len, cut_add, &c);
+	if (c.err) {
+		free(c.out.buf);
+		return c.err;
+	}
+	free(pl->buf);
+	/* a rollback to the frames of the last commit: what the index holds (runs are
+	 * maximal, so the encoding of a set of frames is unique) */
+	c.out.committed = c.out.len;
+	*pl = c.out;
+	return 0;
+}
+
+int archive__plist_decode(const uint8_t *p, size_t len, int (*fn)(uint32_t frame, void *arg),
+                          void *arg)
+{
+	uint64_t end = 0;
+	size_t i = 0;
+	while (i < len) {
+		uint32_t item, run = 1;
+		size_t n = varint_get(p + i, len - i, &item);
+		if (!n)
+			return -EINVAL;
+		i += n;
+		if (item & 1) {
+			if (!(n = varint_get(p + i, len - i, &run)) || run > UINT32_MAX - 2)
+				return -EINVAL;
+			i += n;
+			run += 2;
+		}
+		uint64_t start = end + (item >> 1);
+		if (start + run > (uint64_t)UINT32_MAX + 1)
+			return -EINVAL;
+		for (uint64_t f = start; f < start + run; f++) {
+			int r = fn((uint32_t)f, arg);
+			if (r)
+				return r;
+		}
+		end = start + run;
+	}
+	return 0;
+}
+
+/* ---- per-segment term lists -------------------------------------------------------------- */
+
+int archive__segterms_init(struct segterms *st)
+{
+	memset(st, 0, sizeof(*st));
+	return byteset_init(&st->set, 1024);
+}
+
+void archive__segterms_free(struct segterms *st)
+{
+	archive__segterms_reset(st);
+	byteset_free(&st->set);
+	free(st->lists);
+	free(st->dirty);
+	memset(st, 0, sizeof(*st));
+}
+
+void archive__segterms_reset(struct segterms *st)
+{
+	for (uint32_t i = 0; i < st->set.n; i++)
+		free(st->lists[i].buf);
+	byteset_reset(&st->set);
+	st->ndirty = 0;
+}
+
+static int mark_dirty(struct segterms *st, uint32_t i)
+{
+	if (st->ndirty == st->dirty_cap) {
+		uint32_t nc = st->dirty_cap ? st->dirty_cap * 2 : 1024;
+		uint32_t *nd = realloc(st->dirty, nc * sizeof(*nd));
+		if (!nd)
+			return -ENOMEM;
+		st->dirty = nd;
+		st->dirty_cap = nc;
+	}
+	st->dirty[st->ndirty++] = i;
+	return 0;
+}
+
+/* The list of term (type, b, len), created empty if new; NULL if out of memory. */
+static struct plist *segterms_list(struct segterms *st, uint8_t type, const uint8_t *b, uint8_t len)
+{
+	if (st->set.n == st->lists_cap) { /* room for a new one first */
+		uint32_t nc = st->lists_cap ? st->lists_cap * 2 : 1024;
+		struct plist *nl = realloc(st->lists, nc * sizeof(*nl));
+		if (!nl)
+			return NULL;
+		st->lists = nl;
+		st->lists_cap = nc;
+	}
+	uint32_t i;
+	int r = byteset_add_at(&st->set, type, b, len, &i);
+	if (r < 0)
+		return NULL;
+	if (r == 0)
+		memset(&st->lists[i], 0, sizeof(st->lists[i]));
+	return &st->lists[i];
+}
+
+int archive__segterms_add_frame(struct segterms *st, const struct termset *ts, uint32_t frame)
+{
+	const struct byteset *bs = &ts->terms;
+	for (uint32_t i = 0; i < bs->n; i++) {
+		const struct term_entry *e = &bs->ents[i];
+		struct plist *pl = segterms_list(st, e->type, e->b, e->len);
+		if (!pl)
+			return -ENOMEM;
+		int was_clean = pl->committed == pl->len;
+		if (archive__plist_add(pl, frame) != 0 ||
+		    (was_clean && mark_dirty(st, (uint32_t)(pl - st->lists)) != 0))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int archive__segterms_cut(struct segterms *st, uint32_t nframes)
+{
+	st->ndirty = 0; /* every list is back to what the index holds */
+	for (uint32_t i = 0; i < st->set.n; i++)
+		if (archive__plist_cut(&st->lists[i], nframes) != 0)
+			return -ENOMEM;
+	return 0;
 }

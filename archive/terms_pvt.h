@@ -1,6 +1,8 @@
 /*
- * archive private: the per-frame set of distinct index terms (terms.c).
- * One per writer; not thread-safe.
+ * archive private (terms.c): the per-frame set of distinct index terms, the
+ * per-segment posting lists built from them, and the posting-list encoding
+ * (docs/archive-format.md, "terms").  One of each per writer; not
+ * thread-safe.
  */
 #ifndef FLOWSCOPE_ARCHIVE_TERMS_PVT_H
 #define FLOWSCOPE_ARCHIVE_TERMS_PVT_H
@@ -45,5 +47,64 @@ int archive__termset_add(struct termset *ts, uint8_t type, const uint8_t *b, uin
 
 /* Adds the terms of one parsed packet.  0 or -ENOMEM. */
 int archive__termset_add_packet(struct termset *ts, const struct ft_packet *pkt);
+
+/* ---- posting lists ---------------------------------------------------------------------- */
+
+/*
+ * The frames of one segment that hold one term, as the index stores them: a
+ * sequence of runs of consecutive frame numbers, each run one item
+ *   varint(gap << 1 | multi) [varint(length - 2) when multi]
+ * where gap = run start - end of the previous run (0 for the first run's
+ * start from 0) and varint is unsigned LEB128.  Appending the next frame of a
+ * run rewrites only the last item.
+ */
+struct plist {
+	uint8_t *buf;
+	uint32_t len, cap;
+	uint32_t last_off;  /* where the last item starts */
+	uint32_t last_gap;  /* its gap */
+	uint32_t last_run;  /* its run length (0: empty list) */
+	uint32_t end;       /* the frame after its run */
+	uint32_t committed; /* len when last written to the index */
+};
+
+#define PLIST_MAX_ITEM 10 /* two varints of up to 5 bytes */
+
+/* Appends frame f (greater than every frame in the list).  0 or -ENOMEM. */
+int archive__plist_add(struct plist *pl, uint32_t f);
+
+/* Drops the frames >= nframes; the list is then marked as written (see segterms_cut). */
+int archive__plist_cut(struct plist *pl, uint32_t nframes);
+
+/*
+ * Decodes an encoded list, calling fn(frame, arg) for each frame in order;
+ * fn's non-zero return stops.  Returns 0, fn's value, or -EINVAL (malformed:
+ * truncated varint, run beyond 2^32, trailing garbage).
+ */
+int archive__plist_decode(const uint8_t *p, size_t len, int (*fn)(uint32_t frame, void *arg),
+                          void *arg);
+
+/* The terms of one open segment and their posting lists. */
+struct segterms {
+	struct byteset set;  /* terms, insertion order */
+	struct plist *lists; /* parallel to set.ents */
+	uint32_t lists_cap;
+	uint32_t *dirty; /* indexes of lists changed since the last commit */
+	uint32_t ndirty, dirty_cap;
+};
+
+int archive__segterms_init(struct segterms *st);
+void archive__segterms_free(struct segterms *st);
+void archive__segterms_reset(struct segterms *st); /* for the next segment */
+
+/* Adds frame `frame` to the list of every term of the frame's set.  0 or -ENOMEM. */
+int archive__segterms_add_frame(struct segterms *st, const struct termset *ts, uint32_t frame);
+
+/*
+ * Drops frames >= nframes from every list: a rollback to the last commit, whose
+ * frames are those below nframes, so every list is then what the index holds
+ * (nothing dirty).  0 or -ENOMEM.
+ */
+int archive__segterms_cut(struct segterms *st, uint32_t nframes);
 
 #endif

@@ -31,13 +31,6 @@
 #define DEF_FRAME_SIZE (256u << 10)
 #define DEF_SYNC_NS 1000000000ull
 #define MAX_FLOW_DELTAS (1u << 18) /* flows buffered between commits */
-#define MAX_POSTINGS (1u << 22)    /* postings buffered between commits */
-
-struct posting {
-	uint8_t key[TERM_KEY_MAX];
-	uint8_t klen;
-	uint32_t frame;
-};
 
 struct seek_entry {
 	uint32_t csize, usize;
@@ -62,15 +55,14 @@ struct archive_writer {
 	uint8_t *fbuf;
 	size_t flen, fcap;
 	struct archive_frame_info frame;
-	struct termset terms;
+	struct termset terms;     /* of the current frame */
+	struct segterms segterms; /* posting lists of the open segment */
 	uint8_t *cbuf;
 	size_t ccap;
 
 	/* waiting for the next commit */
 	struct archive_frame_info *pframes;
 	size_t npframes, pframes_cap;
-	struct posting *posts;
-	size_t nposts, posts_cap;
 	struct ft_table *flows; /* per-flow deltas since the last commit */
 	uint64_t last_commit_mono;
 	int unsynced; /* bytes written since the last fdatasync */
@@ -156,7 +148,8 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
 	w->cbuf = malloc(w->ccap);
 	w->cctx = ZSTD_createCCtx();
 	int r = -ENOMEM;
-	if (w->fbuf && w->cbuf && w->cctx && archive__termset_init(&w->terms) == 0)
+	if (w->fbuf && w->cbuf && w->cctx && archive__termset_init(&w->terms) == 0 &&
+	    archive__segterms_init(&w->segterms) == 0)
 		r = ft_table_create(MAX_FLOW_DELTAS, sizeof(uint16_t), NULL, &w->flows);
 	if (r == 0 && (ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel,
 	                                                   w->cfg.zstd_level)) ||
@@ -169,6 +162,7 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
 		free(w->fbuf);
 		free(w->cbuf);
 		archive__termset_free(&w->terms);
+		archive__segterms_free(&w->segterms);
 		ft_table_destroy(w->flows);
 		free(w);
 		return r;
@@ -187,8 +181,8 @@ static void writer_free(struct archive_writer *w)
 	free(w->cbuf);
 	free(w->seeks);
 	free(w->pframes);
-	free(w->posts);
 	archive__termset_free(&w->terms);
+	archive__segterms_free(&w->segterms);
 	ft_table_destroy(w->flows);
 	free(w);
 }
@@ -220,24 +214,6 @@ static void frame_begin(struct archive_writer *w)
 	}
 }
 
-/* Queues the frame's distinct terms as postings for the next commit. */
-static int frame_queue_postings(struct archive_writer *w)
-{
-	const struct byteset *bs = &w->terms.terms;
-	int r = grow((void **)&w->posts, &w->posts_cap, w->nposts + bs->n, sizeof(*w->posts));
-	if (r)
-		return r;
-	for (uint32_t i = 0; i < bs->n; i++) {
-		struct posting *p = &w->posts[w->nposts++];
-		be64_put(p->key, w->seg.id);
-		p->key[8] = bs->ents[i].type;
-		memcpy(p->key + 9, bs->ents[i].b, bs->ents[i].len);
-		p->klen = (uint8_t)(9 + bs->ents[i].len);
-		p->frame = w->frame.frame;
-	}
-	return 0;
-}
-
 /* Compresses and writes the current frame; queues its index entries. */
 static int frame_flush(struct archive_writer *w)
 {
@@ -257,9 +233,10 @@ static int frame_flush(struct archive_writer *w)
 	w->frame.usize = (uint32_t)w->flen;
 	if ((r = grow((void **)&w->pframes, &w->pframes_cap, w->npframes + 1,
 	              sizeof(*w->pframes))) ||
-	    (r = grow((void **)&w->seeks, &w->seeks_cap, w->nseeks + 1, sizeof(*w->seeks))) ||
-	    (r = frame_queue_postings(w)))
+	    (r = grow((void **)&w->seeks, &w->seeks_cap, w->nseeks + 1, sizeof(*w->seeks))))
 		return r;
+	if (archive__segterms_add_frame(&w->segterms, &w->terms, w->frame.frame) != 0)
+		return archive__fail(-ENOMEM, "out of memory");
 	w->pframes[w->npframes++] = w->frame;
 	w->seeks[w->nseeks++] = (struct seek_entry){(uint32_t)c, (uint32_t)w->flen};
 	w->seg.file_bytes += c;
@@ -274,16 +251,16 @@ static int frame_flush(struct archive_writer *w)
 
 /* ---- index commit ------------------------------------------------------------------------- */
 
-static int posting_cmp(const void *x, const void *y)
+static const struct term_entry *g_sort_ents; /* qsort has no context argument */
+
+/* Orders dirty term lists by their key in `terms` (same partition and segment). */
+static int dirty_cmp(const void *x, const void *y)
 {
-	const struct posting *a = x, *b = y;
-	size_t n = a->klen < b->klen ? a->klen : b->klen;
-	int c = memcmp(a->key, b->key, n);
-	if (c)
-		return c;
-	if (a->klen != b->klen)
-		return a->klen < b->klen ? -1 : 1;
-	return (a->frame > b->frame) - (a->frame < b->frame);
+	const struct term_entry *a = &g_sort_ents[*(const uint32_t *)x];
+	const struct term_entry *b = &g_sort_ents[*(const uint32_t *)y];
+	if (a->type != b->type)
+		return a->type < b->type ? -1 : 1;
+	return memcmp(a->b, b->b, a->len); /* one type, one length */
 }
 
 static int put_segment(struct archive_writer *w, MDB_txn *txn)
@@ -313,21 +290,36 @@ static int put_frames(struct archive_writer *w, MDB_txn *txn)
 	return 0;
 }
 
-static int put_postings(struct archive_writer *w, MDB_txn *txn)
+/* Writes the posting lists that changed since the last commit, in key order. */
+static int put_terms(struct archive_writer *w, MDB_txn *txn)
 {
-	if (w->nposts == 0)
-		return 0;
-	qsort(w->posts, w->nposts, sizeof(*w->posts), posting_cmp);
-	for (size_t i = 0; i < w->nposts; i++) {
-		uint8_t fb[4];
-		be32_put(fb, w->posts[i].frame);
-		MDB_val kv = {.mv_size = w->posts[i].klen, .mv_data = w->posts[i].key};
-		MDB_val vv = {.mv_size = 4, .mv_data = fb};
-		int rc = mdb_put(txn, w->a->db_terms, &kv, &vv, MDB_NODUPDATA);
-		if (rc && rc != MDB_KEYEXIST)
+	struct segterms *st = &w->segterms;
+	g_sort_ents = st->set.ents;
+	qsort(st->dirty, st->ndirty, sizeof(*st->dirty), dirty_cmp);
+	uint8_t k[TERMS_KEY_MAX];
+	be32_put(k, archive__terms_part(w->seg.id));
+	for (uint32_t i = 0; i < st->ndirty; i++) {
+		const struct term_entry *e = &st->set.ents[st->dirty[i]];
+		const struct plist *pl = &st->lists[st->dirty[i]];
+		k[4] = e->type;
+		memcpy(k + 5, e->b, e->len);
+		be64_put(k + 5 + e->len, w->seg.id);
+		MDB_val kv = {.mv_size = 5u + e->len + 8u, .mv_data = k};
+		MDB_val vv = {.mv_size = pl->len, .mv_data = pl->buf};
+		int rc = mdb_put(txn, w->a->db_terms, &kv, &vv, 0);
+		if (rc)
 			return archive__lmdb_fail(rc, "write term");
 	}
 	return 0;
+}
+
+/* After a successful commit: the lists are what the index holds. */
+static void terms_committed(struct archive_writer *w)
+{
+	struct segterms *st = &w->segterms;
+	for (uint32_t i = 0; i < st->ndirty; i++)
+		st->lists[st->dirty[i]].committed = st->lists[st->dirty[i]].len;
+	st->ndirty = 0;
 }
 
 /* The trigger id a flow delta carries (its 2-byte state). */
@@ -348,7 +340,7 @@ struct flow_put_ctx {
 static void put_flow(struct ft_flow *f, void *arg)
 {
 	struct flow_put_ctx *ctx = arg;
-	uint8_t k[FLOW_KEY_LEN], v[FLOW_REC_LEN];
+	uint8_t k[FLOW_KEY_LEN], v[FLOW_REC_MAX];
 	if (ctx->rc)
 		return;
 	be64_put(k, ctx->w->seg.id);
@@ -373,8 +365,7 @@ static void put_flow(struct ft_flow *f, void *arg)
 	}
 	if (!cur.trigger)
 		cur.trigger = flow_trigger(f);
-	archive__flow_encode(&cur, v);
-	vv.mv_size = sizeof(v);
+	vv.mv_size = archive__flow_encode(&cur, v);
 	vv.mv_data = v;
 	rc = mdb_put(ctx->txn, ctx->w->a->db_flows, &kv, &vv, 0);
 	if (rc)
@@ -406,7 +397,7 @@ static int index_commit(struct archive_writer *w)
 	if (rc)
 		return archive__lmdb_fail(rc, "begin write");
 	struct flow_put_ctx fc = {.w = w, .txn = txn};
-	if ((r = put_frames(w, txn)) == 0 && (r = put_postings(w, txn)) == 0) {
+	if ((r = put_frames(w, txn)) == 0 && (r = put_terms(w, txn)) == 0) {
 		ft_table_foreach(w->flows, put_flow, &fc);
 		r = fc.rc;
 	}
@@ -421,7 +412,7 @@ static int index_commit(struct archive_writer *w)
 		return r;
 	}
 	w->npframes = 0;
-	w->nposts = 0;
+	terms_committed(w);
 	w->seg_dirty = 0;
 	ft_table_clear(w->flows);
 	w->st.commits++;
@@ -469,6 +460,7 @@ static int segment_open(struct archive_writer *w, int linktype, uint32_t snaplen
 	}
 	w->seg_synced_dir = 0;
 	w->nseeks = 0;
+	archive__segterms_reset(&w->segterms);
 	w->st.segments++;
 	frame_begin(w);
 	return 0;
@@ -616,7 +608,7 @@ int archive_writer_add_tagged(struct archive_writer *w, int linktype, uint32_t s
 	w->st.wire_bytes += wirelen;
 	w->st.record_bytes += PCAP_RHDR_LEN + caplen;
 
-	if (w->flen < w->cfg.frame_size && w->nposts < MAX_POSTINGS)
+	if (w->flen < w->cfg.frame_size)
 		return 0;
 	if ((r = frame_flush(w)) != 0)
 		return r;
@@ -631,7 +623,7 @@ int archive_writer_tick(struct archive_writer *w, uint64_t now_ns)
 		return 0;
 	if (now_ns - w->seg_created_mono >= w->cfg.segment_age_ns)
 		return segment_close(w);
-	if (now_ns - w->last_commit_mono >= w->cfg.sync_ns || w->nposts >= MAX_POSTINGS)
+	if (now_ns - w->last_commit_mono >= w->cfg.sync_ns)
 		return index_commit(w);
 	return 0;
 }

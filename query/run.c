@@ -2,11 +2,13 @@
  * Running a query: plan -> candidate frames per segment -> read, filter
  * exactly, write.
  *
- * Two passes.  The first walks the index only: for every segment in the time
- * range it evaluates the plan to a sorted list of candidate frames (frames
- * flagged UNINDEXED are always candidates, and so is every frame of a segment
- * whose link type the indexer cannot parse), then drops frames whose time
- * range misses the query's.  That gives the exact amount of data to read
+ * Two passes.  The first walks the index only: it lists the segments of the
+ * time range, evaluates the plan once over them (each term one range read per
+ * index partition, giving seg|frame lists that AND and OR merge), so that
+ * each segment gets a sorted list of candidate frames (frames flagged
+ * UNINDEXED are always candidates, and so is every frame of a segment whose
+ * link type the indexer cannot parse), then drops frames whose time range
+ * misses the query's.  That gives the exact amount of data to read
  * before reading any (for --explain and for the "not indexable" notice).  The
  * second pass decompresses those frames and runs every record through
  * libpcap's BPF (pcap_offline_filter) and the per-packet time check; the
@@ -107,10 +109,10 @@ static void bpf_free(struct bpf_cache *c)
 
 /* ---- pass 1: candidates ---------------------------------------------------------------------- */
 
-/* A frame list; all = 1 means every frame of the segment. */
+/* Candidate frames as seg << 32 | frame, sorted; all = 1 means every frame. */
 struct flist {
 	int all;
-	uint32_t *f;
+	uint64_t *f;
 	size_t n;
 };
 
@@ -160,7 +162,7 @@ static int flist_or(struct flist *a, struct flist *b, struct flist *out)
 		*out = (struct flist){.all = 1};
 		return 0;
 	}
-	uint32_t *m = malloc((a->n + b->n + 1) * sizeof(*m));
+	uint64_t *m = malloc((a->n + b->n + 1) * sizeof(*m));
 	if (!m) {
 		flist_free(a);
 		flist_free(b);
@@ -168,7 +170,7 @@ static int flist_or(struct flist *a, struct flist *b, struct flist *out)
 	}
 	size_t i = 0, j = 0, w = 0;
 	while (i < a->n || j < b->n) {
-		uint32_t v;
+		uint64_t v;
 		if (j >= b->n || (i < a->n && a->f[i] < b->f[j]))
 			v = a->f[i++];
 		else if (i >= a->n || b->f[j] < a->f[i])
@@ -185,8 +187,9 @@ static int flist_or(struct flist *a, struct flist *b, struct flist *out)
 	return 0;
 }
 
-/* Evaluates the plan for one segment. */
-static int plan_eval(struct run *r, const struct query_plan *p, uint64_t seg, struct flist *out)
+/* Evaluates the plan over the segments seg_lo..seg_hi. */
+static int plan_eval(struct run *r, const struct query_plan *p, uint64_t seg_lo, uint64_t seg_hi,
+                     struct flist *out)
 {
 	struct flist a = {0}, b = {0};
 	int e;
@@ -198,10 +201,12 @@ static int plan_eval(struct run *r, const struct query_plan *p, uint64_t seg, st
 	case QUERY_PLAN_NONE:
 		return 0;
 	case QUERY_PLAN_TERM:
-		return archive_term_frames(r->txn, seg, p->type, p->lo, p->hi, &out->f, &out->n);
+		return archive_term_postings(r->txn, p->type, p->lo, p->hi, seg_lo, seg_hi, &out->f,
+		                             &out->n);
 	case QUERY_PLAN_AND:
 	case QUERY_PLAN_OR:
-		if ((e = plan_eval(r, p->left, seg, &a)) || (e = plan_eval(r, p->right, seg, &b))) {
+		if ((e = plan_eval(r, p->left, seg_lo, seg_hi, &a)) ||
+		    (e = plan_eval(r, p->right, seg_lo, seg_hi, &b))) {
 			flist_free(&a);
 			flist_free(&b);
 			return e;
@@ -214,14 +219,15 @@ static int plan_eval(struct run *r, const struct query_plan *p, uint64_t seg, st
 	return -EINVAL;
 }
 
-/* Adds the segment's UNINDEXED frames: they are read whatever the plan says. */
-static int add_unindexed(struct run *r, uint64_t seg, struct flist *l)
+/* Adds the UNINDEXED frames: they are read whatever the plan says. */
+static int add_unindexed(struct run *r, uint64_t seg_lo, uint64_t seg_hi, struct flist *l)
 {
 	static const uint8_t zero = 0;
 	struct flist u = {0};
 	if (l->all)
 		return 0;
-	int e = archive_term_frames(r->txn, seg, ARCHIVE_TERM_UNINDEXED, &zero, &zero, &u.f, &u.n);
+	int e = archive_term_postings(r->txn, ARCHIVE_TERM_UNINDEXED, &zero, &zero, seg_lo, seg_hi,
+	                              &u.f, &u.n);
 	if (e || u.n == 0) {
 		flist_free(&u);
 		return e;
@@ -260,47 +266,68 @@ static int frames_add_cb(const struct archive_frame_info *f, void *arg)
 	return frames_add(arg, f);
 }
 
-/* Fills c->frames from the frame list (or every frame when all). */
-static int seg_frames(struct run *r, struct seg_cand *c, const struct flist *l)
+/*
+ * Fills c->frames: every frame when all, else the frames of list entries
+ * l[*i..] that belong to c (the list and the segments are both in id order).
+ */
+static int seg_frames(struct run *r, struct seg_cand *c, const struct flist *l, size_t *i)
 {
 	struct frame_sink s = {.r = r, .c = c};
-	if (l->all)
+	if (l->all || (c->seg.flags & ARCHIVE_SEG_UNINDEXED))
 		return archive_frames(r->txn, c->seg.id, frames_add_cb, &s);
-	r->res->frames_total += c->seg.frames - l->n; /* the ones the index ruled out */
-	for (size_t i = 0; i < l->n; i++) {
+	while (*i < l->n && l->f[*i] >> 32 < c->seg.id)
+		(*i)++; /* segments outside the time range, or gone (retention) */
+	uint32_t listed = 0;
+	for (; *i < l->n && l->f[*i] >> 32 == c->seg.id; (*i)++) {
 		struct archive_frame_info f;
-		int e = archive_frame_get(r->txn, c->seg.id, l->f[i], &f);
+		int e = archive_frame_get(r->txn, c->seg.id, (uint32_t)l->f[*i], &f);
 		if (e == ARCHIVE_E_NOTFOUND)
-			continue; /* posting committed with a frame a newer reader sees: skip */
+			continue; /* cannot be: frames are committed with their postings */
 		if (e || (e = frames_add(&s, &f)))
 			return e;
+		listed++;
 	}
+	r->res->frames_total += c->seg.frames - listed; /* the ones the index ruled out */
 	return 0;
 }
 
-static int seg_candidates(const struct archive_segment_info *s, void *arg)
+static int seg_collect(const struct archive_segment_info *s, void *arg)
 {
 	struct run *r = arg;
-	struct flist l = {0};
-	int e;
 	r->res->segments++;
-	if (s->flags & ARCHIVE_SEG_UNINDEXED)
-		l.all = 1;
-	else if ((e = plan_eval(r, r->plan, s->id, &l)) || (e = add_unindexed(r, s->id, &l)))
-		return e;
 	if (r->ncands == r->cands_cap) {
 		size_t nc = r->cands_cap ? r->cands_cap * 2 : 16;
 		struct seg_cand *n = realloc(r->cands, nc * sizeof(*n));
-		if (!n) {
-			flist_free(&l);
+		if (!n)
 			return -ENOMEM;
-		}
 		r->cands = n;
 		r->cands_cap = nc;
 	}
-	struct seg_cand *c = &r->cands[r->ncands++];
-	*c = (struct seg_cand){.seg = *s};
-	e = seg_frames(r, c, &l);
+	r->cands[r->ncands++] = (struct seg_cand){.seg = *s};
+	return 0;
+}
+
+/* The segments of the time range, then the plan over the indexed ones, then their frames. */
+static int candidates(struct run *r)
+{
+	int e = archive_segments(r->txn, r->opt->from_ns, r->opt->to_ns, seg_collect, r);
+	if (e)
+		return e;
+	uint64_t lo = UINT64_MAX, hi = 0;
+	for (size_t i = 0; i < r->ncands; i++)
+		if (!(r->cands[i].seg.flags & ARCHIVE_SEG_UNINDEXED)) {
+			lo = r->cands[i].seg.id < lo ? r->cands[i].seg.id : lo;
+			hi = r->cands[i].seg.id > hi ? r->cands[i].seg.id : hi;
+		}
+	struct flist l = {.all = r->plan->op == QUERY_PLAN_ALL};
+	if (!l.all && lo <= hi &&
+	    ((e = plan_eval(r, r->plan, lo, hi, &l)) || (e = add_unindexed(r, lo, hi, &l)))) {
+		flist_free(&l);
+		return e;
+	}
+	size_t at = 0;
+	for (size_t i = 0; i < r->ncands && e == 0; i++)
+		e = seg_frames(r, &r->cands[i], &l, &at);
 	flist_free(&l);
 	return e;
 }
@@ -565,8 +592,7 @@ static int run_passes(struct run *r)
 	if (e)
 		return fail(r, e, "out of memory%s%s", "", "");
 	r->res->indexed = r->plan->op != QUERY_PLAN_ALL;
-	if ((e = archive_rtxn_begin(r->a, &r->txn)) ||
-	    (e = archive_segments(r->txn, r->opt->from_ns, r->opt->to_ns, seg_candidates, r))) {
+	if ((e = archive_rtxn_begin(r->a, &r->txn)) || (e = candidates(r))) {
 		snprintf(r->errbuf, QUERY_ERRBUF_SIZE, "%s",
 		         archive_errmsg()[0] ? archive_errmsg() : query_strerror(e));
 		return e;

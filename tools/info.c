@@ -49,10 +49,13 @@ static void print_summary(const char *dir, const struct archive_summary *s)
 	       s->file_bytes ? (double)s->record_bytes / (double)s->file_bytes : 0.0);
 	printf("flows:      %" PRIu64 " (flow records, one per flow per segment)\n",
 	       s->flow_records);
-	human(s->index_bytes, h4, sizeof(h4));
-	printf("index:      %" PRIu64 " bytes (%s), %.2f%% of stored segment bytes\n",
-	       s->index_bytes, h4,
-	       s->file_bytes ? 100.0 * (double)s->index_bytes / (double)s->file_bytes : 0.0);
+	char h5[32];
+	human(s->index_used, h4, sizeof(h4));
+	human(s->index_bytes, h5, sizeof(h5));
+	printf("index:      %" PRIu64 " bytes in use (%s), %.2f%% of stored segment bytes; "
+	       "file %s\n",
+	       s->index_used, h4,
+	       s->file_bytes ? 100.0 * (double)s->index_used / (double)s->file_bytes : 0.0, h5);
 }
 
 /* The recorder's final counters of the last run, as it printed them. */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "archive/archive.h"
+#include "archive/terms_pvt.h"
 
 struct fixture {
 	char dir[256];
@@ -153,44 +154,53 @@ static void test_write_read_terms(void **state)
 	uint8_t h[16] = {0};
 	h[10] = h[11] = 0xff;
 	h[12] = 10, h[15] = 2;
-	uint32_t *fr = NULL;
+	uint64_t *fr = NULL;
 	size_t n = 0;
-	assert_int_equal(archive_term_frames(t, 1, ARCHIVE_TERM_HOST, h, h, &fr, &n), 0);
+	const uint64_t S = 1ull << 32; /* segment 1 */
+	assert_int_equal(archive_term_postings(t, ARCHIVE_TERM_HOST, h, h, 1, 1, &fr, &n), 0);
 	assert_int_equal(n, s.frames);
 	for (size_t i = 0; i < n; i++)
-		assert_int_equal(fr[i], i);
-	/* port 1999 (the last packet) only in the last frame */
+		assert_int_equal(fr[i], S | i);
+	/* outside the segment range: nothing */
 	n = 0;
+	assert_int_equal(archive_term_postings(t, ARCHIVE_TERM_HOST, h, h, 2, 500, &fr, &n), 0);
+	assert_int_equal(n, 0);
+	/* port 1999 (the last packet) only in the last frame */
 	uint8_t p[2] = {1999 >> 8, 1999 & 0xff};
-	assert_int_equal(archive_term_frames(t, 1, ARCHIVE_TERM_PORT, p, p, &fr, &n), 0);
+	assert_int_equal(archive_term_postings(t, ARCHIVE_TERM_PORT, p, p, 0, 9, &fr, &n), 0);
 	assert_int_equal(n, 1);
-	assert_int_equal(fr[0], s.frames - 1);
+	assert_int_equal(fr[0], S | (s.frames - 1));
 	/* port range 1000..1010: the first frame only; a port never seen: nothing */
 	n = 0;
 	uint8_t lo[2] = {1000 >> 8, 1000 & 0xff}, hi[2] = {1010 >> 8, 1010 & 0xff};
-	assert_int_equal(archive_term_frames(t, 1, ARCHIVE_TERM_PORT, lo, hi, &fr, &n), 0);
+	assert_int_equal(archive_term_postings(t, ARCHIVE_TERM_PORT, lo, hi, 1, 1, &fr, &n), 0);
 	assert_int_equal(n, 1);
-	assert_int_equal(fr[0], 0);
+	assert_int_equal(fr[0], S | 0);
 	n = 0;
 	uint8_t none[2] = {0xff, 0xfe};
-	assert_int_equal(archive_term_frames(t, 1, ARCHIVE_TERM_PORT, none, none, &fr, &n), 0);
+	assert_int_equal(archive_term_postings(t, ARCHIVE_TERM_PORT, none, none, 1, 1, &fr, &n), 0);
 	assert_int_equal(n, 0);
 	/* net 10.0.0.0/24 as a host range: every frame, each once */
-	n = 0;
 	uint8_t nlo[16] = {0}, nhi[16] = {0};
 	nlo[10] = nlo[11] = nhi[10] = nhi[11] = 0xff;
 	nlo[12] = nhi[12] = 10;
 	nhi[15] = 0xff;
-	assert_int_equal(archive_term_frames(t, 1, ARCHIVE_TERM_HOST, nlo, nhi, &fr, &n), 0);
+	assert_int_equal(archive_term_postings(t, ARCHIVE_TERM_HOST, nlo, nhi, 1, 1, &fr, &n), 0);
 	assert_int_equal(n, s.frames);
 	/* ethertype and protocol terms */
 	n = 0;
 	uint8_t et[2] = {0x08, 0x00}, udp = 17;
-	assert_int_equal(archive_term_frames(t, 1, ARCHIVE_TERM_ETHERTYPE, et, et, &fr, &n), 0);
+	assert_int_equal(archive_term_postings(t, ARCHIVE_TERM_ETHERTYPE, et, et, 1, 1, &fr, &n),
+	                 0);
 	assert_int_equal(n, s.frames);
 	n = 0;
-	assert_int_equal(archive_term_frames(t, 1, ARCHIVE_TERM_PROTO, &udp, &udp, &fr, &n), 0);
+	assert_int_equal(archive_term_postings(t, ARCHIVE_TERM_PROTO, &udp, &udp, 1, 1, &fr, &n),
+	                 0);
 	assert_int_equal(n, s.frames);
+	/* FLOW is not a term of the index */
+	uint8_t fl[ARCHIVE_TERM_MAXLEN] = {0};
+	assert_int_equal(archive_term_postings(t, ARCHIVE_TERM_FLOW, fl, fl, 1, 1, &fr, &n),
+	                 -EINVAL);
 	free(fr);
 	archive_rtxn_end(t);
 	archive_close(a);
@@ -304,6 +314,146 @@ static void test_rotation_and_time_range(void **state)
 	archive_close(a);
 }
 
+/* ---- posting lists ---- */
+
+struct frames_out {
+	uint32_t f[4096];
+	size_t n;
+};
+
+static int collect_frame(uint32_t frame, void *arg)
+{
+	struct frames_out *o = arg;
+	if (o->n == 4096)
+		return 1;
+	o->f[o->n++] = frame;
+	return 0;
+}
+
+static void test_plist_codec(void **state)
+{
+	(void)state;
+	struct plist pl = {0};
+	/* {3}: gap 3, single: one byte 3 << 1 */
+	assert_int_equal(archive__plist_add(&pl, 3), 0);
+	assert_int_equal(pl.len, 1);
+	assert_int_equal(pl.buf[0], 6);
+	/* {3,4,5}: one run item (3 << 1 | 1, 3 - 2) */
+	assert_int_equal(archive__plist_add(&pl, 4), 0);
+	assert_int_equal(archive__plist_add(&pl, 5), 0);
+	assert_int_equal(pl.len, 2);
+	assert_int_equal(pl.buf[0], 7);
+	assert_int_equal(pl.buf[1], 1);
+	/* + {300}: gap 294 after the run end 6: varint(588) = 0xcc 0x04 */
+	assert_int_equal(archive__plist_add(&pl, 300), 0);
+	assert_int_equal(pl.len, 4);
+	assert_int_equal(pl.buf[2], 0xcc);
+	assert_int_equal(pl.buf[3], 0x04);
+	free(pl.buf);
+
+	/* random sets round trip; cut keeps exactly the frames below the cut */
+	uint32_t x = 12345;
+	for (int round = 0; round < 200; round++) {
+		struct plist p = {0};
+		static uint32_t want[4096];
+		size_t n = 0;
+		uint32_t f = 0;
+		for (int i = 0; i < 1000; i++) {
+			x = x * 1103515245u + 12345u;
+			uint32_t step =
+			    (x >> 16) % 8 == 0 ? (x >> 8) % 70000 + 1 : (x >> 20) % 3 + 1;
+			f += step;
+			want[n++] = f;
+			assert_int_equal(archive__plist_add(&p, f), 0);
+		}
+		struct frames_out o = {.n = 0};
+		assert_int_equal(archive__plist_decode(p.buf, p.len, collect_frame, &o), 0);
+		assert_int_equal(o.n, n);
+		assert_memory_equal(o.f, want, n * sizeof(want[0]));
+		uint32_t cut = want[(x >> 4) % n];
+		assert_int_equal(archive__plist_cut(&p, cut), 0);
+		o.n = 0;
+		assert_int_equal(archive__plist_decode(p.buf, p.len, collect_frame, &o), 0);
+		size_t keep = 0;
+		while (keep < n && want[keep] < cut)
+			keep++;
+		assert_int_equal(o.n, keep);
+		assert_memory_equal(o.f, want, keep * sizeof(want[0]));
+		/* after a cut the list grows on as if the cut frames never were */
+		assert_int_equal(archive__plist_add(&p, cut + 5), 0);
+		o.n = 0;
+		assert_int_equal(archive__plist_decode(p.buf, p.len, collect_frame, &o), 0);
+		assert_int_equal(o.n, keep + 1);
+		assert_int_equal(o.f[keep], cut + 5);
+		free(p.buf);
+	}
+	/* malformed: truncated varint, run past 2^32, truncated run length */
+	struct frames_out o = {.n = 0};
+	const uint8_t trunc[] = {0x80}, big[] = {0xfe, 0xff, 0xff, 0xff, 0x0f, 0xfe, 0xff, 0xff,
+	                                         0xff, 0x0f, 0xfe, 0xff, 0xff, 0xff, 0x0f};
+	const uint8_t norun[] = {0x07};
+	assert_int_equal(archive__plist_decode(trunc, sizeof(trunc), collect_frame, &o), -EINVAL);
+	assert_int_equal(archive__plist_decode(big, sizeof(big), collect_frame, &o), -EINVAL);
+	assert_int_equal(archive__plist_decode(norun, sizeof(norun), collect_frame, &o), -EINVAL);
+}
+
+/* One packet per segment across three index partitions: lookups by segment range. */
+static void test_partitions(void **state)
+{
+	struct fixture *f = *state;
+	struct archive *a = open_rw(f->dir);
+	struct archive_writer *w;
+	/* a frame per packet, a segment per frame */
+	struct archive_writer_config c = {.segment_size = 1, .frame_size = 1};
+	assert_int_equal(archive_writer_create(a, &c, &w), 0);
+	uint8_t b[200];
+	const uint32_t n = 150;
+	for (uint32_t i = 0; i < n; i++) {
+		make_udp(b, (uint8_t)(i % 4 + 1), (uint16_t)(1000 + i), sizeof(b));
+		assert_int_equal(archive_writer_add(w, 1, 65535, 1000 + i, sizeof(b), 300, b), 0);
+	}
+	assert_int_equal(archive_writer_close(w), 0);
+	struct archive_rtxn *t;
+	assert_int_equal(archive_rtxn_begin(a, &t), 0);
+	uint64_t *fr = NULL;
+	size_t got = 0;
+	for (uint32_t i = 0; i < n; i += 7) { /* port 1000 + i: segment i + 1, frame 0 */
+		uint8_t p[2] = {(uint8_t)((1000 + i) >> 8), (uint8_t)(1000 + i)};
+		got = 0;
+		assert_int_equal(archive_term_postings(t, ARCHIVE_TERM_PORT, p, p, 1, n, &fr, &got),
+		                 0);
+		assert_int_equal(got, 1);
+		assert_int_equal(fr[0], (uint64_t)(i + 1) << 32);
+	}
+	/* host 10.0.0.2 (i % 4 == 1) within segments 60..140: every 4th, each once */
+	uint8_t h[16] = {0};
+	h[10] = h[11] = 0xff;
+	h[12] = 10, h[15] = 2;
+	got = 0;
+	assert_int_equal(archive_term_postings(t, ARCHIVE_TERM_HOST, h, h, 60, 140, &fr, &got), 0);
+	size_t k = 0;
+	for (uint64_t s = 60; s <= 140; s++)
+		if ((s - 1) % 4 == 1) {
+			assert_true(k < got);
+			assert_int_equal(fr[k++], s << 32);
+		}
+	assert_int_equal(k, got);
+	/* a net range over all segments: every segment once */
+	uint8_t nlo[16] = {0}, nhi[16] = {0};
+	memcpy(nlo, h, 12);
+	memcpy(nhi, h, 12);
+	nlo[12] = nhi[12] = 10;
+	nhi[15] = 0xff;
+	got = 0;
+	assert_int_equal(archive_term_postings(t, ARCHIVE_TERM_HOST, nlo, nhi, 1, n, &fr, &got), 0);
+	assert_int_equal(got, n);
+	for (size_t i = 0; i < got; i++)
+		assert_int_equal(fr[i], (uint64_t)(i + 1) << 32);
+	free(fr);
+	archive_rtxn_end(t);
+	archive_close(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -311,6 +461,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_write_read_terms, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_frame_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rotation_and_time_range, setup, teardown),
+	    cmocka_unit_test(test_plist_codec),
+	    cmocka_unit_test_setup_teardown(test_partitions, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
