@@ -17,6 +17,7 @@
 #include <zstd.h>
 
 #include "archive/archive_pvt.h"
+#include "archive/scan_pvt.h"
 
 #define MAX_FRAME_BYTES (64u << 20) /* larger frames are treated as corrupt */
 
@@ -113,24 +114,11 @@ static int read_full(int fd, uint8_t *buf, size_t len, uint64_t off)
 /* Checks the records of the decompressed frame fit; sets r->pos past any header. */
 static int frame_check(struct archive_frame_reader *r, const struct archive_segment_info *s)
 {
-	size_t pos = 0;
-	if (r->frame == 0) {
-		if (r->len < PCAP_GHDR_LEN || le32_get(r->ubuf) != PCAP_MAGIC_NANO ||
-		    le32_get(r->ubuf + 16) != s->snaplen ||
-		    le32_get(r->ubuf + 20) != (uint32_t)s->linktype)
-			return ARCHIVE_E_CORRUPT;
-		pos = PCAP_GHDR_LEN;
-	}
-	r->pos = pos;
-	while (pos < r->len) {
-		if (r->len - pos < PCAP_RHDR_LEN)
-			return ARCHIVE_E_CORRUPT;
-		uint32_t cap = le32_get(r->ubuf + pos + 8);
-		if (cap > s->snaplen || cap > r->len - pos - PCAP_RHDR_LEN)
-			return ARCHIVE_E_CORRUPT;
-		pos += PCAP_RHDR_LEN + cap;
-	}
-	return 0;
+	int lt = s->linktype;
+	uint32_t snap = s->snaplen, packets;
+	uint64_t lo, hi;
+	return archive__pcap_check(r->ubuf, r->len, r->frame == 0, &lt, &snap, &r->pos, &packets,
+	                           &lo, &hi);
 }
 
 int archive_frame_load(struct archive_frame_reader *r, const struct archive_segment_info *s,
@@ -174,15 +162,5 @@ int archive_frame_load(struct archive_frame_reader *r, const struct archive_segm
 
 int archive_frame_next(struct archive_frame_reader *r, struct archive_record *rec)
 {
-	if (r->pos >= r->len)
-		return 0;
-	const uint8_t *h = r->ubuf + r->pos;
-	rec->ts_ns = (uint64_t)le32_get(h) * 1000000000u + le32_get(h + 4);
-	rec->caplen = le32_get(h + 8);
-	rec->wirelen = le32_get(h + 12);
-	rec->data = h + PCAP_RHDR_LEN;
-	rec->raw = h;
-	rec->raw_len = PCAP_RHDR_LEN + rec->caplen;
-	r->pos += rec->raw_len;
-	return 1;
+	return archive__record_next(r->ubuf, r->len, &r->pos, rec);
 }

@@ -196,6 +196,51 @@ int archive__termset_add_packet(struct termset *ts, const struct ft_packet *pkt)
 	return r ? -ENOMEM : 0;
 }
 
+/* ---- one packet ------------------------------------------------------------------------- */
+
+uint16_t archive__flow_trigger(const struct ft_flow *f)
+{
+	uint16_t t;
+	memcpy(&t, f->state, sizeof(t));
+	return t;
+}
+
+int archive__index_packet(struct termset *ts, struct ft_table *flows, int linktype,
+                          uint64_t ts_ns, uint32_t caplen, uint32_t wirelen, const uint8_t *data,
+                          uint16_t trigger, uint32_t *frame_flags)
+{
+	struct ft_packet pkt;
+	ft_parse(linktype, data, caplen, &pkt);
+	int r = 0;
+	if ((pkt.flags & (FT_PKT_MALFORMED | FT_PKT_TRUNCATED)) &&
+	    !(*frame_flags & ARCHIVE_FRAME_UNINDEXED)) {
+		static const uint8_t zero = 0;
+		*frame_flags |= ARCHIVE_FRAME_UNINDEXED;
+		r = archive__termset_add(ts, ARCHIVE_TERM_UNINDEXED, &zero, 1);
+	}
+	if (r == 0)
+		r = archive__termset_add_packet(ts, &pkt);
+	if (r)
+		return r;
+	struct ft_flow_key key;
+	int dir, is_new;
+	if (ft_flow_key_from_packet(&pkt, FT_KEY_VLAN, &key, &dir) != 0)
+		return 0;
+	struct ft_flow *f = ft_table_lookup(flows, &key, ft_flow_key_hash(&key), &is_new);
+	if (!f)
+		return -ENOMEM;
+	if (is_new || ts_ns < f->first_ns)
+		f->first_ns = ts_ns;
+	if (ts_ns > f->last_ns)
+		f->last_ns = ts_ns;
+	f->packets[dir]++;
+	f->bytes[dir] += wirelen;
+	f->tcp_flags[dir] |= pkt.tcp_flags;
+	if (trigger && !archive__flow_trigger(f))
+		memcpy(f->state, &trigger, sizeof(trigger));
+	return 0;
+}
+
 /* ---- posting lists ---------------------------------------------------------------------- */
 
 static uint32_t varint_put(uint8_t *p, uint32_t v)

@@ -48,6 +48,20 @@ int archive__termset_add(struct termset *ts, uint8_t type, const uint8_t *b, uin
 /* Adds the terms of one parsed packet.  0 or -ENOMEM. */
 int archive__termset_add_packet(struct termset *ts, const struct ft_packet *pkt);
 
+/*
+ * The index content of one packet of a segment of `linktype`: its terms into
+ * ts (and the UNINDEXED term, with ARCHIVE_FRAME_UNINDEXED in *frame_flags,
+ * when its headers are cut or inconsistent), and its flow's statistics into
+ * `flows` (flow key with VLAN; state: the trigger id, u16, first one wins).
+ * The table must not be full (it would evict).  0 or -ENOMEM.
+ */
+int archive__index_packet(struct termset *ts, struct ft_table *flows, int linktype,
+                          uint64_t ts_ns, uint32_t caplen, uint32_t wirelen, const uint8_t *data,
+                          uint16_t trigger, uint32_t *frame_flags);
+
+/* The trigger id stored in a flow's state by archive__index_packet. */
+uint16_t archive__flow_trigger(const struct ft_flow *f);
+
 /* ---- posting lists ---------------------------------------------------------------------- */
 
 /*

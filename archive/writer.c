@@ -322,13 +322,6 @@ static void terms_committed(struct archive_writer *w)
 	st->ndirty = 0;
 }
 
-/* The trigger id a flow delta carries (its 2-byte state). */
-static uint16_t flow_trigger(const struct ft_flow *f)
-{
-	uint16_t t;
-	memcpy(&t, f->state, sizeof(t));
-	return t;
-}
 
 struct flow_put_ctx {
 	struct archive_writer *w;
@@ -364,7 +357,7 @@ static void put_flow(struct ft_flow *f, void *arg)
 		cur.tcp_flags[d] |= f->tcp_flags[d];
 	}
 	if (!cur.trigger)
-		cur.trigger = flow_trigger(f);
+		cur.trigger = archive__flow_trigger(f);
 	vv.mv_size = archive__flow_encode(&cur, v);
 	vv.mv_data = v;
 	rc = mdb_put(ctx->txn, ctx->w->a->db_flows, &kv, &vv, 0);
@@ -528,40 +521,16 @@ static int segment_close(struct archive_writer *w)
 static int packet_index(struct archive_writer *w, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
                         const uint8_t *data, uint16_t trigger)
 {
-	struct ft_packet pkt;
 	if (w->seg.flags & ARCHIVE_SEG_UNINDEXED)
-		return 0;
-	ft_parse(w->seg.linktype, data, caplen, &pkt);
-	int r = 0;
-	if ((pkt.flags & (FT_PKT_MALFORMED | FT_PKT_TRUNCATED)) &&
-	    !(w->frame.flags & ARCHIVE_FRAME_UNINDEXED)) {
-		static const uint8_t zero = 0;
-		w->frame.flags |= ARCHIVE_FRAME_UNINDEXED;
-		r = archive__termset_add(&w->terms, ARCHIVE_TERM_UNINDEXED, &zero, 1);
-	}
-	if (r == 0)
-		r = archive__termset_add_packet(&w->terms, &pkt);
-	if (r)
-		return archive__fail(r, "out of memory");
-
-	struct ft_flow_key key;
-	int dir, is_new;
-	if (ft_flow_key_from_packet(&pkt, FT_KEY_VLAN, &key, &dir) != 0)
 		return 0;
 	struct ft_table_stats ts;
 	ft_table_stats(w->flows, &ts);
+	int r;
 	if (ts.flows >= MAX_FLOW_DELTAS && (r = index_commit(w)) != 0)
-		return r;
-	struct ft_flow *f = ft_table_lookup(w->flows, &key, ft_flow_key_hash(&key), &is_new);
-	if (is_new || ts_ns < f->first_ns)
-		f->first_ns = ts_ns;
-	if (ts_ns > f->last_ns)
-		f->last_ns = ts_ns;
-	f->packets[dir]++;
-	f->bytes[dir] += wirelen;
-	f->tcp_flags[dir] |= pkt.tcp_flags;
-	if (trigger && !flow_trigger(f))
-		memcpy(f->state, &trigger, sizeof(trigger));
+		return r; /* the flow deltas table must never evict */
+	if (archive__index_packet(&w->terms, w->flows, w->seg.linktype, ts_ns, caplen, wirelen,
+	                          data, trigger, &w->frame.flags) != 0)
+		return archive__fail(-ENOMEM, "out of memory");
 	return 0;
 }
 

@@ -1,0 +1,196 @@
+/*
+ * Segment scanning: a segment's frames from its bytes alone (see
+ * scan_pvt.h).  The file is mapped read-only; each frame's extent comes from
+ * zstd's own frame format (ZSTD_findFrameCompressedSize), its content from
+ * decompression with the frame checksum checked, so a torn or zeroed tail
+ * (a crash, a power loss) ends the scan at the last whole frame.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "archive/archive_pvt.h"
+#include "archive/scan_pvt.h"
+
+#define MAX_FRAME_USIZE (64u << 20)
+
+int archive__pcap_check(const uint8_t *p, size_t len, int frame0, int *linktype,
+                        uint32_t *snaplen, size_t *records_at, uint32_t *packets,
+                        uint64_t *min_ns, uint64_t *max_ns)
+{
+	size_t pos = 0;
+	if (frame0) {
+		if (len < PCAP_GHDR_LEN || le32_get(p) != PCAP_MAGIC_NANO)
+			return ARCHIVE_E_CORRUPT;
+		uint32_t snap = le32_get(p + 16), lt = le32_get(p + 20);
+		if (*linktype < 0) {
+			*linktype = (int)lt;
+			*snaplen = snap;
+		} else if (lt != (uint32_t)*linktype || snap != *snaplen) {
+			return ARCHIVE_E_CORRUPT;
+		}
+		pos = PCAP_GHDR_LEN;
+	}
+	if (*linktype < 0)
+		return ARCHIVE_E_CORRUPT; /* records before any pcap header */
+	*records_at = pos;
+	*packets = 0;
+	*min_ns = UINT64_MAX;
+	*max_ns = 0;
+	while (pos < len) {
+		if (len - pos < PCAP_RHDR_LEN)
+			return ARCHIVE_E_CORRUPT;
+		uint32_t nsec = le32_get(p + pos + 4), cap = le32_get(p + pos + 8);
+		if (nsec >= 1000000000u || cap > *snaplen || cap > ARCHIVE_MAX_CAPLEN ||
+		    cap > len - pos - PCAP_RHDR_LEN)
+			return ARCHIVE_E_CORRUPT;
+		uint64_t ts = (uint64_t)le32_get(p + pos) * 1000000000u + nsec;
+		*min_ns = ts < *min_ns ? ts : *min_ns;
+		*max_ns = ts > *max_ns ? ts : *max_ns;
+		(*packets)++;
+		pos += PCAP_RHDR_LEN + cap;
+	}
+	return 0;
+}
+
+int archive__record_next(const uint8_t *p, size_t len, size_t *pos, struct archive_record *rec)
+{
+	if (*pos >= len)
+		return 0;
+	const uint8_t *h = p + *pos;
+	rec->ts_ns = (uint64_t)le32_get(h) * 1000000000u + le32_get(h + 4);
+	rec->caplen = le32_get(h + 8);
+	rec->wirelen = le32_get(h + 12);
+	rec->data = h + PCAP_RHDR_LEN;
+	rec->raw = h;
+	rec->raw_len = PCAP_RHDR_LEN + rec->caplen;
+	*pos += rec->raw_len;
+	return 1;
+}
+
+int archive__scan_open(struct seg_scan *s, const char *path)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+	s->linktype = -1;
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		return archive__fail(-e, "%s: %s", path, strerror(e));
+	}
+	s->fd = fd;
+	s->size = (size_t)st.st_size;
+	if (s->size > 0) {
+		void *m = mmap(NULL, s->size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (m == MAP_FAILED) {
+			int e = errno;
+			archive__scan_close(s);
+			return archive__fail(-e, "%s: mmap: %s", path, strerror(e));
+		}
+		madvise(m, s->size, MADV_SEQUENTIAL);
+		s->map = m;
+	}
+	if (!(s->dctx = ZSTD_createDCtx())) {
+		archive__scan_close(s);
+		return archive__fail(-ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+void archive__scan_close(struct seg_scan *s)
+{
+	if (s->map)
+		munmap((void *)s->map, s->size);
+	if (s->fd >= 0)
+		close(s->fd);
+	ZSTD_freeDCtx(s->dctx);
+	free(s->ubuf);
+	free(s->sizes);
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+}
+
+/* A seek table at s->off that lists exactly the frames read and ends the file. */
+static int seektable_ok(const struct seg_scan *s, size_t fsize)
+{
+	const uint8_t *p = s->map + s->off;
+	if (s->off + fsize != s->size || fsize < 8 + SEEK_FOOTER_LEN)
+		return 0;
+	uint32_t body = le32_get(p + 4);
+	if ((uint64_t)body + 8 != fsize || body < SEEK_FOOTER_LEN ||
+	    (body - SEEK_FOOTER_LEN) % SEEK_ENTRY_LEN)
+		return 0;
+	size_t n = (body - SEEK_FOOTER_LEN) / SEEK_ENTRY_LEN;
+	const uint8_t *foot = p + 8 + n * SEEK_ENTRY_LEN;
+	if (le32_get(foot) != n || foot[4] != 0 || le32_get(foot + 5) != SEEK_FOOTER_MAGIC ||
+	    n != s->nsizes)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (le32_get(p + 8 + i * 8) != s->sizes[i].csize ||
+		    le32_get(p + 12 + i * 8) != s->sizes[i].usize)
+			return 0;
+	return 1;
+}
+
+static int scan_bad(char *why, size_t len, const char *msg)
+{
+	snprintf(why, len, "%s", msg);
+	return -1;
+}
+
+int archive__scan_next(struct seg_scan *s, struct seg_scanned *f, char *why, size_t whylen)
+{
+	if (s->off >= s->size)
+		return 0;
+	const uint8_t *p = s->map + s->off;
+	size_t avail = s->size - s->off;
+	size_t csize = ZSTD_findFrameCompressedSize(p, avail);
+	if (ZSTD_isError(csize))
+		return scan_bad(why, whylen, "an incomplete or damaged zstd frame");
+	if (avail >= 4 && le32_get(p) == SEEK_SKIPPABLE_MAGIC) {
+		if (!seektable_ok(s, csize))
+			return scan_bad(why, whylen, "a seek table that does not match the frames");
+		s->seektable = 1;
+		s->off = s->size;
+		return 0;
+	}
+	unsigned long long usize = ZSTD_getFrameContentSize(p, csize);
+	if (usize == ZSTD_CONTENTSIZE_UNKNOWN || usize == ZSTD_CONTENTSIZE_ERROR ||
+	    usize > MAX_FRAME_USIZE || usize == 0 || csize > UINT32_MAX)
+		return scan_bad(why, whylen, "a zstd frame without a valid content size");
+	if (usize > s->ucap) {
+		uint8_t *nb = realloc(s->ubuf, (size_t)usize);
+		if (!nb)
+			return archive__fail(-ENOMEM, "out of memory");
+		s->ubuf = nb;
+		s->ucap = (size_t)usize;
+	}
+	size_t n = ZSTD_decompressDCtx(s->dctx, s->ubuf, (size_t)usize, p, csize);
+	if (ZSTD_isError(n) || n != usize)
+		return scan_bad(why, whylen,
+		                ZSTD_isError(n) ? ZSTD_getErrorName(n) : "a short zstd frame");
+	*f = (struct seg_scanned){.frame = s->frame, .offset = s->off, .csize = (uint32_t)csize,
+	                          .usize = (uint32_t)usize, .data = s->ubuf};
+	if (archive__pcap_check(s->ubuf, n, s->frame == 0, &s->linktype, &s->snaplen,
+	                        &f->records_at, &f->packets, &f->min_ns, &f->max_ns) != 0)
+		return scan_bad(why, whylen, "a frame whose pcap records are damaged");
+	if (s->nsizes == s->sizes_cap) {
+		size_t nc = s->sizes_cap ? s->sizes_cap * 2 : 256;
+		struct seg_frame_size *ns = realloc(s->sizes, nc * sizeof(*ns));
+		if (!ns)
+			return archive__fail(-ENOMEM, "out of memory");
+		s->sizes = ns;
+		s->sizes_cap = nc;
+	}
+	s->sizes[s->nsizes++] = (struct seg_frame_size){(uint32_t)csize, (uint32_t)usize};
+	s->off += csize;
+	s->frame++;
+	return 1;
+}

@@ -1,0 +1,73 @@
+/*
+ * archive private (scan.c): reading a segment file from its bytes alone, as
+ * recovery, `index verify` and `index rebuild` must: frame by frame, each
+ * zstd frame decompressed (its checksum checked) and its pcap records
+ * checked, up to the end, the seek table, or the first frame that is
+ * incomplete or damaged.
+ */
+#ifndef FLOWSCOPE_ARCHIVE_SCAN_PVT_H
+#define FLOWSCOPE_ARCHIVE_SCAN_PVT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <zstd.h>
+
+#include "archive/archive.h"
+
+struct seg_frame_size {
+	uint32_t csize, usize;
+};
+
+struct seg_scan {
+	int fd;
+	const uint8_t *map; /* the whole file, read-only */
+	size_t size;
+	ZSTD_DCtx *dctx;
+	uint8_t *ubuf;
+	size_t ucap;
+	uint64_t off;     /* where the next frame starts */
+	uint32_t frame;   /* its number */
+	int linktype;     /* from frame 0's pcap header; -1 before */
+	uint32_t snaplen; /* likewise */
+	int seektable;    /* the scan ended at a seek table that matches the frames */
+	struct seg_frame_size *sizes; /* the frames read so far */
+	size_t nsizes, sizes_cap;
+};
+
+struct seg_scanned {
+	uint32_t frame;
+	uint64_t offset;
+	uint32_t csize, usize;
+	const uint8_t *data; /* decompressed, valid until the next call */
+	size_t records_at;   /* first record (after the pcap header in frame 0) */
+	uint32_t packets;
+	uint64_t min_ns, max_ns;
+};
+
+/* Opens (maps) a segment file.  0, or a negative errno with archive_errmsg(). */
+int archive__scan_open(struct seg_scan *s, const char *path);
+void archive__scan_close(struct seg_scan *s);
+
+/*
+ * The next data frame.  Returns 1 and *f; 0 at a clean end (the end of the
+ * file after whole frames, or a seek table matching them that ends the
+ * file: s->seektable); -1 when the bytes at s->off are not a whole, valid
+ * frame (why says what), which is where a crash cut the file; -ENOMEM.
+ */
+int archive__scan_next(struct seg_scan *s, struct seg_scanned *f, char *why, size_t whylen);
+
+/*
+ * Checks the pcap records of a decompressed frame: frame 0 starts with the
+ * nanosecond pcap header (its link type and snaplen are learned into
+ * *linktype and *snaplen when *linktype < 0, else must equal them); every record
+ * fits the frame and the snaplen, with nanoseconds below 10^9.  Sets
+ * *records_at, *packets and the time range.  0 or ARCHIVE_E_CORRUPT.
+ */
+int archive__pcap_check(const uint8_t *p, size_t len, int frame0, int *linktype,
+                        uint32_t *snaplen, size_t *records_at, uint32_t *packets,
+                        uint64_t *min_ns, uint64_t *max_ns);
+
+/* The next record at *pos of checked records; 1 and *rec, 0 at the end. */
+int archive__record_next(const uint8_t *p, size_t len, size_t *pos, struct archive_record *rec);
+
+#endif
