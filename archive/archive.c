@@ -232,6 +232,34 @@ int archive__next_segment_id(struct archive *a, MDB_txn *txn, uint64_t *id)
 	return 0;
 }
 
+int archive_new_run(struct archive *a, uint32_t *run)
+{
+	MDB_val k = {.mv_size = 8, .mv_data = "next_run"}, v;
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(a->env, NULL, 0, &txn);
+	if (rc)
+		return archive__lmdb_fail(rc, "begin write");
+	uint32_t next = 1;
+	rc = mdb_get(txn, a->db_meta, &k, &v);
+	if (rc == 0 && v.mv_size == 4)
+		next = le32_get(v.mv_data);
+	else if (rc != MDB_NOTFOUND && rc != 0) {
+		mdb_txn_abort(txn);
+		return archive__lmdb_fail(rc, "read next_run");
+	}
+	uint8_t buf[4];
+	le32_put(buf, next + 1);
+	v = (MDB_val){.mv_size = 4, .mv_data = buf};
+	if ((rc = mdb_put(txn, a->db_meta, &k, &v, 0)) != 0) {
+		mdb_txn_abort(txn);
+		return archive__lmdb_fail(rc, "write next_run");
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		return archive__lmdb_fail(rc, "commit");
+	*run = next;
+	return 0;
+}
+
 /* ---- open / close ----------------------------------------------------------------------- */
 
 static int take_lock(struct archive *a)

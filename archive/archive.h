@@ -96,8 +96,9 @@ struct archive_writer_config {
 	uint64_t segment_size;   /* rotate at this many compressed bytes; 0 = 256 MiB */
 	uint64_t segment_age_ns; /* rotate a segment this old (wall clock); 0 = 60 s */
 	uint32_t frame_size;     /* uncompressed bytes per frame; 0 = 256 KiB */
-	int zstd_level;          /* zstd level (negative = fast levels); 0 = 1 */
+	int zstd_level;          /* zstd level (negative = fast levels); 0 = -1 */
 	uint64_t sync_ns;        /* index commit interval (wall clock); 0 = 1 s */
+	uint32_t run;            /* the recording this writer belongs to (archive_new_run) */
 };
 
 struct archive_writer_stats {
@@ -106,8 +107,11 @@ struct archive_writer_stats {
 	uint64_t record_bytes; /* uncompressed pcap bytes, global headers included */
 	uint64_t file_bytes;   /* compressed bytes written */
 	uint64_t frames;
-	uint64_t segments; /* segments opened */
-	uint64_t commits;  /* index transactions committed */
+	uint64_t segments;        /* segments opened */
+	uint64_t commits;         /* index transactions committed */
+	const char *io;           /* segment I/O: "io_uring" or "pwritev" (static string) */
+	int io_direct;            /* 1: the last segment was written with O_DIRECT */
+	uint64_t io_max_inflight; /* most writes in flight at once */
 };
 
 struct archive_writer;
@@ -124,6 +128,19 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
  */
 int archive_writer_add(struct archive_writer *w, int linktype, uint32_t snaplen, uint64_t ts_ns,
                        uint32_t caplen, uint32_t wirelen, const uint8_t *data);
+
+/*
+ * The packets added next come from QQ chunk `chunk` (its publication
+ * position, qq_chunk_seq): a frame never holds packets of two chunks, and
+ * records the chunk, so that a query can merge the segments of several
+ * dumpers of one recording back into the order the recorder took packets in
+ * (chunks are taken whole by one dumper).  Without calls, chunk 0.
+ * Returns as add (it may close the current frame).
+ */
+int archive_writer_set_chunk(struct archive_writer *w, uint64_t chunk);
+
+/* Allocates a recording id (1, 2, ...; meta "next_run").  0 or ARCHIVE_E_LMDB. */
+int archive_new_run(struct archive *a, uint32_t *run);
 
 /* As archive_writer_add(), the packet's flow tagged with trigger id `trigger` (0: none). */
 int archive_writer_add_tagged(struct archive_writer *w, int linktype, uint32_t snaplen,
@@ -148,6 +165,13 @@ int archive_writer_flush(struct archive_writer *w);
 int archive_writer_close(struct archive_writer *w);
 
 void archive_writer_stats(const struct archive_writer *w, struct archive_writer_stats *out);
+
+/*
+ * Why the segment I/O does not run as preferred (io_uring refused, e.g. by a
+ * container's seccomp profile: pwritev on an I/O thread instead; buffers not
+ * registered), one line, or NULL.  For the log, once.
+ */
+const char *archive_writer_io_note(const struct archive_writer *w);
 
 /*
  * The recorder's report of its last run (final counters, as text lines),
@@ -276,6 +300,7 @@ struct archive_segment_info {
 	uint64_t file_bytes;   /* compressed bytes (frames, without the seek table) */
 	uint32_t frames;
 	uint32_t flows; /* flow records of this segment */
+	uint32_t run;   /* the recording that wrote it (0: unknown) */
 };
 
 struct archive_frame_info {
@@ -287,6 +312,7 @@ struct archive_frame_info {
 	uint32_t usize;  /* decompressed size */
 	uint64_t min_ns, max_ns;
 	uint32_t packets;
+	uint64_t chunk; /* the QQ chunk its packets came from (archive_writer_set_chunk) */
 };
 
 /* Per-segment statistics of one flow (directions as in struct ft_flow_key). */

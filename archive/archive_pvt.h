@@ -24,6 +24,14 @@
 #define PCAP_GHDR_LEN 24u
 #define PCAP_RHDR_LEN 16u
 
+/*
+ * Each data frame of a segment is preceded by a skippable frame (ignored by
+ * zstd tools) naming the recording and QQ chunk its packets came from:
+ * magic, size 16, run u32, reserved u32 (0), chunk u64, all little-endian.
+ */
+#define FRAME_TAG_MAGIC 0x184D2A53u
+#define FRAME_TAG_LEN 24u
+
 /* zstd seekable format (contrib/seekable_format) */
 #define SEEK_SKIPPABLE_MAGIC 0x184D2A5Eu
 #define SEEK_FOOTER_MAGIC 0x8F92EAB1u
@@ -42,7 +50,7 @@ struct archive {
 
 #define SEG_REC_VERSION 1u
 #define SEG_REC_LEN 96u
-#define FRAME_REC_LEN 40u
+#define FRAME_REC_LEN 48u
 #define FLOW_REC_MAX 72u /* flow value: 8 + 5 varints of <= 10 bytes + 2 + varint(u16) */
 
 /* keys: segments: seg u64 BE; frames: seg u64 BE | frame u32 BE;

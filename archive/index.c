@@ -39,7 +39,7 @@ void archive__seg_encode(const struct archive_segment_info *s, uint64_t created_
 	le64_put(out + 56, s->record_bytes);
 	le64_put(out + 64, s->file_bytes);
 	le32_put(out + 72, s->flows);
-	/* 76..79 reserved, zero */
+	le32_put(out + 76, s->run);
 	le64_put(out + 80, created_ns);
 	/* 88..95 reserved, zero */
 }
@@ -64,6 +64,7 @@ int archive__seg_decode(uint64_t id, const MDB_val *v, struct archive_segment_in
 	s->record_bytes = le64_get(p + 56);
 	s->file_bytes = le64_get(p + 64);
 	s->flows = le32_get(p + 72);
+	s->run = le32_get(p + 76);
 	if (s->state != ARCHIVE_SEG_OPEN && s->state != ARCHIVE_SEG_CLOSED)
 		return archive__fail(ARCHIVE_E_CORRUPT, "index: segment %llu: bad state %u",
 		                     (unsigned long long)id, (unsigned)s->state);
@@ -79,6 +80,7 @@ void archive__frame_encode(const struct archive_frame_info *f, uint8_t out[FRAME
 	le64_put(out + 24, f->max_ns);
 	le32_put(out + 32, f->packets);
 	le32_put(out + 36, f->flags);
+	le64_put(out + 40, f->chunk);
 }
 
 int archive__frame_decode(const MDB_val *k, const MDB_val *v, struct archive_frame_info *f)
@@ -95,6 +97,7 @@ int archive__frame_decode(const MDB_val *k, const MDB_val *v, struct archive_fra
 	f->max_ns = le64_get(p + 24);
 	f->packets = le32_get(p + 32);
 	f->flags = le32_get(p + 36);
+	f->chunk = le64_get(p + 40);
 	return 0;
 }
 

@@ -141,12 +141,16 @@ int archive_frame_load(struct archive_frame_reader *r, const struct archive_segm
 		return archive__fail(e, "segment %llu frame %u: read: %s",
 		                     (unsigned long long)s->id, f->frame,
 		                     e == ARCHIVE_E_CORRUPT ? "file too short" : strerror(-e));
-	unsigned long long content = ZSTD_getFrameContentSize(r->cbuf, f->csize);
-	if (content != f->usize)
+	/* the frame's tag (a skippable frame), then the zstd frame */
+	const uint8_t *z = r->cbuf + FRAME_TAG_LEN;
+	size_t zlen = f->csize - FRAME_TAG_LEN;
+	if (f->csize <= FRAME_TAG_LEN || le32_get(r->cbuf) != FRAME_TAG_MAGIC ||
+	    le32_get(r->cbuf + 4) != FRAME_TAG_LEN - 8 ||
+	    ZSTD_getFrameContentSize(z, zlen) != f->usize)
 		return archive__fail(ARCHIVE_E_CORRUPT,
 		                     "segment %llu frame %u: frame header disagrees with the index",
 		                     (unsigned long long)s->id, f->frame);
-	size_t n = ZSTD_decompressDCtx(r->dctx, r->ubuf, f->usize, r->cbuf, f->csize);
+	size_t n = ZSTD_decompressDCtx(r->dctx, r->ubuf, f->usize, z, zlen);
 	if (ZSTD_isError(n) || n != f->usize)
 		return archive__fail(ARCHIVE_E_CORRUPT, "segment %llu frame %u: %s",
 		                     (unsigned long long)s->id, f->frame,

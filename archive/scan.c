@@ -18,9 +18,8 @@
 
 #define MAX_FRAME_USIZE (64u << 20)
 
-int archive__pcap_check(const uint8_t *p, size_t len, int frame0, int *linktype,
-                        uint32_t *snaplen, size_t *records_at, uint32_t *packets,
-                        uint64_t *min_ns, uint64_t *max_ns)
+int archive__pcap_check(const uint8_t *p, size_t len, int frame0, int *linktype, uint32_t *snaplen,
+                        size_t *records_at, uint32_t *packets, uint64_t *min_ns, uint64_t *max_ns)
 {
 	size_t pos = 0;
 	if (frame0) {
@@ -161,9 +160,21 @@ int archive__scan_next(struct seg_scan *s, struct seg_scanned *f, char *why, siz
 		s->off = s->size;
 		return 0;
 	}
-	unsigned long long usize = ZSTD_getFrameContentSize(p, csize);
+	/* the frame's tag, then the zstd frame it describes */
+	if (csize != FRAME_TAG_LEN || le32_get(p) != FRAME_TAG_MAGIC || le32_get(p + 12) != 0)
+		return scan_bad(why, whylen, "a data frame without its tag");
+	uint32_t run = le32_get(p + 8);
+	uint64_t chunk = le64_get(p + 16);
+	size_t dsize = ZSTD_findFrameCompressedSize(p + FRAME_TAG_LEN, avail - FRAME_TAG_LEN);
+	if (ZSTD_isError(dsize))
+		return scan_bad(why, whylen, "an incomplete or damaged zstd frame");
+	p += FRAME_TAG_LEN;
+	if (s->frame > 0 && run != s->run)
+		return scan_bad(why, whylen, "frames of two recordings in one segment");
+	s->run = run;
+	unsigned long long usize = ZSTD_getFrameContentSize(p, dsize);
 	if (usize == ZSTD_CONTENTSIZE_UNKNOWN || usize == ZSTD_CONTENTSIZE_ERROR ||
-	    usize > MAX_FRAME_USIZE || usize == 0 || csize > UINT32_MAX)
+	    usize > MAX_FRAME_USIZE || usize == 0 || dsize > UINT32_MAX - FRAME_TAG_LEN)
 		return scan_bad(why, whylen, "a zstd frame without a valid content size");
 	if (usize > s->ucap) {
 		uint8_t *nb = realloc(s->ubuf, (size_t)usize);
@@ -172,12 +183,17 @@ int archive__scan_next(struct seg_scan *s, struct seg_scanned *f, char *why, siz
 		s->ubuf = nb;
 		s->ucap = (size_t)usize;
 	}
-	size_t n = ZSTD_decompressDCtx(s->dctx, s->ubuf, (size_t)usize, p, csize);
+	size_t n = ZSTD_decompressDCtx(s->dctx, s->ubuf, (size_t)usize, p, dsize);
 	if (ZSTD_isError(n) || n != usize)
 		return scan_bad(why, whylen,
 		                ZSTD_isError(n) ? ZSTD_getErrorName(n) : "a short zstd frame");
-	*f = (struct seg_scanned){.frame = s->frame, .offset = s->off, .csize = (uint32_t)csize,
-	                          .usize = (uint32_t)usize, .data = s->ubuf};
+	csize = FRAME_TAG_LEN + dsize; /* tag and frame: one entry of the seek table */
+	*f = (struct seg_scanned){.frame = s->frame,
+	                          .offset = s->off,
+	                          .csize = (uint32_t)csize,
+	                          .usize = (uint32_t)usize,
+	                          .data = s->ubuf,
+	                          .chunk = chunk};
 	if (archive__pcap_check(s->ubuf, n, s->frame == 0, &s->linktype, &s->snaplen,
 	                        &f->records_at, &f->packets, &f->min_ns, &f->max_ns) != 0)
 		return scan_bad(why, whylen, "a frame whose pcap records are damaged");

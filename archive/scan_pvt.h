@@ -25,11 +25,12 @@ struct seg_scan {
 	ZSTD_DCtx *dctx;
 	uint8_t *ubuf;
 	size_t ucap;
-	uint64_t off;     /* where the next frame starts */
-	uint32_t frame;   /* its number */
-	int linktype;     /* from frame 0's pcap header; -1 before */
-	uint32_t snaplen; /* likewise */
-	int seektable;    /* the scan ended at a seek table that matches the frames */
+	uint64_t off;                 /* where the next frame starts */
+	uint32_t frame;               /* its number */
+	int linktype;                 /* from frame 0's pcap header; -1 before */
+	uint32_t snaplen;             /* likewise */
+	int seektable;                /* the scan ended at a seek table that matches the frames */
+	uint32_t run;                 /* the recording, from the frames' tags */
 	struct seg_frame_size *sizes; /* the frames read so far */
 	size_t nsizes, sizes_cap;
 };
@@ -42,6 +43,7 @@ struct seg_scanned {
 	size_t records_at;   /* first record (after the pcap header in frame 0) */
 	uint32_t packets;
 	uint64_t min_ns, max_ns;
+	uint64_t chunk; /* from the frame's tag */
 };
 
 /* Opens (maps) a segment file.  0, or a negative errno with archive_errmsg(). */
@@ -63,9 +65,8 @@ int archive__scan_next(struct seg_scan *s, struct seg_scanned *f, char *why, siz
  * fits the frame and the snaplen, with nanoseconds below 10^9.  Sets
  * *records_at, *packets and the time range.  0 or ARCHIVE_E_CORRUPT.
  */
-int archive__pcap_check(const uint8_t *p, size_t len, int frame0, int *linktype,
-                        uint32_t *snaplen, size_t *records_at, uint32_t *packets,
-                        uint64_t *min_ns, uint64_t *max_ns);
+int archive__pcap_check(const uint8_t *p, size_t len, int frame0, int *linktype, uint32_t *snaplen,
+                        size_t *records_at, uint32_t *packets, uint64_t *min_ns, uint64_t *max_ns);
 
 /* The next record at *pos of checked records; 1 and *rec, 0 at the end. */
 int archive__record_next(const uint8_t *p, size_t len, size_t *pos, struct archive_record *rec);

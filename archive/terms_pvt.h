@@ -55,9 +55,9 @@ int archive__termset_add_packet(struct termset *ts, const struct ft_packet *pkt)
  * `flows` (flow key with VLAN; state: the trigger id, u16, first one wins).
  * The table must not be full (it would evict).  0 or -ENOMEM.
  */
-int archive__index_packet(struct termset *ts, struct ft_table *flows, int linktype,
-                          uint64_t ts_ns, uint32_t caplen, uint32_t wirelen, const uint8_t *data,
-                          uint16_t trigger, uint32_t *frame_flags);
+int archive__index_packet(struct termset *ts, struct ft_table *flows, int linktype, uint64_t ts_ns,
+                          uint32_t caplen, uint32_t wirelen, const uint8_t *data, uint16_t trigger,
+                          uint32_t *frame_flags);
 
 /* The trigger id stored in a flow's state by archive__index_packet. */
 uint16_t archive__flow_trigger(const struct ft_flow *f);

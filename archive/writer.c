@@ -4,11 +4,13 @@
  *
  * A writer fills one frame buffer with pcap records (frame 0 starts with the
  * pcap global header), compresses it as one independent zstd frame when it
- * reaches frame_size, and appends it to the open segment.  Index entries for
- * the frames written since the last commit (frame records, term postings,
- * flow statistics) wait in memory; a commit first fdatasync()s the segment,
- * then writes them in one LMDB transaction, so the index never points at
- * bytes that are not on disk.  A commit also closes the partly filled frame,
+ * reaches frame_size, straight into an I/O buffer of segio, which writes it
+ * to the open segment (io_uring or an I/O thread, O_DIRECT where possible)
+ * while the next frame is compressed.  Index entries for the frames written
+ * since the last commit (frame records, term postings, flow statistics) wait
+ * in memory; a commit first makes the segment durable (segio_sync: every
+ * write done, fdatasync), then writes them in one LMDB transaction, so the
+ * index never points at bytes that are not on disk.  A commit also closes the partly filled frame,
  * so on a quiet link everything becomes durable and queryable within sync_ns.
  *
  * Closing a segment appends the seek table (zstd seekable format), syncs,
@@ -24,6 +26,7 @@
 #include <zstd.h>
 
 #include "archive/archive_pvt.h"
+#include "archive/segio.h"
 #include "archive/terms_pvt.h"
 
 #define DEF_SEGMENT_SIZE (256ull << 20)
@@ -31,6 +34,8 @@
 #define DEF_FRAME_SIZE (256u << 10)
 #define DEF_SYNC_NS 1000000000ull
 #define MAX_FLOW_DELTAS (1u << 18) /* flows buffered between commits */
+#define IO_BUFS 8                  /* segio buffers: writes in flight */
+#define IO_BUF_MIN (1u << 20)
 
 struct seek_entry {
 	uint32_t csize, usize;
@@ -42,8 +47,8 @@ struct archive_writer {
 	ZSTD_CCtx *cctx;
 	struct archive_writer_stats st;
 
-	/* open segment (fd < 0: none) */
-	int fd;
+	/* open segment */
+	int seg_open;
 	struct archive_segment_info seg;
 	uint64_t seg_created_mono, seg_created_real;
 	int seg_synced_dir;       /* segments/ fsynced since the file was created */
@@ -51,21 +56,22 @@ struct archive_writer {
 	struct seek_entry *seeks; /* one per frame written */
 	size_t nseeks, seeks_cap;
 
+	uint64_t chunk; /* QQ chunk of the packets being added */
+
 	/* current frame */
 	uint8_t *fbuf;
 	size_t flen, fcap;
 	struct archive_frame_info frame;
 	struct termset terms;     /* of the current frame */
 	struct segterms segterms; /* posting lists of the open segment */
-	uint8_t *cbuf;
-	size_t ccap;
+	struct segio *io;
+	size_t ccap; /* room reserved in the I/O buffer per frame */
 
 	/* waiting for the next commit */
 	struct archive_frame_info *pframes;
 	size_t npframes, pframes_cap;
 	struct ft_table *flows; /* per-flow deltas since the last commit */
 	uint64_t last_commit_mono;
-	int unsynced; /* bytes written since the last fdatasync */
 };
 
 static uint64_t clock_ns(clockid_t id)
@@ -88,22 +94,6 @@ static int grow(void **buf, size_t *cap, size_t need, size_t el)
 		return archive__fail(-ENOMEM, "out of memory");
 	*buf = n;
 	*cap = nc;
-	return 0;
-}
-
-static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off, const char *path)
-{
-	const uint8_t *p = buf;
-	while (len > 0) {
-		ssize_t w = pwrite(fd, p, len, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return archive__fail(-errno, "%s: write: %s", path, strerror(errno));
-		p += w;
-		len -= (size_t)w;
-		off += (uint64_t)w;
-	}
 	return 0;
 }
 
@@ -130,7 +120,6 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
 	if (!w)
 		return archive__fail(-ENOMEM, "out of memory");
 	w->a = a;
-	w->fd = -1;
 	w->cfg = *cfg;
 	if (!w->cfg.segment_size)
 		w->cfg.segment_size = DEF_SEGMENT_SIZE;
@@ -139,16 +128,24 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
 	if (!w->cfg.frame_size)
 		w->cfg.frame_size = DEF_FRAME_SIZE;
 	if (!w->cfg.zstd_level)
-		w->cfg.zstd_level = 1;
+		w->cfg.zstd_level = -1;
 	if (!w->cfg.sync_ns)
 		w->cfg.sync_ns = DEF_SYNC_NS;
 	w->fcap = w->cfg.frame_size + PCAP_GHDR_LEN + PCAP_RHDR_LEN + ARCHIVE_MAX_CAPLEN;
 	w->fbuf = malloc(w->fcap);
-	w->ccap = ZSTD_compressBound(w->fcap);
-	w->cbuf = malloc(w->ccap);
+	w->ccap = FRAME_TAG_LEN + ZSTD_compressBound(w->fcap);
+	size_t bufsize = (w->ccap + 2 * SEGIO_ALIGN + 4095) & ~(size_t)4095;
+	int r =
+	    segio_create(SEGIO_AUTO, IO_BUFS, bufsize < IO_BUF_MIN ? IO_BUF_MIN : bufsize, &w->io);
+	if (r) {
+		free(w->fbuf);
+		ZSTD_freeCCtx(w->cctx);
+		free(w);
+		return archive__fail(r, "segment I/O: %s", strerror(-r));
+	}
 	w->cctx = ZSTD_createCCtx();
-	int r = -ENOMEM;
-	if (w->fbuf && w->cbuf && w->cctx && archive__termset_init(&w->terms) == 0 &&
+	r = -ENOMEM;
+	if (w->fbuf && w->cctx && archive__termset_init(&w->terms) == 0 &&
 	    archive__segterms_init(&w->segterms) == 0)
 		r = ft_table_create(MAX_FLOW_DELTAS, sizeof(uint16_t), NULL, &w->flows);
 	if (r == 0 && (ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel,
@@ -160,7 +157,7 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
 	if (r) {
 		ZSTD_freeCCtx(w->cctx);
 		free(w->fbuf);
-		free(w->cbuf);
+		segio_destroy(w->io);
 		archive__termset_free(&w->terms);
 		archive__segterms_free(&w->segterms);
 		ft_table_destroy(w->flows);
@@ -174,11 +171,9 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
 
 static void writer_free(struct archive_writer *w)
 {
-	if (w->fd >= 0)
-		close(w->fd);
+	segio_destroy(w->io); /* an open segment stays as it is: recovery's job */
 	ZSTD_freeCCtx(w->cctx);
 	free(w->fbuf);
-	free(w->cbuf);
 	free(w->seeks);
 	free(w->pframes);
 	archive__termset_free(&w->terms);
@@ -189,7 +184,17 @@ static void writer_free(struct archive_writer *w)
 
 void archive_writer_stats(const struct archive_writer *w, struct archive_writer_stats *out)
 {
+	struct segio_stats io;
+	segio_stats(w->io, &io);
 	*out = w->st;
+	out->io = segio_engine_name(w->io);
+	out->io_direct = io.direct;
+	out->io_max_inflight = io.max_inflight;
+}
+
+const char *archive_writer_io_note(const struct archive_writer *w)
+{
+	return segio_note(w->io);
 }
 
 /* ---- frames ----------------------------------------------------------------------------- */
@@ -201,6 +206,7 @@ static void frame_begin(struct archive_writer *w)
 	w->frame.seg = w->seg.id;
 	w->frame.frame = w->seg.frames;
 	w->frame.min_ns = UINT64_MAX;
+	w->frame.chunk = w->chunk;
 	archive__termset_reset(&w->terms);
 	if (w->seg.frames == 0) { /* frame 0 starts with the pcap global header */
 		uint8_t *g = w->fbuf;
@@ -214,20 +220,37 @@ static void frame_begin(struct archive_writer *w)
 	}
 }
 
+/* An I/O error on the open segment, with its path. */
+static int io_fail(struct archive_writer *w, int err, const char *what)
+{
+	char path[4096];
+	archive__seg_path(w->a, w->seg.id, ARCHIVE_SEG_OPEN, path, sizeof(path));
+	if (err == 0)
+		err = -EIO;
+	return archive__fail(err, "%s: %s: %s", path, what, strerror(-err));
+}
+
 /* Compresses and writes the current frame; queues its index entries. */
 static int frame_flush(struct archive_writer *w)
 {
-	char path[4096];
 	if (w->frame.packets == 0)
 		return 0;
-	size_t c = ZSTD_compress2(w->cctx, w->cbuf, w->ccap, w->fbuf, w->flen);
+	uint8_t *out = segio_reserve(w->io, w->ccap);
+	if (!out)
+		return io_fail(w, segio_error(w->io), "write");
+	le32_put(out, FRAME_TAG_MAGIC); /* the frame's tag: recording and chunk */
+	le32_put(out + 4, FRAME_TAG_LEN - 8);
+	le32_put(out + 8, w->cfg.run);
+	le32_put(out + 12, 0);
+	le64_put(out + 16, w->frame.chunk);
+	size_t c =
+	    ZSTD_compress2(w->cctx, out + FRAME_TAG_LEN, w->ccap - FRAME_TAG_LEN, w->fbuf, w->flen);
 	if (ZSTD_isError(c))
 		return archive__fail(ARCHIVE_E_ZSTD, "zstd: %s", ZSTD_getErrorName(c));
-	archive__seg_path(w->a, w->seg.id, ARCHIVE_SEG_OPEN, path, sizeof(path));
-	int r = pwrite_full(w->fd, w->cbuf, c, w->seg.file_bytes, path);
+	c += FRAME_TAG_LEN;
+	int r = segio_commit(w->io, c);
 	if (r)
-		return r;
-	w->unsynced = 1;
+		return io_fail(w, r, "write");
 	w->frame.offset = w->seg.file_bytes;
 	w->frame.csize = (uint32_t)c;
 	w->frame.usize = (uint32_t)w->flen;
@@ -283,7 +306,8 @@ static int put_frames(struct archive_writer *w, MDB_txn *txn)
 		archive__frame_encode(&w->pframes[i], v);
 		MDB_val kv = {.mv_size = sizeof(k), .mv_data = k};
 		MDB_val vv = {.mv_size = sizeof(v), .mv_data = v};
-		int rc = mdb_put(txn, w->a->db_frames, &kv, &vv, MDB_APPEND);
+		int rc =
+		    mdb_put(txn, w->a->db_frames, &kv, &vv, 0); /* several writers: no APPEND */
 		if (rc)
 			return archive__lmdb_fail(rc, "write frame");
 	}
@@ -321,7 +345,6 @@ static void terms_committed(struct archive_writer *w)
 		st->lists[st->dirty[i]].committed = st->lists[st->dirty[i]].len;
 	st->ndirty = 0;
 }
-
 
 struct flow_put_ctx {
 	struct archive_writer *w;
@@ -368,18 +391,15 @@ static void put_flow(struct ft_flow *f, void *arg)
 /* Makes the written frames durable, then indexes them in one transaction. */
 static int index_commit(struct archive_writer *w)
 {
-	char path[4096];
 	int r = 0;
-	if (w->fd < 0)
+	if (!w->seg_open)
 		return 0;
 	if ((r = frame_flush(w)) != 0)
 		return r;
 	if (!w->seg_dirty && w->npframes == 0)
 		return 0;
-	archive__seg_path(w->a, w->seg.id, ARCHIVE_SEG_OPEN, path, sizeof(path));
-	if (w->unsynced && fdatasync(w->fd) != 0)
-		return archive__fail(-errno, "%s: fdatasync: %s", path, strerror(errno));
-	w->unsynced = 0;
+	if ((r = segio_sync(w->io)) != 0)
+		return io_fail(w, r, "sync");
 	if (!w->seg_synced_dir && (r = fsync_dir(w->a)) != 0)
 		return r;
 	w->seg_synced_dir = 1;
@@ -430,27 +450,27 @@ static int segment_open(struct archive_writer *w, int linktype, uint32_t snaplen
 		return r;
 	}
 	w->seg.state = ARCHIVE_SEG_OPEN;
+	w->seg.run = w->cfg.run;
 	w->seg.linktype = linktype;
 	w->seg.snaplen = snaplen;
 	w->seg.flags = ft_linktype_supported(linktype) ? 0 : ARCHIVE_SEG_UNINDEXED;
 	w->seg_created_real = clock_ns(CLOCK_REALTIME);
 	w->seg_created_mono = clock_ns(CLOCK_MONOTONIC);
 	archive__seg_path(w->a, w->seg.id, ARCHIVE_SEG_OPEN, path, sizeof(path));
-	w->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (w->fd < 0) {
+	if ((r = segio_open(w->io, path)) != 0) {
 		mdb_txn_abort(txn);
-		return archive__fail(-errno, "%s: %s", path, strerror(errno));
+		return archive__fail(r, "%s: %s", path, strerror(-r));
 	}
 	if ((r = put_segment(w, txn)) != 0 || (rc = mdb_txn_commit(txn)) != 0) {
 		if (!r)
 			r = archive__lmdb_fail(rc, "commit");
 		else
 			mdb_txn_abort(txn);
-		close(w->fd);
-		w->fd = -1;
+		segio_close(w->io);
 		unlink(path);
 		return r;
 	}
+	w->seg_open = 1;
 	w->seg_synced_dir = 0;
 	w->nseeks = 0;
 	archive__segterms_reset(&w->segterms);
@@ -476,16 +496,16 @@ static int segment_write_seektable(struct archive_writer *w, const char *path)
 	le32_put(f, (uint32_t)n);
 	f[4] = 0; /* descriptor: no checksums, reserved bits 0 */
 	le32_put(f + 5, SEEK_FOOTER_MAGIC);
-	int r = pwrite_full(w->fd, b, len, w->seg.file_bytes, path);
+	int r = segio_append(w->io, b, len);
 	free(b);
-	return r;
+	return r ? archive__fail(r, "%s: write: %s", path, strerror(-r)) : 0;
 }
 
 /* Commits, seals with the seek table, renames to the closed name, marks it closed. */
 static int segment_close(struct archive_writer *w)
 {
 	char open_path[4096], closed_path[4096];
-	if (w->fd < 0)
+	if (!w->seg_open)
 		return 0;
 	int r = index_commit(w);
 	if (r)
@@ -494,14 +514,14 @@ static int segment_close(struct archive_writer *w)
 	archive__seg_path(w->a, w->seg.id, ARCHIVE_SEG_CLOSED, closed_path, sizeof(closed_path));
 	if ((r = segment_write_seektable(w, open_path)) != 0)
 		return r;
-	if (fdatasync(w->fd) != 0)
-		return archive__fail(-errno, "%s: fdatasync: %s", open_path, strerror(errno));
+	if ((r = segio_sync(w->io)) != 0)
+		return io_fail(w, r, "sync");
 	if (rename(open_path, closed_path) != 0)
 		return archive__fail(-errno, "%s: rename: %s", open_path, strerror(errno));
 	if ((r = fsync_dir(w->a)) != 0)
 		return r;
-	close(w->fd);
-	w->fd = -1;
+	segio_close(w->io); /* nothing left to write: cannot fail */
+	w->seg_open = 0;
 	w->seg.state = ARCHIVE_SEG_CLOSED;
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(w->a->env, NULL, 0, &txn);
@@ -548,10 +568,10 @@ int archive_writer_add_tagged(struct archive_writer *w, int linktype, uint32_t s
 	if (caplen > ARCHIVE_MAX_CAPLEN || caplen > snaplen)
 		return archive__fail(ARCHIVE_E_TOOBIG, "packet of %u bytes exceeds snaplen %u",
 		                     caplen, snaplen);
-	if (w->fd >= 0 && (w->seg.linktype != linktype || w->seg.snaplen != snaplen) &&
+	if (w->seg_open && (w->seg.linktype != linktype || w->seg.snaplen != snaplen) &&
 	    (r = segment_close(w)) != 0)
 		return r;
-	if (w->fd < 0 && (r = segment_open(w, linktype, snaplen)) != 0)
+	if (!w->seg_open && (r = segment_open(w, linktype, snaplen)) != 0)
 		return r;
 
 	uint8_t *rec = w->fbuf + w->flen;
@@ -586,9 +606,26 @@ int archive_writer_add_tagged(struct archive_writer *w, int linktype, uint32_t s
 	return archive_writer_tick(w, clock_ns(CLOCK_MONOTONIC));
 }
 
+int archive_writer_set_chunk(struct archive_writer *w, uint64_t chunk)
+{
+	if (chunk == w->chunk)
+		return 0;
+	w->chunk = chunk;
+	if (!w->seg_open)
+		return 0;
+	if (w->frame.packets == 0) { /* nothing of the old chunk: just retag */
+		w->frame.chunk = chunk;
+		return 0;
+	}
+	int r = frame_flush(w);
+	if (r == 0 && w->seg.file_bytes >= w->cfg.segment_size)
+		r = segment_close(w);
+	return r;
+}
+
 int archive_writer_tick(struct archive_writer *w, uint64_t now_ns)
 {
-	if (w->fd < 0)
+	if (!w->seg_open)
 		return 0;
 	if (now_ns - w->seg_created_mono >= w->cfg.segment_age_ns)
 		return segment_close(w);

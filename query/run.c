@@ -373,6 +373,7 @@ struct cursor {
 	struct archive_frame_reader *rd;
 	struct bpf_program *prog;
 	size_t next_frame;
+	uint64_t chunk;            /* QQ chunk of the loaded frame */
 	struct archive_record rec; /* the current record (valid while the cursor is live) */
 };
 
@@ -393,6 +394,7 @@ static int cursor_next(struct run *r, struct cursor *k)
 		if (fflush(o->out) != 0) /* stream: what was found so far goes out now */
 			return fail(r, QUERY_E_OUTPUT, "cannot write the output: %s%s",
 			            strerror(errno), "");
+		k->chunk = k->c->frames[k->next_frame].chunk;
 		int e = archive_frame_load(k->rd, &k->c->seg, &k->c->frames[k->next_frame++]);
 		if (e) {
 			snprintf(r->errbuf, QUERY_ERRBUF_SIZE, "%s", archive_errmsg());
@@ -406,11 +408,21 @@ struct merge {
 	unsigned n;
 };
 
-/* Heap order: earlier timestamp first; ties by segment order (stable). */
+/*
+ * Heap order.  Segments of one recording (run): the order the recorder took
+ * packets in, which is the order of their QQ chunks (a chunk goes whole to
+ * one dumper; a frame holds one chunk).  Otherwise: earlier timestamp first,
+ * ties by run, then segment order.
+ */
 static int cursor_before(const struct cursor *a, const struct cursor *b)
 {
+	const struct archive_segment_info *sa = &a->c->seg, *sb = &b->c->seg;
+	if (sa->run && sa->run == sb->run && a->chunk != b->chunk)
+		return a->chunk < b->chunk;
 	if (a->rec.ts_ns != b->rec.ts_ns)
 		return a->rec.ts_ns < b->rec.ts_ns;
+	if (sa->run != sb->run)
+		return sa->run < sb->run;
 	return a->c < b->c;
 }
 
@@ -484,19 +496,23 @@ static int seg_start_cmp(const void *x, const void *y)
 }
 
 /*
- * Writes the matches of every candidate segment in timestamp order.  A
- * segment joins the merge when the earliest pending record is not older than
- * its first packet, so segments that do not overlap are read one after the
- * other with one cursor.
+ * Writes the matches of every candidate segment in merge order (see
+ * cursor_before).  Segments are taken by first packet time; one joins the
+ * merge while its time range overlaps those already joined (their latest
+ * packet), so segments that do not overlap are read one after the other
+ * with one cursor.
  */
 static int merge_segments(struct run *r, struct seg_cand **order, size_t n)
 {
 	struct merge m = {.n = 0};
 	size_t next = 0;
+	uint64_t reach = 0; /* latest packet time of the segments joined */
 	int e = 0;
 	while (e == 0 && !limits_reached(r)) {
-		while (next < n && (m.n == 0 || order[next]->seg.min_ns <= m.k[0]->rec.ts_ns) &&
+		while (next < n && (m.n == 0 || order[next]->seg.min_ns <= reach) &&
 		       m.n < MERGE_MAX) {
+			if (order[next]->seg.max_ns > reach)
+				reach = order[next]->seg.max_ns;
 			struct cursor *k;
 			if ((e = cursor_open(r, order[next++], &k)) != 0)
 				break;

@@ -61,12 +61,14 @@ static void usage(FILE *f)
 	    "  --rx-queues N         RX queues for --dpdk / --afpacket (default 1)\n"
 	    "  --replay-speed X      --read at recorded speed times X (default: flat out)\n"
 	    "  --analyzers N         analyzer threads (default: one per RX queue)\n"
+	    "  --dumpers N           dumper threads, each compressing into its own segment\n"
+	    "                        (default 2, 1 on a single core)\n"
 	    "  --qq-size SIZE        RAM ring size, K/M/G suffixes (default 512M)\n"
 	    "  --qq-high-water PCT   dumpers take packets only above this fill (default 90)\n"
 	    "  --qq-flush DUR        publish a partly filled chunk after this (default 1ms)\n"
 	    "  --segment-size SIZE   rotate segments at this compressed size (default 256M)\n"
 	    "  --segment-age DUR     rotate segments this old (default 60s)\n"
-	    "  --zstd-level N        zstd level, -7..-1 or 1..19 (default 1)\n"
+	    "  --zstd-level N        zstd level, -7..-1 (fast) or 1..19 (default -1)\n"
 	    "  --max-flows N         flow table size per analyzer (default 262144)\n"
 	    "  --stats-interval DUR  status line interval, 0 = off (default 5s)\n");
 }
@@ -157,6 +159,10 @@ static int parse_source_opt(struct record_opts *o, int c, const char *arg)
 		return cli_parse_uint(arg, 1, RECORD_MAX_ANALYZERS, &o->analyzers)
 		           ? bad("--analyzers", arg, "1..16")
 		           : 0;
+	case 'd':
+		return cli_parse_uint(arg, 1, RECORD_MAX_DUMPERS, &o->dumpers)
+		           ? bad("--dumpers", arg, "1..16")
+		           : 0;
 	case 'M':
 	case 'T':
 		if (o->nmodules == RECORD_MAX_MODULES) {
@@ -210,6 +216,7 @@ static const struct option longopts[] = {
     {"rx-queues", required_argument, NULL, 'Q'},
     {"replay-speed", required_argument, NULL, 'S'},
     {"analyzers", required_argument, NULL, 'n'},
+    {"dumpers", required_argument, NULL, 'd'},
     {"capture", required_argument, NULL, 'c'},
     {"module", required_argument, NULL, 'M'},
     {"trigger", required_argument, NULL, 'T'},
@@ -259,7 +266,7 @@ static int parse_args(int argc, char **argv, struct record_opts *o)
 	                          .stats_ns = 5000000000ull,
 	                          .max_flows = 262144,
 	                          .rx_queues = 1,
-	                          .zstd_level = 1};
+	                          .zstd_level = -1};
 	int c;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -422,11 +429,16 @@ static void report_modules(FILE *f, const struct record_pipeline *pl)
 		        pl->o.modules[m], sum.packets, sum.flows, sum.triggers, sum.expired,
 		        sum.evicted);
 	}
+	uint64_t selected = 0, skipped = 0;
+	for (unsigned i = 0; i < pl->ndumpers; i++) {
+		selected += pl->dump[i].selected;
+		skipped += pl->dump[i].skipped;
+	}
 	fprintf(f,
 	        "dumper: capture %s, rules added %lu, packets of triggered flows %" PRIu64
 	        ", packets not selected %" PRIu64 "\n",
 	        pl->o.triggered ? "triggered" : "all", (unsigned long)atomic_load(&pl->triggers),
-	        pl->dump_selected, pl->dump_skipped);
+	        selected, skipped);
 }
 
 /* The final counters, one line per component. */
@@ -435,9 +447,23 @@ static void report_write(FILE *f, struct record_pipeline *pl, double secs, const
 	char t0[48], t1[48];
 	struct qq_stats qs;
 	struct archive_writer_stats ws = {0};
+	uint64_t oversize = 0, inflight = 0;
 	qq_stats(pl->qq, &qs);
-	if (pl->writer)
-		archive_writer_stats(pl->writer, &ws);
+	for (unsigned i = 0; i < pl->ndumpers; i++) {
+		struct archive_writer_stats d;
+		if (!pl->dump[i].writer)
+			continue;
+		archive_writer_stats(pl->dump[i].writer, &d);
+		ws.packets += d.packets;
+		ws.segments += d.segments;
+		ws.frames += d.frames;
+		ws.record_bytes += d.record_bytes;
+		ws.file_bytes += d.file_bytes;
+		ws.io = d.io;
+		ws.io_direct |= d.io_direct;
+		inflight = d.io_max_inflight > inflight ? d.io_max_inflight : inflight;
+		oversize += pl->dump[i].oversize;
+	}
 	fprintf(f, "run: %s .. %s (%.2f s), %s %s, %u queue(s), %u analyzer(s), ended: %s\n",
 	        cli_format_time(pl->t_start_ns, t0, sizeof(t0)),
 	        cli_format_time(cli_now_ns(), t1, sizeof(t1)), secs, pl->info.kind, pl->info.name,
@@ -455,10 +481,10 @@ static void report_write(FILE *f, struct record_pipeline *pl, double secs, const
 	fprintf(f,
 	        "archive.writer: packets %" PRIu64 ", segments %" PRIu64 ", frames %" PRIu64
 	        ", pcap bytes %" PRIu64 " -> %" PRIu64 " compressed (ratio %.2f), dropped_oversize "
-	        "%" PRIu64 "\n",
+	        "%" PRIu64 ", dumpers %u, io %s%s, max writes in flight %" PRIu64 "\n",
 	        ws.packets, ws.segments, ws.frames, ws.record_bytes, ws.file_bytes,
-	        ws.file_bytes ? (double)ws.record_bytes / (double)ws.file_bytes : 0.0,
-	        pl->dump_oversize);
+	        ws.file_bytes ? (double)ws.record_bytes / (double)ws.file_bytes : 0.0, oversize,
+	        pl->ndumpers, ws.io ? ws.io : "-", ws.io_direct ? " O_DIRECT" : "", inflight);
 }
 
 /* Prints the report on stderr and keeps it in the archive for `flowscope info`. */

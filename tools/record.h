@@ -17,6 +17,7 @@
 
 #define RECORD_MAX_ANALYZERS 16
 #define RECORD_MAX_MODULES 16
+#define RECORD_MAX_DUMPERS 16
 
 struct record_opts {
 	const char *archive;
@@ -28,6 +29,7 @@ struct record_opts {
 	uint64_t rx_queues;
 	double replay_speed; /* --read only; 0 = as fast as possible */
 	uint64_t analyzers;  /* 0 = one per RX queue */
+	uint64_t dumpers;    /* dumper threads, each with its own open segment */
 	uint64_t qq_size;
 	uint64_t qq_flush_ns;
 	double qq_high_water;
@@ -61,6 +63,19 @@ struct record_analyzer {
 	uint64_t packets;         /* packets peeked (this thread only) */
 };
 
+/* One dumper thread: its own writer (open segment) and view of the dump rules. */
+struct record_dumper {
+	struct record_pipeline *pl;
+	unsigned id;
+	pthread_t thread;
+	struct archive_writer *writer;
+	struct archive_rule_view *view; /* triggers: which flows to archive */
+	uint64_t selected, skipped;     /* packets of triggered flows; others (triggered mode) */
+	uint64_t oversize;              /* archive.writer.dropped_oversize */
+	int rc;
+	char err[512];
+};
+
 struct record_pipeline {
 	struct record_opts o;
 	struct qq *qq;
@@ -70,17 +85,14 @@ struct record_pipeline {
 	struct record_analyzer ana[RECORD_MAX_ANALYZERS];
 	unsigned nanalyzers;
 	struct archive *arch;
-	struct archive_writer *writer;
+	struct record_dumper dump[RECORD_MAX_DUMPERS];
+	unsigned ndumpers;
 	struct ft_modset *mods; /* module instances shared by the analyzers, or NULL */
 	uint16_t trigger_id[RECORD_MAX_MODULES]; /* index tag of each module's triggers */
 	struct archive_rules *rules;
-	struct archive_rule_view *view;       /* the dumper's */
-	atomic_ulong triggers;                /* rules added */
-	uint64_t dump_selected, dump_skipped; /* triggered mode (dumper thread) */
-	pthread_t dumper;
-	int dump_rc;
+	atomic_ulong triggers; /* rules added */
+	int dump_rc;           /* the first dumper failure, after finish/close */
 	char dump_err[512];
-	uint64_t dump_oversize; /* archive.writer.dropped_oversize (dumper thread) */
 	atomic_uint queues_running;
 	atomic_int failed;   /* a thread failed: stop everything */
 	uint64_t t_start_ns; /* CLOCK_REALTIME at start, for the run report */

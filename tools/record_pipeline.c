@@ -124,28 +124,31 @@ static void *analyzer_thread(void *arg)
  * Every packet of the chunk, tagged with the trigger whose rule matches its
  * flow; in triggered capture only those are archived.
  */
-static int dump_chunk(struct record_pipeline *pl, struct qq_chunk *c)
+static int dump_chunk(struct record_dumper *d, struct qq_chunk *c)
 {
+	struct record_pipeline *pl = d->pl;
 	uint32_t n = qq_chunk_count(c);
 	int linktype = pl->info.linktype;
-	if (pl->view)
-		archive_rule_view_update(pl->view, qq_chunk_seq(c));
+	if (d->view)
+		archive_rule_view_update(d->view, qq_chunk_seq(c));
+	int r = archive_writer_set_chunk(d->writer, qq_chunk_seq(c));
+	if (r)
+		return r;
 	for (uint32_t i = 0; i < n; i++) {
 		const struct qq_record *rec = qq_chunk_record(c, i);
-		uint16_t tag = pl->view
-		                   ? archive_rule_view_match(pl->view, linktype, rec->ts_ns,
+		uint16_t tag = d->view
+		                   ? archive_rule_view_match(d->view, linktype, rec->ts_ns,
 		                                             rec->data, rec->caplen, rec->wirelen)
 		                   : 0;
 		if (pl->o.triggered && !tag) {
-			pl->dump_skipped++;
+			d->skipped++;
 			continue;
 		}
-		pl->dump_selected += tag != 0;
-		int r =
-		    archive_writer_add_tagged(pl->writer, linktype, pl->info.snaplen, rec->ts_ns,
+		d->selected += tag != 0;
+		r = archive_writer_add_tagged(d->writer, linktype, pl->info.snaplen, rec->ts_ns,
 		                              rec->caplen, rec->wirelen, rec->data, tag);
 		if (r == ARCHIVE_E_TOOBIG) {
-			pl->dump_oversize++;
+			d->oversize++;
 			continue;
 		}
 		if (r)
@@ -154,31 +157,41 @@ static int dump_chunk(struct record_pipeline *pl, struct qq_chunk *c)
 	return 0;
 }
 
+/* Keeps the dumper's error for the report; the first one stops the pipeline. */
+static void dumper_failed(struct record_dumper *d, int r)
+{
+	struct record_pipeline *pl = d->pl;
+	snprintf(d->err, sizeof(d->err), "archive %s: %s", pl->o.archive,
+	         archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
+	d->rc = r;
+	atomic_store(&pl->failed, 1);
+	qq_stop(pl->qq); /* nothing more can be stored: unblock everyone */
+}
+
 static void *dumper_thread(void *arg)
 {
-	struct record_pipeline *pl = arg;
+	struct record_dumper *d = arg;
+	struct record_pipeline *pl = d->pl;
 	int r = 0;
 	while (r == 0) {
 		struct qq_chunk *c;
 		r = qq_dumper_next(pl->qq, &c, WAIT_MS);
 		if (r == QQ_E_TIMEDOUT) {
-			r = archive_writer_tick(pl->writer, cli_mono_ns());
+			r = archive_writer_tick(d->writer, cli_mono_ns());
 			continue;
 		}
 		if (r)
 			break;
-		r = dump_chunk(pl, c);
+		r = dump_chunk(d, c);
 		qq_dumper_release(pl->qq, c);
 	}
 	if (r == QQ_E_DRAINED || r == QQ_E_STOPPED)
 		r = 0;
-	if (r) {
-		snprintf(pl->dump_err, sizeof(pl->dump_err), "archive %s: %s", pl->o.archive,
-		         archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
-		atomic_store(&pl->failed, 1);
-		qq_stop(pl->qq); /* nothing more can be stored: unblock everyone */
-	}
-	pl->dump_rc = r;
+	/* the rest of what this dumper took is durable and indexed before it ends */
+	if (r == 0)
+		r = archive_writer_flush(d->writer);
+	if (r)
+		dumper_failed(d, r);
 	return NULL;
 }
 
@@ -306,8 +319,8 @@ static int modules_start(struct record_pipeline *pl)
 	if (!pl->mods)
 		return 0;
 	int r = archive_rules_create(&pl->rules);
-	if (r == 0)
-		r = archive_rule_view_create(pl->rules, &pl->view);
+	for (unsigned i = 0; r == 0 && i < pl->ndumpers; i++)
+		r = archive_rule_view_create(pl->rules, &pl->dump[i].view);
 	for (unsigned i = 0; r == 0 && i < pl->o.nmodules; i++)
 		r = archive_trigger_id(pl->arch, pl->o.modules[i], &pl->trigger_id[i]);
 	struct ft_engine_events ev = {.arg = pl, .trigger = on_trigger, .expire = on_expire};
@@ -324,16 +337,25 @@ static int modules_start(struct record_pipeline *pl)
 static int archive_setup(struct record_pipeline *pl)
 {
 	int r = archive_open(pl->o.archive, ARCHIVE_WRITE | ARCHIVE_CREATE, &pl->arch);
-	if (r == 0) {
-		struct archive_writer_config wc = {.segment_size = pl->o.segment_size,
-		                                   .segment_age_ns = pl->o.segment_age_ns,
-		                                   .zstd_level = pl->o.zstd_level};
-		r = archive_writer_create(pl->arch, &wc, &pl->writer);
+	struct archive_writer_config wc = {.segment_size = pl->o.segment_size,
+	                                   .segment_age_ns = pl->o.segment_age_ns,
+	                                   .zstd_level = pl->o.zstd_level};
+	if (r == 0)
+		r = archive_new_run(pl->arch, &wc.run);
+	/* compression is the dumpers' work: two overlap it with everything else (record_bench) */
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	pl->ndumpers = pl->o.dumpers ? (unsigned)pl->o.dumpers : ncpu > 1 ? 2 : 1;
+	for (unsigned i = 0; r == 0 && i < pl->ndumpers; i++) {
+		pl->dump[i] = (struct record_dumper){.pl = pl, .id = i};
+		r = archive_writer_create(pl->arch, &wc, &pl->dump[i].writer);
 	}
 	if (r) {
 		cli_error(CMD, "%s", archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
 		return EXIT_FAIL;
 	}
+	const char *note = archive_writer_io_note(pl->dump[0].writer);
+	if (note)
+		fprintf(stderr, "flowscope %s: archive: %s\n", CMD, note);
 	return 0;
 }
 
@@ -358,8 +380,9 @@ int record_pipeline_start(struct record_pipeline *pl)
 	for (unsigned i = 0; i < pl->nanalyzers; i++)
 		if (pthread_create(&pl->ana[i].thread, NULL, analyzer_thread, &pl->ana[i]) != 0)
 			goto fail;
-	if (pthread_create(&pl->dumper, NULL, dumper_thread, pl) != 0)
-		goto fail;
+	for (unsigned i = 0; i < pl->ndumpers; i++)
+		if (pthread_create(&pl->dump[i].thread, NULL, dumper_thread, &pl->dump[i]) != 0)
+			goto fail;
 	for (unsigned q = 0; q < pl->info.queues; q++)
 		if (pthread_create(&pl->queue[q].thread, NULL, queue_thread, &pl->queue[q]) != 0)
 			goto fail;
@@ -379,23 +402,32 @@ void record_pipeline_finish(struct record_pipeline *pl)
 			ft_engine_finish(pl->ana[i].engine); /* last reports (stats) */
 	}
 	qq_drain(pl->qq);
-	pthread_join(pl->dumper, NULL);
-	if (pl->dump_rc == 0 && (pl->dump_rc = archive_writer_flush(pl->writer)) != 0)
-		snprintf(pl->dump_err, sizeof(pl->dump_err), "archive %s: %s", pl->o.archive,
-		         archive_errmsg()[0] ? archive_errmsg() : archive_strerror(pl->dump_rc));
+	for (unsigned i = 0; i < pl->ndumpers; i++) {
+		struct record_dumper *d = &pl->dump[i];
+		pthread_join(d->thread, NULL);
+		if (d->rc && !pl->dump_rc) {
+			pl->dump_rc = d->rc;
+			snprintf(pl->dump_err, sizeof(pl->dump_err), "%s", d->err);
+		}
+	}
 }
 
 void record_pipeline_close(struct record_pipeline *pl)
 {
-	if (pl->writer) {
-		int r = archive_writer_close(pl->writer);
+	for (unsigned i = 0; i < pl->ndumpers; i++) {
+		struct record_dumper *d = &pl->dump[i];
+		if (!d->writer)
+			continue;
+		int r = archive_writer_close(d->writer);
 		if (r && !pl->dump_rc) {
 			pl->dump_rc = r;
 			snprintf(pl->dump_err, sizeof(pl->dump_err), "archive %s: %s",
 			         pl->o.archive,
 			         archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
 		}
-		pl->writer = NULL;
+		d->writer = NULL;
+		archive_rule_view_destroy(d->view);
+		d->view = NULL;
 	}
 	archive_close(pl->arch);
 	for (unsigned q = 0; q < INGEST_MAX_QUEUES; q++)
@@ -405,7 +437,6 @@ void record_pipeline_close(struct record_pipeline *pl)
 		ft_table_destroy(pl->ana[i].flows);
 		ft_engine_destroy(pl->ana[i].engine);
 	}
-	archive_rule_view_destroy(pl->view);
 	archive_rules_destroy(pl->rules);
 	ft_modset_destroy(pl->mods);
 	qq_destroy(pl->qq);

@@ -32,10 +32,11 @@ check_seektable() {
     [ "$sum" = $(( size - fsize - 8 )) ] && pass || fail "$seg: seek table sizes $sum != frames $(( size - fsize - 8 ))"
 }
 
-# one segment: byte-identical to tcpdump's nanosecond rewrite of the source
+# one segment (one dumper): byte-identical to tcpdump's nanosecond rewrite of the source
 for src in "$HTTP" "$PCAPS/mixed_vlan.pcap" "$PCAPS/public/gopacket/test_loopback.pcap"; do
     a="$TMP/one.$(basename "$src")"
-    fs record --read "$src" --archive "$a" --qq-size 16M --stats-interval 0 2>/dev/null || fail "record $src"
+    fs record --read "$src" --archive "$a" --qq-size 16M --stats-interval 0 --dumpers 1 2>/dev/null ||
+        fail "record $src"
     segs=("$a"/segments/*.pcap.zst)
     [ ${#segs[@]} = 1 ] && pass || fail "$src: expected one segment, got ${#segs[@]}"
     oracle "$src" "$TMP/exp.pcap"
@@ -92,6 +93,28 @@ oracle "$HTTP" "$TMP/exp.pcap" "port 80"
 cmp -s "$TMP/exp.pcap" "$TMP/stream.pcap" && pass || fail "-w - output differs from -w FILE"
 [ "$(fs query --archive "$a" -w - 'tcp port 80' 2>/dev/null | tcpdump -r - -c 5 -nn 2>/dev/null | wc -l)" = 5 ] && pass ||
     fail "streaming into tcpdump -r - -c 5"
+
+# the io_uring and the pwritev writer write the same bytes; O_DIRECT unless on tmpfs
+direct=" O_DIRECT"
+[ "$(stat -f -c %T "$TMP")" = tmpfs ] && direct=", "
+for io in uring pwritev; do
+    FLOWSCOPE_IO=$io fs record --read "$HTTP" --archive "$TMP/io.$io" --segment-size 2M --dumpers 1 \
+        --stats-interval 0 2>"$TMP/io.$io.err" || fail "record with FLOWSCOPE_IO=$io"
+    grep -q "io ${io/uring/io_uring}$direct" "$TMP/io.$io.err" && pass || fail "FLOWSCOPE_IO=$io: $(grep writer "$TMP/io.$io.err")"
+done
+n=0
+for s in "$TMP"/io.uring/segments/*.pcap.zst; do
+    cmp -s "$s" "$TMP/io.pwritev/segments/$(basename "$s")" || fail "$(basename "$s") differs between io_uring and pwritev"
+    n=$((n + 1))
+done
+[ "$n" -ge 5 ] && [ "$n" = "$(ls "$TMP"/io.pwritev/segments/*.pcap.zst | wc -l)" ] && pass ||
+    fail "io_uring wrote $n segments, pwritev $(ls "$TMP"/io.pwritev/segments | wc -l)"
+# several dumpers: segments overlap in time, the query merges them back to capture order
+fs record --read "$HTTP" --archive "$TMP/d3" --segment-size 1M --dumpers 3 --stats-interval 0 2>/dev/null ||
+    fail "record --dumpers 3"
+oracle "$HTTP" "$TMP/exp.pcap"
+fs query --archive "$TMP/d3" -w "$TMP/d3.pcap" 2>/dev/null && cmp -s "$TMP/exp.pcap" "$TMP/d3.pcap" && pass ||
+    fail "--dumpers 3: the query differs from the source"
 
 # appending a second recording to the same archive keeps both
 fs record --read "$PCAPS/dns_icmp.pcap" --archive "$a" --qq-size 8M --stats-interval 0 2>/dev/null || fail "append"
