@@ -410,6 +410,71 @@ struct archive_record {
 /* Next record of the loaded frame.  Returns 1 and *rec, 0 at the end. */
 int archive_frame_next(struct archive_frame_reader *r, struct archive_record *rec);
 
+/* ---- checking and repairing ------------------------------------------------------ */
+
+/* Receives one line (no newline) describing a problem or an action. */
+typedef void (*archive_log_fn)(const char *line, void *arg);
+
+struct archive_verify_stats {
+	uint64_t segments, frames, packets, flows; /* checked */
+	uint64_t unindexed_frames; /* whole frames after the indexed ones of open segments */
+	uint64_t problems;         /* lines reported */
+};
+
+/*
+ * `flowscope index verify`: checks every index entry against the segments,
+ * read-only, from one snapshot of the index: each segment's file exists;
+ * each indexed frame is where the index says, decompresses (checksum), holds
+ * valid pcap records, and has the packets, time range and UNINDEXED flag the
+ * index says; the segment record's totals; the posting list of every term of
+ * every segment is exactly the frames holding it (no term missing, none
+ * extra); the flow records are exactly the segment's flows (the trigger
+ * aside); a closed segment ends with a seek table matching its frames;
+ * segment files the index does not know.  Each problem is one line to log.
+ * Returns 0 when the check ran (st->problems says whether it passed), or an
+ * error that stopped it (ARCHIVE_E_*, -ENOMEM).
+ */
+int archive_verify(struct archive *a, archive_log_fn log, void *arg,
+                   struct archive_verify_stats *st);
+
+struct archive_recover_stats {
+	uint64_t segments;       /* open segments found (left by a crash) */
+	uint64_t frames_indexed; /* whole frames found after the indexed ones, now indexed */
+	uint64_t bytes_cut;      /* bytes of incomplete frames removed */
+	uint64_t files_removed;  /* files the index does not know (crash leftovers) */
+};
+
+/*
+ * Recovers an archive left by a crash (run by `flowscope record` after
+ * opening for writing, before writing): every segment the index has as open
+ * is indexed up to its last whole frame (frames written but not yet indexed
+ * are scanned and indexed), cut there, sealed with its seek table and
+ * closed; a file without index entry is removed (an empty segment created
+ * just before the crash, or one retention had already dropped from the
+ * index).  Each action is one line to log.  Returns 0 or ARCHIVE_E_*,
+ * -errno.
+ */
+int archive_recover(struct archive *a, archive_log_fn log, void *arg,
+                    struct archive_recover_stats *st);
+
+struct archive_rebuild_stats {
+	uint64_t segments, frames, packets, flows;
+	uint64_t bytes_cut; /* incomplete frames at the end of open segments, removed */
+};
+
+/*
+ * `flowscope index rebuild`: recreates the index of the archive at `dir`
+ * from its segment files alone (the archive is locked as by a writer): the
+ * new index is built beside the old one and replaces it atomically; what
+ * only the old index knew (trigger names, the trigger that archived each
+ * flow, the last run report) is carried over when the old index can still
+ * be read.  Open segments are cut to their last whole frame and closed.
+ * Works on an archive whose index is missing or damaged.
+ * Returns 0 or ARCHIVE_E_*, -errno.
+ */
+int archive_rebuild(const char *dir, archive_log_fn log, void *arg,
+                    struct archive_rebuild_stats *st);
+
 #ifdef __cplusplus
 }
 #endif
