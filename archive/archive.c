@@ -180,7 +180,7 @@ static int env_open(struct archive *a)
 	mdb_env_set_maxdbs(a->env, 8);
 	mdb_env_set_mapsize(a->env, ARCHIVE_MAPSIZE);
 	mdb_env_set_maxreaders(a->env, 256);
-	snprintf(path, sizeof(path), "%s/index", a->dir);
+	snprintf(path, sizeof(path), "%s/%s", a->dir, a->index_sub ? a->index_sub : "index");
 	unsigned flags = MDB_NOTLS | (a->writable ? 0 : MDB_RDONLY);
 	rc = mdb_env_open(a->env, path, flags, 0644);
 	if (rc)
@@ -375,4 +375,89 @@ void archive_close(struct archive *a)
 		close(a->lock_fd);
 	free(a->dir);
 	free(a);
+}
+
+/* ---- rebuild: a new index beside the old one ------------------------------------------------ */
+
+/* rm -rf of a directory of plain files (an LMDB environment). */
+static void remove_env_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	if (!d)
+		return;
+	struct dirent *e;
+	char f[4096];
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+			snprintf(f, sizeof(f), "%s/%s", path, e->d_name);
+			unlink(f);
+		}
+	closedir(d);
+	rmdir(path);
+}
+
+int archive__open_rebuild(const char *dir, const char *sub, struct archive **out)
+{
+	tls_errmsg[0] = '\0';
+	struct archive *a = calloc(1, sizeof(*a));
+	char path[4096];
+	if (!a || !(a->dir = strdup(dir))) {
+		free(a);
+		return archive__fail(-ENOMEM, "out of memory");
+	}
+	a->lock_fd = -1;
+	a->writable = 1;
+	a->index_sub = sub;
+	struct stat st;
+	int r = 0;
+	snprintf(path, sizeof(path), "%s/segments", dir);
+	if (stat(dir, &st) != 0)
+		r = archive__fail(-errno, "%s: %s", dir, strerror(errno));
+	else if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+		r = archive__fail(ARCHIVE_E_NOTARCH, "%s: not a flowscope archive (no segments/)",
+		                  dir);
+	else if ((r = format_read(dir)) == ARCHIVE_E_NOTARCH)
+		r = 0; /* FORMAT lost too: the segments are what counts; written at the swap */
+	if (r == 0 && (r = take_lock(a)) == 0) {
+		snprintf(path, sizeof(path), "%s/%s", dir, sub);
+		remove_env_dir(path); /* an interrupted rebuild's */
+		if (mkdir(path, 0755) != 0)
+			r = archive__fail(-errno, "%s: %s", path, strerror(errno));
+	}
+	if (r == 0 && (r = env_open(a)) == 0)
+		r = dbs_open(a);
+	if (r) {
+		archive_close(a);
+		return r;
+	}
+	*out = a;
+	return 0;
+}
+
+int archive__rebuild_swap(struct archive *a)
+{
+	char cur[4096], old[4096], fresh[4096];
+	int r = 0;
+	mdb_env_sync(a->env, 1);
+	mdb_env_close(a->env);
+	a->env = NULL;
+	snprintf(cur, sizeof(cur), "%s/index", a->dir);
+	snprintf(old, sizeof(old), "%s/index.old-%d", a->dir, (int)getpid());
+	snprintf(fresh, sizeof(fresh), "%s/%s", a->dir, a->index_sub);
+	if (rename(cur, old) != 0 && errno != ENOENT)
+		r = archive__fail(-errno, "%s: rename: %s", cur, strerror(errno));
+	else if (rename(fresh, cur) != 0)
+		r = archive__fail(-errno, "%s: rename: %s", fresh, strerror(errno));
+	else {
+		int fd = open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			fsync(fd);
+			close(fd);
+		}
+		remove_env_dir(old);
+		if (format_read(a->dir) == ARCHIVE_E_NOTARCH)
+			r = format_write(a->dir);
+	}
+	archive_close(a);
+	return r;
 }

@@ -299,8 +299,9 @@ struct archive_segment_info {
 	uint64_t record_bytes; /* uncompressed pcap bytes, global header included */
 	uint64_t file_bytes;   /* compressed bytes (frames, without the seek table) */
 	uint32_t frames;
-	uint32_t flows; /* flow records of this segment */
-	uint32_t run;   /* the recording that wrote it (0: unknown) */
+	uint32_t flows;      /* flow records of this segment */
+	uint32_t run;        /* the recording that wrote it (0: unknown) */
+	uint64_t created_ns; /* when the writer created it (wall clock) */
 };
 
 struct archive_frame_info {

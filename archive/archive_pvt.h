@@ -40,7 +40,8 @@
 
 struct archive {
 	char *dir;
-	int lock_fd; /* LOCK file, flock()ed by writers; -1 for readers */
+	const char *index_sub; /* the LMDB directory under dir: "index" (rebuild: another) */
+	int lock_fd;           /* LOCK file, flock()ed by writers; -1 for readers */
 	int writable;
 	MDB_env *env;
 	MDB_dbi db_meta, db_segments, db_frames, db_terms, db_flows;
@@ -148,6 +149,40 @@ int archive__fail(int err, const char *fmt, ...) __attribute__((format(printf, 2
 
 /* Maps an LMDB return code to ARCHIVE_E_LMDB with a message naming `what`. */
 int archive__lmdb_fail(int rc, const char *what);
+
+/* ---- writers adopting existing segment files (writer.c; recover.c) ---- */
+
+struct seg_scanned;
+
+/* Makes the file at path (as scanned: id, run, linktype, snaplen in s) the writer's open
+ * segment, to be indexed frame by frame, not written.  0 or an error. */
+int archive__writer_adopt(struct archive_writer *w, const struct archive_segment_info *s,
+                          uint64_t created_ns, const char *path);
+/* Indexes the next whole frame of the adopted file. */
+int archive__writer_adopt_frame(struct archive_writer *w, const struct seg_scanned *f);
+/* Commits; with seal, cuts the file after the last adopted frame and appends the seek table
+ * (unless has_table: the file already ends with one matching), renames it to the closed
+ * name; records the segment closed.  *cut: bytes removed. */
+int archive__writer_adopt_close(struct archive_writer *w, int seal, int has_table, uint64_t *cut);
+
+/*
+ * Deletes what the index holds about segment `id` in txn: its frames and
+ * flow records, with SEG_DROP_RECORD its record, with SEG_DROP_TERMS its
+ * posting lists (a scan of its partition: for recovery; retention leaves
+ * them until the whole partition goes).
+ */
+#define SEG_DROP_RECORD 0x1u
+#define SEG_DROP_TERMS 0x2u
+int archive__segment_drop(struct archive *a, MDB_txn *txn, uint64_t id, unsigned what);
+
+/* Deletes every `terms` entry of a partition. */
+int archive__terms_drop_part(struct archive *a, MDB_txn *txn, uint32_t part);
+
+/* For rebuild: opens dir for writing (LOCK taken) with a new, empty index in dir/<sub>. */
+int archive__open_rebuild(const char *dir, const char *sub, struct archive **out);
+
+/* For rebuild: closes a and makes dir/<sub> the archive's index (the old one is removed). */
+int archive__rebuild_swap(struct archive *a);
 
 /* Allocates and writes the next segment id (meta "next_segment") in txn. */
 int archive__next_segment_id(struct archive *a, MDB_txn *txn, uint64_t *id);

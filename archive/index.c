@@ -65,6 +65,7 @@ int archive__seg_decode(uint64_t id, const MDB_val *v, struct archive_segment_in
 	s->file_bytes = le64_get(p + 64);
 	s->flows = le32_get(p + 72);
 	s->run = le32_get(p + 76);
+	s->created_ns = le64_get(p + 80);
 	if (s->state != ARCHIVE_SEG_OPEN && s->state != ARCHIVE_SEG_CLOSED)
 		return archive__fail(ARCHIVE_E_CORRUPT, "index: segment %llu: bad state %u",
 		                     (unsigned long long)id, (unsigned)s->state);
@@ -603,4 +604,101 @@ int archive_trigger_name(struct archive_rtxn *t, uint16_t id, char *buf, size_t 
 		return archive__lmdb_fail(rc, "read trigger name");
 	snprintf(buf, len, "%.*s", (int)v.mv_size, (const char *)v.mv_data);
 	return 0;
+}
+
+/* ---- deleting ------------------------------------------------------------------------------ */
+
+#define DROP_BATCH 4096
+
+/*
+ * Deletes the keys of dbi that start with prefix[0..plen) and satisfy keep_fn == 0
+ * (NULL: all): collected with a cursor in batches, then deleted by key, so
+ * nothing depends on where a cursor stands after a delete.
+ */
+static int drop_keys(MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix, size_t plen,
+                     int (*skip)(const MDB_val *k, void *arg), void *arg)
+{
+	struct {
+		uint8_t b[64];
+		size_t len;
+	} *batch = malloc(DROP_BATCH * sizeof(*batch));
+	if (!batch)
+		return ENOMEM;
+	uint8_t from[64];
+	size_t flen = plen;
+	memcpy(from, prefix, plen);
+	int rc = 0;
+	for (;;) {
+		MDB_cursor *c;
+		if ((rc = mdb_cursor_open(txn, dbi, &c)) != 0)
+			break;
+		MDB_val k = {.mv_size = flen, .mv_data = from}, v;
+		size_t n = 0;
+		for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && n < DROP_BATCH;
+		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+			if (k.mv_size < plen || k.mv_size > sizeof(batch[0].b) ||
+			    memcmp(k.mv_data, prefix, plen) != 0) {
+				rc = MDB_NOTFOUND;
+				break;
+			}
+			memcpy(from, k.mv_data, k.mv_size); /* resume after the last one seen */
+			flen = k.mv_size;
+			if (skip && skip(&k, arg))
+				continue;
+			memcpy(batch[n].b, k.mv_data, k.mv_size);
+			batch[n++].len = k.mv_size;
+		}
+		mdb_cursor_close(c);
+		int more = rc == 0; /* the batch filled up before the end */
+		if (rc && rc != MDB_NOTFOUND)
+			break;
+		for (size_t j = 0; j < n; j++) {
+			MDB_val dk = {.mv_size = batch[j].len, .mv_data = batch[j].b};
+			if ((rc = mdb_del(txn, dbi, &dk, NULL)) != 0 && rc != MDB_NOTFOUND)
+				goto out;
+		}
+		rc = 0;
+		if (!more)
+			break;
+		/* continue at the key after `from`: append a zero byte (the next key in order) */
+		if (flen == sizeof(from))
+			break;
+		from[flen++] = 0;
+	}
+out:
+	free(batch);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int archive__terms_drop_part(struct archive *a, MDB_txn *txn, uint32_t part)
+{
+	uint8_t p[4];
+	be32_put(p, part);
+	int rc = drop_keys(txn, a->db_terms, p, 4, NULL, NULL);
+	return rc ? archive__lmdb_fail(rc, "delete terms") : 0;
+}
+
+/* A terms key of another segment than *arg (its last 8 bytes). */
+static int other_segment(const MDB_val *k, void *arg)
+{
+	return k->mv_size < 13 ||
+	       be64_get((const uint8_t *)k->mv_data + k->mv_size - 8) != *(uint64_t *)arg;
+}
+
+int archive__segment_drop(struct archive *a, MDB_txn *txn, uint64_t id, unsigned what)
+{
+	uint8_t p[8], pk[4];
+	be64_put(p, id);
+	MDB_val k = {.mv_size = 8, .mv_data = p};
+	int rc = what & SEG_DROP_RECORD ? mdb_del(txn, a->db_segments, &k, NULL) : 0;
+	if (rc && rc != MDB_NOTFOUND)
+		return archive__lmdb_fail(rc, "delete segment");
+	if ((rc = drop_keys(txn, a->db_frames, p, 8, NULL, NULL)) != 0 ||
+	    (rc = drop_keys(txn, a->db_flows, p, 8, NULL, NULL)) != 0)
+		return archive__lmdb_fail(rc, "delete segment entries");
+	if (!(what & SEG_DROP_TERMS))
+		return 0;
+	be32_put(pk, archive__terms_part(id)); /* its posting lists: in its partition */
+	rc = drop_keys(txn, a->db_terms, pk, 4, other_segment, &id);
+	return rc ? archive__lmdb_fail(rc, "delete terms") : 0;
 }

@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #include <zstd.h>
 
 #include "archive/archive_pvt.h"
+#include "archive/scan_pvt.h"
 #include "archive/segio.h"
 #include "archive/terms_pvt.h"
 
@@ -49,6 +51,8 @@ struct archive_writer {
 
 	/* open segment */
 	int seg_open;
+	int adopt_fd; /* >= 0: an existing file being indexed (recovery, rebuild), not written */
+	char adopt_path[4096];
 	struct archive_segment_info seg;
 	uint64_t seg_created_mono, seg_created_real;
 	int seg_synced_dir;       /* segments/ fsynced since the file was created */
@@ -120,6 +124,7 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
 	if (!w)
 		return archive__fail(-ENOMEM, "out of memory");
 	w->a = a;
+	w->adopt_fd = -1;
 	w->cfg = *cfg;
 	if (!w->cfg.segment_size)
 		w->cfg.segment_size = DEF_SEGMENT_SIZE;
@@ -233,7 +238,7 @@ static int io_fail(struct archive_writer *w, int err, const char *what)
 /* Compresses and writes the current frame; queues its index entries. */
 static int frame_flush(struct archive_writer *w)
 {
-	if (w->frame.packets == 0)
+	if (w->frame.packets == 0 || w->adopt_fd >= 0) /* adopted frames are on disk already */
 		return 0;
 	uint8_t *out = segio_reserve(w->io, w->ccap);
 	if (!out)
@@ -398,7 +403,8 @@ static int index_commit(struct archive_writer *w)
 		return r;
 	if (!w->seg_dirty && w->npframes == 0)
 		return 0;
-	if ((r = segio_sync(w->io)) != 0)
+	if (w->adopt_fd >= 0 ? fdatasync(w->adopt_fd) != 0 && (r = -errno) != 0
+	                     : (r = segio_sync(w->io)) != 0)
 		return io_fail(w, r, "sync");
 	if (!w->seg_synced_dir && (r = fsync_dir(w->a)) != 0)
 		return r;
@@ -496,7 +502,13 @@ static int segment_write_seektable(struct archive_writer *w, const char *path)
 	le32_put(f, (uint32_t)n);
 	f[4] = 0; /* descriptor: no checksums, reserved bits 0 */
 	le32_put(f + 5, SEEK_FOOTER_MAGIC);
-	int r = segio_append(w->io, b, len);
+	int r = 0;
+	if (w->adopt_fd >= 0) {
+		ssize_t wr = pwrite(w->adopt_fd, b, len, (off_t)w->seg.file_bytes);
+		r = wr == (ssize_t)len ? 0 : wr < 0 ? -errno : -EIO;
+	} else {
+		r = segio_append(w->io, b, len);
+	}
 	free(b);
 	return r ? archive__fail(r, "%s: write: %s", path, strerror(-r)) : 0;
 }
@@ -521,6 +533,136 @@ static int segment_close(struct archive_writer *w)
 	if ((r = fsync_dir(w->a)) != 0)
 		return r;
 	segio_close(w->io); /* nothing left to write: cannot fail */
+	w->seg_open = 0;
+	w->seg.state = ARCHIVE_SEG_CLOSED;
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(w->a->env, NULL, 0, &txn);
+	if (rc)
+		return archive__lmdb_fail(rc, "begin write");
+	if ((r = put_segment(w, txn)) != 0) {
+		mdb_txn_abort(txn);
+		return r;
+	}
+	rc = mdb_txn_commit(txn);
+	return rc ? archive__lmdb_fail(rc, "commit") : 0;
+}
+
+/* ---- adopting an existing segment file (recovery, rebuild) -------------------------------- */
+
+static int packet_index(struct archive_writer *w, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
+                        const uint8_t *data, uint16_t trigger);
+
+int archive__writer_adopt(struct archive_writer *w, const struct archive_segment_info *s,
+                          uint64_t created_ns, const char *path)
+{
+	if (w->seg_open)
+		return archive__fail(-EBUSY, "writer has an open segment");
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return archive__fail(-errno, "%s: %s", path, strerror(errno));
+	memset(&w->seg, 0, sizeof(w->seg));
+	w->seg.id = s->id;
+	w->seg.state = ARCHIVE_SEG_OPEN;
+	w->seg.run = s->run;
+	w->seg.linktype = s->linktype;
+	w->seg.snaplen = s->snaplen;
+	w->seg.flags = ft_linktype_supported(s->linktype) ? 0 : ARCHIVE_SEG_UNINDEXED;
+	w->seg_created_real = created_ns;
+	w->seg_created_mono = clock_ns(CLOCK_MONOTONIC);
+	w->seg_synced_dir = 0;
+	w->seg_dirty = 1;
+	w->nseeks = 0;
+	archive__segterms_reset(&w->segterms);
+	w->adopt_fd = fd;
+	snprintf(w->adopt_path, sizeof(w->adopt_path), "%s", path);
+	w->seg_open = 1;
+	w->st.segments++;
+	return 0;
+}
+
+int archive__writer_adopt_frame(struct archive_writer *w, const struct seg_scanned *f)
+{
+	int r;
+	if (f->offset != w->seg.file_bytes || f->frame != w->seg.frames)
+		return archive__fail(ARCHIVE_E_CORRUPT, "segment %llu: frames out of order",
+		                     (unsigned long long)w->seg.id);
+	memset(&w->frame, 0, sizeof(w->frame));
+	w->frame.seg = w->seg.id;
+	w->frame.frame = f->frame;
+	w->frame.min_ns = UINT64_MAX;
+	w->frame.chunk = f->chunk;
+	archive__termset_reset(&w->terms);
+	struct archive_record rec;
+	size_t pos = f->records_at;
+	struct archive_segment_info *s = &w->seg;
+	while (archive__record_next(f->data, f->usize, &pos, &rec)) {
+		if ((r = packet_index(w, rec.ts_ns, rec.caplen, rec.wirelen, rec.data, 0)) != 0)
+			return r;
+		w->frame.packets++;
+		w->frame.min_ns = rec.ts_ns < w->frame.min_ns ? rec.ts_ns : w->frame.min_ns;
+		w->frame.max_ns = rec.ts_ns > w->frame.max_ns ? rec.ts_ns : w->frame.max_ns;
+		s->min_ns = s->packets == 0 || rec.ts_ns < s->min_ns ? rec.ts_ns : s->min_ns;
+		s->max_ns = rec.ts_ns > s->max_ns ? rec.ts_ns : s->max_ns;
+		s->packets++;
+		s->wire_bytes += rec.wirelen;
+		w->st.packets++;
+		w->st.wire_bytes += rec.wirelen;
+	}
+	w->frame.offset = f->offset;
+	w->frame.csize = f->csize;
+	w->frame.usize = f->usize;
+	if ((r = grow((void **)&w->pframes, &w->pframes_cap, w->npframes + 1,
+	              sizeof(*w->pframes))) ||
+	    (r = grow((void **)&w->seeks, &w->seeks_cap, w->nseeks + 1, sizeof(*w->seeks))))
+		return r;
+	if (archive__segterms_add_frame(&w->segterms, &w->terms, f->frame) != 0)
+		return archive__fail(-ENOMEM, "out of memory");
+	w->pframes[w->npframes++] = w->frame;
+	w->seeks[w->nseeks++] = (struct seek_entry){f->csize, f->usize};
+	s->file_bytes += f->csize;
+	s->record_bytes += f->usize;
+	s->frames++;
+	w->seg_dirty = 1;
+	w->st.file_bytes += f->csize;
+	w->st.record_bytes += f->usize;
+	w->st.frames++;
+	return 0;
+}
+
+int archive__writer_adopt_close(struct archive_writer *w, int seal, int has_table, uint64_t *cut)
+{
+	char closed_path[4096];
+	int r = index_commit(w);
+	*cut = 0;
+	if (r)
+		return r;
+	archive__seg_path(w->a, w->seg.id, ARCHIVE_SEG_CLOSED, closed_path, sizeof(closed_path));
+	if (seal) {
+		struct stat st;
+		if (fstat(w->adopt_fd, &st) != 0)
+			return archive__fail(-errno, "%s: %s", w->adopt_path, strerror(errno));
+		if (!has_table) {
+			if ((uint64_t)st.st_size > w->seg.file_bytes)
+				*cut = (uint64_t)st.st_size - w->seg.file_bytes;
+			if (ftruncate(w->adopt_fd, (off_t)w->seg.file_bytes) != 0)
+				return archive__fail(-errno, "%s: truncate: %s", w->adopt_path,
+				                     strerror(errno));
+			if ((r = segment_write_seektable(w, w->adopt_path)) != 0)
+				return r;
+			if (fdatasync(w->adopt_fd) != 0)
+				return archive__fail(-errno, "%s: fdatasync: %s", w->adopt_path,
+				                     strerror(errno));
+		}
+		if (strcmp(w->adopt_path, closed_path) != 0) {
+			if (rename(w->adopt_path, closed_path) != 0)
+				return archive__fail(-errno, "%s: rename: %s", w->adopt_path,
+				                     strerror(errno));
+			if ((r = fsync_dir(w->a)) != 0)
+				return r;
+		}
+	}
+	close(w->adopt_fd);
+	w->adopt_fd = -1;
 	w->seg_open = 0;
 	w->seg.state = ARCHIVE_SEG_CLOSED;
 	MDB_txn *txn;

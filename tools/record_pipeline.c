@@ -334,12 +334,20 @@ static int modules_start(struct record_pipeline *pl)
 	return 0;
 }
 
+static void recover_log(const char *line, void *arg)
+{
+	(void)arg;
+	fprintf(stderr, "flowscope %s: archive: %s\n", CMD, line);
+}
+
 static int archive_setup(struct record_pipeline *pl)
 {
 	int r = archive_open(pl->o.archive, ARCHIVE_WRITE | ARCHIVE_CREATE, &pl->arch);
 	struct archive_writer_config wc = {.segment_size = pl->o.segment_size,
 	                                   .segment_age_ns = pl->o.segment_age_ns,
 	                                   .zstd_level = pl->o.zstd_level};
+	if (r == 0)
+		r = archive_recover(pl->arch, recover_log, NULL, NULL); /* what a crash left */
 	if (r == 0)
 		r = archive_new_run(pl->arch, &wc.run);
 	/* compression is the dumpers' work: two overlap it with everything else (record_bench) */
