@@ -107,11 +107,15 @@ struct archive_writer_stats {
 	uint64_t record_bytes; /* uncompressed pcap bytes, global headers included */
 	uint64_t file_bytes;   /* compressed bytes written */
 	uint64_t frames;
-	uint64_t segments;        /* segments opened */
-	uint64_t commits;         /* index transactions committed */
-	const char *io;           /* segment I/O: "io_uring" or "pwritev" (static string) */
-	int io_direct;            /* 1: the last segment was written with O_DIRECT */
-	uint64_t io_max_inflight; /* most writes in flight at once */
+	uint64_t segments;         /* segments opened */
+	uint64_t commits;          /* index transactions committed */
+	int full;                  /* 1: the disk is full, packets are counted, not stored */
+	uint64_t full_events;      /* times the disk filled up */
+	uint64_t unstored_packets; /* archive.writer.unstored: packets lost to a full disk */
+	uint64_t unstored_bytes;   /* their wire bytes */
+	const char *io;            /* segment I/O: "io_uring" or "pwritev" (static string) */
+	int io_direct;             /* 1: the last segment was written with O_DIRECT */
+	uint64_t io_max_inflight;  /* most writes in flight at once */
 };
 
 struct archive_writer;
@@ -125,6 +129,13 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
  * with another one closes the current segment first.  Returns 0, or
  * ARCHIVE_E_TOOBIG (caplen > ARCHIVE_MAX_CAPLEN or > snaplen), or an I/O,
  * zstd or LMDB error (the archive stays valid up to the last commit).
+ *
+ * A full disk (ENOSPC, EDQUOT, from the segment or the index) is not an
+ * error: the writer throws away what the index does not reference yet (the
+ * segment is cut back to its last commit), counts those packets and every
+ * packet after them as unstored, and returns 0; about once a second (in add
+ * and tick) it looks for free space again and, when there is, resumes
+ * writing where it stopped.  The archive stays valid throughout.
  */
 int archive_writer_add(struct archive_writer *w, int linktype, uint32_t snaplen, uint64_t ts_ns,
                        uint32_t caplen, uint32_t wirelen, const uint8_t *data);
@@ -341,6 +352,9 @@ void archive_rtxn_end(struct archive_rtxn *t);
 int archive_segments(struct archive_rtxn *t, uint64_t from_ns, uint64_t to_ns,
                      int (*fn)(const struct archive_segment_info *s, void *arg), void *arg);
 
+/* The record of segment `id`.  0, ARCHIVE_E_NOTFOUND (not in the index), ARCHIVE_E_*. */
+int archive_segment_get(struct archive_rtxn *t, uint64_t id, struct archive_segment_info *out);
+
 /* Calls fn for every frame of segment `seg`, in order.  Returns as archive_segments. */
 int archive_frames(struct archive_rtxn *t, uint64_t seg,
                    int (*fn)(const struct archive_frame_info *f, void *arg), void *arg);
@@ -457,6 +471,40 @@ struct archive_recover_stats {
  */
 int archive_recover(struct archive *a, archive_log_fn log, void *arg,
                     struct archive_recover_stats *st);
+
+/* ---- retention ------------------------------------------------------------------ */
+
+struct archive_retention {
+	uint64_t max_bytes;  /* the archive's own disk use (segments and index); 0 = no limit */
+	uint64_t max_age_ns; /* drop segments whose newest packet is older (wall clock); 0 = none */
+	uint64_t min_free;   /* also drop until the filesystem has this much free; 0 = no */
+	uint64_t open_size;  /* count each open segment as at least this (it grows to it) */
+};
+
+struct archive_retention_stats {
+	uint64_t segments, bytes; /* dropped */
+	uint64_t usage;           /* the archive's disk use afterwards */
+	uint64_t oldest_ns;       /* the oldest packet time kept (0: none) */
+};
+
+/*
+ * The archive's own use of the disk: its segment files (as the index records
+ * them, seek tables included) and the index files.  0 or ARCHIVE_E_*.
+ */
+int archive_disk_usage(struct archive *a, uint64_t *bytes);
+
+/*
+ * Drops the oldest closed segments (by their newest packet) while the
+ * archive uses more than max_bytes, while their data is older than
+ * max_age_ns, or while the filesystem has less than min_free free: their
+ * index entries go in one transaction (their posting lists when their whole
+ * index partition is gone), then their files.  A query running meanwhile
+ * finds a dropped segment gone and leaves it out (it never reads a partial
+ * file: segments are never cut, only removed).  Open segments are never
+ * dropped.  Returns 0 or ARCHIVE_E_*; st says what went.
+ */
+int archive_retention_run(struct archive *a, const struct archive_retention *p,
+                          struct archive_retention_stats *st);
 
 struct archive_rebuild_stats {
 	uint64_t segments, frames, packets, flows;

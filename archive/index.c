@@ -273,6 +273,19 @@ int archive_segments(struct archive_rtxn *t, uint64_t from_ns, uint64_t to_ns,
 	return r;
 }
 
+int archive_segment_get(struct archive_rtxn *t, uint64_t id, struct archive_segment_info *out)
+{
+	uint8_t kb[SEG_KEY_LEN];
+	be64_put(kb, id);
+	MDB_val k = {.mv_size = SEG_KEY_LEN, .mv_data = kb}, v;
+	int rc = mdb_get(t->txn, t->a->db_segments, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return ARCHIVE_E_NOTFOUND;
+	if (rc)
+		return archive__lmdb_fail(rc, "read segment");
+	return archive__seg_decode(id, &v, out);
+}
+
 int archive_frames(struct archive_rtxn *t, uint64_t seg,
                    int (*fn)(const struct archive_frame_info *f, void *arg), void *arg)
 {

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,8 +36,10 @@
 #define DEF_SEGMENT_AGE (60ull * 1000000000ull)
 #define DEF_FRAME_SIZE (256u << 10)
 #define DEF_SYNC_NS 1000000000ull
-#define MAX_FLOW_DELTAS (1u << 18) /* flows buffered between commits */
-#define IO_BUFS 8                  /* segio buffers: writes in flight */
+#define MAX_FLOW_DELTAS (1u << 18)  /* flows buffered between commits */
+#define IO_BUFS 8                   /* segio buffers: writes in flight */
+#define FULL_RETRY_NS 1000000000ull /* disk full: look for space this often */
+#define FULL_RESUME_FREE (8u << 20) /* resume when this much is free */
 #define IO_BUF_MIN (1u << 20)
 
 struct seek_entry {
@@ -76,6 +79,12 @@ struct archive_writer {
 	size_t npframes, pframes_cap;
 	struct ft_table *flows; /* per-flow deltas since the last commit */
 	uint64_t last_commit_mono;
+
+	/* the state of the last commit, for a rollback when the disk is full */
+	struct archive_segment_info seg_committed;
+	struct archive_writer_stats st_committed;
+	int counted;         /* the packet being added is in seg.packets */
+	uint64_t retry_mono; /* disk full: when to look for space again */
 };
 
 static uint64_t clock_ns(clockid_t id)
@@ -436,6 +445,8 @@ static int index_commit(struct archive_writer *w)
 	ft_table_clear(w->flows);
 	w->st.commits++;
 	w->last_commit_mono = clock_ns(CLOCK_MONOTONIC);
+	w->seg_committed = w->seg;
+	w->st_committed = w->st;
 	return 0;
 }
 
@@ -482,6 +493,8 @@ static int segment_open(struct archive_writer *w, int linktype, uint32_t snaplen
 	archive__segterms_reset(&w->segterms);
 	w->st.segments++;
 	frame_begin(w);
+	w->seg_committed = w->seg;
+	w->st_committed = w->st;
 	return 0;
 }
 
@@ -528,7 +541,8 @@ static int segment_close(struct archive_writer *w)
 		return r;
 	if ((r = segio_sync(w->io)) != 0)
 		return io_fail(w, r, "sync");
-	if (rename(open_path, closed_path) != 0)
+	/* renamed already when an earlier close stopped after it (a full disk) */
+	if (rename(open_path, closed_path) != 0 && (errno != ENOENT || access(closed_path, F_OK)))
 		return archive__fail(-errno, "%s: rename: %s", open_path, strerror(errno));
 	if ((r = fsync_dir(w->a)) != 0)
 		return r;
@@ -605,6 +619,7 @@ int archive__writer_adopt_frame(struct archive_writer *w, const struct seg_scann
 		s->max_ns = rec.ts_ns > s->max_ns ? rec.ts_ns : s->max_ns;
 		s->packets++;
 		s->wire_bytes += rec.wirelen;
+		w->counted = 1;
 		w->st.packets++;
 		w->st.wire_bytes += rec.wirelen;
 	}
@@ -702,20 +717,93 @@ int archive_writer_add(struct archive_writer *w, int linktype, uint32_t snaplen,
 	return archive_writer_add_tagged(w, linktype, snaplen, ts_ns, caplen, wirelen, data, 0);
 }
 
-int archive_writer_add_tagged(struct archive_writer *w, int linktype, uint32_t snaplen,
-                              uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
-                              const uint8_t *data, uint16_t trigger)
+/* ---- a full disk ------------------------------------------------------------------------------ */
+
+static int is_nospace(int err)
+{
+	return err == -ENOSPC || err == -EDQUOT;
+}
+
+static uint64_t fs_free(const struct archive_writer *w)
+{
+	struct statvfs v;
+	if (statvfs(w->a->dir, &v) != 0)
+		return 0;
+	return (uint64_t)v.f_bavail * v.f_frsize;
+}
+
+/*
+ * The disk is full: back to the last commit (the segment cut to what the
+ * index references, the pending frames, posting lists and flow deltas
+ * dropped), those packets counted as unstored.  0, or the error of the
+ * rollback itself (then the writer is unusable: a hard error).
+ */
+static int go_full(struct archive_writer *w)
+{
+	if (w->seg_open) {
+		uint64_t lost = w->seg.packets - w->seg_committed.packets;
+		uint64_t lost_bytes = w->seg.wire_bytes - w->seg_committed.wire_bytes;
+		int r = segio_truncate(w->io, w->seg_committed.file_bytes);
+		if (r)
+			return io_fail(w, r, "cut back after a full disk");
+		w->seg = w->seg_committed;
+		w->nseeks = w->seg.frames;
+		w->npframes = 0;
+		if (archive__segterms_cut(&w->segterms, w->seg.frames) != 0)
+			return archive__fail(-ENOMEM, "out of memory");
+		ft_table_clear(w->flows);
+		frame_begin(w);
+		uint64_t full_events = w->st.full_events, up = w->st.unstored_packets,
+		         ub = w->st.unstored_bytes;
+		w->st = w->st_committed;
+		w->st.full_events = full_events;
+		w->st.unstored_packets = up + lost;
+		w->st.unstored_bytes = ub + lost_bytes;
+		w->seg_dirty = 0;
+	}
+	w->st.full = 1;
+	w->st.full_events++;
+	w->retry_mono = clock_ns(CLOCK_MONOTONIC) + FULL_RETRY_NS;
+	return 0;
+}
+
+/* 1 while the disk is full (the caller drops); looks for space about once a second. */
+static int still_full(struct archive_writer *w)
+{
+	if (!w->st.full)
+		return 0;
+	uint64_t now = clock_ns(CLOCK_MONOTONIC);
+	if (now < w->retry_mono)
+		return 1;
+	w->retry_mono = now + FULL_RETRY_NS;
+	if (fs_free(w) < FULL_RESUME_FREE)
+		return 1;
+	w->st.full = 0; /* resume; a write that fails again comes back here */
+	return 0;
+}
+
+/* An inner call's result: a full disk becomes 0 (after the rollback). */
+static int nospace_ok(struct archive_writer *w, int r)
+{
+	return is_nospace(r) ? go_full(w) : r;
+}
+
+/* ---- public writing API, continued --------------------------------------------------------- */
+
+static int tick(struct archive_writer *w, uint64_t now_ns);
+
+static int add_packet(struct archive_writer *w, int linktype, uint32_t snaplen, uint64_t ts_ns,
+                      uint32_t caplen, uint32_t wirelen, const uint8_t *data, uint16_t trigger)
 {
 	int r;
-	if (caplen > ARCHIVE_MAX_CAPLEN || caplen > snaplen)
-		return archive__fail(ARCHIVE_E_TOOBIG, "packet of %u bytes exceeds snaplen %u",
-		                     caplen, snaplen);
 	if (w->seg_open && (w->seg.linktype != linktype || w->seg.snaplen != snaplen) &&
 	    (r = segment_close(w)) != 0)
 		return r;
 	if (!w->seg_open && (r = segment_open(w, linktype, snaplen)) != 0)
 		return r;
-
+	/* index first: it may commit (a full flow table), closing the frame without this packet */
+	if ((r = packet_index(w, ts_ns, caplen, wirelen, data, trigger)) != 0)
+		return r;
 	uint8_t *rec = w->fbuf + w->flen;
 	le32_put(rec, (uint32_t)(ts_ns / 1000000000u));
 	le32_put(rec + 4, (uint32_t)(ts_ns % 1000000000u));
@@ -723,8 +811,7 @@ int archive_writer_add_tagged(struct archive_writer *w, int linktype, uint32_t s
 	le32_put(rec + 12, wirelen);
 	memcpy(rec + PCAP_RHDR_LEN, data, caplen);
 	w->flen += PCAP_RHDR_LEN + caplen;
-	if ((r = packet_index(w, ts_ns, caplen, wirelen, data, trigger)) != 0)
-		return r;
+	w->counted = 1;
 
 	struct archive_frame_info *fr = &w->frame;
 	fr->packets++;
@@ -745,7 +832,28 @@ int archive_writer_add_tagged(struct archive_writer *w, int linktype, uint32_t s
 		return r;
 	if (w->seg.file_bytes >= w->cfg.segment_size)
 		return segment_close(w);
-	return archive_writer_tick(w, clock_ns(CLOCK_MONOTONIC));
+	return tick(w, clock_ns(CLOCK_MONOTONIC));
+}
+
+int archive_writer_add_tagged(struct archive_writer *w, int linktype, uint32_t snaplen,
+                              uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
+                              const uint8_t *data, uint16_t trigger)
+{
+	if (caplen > ARCHIVE_MAX_CAPLEN || caplen > snaplen)
+		return archive__fail(ARCHIVE_E_TOOBIG, "packet of %u bytes exceeds snaplen %u",
+		                     caplen, snaplen);
+	if (still_full(w)) {
+		w->st.unstored_packets++;
+		w->st.unstored_bytes += wirelen;
+		return 0;
+	}
+	w->counted = 0;
+	int r = add_packet(w, linktype, snaplen, ts_ns, caplen, wirelen, data, trigger);
+	if (is_nospace(r) && !w->counted) { /* failed before it was in the segment */
+		w->st.unstored_packets++;
+		w->st.unstored_bytes += wirelen;
+	}
+	return nospace_ok(w, r);
 }
 
 int archive_writer_set_chunk(struct archive_writer *w, uint64_t chunk)
@@ -753,7 +861,7 @@ int archive_writer_set_chunk(struct archive_writer *w, uint64_t chunk)
 	if (chunk == w->chunk)
 		return 0;
 	w->chunk = chunk;
-	if (!w->seg_open)
+	if (!w->seg_open || w->st.full)
 		return 0;
 	if (w->frame.packets == 0) { /* nothing of the old chunk: just retag */
 		w->frame.chunk = chunk;
@@ -762,10 +870,10 @@ int archive_writer_set_chunk(struct archive_writer *w, uint64_t chunk)
 	int r = frame_flush(w);
 	if (r == 0 && w->seg.file_bytes >= w->cfg.segment_size)
 		r = segment_close(w);
-	return r;
+	return nospace_ok(w, r);
 }
 
-int archive_writer_tick(struct archive_writer *w, uint64_t now_ns)
+static int tick(struct archive_writer *w, uint64_t now_ns)
 {
 	if (!w->seg_open)
 		return 0;
@@ -776,14 +884,24 @@ int archive_writer_tick(struct archive_writer *w, uint64_t now_ns)
 	return 0;
 }
 
+int archive_writer_tick(struct archive_writer *w, uint64_t now_ns)
+{
+	if (still_full(w))
+		return 0;
+	return nospace_ok(w, tick(w, now_ns));
+}
+
 int archive_writer_flush(struct archive_writer *w)
 {
-	return index_commit(w);
+	if (w->st.full)
+		return 0;
+	return nospace_ok(w, index_commit(w));
 }
 
 int archive_writer_close(struct archive_writer *w)
 {
-	int r = segment_close(w);
+	/* a full disk leaves the segment open at its last commit: recovery closes it */
+	int r = still_full(w) ? 0 : nospace_ok(w, segment_close(w));
 	writer_free(w);
 	return r;
 }

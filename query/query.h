@@ -103,14 +103,15 @@ struct query_options {
 };
 
 struct query_result {
-	uint64_t packets;      /* packets written */
-	uint64_t bytes;        /* output bytes written */
-	uint64_t segments;     /* segments in the time range */
-	uint64_t frames_read;  /* frames decompressed */
-	uint64_t frames_total; /* frames in the time range */
-	uint64_t bytes_read;   /* compressed bytes read */
-	int indexed;           /* 1 if the index narrowed the frames */
-	int limited;           /* 1 if a limit stopped the answer before its end */
+	uint64_t packets;          /* packets written */
+	uint64_t bytes;            /* output bytes written */
+	uint64_t segments;         /* segments in the time range */
+	uint64_t frames_read;      /* frames decompressed */
+	uint64_t frames_total;     /* frames in the time range */
+	uint64_t bytes_read;       /* compressed bytes read */
+	int indexed;               /* 1 if the index narrowed the frames */
+	int limited;               /* 1 if a limit stopped the answer before its end */
+	uint64_t segments_removed; /* segments retention removed while the query ran */
 };
 
 /*

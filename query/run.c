@@ -377,6 +377,31 @@ struct cursor {
 	struct archive_record rec; /* the current record (valid while the cursor is live) */
 };
 
+/*
+ * A segment whose file is missing: gone from the index too (retention dropped
+ * it after this query planned) means its packets are left out, with a notice;
+ * still in the index means the archive is damaged (the caller reports it).
+ */
+static int segment_gone(struct run *r, uint64_t id)
+{
+	struct archive_rtxn *t;
+	struct archive_segment_info s;
+	if (archive_rtxn_begin(r->a, &t) != 0)
+		return 0;
+	int gone = archive_segment_get(t, id, &s) == ARCHIVE_E_NOTFOUND;
+	archive_rtxn_end(t);
+	if (gone) {
+		r->res->segments_removed++;
+		if (r->opt->notices)
+			fprintf(r->opt->notices,
+			        "%ssegment %llu was removed by retention while the query ran: its "
+			        "packets are left out\n",
+			        r->opt->notice_prefix ? r->opt->notice_prefix : "",
+			        (unsigned long long)id);
+	}
+	return gone;
+}
+
 /* Moves to the next matching record.  1 = have one, 0 = segment done, <0 = error. */
 static int cursor_next(struct run *r, struct cursor *k)
 {
@@ -396,6 +421,8 @@ static int cursor_next(struct run *r, struct cursor *k)
 			            strerror(errno), "");
 		k->chunk = k->c->frames[k->next_frame].chunk;
 		int e = archive_frame_load(k->rd, &k->c->seg, &k->c->frames[k->next_frame++]);
+		if (e == -ENOENT && segment_gone(r, k->c->seg.id))
+			return 0; /* retention removed it meanwhile: left out, said on stderr */
 		if (e) {
 			snprintf(r->errbuf, QUERY_ERRBUF_SIZE, "%s", archive_errmsg());
 			return e;

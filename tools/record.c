@@ -68,6 +68,9 @@ static void usage(FILE *f)
 	    "  --qq-flush DUR        publish a partly filled chunk after this (default 1ms)\n"
 	    "  --segment-size SIZE   rotate segments at this compressed size (default 256M)\n"
 	    "  --segment-age DUR     rotate segments this old (default 60s)\n"
+	    "  --max-disk SIZE       retention: keep the archive (segments and index) under\n"
+	    "                        SIZE, dropping the oldest segments\n"
+	    "  --max-age DUR         retention: drop segments whose packets are older (30d)\n"
 	    "  --zstd-level N        zstd level, -7..-1 (fast) or 1..19 (default -1)\n"
 	    "  --max-flows N         flow table size per analyzer (default 262144)\n"
 	    "  --stats-interval DUR  status line interval, 0 = off (default 5s)\n");
@@ -116,6 +119,14 @@ static int parse_archive_opt(struct record_opts *o, int c, const char *arg)
 		    o->segment_age_ns >= 1000000000)
 			return 0;
 		return bad("--segment-age", arg, "a duration of at least 1s");
+	case 'X':
+		if (cli_parse_size(arg, &o->max_disk) == 0 && o->max_disk >= (4u << 20))
+			return 0;
+		return bad("--max-disk", arg, "a size of at least 4M, e.g. 500G");
+	case 'Y':
+		if (cli_parse_duration(arg, &o->max_age_ns) == 0 && o->max_age_ns >= 1000000000)
+			return 0;
+		return bad("--max-age", arg, "a duration of at least 1s, e.g. 30d");
 	case 'z':
 		if (arg[0] == '-' ? cli_parse_uint(arg + 1, 1, 7, &v) != 0
 		                  : cli_parse_uint(arg, 1, 19, &v) != 0)
@@ -225,6 +236,8 @@ static const struct option longopts[] = {
     {"qq-flush", required_argument, NULL, 'F'},
     {"segment-size", required_argument, NULL, 's'},
     {"segment-age", required_argument, NULL, 'g'},
+    {"max-disk", required_argument, NULL, 'X'},
+    {"max-age", required_argument, NULL, 'Y'},
     {"zstd-level", required_argument, NULL, 'z'},
     {"max-flows", required_argument, NULL, 'f'},
     {"stats-interval", required_argument, NULL, 'i'},
@@ -449,11 +462,14 @@ static void report_write(FILE *f, struct record_pipeline *pl, double secs, const
 	struct archive_writer_stats ws = {0};
 	uint64_t oversize = 0, inflight = 0;
 	qq_stats(pl->qq, &qs);
+	uint64_t unstored = 0, unstored_bytes = 0, full_events = 0;
 	for (unsigned i = 0; i < pl->ndumpers; i++) {
-		struct archive_writer_stats d;
-		if (!pl->dump[i].writer)
-			continue;
-		archive_writer_stats(pl->dump[i].writer, &d);
+		struct archive_writer_stats d = pl->dump[i].final;
+		if (pl->dump[i].writer)
+			archive_writer_stats(pl->dump[i].writer, &d);
+		unstored += d.unstored_packets;
+		unstored_bytes += d.unstored_bytes;
+		full_events += d.full_events;
 		ws.packets += d.packets;
 		ws.segments += d.segments;
 		ws.frames += d.frames;
@@ -481,10 +497,18 @@ static void report_write(FILE *f, struct record_pipeline *pl, double secs, const
 	fprintf(f,
 	        "archive.writer: packets %" PRIu64 ", segments %" PRIu64 ", frames %" PRIu64
 	        ", pcap bytes %" PRIu64 " -> %" PRIu64 " compressed (ratio %.2f), dropped_oversize "
-	        "%" PRIu64 ", dumpers %u, io %s%s, max writes in flight %" PRIu64 "\n",
+	        "%" PRIu64 ", unstored %" PRIu64 " packets (%" PRIu64 " bytes, disk full %" PRIu64
+	        " times), dumpers %u, io %s%s, max writes in flight %" PRIu64 "\n",
 	        ws.packets, ws.segments, ws.frames, ws.record_bytes, ws.file_bytes,
 	        ws.file_bytes ? (double)ws.record_bytes / (double)ws.file_bytes : 0.0, oversize,
-	        pl->ndumpers, ws.io ? ws.io : "-", ws.io_direct ? " O_DIRECT" : "", inflight);
+	        unstored, unstored_bytes, full_events, pl->ndumpers, ws.io ? ws.io : "-",
+	        ws.io_direct ? " O_DIRECT" : "", inflight);
+	if (pl->o.max_disk || pl->o.max_age_ns)
+		fprintf(f,
+		        "retention: dropped %" PRIu64 " segments (%" PRIu64 " bytes); the archive "
+		        "uses %" PRIu64 " bytes (max-disk %" PRIu64 ", max-age %.0f s)\n",
+		        pl->ret_segments, pl->ret_bytes, pl->ret_usage, pl->o.max_disk,
+		        (double)pl->o.max_age_ns / 1e9);
 }
 
 /* Prints the report on stderr and keeps it in the archive for `flowscope info`. */
@@ -583,6 +607,7 @@ static int record_run(struct record_pipeline *pl)
 	record_pipeline_start(pl);
 	wait_sources(pl);
 	record_pipeline_finish(pl);
+	record_pipeline_seal(pl);
 	report(pl, (double)(cli_mono_ns() - t0) / 1e9,
 	       atomic_load(&pl->failed) ? "error"
 	       : g_signals              ? "signal"

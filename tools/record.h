@@ -35,6 +35,8 @@ struct record_opts {
 	double qq_high_water;
 	uint64_t segment_size;
 	uint64_t segment_age_ns;
+	uint64_t max_disk;   /* retention: the archive's disk budget; 0 = none */
+	uint64_t max_age_ns; /* retention: drop data older than this; 0 = none */
 	uint64_t stats_ns;
 	uint64_t max_flows;
 	int zstd_level;
@@ -74,6 +76,12 @@ struct record_dumper {
 	uint64_t oversize;              /* archive.writer.dropped_oversize */
 	int rc;
 	char err[512];
+	/* published for the housekeeping thread */
+	atomic_ulong segments;             /* segments opened */
+	uint64_t ret_seen;                 /* dumper thread: segments when it last ran retention */
+	atomic_int full;                   /* its disk is full */
+	uint64_t full_events, full_since;  /* dumper thread: for its log lines */
+	struct archive_writer_stats final; /* the writer's counters when it was closed */
 };
 
 struct record_pipeline {
@@ -93,6 +101,14 @@ struct record_pipeline {
 	atomic_ulong triggers; /* rules added */
 	int dump_rc;           /* the first dumper failure, after finish/close */
 	char dump_err[512];
+	/* housekeeping: retention */
+	pthread_mutex_t ret_lock; /* one pass at a time: dumpers (at segment close), housekeeper */
+	pthread_t housekeeper;
+	int housekeeping; /* the thread runs */
+	atomic_int hk_stop;
+	uint64_t ret_segments, ret_bytes; /* dropped so far (housekeeper, then main) */
+	uint64_t ret_usage, ret_runs;
+	int ret_err;
 	atomic_uint queues_running;
 	atomic_int failed;   /* a thread failed: stop everything */
 	uint64_t t_start_ns; /* CLOCK_REALTIME at start, for the run report */
@@ -109,6 +125,9 @@ int record_pipeline_start(struct record_pipeline *pl);
 
 /* After the sources ended: drains analyzers and the dumper, flushes the archive. */
 void record_pipeline_finish(struct record_pipeline *pl);
+
+/* Closes the writers (sealing their segments), then a last retention pass. */
+void record_pipeline_seal(struct record_pipeline *pl);
 
 /* Frees everything (closing the writer seals its segment). */
 void record_pipeline_close(struct record_pipeline *pl);

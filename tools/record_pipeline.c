@@ -157,6 +157,33 @@ static int dump_chunk(struct record_dumper *d, struct qq_chunk *c)
 	return 0;
 }
 
+static void dumper_retention(struct record_dumper *d);
+
+/* Publishes the writer's state; says when its disk filled up or has room again. */
+static void dumper_publish(struct record_dumper *d)
+{
+	struct archive_writer_stats ws;
+	archive_writer_stats(d->writer, &ws);
+	atomic_store_explicit(&d->segments, ws.segments, memory_order_relaxed);
+	atomic_store_explicit(&d->full, ws.full, memory_order_relaxed);
+	if (ws.full_events > d->full_events) {
+		d->full_events = ws.full_events;
+		d->full_since = cli_mono_ns();
+		fprintf(stderr,
+		        "flowscope %s: archive: disk full (dumper %u): not storing packets until "
+		        "there is room again; capture and analysis go on\n",
+		        CMD, d->id);
+	} else if (!ws.full && d->full_since) {
+		fprintf(
+		    stderr,
+		    "flowscope %s: archive: room again (dumper %u) after %.1f s: storing again; "
+		    "%" PRIu64 " packets (%" PRIu64 " bytes) could not be stored so far\n",
+		    CMD, d->id, (double)(cli_mono_ns() - d->full_since) / 1e9, ws.unstored_packets,
+		    ws.unstored_bytes);
+		d->full_since = 0;
+	}
+}
+
 /* Keeps the dumper's error for the report; the first one stops the pipeline. */
 static void dumper_failed(struct record_dumper *d, int r)
 {
@@ -178,20 +205,98 @@ static void *dumper_thread(void *arg)
 		r = qq_dumper_next(pl->qq, &c, WAIT_MS);
 		if (r == QQ_E_TIMEDOUT) {
 			r = archive_writer_tick(d->writer, cli_mono_ns());
+			dumper_publish(d);
 			continue;
 		}
 		if (r)
 			break;
 		r = dump_chunk(d, c);
 		qq_dumper_release(pl->qq, c);
+		dumper_publish(d);
+		dumper_retention(d);
 	}
 	if (r == QQ_E_DRAINED || r == QQ_E_STOPPED)
 		r = 0;
 	/* the rest of what this dumper took is durable and indexed before it ends */
 	if (r == 0)
 		r = archive_writer_flush(d->writer);
+	dumper_publish(d);
 	if (r)
 		dumper_failed(d, r);
+	return NULL;
+}
+
+/* ---- housekeeping: retention ------------------------------------------------------------------- */
+
+#define HK_POLL_US 100000
+#define HK_PERIOD_NS 1000000000ull
+
+static int retention_on(const struct record_pipeline *pl)
+{
+	return pl->o.max_disk || pl->o.max_age_ns;
+}
+
+/* One retention pass; with a full disk, also until there is room for two segments. */
+static void retention_pass(struct record_pipeline *pl, int full)
+{
+	uint64_t seg = pl->o.segment_size ? pl->o.segment_size : (256u << 20);
+	struct archive_retention rp = {.max_bytes = pl->o.max_disk,
+	                               .max_age_ns = pl->o.max_age_ns,
+	                               .min_free = full ? 2 * seg : 0,
+	                               .open_size = seg};
+	struct archive_retention_stats rs;
+	int r = archive_retention_run(pl->arch, &rp, &rs);
+	pl->ret_runs++;
+	if (r) {
+		if (!pl->ret_err) /* once: it will be tried again */
+			fprintf(stderr, "flowscope %s: archive: retention: %s\n", CMD,
+			        archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
+		pl->ret_err = r;
+		return;
+	}
+	pl->ret_segments += rs.segments;
+	pl->ret_bytes += rs.bytes;
+	pl->ret_usage = rs.usage;
+}
+
+/* Any dumper's disk full. */
+static int any_full(struct record_pipeline *pl)
+{
+	int full = 0;
+	for (unsigned i = 0; i < pl->ndumpers; i++)
+		full |= atomic_load_explicit(&pl->dump[i].full, memory_order_relaxed);
+	return full;
+}
+
+/* A dumper that just started a segment makes room first (bounding the overshoot). */
+static void dumper_retention(struct record_dumper *d)
+{
+	struct record_pipeline *pl = d->pl;
+	uint64_t segs = atomic_load_explicit(&d->segments, memory_order_relaxed);
+	if (!retention_on(pl) || segs == d->ret_seen)
+		return;
+	d->ret_seen = segs;
+	pthread_mutex_lock(&pl->ret_lock);
+	retention_pass(pl, any_full(pl));
+	pthread_mutex_unlock(&pl->ret_lock);
+}
+
+/* Runs retention every second (age, a full disk) besides the dumpers' passes. */
+static void *housekeeper_thread(void *arg)
+{
+	struct record_pipeline *pl = arg;
+	uint64_t last_run = 0;
+	while (!atomic_load(&pl->hk_stop)) {
+		usleep(HK_POLL_US);
+		uint64_t now = cli_mono_ns();
+		int full = any_full(pl);
+		if (!full && now - last_run < HK_PERIOD_NS)
+			continue;
+		last_run = now;
+		pthread_mutex_lock(&pl->ret_lock);
+		retention_pass(pl, full);
+		pthread_mutex_unlock(&pl->ret_lock);
+	}
 	return NULL;
 }
 
@@ -383,6 +488,7 @@ int record_pipeline_open(struct record_pipeline *pl)
 
 int record_pipeline_start(struct record_pipeline *pl)
 {
+	pthread_mutex_init(&pl->ret_lock, NULL);
 	pl->t_start_ns = cli_now_ns();
 	atomic_store(&pl->queues_running, pl->info.queues);
 	for (unsigned i = 0; i < pl->nanalyzers; i++)
@@ -391,6 +497,11 @@ int record_pipeline_start(struct record_pipeline *pl)
 	for (unsigned i = 0; i < pl->ndumpers; i++)
 		if (pthread_create(&pl->dump[i].thread, NULL, dumper_thread, &pl->dump[i]) != 0)
 			goto fail;
+	if (retention_on(pl)) {
+		if (pthread_create(&pl->housekeeper, NULL, housekeeper_thread, pl) != 0)
+			goto fail;
+		pl->housekeeping = 1;
+	}
 	for (unsigned q = 0; q < pl->info.queues; q++)
 		if (pthread_create(&pl->queue[q].thread, NULL, queue_thread, &pl->queue[q]) != 0)
 			goto fail;
@@ -418,14 +529,22 @@ void record_pipeline_finish(struct record_pipeline *pl)
 			snprintf(pl->dump_err, sizeof(pl->dump_err), "%s", d->err);
 		}
 	}
+	if (pl->housekeeping) {
+		atomic_store(&pl->hk_stop, 1);
+		pthread_join(pl->housekeeper, NULL);
+		pl->housekeeping = 0;
+	}
 }
 
-void record_pipeline_close(struct record_pipeline *pl)
+void record_pipeline_seal(struct record_pipeline *pl)
 {
+	int any = 0;
 	for (unsigned i = 0; i < pl->ndumpers; i++) {
 		struct record_dumper *d = &pl->dump[i];
 		if (!d->writer)
 			continue;
+		any = 1;
+		archive_writer_stats(d->writer, &d->final);
 		int r = archive_writer_close(d->writer);
 		if (r && !pl->dump_rc) {
 			pl->dump_rc = r;
@@ -437,6 +556,13 @@ void record_pipeline_close(struct record_pipeline *pl)
 		archive_rule_view_destroy(d->view);
 		d->view = NULL;
 	}
+	if (any && retention_on(pl))
+		retention_pass(pl, 0); /* the last segments are closed: they count now */
+}
+
+void record_pipeline_close(struct record_pipeline *pl)
+{
+	record_pipeline_seal(pl);
 	archive_close(pl->arch);
 	for (unsigned q = 0; q < INGEST_MAX_QUEUES; q++)
 		if (pl->queue[q].producer)
