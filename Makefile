@@ -80,7 +80,8 @@ test-fuzz: deps
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_parse.c flowtrack/parse.c flowtrack/flowkey.c \
 	    -o $(FUZZ_BUILD)/fuzz_parse
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_plan.c query/plan.c archive/index.c archive/terms.c \
-	    archive/archive.c flowtrack/flowkey.c $$(pkg-config --cflags --libs lmdb libpcap) \
+	    archive/archive.c flowtrack/flowkey.c flowtrack/parse.c flowtrack/table.c \
+	    $$(pkg-config --cflags --libs lmdb libpcap) \
 	    -o $(FUZZ_BUILD)/fuzz_plan
 	@for f in fuzz_parse fuzz_plan; do \
 	    (cd $(FUZZ_BUILD) && ./$$f -max_total_time=$(FUZZ_SECONDS) -seed=1 -print_final_stats=1 \

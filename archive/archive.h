@@ -4,7 +4,7 @@
  *
  * Purpose
  *   An archive is a directory:
- *     FORMAT                    "flowscope-archive 1\n": marks the directory
+ *     FORMAT                    "flowscope-archive 2\n": marks the directory
  *     LOCK                      flock()ed by the one process that writes
  *     segments/<id>.pcap.zst    closed segments
  *     segments/<id>.pcap.zst.open  the segment a writer is filling
@@ -101,6 +101,9 @@ struct archive_writer_config {
 	uint32_t run;            /* the recording this writer belongs to (archive_new_run) */
 };
 
+/* A writer stopped by a full disk resumes when the filesystem has this much free. */
+#define ARCHIVE_RESUME_FREE (8u << 20)
+
 struct archive_writer_stats {
 	uint64_t packets;      /* archive.writer.packets stored */
 	uint64_t wire_bytes;   /* sum of wire lengths */
@@ -133,9 +136,9 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
  * A full disk (ENOSPC, EDQUOT, from the segment or the index) is not an
  * error: the writer throws away what the index does not reference yet (the
  * segment is cut back to its last commit), counts those packets and every
- * packet after them as unstored, and returns 0; about once a second (in add
- * and tick) it looks for free space again and, when there is, resumes
- * writing where it stopped.  The archive stays valid throughout.
+ * packet after them as unstored, and returns 0; five times a second (in add
+ * and tick) it looks for free space again and, when there is
+ * (ARCHIVE_RESUME_FREE), resumes writing where it stopped.  The archive stays valid throughout.
  */
 int archive_writer_add(struct archive_writer *w, int linktype, uint32_t snaplen, uint64_t ts_ns,
                        uint32_t caplen, uint32_t wirelen, const uint8_t *data);
@@ -433,6 +436,8 @@ typedef void (*archive_log_fn)(const char *line, void *arg);
 struct archive_verify_stats {
 	uint64_t segments, frames, packets, flows; /* checked */
 	uint64_t unindexed_frames; /* whole frames after the indexed ones of open segments */
+	uint64_t orphan_files;     /* empty open segment files a killed recorder created but
+	                              never indexed (the next record removes them) */
 	uint64_t problems;         /* lines reported */
 };
 

@@ -424,7 +424,7 @@ int archive_term_postings(struct archive_rtxn *t, enum archive_term_type type, c
 		                  seg_lo > plo ? seg_lo : plo, seg_hi < phi ? seg_hi : phi, &o);
 	}
 	mdb_cursor_close(c);
-	if (r)
+	if (r || *n - start < 2)
 		return r;
 	/* a range of terms gives each segment's frames once per term: sort, unique */
 	uint64_t *p = *out + start;

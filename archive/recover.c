@@ -104,7 +104,7 @@ static int list_files(const char *dir, struct seg_file **out, size_t *n)
 		                                  (uint64_t)st.st_mtim.tv_nsec};
 	}
 	closedir(d);
-	if (r == 0)
+	if (r == 0 && *n > 1)
 		qsort(*out, *n, sizeof(**out), file_cmp);
 	return r;
 }
@@ -220,11 +220,12 @@ static int bump_next_segment(struct archive *a, uint64_t next)
 	uint8_t b[8];
 	le64_put(b, next);
 	v = (MDB_val){.mv_size = 8, .mv_data = b};
-	if ((rc = mdb_put(txn, a->db_meta, &k, &v, 0)) != 0 || (rc = mdb_txn_commit(txn)) != 0) {
-		if (rc)
-			mdb_txn_abort(txn);
+	if ((rc = mdb_put(txn, a->db_meta, &k, &v, 0)) != 0) {
+		mdb_txn_abort(txn);
 		return archive__lmdb_fail(rc, "write next_segment");
 	}
+	if ((rc = mdb_txn_commit(txn)) != 0) /* the txn is freed either way */
+		return archive__lmdb_fail(rc, "commit");
 	return 0;
 }
 
@@ -483,9 +484,43 @@ static int rebuild_files(struct archive *fresh, struct archive *old, archive_log
 	return r ? r : e;
 }
 
+struct rebuilt {
+	uint64_t flows;
+	uint32_t max_run;
+};
+
 static int count_flows(const struct archive_segment_info *s, void *arg)
 {
-	*(uint64_t *)arg += s->flows;
+	struct rebuilt *b = arg;
+	b->flows += s->flows;
+	b->max_run = s->run > b->max_run ? s->run : b->max_run;
+	return 0;
+}
+
+/* Sets meta next_run to at least `next` (a lost index must not hand out a run again). */
+static int bump_next_run(struct archive *a, uint32_t next)
+{
+	MDB_txn *txn;
+	MDB_val k = {.mv_size = 8, .mv_data = "next_run"}, v;
+	int rc = mdb_txn_begin(a->env, NULL, 0, &txn);
+	if (rc)
+		return archive__lmdb_fail(rc, "begin write");
+	uint32_t cur = 1;
+	if (mdb_get(txn, a->db_meta, &k, &v) == 0 && v.mv_size == 4)
+		cur = le32_get(v.mv_data);
+	if (cur >= next) {
+		mdb_txn_abort(txn);
+		return 0;
+	}
+	uint8_t b[4];
+	le32_put(b, next);
+	v = (MDB_val){.mv_size = 4, .mv_data = b};
+	if ((rc = mdb_put(txn, a->db_meta, &k, &v, 0)) != 0) {
+		mdb_txn_abort(txn);
+		return archive__lmdb_fail(rc, "write next_run");
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0) /* the txn is freed either way */
+		return archive__lmdb_fail(rc, "commit");
 	return 0;
 }
 
@@ -527,10 +562,14 @@ int archive_rebuild(const char *dir, archive_log_fn log, void *arg,
 	}
 	if (r == 0) {
 		struct archive_rtxn *t;
-		if (archive_rtxn_begin(fresh, &t) == 0) {
-			archive_segments(t, 0, 0, count_flows, &st->flows);
+		struct rebuilt b = {0};
+		if ((r = archive_rtxn_begin(fresh, &t)) == 0) {
+			r = archive_segments(t, 0, 0, count_flows, &b);
 			archive_rtxn_end(t);
 		}
+		st->flows = b.flows;
+		if (r == 0 && b.max_run)
+			r = bump_next_run(fresh, b.max_run + 1);
 	}
 	archive_close(old);
 	if (r) {

@@ -173,7 +173,8 @@ int archive_retention_run(struct archive *a, const struct archive_retention *p,
 		free(l.v);
 		return r;
 	}
-	qsort(l.v, l.n, sizeof(*l.v), oldest_first);
+	if (l.n > 1)
+		qsort(l.v, l.n, sizeof(*l.v), oldest_first);
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
@@ -204,7 +205,7 @@ int archive_retention_run(struct archive *a, const struct archive_retention *p,
 			r = drop_empty_parts(a, txn, &l, k);
 		if (r == 0 && (rc = mdb_txn_commit(txn)) != 0)
 			r = archive__lmdb_fail(rc, "commit");
-		else if (r)
+		else if (r && !rc) /* begun (a failed begin leaves no txn) */
 			mdb_txn_abort(txn);
 		for (size_t i = 0; r == 0 && i < k; i++) {
 			char path[4096];

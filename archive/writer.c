@@ -36,10 +36,10 @@
 #define DEF_SEGMENT_AGE (60ull * 1000000000ull)
 #define DEF_FRAME_SIZE (256u << 10)
 #define DEF_SYNC_NS 1000000000ull
-#define MAX_FLOW_DELTAS (1u << 18)  /* flows buffered between commits */
-#define IO_BUFS 8                   /* segio buffers: writes in flight */
-#define FULL_RETRY_NS 1000000000ull /* disk full: look for space this often */
-#define FULL_RESUME_FREE (8u << 20) /* resume when this much is free */
+#define MAX_FLOW_DELTAS (1u << 18) /* flows buffered between commits */
+#define IO_BUFS 8                  /* segio buffers: writes in flight */
+#define FULL_RETRY_NS 200000000ull /* disk full: look for room this often */
+#define FULL_RESUME_FREE ARCHIVE_RESUME_FREE
 #define IO_BUF_MIN (1u << 20)
 
 struct seek_entry {
@@ -234,6 +234,20 @@ static void frame_begin(struct archive_writer *w)
 	}
 }
 
+static uint64_t fs_free(const struct archive_writer *w);
+
+/*
+ * An LMDB failure.  A full disk shows as ENOSPC, or as EIO when LMDB got a
+ * short write: both become -ENOSPC when the filesystem is (nearly) full, so
+ * the writer treats them as a full disk, not as a broken archive.
+ */
+static int lmdb_fail(const struct archive_writer *w, int rc, const char *what)
+{
+	if (rc == ENOSPC || rc == EDQUOT || (rc == EIO && fs_free(w) < FULL_RESUME_FREE))
+		return archive__fail(-ENOSPC, "index: %s: %s", what, strerror(ENOSPC));
+	return archive__lmdb_fail(rc, what);
+}
+
 /* An I/O error on the open segment, with its path. */
 static int io_fail(struct archive_writer *w, int err, const char *what)
 {
@@ -308,7 +322,7 @@ static int put_segment(struct archive_writer *w, MDB_txn *txn)
 	MDB_val kv = {.mv_size = sizeof(k), .mv_data = k},
 	        vv = {.mv_size = sizeof(v), .mv_data = v};
 	int rc = mdb_put(txn, w->a->db_segments, &kv, &vv, 0);
-	return rc ? archive__lmdb_fail(rc, "write segment") : 0;
+	return rc ? lmdb_fail(w, rc, "write segment") : 0;
 }
 
 static int put_frames(struct archive_writer *w, MDB_txn *txn)
@@ -323,7 +337,7 @@ static int put_frames(struct archive_writer *w, MDB_txn *txn)
 		int rc =
 		    mdb_put(txn, w->a->db_frames, &kv, &vv, 0); /* several writers: no APPEND */
 		if (rc)
-			return archive__lmdb_fail(rc, "write frame");
+			return lmdb_fail(w, rc, "write frame");
 	}
 	return 0;
 }
@@ -333,7 +347,8 @@ static int put_terms(struct archive_writer *w, MDB_txn *txn)
 {
 	struct segterms *st = &w->segterms;
 	g_sort_ents = st->set.ents;
-	qsort(st->dirty, st->ndirty, sizeof(*st->dirty), dirty_cmp);
+	if (st->ndirty > 1)
+		qsort(st->dirty, st->ndirty, sizeof(*st->dirty), dirty_cmp);
 	uint8_t k[TERMS_KEY_MAX];
 	be32_put(k, archive__terms_part(w->seg.id));
 	for (uint32_t i = 0; i < st->ndirty; i++) {
@@ -346,7 +361,7 @@ static int put_terms(struct archive_writer *w, MDB_txn *txn)
 		MDB_val vv = {.mv_size = pl->len, .mv_data = pl->buf};
 		int rc = mdb_put(txn, w->a->db_terms, &kv, &vv, 0);
 		if (rc)
-			return archive__lmdb_fail(rc, "write term");
+			return lmdb_fail(w, rc, "write term");
 	}
 	return 0;
 }
@@ -399,7 +414,7 @@ static void put_flow(struct ft_flow *f, void *arg)
 	vv.mv_data = v;
 	rc = mdb_put(ctx->txn, ctx->w->a->db_flows, &kv, &vv, 0);
 	if (rc)
-		ctx->rc = archive__lmdb_fail(rc, "write flow");
+		ctx->rc = lmdb_fail(ctx->w, rc, "write flow");
 }
 
 /* Makes the written frames durable, then indexes them in one transaction. */
@@ -423,7 +438,7 @@ static int index_commit(struct archive_writer *w)
 	uint32_t flows_before = w->seg.flows;
 	int rc = mdb_txn_begin(w->a->env, NULL, 0, &txn);
 	if (rc)
-		return archive__lmdb_fail(rc, "begin write");
+		return lmdb_fail(w, rc, "begin write");
 	struct flow_put_ctx fc = {.w = w, .txn = txn};
 	if ((r = put_frames(w, txn)) == 0 && (r = put_terms(w, txn)) == 0) {
 		ft_table_foreach(w->flows, put_flow, &fc);
@@ -432,7 +447,7 @@ static int index_commit(struct archive_writer *w)
 	if (r == 0)
 		r = put_segment(w, txn); /* after put_flow: it counts new flows */
 	if (r == 0 && (rc = mdb_txn_commit(txn)) != 0)
-		r = archive__lmdb_fail(rc, "commit");
+		r = lmdb_fail(w, rc, "commit");
 	else if (r)
 		mdb_txn_abort(txn);
 	if (r) {
@@ -459,7 +474,7 @@ static int segment_open(struct archive_writer *w, int linktype, uint32_t snaplen
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(w->a->env, NULL, 0, &txn);
 	if (rc)
-		return archive__lmdb_fail(rc, "begin write");
+		return lmdb_fail(w, rc, "begin write");
 	memset(&w->seg, 0, sizeof(w->seg));
 	int r = archive__next_segment_id(w->a, txn, &w->seg.id);
 	if (r) {
@@ -480,7 +495,7 @@ static int segment_open(struct archive_writer *w, int linktype, uint32_t snaplen
 	}
 	if ((r = put_segment(w, txn)) != 0 || (rc = mdb_txn_commit(txn)) != 0) {
 		if (!r)
-			r = archive__lmdb_fail(rc, "commit");
+			r = lmdb_fail(w, rc, "commit");
 		else
 			mdb_txn_abort(txn);
 		segio_close(w->io);
@@ -552,13 +567,13 @@ static int segment_close(struct archive_writer *w)
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(w->a->env, NULL, 0, &txn);
 	if (rc)
-		return archive__lmdb_fail(rc, "begin write");
+		return lmdb_fail(w, rc, "begin write");
 	if ((r = put_segment(w, txn)) != 0) {
 		mdb_txn_abort(txn);
 		return r;
 	}
 	rc = mdb_txn_commit(txn);
-	return rc ? archive__lmdb_fail(rc, "commit") : 0;
+	return rc ? lmdb_fail(w, rc, "commit") : 0;
 }
 
 /* ---- adopting an existing segment file (recovery, rebuild) -------------------------------- */
@@ -683,13 +698,13 @@ int archive__writer_adopt_close(struct archive_writer *w, int seal, int has_tabl
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(w->a->env, NULL, 0, &txn);
 	if (rc)
-		return archive__lmdb_fail(rc, "begin write");
+		return lmdb_fail(w, rc, "begin write");
 	if ((r = put_segment(w, txn)) != 0) {
 		mdb_txn_abort(txn);
 		return r;
 	}
 	rc = mdb_txn_commit(txn);
-	return rc ? archive__lmdb_fail(rc, "commit") : 0;
+	return rc ? lmdb_fail(w, rc, "commit") : 0;
 }
 
 /* ---- public writing API ---------------------------------------------------------------------- */
@@ -725,7 +740,7 @@ static int is_nospace(int err)
 }
 
 static uint64_t fs_free(const struct archive_writer *w)
-{
+{ /* 0 when unknown */
 	struct statvfs v;
 	if (statvfs(w->a->dir, &v) != 0)
 		return 0;
@@ -767,19 +782,28 @@ static int go_full(struct archive_writer *w)
 	return 0;
 }
 
-/* 1 while the disk is full (the caller drops); looks for space about once a second. */
-static int still_full(struct archive_writer *w)
+/*
+ * 1 while the disk is full (the caller drops).  Looks for space every
+ * FULL_RETRY_NS, or now when `now` is set (a new QQ chunk: a statvfs() per
+ * chunk costs nothing, one per packet would).
+ */
+static int still_full_at(struct archive_writer *w, int now_check)
 {
 	if (!w->st.full)
 		return 0;
 	uint64_t now = clock_ns(CLOCK_MONOTONIC);
-	if (now < w->retry_mono)
+	if (!now_check && now < w->retry_mono)
 		return 1;
 	w->retry_mono = now + FULL_RETRY_NS;
 	if (fs_free(w) < FULL_RESUME_FREE)
 		return 1;
 	w->st.full = 0; /* resume; a write that fails again comes back here */
 	return 0;
+}
+
+static int still_full(struct archive_writer *w)
+{
+	return still_full_at(w, 0);
 }
 
 /* An inner call's result: a full disk becomes 0 (after the rollback). */
@@ -861,7 +885,7 @@ int archive_writer_set_chunk(struct archive_writer *w, uint64_t chunk)
 	if (chunk == w->chunk)
 		return 0;
 	w->chunk = chunk;
-	if (!w->seg_open || w->st.full)
+	if (still_full_at(w, 1) || !w->seg_open)
 		return 0;
 	if (w->frame.packets == 0) { /* nothing of the old chunk: just retag */
 		w->frame.chunk = chunk;
@@ -901,7 +925,7 @@ int archive_writer_flush(struct archive_writer *w)
 int archive_writer_close(struct archive_writer *w)
 {
 	/* a full disk leaves the segment open at its last commit: recovery closes it */
-	int r = still_full(w) ? 0 : nospace_ok(w, segment_close(w));
+	int r = still_full_at(w, 1) ? 0 : nospace_ok(w, segment_close(w));
 	writer_free(w);
 	return r;
 }

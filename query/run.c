@@ -593,7 +593,8 @@ static int write_output(struct run *r)
 	for (size_t i = 0; i < r->ncands; i++)
 		if (r->cands[i].n)
 			order[n++] = &r->cands[i];
-	qsort(order, n, sizeof(*order), seg_start_cmp);
+	if (n > 1)
+		qsort(order, n, sizeof(*order), seg_start_cmp);
 	r->x = (struct export){.out = r->opt->out,
 	                       .format = r->opt->format,
 	                       .ts_micro = r->opt->ts_micro,

@@ -22,6 +22,7 @@ int query_main(int argc, char **argv);
 int info_main(int argc, char **argv);
 int flows_main(int argc, char **argv);
 int gen_main(int argc, char **argv);
+int index_main(int argc, char **argv);
 
 /* Prints "flowscope <cmd>: <message>" as one line on stderr. */
 void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

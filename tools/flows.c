@@ -353,7 +353,8 @@ int flows_main(int argc, char **argv)
 		c.n = w;
 		if (fa.sort != SORT_TIME) {
 			g_sort = fa.sort;
-			qsort(c.f, c.n, sizeof(*c.f), sort_cmp);
+			if (c.n > 1)
+				qsort(c.f, c.n, sizeof(*c.f), sort_cmp);
 		}
 		if (fa.top && c.n > fa.top)
 			c.n = fa.top;

@@ -17,6 +17,7 @@ static const struct {
     {"info", info_main, "what an archive holds"},
     {"flows", flows_main, "the flows an archive holds (and what triggered them)"},
     {"gen", gen_main, "write synthetic traffic to a pcap file"},
+    {"index", index_main, "check or rebuild an archive's index"},
 };
 
 static void usage(FILE *f)

@@ -270,6 +270,20 @@ static int check_args(const struct record_opts *o)
 		cli_error(CMD, "--replay-speed needs --read");
 		return EXIT_USAGE;
 	}
+	/* each dumper's open segment grows to --segment-size and cannot be dropped, the index
+	   takes a little more: a budget below a few segments per dumper would drop everything */
+	uint64_t seg = o->segment_size ? o->segment_size : RECORD_SEGMENT_SIZE;
+	uint64_t dumpers = o->dumpers ? (uint64_t)o->dumpers : record_default_dumpers();
+	if (o->max_disk && o->max_disk < 4 * dumpers * seg) {
+		cli_error(CMD,
+		          "--max-disk %" PRIu64 "M is too small for %" PRIu64
+		          " dumper(s) writing segments of up to %" PRIu64
+		          "M: give at least %" PRIu64 "M (4 x dumpers x --segment-size), or a "
+		          "smaller --segment-size",
+		          o->max_disk >> 20, dumpers, seg >> 20,
+		          (4 * dumpers * seg + (1u << 20) - 1) >> 20);
+		return EXIT_USAGE;
+	}
 	return 0;
 }
 

@@ -18,6 +18,7 @@
 #define RECORD_MAX_ANALYZERS 16
 #define RECORD_MAX_MODULES 16
 #define RECORD_MAX_DUMPERS 16
+#define RECORD_SEGMENT_SIZE (256ull << 20) /* --segment-size default */
 
 struct record_opts {
 	const char *archive;
@@ -118,6 +119,9 @@ struct record_pipeline {
 size_t record_chunk_size(uint64_t qq_size);
 
 /* Opens source, QQ, flow tables and archive, in that order.  0 or an exit status. */
+/* Dumper threads when --dumpers is not given: 2, or 1 on a one-core machine. */
+unsigned record_default_dumpers(void);
+
 int record_pipeline_open(struct record_pipeline *pl);
 
 /* Starts every thread.  0, or an exit status (nothing started then). */

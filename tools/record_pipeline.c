@@ -226,6 +226,11 @@ static void *dumper_thread(void *arg)
 	return NULL;
 }
 
+unsigned record_default_dumpers(void)
+{
+	return sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 2 : 1;
+}
+
 /* ---- housekeeping: retention ------------------------------------------------------------------- */
 
 #define HK_POLL_US 100000
@@ -239,10 +244,10 @@ static int retention_on(const struct record_pipeline *pl)
 /* One retention pass; with a full disk, also until there is room for two segments. */
 static void retention_pass(struct record_pipeline *pl, int full)
 {
-	uint64_t seg = pl->o.segment_size ? pl->o.segment_size : (256u << 20);
+	uint64_t seg = pl->o.segment_size ? pl->o.segment_size : RECORD_SEGMENT_SIZE;
 	struct archive_retention rp = {.max_bytes = pl->o.max_disk,
 	                               .max_age_ns = pl->o.max_age_ns,
-	                               .min_free = full ? 2 * seg : 0,
+	                               .min_free = full ? 2 * seg + ARCHIVE_RESUME_FREE : 0,
 	                               .open_size = seg};
 	struct archive_retention_stats rs;
 	int r = archive_retention_run(pl->arch, &rp, &rs);
@@ -456,8 +461,7 @@ static int archive_setup(struct record_pipeline *pl)
 	if (r == 0)
 		r = archive_new_run(pl->arch, &wc.run);
 	/* compression is the dumpers' work: two overlap it with everything else (record_bench) */
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	pl->ndumpers = pl->o.dumpers ? (unsigned)pl->o.dumpers : ncpu > 1 ? 2 : 1;
+	pl->ndumpers = pl->o.dumpers ? (unsigned)pl->o.dumpers : record_default_dumpers();
 	for (unsigned i = 0; r == 0 && i < pl->ndumpers; i++) {
 		pl->dump[i] = (struct record_dumper){.pl = pl, .id = i};
 		r = archive_writer_create(pl->arch, &wc, &pl->dump[i].writer);

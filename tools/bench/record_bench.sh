@@ -1,0 +1,87 @@
+#!/bin/bash
+# Record benchmark: full capture of ~1 GB pcaps (from the page cache) into an
+# archive: Gbit/s and Mpps, bytes on disk per byte captured, index size; in
+# the same run the baselines `tcpdump -r IN -w OUT` and
+# `tcpdump -r IN -w - | zstd -1 > OUT.zst`, writing to the same filesystem.
+# Then the compression ratio per zstd level on the real captures of
+# ../shared/pcaps.  A benchmark, not a test: it prints, never judges.
+#
+#   tools/bench/record_bench.sh [BUILD_DIR]     (default build/)
+#
+# Inputs (made once, kept in BENCH_DIR, default /var/tmp/flowscope-bench):
+#   text    1 GB of `flowscope gen` traffic with HTTP-like payloads (compressible)
+#   random  1 GB of `flowscope gen --payload random` (incompressible, like TLS)
+set -u
+BUILD=${1:-build}
+FS=$BUILD/tools/flowscope
+[ -x "$FS" ] || { echo "build first (make)" >&2; exit 1; }
+. "$(dirname "$0")/bench_data.sh"
+OUT=$BENCH_DIR/rec
+mkdir -p "$OUT"
+
+make_input() { # NAME ARGS...: about 1 GB
+    local f=$BENCH_DIR/rec-$1.pcap
+    shift
+    [ -s "$f" ] || "$FS" gen -w "$f" --flows 20000 --rate 100000 "$@" 2>/dev/null
+    echo "$f"
+}
+TEXT=$(make_input text --packets 1500000)
+RANDOMIN=$(make_input random --packets 1400000 --payload random)
+
+model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+echo "# record_bench  machine: $model, $(nproc) cores, Linux $(uname -r), $(date -u +%FT%TZ)"
+echo "# output on $(df --output=fstype "$OUT" | tail -1) ($OUT); inputs from the page cache"
+printf '%-8s %-42s %8s %8s %7s %10s %9s\n' input writer seconds Gbit/s Mpps disk/pcap index%
+
+# row INPUT NAME SECONDS OUTBYTES [INDEXPCT]
+row() {
+    local in=$1 name=$2 secs=$3 outb=$4 idx=${5:--}
+    local bytes packets
+    bytes=$(stat -c %s "$in")
+    packets=$(capinfos -M -c "$in" 2>/dev/null | awk '/Number of packets/ {print $NF}')
+    printf '%-8s %-42s %8.2f %8.2f %7.2f %10.3f %9s\n' "$(basename "$in" .pcap | sed 's/^rec-//')" \
+        "$name" "$secs" "$(echo "$bytes * 8 / $secs / 1e9" | bc -l)" \
+        "$(echo "$packets / $secs / 1e6" | bc -l)" "$(echo "$outb / $bytes" | bc -l)" "$idx"
+}
+
+for in in "$TEXT" "$RANDOMIN"; do
+    cat "$in" >/dev/null
+    rm -f "$OUT/t.pcap" "$OUT/t.pcap.zst"
+    t0=$(now_s)
+    tcpdump -r "$in" -w "$OUT/t.pcap" 2>/dev/null && sync "$OUT/t.pcap"
+    row "$in" "tcpdump -w (baseline)" "$(elapsed "$t0")" "$(stat -c %s "$OUT/t.pcap")"
+    rm -f "$OUT/t.pcap"
+    t0=$(now_s)
+    tcpdump -r "$in" -w - 2>/dev/null | zstd -q -1 -o "$OUT/t.pcap.zst" && sync "$OUT/t.pcap.zst"
+    row "$in" "tcpdump -w - | zstd -1 (baseline)" "$(elapsed "$t0")" "$(stat -c %s "$OUT/t.pcap.zst")"
+    rm -f "$OUT/t.pcap.zst"
+    for cfg in "" "--dumpers 1" "--zstd-level 1" "--dumpers 1 --zstd-level 1" "--zstd-level -3"; do
+        rm -rf "$OUT/a"
+        t0=$(now_s)
+        # shellcheck disable=SC2086 # cfg is a list of options
+        "$FS" record --read "$in" --archive "$OUT/a" --stats-interval 0 $cfg 2>"$OUT/err" ||
+            { echo "record $cfg failed: $(tail -1 "$OUT/err")"; continue; }
+        secs=$(elapsed "$t0")
+        idx=$("$FS" info --archive "$OUT/a" | sed -n 's/.*(.*), \([0-9.]*%\) of stored.*/\1/p')
+        row "$in" "flowscope record ${cfg:-(defaults: 2 dumpers, -1)}" "$secs" \
+            "$(du -sb "$OUT/a" | cut -f1)" "$idx"
+    done
+done
+rm -rf "$OUT/a"
+
+echo "# compression ratio (pcap bytes / compressed segment bytes) on the real captures"
+printf '%-16s' capture
+LEVELS=(3 1 -1 -3 -5)
+for l in "${LEVELS[@]}"; do printf ' %8s' "level $l"; done
+echo
+for p in "$SHARED"/pcaps/*.pcap; do
+    printf '%-16s' "$(basename "$p" .pcap)"
+    for l in "${LEVELS[@]}"; do
+        rm -rf "$OUT/r"
+        "$FS" record --read "$p" --archive "$OUT/r" --zstd-level "$l" --dumpers 1 --stats-interval 0 \
+            2>"$OUT/err" >/dev/null
+        printf ' %8s' "$(sed -n 's/.*(ratio \([0-9.]*\)).*/\1/p' "$OUT/err")"
+    done
+    echo
+done
+rm -rf "$OUT/r" "$OUT/err"
