@@ -10,10 +10,13 @@
  * functions, so their counters and their module output mean the same.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tools/cli.h"
 #include "tools/record.h"
@@ -117,6 +120,76 @@ int capture_check_opts(const struct record_opts *o, const char *cmd)
 	return 0;
 }
 
+int capture_getopt(int argc, char **argv, const char *cmd, const struct option *longopts,
+                   int (*parse)(struct record_opts *o, int c, const char *arg),
+                   void (*usage)(FILE *f), struct record_opts *o)
+{
+	int c;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		if (c == 'h') {
+			usage(stdout);
+			return -1;
+		}
+		if (c == '?' || c == ':')
+			return cli_usage_error(cmd, argv, optind, optopt);
+		int r = parse(o, c, optarg);
+		if (r)
+			return r;
+	}
+	if (optind < argc) {
+		cli_error(cmd, "unexpected argument '%s' (see flowscope %s --help)", argv[optind],
+		          cmd);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+void capture_opts_free(struct record_opts *o)
+{
+	for (unsigned i = 0; i < o->nmodules; i++)
+		free(o->modules[i]);
+	o->nmodules = 0;
+}
+
+/* ---- signals ------------------------------------------------------------------------------ */
+
+static volatile sig_atomic_t g_signals;
+static struct ingest_source *volatile g_src;
+static const char *g_second; /* set before the handler is installed, then only read */
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (g_signals++ > 0) {
+		ssize_t w = write(STDERR_FILENO, g_second, strlen(g_second));
+		(void)w;
+		_exit(130);
+	}
+	if (g_src)
+		ingest_source_stop(g_src);
+}
+
+void capture_signals_install(const char *second)
+{
+	struct sigaction sa = {0};
+	g_second = second;
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+void capture_signals_source(struct ingest_source *src)
+{
+	g_src = src;
+}
+
+int capture_signalled(void)
+{
+	return g_signals > 0;
+}
+
 /* ---- setup ------------------------------------------------------------------------------- */
 
 int capture_source_open(const struct record_opts *o, const char *cmd, struct ingest_source **src,
@@ -155,6 +228,21 @@ int capture_modules_create(const struct record_opts *o, const char *cmd, unsigne
 	                     sizeof(err)) != 0) {
 		cli_error(cmd, "%s", err);
 		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+int capture_analyzers_open(struct record_analyzer *ana, unsigned n, const struct record_opts *o,
+                           const char *cmd)
+{
+	for (unsigned i = 0; i < n; i++) {
+		ana[i].id = i;
+		int r = ft_table_create(o->max_flows, 0, NULL, &ana[i].flows);
+		if (r) {
+			cli_error(cmd, "flow table of %" PRIu64 " flows: %s", o->max_flows,
+			          ft_strerror(r));
+			return EXIT_FAIL;
+		}
 	}
 	return 0;
 }
@@ -268,6 +356,22 @@ static void drop_reasons(FILE *f, const struct ingest_stats *st)
 		fputc(')', f);
 }
 
+void capture_wait(const atomic_uint *running, const atomic_int *failed, uint64_t stats_ns,
+                  void (*status)(void *arg, struct capture_rates *last, double dt), void *arg)
+{
+	struct capture_rates last;
+	memset(&last, 0, sizeof(last));
+	uint64_t t = cli_mono_ns();
+	while (atomic_load(running) > 0 && !atomic_load(failed)) {
+		usleep(CAPTURE_POLL_MS * 1000);
+		uint64_t now = cli_mono_ns();
+		if (stats_ns && now - t >= stats_ns) {
+			status(arg, &last, (double)(now - t) / 1e9);
+			t = now;
+		}
+	}
+}
+
 /* "q1 1200 pkt/s 9.6 Mbit/s drops 0" for queue q (-1: the whole source). */
 static void rate_part(FILE *f, struct ingest_source *src, int q, struct capture_rates *last,
                       double dt)
@@ -298,6 +402,29 @@ void capture_status_source(FILE *f, const char *cmd, struct ingest_source *src,
 	for (unsigned q = 0; info->queues > 1 && q < info->queues; q++) {
 		fputs(q ? ";" : " |", f);
 		rate_part(f, src, (int)q, last, dt);
+	}
+}
+
+int capture_queue_status(const char *cmd, int rc, const char *err, const char *kept, int *damaged)
+{
+	if (rc == INGEST_E_DAMAGED) {
+		cli_error(cmd, "%s; %s", err, kept);
+		*damaged = 1;
+	} else if (rc) {
+		cli_error(cmd, "%s", err[0] ? err : ingest_strerror(rc));
+		return EXIT_FAIL;
+	}
+	return 0;
+}
+
+void capture_print_lines(FILE *f, const char *cmd, const char *text)
+{
+	for (const char *line = text, *nl; *line; line = nl + 1) {
+		nl = strchr(line, '\n');
+		fprintf(f, "flowscope %s: %.*s\n", cmd, (int)(nl ? nl - line : (long)strlen(line)),
+		        line);
+		if (!nl)
+			break;
 	}
 }
 

@@ -14,35 +14,14 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "tools/cli.h"
 #include "tools/record.h"
 
 #define CMD "record"
-#define POLL_MS 50
-
-static volatile sig_atomic_t g_signals;
-static struct ingest_source *volatile g_src;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	if (g_signals++ > 0) {
-		static const char msg[] =
-		    "flowscope record: second signal: exiting now; the archive "
-		    "is valid up to its last commit\n";
-		ssize_t w = write(STDERR_FILENO, msg, sizeof(msg) - 1);
-		(void)w;
-		_exit(130);
-	}
-	if (g_src)
-		ingest_source_stop(g_src);
-}
 
 static void usage(FILE *f)
 {
@@ -226,31 +205,15 @@ static int parse_args(int argc, char **argv, struct record_opts *o)
 	                          .max_flows = 262144,
 	                          .rx_queues = 1,
 	                          .zstd_level = -1};
-	int c;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-		if (c == 'h') {
-			usage(stdout);
-			return -1;
-		}
-		if (c == '?' || c == ':')
-			return cli_usage_error(CMD, argv, optind, optopt);
-		int r = parse_opt(o, c, optarg);
-		if (r)
-			return r;
-	}
-	if (optind < argc) {
-		cli_error(CMD, "unexpected argument '%s' (see flowscope record --help)",
-		          argv[optind]);
-		return EXIT_USAGE;
-	}
-	return check_args(o);
+	int r = capture_getopt(argc, argv, CMD, longopts, parse_opt, usage, o);
+	return r ? r : check_args(o);
 }
 
 /* ---- status line and report ------------------------------------------------------------------- */
 
-static void status_line(struct record_pipeline *pl, struct capture_rates *last, double dt)
+static void status_line(void *arg, struct capture_rates *last, double dt)
 {
+	struct record_pipeline *pl = arg;
 	struct qq_stats qs;
 	qq_stats(pl->qq, &qs);
 	capture_status_source(stderr, CMD, pl->src, &pl->info, last, dt);
@@ -263,17 +226,7 @@ static void status_line(struct record_pipeline *pl, struct capture_rates *last, 
 /* Waits for the sources to end (or fail, or a signal), printing status lines. */
 static void wait_sources(struct record_pipeline *pl)
 {
-	struct capture_rates last;
-	memset(&last, 0, sizeof(last));
-	uint64_t t = cli_mono_ns();
-	while (atomic_load(&pl->queues_running) > 0 && !atomic_load(&pl->failed)) {
-		usleep(POLL_MS * 1000);
-		uint64_t now = cli_mono_ns();
-		if (pl->o.stats_ns && now - t >= pl->o.stats_ns) {
-			status_line(pl, &last, (double)(now - t) / 1e9);
-			t = now;
-		}
-	}
+	capture_wait(&pl->queues_running, &pl->failed, pl->o.stats_ns, status_line, pl);
 	ingest_source_stop(pl->src); /* a failure, or one queue ended: stop them all */
 }
 
@@ -361,13 +314,7 @@ static void report(struct record_pipeline *pl, double secs, const char *ended)
 		return;
 	report_write(m, pl, secs, ended);
 	fclose(m);
-	for (char *line = text, *nl; line && *line; line = nl + 1) {
-		nl = strchr(line, '\n');
-		fprintf(stderr, "flowscope record: %.*s\n",
-		        (int)(nl ? nl - line : (long)strlen(line)), line);
-		if (!nl)
-			break;
-	}
+	capture_print_lines(stderr, CMD, text);
 	if (pl->arch && archive_set_run_report(pl->arch, text) != 0)
 		cli_error(CMD, "cannot store the run report: %s", archive_errmsg());
 	free(text);
@@ -384,15 +331,6 @@ static void print_qq(const struct record_pipeline *pl)
 	                                     : "normal (THP requested)");
 }
 
-static void signals_install(void)
-{
-	struct sigaction sa = {0};
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
-
 /* The exit status: the first failure, else damaged input (3), else 0. */
 static int exit_status(struct record_pipeline *pl)
 {
@@ -402,23 +340,13 @@ static int exit_status(struct record_pipeline *pl)
 		return EXIT_FAIL;
 	}
 	for (unsigned q = 0; q < pl->info.queues; q++) {
-		struct record_queue *rq = &pl->queue[q];
-		if (rq->rc == INGEST_E_DAMAGED) {
-			cli_error(CMD, "%s; the archive holds every packet before it", rq->err);
-			damaged = 1;
-		} else if (rq->rc) {
-			cli_error(CMD, "%s", rq->err[0] ? rq->err : ingest_strerror(rq->rc));
-			return EXIT_FAIL;
-		}
+		const struct record_queue *rq = &pl->queue[q];
+		int r = capture_queue_status(CMD, rq->rc, rq->err,
+		                             "the archive holds every packet before it", &damaged);
+		if (r)
+			return r;
 	}
 	return damaged ? EXIT_DAMAGED : EXIT_OK;
-}
-
-static void opts_free(struct record_opts *o)
-{
-	for (unsigned i = 0; i < o->nmodules; i++)
-		free(o->modules[i]);
-	o->nmodules = 0;
 }
 
 static int record_run(struct record_pipeline *pl);
@@ -429,30 +357,31 @@ int record_main(int argc, char **argv)
 	int r = parse_args(argc, argv, &pl.o);
 	if (r == 0)
 		r = record_run(&pl);
-	opts_free(&pl.o);
+	capture_opts_free(&pl.o);
 	return r < 0 ? EXIT_OK : r;
 }
 
 static int record_run(struct record_pipeline *pl)
 {
 	int r;
-	signals_install();
+	capture_signals_install("flowscope record: second signal: exiting now; the archive is "
+	                        "valid up to its last commit\n");
 	if ((r = record_pipeline_open(pl)) != 0) {
 		record_pipeline_close(pl);
 		return r;
 	}
 	print_qq(pl);
 	uint64_t t0 = cli_mono_ns();
-	g_src = pl->src;
+	capture_signals_source(pl->src);
 	record_pipeline_start(pl);
 	wait_sources(pl);
 	record_pipeline_finish(pl);
 	record_pipeline_seal(pl);
 	report(pl, (double)(cli_mono_ns() - t0) / 1e9,
 	       atomic_load(&pl->failed) ? "error"
-	       : g_signals              ? "signal"
+	       : capture_signalled()    ? "signal"
 	                                : "end of input");
-	g_src = NULL;
+	capture_signals_source(NULL);
 	record_pipeline_close(pl);
 	return exit_status(pl);
 }

@@ -151,12 +151,40 @@ void record_pipeline_close(struct record_pipeline *pl);
  */
 int capture_parse_opt(struct record_opts *o, const char *cmd, int c, const char *arg);
 
+struct option;
+
+/*
+ * Runs getopt_long over argv with longopts, handing every option to
+ * parse(o, c, optarg) and returning its first non-zero result.  --help
+ * (value 'h') prints usage(stdout) and returns -1; an unknown option, a
+ * missing value or a stray argument prints one line and returns EXIT_USAGE.
+ */
+int capture_getopt(int argc, char **argv, const char *cmd, const struct option *longopts,
+                   int (*parse)(struct record_opts *o, int c, const char *arg),
+                   void (*usage)(FILE *f), struct record_opts *o);
+
+/* Frees the module specs the options hold. */
+void capture_opts_free(struct record_opts *o);
+
 /* Exactly one source; --rx-queues and --replay-speed fit it.  0 or EXIT_USAGE (line printed). */
 int capture_check_opts(const struct record_opts *o, const char *cmd);
 
 /* Opens the source the options name.  0, or EXIT_FAIL with the line printed. */
 int capture_source_open(const struct record_opts *o, const char *cmd, struct ingest_source **src,
                         struct ingest_source_info *info);
+
+/*
+ * SIGINT and SIGTERM: the first stops the source given to
+ * capture_signals_source() (if any); a second writes `second` (a static
+ * string) on stderr and exits at once with status 130.
+ */
+void capture_signals_install(const char *second);
+void capture_signals_source(struct ingest_source *src);
+int capture_signalled(void); /* a signal came */
+
+/* Creates ana[0..n)'s flow tables (ids 0..n-1).  0, or EXIT_FAIL with the line printed. */
+int capture_analyzers_open(struct record_analyzer *ana, unsigned n, const struct record_opts *o,
+                           const char *cmd);
 
 /* The module instances for `engines` engines (*out NULL without modules).  0 or EXIT_USAGE. */
 int capture_modules_create(const struct record_opts *o, const char *cmd, unsigned engines,
@@ -195,6 +223,25 @@ struct capture_rates {
 void capture_status_source(FILE *f, const char *cmd, struct ingest_source *src,
                            const struct ingest_source_info *info, struct capture_rates *last,
                            double dt);
+
+#define CAPTURE_POLL_MS 50
+
+/*
+ * Until *running is 0 or *failed is set: checks every CAPTURE_POLL_MS and,
+ * every stats_ns (0: never), calls status(arg, last, seconds since the last).
+ */
+void capture_wait(const atomic_uint *running, const atomic_int *failed, uint64_t stats_ns,
+                  void (*status)(void *arg, struct capture_rates *last, double dt), void *arg);
+
+/*
+ * What a queue's run returned, for the exit status: a failure prints its line
+ * and returns EXIT_FAIL; damaged input (INGEST_E_DAMAGED) prints "<err>;
+ * <kept>" and sets *damaged; else 0.
+ */
+int capture_queue_status(const char *cmd, int rc, const char *err, const char *kept, int *damaged);
+
+/* Prints each line of text as "flowscope <cmd>: <line>". */
+void capture_print_lines(FILE *f, const char *cmd, const char *text);
 
 /* Report lines: "ingest.<kind>[.qN]: ...", "flowtrack: ...", "module M: ..." (returns the
  * triggers counted over every module and analyzer). */

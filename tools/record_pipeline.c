@@ -314,16 +314,9 @@ static int qq_open(struct record_pipeline *pl)
 
 static int analyzers_open(struct record_pipeline *pl)
 {
-	for (unsigned i = 0; i < pl->nanalyzers; i++) {
-		pl->ana[i] = (struct record_analyzer){.pl = pl, .id = i};
-		int r = ft_table_create(pl->o.max_flows, 0, NULL, &pl->ana[i].flows);
-		if (r) {
-			cli_error(CMD, "flow table of %" PRIu64 " flows: %s", pl->o.max_flows,
-			          ft_strerror(r));
-			return EXIT_FAIL;
-		}
-	}
-	return 0;
+	for (unsigned i = 0; i < pl->nanalyzers; i++)
+		pl->ana[i].pl = pl;
+	return capture_analyzers_open(pl->ana, pl->nanalyzers, &pl->o, CMD);
 }
 
 /* ---- modules and dump rules ---------------------------------------------------------------- */
