@@ -60,7 +60,11 @@ struct record_queue {
 	char err[INGEST_ERRBUF_SIZE];
 };
 
-/* One analyzer thread: a flow table of its own (flows are partitioned by queue). */
+/*
+ * One analyzer thread (in monitor: one queue's thread): a flow table of its
+ * own (flows are partitioned by queue).  On a cache line of its own: each
+ * thread counts its packets here.
+ */
 struct record_analyzer {
 	struct record_pipeline *pl;
 	unsigned id;
@@ -68,7 +72,7 @@ struct record_analyzer {
 	struct ft_table *flows;
 	struct ft_engine *engine; /* the modules, when any */
 	uint64_t packets;         /* packets peeked (this thread only) */
-};
+} __attribute__((aligned(64)));
 
 /* One dumper thread: its own writer (open segment) and view of the dump rules. */
 struct record_dumper {
