@@ -6,10 +6,12 @@
 #    totals: the IP packets' frame lengths);
 #  * --module ttl prints exactly the flows record --capture triggered
 #    --module ttl archives (flowscope flows lists them);
-#  * AF_PACKET on a veth pair whose peer lives in a network namespace this
-#    test creates (1 and 2 queues: every packet tcpreplay sent is received or
-#    counted as dropped, every received packet analysed, each flow on one
-#    queue), DPDK with a net_pcap vdev: stopped with SIGINT (exit 0, report);
+#  * AF_PACKET (and libpcap --live) on a veth pair whose peer lives in a
+#    network namespace this test creates (1 and 2 queues: every packet
+#    tcpreplay sent is received or counted as dropped, every received packet
+#    analysed, the stats totals as tshark counts the capture, each flow on
+#    one queue), DPDK with a net_pcap vdev: stopped with SIGINT (exit 0,
+#    report);
 #  * SIGINT during a paced replay: exit 0, the report, every packet analysed;
 #  * bad flags: exit 2 and one line;
 #  * nothing written to disk.
@@ -77,7 +79,7 @@ cmp -s "$O/ttl.have" "$O/ttl.want" && pass || fail "ttl: monitor printed $(wc -l
 wait_for() {
     local i
     for ((i = 0; i < 600; i++)); do
-        grep -qE "$2" "$1" && return 0
+        grep -qsE "$2" "$1" && return 0 # -s: the file may not exist yet
         kill -0 "$3" 2>/dev/null || return 1
         sleep 0.1
     done
@@ -166,13 +168,22 @@ else
         local rc=$?
         [ $rc -eq 0 ] && pass || fail "$name: exit $rc: $(tail -3 "$err")"
         grep -q "ended: signal" "$err" && pass || fail "$name: report: $(grep run: "$err")"
-        read -r got drops < <(sed -n "s/^flowscope monitor: ingest\.afpacket: packets \([0-9]*\), .* drops \([0-9]*\).*/\1 \2/p" "$err")
+        read -r got drops < <(sed -n "s/^flowscope monitor: ingest\.[a-z]*: packets \([0-9]*\), .* drops \([0-9]*\).*/\1 \2/p" "$err")
         [ "$((got + drops))" = "$sent" ] && pass || fail "$name: sent $sent, received $got + dropped $drops"
         [ "$(analysed "$err")" = "$got" ] && pass || fail "$name: received $got, analysed $(analysed "$err")"
-        note "$name: sent $sent; $(grep -E 'ingest.afpacket:|flowtrack:' "$err" | tr '\n' ' ')"
+        note "$name: sent $sent; $(grep -E 'ingest.[a-z]*:|flowtrack:' "$err" | tr '\n' ' ')"
+        # with nothing dropped the stats module saw the capture's IP packets (VLAN tags put back)
+        if [ "$drops" = 0 ]; then
+            local ip ipbytes
+            read -r ip ipbytes < <(tshark -r "$src" -Y 'ip or ipv6' -T fields -e frame.len 2>/dev/null | awk '{n++; b += $1} END {print n, b}')
+            grep -q "cumulative packets $ip \[.*cumulative bytes $ipbytes \[" "$O/$name.out" && pass ||
+                fail "$name: stats totals $(tail -1 "$O/$name.out"), tshark: $ip IP packets, $ipbytes bytes"
+        fi
     }
 
     live afpacket-dns "$PCAPS/dns_icmp.pcap" --afpacket "$A"
+    live afpacket-vlan "$PCAPS/mixed_vlan.pcap" --afpacket "$A"
+    live live-dns "$PCAPS/dns_icmp.pcap" --live "$A"
     live afpacket-2q "$PCAPS/http.pcap" --afpacket "$A" --rx-queues 2
     err=$O/afpacket-2q.err
     grep -q "split_across_analyzers 0$" "$err" && pass || fail "2 queues: a flow reached two queues: $(grep flowtrack "$err")"
