@@ -317,13 +317,16 @@ static int store_burst(struct dpdk_source *d, struct ingest_sink *k, struct rte_
 	for (uint16_t i = 0; i < n; i++) {
 		uint32_t len = rte_pktmbuf_pkt_len(m[i]);
 		uint32_t cap = len < sizeof(linear) ? len : (uint32_t)sizeof(linear);
-		const uint8_t *data =
-		    rte_pktmbuf_read(m[i], 0, cap, linear); /* copies only chains */
+		/* a chain is linearised: in burst mode where the callback will read it, else
+		   into `linear`, which the next one reuses */
+		uint8_t *room = rte_pktmbuf_is_contiguous(m[i]) ? NULL : ingest__sink_room(k, cap);
+		const uint8_t *data = rte_pktmbuf_read(m[i], 0, cap, room ? room : linear);
+		enum ingest_data how = room             ? INGEST_STAGED
+		                       : data == linear ? INGEST_COPY
+		                                        : INGEST_KEEP;
 		uint64_t ts = mbuf_ts(d, m[i], burst_ns);
 		if (!ts)
 			ts = tsc_to_ns(d, rte_rdtsc());
-		/* a chained mbuf was linearised into `linear`, which the next one reuses */
-		enum ingest_data how = data == linear ? INGEST_COPY : INGEST_KEEP;
 		if (data && ingest__store(k, ts, cap, len, data, how) != 0)
 			return INGEST_E_QQ;
 	}

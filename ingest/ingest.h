@@ -193,10 +193,10 @@ typedef void (*ingest_burst_fn)(void *arg, const struct ingest_burst *b);
  * in bursts of at most INGEST_BURST_MAX, without the QQ: a DPDK burst is
  * handed over as received, before its mbufs are freed; an AF_PACKET ring
  * block's frames before the block goes back to the kernel; packets whose
- * bytes the source reuses at once (libpcap's file and live reads, frames
- * whose VLAN tag is put back, chained mbufs) are first copied into a
- * per-queue staging area of 128 KiB (a larger one is handed over alone,
- * uncopied).  Packets are counted (ingest_source_stats) as they are queued
+ * bytes the source reuses at once (libpcap's file and live reads) are first
+ * copied into a per-queue staging area of 128 KiB (a larger one is handed
+ * over alone, uncopied), where frames whose VLAN tag is put back and
+ * chained mbufs are also built: every packet is copied once at most.  Packets are counted (ingest_source_stats) as they are queued
  * for the callback, with the same drop counters as ingest_source_run()
  * (dropped_qq and dropped_oversize stay 0).  Pending packets are handed over
  * when the burst is full, when the source has nothing more at the moment

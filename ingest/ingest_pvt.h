@@ -69,7 +69,10 @@ static inline int ingest__stopping(const struct ingest_source *s)
  * (ingest__sink_deliver).  A packet stored with INGEST_KEEP stays where the
  * source received it, so the source must deliver before that memory goes
  * back (mbufs freed, ring block released); one stored with INGEST_COPY is
- * copied into the staging area first (the source reuses its bytes at once).
+ * copied into the staging area first (the source reuses its bytes at once);
+ * one stored with INGEST_STAGED was built by the source in the staging area
+ * (ingest__sink_room: VLAN tags put back, chained mbufs linearised), so no
+ * packet is copied twice.
  */
 struct ingest_sink {
 	struct ingest_source *s;
@@ -79,7 +82,7 @@ struct ingest_sink {
 	void *arg;
 	unsigned n; /* packets pending in pkt[] */
 	struct ingest_pkt pkt[INGEST_BURST];
-	uint8_t *stage; /* INGEST_STAGE_BYTES for INGEST_COPY packets */
+	uint8_t *stage; /* INGEST_STAGE_BYTES for INGEST_COPY and INGEST_STAGED packets */
 	size_t stage_used;
 	uint64_t idle_ns; /* last idle call of fn (monotonic) */
 };
@@ -87,12 +90,22 @@ struct ingest_sink {
 #define INGEST_STAGE_BYTES (128u << 10)
 #define INGEST_IDLE_EVERY_NS 10000000u /* idle calls of the burst callback, at most */
 
-enum ingest_data { INGEST_KEEP, INGEST_COPY };
+enum ingest_data { INGEST_KEEP, INGEST_COPY, INGEST_STAGED };
+
+/*
+ * Burst mode: room for a packet of len bytes in the staging area (handing
+ * the pending burst over first when the free room is too small), to be
+ * stored next with INGEST_STAGED.  NULL in QQ mode, or when len exceeds the
+ * whole area: then the caller builds the packet in a buffer of its own and
+ * stores it with INGEST_COPY.
+ */
+uint8_t *ingest__sink_room(struct ingest_sink *k, uint32_t len);
 
 /*
  * Stores one packet of the sink's queue and counts it.  QQ mode copies it
- * into the QQ; burst mode queues it (copied first if `how` is INGEST_COPY)
- * and hands the burst over once it is full.  Returns 0 (stored, or counted
+ * into the QQ; burst mode queues it (copied first if `how` is INGEST_COPY;
+ * with INGEST_STAGED, data is what ingest__sink_room returned) and hands the
+ * burst over once it is full.  Returns 0 (stored, or counted
  * as oversize), or INGEST_E_QQ when the QQ was stopped.
  */
 int ingest__store(struct ingest_sink *k, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,

@@ -196,27 +196,49 @@ static int store_qq(struct ingest_sink *k, uint64_t ts_ns, uint32_t caplen, uint
 	return 0;
 }
 
+uint8_t *ingest__sink_room(struct ingest_sink *k, uint32_t len)
+{
+	if (k->qq || len > INGEST_STAGE_BYTES)
+		return NULL;
+	if (len > INGEST_STAGE_BYTES - k->stage_used)
+		ingest__sink_deliver(k);
+	return k->stage + k->stage_used;
+}
+
+/* Takes len bytes at the staging area's free room (8-byte aligned). */
+static void stage_take(struct ingest_sink *k, uint32_t len)
+{
+	k->stage_used += (len + 7) & ~(size_t)7;
+	if (k->stage_used > INGEST_STAGE_BYTES)
+		k->stage_used = INGEST_STAGE_BYTES;
+}
+
 /*
- * Burst mode: queues the packet.  One to copy that does not fit the staging
- * area's free room goes after the pending ones; one larger than the whole
- * area is handed over alone, where it is.
+ * Burst mode: queues the packet.  One to copy goes into the staging area
+ * (after the pending ones are handed over if it does not fit its free
+ * room); one larger than the whole area is handed over alone, where it is.
  */
 static void store_burst(struct ingest_sink *k, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
                         const uint8_t *data, enum ingest_data how)
 {
+	int alone = 0;
 	count_stored(&k->s->q[k->queue], ts_ns, caplen, wirelen);
-	if (how == INGEST_COPY && caplen > INGEST_STAGE_BYTES - k->stage_used)
-		ingest__sink_deliver(k);
-	if (how == INGEST_COPY && caplen <= INGEST_STAGE_BYTES) {
-		memcpy(k->stage + k->stage_used, data, caplen);
-		data = k->stage + k->stage_used;
-		k->stage_used += (caplen + 7) & ~(size_t)7;
-		if (k->stage_used > INGEST_STAGE_BYTES)
-			k->stage_used = INGEST_STAGE_BYTES;
+	if (how == INGEST_COPY) {
+		uint8_t *room = ingest__sink_room(k, caplen);
+		if (room) {
+			memcpy(room, data, caplen);
+			data = room;
+			how = INGEST_STAGED;
+		} else {
+			alone = 1;
+			ingest__sink_deliver(k);
+		}
 	}
+	if (how == INGEST_STAGED)
+		stage_take(k, caplen);
 	k->pkt[k->n++] =
 	    (struct ingest_pkt){.ts_ns = ts_ns, .caplen = caplen, .wirelen = wirelen, .data = data};
-	if (k->n == INGEST_BURST || (how == INGEST_COPY && caplen > INGEST_STAGE_BYTES))
+	if (k->n == INGEST_BURST || alone)
 		ingest__sink_deliver(k);
 }
 
@@ -232,16 +254,21 @@ int ingest__store(struct ingest_sink *k, uint64_t ts_ns, uint32_t caplen, uint32
 int ingest__store_vlan(struct ingest_sink *k, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
                        const uint8_t *data, uint16_t tpid, uint16_t tci)
 {
-	static _Thread_local uint8_t buf[262144 + 4];
-	if (caplen < 12 || caplen > sizeof(buf) - 4)
+	static _Thread_local uint8_t tls[262144 + 4];
+	if (caplen < 12 || caplen > sizeof(tls) - 4)
 		return ingest__store(k, ts_ns, caplen, wirelen, data, INGEST_KEEP);
+	/* burst mode builds the frame where the callback will read it */
+	uint8_t *buf = ingest__sink_room(k, caplen + 4);
+	enum ingest_data how = buf ? INGEST_STAGED : INGEST_COPY;
+	if (!buf)
+		buf = tls;
 	memcpy(buf, data, 12);
 	buf[12] = (uint8_t)(tpid >> 8);
 	buf[13] = (uint8_t)tpid;
 	buf[14] = (uint8_t)(tci >> 8);
 	buf[15] = (uint8_t)tci;
 	memcpy(buf + 16, data + 12, caplen - 12);
-	return ingest__store(k, ts_ns, caplen + 4, wirelen + 4, buf, INGEST_COPY);
+	return ingest__store(k, ts_ns, caplen + 4, wirelen + 4, buf, how);
 }
 
 /*
