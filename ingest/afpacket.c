@@ -23,7 +23,8 @@
  * cyclic order.  A block belongs to us while its status has TP_STATUS_USER;
  * each frame in it is stored into the QQ (a VLAN tag the kernel stripped put
  * back from the frame's metadata, the frame cut so that it still fits the
- * snaplen), then the block is handed back with TP_STATUS_KERNEL.
+ * snaplen), then the block is handed back with TP_STATUS_KERNEL.  In burst
+ * mode the frames are handed over where they are, before the block goes back.
  * A block is retired by the kernel after AFP_RETIRE_MS even when not full, so
  * low-rate traffic arrives promptly.
  *
@@ -238,36 +239,35 @@ static void afp_block_release(struct tpacket_block_desc *bd)
 }
 
 /* Stores one frame, putting back the VLAN tag the kernel stripped into metadata. */
-static int afp_frame_store(struct afp_source *a, unsigned queue, struct qq_producer *p,
-                           const struct tpacket3_hdr *h)
+static int afp_frame_store(struct ingest_sink *k, const struct tpacket3_hdr *h)
 {
 	const uint8_t *data = (const uint8_t *)h + h->tp_mac;
 	uint64_t ts = (uint64_t)h->tp_sec * 1000000000u + h->tp_nsec;
 	uint32_t cap = h->tp_snaplen;
 
 	if (!(h->tp_status & TP_STATUS_VLAN_VALID))
-		return ingest__store(&a->base, p, queue, ts, cap, h->tp_len, data);
+		return ingest__store(k, ts, cap, h->tp_len, data, INGEST_KEEP);
 	uint16_t tpid =
 	    (h->tp_status & TP_STATUS_VLAN_TPID_VALID) ? h->hv1.tp_vlan_tpid : ETH_P_8021Q;
 	if (cap + AFP_VLAN_LEN > AFP_SNAPLEN) /* the tag must not push it past the snaplen */
 		cap = AFP_SNAPLEN - AFP_VLAN_LEN;
-	return ingest__store_vlan(&a->base, p, queue, ts, cap, h->tp_len, data, tpid,
-	                          h->hv1.tp_vlan_tci);
+	return ingest__store_vlan(k, ts, cap, h->tp_len, data, tpid, h->hv1.tp_vlan_tci);
 }
 
-static int afp_block_store(struct afp_source *a, unsigned queue, struct qq_producer *p,
+static int afp_block_store(struct afp_source *a, struct ingest_sink *k,
                            const struct tpacket_block_desc *bd, char *errbuf)
 {
 	const uint8_t *pos = (const uint8_t *)bd + bd->hdr.bh1.offset_to_first_pkt;
 	for (uint32_t i = 0; i < bd->hdr.bh1.num_pkts; i++) {
 		const struct tpacket3_hdr *h = (const struct tpacket3_hdr *)pos;
-		if (afp_frame_store(a, queue, p, h) != 0) {
+		if (afp_frame_store(k, h) != 0) {
 			snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: stopped: the QQ refused packets",
 			         a->name);
 			return INGEST_E_QQ;
 		}
 		pos += h->tp_next_offset;
 	}
+	ingest__sink_deliver(k); /* burst mode: before the block goes back to the kernel */
 	return 0;
 }
 
@@ -321,9 +321,10 @@ static int afp_wait(struct afp_source *a, struct afp_queue *q, int timeout_ms, c
 	return 0;
 }
 
-static int afp_run(struct ingest_source *s, unsigned queue, struct qq_producer *p, char *errbuf)
+static int afp_run(struct ingest_source *s, struct ingest_sink *k, char *errbuf)
 {
 	struct afp_source *a = (struct afp_source *)s;
+	unsigned queue = k->queue;
 	struct afp_queue *q = &a->q[queue];
 	uint64_t now = ingest__mono_ns(), stats_due = now + INGEST_STATS_EVERY_NS;
 	uint64_t last_block = 0; /* when we last stored a block */
@@ -332,7 +333,7 @@ static int afp_run(struct ingest_source *s, unsigned queue, struct qq_producer *
 	while (!r && !ingest__stopping(s)) {
 		struct tpacket_block_desc *bd = afp_block(q);
 		if (afp_block_ready(bd)) {
-			r = afp_block_store(a, queue, p, bd, errbuf);
+			r = afp_block_store(a, k, bd, errbuf);
 			afp_block_release(bd);
 			q->cur = (q->cur + 1) % AFP_BLOCKS;
 			last_block = now;
@@ -341,7 +342,7 @@ static int afp_run(struct ingest_source *s, unsigned queue, struct qq_producer *
 			/* idle: publish the partly filled QQ chunk, which happens only once
 			 * it is flush_ns old, so after traffic look again soon rather than
 			 * after AFP_POLL_MS.  (Under load no pass is idle: chunks fill.) */
-			qq_producer_flush(p, now);
+			ingest__sink_idle(k, now);
 			int ms = now - last_block < AFP_RECENT_NS ? AFP_BUSY_POLL_MS : AFP_POLL_MS;
 			r = afp_wait(a, q, ms, errbuf);
 		}

@@ -9,8 +9,9 @@
  * (net_af_packet: the kernel's PACKET_FANOUT_HASH, also symmetric).
  *
  * Hot path: rte_eth_rx_burst of INGEST_BURST mbufs, one copy of each frame
- * into the QQ, the mbufs freed in bulk: no allocation, no syscall, no lock
- * per packet.  Threads that run queues register as DPDK lcores so the
+ * into the QQ (burst mode: none, the burst is handed over before its mbufs
+ * are freed; only chained mbufs are linearised), the mbufs freed in bulk: no
+ * allocation, no syscall, no lock per packet.  Threads that run queues register as DPDK lcores so the
  * mempool's per-lcore caches work.
  *
  * Timestamps, in order of preference: the PMD's own timestamp when it sets
@@ -304,23 +305,32 @@ static inline uint64_t mbuf_ts(const struct dpdk_source *d, const struct rte_mbu
 	return d->real0 + dv / d->dev_hz * 1000000000u + dv % d->dev_hz * 1000000000u / d->dev_hz;
 }
 
-/* Copies a burst into the QQ.  Returns 0 or INGEST_E_QQ. */
-static int store_burst(struct dpdk_source *d, unsigned q, struct qq_producer *p,
-                       struct rte_mbuf **m, uint16_t n)
+/*
+ * Copies a burst into the QQ, or hands it to the burst callback.  Returns 0
+ * or INGEST_E_QQ.
+ */
+static int store_burst(struct dpdk_source *d, struct ingest_sink *k, struct rte_mbuf **m,
+                       uint16_t n)
 {
 	static _Thread_local uint8_t linear[262144];
 	uint64_t burst_ns = d->ts_mode == TS_PMD_USEC ? 0 : tsc_to_ns(d, rte_rdtsc());
 	for (uint16_t i = 0; i < n; i++) {
 		uint32_t len = rte_pktmbuf_pkt_len(m[i]);
 		uint32_t cap = len < sizeof(linear) ? len : (uint32_t)sizeof(linear);
-		const uint8_t *data =
-		    rte_pktmbuf_read(m[i], 0, cap, linear); /* copies only chains */
+		/* a chain is linearised: in burst mode where the callback will read it, else
+		   into `linear`, which the next one reuses */
+		uint8_t *room = rte_pktmbuf_is_contiguous(m[i]) ? NULL : ingest__sink_room(k, cap);
+		const uint8_t *data = rte_pktmbuf_read(m[i], 0, cap, room ? room : linear);
+		enum ingest_data how = room             ? INGEST_STAGED
+		                       : data == linear ? INGEST_COPY
+		                                        : INGEST_KEEP;
 		uint64_t ts = mbuf_ts(d, m[i], burst_ns);
 		if (!ts)
 			ts = tsc_to_ns(d, rte_rdtsc());
-		if (data && ingest__store(&d->base, p, q, ts, cap, len, data) != 0)
+		if (data && ingest__store(k, ts, cap, len, data, how) != 0)
 			return INGEST_E_QQ;
 	}
+	ingest__sink_deliver(k); /* before the caller frees the mbufs */
 	return 0;
 }
 
@@ -335,9 +345,10 @@ static void port_stats_refresh(struct dpdk_source *d)
 	ingest__count_set(&d->base.dev.rx_nombuf, st.rx_nombuf);
 }
 
-static int dpdk_run(struct ingest_source *s, unsigned q, struct qq_producer *p, char *errbuf)
+static int dpdk_run(struct ingest_source *s, struct ingest_sink *k, char *errbuf)
 {
 	struct dpdk_source *d = (struct dpdk_source *)s;
+	unsigned q = k->queue;
 	struct rte_mbuf *m[INGEST_BURST];
 	unsigned idle = 0;
 	uint64_t next_stats = 0;
@@ -348,7 +359,7 @@ static int dpdk_run(struct ingest_source *s, unsigned q, struct qq_producer *p, 
 		uint16_t n = rte_eth_rx_burst(d->port_id, (uint16_t)q, m, INGEST_BURST);
 		if (n > 0) {
 			idle = 0;
-			r = store_burst(d, q, p, m, n);
+			r = store_burst(d, k, m, n);
 			rte_pktmbuf_free_bulk(m, n);
 			if (r) {
 				snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: the QQ refused packets",
@@ -358,7 +369,7 @@ static int dpdk_run(struct ingest_source *s, unsigned q, struct qq_producer *p, 
 			continue;
 		}
 		uint64_t now = ingest__mono_ns();
-		qq_producer_flush(p, now);
+		ingest__sink_idle(k, now);
 		if (q == 0 && now >= next_stats) {
 			port_stats_refresh(d);
 			next_stats = now + INGEST_STATS_EVERY_NS;

@@ -80,7 +80,7 @@ static void file_sniff(struct file_source *f)
  * libpcap's message.  Returns 0 when stored, -1 when the file does not look
  * as the message says (then the caller reports plain damage).
  */
-static int store_truncated(struct file_source *f, struct qq_producer *p, uint32_t want,
+static int store_truncated(struct file_source *f, struct ingest_sink *k, uint32_t want,
                            uint32_t got, char *errbuf)
 {
 	struct stat st;
@@ -99,7 +99,7 @@ static int store_truncated(struct file_source *f, struct qq_producer *p, uint32_
 	uint64_t sec = rd32(hdr, f->swapped), frac = rd32(hdr + 4, f->swapped);
 	uint64_t ts = sec * 1000000000u + (f->nano ? frac : frac * 1000u);
 	uint32_t wire = rd32(hdr + 12, f->swapped);
-	int r = ingest__store(&f->base, p, 0, ts, got, wire, data);
+	int r = ingest__store(k, ts, got, wire, data, INGEST_COPY);
 	free(data);
 	if (r)
 		return -1;
@@ -112,14 +112,14 @@ static int store_truncated(struct file_source *f, struct qq_producer *p, uint32_
 }
 
 /* Turns a libpcap read error into INGEST_E_DAMAGED with a message naming the place. */
-static int file_error(struct file_source *f, struct qq_producer *p, char *errbuf)
+static int file_error(struct file_source *f, struct ingest_sink *k, char *errbuf)
 {
 	const char *msg = pcap_geterr(f->pcap);
 	unsigned want = 0, got = 0;
 
 	if (sscanf(msg, "truncated dump file; tried to read %u captured bytes, only got %u", &want,
 	           &got) == 2 &&
-	    store_truncated(f, p, want, got, errbuf) == 0)
+	    store_truncated(f, k, want, got, errbuf) == 0)
 		return INGEST_E_DAMAGED;
 	if (sscanf(msg, "truncated dump file; tried to read %u header bytes, only got %u", &want,
 	           &got) == 2) {
@@ -139,10 +139,10 @@ static int file_error(struct file_source *f, struct qq_producer *p, char *errbuf
 
 /*
  * Pacing: waits until the packet stamped ts is due (recorded speed times
- * f->speed), publishing the QQ's partly filled chunk while it waits so
- * analyzers see the packets already read.
+ * f->speed), publishing the QQ's partly filled chunk (or handing the pending
+ * burst over) while it waits so analyzers see the packets already read.
  */
-static void file_pace(struct file_source *f, struct qq_producer *p, uint64_t ts)
+static void file_pace(struct file_source *f, struct ingest_sink *k, uint64_t ts)
 {
 	if (!f->pace_t0) {
 		f->pace_t0 = ingest__mono_ns();
@@ -154,38 +154,38 @@ static void file_pace(struct file_source *f, struct qq_producer *p, uint64_t ts)
 	uint64_t due = f->pace_t0 + (uint64_t)((double)(ts - f->pace_ts0) / f->speed);
 	for (uint64_t now = ingest__mono_ns(); now < due && !ingest__stopping(&f->base);
 	     now = ingest__mono_ns()) {
-		qq_producer_flush(p, now);
+		ingest__sink_idle(k, now);
 		uint64_t wait = due - now < 10000000u ? due - now : 10000000u; /* stay responsive */
 		struct timespec d = {.tv_sec = 0, .tv_nsec = (long)wait};
 		nanosleep(&d, NULL);
 	}
 }
 
-static int file_run(struct ingest_source *s, unsigned queue, struct qq_producer *p, char *errbuf)
+static int file_run(struct ingest_source *s, struct ingest_sink *k, char *errbuf)
 {
 	struct file_source *f = (struct file_source *)s;
 	struct pcap_pkthdr *h;
 	const u_char *data;
 	unsigned n = 0;
 
-	(void)queue;
 	while (!ingest__stopping(s)) {
 		int r = pcap_next_ex(f->pcap, &h, &data);
 		if (r == PCAP_ERROR_BREAK)
 			return 0; /* end of file */
 		if (r != 1)
-			return file_error(f, p, errbuf);
+			return file_error(f, k, errbuf);
 		/* opened with nanosecond precision: tv_usec holds nanoseconds */
 		uint64_t ts = (uint64_t)h->ts.tv_sec * 1000000000u + (uint64_t)h->ts.tv_usec;
 		if (f->speed > 0)
-			file_pace(f, p, ts);
-		if (ingest__store(s, p, 0, ts, h->caplen, h->len, data) != 0) {
+			file_pace(f, k, ts);
+		/* libpcap reads the next record into the same buffer: burst mode copies */
+		if (ingest__store(k, ts, h->caplen, h->len, data, INGEST_COPY) != 0) {
 			snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: stopped: the QQ refused packets",
 			         s->info.name);
 			return INGEST_E_QQ;
 		}
 		if (++n % FLUSH_EVERY == 0)
-			qq_producer_flush(p, ingest__mono_ns());
+			ingest__sink_flush(k, ingest__mono_ns());
 	}
 	return 0;
 }

@@ -1,10 +1,13 @@
 /*
- * ingest: packet sources that write captured packets straight into the QQ.
+ * ingest: packet sources that write captured packets straight into the QQ,
+ * or hand them in bursts to a callback (immediate mode).
  *
  * Purpose
  *   One small interface over every kind of source.  A source has one or more
- *   receive queues; each queue is served by one thread that owns one QQ
- *   producer handle and calls ingest_source_run() for its queue.
+ *   receive queues; each queue is served by one thread that either owns one
+ *   QQ producer handle and calls ingest_source_run() for its queue, or calls
+ *   ingest_source_run_burst() with a callback that gets every burst of
+ *   packets as the source receives it (no QQ: `flowscope monitor`).
  *
  * Sources
  *   pcap/pcapng file (libpcap): ingest_file_open().  One queue.  Timestamps
@@ -24,11 +27,13 @@
  *   the kernel or NIC stripped put back, and nanosecond timestamps.
  *
  * Lifecycle
- *   ingest_*_open() -> ingest_source_info() -> ingest_source_run() on each
- *   queue (one thread each) -> ingest_source_stats() -> ingest_source_close().
+ *   ingest_*_open() -> ingest_source_info() -> ingest_source_run() or
+ *   ingest_source_run_burst() on each queue (one thread each) ->
+ *   ingest_source_stats() -> ingest_source_close().
  *
  * Threading
- *   ingest_source_run() for queue q is called by one thread at a time;
+ *   ingest_source_run() / ingest_source_run_burst() for queue q is called by
+ *   one thread at a time (the burst callback runs on that thread);
  *   ingest_source_stop() and ingest_source_stats() may be called from any
  *   thread (counters are read with relaxed atomics: each is exact, the set
  *   may be mid-update).
@@ -79,7 +84,7 @@ struct ingest_source_info {
  * plus what only the device knows).  Names as printed: ingest.<kind>.<field>.
  */
 struct ingest_stats {
-	uint64_t packets;           /* stored in the QQ */
+	uint64_t packets;           /* stored in the QQ (or handed to the burst callback) */
 	uint64_t bytes;             /* captured bytes stored */
 	uint64_t wire_bytes;        /* sum of wire lengths stored */
 	uint64_t truncated_records; /* file: a record cut by the end of the file */
@@ -151,7 +156,58 @@ void ingest_source_info(const struct ingest_source *s, struct ingest_source_info
  */
 int ingest_source_run(struct ingest_source *s, unsigned queue, struct qq_producer *p, char *errbuf);
 
-/* Asks every queue's ingest_source_run() to return soon.  Async-signal-safe. */
+/* ---- immediate mode: bursts to a callback instead of the QQ ---------------------------- */
+
+/* One received packet.  `data` is valid only during the callback that gets it. */
+struct ingest_pkt {
+	uint64_t ts_ns; /* capture time, ns since the epoch */
+	uint32_t caplen;
+	uint32_t wirelen;
+	const uint8_t *data; /* caplen bytes: the whole frame as captured (VLAN tags put back) */
+};
+
+/*
+ * A burst of packets of one queue, in receive order.  n = 0 says the queue is
+ * idle: nothing arrived, nothing is pending; it comes at least every 100 ms
+ * while the source waits (a file read flat out never waits), so the consumer
+ * can run its timers.
+ */
+struct ingest_burst {
+	unsigned queue;
+	int linktype; /* LINKTYPE_ value of every packet, as ingest_source_info() says */
+	unsigned n;   /* 0..INGEST_BURST_MAX */
+	const struct ingest_pkt *pkt;
+};
+
+#define INGEST_BURST_MAX 32
+
+/*
+ * Called on the queue's thread for every burst.  It cannot refuse packets: a
+ * consumer that wants to stop calls ingest_source_stop().  It must not call
+ * ingest_source_run*() or ingest_source_close().
+ */
+typedef void (*ingest_burst_fn)(void *arg, const struct ingest_burst *b);
+
+/*
+ * As ingest_source_run(), but hands every packet of `queue` to fn(arg, ...)
+ * in bursts of at most INGEST_BURST_MAX, without the QQ: a DPDK burst is
+ * handed over as received, before its mbufs are freed; an AF_PACKET ring
+ * block's frames before the block goes back to the kernel; packets whose
+ * bytes the source reuses at once (libpcap's file and live reads) are first
+ * copied into a per-queue staging area of 128 KiB (a larger one is handed
+ * over alone, uncopied), where frames whose VLAN tag is put back and
+ * chained mbufs are also built: every packet is copied once at most.  Packets are counted (ingest_source_stats) as they are queued
+ * for the callback, with the same drop counters as ingest_source_run()
+ * (dropped_qq and dropped_oversize stay 0).  Pending packets are handed over
+ * when the burst is full, when the source has nothing more at the moment
+ * (idle), and before it returns.  Stops, ends and fails as ingest_source_run()
+ * (never INGEST_E_QQ).  Returns 0, INGEST_E_DAMAGED, -ENOMEM (no staging
+ * area) or -errno, with errbuf as ingest_source_run().
+ */
+int ingest_source_run_burst(struct ingest_source *s, unsigned queue, ingest_burst_fn fn, void *arg,
+                            char *errbuf);
+
+/* Asks every queue's ingest_source_run*() to return soon.  Async-signal-safe. */
 void ingest_source_stop(struct ingest_source *s);
 
 /* Counters of queue `queue`, or of the whole source for queue -1. */

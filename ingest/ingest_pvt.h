@@ -1,6 +1,7 @@
 /*
  * ingest private: the source object every kind of source embeds, per-queue
- * counters, and the helpers all sources share.
+ * counters, the sink a queue's packets go to, and the helpers all sources
+ * share.
  *
  * A source's run function for queue q writes only queue q's counters; any
  * thread may read them.  Both sides use relaxed atomics: each counter is
@@ -16,11 +17,13 @@
 
 #include "ingest/ingest.h"
 
-#define INGEST_BURST 32                 /* packets per receive burst */
+#define INGEST_BURST INGEST_BURST_MAX   /* packets per receive burst */
 #define INGEST_STATS_EVERY_NS 100000000 /* refresh kernel/device drop counters */
 
+struct ingest_sink;
+
 struct ingest_ops {
-	int (*run)(struct ingest_source *s, unsigned queue, struct qq_producer *p, char *errbuf);
+	int (*run)(struct ingest_source *s, struct ingest_sink *k, char *errbuf);
 	void (*close)(struct ingest_source *s);
 };
 
@@ -59,19 +62,75 @@ static inline int ingest__stopping(const struct ingest_source *s)
 }
 
 /*
- * Stores one packet of `queue` into the QQ and counts it.  Returns 0 (stored,
- * or counted as oversize), or INGEST_E_QQ when the QQ was stopped.
+ * Where one queue's packets go: the QQ (ingest_source_run) or a burst
+ * callback (ingest_source_run_burst).  Owned by the queue's run thread.
+ *
+ * Burst mode keeps pointers to the packets until the burst is handed over
+ * (ingest__sink_deliver).  A packet stored with INGEST_KEEP stays where the
+ * source received it, so the source must deliver before that memory goes
+ * back (mbufs freed, ring block released); one stored with INGEST_COPY is
+ * copied into the staging area first (the source reuses its bytes at once);
+ * one stored with INGEST_STAGED was built by the source in the staging area
+ * (ingest__sink_room: VLAN tags put back, chained mbufs linearised), so no
+ * packet is copied twice.
  */
-int ingest__store(struct ingest_source *s, struct qq_producer *p, unsigned queue, uint64_t ts_ns,
-                  uint32_t caplen, uint32_t wirelen, const uint8_t *data);
+struct ingest_sink {
+	struct ingest_source *s;
+	unsigned queue;
+	struct qq_producer *qq; /* QQ mode, else NULL */
+	ingest_burst_fn fn;     /* burst mode */
+	void *arg;
+	unsigned n; /* packets pending in pkt[] */
+	struct ingest_pkt pkt[INGEST_BURST];
+	uint8_t *stage; /* INGEST_STAGE_BYTES for INGEST_COPY and INGEST_STAGED packets */
+	size_t stage_used;
+	uint64_t idle_ns; /* last idle call of fn (monotonic) */
+};
+
+#define INGEST_STAGE_BYTES (128u << 10)
+#define INGEST_IDLE_EVERY_NS 10000000u /* idle calls of the burst callback, at most */
+
+enum ingest_data { INGEST_KEEP, INGEST_COPY, INGEST_STAGED };
+
+/*
+ * Burst mode: room for a packet of len bytes in the staging area (handing
+ * the pending burst over first when the free room is too small), to be
+ * stored next with INGEST_STAGED.  NULL in QQ mode, or when len exceeds the
+ * whole area: then the caller builds the packet in a buffer of its own and
+ * stores it with INGEST_COPY.
+ */
+uint8_t *ingest__sink_room(struct ingest_sink *k, uint32_t len);
+
+/*
+ * Stores one packet of the sink's queue and counts it.  QQ mode copies it
+ * into the QQ; burst mode queues it (copied first if `how` is INGEST_COPY;
+ * with INGEST_STAGED, data is what ingest__sink_room returned) and hands the
+ * burst over once it is full.  Returns 0 (stored, or counted
+ * as oversize), or INGEST_E_QQ when the QQ was stopped.
+ */
+int ingest__store(struct ingest_sink *k, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
+                  const uint8_t *data, enum ingest_data how);
 
 /*
  * Stores a frame whose VLAN tag the kernel or NIC stripped into metadata:
  * rebuilds dst, src, TPID, TCI, rest (as libpcap does) and stores that.
  */
-int ingest__store_vlan(struct ingest_source *s, struct qq_producer *p, unsigned queue,
-                       uint64_t ts_ns, uint32_t caplen, uint32_t wirelen, const uint8_t *data,
-                       uint16_t tpid, uint16_t tci);
+int ingest__store_vlan(struct ingest_sink *k, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
+                       const uint8_t *data, uint16_t tpid, uint16_t tci);
+
+/* Burst mode: hands the pending packets over.  QQ mode: nothing. */
+void ingest__sink_deliver(struct ingest_sink *k);
+
+/* Publishes what is pending: qq_producer_flush() in QQ mode, ingest__sink_deliver(). */
+void ingest__sink_flush(struct ingest_sink *k, uint64_t now_ns);
+
+/*
+ * The source has nothing more at the moment: QQ mode publishes the partly
+ * filled chunk (qq_producer_flush, once it is flush_ns old); burst mode hands
+ * the pending packets over, or says the queue is idle (n = 0) at most every
+ * INGEST_IDLE_EVERY_NS.
+ */
+void ingest__sink_idle(struct ingest_sink *k, uint64_t now_ns);
 
 /* The LINKTYPE_ value a pcap file would store for a pcap_t (see ingest.h). */
 int ingest__pcap_linktype(pcap_t *p);

@@ -14,7 +14,8 @@
  * LIVE_TIMEOUT_MS at a time; the same timeout makes the kernel hand over a
  * partly filled block.  After each wait and each burst the run loop checks
  * for stop and refreshes the drop counters; when a pass finds nothing it
- * publishes the QQ's partly filled chunk.
+ * publishes the QQ's partly filled chunk.  In burst mode each dispatch's
+ * packets are copied (libpcap reuses their memory) and handed over after it.
  *
  * Counters: pcap_stats() values are cumulative since open, in 32 bits; we
  * add their differences modulo 2^32 so our 64-bit counters survive the wrap.
@@ -46,7 +47,7 @@ struct live_source {
 /* What the pcap_dispatch() callback needs. */
 struct live_ctx {
 	struct live_source *l;
-	struct qq_producer *p;
+	struct ingest_sink *k;
 	int err; /* INGEST_E_QQ once the QQ refused a packet */
 };
 
@@ -57,7 +58,8 @@ static void live_packet(u_char *user, const struct pcap_pkthdr *h, const u_char 
 		return;
 	uint64_t frac = (uint64_t)h->ts.tv_usec; /* ns when c->l->nano */
 	uint64_t ts = (uint64_t)h->ts.tv_sec * 1000000000u + (c->l->nano ? frac : frac * 1000u);
-	if (ingest__store(&c->l->base, c->p, 0, ts, h->caplen, h->len, data) != 0) {
+	/* libpcap may hand the ring's block back once the callback returns: burst mode copies */
+	if (ingest__store(c->k, ts, h->caplen, h->len, data, INGEST_COPY) != 0) {
 		c->err = INGEST_E_QQ;
 		pcap_breakloop(c->l->pcap);
 	}
@@ -89,14 +91,13 @@ static int live_wait(struct live_source *l, char *errbuf)
 	return 0;
 }
 
-static int live_run(struct ingest_source *s, unsigned queue, struct qq_producer *p, char *errbuf)
+static int live_run(struct ingest_source *s, struct ingest_sink *k, char *errbuf)
 {
 	struct live_source *l = (struct live_source *)s;
-	struct live_ctx c = {.l = l, .p = p, .err = 0};
+	struct live_ctx c = {.l = l, .k = k, .err = 0};
 	uint64_t stats_due = ingest__mono_ns() + INGEST_STATS_EVERY_NS;
 	int r = 0, n = 0;
 
-	(void)queue;
 	while (!ingest__stopping(s)) {
 		if (n == 0 && (r = live_wait(l, errbuf)) != 0)
 			break;
@@ -115,7 +116,9 @@ static int live_run(struct ingest_source *s, unsigned queue, struct qq_producer 
 		}
 		uint64_t now = ingest__mono_ns();
 		if (n == 0) /* idle: publish the partly filled QQ chunk (under load chunks fill) */
-			qq_producer_flush(p, now);
+			ingest__sink_idle(k, now);
+		else
+			ingest__sink_deliver(k); /* burst mode: this dispatch's packets */
 		if (now >= stats_due) {
 			live_stats_read(l);
 			stats_due = now + INGEST_STATS_EVERY_NS;

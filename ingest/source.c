@@ -1,7 +1,7 @@
 /*
- * The source interface: dispatch to each kind's operations, counting, and
- * the helpers every source shares (storing, VLAN tag re-insertion, link
- * types, clocks).
+ * The source interface: dispatch to each kind's operations, counting, the
+ * sink (QQ producer or burst callback) and the helpers every source shares
+ * (storing, VLAN tag re-insertion, link types, clocks).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -38,14 +38,46 @@ void ingest_source_info(const struct ingest_source *s, struct ingest_source_info
 	*out = s->info;
 }
 
-int ingest_source_run(struct ingest_source *s, unsigned queue, struct qq_producer *p, char *errbuf)
+static int queue_check(const struct ingest_source *s, unsigned queue, char *errbuf)
 {
 	errbuf[0] = '\0';
-	if (queue >= s->info.queues) {
-		snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: no queue %u", s->info.name, queue);
-		return -EINVAL;
+	if (queue < s->info.queues)
+		return 0;
+	snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: no queue %u", s->info.name, queue);
+	return -EINVAL;
+}
+
+int ingest_source_run(struct ingest_source *s, unsigned queue, struct qq_producer *p, char *errbuf)
+{
+	int r = queue_check(s, queue, errbuf);
+	if (r)
+		return r;
+	struct ingest_sink k = {.s = s, .queue = queue, .qq = p};
+	return s->ops->run(s, &k, errbuf);
+}
+
+int ingest_source_run_burst(struct ingest_source *s, unsigned queue, ingest_burst_fn fn, void *arg,
+                            char *errbuf)
+{
+	int r = queue_check(s, queue, errbuf);
+	if (r)
+		return r;
+	struct ingest_sink *k = calloc(1, sizeof(*k));
+	if (!k || !(k->stage = malloc(INGEST_STAGE_BYTES))) {
+		free(k);
+		snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: queue %u: out of memory", s->info.name,
+		         queue);
+		return -ENOMEM;
 	}
-	return s->ops->run(s, queue, p, errbuf);
+	k->s = s;
+	k->queue = queue;
+	k->fn = fn;
+	k->arg = arg;
+	r = s->ops->run(s, k, errbuf);
+	ingest__sink_deliver(k); /* what is left is staged: the sources deliver kept packets */
+	free(k->stage);
+	free(k);
+	return r;
 }
 
 void ingest_source_stop(struct ingest_source *s)
@@ -103,11 +135,55 @@ void ingest_source_close(struct ingest_source *s)
 		s->ops->close(s);
 }
 
-int ingest__store(struct ingest_source *s, struct qq_producer *p, unsigned queue, uint64_t ts_ns,
-                  uint32_t caplen, uint32_t wirelen, const uint8_t *data)
+void ingest__sink_deliver(struct ingest_sink *k)
 {
-	struct ingest_counters *c = &s->q[queue];
-	int r = qq_producer_append(p, ts_ns, caplen, wirelen, s->info.port, (uint16_t)queue, data);
+	if (!k->n)
+		return;
+	struct ingest_burst b = {
+	    .queue = k->queue, .linktype = k->s->info.linktype, .n = k->n, .pkt = k->pkt};
+	k->fn(k->arg, &b);
+	k->n = 0;
+	k->stage_used = 0;
+}
+
+void ingest__sink_flush(struct ingest_sink *k, uint64_t now_ns)
+{
+	if (k->qq)
+		qq_producer_flush(k->qq, now_ns);
+	else
+		ingest__sink_deliver(k);
+}
+
+void ingest__sink_idle(struct ingest_sink *k, uint64_t now_ns)
+{
+	if (k->qq) {
+		qq_producer_flush(k->qq, now_ns);
+	} else if (k->n) {
+		ingest__sink_deliver(k);
+	} else if (now_ns - k->idle_ns >= INGEST_IDLE_EVERY_NS) {
+		struct ingest_burst b = {.queue = k->queue, .linktype = k->s->info.linktype};
+		k->idle_ns = now_ns;
+		k->fn(k->arg, &b);
+	}
+}
+
+static void count_stored(struct ingest_counters *c, uint64_t ts_ns, uint32_t caplen,
+                         uint32_t wirelen)
+{
+	if (ld(&c->packets) == 0)
+		ingest__count_set(&c->first_ns, ts_ns);
+	ingest__count_set(&c->last_ns, ts_ns);
+	ingest__count_add(&c->packets, 1);
+	ingest__count_add(&c->bytes, caplen);
+	ingest__count_add(&c->wire_bytes, wirelen);
+}
+
+static int store_qq(struct ingest_sink *k, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
+                    const uint8_t *data)
+{
+	struct ingest_counters *c = &k->s->q[k->queue];
+	int r = qq_producer_append(k->qq, ts_ns, caplen, wirelen, k->s->info.port,
+	                           (uint16_t)k->queue, data);
 	if (r == QQ_E_TOOBIG) {
 		ingest__count_add(&c->dropped_oversize, 1);
 		return 0;
@@ -116,29 +192,83 @@ int ingest__store(struct ingest_source *s, struct qq_producer *p, unsigned queue
 		ingest__count_add(&c->dropped_qq, 1);
 		return INGEST_E_QQ;
 	}
-	if (ld(&c->packets) == 0)
-		ingest__count_set(&c->first_ns, ts_ns);
-	ingest__count_set(&c->last_ns, ts_ns);
-	ingest__count_add(&c->packets, 1);
-	ingest__count_add(&c->bytes, caplen);
-	ingest__count_add(&c->wire_bytes, wirelen);
+	count_stored(c, ts_ns, caplen, wirelen);
 	return 0;
 }
 
-int ingest__store_vlan(struct ingest_source *s, struct qq_producer *p, unsigned queue,
-                       uint64_t ts_ns, uint32_t caplen, uint32_t wirelen, const uint8_t *data,
-                       uint16_t tpid, uint16_t tci)
+uint8_t *ingest__sink_room(struct ingest_sink *k, uint32_t len)
 {
-	static _Thread_local uint8_t buf[262144 + 4];
-	if (caplen < 12 || caplen > sizeof(buf) - 4)
-		return ingest__store(s, p, queue, ts_ns, caplen, wirelen, data);
+	if (k->qq || len > INGEST_STAGE_BYTES)
+		return NULL;
+	if (len > INGEST_STAGE_BYTES - k->stage_used)
+		ingest__sink_deliver(k);
+	return k->stage + k->stage_used;
+}
+
+/* Takes len bytes at the staging area's free room (8-byte aligned). */
+static void stage_take(struct ingest_sink *k, uint32_t len)
+{
+	k->stage_used += (len + 7) & ~(size_t)7;
+	if (k->stage_used > INGEST_STAGE_BYTES)
+		k->stage_used = INGEST_STAGE_BYTES;
+}
+
+/*
+ * Burst mode: queues the packet.  One to copy goes into the staging area
+ * (after the pending ones are handed over if it does not fit its free
+ * room); one larger than the whole area is handed over alone, where it is.
+ */
+static void store_burst(struct ingest_sink *k, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
+                        const uint8_t *data, enum ingest_data how)
+{
+	int alone = 0;
+	count_stored(&k->s->q[k->queue], ts_ns, caplen, wirelen);
+	if (how == INGEST_COPY) {
+		uint8_t *room = ingest__sink_room(k, caplen);
+		if (room) {
+			memcpy(room, data, caplen);
+			data = room;
+			how = INGEST_STAGED;
+		} else {
+			alone = 1;
+			ingest__sink_deliver(k);
+		}
+	}
+	if (how == INGEST_STAGED)
+		stage_take(k, caplen);
+	k->pkt[k->n++] =
+	    (struct ingest_pkt){.ts_ns = ts_ns, .caplen = caplen, .wirelen = wirelen, .data = data};
+	if (k->n == INGEST_BURST || alone)
+		ingest__sink_deliver(k);
+}
+
+int ingest__store(struct ingest_sink *k, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
+                  const uint8_t *data, enum ingest_data how)
+{
+	if (k->qq)
+		return store_qq(k, ts_ns, caplen, wirelen, data);
+	store_burst(k, ts_ns, caplen, wirelen, data, how);
+	return 0;
+}
+
+int ingest__store_vlan(struct ingest_sink *k, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
+                       const uint8_t *data, uint16_t tpid, uint16_t tci)
+{
+	static _Thread_local uint8_t tls[262144 + 4];
+	if (caplen < 12 || caplen > sizeof(tls) - 4)
+		return ingest__store(k, ts_ns, caplen, wirelen, data, INGEST_KEEP);
+	/* burst mode builds the frame where the callback will read it */
+	uint8_t *buf = ingest__sink_room(k, caplen + 4);
+	enum ingest_data how = buf ? INGEST_STAGED : INGEST_COPY;
+	if (!buf)
+		buf = tls;
 	memcpy(buf, data, 12);
 	buf[12] = (uint8_t)(tpid >> 8);
 	buf[13] = (uint8_t)tpid;
 	buf[14] = (uint8_t)(tci >> 8);
 	buf[15] = (uint8_t)tci;
 	memcpy(buf + 16, data + 12, caplen - 12);
-	return ingest__store(s, p, queue, ts_ns, caplen + 4, wirelen + 4, buf);
+	return ingest__store(k, ts_ns, caplen + 4, wirelen + 4, buf, how);
 }
 
 /*

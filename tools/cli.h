@@ -18,6 +18,7 @@
 #define EXIT_DAMAGED 3
 
 int record_main(int argc, char **argv);
+int monitor_main(int argc, char **argv);
 int query_main(int argc, char **argv);
 int info_main(int argc, char **argv);
 int flows_main(int argc, char **argv);

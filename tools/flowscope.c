@@ -13,6 +13,7 @@ static const struct {
 	const char *what;
 } commands[] = {
     {"record", record_main, "record traffic into an archive"},
+    {"monitor", monitor_main, "run analysis modules on live traffic, nothing archived"},
     {"query", query_main, "matching packets from an archive as a pcap"},
     {"info", info_main, "what an archive holds"},
     {"flows", flows_main, "the flows an archive holds (and what triggered them)"},

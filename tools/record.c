@@ -14,35 +14,14 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "tools/cli.h"
 #include "tools/record.h"
 
 #define CMD "record"
-#define POLL_MS 50
-
-static volatile sig_atomic_t g_signals;
-static struct ingest_source *volatile g_src;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	if (g_signals++ > 0) {
-		static const char msg[] =
-		    "flowscope record: second signal: exiting now; the archive "
-		    "is valid up to its last commit\n";
-		ssize_t w = write(STDERR_FILENO, msg, sizeof(msg) - 1);
-		(void)w;
-		_exit(130);
-	}
-	if (g_src)
-		ingest_source_stop(g_src);
-}
 
 static void usage(FILE *f)
 {
@@ -143,75 +122,19 @@ static int parse_archive_opt(struct record_opts *o, int c, const char *arg)
 	return -1;
 }
 
-static int parse_source_opt(struct record_opts *o, int c, const char *arg)
-{
-	char *end;
-	switch (c) {
-	case 'r':
-		o->read = arg;
-		return 0;
-	case 'D':
-		o->dpdk = arg;
-		return 0;
-	case 'A':
-		o->afpacket = arg;
-		return 0;
-	case 'L':
-		o->live = arg;
-		return 0;
-	case 'p':
-		return cli_parse_uint(arg, 0, 65535, &o->dpdk_port) ? bad("--port", arg, "0..65535")
-		                                                    : 0;
-	case 'Q':
-		return cli_parse_uint(arg, 1, INGEST_MAX_QUEUES, &o->rx_queues)
-		           ? bad("--rx-queues", arg, "1..64")
-		           : 0;
-	case 'n':
-		return cli_parse_uint(arg, 1, RECORD_MAX_ANALYZERS, &o->analyzers)
-		           ? bad("--analyzers", arg, "1..16")
-		           : 0;
-	case 'd':
-		return cli_parse_uint(arg, 1, RECORD_MAX_DUMPERS, &o->dumpers)
-		           ? bad("--dumpers", arg, "1..16")
-		           : 0;
-	case 'M':
-	case 'T':
-		if (o->nmodules == RECORD_MAX_MODULES) {
-			cli_error(CMD, "at most %d --module and --trigger options",
-			          RECORD_MAX_MODULES);
-			return EXIT_USAGE;
-		}
-		if (c == 'T' ? asprintf(&o->modules[o->nmodules], "trigger:%s", arg) < 0
-		             : !(o->modules[o->nmodules] = strdup(arg)))
-			return EXIT_FAIL;
-		o->nmodules++;
-		return 0;
-	case 'S':
-		o->replay_speed = strtod(arg, &end);
-		if (*end || end == arg || !(o->replay_speed > 0) || o->replay_speed > 1e6)
-			return bad("--replay-speed", arg, "a factor such as 1 or 0.5 or 10");
-		return 0;
-	}
-	return -1;
-}
-
 static int parse_opt(struct record_opts *o, int c, const char *arg)
 {
 	int r;
-	if ((r = parse_source_opt(o, c, arg)) >= 0 || (r = parse_qq_opt(o, c, arg)) >= 0 ||
+	if ((r = capture_parse_opt(o, CMD, c, arg)) >= 0 || (r = parse_qq_opt(o, c, arg)) >= 0 ||
 	    (r = parse_archive_opt(o, c, arg)) >= 0)
 		return r;
 	switch (c) {
 	case 'a':
 		o->archive = arg;
 		return 0;
-	case 'f':
-		return cli_parse_uint(arg, 1024, 1u << 28, &o->max_flows)
-		           ? bad("--max-flows", arg, "1024..268435456")
-		           : 0;
-	case 'i':
-		return cli_parse_duration(arg, &o->stats_ns)
-		           ? bad("--stats-interval", arg, "a duration such as 5s")
+	case 'd':
+		return cli_parse_uint(arg, 1, RECORD_MAX_DUMPERS, &o->dumpers)
+		           ? bad("--dumpers", arg, "1..16")
 		           : 0;
 	}
 	return EXIT_USAGE;
@@ -247,27 +170,15 @@ static const struct option longopts[] = {
 
 static int check_args(const struct record_opts *o)
 {
-	int sources = !!o->read + !!o->dpdk + !!o->afpacket + !!o->live;
 	if (!o->archive) {
 		cli_error(CMD, "--archive DIR is required (see flowscope record --help)");
 		return EXIT_USAGE;
 	}
-	if (sources != 1) {
-		cli_error(CMD, sources ? "give one source: --read, --dpdk, --afpacket or --live"
-		                       : "a source (--read FILE, --dpdk, --afpacket or --live) is "
-		                         "required");
-		return EXIT_USAGE;
-	}
-	if (o->rx_queues > 1 && !o->dpdk && !o->afpacket) {
-		cli_error(CMD, "--rx-queues needs --dpdk or --afpacket");
-		return EXIT_USAGE;
-	}
+	int r = capture_check_opts(o, CMD);
+	if (r)
+		return r;
 	if (o->triggered && o->nmodules == 0) {
 		cli_error(CMD, "--capture triggered needs --trigger BPF or --module M");
-		return EXIT_USAGE;
-	}
-	if (o->replay_speed > 0 && !o->read) {
-		cli_error(CMD, "--replay-speed needs --read");
 		return EXIT_USAGE;
 	}
 	/* each dumper's open segment grows to --segment-size and cannot be dropped, the index
@@ -294,83 +205,18 @@ static int parse_args(int argc, char **argv, struct record_opts *o)
 	                          .max_flows = 262144,
 	                          .rx_queues = 1,
 	                          .zstd_level = -1};
-	int c;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-		if (c == 'h') {
-			usage(stdout);
-			return -1;
-		}
-		if (c == '?' || c == ':')
-			return cli_usage_error(CMD, argv, optind, optopt);
-		int r = parse_opt(o, c, optarg);
-		if (r)
-			return r;
-	}
-	if (optind < argc) {
-		cli_error(CMD, "unexpected argument '%s' (see flowscope record --help)",
-		          argv[optind]);
-		return EXIT_USAGE;
-	}
-	return check_args(o);
+	int r = capture_getopt(argc, argv, CMD, longopts, parse_opt, usage, o);
+	return r ? r : check_args(o);
 }
 
 /* ---- status line and report ------------------------------------------------------------------- */
 
-/* Appends the non-zero drop reasons of st to f: " (kernel 3, imissed 2)". */
-static void drop_reasons(FILE *f, const struct ingest_stats *st)
+static void status_line(void *arg, struct capture_rates *last, double dt)
 {
-	const struct {
-		const char *name;
-		uint64_t v;
-	} r[] = {{"kernel", st->dropped_kernel}, {"iface", st->dropped_iface},
-	         {"imissed", st->imissed},       {"ierrors", st->ierrors},
-	         {"nombuf", st->rx_nombuf},      {"oversize", st->dropped_oversize},
-	         {"qq-stopped", st->dropped_qq}};
-	const char *sep = " (";
-	for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++)
-		if (r[i].v) {
-			fprintf(f, "%s%s %" PRIu64, sep, r[i].name, r[i].v);
-			sep = ", ";
-		}
-	if (sep[0] == ',')
-		fputc(')', f);
-}
-
-struct rates {
-	uint64_t pkts[INGEST_MAX_QUEUES + 1], bits[INGEST_MAX_QUEUES + 1]; /* last sample */
-};
-
-/* "q1 1200 pkt/s 9.6 Mbit/s drops 0" for queue q (-1: the whole source). */
-static void rate_part(FILE *f, struct record_pipeline *pl, int q, struct rates *last, double dt)
-{
-	struct ingest_stats st;
-	ingest_source_stats(pl->src, q, &st);
-	unsigned i = q < 0 ? INGEST_MAX_QUEUES : (unsigned)q;
-	double pps = (double)(st.packets - last->pkts[i]) / dt;
-	double bps = (double)(st.wire_bytes * 8 - last->bits[i]) / dt;
-	if (q >= 0)
-		fprintf(f, " q%d", q);
-	fprintf(f, " %.0f pkt/s %.1f Mbit/s drops %" PRIu64, pps, bps / 1e6,
-	        ingest_stats_drops(&st));
-	drop_reasons(f, &st);
-	last->pkts[i] = st.packets;
-	last->bits[i] = st.wire_bytes * 8;
-}
-
-static void status_line(struct record_pipeline *pl, struct rates *last, double dt)
-{
-	struct ingest_stats st;
+	struct record_pipeline *pl = arg;
 	struct qq_stats qs;
-	ingest_source_stats(pl->src, -1, &st);
 	qq_stats(pl->qq, &qs);
-	fprintf(stderr, "flowscope record: %s %s %" PRIu64 " pkts,", pl->info.kind, pl->info.name,
-	        st.packets);
-	rate_part(stderr, pl, -1, last, dt);
-	for (unsigned q = 0; pl->info.queues > 1 && q < pl->info.queues; q++) {
-		fputs(q ? ";" : " |", stderr);
-		rate_part(stderr, pl, (int)q, last, dt);
-	}
+	capture_status_source(stderr, CMD, pl->src, &pl->info, last, dt);
 	double window =
 	    qs.newest_ns > qs.oldest_ns ? (double)(qs.newest_ns - qs.oldest_ns) / 1e9 : 0;
 	fprintf(stderr, " | qq %.0f%% window %.1fs drops %" PRIu64 "\n", qs.fill * 100, window,
@@ -380,82 +226,15 @@ static void status_line(struct record_pipeline *pl, struct rates *last, double d
 /* Waits for the sources to end (or fail, or a signal), printing status lines. */
 static void wait_sources(struct record_pipeline *pl)
 {
-	struct rates last;
-	memset(&last, 0, sizeof(last));
-	uint64_t t = cli_mono_ns();
-	while (atomic_load(&pl->queues_running) > 0 && !atomic_load(&pl->failed)) {
-		usleep(POLL_MS * 1000);
-		uint64_t now = cli_mono_ns();
-		if (pl->o.stats_ns && now - t >= pl->o.stats_ns) {
-			status_line(pl, &last, (double)(now - t) / 1e9);
-			t = now;
-		}
-	}
+	capture_wait(&pl->queues_running, &pl->failed, pl->o.stats_ns, status_line, pl);
 	ingest_source_stop(pl->src); /* a failure, or one queue ended: stop them all */
-}
-
-static void report_ingest(FILE *f, const struct record_pipeline *pl)
-{
-	struct ingest_stats st;
-	for (int q = pl->info.queues > 1 ? 0 : -1; q < (int)pl->info.queues; q++) {
-		char name[32] = "";
-		if (q >= 0)
-			snprintf(name, sizeof(name), ".q%d", q);
-		ingest_source_stats(pl->src, q, &st);
-		fprintf(f, "ingest.%s%s: packets %" PRIu64 ", bytes %" PRIu64 ", drops %" PRIu64,
-		        pl->info.kind, name, st.packets, st.wire_bytes, ingest_stats_drops(&st));
-		drop_reasons(f, &st);
-		if (st.truncated_records)
-			fprintf(f, ", truncated_records %" PRIu64, st.truncated_records);
-		fputc('\n', f);
-		if (q < 0)
-			break;
-	}
-	if (pl->info.queues > 1) {
-		ingest_source_stats(pl->src, -1, &st);
-		fprintf(f, "ingest.%s: packets %" PRIu64 ", bytes %" PRIu64 ", drops %" PRIu64,
-		        pl->info.kind, st.packets, st.wire_bytes, ingest_stats_drops(&st));
-		drop_reasons(f, &st);
-		fputc('\n', f);
-	}
-}
-
-static void report_flows(FILE *f, const struct record_pipeline *pl)
-{
-	uint64_t flows = 0, evicted = 0;
-	fprintf(f, "flowtrack:");
-	for (unsigned i = 0; i < pl->nanalyzers; i++) {
-		struct ft_table_stats st;
-		ft_table_stats(pl->ana[i].flows, &st);
-		flows += st.inserted;
-		evicted += st.evicted;
-		fprintf(f, " analyzer%u %" PRIu64 " packets %" PRIu64 " flows,", i,
-		        pl->ana[i].packets, st.inserted);
-	}
-	fprintf(f, " flows %" PRIu64 ", evicted %" PRIu64 ", split_across_analyzers %" PRIu64 "\n",
-	        flows, evicted, record_pipeline_split_flows(pl));
 }
 
 static void report_modules(FILE *f, const struct record_pipeline *pl)
 {
 	if (!pl->mods)
 		return;
-	for (unsigned m = 0; m < ft_modset_count(pl->mods); m++) {
-		struct ft_engine_stats sum = {0}, st;
-		for (unsigned i = 0; i < pl->nanalyzers; i++) {
-			ft_engine_stats(pl->ana[i].engine, m, &st);
-			sum.packets += st.packets;
-			sum.flows += st.flows;
-			sum.triggers += st.triggers;
-			sum.expired += st.expired;
-			sum.evicted += st.evicted;
-		}
-		fprintf(f,
-		        "module %s: packets %" PRIu64 ", flows %" PRIu64 ", triggers %" PRIu64
-		        ", expired %" PRIu64 ", evicted %" PRIu64 "\n",
-		        pl->o.modules[m], sum.packets, sum.flows, sum.triggers, sum.expired,
-		        sum.evicted);
-	}
+	capture_report_modules(f, &pl->o, pl->mods, pl->ana, pl->nanalyzers);
 	uint64_t selected = 0, skipped = 0;
 	for (unsigned i = 0; i < pl->ndumpers; i++) {
 		selected += pl->dump[i].selected;
@@ -498,7 +277,7 @@ static void report_write(FILE *f, struct record_pipeline *pl, double secs, const
 	        cli_format_time(pl->t_start_ns, t0, sizeof(t0)),
 	        cli_format_time(cli_now_ns(), t1, sizeof(t1)), secs, pl->info.kind, pl->info.name,
 	        pl->info.queues, pl->nanalyzers, ended);
-	report_ingest(f, pl);
+	capture_report_ingest(f, pl->src, &pl->info);
 	fprintf(f,
 	        "qq: %.0f MiB, %u chunks, packets %" PRIu64 ", overwritten %" PRIu64
 	        " packets in %" PRIu64 " chunks, dropped_busy %" PRIu64
@@ -506,7 +285,7 @@ static void report_write(FILE *f, struct record_pipeline *pl, double secs, const
 	        (double)qs.capacity / 1048576, qs.chunks, qs.enqueued_packets,
 	        qs.overwritten_packets, qs.overwritten_chunks, qs.dropped_packets,
 	        qs.backpressure_waits);
-	report_flows(f, pl);
+	capture_report_flows(f, pl->ana, pl->nanalyzers);
 	report_modules(f, pl);
 	fprintf(f,
 	        "archive.writer: packets %" PRIu64 ", segments %" PRIu64 ", frames %" PRIu64
@@ -535,13 +314,7 @@ static void report(struct record_pipeline *pl, double secs, const char *ended)
 		return;
 	report_write(m, pl, secs, ended);
 	fclose(m);
-	for (char *line = text, *nl; line && *line; line = nl + 1) {
-		nl = strchr(line, '\n');
-		fprintf(stderr, "flowscope record: %.*s\n",
-		        (int)(nl ? nl - line : (long)strlen(line)), line);
-		if (!nl)
-			break;
-	}
+	capture_print_lines(stderr, CMD, text);
 	if (pl->arch && archive_set_run_report(pl->arch, text) != 0)
 		cli_error(CMD, "cannot store the run report: %s", archive_errmsg());
 	free(text);
@@ -558,15 +331,6 @@ static void print_qq(const struct record_pipeline *pl)
 	                                     : "normal (THP requested)");
 }
 
-static void signals_install(void)
-{
-	struct sigaction sa = {0};
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
-
 /* The exit status: the first failure, else damaged input (3), else 0. */
 static int exit_status(struct record_pipeline *pl)
 {
@@ -576,23 +340,13 @@ static int exit_status(struct record_pipeline *pl)
 		return EXIT_FAIL;
 	}
 	for (unsigned q = 0; q < pl->info.queues; q++) {
-		struct record_queue *rq = &pl->queue[q];
-		if (rq->rc == INGEST_E_DAMAGED) {
-			cli_error(CMD, "%s; the archive holds every packet before it", rq->err);
-			damaged = 1;
-		} else if (rq->rc) {
-			cli_error(CMD, "%s", rq->err[0] ? rq->err : ingest_strerror(rq->rc));
-			return EXIT_FAIL;
-		}
+		const struct record_queue *rq = &pl->queue[q];
+		int r = capture_queue_status(CMD, rq->rc, rq->err,
+		                             "the archive holds every packet before it", &damaged);
+		if (r)
+			return r;
 	}
 	return damaged ? EXIT_DAMAGED : EXIT_OK;
-}
-
-static void opts_free(struct record_opts *o)
-{
-	for (unsigned i = 0; i < o->nmodules; i++)
-		free(o->modules[i]);
-	o->nmodules = 0;
 }
 
 static int record_run(struct record_pipeline *pl);
@@ -603,30 +357,31 @@ int record_main(int argc, char **argv)
 	int r = parse_args(argc, argv, &pl.o);
 	if (r == 0)
 		r = record_run(&pl);
-	opts_free(&pl.o);
+	capture_opts_free(&pl.o);
 	return r < 0 ? EXIT_OK : r;
 }
 
 static int record_run(struct record_pipeline *pl)
 {
 	int r;
-	signals_install();
+	capture_signals_install("flowscope record: second signal: exiting now; the archive is "
+	                        "valid up to its last commit\n");
 	if ((r = record_pipeline_open(pl)) != 0) {
 		record_pipeline_close(pl);
 		return r;
 	}
 	print_qq(pl);
 	uint64_t t0 = cli_mono_ns();
-	g_src = pl->src;
+	capture_signals_source(pl->src);
 	record_pipeline_start(pl);
 	wait_sources(pl);
 	record_pipeline_finish(pl);
 	record_pipeline_seal(pl);
 	report(pl, (double)(cli_mono_ns() - t0) / 1e9,
 	       atomic_load(&pl->failed) ? "error"
-	       : g_signals              ? "signal"
+	       : capture_signalled()    ? "signal"
 	                                : "end of input");
-	g_src = NULL;
+	capture_signals_source(NULL);
 	record_pipeline_close(pl);
 	return exit_status(pl);
 }

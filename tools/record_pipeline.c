@@ -42,54 +42,20 @@ static void *queue_thread(void *arg)
 	return NULL;
 }
 
-/* Flow tracking: every packet's bidirectional 5-tuple into this analyzer's table. */
-/* The analyzer's own flow table: every packet's bidirectional 5-tuple (VLAN-aware). */
-static void track_flow(struct record_analyzer *a, struct qq_record *rec,
-                       const struct ft_packet *pkt)
-{
-	struct ft_flow_key key;
-	int dir, is_new;
-	if (ft_flow_key_from_packet(pkt, FT_KEY_VLAN, &key, &dir) != 0)
-		return;
-	uint64_t h = ft_flow_key_hash(&key);
-	rec->flow_hash = (uint32_t)h;
-	struct ft_flow *f = ft_table_lookup(a->flows, &key, h, &is_new);
-	if (is_new)
-		f->first_ns = rec->ts_ns;
-	f->last_ns = rec->ts_ns;
-	f->packets[dir]++;
-	f->bytes[dir] += rec->wirelen;
-	f->tcp_flags[dir] |= pkt->tcp_flags;
-}
-
 /* A range of records: flow tracking per packet, the modules a burst at a time. */
 static void analyze_range(struct record_analyzer *a, const struct qq_peek *pk)
 {
 	int linktype = a->pl->info.linktype;
-	struct ft_packet pkt[FT_ENGINE_BURST];
-	struct ft_packet_ctx ctx[FT_ENGINE_BURST];
-	unsigned n = 0;
+	struct capture_burst b;
+	b.n = 0;
 	for (uint32_t i = pk->first; i < pk->end; i++) {
 		struct qq_record *rec = qq_chunk_record(pk->chunk, i);
-		a->packets++;
-		if (ft_parse(linktype, rec->data, rec->caplen, &pkt[n]) != 0)
-			continue;
-		track_flow(a, rec, &pkt[n]);
-		if (!a->engine)
-			continue;
-		ctx[n] = (struct ft_packet_ctx){.ts_ns = rec->ts_ns,
-		                                .caplen = rec->caplen,
-		                                .wirelen = rec->wirelen,
-		                                .linktype = linktype,
-		                                .data = rec->data,
-		                                .pkt = &pkt[n]};
-		if (++n == FT_ENGINE_BURST) {
-			ft_engine_packets(a->engine, ctx, n);
-			n = 0;
-		}
+		uint32_t h = capture_analyze(a, &b, linktype, rec->ts_ns, rec->caplen, rec->wirelen,
+		                             rec->data);
+		if (h)
+			rec->flow_hash = h;
 	}
-	if (n)
-		ft_engine_packets(a->engine, ctx, n);
+	capture_analyze_flush(a, &b);
 }
 
 /*
@@ -307,31 +273,6 @@ static void *housekeeper_thread(void *arg)
 
 /* ---- setup ----------------------------------------------------------------------------------- */
 
-static int source_open(struct record_pipeline *pl)
-{
-	char err[INGEST_ERRBUF_SIZE];
-	const struct record_opts *o = &pl->o;
-	int r;
-	if (o->read) {
-		r = ingest_file_open(o->read, 0, &pl->src, err);
-		if (r == 0)
-			ingest_file_set_speed(pl->src, o->replay_speed);
-	} else if (o->dpdk) {
-		r = ingest_dpdk_open(o->dpdk, (uint16_t)o->dpdk_port, (unsigned)o->rx_queues, 0,
-		                     &pl->src, err);
-	} else if (o->afpacket) {
-		r = ingest_afpacket_open(o->afpacket, (unsigned)o->rx_queues, 0, &pl->src, err);
-	} else {
-		r = ingest_live_open(o->live, 0, &pl->src, err);
-	}
-	if (r) {
-		cli_error(CMD, "%s", err[0] ? err : ingest_strerror(r));
-		return EXIT_FAIL;
-	}
-	ingest_source_info(pl->src, &pl->info);
-	return 0;
-}
-
 /* Chunks: a sixteenth of the ring, between 512 KiB (fits any packet) and 4 MiB. */
 size_t record_chunk_size(uint64_t qq_size)
 {
@@ -373,16 +314,9 @@ static int qq_open(struct record_pipeline *pl)
 
 static int analyzers_open(struct record_pipeline *pl)
 {
-	for (unsigned i = 0; i < pl->nanalyzers; i++) {
-		pl->ana[i] = (struct record_analyzer){.pl = pl, .id = i};
-		int r = ft_table_create(pl->o.max_flows, 0, NULL, &pl->ana[i].flows);
-		if (r) {
-			cli_error(CMD, "flow table of %" PRIu64 " flows: %s", pl->o.max_flows,
-			          ft_strerror(r));
-			return EXIT_FAIL;
-		}
-	}
-	return 0;
+	for (unsigned i = 0; i < pl->nanalyzers; i++)
+		pl->ana[i].pl = pl;
+	return capture_analyzers_open(pl->ana, pl->nanalyzers, &pl->o, CMD);
 }
 
 /* ---- modules and dump rules ---------------------------------------------------------------- */
@@ -409,18 +343,9 @@ static void on_expire(void *arg, unsigned module, const struct ft_flow_key *key,
 /* Instances first: a bad module or filter must fail before the archive is touched. */
 static int modules_create(struct record_pipeline *pl)
 {
-	char err[512];
-	if (pl->o.nmodules == 0)
-		return 0;
 	unsigned want = pl->o.analyzers ? (unsigned)pl->o.analyzers : pl->info.queues;
-	int r = ft_modset_create((const char *const *)pl->o.modules, pl->o.nmodules,
-	                         want > RECORD_MAX_ANALYZERS ? RECORD_MAX_ANALYZERS : want,
-	                         &pl->mods, err, sizeof(err));
-	if (r) {
-		cli_error(CMD, "%s", err);
-		return EXIT_USAGE;
-	}
-	return 0;
+	return capture_modules_create(
+	    &pl->o, CMD, want > RECORD_MAX_ANALYZERS ? RECORD_MAX_ANALYZERS : want, &pl->mods);
 }
 
 /* Trigger ids in the archive, the rule table, the dumper's view, one engine per analyzer. */
@@ -479,7 +404,7 @@ static int archive_setup(struct record_pipeline *pl)
 int record_pipeline_open(struct record_pipeline *pl)
 {
 	/* the source first: a bad input must fail before the archive is touched */
-	int r = source_open(pl);
+	int r = capture_source_open(&pl->o, CMD, &pl->src, &pl->info);
 	if (r)
 		return r;
 	unsigned want = pl->o.analyzers ? (unsigned)pl->o.analyzers : pl->info.queues;
@@ -579,42 +504,4 @@ void record_pipeline_close(struct record_pipeline *pl)
 	ft_modset_destroy(pl->mods);
 	qq_destroy(pl->qq);
 	ingest_source_close(pl->src);
-}
-
-/* ---- flow affinity check ------------------------------------------------------------------------ */
-
-struct split_ctx {
-	struct ft_table *seen; /* state: 1 byte, the analyzer id + 1 */
-	unsigned id;
-	uint64_t split;
-};
-
-static void split_visit(struct ft_flow *f, void *arg)
-{
-	struct split_ctx *c = arg;
-	int is_new;
-	struct ft_flow *s = ft_table_lookup(c->seen, &f->key, ft_flow_key_hash(&f->key), &is_new);
-	if (is_new)
-		s->state[0] = (uint8_t)(c->id + 1);
-	else if (s->state[0] != c->id + 1)
-		c->split++;
-}
-
-uint64_t record_pipeline_split_flows(const struct record_pipeline *pl)
-{
-	if (pl->nanalyzers < 2)
-		return 0;
-	size_t total = 0;
-	for (unsigned i = 0; i < pl->nanalyzers; i++) {
-		struct ft_table_stats st;
-		ft_table_stats(pl->ana[i].flows, &st);
-		total += st.flows;
-	}
-	struct split_ctx c = {0};
-	if (total == 0 || ft_table_create(total, 1, NULL, &c.seen) != 0)
-		return 0;
-	for (c.id = 0; c.id < pl->nanalyzers; c.id++)
-		ft_table_foreach(pl->ana[c.id].flows, split_visit, &c);
-	ft_table_destroy(c.seen);
-	return c.split;
 }

@@ -1,0 +1,496 @@
+/*
+ * What `flowscope record` and `flowscope monitor` share: the source and
+ * analysis options, opening the source and the modules, the analysis of one
+ * packet (flow tracking and the modules, a burst at a time), and the ingest,
+ * flowtrack and module lines of the status line and the final report.
+ *
+ * record analyses packets from the QQ on analyzer threads; monitor analyses
+ * them on each source queue's own thread as they arrive.  Both use the same
+ * struct record_analyzer (a flow table and a module engine) through these
+ * functions, so their counters and their module output mean the same.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tools/cli.h"
+#include "tools/record.h"
+
+/* ---- options ---------------------------------------------------------------------------- */
+
+static int bad(const char *cmd, const char *opt, const char *arg, const char *want)
+{
+	cli_error(cmd, "%s '%s': expected %s", opt, arg, want);
+	return EXIT_USAGE;
+}
+
+static int parse_module(struct record_opts *o, const char *cmd, int c, const char *arg)
+{
+	if (o->nmodules == RECORD_MAX_MODULES) {
+		cli_error(cmd, "at most %d --module and --trigger options", RECORD_MAX_MODULES);
+		return EXIT_USAGE;
+	}
+	if (c == 'T' ? asprintf(&o->modules[o->nmodules], "trigger:%s", arg) < 0
+	             : !(o->modules[o->nmodules] = strdup(arg)))
+		return EXIT_FAIL;
+	o->nmodules++;
+	return 0;
+}
+
+static int parse_source(struct record_opts *o, const char *cmd, int c, const char *arg)
+{
+	char *end;
+	switch (c) {
+	case 'r':
+		o->read = arg;
+		return 0;
+	case 'D':
+		o->dpdk = arg;
+		return 0;
+	case 'A':
+		o->afpacket = arg;
+		return 0;
+	case 'L':
+		o->live = arg;
+		return 0;
+	case 'p':
+		return cli_parse_uint(arg, 0, 65535, &o->dpdk_port)
+		           ? bad(cmd, "--port", arg, "0..65535")
+		           : 0;
+	case 'Q':
+		return cli_parse_uint(arg, 1, INGEST_MAX_QUEUES, &o->rx_queues)
+		           ? bad(cmd, "--rx-queues", arg, "1..64")
+		           : 0;
+	case 'S':
+		o->replay_speed = strtod(arg, &end);
+		if (*end || end == arg || !(o->replay_speed > 0) || o->replay_speed > 1e6)
+			return bad(cmd, "--replay-speed", arg, "a factor such as 1 or 0.5 or 10");
+		return 0;
+	}
+	return -1;
+}
+
+int capture_parse_opt(struct record_opts *o, const char *cmd, int c, const char *arg)
+{
+	int r = parse_source(o, cmd, c, arg);
+	if (r >= 0)
+		return r;
+	switch (c) {
+	case 'M':
+	case 'T':
+		return parse_module(o, cmd, c, arg);
+	case 'n':
+		return cli_parse_uint(arg, 1, RECORD_MAX_ANALYZERS, &o->analyzers)
+		           ? bad(cmd, "--analyzers", arg, "1..16")
+		           : 0;
+	case 'f':
+		return cli_parse_uint(arg, 1024, 1u << 28, &o->max_flows)
+		           ? bad(cmd, "--max-flows", arg, "1024..268435456")
+		           : 0;
+	case 'i':
+		return cli_parse_duration(arg, &o->stats_ns)
+		           ? bad(cmd, "--stats-interval", arg, "a duration such as 5s")
+		           : 0;
+	}
+	return -1;
+}
+
+int capture_check_opts(const struct record_opts *o, const char *cmd)
+{
+	int sources = !!o->read + !!o->dpdk + !!o->afpacket + !!o->live;
+	if (sources != 1) {
+		cli_error(cmd, sources ? "give one source: --read, --dpdk, --afpacket or --live"
+		                       : "a source (--read FILE, --dpdk, --afpacket or --live) is "
+		                         "required");
+		return EXIT_USAGE;
+	}
+	if (o->rx_queues > 1 && !o->dpdk && !o->afpacket) {
+		cli_error(cmd, "--rx-queues needs --dpdk or --afpacket");
+		return EXIT_USAGE;
+	}
+	if (o->replay_speed > 0 && !o->read) {
+		cli_error(cmd, "--replay-speed needs --read");
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+int capture_getopt(int argc, char **argv, const char *cmd, const struct option *longopts,
+                   int (*parse)(struct record_opts *o, int c, const char *arg),
+                   void (*usage)(FILE *f), struct record_opts *o)
+{
+	int c;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		if (c == 'h') {
+			usage(stdout);
+			return -1;
+		}
+		if (c == '?' || c == ':')
+			return cli_usage_error(cmd, argv, optind, optopt);
+		int r = parse(o, c, optarg);
+		if (r)
+			return r;
+	}
+	if (optind < argc) {
+		cli_error(cmd, "unexpected argument '%s' (see flowscope %s --help)", argv[optind],
+		          cmd);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+void capture_opts_free(struct record_opts *o)
+{
+	for (unsigned i = 0; i < o->nmodules; i++)
+		free(o->modules[i]);
+	o->nmodules = 0;
+}
+
+/* ---- signals ------------------------------------------------------------------------------ */
+
+static volatile sig_atomic_t g_signals;
+static struct ingest_source *volatile g_src;
+static const char *g_second; /* set before the handler is installed, then only read */
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (g_signals++ > 0) {
+		ssize_t w = write(STDERR_FILENO, g_second, strlen(g_second));
+		(void)w;
+		_exit(130);
+	}
+	if (g_src)
+		ingest_source_stop(g_src);
+}
+
+void capture_signals_install(const char *second)
+{
+	struct sigaction sa = {0};
+	g_second = second;
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+void capture_signals_source(struct ingest_source *src)
+{
+	g_src = src;
+}
+
+int capture_signalled(void)
+{
+	return g_signals > 0;
+}
+
+/* ---- setup ------------------------------------------------------------------------------- */
+
+int capture_source_open(const struct record_opts *o, const char *cmd, struct ingest_source **src,
+                        struct ingest_source_info *info)
+{
+	char err[INGEST_ERRBUF_SIZE];
+	int r;
+	if (o->read) {
+		r = ingest_file_open(o->read, 0, src, err);
+		if (r == 0)
+			ingest_file_set_speed(*src, o->replay_speed);
+	} else if (o->dpdk) {
+		r = ingest_dpdk_open(o->dpdk, (uint16_t)o->dpdk_port, (unsigned)o->rx_queues, 0,
+		                     src, err);
+	} else if (o->afpacket) {
+		r = ingest_afpacket_open(o->afpacket, (unsigned)o->rx_queues, 0, src, err);
+	} else {
+		r = ingest_live_open(o->live, 0, src, err);
+	}
+	if (r) {
+		cli_error(cmd, "%s", err[0] ? err : ingest_strerror(r));
+		return EXIT_FAIL;
+	}
+	ingest_source_info(*src, info);
+	return 0;
+}
+
+int capture_modules_create(const struct record_opts *o, const char *cmd, unsigned engines,
+                           struct ft_modset **out)
+{
+	char err[512];
+	*out = NULL;
+	if (o->nmodules == 0)
+		return 0;
+	if (ft_modset_create((const char *const *)o->modules, o->nmodules, engines, out, err,
+	                     sizeof(err)) != 0) {
+		cli_error(cmd, "%s", err);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+int capture_analyzers_open(struct record_analyzer *ana, unsigned n, const struct record_opts *o,
+                           const char *cmd)
+{
+	for (unsigned i = 0; i < n; i++) {
+		ana[i].id = i;
+		int r = ft_table_create(o->max_flows, 0, NULL, &ana[i].flows);
+		if (r) {
+			cli_error(cmd, "flow table of %" PRIu64 " flows: %s", o->max_flows,
+			          ft_strerror(r));
+			return EXIT_FAIL;
+		}
+	}
+	return 0;
+}
+
+/* ---- analysis ---------------------------------------------------------------------------- */
+
+/* The analyzer's own flow table: every packet's bidirectional 5-tuple (VLAN-aware). */
+static uint32_t track_flow(struct record_analyzer *a, uint64_t ts_ns, uint32_t wirelen,
+                           const struct ft_packet *pkt)
+{
+	struct ft_flow_key key;
+	int dir, is_new;
+	if (ft_flow_key_from_packet(pkt, FT_KEY_VLAN, &key, &dir) != 0)
+		return 0;
+	uint64_t h = ft_flow_key_hash(&key);
+	struct ft_flow *f = ft_table_lookup(a->flows, &key, h, &is_new);
+	if (is_new)
+		f->first_ns = ts_ns;
+	f->last_ns = ts_ns;
+	f->packets[dir]++;
+	f->bytes[dir] += wirelen;
+	f->tcp_flags[dir] |= pkt->tcp_flags;
+	return (uint32_t)h;
+}
+
+uint32_t capture_analyze(struct record_analyzer *a, struct capture_burst *b, int linktype,
+                         uint64_t ts_ns, uint32_t caplen, uint32_t wirelen, const uint8_t *data)
+{
+	struct ft_packet *pkt = &b->pkt[b->n];
+	a->packets++;
+	if (ft_parse(linktype, data, caplen, pkt) != 0)
+		return 0;
+	uint32_t h = track_flow(a, ts_ns, wirelen, pkt);
+	if (!a->engine)
+		return h;
+	b->ctx[b->n] = (struct ft_packet_ctx){.ts_ns = ts_ns,
+	                                      .caplen = caplen,
+	                                      .wirelen = wirelen,
+	                                      .linktype = linktype,
+	                                      .data = data,
+	                                      .pkt = pkt};
+	if (++b->n == FT_ENGINE_BURST)
+		capture_analyze_flush(a, b);
+	return h;
+}
+
+void capture_analyze_flush(struct record_analyzer *a, struct capture_burst *b)
+{
+	if (b->n)
+		ft_engine_packets(a->engine, b->ctx, b->n);
+	b->n = 0;
+}
+
+/* ---- flow affinity check ------------------------------------------------------------------ */
+
+struct split_ctx {
+	struct ft_table *seen; /* state: 1 byte, the analyzer id + 1 */
+	unsigned id;
+	uint64_t split;
+};
+
+static void split_visit(struct ft_flow *f, void *arg)
+{
+	struct split_ctx *c = arg;
+	int is_new;
+	struct ft_flow *s = ft_table_lookup(c->seen, &f->key, ft_flow_key_hash(&f->key), &is_new);
+	if (is_new)
+		s->state[0] = (uint8_t)(c->id + 1);
+	else if (s->state[0] != c->id + 1)
+		c->split++;
+}
+
+uint64_t capture_split_flows(const struct record_analyzer *ana, unsigned n)
+{
+	if (n < 2)
+		return 0;
+	size_t total = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct ft_table_stats st;
+		ft_table_stats(ana[i].flows, &st);
+		total += st.flows;
+	}
+	struct split_ctx c = {0};
+	if (total == 0 || ft_table_create(total, 1, NULL, &c.seen) != 0)
+		return 0;
+	for (c.id = 0; c.id < n; c.id++)
+		ft_table_foreach(ana[c.id].flows, split_visit, &c);
+	ft_table_destroy(c.seen);
+	return c.split;
+}
+
+/* ---- status line and report ---------------------------------------------------------------- */
+
+/* Appends the non-zero drop reasons of st to f: " (kernel 3, imissed 2)". */
+static void drop_reasons(FILE *f, const struct ingest_stats *st)
+{
+	const struct {
+		const char *name;
+		uint64_t v;
+	} r[] = {{"kernel", st->dropped_kernel}, {"iface", st->dropped_iface},
+	         {"imissed", st->imissed},       {"ierrors", st->ierrors},
+	         {"nombuf", st->rx_nombuf},      {"oversize", st->dropped_oversize},
+	         {"qq-stopped", st->dropped_qq}};
+	const char *sep = " (";
+	for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++)
+		if (r[i].v) {
+			fprintf(f, "%s%s %" PRIu64, sep, r[i].name, r[i].v);
+			sep = ", ";
+		}
+	if (sep[0] == ',')
+		fputc(')', f);
+}
+
+void capture_wait(const atomic_uint *running, const atomic_int *failed, uint64_t stats_ns,
+                  void (*status)(void *arg, struct capture_rates *last, double dt), void *arg)
+{
+	struct capture_rates last;
+	memset(&last, 0, sizeof(last));
+	uint64_t t = cli_mono_ns();
+	while (atomic_load(running) > 0 && !atomic_load(failed)) {
+		usleep(CAPTURE_POLL_MS * 1000);
+		uint64_t now = cli_mono_ns();
+		if (stats_ns && now - t >= stats_ns) {
+			status(arg, &last, (double)(now - t) / 1e9);
+			t = now;
+		}
+	}
+}
+
+/* "q1 1200 pkt/s 9.6 Mbit/s drops 0" for queue q (-1: the whole source). */
+static void rate_part(FILE *f, struct ingest_source *src, int q, struct capture_rates *last,
+                      double dt)
+{
+	struct ingest_stats st;
+	ingest_source_stats(src, q, &st);
+	unsigned i = q < 0 ? INGEST_MAX_QUEUES : (unsigned)q;
+	double pps = (double)(st.packets - last->pkts[i]) / dt;
+	double bps = (double)(st.wire_bytes * 8 - last->bits[i]) / dt;
+	if (q >= 0)
+		fprintf(f, " q%d", q);
+	fprintf(f, " %.0f pkt/s %.1f Mbit/s drops %" PRIu64, pps, bps / 1e6,
+	        ingest_stats_drops(&st));
+	drop_reasons(f, &st);
+	last->pkts[i] = st.packets;
+	last->bits[i] = st.wire_bytes * 8;
+}
+
+void capture_status_source(FILE *f, const char *cmd, struct ingest_source *src,
+                           const struct ingest_source_info *info, struct capture_rates *last,
+                           double dt)
+{
+	struct ingest_stats st;
+	ingest_source_stats(src, -1, &st);
+	fprintf(f, "flowscope %s: %s %s %" PRIu64 " pkts,", cmd, info->kind, info->name,
+	        st.packets);
+	rate_part(f, src, -1, last, dt);
+	for (unsigned q = 0; info->queues > 1 && q < info->queues; q++) {
+		fputs(q ? ";" : " |", f);
+		rate_part(f, src, (int)q, last, dt);
+	}
+}
+
+int capture_queue_status(const char *cmd, int rc, const char *err, const char *kept, int *damaged)
+{
+	if (rc == INGEST_E_DAMAGED) {
+		cli_error(cmd, "%s; %s", err, kept);
+		*damaged = 1;
+	} else if (rc) {
+		cli_error(cmd, "%s", err[0] ? err : ingest_strerror(rc));
+		return EXIT_FAIL;
+	}
+	return 0;
+}
+
+void capture_print_lines(FILE *f, const char *cmd, const char *text)
+{
+	for (const char *line = text, *nl; *line; line = nl + 1) {
+		nl = strchr(line, '\n');
+		fprintf(f, "flowscope %s: %.*s\n", cmd, (int)(nl ? nl - line : (long)strlen(line)),
+		        line);
+		if (!nl)
+			break;
+	}
+}
+
+void capture_report_ingest(FILE *f, struct ingest_source *src,
+                           const struct ingest_source_info *info)
+{
+	struct ingest_stats st;
+	for (int q = info->queues > 1 ? 0 : -1; q < (int)info->queues; q++) {
+		char name[32] = "";
+		if (q >= 0)
+			snprintf(name, sizeof(name), ".q%d", q);
+		ingest_source_stats(src, q, &st);
+		fprintf(f, "ingest.%s%s: packets %" PRIu64 ", bytes %" PRIu64 ", drops %" PRIu64,
+		        info->kind, name, st.packets, st.wire_bytes, ingest_stats_drops(&st));
+		drop_reasons(f, &st);
+		if (st.truncated_records)
+			fprintf(f, ", truncated_records %" PRIu64, st.truncated_records);
+		fputc('\n', f);
+		if (q < 0)
+			break;
+	}
+	if (info->queues > 1) {
+		ingest_source_stats(src, -1, &st);
+		fprintf(f, "ingest.%s: packets %" PRIu64 ", bytes %" PRIu64 ", drops %" PRIu64,
+		        info->kind, st.packets, st.wire_bytes, ingest_stats_drops(&st));
+		drop_reasons(f, &st);
+		fputc('\n', f);
+	}
+}
+
+void capture_report_flows(FILE *f, const struct record_analyzer *ana, unsigned n)
+{
+	uint64_t flows = 0, evicted = 0;
+	fprintf(f, "flowtrack:");
+	for (unsigned i = 0; i < n; i++) {
+		struct ft_table_stats st;
+		ft_table_stats(ana[i].flows, &st);
+		flows += st.inserted;
+		evicted += st.evicted;
+		fprintf(f, " analyzer%u %" PRIu64 " packets %" PRIu64 " flows,", i, ana[i].packets,
+		        st.inserted);
+	}
+	fprintf(f, " flows %" PRIu64 ", evicted %" PRIu64 ", split_across_analyzers %" PRIu64 "\n",
+	        flows, evicted, capture_split_flows(ana, n));
+}
+
+uint64_t capture_report_modules(FILE *f, const struct record_opts *o, const struct ft_modset *mods,
+                                const struct record_analyzer *ana, unsigned n)
+{
+	uint64_t triggers = 0;
+	for (unsigned m = 0; mods && m < ft_modset_count(mods); m++) {
+		struct ft_engine_stats sum = {0}, st;
+		for (unsigned i = 0; i < n; i++) {
+			ft_engine_stats(ana[i].engine, m, &st);
+			sum.packets += st.packets;
+			sum.flows += st.flows;
+			sum.triggers += st.triggers;
+			sum.expired += st.expired;
+			sum.evicted += st.evicted;
+		}
+		fprintf(f,
+		        "module %s: packets %" PRIu64 ", flows %" PRIu64 ", triggers %" PRIu64
+		        ", expired %" PRIu64 ", evicted %" PRIu64 "\n",
+		        o->modules[m], sum.packets, sum.flows, sum.triggers, sum.expired,
+		        sum.evicted);
+		triggers += sum.triggers;
+	}
+	return triggers;
+}
