@@ -40,8 +40,8 @@ row() {
     bytes=$(stat -c %s "$in")
     packets=$(capinfos -M -c "$in" 2>/dev/null | awk '/Number of packets/ {print $NF}')
     printf '%-8s %-42s %8.2f %8.2f %7.2f %10.3f %9s\n' "$(basename "$in" .pcap | sed 's/^rec-//')" \
-        "$name" "$secs" "$(echo "$bytes * 8 / $secs / 1e9" | bc -l)" \
-        "$(echo "$packets / $secs / 1e6" | bc -l)" "$(echo "$outb / $bytes" | bc -l)" "$idx"
+        "$name" "$secs" "$(echo "$bytes * 8 / $secs / 1000000000" | bc -l)" \
+        "$(echo "$packets / $secs / 1000000" | bc -l)" "$(echo "$outb / $bytes" | bc -l)" "$idx"
 }
 
 for in in "$TEXT" "$RANDOMIN"; do
