@@ -57,6 +57,9 @@ static void usage(FILE *f)
 	    "options:\n"
 	    "  --archive DIR         archive directory (created if absent or empty)\n"
 	    "  --capture all         archive every packet (the default)\n"
+	    "  --module M            analysis module: a built-in name, PATH.so or PATH.lua\n"
+	    "                        [:ARGS] (repeatable; docs/modules.md)\n"
+	    "  --strict-modules      a runtime error in a Lua module ends the recorder\n"
 	    "  --port N              DPDK port id (default 0)\n"
 	    "  --rx-queues N         RX queues for --dpdk / --afpacket (default 1)\n"
 	    "  --replay-speed X      --read at recorded speed times X (default: flat out)\n"
@@ -209,6 +212,9 @@ static int parse_opt(struct record_opts *o, int c, const char *arg)
 		return cli_parse_uint(arg, 1024, 1u << 28, &o->max_flows)
 		           ? bad("--max-flows", arg, "1024..268435456")
 		           : 0;
+	case 'E':
+		o->strict_modules = 1;
+		return 0;
 	case 'i':
 		return cli_parse_duration(arg, &o->stats_ns)
 		           ? bad("--stats-interval", arg, "a duration such as 5s")
@@ -241,6 +247,7 @@ static const struct option longopts[] = {
     {"zstd-level", required_argument, NULL, 'z'},
     {"max-flows", required_argument, NULL, 'f'},
     {"stats-interval", required_argument, NULL, 'i'},
+    {"strict-modules", no_argument, NULL, 'E'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -449,12 +456,14 @@ static void report_modules(FILE *f, const struct record_pipeline *pl)
 			sum.triggers += st.triggers;
 			sum.expired += st.expired;
 			sum.evicted += st.evicted;
+			sum.errors += st.errors;
 		}
+		sum.errors += ft_modset_errors(pl->mods, m);
 		fprintf(f,
 		        "module %s: packets %" PRIu64 ", flows %" PRIu64 ", triggers %" PRIu64
-		        ", expired %" PRIu64 ", evicted %" PRIu64 "\n",
+		        ", expired %" PRIu64 ", evicted %" PRIu64 ", errors %" PRIu64 "\n",
 		        pl->o.modules[m], sum.packets, sum.flows, sum.triggers, sum.expired,
-		        sum.evicted);
+		        sum.evicted, sum.errors);
 	}
 	uint64_t selected = 0, skipped = 0;
 	for (unsigned i = 0; i < pl->ndumpers; i++) {

@@ -42,6 +42,7 @@ struct record_opts {
 	uint64_t max_flows;
 	int zstd_level;
 	int triggered;                     /* --capture triggered: archive only triggered flows */
+	int strict_modules;                /* --strict-modules: a Lua module error is fatal */
 	char *modules[RECORD_MAX_MODULES]; /* "NAME[:ARGS]" from --module and --trigger */
 	unsigned nmodules;
 };

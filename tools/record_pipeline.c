@@ -420,6 +420,7 @@ static int modules_create(struct record_pipeline *pl)
 		cli_error(CMD, "%s", err);
 		return EXIT_USAGE;
 	}
+	ft_modset_set_strict(pl->mods, pl->o.strict_modules);
 	return 0;
 }
 
