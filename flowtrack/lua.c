@@ -108,28 +108,29 @@ static void report_error(struct lua_mod *m, lua_State *L, unsigned engine, const
 	const char *msg = lua_tostring(L, -1);
 	uint64_t n = atomic_fetch_add_explicit(&m->logged, 1, memory_order_relaxed) + 1;
 	if (m->strict) {
-		fprintf(stderr, "flowscope: module %s: error in %s (analyzer %u), fatal with "
-		                "--strict-modules: %s\n",
+		fprintf(stderr,
+		        "flowscope: module %s: error in %s (analyzer %u), fatal with "
+		        "--strict-modules: %s\n",
 		        m->path, what, engine, msg ? msg : "?");
 		fflush(stderr);
 		_exit(1);
 	}
 	if (n <= LOG_FIRST) {
-		fprintf(stderr, "flowscope: module %s: error %llu in %s (analyzer %u): %s\n", m->path,
-		        (unsigned long long)n, what, engine, msg ? msg : "?");
+		fprintf(stderr, "flowscope: module %s: error %llu in %s (analyzer %u): %s\n",
+		        m->path, (unsigned long long)n, what, engine, msg ? msg : "?");
 	} else {
 		/* relaxed: the log's pacing only, no data hangs on it */
-		uint64_t now = mono_ns(), last = atomic_load_explicit(&m->last_log_ns,
-		                                                       memory_order_relaxed);
+		uint64_t now = mono_ns(),
+		         last = atomic_load_explicit(&m->last_log_ns, memory_order_relaxed);
 		if (now - last >= LOG_EVERY_NS &&
-		    atomic_compare_exchange_strong_explicit(&m->last_log_ns, &last, now,
-		                                            memory_order_relaxed,
-		                                            memory_order_relaxed)) {
+		    atomic_compare_exchange_strong_explicit(
+		        &m->last_log_ns, &last, now, memory_order_relaxed, memory_order_relaxed)) {
 			const char *nl = msg ? strchr(msg, '\n') : NULL;
 			fprintf(stderr,
 			        "flowscope: module %s: %llu errors so far; latest in %s: %.*s\n",
 			        m->path, (unsigned long long)n, what,
-			        nl ? (int)(nl - msg) : (int)strlen(msg ? msg : "?"), msg ? msg : "?");
+			        nl ? (int)(nl - msg) : (int)strlen(msg ? msg : "?"),
+			        msg ? msg : "?");
 		}
 	}
 	lua_pop(L, 1);
@@ -194,7 +195,8 @@ static void take_error(lua_State *L, char *err, size_t errlen)
  * (IDX_TOP + 1).  Returns the state, or NULL with err (file:line: message)
  * and *rc set.
  */
-static lua_State *state_open(struct lua_mod *m, void *snap, uint64_t *nowp, int *rc, char *err,
+static lua_State *state_open(struct lua_mod *m, void *snap, struct ft__burst *b,
+                             struct ft__check_batch *cb, uint64_t *nowp, int *rc, char *err,
                              size_t errlen)
 {
 	lua_State *L = luaL_newstate();
@@ -221,17 +223,20 @@ static lua_State *state_open(struct lua_mod *m, void *snap, uint64_t *nowp, int 
 	lua_pushstring(L, m->args ? m->args : "");
 	if (lua_pcall(L, 1, 1, IDX_MSGH) != 0) /* the script -> its module table */
 		goto fail;
-	lua_pushstring(L, m->path); /* bind(M, path, snap, args) -> info, trampolines */
-	if (snap)
-		lua_pushlightuserdata(L, snap);
-	else
-		lua_pushnil(L);
+	/* bind(M, path, args, snap, burst, batch) -> info, trampolines */
+	lua_pushstring(L, m->path);
 	lua_pushstring(L, m->args ? m->args : "");
-	if (lua_pcall(L, 4, 2, IDX_MSGH) != 0)
+	void *ptrs[3] = {snap, b, cb};
+	for (int i = 0; i < 3; i++)
+		if (ptrs[i])
+			lua_pushlightuserdata(L, ptrs[i]);
+		else
+			lua_pushnil(L);
+	if (lua_pcall(L, 6, 2, IDX_MSGH) != 0)
 		goto fail;
 	/* stack: msgh, info, trampolines -> msgh, the trampolines in their slots, info */
-	static const char *const slots[] = {"handle", "extract", "check_begin", "check_batch",
-	                                    "check_end", "filter", "merge", "final"};
+	static const char *const slots[] = {"handle",    "extract", "check_begin", "check_batch",
+	                                    "check_end", "filter",  "merge",       "final"};
 	for (int i = 0; i < (int)(sizeof(slots) / sizeof(slots[0])); i++)
 		lua_getfield(L, IDX_MSGH + 2, slots[i]);
 	lua_remove(L, IDX_MSGH + 2);
@@ -320,7 +325,8 @@ static int xcopy(lua_State *from, int idx, lua_State *to, int depth, const char 
 	lua_pushnil(from);
 	while (lua_next(from, idx) != 0) {
 		/* key at -2, value at -1 */
-		if (xcopy(from, -2, to, depth + 1, bad) != 0 || xcopy(from, -1, to, depth + 1, bad) != 0) {
+		if (xcopy(from, -2, to, depth + 1, bad) != 0 ||
+		    xcopy(from, -1, to, depth + 1, bad) != 0) {
 			lua_pop(from, 2); /* the caller resets `to` */
 			return -1;
 		}
@@ -343,7 +349,8 @@ static int check_to_ref(void *check)
 
 /* ---- per-engine hooks ------------------------------------------------------------------------ */
 
-static void *ctx_open(void *inst, unsigned engine, char *err, size_t errlen)
+static void *ctx_open(void *inst, unsigned engine, struct ft__burst *b, struct ft__check_batch *cb,
+                      char *err, size_t errlen)
 {
 	struct lua_mod *m = inst;
 	struct lua_ctx *c = calloc(1, sizeof(*c));
@@ -356,7 +363,7 @@ static void *ctx_open(void *inst, unsigned engine, char *err, size_t errlen)
 	c->mod = m;
 	c->engine = engine;
 	c->idle_ns = DEFAULT_IDLE_NS;
-	c->L = state_open(m, c->snap, &c->now, &rc, err, errlen);
+	c->L = state_open(m, c->snap, b, cb, &c->now, &rc, err, errlen);
 	if (!c->L) {
 		free(c->snap);
 		free(c);
@@ -389,9 +396,8 @@ static void run_batch(struct lua_ctx *c, int slot, void *b, uint32_t *pos, uint3
 	lua_State *L = c->L;
 	*pos = 0;
 	while (*pos < n) {
-		lua_pushvalue(L, slot);
-		lua_pushlightuserdata(L, b);
-		if (lua_pcall(L, 1, 0, IDX_MSGH) == 0)
+		lua_pushvalue(L, slot); /* the trampoline knows b (bound at open) */
+		if (lua_pcall(L, 0, 0, IDX_MSGH) == 0)
 			return;
 		ctx_error(c, what);
 		undo(c, b, *pos);
@@ -482,8 +488,9 @@ static void *ctx_check_end(void *vc)
 		ref = luaL_ref(m->F, LUA_REGISTRYINDEX);
 	} else {
 		lua_settop(m->F, top);
-		lua_pushfstring(L, "checkState holds a %s: only numbers, strings, booleans and "
-		                   "tables of them move between analyzer threads",
+		lua_pushfstring(L,
+		                "checkState holds a %s: only numbers, strings, booleans and "
+		                "tables of them move between analyzer threads",
 		                bad);
 		pthread_mutex_unlock(&m->lock);
 		lua_remove(L, -2);
@@ -614,7 +621,7 @@ int ft__lua_load(const char *path, const char *args, const struct ft_module **mo
 	    .check_merge = lua_check_merge,
 	    .check_final = lua_check_final,
 	};
-	m->F = state_open(m, NULL, &m->fnow, &rc, err, errlen);
+	m->F = state_open(m, NULL, NULL, NULL, &m->fnow, &rc, err, errlen);
 	if (!m->F || (rc = mod_describe(m, err, errlen)) != 0) {
 		ft__lua_destroy(m);
 		return rc;

@@ -250,7 +250,9 @@ local function last_return_line(path)
 	return last
 end
 
-local function bind(M, path, snap_ptr, args)
+-- bind(M, path, args, snap, burst, batch): snap, burst and batch are the C buffers of an
+-- analyzer's state (nil in the finalizer state); the trampolines work on them only
+local function bind(M, path, args, snap_ptr, burst_ptr, batch_ptr)
 	local where = path .. ":" .. last_return_line(path) .. ": "
 	if type(M) ~= "table" then
 		error(where .. "the module must return its table (got " .. type(M) .. ")", 0)
@@ -321,12 +323,13 @@ local function bind(M, path, snap_ptr, args)
 
 	local handle, extract = M.handlePacket, M.extractFlowKey
 	local snap = snap_ptr and cast("uint8_t *", snap_ptr)
+	local b = burst_ptr and cast(BURST, burst_ptr)
+	local cb = batch_ptr and cast(CHECK, batch_ptr)
 	local t = {}
 	-- handlePacket over a burst; the state of the flow being handled is saved to snap
 	-- first, so lua.c can put it back when the call fails
 	if snap and state_size > 0 then
-		function t.handle(bp)
-			local b = cast(BURST, bp)
+		function t.handle()
 			for j = b.pos, b.n - 1 do
 				b.pos = j
 				local f = b.flow[j]
@@ -339,8 +342,7 @@ local function bind(M, path, snap_ptr, args)
 			b.pos = b.n
 		end
 	else
-		function t.handle(bp)
-			local b = cast(BURST, bp)
+		function t.handle()
 			for j = b.pos, b.n - 1 do
 				b.pos = j
 				local f = b.flow[j]
@@ -352,8 +354,7 @@ local function bind(M, path, snap_ptr, args)
 		end
 	end
 	if extract then
-		function t.extract(bp)
-			local b = cast(BURST, bp)
+		function t.extract()
 			for j = b.pos, b.n - 1 do
 				b.pos = j
 				local k = b.key + j
@@ -371,20 +372,19 @@ local function bind(M, path, snap_ptr, args)
 		cs = {}
 		if init then init(cs) end
 	end
-	function t.check_batch(bp)
-		local b = cast(CHECK, bp)
-		for j = b.pos, b.n - 1 do
-			b.pos = j
-			local f = b.flow[j]
+	function t.check_batch()
+		for j = cb.pos, cb.n - 1 do
+			cb.pos = j
+			local f = cb.flow[j]
 			local expired, last = expiry(cast(kptr, f), cast(sptr, f.state), cs)
-			if expired then b.expired[j] = 1 end
+			if expired then cb.expired[j] = 1 end
 			if type(last) == "number" then
-				b.last[j] = last * 1e9
+				cb.last[j] = last * 1e9
 			elseif last ~= nil then
-				b.last[j] = last
+				cb.last[j] = last
 			end
 		end
-		b.pos = b.n
+		cb.pos = cb.n
 	end
 	function t.check_end()
 		local r = cs

@@ -367,7 +367,7 @@ static int engine_open_ctx(struct ft_engine *e, unsigned i)
 	char err[512];
 	if (!(pm->burst = calloc(1, sizeof(*pm->burst))) || !(pm->cb = calloc(1, sizeof(*pm->cb))))
 		return -ENOMEM;
-	pm->ctx = in->ops->open(in->inst, e->id, err, sizeof(err));
+	pm->ctx = in->ops->open(in->inst, e->id, pm->burst, pm->cb, err, sizeof(err));
 	if (!pm->ctx) {
 		/* the same script loaded once already at ft_modset_create: rare, say why */
 		fprintf(stderr, "flowscope: analyzer %u: %s\n", e->id, err);

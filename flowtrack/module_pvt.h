@@ -46,8 +46,12 @@ struct ft__check_batch {
 
 /* Per-engine hooks of a module (NULL for C modules). */
 struct ft__module_ops {
-	/* The engine's context (a lua_State), created by ft_engine_create; NULL + err on error. */
-	void *(*open)(void *inst, unsigned engine, char *err, size_t errlen);
+	/*
+	 * The engine's context (a lua_State), created by ft_engine_create; NULL +
+	 * err on error.  b and cb are the only batches the engine will pass it.
+	 */
+	void *(*open)(void *inst, unsigned engine, struct ft__burst *b, struct ft__check_batch *cb,
+	              char *err, size_t errlen);
 	void (*close)(void *ctx);
 	/* Custom keys: fills b->key[j] / b->ok[j] for b->pkt[0..n); NULL when the key is built in. */
 	void (*extract)(void *ctx, struct ft__burst *b);

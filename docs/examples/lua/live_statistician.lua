@@ -65,12 +65,11 @@ function module.checkExpiry(flowKey, state, checkState)
 	checkState.active_flows = checkState.active_flows + 1
 	checkState.window_packets = checkState.window_packets + packets
 	checkState.window_bytes = checkState.window_bytes + bytes
-	if packets > 0 then
-		top_insert(checkState.top, {
-			key = flowscope.key_string(flowKey),
-			bps = bytes * 8 / opts.interval,
-			pps = packets / opts.interval,
-		})
+	local top, bps = checkState.top, bytes * 8 / opts.interval
+	-- only a flow that makes the list costs a table and a string
+	if packets > 0 and (#top < opts.top or bps > top[#top].bps) then
+		top_insert(top, {key = flowscope.key_string(flowKey), bps = bps,
+		                 pps = packets / opts.interval})
 	end
 	state.packet_counter = 0
 	state.byte_counter = 0
