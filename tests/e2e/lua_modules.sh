@@ -138,6 +138,15 @@ expired=$(grep -o 'expired [0-9]*' "$TMP/expire.err" | head -1 | grep -o '[0-9]*
 [ "$purged" -gt 0 ] && [ "$purged" = "$expired" ] && pass ||
     fail "example_user_module expiry: finalizers purged $purged, report expired $expired"
 
+# ---- no allocation per packet once compiled: ~100 k packets a pass (the first ones warm up) -----
+fs gen -w "$TMP/alloc.pcap" --packets 1000000 --flows 2000 --rate 100000 --seed 3 2>/dev/null ||
+    fail "gen alloc"
+rec alloc "$TMP/alloc.pcap" --module "$BAD/alloc_probe.lua"
+worst=$(awk '/^alloc_probe:/ {n++; if (n > 2 && $2 > w) w = $2} END {print n + 0, w + 0}' "$TMP/alloc.err")
+read -r passes bytes <<<"$worst"
+[ "$passes" -ge 8 ] && [ "$bytes" -lt 65536 ] && pass ||
+    fail "alloc_probe: $passes passes, up to $bytes bytes a pass (a cdata per packet would be megabytes)"
+
 # ---- faults in user code ----------------------------------------------------------------------
 rec bad "$PCAPS/http.pcap" --module "$BAD/syntax_error.lua"
 [ $? -ne 0 ] && one_line_error "$TMP/bad.err" "syntax_error\.lua:5: .*expected" && [ ! -e "$TMP/bad" ] && pass ||
