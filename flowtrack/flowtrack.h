@@ -284,6 +284,11 @@ void ft_table_stats(const struct ft_table *t, struct ft_table_stats *out);
  * threads); an instance that keeps shared data must protect it itself.
  * check_init/check_expiry run per analyzer thread; the per-thread check
  * states are merged (check_merge) and check_final runs once per interval.
+ *
+ * Lua modules (PATH.lua, flowtrack/lua.c) are described by the same struct,
+ * built when the script is loaded, but run through private per-engine hooks
+ * (a Lua state per analyzer, bursts of packets per call): nothing here
+ * changes for C modules, and the ABI of .so modules stays FT_MODULE_ABI 1.
  */
 #define FT_MODULE_ABI 1
 

@@ -515,11 +515,18 @@ static int ctx_filter(void *vc, const struct ft_flow *f, char *buf, size_t len)
 		return 0;
 	}
 	const char *s = lua_tostring(L, -1);
-	int ok = s && *s && strlen(s) < len;
-	if (ok)
-		memcpy(buf, s, strlen(s) + 1);
+	size_t n = s ? strlen(s) : 0;
+	if (n >= len) { /* the flow is dumped by its key instead */
+		lua_pushfstring(L, "buildPacketFilter returned %d bytes, at most %d", (int)n,
+		                (int)len - 1);
+		lua_remove(L, -2);
+		ctx_error(c, "buildPacketFilter");
+		return 0;
+	}
+	if (n)
+		memcpy(buf, s, n + 1);
 	lua_pop(L, 1);
-	return ok;
+	return n > 0;
 }
 
 static uint64_t ctx_errors(void *vc)
