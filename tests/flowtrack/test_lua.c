@@ -360,6 +360,29 @@ static void test_runtime_errors(void **state)
 	ft_modset_destroy(ms);
 }
 
+static void test_filter_too_long(void **state)
+{
+	(void)state;
+	struct events ev = {0};
+	struct ft_modset *ms;
+	const char *text =
+	    "local ffi = require('ffi')\n"
+	    "ffi.cdef[[ struct l { uint8_t x; }; ]]\n"
+	    "return {stateType = 'struct l', handlePacket = function() return true end,\n"
+	    "        buildPacketFilter = function() return ('x'):rep(5000) end}\n";
+	struct ft_engine *e = engine_for(script("long.lua", text), 1, &ms, &ev);
+	struct pkt a;
+	tcp_pkt(&a, "10.0.0.1", 1000, "10.0.0.2", 80, 64);
+	feed(e, &a, SEC);
+	struct ft_engine_stats st;
+	ft_engine_stats(e, 0, &st);
+	assert_int_equal(ev.triggers, 1); /* dumped by its key */
+	assert_string_equal(ev.filter, "");
+	assert_int_equal(st.errors, 1);
+	ft_engine_destroy(e);
+	ft_modset_destroy(ms);
+}
+
 static void test_bursts_with_evictions(void **state)
 {
 	(void)state;
@@ -404,9 +427,13 @@ static void test_bursts_with_evictions(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_load_errors),    cmocka_unit_test(test_state_trigger_expiry),
-	    cmocka_unit_test(test_custom_key),     cmocka_unit_test(test_merge_two_analyzers),
-	    cmocka_unit_test(test_runtime_errors), cmocka_unit_test(test_bursts_with_evictions),
+	    cmocka_unit_test(test_load_errors),
+	    cmocka_unit_test(test_state_trigger_expiry),
+	    cmocka_unit_test(test_custom_key),
+	    cmocka_unit_test(test_merge_two_analyzers),
+	    cmocka_unit_test(test_runtime_errors),
+	    cmocka_unit_test(test_filter_too_long),
+	    cmocka_unit_test(test_bursts_with_evictions),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
