@@ -3,8 +3,10 @@
  * state in the flow table (default state, changes kept between packets),
  * triggers and buildPacketFilter, checkExpiry's last-seen in ns and in
  * seconds, custom flow keys, checker passes of two analyzers merged
- * (default merge and checkMerge), runtime errors counted with the flow's
- * state put back, and bursts that fill the table (evictions mid-burst).
+ * (default merge), two analyzer threads at once (every packet reported
+ * once; also run under ThreadSanitizer), runtime errors counted with the
+ * flow's state put back, and bursts that fill the table (evictions
+ * mid-burst).
  * The module scripts are written to a temporary directory by each test.
  */
 #include <setjmp.h>
@@ -14,6 +16,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -360,6 +363,82 @@ static void test_runtime_errors(void **state)
 	ft_modset_destroy(ms);
 }
 
+/* ---- two analyzer threads at once ------------------------------------------------------------- */
+
+struct feeder {
+	struct ft_engine *e;
+	unsigned id;
+};
+
+/* 20000 packets of 100 flows of its own over 10 s of capture time, in bursts of 20 */
+static void *feeder_run(void *arg)
+{
+	struct feeder *f = arg;
+	static _Thread_local struct pkt p[100];
+	for (int i = 0; i < 100; i++) {
+		char src[32];
+		snprintf(src, sizeof(src), "10.%u.0.%d", f->id + 1, i + 1);
+		tcp_pkt(&p[i], src, (uint16_t)(1000 + i), "10.200.0.1", 80, 64);
+	}
+	for (int i = 0; i < 20000; i += 20) {
+		struct ft_packet_ctx c[20];
+		for (int j = 0; j < 20; j++)
+			c[j] = ctx_of(&p[(i + j) % 100], (uint64_t)(i + j) * (SEC / 2000));
+		ft_engine_packets(f->e, c, 20);
+	}
+	ft_engine_finish(f->e);
+	return NULL;
+}
+
+static void test_two_threads(void **state)
+{
+	(void)state;
+	char out[128], spec[256];
+	snprintf(out, sizeof(out), "%s/threads.out", dir);
+	const char *text =
+	    "local path = ...\n"
+	    "local ffi = require('ffi')\n"
+	    "ffi.cdef[[ struct w { uint64_t n; }; ]]\n"
+	    "local m = {stateType = 'struct w', checkInterval = 1}\n"
+	    "function m.handlePacket(k, s) s.n = s.n + 1; return false end\n"
+	    "function m.checkInitializer(cs) cs.packets = 0 end\n"
+	    "function m.checkExpiry(k, s, cs)\n"
+	    "  cs.packets = cs.packets + tonumber(s.n); s.n = 0; return false\n"
+	    "end\n"
+	    "function m.checkFinalizer(cs)\n"
+	    "  local f = io.open(path, 'a'); f:write(cs.packets or 0, '\\n'); f:close()\n"
+	    "end\n"
+	    "return m\n";
+	snprintf(spec, sizeof(spec), "%s:%s", script("threads.lua", text), out);
+	struct ft_modset *ms;
+	char err[512];
+	const char *specs[1] = {spec};
+	assert_int_equal(ft_modset_create(specs, 1, 2, &ms, err, sizeof(err)), 0);
+	struct feeder f[2];
+	pthread_t t[2];
+	for (unsigned i = 0; i < 2; i++) {
+		f[i].id = i;
+		assert_int_equal(ft_engine_create(ms, i, 1024, NULL, &f[i].e), 0);
+	}
+	for (unsigned i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, feeder_run, &f[i]), 0);
+	for (unsigned i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	for (unsigned i = 0; i < 2; i++)
+		ft_engine_destroy(f[i].e);
+	ft_modset_destroy(ms); /* reports what is still pending */
+	/* every packet is counted in exactly one report, whichever thread finished the interval */
+	FILE *fp = fopen(out, "r");
+	assert_non_null(fp);
+	unsigned long long sum = 0, v;
+	unsigned reports = 0;
+	while (fscanf(fp, "%llu", &v) == 1)
+		sum += v, reports++;
+	fclose(fp);
+	assert_int_equal(sum, 40000);
+	assert_true(reports >= 10);
+}
+
 static void test_filter_too_long(void **state)
 {
 	(void)state;
@@ -427,13 +506,10 @@ static void test_bursts_with_evictions(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_load_errors),
-	    cmocka_unit_test(test_state_trigger_expiry),
-	    cmocka_unit_test(test_custom_key),
-	    cmocka_unit_test(test_merge_two_analyzers),
-	    cmocka_unit_test(test_runtime_errors),
-	    cmocka_unit_test(test_filter_too_long),
-	    cmocka_unit_test(test_bursts_with_evictions),
+	    cmocka_unit_test(test_load_errors),     cmocka_unit_test(test_state_trigger_expiry),
+	    cmocka_unit_test(test_custom_key),      cmocka_unit_test(test_merge_two_analyzers),
+	    cmocka_unit_test(test_runtime_errors),  cmocka_unit_test(test_two_threads),
+	    cmocka_unit_test(test_filter_too_long), cmocka_unit_test(test_bursts_with_evictions),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
