@@ -42,10 +42,10 @@
 
 #include "flowtrack/module_pvt.h"
 
-#define LOG_FIRST 5      /* errors logged in full per module, before rate limiting */
-#define LOG_EVERY_NS 1e9 /* afterwards: at most one line a second */
-#define COPY_DEPTH 32    /* nesting limit of a checkState moved between states */
 #define SEC 1000000000ull
+#define LOG_FIRST 5      /* errors logged in full per module, before rate limiting */
+#define LOG_EVERY_NS SEC /* afterwards: at most one line a second */
+#define COPY_DEPTH 32    /* nesting limit of a checkState moved between states */
 #define DEFAULT_IDLE_NS (30 * SEC)
 
 static const char prelude[] = {
@@ -74,7 +74,7 @@ struct lua_mod {
 	int strict;
 	pthread_mutex_t lock; /* the finalizer state F and fnow */
 	lua_State *F;
-	uint64_t fnow;
+	uint64_t fnow;                /* flowscope.now() in the finalizer: the newest pass merged */
 	_Atomic uint64_t logged;      /* errors seen by all states (for the log's rate limit) */
 	_Atomic uint64_t last_log_ns; /* wall time of the last rate-limited line */
 	_Atomic uint64_t final_errors;
@@ -483,6 +483,8 @@ static void *ctx_check_end(void *vc)
 	}
 	const char *bad = NULL;
 	pthread_mutex_lock(&m->lock);
+	if (c->now > m->fnow)
+		m->fnow = c->now;
 	int top = lua_gettop(m->F);
 	if (xcopy(L, -1, m->F, 0, &bad) == 0) {
 		ref = luaL_ref(m->F, LUA_REGISTRYINDEX);
