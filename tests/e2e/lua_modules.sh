@@ -118,6 +118,14 @@ grep -q "triggers 2, .*errors 0$" "$TMP/quic.err" && pass || fail "quic_migratio
 [ "$(grep -c 'connection moved' "$TMP/quic.out")" = 2 ] && pass || fail "quic_migration printed: $(cat "$TMP/quic.out")"
 archived quic "$TMP/quic.pcap" "$(ev_filters "$TMP/quic.exp")"
 
+# no QUIC in the shared captures nor in gen's traffic: nothing to trigger, nothing failing
+for p in "$PCAPS/http.pcap" "$PCAPS/dns_icmp.pcap" "$PCAPS/mixed_vlan.pcap" \
+    "$PCAPS/tcp_anomalies.pcap" "$gen_pcap"; do
+    rec quic0 "$p" --module "$EX/quic_migration.lua"
+    grep -q "triggers 0, .*errors 0$" "$TMP/quic0.err" && pass ||
+        fail "quic_migration on $(basename "$p"): $(grep module "$TMP/quic0.err")"
+done
+
 # ---- example_user_module: custom key, sampling, its own dump filter, expiry ---------------------
 M="$EX/example_user_module.lua"
 rec sample "$PCAPS/http.pcap" --capture triggered --module "$M:rate=0.5,seed=3"
@@ -126,10 +134,12 @@ grep -q "triggers $n, " "$TMP/sample.err" && [ "$n" -gt 0 ] && pass ||
     fail "example_user_module: $n sampled, $(grep module "$TMP/sample.err")"
 archived sample "$PCAPS/http.pcap" "$(sed -n 's/^example_user_module: sampled //p' "$TMP/sample.out")"
 # rate 1: every host pair and protocol (tshark) triggers
-rec sample_all "$PCAPS/http.pcap" --capture triggered --module "$M:rate=1"
-pairs=$(bash "$SRC/tests/e2e/tshark_flows.sh" pairs "$PCAPS/http.pcap" | wc -l)
-grep -q "flows [0-9]*, triggers $pairs, " "$TMP/sample_all.err" && pass ||
-    fail "example_user_module rate=1: $(grep module "$TMP/sample_all.err"), tshark: $pairs host pairs"
+for p in "$PCAPS/http.pcap" "$PCAPS/dns_icmp.pcap" "$gen_pcap"; do
+    rec sample_all "$p" --capture triggered --module "$M:rate=1"
+    pairs=$(bash "$SRC/tests/e2e/tshark_flows.sh" pairs "$p" | wc -l)
+    grep -q "flows [0-9]*, triggers $pairs, .*errors 0$" "$TMP/sample_all.err" && pass ||
+        fail "example_user_module rate=1 on $(basename "$p"): $(grep module "$TMP/sample_all.err"), tshark: $pairs host pairs"
+done
 # expiry: a flow silent for idle is purged; the finalizer's purged counts add up to the report's
 fs gen -w "$TMP/slow.pcap" --packets 3000 --flows 40 --rate 100 --seed 9 2>/dev/null || fail "gen slow"
 rec expire "$TMP/slow.pcap" --module "$M:rate=0,idle=2,interval=1"
