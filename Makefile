@@ -19,8 +19,9 @@ FUZZ_SECONDS ?= 15
 
 # Build dependencies and the independent test oracles, as Debian 12 packages.
 DEB_BUILD := gcc make cmake pkg-config libc6-dev libdpdk-dev dpdk liburing-dev \
-             liblmdb-dev libpcap-dev libzstd-dev libcmocka-dev
-DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux \
+             liblmdb-dev libpcap-dev libzstd-dev libcmocka-dev \
+             libluajit2-5.1-dev
+DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux python3 \
              iproute2 jq clang libclang-rt-14-dev
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 

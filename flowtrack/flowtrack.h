@@ -284,6 +284,11 @@ void ft_table_stats(const struct ft_table *t, struct ft_table_stats *out);
  * threads); an instance that keeps shared data must protect it itself.
  * check_init/check_expiry run per analyzer thread; the per-thread check
  * states are merged (check_merge) and check_final runs once per interval.
+ *
+ * Lua modules (PATH.lua, flowtrack/lua.c) are described by the same struct,
+ * built when the script is loaded, but run through private per-engine hooks
+ * (a Lua state per analyzer, bursts of packets per call): nothing here
+ * changes for C modules, and the ABI of .so modules stays FT_MODULE_ABI 1.
  */
 #define FT_MODULE_ABI 1
 
@@ -341,7 +346,8 @@ struct ft_module {
  * "threshold") or loads PATH.so (a path containing '/' or ending in ".so")
  * with dlopen(): the library must export `const struct ft_module
  * *flowscope_module(void)` (the library then stays loaded).  Returns 0 and
- * *out, or -ENOENT / -EINVAL (wrong ABI, missing handler) with err filled.
+ * *out, or -ENOENT / -EINVAL (wrong ABI, missing handler; a PATH.lua, which
+ * needs the engine: use ft_modset_create) with err filled.
  */
 int ft_module_find(const char *name, const struct ft_module **out, char *err, size_t errlen);
 
@@ -374,7 +380,10 @@ struct ft_engine_events {
 };
 
 /*
- * Creates the instance set from "NAME[:ARGS]" specs.  `analyzers` engines
+ * Creates the instance set from "NAME[:ARGS]" specs: built-in names,
+ * PATH.so[:ARGS] (external C module), or PATH.lua[:ARGS] (a Lua module run
+ * by LuaJIT, docs/modules.md: loaded here once to check it, then once per
+ * engine in a state of its own).  `analyzers` engines
  * will share it.  Returns 0, -ENOENT, -EINVAL, -ENOMEM with err filled.
  */
 int ft_modset_create(const char *const *specs, unsigned n, unsigned analyzers,
@@ -388,6 +397,17 @@ int ft_modset_create_modules(const struct ft_module *const *mods, const char *co
                              size_t errlen);
 
 void ft_modset_destroy(struct ft_modset *ms);
+
+/*
+ * Lua modules only: with strict set, the first runtime error in a module
+ * callback prints its traceback and ends the process (exit status 1), for
+ * module development; otherwise errors are counted and logged and the
+ * recorder goes on.  Call before creating engines.
+ */
+void ft_modset_set_strict(struct ft_modset *ms, int strict);
+
+/* Runtime errors of module i's checkMerge / checkFinalizer (Lua; 0 for C modules). */
+uint64_t ft_modset_errors(const struct ft_modset *ms, unsigned i);
 unsigned ft_modset_count(const struct ft_modset *ms);
 const char *ft_modset_name(const struct ft_modset *ms, unsigned i);
 
@@ -420,6 +440,7 @@ void ft_engine_finish(struct ft_engine *e);
 
 struct ft_engine_stats {
 	uint64_t packets, flows, triggers, expired, evicted;
+	uint64_t errors; /* runtime errors in a Lua module's callbacks on this engine */
 };
 
 void ft_engine_stats(const struct ft_engine *e, unsigned module, struct ft_engine_stats *out);

@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "flowtrack/flowtrack.h"
+#include "flowtrack/module_pvt.h"
 
 #define DEFAULT_INTERVAL_NS 5000000000ull
 #define DEFAULT_IDLE_NS 30000000000ull
@@ -43,6 +43,7 @@ struct merge_point {
 struct instance {
 	const struct ft_module *mod;
 	void *inst;
+	const struct ft__module_ops *ops; /* per-engine hooks of a Lua module, else NULL */
 	char *spec;
 	struct merge_point mp;
 	int mp_ready; /* mp.lock initialised */
@@ -57,6 +58,9 @@ struct ft_modset {
 
 struct per_module {
 	struct ft_table *flows;
+	void *ctx;                  /* the module's per-engine context (Lua state), or NULL */
+	struct ft__burst *burst;    /* with ctx: the burst handed to the module */
+	struct ft__check_batch *cb; /* with ctx: a checker batch */
 	uint64_t next_check;
 	struct ft_engine_stats st;
 };
@@ -113,10 +117,15 @@ static int module_dlopen(const char *path, const struct ft_module **out, void **
 	return 0;
 }
 
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+	return n > k && strcmp(s + n - k, suffix) == 0;
+}
+
 static int is_path(const char *name)
 {
-	size_t n = strlen(name);
-	return strchr(name, '/') || (n > 3 && strcmp(name + n - 3, ".so") == 0);
+	return strchr(name, '/') || ends_with(name, ".so");
 }
 
 /* Built-in by name, or a library by path (its handle in *handle, else NULL). */
@@ -129,11 +138,15 @@ static int module_resolve(const char *name, const struct ft_module **out, void *
 			*out = ft_builtin_modules[i];
 			return 0;
 		}
+	if (ends_with(name, ".lua")) {
+		snprintf(err, errlen, "module %s: a Lua module runs only in a module set", name);
+		return -EINVAL;
+	}
 	if (is_path(name))
 		return module_dlopen(name, out, handle, err, errlen);
 	snprintf(err, errlen,
 	         "no module '%s' (built-ins: noop, stats, ttl, trigger, threshold; or a "
-	         "path to a .so)",
+	         "path to a .so or .lua file)",
 	         name);
 	return -ENOENT;
 }
@@ -146,13 +159,16 @@ int ft_module_find(const char *name, const struct ft_module **out, char *err, si
 
 /* ---- module sets ----------------------------------------------------------------------- */
 
-/* Splits "name:args" / "/path/lib.so:args" in place; returns args (or NULL). */
+/* Splits "name:args" / "/path/lib.so:args" / "path.lua:args" in place; returns args (or NULL). */
 static char *spec_split(char *spec)
 {
-	char *so = strstr(spec, ".so:"), *args = NULL;
+	char *so = strstr(spec, ".so:"), *lua = strstr(spec, ".lua:"), *args = NULL;
 	if (so) {
 		so[3] = '\0';
 		args = so + 4;
+	} else if (lua) {
+		lua[4] = '\0';
+		args = lua + 5;
 	} else if (!strchr(spec, '/') && (args = strchr(spec, ':')) != NULL) {
 		*args++ = '\0';
 	}
@@ -203,7 +219,14 @@ int ft_modset_create(const char *const *specs, unsigned n, unsigned analyzers,
 		int r = (in->spec = strdup(specs[i])) ? 0 : -ENOMEM;
 		char *args = r ? NULL : spec_split(in->spec);
 		ms->n = i + 1;
-		if (r == 0 && (r = module_resolve(in->spec, &mod, &h, err, errlen)) == 0) {
+		if (r == 0 && ends_with(in->spec, ".lua")) {
+			r = ft__lua_load(in->spec, args, &in->mod, &in->ops, &in->inst, err,
+			                 errlen);
+			if (r == 0) {
+				pthread_mutex_init(&in->mp.lock, NULL);
+				in->mp_ready = 1;
+			}
+		} else if (r == 0 && (r = module_resolve(in->spec, &mod, &h, err, errlen)) == 0) {
 			if (h)
 				ms->dl[ms->ndl++] = h;
 			r = instance_init(in, mod, args, err, errlen);
@@ -263,7 +286,9 @@ void ft_modset_destroy(struct ft_modset *ms)
 			pthread_mutex_unlock(&in->mp.lock);
 			pthread_mutex_destroy(&in->mp.lock);
 		}
-		if (in->inst && in->mod->destroy)
+		if (in->inst && in->ops)
+			ft__lua_destroy(in->inst);
+		else if (in->inst && in->mod->destroy)
 			in->mod->destroy(in->inst);
 		free(in->spec);
 	}
@@ -282,6 +307,18 @@ unsigned ft_modset_count(const struct ft_modset *ms)
 const char *ft_modset_name(const struct ft_modset *ms, unsigned i)
 {
 	return i < ms->n ? ms->in[i].mod->name : "";
+}
+
+void ft_modset_set_strict(struct ft_modset *ms, int strict)
+{
+	for (unsigned i = 0; i < ms->n; i++)
+		if (ms->in[i].ops)
+			ft__lua_set_strict(ms->in[i].inst, strict);
+}
+
+uint64_t ft_modset_errors(const struct ft_modset *ms, unsigned i)
+{
+	return i < ms->n && ms->in[i].ops ? ft__lua_final_errors(ms->in[i].inst) : 0;
 }
 
 /*
@@ -322,6 +359,23 @@ static void merge_deposit(struct ft_modset *ms, struct instance *in, uint64_t ep
 
 static void engine_evicted(struct ft_flow *f, void *arg);
 
+/* The per-engine context of module i (its Lua state) and its batch buffers. */
+static int engine_open_ctx(struct ft_engine *e, unsigned i)
+{
+	const struct instance *in = &e->ms->in[i];
+	struct per_module *pm = &e->m[i];
+	char err[512];
+	if (!(pm->burst = calloc(1, sizeof(*pm->burst))) || !(pm->cb = calloc(1, sizeof(*pm->cb))))
+		return -ENOMEM;
+	pm->ctx = in->ops->open(in->inst, e->id, pm->burst, pm->cb, err, sizeof(err));
+	if (!pm->ctx) {
+		/* the same script loaded once already at ft_modset_create: rare, say why */
+		fprintf(stderr, "flowscope: analyzer %u: %s\n", e->id, err);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int ft_engine_create(struct ft_modset *ms, unsigned id, size_t max_flows,
                      const struct ft_engine_events *ev, struct ft_engine **out)
 {
@@ -337,6 +391,8 @@ int ft_engine_create(struct ft_modset *ms, unsigned id, size_t max_flows,
 	for (unsigned i = 0; i < ms->n; i++) {
 		const struct ft_module *m = ms->in[i].mod;
 		int r = ft_table_create(max_flows, m->state_size, m->default_state, &e->m[i].flows);
+		if (r == 0 && ms->in[i].ops)
+			r = engine_open_ctx(e, i);
 		if (r) {
 			ft_engine_destroy(e);
 			return r;
@@ -351,8 +407,13 @@ void ft_engine_destroy(struct ft_engine *e)
 {
 	if (!e)
 		return;
-	for (unsigned i = 0; i < e->ms->n; i++)
+	for (unsigned i = 0; i < e->ms->n; i++) {
+		if (e->m[i].ctx)
+			e->ms->in[i].ops->close(e->m[i].ctx);
+		free(e->m[i].burst);
+		free(e->m[i].cb);
 		ft_table_destroy(e->m[i].flows);
+	}
 	free(e->m);
 	free(e);
 }
@@ -361,8 +422,9 @@ static void engine_trigger(struct ft_engine *e, unsigned i, struct ft_flow *f, u
 {
 	const struct instance *in = &e->ms->in[i];
 	char filter[FILTER_MAX];
-	int has_filter =
-	    in->mod->build_filter && in->mod->build_filter(in->inst, f, filter, sizeof(filter));
+	int has_filter = in->ops ? in->ops->build_filter(e->m[i].ctx, f, filter, sizeof(filter))
+	                         : in->mod->build_filter &&
+	                               in->mod->build_filter(in->inst, f, filter, sizeof(filter));
 	f->triggered = 1;
 	e->m[i].st.triggers++;
 	if (e->ev.trigger)
@@ -370,11 +432,10 @@ static void engine_trigger(struct ft_engine *e, unsigned i, struct ft_flow *f, u
 		              has_filter ? filter : NULL, ts);
 }
 
-/* Updates flow f of module i with packet c (key already made), calling the module. */
-static void engine_flow_update(struct ft_engine *e, unsigned i, struct ft_flow *f, int is_new,
-                               const struct ft_packet_ctx *c)
+/* The flow's own counters for packet c. */
+static void engine_flow_count(struct ft_engine *e, unsigned i, struct ft_flow *f, int is_new,
+                              const struct ft_packet_ctx *c)
 {
-	const struct instance *in = &e->ms->in[i];
 	if (is_new)
 		f->first_ns = c->ts_ns;
 	if (c->ts_ns > f->last_ns)
@@ -383,13 +444,28 @@ static void engine_flow_update(struct ft_engine *e, unsigned i, struct ft_flow *
 	f->bytes[c->dir] += c->wirelen;
 	f->tcp_flags[c->dir] |= c->pkt->tcp_flags;
 	e->m[i].st.packets++;
+}
+
+/* Updates flow f of module i with packet c (key already made), calling the module. */
+static void engine_flow_update(struct ft_engine *e, unsigned i, struct ft_flow *f, int is_new,
+                               const struct ft_packet_ctx *c)
+{
+	const struct instance *in = &e->ms->in[i];
+	engine_flow_count(e, i, f, is_new, c);
 	if (in->mod->handle_packet(in->inst, f, c, is_new) && !f->triggered)
 		engine_trigger(e, i, f, c->ts_ns);
 }
 
+static void engine_module_burst(struct ft_engine *e, unsigned i, const struct ft_packet_ctx *p,
+                                unsigned n);
+
 static void engine_module_packet(struct ft_engine *e, unsigned i, const struct ft_packet_ctx *p)
 {
 	const struct instance *in = &e->ms->in[i];
+	if (in->ops) {
+		engine_module_burst(e, i, p, 1);
+		return;
+	}
 	struct ft_flow_key key;
 	struct ft_packet_ctx c = *p;
 	int is_new;
@@ -431,16 +507,10 @@ struct pass {
 	uint64_t now, kept, purged;
 };
 
-static void pass_visit(struct ft_flow *f, void *arg)
+/* The checker's verdict on one flow: kept, or removed (and its rule retired). */
+static void pass_result(struct pass *ps, struct ft_flow *f, int expired, uint64_t last)
 {
-	struct pass *ps = arg;
 	const struct instance *in = &ps->e->ms->in[ps->i];
-	uint64_t last = f->last_ns;
-	int expired;
-	if (in->mod->check_expiry)
-		expired = in->mod->check_expiry(in->inst, ps->check, f, ps->now, &last);
-	else
-		expired = ps->now > f->last_ns + DEFAULT_IDLE_NS;
 	if (!expired) {
 		ps->kept++;
 		return;
@@ -451,6 +521,45 @@ static void pass_visit(struct ft_flow *f, void *arg)
 		ps->e->ev.expire(ps->e->ev.arg, ps->i, &f->key, in->mod->key_kind,
 		                 in->mod->key_flags, last);
 	ft_table_remove(ps->e->m[ps->i].flows, f);
+}
+
+static void pass_visit(struct ft_flow *f, void *arg)
+{
+	struct pass *ps = arg;
+	const struct instance *in = &ps->e->ms->in[ps->i];
+	uint64_t last = f->last_ns;
+	int expired;
+	if (in->mod->check_expiry)
+		expired = in->mod->check_expiry(in->inst, ps->check, f, ps->now, &last);
+	else
+		expired = ps->now > f->last_ns + DEFAULT_IDLE_NS;
+	pass_result(ps, f, expired, last);
+}
+
+/*
+ * A module with per-engine hooks gets the flows a batch at a time.  The
+ * flows of a batch have all been visited, so removing them after the batch
+ * is safe: records never move and iteration skips freed ones.
+ */
+static void pass_ctx_flush(struct pass *ps)
+{
+	struct per_module *pm = &ps->e->m[ps->i];
+	struct ft__check_batch *b = pm->cb;
+	if (b->n == 0)
+		return;
+	ps->e->ms->in[ps->i].ops->check_batch(pm->ctx, b);
+	for (uint32_t k = 0; k < b->n; k++)
+		pass_result(ps, b->flow[k], b->expired[k], b->last[k]);
+	b->n = 0;
+}
+
+static void pass_ctx_visit(struct ft_flow *f, void *arg)
+{
+	struct pass *ps = arg;
+	struct ft__check_batch *b = ps->e->m[ps->i].cb;
+	b->flow[b->n++] = f;
+	if (b->n == FT__CHECK_BATCH)
+		pass_ctx_flush(ps);
 }
 
 static uint64_t interval_of(const struct instance *in)
@@ -465,8 +574,16 @@ static void engine_pass(struct ft_engine *e, unsigned i, uint64_t now)
 {
 	const struct instance *in = &e->ms->in[i];
 	struct pass ps = {.e = e, .i = i, .now = now};
-	ps.check = in->mod->check_init ? in->mod->check_init(in->inst) : NULL;
-	ft_table_foreach(e->m[i].flows, pass_visit, &ps);
+	if (in->ops) {
+		in->ops->check_begin(e->m[i].ctx, now);
+		e->m[i].cb->n = 0;
+		ft_table_foreach(e->m[i].flows, pass_ctx_visit, &ps);
+		pass_ctx_flush(&ps);
+		ps.check = in->ops->check_end(e->m[i].ctx);
+	} else {
+		ps.check = in->mod->check_init ? in->mod->check_init(in->inst) : NULL;
+		ft_table_foreach(e->m[i].flows, pass_visit, &ps);
+	}
 	merge_deposit(e->ms, (struct instance *)in, now / interval_of(in), ps.check, ps.kept,
 	              ps.purged);
 }
@@ -499,6 +616,86 @@ void ft_engine_tick(struct ft_engine *e, uint64_t now_ns)
 		engine_run_due(e, now_ns);
 }
 
+/* Hands the flows collected in module i's burst to the module, then reports its triggers. */
+static void engine_ctx_flush(struct ft_engine *e, unsigned i, unsigned m)
+{
+	struct per_module *pm = &e->m[i];
+	struct ft__burst *b = pm->burst;
+	if (m == 0)
+		return;
+	b->n = m;
+	e->ms->in[i].ops->handle(pm->ctx, b);
+	for (unsigned k = 0; k < m; k++)
+		if (b->trig[k] && !b->flow[k]->triggered)
+			engine_trigger(e, i, b->flow[k], b->pkt[k]->ts_ns);
+}
+
+/*
+ * A burst for a module with per-engine hooks (Lua): keys (the module's own
+ * extractFlowKey, or built in), lookups with the same prefetching as the C
+ * path, then one call into the module for all the burst's flows.  The flows
+ * are collected first, so a lookup must not evict one of them: when the
+ * table is full (the next insert evicts), what was collected is handed over
+ * before that lookup.
+ */
+static void engine_ctx_burst(struct ft_engine *e, unsigned i, const struct ft_packet_ctx *p,
+                             unsigned n)
+{
+	const struct instance *in = &e->ms->in[i];
+	struct per_module *pm = &e->m[i];
+	struct ft__burst *b = pm->burst;
+	struct ft_table *t = pm->flows;
+	struct ft_flow_key kbuf[FT_ENGINE_BURST];
+	const struct ft_flow_key *key = kbuf;
+	struct ft_packet_ctx c[FT_ENGINE_BURST];
+	uint64_t h[FT_ENGINE_BURST];
+	uint8_t ok[FT_ENGINE_BURST];
+	if (in->ops->extract) {
+		b->n = n;
+		for (unsigned j = 0; j < n; j++)
+			b->pkt[j] = &p[j];
+		in->ops->extract(pm->ctx, b);
+		memcpy(kbuf, b->key, n * sizeof(kbuf[0]));
+	}
+	for (unsigned j = 0; j < n; j++) {
+		c[j] = p[j];
+		if (in->ops->extract) {
+			ok[j] = b->ok[j];
+			c[j].dir = 0;
+		} else {
+			ok[j] = ft_flow_key_make(p[j].pkt, in->mod->key_kind, in->mod->key_flags,
+			                         &kbuf[j], &c[j].dir) == 0;
+		}
+		if (ok[j]) {
+			h[j] = ft_flow_key_hash(&key[j]);
+			ft_table_prefetch(t, h[j]);
+		}
+	}
+	for (unsigned j = 0; j < n && j < LOOKAHEAD; j++)
+		if (ok[j])
+			ft_table_prefetch_flow(t, h[j]);
+	e->evict_module = i;
+	unsigned m = 0;
+	for (unsigned j = 0; j < n; j++) {
+		int is_new;
+		if (j + LOOKAHEAD < n && ok[j + LOOKAHEAD])
+			ft_table_prefetch_flow(t, h[j + LOOKAHEAD]);
+		if (!ok[j])
+			continue;
+		if (m > 0 && ft__table_full(t)) {
+			engine_ctx_flush(e, i, m);
+			m = 0;
+		}
+		struct ft_flow *f = ft_table_lookup(t, &key[j], h[j], &is_new);
+		engine_flow_count(e, i, f, is_new, &c[j]);
+		b->flow[m] = f;
+		b->pkt[m] = &c[j];
+		b->is_new[m] = (uint8_t)is_new;
+		m++;
+	}
+	engine_ctx_flush(e, i, m);
+}
+
 /*
  * One burst for module i: keys and hashes with slot prefetches, then record
  * prefetches, then the lookups and updates, so the cache misses of the burst
@@ -508,6 +705,10 @@ static void engine_module_burst(struct ft_engine *e, unsigned i, const struct ft
                                 unsigned n)
 {
 	const struct instance *in = &e->ms->in[i];
+	if (in->ops) {
+		engine_ctx_burst(e, i, p, n);
+		return;
+	}
 	struct ft_table *t = e->m[i].flows;
 	struct ft_flow_key key[FT_ENGINE_BURST];
 	struct ft_packet_ctx c[FT_ENGINE_BURST];
@@ -574,4 +775,6 @@ void ft_engine_stats(const struct ft_engine *e, unsigned module, struct ft_engin
 	ft_table_stats(e->m[module].flows, &ts);
 	*out = e->m[module].st;
 	out->flows = ts.flows;
+	if (e->m[module].ctx)
+		out->errors = e->ms->in[module].ops->errors(e->m[module].ctx);
 }

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "flowtrack/flowtrack.h"
+#include "flowtrack/module_pvt.h"
 
 #define EVICT_SAMPLE 8
 #define NO_FLOW UINT32_MAX
@@ -248,6 +248,11 @@ void ft_table_foreach(struct ft_table *t, void (*fn)(struct ft_flow *f, void *ar
 	for (uint32_t i = 0; i < t->max_flows; i++)
 		if (t->slot_of[i] != NO_FLOW)
 			fn(rec_at(t, i), arg);
+}
+
+int ft__table_full(const struct ft_table *t)
+{
+	return t->n_free == 0;
 }
 
 void ft_table_stats(const struct ft_table *t, struct ft_table_stats *out)

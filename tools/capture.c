@@ -96,6 +96,9 @@ int capture_parse_opt(struct record_opts *o, const char *cmd, int c, const char 
 		return cli_parse_duration(arg, &o->stats_ns)
 		           ? bad(cmd, "--stats-interval", arg, "a duration such as 5s")
 		           : 0;
+	case 'E':
+		o->strict_modules = 1;
+		return 0;
 	}
 	return -1;
 }
@@ -229,6 +232,7 @@ int capture_modules_create(const struct record_opts *o, const char *cmd, unsigne
 		cli_error(cmd, "%s", err);
 		return EXIT_USAGE;
 	}
+	ft_modset_set_strict(*out, o->strict_modules);
 	return 0;
 }
 
@@ -484,12 +488,14 @@ uint64_t capture_report_modules(FILE *f, const struct record_opts *o, const stru
 			sum.triggers += st.triggers;
 			sum.expired += st.expired;
 			sum.evicted += st.evicted;
+			sum.errors += st.errors;
 		}
+		sum.errors += ft_modset_errors(mods, m);
 		fprintf(f,
 		        "module %s: packets %" PRIu64 ", flows %" PRIu64 ", triggers %" PRIu64
-		        ", expired %" PRIu64 ", evicted %" PRIu64 "\n",
+		        ", expired %" PRIu64 ", evicted %" PRIu64 ", errors %" PRIu64 "\n",
 		        o->modules[m], sum.packets, sum.flows, sum.triggers, sum.expired,
-		        sum.evicted);
+		        sum.evicted, sum.errors);
 		triggers += sum.triggers;
 	}
 	return triggers;

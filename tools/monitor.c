@@ -80,6 +80,7 @@ static void usage(FILE *f)
 	    "  --replay-speed X      --read at recorded speed times X (default: flat out)\n"
 	    "  --max-flows N         flow table size per queue (default 262144)\n"
 	    "  --stats-interval DUR  status line interval, 0 = off (default 5s)\n"
+	    "  --strict-modules      a runtime error in a Lua module ends monitor\n"
 	    "Module output and triggered flows go to stdout; status and report to stderr.\n");
 }
 
@@ -98,6 +99,7 @@ static const struct option longopts[] = {
     {"trigger", required_argument, NULL, 'T'},
     {"max-flows", required_argument, NULL, 'f'},
     {"stats-interval", required_argument, NULL, 'i'},
+    {"strict-modules", no_argument, NULL, 'E'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };

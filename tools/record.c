@@ -36,6 +36,9 @@ static void usage(FILE *f)
 	    "options:\n"
 	    "  --archive DIR         archive directory (created if absent or empty)\n"
 	    "  --capture all         archive every packet (the default)\n"
+	    "  --module M            analysis module: a built-in name, PATH.so or PATH.lua\n"
+	    "                        [:ARGS] (repeatable; docs/modules.md)\n"
+	    "  --strict-modules      a runtime error in a Lua module ends record\n"
 	    "  --port N              DPDK port id (default 0)\n"
 	    "  --rx-queues N         RX queues for --dpdk / --afpacket (default 1)\n"
 	    "  --replay-speed X      --read at recorded speed times X (default: flat out)\n"
@@ -164,6 +167,7 @@ static const struct option longopts[] = {
     {"zstd-level", required_argument, NULL, 'z'},
     {"max-flows", required_argument, NULL, 'f'},
     {"stats-interval", required_argument, NULL, 'i'},
+    {"strict-modules", no_argument, NULL, 'E'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };

@@ -46,6 +46,7 @@ struct record_opts {
 	uint64_t max_flows;
 	int zstd_level;
 	int triggered;                     /* --capture triggered: archive only triggered flows */
+	int strict_modules;                /* --strict-modules: a Lua module error is fatal */
 	char *modules[RECORD_MAX_MODULES]; /* "NAME[:ARGS]" from --module and --trigger */
 	unsigned nmodules;
 };
@@ -150,7 +151,7 @@ void record_pipeline_close(struct record_pipeline *pl);
  * Parses option `c` (getopt value) if it is a source or analysis option:
  * --read 'r', --dpdk 'D', --afpacket 'A', --live 'L', --port 'p', --rx-queues
  * 'Q', --replay-speed 'S', --module 'M', --trigger 'T', --analyzers 'n',
- * --max-flows 'f', --stats-interval 'i'.  Returns 0, an exit status (a bad
+ * --max-flows 'f', --stats-interval 'i', --strict-modules 'E'.  Returns 0, an exit status (a bad
  * value: one line "flowscope <cmd>: ..." printed), or -1: not one of those.
  */
 int capture_parse_opt(struct record_opts *o, const char *cmd, int c, const char *arg);

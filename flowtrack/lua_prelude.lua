@@ -1,0 +1,431 @@
+-- The Lua side of flowscope's LuaJIT bridge (flowtrack/lua.c), run first in
+-- every Lua state: one per analyzer engine, plus the module's finalizer state.
+--
+-- It declares our C structs to the FFI (layouts checked against the C
+-- compiler's offsets, which lua.c passes in), provides the `flowscope`
+-- helper module a user module may require, and returns bind(), which checks
+-- a user module table and returns the trampolines lua.c calls: one call per
+-- packet burst or checker batch, with the per-packet loop here, so LuaJIT
+-- compiles the loop together with the user's handlePacket.
+--
+-- Invariants: nothing here allocates per packet once compiled (flow keys,
+-- states and packets are cdata pointers into C memory; the casts are sunk by
+-- the JIT); a trampoline records its progress in the batch (`pos`) before
+-- each user call, so after an error lua.c resumes at the next element.
+local C_INFO = ...
+local ffi = require("ffi")
+local bit = require("bit")
+
+ffi.cdef [[
+struct ft_packet {
+	uint32_t flags;
+	uint16_t ethertype, l3_off, l4_off;
+	uint8_t family, proto, ttl, tcp_flags, icmp_type, icmp_code, n_vlan, n_nxt;
+	uint16_t vlan[4];
+	uint8_t nxt[8];
+	uint16_t sport, dport;
+	uint8_t src[16], dst[16];
+};
+struct ft_flow_key {
+	uint8_t a[16], b[16];
+	uint16_t port_a, port_b;
+	uint8_t proto, pad;
+	uint16_t vlan;
+};
+struct ft_flow {
+	struct ft_flow_key key;
+	uint64_t first_ns, last_ns;
+	uint64_t packets[2], bytes[2];
+	uint8_t tcp_flags[2];
+	uint8_t triggered;
+	uint8_t pad_[5];
+	uint8_t state[0];
+};
+struct ft_packet_ctx {
+	uint64_t ts_ns;
+	uint32_t caplen, wirelen;
+	int linktype;
+	const uint8_t *data;
+	const struct ft_packet *pkt;
+	int dir;
+};
+struct ft__burst {
+	struct ft_flow *flow[32];
+	const struct ft_packet_ctx *pkt[32];
+	uint8_t is_new[32], trig[32], ok[32];
+	uint32_t n, pos;
+	struct ft_flow_key key[32];
+};
+struct ft__check_batch {
+	struct ft_flow *flow[64];
+	uint64_t last[64];
+	uint8_t expired[64];
+	uint32_t n, pos;
+};
+/* headers as they are on the wire: multi-byte fields in network byte order */
+struct fs_ether { uint8_t dst[6], src[6]; uint16_t type; };
+struct fs_vlan { uint16_t tpid, tci; };
+struct fs_ip4 {
+	uint8_t ver_ihl, tos; uint16_t len, id, frag;
+	uint8_t ttl, proto; uint16_t csum; uint8_t src[4], dst[4];
+};
+struct fs_ip6 {
+	uint32_t vtc_flow; uint16_t payload_len; uint8_t next_header, hop_limit;
+	uint8_t src[16], dst[16];
+};
+struct fs_tcp {
+	uint16_t sport, dport; uint32_t seq, ack;
+	uint8_t off, flags; uint16_t window, csum, urg;
+};
+struct fs_udp { uint16_t sport, dport, len, csum; };
+struct fs_icmp { uint8_t type, code; uint16_t csum; uint32_t rest; };
+]]
+
+-- the C compiler's layout must be the FFI's: a mismatch is a build bug
+for name, off in pairs(C_INFO.offsets) do
+	local ty, field = name:match("^(.-)%.(.+)$")
+	local got = ffi.offsetof(ty, field)
+	if got ~= off then
+		error(string.format("flowscope bridge: offsetof(%s, %s) is %s in C, %s in the FFI",
+		                    ty, field, off, tostring(got)))
+	end
+end
+assert(ffi.sizeof("struct ft__burst") == C_INFO.burst_size, "struct ft__burst size")
+assert(ffi.sizeof("struct ft__check_batch") == C_INFO.check_size, "struct ft__check_batch size")
+
+local cast, copy, fill = ffi.cast, ffi.copy, ffi.fill
+local bswap, rshift, band = bit.bswap, bit.rshift, bit.band
+local addr_format = cast("char *(*)(const uint8_t *, char *, size_t)", C_INFO.addr_format)
+local proto_name = cast("const char *(*)(uint8_t, char *, size_t)", C_INFO.proto_name)
+local strbuf = ffi.new("char[64]")
+
+local FT_PKT_L4, FT_PKT_FRAG_LATER = 0x4, 0x10
+local ptr = {
+	ether = ffi.typeof("struct fs_ether *"),
+	vlan = ffi.typeof("struct fs_vlan *"),
+	ip4 = ffi.typeof("struct fs_ip4 *"),
+	ip6 = ffi.typeof("struct fs_ip6 *"),
+	tcp = ffi.typeof("struct fs_tcp *"),
+	udp = ffi.typeof("struct fs_udp *"),
+	icmp = ffi.typeof("struct fs_icmp *"),
+	key = ffi.typeof("struct ft_flow_key *"),
+}
+
+-- ---- the flowscope helper module --------------------------------------------------------
+
+local fs = {}
+-- capture time of the current checker pass or packet burst (lua.c writes it)
+local now_p = cast("const uint64_t *", C_INFO.now_ptr)
+local BURST = ffi.typeof("struct ft__burst *")
+local CHECK = ffi.typeof("struct ft__check_batch *")
+local FLOW = ffi.typeof("struct ft_flow *")
+
+function fs.ntohs(x) return rshift(bswap(x), 16) end
+function fs.ntohl(x) return bswap(x) % 4294967296 end
+fs.htons, fs.htonl = fs.ntohs, fs.ntohl
+-- capture time of the running checker pass, in seconds
+function fs.now() return tonumber(now_p[0]) / 1e9 end
+function fs.now_ns() return now_p[0] end
+
+-- an address of 16 bytes (IPv4-mapped shown dotted) or a 4-byte IPv4 address, as text
+function fs.addr(a, len)
+	if len == 4 then
+		return string.format("%d.%d.%d.%d", a[0], a[1], a[2], a[3])
+	end
+	return ffi.string(addr_format(a, strbuf, 64))
+end
+
+function fs.proto_name(p)
+	return ffi.string(proto_name(p, strbuf, 64))
+end
+
+local function is_v4(a)
+	for i = 0, 9 do if a[i] ~= 0 then return false end end
+	return a[10] == 0xff and a[11] == 0xff
+end
+
+-- "ipv4_5tuple{ip_a: 10.0.0.10, ip_b: 10.1.0.10, port_a: 2143, port_b: 1234, proto: udp}"
+function fs.key_string(k)
+	return string.format("%s_5tuple{ip_a: %s, ip_b: %s, port_a: %d, port_b: %d, proto: %s}",
+	                     is_v4(k.a) and "ipv4" or "ipv6", fs.addr(k.a), fs.addr(k.b),
+	                     k.port_a, k.port_b, fs.proto_name(k.proto))
+end
+
+-- "proto a:port <-> b:port", the format of the flows command
+function fs.key_format(k)
+	local function ep(a, p)
+		return (is_v4(a) and "%s:%d" or "[%s]:%d"):format(fs.addr(a), p)
+	end
+	return ("%s %s <-> %s"):format(fs.proto_name(k.proto), ep(k.a, k.port_a), ep(k.b, k.port_b))
+end
+
+-- a tcpdump filter that selects exactly the flow of a built-in key (both directions)
+function fs.key_filter(k)
+	local v4 = is_v4(k.a)
+	local a, b = fs.addr(k.a), fs.addr(k.b)
+	local proto = fs.proto_name(k.proto)
+	local f
+	if k.proto == 6 or k.proto == 17 or k.proto == 132 then
+		f = ("%s and host %s and host %s and port %d and port %d"):format(proto, a, b,
+		                                                                  k.port_a, k.port_b)
+	else
+		f = ("%s proto %d and host %s and host %s"):format(v4 and "ip" or "ip6", k.proto, a, b)
+	end
+	if k.vlan ~= 0 then f = ("vlan %d and %s"):format(k.vlan, f) end
+	return f
+end
+
+ffi.metatype("struct ft_flow_key", {__tostring = fs.key_string})
+
+-- the packet: cdata over struct ft_packet_ctx; headers are pointers into its bytes
+local pkt_methods = {}
+function pkt_methods.time(p) return tonumber(p.ts_ns) / 1e9 end
+function pkt_methods.parsed(p) return p.pkt end
+function pkt_methods.bytes(p) return p.data end
+function pkt_methods.ether(p)
+	if p.linktype == 1 and p.caplen >= 14 then return cast(ptr.ether, p.data) end
+	return nil
+end
+-- the i-th VLAN tag (0 = outer), or nil
+function pkt_methods.vlan(p, i)
+	i = i or 0
+	if p.linktype == 1 and i < p.pkt.n_vlan and 16 + 4 * i <= p.caplen then
+		return cast(ptr.vlan, p.data + 12 + 4 * i)
+	end
+	return nil
+end
+-- the VLAN id of tag i (host order), or nil
+function pkt_methods.vlan_id(p, i)
+	i = i or 0
+	if i < p.pkt.n_vlan and i < 4 then return p.pkt.vlan[i] end
+	return nil
+end
+function pkt_methods.ip4(p)
+	local q = p.pkt
+	if q.family == 4 and q.l3_off + 20 <= p.caplen then return cast(ptr.ip4, p.data + q.l3_off) end
+	return nil
+end
+function pkt_methods.ip6(p)
+	local q = p.pkt
+	if q.family == 6 and q.l3_off + 40 <= p.caplen then return cast(ptr.ip6, p.data + q.l3_off) end
+	return nil
+end
+local function l4(p, proto, len, t)
+	local q = p.pkt
+	if q.proto == proto and band(q.flags, FT_PKT_FRAG_LATER) == 0 and q.l4_off ~= 0 and
+	   q.l4_off + len <= p.caplen then
+		return cast(t, p.data + q.l4_off)
+	end
+	return nil
+end
+function pkt_methods.tcp(p) return l4(p, 6, 20, ptr.tcp) end
+function pkt_methods.udp(p) return l4(p, 17, 8, ptr.udp) end
+function pkt_methods.icmp(p)
+	local q = p.pkt
+	return l4(p, q.family == 6 and 58 or 1, 8, ptr.icmp)
+end
+-- the transport payload (pointer, length), or nil
+function pkt_methods.payload(p)
+	local q = p.pkt
+	local h = q.proto == 6 and pkt_methods.tcp(p) or q.proto == 17 and pkt_methods.udp(p)
+	if not h then return nil end
+	local off = q.l4_off + (q.proto == 6 and 4 * rshift(h.off, 4) or 8)
+	if off > p.caplen then return nil end
+	return p.data + off, p.caplen - off
+end
+ffi.metatype("struct ft_packet_ctx", {__index = pkt_methods})
+
+package.loaded.flowscope = fs
+
+-- ---- bind: a user module table -> trampolines --------------------------------------------
+
+local function last_return_line(path)
+	local f, n, last = io.open(path, "r"), 0, 1
+	if not f then return 1 end
+	for line in f:lines() do
+		n = n + 1
+		if line:match("^%s*return[%s%(]") or line:match("^%s*return$") then last = n end
+	end
+	f:close()
+	return last
+end
+
+-- bind(M, path, args, snap, burst, batch): snap, burst and batch are the C buffers of an
+-- analyzer's state (nil in the finalizer state); the trampolines work on them only
+local function bind(M, path, args, snap_ptr, burst_ptr, batch_ptr)
+	local where = path .. ":" .. last_return_line(path) .. ": "
+	if type(M) ~= "table" then
+		error(where .. "the module must return its table (got " .. type(M) .. ")", 0)
+	end
+	local function need(name, ty)
+		if type(M[name]) ~= ty then
+			error(where .. ("module.%s is %s, must be a %s"):format(name, M[name] == nil and
+			      "missing" or "a " .. type(M[name]), ty), 0)
+		end
+	end
+	local function opt(name, ty)
+		if M[name] ~= nil then need(name, ty) end
+	end
+	need("handlePacket", "function")
+	if type(M.stateType) ~= "string" and type(M.stateType) ~= "cdata" then
+		error(where .. "module.stateType is " .. (M.stateType == nil and "missing" or
+		      "a " .. type(M.stateType)) .. ", must name a C type declared with ffi.cdef", 0)
+	end
+	for _, f in ipairs({"checkInitializer", "checkExpiry", "checkFinalizer", "checkMerge",
+	                    "buildPacketFilter", "extractFlowKey"}) do
+		opt(f, "function")
+	end
+	opt("checkInterval", "number")
+	opt("defaultState", "table")
+	opt("flowKeys", "table")
+	local ok, stype = pcall(ffi.typeof, M.stateType)
+	if not ok then
+		error(where .. "module.stateType '" .. tostring(M.stateType) .. "': " .. stype, 0)
+	end
+	local state_size = ffi.sizeof(stype)
+	if not state_size or state_size > 65536 then
+		error(where .. "module.stateType must have a fixed size of at most 64 KiB", 0)
+	end
+	local sptr = ffi.typeof("$ *", stype)
+	local kptr, key_custom = ptr.key, false
+	if M.flowKeys then
+		if #M.flowKeys ~= 1 then
+			error(where .. "module.flowKeys must list exactly one key type", 0)
+		end
+		local kok, ktype = pcall(ffi.typeof, M.flowKeys[1])
+		if not kok then error(where .. "module.flowKeys[1]: " .. ktype, 0) end
+		if ffi.sizeof(ktype) > ffi.sizeof("struct ft_flow_key") then
+			error(where .. ("module.flowKeys[1] is %d bytes, at most %d"):format(
+			      ffi.sizeof(ktype), ffi.sizeof("struct ft_flow_key")), 0)
+		end
+		need("extractFlowKey", "function")
+		need("buildPacketFilter", "function")
+		kptr, key_custom = ffi.typeof("$ *", ktype), true
+	elseif M.extractFlowKey then
+		error(where .. "module.extractFlowKey needs module.flowKeys", 0)
+	end
+	local defstate = ffi.new(stype)
+	if M.defaultState then
+		for k, v in pairs(M.defaultState) do
+			local sok, e = pcall(function() defstate[k] = v end)
+			if not sok then error(where .. "module.defaultState." .. tostring(k) .. ": " .. e, 0) end
+		end
+	end
+	local info = {
+		state_size = state_size,
+		default_state = ffi.string(defstate, state_size),
+		key_custom = key_custom,
+		interval = M.checkInterval or 0,
+		has_expiry = M.checkExpiry ~= nil,
+		has_filter = M.buildPacketFilter ~= nil,
+		args = args,
+	}
+
+	local handle, extract = M.handlePacket, M.extractFlowKey
+	local snap = snap_ptr and cast("uint8_t *", snap_ptr)
+	local b = burst_ptr and cast(BURST, burst_ptr)
+	local cb = batch_ptr and cast(CHECK, batch_ptr)
+	local t = {}
+	-- handlePacket over a burst; the state of the flow being handled is saved to snap
+	-- first, so lua.c can put it back when the call fails
+	if snap and state_size > 0 then
+		function t.handle()
+			for j = b.pos, b.n - 1 do
+				b.pos = j
+				local f = b.flow[j]
+				local s = f.state
+				copy(snap, s, state_size)
+				if handle(cast(kptr, f), cast(sptr, s), b.pkt[j], b.is_new[j] ~= 0) then
+					b.trig[j] = 1
+				end
+			end
+			b.pos = b.n
+		end
+	else
+		function t.handle()
+			for j = b.pos, b.n - 1 do
+				b.pos = j
+				local f = b.flow[j]
+				if handle(cast(kptr, f), cast(sptr, f.state), b.pkt[j], b.is_new[j] ~= 0) then
+					b.trig[j] = 1
+				end
+			end
+			b.pos = b.n
+		end
+	end
+	if extract then
+		function t.extract()
+			for j = b.pos, b.n - 1 do
+				b.pos = j
+				local k = b.key + j
+				fill(k, 40)
+				if extract(b.pkt[j], cast(kptr, k)) then b.ok[j] = 1 end
+			end
+			b.pos = b.n
+		end
+	end
+
+	-- the checker: one checkState per pass of this state
+	local cs
+	local init, expiry = M.checkInitializer, M.checkExpiry
+	function t.check_begin()
+		cs = {}
+		if init then init(cs) end
+	end
+	function t.check_batch()
+		for j = cb.pos, cb.n - 1 do
+			cb.pos = j
+			local f = cb.flow[j]
+			local expired, last = expiry(cast(kptr, f), cast(sptr, f.state), cs)
+			if expired then cb.expired[j] = 1 end
+			if type(last) == "number" then
+				cb.last[j] = last * 1e9
+			elseif last ~= nil then
+				cb.last[j] = last
+			end
+		end
+		cb.pos = cb.n
+	end
+	function t.check_end()
+		local r = cs
+		cs = nil
+		return r
+	end
+	local build = M.buildPacketFilter
+	function t.filter(fp)
+		local r = build(cast(kptr, cast(FLOW, fp)))
+		if r ~= nil and type(r) ~= "string" then
+			error("buildPacketFilter returned a " .. type(r) .. ", not a string", 0)
+		end
+		return r
+	end
+
+	-- the finalizer state: merge the passes of every analyzer, then report
+	local merge, final = M.checkMerge, M.checkFinalizer
+	local function default_merge(into, from)
+		for k, v in pairs(from) do
+			local cur = into[k]
+			if cur == nil then
+				into[k] = v
+			elseif type(cur) == "number" and type(v) == "number" then
+				into[k] = cur + v
+			elseif type(cur) == "table" and type(v) == "table" then
+				if #cur > 0 or #v > 0 then
+					for _, x in ipairs(v) do cur[#cur + 1] = x end
+				else
+					default_merge(cur, v)
+				end
+			end
+		end
+	end
+	t.default_merge = default_merge
+	function t.merge(into, from)
+		if merge then merge(into, from) else default_merge(into, from) end
+	end
+	function t.final(check, kept, purged)
+		if final then final(check, kept, purged) end
+	end
+	return info, t
+end
+
+return bind
