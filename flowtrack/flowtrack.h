@@ -400,11 +400,16 @@ void ft_modset_destroy(struct ft_modset *ms);
 
 /*
  * Lua modules only: with strict set, the first runtime error in a module
- * callback prints its traceback and ends the process (exit status 1), for
- * module development; otherwise errors are counted and logged and the
- * recorder goes on.  Call before creating engines.
+ * callback prints its traceback and makes ft_modset_fatal() 1, for module
+ * development: the caller stops (record and monitor end their run in order
+ * and exit 1); the error is still counted and the flow's state put back.
+ * Otherwise errors are counted and logged and the caller goes on.  Call
+ * before creating engines.
  */
 void ft_modset_set_strict(struct ft_modset *ms, int strict);
+
+/* 1 once a strict module had a runtime error (any thread may ask; ms may be NULL). */
+int ft_modset_fatal(const struct ft_modset *ms);
 
 /* Runtime errors of module i's checkMerge / checkFinalizer (Lua; 0 for C modules). */
 uint64_t ft_modset_errors(const struct ft_modset *ms, unsigned i);

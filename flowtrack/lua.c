@@ -78,6 +78,7 @@ struct lua_mod {
 	_Atomic uint64_t logged;      /* errors seen by all states (for the log's rate limit) */
 	_Atomic uint64_t last_log_ns; /* wall time of the last rate-limited line */
 	_Atomic uint64_t final_errors;
+	atomic_int fatal; /* --strict-modules and an error happened: the caller stops */
 };
 
 struct lua_ctx {
@@ -108,12 +109,15 @@ static void report_error(struct lua_mod *m, lua_State *L, unsigned engine, const
 	const char *msg = lua_tostring(L, -1);
 	uint64_t n = atomic_fetch_add_explicit(&m->logged, 1, memory_order_relaxed) + 1;
 	if (m->strict) {
-		fprintf(stderr,
-		        "flowscope: module %s: error in %s (analyzer %u), fatal with "
-		        "--strict-modules: %s\n",
-		        m->path, what, engine, msg ? msg : "?");
-		fflush(stderr);
-		_exit(1);
+		/* the first one is the report; the caller stops soon (ft_modset_fatal) */
+		int no = 0;
+		if (atomic_compare_exchange_strong(&m->fatal, &no, 1))
+			fprintf(stderr,
+			        "flowscope: module %s: error in %s (analyzer %u), fatal with "
+			        "--strict-modules: %s\n",
+			        m->path, what, engine, msg ? msg : "?");
+		lua_pop(L, 1);
+		return;
 	}
 	if (n <= LOG_FIRST) {
 		fprintf(stderr, "flowscope: module %s: error %llu in %s (analyzer %u): %s\n",
@@ -644,6 +648,11 @@ int ft__lua_load(const char *path, const char *args, const struct ft_module **mo
 void ft__lua_set_strict(void *inst, int strict)
 {
 	((struct lua_mod *)inst)->strict = strict;
+}
+
+int ft__lua_fatal(void *inst)
+{
+	return atomic_load(&((struct lua_mod *)inst)->fatal);
 }
 
 uint64_t ft__lua_final_errors(void *inst)

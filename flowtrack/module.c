@@ -316,6 +316,14 @@ void ft_modset_set_strict(struct ft_modset *ms, int strict)
 			ft__lua_set_strict(ms->in[i].inst, strict);
 }
 
+int ft_modset_fatal(const struct ft_modset *ms)
+{
+	for (unsigned i = 0; ms && i < ms->n; i++)
+		if (ms->in[i].ops && ft__lua_fatal(ms->in[i].inst))
+			return 1;
+	return 0;
+}
+
 uint64_t ft_modset_errors(const struct ft_modset *ms, unsigned i)
 {
 	return i < ms->n && ms->in[i].ops ? ft__lua_final_errors(ms->in[i].inst) : 0;

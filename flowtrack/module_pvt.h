@@ -77,6 +77,7 @@ int ft__lua_load(const char *path, const char *args, const struct ft_module **mo
 void ft__lua_destroy(void *inst);
 /* strict: the first runtime error in the module's callbacks ends the process. */
 void ft__lua_set_strict(void *inst, int strict);
+int ft__lua_fatal(void *inst);             /* strict, and an error happened */
 uint64_t ft__lua_final_errors(void *inst); /* errors in checkMerge / checkFinalizer */
 
 /* Non-zero if the next insert into t would evict a flow. */

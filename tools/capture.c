@@ -360,13 +360,14 @@ static void drop_reasons(FILE *f, const struct ingest_stats *st)
 		fputc(')', f);
 }
 
-void capture_wait(const atomic_uint *running, const atomic_int *failed, uint64_t stats_ns,
+void capture_wait(const atomic_uint *running, const atomic_int *failed,
+                  const struct ft_modset *mods, uint64_t stats_ns,
                   void (*status)(void *arg, struct capture_rates *last, double dt), void *arg)
 {
 	struct capture_rates last;
 	memset(&last, 0, sizeof(last));
 	uint64_t t = cli_mono_ns();
-	while (atomic_load(running) > 0 && !atomic_load(failed)) {
+	while (atomic_load(running) > 0 && !atomic_load(failed) && !ft_modset_fatal(mods)) {
 		usleep(CAPTURE_POLL_MS * 1000);
 		uint64_t now = cli_mono_ns();
 		if (stats_ns && now - t >= stats_ns) {

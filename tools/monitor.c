@@ -239,7 +239,7 @@ static void status_line(void *arg, struct capture_rates *last, double dt)
 /* Waits for the queues to end (or fail, or a signal), printing status lines. */
 static void monitor_wait(struct monitor *m)
 {
-	capture_wait(&m->queues_running, &m->failed, m->o.stats_ns, status_line, m);
+	capture_wait(&m->queues_running, &m->failed, m->mods, m->o.stats_ns, status_line, m);
 	ingest_source_stop(m->src); /* a failure, or one queue ended: stop them all */
 	for (unsigned i = 0; i < m->info.queues; i++)
 		pthread_join(m->q[i].thread, NULL);
@@ -288,6 +288,11 @@ static int exit_status(const struct monitor *m)
 		if (r)
 			return r;
 	}
+	if (ft_modset_fatal(m->mods)) {
+		cli_error(CMD,
+		          "stopped: a module failed with --strict-modules (its error is above)");
+		return EXIT_FAIL;
+	}
 	return damaged ? EXIT_DAMAGED : EXIT_OK;
 }
 
@@ -301,9 +306,10 @@ static int monitor_run(struct monitor *m)
 		if ((r = monitor_start(m)) == 0) {
 			monitor_wait(m);
 			report(m, (double)(cli_mono_ns() - t0) / 1e9,
-			       atomic_load(&m->failed) ? "error"
-			       : capture_signalled()   ? "signal"
-			                               : "end of input");
+			       atomic_load(&m->failed)    ? "error"
+			       : ft_modset_fatal(m->mods) ? "module error (--strict-modules)"
+			       : capture_signalled()      ? "signal"
+			                                  : "end of input");
 			r = exit_status(m);
 		}
 		capture_signals_source(NULL);

@@ -230,7 +230,7 @@ static void status_line(void *arg, struct capture_rates *last, double dt)
 /* Waits for the sources to end (or fail, or a signal), printing status lines. */
 static void wait_sources(struct record_pipeline *pl)
 {
-	capture_wait(&pl->queues_running, &pl->failed, pl->o.stats_ns, status_line, pl);
+	capture_wait(&pl->queues_running, &pl->failed, pl->mods, pl->o.stats_ns, status_line, pl);
 	ingest_source_stop(pl->src); /* a failure, or one queue ended: stop them all */
 }
 
@@ -336,7 +336,7 @@ static void print_qq(const struct record_pipeline *pl)
 }
 
 /* The exit status: the first failure, else damaged input (3), else 0. */
-static int exit_status(struct record_pipeline *pl)
+static int exit_status(struct record_pipeline *pl, int module_fatal)
 {
 	int damaged = 0;
 	if (pl->dump_rc) {
@@ -349,6 +349,12 @@ static int exit_status(struct record_pipeline *pl)
 		                             "the archive holds every packet before it", &damaged);
 		if (r)
 			return r;
+	}
+	if (module_fatal) {
+		cli_error(CMD,
+		          "stopped: a module failed with --strict-modules (its error is above); "
+		          "the archive is closed and holds what was captured until then");
+		return EXIT_FAIL;
 	}
 	return damaged ? EXIT_DAMAGED : EXIT_OK;
 }
@@ -382,10 +388,12 @@ static int record_run(struct record_pipeline *pl)
 	record_pipeline_finish(pl);
 	record_pipeline_seal(pl);
 	report(pl, (double)(cli_mono_ns() - t0) / 1e9,
-	       atomic_load(&pl->failed) ? "error"
-	       : capture_signalled()    ? "signal"
-	                                : "end of input");
+	       atomic_load(&pl->failed)    ? "error"
+	       : ft_modset_fatal(pl->mods) ? "module error (--strict-modules)"
+	       : capture_signalled()       ? "signal"
+	                                   : "end of input");
 	capture_signals_source(NULL);
+	int module_fatal = ft_modset_fatal(pl->mods); /* the modules go with the pipeline */
 	record_pipeline_close(pl);
-	return exit_status(pl);
+	return exit_status(pl, module_fatal);
 }

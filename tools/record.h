@@ -232,10 +232,13 @@ void capture_status_source(FILE *f, const char *cmd, struct ingest_source *src,
 #define CAPTURE_POLL_MS 50
 
 /*
- * Until *running is 0 or *failed is set: checks every CAPTURE_POLL_MS and,
- * every stats_ns (0: never), calls status(arg, last, seconds since the last).
+ * Until *running is 0, *failed is set or a --strict-modules module failed
+ * (ft_modset_fatal(mods); mods may be NULL): checks every CAPTURE_POLL_MS
+ * and, every stats_ns (0: never), calls status(arg, last, seconds since the
+ * last).
  */
-void capture_wait(const atomic_uint *running, const atomic_int *failed, uint64_t stats_ns,
+void capture_wait(const atomic_uint *running, const atomic_int *failed,
+                  const struct ft_modset *mods, uint64_t stats_ns,
                   void (*status)(void *arg, struct capture_rates *last, double dt), void *arg);
 
 /*

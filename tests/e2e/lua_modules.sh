@@ -182,4 +182,17 @@ done
 rec strict "$PCAPS/tcp_anomalies.pcap" --strict-modules --module "$BAD/raise_every_100.lua"
 [ $? -eq 1 ] && grep -q 'fatal with --strict-modules: .*packet 100: deliberate error' "$TMP/strict.err" &&
     grep -q 'raise_every_100.lua:18:' "$TMP/strict.err" && pass || fail "--strict-modules: $(head -3 "$TMP/strict.err")"
+# ... and ends the run in order: the report, a closed archive that verifies, one line saying why
+grep -q 'ended: module error (--strict-modules)' "$TMP/strict.err" &&
+    tail -1 "$TMP/strict.err" | grep -q '^flowscope record: stopped: a module failed with --strict-modules' &&
+    pass || fail "--strict-modules: report or last line: $(tail -2 "$TMP/strict.err")"
+[ "$(grep -c 'fatal with --strict-modules' "$TMP/strict.err")" = 1 ] && pass ||
+    fail "--strict-modules: the fatal error is reported $(grep -c 'fatal with' "$TMP/strict.err") times"
+ls "$TMP"/strict/segments/*.open >/dev/null 2>&1 && fail "--strict-modules left an open segment" || pass
+fs index verify --archive "$TMP/strict" >/dev/null 2>&1 && pass || fail "--strict-modules: the archive does not verify"
+fs monitor --read "$PCAPS/tcp_anomalies.pcap" --strict-modules --module "$BAD/raise_every_100.lua" \
+    --stats-interval 0 >/dev/null 2>"$TMP/mstrict.err"
+[ $? -eq 1 ] && grep -q 'fatal with --strict-modules' "$TMP/mstrict.err" &&
+    grep -q 'ended: module error (--strict-modules)' "$TMP/mstrict.err" && pass ||
+    fail "monitor --strict-modules: $(tail -2 "$TMP/mstrict.err")"
 finish
