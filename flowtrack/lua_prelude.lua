@@ -100,6 +100,8 @@ local proto_name = cast("const char *(*)(uint8_t, char *, size_t)", C_INFO.proto
 local strbuf = ffi.new("char[64]")
 
 local FT_PKT_L4, FT_PKT_FRAG_LATER = 0x4, 0x10
+local MAX_KEY_TYPES, KEY_TYPE_BYTE = 8, 39 -- module.flowKeys: the key type in the key's last byte
+local U8P = ffi.typeof("uint8_t *")
 local ptr = {
 	ether = ffi.typeof("struct fs_ether *"),
 	vlan = ffi.typeof("struct fs_vlan *"),
@@ -287,22 +289,37 @@ local function bind(M, path, args, snap_ptr, burst_ptr, batch_ptr)
 		error(where .. "module.stateType must have a fixed size of at most 64 KiB", 0)
 	end
 	local sptr = ffi.typeof("$ *", stype)
-	local kptr, key_custom = ptr.key, false
+	-- flow keys: the built-in key, or the module's key types (the reference's
+	-- several flow tables: one table here, the type's index in the key's last byte)
+	local kptr, key_custom, kptrs, nkeys = ptr.key, false, {}, 1
 	if M.flowKeys then
-		if #M.flowKeys ~= 1 then
-			error(where .. "module.flowKeys must list exactly one key type", 0)
+		nkeys = #M.flowKeys
+		if nkeys < 1 or nkeys > MAX_KEY_TYPES then
+			error(where .. ("module.flowKeys must list 1 to %d key types"):format(MAX_KEY_TYPES), 0)
 		end
-		local kok, ktype = pcall(ffi.typeof, M.flowKeys[1])
-		if not kok then error(where .. "module.flowKeys[1]: " .. ktype, 0) end
-		if ffi.sizeof(ktype) > ffi.sizeof("struct ft_flow_key") then
-			error(where .. ("module.flowKeys[1] is %d bytes, at most %d"):format(
-			      ffi.sizeof(ktype), ffi.sizeof("struct ft_flow_key")), 0)
+		local max = ffi.sizeof("struct ft_flow_key") - (nkeys > 1 and 1 or 0)
+		for i = 1, nkeys do
+			local kok, ktype = pcall(ffi.typeof, M.flowKeys[i])
+			if not kok then error(where .. ("module.flowKeys[%d]: "):format(i) .. ktype, 0) end
+			if ffi.sizeof(ktype) > max then
+				error(where .. ("module.flowKeys[%d] is %d bytes, at most %d%s"):format(
+				      i, ffi.sizeof(ktype), max,
+				      nkeys > 1 and " (with several key types the last byte holds the type)" or ""), 0)
+			end
+			kptrs[i] = ffi.typeof("$ *", ktype)
 		end
 		need("extractFlowKey", "function")
 		need("buildPacketFilter", "function")
-		kptr, key_custom = ffi.typeof("$ *", ktype), true
+		kptr, key_custom = kptrs[1], true
 	elseif M.extractFlowKey then
 		error(where .. "module.extractFlowKey needs module.flowKeys", 0)
+	end
+	-- a flow (or key) pointer as its key type
+	local kcast
+	if nkeys > 1 then
+		kcast = function(f) return cast(kptrs[cast(U8P, f)[KEY_TYPE_BYTE] + 1], f) end
+	else
+		kcast = function(f) return cast(kptr, f) end
 	end
 	local defstate = ffi.new(stype)
 	if M.defaultState then
@@ -335,7 +352,7 @@ local function bind(M, path, args, snap_ptr, burst_ptr, batch_ptr)
 				local f = b.flow[j]
 				local s = f.state
 				copy(snap, s, state_size)
-				if handle(cast(kptr, f), cast(sptr, s), b.pkt[j], b.is_new[j] ~= 0) then
+				if handle(kcast(f), cast(sptr, s), b.pkt[j], b.is_new[j] ~= 0) then
 					b.trig[j] = 1
 				end
 			end
@@ -346,7 +363,7 @@ local function bind(M, path, args, snap_ptr, burst_ptr, batch_ptr)
 			for j = b.pos, b.n - 1 do
 				b.pos = j
 				local f = b.flow[j]
-				if handle(cast(kptr, f), cast(sptr, f.state), b.pkt[j], b.is_new[j] ~= 0) then
+				if handle(kcast(f), cast(sptr, f.state), b.pkt[j], b.is_new[j] ~= 0) then
 					b.trig[j] = 1
 				end
 			end
@@ -359,7 +376,20 @@ local function bind(M, path, args, snap_ptr, burst_ptr, batch_ptr)
 				b.pos = j
 				local k = b.key + j
 				fill(k, 40)
-				if extract(b.pkt[j], cast(kptr, k)) then b.ok[j] = 1 end
+				if nkeys == 1 then
+					if extract(b.pkt[j], cast(kptr, k)) then b.ok[j] = 1 end
+				else -- the reference's (buffer) -> ok, index of the key type filled
+					local ok, idx = extract(b.pkt[j], cast(U8P, k))
+					if ok then
+						idx = idx or 1
+						if type(idx) ~= "number" or idx < 1 or idx > nkeys or idx % 1 ~= 0 then
+							error(("extractFlowKey returned key type %s, not 1..%d"):format(
+							      tostring(idx), nkeys), 0)
+						end
+						cast(U8P, k)[KEY_TYPE_BYTE] = idx - 1
+						b.ok[j] = 1
+					end
+				end
 			end
 			b.pos = b.n
 		end
@@ -376,7 +406,7 @@ local function bind(M, path, args, snap_ptr, burst_ptr, batch_ptr)
 		for j = cb.pos, cb.n - 1 do
 			cb.pos = j
 			local f = cb.flow[j]
-			local expired, last = expiry(cast(kptr, f), cast(sptr, f.state), cs)
+			local expired, last = expiry(kcast(f), cast(sptr, f.state), cs)
 			if expired then cb.expired[j] = 1 end
 			if type(last) == "number" then
 				cb.last[j] = last * 1e9
@@ -393,7 +423,7 @@ local function bind(M, path, args, snap_ptr, burst_ptr, batch_ptr)
 	end
 	local build = M.buildPacketFilter
 	function t.filter(fp)
-		local r = build(cast(kptr, cast(FLOW, fp)))
+		local r = build(kcast(cast(FLOW, fp)))
 		if r ~= nil and type(r) ~= "string" then
 			error("buildPacketFilter returned a " .. type(r) .. ", not a string", 0)
 		end

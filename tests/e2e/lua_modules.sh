@@ -157,6 +157,30 @@ read -r passes bytes <<<"$worst"
 [ "$passes" -ge 8 ] && [ "$bytes" -lt 65536 ] && pass ||
     fail "alloc_probe: $passes passes, up to $bytes bytes a pass (a cdata per packet would be megabytes)"
 
+# ---- several flow key types (the reference's tuple keys: IPv4 and IPv6 5-tuples, as seen) ------
+# oracle: tshark's unidirectional 5-tuples and packets with a TCP/UDP header (ICMP errors
+# quote one: left out; later fragments carry none)
+for f in dns_icmp http tcp_anomalies; do
+    P=$PCAPS/$f.pcap
+    v4=$(tshark -r "$P" -o ip.defragment:FALSE -Y 'ip && !icmp && (tcp || udp) && ip.frag_offset == 0' \
+        -T fields -e ip.src -e ip.dst -e ip.proto -e tcp.srcport -e tcp.dstport -e udp.srcport \
+        -e udp.dstport 2>/dev/null)
+    v6=$(tshark -r "$P" -Y 'ipv6 && !icmpv6 && (tcp || udp)' -T fields -e ipv6.src -e ipv6.dst \
+        -e ipv6.nxt -e tcp.srcport -e tcp.dstport -e udp.srcport -e udp.dstport 2>/dev/null)
+    want="tuple_keys: v4 flows $(sort -u <<<"$v4" | grep -c .) packets $(grep -c . <<<"$v4"); v6 flows $(sort -u <<<"$v6" | grep -c .) packets $(grep -c . <<<"$v6")"
+    rec tk_$f "$P" --capture triggered --module "$BAD/tuple_keys.lua"
+    got=$(grep '^tuple_keys:' "$TMP/tk_$f.out")
+    [ "$got" = "$want" ] && pass || fail "tuple_keys on $f: '$got', tshark: '$want'"
+    # each flow to port 53 triggered and dumped by the filter built from its own key type
+    fs query --archive "$TMP/tk_$f" -w "$TMP/tk.pcap" 2>/dev/null
+    tcpdump -Z root -r "$P" --time-stamp-precision=nano -w "$TMP/tk.exp" '(tcp or udp) and dst port 53' 2>/dev/null
+    cmp -s "$TMP/tk.pcap" "$TMP/tk.exp" && pass || fail "tuple_keys on $f: the archive is not tcpdump's 'dst port 53'"
+done
+printf 'local ffi = require("ffi")\nffi.cdef[[struct k1 { uint8_t b[40]; }; struct k2 { uint8_t b[4]; };]]\nreturn {stateType = "struct k2", flowKeys = {"struct k1", "struct k2"},\n  extractFlowKey = function() return false end, handlePacket = function() end,\n  buildPacketFilter = function() return "" end}\n' >"$TMP/bigkey.lua"
+rec bigkey "$PCAPS/http.pcap" --module "$TMP/bigkey.lua"
+[ $? = 2 ] && one_line_error "$TMP/bigkey.err" "bigkey\.lua:[0-9]+: module\.flowKeys\[1\] is 40 bytes, at most 39" && pass ||
+    fail "a key type too big for several: $(cat "$TMP/bigkey.err")"
+
 # ---- faults in user code ----------------------------------------------------------------------
 rec bad "$PCAPS/http.pcap" --module "$BAD/syntax_error.lua"
 [ $? -ne 0 ] && one_line_error "$TMP/bad.err" "syntax_error\.lua:5: .*expected" && [ ! -e "$TMP/bad" ] && pass ||
