@@ -51,7 +51,10 @@ What to type next:
   $FS query  --archive $D/archive -w - 'udp port 53' | tcpdump -nn -r - | head
   $FS query  --archive $D/archive --explain 'net 10.1.0.0/16 and tcp port 443'
   $FS query  --archive $D/archive -w $D/vlan.pcap 'vlan 100'   (then: wireshark $D/vlan.pcap)
+  $FS flows  --archive $D/archive --top 5
+  $FS index verify --archive $D/archive
   $FS record --read ../shared/pcaps/http.pcap --archive /tmp/a --capture all
+  $FS monitor --read ../shared/pcaps/http.pcap --module docs/examples/lua/live_statistician.lua
   zstdcat $D/archive/segments/000000000001.pcap.zst | tcpdump -nn -r - | head
-Docs: README.md, docs/cli.md, docs/archive-format.md
+Docs: README.md, docs/cli.md, docs/modules.md, docs/archive-format.md
 NEXT
