@@ -82,6 +82,23 @@ for p in "$PCAPS/http.pcap" "$PCAPS/tcp_anomalies.pcap" "$gen_pcap"; do
         fi
     done
 done
+# immediate mode runs the same Lua module on the same packets: the same output as record's
+for p in "$PCAPS/http.pcap" "$PCAPS/tcp_anomalies.pcap"; do
+    rec st_lua "$p" --module "$EX/live_statistician.lua"
+    fs monitor --read "$p" --module "$EX/live_statistician.lua" --stats-interval 0 \
+        >"$TMP/st_mon.out" 2>"$TMP/st_mon.err"
+    if [ $? = 0 ] && [ -s "$TMP/st_lua.out" ] &&
+        diff <(sed 's/, took .*//' "$TMP/st_lua.out") <(sed 's/, took .*//' "$TMP/st_mon.out") >/dev/null; then
+        pass
+    else
+        fail "monitor with live_statistician on $(basename "$p"): output differs from record's"
+    fi
+done
+fs monitor --read "$PCAPS/tcp_anomalies.pcap" --module "$EX/ttl_analysis.lua" --stats-interval 0 \
+    >"$TMP/ttl_mon.out" 2>/dev/null
+[ "$(grep -c ' trigger .*ttl_analysis.lua: ' "$TMP/ttl_mon.out")" = \
+  "$(bash "$SRC/tests/e2e/tshark_flows.sh" ttl "$PCAPS/tcp_anomalies.pcap" | grep -c .)" ] && pass ||
+    fail "monitor with ttl_analysis: $(grep -c trigger "$TMP/ttl_mon.out") triggers, tshark: $(bash "$SRC/tests/e2e/tshark_flows.sh" ttl "$PCAPS/tcp_anomalies.pcap" | grep -c .)"
 # one window over the whole capture: the top flow has the most bytes (tshark -z conv,tcp)
 rec st_one "$PCAPS/http.pcap" --module "$EX/live_statistician.lua:interval=3600,top=3"
 got=$(grep -m1 '^1 ' "$TMP/st_one.out" | grep -o 'ip_a: [^,]*, ip_b: [^,]*, port_a: [0-9]*, port_b: [0-9]*')
