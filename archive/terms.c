@@ -92,10 +92,10 @@ static int byteset_grow_slots(struct byteset *bs)
  * Inserts (type, b[0..len)); returns 1 if it was present, 0 if added, -ENOMEM.
  * *idx (if not NULL) gets the entry's index either way.
  */
-static int byteset_add_at(struct byteset *bs, uint8_t type, const uint8_t *b, uint8_t len,
-                          uint32_t *idx)
+static int byteset_add_hashed(struct byteset *bs, uint8_t type, const uint8_t *b, uint8_t len,
+                              uint64_t h, uint32_t *idx)
 {
-	uint32_t s = (uint32_t)hash_bytes(b, len, type) & bs->mask;
+	uint32_t s = (uint32_t)h & bs->mask;
 	for (; bs->slots[s]; s = (s + 1) & bs->mask) {
 		const struct term_entry *e = &bs->ents[bs->slots[s] - 1];
 		if (e->type == type && e->len == len && memcmp(e->b, b, len) == 0) {
@@ -121,6 +121,12 @@ static int byteset_add_at(struct byteset *bs, uint8_t type, const uint8_t *b, ui
 	if (bs->n * 2 > bs->mask)
 		return byteset_grow_slots(bs);
 	return 0;
+}
+
+static int byteset_add_at(struct byteset *bs, uint8_t type, const uint8_t *b, uint8_t len,
+                          uint32_t *idx)
+{
+	return byteset_add_hashed(bs, type, b, len, hash_bytes(b, len, type), idx);
 }
 
 static int byteset_add(struct byteset *bs, uint8_t type, const uint8_t *b, uint8_t len)
@@ -425,8 +431,9 @@ static int mark_dirty(struct segterms *st, uint32_t i)
 	return 0;
 }
 
-/* The list of term (type, b, len), created empty if new; NULL if out of memory. */
-static struct plist *segterms_list(struct segterms *st, uint8_t type, const uint8_t *b, uint8_t len)
+/* The list of term (type, b, len) of hash h, created empty if new; NULL if out of memory. */
+static struct plist *segterms_list(struct segterms *st, uint8_t type, const uint8_t *b, uint8_t len,
+                                   uint64_t h)
 {
 	if (st->set.n == st->lists_cap) { /* room for a new one first */
 		uint32_t nc = st->lists_cap ? st->lists_cap * 2 : 1024;
@@ -437,7 +444,7 @@ static struct plist *segterms_list(struct segterms *st, uint8_t type, const uint
 		st->lists_cap = nc;
 	}
 	uint32_t i;
-	int r = byteset_add_at(&st->set, type, b, len, &i);
+	int r = byteset_add_hashed(&st->set, type, b, len, h, &i);
 	if (r < 0)
 		return NULL;
 	if (r == 0)
@@ -445,12 +452,49 @@ static struct plist *segterms_list(struct segterms *st, uint8_t type, const uint
 	return &st->lists[i];
 }
 
+/*
+ * The segment's set is large (every term of up to 256 MiB of traffic) and hit
+ * at random, so each term of a frame would wait for a slot, an entry, a list
+ * and its buffer to come from memory, one after the other: look PF_AHEAD
+ * terms ahead, the slot first, then (once it is in) what it points at.
+ */
+#define PF_AHEAD 8
+
+static void segterms_prefetch_slot(const struct segterms *st, uint64_t h)
+{
+	__builtin_prefetch(&st->set.slots[(uint32_t)h & st->set.mask]);
+}
+
+static void segterms_prefetch_entry(const struct segterms *st, uint64_t h)
+{
+	uint32_t s = st->set.slots[(uint32_t)h & st->set.mask];
+	if (s) {
+		__builtin_prefetch(&st->set.ents[s - 1]);
+		__builtin_prefetch(&st->lists[s - 1]);
+	}
+}
+
 int archive__segterms_add_frame(struct segterms *st, const struct termset *ts, uint32_t frame)
 {
 	const struct byteset *bs = &ts->terms;
+	uint64_t hs[2 * PF_AHEAD]; /* ring of the next terms' hashes */
+	for (uint32_t j = 0; j < bs->n && j < 2 * PF_AHEAD; j++) {
+		const struct term_entry *e = &bs->ents[j];
+		hs[j] = hash_bytes(e->b, e->len, e->type);
+		segterms_prefetch_slot(st, hs[j]);
+	}
 	for (uint32_t i = 0; i < bs->n; i++) {
 		const struct term_entry *e = &bs->ents[i];
-		struct plist *pl = segterms_list(st, e->type, e->b, e->len);
+		uint64_t h = hs[i % (2 * PF_AHEAD)];
+		uint32_t ahead = i + 2 * PF_AHEAD;
+		if (ahead < bs->n) { /* replaces h's place in the ring */
+			const struct term_entry *n = &bs->ents[ahead];
+			hs[i % (2 * PF_AHEAD)] = hash_bytes(n->b, n->len, n->type);
+			segterms_prefetch_slot(st, hs[i % (2 * PF_AHEAD)]);
+		}
+		if (i + PF_AHEAD < bs->n)
+			segterms_prefetch_entry(st, hs[(i + PF_AHEAD) % (2 * PF_AHEAD)]);
+		struct plist *pl = segterms_list(st, e->type, e->b, e->len, h);
 		if (!pl)
 			return -ENOMEM;
 		int was_clean = pl->committed == pl->len;
