@@ -26,6 +26,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -202,31 +203,44 @@ static int drop_segment(struct archive *a, uint64_t id, unsigned what)
 	return rc ? archive__lmdb_fail(rc, "commit") : 0;
 }
 
-/* Sets meta next_segment to at least `next`. */
-static int bump_next_segment(struct archive *a, uint64_t next)
+/*
+ * Sets the meta counter `key` (next_segment: u64 LE; next_run: u32 LE) to at
+ * least `next`: counters only grow, so an id once handed out is never reused.
+ */
+static int bump_meta(struct archive *a, const char *key, size_t width, uint64_t next)
 {
 	MDB_txn *txn;
-	MDB_val k = {.mv_size = 12, .mv_data = "next_segment"}, v;
+	MDB_val k = {.mv_size = strlen(key), .mv_data = (void *)key}, v;
 	int rc = mdb_txn_begin(a->env, NULL, 0, &txn);
 	if (rc)
 		return archive__lmdb_fail(rc, "begin write");
 	uint64_t cur = 1;
-	if (mdb_get(txn, a->db_meta, &k, &v) == 0 && v.mv_size == 8)
-		cur = le64_get(v.mv_data);
+	if (mdb_get(txn, a->db_meta, &k, &v) == 0 && v.mv_size == width)
+		cur = width == 8 ? le64_get(v.mv_data) : le32_get(v.mv_data);
 	if (cur >= next) {
 		mdb_txn_abort(txn);
 		return 0;
 	}
 	uint8_t b[8];
-	le64_put(b, next);
-	v = (MDB_val){.mv_size = 8, .mv_data = b};
+	if (width == 8)
+		le64_put(b, next);
+	else
+		le32_put(b, (uint32_t)next);
+	v = (MDB_val){.mv_size = width, .mv_data = b};
 	if ((rc = mdb_put(txn, a->db_meta, &k, &v, 0)) != 0) {
+		char what[32];
+		snprintf(what, sizeof(what), "write %s", key);
 		mdb_txn_abort(txn);
-		return archive__lmdb_fail(rc, "write next_segment");
+		return archive__lmdb_fail(rc, what);
 	}
 	if ((rc = mdb_txn_commit(txn)) != 0) /* the txn is freed either way */
 		return archive__lmdb_fail(rc, "commit");
 	return 0;
+}
+
+static int bump_next_segment(struct archive *a, uint64_t next)
+{
+	return bump_meta(a, "next_segment", 8, next);
 }
 
 /* One segment left open: index its file again, whole, and close it. */
@@ -497,33 +511,6 @@ static int count_flows(const struct archive_segment_info *s, void *arg)
 	return 0;
 }
 
-/* Sets meta next_run to at least `next` (a lost index must not hand out a run again). */
-static int bump_next_run(struct archive *a, uint32_t next)
-{
-	MDB_txn *txn;
-	MDB_val k = {.mv_size = 8, .mv_data = "next_run"}, v;
-	int rc = mdb_txn_begin(a->env, NULL, 0, &txn);
-	if (rc)
-		return archive__lmdb_fail(rc, "begin write");
-	uint32_t cur = 1;
-	if (mdb_get(txn, a->db_meta, &k, &v) == 0 && v.mv_size == 4)
-		cur = le32_get(v.mv_data);
-	if (cur >= next) {
-		mdb_txn_abort(txn);
-		return 0;
-	}
-	uint8_t b[4];
-	le32_put(b, next);
-	v = (MDB_val){.mv_size = 4, .mv_data = b};
-	if ((rc = mdb_put(txn, a->db_meta, &k, &v, 0)) != 0) {
-		mdb_txn_abort(txn);
-		return archive__lmdb_fail(rc, "write next_run");
-	}
-	if ((rc = mdb_txn_commit(txn)) != 0) /* the txn is freed either way */
-		return archive__lmdb_fail(rc, "commit");
-	return 0;
-}
-
 int archive_rebuild(const char *dir, archive_log_fn log, void *arg,
                     struct archive_rebuild_stats *st)
 {
@@ -569,7 +556,7 @@ int archive_rebuild(const char *dir, archive_log_fn log, void *arg,
 		}
 		st->flows = b.flows;
 		if (r == 0 && b.max_run)
-			r = bump_next_run(fresh, b.max_run + 1);
+			r = bump_meta(fresh, "next_run", 4, (uint64_t)b.max_run + 1);
 	}
 	archive_close(old);
 	if (r) {

@@ -1080,21 +1080,24 @@ static int both_names(const struct verify *v, uint64_t id)
  * entries, then deletes its file (a file with id at or past the snapshot's
  * next_segment, while a writer runs, is one created since the snapshot).
  */
-static int still_there(const char *dir, const struct seg_file *f)
+static int file_stat(const char *dir, const struct seg_file *f, struct stat *st)
 {
 	char path[4096 + sizeof(f->name) + 1];
-	struct stat st;
 	snprintf(path, sizeof(path), "%s/%s", dir, f->name);
-	return stat(path, &st) == 0 || errno != ENOENT;
+	return stat(path, st);
+}
+
+static int still_there(const char *dir, const struct seg_file *f)
+{
+	struct stat st;
+	return file_stat(dir, f, &st) == 0 || errno != ENOENT;
 }
 
 /* 1 if the file is there and empty (created by a recorder killed before it wrote). */
 static int empty_file(const char *dir, const struct seg_file *f)
 {
-	char path[4096 + sizeof(f->name) + 1];
 	struct stat st;
-	snprintf(path, sizeof(path), "%s/%s", dir, f->name);
-	return stat(path, &st) == 0 && st.st_size == 0;
+	return file_stat(dir, f, &st) == 0 && st.st_size == 0;
 }
 
 static int verify_files(struct verify *v)

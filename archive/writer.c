@@ -465,6 +465,24 @@ static int index_commit(struct archive_writer *w)
 	return 0;
 }
 
+/* The segment, its file closed and renamed, is recorded as closed. */
+static int segment_commit_closed(struct archive_writer *w)
+{
+	w->seg_open = 0;
+	w->seg.state = ARCHIVE_SEG_CLOSED;
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(w->a->env, NULL, 0, &txn);
+	if (rc)
+		return lmdb_fail(w, rc, "begin write");
+	int r = put_segment(w, txn);
+	if (r) {
+		mdb_txn_abort(txn);
+		return r;
+	}
+	rc = mdb_txn_commit(txn);
+	return rc ? lmdb_fail(w, rc, "commit") : 0;
+}
+
 /* ---- segments ------------------------------------------------------------------------------ */
 
 /* Allocates an id, creates the .open file, and records the segment as open. */
@@ -562,18 +580,7 @@ static int segment_close(struct archive_writer *w)
 	if ((r = fsync_dir(w->a)) != 0)
 		return r;
 	segio_close(w->io); /* nothing left to write: cannot fail */
-	w->seg_open = 0;
-	w->seg.state = ARCHIVE_SEG_CLOSED;
-	MDB_txn *txn;
-	int rc = mdb_txn_begin(w->a->env, NULL, 0, &txn);
-	if (rc)
-		return lmdb_fail(w, rc, "begin write");
-	if ((r = put_segment(w, txn)) != 0) {
-		mdb_txn_abort(txn);
-		return r;
-	}
-	rc = mdb_txn_commit(txn);
-	return rc ? lmdb_fail(w, rc, "commit") : 0;
+	return segment_commit_closed(w);
 }
 
 /* ---- adopting an existing segment file (recovery, rebuild) -------------------------------- */
@@ -693,18 +700,7 @@ int archive__writer_adopt_close(struct archive_writer *w, int seal, int has_tabl
 	}
 	close(w->adopt_fd);
 	w->adopt_fd = -1;
-	w->seg_open = 0;
-	w->seg.state = ARCHIVE_SEG_CLOSED;
-	MDB_txn *txn;
-	int rc = mdb_txn_begin(w->a->env, NULL, 0, &txn);
-	if (rc)
-		return lmdb_fail(w, rc, "begin write");
-	if ((r = put_segment(w, txn)) != 0) {
-		mdb_txn_abort(txn);
-		return r;
-	}
-	rc = mdb_txn_commit(txn);
-	return rc ? lmdb_fail(w, rc, "commit") : 0;
+	return segment_commit_closed(w);
 }
 
 /* ---- public writing API ---------------------------------------------------------------------- */

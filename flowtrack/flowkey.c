@@ -133,6 +133,17 @@ const char *ft_proto_name(uint8_t proto, char *tmp, size_t len)
 	}
 }
 
+char *ft_tcp_flags_format(uint8_t flags, char *buf)
+{
+	static const char names[] = "FSRPAUEC";
+	int n = 0;
+	for (int i = 0; i < 8; i++)
+		if (flags & (1u << i))
+			buf[n++] = names[i];
+	buf[n] = '\0';
+	return buf;
+}
+
 char *ft_flow_key_format(const struct ft_flow_key *key, char *buf, size_t buflen)
 {
 	char a[FT_ADDRSTRLEN], b[FT_ADDRSTRLEN], tmp[16];

@@ -185,6 +185,10 @@ char *ft_addr_format(const uint8_t addr[16], char *buf, size_t buflen);
 /* "tcp", "udp", "icmp", "icmp6", "sctp", else "protoN"; returns buf or a constant. */
 const char *ft_proto_name(uint8_t proto, char *buf, size_t len);
 
+/* TCP flags as letters "FSRPAUEC" (FIN first), "" for none; buf of FT_TCPFLAGSLEN; returns buf. */
+#define FT_TCPFLAGSLEN 9
+char *ft_tcp_flags_format(uint8_t flags, char *buf);
+
 /*
  * Formats a key as "proto a:port <-> b:port" (IPv6 in brackets).
  * Returns buf.  buflen should be at least FT_KEYSTRLEN.

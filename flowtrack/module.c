@@ -639,6 +639,37 @@ static void engine_ctx_flush(struct ft_engine *e, unsigned i, unsigned m)
 }
 
 /*
+ * The first half of a burst's lookups, shared by both kinds of module: each
+ * packet's context (c), key and hash (ok[j] 0: no flow), the slots
+ * prefetched, then the first LOOKAHEAD records (the lookup loop prefetches
+ * each later one LOOKAHEAD lookups ahead of its use).  Keys are the module's
+ * built-in kind, or already in key[] from its extractFlowKey with `extracted`
+ * saying which (dir 0).
+ */
+static void burst_keys(const struct instance *in, const struct ft_table *t,
+                       const struct ft_packet_ctx *p, unsigned n, const uint8_t *extracted,
+                       struct ft_flow_key *key, struct ft_packet_ctx *c, uint64_t *h, uint8_t *ok)
+{
+	for (unsigned j = 0; j < n; j++) {
+		c[j] = p[j];
+		if (extracted) {
+			ok[j] = extracted[j];
+			c[j].dir = 0;
+		} else {
+			ok[j] = ft_flow_key_make(p[j].pkt, in->mod->key_kind, in->mod->key_flags,
+			                         &key[j], &c[j].dir) == 0;
+		}
+		if (ok[j]) {
+			h[j] = ft_flow_key_hash(&key[j]);
+			ft_table_prefetch(t, h[j]);
+		}
+	}
+	for (unsigned j = 0; j < n && j < LOOKAHEAD; j++)
+		if (ok[j])
+			ft_table_prefetch_flow(t, h[j]);
+}
+
+/*
  * A burst for a module with per-engine hooks (Lua): keys (the module's own
  * extractFlowKey, or built in), lookups with the same prefetching as the C
  * path, then one call into the module for all the burst's flows.  The flows
@@ -665,23 +696,7 @@ static void engine_ctx_burst(struct ft_engine *e, unsigned i, const struct ft_pa
 		in->ops->extract(pm->ctx, b);
 		memcpy(kbuf, b->key, n * sizeof(kbuf[0]));
 	}
-	for (unsigned j = 0; j < n; j++) {
-		c[j] = p[j];
-		if (in->ops->extract) {
-			ok[j] = b->ok[j];
-			c[j].dir = 0;
-		} else {
-			ok[j] = ft_flow_key_make(p[j].pkt, in->mod->key_kind, in->mod->key_flags,
-			                         &kbuf[j], &c[j].dir) == 0;
-		}
-		if (ok[j]) {
-			h[j] = ft_flow_key_hash(&key[j]);
-			ft_table_prefetch(t, h[j]);
-		}
-	}
-	for (unsigned j = 0; j < n && j < LOOKAHEAD; j++)
-		if (ok[j])
-			ft_table_prefetch_flow(t, h[j]);
+	burst_keys(in, t, p, n, in->ops->extract ? b->ok : NULL, kbuf, c, h, ok);
 	e->evict_module = i;
 	unsigned m = 0;
 	for (unsigned j = 0; j < n; j++) {
@@ -722,19 +737,7 @@ static void engine_module_burst(struct ft_engine *e, unsigned i, const struct ft
 	struct ft_packet_ctx c[FT_ENGINE_BURST];
 	uint64_t h[FT_ENGINE_BURST];
 	uint8_t ok[FT_ENGINE_BURST];
-	for (unsigned j = 0; j < n; j++) {
-		c[j] = p[j];
-		ok[j] = ft_flow_key_make(p[j].pkt, in->mod->key_kind, in->mod->key_flags, &key[j],
-		                         &c[j].dir) == 0;
-		if (ok[j]) {
-			h[j] = ft_flow_key_hash(&key[j]);
-			ft_table_prefetch(t, h[j]);
-		}
-	}
-	/* records are prefetched LOOKAHEAD lookups ahead of their use */
-	for (unsigned j = 0; j < n && j < LOOKAHEAD; j++)
-		if (ok[j])
-			ft_table_prefetch_flow(t, h[j]);
+	burst_keys(in, t, p, n, NULL, key, c, h, ok);
 	e->evict_module = i;
 	for (unsigned j = 0; j < n; j++) {
 		int is_new;

@@ -159,16 +159,6 @@ static void json_time(uint64_t ns, char *buf, size_t len)
 	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ns % 1000000000u));
 }
 
-static void tcp_flags_str(uint8_t f, char *buf)
-{
-	const char *names = "FSRPAUEC";
-	int n = 0;
-	for (int i = 0; i < 8; i++)
-		if (f & (1u << i))
-			buf[n++] = names[i];
-	buf[n] = '\0';
-}
-
 #define JSON_MAX 512 /* an object is at most ~330 bytes */
 
 /* Appends to a JSON_MAX buffer. */
@@ -197,7 +187,7 @@ static int json_format(int linktype, const struct archive_record *r, char *buf)
 		if (p.flags & FT_PKT_L4)
 			JPUT(",\"sport\":%u,\"dport\":%u", p.sport, p.dport);
 		if (p.proto == 6 && (p.flags & FT_PKT_L4)) {
-			tcp_flags_str(p.tcp_flags, fl);
+			ft_tcp_flags_format(p.tcp_flags, fl);
 			JPUT(",\"tcp_flags\":\"%s\"", fl);
 		}
 		if (p.family)

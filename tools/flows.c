@@ -190,18 +190,6 @@ static int sort_cmp(const void *x, const void *y)
 	return r ? r : time_cmp(x, y);
 }
 
-static void flags_str(uint8_t f, char *buf)
-{
-	const char *names = "FSRPAUEC";
-	int n = 0;
-	for (int i = 0; i < 8; i++)
-		if (f & (1u << i))
-			buf[n++] = names[i];
-	buf[n] = '\0';
-	if (!n)
-		strcpy(buf, "-");
-}
-
 static void endpoint(const uint8_t *addr, uint16_t port, char *buf, size_t len)
 {
 	char a[FT_ADDRSTRLEN];
@@ -216,7 +204,8 @@ static void print_flow(const struct flows_args *fa, struct archive_rtxn *t,
 	archive_trigger_name(t, f->trigger, trig, sizeof(trig));
 	endpoint(f->key.a, f->key.port_a, a, sizeof(a));
 	endpoint(f->key.b, f->key.port_b, b, sizeof(b));
-	flags_str(f->tcp_flags[0] | f->tcp_flags[1], fl);
+	if (!ft_tcp_flags_format(f->tcp_flags[0] | f->tcp_flags[1], fl)[0])
+		strcpy(fl, "-");
 	const char *proto = ft_proto_name(f->key.proto, pbuf, sizeof(pbuf));
 	double dur = (double)(f->last_ns - f->first_ns) / 1e9;
 	cli_format_time(f->first_ns, t0, sizeof(t0));
