@@ -34,18 +34,22 @@ fs gen -w "$IN" --packets 150000 --flows 3000 --payload random 2>/dev/null || fa
 TOTAL=$(npackets "$IN")
 
 # ---- kill -9 at a random moment, 20 rounds (one dumper: the archive is a prefix) --------
+# killed_recording ARCHIVE DUMPERS DELAY: a fresh recording of the input, kill -9 after DELAY
+killed_recording() {
+    rm -rf "$1"
+    # not through fs (timeout): the kill must reach flowscope itself
+    "$FLOWSCOPE" record --read "$IN" --archive "$1" --dumpers "$2" --qq-size 32M --segment-size 4M \
+        --stats-interval 0 2>/dev/null &
+    local pid=$!
+    sleep "$3"
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+}
 RANDOM=7 # the same delays every run (where the kill lands still depends on the machine)
 rounds=0
 for round in $(seq 1 20); do
     A=$TMP/crash
-    rm -rf "$A"
-    # not through fs (timeout): the kill must reach flowscope itself
-    "$FLOWSCOPE" record --read "$IN" --archive "$A" --dumpers 1 --qq-size 32M --segment-size 4M \
-        --stats-interval 0 2>/dev/null &
-    pid=$!
-    sleep "0.$((RANDOM % 9 + 1))$((RANDOM % 10))"
-    kill -9 $pid 2>/dev/null
-    wait $pid 2>/dev/null
+    killed_recording "$A" 1 "0.$((RANDOM % 9 + 1))$((RANDOM % 10))"
     [ -d "$A/index" ] || continue # killed before the archive existed: nothing to check
     rounds=$((rounds + 1))
     verify_ok "$A" "round $round after kill -9"
@@ -74,13 +78,7 @@ done
 # two dumpers: a crash may lose the chunks one dumper still held, never order or bytes
 for round in 1 2 3 4 5; do
     A=$TMP/crash2
-    rm -rf "$A"
-    "$FLOWSCOPE" record --read "$IN" --archive "$A" --dumpers 2 --qq-size 32M --segment-size 4M \
-        --stats-interval 0 2>/dev/null &
-    pid=$!
-    sleep "0.$((RANDOM % 9 + 1))"
-    kill -9 $pid 2>/dev/null
-    wait $pid 2>/dev/null
+    killed_recording "$A" 2 "0.$((RANDOM % 9 + 1))"
     [ -d "$A/index" ] || continue
     fs record --read "$PCAPS/dns_icmp.pcap" --archive "$A" --stats-interval 0 2>/dev/null ||
         fail "two dumpers, round $round: recovery"

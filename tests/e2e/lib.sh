@@ -44,3 +44,30 @@ one_line_error() {
     if ! grep -qE -- "$2" "$1"; then fail "error line '$(cat "$1")' does not match '$2'"; return 1; fi
     pass
 }
+
+# wait_for ERRFILE PATTERN PID [TENTHS]: until ERRFILE (which may not exist yet) matches
+# PATTERN (ERE); 1 if PID ends first or after TENTHS tenths of a second (default 300).
+wait_for() {
+    local i
+    for ((i = 0; i < ${4:-300}; i++)); do
+        grep -qsE "$2" "$1" && return 0
+        kill -0 "$3" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+# veth_pair TAG: a veth pair $A (here) / $B (in the new network namespace $NS), both up,
+# without IPv6 (the kernel would send solicitations of its own); removed at exit.
+# Needs root; 1 if it cannot be made.
+veth_pair() {
+    NS=fs${1}ns$$
+    A=fs${1}a$$
+    B=fs${1}b$$
+    trap 'ip link del "$A" 2>/dev/null; ip netns del "$NS" 2>/dev/null; rm -rf "$TMP"' EXIT
+    ip netns add "$NS" && ip link add "$A" type veth peer name "$B" &&
+        ip link set "$B" netns "$NS" || return 1
+    sysctl -qw "net.ipv6.conf.$A.disable_ipv6=1"
+    ip netns exec "$NS" sysctl -qw "net.ipv6.conf.$B.disable_ipv6=1"
+    ip link set "$A" up && ip netns exec "$NS" ip link set "$B" up
+}

@@ -9,32 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 DIGEST=$1
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 0; }
-NS=fsns$$
-A=fsa$$
-B=fsb$$
-cleanup() {
-    ip link del "$A" 2>/dev/null
-    ip netns del "$NS" 2>/dev/null
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-ip netns add "$NS" && ip link add "$A" type veth peer name "$B" && ip link set "$B" netns "$NS" ||
-    { fail "cannot create the veth pair"; finish; }
-# no IPv6 on either end: the kernel would send neighbour/router solicitations of its own
-sysctl -qw "net.ipv6.conf.$A.disable_ipv6=1"
-ip netns exec "$NS" sysctl -qw "net.ipv6.conf.$B.disable_ipv6=1"
-ip link set "$A" up && ip netns exec "$NS" ip link set "$B" up
-
-# wait_for ERRFILE PATTERN PID: until ERRFILE matches (max 30 s)
-wait_for() {
-    local i
-    for ((i = 0; i < 300; i++)); do
-        grep -qE "$2" "$1" && return 0
-        kill -0 "$3" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
+veth_pair "" || { fail "cannot create the veth pair"; finish; }
 
 # capture NAME SRC RECORD-ARGS...: record while tcpreplay sends SRC; checks counts and bytes
 capture() {

@@ -75,21 +75,11 @@ cmp -s "$O/ttl.have" "$O/ttl.want" && pass || fail "ttl: monitor printed $(wc -l
 
 # ---- SIGINT during a paced replay ------------------------------------------------------------
 
-# wait_for ERRFILE PATTERN PID: until ERRFILE matches (max 60 s)
-wait_for() {
-    local i
-    for ((i = 0; i < 600; i++)); do
-        grep -qsE "$2" "$1" && return 0 # -s: the file may not exist yet
-        kill -0 "$3" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
-
+# (wait_for, from lib.sh, up to 60 s here)
 timeout --foreground 120 "$FLOWSCOPE" monitor --read "$SRC" --replay-speed 1 --module stats:interval=1s \
     --stats-interval 100ms >"$O/sig.out" 2>"$O/sig.err" &
 pid=$!
-wait_for "$O/sig.err" " [1-9][0-9]* pkts," $pid && pass || fail "the paced replay never started: $(cat "$O/sig.err")"
+wait_for "$O/sig.err" " [1-9][0-9]* pkts," $pid 600 && pass || fail "the paced replay never started: $(cat "$O/sig.err")"
 kill -INT $pid
 wait $pid
 rc=$?
@@ -107,7 +97,7 @@ for name in http mixed_vlan; do
     timeout --foreground 120 "$FLOWSCOPE" monitor --dpdk "$EAL --vdev=net_pcap0,rx_pcap=$SRC" --module stats \
         --stats-interval 100ms >"$O/dpdk.out" 2>"$O/dpdk.err" &
     pid=$!
-    wait_for "$O/dpdk.err" " $n pkts," $pid && pass || fail "dpdk $name: never saw $n packets: $(tail -3 "$O/dpdk.err")"
+    wait_for "$O/dpdk.err" " $n pkts," $pid 600 && pass || fail "dpdk $name: never saw $n packets: $(tail -3 "$O/dpdk.err")"
     kill -INT $pid
     wait $pid
     rc=$?
@@ -126,23 +116,7 @@ done
 if [ "$(id -u)" != 0 ]; then
     note "SKIP AF_PACKET: needs root (network namespaces)"
 else
-    NS=fsmns$$
-    A=fsma$$
-    B=fsmb$$
-    cleanup() {
-        ip link del "$A" 2>/dev/null
-        ip netns del "$NS" 2>/dev/null
-        rm -rf "$TMP"
-    }
-    trap cleanup EXIT
-    if ip netns add "$NS" && ip link add "$A" type veth peer name "$B" && ip link set "$B" netns "$NS"; then
-        # no IPv6 on either end: the kernel would send neighbour/router solicitations of its own
-        sysctl -qw "net.ipv6.conf.$A.disable_ipv6=1"
-        ip netns exec "$NS" sysctl -qw "net.ipv6.conf.$B.disable_ipv6=1"
-        ip link set "$A" up && ip netns exec "$NS" ip link set "$B" up
-    else
-        fail "cannot create the veth pair"
-    fi
+    veth_pair m || fail "cannot create the veth pair"
 
     # live NAME SRC ARGS...: monitor while tcpreplay sends SRC; stop with SIGINT; check counts
     live() {
@@ -152,7 +126,7 @@ else
         timeout --foreground 120 "$FLOWSCOPE" monitor --stats-interval 100ms --module stats "$@" \
             >"$O/$name.out" 2>"$err" &
         local pid=$!
-        wait_for "$err" " pkts," $pid || { fail "$name: did not start: $(cat "$err")"; return; }
+        wait_for "$err" " pkts," $pid 600 || { fail "$name: did not start: $(cat "$err")"; return; }
         local sent
         sent=$(ip netns exec "$NS" tcpreplay -i "$B" --topspeed "$src" 2>&1 | sed -n 's/.*Actual: \([0-9]*\) packets.*/\1/p')
         [ -n "$sent" ] && [ "$sent" -gt 0 ] || { fail "$name: tcpreplay sent nothing"; kill -9 $pid; return; }
