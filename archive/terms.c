@@ -45,21 +45,27 @@ static uint64_t hash_bytes(const uint8_t *p, size_t n, uint64_t seed)
 	return h ^ (h >> 31);
 }
 
+static void byteset_free(struct byteset *bs)
+{
+	free(bs->ents);
+	free(bs->hashes);
+	free(bs->slots);
+	memset(bs, 0, sizeof(*bs));
+}
+
+/* 0, or -ENOMEM with bs empty (fit for byteset_free). */
 static int byteset_init(struct byteset *bs, uint32_t cap)
 {
 	memset(bs, 0, sizeof(*bs));
 	bs->cap = cap;
 	bs->mask = cap * 4 - 1;
 	bs->ents = malloc(cap * sizeof(*bs->ents));
+	bs->hashes = malloc(cap * sizeof(*bs->hashes));
 	bs->slots = calloc((size_t)bs->mask + 1, sizeof(*bs->slots));
-	return bs->ents && bs->slots ? 0 : -ENOMEM;
-}
-
-static void byteset_free(struct byteset *bs)
-{
-	free(bs->ents);
-	free(bs->slots);
-	memset(bs, 0, sizeof(*bs));
+	if (bs->ents && bs->hashes && bs->slots)
+		return 0;
+	byteset_free(bs);
+	return -ENOMEM;
 }
 
 static void byteset_reset(struct byteset *bs)
@@ -72,15 +78,14 @@ static void byteset_reset(struct byteset *bs)
 static int byteset_grow_slots(struct byteset *bs)
 {
 	uint32_t nmask = bs->mask * 2 + 1;
-	uint32_t *ns = calloc((size_t)nmask + 1, sizeof(*ns));
+	struct byteset_slot *ns = calloc((size_t)nmask + 1, sizeof(*ns));
 	if (!ns)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < bs->n; i++) {
-		const struct term_entry *e = &bs->ents[i];
-		uint32_t s = (uint32_t)hash_bytes(e->b, e->len, e->type) & nmask;
-		while (ns[s])
+		uint32_t s = (uint32_t)bs->hashes[i] & nmask;
+		while (ns[s].idx)
 			s = (s + 1) & nmask;
-		ns[s] = i + 1;
+		ns[s] = (struct byteset_slot){.tag = (uint32_t)(bs->hashes[i] >> 32), .idx = i + 1};
 	}
 	free(bs->slots);
 	bs->slots = ns;
@@ -88,36 +93,52 @@ static int byteset_grow_slots(struct byteset *bs)
 	return 0;
 }
 
+/* Room for one more entry.  0 or -ENOMEM. */
+static int byteset_reserve(struct byteset *bs)
+{
+	if (bs->n < bs->cap)
+		return 0;
+	size_t nc = 2 * (size_t)bs->cap;
+	struct term_entry *ne = realloc(bs->ents, nc * sizeof(*ne));
+	if (!ne)
+		return -ENOMEM;
+	bs->ents = ne;
+	uint64_t *nh = realloc(bs->hashes, nc * sizeof(*nh));
+	if (!nh)
+		return -ENOMEM; /* ents is larger than needed: harmless */
+	bs->hashes = nh;
+	bs->cap = (uint32_t)nc;
+	return 0;
+}
+
 /*
- * Inserts (type, b[0..len)); returns 1 if it was present, 0 if added, -ENOMEM.
- * *idx (if not NULL) gets the entry's index either way.
+ * Inserts (type, b[0..len)) of hash h; returns 1 if it was present, 0 if
+ * added, -ENOMEM.  *idx (if not NULL) gets the entry's index either way.
  */
 static int byteset_add_hashed(struct byteset *bs, uint8_t type, const uint8_t *b, uint8_t len,
                               uint64_t h, uint32_t *idx)
 {
-	uint32_t s = (uint32_t)h & bs->mask;
-	for (; bs->slots[s]; s = (s + 1) & bs->mask) {
-		const struct term_entry *e = &bs->ents[bs->slots[s] - 1];
+	uint32_t s = (uint32_t)h & bs->mask, tag = (uint32_t)(h >> 32);
+	for (; bs->slots[s].idx; s = (s + 1) & bs->mask) {
+		if (bs->slots[s].tag != tag)
+			continue;
+		const struct term_entry *e = &bs->ents[bs->slots[s].idx - 1];
 		if (e->type == type && e->len == len && memcmp(e->b, b, len) == 0) {
 			if (idx)
-				*idx = bs->slots[s] - 1;
+				*idx = bs->slots[s].idx - 1;
 			return 1;
 		}
 	}
-	if (bs->n == bs->cap) {
-		struct term_entry *ne = realloc(bs->ents, 2 * (size_t)bs->cap * sizeof(*ne));
-		if (!ne)
-			return -ENOMEM;
-		bs->ents = ne;
-		bs->cap *= 2;
-	}
+	if (byteset_reserve(bs) != 0)
+		return -ENOMEM;
 	struct term_entry *e = &bs->ents[bs->n];
 	e->type = type;
 	e->len = len;
 	memcpy(e->b, b, len);
+	bs->hashes[bs->n] = h;
 	if (idx)
 		*idx = bs->n;
-	bs->slots[s] = ++bs->n;
+	bs->slots[s] = (struct byteset_slot){.tag = tag, .idx = ++bs->n};
 	if (bs->n * 2 > bs->mask)
 		return byteset_grow_slots(bs);
 	return 0;
@@ -458,7 +479,7 @@ static struct plist *segterms_list(struct segterms *st, uint8_t type, const uint
  * and its buffer to come from memory, one after the other: look PF_AHEAD
  * terms ahead, the slot first, then (once it is in) what it points at.
  */
-#define PF_AHEAD 8
+#define PF_AHEAD 16
 
 static void segterms_prefetch_slot(const struct segterms *st, uint64_t h)
 {
@@ -467,34 +488,26 @@ static void segterms_prefetch_slot(const struct segterms *st, uint64_t h)
 
 static void segterms_prefetch_entry(const struct segterms *st, uint64_t h)
 {
-	uint32_t s = st->set.slots[(uint32_t)h & st->set.mask];
-	if (s) {
-		__builtin_prefetch(&st->set.ents[s - 1]);
-		__builtin_prefetch(&st->lists[s - 1]);
+	const struct byteset_slot *s = &st->set.slots[(uint32_t)h & st->set.mask];
+	if (s->idx && s->tag == (uint32_t)(h >> 32)) {
+		__builtin_prefetch(&st->set.ents[s->idx - 1]);
+		__builtin_prefetch(&st->lists[s->idx - 1]);
 	}
 }
 
 int archive__segterms_add_frame(struct segterms *st, const struct termset *ts, uint32_t frame)
 {
 	const struct byteset *bs = &ts->terms;
-	uint64_t hs[2 * PF_AHEAD]; /* ring of the next terms' hashes */
-	for (uint32_t j = 0; j < bs->n && j < 2 * PF_AHEAD; j++) {
-		const struct term_entry *e = &bs->ents[j];
-		hs[j] = hash_bytes(e->b, e->len, e->type);
+	const uint64_t *hs = bs->hashes; /* the same hash function in both sets */
+	for (uint32_t j = 0; j < bs->n && j < 2 * PF_AHEAD; j++)
 		segterms_prefetch_slot(st, hs[j]);
-	}
 	for (uint32_t i = 0; i < bs->n; i++) {
 		const struct term_entry *e = &bs->ents[i];
-		uint64_t h = hs[i % (2 * PF_AHEAD)];
-		uint32_t ahead = i + 2 * PF_AHEAD;
-		if (ahead < bs->n) { /* replaces h's place in the ring */
-			const struct term_entry *n = &bs->ents[ahead];
-			hs[i % (2 * PF_AHEAD)] = hash_bytes(n->b, n->len, n->type);
-			segterms_prefetch_slot(st, hs[i % (2 * PF_AHEAD)]);
-		}
+		if (i + 2 * PF_AHEAD < bs->n)
+			segterms_prefetch_slot(st, hs[i + 2 * PF_AHEAD]);
 		if (i + PF_AHEAD < bs->n)
-			segterms_prefetch_entry(st, hs[(i + PF_AHEAD) % (2 * PF_AHEAD)]);
-		struct plist *pl = segterms_list(st, e->type, e->b, e->len, h);
+			segterms_prefetch_entry(st, hs[i + PF_AHEAD]);
+		struct plist *pl = segterms_list(st, e->type, e->b, e->len, hs[i]);
 		if (!pl)
 			return -ENOMEM;
 		int was_clean = pl->committed == pl->len;

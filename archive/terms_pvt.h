@@ -22,11 +22,21 @@ struct term_entry {
 	uint8_t b[TERM_ENTRY_MAX];
 };
 
-/* A set of short byte strings: open addressing over an append-only array. */
+/* A slot of a byteset: the entry, and 32 bits of its hash that the slot index does not use. */
+struct byteset_slot {
+	uint32_t tag; /* hash >> 32 */
+	uint32_t idx; /* entry index + 1, 0 = empty */
+};
+
+/*
+ * A set of short byte strings: open addressing over an append-only array.
+ * Probes compare tags first, so an entry is read only when it likely matches.
+ */
 struct byteset {
 	struct term_entry *ents; /* distinct entries, insertion order */
+	uint64_t *hashes;        /* parallel to ents: each entry's hash */
 	uint32_t n, cap;
-	uint32_t *slots; /* entry index + 1, 0 = empty */
+	struct byteset_slot *slots;
 	uint32_t mask;
 };
 

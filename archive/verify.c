@@ -1147,9 +1147,7 @@ int archive_verify(struct archive *a, archive_log_fn log, void *arg,
 		free(v);
 		return archive__fail(-ENOMEM, "out of memory");
 	}
-	if (archive__segterms_init(&v->segterms) != 0) { /* not yet fit for segterms_free */
-		free(v->segterms.set.ents);
-		free(v->segterms.set.slots);
+	if (archive__segterms_init(&v->segterms) != 0) { /* it frees itself */
 		archive__termset_free(&v->terms);
 		free(v);
 		return archive__fail(-ENOMEM, "out of memory");

@@ -302,7 +302,8 @@ static int frame_flush(struct archive_writer *w)
 
 /* ---- index commit ------------------------------------------------------------------------- */
 
-static const struct term_entry *g_sort_ents; /* qsort has no context argument */
+/* qsort has no context argument; each dumper thread sorts its own writer's terms */
+static _Thread_local const struct term_entry *g_sort_ents;
 
 /* Orders dirty term lists by their key in `terms` (same partition and segment). */
 static int dirty_cmp(const void *x, const void *y)
