@@ -24,7 +24,8 @@
 
 #include "ingest/ingest_pvt.h"
 
-#define FLUSH_EVERY 1024 /* packets between QQ flush checks */
+#define FLUSH_EVERY 1024    /* packets between QQ flush checks */
+#define READ_BUF (1u << 20) /* stdio buffer under libpcap: one read(2) per MiB, not per 4 KiB */
 
 struct file_source {
 	struct ingest_source base;
@@ -32,6 +33,7 @@ struct file_source {
 	uint64_t pace_t0;  /* pacing origin: monotonic time ... */
 	uint64_t pace_ts0; /* ... and the capture time of the first packet */
 	pcap_t *pcap;
+	char *rbuf; /* the stdio buffer of libpcap's FILE */
 	char *path;
 	int fd;      /* our own descriptor, for the truncated-record read */
 	int classic; /* 1: classic pcap (not pcapng) */
@@ -199,7 +201,8 @@ static void file_close(struct ingest_source *s)
 {
 	struct file_source *f = (struct file_source *)s;
 	if (f->pcap)
-		pcap_close(f->pcap);
+		pcap_close(f->pcap); /* closes its FILE, which uses rbuf */
+	free(f->rbuf);
 	if (f->fd >= 0)
 		close(f->fd);
 	free(f->path);
@@ -242,6 +245,27 @@ static int file_precheck(struct file_source *f, const char *path, char *errbuf)
 	return 0;
 }
 
+/*
+ * libpcap reads a savefile a record at a time through stdio; its own
+ * pcap_open_offline() leaves the FILE with a 4 KiB buffer, so a large file
+ * costs a read(2) per few packets.  NULL and perr set on failure.
+ */
+static pcap_t *open_pcap(struct file_source *f, const char *path, char *perr)
+{
+	FILE *fp = strcmp(path, "-") == 0 ? stdin : fopen(path, "rbe");
+	if (!fp) {
+		snprintf(perr, PCAP_ERRBUF_SIZE, "%s", strerror(errno));
+		return NULL;
+	}
+	if (fp != stdin &&
+	    (f->rbuf = malloc(READ_BUF)) != NULL) /* pcap_close() leaves stdin open */
+		setvbuf(fp, f->rbuf, _IOFBF, READ_BUF);
+	pcap_t *p = pcap_fopen_offline_with_tstamp_precision(fp, PCAP_TSTAMP_PRECISION_NANO, perr);
+	if (!p && fp != stdin)
+		fclose(fp); /* as pcap_open_offline() does */
+	return p;
+}
+
 int ingest_file_open(const char *path, uint16_t port, struct ingest_source **out, char *errbuf)
 {
 	struct file_source *f = calloc(1, sizeof(*f));
@@ -257,7 +281,7 @@ int ingest_file_open(const char *path, uint16_t port, struct ingest_source **out
 		return r;
 	}
 	char perr[PCAP_ERRBUF_SIZE];
-	f->pcap = pcap_open_offline_with_tstamp_precision(path, PCAP_TSTAMP_PRECISION_NANO, perr);
+	f->pcap = open_pcap(f, path, perr);
 	if (!f->pcap) {
 		snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: not a capture file libpcap can read (%s)",
 		         path, perr);
