@@ -96,7 +96,7 @@ struct archive_writer_config {
 	uint64_t segment_size;   /* rotate at this many compressed bytes; 0 = 256 MiB */
 	uint64_t segment_age_ns; /* rotate a segment this old (wall clock); 0 = 60 s */
 	uint32_t frame_size;     /* uncompressed bytes per frame; 0 = 256 KiB */
-	int zstd_level;          /* zstd level (negative = fast levels); 0 = -1 */
+	int zstd_level;          /* zstd level (negative = fast levels); 0 = -2 */
 	uint64_t sync_ns;        /* index commit interval (wall clock); 0 = 1 s */
 	uint32_t run;            /* the recording this writer belongs to (archive_new_run) */
 };
@@ -155,6 +155,15 @@ int archive_writer_set_chunk(struct archive_writer *w, uint64_t chunk);
 
 /* Allocates a recording id (1, 2, ...; meta "next_run").  0 or ARCHIVE_E_LMDB. */
 int archive_new_run(struct archive *a, uint32_t *run);
+
+/*
+ * A hint, for speed only: a packet whose flow hash is `flow_hash` (the low 32
+ * bits of ft_flow_key_hash() of its VLAN-aware bidirectional key, as the
+ * recorder's analyzers leave in qq_record.flow_hash; 0: unknown) will be
+ * added soon.  Stage 0 some packets ahead fetches its slot in the writer's
+ * flow table, stage 1 closer (about half as far) the flow record itself.
+ */
+void archive_writer_prefetch(const struct archive_writer *w, uint32_t flow_hash, int stage);
 
 /* As archive_writer_add(), the packet's flow tagged with trigger id `trigger` (0: none). */
 int archive_writer_add_tagged(struct archive_writer *w, int linktype, uint32_t snaplen,

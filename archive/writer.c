@@ -142,7 +142,7 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
 	if (!w->cfg.frame_size)
 		w->cfg.frame_size = DEF_FRAME_SIZE;
 	if (!w->cfg.zstd_level)
-		w->cfg.zstd_level = -1;
+		w->cfg.zstd_level = -2;
 	if (!w->cfg.sync_ns)
 		w->cfg.sync_ns = DEF_SYNC_NS;
 	w->fcap = w->cfg.frame_size + PCAP_GHDR_LEN + PCAP_RHDR_LEN + ARCHIVE_MAX_CAPLEN;
@@ -705,6 +705,16 @@ int archive__writer_adopt_close(struct archive_writer *w, int seal, int has_tabl
 }
 
 /* ---- public writing API ---------------------------------------------------------------------- */
+
+void archive_writer_prefetch(const struct archive_writer *w, uint32_t flow_hash, int stage)
+{
+	if (!flow_hash)
+		return;
+	if (stage == 0)
+		ft_table_prefetch(w->flows, flow_hash);
+	else
+		ft_table_prefetch_flow(w->flows, flow_hash);
+}
 
 /* Parses the packet for its index terms and flow statistics. */
 static int packet_index(struct archive_writer *w, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,

@@ -83,6 +83,7 @@ struct qq {
 	uint32_t chunk_size;
 	uint32_t nchunks;
 	uint32_t hw_chunks; /* dumpers take chunks while used > hw_chunks */
+	uint32_t max_used;  /* backpressure: producers wait at this many used chunks */
 	unsigned nproducers, nanalyzers;
 	uint64_t flush_ns;
 	enum qq_mode mode;
@@ -184,9 +185,9 @@ static void *map_huge(size_t len, unsigned shift)
  * One mapping for the whole ring: reserved 1 GiB pages, else reserved 2 MiB
  * pages (hugetlbfs pool, all-or-nothing at mmap time), else normal pages
  * with transparent huge pages requested, checked against MemAvailable and
- * pre-faulted.
+ * pre-faulted unless lazy.
  */
-static int ring_map(struct qq *q, int try_huge)
+static int ring_map(struct qq *q, int try_huge, int lazy)
 {
 	static const unsigned shifts[] = {30, 21};
 	for (size_t i = 0; try_huge && i < sizeof(shifts) / sizeof(shifts[0]); i++) {
@@ -206,7 +207,7 @@ static int ring_map(struct qq *q, int try_huge)
 	if (m == MAP_FAILED)
 		return QQ_E_NOMEM;
 	madvise(m, q->mem_len, MADV_HUGEPAGE); /* best effort: transparent huge pages */
-	if (prefault(m, q->mem_len) != 0) {
+	if (!lazy && prefault(m, q->mem_len) != 0) {
 		munmap(m, q->mem_len);
 		return QQ_E_NOMEM;
 	}
@@ -225,7 +226,7 @@ static int config_check(const struct qq_config *cfg, size_t *chunk, uint32_t *n)
 	if (cfg->producers == 0 || cfg->analyzers == 0 || cfg->producers > 4096 ||
 	    cfg->analyzers > 4096)
 		return -EINVAL;
-	if (cfg->high_water < 0 || cfg->high_water >= 1)
+	if ((cfg->high_water < 0 && cfg->high_water != QQ_NO_HOLD) || cfg->high_water >= 1)
 		return -EINVAL;
 	size_t nch = cfg->size / *chunk;
 	if (nch < 4 || nch < (size_t)cfg->producers + 2 || nch > (1u << 24))
@@ -264,10 +265,15 @@ int qq_create(const struct qq_config *cfg, struct qq **out)
 	q->nanalyzers = cfg->analyzers;
 	q->flush_ns = cfg->flush_ns ? cfg->flush_ns : 1000000u;
 	q->mode = cfg->mode;
-	double hw = cfg->high_water > 0 ? cfg->high_water : 0.9;
+	double hw = cfg->high_water == QQ_NO_HOLD ? 0 : cfg->high_water > 0 ? cfg->high_water : 0.9;
 	q->hw_chunks = (uint32_t)(hw * n);
 	if (q->hw_chunks > n - 1)
 		q->hw_chunks = n - 1;
+	q->max_used = cfg->mode == QQ_MODE_BACKPRESSURE && cfg->max_used ? cfg->max_used : n;
+	if (q->max_used < q->nproducers + 2)
+		q->max_used = q->nproducers + 2;
+	if (q->max_used <= q->hw_chunks) /* dumpers must be able to take one */
+		q->max_used = q->hw_chunks + 1;
 
 	q->chunks = calloc(n, sizeof(*q->chunks));
 	q->ring = calloc(n, sizeof(*q->ring));
@@ -279,7 +285,7 @@ int qq_create(const struct qq_config *cfg, struct qq **out)
 		qq_destroy(q);
 		return QQ_E_NOMEM;
 	}
-	r = ring_map(q, cfg->hugepages);
+	r = ring_map(q, cfg->hugepages, cfg->lazy);
 	if (r) {
 		qq_destroy(q);
 		return r;
@@ -492,7 +498,7 @@ static int producer_take_chunk(struct qq_producer *p)
 		p->cur = NULL;
 	}
 	while (!c && !q->stopped) {
-		if (q->nfree > 0) {
+		if (q->nfree > 0 && q->nchunks - q->nfree < q->max_used) {
 			c = q->free_stack[--q->nfree];
 		} else if (q->mode == QQ_MODE_OVERWRITE) {
 			c = chunk_steal_oldest_locked(q);

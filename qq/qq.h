@@ -96,11 +96,32 @@ struct qq_config {
 	size_t chunk_size;  /* bytes per chunk; 0 = default QQ_DEFAULT_CHUNK */
 	unsigned producers; /* producer handles that will be opened (>= 1) */
 	unsigned analyzers; /* analyzer threads (>= 1) */
-	double high_water;  /* dequeue only above this fill fraction; 0 = 0.9 */
+	double high_water;  /* dequeue only above this fill fraction; 0 = 0.9; or QQ_NO_HOLD */
 	uint64_t flush_ns;  /* publish a partly filled chunk after this; 0 = 1 ms */
 	enum qq_mode mode;
 	int hugepages; /* 1: try MAP_HUGETLB first (falls back silently) */
+	/*
+	 * 1: normal pages are not pre-faulted; each faults in when first used.
+	 * For a source that can wait (a file): no start-up delay, and memory the
+	 * run never reaches is never touched.  A wire cannot wait for a page
+	 * fault: live capture keeps 0.
+	 */
+	int lazy;
+	/*
+	 * QQ_MODE_BACKPRESSURE: producers wait while this many chunks are in use
+	 * (0: until the ring is full).  With QQ_NO_HOLD a file needs no more than
+	 * a few chunks in flight; a small working set stays in the CPU caches
+	 * and leaves the rest of the ring untouched.
+	 */
+	uint32_t max_used;
 };
+
+/*
+ * high_water for a ring that holds nothing back: dumpers take each chunk as
+ * soon as every analyzer has seen it (when nothing will look back at past
+ * packets, holding them only delays the archive and loses more in a crash).
+ */
+#define QQ_NO_HOLD (-1.0)
 
 #define QQ_DEFAULT_CHUNK (4u << 20)
 #define QQ_RECORD_HDR ((uint32_t)sizeof(struct qq_record))
@@ -113,7 +134,7 @@ struct qq_producer;
  * Allocates the ring: one mapping of `size` bytes (rounded down to whole
  * chunks), from reserved 1 GiB or 2 MiB huge pages when cfg.hugepages is set
  * and the pool has them, else normal pages with transparent huge pages
- * requested; pre-faulted.  Returns 0 and *out, -EINVAL for a bad config, or
+ * requested; pre-faulted unless cfg.lazy.  Returns 0 and *out, -EINVAL for a bad config, or
  * QQ_E_NOMEM when the memory cannot be had (more than MemAvailable, or the
  * kernel refused to back the pages).
  */

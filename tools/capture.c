@@ -253,49 +253,75 @@ int capture_analyzers_open(struct record_analyzer *ana, unsigned n, const struct
 
 /* ---- analysis ---------------------------------------------------------------------------- */
 
-/* The analyzer's own flow table: every packet's bidirectional 5-tuple (VLAN-aware). */
-static uint32_t track_flow(struct record_analyzer *a, uint64_t ts_ns, uint32_t wirelen,
-                           const struct ft_packet *pkt)
+#define TRACK_AHEAD 8 /* flow records prefetched this many lookups ahead */
+
+/*
+ * The analyzer's own flow table: every packet's bidirectional 5-tuple
+ * (VLAN-aware).  Keys and hashes first with the slots prefetched, then the
+ * records TRACK_AHEAD lookups ahead, so the burst's cache misses overlap.
+ */
+static void track_burst(struct record_analyzer *a, struct capture_burst *b)
 {
-	struct ft_flow_key key;
-	int dir, is_new;
-	if (ft_flow_key_from_packet(pkt, FT_KEY_VLAN, &key, &dir) != 0)
-		return 0;
-	uint64_t h = ft_flow_key_hash(&key);
-	struct ft_flow *f = ft_table_lookup(a->flows, &key, h, &is_new);
-	if (is_new)
-		f->first_ns = ts_ns;
-	f->last_ns = ts_ns;
-	f->packets[dir]++;
-	f->bytes[dir] += wirelen;
-	f->tcp_flags[dir] |= pkt->tcp_flags;
-	return (uint32_t)h;
+	struct ft_table *t = a->flows;
+	struct ft_flow_key key[FT_ENGINE_BURST];
+	uint64_t h[FT_ENGINE_BURST];
+	int dir[FT_ENGINE_BURST];
+	uint8_t ok[FT_ENGINE_BURST];
+	unsigned n = b->n;
+	for (unsigned j = 0; j < n; j++) {
+		ok[j] = ft_flow_key_from_packet(&b->pkt[j], FT_KEY_VLAN, &key[j], &dir[j]) == 0;
+		if (ok[j]) {
+			h[j] = ft_flow_key_hash(&key[j]);
+			ft_table_prefetch(t, h[j]);
+		}
+	}
+	for (unsigned j = 0; j < n && j < TRACK_AHEAD; j++)
+		if (ok[j])
+			ft_table_prefetch_flow(t, h[j]);
+	for (unsigned j = 0; j < n; j++) {
+		if (j + TRACK_AHEAD < n && ok[j + TRACK_AHEAD])
+			ft_table_prefetch_flow(t, h[j + TRACK_AHEAD]);
+		if (!ok[j])
+			continue;
+		int is_new;
+		const struct ft_packet_ctx *c = &b->ctx[j];
+		struct ft_flow *f = ft_table_lookup(t, &key[j], h[j], &is_new);
+		if (is_new)
+			f->first_ns = c->ts_ns;
+		f->last_ns = c->ts_ns;
+		f->packets[dir[j]]++;
+		f->bytes[dir[j]] += c->wirelen;
+		f->tcp_flags[dir[j]] |= b->pkt[j].tcp_flags;
+		if (b->hash_out[j])
+			*b->hash_out[j] = (uint32_t)h[j];
+	}
 }
 
-uint32_t capture_analyze(struct record_analyzer *a, struct capture_burst *b, int linktype,
-                         uint64_t ts_ns, uint32_t caplen, uint32_t wirelen, const uint8_t *data)
+void capture_analyze(struct record_analyzer *a, struct capture_burst *b, int linktype,
+                     uint64_t ts_ns, uint32_t caplen, uint32_t wirelen, const uint8_t *data,
+                     uint32_t *hash_out)
 {
 	struct ft_packet *pkt = &b->pkt[b->n];
 	a->packets++;
 	if (ft_parse(linktype, data, caplen, pkt) != 0)
-		return 0;
-	uint32_t h = track_flow(a, ts_ns, wirelen, pkt);
-	if (!a->engine)
-		return h;
+		return;
 	b->ctx[b->n] = (struct ft_packet_ctx){.ts_ns = ts_ns,
 	                                      .caplen = caplen,
 	                                      .wirelen = wirelen,
 	                                      .linktype = linktype,
 	                                      .data = data,
 	                                      .pkt = pkt};
+	b->hash_out[b->n] = hash_out;
 	if (++b->n == FT_ENGINE_BURST)
 		capture_analyze_flush(a, b);
-	return h;
 }
 
 void capture_analyze_flush(struct record_analyzer *a, struct capture_burst *b)
 {
-	if (b->n)
+	if (b->n == 0)
+		return;
+	track_burst(a, b);
+	if (a->engine)
 		ft_engine_packets(a->engine, b->ctx, b->n);
 	b->n = 0;
 }

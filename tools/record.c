@@ -46,14 +46,15 @@ static void usage(FILE *f)
 	    "  --dumpers N           dumper threads, each compressing into its own segment\n"
 	    "                        (default 2, 1 on a single core)\n"
 	    "  --qq-size SIZE        RAM ring size, K/M/G suffixes (default 512M)\n"
-	    "  --qq-high-water PCT   dumpers take packets only above this fill (default 90)\n"
+	    "  --qq-high-water PCT   dumpers take packets only above this fill, 0 = at once\n"
+	    "                        (default 90 with modules or triggers, else 0)\n"
 	    "  --qq-flush DUR        publish a partly filled chunk after this (default 1ms)\n"
 	    "  --segment-size SIZE   rotate segments at this compressed size (default 256M)\n"
 	    "  --segment-age DUR     rotate segments this old (default 60s)\n"
 	    "  --max-disk SIZE       retention: keep the archive (segments and index) under\n"
 	    "                        SIZE, dropping the oldest segments\n"
 	    "  --max-age DUR         retention: drop segments whose packets are older (30d)\n"
-	    "  --zstd-level N        zstd level, -7..-1 (fast) or 1..19 (default -1)\n"
+	    "  --zstd-level N        zstd level, -7..-1 (fast) or 1..19 (default -2)\n"
 	    "  --max-flows N         flow table size per analyzer (default 262144)\n"
 	    "  --stats-interval DUR  status line interval, 0 = off (default 5s)\n");
 }
@@ -75,9 +76,9 @@ static int parse_qq_opt(struct record_opts *o, int c, const char *arg)
 			return 0;
 		return bad("--qq-size", arg, "a size of at least 2M, e.g. 512M");
 	case 'H':
-		if (cli_parse_uint(arg, 1, 99, &v) != 0)
-			return bad("--qq-high-water", arg, "a percentage, 1..99");
-		o->qq_high_water = (double)v / 100;
+		if (cli_parse_uint(arg, 0, 99, &v) != 0)
+			return bad("--qq-high-water", arg, "a percentage, 0..99");
+		o->qq_high_water = v ? (double)v / 100 : QQ_NO_HOLD;
 		return 0;
 	case 'F':
 		if (cli_parse_duration(arg, &o->qq_flush_ns) == 0 && o->qq_flush_ns >= 1000 &&
@@ -208,7 +209,8 @@ static int parse_args(int argc, char **argv, struct record_opts *o)
 	                          .stats_ns = 5000000000ull,
 	                          .max_flows = 262144,
 	                          .rx_queues = 1,
-	                          .zstd_level = -1};
+	                          .qq_high_water = HIGH_WATER_DEFAULT,
+	                          .zstd_level = -2};
 	int r = capture_getopt(argc, argv, CMD, longopts, parse_opt, usage, o);
 	return r ? r : check_args(o);
 }
@@ -328,11 +330,17 @@ static void print_qq(const struct record_pipeline *pl)
 {
 	struct qq_stats qs;
 	qq_stats(pl->qq, &qs);
-	fprintf(stderr, "flowscope record: QQ %.0f MiB, %u chunks of %zu KiB, %s pages\n",
+	double hw = record_high_water(pl);
+	char hold[64] = "archived at once (no module looks back)";
+	if (hw != QQ_NO_HOLD)
+		snprintf(hold, sizeof(hold), "held until %.0f %% full", hw * 100);
+	fprintf(stderr,
+	        "flowscope record: QQ %.0f MiB, %u chunks of %zu KiB, %s pages; packets %s\n",
 	        (double)qs.capacity / 1048576, qs.chunks, record_chunk_size(pl->o.qq_size) >> 10,
 	        qs.page_size >= (1u << 30)   ? "1 GiB huge"
 	        : qs.page_size >= (2u << 20) ? "2 MiB huge"
-	                                     : "normal (THP requested)");
+	                                     : "normal (THP requested)",
+	        hold);
 }
 
 /* The exit status: the first failure, else damaged input (3), else 0. */

@@ -23,6 +23,8 @@
 #define RECORD_MAX_DUMPERS 16
 #define RECORD_SEGMENT_SIZE (256ull << 20) /* --segment-size default */
 
+#define HIGH_WATER_DEFAULT (-2.0) /* --qq-high-water not given: 0.9 with modules, else QQ_NO_HOLD */
+
 /* record's options; monitor uses the source and analysis ones (capture.c parses those). */
 struct record_opts {
 	const char *archive;
@@ -37,7 +39,7 @@ struct record_opts {
 	uint64_t dumpers;    /* dumper threads, each with its own open segment */
 	uint64_t qq_size;
 	uint64_t qq_flush_ns;
-	double qq_high_water;
+	double qq_high_water; /* fraction, QQ_NO_HOLD, or HIGH_WATER_DEFAULT (not given) */
 	uint64_t segment_size;
 	uint64_t segment_age_ns;
 	uint64_t max_disk;   /* retention: the archive's disk budget; 0 = none */
@@ -127,6 +129,12 @@ struct record_pipeline {
 /* QQ chunk size for a ring: a sixteenth of it, between 512 KiB and 4 MiB. */
 size_t record_chunk_size(uint64_t qq_size);
 
+/*
+ * The ring's high-water mark for this recording: --qq-high-water, else 0.9
+ * with modules (a trigger reaches back into the ring) and QQ_NO_HOLD without.
+ */
+double record_high_water(const struct record_pipeline *pl);
+
 /* Opens source, QQ, flow tables and archive, in that order.  0 or an exit status. */
 /* Dumper threads when --dumpers is not given: 2, or 1 on a one-core machine. */
 unsigned record_default_dumpers(void);
@@ -195,21 +203,29 @@ int capture_analyzers_open(struct record_analyzer *ana, unsigned n, const struct
 int capture_modules_create(const struct record_opts *o, const char *cmd, unsigned engines,
                            struct ft_modset **out);
 
-/* Parsed packets waiting for the modules (their bytes must stay valid until the flush). */
+/*
+ * Parsed packets waiting for flow tracking and the modules (their bytes must
+ * stay valid until the flush).
+ */
 struct capture_burst {
 	struct ft_packet pkt[FT_ENGINE_BURST];
 	struct ft_packet_ctx ctx[FT_ENGINE_BURST];
+	uint32_t *hash_out[FT_ENGINE_BURST];
 	unsigned n;
 };
 
 /*
- * One packet for analyzer a (its thread only): counted, parsed, its flow
- * tracked in a->flows, and queued in b for a->engine's modules, which run
- * when b is full or on capture_analyze_flush().  Returns the 32-bit flow
- * hash, or 0 for a packet without a flow (not IP, or not parsed).
+ * One packet for analyzer a (its thread only): counted, parsed and queued in
+ * b.  When b is full or on capture_analyze_flush(), the burst's flows are
+ * tracked in a->flows (lookups prefetched a burst at a time: the table is
+ * large and hit at random) and a->engine's modules run.  Then *hash_out (if
+ * not NULL) gets the packet's 32-bit flow hash (ft_flow_key_hash of its
+ * VLAN-aware bidirectional key); it is left alone for a packet without a
+ * flow (not IP, or not parsed).
  */
-uint32_t capture_analyze(struct record_analyzer *a, struct capture_burst *b, int linktype,
-                         uint64_t ts_ns, uint32_t caplen, uint32_t wirelen, const uint8_t *data);
+void capture_analyze(struct record_analyzer *a, struct capture_burst *b, int linktype,
+                     uint64_t ts_ns, uint32_t caplen, uint32_t wirelen, const uint8_t *data,
+                     uint32_t *hash_out);
 void capture_analyze_flush(struct record_analyzer *a, struct capture_burst *b);
 
 /* Flows seen by more than one of the n analyzers (0 when flow affinity holds). */

@@ -26,6 +26,7 @@
 
 #define CMD "record"
 #define WAIT_MS 50
+#define DUMP_AHEAD 8 /* packets: how far ahead a dumper prefetches their flows */
 
 /* ---- threads ------------------------------------------------------------------------------ */
 
@@ -50,10 +51,8 @@ static void analyze_range(struct record_analyzer *a, const struct qq_peek *pk)
 	b.n = 0;
 	for (uint32_t i = pk->first; i < pk->end; i++) {
 		struct qq_record *rec = qq_chunk_record(pk->chunk, i);
-		uint32_t h = capture_analyze(a, &b, linktype, rec->ts_ns, rec->caplen, rec->wirelen,
-		                             rec->data);
-		if (h)
-			rec->flow_hash = h;
+		capture_analyze(a, &b, linktype, rec->ts_ns, rec->caplen, rec->wirelen, rec->data,
+		                &rec->flow_hash);
 	}
 	capture_analyze_flush(a, &b);
 }
@@ -101,6 +100,13 @@ static int dump_chunk(struct record_dumper *d, struct qq_chunk *c)
 	if (r)
 		return r;
 	for (uint32_t i = 0; i < n; i++) {
+		/* the analyzers left each packet's flow hash: fetch the writer's flow ahead */
+		if (i + 2 * DUMP_AHEAD < n)
+			archive_writer_prefetch(
+			    d->writer, qq_chunk_record(c, i + 2 * DUMP_AHEAD)->flow_hash, 0);
+		if (i + DUMP_AHEAD < n)
+			archive_writer_prefetch(d->writer,
+			                        qq_chunk_record(c, i + DUMP_AHEAD)->flow_hash, 1);
 		const struct qq_record *rec = qq_chunk_record(c, i);
 		uint16_t tag = d->view
 		                   ? archive_rule_view_match(d->view, linktype, rec->ts_ns,
@@ -281,17 +287,35 @@ size_t record_chunk_size(uint64_t qq_size)
 	return (size_t)(c & ~(uint64_t)4095);
 }
 
+/*
+ * The ring holds packets back for the modules: a trigger reaches the earlier
+ * packets of its flow that are still there.  With no module nothing looks
+ * back, and holding packets would only keep them from the archive (from
+ * queries, and from the disk when the machine dies): on a quiet link a 90 %
+ * mark can take hours to reach.
+ */
+double record_high_water(const struct record_pipeline *pl)
+{
+	if (pl->o.qq_high_water != HIGH_WATER_DEFAULT)
+		return pl->o.qq_high_water;
+	return pl->mods ? 0.9 : QQ_NO_HOLD;
+}
+
 static int qq_open(struct record_pipeline *pl)
 {
 	struct qq_config qc = {.size = pl->o.qq_size,
 	                       .chunk_size = record_chunk_size(pl->o.qq_size),
 	                       .producers = pl->info.queues,
 	                       .analyzers = pl->nanalyzers,
-	                       .high_water = pl->o.qq_high_water,
+	                       .high_water = record_high_water(pl),
 	                       .flush_ns = pl->o.qq_flush_ns,
 	                       /* a file can wait; a wire cannot: live sources overwrite */
 	                       .mode = pl->o.read ? QQ_MODE_BACKPRESSURE : QQ_MODE_OVERWRITE,
-	                       .hugepages = 1};
+	                       .hugepages = 1,
+	                       .lazy = pl->o.read != NULL}; /* a file can wait for a page fault */
+	/* a file held back by nothing: a few chunks in flight per thread are enough */
+	if (pl->o.read && qc.high_water == QQ_NO_HOLD)
+		qc.max_used = 2 * (pl->info.queues + pl->nanalyzers + pl->ndumpers) + 2;
 	int r = qq_create(&qc, &pl->qq);
 	if (r == QQ_E_NOMEM) {
 		cli_error(CMD, "--qq-size %.1f MiB: cannot have that much RAM (%.1f MiB available)",
@@ -385,8 +409,6 @@ static int archive_setup(struct record_pipeline *pl)
 		r = archive_recover(pl->arch, recover_log, NULL, NULL); /* what a crash left */
 	if (r == 0)
 		r = archive_new_run(pl->arch, &wc.run);
-	/* compression is the dumpers' work: two overlap it with everything else (record_bench) */
-	pl->ndumpers = pl->o.dumpers ? (unsigned)pl->o.dumpers : record_default_dumpers();
 	for (unsigned i = 0; r == 0 && i < pl->ndumpers; i++) {
 		pl->dump[i] = (struct record_dumper){.pl = pl, .id = i};
 		r = archive_writer_create(pl->arch, &wc, &pl->dump[i].writer);
@@ -409,6 +431,8 @@ int record_pipeline_open(struct record_pipeline *pl)
 		return r;
 	unsigned want = pl->o.analyzers ? (unsigned)pl->o.analyzers : pl->info.queues;
 	pl->nanalyzers = want > RECORD_MAX_ANALYZERS ? RECORD_MAX_ANALYZERS : want;
+	/* compression is the dumpers' work: two overlap it with everything else (record_bench) */
+	pl->ndumpers = pl->o.dumpers ? (unsigned)pl->o.dumpers : record_default_dumpers();
 	if ((r = modules_create(pl)) != 0 || (r = qq_open(pl)) != 0 ||
 	    (r = analyzers_open(pl)) != 0 || (r = archive_setup(pl)) != 0)
 		return r;

@@ -1,6 +1,7 @@
 /*
  * QQ unit tests: record packing and random access, chunk hand-over between
- * producer, analyzer and dumper, the high-water mark, drain, overwrite
+ * producer, analyzer and dumper, the high-water mark (and none), the
+ * back-pressure limit, drain, overwrite
  * accounting, back-pressure, and per-producer order across threads.
  */
 #include <setjmp.h>
@@ -13,6 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "qq/qq.h"
 
@@ -222,6 +224,82 @@ static void test_high_water(void **state)
 	qq_destroy(q);
 }
 
+struct append_arg {
+	struct qq_producer *p;
+	uint64_t ts;
+};
+
+static void *append_thread(void *arg)
+{
+	struct append_arg *a = arg;
+	publish_chunks(a->p, 1, &a->ts);
+	return NULL;
+}
+
+/*
+ * No hold-back: a chunk goes to the dumpers as soon as it is analysed.  A
+ * back-pressured ring with max_used: the producer waits at that many used
+ * chunks although most of the ring is free, and goes on when one is freed.
+ * Lazy (not pre-faulted) memory works as any other.
+ */
+static void test_no_hold_max_used(void **state)
+{
+	(void)state;
+	struct qq_config cfg = {.size = 10 * CHUNK,
+	                        .chunk_size = CHUNK,
+	                        .producers = 1,
+	                        .analyzers = 1,
+	                        .high_water = QQ_NO_HOLD,
+	                        .mode = QQ_MODE_BACKPRESSURE,
+	                        .lazy = 1,
+	                        .max_used = 4};
+	struct qq *q;
+	struct qq_producer *p;
+	struct qq_chunk *c;
+	struct qq_stats st;
+	assert_int_equal(qq_create(&cfg, &q), 0);
+	assert_int_equal(qq_producer_open(q, 0, &p), 0);
+	uint64_t ts = 1;
+	publish_chunks(p, 2, &ts);                                  /* 1 published + 1 filling */
+	assert_int_equal(qq_dumper_next(q, &c, 10), QQ_E_TIMEDOUT); /* not analysed yet */
+	analyze_all(q, 1);
+	assert_int_equal(qq_dumper_next(q, &c, 10), 0); /* 2 of 10 used: taken at once */
+	assert_int_equal(qq_chunk_record(c, 0)->ts_ns, 1);
+	qq_dumper_release(q, c);
+
+	publish_chunks(p, 3, &ts); /* 3 published + 1 filling = max_used */
+	qq_stats(q, &st);
+	assert_int_equal(st.chunks_used, 4);
+	assert_int_equal(st.backpressure_waits, 0);
+	struct append_arg a = {.p = p, .ts = ts};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, append_thread, &a), 0);
+	for (int i = 0; i < 5000 && st.backpressure_waits == 0; i++) { /* at most 5 s */
+		struct timespec ms = {.tv_nsec = 1000000};
+		nanosleep(&ms, NULL);
+		qq_stats(q, &st);
+	}
+	assert_int_equal(st.backpressure_waits, 1); /* 6 of 10 chunks free, yet it waits */
+	assert_int_equal(st.chunks_used, 4);
+	analyze_all(q, 3);
+	assert_int_equal(qq_dumper_next(q, &c, 10), 0);
+	assert_int_equal(qq_chunk_record(c, 0)->ts_ns, 2);
+	qq_dumper_release(q, c); /* room: the producer goes on */
+	assert_int_equal(pthread_join(t, NULL), 0);
+	qq_stats(q, &st);
+	assert_int_equal(st.chunks_used, 4);
+	qq_producer_close(p);
+	analyze_all(q, 2); /* 5 (sealed before the wait) and 6 */
+	qq_drain(q);
+	for (uint64_t want = 3; want <= 6; want++) {
+		assert_int_equal(qq_dumper_next(q, &c, 10), 0);
+		assert_int_equal(qq_chunk_record(c, 0)->ts_ns, want);
+		qq_dumper_release(q, c);
+	}
+	assert_int_equal(qq_dumper_next(q, &c, 10), QQ_E_DRAINED);
+	qq_destroy(q);
+}
+
 static void test_not_before_peek(void **state)
 {
 	(void)state;
@@ -405,15 +483,11 @@ static void test_threads_order(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_bad_config),
-	    cmocka_unit_test(test_pack_random_access),
-	    cmocka_unit_test(test_too_big),
-	    cmocka_unit_test(test_flush_partial),
-	    cmocka_unit_test(test_high_water),
-	    cmocka_unit_test(test_not_before_peek),
-	    cmocka_unit_test(test_overwrite_when_full),
-	    cmocka_unit_test(test_wrap_around),
-	    cmocka_unit_test(test_threads_order),
+	    cmocka_unit_test(test_bad_config),      cmocka_unit_test(test_pack_random_access),
+	    cmocka_unit_test(test_too_big),         cmocka_unit_test(test_flush_partial),
+	    cmocka_unit_test(test_high_water),      cmocka_unit_test(test_no_hold_max_used),
+	    cmocka_unit_test(test_not_before_peek), cmocka_unit_test(test_overwrite_when_full),
+	    cmocka_unit_test(test_wrap_around),     cmocka_unit_test(test_threads_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

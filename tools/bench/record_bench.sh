@@ -33,8 +33,8 @@ model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 echo "# record_bench  machine: $model, $(nproc) cores, Linux $(uname -r), $(date -u +%FT%TZ)"
 echo "# output on $(df --output=fstype "$OUT" | tail -1) ($OUT); inputs from the page cache"
 echo "# seconds: wall clock, start to exit, best of $RUNS runs (RUNS=N; the machine is shared);"
-echo "# startup: of those, before the first packet (mostly the pre-faulted QQ, --qq-size,"
-echo "# default 512M: a one-time cost of a long recording)"
+echo "# startup: of those, before the first packet (flow tables; a file's QQ faults in as used)."
+echo "# --module stats: the QQ then holds packets until 90 % full (512 MiB touched)"
 printf '%-8s %-42s %8s %8s %7s %10s %9s %8s\n' input writer seconds Gbit/s Mpps disk/pcap index% startup
 
 # row INPUT NAME SECONDS OUTBYTES [INDEXPCT [STARTUP]]
@@ -72,8 +72,8 @@ for in in "$TEXT" "$RANDOMIN"; do
     done
     row "$in" "tcpdump -w - | zstd -1 (baseline)" "$best" "$outb"
     rm -f "$OUT/t.pcap.zst"
-    for cfg in "" "--dumpers 1" "--zstd-level 1" "--dumpers 1 --zstd-level 1" "--zstd-level -3" \
-        "--qq-size 64M"; do
+    for cfg in "" "--dumpers 1" "--zstd-level 1" "--dumpers 1 --zstd-level 1" "--zstd-level -1" \
+        "--zstd-level -3" "--module stats"; do
         best=
         for r in $(seq "$RUNS"); do
             rm -rf "$OUT/a"
@@ -88,14 +88,14 @@ for in in "$TEXT" "$RANDOMIN"; do
             outb=$(du -sb "$OUT/a" | cut -f1)
             startup=$(echo "$secs - ${run:-0}" | bc -l | xargs printf '%.2f')
         done
-        row "$in" "flowscope record ${cfg:-(defaults: 2 dumpers, -1)}" "$best" "$outb" "$idx" "$startup"
+        row "$in" "flowscope record ${cfg:-(defaults: 2 dumpers, -2)}" "$best" "$outb" "$idx" "$startup"
     done
 done
 rm -rf "$OUT/a"
 
 echo "# compression ratio (pcap bytes / compressed segment bytes) on the real captures"
 printf '%-16s' capture
-LEVELS=(3 1 -1 -3 -5)
+LEVELS=(3 1 -1 -2 -3 -5)
 for l in "${LEVELS[@]}"; do printf ' %8s' "level $l"; done
 echo
 for p in "$SHARED"/pcaps/*.pcap; do
