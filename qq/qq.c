@@ -56,6 +56,7 @@ struct qq_chunk {
 	uint64_t min_ns, max_ns;
 	uint64_t bytes;           /* captured bytes in the chunk */
 	uint64_t last_publish_ns; /* monotonic time of the last publication (or take) */
+	uint64_t taken_ns;        /* monotonic time its producer took it */
 	/* protected by qq.lock */
 	enum chunk_state state;
 	unsigned producer;
@@ -84,6 +85,7 @@ struct qq {
 	uint32_t nchunks;
 	uint32_t hw_chunks; /* dumpers take chunks while used > hw_chunks */
 	uint32_t max_used;  /* backpressure: producers wait at this many used chunks */
+	uint64_t seal_ns;   /* no hold: seal a chunk this long after it was taken */
 	unsigned nproducers, nanalyzers;
 	uint64_t flush_ns;
 	enum qq_mode mode;
@@ -274,6 +276,7 @@ int qq_create(const struct qq_config *cfg, struct qq **out)
 		q->max_used = q->nproducers + 2;
 	if (q->max_used <= q->hw_chunks) /* dumpers must be able to take one */
 		q->max_used = q->hw_chunks + 1;
+	q->seal_ns = cfg->high_water == QQ_NO_HOLD ? cfg->seal_ns : 0;
 
 	q->chunks = calloc(n, sizeof(*q->chunks));
 	q->ring = calloc(n, sizeof(*q->ring));
@@ -448,7 +451,7 @@ static void chunk_reset(struct qq_chunk *c, unsigned producer, unsigned analyzer
 	c->max_ns = 0;
 	c->producer = producer;
 	c->analyzer = analyzer;
-	c->last_publish_ns = mono_ns();
+	c->last_publish_ns = c->taken_ns = mono_ns();
 	c->state = CH_ACTIVE;
 	c->in_ring = c->sealed = c->peeking = 0;
 	c->visible = c->peeked = 0;
@@ -573,8 +576,16 @@ int qq_producer_append(struct qq_producer *p, uint64_t ts_ns, uint32_t caplen, u
 void qq_producer_flush(struct qq_producer *p, uint64_t now_ns)
 {
 	struct qq_chunk *c = p->cur;
+	struct qq *q = p->q;
+	if (c && c->count > 0 && q->seal_ns && now_ns >= c->taken_ns + q->seal_ns) {
+		pthread_mutex_lock(&q->lock); /* old enough: to the dumpers, full or not */
+		chunk_seal_locked(q, c);
+		pthread_mutex_unlock(&q->lock);
+		p->cur = NULL; /* the next packet takes a new chunk */
+		return;
+	}
 	/* c->visible is only ever written by this thread (under the lock): reading it here is safe */
-	if (!c || c->count == c->visible || now_ns < c->last_publish_ns + p->q->flush_ns)
+	if (!c || c->count == c->visible || now_ns < c->last_publish_ns + q->flush_ns)
 		return;
 	pthread_mutex_lock(&p->q->lock);
 	chunk_publish_locked(p->q, c);

@@ -114,6 +114,13 @@ struct qq_config {
 	 * and leaves the rest of the ring untouched.
 	 */
 	uint32_t max_used;
+	/*
+	 * With QQ_NO_HOLD: qq_producer_flush() seals a producer's chunk, full
+	 * or not, once it was taken this long ago (monotonic ns), so that on a
+	 * quiet link packets reach the dumpers within about this time instead
+	 * of when a whole chunk has filled.  0: only full chunks are sealed.
+	 */
+	uint64_t seal_ns;
 };
 
 /*
@@ -164,8 +171,9 @@ int qq_producer_append(struct qq_producer *p, uint64_t ts_ns, uint32_t caplen, u
 
 /*
  * Publishes the producer's chunk if it holds records older than flush_ns at
- * time now_ns (monotonic clock), so low-rate traffic is never stuck.  Call it
- * when a receive burst comes back empty or after each burst.
+ * time now_ns (monotonic clock), so low-rate traffic is never stuck (and
+ * seals it after seal_ns, see qq_config).  Call it when a receive burst
+ * comes back empty or after each burst.
  */
 void qq_producer_flush(struct qq_producer *p, uint64_t now_ns);
 

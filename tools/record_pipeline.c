@@ -313,9 +313,13 @@ static int qq_open(struct record_pipeline *pl)
 	                       .mode = pl->o.read ? QQ_MODE_BACKPRESSURE : QQ_MODE_OVERWRITE,
 	                       .hugepages = 1,
 	                       .lazy = pl->o.read != NULL}; /* a file can wait for a page fault */
-	/* a file held back by nothing: a few chunks in flight per thread are enough */
-	if (pl->o.read && qc.high_water == QQ_NO_HOLD)
-		qc.max_used = 2 * (pl->info.queues + pl->nanalyzers + pl->ndumpers) + 2;
+	if (qc.high_water == QQ_NO_HOLD) {
+		/* held back by nothing: a file needs a few chunks in flight per thread */
+		if (pl->o.read)
+			qc.max_used = 2 * (pl->info.queues + pl->nanalyzers + pl->ndumpers) + 2;
+		/* a quiet link's packets go to the dumpers within a second, as the index commits */
+		qc.seal_ns = 1000000000ull;
+	}
 	int r = qq_create(&qc, &pl->qq);
 	if (r == QQ_E_NOMEM) {
 		cli_error(CMD, "--qq-size %.1f MiB: cannot have that much RAM (%.1f MiB available)",

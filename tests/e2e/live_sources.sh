@@ -71,6 +71,44 @@ grep -q "split_across_analyzers 0$" "$err" && pass || fail "2 queues: a flow rea
 grep -qE "analyzer0 [1-9][0-9]* packets .* analyzer1 [1-9][0-9]* packets" "$err" && pass ||
     fail "2 queues: an analyzer got nothing: $(grep flowtrack "$err")"
 
+# A quiet link: a few packets, then silence.  With no module nothing holds packets in the
+# ring and a chunk goes to the dumpers a second after it was started, full or not: a query
+# while record runs finds them within seconds (not when 2 MiB more traffic has come, nor
+# at shutdown).  With a module they stay in the ring (held until 90 % full).
+quiet() {
+    local name=$1 a=$TMP/$1 err=$TMP/$1.err
+    shift
+    timeout --foreground 120 "$FLOWSCOPE" record --archive "$a" --qq-size 32M \
+        --stats-interval 0 --afpacket "$A" "$@" 2>"$err" &
+    QPID=$!
+    wait_for "$err" "^flowscope record: QQ" $QPID || { fail "$name: did not start: $(cat "$err")"; return 1; }
+    sleep 0.3
+    QSENT=$(ip netns exec "$NS" tcpreplay -i "$B" --pps=1000 "$PCAPS/dns_icmp.pcap" 2>&1 | sed -n 's/.*Actual: \([0-9]*\) packets.*/\1/p')
+    [ -n "$QSENT" ] && [ "$QSENT" -gt 0 ] || { fail "$name: tcpreplay sent nothing"; kill -9 $QPID; return 1; }
+}
+if quiet quiet; then
+    grep -q "; packets archived at once" "$TMP/quiet.err" && pass || fail "quiet: $(head -1 "$TMP/quiet.err")"
+    n=0
+    for ((i = 0; i < 100; i++)); do # at most ~20 s
+        fs query --archive "$TMP/quiet" -w "$TMP/quiet.pcap" 2>/dev/null && n=$(npackets "$TMP/quiet.pcap")
+        [ "${n:-0}" -ge "$QSENT" ] && break
+        sleep 0.2
+    done
+    [ "${n:-0}" = "$QSENT" ] && pass || fail "quiet: a query during the recording found ${n:-0} of $QSENT packets"
+    kill -INT $QPID
+    wait $QPID && pass || fail "quiet: record failed: $(tail -2 "$TMP/quiet.err")"
+fi
+if quiet quiet-module --module stats; then
+    grep -q "; packets held until 90 % full" "$TMP/quiet-module.err" && pass || fail "quiet-module: $(head -1 "$TMP/quiet-module.err")"
+    sleep 2.5 # two seal periods and a commit: nothing may have reached the archive
+    fs query --archive "$TMP/quiet-module" -w "$TMP/qm.pcap" 2>/dev/null
+    [ "$(npackets "$TMP/qm.pcap")" = 0 ] && pass || fail "quiet-module: packets left the ring early"
+    kill -INT $QPID
+    wait $QPID && pass || fail "quiet-module: record failed: $(tail -2 "$TMP/quiet-module.err")"
+    fs query --archive "$TMP/quiet-module" -w "$TMP/qm.pcap" 2>/dev/null
+    [ "$(npackets "$TMP/qm.pcap")" = "$QSENT" ] && pass || fail "quiet-module: $(npackets "$TMP/qm.pcap") of $QSENT archived at the end"
+fi
+
 # errors: one line naming the cause, nothing created
 fs record --afpacket fsno$$ --archive "$TMP/e1" 2>"$TMP/err" && fail "no such interface accepted" || pass
 one_line_error "$TMP/err" "no such interface: fsno$$"

@@ -300,6 +300,68 @@ static void test_no_hold_max_used(void **state)
 	qq_destroy(q);
 }
 
+/*
+ * seal_ns: with no hold-back, a flush seals a chunk taken that long ago, full
+ * or not, and the dumper gets it; the next packet starts a new chunk.  With a
+ * high-water mark seal_ns is ignored (partly filled chunks keep their room).
+ */
+static void test_seal_by_age(void **state)
+{
+	(void)state;
+	static const uint8_t pkt[100];
+	for (int hold = 0; hold < 2; hold++) {
+		struct qq_config cfg = {.size = 10 * CHUNK,
+		                        .chunk_size = CHUNK,
+		                        .producers = 1,
+		                        .analyzers = 1,
+		                        .high_water = hold ? 0.5 : QQ_NO_HOLD,
+		                        .mode = QQ_MODE_BACKPRESSURE,
+		                        .seal_ns = 1000000000ull};
+		struct qq *q;
+		struct qq_producer *p;
+		struct qq_chunk *c;
+		struct qq_peek pk;
+		assert_int_equal(qq_create(&cfg, &q), 0);
+		assert_int_equal(qq_producer_open(q, 0, &p), 0);
+		assert_int_equal(qq_producer_append(p, 1, sizeof(pkt), sizeof(pkt), 0, 0, pkt), 0);
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		uint64_t t = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+		qq_producer_flush(
+		    p, t + 2000000); /* 2 ms on (the flush interval is 1 ms): published */
+		assert_int_equal(qq_analyzer_next(q, 0, &pk, 100), 0);
+		qq_analyzer_done(q, &pk);
+		assert_int_equal(qq_dumper_next(q, &c, 10), QQ_E_TIMEDOUT); /* not sealed */
+		qq_producer_flush(p, UINT64_MAX / 2); /* long after: sealed when not held */
+		if (hold) {
+			assert_int_equal(qq_dumper_next(q, &c, 10), QQ_E_TIMEDOUT);
+		} else {
+			assert_int_equal(qq_dumper_next(q, &c, 10), 0);
+			assert_int_equal(qq_chunk_count(c), 1);
+			qq_dumper_release(q, c);
+		}
+		assert_int_equal(qq_producer_append(p, 2, sizeof(pkt), sizeof(pkt), 0, 0, pkt), 0);
+		struct qq_stats st;
+		qq_stats(q, &st);
+		assert_int_equal(st.chunks_used, 1); /* a new chunk, or still the first */
+		qq_producer_close(p);
+		qq_drain(q);
+		uint32_t total = 0;
+		for (;;) {
+			int r = qq_analyzer_next(q, 0, &pk, 10);
+			if (r)
+				break;
+			qq_analyzer_done(q, &pk);
+		}
+		while (qq_dumper_next(q, &c, 10) == 0) {
+			total += qq_chunk_count(c);
+			qq_dumper_release(q, c);
+		}
+		assert_int_equal(total, hold ? 2 : 1); /* every packet exactly once */
+		qq_destroy(q);
+	}
+}
+
 static void test_not_before_peek(void **state)
 {
 	(void)state;
@@ -483,11 +545,17 @@ static void test_threads_order(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_bad_config),      cmocka_unit_test(test_pack_random_access),
-	    cmocka_unit_test(test_too_big),         cmocka_unit_test(test_flush_partial),
-	    cmocka_unit_test(test_high_water),      cmocka_unit_test(test_no_hold_max_used),
-	    cmocka_unit_test(test_not_before_peek), cmocka_unit_test(test_overwrite_when_full),
-	    cmocka_unit_test(test_wrap_around),     cmocka_unit_test(test_threads_order),
+	    cmocka_unit_test(test_bad_config),
+	    cmocka_unit_test(test_pack_random_access),
+	    cmocka_unit_test(test_too_big),
+	    cmocka_unit_test(test_flush_partial),
+	    cmocka_unit_test(test_high_water),
+	    cmocka_unit_test(test_no_hold_max_used),
+	    cmocka_unit_test(test_seal_by_age),
+	    cmocka_unit_test(test_not_before_peek),
+	    cmocka_unit_test(test_overwrite_when_full),
+	    cmocka_unit_test(test_wrap_around),
+	    cmocka_unit_test(test_threads_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
