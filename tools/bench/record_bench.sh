@@ -79,7 +79,7 @@ for in in "$TEXT" "$RANDOMIN"; do
             rm -rf "$OUT/a"
             t0=$(now_s)
             # shellcheck disable=SC2086 # cfg is a list of options
-            "$FS" record --read "$in" --archive "$OUT/a" --stats-interval 0 $cfg 2>"$OUT/err" ||
+            "$FS" record --read "$in" --archive "$OUT/a" --stats-interval 0 $cfg 2>"$OUT/err" >/dev/null ||
                 { echo "record $cfg failed: $(tail -1 "$OUT/err")"; continue 2; }
             secs=$(elapsed "$t0")
             best "$secs" || continue
