@@ -83,9 +83,9 @@ struct qq {
 	size_t mem_len;
 	uint32_t chunk_size;
 	uint32_t nchunks;
-	uint32_t hw_chunks; /* dumpers take chunks while used > hw_chunks */
-	uint32_t max_used;  /* backpressure: producers wait at this many used chunks */
-	uint64_t seal_ns;   /* no hold: seal a chunk this long after it was taken */
+	uint32_t hw_chunks;   /* dumpers take chunks while used > hw_chunks */
+	uint32_t max_used;    /* backpressure: producers wait at this many used chunks */
+	uint64_t max_hold_ns; /* a chunk goes to the dumpers this long after it was taken */
 	unsigned nproducers, nanalyzers;
 	uint64_t flush_ns;
 	enum qq_mode mode;
@@ -276,7 +276,7 @@ int qq_create(const struct qq_config *cfg, struct qq **out)
 		q->max_used = q->nproducers + 2;
 	if (q->max_used <= q->hw_chunks) /* dumpers must be able to take one */
 		q->max_used = q->hw_chunks + 1;
-	q->seal_ns = cfg->high_water == QQ_NO_HOLD ? cfg->seal_ns : 0;
+	q->max_hold_ns = cfg->max_hold_ns;
 
 	q->chunks = calloc(n, sizeof(*q->chunks));
 	q->ring = calloc(n, sizeof(*q->ring));
@@ -368,6 +368,17 @@ struct qq_record *qq_chunk_record(const struct qq_chunk *c, uint32_t i)
 }
 
 /* ---- waiting ------------------------------------------------------------------------- */
+
+static uint64_t ts_ns(const struct timespec *ts)
+{
+	return (uint64_t)ts->tv_sec * 1000000000u + (uint64_t)ts->tv_nsec;
+}
+
+static struct timespec ns_ts(uint64_t ns)
+{
+	return (struct timespec){.tv_sec = (time_t)(ns / 1000000000u),
+	                         .tv_nsec = (long)(ns % 1000000000u)};
+}
 
 static struct timespec deadline_after(int timeout_ms)
 {
@@ -577,7 +588,7 @@ void qq_producer_flush(struct qq_producer *p, uint64_t now_ns)
 {
 	struct qq_chunk *c = p->cur;
 	struct qq *q = p->q;
-	if (c && c->count > 0 && q->seal_ns && now_ns >= c->taken_ns + q->seal_ns) {
+	if (c && c->count > 0 && q->max_hold_ns && now_ns >= c->taken_ns + q->max_hold_ns) {
 		pthread_mutex_lock(&q->lock); /* old enough: to the dumpers, full or not */
 		chunk_seal_locked(q, c);
 		pthread_mutex_unlock(&q->lock);
@@ -698,21 +709,27 @@ int qq_dumper_next(struct qq *q, struct qq_chunk **out, int timeout_ms)
 			r = QQ_E_STOPPED;
 			break;
 		}
+		struct timespec until = dl;
 		if (q->head_seq < q->tail_seq) {
 			struct qq_chunk *c = q->ring[q->head_seq % q->nchunks];
 			uint32_t used = q->nchunks - q->nfree;
-			if (chunk_idle_sealed(c) && c->peeked == c->count &&
-			    (q->draining || used > q->hw_chunks)) {
+			int ready = chunk_idle_sealed(c) && c->peeked == c->count;
+			uint64_t due = q->max_hold_ns ? c->taken_ns + q->max_hold_ns : UINT64_MAX;
+			if (ready && (q->draining || used > q->hw_chunks ||
+			              (q->max_hold_ns && mono_ns() >= due))) {
 				q->head_seq++;
 				c->state = CH_DUMPING;
 				*out = c;
 				break;
 			}
+			if (ready && due < ts_ns(&dl))
+				until = ns_ts(due); /* held only for its age: look again then */
 		} else if (q->draining && q->open_producers == 0) {
 			r = QQ_E_DRAINED;
 			break;
 		}
-		if (wait_until(q, &q->cond_dumper, &dl) == ETIMEDOUT) {
+		if (wait_until(q, &q->cond_dumper, &until) == ETIMEDOUT &&
+		    ts_ns(&until) >= ts_ns(&dl)) {
 			r = QQ_E_TIMEDOUT;
 			break;
 		}

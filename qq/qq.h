@@ -115,12 +115,13 @@ struct qq_config {
 	 */
 	uint32_t max_used;
 	/*
-	 * With QQ_NO_HOLD: qq_producer_flush() seals a producer's chunk, full
-	 * or not, once it was taken this long ago (monotonic ns), so that on a
-	 * quiet link packets reach the dumpers within about this time instead
-	 * of when a whole chunk has filled.  0: only full chunks are sealed.
+	 * A chunk goes to the dumpers at the latest this long (monotonic ns)
+	 * after its producer took it, full or not, whatever the high-water mark:
+	 * qq_producer_flush() seals it and dumpers take it.  On a quiet link a
+	 * chunk would otherwise wait until it is full and the ring has filled
+	 * up to the mark (hours).  0: no limit.
 	 */
-	uint64_t seal_ns;
+	uint64_t max_hold_ns;
 };
 
 /*
@@ -172,7 +173,7 @@ int qq_producer_append(struct qq_producer *p, uint64_t ts_ns, uint32_t caplen, u
 /*
  * Publishes the producer's chunk if it holds records older than flush_ns at
  * time now_ns (monotonic clock), so low-rate traffic is never stuck (and
- * seals it after seal_ns, see qq_config).  Call it when a receive burst
+ * seals it after max_hold_ns, see qq_config).  Call it when a receive burst
  * comes back empty or after each burst.
  */
 void qq_producer_flush(struct qq_producer *p, uint64_t now_ns);

@@ -49,6 +49,9 @@ static void usage(FILE *f)
 	    "  --qq-high-water PCT   dumpers take packets only above this fill, 0 = at once\n"
 	    "                        (default 90 with modules or triggers, else 0)\n"
 	    "  --qq-flush DUR        publish a partly filled chunk after this (default 1ms)\n"
+	    "  --qq-hold-max DUR     with modules, packets leave the ring for the archive\n"
+	    "                        at the latest this long after arriving, ring full or\n"
+	    "                        not (default 60s; 0 = only when above the high water)\n"
 	    "  --segment-size SIZE   rotate segments at this compressed size (default 256M)\n"
 	    "  --segment-age DUR     rotate segments this old (default 60s)\n"
 	    "  --max-disk SIZE       retention: keep the archive (segments and index) under\n"
@@ -85,6 +88,11 @@ static int parse_qq_opt(struct record_opts *o, int c, const char *arg)
 		    o->qq_flush_ns <= 10000000000ull)
 			return 0;
 		return bad("--qq-flush", arg, "a duration from 1us to 10s");
+	case 'J':
+		if (cli_parse_duration(arg, &o->qq_hold_max_ns) == 0 &&
+		    (o->qq_hold_max_ns == 0 || o->qq_hold_max_ns >= 1000000000ull))
+			return 0;
+		return bad("--qq-hold-max", arg, "a duration of at least 1s, or 0 (no limit)");
 	}
 	return -1;
 }
@@ -161,6 +169,7 @@ static const struct option longopts[] = {
     {"qq-size", required_argument, NULL, 'q'},
     {"qq-high-water", required_argument, NULL, 'H'},
     {"qq-flush", required_argument, NULL, 'F'},
+    {"qq-hold-max", required_argument, NULL, 'J'},
     {"segment-size", required_argument, NULL, 's'},
     {"segment-age", required_argument, NULL, 'g'},
     {"max-disk", required_argument, NULL, 'X'},
@@ -210,6 +219,7 @@ static int parse_args(int argc, char **argv, struct record_opts *o)
 	                          .max_flows = 262144,
 	                          .rx_queues = 1,
 	                          .qq_high_water = HIGH_WATER_DEFAULT,
+	                          .qq_hold_max_ns = HOLD_MAX_DEFAULT,
 	                          .zstd_level = -2};
 	int r = capture_getopt(argc, argv, CMD, longopts, parse_opt, usage, o);
 	return r ? r : check_args(o);
@@ -331,8 +341,12 @@ static void print_qq(const struct record_pipeline *pl)
 	struct qq_stats qs;
 	qq_stats(pl->qq, &qs);
 	double hw = record_high_water(pl);
-	char hold[64] = "archived at once (no module looks back)";
-	if (hw != QQ_NO_HOLD)
+	char hold[96] = "archived at once (no module looks back)";
+	uint64_t hold_max = record_hold_max(pl);
+	if (hw != QQ_NO_HOLD && hold_max)
+		snprintf(hold, sizeof(hold), "held until %.0f %% full or for %.0f s", hw * 100,
+		         (double)hold_max / 1e9);
+	else if (hw != QQ_NO_HOLD)
 		snprintf(hold, sizeof(hold), "held until %.0f %% full", hw * 100);
 	fprintf(stderr,
 	        "flowscope record: QQ %.0f MiB, %u chunks of %zu KiB, %s pages; packets %s\n",

@@ -24,6 +24,7 @@
 #define RECORD_SEGMENT_SIZE (256ull << 20) /* --segment-size default */
 
 #define HIGH_WATER_DEFAULT (-2.0) /* --qq-high-water not given: 0.9 with modules, else QQ_NO_HOLD */
+#define HOLD_MAX_DEFAULT UINT64_MAX /* --qq-hold-max not given: 60 s, none for a file flat out */
 
 /* record's options; monitor uses the source and analysis ones (capture.c parses those). */
 struct record_opts {
@@ -40,6 +41,8 @@ struct record_opts {
 	uint64_t qq_size;
 	uint64_t qq_flush_ns;
 	double qq_high_water; /* fraction, QQ_NO_HOLD, or HIGH_WATER_DEFAULT (not given) */
+	/* with a mark: the longest a packet stays (0: no limit), or HOLD_MAX_DEFAULT (not given) */
+	uint64_t qq_hold_max_ns;
 	uint64_t segment_size;
 	uint64_t segment_age_ns;
 	uint64_t max_disk;   /* retention: the archive's disk budget; 0 = none */
@@ -134,6 +137,14 @@ size_t record_chunk_size(uint64_t qq_size);
  * with modules (a trigger reaches back into the ring) and QQ_NO_HOLD without.
  */
 double record_high_water(const struct record_pipeline *pl);
+
+/*
+ * With a high-water mark, the longest a packet stays in the ring (ns, 0: no
+ * limit): --qq-hold-max, else 60 s, and none for a file read as fast as
+ * possible (its wall-clock time says nothing about the traffic, and its
+ * triggered archive must not depend on the machine's speed).
+ */
+uint64_t record_hold_max(const struct record_pipeline *pl);
 
 /* Opens source, QQ, flow tables and archive, in that order.  0 or an exit status. */
 /* Dumper threads when --dumpers is not given: 2, or 1 on a one-core machine. */

@@ -301,6 +301,13 @@ double record_high_water(const struct record_pipeline *pl)
 	return pl->mods ? 0.9 : QQ_NO_HOLD;
 }
 
+uint64_t record_hold_max(const struct record_pipeline *pl)
+{
+	if (pl->o.qq_hold_max_ns != HOLD_MAX_DEFAULT)
+		return pl->o.qq_hold_max_ns;
+	return pl->o.read && !pl->o.replay_speed ? 0 : 60000000000ull;
+}
+
 static int qq_open(struct record_pipeline *pl)
 {
 	struct qq_config qc = {.size = pl->o.qq_size,
@@ -318,7 +325,9 @@ static int qq_open(struct record_pipeline *pl)
 		if (pl->o.read)
 			qc.max_used = 2 * (pl->info.queues + pl->nanalyzers + pl->ndumpers) + 2;
 		/* a quiet link's packets go to the dumpers within a second, as the index commits */
-		qc.seal_ns = 1000000000ull;
+		qc.max_hold_ns = 1000000000ull;
+	} else {
+		qc.max_hold_ns = record_hold_max(pl);
 	}
 	int r = qq_create(&qc, &pl->qq);
 	if (r == QQ_E_NOMEM) {

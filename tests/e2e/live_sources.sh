@@ -74,7 +74,8 @@ grep -qE "analyzer0 [1-9][0-9]* packets .* analyzer1 [1-9][0-9]* packets" "$err"
 # A quiet link: a few packets, then silence.  With no module nothing holds packets in the
 # ring and a chunk goes to the dumpers a second after it was started, full or not: a query
 # while record runs finds them within seconds (not when 2 MiB more traffic has come, nor
-# at shutdown).  With a module they stay in the ring (held until 90 % full).
+# at shutdown).  With a module they stay in the ring (held until 90 % full, or for
+# --qq-hold-max, default 60 s).
 quiet() {
     local name=$1 a=$TMP/$1 err=$TMP/$1.err
     shift
@@ -86,17 +87,26 @@ quiet() {
     QSENT=$(ip netns exec "$NS" tcpreplay -i "$B" --pps=1000 "$PCAPS/dns_icmp.pcap" 2>&1 | sed -n 's/.*Actual: \([0-9]*\) packets.*/\1/p')
     [ -n "$QSENT" ] && [ "$QSENT" -gt 0 ] || { fail "$name: tcpreplay sent nothing"; kill -9 $QPID; return 1; }
 }
-if quiet quiet; then
-    grep -q "; packets archived at once" "$TMP/quiet.err" && pass || fail "quiet: $(head -1 "$TMP/quiet.err")"
-    n=0
+# found_while_recording NAME: a query finds every packet sent while record still runs
+found_while_recording() {
+    local n=0 i
     for ((i = 0; i < 100; i++)); do # at most ~20 s
-        fs query --archive "$TMP/quiet" -w "$TMP/quiet.pcap" 2>/dev/null && n=$(npackets "$TMP/quiet.pcap")
+        fs query --archive "$TMP/$1" -w "$TMP/$1.pcap" 2>/dev/null && n=$(npackets "$TMP/$1.pcap")
         [ "${n:-0}" -ge "$QSENT" ] && break
         sleep 0.2
     done
-    [ "${n:-0}" = "$QSENT" ] && pass || fail "quiet: a query during the recording found ${n:-0} of $QSENT packets"
+    [ "${n:-0}" = "$QSENT" ] && pass || fail "$1: a query during the recording found ${n:-0} of $QSENT packets"
     kill -INT $QPID
-    wait $QPID && pass || fail "quiet: record failed: $(tail -2 "$TMP/quiet.err")"
+    wait $QPID && pass || fail "$1: record failed: $(tail -2 "$TMP/$1.err")"
+}
+if quiet quiet; then
+    grep -q "; packets archived at once" "$TMP/quiet.err" && pass || fail "quiet: $(head -1 "$TMP/quiet.err")"
+    found_while_recording quiet
+fi
+if quiet quiet-hold --module stats --qq-hold-max 1s; then
+    grep -q "; packets held until 90 % full or for 1 s" "$TMP/quiet-hold.err" && pass ||
+        fail "quiet-hold: $(head -1 "$TMP/quiet-hold.err")"
+    found_while_recording quiet-hold
 fi
 if quiet quiet-module --module stats; then
     grep -q "; packets held until 90 % full" "$TMP/quiet-module.err" && pass || fail "quiet-module: $(head -1 "$TMP/quiet-module.err")"
