@@ -24,7 +24,7 @@
 #define RECORD_SEGMENT_SIZE (256ull << 20) /* --segment-size default */
 
 #define HIGH_WATER_DEFAULT (-2.0) /* --qq-high-water not given: 0.9 with modules, else QQ_NO_HOLD */
-#define HOLD_MAX_DEFAULT UINT64_MAX /* --qq-hold-max not given: 60 s, none for a file flat out */
+#define HOLD_MAX_DEFAULT UINT64_MAX /* --qq-hold-max not given: see record_hold_max() */
 
 /* record's options; monitor uses the source and analysis ones (capture.c parses those). */
 struct record_opts {
@@ -139,10 +139,11 @@ size_t record_chunk_size(uint64_t qq_size);
 double record_high_water(const struct record_pipeline *pl);
 
 /*
- * With a high-water mark, the longest a packet stays in the ring (ns, 0: no
- * limit): --qq-hold-max, else 60 s, and none for a file read as fast as
- * possible (its wall-clock time says nothing about the traffic, and its
- * triggered archive must not depend on the machine's speed).
+ * The longest a packet stays in the ring (ns, 0: no limit): --qq-hold-max,
+ * else none for a file read as fast as possible (its wall-clock time says
+ * nothing about the traffic, and what it archives, down to the frame
+ * boundaries, must not depend on the machine's speed), else 1 s without a
+ * high-water mark (about the index commit interval) and 60 s with one.
  */
 uint64_t record_hold_max(const struct record_pipeline *pl);
 

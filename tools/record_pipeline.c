@@ -305,7 +305,9 @@ uint64_t record_hold_max(const struct record_pipeline *pl)
 {
 	if (pl->o.qq_hold_max_ns != HOLD_MAX_DEFAULT)
 		return pl->o.qq_hold_max_ns;
-	return pl->o.read && !pl->o.replay_speed ? 0 : 60000000000ull;
+	if (pl->o.read && !pl->o.replay_speed)
+		return 0; /* chunk (so frame) boundaries must not depend on the clock */
+	return record_high_water(pl) == QQ_NO_HOLD ? 1000000000ull : 60000000000ull;
 }
 
 static int qq_open(struct record_pipeline *pl)
@@ -320,15 +322,10 @@ static int qq_open(struct record_pipeline *pl)
 	                       .mode = pl->o.read ? QQ_MODE_BACKPRESSURE : QQ_MODE_OVERWRITE,
 	                       .hugepages = 1,
 	                       .lazy = pl->o.read != NULL}; /* a file can wait for a page fault */
-	if (qc.high_water == QQ_NO_HOLD) {
-		/* held back by nothing: a file needs a few chunks in flight per thread */
-		if (pl->o.read)
-			qc.max_used = 2 * (pl->info.queues + pl->nanalyzers + pl->ndumpers) + 2;
-		/* a quiet link's packets go to the dumpers within a second, as the index commits */
-		qc.max_hold_ns = 1000000000ull;
-	} else {
-		qc.max_hold_ns = record_hold_max(pl);
-	}
+	/* held back by nothing: a file needs a few chunks in flight per thread */
+	if (qc.high_water == QQ_NO_HOLD && pl->o.read)
+		qc.max_used = 2 * (pl->info.queues + pl->nanalyzers + pl->ndumpers) + 2;
+	qc.max_hold_ns = record_hold_max(pl);
 	int r = qq_create(&qc, &pl->qq);
 	if (r == QQ_E_NOMEM) {
 		cli_error(CMD, "--qq-size %.1f MiB: cannot have that much RAM (%.1f MiB available)",
