@@ -486,6 +486,15 @@ static void segterms_prefetch_slot(const struct segterms *st, uint64_t h)
 	__builtin_prefetch(&st->set.slots[(uint32_t)h & st->set.mask]);
 }
 
+static void segterms_prefetch_buf(const struct segterms *st, uint64_t h)
+{
+	const struct byteset_slot *s = &st->set.slots[(uint32_t)h & st->set.mask];
+	if (s->idx && s->tag == (uint32_t)(h >> 32)) {
+		const struct plist *pl = &st->lists[s->idx - 1];
+		__builtin_prefetch(pl->buf + pl->last_off, 1);
+	}
+}
+
 static void segterms_prefetch_entry(const struct segterms *st, uint64_t h)
 {
 	const struct byteset_slot *s = &st->set.slots[(uint32_t)h & st->set.mask];
@@ -507,6 +516,8 @@ int archive__segterms_add_frame(struct segterms *st, const struct termset *ts, u
 			segterms_prefetch_slot(st, hs[i + 2 * PF_AHEAD]);
 		if (i + PF_AHEAD < bs->n)
 			segterms_prefetch_entry(st, hs[i + PF_AHEAD]);
+		if (i + PF_AHEAD / 2 < bs->n)
+			segterms_prefetch_buf(st, hs[i + PF_AHEAD / 2]);
 		struct plist *pl = segterms_list(st, e->type, e->b, e->len, hs[i]);
 		if (!pl)
 			return -ENOMEM;
