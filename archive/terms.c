@@ -53,13 +53,14 @@ static void byteset_free(struct byteset *bs)
 	memset(bs, 0, sizeof(*bs));
 }
 
-/* 0, or -ENOMEM with bs empty (fit for byteset_free). */
-static int byteset_init(struct byteset *bs, uint32_t cap)
+/* Entries of up to max_len bytes.  0, or -ENOMEM with bs empty (fit for byteset_free). */
+static int byteset_init(struct byteset *bs, uint32_t cap, size_t max_len)
 {
 	memset(bs, 0, sizeof(*bs));
 	bs->cap = cap;
 	bs->mask = cap * 4 - 1;
-	bs->ents = malloc(cap * sizeof(*bs->ents));
+	bs->stride = sizeof(struct term_entry) + max_len;
+	bs->ents = malloc(cap * bs->stride);
 	bs->hashes = malloc(cap * sizeof(*bs->hashes));
 	bs->slots = calloc((size_t)bs->mask + 1, sizeof(*bs->slots));
 	if (bs->ents && bs->hashes && bs->slots)
@@ -99,7 +100,7 @@ static int byteset_reserve(struct byteset *bs)
 	if (bs->n < bs->cap)
 		return 0;
 	size_t nc = 2 * (size_t)bs->cap;
-	struct term_entry *ne = realloc(bs->ents, nc * sizeof(*ne));
+	uint8_t *ne = realloc(bs->ents, nc * bs->stride);
 	if (!ne)
 		return -ENOMEM;
 	bs->ents = ne;
@@ -122,16 +123,18 @@ static int byteset_add_hashed(struct byteset *bs, uint8_t type, const uint8_t *b
 	for (; bs->slots[s].idx; s = (s + 1) & bs->mask) {
 		if (bs->slots[s].tag != tag)
 			continue;
-		const struct term_entry *e = &bs->ents[bs->slots[s].idx - 1];
+		const struct term_entry *e = archive__byteset_at(bs, bs->slots[s].idx - 1);
 		if (e->type == type && e->len == len && memcmp(e->b, b, len) == 0) {
 			if (idx)
 				*idx = bs->slots[s].idx - 1;
 			return 1;
 		}
 	}
+	if (len > bs->stride - sizeof(struct term_entry))
+		return -EINVAL; /* longer than the set's entries (a bug) */
 	if (byteset_reserve(bs) != 0)
 		return -ENOMEM;
-	struct term_entry *e = &bs->ents[bs->n];
+	struct term_entry *e = (struct term_entry *)(bs->ents + (size_t)bs->n * bs->stride);
 	e->type = type;
 	e->len = len;
 	memcpy(e->b, b, len);
@@ -157,7 +160,8 @@ static int byteset_add(struct byteset *bs, uint8_t type, const uint8_t *b, uint8
 
 int archive__termset_init(struct termset *ts)
 {
-	if (byteset_init(&ts->terms, 1024) || byteset_init(&ts->sigs, 1024)) {
+	if (byteset_init(&ts->terms, 1024, TERMS_TERM_MAXLEN) ||
+	    byteset_init(&ts->sigs, 1024, TERM_ENTRY_MAX)) {
 		archive__termset_free(ts);
 		return -ENOMEM;
 	}
@@ -418,7 +422,7 @@ int archive__plist_decode(const uint8_t *p, size_t len, int (*fn)(uint32_t frame
 int archive__segterms_init(struct segterms *st)
 {
 	memset(st, 0, sizeof(*st));
-	return byteset_init(&st->set, 1024);
+	return byteset_init(&st->set, 1024, TERMS_TERM_MAXLEN);
 }
 
 void archive__segterms_free(struct segterms *st)
@@ -499,7 +503,7 @@ static void segterms_prefetch_entry(const struct segterms *st, uint64_t h)
 {
 	const struct byteset_slot *s = &st->set.slots[(uint32_t)h & st->set.mask];
 	if (s->idx && s->tag == (uint32_t)(h >> 32)) {
-		__builtin_prefetch(&st->set.ents[s->idx - 1]);
+		__builtin_prefetch(archive__byteset_at(&st->set, s->idx - 1));
 		__builtin_prefetch(&st->lists[s->idx - 1]);
 	}
 }
@@ -511,7 +515,7 @@ int archive__segterms_add_frame(struct segterms *st, const struct termset *ts, u
 	for (uint32_t j = 0; j < bs->n && j < 2 * PF_AHEAD; j++)
 		segterms_prefetch_slot(st, hs[j]);
 	for (uint32_t i = 0; i < bs->n; i++) {
-		const struct term_entry *e = &bs->ents[i];
+		const struct term_entry *e = archive__byteset_at(bs, i);
 		if (i + 2 * PF_AHEAD < bs->n)
 			segterms_prefetch_slot(st, hs[i + 2 * PF_AHEAD]);
 		if (i + PF_AHEAD < bs->n)

@@ -16,10 +16,11 @@
 _Static_assert(TERM_ENTRY_MAX >= 16 * 2 + 9 + 2 * FT_MAX_VLAN + 1 + FT_MAX_NXT,
                "a packet signature must fit an entry");
 
+/* An entry of a byteset: its bytes follow; a set's entries are all max_len long. */
 struct term_entry {
 	uint8_t type; /* enum archive_term_type (0 for signatures) */
 	uint8_t len;
-	uint8_t b[TERM_ENTRY_MAX];
+	uint8_t b[];
 };
 
 /* A slot of a byteset: the entry, and 32 bits of its hash that the slot index does not use. */
@@ -33,12 +34,20 @@ struct byteset_slot {
  * Probes compare tags first, so an entry is read only when it likely matches.
  */
 struct byteset {
-	struct term_entry *ents; /* distinct entries, insertion order */
-	uint64_t *hashes;        /* parallel to ents: each entry's hash */
+	uint8_t *ents;    /* distinct entries, insertion order, `stride` bytes each */
+	size_t stride;    /* sizeof(struct term_entry) + the set's longest entry: sets of
+	                   * terms (16 bytes at most) stay small and dense */
+	uint64_t *hashes; /* parallel to ents: each entry's hash */
 	uint32_t n, cap;
 	struct byteset_slot *slots;
 	uint32_t mask;
 };
+
+/* Entry i of a set. */
+static inline const struct term_entry *archive__byteset_at(const struct byteset *bs, uint32_t i)
+{
+	return (const struct term_entry *)(bs->ents + (size_t)i * bs->stride);
+}
 
 struct termset {
 	struct byteset terms; /* the frame's distinct terms */

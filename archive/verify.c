@@ -638,7 +638,7 @@ static int seg_terms(struct verify *v, const struct seg_check *sc)
 	uint64_t found = 0;
 	be32_put(kb, archive__terms_part(sc->s.id));
 	for (uint32_t i = 0; i < st->set.n; i++) {
-		const struct term_entry *e = &st->set.ents[i];
+		const struct term_entry *e = archive__byteset_at(&st->set, i);
 		const struct plist *pl = &st->lists[i];
 		if (e->len > TERMS_TERM_MAXLEN)
 			continue; /* not a `terms` term (cannot happen) */

@@ -303,13 +303,13 @@ static int frame_flush(struct archive_writer *w)
 /* ---- index commit ------------------------------------------------------------------------- */
 
 /* qsort has no context argument; each dumper thread sorts its own writer's terms */
-static _Thread_local const struct term_entry *g_sort_ents;
+static _Thread_local const struct byteset *g_sort_set;
 
 /* Orders dirty term lists by their key in `terms` (same partition and segment). */
 static int dirty_cmp(const void *x, const void *y)
 {
-	const struct term_entry *a = &g_sort_ents[*(const uint32_t *)x];
-	const struct term_entry *b = &g_sort_ents[*(const uint32_t *)y];
+	const struct term_entry *a = archive__byteset_at(g_sort_set, *(const uint32_t *)x);
+	const struct term_entry *b = archive__byteset_at(g_sort_set, *(const uint32_t *)y);
 	if (a->type != b->type)
 		return a->type < b->type ? -1 : 1;
 	return memcmp(a->b, b->b, a->len); /* one type, one length */
@@ -347,13 +347,13 @@ static int put_frames(struct archive_writer *w, MDB_txn *txn)
 static int put_terms(struct archive_writer *w, MDB_txn *txn)
 {
 	struct segterms *st = &w->segterms;
-	g_sort_ents = st->set.ents;
+	g_sort_set = &st->set;
 	if (st->ndirty > 1)
 		qsort(st->dirty, st->ndirty, sizeof(*st->dirty), dirty_cmp);
 	uint8_t k[TERMS_KEY_MAX];
 	be32_put(k, archive__terms_part(w->seg.id));
 	for (uint32_t i = 0; i < st->ndirty; i++) {
-		const struct term_entry *e = &st->set.ents[st->dirty[i]];
+		const struct term_entry *e = archive__byteset_at(&st->set, st->dirty[i]);
 		const struct plist *pl = &st->lists[st->dirty[i]];
 		k[4] = e->type;
 		memcpy(k + 5, e->b, e->len);
