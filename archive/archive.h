@@ -161,7 +161,9 @@ int archive_new_run(struct archive *a, uint32_t *run);
  * bits of ft_flow_key_hash() of its VLAN-aware bidirectional key, as the
  * recorder's analyzers leave in qq_record.flow_hash; 0: unknown) will be
  * added soon.  Stage 0 some packets ahead fetches its slot in the writer's
- * flow table, stage 1 closer (about half as far) the flow record itself.
+ * flow table, stage 1 closer (about half as far) the flow record itself,
+ * stage 2 closer still the posting lists of its hosts and ports, stage 3
+ * the ends of those lists.
  */
 void archive_writer_prefetch(const struct archive_writer *w, uint32_t flow_hash, int stage);
 

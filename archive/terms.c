@@ -219,7 +219,7 @@ static int add_u16(struct termset *ts, uint8_t type, uint16_t v)
 	return archive__termset_add(ts, type, b, 2);
 }
 
-int archive__termset_add_packet(struct termset *ts, const struct ft_packet *pkt)
+int archive__termset_add_packet(struct termset *ts, const struct ft_packet *pkt, int hosts_ports)
 {
 	uint8_t sig[TERM_ENTRY_MAX];
 	int r = byteset_add(&ts->sigs, 0, sig, packet_sig(pkt, sig));
@@ -229,13 +229,13 @@ int archive__termset_add_packet(struct termset *ts, const struct ft_packet *pkt)
 		r |= add_u16(ts, ARCHIVE_TERM_ETHERTYPE, pkt->ethertype);
 	for (int i = 0; i < pkt->n_vlan && i < FT_MAX_VLAN; i++)
 		r |= add_u16(ts, ARCHIVE_TERM_VLAN, pkt->vlan[i]);
-	if (pkt->flags & (FT_PKT_IP | FT_PKT_ARP)) {
+	if (hosts_ports && (pkt->flags & (FT_PKT_IP | FT_PKT_ARP))) {
 		r |= archive__termset_add(ts, ARCHIVE_TERM_HOST, pkt->src, 16);
 		r |= archive__termset_add(ts, ARCHIVE_TERM_HOST, pkt->dst, 16);
 	}
 	for (int i = 0; i < pkt->n_nxt; i++)
 		r |= archive__termset_add(ts, ARCHIVE_TERM_PROTO, &pkt->nxt[i], 1);
-	if (pkt->flags & FT_PKT_L4) {
+	if (hosts_ports && (pkt->flags & FT_PKT_L4)) {
 		r |= add_u16(ts, ARCHIVE_TERM_PORT, pkt->sport);
 		r |= add_u16(ts, ARCHIVE_TERM_PORT, pkt->dport);
 	}
@@ -251,8 +251,62 @@ uint16_t archive__flow_trigger(const struct ft_flow *f)
 	return t;
 }
 
-int archive__index_packet(struct termset *ts, struct ft_table *flows, int linktype, uint64_t ts_ns,
-                          uint32_t caplen, uint32_t wirelen, const uint8_t *data, uint16_t trigger,
+static struct plist *segterms_list(struct segterms *st, uint8_t type, const uint8_t *b, uint8_t len,
+                                   uint64_t h);
+static int segterms_list_add(struct segterms *st, uint32_t i, uint32_t frame);
+
+/*
+ * Frame `frame` into the posting lists of the flow's hosts and ports; the
+ * lists are found once per flow and segment (a flow's packets are spread over
+ * many frames, and looking its terms up in the segment's large set each time
+ * would cost a cache miss or more per term).
+ */
+static int flow_terms_add(struct segterms *st, struct ft_flow *f, uint32_t frame)
+{
+	struct archive__flow_state *fs = (struct archive__flow_state *)f->state;
+	if (fs->gen != st->gen) {
+		const struct ft_flow_key *k = &f->key;
+		uint8_t pa[2] = {(uint8_t)(k->port_a >> 8), (uint8_t)k->port_a};
+		uint8_t pb[2] = {(uint8_t)(k->port_b >> 8), (uint8_t)k->port_b};
+		const struct {
+			uint8_t type, len;
+			const uint8_t *b;
+		} t[4] = {{ARCHIVE_TERM_HOST, 16, k->a},
+		          {ARCHIVE_TERM_HOST, 16, k->b},
+		          {ARCHIVE_TERM_PORT, 2, pa},
+		          {ARCHIVE_TERM_PORT, 2, pb}};
+		for (int i = 0; i < 4; i++) {
+			struct plist *pl = segterms_list(st, t[i].type, t[i].b, t[i].len,
+			                                 hash_bytes(t[i].b, t[i].len, t[i].type));
+			if (!pl)
+				return -ENOMEM;
+			fs->list[i] = (uint32_t)(pl - st->lists);
+		}
+		fs->gen = st->gen;
+	}
+	for (int i = 0; i < 4; i++)
+		if (segterms_list_add(st, fs->list[i], frame) != 0)
+			return -ENOMEM;
+	return 0;
+}
+
+void archive__flow_terms_prefetch(const struct segterms *st, const struct ft_flow *f, int stage)
+{
+	const struct archive__flow_state *fs = (const struct archive__flow_state *)f->state;
+	if (fs->gen != st->gen)
+		return;
+	for (int i = 0; i < 4; i++) {
+		const struct plist *pl = &st->lists[fs->list[i]];
+		if (stage == 0)
+			__builtin_prefetch(pl, 1);
+		else if (pl->buf)
+			__builtin_prefetch(pl->buf + pl->last_off, 1);
+	}
+}
+
+int archive__index_packet(struct termset *ts, struct segterms *st, uint32_t frame,
+                          struct ft_table *flows, int linktype, uint64_t ts_ns, uint32_t caplen,
+                          uint32_t wirelen, const uint8_t *data, uint16_t trigger,
                           uint32_t *frame_flags)
 {
 	struct ft_packet pkt;
@@ -264,8 +318,10 @@ int archive__index_packet(struct termset *ts, struct ft_table *flows, int linkty
 		*frame_flags |= ARCHIVE_FRAME_UNINDEXED;
 		r = archive__termset_add(ts, ARCHIVE_TERM_UNINDEXED, &zero, 1);
 	}
+	/* an IP packet with ports has a flow, and its hosts and ports are the flow's */
+	int by_flow = (pkt.flags & FT_PKT_IP) && (pkt.flags & FT_PKT_L4);
 	if (r == 0)
-		r = archive__termset_add_packet(ts, &pkt);
+		r = archive__termset_add_packet(ts, &pkt, !by_flow);
 	if (r)
 		return r;
 	struct ft_flow_key key;
@@ -284,7 +340,7 @@ int archive__index_packet(struct termset *ts, struct ft_table *flows, int linkty
 	f->tcp_flags[dir] |= pkt.tcp_flags;
 	if (trigger && !archive__flow_trigger(f))
 		memcpy(f->state, &trigger, sizeof(trigger));
-	return 0;
+	return by_flow ? flow_terms_add(st, f, frame) : 0;
 }
 
 /* ---- posting lists ---------------------------------------------------------------------- */
@@ -422,6 +478,7 @@ int archive__plist_decode(const uint8_t *p, size_t len, int (*fn)(uint32_t frame
 int archive__segterms_init(struct segterms *st)
 {
 	memset(st, 0, sizeof(*st));
+	st->gen = 1;
 	return byteset_init(&st->set, 1024, TERMS_TERM_MAXLEN);
 }
 
@@ -440,6 +497,8 @@ void archive__segterms_reset(struct segterms *st)
 		free(st->lists[i].buf);
 	byteset_reset(&st->set);
 	st->ndirty = 0;
+	if (++st->gen == 0) /* 0 is what a new flow record holds */
+		st->gen = 1;
 }
 
 static int mark_dirty(struct segterms *st, uint32_t i)
@@ -457,6 +516,22 @@ static int mark_dirty(struct segterms *st, uint32_t i)
 }
 
 /* The list of term (type, b, len) of hash h, created empty if new; NULL if out of memory. */
+/*
+ * Frame `frame` into list i, unless it is there already (a term can reach a
+ * frame both through a flow and through the frame's term set).  Frames come
+ * in increasing order.  0 or -ENOMEM.
+ */
+static int segterms_list_add(struct segterms *st, uint32_t i, uint32_t frame)
+{
+	struct plist *pl = &st->lists[i];
+	if (pl->last_run && pl->end == frame + 1)
+		return 0;
+	int was_clean = pl->committed == pl->len;
+	if (archive__plist_add(pl, frame) != 0 || (was_clean && mark_dirty(st, i) != 0))
+		return -ENOMEM;
+	return 0;
+}
+
 static struct plist *segterms_list(struct segterms *st, uint8_t type, const uint8_t *b, uint8_t len,
                                    uint64_t h)
 {
@@ -523,11 +598,7 @@ int archive__segterms_add_frame(struct segterms *st, const struct termset *ts, u
 		if (i + PF_AHEAD / 2 < bs->n)
 			segterms_prefetch_buf(st, hs[i + PF_AHEAD / 2]);
 		struct plist *pl = segterms_list(st, e->type, e->b, e->len, hs[i]);
-		if (!pl)
-			return -ENOMEM;
-		int was_clean = pl->committed == pl->len;
-		if (archive__plist_add(pl, frame) != 0 ||
-		    (was_clean && mark_dirty(st, (uint32_t)(pl - st->lists)) != 0))
+		if (!pl || segterms_list_add(st, (uint32_t)(pl - st->lists), frame) != 0)
 			return -ENOMEM;
 	}
 	return 0;

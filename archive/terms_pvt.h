@@ -64,18 +64,43 @@ void archive__termset_reset(struct termset *ts);
 /* Adds one term (type, b[0..len)) if absent.  0 or -ENOMEM. */
 int archive__termset_add(struct termset *ts, uint8_t type, const uint8_t *b, uint8_t len);
 
-/* Adds the terms of one parsed packet.  0 or -ENOMEM. */
-int archive__termset_add_packet(struct termset *ts, const struct ft_packet *pkt);
+/*
+ * Adds the terms of one parsed packet (its hosts and ports only if
+ * hosts_ports: see archive__index_packet).  0 or -ENOMEM.
+ */
+int archive__termset_add_packet(struct termset *ts, const struct ft_packet *pkt, int hosts_ports);
 
 /*
- * The index content of one packet of a segment of `linktype`: its terms into
- * ts (and the UNINDEXED term, with ARCHIVE_FRAME_UNINDEXED in *frame_flags,
- * when its headers are cut or inconsistent), and its flow's statistics into
- * `flows` (flow key with VLAN; state: the trigger id, u16, first one wins).
- * The table must not be full (it would evict).  0 or -ENOMEM.
+ * The writer's state of a flow (ft_flow.state, writer and verify tables):
+ * the trigger id (first one wins), and which of the segment's posting lists
+ * hold the flow's two hosts and two ports (valid while gen is the segterms'
+ * generation), so that its packets reach them without hashing or searching.
  */
-int archive__index_packet(struct termset *ts, struct ft_table *flows, int linktype, uint64_t ts_ns,
-                          uint32_t caplen, uint32_t wirelen, const uint8_t *data, uint16_t trigger,
+struct archive__flow_state {
+	uint16_t trigger;
+	uint16_t pad;
+	uint32_t gen;
+	uint32_t list[4]; /* host a, host b, port a, port b of the flow key */
+};
+
+struct segterms;
+
+/* Prefetching for flow f's posting lists: stage 0 the lists, stage 1 their ends (a hint). */
+void archive__flow_terms_prefetch(const struct segterms *st, const struct ft_flow *f, int stage);
+
+/*
+ * The index content of one packet of a segment of `linktype`, in frame
+ * `frame`: its terms into ts (and the UNINDEXED term, with
+ * ARCHIVE_FRAME_UNINDEXED in *frame_flags, when its headers are cut or
+ * inconsistent), and its flow's statistics into `flows` (flow key with VLAN;
+ * state: struct archive__flow_state).  The hosts and ports of an IP packet
+ * with ports go straight into st's posting lists for `frame` instead of ts
+ * (the same lists in the end: archive__segterms_add_frame adds each term to
+ * a frame once).  The table must not be full (it would evict).  0 or -ENOMEM.
+ */
+int archive__index_packet(struct termset *ts, struct segterms *st, uint32_t frame,
+                          struct ft_table *flows, int linktype, uint64_t ts_ns, uint32_t caplen,
+                          uint32_t wirelen, const uint8_t *data, uint16_t trigger,
                           uint32_t *frame_flags);
 
 /* The trigger id stored in a flow's state by archive__index_packet. */
@@ -124,6 +149,7 @@ struct segterms {
 	uint32_t lists_cap;
 	uint32_t *dirty; /* indexes of lists changed since the last commit */
 	uint32_t ndirty, dirty_cap;
+	uint32_t gen; /* > 0; changes when the lists do (a new segment): see archive__flow_state */
 };
 
 int archive__segterms_init(struct segterms *st);

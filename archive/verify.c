@@ -420,8 +420,9 @@ static int frame_check(struct verify *v, struct seg_check *sc, const struct seg_
 	while (archive__record_next(f->data, f->usize, &pos, &rec)) {
 		sc->wire_bytes += rec.wirelen;
 		if (sc->indexed &&
-		    archive__index_packet(&v->terms, v->flows, sc->scan.linktype, rec.ts_ns,
-		                          rec.caplen, rec.wirelen, rec.data, 0, &flags) != 0)
+		    archive__index_packet(&v->terms, &v->segterms, f->frame, v->flows,
+		                          sc->scan.linktype, rec.ts_ns, rec.caplen, rec.wirelen,
+		                          rec.data, 0, &flags) != 0)
 			return archive__fail(-ENOMEM, "out of memory");
 	}
 	if (sc->indexed) {
@@ -761,7 +762,7 @@ static int flows_prepare(struct verify *v, const struct seg_check *sc)
 	if (v->flows) {
 		ft_table_clear(v->flows);
 	} else {
-		if (ft_table_create(cap, sizeof(uint16_t), NULL, &v->flows) != 0)
+		if (ft_table_create(cap, sizeof(struct archive__flow_state), NULL, &v->flows) != 0)
 			return archive__fail(-ENOMEM, "out of memory (a table of %zu flows)", cap);
 		v->flows_cap = cap;
 	}

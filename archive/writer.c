@@ -161,7 +161,8 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
 	r = -ENOMEM;
 	if (w->fbuf && w->cctx && archive__termset_init(&w->terms) == 0 &&
 	    archive__segterms_init(&w->segterms) == 0)
-		r = ft_table_create(MAX_FLOW_DELTAS, sizeof(uint16_t), NULL, &w->flows);
+		r = ft_table_create(MAX_FLOW_DELTAS, sizeof(struct archive__flow_state), NULL,
+		                    &w->flows);
 	if (r == 0 && (ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel,
 	                                                   w->cfg.zstd_level)) ||
 	               ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 1))))
@@ -710,10 +711,15 @@ void archive_writer_prefetch(const struct archive_writer *w, uint32_t flow_hash,
 {
 	if (!flow_hash)
 		return;
-	if (stage == 0)
+	if (stage == 0) {
 		ft_table_prefetch(w->flows, flow_hash);
-	else
+	} else if (stage == 1) {
 		ft_table_prefetch_flow(w->flows, flow_hash);
+	} else { /* the posting lists the flow's hosts and ports go to, then their ends */
+		const struct ft_flow *f = ft_table_peek(w->flows, flow_hash);
+		if (f)
+			archive__flow_terms_prefetch(&w->segterms, f, stage - 2);
+	}
 }
 
 /* Parses the packet for its index terms and flow statistics. */
@@ -727,8 +733,9 @@ static int packet_index(struct archive_writer *w, uint64_t ts_ns, uint32_t caple
 	int r;
 	if (ts.flows >= MAX_FLOW_DELTAS && (r = index_commit(w)) != 0)
 		return r; /* the flow deltas table must never evict */
-	if (archive__index_packet(&w->terms, w->flows, w->seg.linktype, ts_ns, caplen, wirelen,
-	                          data, trigger, &w->frame.flags) != 0)
+	if (archive__index_packet(&w->terms, &w->segterms, w->frame.frame, w->flows,
+	                          w->seg.linktype, ts_ns, caplen, wirelen, data, trigger,
+	                          &w->frame.flags) != 0)
 		return archive__fail(-ENOMEM, "out of memory");
 	return 0;
 }

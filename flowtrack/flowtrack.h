@@ -258,6 +258,13 @@ void ft_table_clear(struct ft_table *t);
 void ft_table_prefetch(const struct ft_table *t, uint64_t h);
 void ft_table_prefetch_flow(const struct ft_table *t, uint64_t h);
 
+/*
+ * For a later stage of such prefetching: the flow in h's home slot if its
+ * hash matches, else NULL.  A hint only: it may be another flow of the same
+ * 32-bit hash, and a flow further along the probe sequence is not found.
+ */
+const struct ft_flow *ft_table_peek(const struct ft_table *t, uint64_t h);
+
 /* Removes a flow returned by lookup or iteration; counted as expired. */
 void ft_table_remove(struct ft_table *t, struct ft_flow *f);
 

@@ -206,6 +206,12 @@ void ft_table_prefetch_flow(const struct ft_table *t, uint64_t h)
 	}
 }
 
+const struct ft_flow *ft_table_peek(const struct ft_table *t, uint64_t h)
+{
+	const struct slot *s = &t->slots[(uint32_t)h & t->mask];
+	return s->flow != 0 && s->hash == (uint32_t)h ? rec_at(t, s->flow - 1) : NULL;
+}
+
 struct ft_flow *ft_table_lookup(struct ft_table *t, const struct ft_flow_key *key, uint64_t h,
                                 int *is_new)
 {

@@ -110,6 +110,12 @@ static int dump_chunk(struct record_dumper *d, struct qq_chunk *c)
 		if (i + DUMP_AHEAD < n)
 			archive_writer_prefetch(d->writer,
 			                        qq_chunk_record(c, i + DUMP_AHEAD)->flow_hash, 1);
+		if (i + DUMP_AHEAD / 2 < n)
+			archive_writer_prefetch(
+			    d->writer, qq_chunk_record(c, i + DUMP_AHEAD / 2)->flow_hash, 2);
+		if (i + DUMP_AHEAD / 4 < n)
+			archive_writer_prefetch(
+			    d->writer, qq_chunk_record(c, i + DUMP_AHEAD / 4)->flow_hash, 3);
 		const struct qq_record *rec = qq_chunk_record(c, i);
 		uint16_t tag = d->view
 		                   ? archive_rule_view_match(d->view, linktype, rec->ts_ns,
