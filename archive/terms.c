@@ -319,7 +319,7 @@ int archive__index_packet(struct termset *ts, struct segterms *st, uint32_t fram
 		r = archive__termset_add(ts, ARCHIVE_TERM_UNINDEXED, &zero, 1);
 	}
 	/* an IP packet with ports has a flow, and its hosts and ports are the flow's */
-	int by_flow = (pkt.flags & FT_PKT_IP) && (pkt.flags & FT_PKT_L4);
+	int by_flow = st && (pkt.flags & FT_PKT_IP) && (pkt.flags & FT_PKT_L4);
 	if (r == 0)
 		r = archive__termset_add_packet(ts, &pkt, !by_flow);
 	if (r)
@@ -515,7 +515,6 @@ static int mark_dirty(struct segterms *st, uint32_t i)
 	return 0;
 }
 
-/* The list of term (type, b, len) of hash h, created empty if new; NULL if out of memory. */
 /*
  * Frame `frame` into list i, unless it is there already (a term can reach a
  * frame both through a flow and through the frame's term set).  Frames come
@@ -532,6 +531,7 @@ static int segterms_list_add(struct segterms *st, uint32_t i, uint32_t frame)
 	return 0;
 }
 
+/* The list of term (type, b, len) of hash h, created empty if new; NULL if out of memory. */
 static struct plist *segterms_list(struct segterms *st, uint8_t type, const uint8_t *b, uint8_t len,
                                    uint64_t h)
 {

@@ -96,7 +96,9 @@ void archive__flow_terms_prefetch(const struct segterms *st, const struct ft_flo
  * state: struct archive__flow_state).  The hosts and ports of an IP packet
  * with ports go straight into st's posting lists for `frame` instead of ts
  * (the same lists in the end: archive__segterms_add_frame adds each term to
- * a frame once).  The table must not be full (it would evict).  0 or -ENOMEM.
+ * a frame once); with st NULL they go into ts too (for a caller that may
+ * commit lists before the frame itself is recorded).  The table must not be
+ * full (it would evict).  0 or -ENOMEM.
  */
 int archive__index_packet(struct termset *ts, struct segterms *st, uint32_t frame,
                           struct ft_table *flows, int linktype, uint64_t ts_ns, uint32_t caplen,

@@ -733,9 +733,11 @@ static int packet_index(struct archive_writer *w, uint64_t ts_ns, uint32_t caple
 	int r;
 	if (ts.flows >= MAX_FLOW_DELTAS && (r = index_commit(w)) != 0)
 		return r; /* the flow deltas table must never evict */
-	if (archive__index_packet(&w->terms, &w->segterms, w->frame.frame, w->flows,
-	                          w->seg.linktype, ts_ns, caplen, wirelen, data, trigger,
-	                          &w->frame.flags) != 0)
+	/* adopting: a full flow table commits in the middle of a frame that is not yet in the
+	 * pending frame records, so its terms wait for the frame's end (in w->terms) */
+	struct segterms *st = w->adopt_fd >= 0 ? NULL : &w->segterms;
+	if (archive__index_packet(&w->terms, st, w->frame.frame, w->flows, w->seg.linktype, ts_ns,
+	                          caplen, wirelen, data, trigger, &w->frame.flags) != 0)
 		return archive__fail(-ENOMEM, "out of memory");
 	return 0;
 }
