@@ -565,21 +565,28 @@ static void segterms_prefetch_slot(const struct segterms *st, uint64_t h)
 	__builtin_prefetch(&st->set.slots[(uint32_t)h & st->set.mask]);
 }
 
-static void segterms_prefetch_buf(const struct segterms *st, uint64_t h)
+/* The entry index + 1 in h's home slot if its tag matches, else 0 (for prefetching). */
+static uint32_t segterms_home(const struct segterms *st, uint64_t h)
 {
 	const struct byteset_slot *s = &st->set.slots[(uint32_t)h & st->set.mask];
-	if (s->idx && s->tag == (uint32_t)(h >> 32)) {
-		const struct plist *pl = &st->lists[s->idx - 1];
+	return s->tag == (uint32_t)(h >> 32) ? s->idx : 0;
+}
+
+static void segterms_prefetch_buf(const struct segterms *st, uint64_t h)
+{
+	uint32_t i = segterms_home(st, h);
+	if (i) {
+		const struct plist *pl = &st->lists[i - 1];
 		__builtin_prefetch(pl->buf + pl->last_off, 1);
 	}
 }
 
 static void segterms_prefetch_entry(const struct segterms *st, uint64_t h)
 {
-	const struct byteset_slot *s = &st->set.slots[(uint32_t)h & st->set.mask];
-	if (s->idx && s->tag == (uint32_t)(h >> 32)) {
-		__builtin_prefetch(archive__byteset_at(&st->set, s->idx - 1));
-		__builtin_prefetch(&st->lists[s->idx - 1]);
+	uint32_t i = segterms_home(st, h);
+	if (i) {
+		__builtin_prefetch(archive__byteset_at(&st->set, i - 1));
+		__builtin_prefetch(&st->lists[i - 1]);
 	}
 }
 

@@ -369,11 +369,7 @@ struct qq_record *qq_chunk_record(const struct qq_chunk *c, uint32_t i)
 
 /* ---- waiting ------------------------------------------------------------------------- */
 
-static uint64_t ts_ns(const struct timespec *ts)
-{
-	return (uint64_t)ts->tv_sec * 1000000000u + (uint64_t)ts->tv_nsec;
-}
-
+/* A CLOCK_MONOTONIC time in ns as a timespec (for pthread_cond_timedwait). */
 static struct timespec ns_ts(uint64_t ns)
 {
 	return (struct timespec){.tv_sec = (time_t)(ns / 1000000000u),
@@ -382,15 +378,7 @@ static struct timespec ns_ts(uint64_t ns)
 
 static struct timespec deadline_after(int timeout_ms)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	return ts;
+	return ns_ts(mono_ns() + (uint64_t)timeout_ms * 1000000u);
 }
 
 /* Waits on cond with q->lock held; returns ETIMEDOUT when the deadline passed. */
@@ -700,7 +688,7 @@ void qq_analyzer_done(struct qq *q, const struct qq_peek *pk)
 
 int qq_dumper_next(struct qq *q, struct qq_chunk **out, int timeout_ms)
 {
-	struct timespec dl = deadline_after(timeout_ms);
+	uint64_t dl = mono_ns() + (uint64_t)timeout_ms * 1000000u;
 	int r = 0;
 
 	pthread_mutex_lock(&q->lock);
@@ -709,7 +697,7 @@ int qq_dumper_next(struct qq *q, struct qq_chunk **out, int timeout_ms)
 			r = QQ_E_STOPPED;
 			break;
 		}
-		struct timespec until = dl;
+		uint64_t until = dl;
 		if (q->head_seq < q->tail_seq) {
 			struct qq_chunk *c = q->ring[q->head_seq % q->nchunks];
 			uint32_t used = q->nchunks - q->nfree;
@@ -722,14 +710,14 @@ int qq_dumper_next(struct qq *q, struct qq_chunk **out, int timeout_ms)
 				*out = c;
 				break;
 			}
-			if (ready && due < ts_ns(&dl))
-				until = ns_ts(due); /* held only for its age: look again then */
+			if (ready && due < dl)
+				until = due; /* held only for its age: look again then */
 		} else if (q->draining && q->open_producers == 0) {
 			r = QQ_E_DRAINED;
 			break;
 		}
-		if (wait_until(q, &q->cond_dumper, &until) == ETIMEDOUT &&
-		    ts_ns(&until) >= ts_ns(&dl)) {
+		struct timespec ts = ns_ts(until);
+		if (wait_until(q, &q->cond_dumper, &ts) == ETIMEDOUT && until == dl) {
 			r = QQ_E_TIMEDOUT;
 			break;
 		}

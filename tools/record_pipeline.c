@@ -99,23 +99,18 @@ static int dump_chunk(struct record_dumper *d, struct qq_chunk *c)
 	int r = archive_writer_set_chunk(d->writer, qq_chunk_seq(c));
 	if (r)
 		return r;
+	/* how far ahead each archive_writer_prefetch() stage looks, in packets */
+	static const uint32_t ahead[] = {2 * DUMP_AHEAD, DUMP_AHEAD, DUMP_AHEAD / 2,
+	                                 DUMP_AHEAD / 4};
 	for (uint32_t i = 0; i < n; i++) {
 		/* the analyzers left each packet's flow hash: fetch the writer's flow ahead,
 		 * and before that the record itself (it comes from memory, page by page) */
 		if (i + 4 * DUMP_AHEAD < n)
 			__builtin_prefetch(qq_chunk_record(c, i + 4 * DUMP_AHEAD));
-		if (i + 2 * DUMP_AHEAD < n)
-			archive_writer_prefetch(
-			    d->writer, qq_chunk_record(c, i + 2 * DUMP_AHEAD)->flow_hash, 0);
-		if (i + DUMP_AHEAD < n)
-			archive_writer_prefetch(d->writer,
-			                        qq_chunk_record(c, i + DUMP_AHEAD)->flow_hash, 1);
-		if (i + DUMP_AHEAD / 2 < n)
-			archive_writer_prefetch(
-			    d->writer, qq_chunk_record(c, i + DUMP_AHEAD / 2)->flow_hash, 2);
-		if (i + DUMP_AHEAD / 4 < n)
-			archive_writer_prefetch(
-			    d->writer, qq_chunk_record(c, i + DUMP_AHEAD / 4)->flow_hash, 3);
+		for (int s = 0; s < 4; s++)
+			if (i + ahead[s] < n)
+				archive_writer_prefetch(
+				    d->writer, qq_chunk_record(c, i + ahead[s])->flow_hash, s);
 		const struct qq_record *rec = qq_chunk_record(c, i);
 		uint16_t tag = d->view
 		                   ? archive_rule_view_match(d->view, linktype, rec->ts_ns,
