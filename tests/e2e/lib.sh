@@ -57,6 +57,32 @@ wait_for() {
     return 1
 }
 
+# replay NAME SRC PID [OPTION]: tcpreplay sends SRC from $B in $NS (OPTION default
+# --topspeed); SENT = the packets it sent.  If it sent none: a failure, PID killed, 1.
+replay() {
+    SENT=$(ip netns exec "$NS" tcpreplay -i "$B" "${4:---topspeed}" "$2" 2>&1 | sed -n 's/.*Actual: \([0-9]*\) packets.*/\1/p')
+    [ -n "$SENT" ] && [ "$SENT" -gt 0 ] && return 0
+    fail "$1: tcpreplay sent nothing"
+    kill -9 "$3"
+    return 1
+}
+
+# stop_when_counted NAME ERRFILE PID: once the last status line in ERRFILE ("N pkts, R pkt/s
+# M Mbit/s drops D") accounts for $SENT packets (or after ~30 s), stops PID with SIGINT;
+# a pass if it then exits 0.
+stop_when_counted() {
+    local i got drops rc
+    for ((i = 0; i < 300; i++)); do
+        read -r got drops < <(tail -1 "$2" | sed -n 's/.* \([0-9]*\) pkts, [0-9]* pkt\/s [0-9.]* Mbit\/s drops \([0-9]*\).*/\1 \2/p')
+        [ -n "$got" ] && [ $((got + drops)) -ge "$SENT" ] && break
+        sleep 0.1
+    done
+    kill -INT "$3"
+    wait "$3"
+    rc=$?
+    [ $rc -eq 0 ] && pass || fail "$1: exit $rc: $(tail -3 "$2")"
+}
+
 # veth_pair TAG: a veth pair $A (here) / $B (in the new network namespace $NS), both up,
 # without IPv6 (the kernel would send solicitations of its own); removed at exit.
 # Needs root; 1 if it cannot be made.

@@ -21,20 +21,9 @@ capture() {
     local pid=$!
     wait_for "$err" "^flowscope record: QQ" $pid || { fail "$name: did not start: $(cat "$err")"; return; }
     sleep 0.3 # let the capture threads reach their receive loops
-    local sent
-    sent=$(ip netns exec "$NS" tcpreplay -i "$B" ${REPLAY:---topspeed} "$src" 2>&1 | sed -n 's/.*Actual: \([0-9]*\) packets.*/\1/p')
-    [ -n "$sent" ] && [ "$sent" -gt 0 ] || { fail "$name: tcpreplay sent nothing"; kill -9 $pid; return; }
-    # until the counters account for every packet sent: "N pkts, ... drops D"
-    local i got=0 drops=0
-    for ((i = 0; i < 300; i++)); do
-        read -r got drops < <(tail -1 "$err" | sed -n 's/.* \([0-9]*\) pkts, .* drops \([0-9]*\).*|.*/\1 \2/p')
-        [ -n "$got" ] && [ $((got + drops)) -ge "$sent" ] && break
-        sleep 0.1
-    done
-    kill -INT $pid
-    wait $pid
-    local rc=$?
-    [ $rc -eq 0 ] && pass || fail "$name: exit $rc: $(tail -3 "$err")"
+    replay "$name" "$src" $pid "${REPLAY:---topspeed}" || return
+    local sent=$SENT got drops
+    stop_when_counted "$name" "$err" $pid
     kind=$(sed -n 's/^flowscope record: run: .*), \([a-z]*\) .*/\1/p' "$err")
     read -r got drops < <(sed -n "s/^flowscope record: ingest\.$kind: packets \([0-9]*\), .* drops \([0-9]*\).*/\1 \2/p" "$err")
     [ "$((got + drops))" = "$sent" ] && pass || fail "$name: sent $sent, received $got + dropped $drops"
@@ -84,18 +73,17 @@ quiet() {
     QPID=$!
     wait_for "$err" "^flowscope record: QQ" $QPID || { fail "$name: did not start: $(cat "$err")"; return 1; }
     sleep 0.3
-    QSENT=$(ip netns exec "$NS" tcpreplay -i "$B" --pps=1000 "$PCAPS/dns_icmp.pcap" 2>&1 | sed -n 's/.*Actual: \([0-9]*\) packets.*/\1/p')
-    [ -n "$QSENT" ] && [ "$QSENT" -gt 0 ] || { fail "$name: tcpreplay sent nothing"; kill -9 $QPID; return 1; }
+    replay "$name" "$PCAPS/dns_icmp.pcap" $QPID --pps=1000
 }
 # found_while_recording NAME: a query finds every packet sent while record still runs
 found_while_recording() {
     local n=0 i
     for ((i = 0; i < 100; i++)); do # at most ~20 s
         fs query --archive "$TMP/$1" -w "$TMP/$1.pcap" 2>/dev/null && n=$(npackets "$TMP/$1.pcap")
-        [ "${n:-0}" -ge "$QSENT" ] && break
+        [ "${n:-0}" -ge "$SENT" ] && break
         sleep 0.2
     done
-    [ "${n:-0}" = "$QSENT" ] && pass || fail "$1: a query during the recording found ${n:-0} of $QSENT packets"
+    [ "${n:-0}" = "$SENT" ] && pass || fail "$1: a query during the recording found ${n:-0} of $SENT packets"
     kill -INT $QPID
     wait $QPID && pass || fail "$1: record failed: $(tail -2 "$TMP/$1.err")"
 }
@@ -116,7 +104,7 @@ if quiet quiet-module --module stats; then
     kill -INT $QPID
     wait $QPID && pass || fail "quiet-module: record failed: $(tail -2 "$TMP/quiet-module.err")"
     fs query --archive "$TMP/quiet-module" -w "$TMP/qm.pcap" 2>/dev/null
-    [ "$(npackets "$TMP/qm.pcap")" = "$QSENT" ] && pass || fail "quiet-module: $(npackets "$TMP/qm.pcap") of $QSENT archived at the end"
+    [ "$(npackets "$TMP/qm.pcap")" = "$SENT" ] && pass || fail "quiet-module: $(npackets "$TMP/qm.pcap") of $SENT archived at the end"
 fi
 
 # errors: one line naming the cause, nothing created

@@ -127,20 +127,9 @@ else
             >"$O/$name.out" 2>"$err" &
         local pid=$!
         wait_for "$err" " pkts," $pid 600 || { fail "$name: did not start: $(cat "$err")"; return; }
-        local sent
-        sent=$(ip netns exec "$NS" tcpreplay -i "$B" --topspeed "$src" 2>&1 | sed -n 's/.*Actual: \([0-9]*\) packets.*/\1/p')
-        [ -n "$sent" ] && [ "$sent" -gt 0 ] || { fail "$name: tcpreplay sent nothing"; kill -9 $pid; return; }
-        # until the status line accounts for every packet sent: "N pkts, ... drops D"
-        local i got=0 drops=0
-        for ((i = 0; i < 300; i++)); do
-            read -r got drops < <(tail -1 "$err" | sed -n 's/.* \([0-9]*\) pkts, [0-9]* pkt\/s [0-9.]* Mbit\/s drops \([0-9]*\).*/\1 \2/p')
-            [ -n "$got" ] && [ $((got + drops)) -ge "$sent" ] && break
-            sleep 0.1
-        done
-        kill -INT $pid
-        wait $pid
-        local rc=$?
-        [ $rc -eq 0 ] && pass || fail "$name: exit $rc: $(tail -3 "$err")"
+        replay "$name" "$src" $pid || return
+        local sent=$SENT got drops
+        stop_when_counted "$name" "$err" $pid
         grep -q "ended: signal" "$err" && pass || fail "$name: report: $(grep run: "$err")"
         read -r got drops < <(sed -n "s/^flowscope monitor: ingest\.[a-z]*: packets \([0-9]*\), .* drops \([0-9]*\).*/\1 \2/p" "$err")
         [ "$((got + drops))" = "$sent" ] && pass || fail "$name: sent $sent, received $got + dropped $drops"
