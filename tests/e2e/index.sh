@@ -10,13 +10,6 @@
 
 HTTP=$PCAPS/http.pcap
 
-# le32 FILE OFFSET: a little-endian u32 read from FILE at OFFSET (negative = from the end).
-le32() {
-    local off=$2
-    [ "$off" -ge 0 ] || off=$(( $(stat -c %s "$1") + off ))
-    od -An -tu4 -j "$off" -N4 --endian=little "$1" | tr -d ' '
-}
-
 # verify_ok NAME DIR [PACKETS]: verify exits 0 with the OK summary (and checked PACKETS).
 verify_ok() {
     local name=$1 dir=$2 want=${3:-}

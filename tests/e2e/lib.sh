@@ -45,6 +45,13 @@ one_line_error() {
     pass
 }
 
+# le32 FILE OFFSET: a little-endian u32 read from FILE at OFFSET (negative = from the end).
+le32() {
+    local off=$2
+    [ "$off" -ge 0 ] || off=$(( $(stat -c %s "$1") + off ))
+    od -An -tu4 -j "$off" -N4 --endian=little "$1" | tr -d ' '
+}
+
 # wait_for ERRFILE PATTERN PID [TENTHS]: until ERRFILE (which may not exist yet) matches
 # PATTERN (ERE); 1 if PID ends first or after TENTHS tenths of a second (default 300).
 wait_for() {

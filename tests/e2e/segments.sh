@@ -8,13 +8,6 @@
 
 HTTP=$PCAPS/http.pcap
 
-# le32 FILE OFFSET: a little-endian u32 read from FILE at OFFSET (negative = from the end).
-le32() {
-    local off=$2
-    [ "$off" -ge 0 ] || off=$(( $(stat -c %s "$1") + off ))
-    od -An -tu4 -j "$off" -N4 --endian=little "$1" | tr -d ' '
-}
-
 # check_seektable SEG: footer magic, reserved bits, and the sizes it lists add up.
 check_seektable() {
     local seg=$1 size n desc fsize sum i off

@@ -6,16 +6,8 @@
 . "$(dirname "$0")/lib.sh"
 SRC=$PCAPS/tcp_anomalies.pcap   # 20.8 s of traffic, replayed at recorded speed
 
-# wait_some ERRFILE PID: until a status line shows a non-zero packet count (max 60 s)
-wait_some() {
-    local i
-    for ((i = 0; i < 600; i++)); do
-        grep -qE " [1-9][0-9]* pkts," "$1" && return 0
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
+# a status line with a non-zero packet count (wait_for: at most 60 s)
+SOME=" [1-9][0-9]* pkts,"
 
 # check_prefix ARCHIVE MIN: the archive's packets are the capture's first N, N >= MIN
 check_prefix() {
@@ -32,7 +24,7 @@ a=$TMP/term
 timeout --foreground 120 "$FLOWSCOPE" record --read "$SRC" --replay-speed 1 --archive "$a" --qq-size 16M \
     --stats-interval 100ms 2>"$TMP/err" &
 pid=$!
-wait_some "$TMP/err" $pid && pass || fail "the replay never started: $(cat "$TMP/err")"
+wait_for "$TMP/err" "$SOME" $pid 600 && pass || fail "the replay never started: $(cat "$TMP/err")"
 kill -TERM $pid
 wait $pid
 rc=$?
@@ -46,7 +38,7 @@ a=$TMP/twice
 timeout --foreground 120 "$FLOWSCOPE" record --read "$SRC" --replay-speed 1 --archive "$a" --qq-size 16M \
     --stats-interval 100ms 2>"$TMP/err" &
 pid=$!
-wait_some "$TMP/err" $pid && pass || fail "the second replay never started"
+wait_for "$TMP/err" "$SOME" $pid 600 && pass || fail "the second replay never started"
 kill -INT $pid
 kill -INT $pid
 wait $pid
