@@ -56,7 +56,8 @@ static void usage(FILE *f)
 	    "  --segment-size SIZE   rotate segments at this compressed size (default 256M)\n"
 	    "  --segment-age DUR     rotate segments this old (default 60s)\n"
 	    "  --max-disk SIZE       retention: keep the archive (segments and index) under\n"
-	    "                        SIZE, dropping the oldest segments\n"
+	    "                        SIZE, dropping the oldest segments; at least\n"
+	    "                        4 x dumpers x --segment-size\n"
 	    "  --max-age DUR         retention: drop segments whose packets are older (30d)\n"
 	    "  --zstd-level N        zstd level, -7..-1 (fast) or 1..19 (default -2)\n"
 	    "  --max-flows N         flow table size per analyzer (default 262144)\n"
@@ -111,10 +112,10 @@ static int parse_archive_opt(struct record_opts *o, int c, const char *arg)
 		    o->segment_age_ns >= 1000000000)
 			return 0;
 		return bad("--segment-age", arg, "a duration of at least 1s");
-	case 'X':
-		if (cli_parse_size(arg, &o->max_disk) == 0 && o->max_disk >= (4u << 20))
+	case 'X': /* its least value depends on --dumpers and --segment-size: check_args */
+		if (cli_parse_size(arg, &o->max_disk) == 0 && o->max_disk > 0)
 			return 0;
-		return bad("--max-disk", arg, "a size of at least 4M, e.g. 500G");
+		return bad("--max-disk", arg, "a size, e.g. 500G");
 	case 'Y':
 		if (cli_parse_duration(arg, &o->max_age_ns) == 0 && o->max_age_ns >= 1000000000)
 			return 0;
@@ -202,11 +203,12 @@ static int check_args(const struct record_opts *o)
 	uint64_t dumpers = o->dumpers ? (uint64_t)o->dumpers : record_default_dumpers();
 	if (o->max_disk && o->max_disk < 4 * dumpers * seg) {
 		cli_error(CMD,
-		          "--max-disk %" PRIu64 "M is too small for %" PRIu64
+		          "--max-disk %" PRIu64 "%s is too small for %" PRIu64
 		          " dumper(s) writing segments of up to %" PRIu64
 		          "M: give at least %" PRIu64 "M (4 x dumpers x --segment-size), or a "
-		          "smaller --segment-size",
-		          o->max_disk >> 20, dumpers, seg >> 20,
+		          "smaller --segment-size or fewer --dumpers",
+		          o->max_disk % (1u << 20) ? o->max_disk : o->max_disk >> 20,
+		          o->max_disk % (1u << 20) ? " bytes" : "M", dumpers, seg >> 20,
 		          (4 * dumpers * seg + (1u << 20) - 1) >> 20);
 		return EXIT_USAGE;
 	}
