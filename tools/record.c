@@ -410,6 +410,11 @@ static int record_run(struct record_pipeline *pl)
 	capture_signals_source(pl->src);
 	record_pipeline_start(pl);
 	wait_sources(pl);
+	if (capture_signalled()) /* the drain may take a while: say what it waits for */
+		fprintf(stderr,
+		        "flowscope %s: signal: sources stopped; draining %" PRIu64
+		        " packets from the ring (a second signal exits at once, losing them)\n",
+		        CMD, record_pipeline_pending(pl));
 	record_pipeline_finish(pl);
 	record_pipeline_seal(pl);
 	report(pl, (double)(cli_mono_ns() - t0) / 1e9,
