@@ -27,7 +27,7 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f,
-	    "usage: flowscope record --archive DIR SOURCE [--capture all] [options]\n"
+	    "usage: flowscope record --archive DIR SOURCE [--capture all|triggered] [options]\n"
 	    "SOURCE, exactly one of:\n"
 	    "  --read FILE           replay a pcap or pcapng file ('-' = stdin)\n"
 	    "  --dpdk 'EAL ARGS'     a DPDK port (NIC or vdev), e.g. '-l 0 --vdev net_pcap0,...'\n"
@@ -35,9 +35,14 @@ static void usage(FILE *f)
 	    "  --live IFACE          libpcap live capture\n"
 	    "options:\n"
 	    "  --archive DIR         archive directory (created if absent or empty)\n"
-	    "  --capture all         archive every packet (the default)\n"
-	    "  --module M            analysis module: a built-in name, PATH.so or PATH.lua\n"
-	    "                        [:ARGS] (repeatable; docs/modules.md)\n"
+	    "  --capture MODE        all: every packet (the default); triggered: only the\n"
+	    "                        flows a module or --trigger triggered on, with their\n"
+	    "                        packets still in the ring from before the trigger\n"
+	    "  --module M            analysis module: noop, stats, ttl, threshold:..., PATH.so\n"
+	    "                        (C) or PATH.lua (Lua), [:ARGS] (repeatable;\n"
+	    "                        docs/modules.md)\n"
+	    "  --trigger BPF         trigger the flows of packets matching the expression\n"
+	    "                        (repeatable)\n"
 	    "  --strict-modules      a runtime error in a Lua module ends record\n"
 	    "  --port N              DPDK port id (default 0)\n"
 	    "  --rx-queues N         RX queues for --dpdk / --afpacket (default 1)\n"
