@@ -108,8 +108,9 @@ static int store_truncated(struct file_source *f, struct ingest_sink *k, uint32_
 	ingest__count_add(&f->base.q[0].truncated_records, 1);
 	snprintf(errbuf, INGEST_ERRBUF_SIZE,
 	         "%s: truncated at byte %lld: last record has %u of %u captured bytes "
-	         "(stored as a %u-byte packet)",
-	         f->base.info.name, (long long)st.st_size, got, want, got);
+	         "(%s as a %u-byte packet)", /* burst mode (monitor): the caller analyses it */
+	         f->base.info.name, (long long)st.st_size, got, want, k->qq ? "stored" : "analysed",
+	         got);
 	return 0;
 }
 

@@ -77,12 +77,22 @@ static size_t opt_len(size_t len)
 	return 4 + len + (4 - len % 4) % 4;
 }
 
+/* The comment bytes the Section Header Block keeps (an option holds at most 64 KiB). */
+static size_t shb_comment_len(const char *comment)
+{
+	size_t clen = comment ? strlen(comment) : 0;
+	return clen > 60000 ? 60000 : clen;
+}
+
+static uint32_t shb_size(size_t clen)
+{
+	return 28 + (clen ? (uint32_t)opt_len(clen) : 0) + 4;
+}
+
 static int pcapng_shb(struct export *x)
 {
-	size_t clen = x->comment ? strlen(x->comment) : 0;
-	if (clen > 60000)
-		clen = 60000;
-	uint32_t total = 28 + (clen ? (uint32_t)opt_len(clen) : 0) + 4;
+	size_t clen = shb_comment_len(x->comment);
+	uint32_t total = shb_size(clen);
 	int e = put32(x, 0x0A0D0D0A);
 	uint32_t body[4] = {total, 0x1A2B3C4D, 0x00000001, 0xffffffffu}; /* v1.0, length unknown */
 	if (!e)
@@ -235,6 +245,19 @@ int export_packet(struct export *x, int linktype, uint32_t snaplen, const struct
 		return json_packet(x, linktype, r);
 	}
 	return -EINVAL;
+}
+
+uint64_t query_header_size(const struct query_options *opt)
+{
+	switch (opt->format) {
+	case QUERY_FORMAT_PCAP:
+		return 24;
+	case QUERY_FORMAT_PCAPNG:
+		return shb_size(shb_comment_len(opt->comment));
+	case QUERY_FORMAT_JSON:
+		return 0;
+	}
+	return 0;
 }
 
 uint64_t export_packet_size(const struct export *x, int linktype, uint32_t snaplen,

@@ -115,6 +115,13 @@ struct query_result {
 };
 
 /*
+ * The bytes an answer without packets takes in opt's format (and, for
+ * pcapng, with opt's comment): the pcap file header (24), the pcapng Section
+ * Header Block, nothing for JSON.  A limit_bytes below it cannot be kept.
+ */
+uint64_t query_header_size(const struct query_options *opt);
+
+/*
  * Runs a query against an open archive, writing the matching packets in
  * timestamp order (segments that overlap in time, from several recordings or
  * queues, are merged; equal timestamps keep archive order).  Returns 0 (also for

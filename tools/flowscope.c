@@ -26,6 +26,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: flowscope COMMAND [OPTIONS]   (flowscope COMMAND --help for options)\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].what);
+	fprintf(f, "flowscope --version prints the version; docs/cli.md documents every command\n");
 }
 
 int main(int argc, char **argv)

@@ -63,7 +63,7 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f,
-	    "usage: flowscope monitor SOURCE --module M [options]\n"
+	    "usage: flowscope monitor SOURCE --module M|--trigger BPF [options]\n"
 	    "Runs analysis modules directly on the source's packets (no ring, no archive).\n"
 	    "SOURCE, exactly one of:\n"
 	    "  --read FILE           replay a pcap or pcapng file ('-' = stdin)\n"
@@ -72,8 +72,9 @@ static void usage(FILE *f)
 	    "  --live IFACE          libpcap live capture\n"
 	    "options:\n"
 	    "  --module NAME[:ARGS]  analysis module: noop, stats, ttl, threshold:..., PATH.so\n"
-	    "                        (repeatable)\n"
+	    "                        (C) or PATH.lua (Lua) (repeatable; docs/modules.md)\n"
 	    "  --trigger BPF         print flows with a packet matching the expression\n"
+	    "                        (repeatable; at least one --module or --trigger)\n"
 	    "  --port N              DPDK port id (default 0)\n"
 	    "  --rx-queues N         RX queues for --dpdk / --afpacket (default 1); each queue's\n"
 	    "                        thread analyses its own packets\n"
@@ -120,7 +121,14 @@ static int parse_args(int argc, char **argv, struct record_opts *o)
 {
 	*o = (struct record_opts){.stats_ns = 5000000000ull, .max_flows = 262144, .rx_queues = 1};
 	int r = capture_getopt(argc, argv, CMD, longopts, parse_opt, usage, o);
-	return r ? r : capture_check_opts(o, CMD);
+	if (r || (r = capture_check_opts(o, CMD)) != 0)
+		return r;
+	if (o->nmodules == 0) { /* flow tracking alone prints nothing but counters */
+		cli_error(CMD, "nothing to run: give --module M or --trigger BPF (see flowscope "
+		               "monitor --help)");
+		return EXIT_USAGE;
+	}
+	return 0;
 }
 
 /* ---- the queue threads ------------------------------------------------------------------------ */

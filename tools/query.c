@@ -25,6 +25,7 @@ struct query_args {
 	const char *out;
 	char *filter;
 	char *cmdline;
+	const char *limit_bytes; /* --limit-bytes as given, for its error line */
 	struct query_options q;
 };
 
@@ -41,7 +42,8 @@ static void usage(FILE *f)
 	    "  -w FILE     write to FILE; '-' for stdout (streams as it reads)\n"
 	    "  --format F  pcap (default), pcapng, or json (one object per packet)\n"
 	    "  --ts T      pcap timestamps: nano (default) or micro\n"
-	    "  --limit-packets N, --limit-bytes SIZE  stop there\n"
+	    "  --limit-packets N, --limit-bytes SIZE  stop there (the output is whole packets\n"
+	    "              and never larger than SIZE, so SIZE holds at least the file header)\n"
 	    "  --explain   print the plan (index terms, segments, frames, bytes); read nothing\n");
 }
 
@@ -79,17 +81,62 @@ static int parse_output_opt(struct query_args *a, int c, const char *arg)
 			return 0;
 		break;
 	case 'B':
+		a->limit_bytes = arg;
 		if (cli_parse_size(arg, &a->q.limit_bytes) == 0 && a->q.limit_bytes > 0)
 			return 0;
 		break;
 	}
 	static const char *const want[] = {['F'] = "pcap, pcapng or json",
 	                                   ['S'] = "nano or micro",
-	                                   ['P'] = "a packet count",
-	                                   ['B'] = "a size such as 10M"};
+	                                   ['P'] = "a packet count of at least 1",
+	                                   ['B'] = "a size such as 10M, at least 1"};
 	static const char *const name[] = {
 	    ['F'] = "--format", ['S'] = "--ts", ['P'] = "--limit-packets", ['B'] = "--limit-bytes"};
 	cli_error(CMD, "%s '%s': expected %s", name[c], arg, want[c]);
+	return EXIT_USAGE;
+}
+
+/*
+ * The least --limit-bytes: the file header.  pcapng's holds the command line, whose
+ * --limit-bytes value changes its length: the figure given must hold the command that
+ * gives it.  0, or -ENOMEM.
+ */
+static int least_limit_bytes(const struct query_args *a, uint64_t *least)
+{
+	struct query_options o = a->q;
+	size_t other = a->cmdline ? strlen(a->cmdline) - strlen(a->limit_bytes) : 0;
+	*least = query_header_size(&o);
+	for (int i = 0; a->cmdline && i < 4; i++) { /* the length of the figure settles */
+		char figure[24];
+		size_t len = other + (size_t)snprintf(figure, sizeof(figure), "%" PRIu64, *least);
+		char *c = malloc(len + 1);
+		if (!c)
+			return -ENOMEM;
+		memset(c, 'x', len);
+		c[len] = '\0';
+		o.comment = c;
+		*least = query_header_size(&o);
+		free(c);
+	}
+	return 0;
+}
+
+/* The output never exceeds --limit-bytes and is a valid file: a limit that cannot hold the
+   file header is refused rather than broken. */
+static int check_limit_bytes(const struct query_args *a)
+{
+	uint64_t header = query_header_size(&a->q), least;
+	if (!a->q.limit_bytes || a->q.limit_bytes >= header)
+		return 0;
+	if (least_limit_bytes(a, &least) != 0) {
+		cli_error(CMD, "out of memory");
+		return EXIT_FAIL;
+	}
+	cli_error(CMD,
+	          "--limit-bytes '%s': less than the %s file header%s; give at least %" PRIu64
+	          " bytes (the header alone)",
+	          a->limit_bytes, a->q.format == QUERY_FORMAT_PCAPNG ? "pcapng" : "pcap",
+	          a->q.format == QUERY_FORMAT_PCAPNG ? " (it holds the command line)" : "", least);
 	return EXIT_USAGE;
 }
 
@@ -163,7 +210,7 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 		a->cmdline = NULL;
 	free(args);
 	a->q.comment = a->cmdline;
-	return 0;
+	return check_limit_bytes(a);
 }
 
 /* Opens the output: stdout for "-" (or when -w is absent and stdout is not a terminal). */

@@ -27,7 +27,7 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f,
-	    "usage: flowscope record --archive DIR SOURCE [--capture all] [options]\n"
+	    "usage: flowscope record --archive DIR SOURCE [--capture all|triggered] [options]\n"
 	    "SOURCE, exactly one of:\n"
 	    "  --read FILE           replay a pcap or pcapng file ('-' = stdin)\n"
 	    "  --dpdk 'EAL ARGS'     a DPDK port (NIC or vdev), e.g. '-l 0 --vdev net_pcap0,...'\n"
@@ -35,9 +35,14 @@ static void usage(FILE *f)
 	    "  --live IFACE          libpcap live capture\n"
 	    "options:\n"
 	    "  --archive DIR         archive directory (created if absent or empty)\n"
-	    "  --capture all         archive every packet (the default)\n"
-	    "  --module M            analysis module: a built-in name, PATH.so or PATH.lua\n"
-	    "                        [:ARGS] (repeatable; docs/modules.md)\n"
+	    "  --capture MODE        all: every packet (the default); triggered: only the\n"
+	    "                        flows a module or --trigger triggered on, with their\n"
+	    "                        packets still in the ring from before the trigger\n"
+	    "  --module M            analysis module: noop, stats, ttl, threshold:..., PATH.so\n"
+	    "                        (C) or PATH.lua (Lua), [:ARGS] (repeatable;\n"
+	    "                        docs/modules.md)\n"
+	    "  --trigger BPF         trigger the flows of packets matching the expression\n"
+	    "                        (repeatable)\n"
 	    "  --strict-modules      a runtime error in a Lua module ends record\n"
 	    "  --port N              DPDK port id (default 0)\n"
 	    "  --rx-queues N         RX queues for --dpdk / --afpacket (default 1)\n"
@@ -56,7 +61,8 @@ static void usage(FILE *f)
 	    "  --segment-size SIZE   rotate segments at this compressed size (default 256M)\n"
 	    "  --segment-age DUR     rotate segments this old (default 60s)\n"
 	    "  --max-disk SIZE       retention: keep the archive (segments and index) under\n"
-	    "                        SIZE, dropping the oldest segments\n"
+	    "                        SIZE, dropping the oldest segments; at least\n"
+	    "                        4 x dumpers x --segment-size\n"
 	    "  --max-age DUR         retention: drop segments whose packets are older (30d)\n"
 	    "  --zstd-level N        zstd level, -7..-1 (fast) or 1..19 (default -2)\n"
 	    "  --max-flows N         flow table size per analyzer (default 262144)\n"
@@ -111,10 +117,10 @@ static int parse_archive_opt(struct record_opts *o, int c, const char *arg)
 		    o->segment_age_ns >= 1000000000)
 			return 0;
 		return bad("--segment-age", arg, "a duration of at least 1s");
-	case 'X':
-		if (cli_parse_size(arg, &o->max_disk) == 0 && o->max_disk >= (4u << 20))
+	case 'X': /* its least value depends on --dumpers and --segment-size: check_args */
+		if (cli_parse_size(arg, &o->max_disk) == 0 && o->max_disk > 0)
 			return 0;
-		return bad("--max-disk", arg, "a size of at least 4M, e.g. 500G");
+		return bad("--max-disk", arg, "a size, e.g. 500G");
 	case 'Y':
 		if (cli_parse_duration(arg, &o->max_age_ns) == 0 && o->max_age_ns >= 1000000000)
 			return 0;
@@ -202,11 +208,12 @@ static int check_args(const struct record_opts *o)
 	uint64_t dumpers = o->dumpers ? (uint64_t)o->dumpers : record_default_dumpers();
 	if (o->max_disk && o->max_disk < 4 * dumpers * seg) {
 		cli_error(CMD,
-		          "--max-disk %" PRIu64 "M is too small for %" PRIu64
+		          "--max-disk %" PRIu64 "%s is too small for %" PRIu64
 		          " dumper(s) writing segments of up to %" PRIu64
 		          "M: give at least %" PRIu64 "M (4 x dumpers x --segment-size), or a "
-		          "smaller --segment-size",
-		          o->max_disk >> 20, dumpers, seg >> 20,
+		          "smaller --segment-size or fewer --dumpers",
+		          o->max_disk % (1u << 20) ? o->max_disk : o->max_disk >> 20,
+		          o->max_disk % (1u << 20) ? " bytes" : "M", dumpers, seg >> 20,
 		          (4 * dumpers * seg + (1u << 20) - 1) >> 20);
 		return EXIT_USAGE;
 	}
@@ -408,6 +415,11 @@ static int record_run(struct record_pipeline *pl)
 	capture_signals_source(pl->src);
 	record_pipeline_start(pl);
 	wait_sources(pl);
+	if (capture_signalled()) /* the drain may take a while: say what it waits for */
+		fprintf(stderr,
+		        "flowscope %s: signal: sources stopped; draining %" PRIu64
+		        " packets from the ring (a second signal exits at once, losing them)\n",
+		        CMD, record_pipeline_pending(pl));
 	record_pipeline_finish(pl);
 	record_pipeline_seal(pl);
 	report(pl, (double)(cli_mono_ns() - t0) / 1e9,

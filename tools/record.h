@@ -89,6 +89,8 @@ struct record_dumper {
 	struct archive_rule_view *view; /* triggers: which flows to archive */
 	uint64_t selected, skipped;     /* packets of triggered flows; others (triggered mode) */
 	uint64_t oversize;              /* archive.writer.dropped_oversize */
+	atomic_ulong dumped;            /* packets of the chunks it is done with (archived or
+	                                   not selected); written by its thread only */
 	int rc;
 	char err[512];
 	/* published for the housekeeping thread */
@@ -155,6 +157,9 @@ int record_pipeline_open(struct record_pipeline *pl);
 
 /* Starts every thread.  0, or an exit status (nothing started then). */
 int record_pipeline_start(struct record_pipeline *pl);
+
+/* Packets in the ring that no dumper is done with yet (a snapshot, for a message). */
+uint64_t record_pipeline_pending(struct record_pipeline *pl);
 
 /* After the sources ended: drains analyzers and the dumper, flushes the archive. */
 void record_pipeline_finish(struct record_pipeline *pl);

@@ -186,8 +186,11 @@ static void *dumper_thread(void *arg)
 		}
 		if (r)
 			break;
+		uint32_t n = qq_chunk_count(c);
 		r = dump_chunk(d, c);
 		qq_dumper_release(pl->qq, c);
+		/* relaxed: only record_pipeline_pending() reads it, for a message */
+		atomic_fetch_add_explicit(&d->dumped, n, memory_order_relaxed);
 		dumper_publish(d);
 		dumper_retention(d);
 	}
@@ -476,6 +479,16 @@ int record_pipeline_start(struct record_pipeline *pl)
 fail:
 	cli_error(CMD, "cannot start threads: %s", strerror(errno));
 	_exit(EXIT_FAIL); /* threads that did start may be blocked in the QQ */
+}
+
+uint64_t record_pipeline_pending(struct record_pipeline *pl)
+{
+	struct qq_stats qs;
+	qq_stats(pl->qq, &qs);
+	uint64_t done = qs.overwritten_packets;
+	for (unsigned i = 0; i < pl->ndumpers; i++)
+		done += atomic_load_explicit(&pl->dump[i].dumped, memory_order_relaxed);
+	return qs.enqueued_packets > done ? qs.enqueued_packets - done : 0;
 }
 
 void record_pipeline_finish(struct record_pipeline *pl)

@@ -22,6 +22,18 @@ expect() {
     one_line_error "$TMP/err" "$pat"
 }
 
+# ---- --max-disk: the first refusal names the real least budget, which is then accepted --------
+# (4 x dumpers x --segment-size: 8M for one dumper of 2M segments; with the defaults, whatever
+# this machine's default dumpers make it)
+expect 2 "--max-disk .*at least 8M" fs record --read "$DNS" --archive "$TMP/ret" --dumpers 1 --segment-size 2M --max-disk 1M
+expect 2 "--max-disk .*at least 8M" fs record --read "$DNS" --archive "$TMP/ret" --dumpers 1 --segment-size 2M --max-disk 7M
+fs record --read "$DNS" --archive "$TMP/ret" --dumpers 1 --segment-size 2M --max-disk 8M --stats-interval 0 2>"$TMP/err" &&
+    pass || fail "--max-disk 8M for one dumper of 2M segments: $(tail -1 "$TMP/err")"
+expect 2 "--max-disk .*at least [0-9]+M" fs record --read "$DNS" --archive "$TMP/ret2" --max-disk 1M
+least=$(sed -n 's/.*at least \([0-9]*M\).*/\1/p' "$TMP/err")
+fs record --read "$DNS" --archive "$TMP/ret2" --max-disk "$least" --stats-interval 0 2>"$TMP/err" &&
+    pass || fail "--max-disk $least, the least the first message gave: $(tail -1 "$TMP/err")"
+
 # ---- capture files that cannot be read: nothing is archived -----------------------------
 expect 1 "no-such\.pcap: No such file" fs record --read "$TMP/no-such.pcap" --archive "$A"
 expect 1 "is a directory" fs record --read "$TMP" --archive "$A"

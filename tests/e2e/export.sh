@@ -57,6 +57,23 @@ size=$(stat -c %s "$TMP/lim.pcapng")
     pass || fail "--format pcapng --limit-bytes 50K wrote $size bytes or a file tshark cannot read"
 fs query --archive "$A" -w "$TMP/lim.pcap" --limit-packets 8978 2>"$TMP/lim.err"
 [ ! -s "$TMP/lim.err" ] && pass || fail "a limit equal to the answer says more match: $(cat "$TMP/lim.err")"
+# a limit below the file's header cannot be kept: refused (exit 2, one line saying the least
+# limit), nothing written; that least limit gives the header alone, a valid empty capture
+for fmt in pcap pcapng; do
+    fs query --archive "$A" -w "$TMP/tiny.$fmt" --format $fmt --limit-bytes 10 2>"$TMP/tiny.err"
+    rc=$?
+    [ $rc -eq 2 ] && [ ! -e "$TMP/tiny.$fmt" ] && pass ||
+        fail "--format $fmt --limit-bytes 10: exit $rc, wrote $(stat -c %s "$TMP/tiny.$fmt" 2>/dev/null) bytes"
+    one_line_error "$TMP/tiny.err" "--limit-bytes '10': .*header.*at least [0-9]+ bytes"
+    least=$(sed -n 's/.*at least \([0-9]*\) bytes.*/\1/p' "$TMP/tiny.err")
+    fs query --archive "$A" -w "$TMP/tiny.$fmt" --format $fmt --limit-bytes "$least" 2>"$TMP/tiny.err"
+    [ "$(stat -c %s "$TMP/tiny.$fmt" 2>/dev/null)" = "$least" ] && [ "$(npackets "$TMP/tiny.$fmt")" = 0 ] &&
+        grep -q "stopped at the limit after 0 packets, $least bytes" "$TMP/tiny.err" && pass ||
+        fail "--format $fmt --limit-bytes $least: $(stat -c %s "$TMP/tiny.$fmt" 2>/dev/null) bytes, $(cat "$TMP/tiny.err")"
+done
+fs query --archive "$A" -w "$TMP/zero.pcap" --limit-packets 0 2>"$TMP/zero.err"
+[ $? -eq 2 ] && [ ! -e "$TMP/zero.pcap" ] && pass || fail "--limit-packets 0 accepted"
+one_line_error "$TMP/zero.err" "--limit-packets '0': .*at least 1"
 
 # two recordings whose times overlap: one archive, answers merged by timestamp
 DNS=$PCAPS/dns_icmp.pcap

@@ -172,7 +172,18 @@ bad_flag "--rx-queues needs --dpdk or --afpacket" --live lo --rx-queues 2
 bad_flag "--analyzers" --read "$PCAPS/http.pcap" --analyzers 2
 bad_flag "--archive" --read "$PCAPS/http.pcap" --archive "$TMP/empty/a"
 bad_flag "--rx-queues '0'" --afpacket lo --rx-queues 0
-fs monitor --read "$TMP/nosuch.pcap" 2>"$O/bad.err" >/dev/null
+bad_flag "nothing to run: give --module M or --trigger BPF" --read "$PCAPS/http.pcap"
+
+# ---- a file cut short: the cut packet is analysed (nothing is stored), exit 3 ------------------
+size=$(stat -c %s "$PCAPS/http.pcap")
+head -c $((size - 10)) "$PCAPS/http.pcap" >"$O/cut.pcap"
+fs monitor --read "$O/cut.pcap" --module stats --stats-interval 0 >/dev/null 2>"$O/cut.err"
+rc=$?
+[ $rc -eq 3 ] && pass || fail "monitor on a cut file: exit $rc, expected 3"
+grep -q "cut.pcap: truncated at byte $((size - 10)): last record has 56 of 66 captured bytes (analysed as a 56-byte packet)" \
+    "$O/cut.err" && ! grep -q "stored" "$O/cut.err" && pass || fail "monitor on a cut file: $(tail -1 "$O/cut.err")"
+[ "$(analysed "$O/cut.err")" = "$(npackets "$PCAPS/http.pcap")" ] && pass || fail "the cut packet was not analysed: $(grep flowtrack "$O/cut.err")"
+fs monitor --read "$TMP/nosuch.pcap" --module stats 2>"$O/bad.err" >/dev/null
 [ $? -eq 1 ] && pass || fail "a missing file: expected exit 1"
 one_line_error "$O/bad.err" "nosuch.pcap: No such file"
 

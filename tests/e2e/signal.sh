@@ -32,7 +32,27 @@ rc=$?
 grep -q "ended: signal" "$TMP/err" && pass || fail "the report does not say it ended on a signal"
 ls "$a"/segments/*.open >/dev/null 2>&1 && fail "SIGTERM left an open segment" || pass
 fs info --archive "$a" | grep -q "^segments: *1 (0 open)" && pass || fail "info after SIGTERM: $(fs info --archive "$a" 2>&1)"
+grep -qE "^flowscope record: signal: sources stopped; draining [0-9]+ packets" "$TMP/err" && pass ||
+    fail "SIGTERM: no 'draining N packets' line"
 check_prefix "$a" 1
+
+# with a module the ring holds packets back (--qq-high-water 90): the first signal says how many
+# it drains to the archive, and the archive then holds at least those
+a=$TMP/drain
+timeout --foreground 120 "$FLOWSCOPE" record --read "$SRC" --replay-speed 1 --archive "$a" --qq-size 16M \
+    --module noop --stats-interval 100ms 2>"$TMP/err" &
+pid=$!
+wait_for "$TMP/err" "$SOME" $pid 600 && pass || fail "the replay with a module never started: $(cat "$TMP/err")"
+kill -INT $pid
+DRAIN="^flowscope record: signal: sources stopped; draining [0-9]+ packets from the ring"
+wait_for "$TMP/err" "$DRAIN" $pid 600 && pass || fail "no 'draining N packets' line after SIGINT: $(tail -2 "$TMP/err")"
+wait $pid
+rc=$?
+[ $rc -eq 0 ] && pass || fail "SIGINT with a module: exit $rc, expected 0: $(tail -2 "$TMP/err")"
+[ "$(grep -cE "$DRAIN" "$TMP/err")" = 1 ] && pass || fail "expected one draining line: $(grep -c draining "$TMP/err")"
+n=$(sed -nE "s/$DRAIN.*/&/p" "$TMP/err" | sed -E 's/.*draining ([0-9]+) packets.*/\1/')
+[ "${n:-0}" -gt 0 ] && pass || fail "the ring held no packet back with a module: $(grep draining "$TMP/err")"
+check_prefix "$a" "${n:-1}"
 
 a=$TMP/twice
 timeout --foreground 120 "$FLOWSCOPE" record --read "$SRC" --replay-speed 1 --archive "$a" --qq-size 16M \
