@@ -450,6 +450,9 @@ struct archive_verify_stats {
 	uint64_t orphan_files;     /* empty open segment files a killed recorder created but
 	                              never indexed (the next record removes them) */
 	uint64_t problems;         /* lines reported */
+	uint64_t dropped_files;    /* files of segments on retention's drop list: dropped from
+	                              the index, a crash came before the unlink (the next record
+	                              removes them) */
 };
 
 /*
