@@ -603,6 +603,13 @@ static int rebuild_files(struct archive *fresh, struct archive *old, archive_log
 		archive__seg_path(fresh, f->id, f->open ? ARCHIVE_SEG_OPEN : ARCHIVE_SEG_CLOSED,
 		                  path, sizeof(path));
 		*max_id = f->id > *max_id ? f->id : *max_id;
+		if (old && !f->open && archive__dropped_contains(old, NULL, f->id) == 1) {
+			unlink(path); /* retention dropped it; a crash came before the unlink */
+			say(log, arg,
+			    "segment %llu: the old index has it as dropped by retention: removed",
+			    (unsigned long long)f->id);
+			continue;
+		}
 		struct archive_segment_info s = {
 		    .id = f->id, .created_ns = old_created(old, f->id, f->mtime_ns)};
 		struct indexed got;
