@@ -7,8 +7,8 @@
 #     crash left open: afterwards `index verify` passes and a query returns
 #     every packet the index counts (an in-order subsequence of the input);
 #     never an open segment without its entries.
-# (3) kill -9 at random moments while two dumpers record under --max-disk
-#     (retention dropping segments): `index verify` passes; a query is an
+# (3) kill -9 at random moments while two dumpers record under --max-disk,
+#     0-199 ms after retention dropped a segment of the archive: `index verify` passes; a query is an
 #     in-order subsequence of the inputs; recovery and `index rebuild` give
 #     the same answer (nothing retention dropped comes back) and the segment
 #     files stay within the budget.
@@ -189,10 +189,18 @@ for round in $(seq 1 $rounds); do
         --start $((1795000000 + round * 100)) 2>/dev/null || fail "gen round $round"
     digests "$TMP/r.pcap" >>"$TMP/ret.dig"
     before=$(ls "$R/segments" 2>/dev/null | head -1)
-    delay=$((100 + RANDOM % 251))
     "$FLOWSCOPE" record --read "$TMP/r.pcap" --archive "$R" --dumpers 2 --max-disk 8M \
         --segment-size 1M --qq-size 32M --stats-interval 0 2>/dev/null &
     pid=$!
+    if [ -n "$before" ]; then # once retention drops this round (the oldest file goes), 0-199 ms
+        for ((i = 0; i < 3000; i++)); do
+            [ -e "$R/segments/$before" ] && kill -0 $pid 2>/dev/null || break
+            sleep 0.01
+        done
+        delay=$((RANDOM % 200))
+    else
+        delay=$((100 + RANDOM % 251))
+    fi
     sleep "$(printf '0.%03d' "$delay")"
     alive=0
     kill -0 $pid 2>/dev/null && kill -9 $pid 2>/dev/null && alive=1
