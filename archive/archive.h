@@ -450,6 +450,9 @@ struct archive_verify_stats {
 	uint64_t orphan_files;     /* empty open segment files a killed recorder created but
 	                              never indexed (the next record removes them) */
 	uint64_t problems;         /* lines reported */
+	uint64_t dropped_files;    /* files of segments on retention's drop list: dropped from
+	                              the index, a crash came before the unlink (the next record
+	                              removes them) */
 };
 
 /*
@@ -472,18 +475,22 @@ struct archive_recover_stats {
 	uint64_t segments;       /* open segments found (left by a crash) */
 	uint64_t frames_indexed; /* whole frames found after the indexed ones, now indexed */
 	uint64_t bytes_cut;      /* bytes of incomplete frames removed */
-	uint64_t files_removed;  /* files the index does not know (crash leftovers) */
+	uint64_t files_removed;  /* files of dropped segments, empty files of a crash */
 };
 
 /*
  * Recovers an archive left by a crash (run by `flowscope record` after
- * opening for writing, before writing): every segment the index has as open
- * is indexed up to its last whole frame (frames written but not yet indexed
- * are scanned and indexed), cut there, sealed with its seek table and
- * closed; a file without index entry is removed (an empty segment created
- * just before the crash, or one retention had already dropped from the
- * index).  Each action is one line to log.  Returns 0 or ARCHIVE_E_*,
- * -errno.
+ * opening for writing, before writing): files of segments on retention's
+ * drop list are removed (the crash came between the index change and the
+ * unlink); every segment the index has as open is indexed up to its last
+ * whole frame (frames written but not yet indexed are scanned and indexed),
+ * cut there, sealed with its seek table and closed, each in steps that a
+ * crash cannot leave half done; an empty `.open` file without index entry is
+ * removed; any other file the index does not know is left alone and
+ * reported.  Each action is one line to log.  Returns 0, ARCHIVE_E_CORRUPT
+ * (changing nothing) when the index lists no segment but segment files with
+ * data exist (a lost index: `index rebuild` is the remedy), other
+ * ARCHIVE_E_*, or -errno.
  */
 int archive_recover(struct archive *a, archive_log_fn log, void *arg,
                     struct archive_recover_stats *st);

@@ -158,6 +158,12 @@ struct seg_scanned;
  * segment, to be indexed frame by frame, not written.  0 or an error. */
 int archive__writer_adopt(struct archive_writer *w, const struct archive_segment_info *s,
                           uint64_t created_ns, const char *path);
+/* From now on each segment w adopts may have entries in the index already (recovery of an
+ * open segment): its commit deletes them and writes the new ones in one transaction, so a
+ * crash leaves the index as it was before or after, never without the segment's entries. */
+void archive__writer_adopt_replacing(struct archive_writer *w);
+/* After an error: forgets the adopted segment without committing or writing anything. */
+void archive__writer_adopt_abandon(struct archive_writer *w);
 /* Indexes the next whole frame of the adopted file. */
 int archive__writer_adopt_frame(struct archive_writer *w, const struct seg_scanned *f);
 /* Commits; with seal, cuts the file after the last adopted frame and appends the seek table
@@ -174,6 +180,24 @@ int archive__writer_adopt_close(struct archive_writer *w, int seal, int has_tabl
 #define SEG_DROP_RECORD 0x1u
 #define SEG_DROP_TERMS 0x2u
 int archive__segment_drop(struct archive *a, MDB_txn *txn, uint64_t id, unsigned what);
+
+/*
+ * Retention's drop list (retention.c): the ids of segments whose index
+ * entries retention deleted and whose files are still to be unlinked, as
+ * `meta` keys "dropped:" + id (u64 BE), empty values.  An id goes on the list
+ * in the transaction that deletes the segment's entries and leaves it once
+ * the file is gone, so after a crash the index itself says which files
+ * retention dropped: recovery and rebuild finish those drops, and nothing
+ * else is ever removed on the strength of a guess.
+ */
+/* 1 if id is on the list (in txn's snapshot; NULL: a fresh one), 0 if not, or an error. */
+int archive__dropped_contains(struct archive *a, MDB_txn *txn, uint64_t id);
+/* The ids on the list, increasing; *ids is malloc()ed (the caller frees it). */
+int archive__dropped_list(struct archive *a, uint64_t **ids, size_t *n);
+/* Unlinks the files of ids (closed names; gone already is fine), syncs the directory and
+ * takes them off the list; one that cannot be unlinked stays on it (its error is returned).
+ * *removed: files that were there. */
+int archive__dropped_finish(struct archive *a, const uint64_t *ids, size_t n, size_t *removed);
 
 /* Deletes every `terms` entry of a partition. */
 int archive__terms_drop_part(struct archive *a, MDB_txn *txn, uint32_t part);

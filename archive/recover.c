@@ -8,16 +8,23 @@
  * recorder would have written.
  *
  * Recovery (archive_recover, at record start) handles what a crash leaves:
+ *   - segments on retention's drop list (the index says retention dropped
+ *     them; the crash came before their files went): the files are removed.
  *   - a segment the index has as open: its indexed frames are on disk (the
  *     index only ever points at synced bytes), frames written after the last
- *     commit may follow, then perhaps a torn frame.  Its index entries are
- *     dropped and the whole file is indexed again up to its last whole frame,
- *     cut there, sealed with its seek table and closed.
- *   - a file the index does not know: empty (created just before the crash,
- *     its record not committed) or older than every indexed segment (retention
- *     dropped it from the index, then the crash came before the unlink):
- *     removed.  Anything else is left alone and reported (index rebuild
- *     indexes it), and new segment ids skip past it.
+ *     commit may follow, then perhaps a torn frame.  The whole file is indexed
+ *     again up to its last whole frame; the commit that writes its new entries
+ *     deletes the old ones in the same transaction (a crash during recovery
+ *     leaves it as it was, for the next one); then it is cut there, sealed
+ *     with its seek table and closed.
+ *   - a file the index neither lists nor names as dropped: an empty `.open`
+ *     file (created just before a crash, its record not committed) is
+ *     removed; anything else is left alone and reported (index rebuild
+ *     indexes it), and new segment ids skip past it.  An index that lists no
+ *     segment at all beside such files was lost: recovery refuses, changing
+ *     nothing, and says to run index rebuild.
+ * Nothing is removed on a guess: only what the index says retention dropped,
+ * or holds no byte.
  * Rebuild (archive_rebuild) indexes every segment file into a new index
  * beside the old one, then swaps them.
  */
@@ -169,22 +176,135 @@ static int index_file(struct archive_writer *w, const struct archive_segment_inf
 
 /* ---- recovery ------------------------------------------------------------------------------ */
 
+/* What recovery starts from: the index's segments and drop list, the files, all by id. */
+struct recovery {
+	struct archive *a;
+	archive_log_fn log;
+	void *arg;
+	struct archive_recover_stats *st;
+	struct archive_segment_info *segs;
+	size_t nseg, segcap;
+	uint64_t *dropped;
+	size_t ndropped;
+	struct seg_file *files;
+	size_t nfiles;
+};
+
 static int collect_seg(const struct archive_segment_info *s, void *arg)
 {
-	struct {
-		struct archive_segment_info *v;
-		size_t n, cap;
-	} *c = arg;
-	if (c->n == c->cap) {
-		size_t nc = c->cap ? c->cap * 2 : 64;
-		struct archive_segment_info *nv = realloc(c->v, nc * sizeof(*nv));
+	struct recovery *rv = arg;
+	if (rv->nseg == rv->segcap) {
+		size_t nc = rv->segcap ? rv->segcap * 2 : 64;
+		struct archive_segment_info *nv = realloc(rv->segs, nc * sizeof(*nv));
 		if (!nv)
-			return -ENOMEM;
-		c->v = nv;
-		c->cap = nc;
+			return archive__fail(-ENOMEM, "out of memory");
+		rv->segs = nv;
+		rv->segcap = nc;
 	}
-	c->v[c->n++] = *s;
+	rv->segs[rv->nseg++] = *s;
 	return 0;
+}
+
+static int indexed(const struct recovery *rv, uint64_t id)
+{
+	size_t lo = 0, hi = rv->nseg; /* segs come in id order (their keys) */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (rv->segs[mid].id == id)
+			return 1;
+		if (rv->segs[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+static int on_drop_list(const struct recovery *rv, uint64_t id)
+{
+	size_t lo = 0, hi = rv->ndropped; /* increasing (their keys) */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (rv->dropped[mid] == id)
+			return 1;
+		if (rv->dropped[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+static int recovery_load(struct recovery *rv)
+{
+	struct archive_rtxn *t;
+	int r = archive_rtxn_begin(rv->a, &t);
+	if (r)
+		return r;
+	r = archive_segments(t, 0, 0, collect_seg, rv);
+	archive_rtxn_end(t);
+	if (r == 0)
+		r = archive__dropped_list(rv->a, &rv->dropped, &rv->ndropped);
+	if (r == 0)
+		r = list_files(rv->a->dir, &rv->files, &rv->nfiles);
+	return r;
+}
+
+/*
+ * An index that lists no segment beside segment files with data was lost or
+ * replaced (a new one is created empty when index/data.mdb is gone): nothing
+ * in it says what those files are, so nothing is touched and rebuild is the
+ * way on.
+ */
+static int refuse_unknown_archive(const struct recovery *rv)
+{
+	size_t n = 0;
+	uint64_t first = 0, last = 0;
+	for (size_t i = 0; rv->nseg == 0 && i < rv->nfiles; i++) {
+		const struct seg_file *f = &rv->files[i];
+		if (f->size == 0 || on_drop_list(rv, f->id))
+			continue;
+		first = n++ ? first : f->id;
+		last = f->id;
+	}
+	if (n == 0)
+		return 0;
+	return archive__fail(ARCHIVE_E_CORRUPT,
+	                     "%s: the index lists no segment but %s/segments holds %zu segment "
+	                     "files (%012llu to %012llu): the index was lost or replaced; nothing "
+	                     "was changed: run flowscope index rebuild --archive %s, then record",
+	                     rv->a->dir, rv->a->dir, n, (unsigned long long)first,
+	                     (unsigned long long)last, rv->a->dir);
+}
+
+/* Retention dropped these from the index and a crash came before their files went. */
+static int finish_drops(struct recovery *rv)
+{
+	size_t n = 0, removed;
+	uint64_t *ids = rv->ndropped ? malloc(rv->ndropped * sizeof(*ids)) : NULL;
+	if (rv->ndropped && !ids)
+		return archive__fail(-ENOMEM, "out of memory");
+	for (size_t i = 0; i < rv->ndropped; i++) {
+		uint64_t id = rv->dropped[i];
+		if (indexed(rv, id)) { /* never written so: the index wins, the file stays */
+			say(rv->log, rv->arg,
+			    "segment %llu: on retention's drop list but still in the index: kept",
+			    (unsigned long long)id);
+			continue;
+		}
+		ids[n++] = id;
+		for (size_t j = 0; j < rv->nfiles; j++)
+			if (rv->files[j].id == id && !rv->files[j].open)
+				say(rv->log, rv->arg,
+				    "segment %llu: retention had dropped it from the index when a "
+				    "crash "
+				    "came: its file is removed now",
+				    (unsigned long long)id);
+	}
+	int r = archive__dropped_finish(rv->a, ids, n, &removed);
+	rv->st->files_removed += removed;
+	free(ids);
+	return r;
 }
 
 /* Drops a segment's entries (what) from the index in one transaction. */
@@ -243,7 +363,35 @@ static int bump_next_segment(struct archive *a, uint64_t next)
 	return bump_meta(a, "next_segment", 8, next);
 }
 
-/* One segment left open: index its file again, whole, and close it. */
+/* An open segment whose file has not one whole frame. */
+static int recover_frameless(struct archive *a, const struct archive_segment_info *s,
+                             const char *path, uint64_t size, archive_log_fn log, void *arg,
+                             struct archive_recover_stats *st)
+{
+	if (s->frames > 0) { /* the index had synced frames there: damage, not a crash */
+		say(log, arg,
+		    "segment %llu: left open by a crash, but its first frame cannot be read: "
+		    "left as it is (flowscope index verify shows the damage)",
+		    (unsigned long long)s->id);
+		return 0;
+	}
+	int r = drop_segment(a, s->id, SEG_DROP_RECORD | SEG_DROP_TERMS);
+	if (r)
+		return r;
+	unlink(path);
+	say(log, arg,
+	    "segment %llu: left open by a crash without one whole frame: removed (%llu bytes)",
+	    (unsigned long long)s->id, (unsigned long long)size);
+	st->bytes_cut += size;
+	return 0;
+}
+
+/*
+ * One segment left open: its file is indexed again, whole, and closed.  Its
+ * old entries stay until the commit that writes the new ones deletes them
+ * (the writer adopts in replacing mode), so a crash at any point leaves it
+ * readable as before or after.
+ */
 static int recover_open(struct archive *a, struct archive_writer *w,
                         const struct archive_segment_info *s, archive_log_fn log, void *arg,
                         struct archive_recover_stats *st)
@@ -253,14 +401,10 @@ static int recover_open(struct archive *a, struct archive_writer *w,
 	archive__seg_path(a, s->id, ARCHIVE_SEG_OPEN, path, sizeof(path));
 	if (stat(path, &sb) != 0)
 		archive__seg_path(a, s->id, ARCHIVE_SEG_CLOSED, path, sizeof(path));
-	/* its entries go, its record stays (open) until it is indexed again: a crash
-	 * during recovery leaves it for the next one */
-	int r = drop_segment(a, s->id, SEG_DROP_TERMS);
-	if (r)
-		return r;
 	st->segments++;
+	int r;
 	if (stat(path, &sb) != 0) {
-		if ((r = drop_segment(a, s->id, SEG_DROP_RECORD)) != 0)
+		if ((r = drop_segment(a, s->id, SEG_DROP_RECORD | SEG_DROP_TERMS)) != 0)
 			return r;
 		say(log, arg,
 		    "segment %llu: left open by a crash and its file is gone: removed from "
@@ -271,17 +415,8 @@ static int recover_open(struct archive *a, struct archive_writer *w,
 	struct indexed got;
 	if ((r = index_file(w, s, path, 1, log, arg, &got)) != 0)
 		return r;
-	if (got.frames == 0) {
-		if ((r = drop_segment(a, s->id, SEG_DROP_RECORD)) != 0)
-			return r;
-		unlink(path);
-		say(log, arg,
-		    "segment %llu: left open by a crash without one whole frame: removed "
-		    "(%llu bytes)",
-		    (unsigned long long)s->id, (unsigned long long)sb.st_size);
-		st->bytes_cut += (uint64_t)sb.st_size;
-		return 0;
-	}
+	if (got.frames == 0)
+		return recover_frameless(a, s, path, (uint64_t)sb.st_size, log, arg, st);
 	uint64_t after = got.frames > s->frames ? got.frames - s->frames : 0;
 	st->frames_indexed += after;
 	st->bytes_cut += got.bytes_cut;
@@ -294,75 +429,81 @@ static int recover_open(struct archive *a, struct archive_writer *w,
 	return 0;
 }
 
-/* Files the index does not know. */
-static int recover_orphans(struct archive *a, const struct archive_segment_info *segs, size_t nseg,
-                           archive_log_fn log, void *arg, struct archive_recover_stats *st)
+static int recover_open_all(struct recovery *rv)
 {
-	struct seg_file *files;
-	size_t nf;
-	int r = list_files(a->dir, &files, &nf);
-	if (r)
+	struct archive_writer *w = NULL;
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < rv->nseg; i++) {
+		const struct archive_segment_info *s = &rv->segs[i];
+		if (s->state != ARCHIVE_SEG_OPEN)
+			continue;
+		struct archive_writer_config cfg = {.run = s->run};
+		if (!w) {
+			if ((r = archive_writer_create(rv->a, &cfg, &w)) != 0)
+				break;
+			archive__writer_adopt_replacing(w);
+		}
+		r = recover_open(rv->a, w, s, rv->log, rv->arg, rv->st);
+	}
+	if (!w)
 		return r;
-	uint64_t min_id = nseg ? segs[0].id : UINT64_MAX, max_kept = 0;
-	size_t j = 0;
-	for (size_t i = 0; i < nf; i++) {
-		while (j < nseg && segs[j].id < files[i].id)
-			j++;
-		if (j < nseg && segs[j].id == files[i].id)
+	if (r)
+		archive__writer_adopt_abandon(w); /* the index keeps what it had */
+	int e = archive_writer_close(w);
+	return r ? r : e;
+}
+
+/*
+ * Files the index does not know and that are not on the drop list: an empty
+ * `.open` file (created just before a crash, its record not committed) is
+ * removed; anything else is left alone and reported (index rebuild indexes
+ * it), and new segment ids skip past it.
+ */
+static int recover_orphans(struct recovery *rv)
+{
+	uint64_t max_kept = 0;
+	for (size_t i = 0; i < rv->nfiles; i++) {
+		const struct seg_file *f = &rv->files[i];
+		if (indexed(rv, f->id) || on_drop_list(rv, f->id))
 			continue;
 		char path[4096];
-		archive__seg_path(a, files[i].id,
-		                  files[i].open ? ARCHIVE_SEG_OPEN : ARCHIVE_SEG_CLOSED, path,
-		                  sizeof(path));
-		if (files[i].size == 0 || (!files[i].open && files[i].id < min_id)) {
+		archive__seg_path(rv->a, f->id, f->open ? ARCHIVE_SEG_OPEN : ARCHIVE_SEG_CLOSED,
+		                  path, sizeof(path));
+		if (f->size == 0 && f->open) {
 			unlink(path);
-			st->files_removed++;
-			say(log, arg, "%s: not in the index (%s): removed", path,
-			    files[i].size == 0 ? "created empty just before a crash"
-			                       : "retention had dropped it when a crash came");
+			rv->st->files_removed++;
+			say(rv->log, rv->arg,
+			    "%s: not in the index (created empty just before a crash): removed",
+			    path);
 			continue;
 		}
-		max_kept = files[i].id > max_kept ? files[i].id : max_kept;
-		say(log, arg,
+		max_kept = f->id > max_kept ? f->id : max_kept;
+		say(rv->log, rv->arg,
 		    "%s: not in the index: left alone (flowscope index rebuild indexes it)", path);
 	}
-	free(files);
-	return max_kept ? bump_next_segment(a, max_kept + 1) : 0;
+	return max_kept ? bump_next_segment(rv->a, max_kept + 1) : 0;
 }
 
 int archive_recover(struct archive *a, archive_log_fn log, void *arg,
                     struct archive_recover_stats *st)
 {
-	struct {
-		struct archive_segment_info *v;
-		size_t n, cap;
-	} c = {0};
 	struct archive_recover_stats local;
 	if (!st)
 		st = &local;
 	memset(st, 0, sizeof(*st));
-	struct archive_rtxn *t;
-	int r = archive_rtxn_begin(a, &t);
-	if (r == 0) {
-		r = archive_segments(t, 0, 0, collect_seg, &c);
-		archive_rtxn_end(t);
-	}
-	struct archive_writer *w = NULL;
-	for (size_t i = 0; r == 0 && i < c.n; i++) {
-		if (c.v[i].state != ARCHIVE_SEG_OPEN)
-			continue;
-		struct archive_writer_config cfg = {.run = c.v[i].run};
-		if (!w && (r = archive_writer_create(a, &cfg, &w)) != 0)
-			break;
-		r = recover_open(a, w, &c.v[i], log, arg, st);
-	}
+	struct recovery rv = {.a = a, .log = log, .arg = arg, .st = st};
+	int r = recovery_load(&rv);
 	if (r == 0)
-		r = recover_orphans(a, c.v, c.n, log, arg, st);
-	if (w) {
-		int e = archive_writer_close(w);
-		r = r ? r : e;
-	}
-	free(c.v);
+		r = refuse_unknown_archive(&rv);
+	if (r == 0)
+		r = finish_drops(&rv);
+	if (r == 0)
+		r = recover_open_all(&rv);
+	if (r == 0)
+		r = recover_orphans(&rv);
+	free(rv.segs);
+	free(rv.dropped);
+	free(rv.files);
 	return r;
 }
 
@@ -462,6 +603,13 @@ static int rebuild_files(struct archive *fresh, struct archive *old, archive_log
 		archive__seg_path(fresh, f->id, f->open ? ARCHIVE_SEG_OPEN : ARCHIVE_SEG_CLOSED,
 		                  path, sizeof(path));
 		*max_id = f->id > *max_id ? f->id : *max_id;
+		if (old && !f->open && archive__dropped_contains(old, NULL, f->id) == 1) {
+			unlink(path); /* retention dropped it; a crash came before the unlink */
+			say(log, arg,
+			    "segment %llu: the old index has it as dropped by retention: removed",
+			    (unsigned long long)f->id);
+			continue;
+		}
 		struct archive_segment_info s = {
 		    .id = f->id, .created_ns = old_created(old, f->id, f->mtime_ns)};
 		struct indexed got;

@@ -5,9 +5,12 @@
  *
  * Order: by each segment's newest packet, so with several dumpers whose
  * segments overlap in time the oldest data always goes first.  The index
- * entries of the dropped segments are deleted in one LMDB transaction, then
- * the files are unlinked: a crash in between leaves files the index does not
- * know, which recovery removes (they are older than every indexed segment).
+ * entries of the dropped segments are deleted in one LMDB transaction that
+ * also puts their ids on the drop list (meta "dropped:" keys), then the files
+ * are unlinked, then the ids leave the list: a crash in between leaves files
+ * that the index itself names as dropped, and recovery (or index rebuild)
+ * finishes the drop.  Nothing is ever removed on a guess: a file the index
+ * neither lists nor names as dropped is not retention's.
  * A query that planned with a dropped segment finds its file gone and leaves
  * it out; a query that already opened the file reads it whole (an unlinked
  * file lives on while open).  Posting lists are per partition of
@@ -15,6 +18,8 @@
  * until then readers ignore the lists of segments that are not in the index.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -160,6 +165,174 @@ static int drop_empty_parts(struct archive *a, MDB_txn *txn, const struct seg_li
 	return 0;
 }
 
+/* ---- the drop list ------------------------------------------------------------------------ */
+
+#define DROPPED_PREFIX "dropped:"
+#define DROPPED_PREFIX_LEN 8u
+#define DROPPED_KEY_LEN (DROPPED_PREFIX_LEN + 8u)
+
+static MDB_val dropped_key(uint8_t kb[DROPPED_KEY_LEN], uint64_t id)
+{
+	memcpy(kb, DROPPED_PREFIX, DROPPED_PREFIX_LEN);
+	be64_put(kb + DROPPED_PREFIX_LEN, id);
+	return (MDB_val){.mv_size = DROPPED_KEY_LEN, .mv_data = kb};
+}
+
+/* Puts id on the drop list in txn (the one that deletes its entries). */
+static int dropped_put(struct archive *a, MDB_txn *txn, uint64_t id)
+{
+	uint8_t kb[DROPPED_KEY_LEN];
+	MDB_val k = dropped_key(kb, id), v = {.mv_size = 0, .mv_data = kb};
+	int rc = mdb_put(txn, a->db_meta, &k, &v, 0);
+	return rc ? archive__lmdb_fail(rc, "write the drop list") : 0;
+}
+
+int archive__dropped_contains(struct archive *a, MDB_txn *txn, uint64_t id)
+{
+	MDB_txn *own = NULL;
+	int rc = txn ? 0 : mdb_txn_begin(a->env, NULL, MDB_RDONLY, &own);
+	if (rc)
+		return archive__lmdb_fail(rc, "begin read");
+	uint8_t kb[DROPPED_KEY_LEN];
+	MDB_val k = dropped_key(kb, id), v;
+	rc = mdb_get(txn ? txn : own, a->db_meta, &k, &v);
+	if (own)
+		mdb_txn_abort(own);
+	if (rc && rc != MDB_NOTFOUND)
+		return archive__lmdb_fail(rc, "read the drop list");
+	return rc == 0;
+}
+
+static int dropped_grow(uint64_t **ids, size_t *cap)
+{
+	size_t nc = *cap ? *cap * 2 : 64;
+	uint64_t *n = realloc(*ids, nc * sizeof(*n));
+	if (!n)
+		return archive__fail(-ENOMEM, "out of memory");
+	*ids = n;
+	*cap = nc;
+	return 0;
+}
+
+int archive__dropped_list(struct archive *a, uint64_t **ids, size_t *n)
+{
+	MDB_txn *txn;
+	MDB_cursor *c;
+	size_t cap = 0;
+	*ids = NULL;
+	*n = 0;
+	int rc = mdb_txn_begin(a->env, NULL, MDB_RDONLY, &txn);
+	if (rc)
+		return archive__lmdb_fail(rc, "begin read");
+	if ((rc = mdb_cursor_open(txn, a->db_meta, &c)) != 0) {
+		mdb_txn_abort(txn);
+		return archive__lmdb_fail(rc, "read the drop list");
+	}
+	MDB_val k = {.mv_size = DROPPED_PREFIX_LEN, .mv_data = DROPPED_PREFIX}, v;
+	int r = 0;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && r == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < DROPPED_PREFIX_LEN ||
+		    memcmp(k.mv_data, DROPPED_PREFIX, DROPPED_PREFIX_LEN) != 0)
+			break;
+		if (k.mv_size != DROPPED_KEY_LEN)
+			continue; /* not ours to read */
+		if (*n == cap && (r = dropped_grow(ids, &cap)) != 0)
+			break;
+		(*ids)[(*n)++] = be64_get((const uint8_t *)k.mv_data + DROPPED_PREFIX_LEN);
+	}
+	mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	if (r == 0 && rc && rc != MDB_NOTFOUND)
+		r = archive__lmdb_fail(rc, "read the drop list");
+	if (r) {
+		free(*ids);
+		*ids = NULL;
+		*n = 0;
+	}
+	return r;
+}
+
+/* Makes the unlinks durable before the drop list forgets them. */
+static void sync_segments_dir(const struct archive *a)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/segments", a->dir);
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
+
+int archive__dropped_finish(struct archive *a, const uint64_t *ids, size_t n, size_t *removed)
+{
+	MDB_txn *txn;
+	size_t gone = 0;
+	*removed = 0;
+	if (n == 0)
+		return 0;
+	int rc = mdb_txn_begin(a->env, NULL, 0, &txn), r = 0;
+	if (rc)
+		return archive__lmdb_fail(rc, "begin write");
+	for (size_t i = 0; i < n; i++) {
+		char path[4096];
+		archive__seg_path(a, ids[i], ARCHIVE_SEG_CLOSED, path, sizeof(path));
+		if (unlink(path) == 0)
+			(*removed)++;
+		else if (errno != ENOENT) {
+			r = archive__fail(-errno, "%s: cannot remove it: %s", path,
+			                  strerror(errno));
+			continue; /* it stays on the list: the next recovery tries again */
+		}
+		uint8_t kb[DROPPED_KEY_LEN];
+		MDB_val k = dropped_key(kb, ids[i]);
+		if ((rc = mdb_del(txn, a->db_meta, &k, NULL)) != 0 && rc != MDB_NOTFOUND) {
+			mdb_txn_abort(txn);
+			return archive__lmdb_fail(rc, "write the drop list");
+		}
+		gone++;
+	}
+	if (gone)
+		sync_segments_dir(a);
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		return archive__lmdb_fail(rc, "commit");
+	return r;
+}
+
+/*
+ * Drops the first k segments of l: their entries go and their ids go on the
+ * drop list in one transaction; then their files, then the list entries.
+ */
+static int drop_segments(struct archive *a, const struct seg_list *l, size_t k)
+{
+	MDB_txn *txn;
+	uint64_t *ids = malloc(k * sizeof(*ids));
+	if (!ids)
+		return archive__fail(-ENOMEM, "out of memory");
+	int rc = mdb_txn_begin(a->env, NULL, 0, &txn), r = 0;
+	if (rc) {
+		free(ids);
+		return archive__lmdb_fail(rc, "begin write");
+	}
+	for (size_t i = 0; r == 0 && i < k; i++) {
+		ids[i] = l->v[i].id;
+		if ((r = archive__segment_drop(a, txn, ids[i], SEG_DROP_RECORD)) == 0)
+			r = dropped_put(a, txn, ids[i]);
+	}
+	if (r == 0)
+		r = drop_empty_parts(a, txn, l, k);
+	if (r == 0 && (rc = mdb_txn_commit(txn)) != 0) /* the txn is freed either way */
+		r = archive__lmdb_fail(rc, "commit");
+	else if (r)
+		mdb_txn_abort(txn);
+	size_t removed;
+	if (r == 0) /* a file that cannot go stays on the list: recovery tries again */
+		r = archive__dropped_finish(a, ids, k, &removed);
+	free(ids);
+	return r;
+}
+
 int archive_retention_run(struct archive *a, const struct archive_retention *p,
                           struct archive_retention_stats *st)
 {
@@ -194,27 +367,8 @@ int archive_retention_run(struct archive *a, const struct archive_retention *p,
 		st->bytes += b;
 		k++;
 	}
-	if (k > 0) {
-		MDB_txn *txn;
-		int rc = mdb_txn_begin(a->env, NULL, 0, &txn);
-		if (rc)
-			r = archive__lmdb_fail(rc, "begin write");
-		for (size_t i = 0; r == 0 && i < k; i++)
-			r = archive__segment_drop(a, txn, l.v[i].id, SEG_DROP_RECORD);
-		if (r == 0)
-			r = drop_empty_parts(a, txn, &l, k);
-		if (r == 0 && (rc = mdb_txn_commit(txn)) != 0)
-			r = archive__lmdb_fail(rc, "commit");
-		else if (r && !rc) /* begun (a failed begin leaves no txn) */
-			mdb_txn_abort(txn);
-		for (size_t i = 0; r == 0 && i < k; i++) {
-			char path[4096];
-			archive__seg_path(a, l.v[i].id, ARCHIVE_SEG_CLOSED, path, sizeof(path));
-			unlink(path); /* gone already: fine (recovery) */
-		}
-		if (r == 0)
-			st->segments = k;
-	}
+	if (k > 0 && (r = drop_segments(a, &l, k)) == 0)
+		st->segments = k;
 	if (r == 0) {
 		st->usage = usage;
 		st->oldest_ns = k < l.n ? l.v[k].min_ns : 0;

@@ -1125,6 +1125,9 @@ static int verify_files(struct verify *v)
 		else if (!writer && files[i].open && files[i].id >= v->next_segment &&
 		         empty_file(dir, &files[i]))
 			v->st->orphan_files++; /* created, then killed before its first commit */
+		else if (!files[i].open &&
+		         archive__dropped_contains(v->a, v->txn, files[i].id) == 1)
+			v->st->dropped_files++; /* the index says it goes: a crash came first */
 		else if ((files[i].id < v->next_segment || !writer) && still_there(dir, &files[i]))
 			problem(v, "file %s/%s is not in the index (run flowscope index rebuild)",
 			        dir, files[i].name);

@@ -55,6 +55,8 @@ struct archive_writer {
 	/* open segment */
 	int seg_open;
 	int adopt_fd; /* >= 0: an existing file being indexed (recovery, rebuild), not written */
+	int adopt_replace;   /* recovery: adopted segments may have entries in the index already */
+	int replace_pending; /* the next commit first deletes them, in its own transaction */
 	char adopt_path[4096];
 	struct archive_segment_info seg;
 	uint64_t seg_created_mono, seg_created_real;
@@ -442,7 +444,10 @@ static int index_commit(struct archive_writer *w)
 	if (rc)
 		return lmdb_fail(w, rc, "begin write");
 	struct flow_put_ctx fc = {.w = w, .txn = txn};
-	if ((r = put_frames(w, txn)) == 0 && (r = put_terms(w, txn)) == 0) {
+	/* the old entries go with the commit that brings the new ones: a crash keeps either */
+	if (w->replace_pending)
+		r = archive__segment_drop(w->a, txn, w->seg.id, SEG_DROP_TERMS);
+	if (r == 0 && (r = put_frames(w, txn)) == 0 && (r = put_terms(w, txn)) == 0) {
 		ft_table_foreach(w->flows, put_flow, &fc);
 		r = fc.rc;
 	}
@@ -457,6 +462,7 @@ static int index_commit(struct archive_writer *w)
 		return r;
 	}
 	w->npframes = 0;
+	w->replace_pending = 0;
 	terms_committed(w);
 	w->seg_dirty = 0;
 	ft_table_clear(w->flows);
@@ -612,6 +618,7 @@ int archive__writer_adopt(struct archive_writer *w, const struct archive_segment
 	w->nseeks = 0;
 	archive__segterms_reset(&w->segterms);
 	w->adopt_fd = fd;
+	w->replace_pending = w->adopt_replace;
 	snprintf(w->adopt_path, sizeof(w->adopt_path), "%s", path);
 	w->seg_open = 1;
 	w->st.segments++;
@@ -666,6 +673,23 @@ int archive__writer_adopt_frame(struct archive_writer *w, const struct seg_scann
 	w->st.record_bytes += f->usize;
 	w->st.frames++;
 	return 0;
+}
+
+void archive__writer_adopt_replacing(struct archive_writer *w)
+{
+	w->adopt_replace = 1;
+}
+
+void archive__writer_adopt_abandon(struct archive_writer *w)
+{
+	if (w->adopt_fd < 0)
+		return;
+	close(w->adopt_fd);
+	w->adopt_fd = -1;
+	w->seg_open = 0;
+	w->npframes = 0;
+	w->replace_pending = 0;
+	ft_table_clear(w->flows);
 }
 
 int archive__writer_adopt_close(struct archive_writer *w, int seal, int has_table, uint64_t *cut)

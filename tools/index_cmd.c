@@ -114,6 +114,12 @@ static int verify_main(int argc, char **argv)
 		       "the next record removes %s)",
 		       st.orphan_files, st.orphan_files == 1 ? "" : "s",
 		       st.orphan_files == 1 ? "it" : "them");
+	if (st.dropped_files)
+		printf("; %" PRIu64
+		       " segment file%s retention dropped from the index before a crash "
+		       "(the next record removes %s)",
+		       st.dropped_files, st.dropped_files == 1 ? "" : "s",
+		       st.dropped_files == 1 ? "it" : "them");
 	printf("\n");
 	return st.problems ? EXIT_DAMAGED : EXIT_OK;
 }

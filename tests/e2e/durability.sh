@@ -9,26 +9,6 @@
 . "$(dirname "$0")/lib.sh"
 : "${PKTDIGEST:?PKTDIGEST must name the pktdigest helper}"
 
-# digests FILE: "timestamp caplen wirelen hash" per packet (unique for gen traffic)
-digests() { "$PKTDIGEST" -t "$1"; }
-
-# subsequence SUB ALL: every packet of SUB is in ALL, in the same order
-subsequence() {
-    awk 'NR == FNR { pos[$0] = FNR; next }
-         { p = pos[$0]; if (!p || p <= last) { bad = 1; exit } last = p }
-         END { exit bad }' <(digests "$2") <(digests "$1")
-}
-
-# stored ARCHIVE: packets the index knows
-stored() { fs info --archive "$1" 2>/dev/null | awk '/^packets:/ {print $2}'; }
-
-# verify_ok ARCHIVE WHAT: index verify passes
-verify_ok() {
-    if fs index verify --archive "$1" >"$TMP/verify.out" 2>&1; then pass; else
-        fail "$2: index verify: $(grep -v '^index verify' "$TMP/verify.out" | head -3) $(tail -1 "$TMP/verify.out")"
-    fi
-}
-
 IN=$TMP/in.pcap
 fs gen -w "$IN" --packets 150000 --flows 3000 --payload random 2>/dev/null || fail "gen"
 TOTAL=$(npackets "$IN")

@@ -104,3 +104,27 @@ veth_pair() {
     ip netns exec "$NS" sysctl -qw "net.ipv6.conf.$B.disable_ipv6=1"
     ip link set "$A" up && ip netns exec "$NS" ip link set "$B" up
 }
+
+# digests FILE: "timestamp caplen wirelen hash" per packet of a capture (unique for gen
+# traffic), by the pktdigest helper ($PKTDIGEST).
+digests() { "${PKTDIGEST:?PKTDIGEST must name the pktdigest helper}" -t "$1"; }
+
+# subsequence SUB ALL: every packet of capture SUB is in ALL, in the same order; ALL is a
+# capture, or (ending in .dig) a file of digests, e.g. of several captures one after another.
+subsequence() {
+    local prog='NR == FNR { pos[$0] = FNR; next }
+                { p = pos[$0]; if (!p || p <= last) { bad = 1; exit } last = p }
+                END { exit bad }'
+    if [ "${2%.dig}" != "$2" ]; then awk "$prog" "$2" <(digests "$1")
+    else awk "$prog" <(digests "$2") <(digests "$1"); fi
+}
+
+# stored ARCHIVE: packets the index knows
+stored() { fs info --archive "$1" 2>/dev/null | awk '/^packets:/ {print $2}'; }
+
+# verify_ok ARCHIVE WHAT: index verify passes (its output in $TMP/verify.out)
+verify_ok() {
+    if fs index verify --archive "$1" >"$TMP/verify.out" 2>&1; then pass; else
+        fail "$2: index verify: $(grep -v '^index verify' "$TMP/verify.out" | head -3) $(tail -1 "$TMP/verify.out")"
+    fi
+}
