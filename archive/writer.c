@@ -40,6 +40,8 @@
 #define IO_BUFS 8                  /* segio buffers: writes in flight */
 #define FULL_RETRY_NS 200000000ull /* disk full: look for room this often */
 #define FULL_RESUME_FREE ARCHIVE_RESUME_FREE
+#define FULL_INDEX_ROOM (2u << 20) /* kept free for index commits, seek tables, the run report */
+#define ROOM_SHARE 4               /* commit once a quarter of the room is pending */
 #define IO_BUF_MIN (1u << 20)
 
 struct seek_entry {
@@ -756,46 +758,95 @@ static int is_nospace(int err)
 }
 
 static uint64_t fs_free(const struct archive_writer *w)
-{ /* 0 when unknown */
+{ /* unknown: UINT64_MAX (assume room: a write that fails says otherwise) */
 	struct statvfs v;
 	if (statvfs(w->a->dir, &v) != 0)
-		return 0;
+		return UINT64_MAX;
 	return (uint64_t)v.f_bavail * v.f_frsize;
 }
 
 /*
- * The disk is full: back to the last commit (the segment cut to what the
- * index references, the pending frames, posting lists and flow deltas
- * dropped), those packets counted as unstored.  0, or the error of the
- * rollback itself (then the writer is unusable: a hard error).
+ * The last resort of a full disk: back to the last commit (the segment cut
+ * to what the index references, the pending frames, posting lists and flow
+ * deltas dropped), those packets counted as unstored.  0, or the error of
+ * the cut itself (then the writer is unusable: a hard error).
+ */
+static int cut_back(struct archive_writer *w)
+{
+	uint64_t lost = w->seg.packets - w->seg_committed.packets;
+	uint64_t lost_bytes = w->seg.wire_bytes - w->seg_committed.wire_bytes;
+	int r = segio_truncate(w->io, w->seg_committed.file_bytes);
+	if (r)
+		return io_fail(w, r, "cut back after a full disk");
+	w->seg = w->seg_committed;
+	w->nseeks = w->seg.frames;
+	w->npframes = 0;
+	if (archive__segterms_cut(&w->segterms, w->seg.frames) != 0)
+		return archive__fail(-ENOMEM, "out of memory");
+	ft_table_clear(w->flows);
+	frame_begin(w);
+	uint64_t full_events = w->st.full_events, up = w->st.unstored_packets,
+	         ub = w->st.unstored_bytes;
+	w->st = w->st_committed;
+	w->st.full_events = full_events;
+	w->st.unstored_packets = up + lost;
+	w->st.unstored_bytes = ub + lost_bytes;
+	w->seg_dirty = 0;
+	return 0;
+}
+
+/*
+ * The disk is full: keep what is written.  Usually the writer stopped itself
+ * before a frame with less than the reserve free (room_check), so every
+ * frame written is whole and the commit (sync, index) fits in the reserve.
+ * Only when that commit fails too (a write failed: someone else filled the
+ * disk) does it cut back to the last commit.  Then no packet is added until
+ * still_full() finds ARCHIVE_RESUME_FREE free: the gap between the reserve
+ * and that is the hysteresis that keeps the writer from flapping.
+ * 0, or a hard error.
  */
 static int go_full(struct archive_writer *w)
 {
 	if (w->seg_open) {
-		uint64_t lost = w->seg.packets - w->seg_committed.packets;
-		uint64_t lost_bytes = w->seg.wire_bytes - w->seg_committed.wire_bytes;
-		int r = segio_truncate(w->io, w->seg_committed.file_bytes);
+		int r = index_commit(w);
+		if (is_nospace(r))
+			r = cut_back(w);
 		if (r)
-			return io_fail(w, r, "cut back after a full disk");
-		w->seg = w->seg_committed;
-		w->nseeks = w->seg.frames;
-		w->npframes = 0;
-		if (archive__segterms_cut(&w->segterms, w->seg.frames) != 0)
-			return archive__fail(-ENOMEM, "out of memory");
-		ft_table_clear(w->flows);
-		frame_begin(w);
-		uint64_t full_events = w->st.full_events, up = w->st.unstored_packets,
-		         ub = w->st.unstored_bytes;
-		w->st = w->st_committed;
-		w->st.full_events = full_events;
-		w->st.unstored_packets = up + lost;
-		w->st.unstored_bytes = ub + lost_bytes;
-		w->seg_dirty = 0;
+			return r;
 	}
 	w->st.full = 1;
 	w->st.full_events++;
 	w->retry_mono = clock_ns(CLOCK_MONOTONIC) + FULL_RETRY_NS;
 	return 0;
+}
+
+/* Free space below which a writer stores nothing more: room for the index commit of what it
+ * wrote and for two frames (of two dumpers that both looked just before it fell). */
+static uint64_t full_reserve(const struct archive_writer *w)
+{
+	return FULL_INDEX_ROOM + 2 * (uint64_t)w->ccap;
+}
+
+/*
+ * Before a frame's first packet (a statvfs per frame, not per packet): the
+ * room is what the filesystem has free less what this writer appended since
+ * its last commit (it may still sit in segio's buffers: statvfs does not see
+ * it yet).  With less room than the reserve, -ENOSPC (go_full then commits
+ * what is written and stops).  As the room shrinks, commits what is pending
+ * once it reaches ROOM_SHARE of the room above the reserve: that bounds what
+ * all dumpers together may still have in buffers, and keeps the last index
+ * commit small.  (Not at every frame: that would churn LMDB pages and grow
+ * its file.)  0 when there is room.
+ */
+static int room_check(struct archive_writer *w)
+{
+	uint64_t free_now = fs_free(w), reserve = full_reserve(w);
+	uint64_t pending = w->seg_open ? w->seg.file_bytes - w->seg_committed.file_bytes : 0;
+	uint64_t room = free_now > pending ? free_now - pending : 0;
+	if (room < reserve)
+		return archive__fail(-ENOSPC, "%s: %llu bytes free: disk full", w->a->dir,
+		                     (unsigned long long)free_now);
+	return pending && pending >= (room - reserve) / ROOM_SHARE ? index_commit(w) : 0;
 }
 
 /*
@@ -822,7 +873,7 @@ static int still_full(struct archive_writer *w)
 	return still_full_at(w, 0);
 }
 
-/* An inner call's result: a full disk becomes 0 (after the rollback). */
+/* An inner call's result: a full disk becomes 0 (after go_full). */
 static int nospace_ok(struct archive_writer *w, int r)
 {
 	return is_nospace(r) ? go_full(w) : r;
@@ -838,6 +889,9 @@ static int add_packet(struct archive_writer *w, int linktype, uint32_t snaplen, 
 	int r;
 	if (w->seg_open && (w->seg.linktype != linktype || w->seg.snaplen != snaplen) &&
 	    (r = segment_close(w)) != 0)
+		return r;
+	/* room for a new frame (or segment) first: a frame started is written whole */
+	if ((!w->seg_open || w->frame.packets == 0) && (r = room_check(w)) != 0)
 		return r;
 	if (!w->seg_open && (r = segment_open(w, linktype, snaplen)) != 0)
 		return r;
@@ -940,8 +994,10 @@ int archive_writer_flush(struct archive_writer *w)
 
 int archive_writer_close(struct archive_writer *w)
 {
-	/* a full disk leaves the segment open at its last commit: recovery closes it */
-	int r = still_full_at(w, 1) ? 0 : nospace_ok(w, segment_close(w));
+	/* full or not, the reserve has room for the seek table; when even that fails, the
+	 * segment stays open at its last commit: recovery closes it */
+	int r = segment_close(w);
+	r = is_nospace(r) && w->st.full ? 0 : nospace_ok(w, r);
 	writer_free(w);
 	return r;
 }
