@@ -104,3 +104,11 @@ veth_pair() {
     ip netns exec "$NS" sysctl -qw "net.ipv6.conf.$B.disable_ipv6=1"
     ip link set "$A" up && ip netns exec "$NS" ip link set "$B" up
 }
+
+# subsequence_of SUB ALL: every packet of capture SUB is in capture ALL, in the same order
+# (packets told apart by $PKTDIGEST -t: timestamp and bytes, unique for `flowscope gen`).
+subsequence_of() {
+    awk 'NR == FNR { pos[$0] = FNR; next }
+         { p = pos[$0]; if (!p || p <= last) { bad = 1; exit } last = p }
+         END { exit bad }' <("$PKTDIGEST" -t "$2") <("$PKTDIGEST" -t "$1")
+}
