@@ -134,11 +134,11 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
  * zstd or LMDB error (the archive stays valid up to the last commit).
  *
  * A full disk is not an error.  Before each frame the writer looks at the
- * free space (less what it has not synced yet): below a reserve (room for
- * the index commit of what it wrote, a seek table and two frames, about 2.5
- * MiB) it commits what it wrote, stops storing, counts every packet after
- * that as unstored, and returns 0; as the room shrinks it commits more
- * often, so that last commit stays small.  Should a write fail all the same
+ * free space (less what its next commit needs: the segment bytes not synced
+ * yet and the index growth): below a reserve (room for the index, a seek
+ * table and two frames, about 2.5 MiB) it commits what it wrote, stops
+ * storing, counts every packet after that as unstored, and returns 0; as
+ * the room shrinks it commits more often, so that last commit stays small.  Should a write fail all the same
  * (ENOSPC, EDQUOT, from the segment or the index: someone else filled the
  * disk) and the commit too, it cuts the segment back to its last commit and
  * counts those packets as unstored.  Five times a second (in add and tick)

@@ -41,6 +41,9 @@
 #define FULL_RETRY_NS 200000000ull /* disk full: look for room this often */
 #define FULL_RESUME_FREE ARCHIVE_RESUME_FREE
 #define FULL_INDEX_ROOM (2u << 20) /* kept free for index commits, seek tables, the run report */
+#define IDX_ITEM_GUESS 512u        /* index file bytes per list or flow before the first commit */
+#define IDX_ITEMS_LEARN 1000u      /* ... learnt from commits of at least this many */
+#define IDX_ITEM_MIN 64u           /* ... never less (a commit that reused free pages grew 0) */
 #define ROOM_SHARE 4               /* commit once a quarter of the room is pending */
 #define IO_BUF_MIN (1u << 20)
 
@@ -87,6 +90,11 @@ struct archive_writer {
 	struct archive_writer_stats st_committed;
 	int counted;         /* the packet being added is in seg.packets */
 	uint64_t retry_mono; /* disk full: when to look for space again */
+	/* how much an index commit grows the index file, per posting list and flow delta it
+	 * writes: twice what this writer's last commit (of some size) grew it by, for
+	 * room_check */
+	uint64_t idx_item_bytes;
+	unsigned psize; /* LMDB page size */
 };
 
 static uint64_t clock_ns(clockid_t id)
@@ -182,6 +190,9 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
 		return r;
 	}
 	w->last_commit_mono = clock_ns(CLOCK_MONOTONIC);
+	w->idx_item_bytes = IDX_ITEM_GUESS;
+	MDB_stat ms;
+	w->psize = mdb_env_stat(a->env, &ms) == 0 ? ms.ms_psize : 4096;
 	*out = w;
 	return 0;
 }
@@ -421,6 +432,14 @@ static void put_flow(struct ft_flow *f, void *arg)
 		ctx->rc = lmdb_fail(ctx->w, rc, "write flow");
 }
 
+/* Posting lists and flow deltas the next commit writes (what its size grows with). */
+static uint64_t index_items(const struct archive_writer *w)
+{
+	struct ft_table_stats ts;
+	ft_table_stats(w->flows, &ts);
+	return (uint64_t)w->segterms.ndirty + ts.flows;
+}
+
 /* Makes the written frames durable, then indexes them in one transaction. */
 static int index_commit(struct archive_writer *w)
 {
@@ -439,10 +458,13 @@ static int index_commit(struct archive_writer *w)
 	w->seg_synced_dir = 1;
 
 	MDB_txn *txn;
+	MDB_envinfo before, after;
 	uint32_t flows_before = w->seg.flows;
+	uint64_t items = index_items(w);
 	int rc = mdb_txn_begin(w->a->env, NULL, 0, &txn);
 	if (rc)
 		return lmdb_fail(w, rc, "begin write");
+	mdb_env_info(w->a->env, &before); /* the last commit's: this one holds the write lock */
 	struct flow_put_ctx fc = {.w = w, .txn = txn};
 	if ((r = put_frames(w, txn)) == 0 && (r = put_terms(w, txn)) == 0) {
 		ft_table_foreach(w->flows, put_flow, &fc);
@@ -457,6 +479,10 @@ static int index_commit(struct archive_writer *w)
 	if (r) {
 		w->seg.flows = flows_before; /* the retry counts them again */
 		return r;
+	}
+	if (items >= IDX_ITEMS_LEARN && mdb_env_info(w->a->env, &after) == 0) {
+		uint64_t per = 2 * (after.me_last_pgno - before.me_last_pgno) * w->psize / items;
+		w->idx_item_bytes = per > IDX_ITEM_MIN ? per : IDX_ITEM_MIN;
 	}
 	w->npframes = 0;
 	terms_committed(w);
@@ -828,25 +854,34 @@ static uint64_t full_reserve(const struct archive_writer *w)
 }
 
 /*
- * Before a frame's first packet (a statvfs per frame, not per packet): the
- * room is what the filesystem has free less what this writer appended since
- * its last commit (it may still sit in segio's buffers: statvfs does not see
- * it yet).  With less room than the reserve, -ENOSPC (go_full then commits
- * what is written and stops).  As the room shrinks, commits what is pending
- * once it reaches ROOM_SHARE of the room above the reserve: that bounds what
- * all dumpers together may still have in buffers, and keeps the last index
- * commit small.  (Not at every frame: that would churn LMDB pages and grow
- * its file.)  0 when there is room.
+ * Before a frame's first packet (a statvfs per frame, not per packet).  What
+ * the next commit needs: the segment bytes this writer appended since its
+ * last commit (they may still sit in segio's buffers, unseen by statvfs) and
+ * what the index file will grow by (learnt per posting list and flow delta:
+ * with many flows the index grows more than the segment).  Commits now when
+ * that would not fit above the reserve any more, or once the segment bytes
+ * reach 1/ROOM_SHARE of the room left (that bounds what all dumpers together
+ * may still have to write).  Not at every frame: each commit copies the
+ * index pages it touches (LMDB), so needless commits grow the index file.
+ * Then with less than the reserve free, -ENOSPC (go_full stops storing).
+ * 0 when there is room.
  */
 static int room_check(struct archive_writer *w)
 {
 	uint64_t free_now = fs_free(w), reserve = full_reserve(w);
-	uint64_t pending = w->seg_open ? w->seg.file_bytes - w->seg_committed.file_bytes : 0;
-	uint64_t room = free_now > pending ? free_now - pending : 0;
-	if (room < reserve)
+	uint64_t seg = w->seg_open ? w->seg.file_bytes - w->seg_committed.file_bytes : 0;
+	uint64_t need = seg ? seg + index_items(w) * w->idx_item_bytes : 0;
+	if (need &&
+	    (free_now < reserve + need || seg >= (free_now - reserve - need) / ROOM_SHARE)) {
+		int r = index_commit(w);
+		if (r)
+			return r;
+		free_now = fs_free(w);
+	}
+	if (free_now < reserve)
 		return archive__fail(-ENOSPC, "%s: %llu bytes free: disk full", w->a->dir,
 		                     (unsigned long long)free_now);
-	return pending && pending >= (room - reserve) / ROOM_SHARE ? index_commit(w) : 0;
+	return 0;
 }
 
 /*

@@ -72,6 +72,19 @@ n=$(stored "$A")
 [ "$n" -gt $((TOTAL / 20)) ] && pass || fail "retention on a full disk: only $n packets stored"
 rm -rf "$A"
 
+# ---- many flows: the index grows faster than the segments, and must still fit -------------
+IN_SMALL=$IN
+IN=$TMP/flows.pcap
+fs gen -w "$IN" --packets 300000 --flows 50000 --size 0-200 --payload random 2>/dev/null ||
+    fail "gen (many flows)"
+TOTAL=$(npackets "$IN")
+A=$SMALL/f
+fs record --read "$IN" --archive "$A" --dumpers 3 --stats-interval 0 2>"$TMP/f.err"
+full_checks "many flows" "$A" "$TMP/f.err" $?
+rm -rf "$A" "$IN"
+IN=$IN_SMALL
+TOTAL=$(npackets "$IN")
+
 # ---- at recorded speed: the status line says so while the disk is full ----------------------
 A=$SMALL/b
 fs record --read "$IN" --archive "$A" --dumpers 1 --replay-speed 6 --stats-interval 200ms \
