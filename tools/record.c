@@ -385,9 +385,9 @@ static int unstored_status(const struct record_pipeline *pl)
 		return 0;
 	cli_error(CMD,
 	          "archive %s: %" PRIu64 " packets (%" PRIu64 " bytes) of %s could not be stored: "
-	          "the disk was full (%" PRIu64 " times); the archive holds the other %" PRIu64
-	          " packets, consistent; make room (or record with --max-disk) before recording "
-	          "more",
+	          "the disk was full (%" PRIu64 " times); %" PRIu64
+	          " of its packets were stored and the archive is consistent; make room (or "
+	          "record with --max-disk) before recording more",
 	          pl->o.archive, ws.unstored_packets, ws.unstored_bytes, pl->o.read, ws.full_events,
 	          ws.packets);
 	return EXIT_UNSTORED;
