@@ -133,12 +133,19 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
  * ARCHIVE_E_TOOBIG (caplen > ARCHIVE_MAX_CAPLEN or > snaplen), or an I/O,
  * zstd or LMDB error (the archive stays valid up to the last commit).
  *
- * A full disk (ENOSPC, EDQUOT, from the segment or the index) is not an
- * error: the writer throws away what the index does not reference yet (the
- * segment is cut back to its last commit), counts those packets and every
- * packet after them as unstored, and returns 0; five times a second (in add
- * and tick) it looks for free space again and, when there is
- * (ARCHIVE_RESUME_FREE), resumes writing where it stopped.  The archive stays valid throughout.
+ * A full disk is not an error.  Before each frame the writer looks at the
+ * free space, less what its next commit needs (the segment bytes not synced
+ * yet, the index growth): as it shrinks it commits more often, so that the
+ * last commit stays small; below a reserve (room for that commit, a seek
+ * table and two frames, about 2.5 MiB) it commits what it wrote, stops
+ * storing, counts every packet after that as unstored, and returns 0.
+ * Should a write fail all the same (ENOSPC, EDQUOT, from the segment or the
+ * index: someone else filled the disk) and the commit too, it cuts the
+ * segment back to its last commit and counts those packets as unstored.
+ * Five times a second (in add and tick) and at every new chunk it looks for
+ * free space again and, with ARCHIVE_RESUME_FREE (well above the reserve:
+ * no flapping), resumes writing where it stopped.  The archive stays valid
+ * throughout; archive_writer_close() seals the segment, full or not.
  */
 int archive_writer_add(struct archive_writer *w, int linktype, uint32_t snaplen, uint64_t ts_ns,
                        uint32_t caplen, uint32_t wirelen, const uint8_t *data);

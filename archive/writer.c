@@ -40,6 +40,11 @@
 #define IO_BUFS 8                  /* segio buffers: writes in flight */
 #define FULL_RETRY_NS 200000000ull /* disk full: look for room this often */
 #define FULL_RESUME_FREE ARCHIVE_RESUME_FREE
+#define FULL_INDEX_ROOM (2u << 20) /* kept free for index commits, seek tables, the run report */
+#define IDX_ITEM_GUESS 512u        /* index file bytes per list or flow before the first commit */
+#define IDX_ITEMS_LEARN 1000u      /* ... learnt from commits of at least this many */
+#define IDX_ITEM_MIN 64u           /* ... never less (a commit that reused free pages grew 0) */
+#define ROOM_SHARE 4               /* commit once a quarter of the room is pending */
 #define IO_BUF_MIN (1u << 20)
 
 struct seek_entry {
@@ -87,6 +92,11 @@ struct archive_writer {
 	struct archive_writer_stats st_committed;
 	int counted;         /* the packet being added is in seg.packets */
 	uint64_t retry_mono; /* disk full: when to look for space again */
+	/* how much an index commit grows the index file, per posting list and flow delta it
+	 * writes: twice what this writer's last commit (of some size) grew it by, for
+	 * room_check */
+	uint64_t idx_item_bytes;
+	unsigned psize; /* LMDB page size */
 };
 
 static uint64_t clock_ns(clockid_t id)
@@ -182,6 +192,9 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
 		return r;
 	}
 	w->last_commit_mono = clock_ns(CLOCK_MONOTONIC);
+	w->idx_item_bytes = IDX_ITEM_GUESS;
+	MDB_stat ms;
+	w->psize = mdb_env_stat(a->env, &ms) == 0 ? ms.ms_psize : 4096;
 	*out = w;
 	return 0;
 }
@@ -421,6 +434,14 @@ static void put_flow(struct ft_flow *f, void *arg)
 		ctx->rc = lmdb_fail(ctx->w, rc, "write flow");
 }
 
+/* Posting lists and flow deltas the next commit writes (what its size grows with). */
+static uint64_t index_items(const struct archive_writer *w)
+{
+	struct ft_table_stats ts;
+	ft_table_stats(w->flows, &ts);
+	return (uint64_t)w->segterms.ndirty + ts.flows;
+}
+
 /* Makes the written frames durable, then indexes them in one transaction. */
 static int index_commit(struct archive_writer *w)
 {
@@ -439,10 +460,13 @@ static int index_commit(struct archive_writer *w)
 	w->seg_synced_dir = 1;
 
 	MDB_txn *txn;
+	MDB_envinfo before, after;
 	uint32_t flows_before = w->seg.flows;
+	uint64_t items = index_items(w);
 	int rc = mdb_txn_begin(w->a->env, NULL, 0, &txn);
 	if (rc)
 		return lmdb_fail(w, rc, "begin write");
+	mdb_env_info(w->a->env, &before); /* the last commit's: this one holds the write lock */
 	struct flow_put_ctx fc = {.w = w, .txn = txn};
 	/* the old entries go with the commit that brings the new ones: a crash keeps either */
 	if (w->replace_pending)
@@ -460,6 +484,10 @@ static int index_commit(struct archive_writer *w)
 	if (r) {
 		w->seg.flows = flows_before; /* the retry counts them again */
 		return r;
+	}
+	if (items >= IDX_ITEMS_LEARN && mdb_env_info(w->a->env, &after) == 0) {
+		uint64_t per = 2 * (after.me_last_pgno - before.me_last_pgno) * w->psize / items;
+		w->idx_item_bytes = per > IDX_ITEM_MIN ? per : IDX_ITEM_MIN;
 	}
 	w->npframes = 0;
 	w->replace_pending = 0;
@@ -780,45 +808,103 @@ static int is_nospace(int err)
 }
 
 static uint64_t fs_free(const struct archive_writer *w)
-{ /* 0 when unknown */
+{ /* unknown: UINT64_MAX (assume room: a write that fails says otherwise) */
 	struct statvfs v;
 	if (statvfs(w->a->dir, &v) != 0)
-		return 0;
+		return UINT64_MAX;
 	return (uint64_t)v.f_bavail * v.f_frsize;
 }
 
 /*
- * The disk is full: back to the last commit (the segment cut to what the
- * index references, the pending frames, posting lists and flow deltas
- * dropped), those packets counted as unstored.  0, or the error of the
- * rollback itself (then the writer is unusable: a hard error).
+ * The last resort of a full disk: back to the last commit (the segment cut
+ * to what the index references, the pending frames, posting lists and flow
+ * deltas dropped), those packets counted as unstored.  0, or the error of
+ * the cut itself (then the writer is unusable: a hard error).
+ */
+static int cut_back(struct archive_writer *w)
+{
+	uint64_t lost = w->seg.packets - w->seg_committed.packets;
+	uint64_t lost_bytes = w->seg.wire_bytes - w->seg_committed.wire_bytes;
+	int r = segio_truncate(w->io, w->seg_committed.file_bytes);
+	if (r)
+		return io_fail(w, r, "cut back after a full disk");
+	w->seg = w->seg_committed;
+	w->nseeks = w->seg.frames;
+	w->npframes = 0;
+	if (archive__segterms_cut(&w->segterms, w->seg.frames) != 0)
+		return archive__fail(-ENOMEM, "out of memory");
+	ft_table_clear(w->flows);
+	frame_begin(w);
+	uint64_t full_events = w->st.full_events, up = w->st.unstored_packets,
+	         ub = w->st.unstored_bytes;
+	w->st = w->st_committed;
+	w->st.full_events = full_events;
+	w->st.unstored_packets = up + lost;
+	w->st.unstored_bytes = ub + lost_bytes;
+	w->seg_dirty = 0;
+	return 0;
+}
+
+/*
+ * The disk is full: keep what is written.  Usually the writer stopped itself
+ * before a frame with less than the reserve free (room_check), so every
+ * frame written is whole and the commit (sync, index) fits in the reserve.
+ * Only when that commit fails too (a write failed: someone else filled the
+ * disk) does it cut back to the last commit.  Then no packet is added until
+ * still_full() finds ARCHIVE_RESUME_FREE free: the gap between the reserve
+ * and that is the hysteresis that keeps the writer from flapping.
+ * 0, or a hard error.
  */
 static int go_full(struct archive_writer *w)
 {
 	if (w->seg_open) {
-		uint64_t lost = w->seg.packets - w->seg_committed.packets;
-		uint64_t lost_bytes = w->seg.wire_bytes - w->seg_committed.wire_bytes;
-		int r = segio_truncate(w->io, w->seg_committed.file_bytes);
+		int r = index_commit(w);
+		if (is_nospace(r))
+			r = cut_back(w);
 		if (r)
-			return io_fail(w, r, "cut back after a full disk");
-		w->seg = w->seg_committed;
-		w->nseeks = w->seg.frames;
-		w->npframes = 0;
-		if (archive__segterms_cut(&w->segterms, w->seg.frames) != 0)
-			return archive__fail(-ENOMEM, "out of memory");
-		ft_table_clear(w->flows);
-		frame_begin(w);
-		uint64_t full_events = w->st.full_events, up = w->st.unstored_packets,
-		         ub = w->st.unstored_bytes;
-		w->st = w->st_committed;
-		w->st.full_events = full_events;
-		w->st.unstored_packets = up + lost;
-		w->st.unstored_bytes = ub + lost_bytes;
-		w->seg_dirty = 0;
+			return r;
 	}
 	w->st.full = 1;
 	w->st.full_events++;
 	w->retry_mono = clock_ns(CLOCK_MONOTONIC) + FULL_RETRY_NS;
+	return 0;
+}
+
+/* Free space below which a writer stores nothing more: room for the index commit of what it
+ * wrote and for two frames (of two dumpers that both looked just before it fell). */
+static uint64_t full_reserve(const struct archive_writer *w)
+{
+	return FULL_INDEX_ROOM + 2 * (uint64_t)w->ccap;
+}
+
+/*
+ * Before a frame's first packet (a statvfs per frame, not per packet).  What
+ * the next commit needs: the segment bytes this writer appended since its
+ * last commit (they may still sit in segio's buffers, unseen by statvfs) and
+ * what the index file will grow by (learnt per posting list and flow delta:
+ * with many flows the index grows more than the segment).  Commits now when
+ * that would not fit above the reserve any more, or once the segment bytes
+ * reach 1/ROOM_SHARE of the room left (that bounds what all dumpers together
+ * may still have to write).  Not at every frame: each commit copies the
+ * index pages it touches (LMDB), so needless commits grow the index file.
+ * Then with less than the reserve free, -ENOSPC (go_full stops storing).
+ * 0 when there is room.
+ */
+static int room_check(struct archive_writer *w)
+{
+	uint64_t free_now = fs_free(w), reserve = full_reserve(w);
+	uint64_t seg = w->seg_open ? w->seg.file_bytes - w->seg_committed.file_bytes : 0;
+	uint64_t need = seg ? seg + index_items(w) * w->idx_item_bytes : 0;
+	if (need &&
+	    (free_now < reserve + need || seg >= (free_now - reserve - need) / ROOM_SHARE)) {
+		int r = index_commit(w);
+		if (r)
+			return r;
+		free_now = fs_free(w);
+	}
+	if (free_now < reserve)
+		return archive__fail(-ENOSPC, "%s: %llu bytes free: disk full", w->a->dir,
+		                     (unsigned long long)free_now);
 	return 0;
 }
 
@@ -846,7 +932,7 @@ static int still_full(struct archive_writer *w)
 	return still_full_at(w, 0);
 }
 
-/* An inner call's result: a full disk becomes 0 (after the rollback). */
+/* An inner call's result: a full disk becomes 0 (after go_full). */
 static int nospace_ok(struct archive_writer *w, int r)
 {
 	return is_nospace(r) ? go_full(w) : r;
@@ -862,6 +948,9 @@ static int add_packet(struct archive_writer *w, int linktype, uint32_t snaplen, 
 	int r;
 	if (w->seg_open && (w->seg.linktype != linktype || w->seg.snaplen != snaplen) &&
 	    (r = segment_close(w)) != 0)
+		return r;
+	/* room for a new frame (or segment) first: a frame started is written whole */
+	if ((!w->seg_open || w->frame.packets == 0) && (r = room_check(w)) != 0)
 		return r;
 	if (!w->seg_open && (r = segment_open(w, linktype, snaplen)) != 0)
 		return r;
@@ -964,8 +1053,10 @@ int archive_writer_flush(struct archive_writer *w)
 
 int archive_writer_close(struct archive_writer *w)
 {
-	/* a full disk leaves the segment open at its last commit: recovery closes it */
-	int r = still_full_at(w, 1) ? 0 : nospace_ok(w, segment_close(w));
+	/* full or not, the reserve has room for the seek table; when even that fails, the
+	 * segment stays open at its last commit: recovery closes it */
+	int r = segment_close(w);
+	r = is_nospace(r) && w->st.full ? 0 : nospace_ok(w, r);
 	writer_free(w);
 	return r;
 }

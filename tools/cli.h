@@ -16,6 +16,7 @@
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
 #define EXIT_DAMAGED 3
+#define EXIT_UNSTORED 4 /* record --read: not every packet could be stored (a full disk) */
 
 int record_main(int argc, char **argv);
 int monitor_main(int argc, char **argv);

@@ -243,8 +243,12 @@ static void status_line(void *arg, struct capture_rates *last, double dt)
 	capture_status_source(stderr, CMD, pl->src, &pl->info, last, dt);
 	double window =
 	    qs.newest_ns > qs.oldest_ns ? (double)(qs.newest_ns - qs.oldest_ns) / 1e9 : 0;
-	fprintf(stderr, " | qq %.0f%% window %.1fs drops %" PRIu64 "\n", qs.fill * 100, window,
-	        qs.overwritten_packets + qs.dropped_packets);
+	int full = 0;
+	for (unsigned i = 0; i < pl->ndumpers; i++)
+		full |= atomic_load_explicit(&pl->dump[i].full, memory_order_relaxed);
+	fprintf(stderr, " | qq %.0f%% window %.1fs drops %" PRIu64 "%s\n", qs.fill * 100, window,
+	        qs.overwritten_packets + qs.dropped_packets,
+	        full ? " | disk full, not storing" : "");
 }
 
 /* Waits for the sources to end (or fail, or a signal), printing status lines. */
@@ -271,32 +275,41 @@ static void report_modules(FILE *f, const struct record_pipeline *pl)
 	        selected, skipped);
 }
 
+/* The dumpers' writers' counters added up (unstored_*, full_events, packets ... file_bytes;
+ * io and io_direct of any, io_max_inflight the largest). */
+static void writer_totals(const struct record_pipeline *pl, struct archive_writer_stats *ws)
+{
+	*ws = (struct archive_writer_stats){0};
+	for (unsigned i = 0; i < pl->ndumpers; i++) {
+		struct archive_writer_stats d = pl->dump[i].final;
+		if (pl->dump[i].writer)
+			archive_writer_stats(pl->dump[i].writer, &d);
+		ws->unstored_packets += d.unstored_packets;
+		ws->unstored_bytes += d.unstored_bytes;
+		ws->full_events += d.full_events;
+		ws->packets += d.packets;
+		ws->segments += d.segments;
+		ws->frames += d.frames;
+		ws->record_bytes += d.record_bytes;
+		ws->file_bytes += d.file_bytes;
+		ws->io = d.io;
+		ws->io_direct |= d.io_direct;
+		if (d.io_max_inflight > ws->io_max_inflight)
+			ws->io_max_inflight = d.io_max_inflight;
+	}
+}
+
 /* The final counters, one line per component. */
 static void report_write(FILE *f, struct record_pipeline *pl, double secs, const char *ended)
 {
 	char t0[48], t1[48];
 	struct qq_stats qs;
-	struct archive_writer_stats ws = {0};
-	uint64_t oversize = 0, inflight = 0;
+	struct archive_writer_stats ws;
+	uint64_t oversize = 0;
 	qq_stats(pl->qq, &qs);
-	uint64_t unstored = 0, unstored_bytes = 0, full_events = 0;
-	for (unsigned i = 0; i < pl->ndumpers; i++) {
-		struct archive_writer_stats d = pl->dump[i].final;
-		if (pl->dump[i].writer)
-			archive_writer_stats(pl->dump[i].writer, &d);
-		unstored += d.unstored_packets;
-		unstored_bytes += d.unstored_bytes;
-		full_events += d.full_events;
-		ws.packets += d.packets;
-		ws.segments += d.segments;
-		ws.frames += d.frames;
-		ws.record_bytes += d.record_bytes;
-		ws.file_bytes += d.file_bytes;
-		ws.io = d.io;
-		ws.io_direct |= d.io_direct;
-		inflight = d.io_max_inflight > inflight ? d.io_max_inflight : inflight;
+	writer_totals(pl, &ws);
+	for (unsigned i = 0; i < pl->ndumpers; i++)
 		oversize += pl->dump[i].oversize;
-	}
 	fprintf(f, "run: %s .. %s (%.2f s), %s %s, %u queue(s), %u analyzer(s), ended: %s\n",
 	        cli_format_time(pl->t_start_ns, t0, sizeof(t0)),
 	        cli_format_time(cli_now_ns(), t1, sizeof(t1)), secs, pl->info.kind, pl->info.name,
@@ -318,8 +331,8 @@ static void report_write(FILE *f, struct record_pipeline *pl, double secs, const
 	        " times), dumpers %u, io %s%s, max writes in flight %" PRIu64 "\n",
 	        ws.packets, ws.segments, ws.frames, ws.record_bytes, ws.file_bytes,
 	        ws.file_bytes ? (double)ws.record_bytes / (double)ws.file_bytes : 0.0, oversize,
-	        unstored, unstored_bytes, full_events, pl->ndumpers, ws.io ? ws.io : "-",
-	        ws.io_direct ? " O_DIRECT" : "", inflight);
+	        ws.unstored_packets, ws.unstored_bytes, ws.full_events, pl->ndumpers,
+	        ws.io ? ws.io : "-", ws.io_direct ? " O_DIRECT" : "", ws.io_max_inflight);
 	if (pl->o.max_disk || pl->o.max_age_ns)
 		fprintf(f,
 		        "retention: dropped %" PRIu64 " segments (%" PRIu64 " bytes); the archive "
@@ -365,7 +378,30 @@ static void print_qq(const struct record_pipeline *pl)
 	        hold);
 }
 
-/* The exit status: the first failure, else damaged input (3), else 0. */
+/*
+ * A file that could not be stored whole (a full disk): one line saying how
+ * much and why, and EXIT_UNSTORED, so that a batch import learns of it.  Live
+ * sources go on through a full disk as through their other drops: counted in
+ * the report, exit 0.
+ */
+static int unstored_status(const struct record_pipeline *pl)
+{
+	struct archive_writer_stats ws;
+	writer_totals(pl, &ws);
+	if (!pl->o.read || ws.unstored_packets == 0)
+		return 0;
+	cli_error(CMD,
+	          "archive %s: %" PRIu64 " packets (%" PRIu64 " bytes) of %s could not be stored: "
+	          "the disk was full (%" PRIu64 " times); %" PRIu64
+	          " of its packets were stored and the archive is consistent; make room (or "
+	          "record with --max-disk) before recording more",
+	          pl->o.archive, ws.unstored_packets, ws.unstored_bytes, pl->o.read, ws.full_events,
+	          ws.packets);
+	return EXIT_UNSTORED;
+}
+
+/* The exit status: the first failure, else packets not stored (4), else damaged input (3),
+ * else 0. */
 static int exit_status(struct record_pipeline *pl, int module_fatal)
 {
 	int damaged = 0;
@@ -386,6 +422,9 @@ static int exit_status(struct record_pipeline *pl, int module_fatal)
 		          "the archive is closed and holds what was captured until then");
 		return EXIT_FAIL;
 	}
+	int r = unstored_status(pl);
+	if (r)
+		return r;
 	return damaged ? EXIT_DAMAGED : EXIT_OK;
 }
 

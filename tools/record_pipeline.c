@@ -220,13 +220,18 @@ static int retention_on(const struct record_pipeline *pl)
 	return pl->o.max_disk || pl->o.max_age_ns;
 }
 
-/* One retention pass; with a full disk, also until there is room for two segments. */
-static void retention_pass(struct record_pipeline *pl, int full)
+/*
+ * One retention pass.  While recording (make_room) also until the filesystem
+ * has room for two more segments and ARCHIVE_RESUME_FREE: a disk smaller
+ * than the budget then never fills up (the writers would stop storing), and
+ * one that did (someone else filled it) gets room again.
+ */
+static void retention_pass(struct record_pipeline *pl, int make_room)
 {
 	uint64_t seg = pl->o.segment_size ? pl->o.segment_size : RECORD_SEGMENT_SIZE;
 	struct archive_retention rp = {.max_bytes = pl->o.max_disk,
 	                               .max_age_ns = pl->o.max_age_ns,
-	                               .min_free = full ? 2 * seg + ARCHIVE_RESUME_FREE : 0,
+	                               .min_free = make_room ? 2 * seg + ARCHIVE_RESUME_FREE : 0,
 	                               .open_size = seg};
 	struct archive_retention_stats rs;
 	int r = archive_retention_run(pl->arch, &rp, &rs);
@@ -261,11 +266,12 @@ static void dumper_retention(struct record_dumper *d)
 		return;
 	d->ret_seen = segs;
 	pthread_mutex_lock(&pl->ret_lock);
-	retention_pass(pl, any_full(pl));
+	retention_pass(pl, 1);
 	pthread_mutex_unlock(&pl->ret_lock);
 }
 
-/* Runs retention every second (age, a full disk) besides the dumpers' passes. */
+/* Runs retention every second, and every HK_POLL_US while a disk is full, besides the
+ * dumpers' passes. */
 static void *housekeeper_thread(void *arg)
 {
 	struct record_pipeline *pl = arg;
@@ -278,7 +284,7 @@ static void *housekeeper_thread(void *arg)
 			continue;
 		last_run = now;
 		pthread_mutex_lock(&pl->ret_lock);
-		retention_pass(pl, full);
+		retention_pass(pl, 1);
 		pthread_mutex_unlock(&pl->ret_lock);
 	}
 	return NULL;
