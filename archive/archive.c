@@ -38,9 +38,43 @@ int archive__fail(int err, const char *fmt, ...)
 	return err;
 }
 
+/*
+ * The archive an LMDB failure is about: the directory archive_open() opened
+ * last.  A flowscope process works on one archive (rebuild opens the same
+ * one twice), so this names it without every caller passing it down.
+ */
+static char lmdb_dir[1024];
+
+static void lmdb_dir_set(const char *dir)
+{
+	snprintf(lmdb_dir, sizeof(lmdb_dir), "%s", dir);
+}
+
+/* LMDB codes that mean the index file's bytes are not what LMDB wrote. */
+static int lmdb_damage(int rc)
+{
+	return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID ||
+	       rc == MDB_BAD_TXN || rc == MDB_BAD_DBI;
+}
+
 int archive__lmdb_fail(int rc, const char *what)
 {
-	return archive__fail(ARCHIVE_E_LMDB, "index: %s: %s", what, mdb_strerror(rc));
+	if (lmdb_damage(rc))
+		return archive__fail(
+		    ARCHIVE_E_CORRUPT,
+		    "%s: the index is damaged (%s: %s): run flowscope index rebuild "
+		    "--archive %s",
+		    lmdb_dir, what, mdb_strerror(rc), lmdb_dir);
+	return archive__fail(ARCHIVE_E_LMDB, "%s: index: %s: %s", lmdb_dir, what, mdb_strerror(rc));
+}
+
+/* A damage found before LMDB read the file (lmdbcheck.c): `why` names it. */
+static int index_damaged(const struct archive *a, const char *why)
+{
+	return archive__fail(ARCHIVE_E_CORRUPT,
+	                     "%s: the index is damaged (%s/data.mdb: %s): run flowscope index "
+	                     "rebuild --archive %s",
+	                     a->dir, a->index_sub ? a->index_sub : "index", why, a->dir);
 }
 
 const char *archive_strerror(int err)
@@ -171,6 +205,28 @@ static int archive_create_layout(const char *dir)
 
 /* ---- LMDB ---------------------------------------------------------------------------- */
 
+/*
+ * data.mdb against its own header before LMDB maps it (a file cut short
+ * would be a SIGBUS).  Absent: a reader refuses; a writer lets LMDB create it
+ * (archive creation; record decides what an archive without index means).
+ */
+static int index_file_check(struct archive *a, const char *envdir)
+{
+	char path[4200], why[256];
+	snprintf(path, sizeof(path), "%s/data.mdb", envdir);
+	int r = archive__lmdb_check_header(path, why, sizeof(why));
+	if (r == -ENOENT && !a->writable)
+		return archive__fail(ARCHIVE_E_CORRUPT,
+		                     "%s: the index is missing (%s): run flowscope index rebuild "
+		                     "--archive %s",
+		                     a->dir, path, a->dir);
+	if (r == -ENOENT)
+		return 0;
+	if (r == ARCHIVE_E_CORRUPT)
+		return index_damaged(a, why);
+	return r ? archive__fail(r, "%s: %s", path, strerror(-r)) : 0;
+}
+
 static int env_open(struct archive *a)
 {
 	char path[4096];
@@ -181,6 +237,8 @@ static int env_open(struct archive *a)
 	mdb_env_set_mapsize(a->env, ARCHIVE_MAPSIZE);
 	mdb_env_set_maxreaders(a->env, 256);
 	snprintf(path, sizeof(path), "%s/%s", a->dir, a->index_sub ? a->index_sub : "index");
+	if ((rc = index_file_check(a, path)) != 0)
+		return rc;
 	unsigned flags = MDB_NOTLS | (a->writable ? 0 : MDB_RDONLY);
 	rc = mdb_env_open(a->env, path, flags, 0644);
 	if (rc)
@@ -196,6 +254,14 @@ static int dbs_open(struct archive *a)
 	int rc = mdb_txn_begin(a->env, NULL, a->writable ? 0 : MDB_RDONLY, &txn);
 	if (rc)
 		return archive__lmdb_fail(rc, "begin");
+	char why[256];
+	int r = archive__lmdb_check_pages(a->env, txn, why, sizeof(why));
+	if (r) {
+		mdb_txn_abort(txn);
+		return r == ARCHIVE_E_CORRUPT
+		           ? index_damaged(a, why)
+		           : archive__fail(r, "%s: index: %s", a->dir, strerror(-r));
+	}
 	if ((rc = mdb_dbi_open(txn, "meta", create, &a->db_meta)) ||
 	    (rc = mdb_dbi_open(txn, "segments", create, &a->db_segments)) ||
 	    (rc = mdb_dbi_open(txn, "frames", create, &a->db_frames)) ||
@@ -356,6 +422,7 @@ int archive_open(const char *dir, unsigned flags, struct archive **out)
 		archive_close(a);
 		return archive__fail(-EINVAL, "ARCHIVE_CREATE needs ARCHIVE_WRITE");
 	}
+	lmdb_dir_set(dir);
 	int r = archive_open_dir(a, flags);
 	if (r) {
 		archive_close(a);
@@ -408,6 +475,7 @@ int archive__open_rebuild(const char *dir, const char *sub, struct archive **out
 	a->lock_fd = -1;
 	a->writable = 1;
 	a->index_sub = sub;
+	lmdb_dir_set(dir);
 	struct stat st;
 	int r = 0;
 	snprintf(path, sizeof(path), "%s/segments", dir);

@@ -150,6 +150,13 @@ int archive__fail(int err, const char *fmt, ...) __attribute__((format(printf, 2
 /* Maps an LMDB return code to ARCHIVE_E_LMDB with a message naming `what`. */
 int archive__lmdb_fail(int rc, const char *what);
 
+/* The index file checked before LMDB trusts it (lmdbcheck.c): 0, -errno (-ENOENT: no
+ * file), or ARCHIVE_E_CORRUPT with the damage described in why. */
+int archive__lmdb_check_header(const char *path, char *why, size_t len);
+/* Every page of txn's snapshot checked in place, before LMDB reads them: 0, -ENOMEM or
+ * ARCHIVE_E_CORRUPT (why says where). */
+int archive__lmdb_check_pages(MDB_env *env, MDB_txn *txn, char *why, size_t len);
+
 /* ---- writers adopting existing segment files (writer.c; recover.c) ---- */
 
 struct seg_scanned;
