@@ -22,7 +22,8 @@
  * with ids the snapshot has not allocated.  So a file is looked for under
  * both names; an open segment may hold frames past the indexed ones and a
  * torn tail; a file with an id at or past the snapshot's next_segment is new
- * while a writer holds the archive; a file that vanished is a problem only if
+ * (not damage) while a writer holds the archive or once a fresh snapshot has
+ * it (a recorder may have come and gone while verify ran); a file that vanished is a problem only if
  * a fresh snapshot still has its segment, and a file the snapshot does not
  * know only if it is still there (retention commits, then deletes files).
  * Term entries of segments not in `segments` are allowed: retention leaves
@@ -1101,6 +1102,32 @@ static int empty_file(const char *dir, const struct seg_file *f)
 	return file_stat(dir, f, &st) == 0 && st.st_size == 0;
 }
 
+/*
+ * A file the index does not know: rebuild indexes it, unless it holds not one
+ * readable frame (emptied, or damaged from its start): then only the user can
+ * decide, and the line says so instead of sending them to rebuild again.
+ */
+static void unindexed_file(struct verify *v, const char *dir, const struct seg_file *f)
+{
+	char path[4096 + sizeof(f->name) + 1], why[160];
+	struct seg_scan sc;
+	struct seg_scanned fr;
+	snprintf(path, sizeof(path), "%s/%s", dir, f->name);
+	int frames = 0;
+	if (archive__scan_open(&sc, path) == 0) {
+		frames = archive__scan_next(&sc, &fr, why, sizeof(why)) == 1;
+		archive__scan_close(&sc);
+	}
+	if (frames)
+		problem(v, "file %s is not in the index (run flowscope index rebuild)", path);
+	else
+		problem(
+		    v,
+		    "file %s is not in the index and holds no readable frame (index rebuild "
+		    "leaves it out): move it out of segments/ once you no longer need its bytes",
+		    path);
+}
+
 static int verify_files(struct verify *v)
 {
 	char dir[4096];
@@ -1125,9 +1152,11 @@ static int verify_files(struct verify *v)
 		else if (!writer && files[i].open && files[i].id >= v->next_segment &&
 		         empty_file(dir, &files[i]))
 			v->st->orphan_files++; /* created, then killed before its first commit */
-		else if ((files[i].id < v->next_segment || !writer) && still_there(dir, &files[i]))
-			problem(v, "file %s/%s is not in the index (run flowscope index rebuild)",
-			        dir, files[i].name);
+		else if (files[i].id >= v->next_segment &&
+		         (writer || segment_still_indexed(v, files[i].id)))
+			continue; /* created after the snapshot (indexed since, or being written) */
+		else if (still_there(dir, &files[i]))
+			unindexed_file(v, dir, &files[i]);
 	}
 	free(files);
 	return r;
