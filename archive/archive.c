@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "archive/archive_pvt.h"
@@ -502,30 +503,71 @@ int archive__open_rebuild(const char *dir, const char *sub, struct archive **out
 	return 0;
 }
 
-int archive__rebuild_swap(struct archive *a)
+/* fsync of a directory: its renames are durable once this returns. */
+static void dir_sync(const char *dir)
 {
-	char cur[4096], old[4096], fresh[4096];
-	int r = 0;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
+
+/*
+ * cur (the index) and fresh trade places in one rename(2) where the file
+ * system can (RENAME_EXCHANGE): a kill at any moment leaves an index at cur,
+ * the old or the new.  Elsewhere two renames, with a moment without index
+ * (rebuild again).  Afterwards fresh holds the old index, if there was one.
+ */
+static int index_exchange(const char *cur, const char *fresh, const char *aside)
+{
+	struct stat st;
+	if (stat(cur, &st) != 0)
+		return rename(fresh, cur) == 0 ? 0 : -errno;
+	if (renameat2(AT_FDCWD, fresh, AT_FDCWD, cur, RENAME_EXCHANGE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	if (rename(cur, aside) != 0)
+		return -errno;
+	if (rename(fresh, cur) != 0)
+		return -errno;
+	return rename(aside, fresh) == 0 ? 0 : -errno;
+}
+
+int archive__rebuild_swap(struct archive *a, char *keep, size_t len)
+{
+	char cur[4096], aside[4200], fresh[4096];
 	mdb_env_sync(a->env, 1);
 	mdb_env_close(a->env);
 	a->env = NULL;
 	snprintf(cur, sizeof(cur), "%s/index", a->dir);
-	snprintf(old, sizeof(old), "%s/index.old-%d", a->dir, (int)getpid());
+	snprintf(aside, sizeof(aside), "%s/index.old-%d", a->dir, (int)getpid());
 	snprintf(fresh, sizeof(fresh), "%s/%s", a->dir, a->index_sub);
-	if (rename(cur, old) != 0 && errno != ENOENT)
-		r = archive__fail(-errno, "%s: rename: %s", cur, strerror(errno));
-	else if (rename(fresh, cur) != 0)
-		r = archive__fail(-errno, "%s: rename: %s", fresh, strerror(errno));
-	else {
-		int fd = open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd >= 0) {
-			fsync(fd);
-			close(fd);
-		}
-		remove_env_dir(old);
-		if (format_read(a->dir) == ARCHIVE_E_NOTARCH)
-			r = format_write(a->dir);
+	struct stat st;
+	int had = stat(cur, &st) == 0, r = index_exchange(cur, fresh, aside);
+	if (r) {
+		r = archive__fail(r, "%s: cannot put the new index in place: %s", a->dir,
+		                  strerror(-r));
+		archive_close(a);
+		return r;
 	}
+	dir_sync(a->dir);
+	if (keep && had) { /* the old index, damaged: kept for whoever wants to look at it */
+		char when[32];
+		time_t now = time(NULL);
+		strftime(when, sizeof(when), "%Y%m%dT%H%M%SZ", gmtime(&now));
+		snprintf(keep, len, "%s/index.damaged-%s", a->dir, when);
+		if (rename(fresh, keep) != 0)
+			snprintf(keep, len, "%s", fresh);
+		dir_sync(a->dir);
+	} else {
+		if (keep)
+			keep[0] = '\0';
+		remove_env_dir(fresh);
+	}
+	if (format_read(a->dir) == ARCHIVE_E_NOTARCH)
+		r = format_write(a->dir);
 	archive_close(a);
 	return r;
 }

@@ -188,8 +188,13 @@ int archive__terms_drop_part(struct archive *a, MDB_txn *txn, uint32_t part);
 /* For rebuild: opens dir for writing (LOCK taken) with a new, empty index in dir/<sub>. */
 int archive__open_rebuild(const char *dir, const char *sub, struct archive **out);
 
-/* For rebuild: closes a and makes dir/<sub> the archive's index (the old one is removed). */
-int archive__rebuild_swap(struct archive *a);
+/*
+ * For rebuild: closes a and makes dir/<sub> the archive's index, atomically where the file
+ * system can exchange two names (else rebuild again after a crash).  The old index is
+ * removed if keep is NULL; else kept as dir/index.damaged-<UTC time>, named in keep (len
+ * bytes; "" when there was no old index).
+ */
+int archive__rebuild_swap(struct archive *a, char *keep, size_t len);
 
 /* Allocates and writes the next segment id (meta "next_segment") in txn. */
 int archive__next_segment_id(struct archive *a, MDB_txn *txn, uint64_t *id);

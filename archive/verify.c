@@ -1114,6 +1114,12 @@ static void unindexed_file(struct verify *v, const char *dir, const struct seg_f
 	struct seg_scanned fr;
 	snprintf(path, sizeof(path), "%s/%s", dir, f->name);
 	int frames = 0;
+	struct stat st;
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		problem(v, "%s is not a regular file, so no segment: move it out of segments/",
+		        path);
+		return;
+	}
 	if (archive__scan_open(&sc, path) == 0) {
 		frames = archive__scan_next(&sc, &fr, why, sizeof(why)) == 1;
 		archive__scan_close(&sc);
