@@ -182,26 +182,131 @@ static int dir_is_empty(const char *dir)
 	return empty;
 }
 
-/* Creates the layout in an absent or empty directory. */
-static int archive_create_layout(const char *dir)
+/* rm -rf of a directory of plain files (an LMDB environment). */
+static void remove_env_dir(const char *path)
 {
-	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-		return archive__fail(-errno, "%s: cannot create: %s", dir, strerror(errno));
-	int empty = dir_is_empty(dir);
-	if (empty < 0)
-		return archive__fail(empty, "%s: %s", dir, strerror(-empty));
-	if (!empty)
+	DIR *d = opendir(path);
+	if (!d)
+		return;
+	struct dirent *e;
+	char f[4096];
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+			snprintf(f, sizeof(f), "%s/%s", path, e->d_name);
+			unlink(f);
+		}
+	closedir(d);
+	rmdir(path);
+}
+
+/*
+ * A directory that a failed or killed creation left: no FORMAT, nothing but
+ * LOCK, FORMAT.tmp, index/ and an empty segments/.  Nothing was stored in it,
+ * so creating the archive again may use it.
+ */
+static int half_created(const char *dir)
+{
+	static const char *const made[] = {".", "..", "LOCK", "FORMAT.tmp", "index", "segments"};
+	char path[4200];
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	struct dirent *e;
+	int ok = 1;
+	while (ok && (e = readdir(d))) {
+		size_t i = 0;
+		while (i < sizeof(made) / sizeof(made[0]) && strcmp(e->d_name, made[i]) != 0)
+			i++;
+		ok = i < sizeof(made) / sizeof(made[0]);
+	}
+	closedir(d);
+	snprintf(path, sizeof(path), "%s/segments", dir);
+	return ok && dir_is_empty(path) != 0; /* empty, or absent */
+}
+
+/* What a failed creation made goes again (we hold LOCK: no other creator is at work). */
+static void archive_create_undo(struct archive *a, int made_dir)
+{
+	char path[4200];
+	if (a->env) {
+		mdb_env_close(a->env);
+		a->env = NULL;
+	}
+	snprintf(path, sizeof(path), "%s/index", a->dir);
+	remove_env_dir(path);
+	snprintf(path, sizeof(path), "%s/segments", a->dir);
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/FORMAT.tmp", a->dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/LOCK", a->dir);
+	unlink(path);
+	close(a->lock_fd);
+	a->lock_fd = -1;
+	if (made_dir)
+		rmdir(a->dir);
+}
+
+/* Refusal of a directory that is not an archive; one that looks like one lost FORMAT. */
+static int not_archive(const char *dir)
+{
+	char path[4200];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/segments", dir);
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
 		return archive__fail(
 		    ARCHIVE_E_NOTARCH,
-		    "%s: not a flowscope archive and not empty: refusing to use it", dir);
-	char path[4096];
-	const char *subs[] = {"segments", "index"};
-	for (size_t i = 0; i < 2; i++) {
-		snprintf(path, sizeof(path), "%s/%s", dir, subs[i]);
-		if (mkdir(path, 0755) != 0 && errno != EEXIST)
-			return archive__fail(-errno, "%s: %s", path, strerror(errno));
+		    "%s: FORMAT missing or damaged, but segments/ is there: run "
+		    "flowscope index rebuild --archive %s (it writes FORMAT again)",
+		    dir, dir);
+	return archive__fail(ARCHIVE_E_NOTARCH,
+	                     "%s: not a flowscope archive and not empty: refusing to use it", dir);
+}
+
+static int env_open(struct archive *a);
+static int dbs_open(struct archive *a);
+static int format_write(const char *dir);
+static int take_lock(struct archive *a);
+
+/*
+ * Creates an archive in an absent or empty directory (or one a failed creation
+ * left).  FORMAT comes last; if any step fails, what was made is removed, so
+ * that a full disk leaves nothing that blocks the next try.
+ */
+static int archive_create(struct archive *a)
+{
+	int made_dir = mkdir(a->dir, 0755) == 0;
+	if (!made_dir && errno != EEXIST)
+		return archive__fail(-errno, "%s: cannot create: %s", a->dir, strerror(errno));
+	int empty = dir_is_empty(a->dir), r;
+	if (empty < 0)
+		return archive__fail(empty, "%s: %s", a->dir, strerror(-empty));
+	if (!empty && !half_created(a->dir))
+		return not_archive(a->dir);
+	if ((r = take_lock(a)) != 0) {
+		if (a->lock_fd >= 0 && r != ARCHIVE_E_LOCKED)
+			archive_create_undo(a, made_dir);
+		else if (made_dir)
+			rmdir(a->dir);
+		return r;
 	}
-	return 0;
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/index", a->dir);
+	remove_env_dir(path); /* a failed creation's: nothing was stored */
+	const char *subs[] = {"segments", "index"};
+	for (size_t i = 0; r == 0 && i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/%s", a->dir, subs[i]);
+		if (mkdir(path, 0755) != 0 && errno != EEXIST)
+			r = archive__fail(-errno, "%s: %s", path, strerror(errno));
+	}
+	if (r == 0 && (r = env_open(a)) == 0 && (r = dbs_open(a)) == 0)
+		r = format_write(a->dir);
+	if (r) {
+		char keep[sizeof(tls_errmsg) + 64];
+		snprintf(keep, sizeof(keep), "%s: nothing was created", archive_errmsg());
+		archive_create_undo(a, made_dir);
+		archive__fail(r, "%s", keep);
+	}
+	return r;
 }
 
 /* ---- LMDB ---------------------------------------------------------------------------- */
@@ -391,13 +496,8 @@ static int archive_open_dir(struct archive *a, unsigned flags)
 		return archive__fail(ARCHIVE_E_NOTARCH, "%s: not a directory", a->dir);
 	}
 	int r = format_read(a->dir);
-	if (r == ARCHIVE_E_NOTARCH && (flags & ARCHIVE_CREATE)) {
-		r = archive_create_layout(a->dir);
-		if (r == 0 && (r = take_lock(a)) == 0 && (r = env_open(a)) == 0 &&
-		    (r = dbs_open(a)) == 0)
-			r = format_write(a->dir);
-		return r;
-	}
+	if (r == ARCHIVE_E_NOTARCH && (flags & ARCHIVE_CREATE))
+		return archive_create(a);
 	if (r)
 		return r;
 	if ((flags & ARCHIVE_WRITE) && (r = take_lock(a)) != 0)
@@ -446,23 +546,6 @@ void archive_close(struct archive *a)
 }
 
 /* ---- rebuild: a new index beside the old one ------------------------------------------------ */
-
-/* rm -rf of a directory of plain files (an LMDB environment). */
-static void remove_env_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	if (!d)
-		return;
-	struct dirent *e;
-	char f[4096];
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-			snprintf(f, sizeof(f), "%s/%s", path, e->d_name);
-			unlink(f);
-		}
-	closedir(d);
-	rmdir(path);
-}
 
 int archive__open_rebuild(const char *dir, const char *sub, struct archive **out)
 {
