@@ -333,6 +333,35 @@ static int index_file_check(struct archive *a, const char *envdir)
 	return r ? archive__fail(r, "%s: %s", path, strerror(-r)) : 0;
 }
 
+/* 1 if this process may write envdir/lock.mdb (or create it), as LMDB readers must. */
+static int lock_file_writable(const char *envdir)
+{
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/lock.mdb", envdir);
+	if (access(path, R_OK | W_OK) == 0)
+		return 1;
+	return errno == ENOENT && access(envdir, W_OK | X_OK) == 0;
+}
+
+/* A reader without the reader table: refused while a writer holds LOCK. */
+static int check_no_writer(const struct archive *a)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/LOCK", a->dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	int busy = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+	close(fd);
+	if (!busy)
+		return 0;
+	return archive__fail(ARCHIVE_E_LOCKED,
+	                     "%s: a recorder is writing it and this user may not write "
+	                     "index/lock.mdb, so cannot read safely meanwhile: record with "
+	                     "--archive-group GROUP for readers in GROUP, or read once it stops",
+	                     a->dir);
+}
+
 static int env_open(struct archive *a)
 {
 	char path[4096];
@@ -346,6 +375,11 @@ static int env_open(struct archive *a)
 	if ((rc = index_file_check(a, path)) != 0)
 		return rc;
 	unsigned flags = MDB_NOTLS | (a->writable ? 0 : MDB_RDONLY);
+	if (!a->writable && !lock_file_writable(path)) {
+		if ((rc = check_no_writer(a)) != 0)
+			return rc;
+		flags |= MDB_NOLOCK; /* no reader table: see archive_open() */
+	}
 	rc = mdb_env_open(a->env, path, flags, 0644);
 	if (rc)
 		return archive__fail(rc == ENOENT ? ARCHIVE_E_NOTARCH : ARCHIVE_E_LMDB,
@@ -543,6 +577,60 @@ void archive_close(struct archive *a)
 		close(a->lock_fd);
 	free(a->dir);
 	free(a);
+}
+
+/* ---- sharing with a group of readers -------------------------------------------------- */
+
+/* path gets group gid and the mode bits `add`. */
+static int share_path(const char *path, gid_t gid, mode_t add)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return errno == ENOENT ? 0 : archive__fail(-errno, "%s: %s", path, strerror(errno));
+	if ((st.st_gid != gid && chown(path, (uid_t)-1, gid) != 0) ||
+	    ((st.st_mode & add) != add && chmod(path, (st.st_mode & 07777) | add) != 0))
+		return archive__fail(-errno, "%s: cannot give group %u access: %s", path,
+		                     (unsigned)gid, strerror(errno));
+	return 0;
+}
+
+/* Every entry of directory dir (plain files) gets gid and g+r. */
+static int share_files(const char *dir, gid_t gid)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return archive__fail(-errno, "%s: %s", dir, strerror(errno));
+	struct dirent *e;
+	char path[4096 + 512];
+	int r = 0;
+	while (r == 0 && (e = readdir(d)))
+		if (e->d_name[0] != '.') {
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			r = share_path(path, gid,
+			               strcmp(e->d_name, "lock.mdb") == 0 ? S_IRGRP | S_IWGRP
+			                                                  : S_IRGRP);
+		}
+	closedir(d);
+	return r;
+}
+
+int archive_share(struct archive *a, gid_t gid)
+{
+	char path[4200];
+	const mode_t dirbits = S_IRGRP | S_IXGRP | S_ISGID;
+	int r = share_path(a->dir, gid, dirbits);
+	const char *subs[] = {"segments", "index"};
+	for (size_t i = 0; r == 0 && i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/%s", a->dir, subs[i]);
+		if ((r = share_path(path, gid, dirbits)) == 0)
+			r = share_files(path, gid);
+	}
+	const char *files[] = {"FORMAT", "LOCK"};
+	for (size_t i = 0; r == 0 && i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/%s", a->dir, files[i]);
+		r = share_path(path, gid, S_IRGRP);
+	}
+	return r;
 }
 
 /* ---- rebuild: a new index beside the old one ------------------------------------------------ */
