@@ -246,18 +246,29 @@ static void archive_create_undo(struct archive *a, int made_dir)
 		rmdir(a->dir);
 }
 
-/* Refusal of a directory that is not an archive; one that looks like one lost FORMAT. */
-static int not_archive(const char *dir)
+/* 1 if dir holds segments/: an archive, whatever happened to its FORMAT. */
+static int has_segments(const char *dir)
 {
 	char path[4200];
 	struct stat st;
 	snprintf(path, sizeof(path), "%s/segments", dir);
-	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-		return archive__fail(
-		    ARCHIVE_E_NOTARCH,
-		    "%s: FORMAT missing or damaged, but segments/ is there: run "
-		    "flowscope index rebuild --archive %s (it writes FORMAT again)",
-		    dir, dir);
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* An archive that lost FORMAT (or whose FORMAT is garbled). */
+static int format_lost(const char *dir)
+{
+	return archive__fail(ARCHIVE_E_NOTARCH,
+	                     "%s: FORMAT missing or damaged, but segments/ is there: run "
+	                     "flowscope index rebuild --archive %s (it writes FORMAT again)",
+	                     dir, dir);
+}
+
+/* Refusal of a directory that is not an archive; one that looks like one lost FORMAT. */
+static int not_archive(const char *dir)
+{
+	if (has_segments(dir))
+		return format_lost(dir);
 	return archive__fail(ARCHIVE_E_NOTARCH,
 	                     "%s: not a flowscope archive and not empty: refusing to use it", dir);
 }
@@ -532,6 +543,8 @@ static int archive_open_dir(struct archive *a, unsigned flags)
 	int r = format_read(a->dir);
 	if (r == ARCHIVE_E_NOTARCH && (flags & ARCHIVE_CREATE))
 		return archive_create(a);
+	if (r == ARCHIVE_E_NOTARCH && has_segments(a->dir))
+		return format_lost(a->dir);
 	if (r)
 		return r;
 	if ((flags & ARCHIVE_WRITE) && (r = take_lock(a)) != 0)
