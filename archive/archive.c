@@ -543,6 +543,8 @@ static int archive_open_dir(struct archive *a, unsigned flags)
 	int r = format_read(a->dir);
 	if (r == ARCHIVE_E_NOTARCH && (flags & ARCHIVE_CREATE))
 		return archive_create(a);
+	if (r == ARCHIVE_E_NOTARCH && (flags & ARCHIVE__ANY_FORMAT) && has_segments(a->dir))
+		r = 0; /* rebuild reads the old index of an archive that lost FORMAT */
 	if (r == ARCHIVE_E_NOTARCH && has_segments(a->dir))
 		return format_lost(a->dir);
 	if (r)

@@ -185,6 +185,9 @@ int archive__segment_drop(struct archive *a, MDB_txn *txn, uint64_t id, unsigned
 /* Deletes every `terms` entry of a partition. */
 int archive__terms_drop_part(struct archive *a, MDB_txn *txn, uint32_t part);
 
+/* archive_open() flag for rebuild: read the index even if FORMAT is missing or garbled. */
+#define ARCHIVE__ANY_FORMAT 0x100u
+
 /* For rebuild: opens dir for writing (LOCK taken) with a new, empty index in dir/<sub>. */
 int archive__open_rebuild(const char *dir, const char *sub, struct archive **out);
 

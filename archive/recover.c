@@ -573,7 +573,7 @@ int archive_rebuild(const char *dir, archive_log_fn log, void *arg,
 	int r = archive__open_rebuild(dir, "index.rebuild", &fresh);
 	if (r)
 		return r;
-	if (archive_open(dir, ARCHIVE_READ, &old) != 0) {
+	if (archive_open(dir, ARCHIVE_READ | ARCHIVE__ANY_FORMAT, &old) != 0) {
 		char why[512];
 		old = NULL;
 		old_damaged = 1;
