@@ -238,10 +238,12 @@ static void archive_create_undo(struct archive *a, int made_dir)
 	rmdir(path);
 	snprintf(path, sizeof(path), "%s/FORMAT.tmp", a->dir);
 	unlink(path);
-	snprintf(path, sizeof(path), "%s/LOCK", a->dir);
-	unlink(path);
-	close(a->lock_fd);
-	a->lock_fd = -1;
+	if (a->lock_fd >= 0) { /* ours: a LOCK we could not open may be another's */
+		snprintf(path, sizeof(path), "%s/LOCK", a->dir);
+		unlink(path);
+		close(a->lock_fd);
+		a->lock_fd = -1;
+	}
 	if (made_dir)
 		rmdir(a->dir);
 }
@@ -293,16 +295,12 @@ static int archive_create(struct archive *a)
 		return archive__fail(empty, "%s: %s", a->dir, strerror(-empty));
 	if (!empty && !half_created(a->dir))
 		return not_archive(a->dir);
-	if ((r = take_lock(a)) != 0) {
-		if (a->lock_fd >= 0 && r != ARCHIVE_E_LOCKED)
-			archive_create_undo(a, made_dir);
-		else if (made_dir)
-			rmdir(a->dir);
-		return r;
-	}
+	if ((r = take_lock(a)) == ARCHIVE_E_LOCKED)
+		return r; /* another process is creating it */
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/index", a->dir);
-	remove_env_dir(path); /* a failed creation's: nothing was stored */
+	if (r == 0)
+		remove_env_dir(path); /* a failed creation's: nothing was stored */
 	const char *subs[] = {"segments", "index"};
 	for (size_t i = 0; r == 0 && i < 2; i++) {
 		snprintf(path, sizeof(path), "%s/%s", a->dir, subs[i]);
