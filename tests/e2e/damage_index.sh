@@ -145,6 +145,20 @@ for round in $(seq 1 12); do
     cmp -s "$TMP/q.pcap" "$TMP/ref.pcap" && pass || fail "round $round: the answer differs"
 done
 
+# killed exactly at each rename of the swap (strace injects SIGKILL at the Nth rename call)
+if command -v strace >/dev/null; then
+    for n in 1 2 3; do
+        rm -rf "$K" && cp -a "$BASE" "$K"
+        strace -f -o /dev/null -e trace=rename,renameat,renameat2 \
+            -e inject=rename,renameat,renameat2:signal=KILL:when=$n \
+            "$FLOWSCOPE" index rebuild --archive "$K" >/dev/null 2>&1
+        [ -f "$K/index/data.mdb" ] && pass || fail "killed at rename $n: no index left ($(ls "$K" | tr '\n' ' '))"
+        fs index verify --archive "$K" >"$TMP/out" 2>&1 && pass || fail "killed at rename $n: verify: $(tail -1 "$TMP/out")"
+    done
+else
+    note "no strace: the kills at each rename are not tried"
+fi
+
 # ---- verify while a recorder comes and goes --------------------------------------------
 note "verify paused while a recorder adds segments"
 V=$TMP/ver
