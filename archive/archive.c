@@ -352,17 +352,24 @@ static int lock_file_writable(const char *envdir)
 	return errno == ENOENT && access(envdir, W_OK | X_OK) == 0;
 }
 
-/* A reader without the reader table: refused while a writer holds LOCK. */
-static int check_no_writer(const struct archive *a)
+int archive__writer_active(const struct archive *a)
 {
 	char path[4096];
+	if (a->lock_fd >= 0)
+		return 0; /* we are the writer */
 	snprintf(path, sizeof(path), "%s/LOCK", a->dir);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
 	int busy = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
 	close(fd);
-	if (!busy)
+	return busy;
+}
+
+/* A reader without the reader table: refused while a writer holds LOCK. */
+static int check_no_writer(const struct archive *a)
+{
+	if (!archive__writer_active(a))
 		return 0;
 	return archive__fail(ARCHIVE_E_LOCKED,
 	                     "%s: a recorder is writing it and this user may not write "

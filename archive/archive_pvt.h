@@ -147,6 +147,9 @@ char *archive__seg_path(const struct archive *a, uint64_t id, enum archive_segme
 /* Sets this thread's error detail (printf-style); returns err for chaining. */
 int archive__fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* 1 if another process holds the archive's write lock (flock on LOCK); 0 for the writer. */
+int archive__writer_active(const struct archive *a);
+
 /* Maps an LMDB return code to ARCHIVE_E_LMDB with a message naming `what`. */
 int archive__lmdb_fail(int rc, const char *what);
 

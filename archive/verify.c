@@ -270,21 +270,6 @@ static int segment_still_indexed(struct verify *v, uint64_t id)
 	return rc != MDB_NOTFOUND;
 }
 
-/* 1 if another process holds the archive's write lock. */
-static int writer_active(const struct archive *a)
-{
-	char path[4096];
-	if (a->lock_fd >= 0)
-		return 0; /* we are the writer */
-	snprintf(path, sizeof(path), "%s/LOCK", a->dir);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	int busy = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
-	close(fd);
-	return busy;
-}
-
 /* ---- the segment record and its file ---------------------------------------------------- */
 
 /* Decodes and checks the record; 0 when it cannot be used (reported). */
@@ -1140,7 +1125,7 @@ static int verify_files(struct verify *v)
 	struct seg_file *files;
 	size_t n;
 	snprintf(dir, sizeof(dir), "%s/segments", v->a->dir);
-	int r = list_files(v, dir, &files, &n), writer = writer_active(v->a);
+	int r = list_files(v, dir, &files, &n), writer = archive__writer_active(v->a);
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		uint8_t kb[SEG_KEY_LEN];
 		be64_put(kb, files[i].id);
