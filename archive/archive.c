@@ -3,10 +3,15 @@
  * LMDB environment and its named databases; error names and details.
  *
  * An archive is recognised by its FORMAT file, written last when creating so
- * that a half-created directory is never mistaken for an archive.  Writers
- * hold an exclusive flock() on LOCK for as long as the archive is open, so
- * two recorders can never interleave segments; readers take no lock of ours
- * (LMDB's reader table in index/lock.mdb keeps their snapshots consistent).
+ * that a half-created directory is never mistaken for an archive (and a
+ * failed creation removes what it made).  Writers hold an exclusive flock()
+ * on LOCK for as long as the archive is open, so two recorders can never
+ * interleave segments; readers take no lock of ours (LMDB's reader table in
+ * index/lock.mdb keeps their snapshots consistent; a reader that may not
+ * write it reads without it, and only while no writer holds LOCK).
+ *
+ * LMDB trusts its file: the index is checked (lmdbcheck.c) before LMDB maps
+ * it and before it reads a page, so that damage is one line, not a signal.
  */
 #include <dirent.h>
 #include <errno.h>

@@ -19,7 +19,10 @@
  *     removed.  Anything else is left alone and reported (index rebuild
  *     indexes it), and new segment ids skip past it.
  * Rebuild (archive_rebuild) indexes every segment file into a new index
- * beside the old one, then swaps them.
+ * beside the old one, then swaps them with one exchanging rename (a kill
+ * leaves one of the two in place); an old index it could not read is kept
+ * aside, not removed.  It checks that every file can be read before it
+ * changes any (it cuts and closes open segments).
  */
 #include <dirent.h>
 #include <errno.h>
