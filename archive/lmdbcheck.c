@@ -48,6 +48,8 @@
 #define P_INVALID_ (~0ull)
 #define MAX_DEPTH_ 32u
 
+_Static_assert(sizeof(size_t) == 8, "lmdbcheck knows LMDB's layout with 64-bit page numbers");
+
 static uint16_t u16_at(const uint8_t *p)
 {
 	uint16_t v;
