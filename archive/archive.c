@@ -740,8 +740,10 @@ int archive__rebuild_swap(struct archive *a, char *keep, size_t len)
 	snprintf(cur, sizeof(cur), "%s/index", a->dir);
 	snprintf(aside, sizeof(aside), "%s/index.old-%d", a->dir, (int)getpid());
 	snprintf(fresh, sizeof(fresh), "%s/%s", a->dir, a->index_sub);
+	char data[4200];
 	struct stat st;
-	int had = stat(cur, &st) == 0, r = index_exchange(cur, fresh, aside);
+	snprintf(data, sizeof(data), "%s/data.mdb", cur);
+	int had = stat(data, &st) == 0, r = index_exchange(cur, fresh, aside);
 	if (r) {
 		r = archive__fail(r, "%s: cannot put the new index in place: %s", a->dir,
 		                  strerror(-r));

@@ -23,9 +23,10 @@
  * both names; an open segment may hold frames past the indexed ones and a
  * torn tail; a file with an id at or past the snapshot's next_segment is new
  * (not damage) while a writer holds the archive or once a fresh snapshot has
- * it (a recorder may have come and gone while verify ran); a file that vanished is a problem only if
- * a fresh snapshot still has its segment, and a file the snapshot does not
- * know only if it is still there (retention commits, then deletes files).
+ * it (a recorder may have come and gone while verify ran); a file that
+ * vanished is a problem only if a fresh snapshot still has its segment, and a
+ * file the snapshot does not know only if it is still there (retention
+ * commits, then deletes files).
  * Term entries of segments not in `segments` are allowed: retention leaves
  * them until their whole partition goes.
  *
