@@ -731,6 +731,17 @@ static int index_exchange(const char *cur, const char *fresh, const char *aside)
 	return rename(aside, fresh) == 0 ? 0 : -errno;
 }
 
+/* The new index gets the group access record --archive-group gave the old one (best effort:
+ * readers without it get the lock-less read). */
+static void index_share_like(const char *fresh, const char *cur)
+{
+	struct stat st;
+	if (stat(cur, &st) != 0 || !(st.st_mode & S_ISGID))
+		return;
+	if (share_path(fresh, st.st_gid, S_IRGRP | S_IXGRP | S_ISGID) == 0)
+		share_files(fresh, st.st_gid);
+}
+
 int archive__rebuild_swap(struct archive *a, char *keep, size_t len)
 {
 	char cur[4096], aside[4200], fresh[4096];
@@ -743,6 +754,7 @@ int archive__rebuild_swap(struct archive *a, char *keep, size_t len)
 	char data[4200];
 	struct stat st;
 	snprintf(data, sizeof(data), "%s/data.mdb", cur);
+	index_share_like(fresh, cur);
 	int had = stat(data, &st) == 0, r = index_exchange(cur, fresh, aside);
 	if (r) {
 		r = archive__fail(r, "%s: cannot put the new index in place: %s", a->dir,
