@@ -3,10 +3,15 @@
  * LMDB environment and its named databases; error names and details.
  *
  * An archive is recognised by its FORMAT file, written last when creating so
- * that a half-created directory is never mistaken for an archive.  Writers
- * hold an exclusive flock() on LOCK for as long as the archive is open, so
- * two recorders can never interleave segments; readers take no lock of ours
- * (LMDB's reader table in index/lock.mdb keeps their snapshots consistent).
+ * that a half-created directory is never mistaken for an archive (and a
+ * failed creation removes what it made).  Writers hold an exclusive flock()
+ * on LOCK for as long as the archive is open, so two recorders can never
+ * interleave segments; readers take no lock of ours (LMDB's reader table in
+ * index/lock.mdb keeps their snapshots consistent; a reader that may not
+ * write it reads without it, and only while no writer holds LOCK).
+ *
+ * LMDB trusts its file: the index is checked (lmdbcheck.c) before LMDB maps
+ * it and before it reads a page, so that damage is one line, not a signal.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -15,6 +20,7 @@
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "archive/archive_pvt.h"
@@ -38,9 +44,43 @@ int archive__fail(int err, const char *fmt, ...)
 	return err;
 }
 
+/*
+ * The archive an LMDB failure is about: the directory archive_open() opened
+ * last.  A flowscope process works on one archive (rebuild opens the same
+ * one twice), so this names it without every caller passing it down.
+ */
+static char lmdb_dir[1024];
+
+static void lmdb_dir_set(const char *dir)
+{
+	snprintf(lmdb_dir, sizeof(lmdb_dir), "%s", dir);
+}
+
+/* LMDB codes that mean the index file's bytes are not what LMDB wrote. */
+static int lmdb_damage(int rc)
+{
+	return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID ||
+	       rc == MDB_BAD_TXN || rc == MDB_BAD_DBI;
+}
+
 int archive__lmdb_fail(int rc, const char *what)
 {
-	return archive__fail(ARCHIVE_E_LMDB, "index: %s: %s", what, mdb_strerror(rc));
+	if (lmdb_damage(rc))
+		return archive__fail(
+		    ARCHIVE_E_CORRUPT,
+		    "%s: the index is damaged (%s: %s): run flowscope index rebuild "
+		    "--archive %s",
+		    lmdb_dir, what, mdb_strerror(rc), lmdb_dir);
+	return archive__fail(ARCHIVE_E_LMDB, "%s: index: %s: %s", lmdb_dir, what, mdb_strerror(rc));
+}
+
+/* A damage found before LMDB read the file (lmdbcheck.c): `why` names it. */
+static int index_damaged(const struct archive *a, const char *why)
+{
+	return archive__fail(ARCHIVE_E_CORRUPT,
+	                     "%s: the index is damaged (%s/data.mdb: %s): run flowscope index "
+	                     "rebuild --archive %s",
+	                     a->dir, a->index_sub ? a->index_sub : "index", why, a->dir);
 }
 
 const char *archive_strerror(int err)
@@ -147,29 +187,201 @@ static int dir_is_empty(const char *dir)
 	return empty;
 }
 
-/* Creates the layout in an absent or empty directory. */
-static int archive_create_layout(const char *dir)
+/* rm -rf of a directory of plain files (an LMDB environment). */
+static void remove_env_dir(const char *path)
 {
-	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-		return archive__fail(-errno, "%s: cannot create: %s", dir, strerror(errno));
-	int empty = dir_is_empty(dir);
-	if (empty < 0)
-		return archive__fail(empty, "%s: %s", dir, strerror(-empty));
-	if (!empty)
-		return archive__fail(
-		    ARCHIVE_E_NOTARCH,
-		    "%s: not a flowscope archive and not empty: refusing to use it", dir);
-	char path[4096];
-	const char *subs[] = {"segments", "index"};
-	for (size_t i = 0; i < 2; i++) {
-		snprintf(path, sizeof(path), "%s/%s", dir, subs[i]);
-		if (mkdir(path, 0755) != 0 && errno != EEXIST)
-			return archive__fail(-errno, "%s: %s", path, strerror(errno));
+	DIR *d = opendir(path);
+	if (!d)
+		return;
+	struct dirent *e;
+	char f[4096];
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+			snprintf(f, sizeof(f), "%s/%s", path, e->d_name);
+			unlink(f);
+		}
+	closedir(d);
+	rmdir(path);
+}
+
+/*
+ * A directory that a failed or killed creation left: no FORMAT, nothing but
+ * LOCK, FORMAT.tmp, index/ and an empty segments/.  Nothing was stored in it,
+ * so creating the archive again may use it.
+ */
+static int half_created(const char *dir)
+{
+	static const char *const made[] = {".", "..", "LOCK", "FORMAT.tmp", "index", "segments"};
+	char path[4200];
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	struct dirent *e;
+	int ok = 1;
+	while (ok && (e = readdir(d))) {
+		size_t i = 0;
+		while (i < sizeof(made) / sizeof(made[0]) && strcmp(e->d_name, made[i]) != 0)
+			i++;
+		ok = i < sizeof(made) / sizeof(made[0]);
 	}
-	return 0;
+	closedir(d);
+	snprintf(path, sizeof(path), "%s/segments", dir);
+	return ok && dir_is_empty(path) != 0; /* empty, or absent */
+}
+
+/* What a failed creation made goes again (we hold LOCK: no other creator is at work). */
+static void archive_create_undo(struct archive *a, int made_dir)
+{
+	char path[4200];
+	if (a->env) {
+		mdb_env_close(a->env);
+		a->env = NULL;
+	}
+	snprintf(path, sizeof(path), "%s/index", a->dir);
+	remove_env_dir(path);
+	snprintf(path, sizeof(path), "%s/segments", a->dir);
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/FORMAT.tmp", a->dir);
+	unlink(path);
+	if (a->lock_fd >= 0) { /* ours: a LOCK we could not open may be another's */
+		snprintf(path, sizeof(path), "%s/LOCK", a->dir);
+		unlink(path);
+		close(a->lock_fd);
+		a->lock_fd = -1;
+	}
+	if (made_dir)
+		rmdir(a->dir);
+}
+
+/* 1 if dir holds segments/: an archive, whatever happened to its FORMAT. */
+static int has_segments(const char *dir)
+{
+	char path[4200];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/segments", dir);
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* An archive that lost FORMAT (or whose FORMAT is garbled). */
+static int format_lost(const char *dir)
+{
+	return archive__fail(ARCHIVE_E_NOTARCH,
+	                     "%s: FORMAT missing or damaged, but segments/ is there: run "
+	                     "flowscope index rebuild --archive %s (it writes FORMAT again)",
+	                     dir, dir);
+}
+
+/* Refusal of a directory that is not an archive; one that looks like one lost FORMAT. */
+static int not_archive(const char *dir)
+{
+	if (has_segments(dir))
+		return format_lost(dir);
+	return archive__fail(ARCHIVE_E_NOTARCH,
+	                     "%s: not a flowscope archive and not empty: refusing to use it", dir);
+}
+
+static int env_open(struct archive *a);
+static int dbs_open(struct archive *a);
+static int format_write(const char *dir);
+static int take_lock(struct archive *a);
+
+/*
+ * Creates an archive in an absent or empty directory (or one a failed creation
+ * left).  FORMAT comes last; if any step fails, what was made is removed, so
+ * that a full disk leaves nothing that blocks the next try.
+ */
+static int archive_create(struct archive *a)
+{
+	int made_dir = mkdir(a->dir, 0755) == 0;
+	if (!made_dir && errno != EEXIST)
+		return archive__fail(-errno, "%s: cannot create: %s", a->dir, strerror(errno));
+	int empty = dir_is_empty(a->dir), r;
+	if (empty < 0)
+		return archive__fail(empty, "%s: %s", a->dir, strerror(-empty));
+	if (!empty && !half_created(a->dir))
+		return not_archive(a->dir);
+	if ((r = take_lock(a)) == ARCHIVE_E_LOCKED)
+		return r; /* another process is creating it */
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/index", a->dir);
+	if (r == 0)
+		remove_env_dir(path); /* a failed creation's: nothing was stored */
+	const char *subs[] = {"segments", "index"};
+	for (size_t i = 0; r == 0 && i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/%s", a->dir, subs[i]);
+		if (mkdir(path, 0755) != 0 && errno != EEXIST)
+			r = archive__fail(-errno, "%s: %s", path, strerror(errno));
+	}
+	if (r == 0 && (r = env_open(a)) == 0 && (r = dbs_open(a)) == 0)
+		r = format_write(a->dir);
+	if (r) {
+		char keep[sizeof(tls_errmsg) + 64];
+		snprintf(keep, sizeof(keep), "%s: nothing was created", archive_errmsg());
+		archive_create_undo(a, made_dir);
+		archive__fail(r, "%s", keep);
+	}
+	return r;
 }
 
 /* ---- LMDB ---------------------------------------------------------------------------- */
+
+/*
+ * data.mdb against its own header before LMDB maps it (a file cut short
+ * would be a SIGBUS).  Absent: a reader refuses; a writer lets LMDB create it
+ * (archive creation; record decides what an archive without index means).
+ */
+static int index_file_check(struct archive *a, const char *envdir)
+{
+	char path[4200], why[256];
+	snprintf(path, sizeof(path), "%s/data.mdb", envdir);
+	int r = archive__lmdb_check_header(path, why, sizeof(why));
+	if (r == -ENOENT && !a->writable)
+		return archive__fail(ARCHIVE_E_CORRUPT,
+		                     "%s: the index is missing (%s): run flowscope index rebuild "
+		                     "--archive %s",
+		                     a->dir, path, a->dir);
+	if (r == -ENOENT)
+		return 0;
+	if (r == ARCHIVE_E_CORRUPT)
+		return index_damaged(a, why);
+	return r ? archive__fail(r, "%s: %s", path, strerror(-r)) : 0;
+}
+
+/* 1 if this process may write envdir/lock.mdb (or create it), as LMDB readers must. */
+static int lock_file_writable(const char *envdir)
+{
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/lock.mdb", envdir);
+	if (access(path, R_OK | W_OK) == 0)
+		return 1;
+	return errno == ENOENT && access(envdir, W_OK | X_OK) == 0;
+}
+
+int archive__writer_active(const struct archive *a)
+{
+	char path[4096];
+	if (a->lock_fd >= 0)
+		return 0; /* we are the writer */
+	snprintf(path, sizeof(path), "%s/LOCK", a->dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	int busy = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+	close(fd);
+	return busy;
+}
+
+/* A reader without the reader table: refused while a writer holds LOCK. */
+static int check_no_writer(const struct archive *a)
+{
+	if (!archive__writer_active(a))
+		return 0;
+	return archive__fail(ARCHIVE_E_LOCKED,
+	                     "%s: a recorder is writing it and this user may not write "
+	                     "index/lock.mdb, so cannot read safely meanwhile: record with "
+	                     "--archive-group GROUP for readers in GROUP, or read once it stops",
+	                     a->dir);
+}
 
 static int env_open(struct archive *a)
 {
@@ -181,7 +393,14 @@ static int env_open(struct archive *a)
 	mdb_env_set_mapsize(a->env, ARCHIVE_MAPSIZE);
 	mdb_env_set_maxreaders(a->env, 256);
 	snprintf(path, sizeof(path), "%s/%s", a->dir, a->index_sub ? a->index_sub : "index");
+	if ((rc = index_file_check(a, path)) != 0)
+		return rc;
 	unsigned flags = MDB_NOTLS | (a->writable ? 0 : MDB_RDONLY);
+	if (!a->writable && !lock_file_writable(path)) {
+		if ((rc = check_no_writer(a)) != 0)
+			return rc;
+		flags |= MDB_NOLOCK; /* no reader table: see archive_open() */
+	}
 	rc = mdb_env_open(a->env, path, flags, 0644);
 	if (rc)
 		return archive__fail(rc == ENOENT ? ARCHIVE_E_NOTARCH : ARCHIVE_E_LMDB,
@@ -196,6 +415,14 @@ static int dbs_open(struct archive *a)
 	int rc = mdb_txn_begin(a->env, NULL, a->writable ? 0 : MDB_RDONLY, &txn);
 	if (rc)
 		return archive__lmdb_fail(rc, "begin");
+	char why[256];
+	int r = archive__lmdb_check_pages(a->env, txn, why, sizeof(why));
+	if (r) {
+		mdb_txn_abort(txn);
+		return r == ARCHIVE_E_CORRUPT
+		           ? index_damaged(a, why)
+		           : archive__fail(r, "%s: index: %s", a->dir, strerror(-r));
+	}
 	if ((rc = mdb_dbi_open(txn, "meta", create, &a->db_meta)) ||
 	    (rc = mdb_dbi_open(txn, "segments", create, &a->db_segments)) ||
 	    (rc = mdb_dbi_open(txn, "frames", create, &a->db_frames)) ||
@@ -324,13 +551,12 @@ static int archive_open_dir(struct archive *a, unsigned flags)
 		return archive__fail(ARCHIVE_E_NOTARCH, "%s: not a directory", a->dir);
 	}
 	int r = format_read(a->dir);
-	if (r == ARCHIVE_E_NOTARCH && (flags & ARCHIVE_CREATE)) {
-		r = archive_create_layout(a->dir);
-		if (r == 0 && (r = take_lock(a)) == 0 && (r = env_open(a)) == 0 &&
-		    (r = dbs_open(a)) == 0)
-			r = format_write(a->dir);
-		return r;
-	}
+	if (r == ARCHIVE_E_NOTARCH && (flags & ARCHIVE_CREATE))
+		return archive_create(a);
+	if (r == ARCHIVE_E_NOTARCH && (flags & ARCHIVE__ANY_FORMAT) && has_segments(a->dir))
+		r = 0; /* rebuild reads the old index of an archive that lost FORMAT */
+	if (r == ARCHIVE_E_NOTARCH && has_segments(a->dir))
+		return format_lost(a->dir);
 	if (r)
 		return r;
 	if ((flags & ARCHIVE_WRITE) && (r = take_lock(a)) != 0)
@@ -356,6 +582,7 @@ int archive_open(const char *dir, unsigned flags, struct archive **out)
 		archive_close(a);
 		return archive__fail(-EINVAL, "ARCHIVE_CREATE needs ARCHIVE_WRITE");
 	}
+	lmdb_dir_set(dir);
 	int r = archive_open_dir(a, flags);
 	if (r) {
 		archive_close(a);
@@ -377,24 +604,61 @@ void archive_close(struct archive *a)
 	free(a);
 }
 
-/* ---- rebuild: a new index beside the old one ------------------------------------------------ */
+/* ---- sharing with a group of readers -------------------------------------------------- */
 
-/* rm -rf of a directory of plain files (an LMDB environment). */
-static void remove_env_dir(const char *path)
+/* path gets group gid and the mode bits `add`. */
+static int share_path(const char *path, gid_t gid, mode_t add)
 {
-	DIR *d = opendir(path);
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return errno == ENOENT ? 0 : archive__fail(-errno, "%s: %s", path, strerror(errno));
+	if ((st.st_gid != gid && chown(path, (uid_t)-1, gid) != 0) ||
+	    ((st.st_mode & add) != add && chmod(path, (st.st_mode & 07777) | add) != 0))
+		return archive__fail(-errno, "%s: cannot give group %u access: %s", path,
+		                     (unsigned)gid, strerror(errno));
+	return 0;
+}
+
+/* Every entry of directory dir (plain files) gets gid and g+r. */
+static int share_files(const char *dir, gid_t gid)
+{
+	DIR *d = opendir(dir);
 	if (!d)
-		return;
+		return archive__fail(-errno, "%s: %s", dir, strerror(errno));
 	struct dirent *e;
-	char f[4096];
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-			snprintf(f, sizeof(f), "%s/%s", path, e->d_name);
-			unlink(f);
+	char path[4096 + 512];
+	int r = 0;
+	while (r == 0 && (e = readdir(d)))
+		if (e->d_name[0] != '.') {
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			r = share_path(path, gid,
+			               strcmp(e->d_name, "lock.mdb") == 0 ? S_IRGRP | S_IWGRP
+			                                                  : S_IRGRP);
 		}
 	closedir(d);
-	rmdir(path);
+	return r;
 }
+
+int archive_share(struct archive *a, gid_t gid)
+{
+	char path[4200];
+	const mode_t dirbits = S_IRGRP | S_IXGRP | S_ISGID;
+	int r = share_path(a->dir, gid, dirbits);
+	const char *subs[] = {"segments", "index"};
+	for (size_t i = 0; r == 0 && i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/%s", a->dir, subs[i]);
+		if ((r = share_path(path, gid, dirbits)) == 0)
+			r = share_files(path, gid);
+	}
+	const char *files[] = {"FORMAT", "LOCK"};
+	for (size_t i = 0; r == 0 && i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/%s", a->dir, files[i]);
+		r = share_path(path, gid, S_IRGRP);
+	}
+	return r;
+}
+
+/* ---- rebuild: a new index beside the old one ------------------------------------------------ */
 
 int archive__open_rebuild(const char *dir, const char *sub, struct archive **out)
 {
@@ -408,6 +672,7 @@ int archive__open_rebuild(const char *dir, const char *sub, struct archive **out
 	a->lock_fd = -1;
 	a->writable = 1;
 	a->index_sub = sub;
+	lmdb_dir_set(dir);
 	struct stat st;
 	int r = 0;
 	snprintf(path, sizeof(path), "%s/segments", dir);
@@ -434,30 +699,85 @@ int archive__open_rebuild(const char *dir, const char *sub, struct archive **out
 	return 0;
 }
 
-int archive__rebuild_swap(struct archive *a)
+/* fsync of a directory: its renames are durable once this returns. */
+static void dir_sync(const char *dir)
 {
-	char cur[4096], old[4096], fresh[4096];
-	int r = 0;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
+
+/*
+ * cur (the index) and fresh trade places in one rename(2) where the file
+ * system can (RENAME_EXCHANGE): a kill at any moment leaves an index at cur,
+ * the old or the new.  Elsewhere two renames, with a moment without index
+ * (rebuild again).  Afterwards fresh holds the old index, if there was one.
+ */
+static int index_exchange(const char *cur, const char *fresh, const char *aside)
+{
+	struct stat st;
+	if (stat(cur, &st) != 0)
+		return rename(fresh, cur) == 0 ? 0 : -errno;
+	if (renameat2(AT_FDCWD, fresh, AT_FDCWD, cur, RENAME_EXCHANGE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	if (rename(cur, aside) != 0)
+		return -errno;
+	if (rename(fresh, cur) != 0)
+		return -errno;
+	return rename(aside, fresh) == 0 ? 0 : -errno;
+}
+
+/* The new index gets the group access record --archive-group gave the old one (best effort:
+ * readers without it get the lock-less read). */
+static void index_share_like(const char *fresh, const char *cur)
+{
+	struct stat st;
+	if (stat(cur, &st) != 0 || !(st.st_mode & S_ISGID))
+		return;
+	if (share_path(fresh, st.st_gid, S_IRGRP | S_IXGRP | S_ISGID) == 0)
+		share_files(fresh, st.st_gid);
+}
+
+int archive__rebuild_swap(struct archive *a, char *keep, size_t len)
+{
+	char cur[4096], aside[4200], fresh[4096];
 	mdb_env_sync(a->env, 1);
 	mdb_env_close(a->env);
 	a->env = NULL;
 	snprintf(cur, sizeof(cur), "%s/index", a->dir);
-	snprintf(old, sizeof(old), "%s/index.old-%d", a->dir, (int)getpid());
+	snprintf(aside, sizeof(aside), "%s/index.old-%d", a->dir, (int)getpid());
 	snprintf(fresh, sizeof(fresh), "%s/%s", a->dir, a->index_sub);
-	if (rename(cur, old) != 0 && errno != ENOENT)
-		r = archive__fail(-errno, "%s: rename: %s", cur, strerror(errno));
-	else if (rename(fresh, cur) != 0)
-		r = archive__fail(-errno, "%s: rename: %s", fresh, strerror(errno));
-	else {
-		int fd = open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd >= 0) {
-			fsync(fd);
-			close(fd);
-		}
-		remove_env_dir(old);
-		if (format_read(a->dir) == ARCHIVE_E_NOTARCH)
-			r = format_write(a->dir);
+	char data[4200];
+	struct stat st;
+	snprintf(data, sizeof(data), "%s/data.mdb", cur);
+	index_share_like(fresh, cur);
+	int had = stat(data, &st) == 0, r = index_exchange(cur, fresh, aside);
+	if (r) {
+		r = archive__fail(r, "%s: cannot put the new index in place: %s", a->dir,
+		                  strerror(-r));
+		archive_close(a);
+		return r;
 	}
+	dir_sync(a->dir);
+	if (keep && had) { /* the old index, damaged: kept for whoever wants to look at it */
+		char when[32];
+		time_t now = time(NULL);
+		strftime(when, sizeof(when), "%Y%m%dT%H%M%SZ", gmtime(&now));
+		snprintf(keep, len, "%s/index.damaged-%s", a->dir, when);
+		if (rename(fresh, keep) != 0)
+			snprintf(keep, len, "%s", fresh);
+		dir_sync(a->dir);
+	} else {
+		if (keep)
+			keep[0] = '\0';
+		remove_env_dir(fresh);
+	}
+	if (format_read(a->dir) == ARCHIVE_E_NOTARCH)
+		r = format_write(a->dir);
 	archive_close(a);
 	return r;
 }

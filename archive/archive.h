@@ -43,6 +43,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "flowtrack/flowtrack.h"
 
@@ -81,9 +82,26 @@ struct archive;
  * Opens the archive at `dir`.  Returns 0 and *out; -ENOENT (no such
  * directory), ARCHIVE_E_NOTARCH (exists but is not an archive, or is not an
  * empty directory when creating), ARCHIVE_E_VERSION, ARCHIVE_E_LOCKED,
- * ARCHIVE_E_LMDB, or a negative errno.
+ * ARCHIVE_E_LMDB, ARCHIVE_E_CORRUPT (the index file is damaged or missing:
+ * index rebuild), or a negative errno.  The index file is checked before use
+ * (its header, then every page of the snapshot: a few ms per MB).
+ *
+ * A reader that may not write index/lock.mdb (another user's archive) opens
+ * the index without LMDB's reader table (MDB_NOLOCK): safe only while no
+ * writer runs, since a writer reuses pages that no registered reader holds.
+ * So such a reader refuses (ARCHIVE_E_LOCKED) while a writer holds LOCK;
+ * a writer starting meanwhile is not seen (see docs/cli.md, file modes).
  */
 int archive_open(const char *dir, unsigned flags, struct archive **out);
+
+/*
+ * Lets group `gid` read the archive while a recorder writes it: the archive's
+ * directories, FORMAT, LOCK, the index and the segment files get the group,
+ * directories g+rxs (new files inherit the group), files g+r, and
+ * index/lock.mdb g+rw (a reader registers its snapshot there).  For a writer
+ * (the process must own the files or be root).  0 or a negative errno.
+ */
+int archive_share(struct archive *a, gid_t gid);
 
 /* Closes the archive; all writers must be closed and read transactions ended. */
 void archive_close(struct archive *a);

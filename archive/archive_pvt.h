@@ -147,8 +147,18 @@ char *archive__seg_path(const struct archive *a, uint64_t id, enum archive_segme
 /* Sets this thread's error detail (printf-style); returns err for chaining. */
 int archive__fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* 1 if another process holds the archive's write lock (flock on LOCK); 0 for the writer. */
+int archive__writer_active(const struct archive *a);
+
 /* Maps an LMDB return code to ARCHIVE_E_LMDB with a message naming `what`. */
 int archive__lmdb_fail(int rc, const char *what);
+
+/* The index file checked before LMDB trusts it (lmdbcheck.c): 0, -errno (-ENOENT: no
+ * file), or ARCHIVE_E_CORRUPT with the damage described in why. */
+int archive__lmdb_check_header(const char *path, char *why, size_t len);
+/* Every page of txn's snapshot checked in place, before LMDB reads them: 0, -ENOMEM or
+ * ARCHIVE_E_CORRUPT (why says where). */
+int archive__lmdb_check_pages(MDB_env *env, MDB_txn *txn, char *why, size_t len);
 
 /* ---- writers adopting existing segment files (writer.c; recover.c) ---- */
 
@@ -202,11 +212,19 @@ int archive__dropped_finish(struct archive *a, const uint64_t *ids, size_t n, si
 /* Deletes every `terms` entry of a partition. */
 int archive__terms_drop_part(struct archive *a, MDB_txn *txn, uint32_t part);
 
+/* archive_open() flag for rebuild: read the index even if FORMAT is missing or garbled. */
+#define ARCHIVE__ANY_FORMAT 0x100u
+
 /* For rebuild: opens dir for writing (LOCK taken) with a new, empty index in dir/<sub>. */
 int archive__open_rebuild(const char *dir, const char *sub, struct archive **out);
 
-/* For rebuild: closes a and makes dir/<sub> the archive's index (the old one is removed). */
-int archive__rebuild_swap(struct archive *a);
+/*
+ * For rebuild: closes a and makes dir/<sub> the archive's index, atomically where the file
+ * system can exchange two names (else rebuild again after a crash).  The old index is
+ * removed if keep is NULL; else kept as dir/index.damaged-<UTC time>, named in keep (len
+ * bytes; "" when there was no old index).
+ */
+int archive__rebuild_swap(struct archive *a, char *keep, size_t len);
 
 /* Allocates and writes the next segment id (meta "next_segment") in txn. */
 int archive__next_segment_id(struct archive *a, MDB_txn *txn, uint64_t *id);

@@ -26,10 +26,14 @@
  * Nothing is removed on a guess: only what the index says retention dropped,
  * or holds no byte.
  * Rebuild (archive_rebuild) indexes every segment file into a new index
- * beside the old one, then swaps them.
+ * beside the old one, then swaps them with one exchanging rename (a kill
+ * leaves one of the two in place); an old index it could not read is kept
+ * aside, not removed.  It checks that every file can be read before it
+ * changes any (it cuts and closes open segments).
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,8 +72,13 @@ static int file_cmp(const void *x, const void *y)
 	return (a->id > b->id) - (a->id < b->id);
 }
 
-/* The segment files of dir/segments (12-digit id, .pcap.zst or .pcap.zst.open), by id. */
-static int list_files(const char *dir, struct seg_file **out, size_t *n)
+/*
+ * The segment files of dir/segments (12-digit id, .pcap.zst or .pcap.zst.open), by id.
+ * Only regular files: anything else under such a name (a directory, a device) is no
+ * segment of ours, left alone and, with log, reported.
+ */
+static int list_files_log(const char *dir, struct seg_file **out, size_t *n, archive_log_fn log,
+                          void *arg)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/segments", dir);
@@ -95,6 +104,10 @@ static int list_files(const char *dir, struct seg_file **out, size_t *n)
 		snprintf(path, sizeof(path), "%s/segments/%s", dir, e->d_name);
 		if (stat(path, &st) != 0)
 			continue;
+		if (!S_ISREG(st.st_mode)) {
+			say(log, arg, "%s: not a regular file: no segment, left alone", path);
+			continue;
+		}
 		if (*n == cap) {
 			cap = cap ? cap * 2 : 64;
 			struct seg_file *nf = realloc(*out, cap * sizeof(*nf));
@@ -115,6 +128,11 @@ static int list_files(const char *dir, struct seg_file **out, size_t *n)
 	if (r == 0 && *n > 1)
 		qsort(*out, *n, sizeof(**out), file_cmp);
 	return r;
+}
+
+static int list_files(const char *dir, struct seg_file **out, size_t *n)
+{
+	return list_files_log(dir, out, n, NULL, NULL);
 }
 
 /* ---- indexing one file ------------------------------------------------------------------- */
@@ -583,12 +601,31 @@ static uint64_t old_created(struct archive *old, uint64_t id, uint64_t fallback)
 	return created;
 }
 
+/* Every file can be read: checked before rebuild changes any (it cuts and closes open ones). */
+static int rebuild_readable(struct archive *a, const struct seg_file *files, size_t nf)
+{
+	for (size_t i = 0; i < nf; i++) {
+		char path[4096];
+		archive__seg_path(a, files[i].id,
+		                  files[i].open ? ARCHIVE_SEG_OPEN : ARCHIVE_SEG_CLOSED, path,
+		                  sizeof(path));
+		int fd = open(path, (files[i].open ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+		if (fd < 0)
+			return archive__fail(-errno, "%s: %s: nothing was changed", path,
+			                     strerror(errno));
+		close(fd);
+	}
+	return 0;
+}
+
 static int rebuild_files(struct archive *fresh, struct archive *old, archive_log_fn log, void *arg,
                          struct archive_rebuild_stats *st, uint64_t *max_id)
 {
 	struct seg_file *files;
 	size_t nf;
-	int r = list_files(fresh->dir, &files, &nf);
+	int r = list_files_log(fresh->dir, &files, &nf, log, arg);
+	if (r == 0 && (r = rebuild_readable(fresh, files, nf)) != 0)
+		free(files);
 	if (r)
 		return r;
 	struct archive_writer *w = NULL;
@@ -623,9 +660,10 @@ static int rebuild_files(struct archive *fresh, struct archive *old, archive_log
 				    (unsigned long long)f->id);
 			} else {
 				say(log, arg,
-				    "segment %llu: not one readable frame: not indexed, left as it "
-				    "is",
-				    (unsigned long long)f->id);
+				    "segment %llu: not one readable frame (%s, %llu bytes): not "
+				    "indexed, left as it is; move it out of segments/ once you no "
+				    "longer need its bytes",
+				    (unsigned long long)f->id, path, (unsigned long long)f->size);
 			}
 			continue;
 		}
@@ -659,6 +697,21 @@ static int count_flows(const struct archive_segment_info *s, void *arg)
 	return 0;
 }
 
+/* Why the old index could not be opened: archive_errmsg() without the archive's name and
+ * the advice to rebuild (this is the rebuild). */
+static const char *old_index_damage(const char *dir, char *buf, size_t len)
+{
+	const char *m = archive_errmsg();
+	size_t dl = strlen(dir);
+	if (strncmp(m, dir, dl) == 0 && strncmp(m + dl, ": ", 2) == 0)
+		m += dl + 2;
+	snprintf(buf, len, "%s", m);
+	char *advice = strstr(buf, ": run flowscope index rebuild");
+	if (advice)
+		*advice = '\0';
+	return buf;
+}
+
 int archive_rebuild(const char *dir, archive_log_fn log, void *arg,
                     struct archive_rebuild_stats *st)
 {
@@ -667,15 +720,18 @@ int archive_rebuild(const char *dir, archive_log_fn log, void *arg,
 		st = &local;
 	memset(st, 0, sizeof(*st));
 	struct archive *fresh, *old = NULL;
+	int old_damaged = 0;
 	int r = archive__open_rebuild(dir, "index.rebuild", &fresh);
 	if (r)
 		return r;
-	if (archive_open(dir, ARCHIVE_READ, &old) != 0) {
+	if (archive_open(dir, ARCHIVE_READ | ARCHIVE__ANY_FORMAT, &old) != 0) {
+		char why[512];
 		old = NULL;
+		old_damaged = 1;
 		say(log, arg,
 		    "the old index cannot be read (%s): trigger names and the last run "
 		    "report are lost",
-		    archive_errmsg());
+		    old_index_damage(dir, why, sizeof(why)));
 	}
 	uint64_t max_id = 0;
 	r = rebuild_files(fresh, old, log, arg, st, &max_id);
@@ -711,5 +767,9 @@ int archive_rebuild(const char *dir, archive_log_fn log, void *arg,
 		archive_close(fresh); /* the old index stays; index.rebuild is removed next time */
 		return r;
 	}
-	return archive__rebuild_swap(fresh);
+	char kept[4300];
+	if ((r = archive__rebuild_swap(fresh, old_damaged ? kept : NULL, sizeof(kept))) == 0 &&
+	    old_damaged && kept[0])
+		say(log, arg, "the old index was moved to %s (kept, not used)", kept);
+	return r;
 }

@@ -22,9 +22,11 @@
  * with ids the snapshot has not allocated.  So a file is looked for under
  * both names; an open segment may hold frames past the indexed ones and a
  * torn tail; a file with an id at or past the snapshot's next_segment is new
- * while a writer holds the archive; a file that vanished is a problem only if
- * a fresh snapshot still has its segment, and a file the snapshot does not
- * know only if it is still there (retention commits, then deletes files).
+ * (not damage) while a writer holds the archive or once a fresh snapshot has
+ * it (a recorder may have come and gone while verify ran); a file that
+ * vanished is a problem only if a fresh snapshot still has its segment, and a
+ * file the snapshot does not know only if it is still there (retention
+ * commits, then deletes files).
  * Term entries of segments not in `segments` are allowed: retention leaves
  * them until their whole partition goes.
  *
@@ -267,21 +269,6 @@ static int segment_still_indexed(struct verify *v, uint64_t id)
 	int rc = mdb_get(txn, v->a->db_segments, &k, &val);
 	mdb_txn_abort(txn);
 	return rc != MDB_NOTFOUND;
-}
-
-/* 1 if another process holds the archive's write lock. */
-static int writer_active(const struct archive *a)
-{
-	char path[4096];
-	if (a->lock_fd >= 0)
-		return 0; /* we are the writer */
-	snprintf(path, sizeof(path), "%s/LOCK", a->dir);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	int busy = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
-	close(fd);
-	return busy;
 }
 
 /* ---- the segment record and its file ---------------------------------------------------- */
@@ -1101,13 +1088,45 @@ static int empty_file(const char *dir, const struct seg_file *f)
 	return file_stat(dir, f, &st) == 0 && st.st_size == 0;
 }
 
+/*
+ * A file the index does not know: rebuild indexes it, unless it holds not one
+ * readable frame (emptied, or damaged from its start): then only the user can
+ * decide, and the line says so instead of sending them to rebuild again.
+ */
+static void unindexed_file(struct verify *v, const char *dir, const struct seg_file *f)
+{
+	char path[4096 + sizeof(f->name) + 1], why[160];
+	struct seg_scan sc;
+	struct seg_scanned fr;
+	snprintf(path, sizeof(path), "%s/%s", dir, f->name);
+	int frames = 0;
+	struct stat st;
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		problem(v, "%s is not a regular file, so no segment: move it out of segments/",
+		        path);
+		return;
+	}
+	if (archive__scan_open(&sc, path) == 0) {
+		frames = archive__scan_next(&sc, &fr, why, sizeof(why)) == 1;
+		archive__scan_close(&sc);
+	}
+	if (frames)
+		problem(v, "file %s is not in the index (run flowscope index rebuild)", path);
+	else
+		problem(
+		    v,
+		    "file %s is not in the index and holds no readable frame (index rebuild "
+		    "leaves it out): move it out of segments/ once you no longer need its bytes",
+		    path);
+}
+
 static int verify_files(struct verify *v)
 {
 	char dir[4096];
 	struct seg_file *files;
 	size_t n;
 	snprintf(dir, sizeof(dir), "%s/segments", v->a->dir);
-	int r = list_files(v, dir, &files, &n), writer = writer_active(v->a);
+	int r = list_files(v, dir, &files, &n), writer = archive__writer_active(v->a);
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		uint8_t kb[SEG_KEY_LEN];
 		be64_put(kb, files[i].id);
@@ -1128,9 +1147,11 @@ static int verify_files(struct verify *v)
 		else if (!files[i].open &&
 		         archive__dropped_contains(v->a, v->txn, files[i].id) == 1)
 			v->st->dropped_files++; /* the index says it goes: a crash came first */
-		else if ((files[i].id < v->next_segment || !writer) && still_there(dir, &files[i]))
-			problem(v, "file %s/%s is not in the index (run flowscope index rebuild)",
-			        dir, files[i].name);
+		else if (files[i].id >= v->next_segment &&
+		         (writer || segment_still_indexed(v, files[i].id)))
+			continue; /* created after the snapshot (indexed since, or being written) */
+		else if (still_there(dir, &files[i]))
+			unindexed_file(v, dir, &files[i]);
 	}
 	free(files);
 	return r;

@@ -13,10 +13,12 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "tools/cli.h"
 #include "tools/record.h"
@@ -65,6 +67,7 @@ static void usage(FILE *f)
 	    "                        4 x dumpers x --segment-size\n"
 	    "  --max-age DUR         retention: drop segments whose packets are older (30d)\n"
 	    "  --zstd-level N        zstd level, -7..-1 (fast) or 1..19 (default -2)\n"
+	    "  --archive-group GROUP let GROUP read the archive, also while it records\n"
 	    "  --max-flows N         flow table size per analyzer (default 262144)\n"
 	    "  --stats-interval DUR  status line interval, 0 = off (default 5s)\n");
 }
@@ -104,6 +107,23 @@ static int parse_qq_opt(struct record_opts *o, int c, const char *arg)
 	return -1;
 }
 
+/* --archive-group: a group name or number; its members may read the archive while it
+ * records (archive_share), so new files must be group-readable whatever the umask. */
+static int parse_group(struct record_opts *o, const char *arg)
+{
+	uint64_t v;
+	struct group *g = getgrnam(arg);
+	if (g)
+		o->archive_gid = (long)g->gr_gid;
+	else if (cli_parse_uint(arg, 0, UINT32_MAX - 1, &v) == 0)
+		o->archive_gid = (long)v;
+	else
+		return bad("--archive-group", arg, "a group name or number");
+	mode_t m = umask(0);
+	umask(m & ~(mode_t)(S_IRGRP | S_IXGRP));
+	return 0;
+}
+
 static int parse_archive_opt(struct record_opts *o, int c, const char *arg)
 {
 	uint64_t v;
@@ -131,6 +151,8 @@ static int parse_archive_opt(struct record_opts *o, int c, const char *arg)
 			return bad("--zstd-level", arg, "-7..-1 or 1..19");
 		o->zstd_level = arg[0] == '-' ? -(int)v : (int)v;
 		return 0;
+	case 'G':
+		return parse_group(o, arg);
 	case 'c':
 		if (strcmp(arg, "all") == 0 || strcmp(arg, "triggered") == 0) {
 			o->triggered = arg[0] == 't';
@@ -181,6 +203,7 @@ static const struct option longopts[] = {
     {"segment-age", required_argument, NULL, 'g'},
     {"max-disk", required_argument, NULL, 'X'},
     {"max-age", required_argument, NULL, 'Y'},
+    {"archive-group", required_argument, NULL, 'G'},
     {"zstd-level", required_argument, NULL, 'z'},
     {"max-flows", required_argument, NULL, 'f'},
     {"stats-interval", required_argument, NULL, 'i'},
@@ -228,7 +251,8 @@ static int parse_args(int argc, char **argv, struct record_opts *o)
 	                          .rx_queues = 1,
 	                          .qq_high_water = HIGH_WATER_DEFAULT,
 	                          .qq_hold_max_ns = HOLD_MAX_DEFAULT,
-	                          .zstd_level = -2};
+	                          .zstd_level = -2,
+	                          .archive_gid = -1};
 	int r = capture_getopt(argc, argv, CMD, longopts, parse_opt, usage, o);
 	return r ? r : check_args(o);
 }

@@ -52,6 +52,7 @@ struct record_opts {
 	int zstd_level;
 	int triggered;                     /* --capture triggered: archive only triggered flows */
 	int strict_modules;                /* --strict-modules: a Lua module error is fatal */
+	long archive_gid;                  /* --archive-group: readers' group; -1: none */
 	char *modules[RECORD_MAX_MODULES]; /* "NAME[:ARGS]" from --module and --trigger */
 	unsigned nmodules;
 };

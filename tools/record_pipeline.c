@@ -428,6 +428,8 @@ static int archive_setup(struct record_pipeline *pl)
 	struct archive_writer_config wc = {.segment_size = pl->o.segment_size,
 	                                   .segment_age_ns = pl->o.segment_age_ns,
 	                                   .zstd_level = pl->o.zstd_level};
+	if (r == 0 && pl->o.archive_gid >= 0)
+		r = archive_share(pl->arch, (gid_t)pl->o.archive_gid);
 	if (r == 0)
 		r = archive_recover(pl->arch, recover_log, NULL, NULL); /* what a crash left */
 	if (r == 0)
