@@ -36,7 +36,7 @@ struct file_source {
 	char *rbuf; /* the stdio buffer of libpcap's FILE */
 	char *path;
 	int fd;      /* our own descriptor, for the truncated-record read */
-	int classic; /* 1: classic pcap (not pcapng) */
+	int classic; /* 1: classic pcap (not pcapng), also for stdin */
 	int swapped; /* classic: byte order differs from ours */
 	int nano;    /* classic: nanosecond magic */
 };
@@ -163,6 +163,26 @@ static void file_pace(struct file_source *f, struct ingest_sink *k, uint64_t ts)
 	}
 }
 
+/*
+ * The packet's capture time in ns since the epoch: 0, or -ERANGE when a u64
+ * of ns cannot hold it (the caller counts the packet, it is not stored).
+ * A classic pcap's seconds are unsigned 32-bit (to 2106-02-07, as the format
+ * and tshark read them), but libpcap 1.10 hands them over sign-extended: from
+ * 2038-01-19T03:14:08Z on they come out negative, so only their low 32 bits
+ * count.  A pcapng time is 64-bit and libpcap adds the interface's signed
+ * if_tsoffset: it can be before 1970 or after 2554-07-21.
+ */
+static int file_time(const struct file_source *f, const struct pcap_pkthdr *h, uint64_t *ts)
+{
+	uint64_t ns = (uint64_t)h->ts.tv_usec; /* opened with nanosecond precision */
+	uint64_t sec = f->classic ? (uint32_t)h->ts.tv_sec : (uint64_t)h->ts.tv_sec;
+	if ((!f->classic && h->ts.tv_sec < 0) || ns >= 1000000000u ||
+	    sec > (UINT64_MAX - ns) / 1000000000u)
+		return -ERANGE;
+	*ts = sec * 1000000000u + ns;
+	return 0;
+}
+
 static int file_run(struct ingest_source *s, struct ingest_sink *k, char *errbuf)
 {
 	struct file_source *f = (struct file_source *)s;
@@ -176,8 +196,11 @@ static int file_run(struct ingest_source *s, struct ingest_sink *k, char *errbuf
 			return 0; /* end of file */
 		if (r != 1)
 			return file_error(f, k, errbuf);
-		/* opened with nanosecond precision: tv_usec holds nanoseconds */
-		uint64_t ts = (uint64_t)h->ts.tv_sec * 1000000000u + (uint64_t)h->ts.tv_usec;
+		uint64_t ts;
+		if (file_time(f, h, &ts) != 0) {
+			ingest__count_add(&s->q[0].dropped_time, 1);
+			continue;
+		}
 		if (f->speed > 0)
 			file_pace(f, k, ts);
 		/* libpcap reads the next record into the same buffer: burst mode copies */
@@ -289,6 +312,7 @@ int ingest_file_open(const char *path, uint16_t port, struct ingest_source **out
 		return INGEST_E_FORMAT;
 	}
 	file_sniff(f);
+	f->classic = pcap_major_version(f->pcap) == 2; /* also for stdin; pcapng says 1 */
 	f->base.info.name = strcmp(f->path, "-") == 0 ? "stdin" : f->path;
 	f->base.info.kind = "file";
 	f->base.info.linktype = ingest__pcap_linktype(f->pcap);

@@ -90,6 +90,8 @@ struct ingest_stats {
 	uint64_t truncated_records; /* file: a record cut by the end of the file */
 	uint64_t dropped_qq;        /* refused by the QQ (it was stopped) */
 	uint64_t dropped_oversize;  /* larger than a QQ chunk can hold */
+	uint64_t dropped_time;      /* file: a time ns since the epoch in a u64 cannot hold
+	                               (before 1970 or after 2554-07-21T23:34:33Z) */
 	uint64_t dropped_kernel;    /* afpacket: tp_drops; live: libpcap ps_drop */
 	uint64_t dropped_iface;     /* live: libpcap ps_ifdrop */
 	uint64_t imissed;           /* dpdk: no RX descriptor (port level) */

@@ -30,7 +30,7 @@ struct ingest_ops {
 /* One queue's counters (the fields of struct ingest_stats), on its own cache line. */
 struct ingest_counters {
 	_Atomic uint64_t packets, bytes, wire_bytes;
-	_Atomic uint64_t truncated_records, dropped_qq, dropped_oversize;
+	_Atomic uint64_t truncated_records, dropped_qq, dropped_oversize, dropped_time;
 	_Atomic uint64_t dropped_kernel, dropped_iface;
 	_Atomic uint64_t imissed, ierrors, rx_nombuf;
 	_Atomic uint64_t first_ns, last_ns;

@@ -98,6 +98,7 @@ static void counters_add(const struct ingest_counters *c, struct ingest_stats *o
 	o->truncated_records += ld(&c->truncated_records);
 	o->dropped_qq += ld(&c->dropped_qq);
 	o->dropped_oversize += ld(&c->dropped_oversize);
+	o->dropped_time += ld(&c->dropped_time);
 	o->dropped_kernel += ld(&c->dropped_kernel);
 	o->dropped_iface += ld(&c->dropped_iface);
 	o->imissed += ld(&c->imissed);
@@ -125,8 +126,8 @@ void ingest_source_stats(const struct ingest_source *s, int queue, struct ingest
 
 uint64_t ingest_stats_drops(const struct ingest_stats *st)
 {
-	return st->dropped_qq + st->dropped_oversize + st->dropped_kernel + st->dropped_iface +
-	       st->imissed + st->ierrors + st->rx_nombuf;
+	return st->dropped_qq + st->dropped_oversize + st->dropped_time + st->dropped_kernel +
+	       st->dropped_iface + st->imissed + st->ierrors + st->rx_nombuf;
 }
 
 void ingest_source_close(struct ingest_source *s)

@@ -89,6 +89,7 @@ struct record_dumper {
 	struct archive_rule_view *view; /* triggers: which flows to archive */
 	uint64_t selected, skipped;     /* packets of triggered flows; others (triggered mode) */
 	uint64_t oversize;              /* archive.writer.dropped_oversize */
+	uint64_t untimed;               /* archive.writer.dropped_time: after ARCHIVE_MAX_TS_NS */
 	int rc;
 	char err[512];
 	/* published for the housekeeping thread */

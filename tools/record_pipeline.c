@@ -127,6 +127,10 @@ static int dump_chunk(struct record_dumper *d, struct qq_chunk *c)
 			d->oversize++;
 			continue;
 		}
+		if (r == ARCHIVE_E_TIME) {
+			d->untimed++;
+			continue;
+		}
 		if (r)
 			return r;
 	}
