@@ -367,7 +367,8 @@ int ingest_file_open(const char *path, uint16_t port, struct ingest_source **out
 	f->base.info.kind = "file";
 	f->base.info.linktype = ingest__pcap_linktype(f->pcap);
 	f->base.info.snaplen = (uint32_t)pcap_snapshot(f->pcap);
-	if (f->links && f->base.links[0].snaplen) /* libpcap was told "no limit" */
+	/* libpcap was told "no limit": its snaplen for the link type, unless the IDB had one */
+	if (f->links && f->base.links[0].snaplen && f->base.links[0].snaplen != 262144u)
 		f->base.info.snaplen = f->base.links[0].snaplen;
 
 	f->base.info.queues = 1;

@@ -49,7 +49,7 @@
 #define BT_EPB 6u
 #define BOM 0x1A2B3C4Du
 #define HDR 16u          /* bytes of a block the walk reads */
-#define MAX_SNAP 262144u /* libpcap's snaplen for "no limit" (0) */
+#define MAX_SNAP 262144u /* libpcap's snaplen for "no limit" (0), most link types */
 #define MAX_IFACES 65536u
 
 struct ingest__nglinks {
@@ -118,8 +118,8 @@ struct ingest__ngpkt ingest__nglinks_next(struct ingest__nglinks *w)
 /* The link number of a link type and snaplen pair, added when new; -1 when full. */
 static int link_of(struct ingest__nglinks *w, int linktype, uint32_t snaplen)
 {
-	if (snaplen == 0 || snaplen > MAX_SNAP)
-		snaplen = MAX_SNAP; /* as libpcap adjusts it */
+	if (snaplen == 0 || snaplen > INT32_MAX)
+		snaplen = MAX_SNAP; /* as libpcap 1.10 adjusts it (for most link types) */
 	for (unsigned i = 0; i < w->nlinks; i++)
 		if (w->s->links[i].linktype == linktype && w->s->links[i].snaplen == snaplen)
 			return (int)i;
