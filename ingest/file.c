@@ -314,8 +314,9 @@ static pcap_t *open_pcap(struct file_source *f, const char *path, char *perr)
 		snprintf(perr, PCAP_ERRBUF_SIZE, "%s", strerror(errno));
 		return NULL;
 	}
-	/* pcapng (and stdin, which may be pcapng) through the links walk */
-	if (f->pcapng || fp == stdin) {
+	/* pcapng through the links walk, and what could not be sniffed (stdin, a pipe):
+	 * the walk lets anything else through */
+	if (f->pcapng || f->fd < 0) {
 		FILE *w = ingest__nglinks_open(fp, &f->base, &f->links);
 		if (!w) {
 			snprintf(perr, PCAP_ERRBUF_SIZE, "%s", strerror(errno));

@@ -203,6 +203,12 @@ done
 cat "$TMP/mi.pcapng" | fs record --read - --archive "$TMP/a.stdin" --stats-interval 0 2>"$TMP/rec.err" && pass ||
     fail "mi.pcapng on stdin: $(grep -a damaged "$TMP/rec.err")"
 check_links "$TMP/mi.pcapng" "$TMP/a.stdin"
+mkfifo "$TMP/fifo"
+cat "$TMP/mi.pcapng" >"$TMP/fifo" &
+fs record --read "$TMP/fifo" --archive "$TMP/a.fifo" --stats-interval 0 2>"$TMP/rec.err" && pass ||
+    fail "mi.pcapng through a named pipe: $(grep -a damaged "$TMP/rec.err")"
+wait
+check_links "$TMP/mi.pcapng" "$TMP/a.fifo"
 # damaged input: the run line says so
 head -c 100000 "$TMP/m.pcapng" >"$TMP/cut.pcapng"
 record_ok "cut pcapng" "$TMP/cut.pcapng" "$TMP/a.cut" 3
