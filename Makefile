@@ -84,7 +84,10 @@ test-fuzz: deps
 	    archive/archive.c flowtrack/flowkey.c flowtrack/parse.c flowtrack/table.c \
 	    $$(pkg-config --cflags --libs lmdb libpcap) \
 	    -o $(FUZZ_BUILD)/fuzz_plan
-	@for f in fuzz_parse fuzz_plan; do \
+	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_pcapng.c ingest/file.c ingest/pcapng_links.c \
+	    ingest/source.c qq/qq.c $$(pkg-config --cflags --libs libpcap) -lpthread \
+	    -o $(FUZZ_BUILD)/fuzz_pcapng
+	@for f in fuzz_parse fuzz_plan fuzz_pcapng; do \
 	    (cd $(FUZZ_BUILD) && ./$$f -max_total_time=$(FUZZ_SECONDS) -seed=1 -print_final_stats=1 \
 	        2>$$f.log) || { tail -30 $(FUZZ_BUILD)/$$f.log; exit 1; }; \
 	    echo "test-fuzz: $$f: $$(grep -o 'stat::number_of_executed_units: [0-9]*' $(FUZZ_BUILD)/$$f.log | grep -o '[0-9]*$$') inputs, no crash"; \

@@ -104,6 +104,8 @@ const char *archive_strerror(int err)
 		return "not found in the archive";
 	case ARCHIVE_E_TOOBIG:
 		return "packet larger than the archive accepts";
+	case ARCHIVE_E_TIME:
+		return "packet time after 2106-02-07T06:28:15Z, the last a pcap record holds";
 	default:
 		if (err < 0 && err > -4096)
 			return strerror(-err);

@@ -60,6 +60,7 @@ extern "C" {
 #define ARCHIVE_E_CORRUPT (ARCHIVE_E_BASE - 6)  /* segment or index content is invalid */
 #define ARCHIVE_E_NOTFOUND (ARCHIVE_E_BASE - 7) /* no such segment/frame/entry */
 #define ARCHIVE_E_TOOBIG (ARCHIVE_E_BASE - 8)   /* record larger than the format allows */
+#define ARCHIVE_E_TIME (ARCHIVE_E_BASE - 9)     /* packet time after ARCHIVE_MAX_TS_NS */
 #define ARCHIVE_E_LAST (ARCHIVE_E_BASE - 99)
 
 const char *archive_strerror(int err);
@@ -69,6 +70,8 @@ const char *archive_errmsg(void);
 
 #define ARCHIVE_FORMAT_VERSION 2
 #define ARCHIVE_MAX_CAPLEN (256u << 10) /* largest record accepted (bytes) */
+/* The last time a pcap record holds (u32 seconds): 2106-02-07T06:28:15.999999999Z. */
+#define ARCHIVE_MAX_TS_NS (4294967296ull * 1000000000ull - 1)
 
 /* ---- opening ----------------------------------------------------------------- */
 
@@ -148,7 +151,8 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
 /*
  * Appends one packet.  A segment holds one link type and snaplen; a packet
  * with another one closes the current segment first.  Returns 0, or
- * ARCHIVE_E_TOOBIG (caplen > ARCHIVE_MAX_CAPLEN or > snaplen), or an I/O,
+ * ARCHIVE_E_TOOBIG (caplen > ARCHIVE_MAX_CAPLEN or > snaplen), ARCHIVE_E_TIME
+ * (ts_ns > ARCHIVE_MAX_TS_NS: not stored, the caller counts it), or an I/O,
  * zstd or LMDB error (the archive stays valid up to the last commit).
  *
  * A full disk is not an error.  Before each frame the writer looks at the

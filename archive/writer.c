@@ -995,6 +995,9 @@ int archive_writer_add_tagged(struct archive_writer *w, int linktype, uint32_t s
 	if (caplen > ARCHIVE_MAX_CAPLEN || caplen > snaplen)
 		return archive__fail(ARCHIVE_E_TOOBIG, "packet of %u bytes exceeds snaplen %u",
 		                     caplen, snaplen);
+	if (ts_ns > ARCHIVE_MAX_TS_NS) /* a record's seconds are u32: it would wrap */
+		return archive__fail(ARCHIVE_E_TIME, "packet time %llu ns is after %llu",
+		                     (unsigned long long)ts_ns, ARCHIVE_MAX_TS_NS);
 	if (still_full(w)) {
 		w->st.unstored_packets++;
 		w->st.unstored_bytes += wirelen;

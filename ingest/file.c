@@ -35,10 +35,12 @@ struct file_source {
 	pcap_t *pcap;
 	char *rbuf; /* the stdio buffer of libpcap's FILE */
 	char *path;
-	int fd;      /* our own descriptor, for the truncated-record read */
-	int classic; /* 1: classic pcap (not pcapng) */
-	int swapped; /* classic: byte order differs from ours */
-	int nano;    /* classic: nanosecond magic */
+	int fd;                        /* our own descriptor, for the truncated-record read */
+	int classic;                   /* 1: classic pcap (not pcapng), also for stdin */
+	int swapped;                   /* classic: byte order differs from ours */
+	int nano;                      /* classic: nanosecond magic */
+	int pcapng;                    /* the magic says pcapng (regular files only) */
+	struct ingest__nglinks *links; /* the walk libpcap reads pcapng through, else NULL */
 };
 
 static uint32_t rd32(const uint8_t *p, int swapped)
@@ -71,6 +73,9 @@ static void file_sniff(struct file_source *f)
 		f->classic = 1;
 		f->swapped = 1;
 		f->nano = 1;
+		break;
+	case 0x0A0D0D0A: /* a section header block */
+		f->pcapng = 1;
 		break;
 	default:
 		break;
@@ -164,6 +169,53 @@ static void file_pace(struct file_source *f, struct ingest_sink *k, uint64_t ts)
 	}
 }
 
+/*
+ * The packet's capture time in ns since the epoch: 0, or -ERANGE when a u64
+ * of ns cannot hold it (the caller counts the packet, it is not stored).
+ * A classic pcap's seconds are unsigned 32-bit (to 2106-02-07, as the format
+ * and tshark read them), but libpcap 1.10 hands them over sign-extended: from
+ * 2038-01-19T03:14:08Z on they come out negative, so only their low 32 bits
+ * count.  A pcapng time is 64-bit and libpcap adds the interface's signed
+ * if_tsoffset: it can be before 1970 or after 2554-07-21.
+ */
+static int file_time(const struct file_source *f, const struct pcap_pkthdr *h, uint64_t *ts)
+{
+	uint64_t ns = (uint64_t)h->ts.tv_usec; /* opened with nanosecond precision */
+	uint64_t sec = f->classic ? (uint32_t)h->ts.tv_sec : (uint64_t)h->ts.tv_sec;
+	if ((!f->classic && h->ts.tv_sec < 0) || ns >= 1000000000u ||
+	    sec > (UINT64_MAX - ns) / 1000000000u)
+		return -ERANGE;
+	*ts = sec * 1000000000u + ns;
+	return 0;
+}
+
+/*
+ * A pcapng packet's link (its interface's link type and snaplen): the
+ * packets stored next are of it.  libpcap was told "no limit" for every
+ * interface's snaplen, so the check it would make is made here.
+ */
+static int file_link(struct file_source *f, struct ingest_sink *k, struct pcap_pkthdr *h,
+                     char *errbuf)
+{
+	struct ingest__ngpkt e = ingest__nglinks_next(f->links);
+	unsigned link = e.link;
+	struct ingest_link l = f->base.links[link];
+	if (e.wirelen)
+		h->len = e.wirelen; /* an SPB handed over cut to its snaplen */
+	if (h->caplen > l.snaplen) {
+		long pos = ftell(pcap_file(f->pcap));
+		snprintf(errbuf, INGEST_ERRBUF_SIZE,
+		         "%s: damaged near byte %ld after %" PRIu64
+		         " packets: invalid packet capture "
+		         "length %u, bigger than snaplen of %u",
+		         f->base.info.name, pos, atomic_load(&f->base.q[0].packets), h->caplen,
+		         l.snaplen);
+		return -1;
+	}
+	ingest__sink_set_link(k, (uint8_t)link);
+	return 0;
+}
+
 static int file_run(struct ingest_source *s, struct ingest_sink *k, char *errbuf)
 {
 	struct file_source *f = (struct file_source *)s;
@@ -177,8 +229,13 @@ static int file_run(struct ingest_source *s, struct ingest_sink *k, char *errbuf
 			return 0; /* end of file */
 		if (r != 1)
 			return file_error(f, k, errbuf);
-		/* opened with nanosecond precision: tv_usec holds nanoseconds */
-		uint64_t ts = (uint64_t)h->ts.tv_sec * 1000000000u + (uint64_t)h->ts.tv_usec;
+		if (f->links && file_link(f, k, h, errbuf) != 0)
+			return INGEST_E_DAMAGED;
+		uint64_t ts;
+		if (file_time(f, h, &ts) != 0) {
+			ingest__count_add(&s->q[0].dropped_time, 1);
+			continue;
+		}
 		if (f->speed > 0)
 			file_pace(f, k, ts);
 		/* libpcap reads the next record into the same buffer: burst mode copies */
@@ -258,12 +315,26 @@ static pcap_t *open_pcap(struct file_source *f, const char *path, char *perr)
 		snprintf(perr, PCAP_ERRBUF_SIZE, "%s", strerror(errno));
 		return NULL;
 	}
+	/* pcapng through the links walk, and what could not be sniffed (stdin, a pipe):
+	 * the walk lets anything else through */
+	if (f->pcapng || f->fd < 0) {
+		FILE *w = ingest__nglinks_open(fp, &f->base, &f->links);
+		if (!w) {
+			snprintf(perr, PCAP_ERRBUF_SIZE, "%s", strerror(errno));
+			if (fp != stdin)
+				fclose(fp);
+			return NULL;
+		}
+		fp = w; /* closing it closes the file, not stdin */
+	}
 	if (fp != stdin &&
 	    (f->rbuf = malloc(READ_BUF)) != NULL) /* pcap_close() leaves stdin open */
 		setvbuf(fp, f->rbuf, _IOFBF, READ_BUF);
 	pcap_t *p = pcap_fopen_offline_with_tstamp_precision(fp, PCAP_TSTAMP_PRECISION_NANO, perr);
 	if (!p && fp != stdin)
 		fclose(fp); /* as pcap_open_offline() does */
+	if (!p)
+		f->links = NULL; /* went with fp */
 	return p;
 }
 
@@ -282,6 +353,7 @@ int ingest_file_open(const char *path, uint16_t port, struct ingest_source **out
 		return r;
 	}
 	char perr[PCAP_ERRBUF_SIZE];
+	file_sniff(f);
 	f->pcap = open_pcap(f, path, perr);
 	if (!f->pcap) {
 		snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: not a capture file libpcap can read (%s)",
@@ -289,11 +361,18 @@ int ingest_file_open(const char *path, uint16_t port, struct ingest_source **out
 		file_close(&f->base);
 		return INGEST_E_FORMAT;
 	}
-	file_sniff(f);
+	f->classic = pcap_major_version(f->pcap) == 2; /* also for stdin; pcapng says 1 */
+	if (f->classic)
+		f->links =
+		    NULL; /* stdin: the walk let a classic pcap through, its stream frees it */
 	f->base.info.name = strcmp(f->path, "-") == 0 ? "stdin" : f->path;
 	f->base.info.kind = "file";
 	f->base.info.linktype = ingest__pcap_linktype(f->pcap);
 	f->base.info.snaplen = (uint32_t)pcap_snapshot(f->pcap);
+	/* libpcap was told "no limit": its snaplen for the link type, unless the IDB had one */
+	if (f->links && f->base.links[0].snaplen && f->base.links[0].snaplen != 262144u)
+		f->base.info.snaplen = f->base.links[0].snaplen;
+
 	f->base.info.queues = 1;
 	f->base.info.port = port;
 	*out = &f->base;

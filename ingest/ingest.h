@@ -90,6 +90,8 @@ struct ingest_stats {
 	uint64_t truncated_records; /* file: a record cut by the end of the file */
 	uint64_t dropped_qq;        /* refused by the QQ (it was stopped) */
 	uint64_t dropped_oversize;  /* larger than a QQ chunk can hold */
+	uint64_t dropped_time;      /* file: a time ns since the epoch in a u64 cannot hold
+	                               (before 1970 or after 2554-07-21T23:34:33Z) */
 	uint64_t dropped_kernel;    /* afpacket: tp_drops; live: libpcap ps_drop */
 	uint64_t dropped_iface;     /* live: libpcap ps_ifdrop */
 	uint64_t imissed;           /* dpdk: no RX descriptor (port level) */
@@ -147,6 +149,27 @@ int ingest_live_open(const char *ifname, uint16_t port, struct ingest_source **o
 void ingest_source_info(const struct ingest_source *s, struct ingest_source_info *out);
 
 /*
+ * Links: a source's packets may come with several link types (a pcapng file
+ * whose interfaces differ, as mergecap writes it).  Each packet carries the
+ * number of its link (qq_record.link; a burst's linktype is its link's):
+ * link 0 is info.linktype and info.snaplen, a file source adds the others
+ * (up to INGEST_MAX_LINKS distinct link type and snaplen pairs) as it reads.
+ */
+#define INGEST_MAX_LINKS 256
+
+struct ingest_link {
+	int linktype;     /* LINKTYPE_ value */
+	uint32_t snaplen; /* no captured length exceeds it */
+};
+
+/*
+ * Link `link` of the source.  Any thread, for a link number a packet it got
+ * carries: the source writes the entry before it stores the first packet of
+ * that link, and the QQ's publication (or the burst call) orders the two.
+ */
+struct ingest_link ingest_source_link(const struct ingest_source *s, unsigned link);
+
+/*
  * Receives packets on `queue` into producer p until the source ends or
  * ingest_source_stop() is called.  Publishes partly filled chunks when the
  * source is idle (qq_producer_flush).  Returns 0 at the end of the input or
@@ -174,7 +197,7 @@ struct ingest_pkt {
  */
 struct ingest_burst {
 	unsigned queue;
-	int linktype; /* LINKTYPE_ value of every packet, as ingest_source_info() says */
+	int linktype; /* LINKTYPE_ value of every packet (its link's: ingest_source_link) */
 	unsigned n;   /* 0..INGEST_BURST_MAX */
 	const struct ingest_pkt *pkt;
 };

@@ -13,6 +13,7 @@
 #define FLOWSCOPE_INGEST_PVT_H
 
 #include <pcap/pcap.h>
+#include <stdio.h>
 #include <stdatomic.h>
 
 #include "ingest/ingest.h"
@@ -30,7 +31,7 @@ struct ingest_ops {
 /* One queue's counters (the fields of struct ingest_stats), on its own cache line. */
 struct ingest_counters {
 	_Atomic uint64_t packets, bytes, wire_bytes;
-	_Atomic uint64_t truncated_records, dropped_qq, dropped_oversize;
+	_Atomic uint64_t truncated_records, dropped_qq, dropped_oversize, dropped_time;
 	_Atomic uint64_t dropped_kernel, dropped_iface;
 	_Atomic uint64_t imissed, ierrors, rx_nombuf;
 	_Atomic uint64_t first_ns, last_ns;
@@ -42,6 +43,9 @@ struct ingest_source {
 	atomic_int stop; /* set by ingest_source_stop(), polled by run */
 	struct ingest_counters q[INGEST_MAX_QUEUES]; /* per queue */
 	struct ingest_counters dev;                  /* device level (DPDK port counters) */
+	/* links 1.. (0 is info's): written by the one queue's run thread before the
+	 * first packet of the link is stored, read by consumers of such packets */
+	struct ingest_link links[INGEST_MAX_LINKS];
 };
 
 static inline void ingest__count_add(_Atomic uint64_t *c, uint64_t v)
@@ -85,6 +89,7 @@ struct ingest_sink {
 	uint8_t *stage; /* INGEST_STAGE_BYTES for INGEST_COPY and INGEST_STAGED packets */
 	size_t stage_used;
 	uint64_t idle_ns; /* last idle call of fn (monotonic) */
+	uint8_t link;     /* link of the packets stored next (ingest__sink_set_link) */
 };
 
 #define INGEST_STAGE_BYTES (128u << 10)
@@ -118,6 +123,13 @@ int ingest__store(struct ingest_sink *k, uint64_t ts_ns, uint32_t caplen, uint32
 int ingest__store_vlan(struct ingest_sink *k, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
                        const uint8_t *data, uint16_t tpid, uint16_t tci);
 
+/*
+ * The packets stored next are of link `link` (s->links[link] written):
+ * stamped on QQ records; burst mode hands the pending burst over first, as
+ * a burst has one link type.
+ */
+void ingest__sink_set_link(struct ingest_sink *k, uint8_t link);
+
 /* Burst mode: hands the pending packets over.  QQ mode: nothing. */
 void ingest__sink_deliver(struct ingest_sink *k);
 
@@ -131,6 +143,23 @@ void ingest__sink_flush(struct ingest_sink *k, uint64_t now_ns);
  * INGEST_IDLE_EVERY_NS.
  */
 void ingest__sink_idle(struct ingest_sink *k, uint64_t now_ns);
+
+/*
+ * pcapng input for libpcap when its interfaces differ in link type or snaplen
+ * (pcapng_links.c): wraps `in`, read from its start, in a stream to hand
+ * libpcap instead; it notes each interface's link in s->links and each packet
+ * block's link in a FIFO.  Closing the stream closes `in` (not stdin) and
+ * frees the walk.  NULL (errno) on failure.
+ */
+struct ingest__nglinks;
+FILE *ingest__nglinks_open(FILE *in, struct ingest_source *s, struct ingest__nglinks **out);
+
+/* What the walk saw of the next packet libpcap returns ({0, 0} when unknown). */
+struct ingest__ngpkt {
+	uint32_t wirelen; /* an SPB's original length when libpcap was given less; else 0 */
+	uint8_t link;
+};
+struct ingest__ngpkt ingest__nglinks_next(struct ingest__nglinks *w);
 
 /* The LINKTYPE_ value a pcap file would store for a pcap_t (see ingest.h). */
 int ingest__pcap_linktype(pcap_t *p);

@@ -38,6 +38,13 @@ void ingest_source_info(const struct ingest_source *s, struct ingest_source_info
 	*out = s->info;
 }
 
+struct ingest_link ingest_source_link(const struct ingest_source *s, unsigned link)
+{
+	if (link == 0 || link >= INGEST_MAX_LINKS)
+		return (struct ingest_link){s->info.linktype, s->info.snaplen};
+	return s->links[link];
+}
+
 static int queue_check(const struct ingest_source *s, unsigned queue, char *errbuf)
 {
 	errbuf[0] = '\0';
@@ -98,6 +105,7 @@ static void counters_add(const struct ingest_counters *c, struct ingest_stats *o
 	o->truncated_records += ld(&c->truncated_records);
 	o->dropped_qq += ld(&c->dropped_qq);
 	o->dropped_oversize += ld(&c->dropped_oversize);
+	o->dropped_time += ld(&c->dropped_time);
 	o->dropped_kernel += ld(&c->dropped_kernel);
 	o->dropped_iface += ld(&c->dropped_iface);
 	o->imissed += ld(&c->imissed);
@@ -125,8 +133,8 @@ void ingest_source_stats(const struct ingest_source *s, int queue, struct ingest
 
 uint64_t ingest_stats_drops(const struct ingest_stats *st)
 {
-	return st->dropped_qq + st->dropped_oversize + st->dropped_kernel + st->dropped_iface +
-	       st->imissed + st->ierrors + st->rx_nombuf;
+	return st->dropped_qq + st->dropped_oversize + st->dropped_time + st->dropped_kernel +
+	       st->dropped_iface + st->imissed + st->ierrors + st->rx_nombuf;
 }
 
 void ingest_source_close(struct ingest_source *s)
@@ -139,11 +147,23 @@ void ingest__sink_deliver(struct ingest_sink *k)
 {
 	if (!k->n)
 		return;
-	struct ingest_burst b = {
-	    .queue = k->queue, .linktype = k->s->info.linktype, .n = k->n, .pkt = k->pkt};
+	struct ingest_burst b = {.queue = k->queue,
+	                         .linktype = ingest_source_link(k->s, k->link).linktype,
+	                         .n = k->n,
+	                         .pkt = k->pkt};
 	k->fn(k->arg, &b);
 	k->n = 0;
 	k->stage_used = 0;
+}
+
+void ingest__sink_set_link(struct ingest_sink *k, uint8_t link)
+{
+	if (link == k->link)
+		return;
+	ingest__sink_deliver(k);
+	k->link = link;
+	if (k->qq)
+		qq_producer_set_link(k->qq, link);
 }
 
 void ingest__sink_flush(struct ingest_sink *k, uint64_t now_ns)
@@ -161,7 +181,8 @@ void ingest__sink_idle(struct ingest_sink *k, uint64_t now_ns)
 	} else if (k->n) {
 		ingest__sink_deliver(k);
 	} else if (now_ns - k->idle_ns >= INGEST_IDLE_EVERY_NS) {
-		struct ingest_burst b = {.queue = k->queue, .linktype = k->s->info.linktype};
+		struct ingest_burst b = {.queue = k->queue,
+		                         .linktype = ingest_source_link(k->s, k->link).linktype};
 		k->idle_ns = now_ns;
 		k->fn(k->arg, &b);
 	}

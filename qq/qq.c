@@ -76,6 +76,7 @@ struct qq_producer {
 	struct qq_chunk *cur;   /* owned chunk or NULL (taken lazily) */
 	uint64_t dropped;       /* drops not yet folded into q->totals */
 	uint64_t busy_until_ns; /* overwrite mode: ring found busy, retry after this */
+	uint8_t link;           /* stamped on each record: qq_producer_set_link() */
 };
 
 struct qq {
@@ -558,7 +559,8 @@ int qq_producer_append(struct qq_producer *p, uint64_t ts_ns, uint32_t caplen, u
 	rec->caplen = caplen;
 	rec->wirelen = wirelen;
 	rec->port = port;
-	rec->queue = queue;
+	rec->queue = (uint8_t)queue;
+	rec->link = p->link;
 	rec->flow_hash = 0;
 	memcpy(rec->data, data, caplen);
 	*offset_slot(c, c->count) = c->used;
@@ -570,6 +572,11 @@ int qq_producer_append(struct qq_producer *p, uint64_t ts_ns, uint32_t caplen, u
 	if (ts_ns > c->max_ns)
 		c->max_ns = ts_ns;
 	return 0;
+}
+
+void qq_producer_set_link(struct qq_producer *p, uint8_t link)
+{
+	p->link = link;
 }
 
 void qq_producer_flush(struct qq_producer *p, uint64_t now_ns)

@@ -77,11 +77,12 @@ const char *qq_strerror(int err);
  * chunk to annotate (dumpers read it later); producers set it to 0.
  */
 struct qq_record {
-	uint64_t ts_ns;     /* capture time, ns since the Unix epoch */
-	uint32_t caplen;    /* bytes stored in data[] */
-	uint32_t wirelen;   /* length on the wire */
-	uint16_t port;      /* ingest source (port) number */
-	uint16_t queue;     /* RX queue within that source */
+	uint64_t ts_ns;   /* capture time, ns since the Unix epoch */
+	uint32_t caplen;  /* bytes stored in data[] */
+	uint32_t wirelen; /* length on the wire */
+	uint16_t port;    /* ingest source (port) number */
+	uint8_t queue;    /* RX queue within that source */
+	uint8_t link; /* the source's link (link type, snaplen) number: see qq_producer_set_link */
 	uint32_t flow_hash; /* analyzer annotation */
 	uint8_t data[];
 };
@@ -169,6 +170,13 @@ int qq_producer_open(struct qq *q, unsigned id, struct qq_producer **out);
  */
 int qq_producer_append(struct qq_producer *p, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
                        uint16_t port, uint16_t queue, const void *data);
+
+/*
+ * The link number the producer's next records carry (qq_record.link; 0 at
+ * open): a source whose packets come with several link types (a pcapng file
+ * with interfaces of several) says which one each has.  Producer's thread.
+ */
+void qq_producer_set_link(struct qq_producer *p, uint8_t link);
 
 /*
  * Publishes the producer's chunk if it holds records older than flush_ns at

@@ -375,7 +375,7 @@ static void drop_reasons(FILE *f, const struct ingest_stats *st)
 	} r[] = {{"kernel", st->dropped_kernel}, {"iface", st->dropped_iface},
 	         {"imissed", st->imissed},       {"ierrors", st->ierrors},
 	         {"nombuf", st->rx_nombuf},      {"oversize", st->dropped_oversize},
-	         {"qq-stopped", st->dropped_qq}};
+	         {"time", st->dropped_time},     {"qq-stopped", st->dropped_qq}};
 	const char *sep = " (";
 	for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++)
 		if (r[i].v) {

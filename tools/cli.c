@@ -208,7 +208,7 @@ static int parse_rfc3339(const char *s, uint64_t *out)
 	    (p++, digits(&p, 2, &h)) || *p++ != ':' || digits(&p, 2, &mi) || *p++ != ':' ||
 	    digits(&p, 2, &sec))
 		return -EINVAL;
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970)
+	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
 		return -EINVAL;
 	uint64_t frac = 0;
 	if (*p == '.') {
@@ -235,8 +235,9 @@ static int parse_rfc3339(const char *s, uint64_t *out)
 	if (tm.tm_mday != d) /* timegm normalised an impossible date such as 02-30 */
 		return -EINVAL;
 	long long secs = (long long)t - zone;
-	if (secs < 0)
-		return -EINVAL;
+	/* ns since 1970 in a u64: to 2554-07-21T23:34:33.709551615Z, no wrapping */
+	if (secs < 0 || (uint64_t)secs > (UINT64_MAX - frac) / 1000000000u)
+		return -ERANGE;
 	*out = (uint64_t)secs * 1000000000u + frac;
 	return 0;
 }
@@ -265,9 +266,25 @@ int cli_parse_time(const char *s, uint64_t now_ns, uint64_t *out)
 	if (strchr(s, '-') && strchr(s, ':'))
 		return parse_rfc3339(s, out);
 	const char *end;
-	if (parse_scaled(s, 1000000000ull, out, &end) || *end)
-		return -EINVAL;
-	return 0;
+	if (parse_scaled(s, 1000000000ull, out, &end) == 0)
+		return *end ? -EINVAL : 0;
+	for (end = s; isdigit((unsigned char)*end) || *end == '.'; end++)
+		;
+	return *end ? -EINVAL : -ERANGE; /* a number, too large */
+}
+
+void cli_time_error(const char *cmd, const char *opt, const char *arg, int err)
+{
+	if (err == -ERANGE)
+		cli_error(cmd,
+		          "%s '%s': out of range: times run from 1970-01-01T00:00:00Z to "
+		          "2554-07-21T23:34:33.709551615Z (ns since 1970 in 64 bits)",
+		          opt, arg);
+	else
+		cli_error(cmd,
+		          "%s '%s': not a time (use RFC 3339 such as 2026-11-27T14:02:00Z, epoch "
+		          "seconds, 'now' or '15m ago')",
+		          opt, arg);
 }
 
 char *cli_format_time(uint64_t ns, char *buf, size_t len)

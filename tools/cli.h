@@ -46,9 +46,13 @@ int cli_parse_duration(const char *s, uint64_t *out);
  *   RFC 3339 with zone ("2026-11-27T14:02:00Z", "...+01:00", fraction allowed),
  *   epoch seconds with optional fraction ("1795000000.25"),
  *   "now", or "<duration> ago" ("15m ago", "2h ago", "1d ago").
- * now_ns is the reference for relative forms.  0 or -EINVAL.
+ * now_ns is the reference for relative forms.  0, -EINVAL (not a time), or
+ * -ERANGE (before 1970 or after 2554-07-21T23:34:33.709551615Z: ns in a u64).
  */
 int cli_parse_time(const char *s, uint64_t now_ns, uint64_t *out);
+
+/* The one-line usage error for option opt's value arg, err from cli_parse_time(). */
+void cli_time_error(const char *cmd, const char *opt, const char *arg, int err);
 
 /* Parses a non-negative integer in [min, max].  0 or -EINVAL. */
 int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);

@@ -240,7 +240,7 @@ static int parse_args(int argc, char **argv, struct flows_args *fa)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	int c;
+	int c, r;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		uint64_t *tm = c == 'f' ? &fa->from_ns : &fa->to_ns;
@@ -250,9 +250,8 @@ static int parse_args(int argc, char **argv, struct flows_args *fa)
 			break;
 		case 'f':
 		case 't':
-			if (cli_parse_time(optarg, cli_now_ns(), tm) != 0) {
-				cli_error(CMD, "%s '%s': not a time", c == 'f' ? "--from" : "--to",
-				          optarg);
+			if ((r = cli_parse_time(optarg, cli_now_ns(), tm)) != 0) {
+				cli_time_error(CMD, c == 'f' ? "--from" : "--to", optarg, r);
 				return EXIT_USAGE;
 			}
 			break;

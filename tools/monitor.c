@@ -286,6 +286,15 @@ static void report(struct monitor *m, double secs, const char *ended)
 }
 
 /* The exit status: the first failure, else damaged input (3), else 0. */
+/* Did a source end on damaged input (rather than at its end)? */
+static int input_damaged(const struct monitor *m)
+{
+	for (unsigned i = 0; i < m->info.queues; i++)
+		if (m->q[i].rc == INGEST_E_DAMAGED)
+			return 1;
+	return 0;
+}
+
 static int exit_status(const struct monitor *m)
 {
 	int damaged = 0;
@@ -317,6 +326,7 @@ static int monitor_run(struct monitor *m)
 			       atomic_load(&m->failed)    ? "error"
 			       : ft_modset_fatal(m->mods) ? "module error (--strict-modules)"
 			       : capture_signalled()      ? "signal"
+			       : input_damaged(m)         ? "damaged input"
 			                                  : "end of input");
 			r = exit_status(m);
 		}

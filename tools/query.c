@@ -49,12 +49,10 @@ static void usage(FILE *f)
 
 static int parse_time_opt(const char *name, const char *arg, uint64_t *out)
 {
-	if (cli_parse_time(arg, cli_now_ns(), out) == 0)
+	int r = cli_parse_time(arg, cli_now_ns(), out);
+	if (r == 0)
 		return 0;
-	cli_error(CMD,
-	          "%s '%s': not a time (use RFC 3339 such as 2026-11-27T14:02:00Z, epoch "
-	          "seconds, 'now' or '15m ago')",
-	          name, arg);
+	cli_time_error(CMD, name, arg, r);
 	return EXIT_USAGE;
 }
 

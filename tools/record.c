@@ -329,11 +329,13 @@ static void report_write(FILE *f, struct record_pipeline *pl, double secs, const
 	char t0[48], t1[48];
 	struct qq_stats qs;
 	struct archive_writer_stats ws;
-	uint64_t oversize = 0;
+	uint64_t oversize = 0, untimed = 0;
 	qq_stats(pl->qq, &qs);
 	writer_totals(pl, &ws);
-	for (unsigned i = 0; i < pl->ndumpers; i++)
+	for (unsigned i = 0; i < pl->ndumpers; i++) {
 		oversize += pl->dump[i].oversize;
+		untimed += pl->dump[i].untimed;
+	}
 	fprintf(f, "run: %s .. %s (%.2f s), %s %s, %u queue(s), %u analyzer(s), ended: %s\n",
 	        cli_format_time(pl->t_start_ns, t0, sizeof(t0)),
 	        cli_format_time(cli_now_ns(), t1, sizeof(t1)), secs, pl->info.kind, pl->info.name,
@@ -351,11 +353,12 @@ static void report_write(FILE *f, struct record_pipeline *pl, double secs, const
 	fprintf(f,
 	        "archive.writer: packets %" PRIu64 ", segments %" PRIu64 ", frames %" PRIu64
 	        ", pcap bytes %" PRIu64 " -> %" PRIu64 " compressed (ratio %.2f), dropped_oversize "
-	        "%" PRIu64 ", unstored %" PRIu64 " packets (%" PRIu64 " bytes, disk full %" PRIu64
+	        "%" PRIu64 ", dropped_time %" PRIu64 ", unstored %" PRIu64 " packets (%" PRIu64
+	        " bytes, disk full %" PRIu64
 	        " times), dumpers %u, io %s%s, max writes in flight %" PRIu64 "\n",
 	        ws.packets, ws.segments, ws.frames, ws.record_bytes, ws.file_bytes,
 	        ws.file_bytes ? (double)ws.record_bytes / (double)ws.file_bytes : 0.0, oversize,
-	        ws.unstored_packets, ws.unstored_bytes, ws.full_events, pl->ndumpers,
+	        untimed, ws.unstored_packets, ws.unstored_bytes, ws.full_events, pl->ndumpers,
 	        ws.io ? ws.io : "-", ws.io_direct ? " O_DIRECT" : "", ws.io_max_inflight);
 	if (pl->o.max_disk || pl->o.max_age_ns)
 		fprintf(f,
@@ -424,11 +427,45 @@ static int unstored_status(const struct record_pipeline *pl)
 	return EXIT_UNSTORED;
 }
 
-/* The exit status: the first failure, else packets not stored (4), else damaged input (3),
- * else 0. */
-static int exit_status(struct record_pipeline *pl, int module_fatal)
+/*
+ * Packets whose times an archive cannot hold: before 1970 or after 2554
+ * (refused by the file source: ns in a u64), after 2106-02-07 (refused by the
+ * writer: a pcap record's seconds are u32).  Counted, never stored wrong:
+ * one line, and 1 (exit status 3) when there were any.
+ */
+static int report_untimed(struct record_pipeline *pl)
 {
-	int damaged = 0;
+	struct ingest_stats st;
+	ingest_source_stats(pl->src, -1, &st);
+	uint64_t n = st.dropped_time;
+	for (unsigned i = 0; i < pl->ndumpers; i++)
+		n += pl->dump[i].untimed;
+	if (n)
+		cli_error(CMD,
+		          "%s: %" PRIu64 " packets not stored: their times are outside what an "
+		          "archive holds (1970-01-01T00:00:00Z .. 2106-02-07T06:28:15.999999999Z); "
+		          "every other packet is archived",
+		          pl->info.name, n);
+	return n != 0;
+}
+
+/* Did a source end on damaged input (rather than at its end)? */
+static int input_damaged(const struct record_pipeline *pl)
+{
+	for (unsigned q = 0; q < pl->info.queues; q++)
+		if (pl->queue[q].rc == INGEST_E_DAMAGED)
+			return 1;
+	return 0;
+}
+
+/*
+ * The exit status: the first failure, else packets not stored for a full
+ * disk (4), else damaged input or packets not stored for their times (3),
+ * else 0.
+ */
+static int exit_status(struct record_pipeline *pl, int module_fatal, int untimed)
+{
+	int damaged = untimed;
 	if (pl->dump_rc) {
 		cli_error(CMD, "%s", pl->dump_err);
 		return EXIT_FAIL;
@@ -489,9 +526,11 @@ static int record_run(struct record_pipeline *pl)
 	       atomic_load(&pl->failed)    ? "error"
 	       : ft_modset_fatal(pl->mods) ? "module error (--strict-modules)"
 	       : capture_signalled()       ? "signal"
+	       : input_damaged(pl)         ? "damaged input"
 	                                   : "end of input");
 	capture_signals_source(NULL);
 	int module_fatal = ft_modset_fatal(pl->mods); /* the modules go with the pipeline */
+	int untimed = report_untimed(pl);             /* and the source */
 	record_pipeline_close(pl);
-	return exit_status(pl, module_fatal);
+	return exit_status(pl, module_fatal, untimed);
 }

@@ -92,6 +92,7 @@ struct record_dumper {
 	uint64_t oversize;              /* archive.writer.dropped_oversize */
 	atomic_ulong dumped;            /* packets of the chunks it is done with (archived or
 	                                   not selected); written by its thread only */
+	uint64_t untimed;               /* archive.writer.dropped_time: after ARCHIVE_MAX_TS_NS */
 	int rc;
 	char err[512];
 	/* published for the housekeeping thread */

@@ -46,11 +46,11 @@ static void *queue_thread(void *arg)
 /* A range of records: flow tracking per packet, the modules a burst at a time. */
 static void analyze_range(struct record_analyzer *a, const struct qq_peek *pk)
 {
-	int linktype = a->pl->info.linktype;
 	struct capture_burst b;
 	b.n = 0;
 	for (uint32_t i = pk->first; i < pk->end; i++) {
 		struct qq_record *rec = qq_chunk_record(pk->chunk, i);
+		int linktype = ingest_source_link(a->pl->src, rec->link).linktype;
 		capture_analyze(a, &b, linktype, rec->ts_ns, rec->caplen, rec->wirelen, rec->data,
 		                &rec->flow_hash);
 	}
@@ -93,7 +93,8 @@ static int dump_chunk(struct record_dumper *d, struct qq_chunk *c)
 {
 	struct record_pipeline *pl = d->pl;
 	uint32_t n = qq_chunk_count(c);
-	int linktype = pl->info.linktype;
+	struct ingest_link link = ingest_source_link(pl->src, 0);
+	unsigned link_no = 0;
 	if (d->view)
 		archive_rule_view_update(d->view, qq_chunk_seq(c));
 	int r = archive_writer_set_chunk(d->writer, qq_chunk_seq(c));
@@ -112,8 +113,10 @@ static int dump_chunk(struct record_dumper *d, struct qq_chunk *c)
 				archive_writer_prefetch(
 				    d->writer, qq_chunk_record(c, i + ahead[s])->flow_hash, s);
 		const struct qq_record *rec = qq_chunk_record(c, i);
+		if (rec->link != link_no) /* a pcapng file's interfaces: each its own link type */
+			link = ingest_source_link(pl->src, link_no = rec->link);
 		uint16_t tag = d->view
-		                   ? archive_rule_view_match(d->view, linktype, rec->ts_ns,
+		                   ? archive_rule_view_match(d->view, link.linktype, rec->ts_ns,
 		                                             rec->data, rec->caplen, rec->wirelen)
 		                   : 0;
 		if (pl->o.triggered && !tag) {
@@ -121,10 +124,14 @@ static int dump_chunk(struct record_dumper *d, struct qq_chunk *c)
 			continue;
 		}
 		d->selected += tag != 0;
-		r = archive_writer_add_tagged(d->writer, linktype, pl->info.snaplen, rec->ts_ns,
+		r = archive_writer_add_tagged(d->writer, link.linktype, link.snaplen, rec->ts_ns,
 		                              rec->caplen, rec->wirelen, rec->data, tag);
 		if (r == ARCHIVE_E_TOOBIG) {
 			d->oversize++;
+			continue;
+		}
+		if (r == ARCHIVE_E_TIME) {
+			d->untimed++;
 			continue;
 		}
 		if (r)

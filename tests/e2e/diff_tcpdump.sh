@@ -97,6 +97,16 @@ shift
 for src in "$@"; do
     arch="$TMP/a.$(basename "$src")"
     rm -rf "$arch"
+    if timeout 60 tcpdump -r "$src" -w /dev/null 2>&1 |
+        grep -qE "an interface has a (type|snapshot length) [0-9]+ different"; then
+        # libpcap (so tcpdump) refuses a pcapng whose interfaces differ; tshark reads it
+        record "$src" "$arch" || { fail "$src: flowscope record failed: $(cat "$TMP/rec.err")"; continue; }
+        # order across segments: see issue 12 item 12; exit 3: libpcap stopped at damage
+        if grep -q "damaged" "$TMP/rec.err"; then check_links "$src" "$arch" part; else
+            check_links "$src" "$arch" sorted; fi
+        note "$src: interfaces differ: compared with tshark"
+        continue
+    fi
     oracle "$src" "$TMP/all.pcap"
     if [ ! -f "$TMP/all.pcap" ] || ! record "$src" "$arch"; then
         # unreadable for libpcap: flowscope must refuse it with one line, and tcpdump too

@@ -128,3 +128,43 @@ verify_ok() {
         fail "$2: index verify: $(grep -v '^index verify' "$TMP/verify.out" | head -3) $(tail -1 "$TMP/verify.out")"
     fi
 }
+
+# tshark_packets FILE: one line per packet as tshark reads it (also a pcapng whose interfaces
+# have several link types, which libpcap, so tcpdump, refuses): link type (encapsulation),
+# time (a simple packet block has none: 0, as libpcap reads it), captured and wire length,
+# the bytes in hex.
+tshark_packets() {
+    paste <(timeout 300 tshark -r "$1" -T fields -e frame.encap_type -e frame.time_epoch \
+                -e frame.cap_len -e frame.len 2>/dev/null) \
+          <(timeout 300 tshark -r "$1" -T ek -x -j frame 2>/dev/null |
+                jq -r 'select(.layers) | .layers.frame_raw') |
+        awk -F'\t' -v OFS='\t' '$1 == "" { next } $2 == "" { $2 = "0.000000000" } { print }'
+}
+
+# check_links SRC ARCHIVE [sorted|part]: what `query --format pcapng` returns of ARCHIVE is
+# what tshark reads of SRC, packet for packet (link type, time, lengths, bytes; order too
+# unless `sorted`), and as many packets of each link type; `part` (libpcap stopped at damage
+# that tshark reads past): every packet returned is one tshark reads.
+check_links() {
+    local src=$1 arch=$2 e
+    fs query --archive "$arch" --format pcapng -w "$TMP/links.pcapng" 2>"$TMP/links.err" ||
+        { fail "$src: query --format pcapng: $(cat "$TMP/links.err")"; return; }
+    tshark_packets "$src" >"$TMP/links.exp"
+    tshark_packets "$TMP/links.pcapng" >"$TMP/links.got"
+    if [ "${3:-}" != "" ]; then
+        sort -o "$TMP/links.exp" "$TMP/links.exp"
+        sort -o "$TMP/links.got" "$TMP/links.got"
+    fi
+    if [ "${3:-}" = part ]; then
+        [ -z "$(comm -13 "$TMP/links.exp" "$TMP/links.got")" ] && pass ||
+            fail "$src: query returns packets tshark does not read"
+        return
+    fi
+    if cmp -s "$TMP/links.exp" "$TMP/links.got"; then pass; else
+        fail "$src: query differs from tshark: $(diff "$TMP/links.exp" "$TMP/links.got" | head -3 | cut -c1-120)"
+    fi
+    for e in $(cut -f1 "$TMP/links.exp" | sort -un); do
+        [ "$(awk -v e="$e" '$1 == e' "$TMP/links.exp" | wc -l)" = "$(awk -v e="$e" '$1 == e' "$TMP/links.got" | wc -l)" ] &&
+            pass || fail "$src: encapsulation $e: packet counts differ from tshark's"
+    done
+}
