@@ -143,6 +143,32 @@ for entry in "${DAMAGES[@]}"; do
     esac
 done
 
+# ---- an open segment (as a crash leaves it): a damaged frame, whole frames, a torn tail ------------
+# Recovery and rebuild index it alike (index_file with seal): the frames after the damage are
+# indexed, only the torn tail is cut, the file is closed with a seek table.
+A=$TMP/open
+rm -rf "$A"
+cp -a "$TMP/orig" "$A"
+s3=$(seg 3)
+n=$(le32 "$s3" -9)
+truncate -s $(( $(stat -c %s "$s3") - 17 - 8 * n )) "$s3" # the seek table goes
+flip "$s3" 300000                                             # frame 1
+head -c 5000 "$s3" >>"$s3"                                    # a torn frame
+mv "$s3" "$s3.open"
+fs index rebuild --archive "$A" >/dev/null 2>"$TMP/err"
+expect_status "open segment: rebuild" $? 0 "$TMP/err"
+grep -q "segment 3 frame 1 .*not indexed, the frames after it are" "$TMP/err" && pass ||
+    fail "open segment: rebuild did not say it stepped over frame 1: $(cat "$TMP/err")"
+[ -e "$s3" ] && [ ! -e "$s3.open" ] && pass || fail "open segment: not closed"
+fs query --archive "$A" -w "$TMP/q.pcap" 2>"$TMP/err" || fail "open segment: query $(cat "$TMP/err")"
+digests "$TMP/q.pcap" >"$TMP/q.d"
+only_deletions "open segment" "$TMP/exp.d" "$TMP/q.d" \
+    $(( $(wc -l <"$TMP/exp.d") - $(wc -l <"$TMP/q.d") ))
+[ $(( $(wc -l <"$TMP/exp.d") - $(wc -l <"$TMP/q.d") )) -lt 1000 ] && pass ||
+    fail "open segment: more than one frame's packets lost"
+fs index verify --archive "$A" >"$TMP/out" 2>&1
+grep -q "segment 3 frame 1" "$TMP/out" && pass || fail "open segment: verify does not show the damage"
+
 # ---- order ------------------------------------------------------------------------------------
 # order_check NAME ARCHIVE EXPECTED_DIGESTS: the whole answer, and --limit-packets 3
 order_check() {
