@@ -434,6 +434,15 @@ int archive_frame_load(struct archive_frame_reader *r, const struct archive_segm
 /* The path of the segment file the last archive_frame_load() read or looked for. */
 const char *archive_frame_reader_path(const struct archive_frame_reader *r);
 
+/*
+ * Checks, with stat() alone, that segment s's file exists (under its name
+ * for s->state, or the other one: a segment closes while readers look) and
+ * holds at least the s->file_bytes the index counts.  Returns 0, or -ENOENT
+ * / ARCHIVE_E_CORRUPT (file shorter) with archive_errmsg() naming the
+ * segment and its file.
+ */
+int archive_segment_check_file(struct archive *a, const struct archive_segment_info *s);
+
 /* One record of a loaded frame: points into the reader's buffer. */
 struct archive_record {
 	uint64_t ts_ns;

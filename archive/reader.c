@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -93,6 +94,26 @@ static int segment_fd(struct archive_frame_reader *r, const struct archive_segme
 const char *archive_frame_reader_path(const struct archive_frame_reader *r)
 {
 	return r->path;
+}
+
+int archive_segment_check_file(struct archive *a, const struct archive_segment_info *s)
+{
+	char path[4096], other[4096];
+	struct stat st;
+	archive__seg_path(a, s->id, s->state, path, sizeof(path));
+	archive__seg_path(a, s->id,
+	                  s->state == ARCHIVE_SEG_OPEN ? ARCHIVE_SEG_CLOSED : ARCHIVE_SEG_OPEN,
+	                  other, sizeof(other));
+	if (stat(path, &st) != 0 && stat(other, &st) != 0)
+		return archive__fail(-ENOENT, "segment %llu: file missing (%s)",
+		                     (unsigned long long)s->id, path);
+	if ((uint64_t)st.st_size < s->file_bytes)
+		return archive__fail(
+		    ARCHIVE_E_CORRUPT,
+		    "segment %llu: file %s holds %llu bytes, the index counts %llu",
+		    (unsigned long long)s->id, path, (unsigned long long)st.st_size,
+		    (unsigned long long)s->file_bytes);
+	return 0;
 }
 
 static int ensure(uint8_t **buf, size_t *cap, size_t need)
