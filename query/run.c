@@ -30,6 +30,8 @@ struct seg_cand {
 	size_t n;
 	struct bpf_program *prog; /* the filter for its link type */
 	int dead;                 /* its file is gone or cut short: frames left out */
+	uint32_t holes, hole;     /* frames without a record (index rebuild stepped over
+	                             their damage) that may hold matches; the first */
 };
 
 struct bpf_cache {
@@ -314,6 +316,64 @@ static int seg_collect(const struct archive_segment_info *s, void *arg)
 	return 0;
 }
 
+/*
+ * Frames numbered in a segment but without a record: index rebuild (or
+ * recovery) stepped over their damage, so their packets are lost.  Counted
+ * when the time between their neighbours meets the query's range.
+ */
+struct holes {
+	const struct query_options *o;
+	struct seg_cand *c;
+	uint32_t next;     /* the frame expected next */
+	uint64_t prev_max; /* the latest packet before it */
+};
+
+static void hole_at(struct holes *h, uint32_t upto, uint64_t next_min)
+{
+	const struct query_options *o = h->o;
+	if (upto <= h->next || next_min < o->from_ns || (o->to_ns && h->prev_max >= o->to_ns))
+		return;
+	if (h->c->holes == 0)
+		h->c->hole = h->next;
+	h->c->holes += upto - h->next;
+}
+
+static int holes_cb(const struct archive_frame_info *f, void *arg)
+{
+	struct holes *h = arg;
+	hole_at(h, f->frame, f->min_ns);
+	h->next = f->frame + 1;
+	h->prev_max = f->max_ns;
+	return 0;
+}
+
+static int seg_holes(struct run *r, struct seg_cand *c)
+{
+	struct holes h = {.o = r->opt, .c = c, .prev_max = c->seg.min_ns};
+	int e = archive_frames(r->txn, c->seg.id, holes_cb, &h);
+	hole_at(&h, c->seg.frames, c->seg.max_ns);
+	return e;
+}
+
+/* One line per segment with holes; they make the answer incomplete (exit status 3). */
+static void report_holes(struct run *r)
+{
+	for (size_t i = 0; i < r->ncands; i++) {
+		const struct seg_cand *c = &r->cands[i];
+		if (!c->holes || !c->prog)
+			continue;
+		r->res->frames_damaged += c->holes;
+		if (r->opt->notices)
+			fprintf(
+			    r->opt->notices,
+			    "%sarchive %s: segment %llu: %u damaged frames from frame %u were not "
+			    "indexed (index rebuild stepped over them): their packets are not in "
+			    "the answer\n",
+			    r->opt->notice_prefix ? r->opt->notice_prefix : "", archive_dir(r->a),
+			    (unsigned long long)c->seg.id, c->holes, c->hole);
+	}
+}
+
 /* The segments of the time range, then the plan over the indexed ones, then their frames. */
 static int candidates(struct run *r)
 {
@@ -334,7 +394,8 @@ static int candidates(struct run *r)
 	}
 	size_t at = 0;
 	for (size_t i = 0; i < r->ncands && e == 0; i++)
-		e = seg_frames(r, &r->cands[i], &l, &at);
+		if ((e = seg_frames(r, &r->cands[i], &l, &at)) == 0)
+			e = seg_holes(r, &r->cands[i]);
 	flist_free(&l);
 	return e;
 }
@@ -816,6 +877,7 @@ static int run_passes(struct run *r)
 		return e;
 	if (r->opt->explain)
 		return explain(r);
+	report_holes(r);
 	if (!r->res->indexed && r->opt->notices && r->res->frames_read > 0 &&
 	    filter_text(r->opt)[0])
 		fprintf(r->opt->notices,

@@ -138,7 +138,13 @@ for entry in "${DAMAGES[@]}"; do
     expect_status "$name: index rebuild" $? 0 "$TMP/err"
     [ "$(ls "$A/segments" | sort)" = "$files_before" ] && pass || fail "$name: rebuild removed or added a file"
     fs query --archive "$A" -w "$TMP/q.pcap" 2>"$TMP/err"
-    no_signal "$name: query after rebuild" $?
+    rc=$?
+    case $name in
+    *flipped) # the frame rebuild stepped over is named, the answer is incomplete
+        expect_status "$name: query after rebuild" $rc 3 "$TMP/err"
+        one_line_error "$TMP/err" "^flowscope query: archive $A: segment 3: 1 damaged frames from frame [01] were not indexed" ;;
+    *) no_signal "$name: query after rebuild" $rc ;;
+    esac
     digests "$TMP/q.pcap" >"$TMP/q.d"
     case $name in
     "seek table damaged")
@@ -170,7 +176,8 @@ expect_status "open segment: rebuild" $? 0 "$TMP/err"
 grep -q "segment 3 frame 1 .*not indexed, the frames after it are" "$TMP/err" && pass ||
     fail "open segment: rebuild did not say it stepped over frame 1: $(cat "$TMP/err")"
 [ -e "$s3" ] && [ ! -e "$s3.open" ] && pass || fail "open segment: not closed"
-fs query --archive "$A" -w "$TMP/q.pcap" 2>"$TMP/err" || fail "open segment: query $(cat "$TMP/err")"
+fs query --archive "$A" -w "$TMP/q.pcap" 2>"$TMP/err"
+expect_status "open segment: query" $? 3 "$TMP/err"
 digests "$TMP/q.pcap" >"$TMP/q.d"
 only_deletions "open segment" "$TMP/exp.d" "$TMP/q.d" \
     $(( $(wc -l <"$TMP/exp.d") - $(wc -l <"$TMP/q.d") ))
