@@ -156,7 +156,9 @@ static int gap_flush(struct archive_writer *w, const struct seg_scan *sc, int *g
  * over (said in one line, counted in got->damaged; its bytes stay); what
  * follows the last whole frame (a torn tail) is not indexed: with seal, it is
  * cut and the file closed with a seek table.  *got says what was found.  A
- * file without one whole frame is not indexed (got->frames == 0).
+ * file without one whole frame is not indexed (got->frames == 0).  When frame
+ * 0 is damaged past reading its pcap header, info's link type and snaplen
+ * (if info->snaplen is set: what an index knew) stand in for it.
  */
 static int index_file(struct archive_writer *w, const struct archive_segment_info *info,
                       const char *path, int seal, archive_log_fn log, void *arg,
@@ -170,6 +172,8 @@ static int index_file(struct archive_writer *w, const struct archive_segment_inf
 	int r = archive__scan_open(&sc, path);
 	if (r)
 		return r;
+	sc.known_linktype = info->linktype; /* (recovery: the index's record) */
+	sc.known_snaplen = info->snaplen;
 	int n = archive__scan_next(&sc, &f, why, sizeof(why));
 	while (r == 0) {
 		if (n == -1 && (n = skip_damage(&sc, &f, why, sizeof(why), info->id, path, log, arg,

@@ -266,6 +266,10 @@ int archive__scan_resync(struct seg_scan *s, struct seg_scanned *f, char *why, s
 		if (frame == 0 && !had_header)
 			header_learn(s, z, s->size - from - FRAME_TAG_LEN);
 	}
+	if (frame == 0 && s->linktype < 0 && s->known_snaplen) { /* as the index knew it */
+		s->linktype = s->known_linktype;
+		s->snaplen = s->known_snaplen;
+	}
 	for (uint64_t at = from + 1; at < s->size; at++) {
 		if (!frame_start(s->map + at, s->size - at) || at - from > UINT32_MAX)
 			continue;

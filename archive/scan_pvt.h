@@ -34,9 +34,11 @@ struct seg_scan {
 	uint32_t run;                 /* the recording, from the frames' tags */
 	struct seg_frame_size *sizes; /* the frames read so far (and the damaged ones skipped) */
 	size_t nsizes, sizes_cap;
-	uint64_t gap_off;   /* the last damage archive__scan_resync skipped: where, */
-	uint32_t gap_bytes; /*   how long, */
-	uint32_t gap_usize; /*   and its zstd header's content size (0 unknown) */
+	uint64_t gap_off;       /* the last damage archive__scan_resync skipped: where, */
+	uint32_t gap_bytes;     /*   how long, */
+	uint32_t gap_usize;     /*   and its zstd header's content size (0 unknown) */
+	int known_linktype;     /* when frame 0 is damaged past reading its pcap header: */
+	uint32_t known_snaplen; /*   what the index knew (snaplen 0: nothing) */
 };
 
 struct seg_scanned {
@@ -67,7 +69,8 @@ int archive__scan_next(struct seg_scan *s, struct seg_scanned *f, char *why, siz
  * seek table that matches the frames and ends the file) after the damaged
  * bytes at s->off.  The damaged bytes count as one frame (s->frame and the
  * sizes move on; s->gap_* describe them); when they are frame 0, the pcap
- * header is taken from what of the frame still decompresses.  Returns what
+ * header is taken from what of the frame still decompresses, else from
+ * s->known_linktype and s->known_snaplen if set.  Returns what
  * archive__scan_next returns for the frame found (1 and *f, or 0 at a seek
  * table), or -1 with s unchanged when no whole frame follows (a torn or
  * damaged tail), or -ENOMEM.

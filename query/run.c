@@ -367,7 +367,8 @@ static void report_holes(struct run *r)
 			fprintf(
 			    r->opt->notices,
 			    "%sarchive %s: segment %llu: %u damaged frames from frame %u were not "
-			    "indexed (index rebuild stepped over them): their packets are not in "
+			    "indexed (index rebuild or recovery stepped over them): their packets "
+			    "are not in "
 			    "the answer\n",
 			    r->opt->notice_prefix ? r->opt->notice_prefix : "", archive_dir(r->a),
 			    (unsigned long long)c->seg.id, c->holes, c->hole);
