@@ -186,6 +186,43 @@ only_deletions "open segment" "$TMP/exp.d" "$TMP/q.d" \
 fs index verify --archive "$A" >"$TMP/out" 2>&1
 grep -q "segment 3 frame 1" "$TMP/out" && pass || fail "open segment: verify does not show the damage"
 
+# ---- recovery (record start-up) of a segment a kill left open, its frame 0 damaged ----------------
+# The frames after the damage are kept (the index's link type stands in for the lost pcap
+# header), only the torn tail is cut; the answer is a contiguous run of the input.
+fs gen -w "$TMP/k.pcap" --packets 100000 --payload random --seed 9 >/dev/null 2>&1
+digests "$TMP/k.pcap" >"$TMP/k.d"
+A=$TMP/killed
+"$FLOWSCOPE" record --read "$TMP/k.pcap" --archive "$A" --dumpers 1 --replay-speed 1 --qq-size 16M \
+    --stats-interval 0 >/dev/null 2>&1 &
+pid=$!
+for ((i = 0; i < 300; i++)); do # until the open segment holds a few frames (bounded: 30 s)
+    size=$(stat -c %s "$A"/segments/*.open 2>/dev/null | head -1)
+    [ -n "$size" ] && [ "$size" -gt 1500000 ] && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.1
+done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+open_seg=$(ls "$A"/segments/*.open 2>/dev/null | head -1)
+if [ -z "$open_seg" ]; then
+    fail "recovery: no open segment after kill -9"
+else
+    flip "$open_seg" 24 # the zstd frame header and first block of frame 0: the pcap header is lost
+    fs record --read "$PCAPS/dns_icmp.pcap" --archive "$A" --qq-size 16M --stats-interval 0 \
+        >/dev/null 2>"$TMP/err"
+    no_signal "recovery: record" $?
+    grep -q "segment 1 frame 0 .*not indexed, the frames after it are" "$TMP/err" && pass ||
+        fail "recovery: frame 0's damage not stepped over: $(head -3 "$TMP/err")"
+    fs query --archive "$A" -w "$TMP/q.pcap" --from 1795000000 --to 1795001000 2>"$TMP/err"
+    expect_status "recovery: query" $? 3 "$TMP/err"
+    digests "$TMP/q.pcap" >"$TMP/q.d"
+    got=$(wc -l <"$TMP/q.d")
+    first=$(grep -nxF -f <(head -1 "$TMP/q.d") "$TMP/k.d" | cut -d: -f1)
+    [ "$got" -gt 1000 ] && [ -n "$first" ] && [ "$first" -gt 1 ] &&
+        cmp -s "$TMP/q.d" <(tail -n +"$first" "$TMP/k.d" | head -n "$got") && pass ||
+        fail "recovery: the answer ($got packets from input packet ${first:-none}) is not the input after frame 0"
+fi
+
 # ---- order ------------------------------------------------------------------------------------
 # order_check NAME ARCHIVE EXPECTED_DIGESTS: the whole answer, and --limit-packets 3
 order_check() {
