@@ -448,12 +448,29 @@ int archive_frame_reader_create(struct archive *a, struct archive_frame_reader *
 void archive_frame_reader_destroy(struct archive_frame_reader *r);
 
 /*
- * Reads and decompresses one frame of segment s, validating sizes and the
- * record structure.  Returns 0; -ENOENT when the segment file is gone
- * (retention removed it); ARCHIVE_E_CORRUPT; ARCHIVE_E_ZSTD; -errno.
+ * Reads and decompresses one frame of segment s, validating sizes, the
+ * record structure, and that the frame is the one the index describes (its
+ * tag's recording and chunk, its packet count and time range).  Returns 0;
+ * -ENOENT when the segment file is gone (retention removed it); -ESTALE when
+ * the file is not the segment the index describes (the frame's tag names
+ * another recording or chunk: a file swapped or replaced); ARCHIVE_E_CORRUPT
+ * (archive_errmsg() names segment, frame, file and byte offset);
+ * ARCHIVE_E_ZSTD; -errno.
  */
 int archive_frame_load(struct archive_frame_reader *r, const struct archive_segment_info *s,
                        const struct archive_frame_info *f);
+
+/* The path of the segment file the last archive_frame_load() read or looked for. */
+const char *archive_frame_reader_path(const struct archive_frame_reader *r);
+
+/*
+ * Checks, with stat() alone, that segment s's file exists (under its name
+ * for s->state, or the other one: a segment closes while readers look) and
+ * holds at least the s->file_bytes the index counts.  Returns 0, or -ENOENT
+ * / ARCHIVE_E_CORRUPT (file shorter) with archive_errmsg() naming the
+ * segment and its file.
+ */
+int archive_segment_check_file(struct archive *a, const struct archive_segment_info *s);
 
 /* One record of a loaded frame: points into the reader's buffer. */
 struct archive_record {

@@ -176,6 +176,10 @@ void archive__writer_adopt_replacing(struct archive_writer *w);
 void archive__writer_adopt_abandon(struct archive_writer *w);
 /* Indexes the next whole frame of the adopted file. */
 int archive__writer_adopt_frame(struct archive_writer *w, const struct seg_scanned *f);
+/* Steps over `bytes` of a damaged frame of the adopted file (archive__scan_resync): they
+ * count as one frame with no record in the index (the seek table keeps its entry, with
+ * usize if its zstd header still says it), so the frames after it keep their places. */
+int archive__writer_adopt_gap(struct archive_writer *w, uint32_t bytes, uint32_t usize);
 /* Commits; with seal, cuts the file after the last adopted frame and appends the seek table
  * (unless has_table: the file already ends with one matching), renames it to the closed
  * name; records the segment closed.  *cut: bytes removed. */

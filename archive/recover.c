@@ -139,14 +139,51 @@ static int list_files(const char *dir, struct seg_file **out, size_t *n)
 
 struct indexed {
 	uint64_t frames, packets, bytes_cut;
-	int complete; /* the scan reached the end or a matching seek table */
+	uint64_t damaged; /* damaged frames stepped over (the frames after them are indexed) */
+	int complete;     /* the scan reached the end or a matching seek table */
 };
 
 /*
+ * Steps over the damaged frame at sc->off (why: what is wrong) to the next
+ * whole one, said in one line; returns as archive__scan_resync.
+ */
+static int skip_damage(struct seg_scan *sc, struct seg_scanned *f, char *why, size_t whylen,
+                       uint64_t id, const char *path, archive_log_fn log, void *arg,
+                       struct indexed *got)
+{
+	char damage[160];
+	uint32_t frame = sc->frame;
+	snprintf(damage, sizeof(damage), "%s", why);
+	int n = archive__scan_resync(sc, f, why, whylen);
+	if (n >= 0) {
+		got->damaged++;
+		say(log, arg,
+		    "segment %llu frame %u (%s, byte %llu): %s: its %u bytes are not indexed, the "
+		    "frames after it are",
+		    (unsigned long long)id, frame, path, (unsigned long long)sc->gap_off, damage,
+		    sc->gap_bytes);
+	}
+	return n;
+}
+
+/* The damaged bytes stepped over last, once the segment is adopted. */
+static int gap_flush(struct archive_writer *w, const struct seg_scan *sc, int *gap)
+{
+	if (!*gap)
+		return 0;
+	*gap = 0;
+	return archive__writer_adopt_gap(w, sc->gap_bytes, sc->gap_usize);
+}
+
+/*
  * Indexes the file of segment `info->id` at path through writer w (adopting
- * it), up to its last whole frame; with seal, cuts what follows and closes it
- * with a seek table.  *got says what was found.  A file without one whole
- * frame is not indexed (got->frames == 0).
+ * it), frame by frame.  A damaged frame followed by whole ones is stepped
+ * over (said in one line, counted in got->damaged; its bytes stay); what
+ * follows the last whole frame (a torn tail) is not indexed: with seal, it is
+ * cut and the file closed with a seek table.  *got says what was found.  A
+ * file without one whole frame is not indexed (got->frames == 0).  When frame
+ * 0 is damaged past reading its pcap header, info's link type and snaplen
+ * (if info->snaplen is set: what an index knew) stand in for it.
  */
 static int index_file(struct archive_writer *w, const struct archive_segment_info *info,
                       const char *path, int seal, archive_log_fn log, void *arg,
@@ -155,37 +192,49 @@ static int index_file(struct archive_writer *w, const struct archive_segment_inf
 	struct seg_scan sc;
 	struct seg_scanned f;
 	char why[160];
+	int adopted = 0, gap = 0;
 	memset(got, 0, sizeof(*got));
 	int r = archive__scan_open(&sc, path);
 	if (r)
 		return r;
+	sc.known_linktype = info->linktype; /* (recovery: the index's record) */
+	sc.known_snaplen = info->snaplen;
 	int n = archive__scan_next(&sc, &f, why, sizeof(why));
-	if (n != 1) { /* not even one whole frame */
-		archive__scan_close(&sc);
-		return n < -1 ? n : 0;
-	}
-	struct archive_segment_info s = *info;
-	s.linktype = sc.linktype;
-	s.snaplen = sc.snaplen;
-	s.run = sc.run;
-	r = archive__writer_adopt(w, &s, info->created_ns, path);
-	while (r == 0 && n == 1) {
-		if ((r = archive__writer_adopt_frame(w, &f)) != 0)
+	while (r == 0) {
+		if (n == -1 && (n = skip_damage(&sc, &f, why, sizeof(why), info->id, path, log, arg,
+		                                got)) != -1) {
+			gap = n >= 0;
+			continue;
+		}
+		if (n != 1)
 			break;
-		got->frames++;
-		got->packets += f.packets;
-		n = archive__scan_next(&sc, &f, why, sizeof(why));
+		if (!adopted++) {
+			struct archive_segment_info s = *info;
+			s.linktype = sc.linktype;
+			s.snaplen = sc.snaplen;
+			s.run = sc.run;
+			if ((r = archive__writer_adopt(w, &s, info->created_ns, path)) != 0)
+				break;
+		}
+		r = gap_flush(w, &sc, &gap);
+		if (r == 0 && (r = archive__writer_adopt_frame(w, &f)) == 0) {
+			got->frames++;
+			got->packets += f.packets;
+			n = archive__scan_next(&sc, &f, why, sizeof(why));
+		}
 	}
 	if (r == 0 && n < -1)
 		r = n;
-	if (r == 0) {
+	if (adopted && r == 0) /* damage just before a matching seek table */
+		r = gap_flush(w, &sc, &gap);
+	if (r == 0 && adopted) {
 		got->complete = n == 0;
 		if (n == -1 && !seal)
 			say(log, arg,
-			    "segment %llu: damaged at byte %llu (%s): what follows is not indexed, "
-			    "the "
-			    "file is left as it is",
-			    (unsigned long long)info->id, (unsigned long long)sc.off, why);
+			    "segment %llu (%s): damaged at byte %llu (%s): what follows is not "
+			    "indexed, "
+			    "the file is left as it is",
+			    (unsigned long long)info->id, path, (unsigned long long)sc.off, why);
 		r = archive__writer_adopt_close(w, seal, sc.seektable, &got->bytes_cut);
 	}
 	archive__scan_close(&sc);

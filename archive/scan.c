@@ -133,9 +133,23 @@ static int seektable_ok(const struct seg_scan *s, size_t fsize)
 		return 0;
 	for (size_t i = 0; i < n; i++)
 		if (le32_get(p + 8 + i * 8) != s->sizes[i].csize ||
-		    le32_get(p + 12 + i * 8) != s->sizes[i].usize)
+		    (!s->sizes[i].damaged && le32_get(p + 12 + i * 8) != s->sizes[i].usize))
 			return 0;
 	return 1;
+}
+
+static int sizes_add(struct seg_scan *s, struct seg_frame_size fs)
+{
+	if (s->nsizes == s->sizes_cap) {
+		size_t nc = s->sizes_cap ? s->sizes_cap * 2 : 256;
+		struct seg_frame_size *ns = realloc(s->sizes, nc * sizeof(*ns));
+		if (!ns)
+			return archive__fail(-ENOMEM, "out of memory");
+		s->sizes = ns;
+		s->sizes_cap = nc;
+	}
+	s->sizes[s->nsizes++] = fs;
+	return 0;
 }
 
 static int scan_bad(char *why, size_t len, const char *msg)
@@ -197,16 +211,89 @@ int archive__scan_next(struct seg_scan *s, struct seg_scanned *f, char *why, siz
 	if (archive__pcap_check(s->ubuf, n, s->frame == 0, &s->linktype, &s->snaplen,
 	                        &f->records_at, &f->packets, &f->min_ns, &f->max_ns) != 0)
 		return scan_bad(why, whylen, "a frame whose pcap records are damaged");
-	if (s->nsizes == s->sizes_cap) {
-		size_t nc = s->sizes_cap ? s->sizes_cap * 2 : 256;
-		struct seg_frame_size *ns = realloc(s->sizes, nc * sizeof(*ns));
-		if (!ns)
-			return archive__fail(-ENOMEM, "out of memory");
-		s->sizes = ns;
-		s->sizes_cap = nc;
-	}
-	s->sizes[s->nsizes++] = (struct seg_frame_size){(uint32_t)csize, (uint32_t)usize};
+	if (sizes_add(s, (struct seg_frame_size){(uint32_t)csize, (uint32_t)usize, 0}) != 0)
+		return -ENOMEM;
 	s->off += csize;
 	s->frame++;
 	return 1;
+}
+
+/*
+ * The pcap header of a damaged frame 0, from what of it decompresses before
+ * the damage (zstd streams a block out once it is decoded; the checksum comes
+ * last): learned only when it is a whole, plausible header.
+ */
+static void header_learn(struct seg_scan *s, const uint8_t *z, size_t zlen)
+{
+	uint8_t h[PCAP_GHDR_LEN];
+	ZSTD_inBuffer in = {z, zlen, 0};
+	ZSTD_outBuffer out = {h, sizeof(h), 0};
+	ZSTD_DCtx_reset(s->dctx, ZSTD_reset_session_only);
+	while (out.pos < out.size && in.pos < in.size) {
+		size_t r = ZSTD_decompressStream(s->dctx, &out, &in);
+		if (ZSTD_isError(r) || r == 0)
+			break;
+	}
+	ZSTD_DCtx_reset(s->dctx, ZSTD_reset_session_only);
+	uint32_t snap = le32_get(h + 16), lt = le32_get(h + 20);
+	if (out.pos < sizeof(h) || le32_get(h) != PCAP_MAGIC_NANO ||
+	    le32_get(h + 4) != 0x00040002u || snap == 0 || snap > ARCHIVE_MAX_CAPLEN || lt > 0xFFFF)
+		return;
+	s->linktype = (int)lt;
+	s->snaplen = snap;
+}
+
+/* 1 when a frame tag or a seek table may start at p (avail bytes). */
+static int frame_start(const uint8_t *p, size_t avail)
+{
+	if (avail < 8)
+		return 0;
+	return (le32_get(p) == FRAME_TAG_MAGIC && le32_get(p + 4) == FRAME_TAG_LEN - 8) ||
+	       le32_get(p) == SEEK_SKIPPABLE_MAGIC;
+}
+
+int archive__scan_resync(struct seg_scan *s, struct seg_scanned *f, char *why, size_t whylen)
+{
+	const uint64_t from = s->off;
+	const uint32_t frame = s->frame, run = s->run;
+	const size_t nsizes = s->nsizes;
+	const uint8_t *z = s->map + from + FRAME_TAG_LEN;
+	int had_header = s->linktype >= 0;
+	unsigned long long usize = 0;
+	if (s->size > from + FRAME_TAG_LEN) {
+		usize = ZSTD_getFrameContentSize(z, s->size - from - FRAME_TAG_LEN);
+		usize = usize > UINT32_MAX ? 0 : usize;
+		if (frame == 0 && !had_header)
+			header_learn(s, z, s->size - from - FRAME_TAG_LEN);
+	}
+	if (frame == 0 && s->linktype < 0 && s->known_snaplen) { /* as the index knew it */
+		s->linktype = s->known_linktype;
+		s->snaplen = s->known_snaplen;
+	}
+	for (uint64_t at = from + 1; at < s->size; at++) {
+		if (!frame_start(s->map + at, s->size - at) || at - from > UINT32_MAX)
+			continue;
+		s->off = at;
+		s->frame = frame + 1;
+		s->nsizes = nsizes;
+		s->run = nsizes == 0 && s->size - at >= 12 ? le32_get(s->map + at + 8)
+		                                           : run; /* frame 0 */
+		if (sizes_add(s,
+		              (struct seg_frame_size){(uint32_t)(at - from), (uint32_t)usize, 1}))
+			return -ENOMEM;
+		int n = archive__scan_next(s, f, why, whylen);
+		if (n == 1 || (n == 0 && s->seektable) || n < -1) {
+			s->gap_off = from;
+			s->gap_bytes = (uint32_t)(at - from);
+			s->gap_usize = (uint32_t)usize;
+			return n;
+		}
+	}
+	s->off = from; /* nothing whole after the damage */
+	s->frame = frame;
+	s->run = run;
+	s->nsizes = nsizes;
+	if (!had_header)
+		s->linktype = -1;
+	return -1;
 }

@@ -16,6 +16,7 @@
 
 struct seg_frame_size {
 	uint32_t csize, usize;
+	int damaged; /* bytes skipped by archive__scan_resync: usize is a guess (0 unknown) */
 };
 
 struct seg_scan {
@@ -31,8 +32,13 @@ struct seg_scan {
 	uint32_t snaplen;             /* likewise */
 	int seektable;                /* the scan ended at a seek table that matches the frames */
 	uint32_t run;                 /* the recording, from the frames' tags */
-	struct seg_frame_size *sizes; /* the frames read so far */
+	struct seg_frame_size *sizes; /* the frames read so far (and the damaged ones skipped) */
 	size_t nsizes, sizes_cap;
+	uint64_t gap_off;       /* the last damage archive__scan_resync skipped: where, */
+	uint32_t gap_bytes;     /*   how long, */
+	uint32_t gap_usize;     /*   and its zstd header's content size (0 unknown) */
+	int known_linktype;     /* when frame 0 is damaged past reading its pcap header: */
+	uint32_t known_snaplen; /*   what the index knew (snaplen 0: nothing) */
 };
 
 struct seg_scanned {
@@ -57,6 +63,19 @@ void archive__scan_close(struct seg_scan *s);
  * frame (why says what), which is where a crash cut the file; -ENOMEM.
  */
 int archive__scan_next(struct seg_scan *s, struct seg_scanned *f, char *why, size_t whylen);
+
+/*
+ * After archive__scan_next returned -1: finds the first whole frame (or a
+ * seek table that matches the frames and ends the file) after the damaged
+ * bytes at s->off.  The damaged bytes count as one frame (s->frame and the
+ * sizes move on; s->gap_* describe them); when they are frame 0, the pcap
+ * header is taken from what of the frame still decompresses, else from
+ * s->known_linktype and s->known_snaplen if set.  Returns what
+ * archive__scan_next returns for the frame found (1 and *f, or 0 at a seek
+ * table), or -1 with s unchanged when no whole frame follows (a torn or
+ * damaged tail), or -ENOMEM.
+ */
+int archive__scan_resync(struct seg_scan *s, struct seg_scanned *f, char *why, size_t whylen);
 
 /*
  * Checks the pcap records of a decompressed frame: frame 0 starts with the

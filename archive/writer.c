@@ -720,6 +720,18 @@ void archive__writer_adopt_abandon(struct archive_writer *w)
 	ft_table_clear(w->flows);
 }
 
+int archive__writer_adopt_gap(struct archive_writer *w, uint32_t bytes, uint32_t usize)
+{
+	int r = grow((void **)&w->seeks, &w->seeks_cap, w->nseeks + 1, sizeof(*w->seeks));
+	if (r)
+		return r;
+	w->seeks[w->nseeks++] = (struct seek_entry){bytes, usize};
+	w->seg.file_bytes += bytes;
+	w->seg.frames++;
+	w->seg_dirty = 1;
+	return 0;
+}
+
 int archive__writer_adopt_close(struct archive_writer *w, int seal, int has_table, uint64_t *cut)
 {
 	char closed_path[4096];

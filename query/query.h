@@ -99,7 +99,11 @@ struct query_options {
 	FILE *notices;          /* if not NULL: one-line notices ("not indexable: scanning
 	                            N bytes") before reading; prefixed with notice_prefix */
 	const char *notice_prefix;
-	int explain; /* 1: describe the plan on out, read no frame */
+	int explain;      /* 1: describe the plan on out, read no frame */
+	int skip_damaged; /* 1: a frame that cannot be read (damaged, its file missing or cut
+	                     short) is left out with a line on notices and counted in
+	                     query_result; 0: the query fails there (ARCHIVE_E_CORRUPT or
+	                     -errno, errbuf names archive, segment, frame and file) */
 };
 
 struct query_result {
@@ -112,6 +116,8 @@ struct query_result {
 	int indexed;               /* 1 if the index narrowed the frames */
 	int limited;               /* 1 if a limit stopped the answer before its end */
 	uint64_t segments_removed; /* segments retention removed while the query ran */
+	uint64_t frames_damaged;   /* frames left out as unreadable (skip_damaged) */
+	uint64_t packets_damaged;  /* their packets, as the index counts them */
 };
 
 /*
@@ -122,11 +128,15 @@ struct query_result {
 uint64_t query_header_size(const struct query_options *opt);
 
 /*
- * Runs a query against an open archive, writing the matching packets in
- * timestamp order (segments that overlap in time, from several recordings or
- * queues, are merged; equal timestamps keep archive order).  Returns 0 (also for
- * an empty answer, which is a valid empty pcap), QUERY_E_FILTER,
- * QUERY_E_LINKTYPES, QUERY_E_OUTPUT, or ARCHIVE_E_*; errbuf gets one line.
+ * Runs a query against an open archive, writing the matching packets: each
+ * recording in the order the recorder took its packets (QQ chunk order:
+ * capture order for one queue, even where timestamps step back), several
+ * recordings merged packet by packet by timestamp, ties by recording (run
+ * id), then segment id.  Segments of a link type the filter cannot be
+ * compiled for are left out with a warning on notices.  Returns 0 (also for
+ * an empty answer, which is a valid empty pcap, and when skip_damaged left
+ * frames out: see query_result), QUERY_E_FILTER, QUERY_E_LINKTYPES,
+ * QUERY_E_OUTPUT, or ARCHIVE_E_*; errbuf gets one line.
  */
 int query_run(struct archive *a, const struct query_options *opt, struct query_result *res,
               char *errbuf);

@@ -18,21 +18,26 @@
 #include <pcap/pcap.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "query/query_pvt.h"
 
 #define MAX_LINKTYPES 16
-#define MERGE_MAX 256 /* segments read at once (their times overlap) */
 
 struct seg_cand {
 	struct archive_segment_info seg;
 	struct archive_frame_info *frames; /* candidate frames, in order */
 	size_t n;
+	struct bpf_program *prog; /* the filter for its link type */
+	int dead;                 /* its file is gone or cut short: frames left out */
+	uint32_t holes, hole;     /* frames without a record (index rebuild stepped over
+	                             their damage) that may hold matches; the first */
 };
 
 struct bpf_cache {
 	int linktype[MAX_LINKTYPES];
 	struct bpf_program prog[MAX_LINKTYPES];
+	int ok[MAX_LINKTYPES]; /* 0: libpcap cannot compile the filter for it */
 	size_t n;
 };
 
@@ -82,28 +87,32 @@ static const char *filter_text(const struct query_options *opt)
 	return opt->filter ? opt->filter : "";
 }
 
-/* Compiles the filter for a link type (cached).  Returns the program or NULL + errbuf. */
+/*
+ * Compiles the filter for a link type (cached, failures too: a filter that
+ * libpcap cannot compile for one link type, such as `icmp` for DLT 147, is
+ * compiled once).  Returns the program or NULL + errbuf.
+ */
 static struct bpf_program *bpf_for(struct run *r, int linktype, uint32_t snaplen)
 {
 	for (size_t i = 0; i < r->bpf.n; i++)
 		if (r->bpf.linktype[i] == linktype)
-			return &r->bpf.prog[i];
+			return r->bpf.ok[i] ? &r->bpf.prog[i] : NULL;
 	if (r->bpf.n == MAX_LINKTYPES) {
 		fail(r, QUERY_E_LINKTYPES, "too many link types in the archive%s%s", "", "");
 		return NULL;
 	}
-	struct bpf_program *prog = &r->bpf.prog[r->bpf.n];
-	if (ft_bpf_compile(linktype, snaplen, filter_text(r->opt), prog, r->errbuf,
-	                   QUERY_ERRBUF_SIZE) != 0)
-		return NULL;
-	r->bpf.linktype[r->bpf.n++] = linktype;
-	return prog;
+	size_t i = r->bpf.n++;
+	r->bpf.linktype[i] = linktype;
+	r->bpf.ok[i] = ft_bpf_compile(linktype, snaplen, filter_text(r->opt), &r->bpf.prog[i],
+	                              r->errbuf, QUERY_ERRBUF_SIZE) == 0;
+	return r->bpf.ok[i] ? &r->bpf.prog[i] : NULL;
 }
 
 static void bpf_free(struct bpf_cache *c)
 {
 	for (size_t i = 0; i < c->n; i++)
-		pcap_freecode(&c->prog[i]);
+		if (c->ok[i])
+			pcap_freecode(&c->prog[i]);
 	c->n = 0;
 }
 
@@ -307,6 +316,65 @@ static int seg_collect(const struct archive_segment_info *s, void *arg)
 	return 0;
 }
 
+/*
+ * Frames numbered in a segment but without a record: index rebuild (or
+ * recovery) stepped over their damage, so their packets are lost.  Counted
+ * when the time between their neighbours meets the query's range.
+ */
+struct holes {
+	const struct query_options *o;
+	struct seg_cand *c;
+	uint32_t next;     /* the frame expected next */
+	uint64_t prev_max; /* the latest packet before it */
+};
+
+static void hole_at(struct holes *h, uint32_t upto, uint64_t next_min)
+{
+	const struct query_options *o = h->o;
+	if (upto <= h->next || next_min < o->from_ns || (o->to_ns && h->prev_max >= o->to_ns))
+		return;
+	if (h->c->holes == 0)
+		h->c->hole = h->next;
+	h->c->holes += upto - h->next;
+}
+
+static int holes_cb(const struct archive_frame_info *f, void *arg)
+{
+	struct holes *h = arg;
+	hole_at(h, f->frame, f->min_ns);
+	h->next = f->frame + 1;
+	h->prev_max = f->max_ns;
+	return 0;
+}
+
+static int seg_holes(struct run *r, struct seg_cand *c)
+{
+	struct holes h = {.o = r->opt, .c = c, .prev_max = c->seg.min_ns};
+	int e = archive_frames(r->txn, c->seg.id, holes_cb, &h);
+	hole_at(&h, c->seg.frames, c->seg.max_ns);
+	return e;
+}
+
+/* One line per segment with holes; they make the answer incomplete (exit status 3). */
+static void report_holes(struct run *r)
+{
+	for (size_t i = 0; i < r->ncands; i++) {
+		const struct seg_cand *c = &r->cands[i];
+		if (!c->holes || !c->prog)
+			continue;
+		r->res->frames_damaged += c->holes;
+		if (r->opt->notices)
+			fprintf(
+			    r->opt->notices,
+			    "%sarchive %s: segment %llu: %u damaged frames from frame %u were not "
+			    "indexed (index rebuild or recovery stepped over them): their packets "
+			    "are not in "
+			    "the answer\n",
+			    r->opt->notice_prefix ? r->opt->notice_prefix : "", archive_dir(r->a),
+			    (unsigned long long)c->seg.id, c->holes, c->hole);
+	}
+}
+
 /* The segments of the time range, then the plan over the indexed ones, then their frames. */
 static int candidates(struct run *r)
 {
@@ -327,7 +395,8 @@ static int candidates(struct run *r)
 	}
 	size_t at = 0;
 	for (size_t i = 0; i < r->ncands && e == 0; i++)
-		e = seg_frames(r, &r->cands[i], &l, &at);
+		if ((e = seg_frames(r, &r->cands[i], &l, &at)) == 0)
+			e = seg_holes(r, &r->cands[i]);
 	flist_free(&l);
 	return e;
 }
@@ -364,17 +433,30 @@ static int choose_output(struct run *r)
 }
 
 /*
- * One segment being read: its candidate frames one after the other, the
- * records of each that pass the time range and the filter.  Cursors of
- * segments whose times overlap (several dumpers) are merged by timestamp.
+ * The order of the answer.  One recording (run) is one stream: its candidate
+ * frames in the order the recorder took their packets (QQ chunk, then
+ * segment, then frame: a chunk goes whole to one dumper and a frame holds one
+ * chunk, so for one queue this is capture order, even where timestamps step
+ * back), each frame's records in stored order.  Segments of no known
+ * recording (run 0) are a stream each.  Streams are merged packet by packet:
+ * earlier timestamp first, ties by run, then segment.  A stream is opened
+ * (a reader, a decompressed frame) only once its earliest packet time is not
+ * after the next packet out, so streams that do not overlap in time are read
+ * one after the other; however many overlap, the order is the same.
  */
-struct cursor {
-	const struct seg_cand *c;
-	struct archive_frame_reader *rd;
-	struct bpf_program *prog;
-	size_t next_frame;
-	uint64_t chunk;            /* QQ chunk of the loaded frame */
-	struct archive_record rec; /* the current record (valid while the cursor is live) */
+struct fref {
+	struct seg_cand *c;
+	size_t i; /* c->frames[i] */
+};
+
+struct stream {
+	struct fref *f; /* its frames, in order */
+	size_t n, next;
+	size_t rank;                     /* its place in (run, segment) order: ties */
+	uint64_t min_ns;                 /* no packet of it is earlier */
+	struct archive_frame_reader *rd; /* while open */
+	const struct seg_cand *cur;      /* segment of the loaded frame, NULL between frames */
+	struct archive_record rec;       /* the current record */
 };
 
 /*
@@ -402,78 +484,135 @@ static int segment_gone(struct run *r, uint64_t id)
 	return gone;
 }
 
-/* Moves to the next matching record.  1 = have one, 0 = segment done, <0 = error. */
-static int cursor_next(struct run *r, struct cursor *k)
+/* 1 when the segment file is missing or ends before frame f: the frames after it are gone too. */
+static int file_lacks(const char *path, const struct archive_frame_info *f)
+{
+	struct stat st;
+	return stat(path, &st) != 0 || (uint64_t)st.st_size < f->offset + f->csize;
+}
+
+/*
+ * A frame that cannot be read (archive_errmsg() says why): without
+ * --skip-damaged the query fails naming it; with it, the frame (or, when the
+ * file is missing, cut short or another segment's, the rest of the segment)
+ * is left out, said in one line and counted.  Returns 0 (skipped) or the error.
+ */
+static int frame_damaged(struct run *r, struct stream *k, struct fref *fr, int err)
+{
+	struct seg_cand *c = fr->c;
+	const struct archive_frame_info *f = &c->frames[fr->i];
+	int whole = err == -ESTALE || file_lacks(archive_frame_reader_path(k->rd), f);
+	size_t last = whole ? c->n - 1 : fr->i;
+	uint64_t packets = 0;
+	for (size_t i = fr->i; i <= last; i++)
+		packets += c->frames[i].packets;
+	if (!r->opt->skip_damaged) {
+		snprintf(r->errbuf, QUERY_ERRBUF_SIZE,
+		         "archive %s: %s: %llu packets cannot be read (--skip-damaged returns the "
+		         "others; flowscope index verify lists the damage)",
+		         archive_dir(r->a), archive_errmsg(), (unsigned long long)packets);
+		return err;
+	}
+	if (last > fr->i)
+		c->dead = 1; /* its other frames are in this stream, later */
+	r->res->frames_damaged += last - fr->i + 1;
+	r->res->packets_damaged += packets;
+	if (r->opt->notices)
+		fprintf(
+		    r->opt->notices, "%sarchive %s: %s: left out %llu packets (frames %u to %u)\n",
+		    r->opt->notice_prefix ? r->opt->notice_prefix : "", archive_dir(r->a),
+		    archive_errmsg(), (unsigned long long)packets, f->frame, c->frames[last].frame);
+	return 0;
+}
+
+/* Loads the stream's next frame.  1 = loaded, 0 = left out (gone or damaged), <0 = error. */
+static int stream_load(struct run *r, struct stream *k)
+{
+	struct fref *fr = &k->f[k->next++];
+	struct seg_cand *c = fr->c;
+	if (c->dead)
+		return 0;
+	int e = archive_frame_load(k->rd, &c->seg, &c->frames[fr->i]);
+	if (e == 0) {
+		k->cur = c;
+		return 1;
+	}
+	if (e == -ENOENT && segment_gone(r, c->seg.id)) {
+		c->dead = 1; /* retention removed it meanwhile: left out, said on stderr */
+		return 0;
+	}
+	if (e == -ENOMEM) {
+		snprintf(r->errbuf, QUERY_ERRBUF_SIZE, "%s", archive_errmsg());
+		return e;
+	}
+	return frame_damaged(r, k, fr, e);
+}
+
+/* Moves to the next matching record.  1 = have one, 0 = stream done, <0 = error. */
+static int stream_next(struct run *r, struct stream *k)
 {
 	const struct query_options *o = r->opt;
 	for (;;) {
-		while (archive_frame_next(k->rd, &k->rec)) {
+		while (k->cur && archive_frame_next(k->rd, &k->rec)) {
 			if (k->rec.ts_ns < o->from_ns || (o->to_ns && k->rec.ts_ns >= o->to_ns))
 				continue;
 			struct pcap_pkthdr h = {.caplen = k->rec.caplen, .len = k->rec.wirelen};
-			if (pcap_offline_filter(k->prog, &h, k->rec.data))
+			if (pcap_offline_filter(k->cur->prog, &h, k->rec.data))
 				return 1;
 		}
-		if (k->next_frame == k->c->n)
+		k->cur = NULL;
+		if (k->next == k->n)
 			return 0;
 		if (fflush(o->out) != 0) /* stream: what was found so far goes out now */
 			return fail(r, QUERY_E_OUTPUT, "cannot write the output: %s%s",
 			            strerror(errno), "");
-		k->chunk = k->c->frames[k->next_frame].chunk;
-		int e = archive_frame_load(k->rd, &k->c->seg, &k->c->frames[k->next_frame++]);
-		if (e == -ENOENT && segment_gone(r, k->c->seg.id))
-			return 0; /* retention removed it meanwhile: left out, said on stderr */
-		if (e) {
-			snprintf(r->errbuf, QUERY_ERRBUF_SIZE, "%s", archive_errmsg());
+		int e = stream_load(r, k);
+		if (e < 0)
 			return e;
-		}
 	}
 }
 
-struct merge {
-	struct cursor *k[MERGE_MAX];
-	unsigned n;
-};
-
-/*
- * Heap order.  Segments of one recording (run): the order the recorder took
- * packets in, which is the order of their QQ chunks (a chunk goes whole to
- * one dumper; a frame holds one chunk).  Otherwise: earlier timestamp first,
- * ties by run, then segment order.
- */
-static int cursor_before(const struct cursor *a, const struct cursor *b)
+static void stream_close(struct stream *k)
 {
-	const struct archive_segment_info *sa = &a->c->seg, *sb = &b->c->seg;
-	if (sa->run && sa->run == sb->run && a->chunk != b->chunk)
-		return a->chunk < b->chunk;
-	if (a->rec.ts_ns != b->rec.ts_ns)
-		return a->rec.ts_ns < b->rec.ts_ns;
-	if (sa->run != sb->run)
-		return sa->run < sb->run;
-	return a->c < b->c;
+	archive_frame_reader_destroy(k->rd);
+	k->rd = NULL;
+	k->cur = NULL;
 }
 
-static void heap_push(struct merge *m, struct cursor *k)
+/* The merge: a heap of the open streams that have a record, by stream_before. */
+struct merge {
+	struct stream **k;
+	size_t n;
+};
+
+static int stream_before(const struct stream *a, const struct stream *b)
 {
-	unsigned i = m->n++;
-	while (i > 0 && cursor_before(k, m->k[(i - 1) / 2])) {
+	if (a->rec.ts_ns != b->rec.ts_ns)
+		return a->rec.ts_ns < b->rec.ts_ns;
+	return a->rank < b->rank;
+}
+
+static void heap_push(struct merge *m, struct stream *k)
+{
+	size_t i = m->n++;
+	while (i > 0 && stream_before(k, m->k[(i - 1) / 2])) {
 		m->k[i] = m->k[(i - 1) / 2];
 		i = (i - 1) / 2;
 	}
 	m->k[i] = k;
 }
 
-static struct cursor *heap_pop(struct merge *m)
+static struct stream *heap_pop(struct merge *m)
 {
-	struct cursor *top = m->k[0], *last = m->k[--m->n];
-	unsigned i = 0;
+	struct stream *top = m->k[0], *last = m->k[--m->n];
+	size_t i = 0;
 	for (;;) {
-		unsigned c = 2 * i + 1;
+		size_t c = 2 * i + 1;
 		if (c >= m->n)
 			break;
-		if (c + 1 < m->n && cursor_before(m->k[c + 1], m->k[c]))
+		if (c + 1 < m->n && stream_before(m->k[c + 1], m->k[c]))
 			c++;
-		if (!cursor_before(m->k[c], last))
+		if (!stream_before(m->k[c], last))
 			break;
 		m->k[i] = m->k[c];
 		i = c;
@@ -483,28 +622,23 @@ static struct cursor *heap_pop(struct merge *m)
 	return top;
 }
 
-static int cursor_open(struct run *r, const struct seg_cand *c, struct cursor **out)
+/* Advances k and puts it back in the heap, or closes it at its end.  0 or an error. */
+static int stream_advance(struct run *r, struct merge *m, struct stream *k)
 {
-	struct cursor *k = calloc(1, sizeof(*k));
-	if (!k)
-		return fail(r, -ENOMEM, "out of memory%s%s", "", "");
-	k->c = c;
-	if (!(k->prog = bpf_for(r, c->seg.linktype, c->seg.snaplen))) {
-		free(k);
-		return QUERY_E_FILTER;
+	int got = stream_next(r, k);
+	if (got == 1) {
+		heap_push(m, k);
+		return 0;
 	}
-	if (archive_frame_reader_create(r->a, &k->rd) != 0) {
-		free(k);
-		return fail(r, -ENOMEM, "out of memory%s%s", "", "");
-	}
-	*out = k;
-	return 0;
+	stream_close(k);
+	return got;
 }
 
-static void cursor_close(struct cursor *k)
+static int stream_open(struct run *r, struct merge *m, struct stream *k)
 {
-	archive_frame_reader_destroy(k->rd);
-	free(k);
+	if (archive_frame_reader_create(r->a, &k->rd) != 0)
+		return fail(r, -ENOMEM, "out of memory%s%s", "", "");
+	return stream_advance(r, m, k);
 }
 
 /* 1 when --limit-packets is reached (--limit-bytes is checked per packet, before writing). */
@@ -514,87 +648,125 @@ static int limits_reached(const struct run *r)
 	return o->limit_packets && r->res->packets >= o->limit_packets;
 }
 
-static int seg_start_cmp(const void *x, const void *y)
+/* Writes k's record; 1 when --limit-bytes stops the answer before it, 0, or an error. */
+static int write_record(struct run *r, const struct stream *k)
 {
-	const struct seg_cand *a = *(struct seg_cand *const *)x, *b = *(struct seg_cand *const *)y;
-	if (a->seg.min_ns != b->seg.min_ns)
-		return (a->seg.min_ns > b->seg.min_ns) - (a->seg.min_ns < b->seg.min_ns);
-	return (a->seg.id > b->seg.id) - (a->seg.id < b->seg.id);
+	const struct archive_segment_info *s = &k->cur->seg;
+	if (r->opt->limit_bytes &&
+	    r->x.bytes + export_packet_size(&r->x, s->linktype, s->snaplen, &k->rec) >
+	        r->opt->limit_bytes) {
+		r->res->limited = 1;
+		return 1;
+	}
+	int e = export_packet(&r->x, s->linktype, s->snaplen, &k->rec);
+	if (e == QUERY_E_OUTPUT)
+		return fail(r, e, "cannot write the output: %s%s", strerror(errno), "");
+	if (e)
+		return e;
+	r->res->packets++;
+	return 0;
 }
 
-/*
- * Writes the matches of every candidate segment in merge order (see
- * cursor_before).  Segments are taken by first packet time; one joins the
- * merge while its time range overlaps those already joined (their latest
- * packet), so segments that do not overlap are read one after the other
- * with one cursor.
- */
-static int merge_segments(struct run *r, struct seg_cand **order, size_t n)
+/* Writes the records of the streams (pending: by min_ns) in merge order. */
+static int merge_streams(struct run *r, struct stream **pending, size_t n)
 {
-	struct merge m = {.n = 0};
+	struct merge m = {.k = calloc(n ? n : 1, sizeof(*m.k))};
 	size_t next = 0;
-	uint64_t reach = 0; /* latest packet time of the segments joined */
-	int e = 0;
+	int e = m.k ? 0 : fail(r, -ENOMEM, "out of memory%s%s", "", "");
 	while (e == 0 && !limits_reached(r)) {
-		while (next < n && (m.n == 0 || order[next]->seg.min_ns <= reach) &&
-		       m.n < MERGE_MAX) {
-			if (order[next]->seg.max_ns > reach)
-				reach = order[next]->seg.max_ns;
-			struct cursor *k;
-			if ((e = cursor_open(r, order[next++], &k)) != 0)
-				break;
-			int got = cursor_next(r, k);
-			if (got == 1) {
-				heap_push(&m, k);
-			} else {
-				cursor_close(k);
-				e = got < 0 ? got : 0;
-			}
-		}
+		while (e == 0 && next < n &&
+		       (m.n == 0 || pending[next]->min_ns <= m.k[0]->rec.ts_ns))
+			e = stream_open(r, &m, pending[next++]);
 		if (e || m.n == 0)
 			break;
-		struct cursor *k = heap_pop(&m);
-		const struct archive_segment_info *s = &k->c->seg;
-		if (r->opt->limit_bytes &&
-		    r->x.bytes + export_packet_size(&r->x, s->linktype, s->snaplen, &k->rec) >
-		        r->opt->limit_bytes) {
-			r->res->limited = 1;
-			cursor_close(k);
+		struct stream *k = heap_pop(&m);
+		if ((e = write_record(r, k)) != 0) {
+			stream_close(k);
 			break;
 		}
-		if ((e = export_packet(&r->x, s->linktype, s->snaplen, &k->rec)) != 0) {
-			if (e == QUERY_E_OUTPUT)
-				fail(r, e, "cannot write the output: %s%s", strerror(errno), "");
-			cursor_close(k);
-			break;
-		}
-		r->res->packets++;
-		int got = cursor_next(r, k);
-		if (got == 1)
-			heap_push(&m, k);
-		else {
-			cursor_close(k);
-			e = got < 0 ? got : 0;
-		}
+		e = stream_advance(r, &m, k);
 	}
 	if (e == 0 && limits_reached(r) && (m.n || next < n))
 		r->res->limited = 1;
+	e = e > 0 ? 0 : e;
 	while (m.n)
-		cursor_close(heap_pop(&m));
+		stream_close(heap_pop(&m));
+	free(m.k);
+	return e;
+}
+
+/* Stream key: (run, or for run 0 the segment), then QQ chunk, segment, frame. */
+static int fref_cmp(const void *x, const void *y)
+{
+	const struct fref *a = x, *b = y;
+	const struct archive_segment_info *sa = &a->c->seg, *sb = &b->c->seg;
+	uint64_t ka[4] = {sa->run, sa->run ? 0 : sa->id, a->c->frames[a->i].chunk, sa->id};
+	uint64_t kb[4] = {sb->run, sb->run ? 0 : sb->id, b->c->frames[b->i].chunk, sb->id};
+	for (int i = 0; i < 4; i++)
+		if (ka[i] != kb[i])
+			return ka[i] < kb[i] ? -1 : 1;
+	return (a->i > b->i) - (a->i < b->i);
+}
+
+static int same_stream(const struct fref *a, const struct fref *b)
+{
+	return a->c->seg.run == b->c->seg.run && (a->c->seg.run || a->c == b->c);
+}
+
+static int stream_start_cmp(const void *x, const void *y)
+{
+	const struct stream *a = *(struct stream *const *)x, *b = *(struct stream *const *)y;
+	if (a->min_ns != b->min_ns)
+		return a->min_ns < b->min_ns ? -1 : 1;
+	return (a->rank > b->rank) - (a->rank < b->rank);
+}
+
+/* Cuts the sorted frames f[0..n) into streams (*out, by earliest packet). */
+static size_t streams_cut(struct fref *f, size_t n, struct stream *st, struct stream **out)
+{
+	size_t ns = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (i == 0 || !same_stream(&f[i - 1], &f[i]))
+			st[ns++] = (struct stream){.f = &f[i], .rank = ns, .min_ns = UINT64_MAX};
+		struct stream *k = &st[ns - 1];
+		const struct archive_frame_info *fi = &f[i].c->frames[f[i].i];
+		k->n++;
+		k->min_ns = fi->min_ns < k->min_ns ? fi->min_ns : k->min_ns;
+	}
+	for (size_t i = 0; i < ns; i++)
+		out[i] = &st[i];
+	if (ns > 1)
+		qsort(out, ns, sizeof(*out), stream_start_cmp);
+	return ns;
+}
+
+/* The candidate frames in stream order, cut into streams, merged. */
+static int merge_segments(struct run *r)
+{
+	size_t n = 0, w = 0;
+	for (size_t i = 0; i < r->ncands; i++)
+		n += r->cands[i].n;
+	struct fref *f = malloc((n ? n : 1) * sizeof(*f));
+	struct stream *st = malloc((n ? n : 1) * sizeof(*st));
+	struct stream **order = malloc((n ? n : 1) * sizeof(*order));
+	int e = 0;
+	if (!f || !st || !order) {
+		e = fail(r, -ENOMEM, "out of memory%s%s", "", "");
+	} else {
+		for (size_t i = 0; i < r->ncands; i++)
+			for (size_t j = 0; j < r->cands[i].n; j++)
+				f[w++] = (struct fref){.c = &r->cands[i], .i = j};
+		qsort(f, n, sizeof(*f), fref_cmp);
+		e = merge_streams(r, order, streams_cut(f, n, st, order));
+	}
+	free(f);
+	free(st);
+	free(order);
 	return e;
 }
 
 static int write_output(struct run *r)
 {
-	struct seg_cand **order = malloc((r->ncands ? r->ncands : 1) * sizeof(*order));
-	size_t n = 0;
-	if (!order)
-		return fail(r, -ENOMEM, "out of memory%s%s", "", "");
-	for (size_t i = 0; i < r->ncands; i++)
-		if (r->cands[i].n)
-			order[n++] = &r->cands[i];
-	if (n > 1)
-		qsort(order, n, sizeof(*order), seg_start_cmp);
 	r->x = (struct export){.out = r->opt->out,
 	                       .format = r->opt->format,
 	                       .ts_micro = r->opt->ts_micro,
@@ -603,8 +775,7 @@ static int write_output(struct run *r)
 	if (e == 0 && (e = export_begin(&r->x)) != 0)
 		fail(r, e, "cannot write the output: %s%s", strerror(errno), "");
 	if (e == 0)
-		e = merge_segments(r, order, n);
-	free(order);
+		e = merge_segments(r);
 	r->res->bytes = r->x.bytes;
 	if (e == 0 && fflush(r->opt->out) != 0)
 		e = fail(r, QUERY_E_OUTPUT, "cannot write the output: %s%s", strerror(errno), "");
@@ -630,6 +801,68 @@ static int explain(struct run *r)
 	return fflush(o) == 0 ? 0 : QUERY_E_OUTPUT;
 }
 
+/*
+ * One warning line for a link type the filter cannot be compiled for: its
+ * segments in the range (named) are left out, as `tcpdump` could not read
+ * them with this filter either.
+ */
+static void warn_linktype(struct run *r, int linktype, const char *why)
+{
+	char ids[256] = "";
+	size_t len = 0, segs = 0;
+	uint64_t packets = 0;
+	for (size_t i = 0; i < r->ncands; i++) {
+		const struct archive_segment_info *s = &r->cands[i].seg;
+		if (s->linktype != linktype)
+			continue;
+		packets += s->packets;
+		if (segs++ < 8 && len < sizeof(ids))
+			len += (size_t)snprintf(ids + len, sizeof(ids) - len, "%s%llu",
+			                        segs > 1 ? ", " : "", (unsigned long long)s->id);
+	}
+	if (!r->opt->notices)
+		return;
+	fprintf(r->opt->notices,
+	        "%swarning: archive %s: %s: segments %s%s of link type %d (%llu packets) are "
+	        "left out\n",
+	        r->opt->notice_prefix ? r->opt->notice_prefix : "", archive_dir(r->a), why, ids,
+	        segs > 8 ? ", ..." : "", linktype, (unsigned long long)packets);
+}
+
+/*
+ * Compiles the filter for every link type in range, even without candidates
+ * (an invalid filter is refused whatever the archive holds).  Segments of a
+ * link type it cannot be compiled for are left out with a warning; when that
+ * is every link type in range, the query fails (QUERY_E_FILTER).
+ */
+static int compile_filters(struct run *r)
+{
+	size_t ok = 0;
+	if (r->ncands == 0)
+		return bpf_for(r, 1 /* LINKTYPE_ETHERNET */, 262144) ? 0 : QUERY_E_FILTER;
+	for (size_t i = 0; i < r->ncands; i++)
+		if ((r->cands[i].prog =
+		         bpf_for(r, r->cands[i].seg.linktype, r->cands[i].seg.snaplen)))
+			ok++;
+	if (ok == 0)
+		return QUERY_E_FILTER; /* errbuf: the last failure */
+	for (size_t i = 0; i < r->bpf.n; i++) {
+		struct bpf_program p; /* compiled once more for its message */
+		if (r->bpf.ok[i])
+			continue;
+		if (ft_bpf_compile(r->bpf.linktype[i], 262144, filter_text(r->opt), &p, r->errbuf,
+		                   QUERY_ERRBUF_SIZE) == 0)
+			pcap_freecode(&p);
+		else
+			warn_linktype(r, r->bpf.linktype[i], r->errbuf);
+	}
+	for (size_t i = 0; i < r->ncands; i++)
+		if (!r->cands[i].prog)
+			r->cands[i].n = 0; /* left out, said above */
+	r->errbuf[0] = '\0';
+	return 0;
+}
+
 static int run_passes(struct run *r)
 {
 	int e = query_plan_build(r->opt->filter, &r->plan);
@@ -641,14 +874,11 @@ static int run_passes(struct run *r)
 		         archive_errmsg()[0] ? archive_errmsg() : query_strerror(e));
 		return e;
 	}
-	/* validate the filter for every link type in range, even without candidates */
-	for (size_t i = 0; i < r->ncands; i++)
-		if (!bpf_for(r, r->cands[i].seg.linktype, r->cands[i].seg.snaplen))
-			return QUERY_E_FILTER;
-	if (r->ncands == 0 && !bpf_for(r, 1 /* LINKTYPE_ETHERNET */, 262144))
-		return QUERY_E_FILTER;
+	if ((e = compile_filters(r)) != 0)
+		return e;
 	if (r->opt->explain)
 		return explain(r);
+	report_holes(r);
 	if (!r->res->indexed && r->opt->notices && r->res->frames_read > 0 &&
 	    filter_text(r->opt)[0])
 		fprintf(r->opt->notices,

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "archive/archive.h"
 #include "tools/cli.h"
 
 void cli_error(const char *cmd, const char *fmt, ...)
@@ -329,4 +330,43 @@ char *cli_join_args(int argc, char **argv, int first)
 		strcat(s, argv[i]);
 	}
 	return s;
+}
+
+struct files_check {
+	struct archive *a;
+	uint64_t bad;
+	char first[512];
+};
+
+static int file_check(const struct archive_segment_info *s, void *arg)
+{
+	struct files_check *c = arg;
+	struct archive_rtxn *now;
+	struct archive_segment_info again;
+	if (archive_segment_check_file(c->a, s) == 0)
+		return 0;
+	char why[512];
+	snprintf(why, sizeof(why), "%s", archive_errmsg());
+	if (archive_rtxn_begin(c->a, &now) == 0) { /* retention dropped it since the snapshot? */
+		int gone = archive_segment_get(now, s->id, &again) == ARCHIVE_E_NOTFOUND;
+		archive_rtxn_end(now);
+		if (gone)
+			return 0;
+	}
+	if (c->bad++ == 0)
+		snprintf(c->first, sizeof(c->first), "%s", why);
+	return 0;
+}
+
+uint64_t cli_check_segment_files(const char *cmd, struct archive *a, struct archive_rtxn *t,
+                                 const char *dir)
+{
+	struct files_check c = {.a = a};
+	if (archive_segments(t, 0, 0, file_check, &c) != 0 || c.bad == 0)
+		return 0;
+	cli_error(cmd,
+	          "archive %s: %llu segment files missing or shorter than the index says (%s%s): "
+	          "queries cannot read them; flowscope index verify checks every file",
+	          dir, (unsigned long long)c.bad, c.first, c.bad > 1 ? ", ..." : "");
+	return c.bad;
 }

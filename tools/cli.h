@@ -67,4 +67,16 @@ uint64_t cli_mono_ns(void);
 /* Joins argv[first..argc) with spaces (a filter given as several words); malloc()ed. */
 char *cli_join_args(int argc, char **argv, int first);
 
+struct archive;
+struct archive_rtxn;
+
+/*
+ * Checks with stat() alone that every segment file of the index (snapshot t)
+ * exists and is as long as the index says; when some are not, one line
+ * `flowscope CMD: archive DIR: N segment files missing or shorter ...`.
+ * Returns N.
+ */
+uint64_t cli_check_segment_files(const char *cmd, struct archive *a, struct archive_rtxn *t,
+                                 const char *dir);
+
 #endif

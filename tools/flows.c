@@ -328,6 +328,7 @@ int flows_main(int argc, char **argv)
 	if (r) {
 		cli_error(CMD, "%s", archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
 	} else {
+		cli_check_segment_files(CMD, a, c.t, fa.archive); /* flows come from the index */
 		merge_segments(&c);
 		if (!fa.json)
 			printf("%-30s %10s %-5s %-40s %-40s %8s %8s %11s %11s %-8s %s\n", "first",

@@ -111,8 +111,9 @@ int info_main(int argc, char **argv)
 		print_summary(dir, &s);
 		print_last_run(last_run);
 	}
+	int status = r ? EXIT_FAIL : cli_check_segment_files(CMD, a, t, dir) ? EXIT_DAMAGED : 0;
 	free(last_run);
 	archive_rtxn_end(t);
 	archive_close(a);
-	return r ? EXIT_FAIL : EXIT_OK;
+	return status;
 }

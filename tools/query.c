@@ -44,6 +44,8 @@ static void usage(FILE *f)
 	    "  --ts T      pcap timestamps: nano (default) or micro\n"
 	    "  --limit-packets N, --limit-bytes SIZE  stop there (the output is whole packets\n"
 	    "              and never larger than SIZE, so SIZE holds at least the file header)\n"
+	    "  --skip-damaged  leave out frames that cannot be read (one line each), return\n"
+	    "              the rest, exit status 3; the default for -w - (a stream)\n"
 	    "  --explain   print the plan (index terms, segments, frames, bytes); read nothing\n");
 }
 
@@ -151,6 +153,7 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 	    {"ts", required_argument, NULL, 'S'},
 	    {"limit-packets", required_argument, NULL, 'P'},
 	    {"limit-bytes", required_argument, NULL, 'B'},
+	    {"skip-damaged", no_argument, NULL, 'k'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c, r;
@@ -173,6 +176,9 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 			break;
 		case 'e':
 			a->q.explain = 1;
+			break;
+		case 'k':
+			a->q.skip_damaged = 1;
 			break;
 		case 'F':
 		case 'S':
@@ -223,6 +229,7 @@ static int open_output(struct query_args *a, char *tmp, size_t tmplen)
 			return EXIT_USAGE;
 		}
 		a->q.out = stdout;
+		a->q.skip_damaged = 1; /* what was streamed cannot be taken back: go on */
 		return 0;
 	}
 	struct stat st;
@@ -297,6 +304,8 @@ int query_main(int argc, char **argv)
 		if (r == QUERY_E_FILTER)
 			status = EXIT_USAGE;
 	}
+	if (status == 0 && res.frames_damaged)
+		status = EXIT_DAMAGED; /* the lines above said what was left out */
 	if (status == 0 && !a.q.explain && res.limited)
 		fprintf(stderr,
 		        "flowscope query: stopped at the limit after %" PRIu64 " packets, %" PRIu64
