@@ -81,7 +81,7 @@ test-fuzz: deps
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_parse.c flowtrack/parse.c flowtrack/flowkey.c \
 	    -o $(FUZZ_BUILD)/fuzz_parse
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_plan.c query/plan.c archive/index.c archive/terms.c \
-	    archive/archive.c flowtrack/flowkey.c flowtrack/parse.c flowtrack/table.c \
+	    archive/archive.c archive/lmdbcheck.c flowtrack/flowkey.c flowtrack/parse.c flowtrack/table.c \
 	    $$(pkg-config --cflags --libs lmdb libpcap) \
 	    -o $(FUZZ_BUILD)/fuzz_plan
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_pcapng.c ingest/file.c ingest/pcapng_links.c \
