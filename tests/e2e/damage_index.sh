@@ -156,7 +156,7 @@ if command -v strace >/dev/null; then
         fs index verify --archive "$K" >"$TMP/out" 2>&1 && pass || fail "killed at rename $n: verify: $(tail -1 "$TMP/out")"
     done
 else
-    note "no strace: the kills at each rename are not tried"
+    fail "no strace (make deps installs it): the kills at each rename cannot be tried"
 fi
 
 # ---- verify while a recorder comes and goes --------------------------------------------
