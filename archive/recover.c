@@ -702,12 +702,11 @@ static int rebuild_files(struct archive *fresh, struct archive *old, archive_log
 		if ((r = index_file(w, &s, path, f->open, log, arg, &got)) != 0)
 			break;
 		if (got.frames == 0) {
-			if (f->open) {
+			if (f->open && f->size == 0) { /* created just before a crash: no bytes */
 				unlink(path);
-				say(log, arg,
-				    "segment %llu: open, without one whole frame: removed",
+				say(log, arg, "segment %llu: open and empty: removed",
 				    (unsigned long long)f->id);
-			} else {
+			} else { /* never removed: it may hold the only copy of something */
 				say(log, arg,
 				    "segment %llu: not one readable frame (%s, %llu bytes): not "
 				    "indexed, left as it is; move it out of segments/ once you no "

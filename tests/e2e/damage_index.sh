@@ -196,13 +196,17 @@ cp -a "$BASE" "$O"
 mkdir "$O/segments/000000000099.pcap.zst"
 : >"$O/segments/000000000050.pcap.zst.open"
 : >"$O/segments/000000000003.pcap.zst"
+head -c 3000 /dev/urandom >"$O/segments/000000000060.pcap.zst.open" # no whole frame, yet bytes
 fs index rebuild --archive "$O" >"$TMP/out" 2>"$TMP/err"
 rc=$?
 [ $rc -eq 0 ] && pass || fail "rebuild with odd files: exit $rc: $(cat "$TMP/err")"
 grep -q "000000000099.pcap.zst: not a regular file" "$TMP/err" && pass || fail "rebuild does not report the directory: $(cat "$TMP/err")"
 grep -q "segment 3: not one readable frame.*move it out of segments/" "$TMP/err" && pass ||
     fail "rebuild does not say what to do with the emptied segment: $(cat "$TMP/err")"
-[ -d "$O/segments/000000000099.pcap.zst" ] && [ -e "$O/segments/000000000003.pcap.zst" ] && pass ||
+grep -q "segment 60: not one readable frame.*move it out of segments/" "$TMP/err" && pass ||
+    fail "rebuild does not say what to do with the frameless open segment: $(cat "$TMP/err")"
+[ -d "$O/segments/000000000099.pcap.zst" ] && [ -e "$O/segments/000000000003.pcap.zst" ] &&
+    [ -s "$O/segments/000000000060.pcap.zst.open" ] && pass ||
     fail "rebuild removed what it cannot index"
 fs index verify --archive "$O" >"$TMP/out" 2>&1
 rc=$?
