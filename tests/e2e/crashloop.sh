@@ -185,7 +185,7 @@ for round in $(seq 1 $rounds); do
     alive=0
     kill -0 $pid 2>/dev/null && kill -9 $pid 2>/dev/null && alive=1
     wait $pid 2>/dev/null
-    [ -d "$R/index" ] || continue
+    [ -f "$R/FORMAT" ] || continue
     verify_ok "$R" "retention round $round (killed after ${delay} ms)"
     grep -q "retention dropped from the index before a crash" "$TMP/verify.out" && pending=$((pending + 1))
     # retention acted before the kill: a file that was there before the round is gone or going

@@ -30,7 +30,7 @@ rounds=0
 for round in $(seq 1 20); do
     A=$TMP/crash
     killed_recording "$A" 1 "0.$((RANDOM % 9 + 1))$((RANDOM % 10))"
-    [ -d "$A/index" ] || continue # killed before the archive existed: nothing to check
+    [ -f "$A/FORMAT" ] || continue # killed before the archive existed (FORMAT comes last): nothing to check
     rounds=$((rounds + 1))
     verify_ok "$A" "round $round after kill -9"
     n=$(stored "$A")
@@ -59,7 +59,7 @@ done
 for round in 1 2 3 4 5; do
     A=$TMP/crash2
     killed_recording "$A" 2 "0.$((RANDOM % 9 + 1))"
-    [ -d "$A/index" ] || continue
+    [ -f "$A/FORMAT" ] || continue
     fs record --read "$PCAPS/dns_icmp.pcap" --archive "$A" --stats-interval 0 2>/dev/null ||
         fail "two dumpers, round $round: recovery"
     verify_ok "$A" "two dumpers, round $round"
@@ -76,7 +76,7 @@ pid=$!
 answers=0
 for i in $(seq 1 30); do
     sleep 0.2
-    [ -d "$A/index" ] || continue
+    [ -f "$A/FORMAT" ] || continue
     fs info --archive "$A" >/dev/null 2>&1 || fail "info while recording"
     if fs query --archive "$A" -w "$TMP/q.pcap" 2>"$TMP/q.err"; then
         n=$(npackets "$TMP/q.pcap")
