@@ -153,6 +153,10 @@ int archive__writer_active(const struct archive *a);
 /* Maps an LMDB return code to ARCHIVE_E_LMDB with a message naming `what`. */
 int archive__lmdb_fail(int rc, const char *what);
 
+/* Makes *buf (of *cap elements of el bytes) hold at least need: doubles from 64.
+ * 0 or -ENOMEM (archive_errmsg says so); *buf and *cap unchanged on failure. */
+int archive__grow(void **buf, size_t *cap, size_t need, size_t el);
+
 /* The index file checked before LMDB trusts it (lmdbcheck.c): 0, -errno (-ENOENT: no
  * file), or ARCHIVE_E_CORRUPT with the damage described in why. */
 int archive__lmdb_check_header(const char *path, char *why, size_t len);

@@ -108,15 +108,8 @@ static int list_files_log(const char *dir, struct seg_file **out, size_t *n, arc
 			say(log, arg, "%s: not a regular file: no segment, left alone", path);
 			continue;
 		}
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 64;
-			struct seg_file *nf = realloc(*out, cap * sizeof(*nf));
-			if (!nf) {
-				r = archive__fail(-ENOMEM, "out of memory");
-				break;
-			}
-			*out = nf;
-		}
+		if ((r = archive__grow((void **)out, &cap, *n + 1, sizeof(**out))) != 0)
+			break;
 		(*out)[(*n)++] =
 		    (struct seg_file){.id = id,
 		                      .open = open,
@@ -260,14 +253,9 @@ struct recovery {
 static int collect_seg(const struct archive_segment_info *s, void *arg)
 {
 	struct recovery *rv = arg;
-	if (rv->nseg == rv->segcap) {
-		size_t nc = rv->segcap ? rv->segcap * 2 : 64;
-		struct archive_segment_info *nv = realloc(rv->segs, nc * sizeof(*nv));
-		if (!nv)
-			return archive__fail(-ENOMEM, "out of memory");
-		rv->segs = nv;
-		rv->segcap = nc;
-	}
+	int r = archive__grow((void **)&rv->segs, &rv->segcap, rv->nseg + 1, sizeof(*rv->segs));
+	if (r)
+		return r;
 	rv->segs[rv->nseg++] = *s;
 	return 0;
 }

@@ -203,17 +203,6 @@ int archive__dropped_contains(struct archive *a, MDB_txn *txn, uint64_t id)
 	return rc == 0;
 }
 
-static int dropped_grow(uint64_t **ids, size_t *cap)
-{
-	size_t nc = *cap ? *cap * 2 : 64;
-	uint64_t *n = realloc(*ids, nc * sizeof(*n));
-	if (!n)
-		return archive__fail(-ENOMEM, "out of memory");
-	*ids = n;
-	*cap = nc;
-	return 0;
-}
-
 int archive__dropped_list(struct archive *a, uint64_t **ids, size_t *n)
 {
 	MDB_txn *txn;
@@ -237,7 +226,8 @@ int archive__dropped_list(struct archive *a, uint64_t **ids, size_t *n)
 			break;
 		if (k.mv_size != DROPPED_KEY_LEN)
 			continue; /* not ours to read */
-		if (*n == cap && (r = dropped_grow(ids, &cap)) != 0)
+		if (*n == cap &&
+		    (r = archive__grow((void **)ids, &cap, *n + 1, sizeof(**ids))) != 0)
 			break;
 		(*ids)[(*n)++] = be64_get((const uint8_t *)k.mv_data + DROPPED_PREFIX_LEN);
 	}

@@ -140,14 +140,9 @@ static int seektable_ok(const struct seg_scan *s, size_t fsize)
 
 static int sizes_add(struct seg_scan *s, struct seg_frame_size fs)
 {
-	if (s->nsizes == s->sizes_cap) {
-		size_t nc = s->sizes_cap ? s->sizes_cap * 2 : 256;
-		struct seg_frame_size *ns = realloc(s->sizes, nc * sizeof(*ns));
-		if (!ns)
-			return archive__fail(-ENOMEM, "out of memory");
-		s->sizes = ns;
-		s->sizes_cap = nc;
-	}
+	int r = archive__grow((void **)&s->sizes, &s->sizes_cap, s->nsizes + 1, sizeof(*s->sizes));
+	if (r)
+		return r;
 	s->sizes[s->nsizes++] = fs;
 	return 0;
 }

@@ -107,7 +107,7 @@ static uint64_t clock_ns(clockid_t id)
 }
 
 /* Grows *buf (elements of size el) to hold at least need elements. */
-static int grow(void **buf, size_t *cap, size_t need, size_t el)
+int archive__grow(void **buf, size_t *cap, size_t need, size_t el)
 {
 	if (need <= *cap)
 		return 0;
@@ -298,9 +298,10 @@ static int frame_flush(struct archive_writer *w)
 	w->frame.offset = w->seg.file_bytes;
 	w->frame.csize = (uint32_t)c;
 	w->frame.usize = (uint32_t)w->flen;
-	if ((r = grow((void **)&w->pframes, &w->pframes_cap, w->npframes + 1,
-	              sizeof(*w->pframes))) ||
-	    (r = grow((void **)&w->seeks, &w->seeks_cap, w->nseeks + 1, sizeof(*w->seeks))))
+	if ((r = archive__grow((void **)&w->pframes, &w->pframes_cap, w->npframes + 1,
+	                       sizeof(*w->pframes))) ||
+	    (r = archive__grow((void **)&w->seeks, &w->seeks_cap, w->nseeks + 1,
+	                       sizeof(*w->seeks))))
 		return r;
 	if (archive__segterms_add_frame(&w->segterms, &w->terms, w->frame.frame) != 0)
 		return archive__fail(-ENOMEM, "out of memory");
@@ -685,9 +686,10 @@ int archive__writer_adopt_frame(struct archive_writer *w, const struct seg_scann
 	w->frame.offset = f->offset;
 	w->frame.csize = f->csize;
 	w->frame.usize = f->usize;
-	if ((r = grow((void **)&w->pframes, &w->pframes_cap, w->npframes + 1,
-	              sizeof(*w->pframes))) ||
-	    (r = grow((void **)&w->seeks, &w->seeks_cap, w->nseeks + 1, sizeof(*w->seeks))))
+	if ((r = archive__grow((void **)&w->pframes, &w->pframes_cap, w->npframes + 1,
+	                       sizeof(*w->pframes))) ||
+	    (r = archive__grow((void **)&w->seeks, &w->seeks_cap, w->nseeks + 1,
+	                       sizeof(*w->seeks))))
 		return r;
 	if (archive__segterms_add_frame(&w->segterms, &w->terms, f->frame) != 0)
 		return archive__fail(-ENOMEM, "out of memory");
@@ -722,7 +724,7 @@ void archive__writer_adopt_abandon(struct archive_writer *w)
 
 int archive__writer_adopt_gap(struct archive_writer *w, uint32_t bytes, uint32_t usize)
 {
-	int r = grow((void **)&w->seeks, &w->seeks_cap, w->nseeks + 1, sizeof(*w->seeks));
+	int r = archive__grow((void **)&w->seeks, &w->seeks_cap, w->nseeks + 1, sizeof(*w->seeks));
 	if (r)
 		return r;
 	w->seeks[w->nseeks++] = (struct seek_entry){bytes, usize};
