@@ -147,7 +147,7 @@ struct gen_service {
 static const struct gen_service services[] = {
     {PROTO_TCP, APP_TLS, 443, {40, 40}},   {PROTO_TCP, APP_HTTP, 80, {22, 0}},
     {PROTO_TCP, APP_HTTP, 8080, {8, 0}},   {PROTO_TCP, APP_DATA, 8000, {0, 47}},
-    {PROTO_TCP, APP_SSH, 22, {12, 0}},    {PROTO_TCP, APP_SMTP, 25, {10, 13}},
+    {PROTO_TCP, APP_SSH, 22, {12, 0}},     {PROTO_TCP, APP_SMTP, 25, {10, 13}},
     {PROTO_TCP, APP_DNS, 53, {8, 0}},      {PROTO_UDP, APP_DNS, 53, {60, 0}},
     {PROTO_UDP, APP_NTP, 123, {15, 0}},    {PROTO_UDP, APP_DNS, 5353, {10, 0}},
     {PROTO_UDP, APP_DATA, 9000, {15, 40}}, {PROTO_UDP, APP_DATA, 27015, {0, 30}},
