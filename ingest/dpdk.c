@@ -16,10 +16,11 @@
  *
  * Timestamps, in order of preference: the PMD's own timestamp when it sets
  * the mbuf's timestamp field and we know its unit (net_pcap: microseconds
- * since the epoch from the file; NICs with RX timestamp offload: their clock,
- * calibrated against CLOCK_REALTIME through rte_eth_read_clock), else the
- * TSC calibrated against CLOCK_REALTIME when the port starts, read once per
- * burst.
+ * since the epoch from the file, which it opens with pcap_open_offline, so a
+ * nanosecond file loses its last three digits: the run line says so; NICs
+ * with RX timestamp offload: their clock, calibrated against CLOCK_REALTIME
+ * through rte_eth_read_clock), else the TSC calibrated against
+ * CLOCK_REALTIME when the port starts, read once per burst.
  *
  * Logging: during initialisation EAL's output goes to a temporary file so a
  * failure is reported as one line (with EAL's last message); afterwards
@@ -438,6 +439,9 @@ int ingest_dpdk_open(const char *eal_args, uint16_t port_id, unsigned rx_queues,
 	                                           .snaplen = 262144,
 	                                           .queues = rx_queues,
 	                                           .port = port};
+	if (d->ts_mode == TS_PMD_USEC) /* it opens files with pcap_open_offline: microseconds */
+		d->base.info.ts_note =
+		    "timestamps in microseconds: DPDK's net_pcap delivers no nanoseconds";
 	*out = &d->base;
 	return 0;
 }

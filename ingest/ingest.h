@@ -18,7 +18,9 @@
  *   error that names the file and the byte offset.
  *   DPDK ethdev: ingest_dpdk_open().  Any PMD (NICs, net_pcap, net_af_packet
  *   ...); one queue per RX queue, RSS with a symmetric Toeplitz key when there
- *   are several; bursts of 32, no per-packet allocation or syscall.
+ *   are several; bursts of 32, no per-packet allocation or syscall.  net_pcap
+ *   (22.11) opens its files with pcap_open_offline and so delivers microseconds
+ *   (info.ts_note says so).
  *   AF_PACKET: ingest_afpacket_open().  A TPACKET_V3 ring per queue, queues
  *   joined in a PACKET_FANOUT_HASH group (the kernel's symmetric flow hash).
  *   libpcap live capture: ingest_live_open().  One queue.
@@ -77,6 +79,9 @@ struct ingest_source_info {
 	uint32_t snaplen;
 	unsigned queues; /* receive queues: call ingest_source_run() once per queue */
 	uint16_t port;   /* source number stamped on every record */
+	/* What limits the timestamps, a phrase for the run line; NULL: nothing (nanoseconds
+	 * where the input has them).  DPDK net_pcap: "timestamps in microseconds: ...". */
+	const char *ts_note;
 };
 
 /*

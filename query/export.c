@@ -176,35 +176,53 @@ static void json_time(uint64_t ns, char *buf, size_t len)
 	(n += snprintf(buf + (n < JSON_MAX ? n : 0), n < JSON_MAX ? JSON_MAX - (size_t)n : 0, \
 	               __VA_ARGS__))
 
+/* IP: protocol, addresses, ports, TCP flags, TTL (hop limit). */
+static int json_ip(const struct ft_packet *p, char *buf, int n)
+{
+	char a[FT_ADDRSTRLEN], b[FT_ADDRSTRLEN], pbuf[16], fl[16];
+	ft_addr_format(p->src, a, sizeof(a));
+	ft_addr_format(p->dst, b, sizeof(b));
+	JPUT(",\"proto\":\"%s\",\"src\":\"%s\",\"dst\":\"%s\"",
+	     ft_proto_name(p->proto, pbuf, sizeof(pbuf)), a, b);
+	if (p->flags & FT_PKT_L4)
+		JPUT(",\"sport\":%u,\"dport\":%u", p->sport, p->dport);
+	if (p->proto == 6 && (p->flags & FT_PKT_L4)) {
+		ft_tcp_flags_format(p->tcp_flags, fl);
+		JPUT(",\"tcp_flags\":\"%s\"", fl);
+	}
+	if (p->family)
+		JPUT(",\"ttl\":%u", p->ttl);
+	return n;
+}
+
+/* Not IP: the ethertype, and for ARP (RARP) the sender and target IPv4 addresses. */
+static int json_non_ip(const struct ft_packet *p, char *buf, int n)
+{
+	char a[FT_ADDRSTRLEN], b[FT_ADDRSTRLEN];
+	JPUT(",\"ethertype\":\"0x%04x\"", p->ethertype);
+	if (p->flags & FT_PKT_ARP) {
+		ft_addr_format(p->src, a, sizeof(a));
+		ft_addr_format(p->dst, b, sizeof(b));
+		JPUT(",\"src\":\"%s\",\"dst\":\"%s\"", a, b);
+	}
+	return n;
+}
+
 /* One object per packet: time, lengths, and what the parser found.  Returns its length. */
 static int json_format(int linktype, const struct archive_record *r, char *buf)
 {
-	char t[48], a[FT_ADDRSTRLEN], b[FT_ADDRSTRLEN], pbuf[16], fl[16];
+	char t[48];
 	struct ft_packet p;
 	int n = 0;
 	json_time(r->ts_ns, t, sizeof(t));
 	JPUT("{\"time\":\"%s\",\"ts_ns\":%llu,\"len\":%u,\"caplen\":%u", t,
 	     (unsigned long long)r->ts_ns, r->wirelen, r->caplen);
-	if (ft_parse(linktype, r->data, r->caplen, &p) == 0 &&
-	    (p.flags & (FT_PKT_IP | FT_PKT_ARP))) {
-		ft_addr_format(p.src, a, sizeof(a));
-		ft_addr_format(p.dst, b, sizeof(b));
-		JPUT(",\"%s\":\"%s\",\"src\":\"%s\",\"dst\":\"%s\"",
-		     p.flags & FT_PKT_ARP ? "arp" : "proto",
-		     p.flags & FT_PKT_ARP ? "request/reply"
-		                          : ft_proto_name(p.proto, pbuf, sizeof(pbuf)),
-		     a, b);
-		if (p.flags & FT_PKT_L4)
-			JPUT(",\"sport\":%u,\"dport\":%u", p.sport, p.dport);
-		if (p.proto == 6 && (p.flags & FT_PKT_L4)) {
-			ft_tcp_flags_format(p.tcp_flags, fl);
-			JPUT(",\"tcp_flags\":\"%s\"", fl);
-		}
-		if (p.family)
-			JPUT(",\"ttl\":%u", p.ttl);
-	} else if (p.ethertype) {
-		JPUT(",\"ethertype\":\"0x%04x\"", p.ethertype);
-	}
+	if (ft_parse(linktype, r->data, r->caplen, &p) != 0)
+		memset(&p, 0, sizeof(p)); /* a link type the parser does not know: no more fields */
+	if ((p.flags & FT_PKT_IP) && !(p.flags & FT_PKT_ARP))
+		n = json_ip(&p, buf, n);
+	else if (p.ethertype)
+		n = json_non_ip(&p, buf, n);
 	if (p.n_vlan)
 		JPUT(",\"vlan\":%u", p.vlan[0]);
 	if (p.flags & FT_PKT_FRAG)

@@ -131,9 +131,11 @@ static void flow_endpoints(struct gen *g, struct gen_flow *f)
 
 /*
  * Server ports and what they carry, with a weight in percent per protocol: [0] when payloads
- * follow the protocol (structured), [1] otherwise.  Unstructured bytes avoid HTTP, DNS and NTP,
- * whose dissectors would call them malformed, and use ports nothing dissects (TCP 8000; UDP
- * 9000, 27015, 40000; not 4789: VXLAN would decode the bytes as an inner frame).
+ * follow the protocol (structured), [1] otherwise.  Unstructured bytes avoid HTTP, DNS, NTP and
+ * SSH, whose dissectors would call them malformed (SSH reads a binary packet's length and
+ * padding from whatever follows the missing version banner), and use ports nothing dissects
+ * (TCP 8000; UDP 9000, 27015, 40000; not 4789: VXLAN would decode the bytes as an inner frame)
+ * or whose dissectors take any bytes (TLS 443, SMTP 25).
  */
 struct gen_service {
 	uint8_t proto;
@@ -144,8 +146,8 @@ struct gen_service {
 
 static const struct gen_service services[] = {
     {PROTO_TCP, APP_TLS, 443, {40, 40}},   {PROTO_TCP, APP_HTTP, 80, {22, 0}},
-    {PROTO_TCP, APP_HTTP, 8080, {8, 0}},   {PROTO_TCP, APP_DATA, 8000, {0, 35}},
-    {PROTO_TCP, APP_SSH, 22, {12, 12}},    {PROTO_TCP, APP_SMTP, 25, {10, 13}},
+    {PROTO_TCP, APP_HTTP, 8080, {8, 0}},   {PROTO_TCP, APP_DATA, 8000, {0, 47}},
+    {PROTO_TCP, APP_SSH, 22, {12, 0}},     {PROTO_TCP, APP_SMTP, 25, {10, 13}},
     {PROTO_TCP, APP_DNS, 53, {8, 0}},      {PROTO_UDP, APP_DNS, 53, {60, 0}},
     {PROTO_UDP, APP_NTP, 123, {15, 0}},    {PROTO_UDP, APP_DNS, 5353, {10, 0}},
     {PROTO_UDP, APP_DATA, 9000, {15, 40}}, {PROTO_UDP, APP_DATA, 27015, {0, 30}},

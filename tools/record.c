@@ -336,10 +336,11 @@ static void report_write(FILE *f, struct record_pipeline *pl, double secs, const
 		oversize += pl->dump[i].oversize;
 		untimed += pl->dump[i].untimed;
 	}
-	fprintf(f, "run: %s .. %s (%.2f s), %s %s, %u queue(s), %u analyzer(s), ended: %s\n",
+	fprintf(f, "run: %s .. %s (%.2f s), %s %s, %u queue(s), %u analyzer(s), ended: %s%s%s\n",
 	        cli_format_time(pl->t_start_ns, t0, sizeof(t0)),
 	        cli_format_time(cli_now_ns(), t1, sizeof(t1)), secs, pl->info.kind, pl->info.name,
-	        pl->info.queues, pl->nanalyzers, ended);
+	        pl->info.queues, pl->nanalyzers, ended, pl->info.ts_note ? "; " : "",
+	        pl->info.ts_note ? pl->info.ts_note : "");
 	capture_report_ingest(f, pl->src, &pl->info);
 	fprintf(f,
 	        "qq: %.0f MiB, %u chunks, packets %" PRIu64 ", overwritten %" PRIu64

@@ -40,6 +40,23 @@ for name in dns_icmp mixed_vlan tcp_anomalies http; do
     grep -q "ingest.dpdk: packets $n" <(fs info --archive "$a") && pass || fail "$name: info lacks the run's counters"
 done
 
+# a nanosecond file through net_pcap: DPDK 22.11's PMD opens it with pcap_open_offline and
+# hands over microseconds, so the archive holds the file's times cut to the microsecond
+# (tcpdump's microsecond copy, byte for byte) and the run line says so
+fs gen -w "$TMP/ns.pcap" --packets 500 --seed 3 2>/dev/null || fail "gen ns.pcap"
+timeout --foreground 120 "$FLOWSCOPE" record --dpdk "$EAL --vdev=net_pcap0,rx_pcap=$TMP/ns.pcap" \
+    --archive "$TMP/dpdk.ns" --qq-size 32M --stats-interval 100ms 2>"$TMP/err" &
+pid=$!
+wait_packets "$TMP/err" 500 $pid && pass || fail "ns.pcap: never saw 500 packets: $(tail -3 "$TMP/err")"
+kill -INT $pid
+wait $pid || fail "ns.pcap: record --dpdk exit $?"
+grep -q "^flowscope record: run: .*dpdk port 0 (net_pcap), .*ended: signal; timestamps in microseconds: DPDK's net_pcap delivers no nanoseconds$" \
+    "$TMP/err" && pass || fail "ns.pcap: the run line does not say net_pcap's timestamps are microseconds: $(grep 'run:' "$TMP/err")"
+tcpdump -Z root -r "$TMP/ns.pcap" -w "$TMP/us-exp.pcap" 2>/dev/null # microseconds: cut, not rounded
+fs query --archive "$TMP/dpdk.ns" --ts micro -w "$TMP/us-got.pcap" 2>/dev/null &&
+    cmp -s "$TMP/us-exp.pcap" "$TMP/us-got.pcap" && pass ||
+    fail "ns.pcap: the archive is not the file's packets at microsecond precision"
+
 # errors: one line each, non-zero exit, nothing archived
 expect_err() {
     local pat=$1

@@ -26,6 +26,16 @@ jq -e -c 'select(.time and .ts_ns and .len)' "$TMP/q.json" >/dev/null && pass ||
 [ "$(jq -r 'select(.proto == "tcp" and (.sport == 80 or .dport == 80)) | .ts_ns' "$TMP/q.json" | wc -l)" = \
   "$(npackets <(tcpdump -Z root -r "$HTTP" -w - 'tcp port 80' 2>/dev/null))" ] && pass ||
     fail "JSON's tcp port 80 objects do not match tcpdump's count"
+# ARP is not IP: docs/cli.md's `ethertype` (and the sender and target addresses as src, dst),
+# no proto, ttl or other IP field; tshark is the oracle
+fs query --archive "$A" -w "$TMP/arp.json" --format json arp 2>/dev/null || fail "query json arp"
+jq -r '[.ts_ns, .ethertype, .src, .dst, (.proto // "-"), (.ttl // "-"), (.arp // "-")] | @tsv' \
+    "$TMP/arp.json" >"$TMP/arp.got"
+tshark -r "$HTTP" -Y arp -T fields -e frame.time_epoch -e arp.src.proto_ipv4 -e arp.dst.proto_ipv4 \
+    2>"$TMP/arp.err" | awk -F'\t' '{ sub(/\./, "", $1); printf "%s\t0x0806\t%s\t%s\t-\t-\t-\n", $1, $2, $3 }' \
+    >"$TMP/arp.exp"
+[ -s "$TMP/arp.exp" ] && cmp -s "$TMP/arp.exp" "$TMP/arp.got" && pass ||
+    fail "JSON of ARP: got '$(head -1 "$TMP/arp.got")' ($(cat "$TMP/arp.json" | head -1)), tshark: '$(head -1 "$TMP/arp.exp")' $(grep -v '^Running as' "$TMP/arp.err")"
 # microsecond pcap == tcpdump's own output of the (microsecond) source
 fs query --archive "$A" -w "$TMP/us.pcap" --ts micro "$F" 2>/dev/null
 tcpdump -Z root -r "$HTTP" -w "$TMP/us-exp.pcap" "$F" 2>/dev/null
