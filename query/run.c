@@ -1,6 +1,6 @@
 /*
  * Running a query: plan -> candidate frames per segment -> read, filter
- * exactly, write.
+ * exactly, write (or hand each packet to the caller's on_packet).
  *
  * Two passes.  The first walks the index only: it lists the segments of the
  * time range, evaluates the plan once over them (each term one range read per
