@@ -328,6 +328,14 @@ size_t archive_term_len(enum archive_term_type type);
 /* Encodes a flow key as FLOW term bytes (ARCHIVE_TERM_MAXLEN bytes). */
 void archive_term_flow(const struct ft_flow_key *key, uint8_t out[ARCHIVE_TERM_MAXLEN]);
 
+/*
+ * The key of the flow record a parsed packet is counted in (the index keys
+ * flows as this says, so a reader finding a packet's flow record uses it
+ * too), and its direction in it (*dir, if not NULL: 0 = from a, 1 = from b).
+ * Returns 0, or -ENOENT when the packet belongs to no flow (not IP, ARP).
+ */
+int archive_flow_key_of(const struct ft_packet *pkt, struct ft_flow_key *key, int *dir);
+
 /* ---- reading -------------------------------------------------------------------- */
 
 enum archive_segment_state {

@@ -210,6 +210,11 @@ void archive_term_flow(const struct ft_flow_key *key, uint8_t out[ARCHIVE_TERM_M
 	out[36] = key->proto;
 }
 
+int archive_flow_key_of(const struct ft_packet *pkt, struct ft_flow_key *key, int *dir)
+{
+	return ft_flow_key_from_packet(pkt, FT_KEY_VLAN, key, dir);
+}
+
 /* ---- read transactions ------------------------------------------------------------------ */
 
 int archive_rtxn_begin(struct archive *a, struct archive_rtxn **out)

@@ -104,6 +104,13 @@ struct query_options {
 	                     short) is left out with a line on notices and counted in
 	                     query_result; 0: the query fails there (ARCHIVE_E_CORRUPT or
 	                     -errno, errbuf names archive, segment, frame and file) */
+	/* if not NULL: every matching packet is handed to on_packet (with its segment)
+	   instead of being written: out, format, ts_micro, comment and limit_bytes are
+	   unused, nothing is written.  A negative return (the caller's error)
+	   stops the query, which returns it with errbuf empty; 0 goes on */
+	int (*on_packet)(const struct archive_segment_info *seg, const struct archive_record *rec,
+	                 void *arg);
+	void *on_packet_arg;
 };
 
 struct query_result {

@@ -1,6 +1,6 @@
 /*
  * Running a query: plan -> candidate frames per segment -> read, filter
- * exactly, write.
+ * exactly, write (or hand each packet to the caller's on_packet).
  *
  * Two passes.  The first walks the index only: it lists the segments of the
  * time range, evaluates the plan once over them (each term one range read per
@@ -563,7 +563,7 @@ static int stream_next(struct run *r, struct stream *k)
 		k->cur = NULL;
 		if (k->next == k->n)
 			return 0;
-		if (fflush(o->out) != 0) /* stream: what was found so far goes out now */
+		if (o->out && fflush(o->out) != 0) /* stream: what was found so far goes out now */
 			return fail(r, QUERY_E_OUTPUT, "cannot write the output: %s%s",
 			            strerror(errno), "");
 		int e = stream_load(r, k);
@@ -652,6 +652,11 @@ static int limits_reached(const struct run *r)
 static int write_record(struct run *r, const struct stream *k)
 {
 	const struct archive_segment_info *s = &k->cur->seg;
+	if (r->opt->on_packet) {
+		int e = r->opt->on_packet(s, &k->rec, r->opt->on_packet_arg);
+		r->res->packets += e == 0;
+		return e < 0 ? e : 0;
+	}
 	if (r->opt->limit_bytes &&
 	    r->x.bytes + export_packet_size(&r->x, s->linktype, s->snaplen, &k->rec) >
 	        r->opt->limit_bytes) {
@@ -771,6 +776,8 @@ static int write_output(struct run *r)
 	                       .format = r->opt->format,
 	                       .ts_micro = r->opt->ts_micro,
 	                       .comment = r->opt->comment};
+	if (r->opt->on_packet) /* handed over, not written */
+		return merge_segments(r);
 	int e = choose_output(r);
 	if (e == 0 && (e = export_begin(&r->x)) != 0)
 		fail(r, e, "cannot write the output: %s%s", strerror(errno), "");

@@ -3,16 +3,18 @@
  * time, duration, the two endpoints, packets and bytes per direction, TCP
  * flags seen, and the trigger that archived the flow (if any).
  *
- * The index keeps one flow record per flow per segment; records of the same
- * flow (key and VLAN) from several segments are merged here.
+ * The index keeps one flow record per flow per segment; the records of the
+ * same flow (its key, as archive_flow_key_of() gives it) from every segment
+ * are merged first, so --from/--to see the whole flow however the archive
+ * was split into segments.
  *
- * A filter selects flows, not packets: it is run on a representative packet
- * of each direction of the flow (Ethernet, the VLAN tag, the IP header with
- * the flow's addresses and protocol, a TCP/UDP/SCTP header with its ports and,
- * for TCP, every flag seen in that direction), and the flow is listed when
- * a direction that carried packets matches.  So host, net, port, protocol, VLAN and TCP-flag
- * primitives mean what they mean for packets; payload and length primitives
- * see those header-only packets.
+ * A filter selects flows by their packets: a flow is listed when one of its
+ * packets matches.  The flow record cannot decide that (it holds neither
+ * every packet's flags, nor the inner VLAN tags, MPLS labels or IPv6
+ * extension headers that move pcap's offsets), so the filter runs on the
+ * packets themselves: a query (the index narrows the frames it reads as for
+ * `flowscope query`) over the listed flows' time span hands every matching
+ * packet here, and the flow record its key names is kept.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -22,6 +24,7 @@
 #include <string.h>
 
 #include "archive/archive.h"
+#include "query/query.h"
 #include "tools/cli.h"
 
 #define CMD "flows"
@@ -35,8 +38,6 @@ struct flows_args {
 	uint64_t top;
 	enum sort_key sort;
 	char *filter;
-	struct bpf_program prog;
-	int have_prog;
 };
 
 struct collect {
@@ -84,7 +85,7 @@ static int time_cmp(const void *x, const void *y)
 	return memcmp(&a->key, &b->key, sizeof(a->key));
 }
 
-/* Merges the records of one flow from several segments (sorted by key). */
+/* Merges the records of one flow from several segments; leaves the flows sorted by key. */
 static void merge_segments(struct collect *c)
 {
 	if (c->n == 0)
@@ -107,59 +108,80 @@ static void merge_segments(struct collect *c)
 			a->trigger = b->trigger;
 	}
 	c->n = w + 1;
-	qsort(c->f, c->n, sizeof(*c->f), time_cmp);
 }
 
-/* The representative packet of one direction (see the file comment); returns its length. */
-static uint32_t flow_packet(const struct archive_flow_info *f, int dir, uint8_t *p)
+/* The flows whose packets the filter runs on, sorted by key, and which of them matched. */
+struct resolve {
+	const struct archive_flow_info *f;
+	size_t n;
+	uint8_t *hit;
+};
+
+static int key_find_cmp(const void *key, const void *x)
 {
-	const uint8_t *src = dir ? f->key.b : f->key.a, *dst = dir ? f->key.a : f->key.b;
-	uint16_t sp = dir ? f->key.port_b : f->key.port_a, dp = dir ? f->key.port_a : f->key.port_b;
-	int v4 = ft_addr_is_v4(src);
-	uint32_t n = 12, l4len = f->key.proto == 6 ? 20 : 8;
-	memset(p, 0, 128);
-	if (f->key.vlan) {
-		p[n++] = 0x81, p[n++] = 0x00;
-		p[n++] = (uint8_t)(f->key.vlan >> 8), p[n++] = (uint8_t)f->key.vlan;
-	}
-	p[n++] = v4 ? 0x08 : 0x86, p[n++] = v4 ? 0x00 : 0xdd;
-	uint8_t *ip = p + n;
-	if (v4) {
-		ip[0] = 0x45, ip[2] = 0, ip[3] = (uint8_t)(20 + l4len), ip[8] = 64,
-		ip[9] = f->key.proto;
-		memcpy(ip + 12, src + 12, 4);
-		memcpy(ip + 16, dst + 12, 4);
-		n += 20;
-	} else {
-		ip[0] = 0x60, ip[5] = (uint8_t)l4len, ip[6] = f->key.proto, ip[7] = 64;
-		memcpy(ip + 8, src, 16);
-		memcpy(ip + 24, dst, 16);
-		n += 40;
-	}
-	uint8_t *l4 = p + n;
-	l4[0] = (uint8_t)(sp >> 8), l4[1] = (uint8_t)sp, l4[2] = (uint8_t)(dp >> 8),
-	l4[3] = (uint8_t)dp;
-	if (f->key.proto == 6) {
-		l4[12] = 0x50;
-		l4[13] = f->tcp_flags[dir];
-	}
-	return n + l4len;
+	const struct archive_flow_info *f = x;
+	return memcmp(key, &f->key, sizeof(f->key));
 }
 
-static int flow_matches(const struct flows_args *fa, const struct archive_flow_info *f)
+/* A packet the filter matched (query's on_packet): marks the flow record it is counted in. */
+static int packet_matched(const struct archive_segment_info *seg, const struct archive_record *rec,
+                          void *arg)
 {
-	uint8_t p[128];
-	if (!fa->have_prog)
-		return 1;
-	for (int dir = 0; dir < 2; dir++) {
-		if (!f->packets[dir]) /* a direction nothing was sent in matches nothing */
-			continue;
-		struct pcap_pkthdr h = {.caplen = flow_packet(f, dir, p)};
-		h.len = h.caplen;
-		if (pcap_offline_filter(&fa->prog, &h, p))
-			return 1;
-	}
+	struct resolve *rs = arg;
+	struct ft_packet pkt;
+	struct ft_flow_key key;
+	if (ft_parse(seg->linktype, rec->data, rec->caplen, &pkt) != 0 ||
+	    archive_flow_key_of(&pkt, &key, NULL) != 0)
+		return 0; /* no flow (ARP, a link type the indexer does not parse) */
+	const struct archive_flow_info *f =
+	    bsearch(&key, rs->f, rs->n, sizeof(*rs->f), key_find_cmp);
+	if (f)
+		rs->hit[f - rs->f] = 1;
 	return 0;
+}
+
+/*
+ * Keeps the flows (sorted by key) with a packet the filter matches, running
+ * it on the packets of their time span.  Returns 0, EXIT_DAMAGED (frames that
+ * could not be read were left out, each said on stderr), EXIT_USAGE or
+ * EXIT_FAIL (said).
+ */
+static int keep_matching(const struct flows_args *fa, struct archive *a, struct collect *c)
+{
+	uint64_t lo = UINT64_MAX, hi = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		lo = c->f[i].first_ns < lo ? c->f[i].first_ns : lo;
+		hi = c->f[i].last_ns > hi ? c->f[i].last_ns : hi;
+	}
+	struct resolve rs = {.f = c->f, .n = c->n, .hit = calloc(c->n ? c->n : 1, 1)};
+	if (!rs.hit) {
+		cli_error(CMD, "out of memory");
+		return EXIT_FAIL;
+	}
+	struct query_options o = {.filter = fa->filter,
+	                          .from_ns = lo,
+	                          .to_ns = hi == UINT64_MAX ? 0 : hi + 1,
+	                          .notices = stderr,
+	                          .notice_prefix = "flowscope flows: ",
+	                          .skip_damaged = 1,
+	                          .on_packet = packet_matched,
+	                          .on_packet_arg = &rs};
+	struct query_result res;
+	char err[QUERY_ERRBUF_SIZE];
+	int r = c->n ? query_run(a, &o, &res, err) : 0, status = 0;
+	if (r) {
+		cli_error(CMD, "%s", err[0] ? err : query_strerror(r));
+		status = r == QUERY_E_FILTER ? EXIT_USAGE : EXIT_FAIL;
+	} else if (c->n && res.frames_damaged) {
+		status = EXIT_DAMAGED; /* the lines above said what was left out */
+	}
+	size_t w = 0;
+	for (size_t i = 0; i < c->n; i++)
+		if (rs.hit[i])
+			c->f[w++] = c->f[i];
+	c->n = w;
+	free(rs.hit);
+	return status;
 }
 
 /* The flow was active in [from, to): it has a packet there or spans the range. */
@@ -283,8 +305,8 @@ static int parse_args(int argc, char **argv, struct flows_args *fa)
 			       "[--triggered] [--json]\n"
 			       "                      [--top N] [--sort bytes|packets|duration] "
 			       "[FILTER...]\n"
-			       "FILTER is a tcpdump expression run on each direction of a flow "
-			       "(headers only)\n");
+			       "FILTER is a tcpdump expression: the flows with a matching packet "
+			       "are listed\n");
 			return -1;
 		default:
 			return cli_usage_error(CMD, argv, optind, optopt);
@@ -298,18 +320,38 @@ static int parse_args(int argc, char **argv, struct flows_args *fa)
 		fa->sort = SORT_BYTES;
 	if (optind < argc) {
 		char err[512];
+		struct bpf_program prog; /* refused up front, whatever the archive holds */
 		fa->filter = cli_join_args(argc, argv, optind);
 		if (!fa->filter) {
 			cli_error(CMD, "out of memory");
 			return EXIT_FAIL;
 		}
-		if (ft_bpf_compile(1, 262144, fa->filter, &fa->prog, err, sizeof(err)) != 0) {
+		if (ft_bpf_compile(1, 262144, fa->filter, &prog, err, sizeof(err)) != 0) {
 			cli_error(CMD, "%s", err);
 			return EXIT_USAGE;
 		}
-		fa->have_prog = 1;
+		pcap_freecode(&prog);
 	}
 	return 0;
+}
+
+/* Keeps the flows asked for (in key order), then orders and cuts them; 0 or an exit status. */
+static int select_flows(const struct flows_args *fa, struct archive *a, struct collect *c)
+{
+	size_t w = 0;
+	for (size_t i = 0; i < c->n; i++)
+		if ((!fa->triggered || c->f[i].trigger) && in_range(fa, &c->f[i]))
+			c->f[w++] = c->f[i];
+	c->n = w;
+	int status = fa->filter ? keep_matching(fa, a, c) : 0;
+	if (status != 0 && status != EXIT_DAMAGED)
+		return status;
+	g_sort = fa->sort;
+	if (c->n > 1)
+		qsort(c->f, c->n, sizeof(*c->f), fa->sort == SORT_TIME ? time_cmp : sort_cmp);
+	if (fa->top && c->n > fa->top)
+		c->n = fa->top;
+	return status;
 }
 
 int flows_main(int argc, char **argv)
@@ -322,39 +364,29 @@ int flows_main(int argc, char **argv)
 	}
 	struct archive *a = NULL;
 	struct collect c = {0};
+	int status = EXIT_FAIL;
+	/* every segment: a flow's records outside the range still count (merged first) */
 	if ((r = archive_open(fa.archive, ARCHIVE_READ, &a)) == 0 &&
 	    (r = archive_rtxn_begin(a, &c.t)) == 0)
-		r = archive_segments(c.t, fa.from_ns, fa.to_ns, seg_flows, &c);
+		r = archive_segments(c.t, 0, 0, seg_flows, &c);
 	if (r) {
 		cli_error(CMD, "%s", archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
 	} else {
 		cli_check_segment_files(CMD, a, c.t, fa.archive); /* flows come from the index */
 		merge_segments(&c);
+		status = select_flows(&fa, a, &c);
+	}
+	if (status == EXIT_OK || status == EXIT_DAMAGED) {
 		if (!fa.json)
 			printf("%-30s %10s %-5s %-40s %-40s %8s %8s %11s %11s %-8s %s\n", "first",
 			       "duration", "proto", "a", "b", "pkts>", "pkts<", "bytes>", "bytes<",
 			       "flags", "trigger");
-		size_t w = 0; /* keep the flows asked for, then order and cut */
-		for (size_t i = 0; i < c.n; i++)
-			if ((!fa.triggered || c.f[i].trigger) && in_range(&fa, &c.f[i]) &&
-			    flow_matches(&fa, &c.f[i]))
-				c.f[w++] = c.f[i];
-		c.n = w;
-		if (fa.sort != SORT_TIME) {
-			g_sort = fa.sort;
-			if (c.n > 1)
-				qsort(c.f, c.n, sizeof(*c.f), sort_cmp);
-		}
-		if (fa.top && c.n > fa.top)
-			c.n = fa.top;
 		for (size_t i = 0; i < c.n; i++)
 			print_flow(&fa, c.t, &c.f[i]);
 	}
 	free(c.f);
 	archive_rtxn_end(c.t);
 	archive_close(a);
-	if (fa.have_prog)
-		pcap_freecode(&fa.prog);
 	free(fa.filter);
-	return r ? EXIT_FAIL : EXIT_OK;
+	return status;
 }
