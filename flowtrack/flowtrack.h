@@ -29,9 +29,12 @@
 #ifndef FLOWSCOPE_FLOWTRACK_H
 #define FLOWSCOPE_FLOWTRACK_H
 
-#include <pcap/pcap.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* libpcap's compiled filter (pcap/pcap.h), declared here so that this header
+   builds under plain -std=c17: pcap/bpf.h needs BSD types such as u_int */
+struct bpf_program;
 
 #ifdef __cplusplus
 extern "C" {
