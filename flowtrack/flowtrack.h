@@ -75,7 +75,7 @@ struct ft_packet {
 	uint16_t ethertype; /* innermost ethertype (0x0800, 0x86dd, 0x0806, ...), 0 if none */
 	uint16_t l3_off;    /* offset of the IP (or ARP) header; valid if ethertype != 0 */
 	uint16_t l4_off;    /* offset of the L4 header; valid if FT_PKT_L4 or proto set */
-	uint8_t family;     /* 4, 6, or 0 (not IP) */
+	uint8_t family;     /* 4, 6, or 0 (not IP: ARP too, see FT_PKT_ARP) */
 	uint8_t proto;      /* final transport protocol (IPPROTO_*), 0 if none */
 	uint8_t ttl;        /* IPv4 TTL or IPv6 hop limit */
 	uint8_t tcp_flags;  /* TCP flags byte (FIN=0x01 ... CWR=0x80) if TCP */

@@ -43,4 +43,14 @@ fs record --read "$PCAPS/http.pcap" --archive "$TMP/a" --capture triggered --mod
 grep -q "module $MOD: .* triggers $want," "$TMP/rec.err" && pass ||
     fail "record with the example built outside CMake: $(grep "module $MOD" "$TMP/rec.err"), tshark: $want"
 
+# ---- ARP is not IPv4 to a module -----------------------------------------------------------------
+for p in dns_icmp http tcp_anomalies mixed_vlan; do
+    arp=$(timeout 300 tcpdump -nn -r "$PCAPS/$p.pcap" 'arp or rarp or (vlan and (arp or rarp))' 2>/dev/null | grep -c .)
+    ip4=$(tshark -r "$PCAPS/$p.pcap" -Y ip 2>/dev/null | grep -c .)
+    fs monitor --read "$PCAPS/$p.pcap" --module "$LUA/arp_view.lua" --stats-interval 0 >"$TMP/mon.out" 2>"$TMP/mon.err"
+    want="arp_view: arp $arp flagged $arp ip4 0 family4 0; ip4 frames $ip4"
+    [ "$arp" -gt 0 ] && [ "$(cat "$TMP/mon.out")" = "$want" ] && pass ||
+        fail "ARP frames in $p: module saw '$(cat "$TMP/mon.out")', want '$want' (tcpdump, tshark)"
+done
+
 finish
