@@ -457,6 +457,18 @@ void ft_engine_tick(struct ft_engine *e, uint64_t now_ns);
 /* Runs a last checker pass at capture time (final reports), at shutdown. */
 void ft_engine_finish(struct ft_engine *e);
 
+/*
+ * Formats a key that module `module` of engine e reported (the trigger and
+ * expire events) into buf: a built-in key as ft_flow_key_format() does; a key
+ * of a Lua module's own type (flowKeys) by the module's formatFlowKey, else as
+ * its type name and bytes in hex (docs/modules.md).  Call on the engine's
+ * thread (from its events).  len: FT_MODKEYSTRLEN is enough for the built-in
+ * formats; longer text is cut.  Returns buf.
+ */
+#define FT_MODKEYSTRLEN 256
+char *ft_engine_key_format(struct ft_engine *e, unsigned module, const struct ft_flow_key *key,
+                           char *buf, size_t len);
+
 struct ft_engine_stats {
 	uint64_t packets, flows, triggers, expired, evicted;
 	uint64_t errors; /* runtime errors in a Lua module's callbacks on this engine */

@@ -777,6 +777,17 @@ void ft_engine_finish(struct ft_engine *e)
 		engine_pass(e, i, e->now);
 }
 
+char *ft_engine_key_format(struct ft_engine *e, unsigned module, const struct ft_flow_key *key,
+                           char *buf, size_t len)
+{
+	const struct instance *in = &e->ms->in[module];
+	if (in->ops && in->ops->key_format)
+		in->ops->key_format(e->m[module].ctx, key, buf, len);
+	else
+		ft_flow_key_format(key, buf, len);
+	return buf;
+}
+
 void ft_engine_stats(const struct ft_engine *e, unsigned module, struct ft_engine_stats *out)
 {
 	memset(out, 0, sizeof(*out));

@@ -43,6 +43,52 @@ fs record --read "$PCAPS/http.pcap" --archive "$TMP/a" --capture triggered --mod
 grep -q "module $MOD: .* triggers $want," "$TMP/rec.err" && pass ||
     fail "record with the example built outside CMake: $(grep "module $MOD" "$TMP/rec.err"), tshark: $want"
 
+# ---- monitor prints a module's own key as the module formats it, or in hex ---------------------
+# example_user_module.lua (formatFlowKey): "host pair A <-> B PROTO", one per host pair and protocol
+EX=$SRC/docs/examples/lua/example_user_module.lua
+for p in dns_icmp http; do
+    fs monitor --read "$PCAPS/$p.pcap" --module "$EX:rate=1" --stats-interval 0 >"$TMP/mon.out" 2>"$TMP/mon.err"
+    got=$(keys 'example_user_module.lua:rate=1' |
+        awk '$1 == "host" && $2 == "pair" && $4 == "<->" && NF == 6 {
+                 a = $3; b = $5; if (b < a) { a = $5; b = $3 }; print a, b, $6; next }
+             { print "not formatFlowKey: " $0 }' | sort)
+    want=$(bash "$SRC/tests/e2e/tshark_flows.sh" pairs "$PCAPS/$p.pcap" |
+        awk 'BEGIN { n[6] = "tcp"; n[17] = "udp"; n[1] = "icmp"; n[58] = "icmp6"; n[132] = "sctp" }
+             { print $2, $3, ($1 in n) ? n[$1] : "proto" $1 }' | sort)
+    [ -n "$want" ] && [ "$got" = "$want" ] && pass ||
+        fail "monitor's keys of example_user_module on $p: $(diff <(echo "$want") <(echo "$got") | head -4)"
+done
+# proto_key.lua (no formatter): "struct pk_key FFPP", family and protocol in hex
+for p in dns_icmp http; do
+    fs monitor --read "$PCAPS/$p.pcap" --module "$LUA/proto_key.lua" --stats-interval 0 >"$TMP/mon.out" 2>"$TMP/mon.err"
+    got=$(keys proto_key.lua)
+    want=$(bash "$SRC/tests/e2e/tshark_flows.sh" pairs "$PCAPS/$p.pcap" |
+        awk '{ printf "struct pk_key %02x%02x\n", index($2, ":") ? 6 : 4, $1 }' | sort -u)
+    [ -n "$want" ] && [ "$got" = "$want" ] && pass ||
+        fail "monitor's hex keys of proto_key on $p: $(diff <(echo "$want") <(echo "$got") | head -4)"
+done
+# tuple_keys.lua (two key types, no formatter): each type's own bytes, decoded here to the
+# 5-tuple tshark gives for the flows to port 53 (only dns_icmp has DNS)
+for p in dns_icmp; do
+    fs monitor --read "$PCAPS/$p.pcap" --module "$LUA/tuple_keys.lua" --stats-interval 0 >"$TMP/mon.out" 2>"$TMP/mon.err"
+    got=$(keys tuple_keys.lua | python3 -c '
+import ipaddress, sys
+for line in sys.stdin:
+    f = line.split()
+    n = {"struct tk_ipv4_5tuple": 4, "struct tk_ipv6_5tuple": 16}.get(" ".join(f[:2]))
+    h = bytes.fromhex(f[2]) if n and len(f) == 3 else b""
+    if len(h) != (14 if n == 4 else 38):
+        print("not a key type in hex:", line.strip()); continue
+    port = lambda o: int.from_bytes(h[o:o + 2], sys.byteorder)
+    print(h[2 * n + 4], ipaddress.ip_address(h[:n]), port(2 * n), ipaddress.ip_address(h[n:2 * n]),
+          port(2 * n + 2))' | sort)
+    want=$(tshark -r "$PCAPS/$p.pcap" -Y '(udp.dstport == 53 || tcp.dstport == 53) && !icmp && !icmpv6' \
+        -T fields -e ip.proto -e ipv6.nxt -e ip.src -e ipv6.src -e tcp.srcport -e udp.srcport \
+        -e ip.dst -e ipv6.dst -e tcp.dstport -e udp.dstport 2>/dev/null | awk '{print $1, $2, $3, $4, $5}' | sort -u)
+    [ -n "$want" ] && [ "$got" = "$want" ] && pass ||
+        fail "monitor's hex keys of tuple_keys on $p: $(diff <(echo "$want") <(echo "$got") | head -4)"
+done
+
 # ---- ARP is not IPv4 to a module -----------------------------------------------------------------
 for p in dns_icmp http tcp_anomalies mixed_vlan; do
     arp=$(timeout 300 tcpdump -nn -r "$PCAPS/$p.pcap" 'arp or rarp or (vlan and (arp or rarp))' 2>/dev/null | grep -c .)

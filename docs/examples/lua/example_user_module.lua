@@ -1,7 +1,8 @@
 -- example_user_module: everything a module can define, in one small file.
 --
 --   * its own flow key (flowKeys + extractFlowKey): the host pair and the IP
---     protocol, ports ignored, so all TCP between two hosts is one "flow";
+--     protocol, ports ignored, so all TCP between two hosts is one "flow",
+--     and how to print one (formatFlowKey: `flowscope monitor`'s trigger lines);
 --   * a default state that is not all zeros (defaultState);
 --   * a trigger: a random sample of the flows (rate=P, seed=N), each dumped
 --     by the BPF filter buildPacketFilter gives for its key;
@@ -79,6 +80,12 @@ function module.buildPacketFilter(key)
 	                                                        flowscope.addr(key.lo),
 	                                                        flowscope.addr(key.hi))
 	return f
+end
+
+-- "host pair 10.0.0.1 <-> 10.0.0.2 udp": the key as monitor prints it
+function module.formatFlowKey(key)
+	return ("host pair %s <-> %s %s"):format(flowscope.addr(key.lo), flowscope.addr(key.hi),
+	                                         flowscope.proto_name(key.proto))
 end
 
 function module.checkInitializer(checkState)
