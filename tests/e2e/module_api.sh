@@ -99,4 +99,23 @@ for p in dns_icmp http tcp_anomalies mixed_vlan; do
         fail "ARP frames in $p: module saw '$(cat "$TMP/mon.out")', want '$want' (tcpdump, tshark)"
 done
 
+# ---- the last checker pass at the end of the input -----------------------------------------------
+# end_pass.lua has one pass a day: its report can only come from the pass at the end of the
+# input, which sees (and expires) every flow
+for p in dns_icmp http tcp_anomalies; do
+    flows=$(bash "$SRC/tests/e2e/tshark_flows.sh" flows "$PCAPS/$p.pcap" | grep -c .)
+    pkts=$(timeout 300 tcpdump -nn -r "$PCAPS/$p.pcap" 'ip or ip6' 2>/dev/null | grep -c .)
+    want="end_pass: flows $flows packets $pkts kept 0 purged $flows"
+    fs monitor --read "$PCAPS/$p.pcap" --module "$LUA/end_pass.lua" --stats-interval 0 >"$TMP/mon.out" 2>"$TMP/mon.err"
+    [ "$(cat "$TMP/mon.out")" = "$want" ] && grep -q "end_pass.lua: .* expired $flows," "$TMP/mon.err" && pass ||
+        fail "monitor's last pass on $p: '$(cat "$TMP/mon.out")', want '$want' (tshark, tcpdump)"
+    # a file is one queue: with 3 analyzers two see no packet, and still one report, merged
+    for n in 1 3; do
+        rm -rf "$TMP/a"
+        fs record --read "$PCAPS/$p.pcap" --archive "$TMP/a" --analyzers $n --module "$LUA/end_pass.lua" \
+            --stats-interval 0 >"$TMP/rec.out" 2>"$TMP/rec.err"
+        [ "$(cat "$TMP/rec.out")" = "$want" ] && grep -q "end_pass.lua: .* expired $flows," "$TMP/rec.err" &&
+            pass || fail "record's last pass on $p, $n analyzers: '$(tr '\n' '|' <"$TMP/rec.out")', want '$want' (tshark, tcpdump)"
+    done
+done
 finish
