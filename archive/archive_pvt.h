@@ -10,6 +10,7 @@
 #define FLOWSCOPE_ARCHIVE_PVT_H
 
 #include <lmdb.h>
+#include <pcap/pcap.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>

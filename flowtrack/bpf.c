@@ -10,6 +10,7 @@
  * filter matches.
  */
 #include <errno.h>
+#include <pcap/pcap.h>
 #include <stdio.h>
 #include <string.h>
 

@@ -19,6 +19,7 @@
  *                      directions), or faster than the rate over any 1 s
  */
 #include <errno.h>
+#include <pcap/pcap.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>

@@ -29,9 +29,12 @@
 #ifndef FLOWSCOPE_FLOWTRACK_H
 #define FLOWSCOPE_FLOWTRACK_H
 
-#include <pcap/pcap.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* libpcap's compiled filter (pcap/pcap.h), declared here so that this header
+   builds under plain -std=c17: pcap/bpf.h needs BSD types such as u_int */
+struct bpf_program;
 
 #ifdef __cplusplus
 extern "C" {
@@ -72,7 +75,7 @@ struct ft_packet {
 	uint16_t ethertype; /* innermost ethertype (0x0800, 0x86dd, 0x0806, ...), 0 if none */
 	uint16_t l3_off;    /* offset of the IP (or ARP) header; valid if ethertype != 0 */
 	uint16_t l4_off;    /* offset of the L4 header; valid if FT_PKT_L4 or proto set */
-	uint8_t family;     /* 4, 6, or 0 (not IP) */
+	uint8_t family;     /* 4, 6, or 0 (not IP: ARP too, see FT_PKT_ARP) */
 	uint8_t proto;      /* final transport protocol (IPPROTO_*), 0 if none */
 	uint8_t ttl;        /* IPv4 TTL or IPv6 hop limit */
 	uint8_t tcp_flags;  /* TCP flags byte (FIN=0x01 ... CWR=0x80) if TCP */
@@ -453,6 +456,18 @@ void ft_engine_tick(struct ft_engine *e, uint64_t now_ns);
 
 /* Runs a last checker pass at capture time (final reports), at shutdown. */
 void ft_engine_finish(struct ft_engine *e);
+
+/*
+ * Formats a key that module `module` of engine e reported (the trigger and
+ * expire events) into buf: a built-in key as ft_flow_key_format() does; a key
+ * of a Lua module's own type (flowKeys) by the module's formatFlowKey, else as
+ * its type name and bytes in hex (docs/modules.md).  Call on the engine's
+ * thread (from its events).  len: FT_MODKEYSTRLEN is enough for the built-in
+ * formats; longer text is cut.  Returns buf.
+ */
+#define FT_MODKEYSTRLEN 256
+char *ft_engine_key_format(struct ft_engine *e, unsigned module, const struct ft_flow_key *key,
+                           char *buf, size_t len);
 
 struct ft_engine_stats {
 	uint64_t packets, flows, triggers, expired, evicted;

@@ -63,7 +63,8 @@ enum {
 	IDX_FILTER,
 	IDX_MERGE,
 	IDX_FINAL,
-	IDX_TOP = IDX_FINAL
+	IDX_KEY_TEXT,
+	IDX_TOP = IDX_KEY_TEXT
 };
 
 struct lua_mod {
@@ -239,8 +240,9 @@ static lua_State *state_open(struct lua_mod *m, void *snap, struct ft__burst *b,
 	if (lua_pcall(L, 6, 2, IDX_MSGH) != 0)
 		goto fail;
 	/* stack: msgh, info, trampolines -> msgh, the trampolines in their slots, info */
-	static const char *const slots[] = {"handle",    "extract", "check_begin", "check_batch",
-	                                    "check_end", "filter",  "merge",       "final"};
+	static const char *const slots[] = {"handle",      "extract",   "check_begin",
+	                                    "check_batch", "check_end", "filter",
+	                                    "merge",       "final",     "key_text"};
 	for (int i = 0; i < (int)(sizeof(slots) / sizeof(slots[0])); i++)
 		lua_getfield(L, IDX_MSGH + 2, slots[i]);
 	lua_remove(L, IDX_MSGH + 2);
@@ -535,6 +537,29 @@ static int ctx_filter(void *vc, const struct ft_flow *f, char *buf, size_t len)
 	return n > 0;
 }
 
+/*
+ * The module's own key as text: formatFlowKey's string, else the key type and
+ * its bytes in hex (lua_prelude.lua); after an error (counted) the 40 key bytes
+ * in hex.
+ */
+static void ctx_key_format(void *vc, const struct ft_flow_key *key, char *buf, size_t len)
+{
+	struct lua_ctx *c = vc;
+	lua_State *L = c->L;
+	lua_pushvalue(L, IDX_KEY_TEXT);
+	lua_pushlightuserdata(L, (void *)key); /* a key is the start of its flow */
+	if (lua_pcall(L, 1, 1, IDX_MSGH) == 0) {
+		snprintf(buf, len, "%s", lua_tostring(L, -1));
+		lua_pop(L, 1);
+		return;
+	}
+	ctx_error(c, "formatFlowKey");
+	const uint8_t *b = (const uint8_t *)key;
+	size_t n = (size_t)snprintf(buf, len, "key ");
+	for (size_t i = 0; i < sizeof(*key) && n + 2 < len && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, "%02x", b[i]);
+}
+
 static uint64_t ctx_errors(void *vc)
 {
 	return ((struct lua_ctx *)vc)->errors;
@@ -551,6 +576,7 @@ static const struct ft__module_ops lua_ops_custom_key = {
     .check_end = ctx_check_end,
     .build_filter = ctx_filter,
     .errors = ctx_errors,
+    .key_format = ctx_key_format,
 };
 
 static const struct ft__module_ops lua_ops = {

@@ -137,6 +137,10 @@ function fs.addr(a, len)
 	return ffi.string(addr_format(a, strbuf, 64))
 end
 
+-- struct ft_packet.flags (flowtrack/flowtrack.h; docs/modules.md lists them)
+fs.FT_PKT_IP, fs.FT_PKT_ARP, fs.FT_PKT_L4, fs.FT_PKT_FRAG = 0x1, 0x2, 0x4, 0x8
+fs.FT_PKT_FRAG_LATER, fs.FT_PKT_TRUNCATED, fs.FT_PKT_MALFORMED, fs.FT_PKT_MPLS = 0x10, 0x20, 0x40, 0x80
+
 function fs.proto_name(p)
 	return ffi.string(proto_name(p, strbuf, 64))
 end
@@ -274,7 +278,7 @@ local function bind(M, path, args, snap_ptr, burst_ptr, batch_ptr)
 		      "a " .. type(M.stateType)) .. ", must name a C type declared with ffi.cdef", 0)
 	end
 	for _, f in ipairs({"checkInitializer", "checkExpiry", "checkFinalizer", "checkMerge",
-	                    "buildPacketFilter", "extractFlowKey"}) do
+	                    "buildPacketFilter", "extractFlowKey", "formatFlowKey"}) do
 		opt(f, "function")
 	end
 	opt("checkInterval", "number")
@@ -313,6 +317,8 @@ local function bind(M, path, args, snap_ptr, burst_ptr, batch_ptr)
 		kptr, key_custom = kptrs[1], true
 	elseif M.extractFlowKey then
 		error(where .. "module.extractFlowKey needs module.flowKeys", 0)
+	elseif M.formatFlowKey then
+		error(where .. "module.formatFlowKey needs module.flowKeys", 0)
 	end
 	-- a flow (or key) pointer as its key type
 	local kcast
@@ -428,6 +434,25 @@ local function bind(M, path, args, snap_ptr, burst_ptr, batch_ptr)
 			error("buildPacketFilter returned a " .. type(r) .. ", not a string", 0)
 		end
 		return r
+	end
+
+	-- a key of the module's own type as text (monitor's trigger lines): formatFlowKey's
+	-- string, else the key type's name and its bytes in hex, never a misread 5-tuple
+	local format_key = M.formatFlowKey
+	function t.key_text(fp)
+		local k = kcast(cast(FLOW, fp))
+		if format_key then
+			local r = format_key(k)
+			if type(r) ~= "string" then
+				error("formatFlowKey returned a " .. type(r) .. ", not a string", 0)
+			end
+			return r
+		end
+		local idx = nkeys > 1 and cast(U8P, fp)[KEY_TYPE_BYTE] + 1 or 1
+		local kt, bytes, hex = ffi.typeof(M.flowKeys[idx]), cast(U8P, fp), {}
+		for i = 0, ffi.sizeof(kt) - 1 do hex[#hex + 1] = ("%02x"):format(bytes[i]) end
+		local name = type(M.flowKeys[idx]) == "string" and M.flowKeys[idx] or tostring(kt)
+		return name .. " " .. table.concat(hex)
 	end
 
 	-- the finalizer state: merge the passes of every analyzer, then report

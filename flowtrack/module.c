@@ -578,7 +578,15 @@ static uint64_t interval_of(const struct instance *in)
 	return iv ? iv : DEFAULT_INTERVAL_NS;
 }
 
-static void engine_pass(struct ft_engine *e, unsigned i, uint64_t now)
+/*
+ * The merge epoch of every engine's last pass (ft_engine_finish): one and the
+ * same for all, after every interval, so the last passes are merged into one
+ * report even when an engine saw no packet (its capture time is still 0).
+ */
+#define EPOCH_LAST UINT64_MAX
+
+/* A checker pass of module i at capture time now, deposited for merge epoch `epoch`. */
+static void engine_pass(struct ft_engine *e, unsigned i, uint64_t now, uint64_t epoch)
 {
 	const struct instance *in = &e->ms->in[i];
 	struct pass ps = {.e = e, .i = i, .now = now};
@@ -592,8 +600,7 @@ static void engine_pass(struct ft_engine *e, unsigned i, uint64_t now)
 		ps.check = in->mod->check_init ? in->mod->check_init(in->inst) : NULL;
 		ft_table_foreach(e->m[i].flows, pass_visit, &ps);
 	}
-	merge_deposit(e->ms, (struct instance *)in, now / interval_of(in), ps.check, ps.kept,
-	              ps.purged);
+	merge_deposit(e->ms, (struct instance *)in, epoch, ps.check, ps.kept, ps.purged);
 }
 
 /*
@@ -610,7 +617,7 @@ static void engine_run_due(struct ft_engine *e, uint64_t now)
 		if (pm->next_check == 0) {
 			pm->next_check = (now / iv + 1) * iv;
 		} else if (now >= pm->next_check) {
-			engine_pass(e, i, now / iv * iv);
+			engine_pass(e, i, now / iv * iv, now / iv);
 			pm->next_check = (now / iv + 1) * iv;
 		}
 		if (pm->next_check < e->next_due)
@@ -774,7 +781,18 @@ void ft_engine_packets(struct ft_engine *e, const struct ft_packet_ctx *p, unsig
 void ft_engine_finish(struct ft_engine *e)
 {
 	for (unsigned i = 0; i < e->ms->n; i++)
-		engine_pass(e, i, e->now);
+		engine_pass(e, i, e->now, EPOCH_LAST);
+}
+
+char *ft_engine_key_format(struct ft_engine *e, unsigned module, const struct ft_flow_key *key,
+                           char *buf, size_t len)
+{
+	const struct instance *in = &e->ms->in[module];
+	if (in->ops && in->ops->key_format)
+		in->ops->key_format(e->m[module].ctx, key, buf, len);
+	else
+		ft_flow_key_format(key, buf, len);
+	return buf;
 }
 
 void ft_engine_stats(const struct ft_engine *e, unsigned module, struct ft_engine_stats *out)

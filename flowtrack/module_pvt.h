@@ -63,6 +63,8 @@ struct ft__module_ops {
 	void *(*check_end)(void *ctx);
 	int (*build_filter)(void *ctx, const struct ft_flow *flow, char *buf, size_t len);
 	uint64_t (*errors)(void *ctx); /* runtime errors of this engine's callbacks */
+	/* Custom keys: a key of the module's own type as text; NULL when the key is built in. */
+	void (*key_format)(void *ctx, const struct ft_flow_key *key, char *buf, size_t len);
 };
 
 /*

@@ -230,7 +230,10 @@ static void parse_ipv6(const struct cursor *c, uint32_t off, struct ft_packet *p
 	parse_l4(c, pos, pkt);
 }
 
-/* ARP/RARP: libpcap reads sender/target IPv4 at fixed offsets 14 and 24. */
+/*
+ * ARP/RARP: libpcap reads sender/target IPv4 at fixed offsets 14 and 24.
+ * family stays 0: ARP is not IP (no TTL, no IPv4 header at l3_off).
+ */
 static void parse_arp(const struct cursor *c, uint32_t off, struct ft_packet *pkt)
 {
 	const uint8_t *h = c->p + off;
@@ -240,7 +243,6 @@ static void parse_arp(const struct cursor *c, uint32_t off, struct ft_packet *pk
 		pkt->flags |= FT_PKT_TRUNCATED;
 		return;
 	}
-	pkt->family = 4;
 	pkt->flags |= FT_PKT_ARP;
 	addr_v4(pkt->src, h + 14);
 	addr_v4(pkt->dst, h + 24);

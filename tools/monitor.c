@@ -134,19 +134,22 @@ static int parse_args(int argc, char **argv, struct record_opts *o)
 /* ---- the queue threads ------------------------------------------------------------------------ */
 
 /*
- * A triggered flow: one line on stdout, "TIME trigger MODULE: KEY".  Called
- * on the queue's thread; one printf is one locked write to stdout, so lines
- * of several queues do not mix.
+ * A triggered flow: one line on stdout, "TIME trigger MODULE: KEY", the key
+ * as the module's engine formats it (a Lua module's own key type by the
+ * module).  Called on the queue's thread; one printf is one locked write to
+ * stdout, so lines of several queues do not mix.
  */
 static void on_trigger(void *arg, unsigned module, const struct ft_flow_key *key,
                        enum ft_key_kind kind, unsigned key_flags, const char *filter,
                        uint64_t ts_ns)
 {
-	struct monitor *m = arg;
-	char t[48], k[FT_KEYSTRLEN];
+	struct monitor_queue *q = arg;
+	struct monitor *m = q->m;
+	char t[48], k[FT_MODKEYSTRLEN];
 	(void)key_flags;
 	printf("%s trigger %s: %s%s%s%s%s\n", cli_format_time(ts_ns, t, sizeof(t)),
-	       m->o.modules[module], ft_flow_key_format(key, k, sizeof(k)),
+	       m->o.modules[module],
+	       ft_engine_key_format(m->ana[q->id].engine, module, key, k, sizeof(k)),
 	       kind == FT_KEY_UNIDIRECTIONAL ? " (one direction)" : "", filter ? " filter '" : "",
 	       filter ? filter : "", filter ? "'" : "");
 	fflush(stdout);
@@ -196,9 +199,10 @@ static int monitor_open(struct monitor *m)
 		return r;
 	if ((r = capture_analyzers_open(m->ana, m->info.queues, &m->o, CMD)) != 0)
 		return r;
-	struct ft_engine_events ev = {.arg = m, .trigger = on_trigger};
+	struct ft_engine_events ev = {.trigger = on_trigger};
 	for (unsigned i = 0; i < m->info.queues; i++) {
 		m->q[i] = (struct monitor_queue){.m = m, .id = i};
+		ev.arg = &m->q[i];
 		r = m->mods ? ft_engine_create(m->mods, i, m->o.max_flows, &ev, &m->ana[i].engine)
 		            : 0;
 		if (r) {

@@ -3,6 +3,7 @@
 #   ttl    one line "PROTO A PORTA B PORTB" (canonical order) per flow in which
 #          a packet's TTL differs from the first packet's of the same direction
 #   pairs  one line "PROTO A B" per host pair and protocol
+#   flows  one line "PROTO A PORTA B PORTB" (canonical order) per flow
 # A flow is the IP 5-tuple; ports are 0 for protocols without them and for
 # non-first fragments; for ICMP errors the outer header counts (tshark lists
 # the outer fields first).
@@ -31,6 +32,10 @@ BEGIN { num["tcp"] = 6; num["udp"] = 17; num["icmp"] = 1; num["icmpv6"] = 58; nu
     }
     d = proto " " src " " sp " " dst " " dp
     f = (src < dst || (src == dst && sp + 0 <= dp + 0)) ? d : proto " " dst " " dp " " src " " sp
+    if (mode == "flows") {
+        if (!(f in seen)) { seen[f] = 1; print f }
+        next
+    }
     if (!(d in ref)) ref[d] = ttl
     else if (ref[d] != ttl && !(f in hit)) { hit[f] = 1; print f }
 }'

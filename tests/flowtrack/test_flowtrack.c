@@ -148,6 +148,7 @@ static void test_arp_and_mpls(void **state)
 	n += 28;
 	ft_parse(FT_DLT_EN10MB, b, (uint32_t)n, &p);
 	assert_int_equal(p.flags, FT_PKT_ARP);
+	assert_int_equal(p.family, 0); /* not IP: no IPv4 header at l3_off */
 	v4mapped("10.1.1.2", a);
 	assert_memory_equal(p.dst, a, 16);
 	struct ft_flow_key k;

@@ -1,7 +1,8 @@
 -- example_user_module: everything a module can define, in one small file.
 --
 --   * its own flow key (flowKeys + extractFlowKey): the host pair and the IP
---     protocol, ports ignored, so all TCP between two hosts is one "flow";
+--     protocol, ports ignored, so all TCP between two hosts is one "flow",
+--     and how to print one (formatFlowKey: `flowscope monitor`'s trigger lines);
 --   * a default state that is not all zeros (defaultState);
 --   * a trigger: a random sample of the flows (rate=P, seed=N), each dumped
 --     by the BPF filter buildPacketFilter gives for its key;
@@ -13,9 +14,6 @@
 --       --module 'docs/examples/lua/example_user_module.lua:rate=0.25,seed=7,idle=10'
 local ffi = require("ffi")
 local flowscope = require("flowscope")
-local bit = require("bit")
-
-local FT_PKT_ARP = 0x2 -- struct ft_packet.flags: ARP, addresses are sender/target
 
 local opts = {rate = 0.1, seed = 1, idle = 30, interval = 5}
 for k, v in ((...) or ""):gmatch("(%w+)=([%d.]+)") do
@@ -46,10 +44,11 @@ module.stateType = "struct sample_state"
 module.defaultState = {min_ttl = 255}
 module.checkInterval = opts.interval
 
--- fills key from the packet; false for packets that are not IP (not tracked)
+-- fills key from the packet; false for packets that are not IP (not tracked; ARP
+-- has family 0 too, and flowscope.FT_PKT_ARP in p.flags)
 function module.extractFlowKey(pkt, key)
 	local p = pkt.pkt
-	if p.family == 0 or bit.band(p.flags, FT_PKT_ARP) ~= 0 then return false end
+	if p.family == 0 then return false end
 	local a, b = p.src, p.dst
 	if ffi.C.memcmp(a, b, 16) > 0 then a, b = b, a end
 	ffi.copy(key.lo, a, 16)
@@ -81,6 +80,12 @@ function module.buildPacketFilter(key)
 	                                                        flowscope.addr(key.lo),
 	                                                        flowscope.addr(key.hi))
 	return f
+end
+
+-- "host pair 10.0.0.1 <-> 10.0.0.2 udp": the key as monitor prints it
+function module.formatFlowKey(key)
+	return ("host pair %s <-> %s %s"):format(flowscope.addr(key.lo), flowscope.addr(key.hi),
+	                                         flowscope.proto_name(key.proto))
 end
 
 function module.checkInitializer(checkState)
