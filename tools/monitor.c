@@ -265,10 +265,11 @@ static void monitor_wait(struct monitor *m)
 static void report_write(FILE *f, struct monitor *m, double secs, const char *ended)
 {
 	char t0[48], t1[48];
-	fprintf(f, "run: %s .. %s (%.2f s), %s %s, %u queue(s), ended: %s\n",
+	fprintf(f, "run: %s .. %s (%.2f s), %s %s, %u queue(s), ended: %s%s%s\n",
 	        cli_format_time(m->t_start_ns, t0, sizeof(t0)),
 	        cli_format_time(cli_now_ns(), t1, sizeof(t1)), secs, m->info.kind, m->info.name,
-	        m->info.queues, ended);
+	        m->info.queues, ended, m->info.ts_note ? "; " : "",
+	        m->info.ts_note ? m->info.ts_note : "");
 	capture_report_ingest(f, m->src, &m->info);
 	capture_report_flows(f, m->ana, m->info.queues);
 	uint64_t triggers = capture_report_modules(f, &m->o, m->mods, m->ana, m->info.queues);

@@ -102,7 +102,8 @@ for name in http mixed_vlan; do
     wait $pid
     rc=$?
     [ $rc -eq 0 ] && pass || fail "dpdk $name: exit $rc: $(tail -3 "$O/dpdk.err")"
-    grep -q "ended: signal" "$O/dpdk.err" && pass || fail "dpdk $name: report: $(grep run: "$O/dpdk.err")"
+    grep -q "ended: signal; timestamps in microseconds: DPDK's net_pcap delivers no nanoseconds$" \
+        "$O/dpdk.err" && pass || fail "dpdk $name: report (ended: signal, net_pcap's microseconds): $(grep run: "$O/dpdk.err")"
     grep -q "^flowscope monitor: ingest.dpdk: packets $n, .*drops 0" "$O/dpdk.err" && pass ||
         fail "dpdk $name: counters: $(grep ingest.dpdk "$O/dpdk.err")"
     [ "$(analysed "$O/dpdk.err")" = "$n" ] && pass || fail "dpdk $name: analysed $(analysed "$O/dpdk.err") of $n"
