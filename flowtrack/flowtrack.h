@@ -461,6 +461,35 @@ struct ft_engine_stats {
 
 void ft_engine_stats(const struct ft_engine *e, unsigned module, struct ft_engine_stats *out);
 
+/* ---- numbers people type -------------------------------------------------------------- */
+
+/*
+ * Strict parsers for the values of module arguments and of the command line
+ * (tools/cli.c uses these): the whole string or an error.  Numbers are
+ * decimal digits, computed in integers: no sign, space, exponent, hex, "inf"
+ * or "nan".  Each returns 0 and *out; -EINVAL when s is not such a value
+ * (*out untouched); -ERANGE when it is one but beyond 64 bits or outside
+ * [min, max].  Pure and thread-safe.
+ */
+
+/* A whole number in [min, max]: "0", "1500". */
+int ft_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/*
+ * A count with an optional k (or K), M or G: powers of 1000.  A fraction is
+ * allowed when the count comes out whole: "1000", "10k", "1.5M"; not "1.5".
+ */
+int ft_parse_count(const char *s, uint64_t *out);
+
+/* Bytes with an optional K, M, G or T (powers of 1024, any case; "MiB", "MB" too): "512M". */
+int ft_parse_size(const char *s, uint64_t *out);
+
+/*
+ * Nanoseconds: a decimal (fraction allowed) with a unit ns, us, ms, s, m, h
+ * or d; a bare number is seconds.  "30s", "1.5s", "250ms", "2".
+ */
+int ft_parse_duration(const char *s, uint64_t *out);
+
 #ifdef __cplusplus
 }
 #endif
