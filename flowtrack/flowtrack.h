@@ -328,7 +328,11 @@ struct ft_module {
 	void *(*create)(const char *args, char *err, size_t errlen);
 	void (*destroy)(void *inst);
 
-	/* Per packet of a flow.  Returns 1 to trigger the flow's archival, else 0. */
+	/*
+	 * Per packet of a flow.  Returns 1 to trigger the flow's archival, 0
+	 * not to, or -1 for an error (counted in the module's errors; not a
+	 * trigger).
+	 */
 	int (*handle_packet)(void *inst, struct ft_flow *flow, const struct ft_packet_ctx *p,
 	                     int is_first);
 
@@ -348,6 +352,9 @@ struct ft_module {
 	/*
 	 * Optional: a BPF expression that selects the flow's packets for dumping,
 	 * instead of its key.  Returns 1 with buf filled, or 0 to use the key.
+	 * An expression that does not compile (for the triggering packet's link
+	 * type) is counted in bad_filters, said once per module, and the flow
+	 * dumped by its key.
 	 */
 	int (*build_filter)(void *inst, const struct ft_flow *flow, char *buf, size_t len);
 };
@@ -456,7 +463,10 @@ void ft_engine_finish(struct ft_engine *e);
 
 struct ft_engine_stats {
 	uint64_t packets, flows, triggers, expired, evicted;
-	uint64_t errors; /* runtime errors in a Lua module's callbacks on this engine */
+	/* runtime errors in a Lua module's callbacks on this engine, or C handle_packet < 0 */
+	uint64_t errors;
+	/* triggered flows whose build_filter result did not compile: dumped by their keys */
+	uint64_t bad_filters;
 };
 
 void ft_engine_stats(const struct ft_engine *e, unsigned module, struct ft_engine_stats *out);

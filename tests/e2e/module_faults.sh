@@ -34,4 +34,66 @@ for cmd in record monitor; do
     done
 done
 
+# module_field ERRFILE CMD SPEC FIELD: a number of the module's report line ("triggers 8,")
+module_field() { grep -F "flowscope $2: module $3: " "$1" | sed -n "s/.* $4 \([0-9]*\)[,]*.*/\1/p" | head -1; }
+
+# ---- build_filter gives "tcp and (((": the flows archived by their keys, counted, said once ----
+fs gen -w "$TMP/gen.pcap" --packets 20000 --flows 300 --udp 30 --icmp 5 --seed 5 2>/dev/null || fail "gen"
+M=$FAULT_MODULE
+for src in "$PCAPS/dns_icmp.pcap" "$TMP/gen.pcap"; do
+    name=$(basename "$src" .pcap)
+    a=$TMP/bf-$name
+    fs record --read "$src" --archive "$a" --qq-size 64M --stats-interval 0 --capture triggered \
+        --module "$M:bad_filter" >/dev/null 2>"$TMP/bf.err"
+    rc=$?
+    [ $rc -eq 0 ] && pass || fail "bad_filter on $name: exit $rc: $(tail -2 "$TMP/bf.err")"
+    # the module triggers every TCP flow: the archive must hold exactly tcpdump's "tcp"
+    oracle "$src" "$TMP/exp.pcap" tcp
+    fs query --archive "$a" -w "$TMP/got.pcap" 2>/dev/null || fail "bad_filter on $name: query"
+    cmp -s "$TMP/exp.pcap" "$TMP/got.pcap" && pass ||
+        fail "bad_filter on $name: archived $(npackets "$TMP/got.pcap") packets, tcpdump selects $(npackets "$TMP/exp.pcap") (tcp)"
+    # one warning for the module, naming it, the filter and libpcap's error
+    n=$(grep -c "build_filter" "$TMP/bf.err")
+    w=$(grep "build_filter" "$TMP/bf.err")
+    [ "$n" = 1 ] && grep -qF "flowscope: module $M: build_filter for flow tcp " <<<"$w" &&
+        grep -qF "invalid filter 'tcp and ((('" <<<"$w" && grep -q "syntax error" <<<"$w" && pass ||
+        fail "bad_filter on $name: want one warning line, got $n: $(head -c 400 <<<"$w")"
+    # counted: every trigger (one per TCP flow, as tshark counts them) had a bad filter
+    flows=$(tshark -r "$src" -q -z conv,tcp 2>/dev/null | grep -c "<->")
+    t=$(module_field "$TMP/bf.err" record "$M:bad_filter" triggers)
+    b=$(module_field "$TMP/bf.err" record "$M:bad_filter" bad_filters)
+    [ "$t" = "$flows" ] && [ "$b" = "$flows" ] && pass ||
+        fail "bad_filter on $name: triggers '$t', bad_filters '$b', tshark's TCP flows $flows"
+done
+# monitor: the same count and one warning
+fs monitor --read "$PCAPS/dns_icmp.pcap" --stats-interval 0 --module "$M:bad_filter" \
+    >"$TMP/mon.out" 2>"$TMP/mon.err"
+rc=$?
+t=$(module_field "$TMP/mon.err" monitor "$M:bad_filter" triggers)
+b=$(module_field "$TMP/mon.err" monitor "$M:bad_filter" bad_filters)
+[ $rc -eq 0 ] && [ "$(grep -c build_filter "$TMP/mon.err")" = 1 ] && [ "$t" = 8 ] && [ "$b" = 8 ] &&
+    [ "$(grep -c " trigger " "$TMP/mon.out")" = 8 ] && pass ||
+    fail "monitor bad_filter: exit $rc, triggers '$t', bad_filters '$b': $(head -c 400 "$TMP/mon.err")"
+
+# ---- handle_packet returns -1: an error, counted, never a trigger ----------------------------
+fs record --read "$SRC" --archive "$TMP/err-arch" --qq-size 64M --stats-interval 0 --capture triggered \
+    --module "$M:error" >/dev/null 2>"$TMP/er.err"
+rc=$?
+p=$(module_field "$TMP/er.err" record "$M:error" packets)
+t=$(module_field "$TMP/er.err" record "$M:error" triggers)
+e=$(module_field "$TMP/er.err" record "$M:error" errors)
+[ $rc -eq 0 ] && [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$t" = 0 ] && [ "$e" = "$p" ] && pass ||
+    fail "handle_packet -1 (record): exit $rc, packets '$p', triggers '$t', errors '$e'"
+grep -q "rules added 0," "$TMP/er.err" && pass || fail "handle_packet -1: $(grep dumper "$TMP/er.err")"
+[ "$(npackets <(fs query --archive "$TMP/err-arch" -w - 2>/dev/null))" = 0 ] && pass ||
+    fail "handle_packet -1: the archive holds packets"
+fs monitor --read "$SRC" --stats-interval 0 --module "$M:error" >"$TMP/mon.out" 2>"$TMP/mon.err"
+rc=$?
+p=$(module_field "$TMP/mon.err" monitor "$M:error" packets)
+t=$(module_field "$TMP/mon.err" monitor "$M:error" triggers)
+e=$(module_field "$TMP/mon.err" monitor "$M:error" errors)
+[ $rc -eq 0 ] && [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$t" = 0 ] && [ "$e" = "$p" ] &&
+    ! grep -q " trigger " "$TMP/mon.out" && pass ||
+    fail "handle_packet -1 (monitor): exit $rc, packets '$p', triggers '$t', errors '$e'"
+
 finish
