@@ -441,18 +441,21 @@ static int engine_filter_ok(struct ft_engine *e, unsigned i, const struct ft_flo
 {
 	struct instance *in = &e->ms->in[i];
 	struct bpf_program prog;
-	char err[FILTER_MAX + 256] = "a filter longer than its buffer", key[FT_KEYSTRLEN];
+	char err[FILTER_MAX + 256] = "the filter is not NUL-terminated in its buffer",
+	                      key[FT_KEYSTRLEN];
 	if (memchr(filter, '\0', FILTER_MAX) &&
 	    ft_bpf_compile(c->linktype, 262144, filter, &prog, err, sizeof(err)) == 0) {
 		pcap_freecode(&prog);
 		return 1;
 	}
 	e->m[i].st.bad_filters++;
+	/* relaxed: the flag only keeps the line to one; nothing else depends on it */
 	if (atomic_exchange_explicit(&in->bad_filter_said, 1, memory_order_relaxed) == 0)
 		fprintf(stderr,
-		        "flowscope: module %s: build_filter for flow %s: %s; flows whose filter "
-		        "does not compile are selected by their keys (counted in bad_filters)\n",
+		        "flowscope: module %s: %s for flow %s: %s; flows whose filter does not "
+		        "compile are selected by their keys (counted in bad_filters)\n",
 		        in->spec ? in->spec : in->mod->name,
+		        in->ops ? "buildPacketFilter" : "build_filter",
 		        ft_flow_key_format(&f->key, key, sizeof(key)), err);
 	return 0;
 }
@@ -461,7 +464,7 @@ static void engine_trigger(struct ft_engine *e, unsigned i, struct ft_flow *f,
                            const struct ft_packet_ctx *c)
 {
 	const struct instance *in = &e->ms->in[i];
-	char filter[FILTER_MAX];
+	char filter[FILTER_MAX] = "";
 	int has_filter = in->ops ? in->ops->build_filter(e->m[i].ctx, f, filter, sizeof(filter))
 	                         : in->mod->build_filter &&
 	                               in->mod->build_filter(in->inst, f, filter, sizeof(filter));

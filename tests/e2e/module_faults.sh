@@ -3,7 +3,7 @@
 #  * a built-in module's numeric argument that is no number of its kind
 #    (inf, nan, 1e30, beyond 64 bits, a fraction of a count): exit 2 and one
 #    line naming the module and the argument, no archive created;
-#  * a C module whose build_filter returns an expression libpcap cannot
+#  * a C (or Lua) module whose build_filter returns an expression libpcap cannot
 #    compile: its flows are archived by their keys (tcpdump's "tcp" is the
 #    oracle, the module triggering every TCP flow), counted as bad_filters,
 #    and one warning line names the module, the filter and libpcap's error;
@@ -65,6 +65,24 @@ for src in "$PCAPS/dns_icmp.pcap" "$TMP/gen.pcap"; do
     [ "$t" = "$flows" ] && [ "$b" = "$flows" ] && pass ||
         fail "bad_filter on $name: triggers '$t', bad_filters '$b', tshark's TCP flows $flows"
 done
+# a Lua module's buildPacketFilter that does not compile: the same, by the same engine path
+cat >"$TMP/badf.lua" <<'EOF'
+local ffi = require("ffi")
+ffi.cdef [[ struct badf_state { uint8_t unused; }; ]]
+local m = {stateType = "struct badf_state", defaultState = {}}
+function m.handlePacket(key, state, pkt, first) return pkt.pkt.proto == 6 end
+function m.buildPacketFilter(key) return "tcp and (((" end
+return m
+EOF
+src=$PCAPS/dns_icmp.pcap
+fs record --read "$src" --archive "$TMP/bf-lua" --qq-size 64M --stats-interval 0 --capture triggered \
+    --module "$TMP/badf.lua" >/dev/null 2>"$TMP/bf.err" || fail "bad Lua filter: $(tail -2 "$TMP/bf.err")"
+oracle "$src" "$TMP/exp.pcap" tcp
+fs query --archive "$TMP/bf-lua" -w "$TMP/got.pcap" 2>/dev/null || fail "bad Lua filter: query"
+b=$(module_field "$TMP/bf.err" record "$TMP/badf.lua" bad_filters)
+cmp -s "$TMP/exp.pcap" "$TMP/got.pcap" && [ "$b" = 8 ] &&
+    [ "$(grep -c "module $TMP/badf.lua: buildPacketFilter for flow" "$TMP/bf.err")" = 1 ] && pass ||
+    fail "bad Lua filter: archived $(npackets "$TMP/got.pcap") packets (tcpdump: $(npackets "$TMP/exp.pcap")), bad_filters '$b': $(head -c 300 "$TMP/bf.err")"
 # monitor: the same count and one warning
 fs monitor --read "$PCAPS/dns_icmp.pcap" --stats-interval 0 --module "$M:bad_filter" \
     >"$TMP/mon.out" 2>"$TMP/mon.err"
