@@ -60,18 +60,16 @@ static const struct arg_spec {
     {"rate", ARG_COUNT, offsetof(struct common_args, rate_bps), UINT64_MAX},
 };
 
-/* Why value v of spec as does not do, for the error line. */
-static void arg_why(const struct arg_spec *as, int r, char *why, size_t len)
+/* What the argument of spec as takes, for the error line (as the command line says it). */
+static void arg_expected(const struct arg_spec *as, char *why, size_t len)
 {
-	if (r == -EINVAL && as->kind == ARG_DURATION)
-		snprintf(why, len, "not a duration (such as 30s, 500ms, 1.5m, 2h)");
-	else if (r == -EINVAL)
-		snprintf(why, len, "not a whole count (such as 20, 1500, 10k, 2.5M, 1G)");
-	else if (as->kind == ARG_DURATION)
-		snprintf(why, len, "out of range (from 1ns to %llus)",
+	if (as->kind == ARG_DURATION)
+		snprintf(why, len,
+		         "expected a duration such as 30s, 500ms or 1.5m, from 1ns to %llus",
 		         (unsigned long long)(as->max / SEC));
 	else
-		snprintf(why, len, "out of range (from 1 to %llu)", (unsigned long long)as->max);
+		snprintf(why, len, "expected a whole count such as 20, 10k or 2.5M, from 1 to %llu",
+		         (unsigned long long)as->max);
 }
 
 /* Parses value v of key k into a; 0, or -1 with why filled. */
@@ -82,7 +80,7 @@ static int parse_one(struct common_args *a, const char *k, const char *v, char *
 		if (strcmp(k, arg_specs[i].key) == 0)
 			as = &arg_specs[i];
 	if (!as) {
-		snprintf(why, len, "no such argument (idle, interval, top, bytes, packets, rate)");
+		snprintf(why, len, "expected one of idle, interval, top, bytes, packets, rate");
 		return -1;
 	}
 	uint64_t x;
@@ -90,7 +88,7 @@ static int parse_one(struct common_args *a, const char *k, const char *v, char *
 	if (r == 0 && (x < 1 || x > as->max))
 		r = -ERANGE;
 	if (r) {
-		arg_why(as, r, why, len);
+		arg_expected(as, why, len);
 		return -1;
 	}
 	*(uint64_t *)((char *)a + as->off) = x;
@@ -101,7 +99,7 @@ static int parse_one(struct common_args *a, const char *k, const char *v, char *
 static int parse_args(const char *mod, const char *args, struct common_args *a, char *err,
                       size_t errlen)
 {
-	char buf[512], why[128] = "give key=value";
+	char buf[512], why[128] = "expected key=value";
 	if (strlen(args) >= sizeof(buf)) {
 		snprintf(err, errlen, "module %s: arguments longer than %zu bytes", mod,
 		         sizeof(buf) - 1);

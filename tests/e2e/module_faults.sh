@@ -28,7 +28,7 @@ for cmd in record monitor; do
         fi
         rc=$?
         [ $rc -eq 2 ] && pass || fail "$cmd --module $spec: exit $rc, want 2: $(head -c 300 "$TMP/err")"
-        one_line_error "$TMP/err" "^flowscope $cmd: module ${spec%%:*}: bad argument '$arg': (not a|out of range)" ||
+        one_line_error "$TMP/err" "^flowscope $cmd: module ${spec%%:*}: bad argument '$arg': expected a (duration|whole count) such as" ||
             true
         [ ! -e "$a" ] && pass || fail "$cmd --module $spec: archive $a created"
     done
