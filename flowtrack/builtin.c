@@ -2,7 +2,9 @@
  * The built-in modules: noop, stats, ttl, trigger, threshold.
  *
  * Arguments come after the name as "key=value,key=value" (durations such as
- * 30s, counts such as 10M); `trigger` takes a whole BPF expression instead.
+ * 30s, counts such as 10M, read by units.c's strict parsers, as on the
+ * command line: "inf", "1e30" or "-1" is an error naming the argument);
+ * `trigger` takes a whole BPF expression instead.
  * Every module expires a flow idle for `idle` (default 30 s of capture time)
  * and runs its checker every `interval` (default 5 s).
  *
@@ -22,6 +24,7 @@
 #include <pcap/pcap.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +33,7 @@
 #include "flowtrack/flowtrack.h"
 
 #define SEC 1000000000ull
+#define STATS_TOP_MAX 100 /* stats: top=N at most */
 
 /* ---- arguments ------------------------------------------------------------------------ */
 
@@ -40,59 +44,75 @@ struct common_args {
 	uint64_t bytes, packets, rate_bps;
 };
 
-/* "30s", "500ms", "2m", "1h" or bare seconds -> ns; 0 on error. */
-static uint64_t parse_dur(const char *s)
+enum arg_kind { ARG_DURATION, ARG_COUNT };
+
+/* The arguments every built-in module takes, each parsed by flowtrack's strict parsers. */
+static const struct arg_spec {
+	const char *key;
+	enum arg_kind kind;
+	size_t off;
+	uint64_t max; /* each is at least 1 */
+} arg_specs[] = {
+    {"idle", ARG_DURATION, offsetof(struct common_args, idle_ns), UINT64_MAX},
+    {"interval", ARG_DURATION, offsetof(struct common_args, interval_ns), UINT64_MAX},
+    {"top", ARG_COUNT, offsetof(struct common_args, top), STATS_TOP_MAX},
+    {"bytes", ARG_COUNT, offsetof(struct common_args, bytes), UINT64_MAX},
+    {"packets", ARG_COUNT, offsetof(struct common_args, packets), UINT64_MAX},
+    {"rate", ARG_COUNT, offsetof(struct common_args, rate_bps), UINT64_MAX},
+};
+
+/* What the argument of spec as takes, for the error line (as the command line says it). */
+static void arg_expected(const struct arg_spec *as, char *why, size_t len)
 {
-	char *end;
-	double v = strtod(s, &end);
-	double mul = strcmp(end, "ms") == 0                    ? 1e6
-	             : strcmp(end, "m") == 0                   ? 60e9
-	             : strcmp(end, "h") == 0                   ? 3600e9
-	             : (*end == '\0' || strcmp(end, "s") == 0) ? 1e9
-	                                                       : -1;
-	return (end == s || mul < 0 || v <= 0) ? 0 : (uint64_t)(v * mul);
+	if (as->kind == ARG_DURATION)
+		snprintf(why, len,
+		         "expected a duration such as 30s, 500ms or 1.5m, from 1ns to %llus",
+		         (unsigned long long)(as->max / SEC));
+	else
+		snprintf(why, len, "expected a whole count such as 20, 10k or 2.5M, from 1 to %llu",
+		         (unsigned long long)as->max);
 }
 
-/* "1000", "10k", "5M", "2G" (powers of 1000) -> value; 0 on error. */
-static uint64_t parse_count(const char *s)
+/* Parses value v of key k into a; 0, or -1 with why filled. */
+static int parse_one(struct common_args *a, const char *k, const char *v, char *why, size_t len)
 {
-	char *end;
-	double v = strtod(s, &end);
-	double mul = *end == '\0'            ? 1
-	             : strcmp(end, "k") == 0 ? 1e3
-	             : strcmp(end, "M") == 0 ? 1e6
-	             : strcmp(end, "G") == 0 ? 1e9
-	                                     : -1;
-	return (end == s || mul < 0 || v <= 0) ? 0 : (uint64_t)(v * mul);
-}
-
-static int parse_one(struct common_args *a, const char *k, const char *v)
-{
-	uint64_t *dst = strcmp(k, "idle") == 0       ? &a->idle_ns
-	                : strcmp(k, "interval") == 0 ? &a->interval_ns
-	                : strcmp(k, "top") == 0      ? &a->top
-	                : strcmp(k, "bytes") == 0    ? &a->bytes
-	                : strcmp(k, "packets") == 0  ? &a->packets
-	                : strcmp(k, "rate") == 0     ? &a->rate_bps
-	                                             : NULL;
-	if (!dst)
+	const struct arg_spec *as = NULL;
+	for (size_t i = 0; i < sizeof(arg_specs) / sizeof(arg_specs[0]); i++)
+		if (strcmp(k, arg_specs[i].key) == 0)
+			as = &arg_specs[i];
+	if (!as) {
+		snprintf(why, len, "expected one of idle, interval, top, bytes, packets, rate");
 		return -1;
-	*dst = (dst == &a->idle_ns || dst == &a->interval_ns) ? parse_dur(v) : parse_count(v);
-	return *dst ? 0 : -1;
+	}
+	uint64_t x;
+	int r = as->kind == ARG_DURATION ? ft_parse_duration(v, &x) : ft_parse_count(v, &x);
+	if (r == 0 && (x < 1 || x > as->max))
+		r = -ERANGE;
+	if (r) {
+		arg_expected(as, why, len);
+		return -1;
+	}
+	*(uint64_t *)((char *)a + as->off) = x;
+	return 0;
 }
 
 /* Parses "k=v,k=v" into a (defaults pre-set); 0, or -1 with err naming the bad part. */
 static int parse_args(const char *mod, const char *args, struct common_args *a, char *err,
                       size_t errlen)
 {
-	char buf[512];
+	char buf[512], why[128] = "expected key=value";
+	if (strlen(args) >= sizeof(buf)) {
+		snprintf(err, errlen, "module %s: arguments longer than %zu bytes", mod,
+		         sizeof(buf) - 1);
+		return -1;
+	}
 	snprintf(buf, sizeof(buf), "%s", args);
 	for (char *save = NULL, *kv = strtok_r(buf, ",", &save); kv;
 	     kv = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(kv, '=');
-		if (!eq || (*eq = '\0', parse_one(a, kv, eq + 1) != 0)) {
-			snprintf(err, errlen, "module %s: bad argument '%s%s%s'", mod, kv,
-			         eq ? "=" : "", eq ? eq + 1 : "");
+		if (!eq || (*eq = '\0', parse_one(a, kv, eq + 1, why, sizeof(why)) != 0)) {
+			snprintf(err, errlen, "module %s: bad argument '%s%s%s': %s", mod, kv,
+			         eq ? "=" : "", eq ? eq + 1 : "", why);
 			return -1;
 		}
 	}
@@ -120,7 +140,7 @@ static int idle_expiry(void *inst, void *check, struct ft_flow *f, uint64_t now,
 	const struct common_args *a = inst;
 	(void)check;
 	*last = f->last_ns;
-	return now > f->last_ns + a->idle_ns;
+	return now > f->last_ns && now - f->last_ns > a->idle_ns; /* no sum: idle may be huge */
 }
 
 /* The instance's check interval from its arguments (0: the module's default). */
@@ -154,8 +174,6 @@ static const struct ft_module mod_noop = {
 };
 
 /* ---- stats ------------------------------------------------------------------------------ */
-
-#define STATS_TOP_MAX 100
 
 struct stats_inst {
 	struct common_args a;
@@ -194,10 +212,7 @@ static void *stats_create(const char *args, char *err, size_t errlen)
 		return NULL;
 	}
 	s->a = (struct common_args){.idle_ns = 30 * SEC, .interval_ns = 5 * SEC, .top = 10};
-	if (parse_args("stats", args, &s->a, err, errlen) != 0 || s->a.top > STATS_TOP_MAX) {
-		if (s->a.top > STATS_TOP_MAX)
-			snprintf(err, errlen, "module stats: top=%llu, at most %d",
-			         (unsigned long long)s->a.top, STATS_TOP_MAX);
+	if (parse_args("stats", args, &s->a, err, errlen) != 0) {
 		free(s);
 		return NULL;
 	}

@@ -331,7 +331,11 @@ struct ft_module {
 	void *(*create)(const char *args, char *err, size_t errlen);
 	void (*destroy)(void *inst);
 
-	/* Per packet of a flow.  Returns 1 to trigger the flow's archival, else 0. */
+	/*
+	 * Per packet of a flow.  Returns 1 to trigger the flow's archival, 0
+	 * not to, or -1 for an error (counted in the module's errors; not a
+	 * trigger).
+	 */
 	int (*handle_packet)(void *inst, struct ft_flow *flow, const struct ft_packet_ctx *p,
 	                     int is_first);
 
@@ -351,6 +355,9 @@ struct ft_module {
 	/*
 	 * Optional: a BPF expression that selects the flow's packets for dumping,
 	 * instead of its key.  Returns 1 with buf filled, or 0 to use the key.
+	 * An expression that does not compile (for the triggering packet's link
+	 * type) is counted in bad_filters, said once per module, and the flow
+	 * dumped by its key.
 	 */
 	int (*build_filter)(void *inst, const struct ft_flow *flow, char *buf, size_t len);
 };
@@ -471,10 +478,42 @@ char *ft_engine_key_format(struct ft_engine *e, unsigned module, const struct ft
 
 struct ft_engine_stats {
 	uint64_t packets, flows, triggers, expired, evicted;
-	uint64_t errors; /* runtime errors in a Lua module's callbacks on this engine */
+	/* runtime errors in a Lua module's callbacks on this engine, or C handle_packet < 0 */
+	uint64_t errors;
+	/* triggered flows whose build_filter result did not compile: dumped by their keys */
+	uint64_t bad_filters;
 };
 
 void ft_engine_stats(const struct ft_engine *e, unsigned module, struct ft_engine_stats *out);
+
+/* ---- numbers people type -------------------------------------------------------------- */
+
+/*
+ * Strict parsers for the values of module arguments and of the command line
+ * (tools/cli.c uses these): the whole string or an error.  Numbers are
+ * decimal digits, computed in integers: no sign, space, exponent, hex, "inf"
+ * or "nan".  Each returns 0 and *out; -EINVAL when s is not such a value
+ * (*out untouched); -ERANGE when it is one but beyond 64 bits or outside
+ * [min, max].  Pure and thread-safe.
+ */
+
+/* A whole number in [min, max]: "0", "1500". */
+int ft_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/*
+ * A count with an optional k (or K), M or G: powers of 1000.  A fraction is
+ * allowed when the count comes out whole: "1000", "10k", "1.5M"; not "1.5".
+ */
+int ft_parse_count(const char *s, uint64_t *out);
+
+/* Bytes with an optional K, M, G or T (powers of 1024, any case; "MiB", "MB" too): "512M". */
+int ft_parse_size(const char *s, uint64_t *out);
+
+/*
+ * Nanoseconds: a decimal (fraction allowed) with a unit ns, us, ms, s, m, h
+ * or d; a bare number is seconds.  "30s", "1.5s", "250ms", "2".
+ */
+int ft_parse_duration(const char *s, uint64_t *out);
 
 #ifdef __cplusplus
 }

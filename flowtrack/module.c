@@ -21,6 +21,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,8 @@ struct instance {
 	char *spec;
 	struct merge_point mp;
 	int mp_ready; /* mp.lock initialised */
+	/* a build_filter result did not compile: said once (any analyzer may set it) */
+	atomic_int bad_filter_said;
 };
 
 struct ft_modset {
@@ -426,18 +429,52 @@ void ft_engine_destroy(struct ft_engine *e)
 	free(e);
 }
 
-static void engine_trigger(struct ft_engine *e, unsigned i, struct ft_flow *f, uint64_t ts)
+/*
+ * Whether the filter module i built for flow f compiles for the packet's
+ * link type (as the dumpers will compile it).  When it does not, the flow
+ * is dumped by its key instead: counted (bad_filters), and said once per
+ * module with the filter and libpcap's message.  One compile per triggered
+ * flow, on the analyzer: a trigger is once per flow.
+ */
+static int engine_filter_ok(struct ft_engine *e, unsigned i, const struct ft_flow *f,
+                            const char *filter, const struct ft_packet_ctx *c)
+{
+	struct instance *in = &e->ms->in[i];
+	struct bpf_program prog;
+	char err[FILTER_MAX + 256] = "the filter is not NUL-terminated in its buffer",
+	                      key[FT_KEYSTRLEN];
+	if (memchr(filter, '\0', FILTER_MAX) &&
+	    ft_bpf_compile(c->linktype, 262144, filter, &prog, err, sizeof(err)) == 0) {
+		pcap_freecode(&prog);
+		return 1;
+	}
+	e->m[i].st.bad_filters++;
+	/* relaxed: the flag only keeps the line to one; nothing else depends on it */
+	if (atomic_exchange_explicit(&in->bad_filter_said, 1, memory_order_relaxed) == 0)
+		fprintf(stderr,
+		        "flowscope: module %s: %s for flow %s: %s; flows whose filter does not "
+		        "compile are selected by their keys (counted in bad_filters)\n",
+		        in->spec ? in->spec : in->mod->name,
+		        in->ops ? "buildPacketFilter" : "build_filter",
+		        ft_flow_key_format(&f->key, key, sizeof(key)), err);
+	return 0;
+}
+
+static void engine_trigger(struct ft_engine *e, unsigned i, struct ft_flow *f,
+                           const struct ft_packet_ctx *c)
 {
 	const struct instance *in = &e->ms->in[i];
-	char filter[FILTER_MAX];
+	char filter[FILTER_MAX] = "";
 	int has_filter = in->ops ? in->ops->build_filter(e->m[i].ctx, f, filter, sizeof(filter))
 	                         : in->mod->build_filter &&
 	                               in->mod->build_filter(in->inst, f, filter, sizeof(filter));
+	if (has_filter && !engine_filter_ok(e, i, f, filter, c))
+		has_filter = 0;
 	f->triggered = 1;
 	e->m[i].st.triggers++;
 	if (e->ev.trigger)
 		e->ev.trigger(e->ev.arg, i, &f->key, in->mod->key_kind, in->mod->key_flags,
-		              has_filter ? filter : NULL, ts);
+		              has_filter ? filter : NULL, c->ts_ns);
 }
 
 /* The flow's own counters for packet c. */
@@ -460,8 +497,11 @@ static void engine_flow_update(struct ft_engine *e, unsigned i, struct ft_flow *
 {
 	const struct instance *in = &e->ms->in[i];
 	engine_flow_count(e, i, f, is_new, c);
-	if (in->mod->handle_packet(in->inst, f, c, is_new) && !f->triggered)
-		engine_trigger(e, i, f, c->ts_ns);
+	int r = in->mod->handle_packet(in->inst, f, c, is_new);
+	if (r < 0)
+		e->m[i].st.errors++; /* an error is not a trigger */
+	else if (r > 0 && !f->triggered)
+		engine_trigger(e, i, f, c);
 }
 
 static void engine_module_burst(struct ft_engine *e, unsigned i, const struct ft_packet_ctx *p,
@@ -642,7 +682,7 @@ static void engine_ctx_flush(struct ft_engine *e, unsigned i, unsigned m)
 	e->ms->in[i].ops->handle(pm->ctx, b);
 	for (unsigned k = 0; k < m; k++)
 		if (b->trig[k] && !b->flow[k]->triggered)
-			engine_trigger(e, i, b->flow[k], b->pkt[k]->ts_ns);
+			engine_trigger(e, i, b->flow[k], b->pkt[k]);
 }
 
 /*

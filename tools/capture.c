@@ -516,13 +516,15 @@ uint64_t capture_report_modules(FILE *f, const struct record_opts *o, const stru
 			sum.expired += st.expired;
 			sum.evicted += st.evicted;
 			sum.errors += st.errors;
+			sum.bad_filters += st.bad_filters;
 		}
 		sum.errors += ft_modset_errors(mods, m);
 		fprintf(f,
 		        "module %s: packets %" PRIu64 ", flows %" PRIu64 ", triggers %" PRIu64
-		        ", expired %" PRIu64 ", evicted %" PRIu64 ", errors %" PRIu64 "\n",
+		        ", expired %" PRIu64 ", evicted %" PRIu64 ", bad_filters %" PRIu64
+		        ", errors %" PRIu64 "\n",
 		        o->modules[m], sum.packets, sum.flows, sum.triggers, sum.expired,
-		        sum.evicted, sum.errors);
+		        sum.evicted, sum.bad_filters, sum.errors);
 		triggers += sum.triggers;
 	}
 	return triggers;

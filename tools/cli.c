@@ -6,7 +6,6 @@
  */
 #include <ctype.h>
 #include <errno.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include <time.h>
 
 #include "archive/archive.h"
+#include "flowtrack/flowtrack.h"
 #include "tools/cli.h"
 
 void cli_error(const char *cmd, const char *fmt, ...)
@@ -45,130 +45,20 @@ int cli_usage_error(const char *cmd, char **argv, int optind_at_error, int optop
 	return EXIT_USAGE;
 }
 
+/* The parsers of sizes, durations and counts are flowtrack's, shared with module arguments. */
 int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
-	char *end;
-	if (!s || !isdigit((unsigned char)s[0]))
-		return -EINVAL;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || *end || v < min || v > max)
-		return -EINVAL;
-	*out = v;
-	return 0;
+	return ft_parse_uint(s, min, max, out);
 }
 
 int cli_parse_size(const char *s, uint64_t *out)
 {
-	char *end;
-	if (!s || !isdigit((unsigned char)s[0]))
-		return -EINVAL;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno)
-		return -EINVAL;
-	unsigned shift = 0;
-	switch (toupper((unsigned char)*end)) {
-	case 'K':
-		shift = 10;
-		break;
-	case 'M':
-		shift = 20;
-		break;
-	case 'G':
-		shift = 30;
-		break;
-	case 'T':
-		shift = 40;
-		break;
-	case '\0':
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (shift) {
-		end++;
-		if (toupper((unsigned char)*end) == 'I') /* "MiB" */
-			end++;
-		if (toupper((unsigned char)*end) == 'B')
-			end++;
-	}
-	if (*end || (shift && v > (ULLONG_MAX >> shift)))
-		return -EINVAL;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
-/* Parses "<decimal>[.<fraction>]" into ns given the unit in ns; sets *end. */
-static int parse_scaled(const char *s, uint64_t unit_ns, uint64_t *out, const char **end)
-{
-	uint64_t whole = 0, frac = 0, scale = 1;
-	const char *p = s;
-	if (!isdigit((unsigned char)*p))
-		return -EINVAL;
-	for (; isdigit((unsigned char)*p); p++) {
-		if (whole > (UINT64_MAX - 9) / 10)
-			return -EINVAL;
-		whole = whole * 10 + (uint64_t)(*p - '0');
-	}
-	if (*p == '.') {
-		p++;
-		if (!isdigit((unsigned char)*p))
-			return -EINVAL;
-		for (; isdigit((unsigned char)*p); p++)
-			if (scale < 1000000000u) {
-				frac = frac * 10 + (uint64_t)(*p - '0');
-				scale *= 10;
-			}
-	}
-	if (unit_ns && whole > UINT64_MAX / unit_ns)
-		return -EINVAL;
-	uint64_t part = (uint64_t)((__uint128_t)frac * unit_ns / scale);
-	if (whole * unit_ns > UINT64_MAX - part)
-		return -EINVAL;
-	*out = whole * unit_ns + part;
-	*end = p;
-	return 0;
-}
-
-static uint64_t unit_of(const char *u)
-{
-	static const struct {
-		const char *name;
-		uint64_t ns;
-	} units[] = {{"ns", 1},
-	             {"us", 1000},
-	             {"ms", 1000000},
-	             {"s", 1000000000ull},
-	             {"m", 60000000000ull},
-	             {"h", 3600000000000ull},
-	             {"d", 86400000000000ull}};
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-		if (strcmp(u, units[i].name) == 0)
-			return units[i].ns;
-	return 0;
+	return ft_parse_size(s, out);
 }
 
 int cli_parse_duration(const char *s, uint64_t *out)
 {
-	if (!s)
-		return -EINVAL;
-	const char *p = s;
-	while (*p && (isdigit((unsigned char)*p) || *p == '.'))
-		p++;
-	uint64_t unit = *p ? unit_of(p) : 1000000000ull; /* bare number: seconds */
-	if (!unit)
-		return -EINVAL;
-	char num[64];
-	size_t n = (size_t)(p - s);
-	if (n == 0 || n >= sizeof(num))
-		return -EINVAL;
-	memcpy(num, s, n);
-	num[n] = '\0';
-	const char *end;
-	if (parse_scaled(num, unit, out, &end) || *end)
-		return -EINVAL;
-	return 0;
+	return ft_parse_duration(s, out);
 }
 
 /* Reads exactly n digits. */
@@ -266,12 +156,9 @@ int cli_parse_time(const char *s, uint64_t now_ns, uint64_t *out)
 	}
 	if (strchr(s, '-') && strchr(s, ':'))
 		return parse_rfc3339(s, out);
-	const char *end;
-	if (parse_scaled(s, 1000000000ull, out, &end) == 0)
-		return *end ? -EINVAL : 0;
-	for (end = s; isdigit((unsigned char)*end) || *end == '.'; end++)
-		;
-	return *end ? -EINVAL : -ERANGE; /* a number, too large */
+	if (s[strspn(s, "0123456789.")] != '\0')
+		return -EINVAL;
+	return ft_parse_duration(s, out); /* epoch seconds; -ERANGE if too large */
 }
 
 void cli_time_error(const char *cmd, const char *opt, const char *arg, int err)

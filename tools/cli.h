@@ -33,12 +33,16 @@ void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(prin
 int cli_usage_error(const char *cmd, char **argv, int optind_at_error, int optopt_val);
 
 /*
- * "512M", "4G", "1048576", "64k": bytes with optional K/M/G/T suffix (powers of
- * 1024).  Returns 0 and *out, or -EINVAL.
+ * Sizes, durations and whole numbers: flowtrack's ft_parse_size,
+ * ft_parse_duration and ft_parse_uint (flowtrack.h), the parsers of module
+ * arguments too.  Each returns 0 and *out, -EINVAL (not such a value) or
+ * -ERANGE (beyond 64 bits, or outside [min, max]).
  */
+
+/* "512M", "4G", "1048576", "64k": bytes with optional K/M/G/T suffix (powers of 1024). */
 int cli_parse_size(const char *s, uint64_t *out);
 
-/* "60s", "5m", "2h", "7d", "1.5s", "250ms": nanoseconds.  0 or -EINVAL. */
+/* "60s", "5m", "2h", "7d", "1.5s", "250ms": nanoseconds (a bare number is seconds). */
 int cli_parse_duration(const char *s, uint64_t *out);
 
 /*
@@ -54,7 +58,7 @@ int cli_parse_time(const char *s, uint64_t now_ns, uint64_t *out);
 /* The one-line usage error for option opt's value arg, err from cli_parse_time(). */
 void cli_time_error(const char *cmd, const char *opt, const char *arg, int err);
 
-/* Parses a non-negative integer in [min, max].  0 or -EINVAL. */
+/* A non-negative whole number in [min, max] ("1500"; no suffix, sign or fraction). */
 int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
 /* Formats ns since the epoch as RFC 3339 UTC with nanoseconds; returns buf (>= 40 bytes). */

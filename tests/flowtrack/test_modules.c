@@ -3,7 +3,8 @@
  * external .so), the checker (idle expiry at capture-time boundaries, a
  * resumed flow is a new flow, per-thread passes merged into one report),
  * key kinds, and the built-in modules' triggers (trigger, ttl, threshold),
- * with the trigger/expire events a recorder turns into dump rules.
+ * with the trigger/expire events a recorder turns into dump rules; modules
+ * that fail (handle_packet -1, a filter that does not compile).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -319,6 +320,81 @@ static void test_external_module(void **state)
 	ft_modset_destroy(ms);
 }
 
+/* ---- misbehaving modules: handle_packet -1, a filter that does not compile ----------------- */
+
+static int fail_packet(void *inst, struct ft_flow *f, const struct ft_packet_ctx *p, int is_first)
+{
+	(void)inst, (void)f, (void)p, (void)is_first;
+	return -1;
+}
+
+static int trig_packet(void *inst, struct ft_flow *f, const struct ft_packet_ctx *p, int is_first)
+{
+	(void)inst, (void)f, (void)p, (void)is_first;
+	return 1;
+}
+
+static int bad_filter(void *inst, const struct ft_flow *f, char *buf, size_t len)
+{
+	(void)inst, (void)f;
+	snprintf(buf, len, "tcp and (((");
+	return 1;
+}
+
+static int good_filter(void *inst, const struct ft_flow *f, char *buf, size_t len)
+{
+	(void)inst, (void)f;
+	snprintf(buf, len, "tcp and port 80");
+	return 1;
+}
+
+/* Feeds two packets of one flow to a module made of handle and filter; its stats in *st. */
+static void run_faulty(int (*handle)(void *, struct ft_flow *, const struct ft_packet_ctx *, int),
+                       int (*filter)(void *, const struct ft_flow *, char *, size_t),
+                       struct events *ev, struct ft_engine_stats *st)
+{
+	const struct ft_module m = {.abi = FT_MODULE_ABI,
+	                            .name = "faulty",
+	                            .handle_packet = handle,
+	                            .build_filter = filter};
+	const struct ft_module *mods[] = {&m};
+	struct ft_engine_events cb = {.arg = ev, .trigger = ev_trigger, .expire = ev_expire};
+	struct ft_modset *ms;
+	struct ft_engine *e;
+	char err[256];
+	assert_int_equal(ft_modset_create_modules(mods, NULL, 1, 1, &ms, err, sizeof(err)), 0);
+	assert_int_equal(ft_engine_create(ms, 0, 1024, &cb, &e), 0);
+	struct pkt a;
+	tcp_pkt(&a, "10.0.0.1", 1000, "10.0.0.2", 80, 64, 0x02);
+	feed(e, &a, SEC);
+	feed(e, &a, SEC + 1);
+	ft_engine_stats(e, 0, st);
+	ft_engine_destroy(e);
+	ft_modset_destroy(ms);
+}
+
+static void test_faulty_modules(void **state)
+{
+	(void)state;
+	struct events ev = {0};
+	struct ft_engine_stats st;
+	run_faulty(fail_packet, NULL, &ev, &st); /* -1 is an error, not a trigger */
+	assert_int_equal(ev.triggers, 0);
+	assert_int_equal(st.triggers, 0);
+	assert_int_equal(st.errors, 2);
+	run_faulty(trig_packet, good_filter, &ev, &st);
+	assert_int_equal(ev.triggers, 1);
+	assert_string_equal(ev.filter, "tcp and port 80");
+	assert_int_equal(st.bad_filters, 0);
+	strcpy(ev.filter, "unset");
+	run_faulty(trig_packet, bad_filter, &ev, &st); /* the flow goes by its key: no filter */
+	assert_int_equal(ev.triggers, 2);
+	assert_string_equal(ev.filter, "");
+	assert_int_equal(st.triggers, 1);
+	assert_int_equal(st.bad_filters, 1);
+	assert_int_equal(st.errors, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -328,6 +404,7 @@ int main(void)
 	    cmocka_unit_test(test_key_kinds),
 	    cmocka_unit_test(test_merge_across_analyzers),
 	    cmocka_unit_test(test_external_module),
+	    cmocka_unit_test(test_faulty_modules),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
