@@ -326,7 +326,7 @@ int archive__index_packet(struct termset *ts, struct segterms *st, uint32_t fram
 		return r;
 	struct ft_flow_key key;
 	int dir, is_new;
-	if (ft_flow_key_from_packet(&pkt, FT_KEY_VLAN, &key, &dir) != 0)
+	if (ft_flow_key_from_packet(&pkt, FT_KEY_OUTER_VLAN, &key, &dir) != 0)
 		return 0;
 	struct ft_flow *f = ft_table_lookup(flows, &key, ft_flow_key_hash(&key), &is_new);
 	if (!f)
