@@ -212,7 +212,7 @@ void archive_term_flow(const struct ft_flow_key *key, uint8_t out[ARCHIVE_TERM_M
 
 int archive_flow_key_of(const struct ft_packet *pkt, struct ft_flow_key *key, int *dir)
 {
-	return ft_flow_key_from_packet(pkt, FT_KEY_VLAN, key, dir);
+	return ft_flow_key_from_packet(pkt, FT_KEY_OUTER_VLAN, key, dir);
 }
 
 /* ---- read transactions ------------------------------------------------------------------ */

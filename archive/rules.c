@@ -16,7 +16,7 @@
 
 #include "archive/archive_pvt.h"
 
-#define KEY_COMBOS 6 /* 3 kinds x (with, without VLAN) */
+#define KEY_COMBOS 9 /* 3 kinds x (both VLAN ids, none, the outer only) */
 #define FILTER_LINKTYPES 4
 
 enum ev_type { EV_ADD, EV_EXPIRE };
@@ -24,7 +24,7 @@ enum ev_type { EV_ADD, EV_EXPIRE };
 struct rule_event {
 	enum ev_type type;
 	struct ft_flow_key key;
-	uint8_t combo; /* kind * 2 + (flags & FT_KEY_VLAN) */
+	uint8_t combo; /* combo_of(kind, flags) */
 	uint16_t trigger;
 	uint64_t last_seen_ns, retire_seq;
 	char *filter; /* EV_ADD of a filter rule: owned by the event, then the view */
@@ -88,10 +88,14 @@ void archive_rules_destroy(struct archive_rules *r)
 	free(r);
 }
 
+/* A key kind and its VLAN flags as one small number: kind * 3 + VLAN mode. */
 static uint8_t combo_of(enum ft_key_kind kind, unsigned flags)
 {
-	return (uint8_t)(kind * 2 + ((flags & FT_KEY_VLAN) ? 1 : 0));
+	unsigned vlan = (flags & FT_KEY_NO_VLAN) ? 1 : (flags & FT_KEY_OUTER_VLAN) ? 2 : 0;
+	return (uint8_t)(kind * 3 + vlan);
 }
+
+static const unsigned combo_flags[3] = {0, FT_KEY_NO_VLAN, FT_KEY_OUTER_VLAN};
 
 /* Appends ev to every view's queue.  0 or -ENOMEM (then no view got it). */
 static int post(struct archive_rules *r, const struct rule_event *ev)
@@ -382,8 +386,8 @@ uint16_t archive_rule_view_match(struct archive_rule_view *v, int linktype, uint
 		for (uint8_t combo = 0; combo < KEY_COMBOS; combo++) {
 			struct ft_flow_key key;
 			if (!v->per_combo[combo] ||
-			    ft_flow_key_make(&pkt, (enum ft_key_kind)(combo / 2),
-			                     (combo & 1) ? FT_KEY_VLAN : 0, &key, NULL) != 0)
+			    ft_flow_key_make(&pkt, (enum ft_key_kind)(combo / 3),
+			                     combo_flags[combo % 3], &key, NULL) != 0)
 				continue;
 			const struct key_rule *r = slot_find(v, &key, combo);
 			if (r && ts_ns <= r->until_ns)

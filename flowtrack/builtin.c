@@ -285,15 +285,22 @@ static void stats_merge(void *inst, void *into, void *from)
 	free(b);
 }
 
-/* "ipv4_5tuple{ip_a: 10.0.0.10, ip_b: 10.1.0.10, port_a: 2143, port_b: 1234, proto: udp}" */
+/*
+ * "ipv4_5tuple{ip_a: 10.0.0.10, ip_b: 10.1.0.10, port_a: 2143, port_b: 1234, proto: udp}",
+ * with ", vlan: 300/42" (or ", vlan: 42") before the brace when the key has VLAN ids.
+ */
 static void flow_print(FILE *o, const struct ft_flow_key *k)
 {
-	char a[FT_ADDRSTRLEN], b[FT_ADDRSTRLEN], tmp[16];
+	char a[FT_ADDRSTRLEN], b[FT_ADDRSTRLEN], tmp[16], vl[24] = "";
 	ft_addr_format(k->a, a, sizeof(a));
 	ft_addr_format(k->b, b, sizeof(b));
-	fprintf(o, "%s_5tuple{ip_a: %s, ip_b: %s, port_a: %u, port_b: %u, proto: %s}",
+	if (k->vlan_inner)
+		snprintf(vl, sizeof(vl), ", vlan: %u/%u", k->vlan, k->vlan_inner);
+	else if (k->vlan)
+		snprintf(vl, sizeof(vl), ", vlan: %u", k->vlan);
+	fprintf(o, "%s_5tuple{ip_a: %s, ip_b: %s, port_a: %u, port_b: %u, proto: %s%s}",
 	        ft_addr_is_v4(k->a) ? "ipv4" : "ipv6", a, b, k->port_a, k->port_b,
-	        ft_proto_name(k->proto, tmp, sizeof(tmp)));
+	        ft_proto_name(k->proto, tmp, sizeof(tmp)), vl);
 }
 
 static void stats_final(void *inst, void *check, uint64_t kept, uint64_t purged)

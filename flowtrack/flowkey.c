@@ -1,10 +1,12 @@
 /*
- * Flow keys: the canonical bidirectional IP 5-tuple, its hash and its
- * printed form.
+ * Flow keys: the canonical bidirectional IP 5-tuple with the packet's outer
+ * and inner VLAN id, its hash, its printed form and its tcpdump filter.
  *
  * Canonical order makes both directions of a flow one key: the endpoint
  * (address, then port) that compares lower is `a`.  Because the key is
- * canonical, any hash of its bytes is symmetric.
+ * canonical, any hash of its bytes is symmetric.  VLAN ids are part of the
+ * key unless the caller asks for a VLAN-blind one (FT_KEY_NO_VLAN): tenants
+ * that reuse addresses behind different tags are different flows.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,7 +15,7 @@
 
 #include "flowtrack/flowtrack.h"
 
-_Static_assert(sizeof(struct ft_flow_key) == 40, "ft_flow_key must have no padding holes");
+_Static_assert(sizeof(struct ft_flow_key) == 42, "ft_flow_key must have no padding holes");
 
 static const uint8_t v4_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
@@ -49,8 +51,10 @@ int ft_flow_key_from_packet(const struct ft_packet *pkt, unsigned flags, struct 
 	key->port_a = swap ? dp : sp;
 	key->port_b = swap ? sp : dp;
 	key->proto = pkt->proto;
-	if ((flags & FT_KEY_VLAN) && pkt->n_vlan > 0)
+	if (!(flags & FT_KEY_NO_VLAN) && pkt->n_vlan > 0)
 		key->vlan = pkt->vlan[0];
+	if (!(flags & (FT_KEY_NO_VLAN | FT_KEY_OUTER_VLAN)) && pkt->n_vlan > 1)
+		key->vlan_inner = pkt->vlan[1];
 	if (dir)
 		*dir = swap;
 	return 0;
@@ -99,7 +103,8 @@ uint64_t ft_flow_key_hash(const struct ft_flow_key *key)
 
 	uint64_t h = mix(load64(p) ^ k0, load64(p + 8) ^ k1);
 	h = mix(h ^ load64(p + 16) ^ k2, load64(p + 24) ^ k3);
-	h = mix(h ^ load64(p + 32) ^ k0, 40 ^ k1);
+	uint64_t tail = (uint64_t)p[40] | (uint64_t)p[41] << 8;
+	h = mix(h ^ load64(p + 32) ^ k0, tail ^ (42ull << 32) ^ k1);
 	return h;
 }
 
@@ -153,10 +158,34 @@ char *ft_flow_key_format(const struct ft_flow_key *key, char *buf, size_t buflen
 	ft_addr_format(key->b, b, sizeof(b));
 	snprintf(buf, buflen, v4 ? "%s %s:%u <-> %s:%u" : "%s [%s]:%u <-> [%s]:%u",
 	         ft_proto_name(key->proto, tmp, sizeof(tmp)), a, key->port_a, b, key->port_b);
-	if (key->vlan) {
-		size_t n = strlen(buf);
-		if (n < buflen)
-			snprintf(buf + n, buflen - n, " vlan %u", key->vlan);
-	}
+	size_t n = strlen(buf);
+	if (key->vlan_inner && n < buflen)
+		snprintf(buf + n, buflen - n, " vlan %u/%u", key->vlan, key->vlan_inner);
+	else if (key->vlan && n < buflen)
+		snprintf(buf + n, buflen - n, " vlan %u", key->vlan);
 	return buf;
+}
+
+char *ft_flow_key_filter(const struct ft_flow_key *key, char *buf, size_t buflen)
+{
+	char a[FT_ADDRSTRLEN], b[FT_ADDRSTRLEN], vl[32] = "", tmp[16];
+	int v4 = ft_addr_is_v4(key->a), n;
+	ft_addr_format(key->a, a, sizeof(a));
+	ft_addr_format(key->b, b, sizeof(b));
+	/* each `vlan` moves libpcap's offsets past one tag: outer first, then inner */
+	if (key->vlan_inner)
+		snprintf(vl, sizeof(vl), "vlan %u and vlan %u and ", key->vlan, key->vlan_inner);
+	else if (key->vlan)
+		snprintf(vl, sizeof(vl), "vlan %u and ", key->vlan);
+	if (key->proto == 6 || key->proto == 17 || key->proto == 132)
+		n = snprintf(buf, buflen, "%s%s and host %s and host %s and port %u and port %u",
+		             vl, ft_proto_name(key->proto, tmp, sizeof(tmp)), a, b, key->port_a,
+		             key->port_b);
+	else if (key->proto)
+		n = snprintf(buf, buflen, "%s%s proto %u and host %s and host %s", vl,
+		             v4 ? "ip" : "ip6", key->proto, a, b);
+	else /* an address pair */
+		n = snprintf(buf, buflen, "%s%s and host %s and host %s", vl, v4 ? "ip" : "ip6", a,
+		             b);
+	return n >= 0 && (size_t)n < buflen ? buf : NULL;
 }

@@ -137,9 +137,13 @@ int ft_bpf_compile(int linktype, uint32_t snaplen, const char *expr, struct bpf_
  * so the order is deterministic for every packet.  IPv4 addresses are
  * IPv4-mapped.  Ports are 0 for protocols without ports and for non-first
  * fragments (those are attributed to the flow's 3-tuple: addresses and
- * protocol, ports 0).  `vlan` is the outer VLAN id when the caller asked for
- * VLAN-aware keys, else 0.  The layout is fixed (40 bytes, no padding holes)
- * so keys can be hashed and compared as bytes; `pad` is always 0.
+ * protocol, ports 0).  `vlan` and `vlan_inner` are the packet's first two
+ * VLAN ids (outer first; 0 where the packet has fewer tags), so tenants that
+ * only VLAN tags tell apart (802.1Q 42, QinQ 300/42, QinQ 300/43) are
+ * separate flows; both are 0 in a key made with FT_KEY_NO_VLAN, and
+ * `vlan_inner` is 0 with FT_KEY_OUTER_VLAN.  The layout is fixed (42 bytes,
+ * no padding holes) so keys can be hashed and compared as bytes; `pad` is
+ * always 0.
  */
 struct ft_flow_key {
 	uint8_t a[16];
@@ -148,10 +152,18 @@ struct ft_flow_key {
 	uint16_t port_b;
 	uint8_t proto;
 	uint8_t pad;
-	uint16_t vlan;
+	uint16_t vlan;       /* outer VLAN id */
+	uint16_t vlan_inner; /* second VLAN id (QinQ) */
 };
 
-#define FT_KEY_VLAN 0x1u /* include the outer VLAN id in the key */
+/*
+ * Key flags (struct ft_module.key_flags, ft_flow_key_make).  0, the default,
+ * is the VLAN-aware key: outer and inner VLAN id.
+ */
+#define FT_KEY_NO_VLAN 0x2u    /* VLAN-blind: no VLAN id in the key */
+#define FT_KEY_OUTER_VLAN 0x4u /* the outer VLAN id only (the archive's flow records) */
+/* ABI 1's opt-in to VLAN-aware keys, now the default: kept so its sources still build. */
+#define FT_KEY_VLAN 0x0u
 
 /* What makes packets one flow. */
 enum ft_key_kind {
@@ -161,8 +173,8 @@ enum ft_key_kind {
 };
 
 /*
- * Fills *key from a parsed packet (bidirectional 5-tuple).  Sets *dir (if
- * not NULL) to 0 when the packet's source is endpoint a, 1 when it is b.
+ * Fills *key from a parsed packet (bidirectional 5-tuple; flags FT_KEY_*).
+ * Sets *dir (if not NULL) to 0 when the packet's source is endpoint a, 1 when it is b.
  * Returns 0, or -ENOENT when the packet has no IP addresses (not IP, or ARP).
  */
 int ft_flow_key_from_packet(const struct ft_packet *pkt, unsigned flags, struct ft_flow_key *key,
@@ -193,11 +205,26 @@ const char *ft_proto_name(uint8_t proto, char *buf, size_t len);
 char *ft_tcp_flags_format(uint8_t flags, char *buf);
 
 /*
- * Formats a key as "proto a:port <-> b:port" (IPv6 in brackets).
+ * Formats a key as "proto a:port <-> b:port" (IPv6 in brackets), followed
+ * by " vlan OUTER" or " vlan OUTER/INNER" when the key has VLAN ids.
  * Returns buf.  buflen should be at least FT_KEYSTRLEN.
  */
 #define FT_KEYSTRLEN 128
 char *ft_flow_key_format(const struct ft_flow_key *key, char *buf, size_t buflen);
+
+/*
+ * A libpcap filter expression for the packets of a key's flow, both
+ * directions, as tcpdump reads it: "vlan 300 and vlan 42 and tcp and host
+ * 10.1.0.1 and host 10.1.0.2 and port 80 and port 5000".  VLAN ids are in
+ * it when the key has them, and then a packet with other tags, or none, does
+ * not match; a key without them matches untagged packets only.  Like
+ * tcpdump's host/port primitives it also matches the mirrored port pairing
+ * (a:port_b <-> b:port_a); a key with ports 0 gives addresses and protocol,
+ * an address pair (protocol 0) the addresses.  Returns buf, or NULL when
+ * buflen is too small; FT_KEYFILTERLEN is always enough.
+ */
+#define FT_KEYFILTERLEN 256
+char *ft_flow_key_filter(const struct ft_flow_key *key, char *buf, size_t buflen);
 
 /* ---- flow table ------------------------------------------------------------ */
 
@@ -302,9 +329,14 @@ void ft_table_stats(const struct ft_table *t, struct ft_table_stats *out);
  * Lua modules (PATH.lua, flowtrack/lua.c) are described by the same struct,
  * built when the script is loaded, but run through private per-engine hooks
  * (a Lua state per analyzer, bursts of packets per call): nothing here
- * changes for C modules, and the ABI of .so modules stays FT_MODULE_ABI 1.
+ * changes for C modules.
+ *
+ * ABI 2 (was 1): struct ft_flow_key grew to 42 bytes (vlan_inner) and a
+ * module's default key became VLAN-aware (key_flags 0: outer and inner tag;
+ * FT_KEY_NO_VLAN asks for a VLAN-blind key).  The loader refuses .so
+ * modules built for another ABI.
  */
-#define FT_MODULE_ABI 1
+#define FT_MODULE_ABI 2 /* 2: 42-byte keys with both VLAN tags, VLAN-aware by default */
 
 /* One packet as a module sees it. */
 struct ft_packet_ctx {
@@ -322,7 +354,7 @@ struct ft_module {
 	size_t state_size;         /* bytes of per-flow state (in struct ft_flow.state) */
 	const void *default_state; /* initial state of a new flow; NULL = zeros */
 	enum ft_key_kind key_kind;
-	unsigned key_flags;         /* FT_KEY_VLAN */
+	unsigned key_flags;         /* FT_KEY_*: 0 = VLAN-aware (both tags), FT_KEY_NO_VLAN */
 	uint64_t check_interval_ns; /* 0 = default 5 s */
 	/* Optional: the instance's interval (from its arguments), overriding check_interval_ns. */
 	uint64_t (*interval)(void *inst);

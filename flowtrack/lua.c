@@ -171,6 +171,7 @@ static void push_c_info(lua_State *L, uint64_t *nowp)
 	set_offset(L, "struct ft_packet.sport", offsetof(struct ft_packet, sport));
 	set_offset(L, "struct ft_packet.vlan", offsetof(struct ft_packet, vlan));
 	set_offset(L, "struct ft_flow_key.vlan", offsetof(struct ft_flow_key, vlan));
+	set_offset(L, "struct ft_flow_key.vlan_inner", offsetof(struct ft_flow_key, vlan_inner));
 	set_offset(L, "struct ft__burst.key", offsetof(struct ft__burst, key));
 	set_offset(L, "struct ft__burst.pos", offsetof(struct ft__burst, pos));
 	set_offset(L, "struct ft__check_batch.pos", offsetof(struct ft__check_batch, pos));
@@ -275,6 +276,8 @@ static int mod_describe(struct lua_mod *m, char *err, size_t errlen)
 	double iv = lua_tonumber(L, -1);
 	lua_getfield(L, info, "key_custom");
 	m->key_custom = lua_toboolean(L, -1);
+	lua_getfield(L, info, "key_flags");
+	m->m.key_flags = (unsigned)lua_tointeger(L, -1);
 	lua_getfield(L, info, "has_expiry");
 	m->has_expiry = lua_toboolean(L, -1);
 	lua_getfield(L, info, "has_filter");

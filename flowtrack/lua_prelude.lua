@@ -30,7 +30,7 @@ struct ft_flow_key {
 	uint8_t a[16], b[16];
 	uint16_t port_a, port_b;
 	uint8_t proto, pad;
-	uint16_t vlan;
+	uint16_t vlan, vlan_inner;
 };
 struct ft_flow {
 	struct ft_flow_key key;
@@ -100,7 +100,11 @@ local proto_name = cast("const char *(*)(uint8_t, char *, size_t)", C_INFO.proto
 local strbuf = ffi.new("char[64]")
 
 local FT_PKT_L4, FT_PKT_FRAG_LATER = 0x4, 0x10
-local MAX_KEY_TYPES, KEY_TYPE_BYTE = 8, 39 -- module.flowKeys: the key type in the key's last byte
+-- module.flowKeys: key types of at most 40 bytes (39 with several: the type's index is in
+-- byte 39); the rest of the built-in key's bytes (VLAN ids) stay 0
+local KEY_SIZE, CUSTOM_KEY_MAX = ffi.sizeof("struct ft_flow_key"), 40
+local MAX_KEY_TYPES, KEY_TYPE_BYTE = 8, CUSTOM_KEY_MAX - 1
+local FT_KEY_NO_VLAN = 0x2
 local U8P = ffi.typeof("uint8_t *")
 local ptr = {
 	ether = ffi.typeof("struct fs_ether *"),
@@ -150,11 +154,20 @@ local function is_v4(a)
 	return a[10] == 0xff and a[11] == 0xff
 end
 
--- "ipv4_5tuple{ip_a: 10.0.0.10, ip_b: 10.1.0.10, port_a: 2143, port_b: 1234, proto: udp}"
+-- a key's VLAN ids as text: "300/42", "42", or nil when it has none
+local function vlan_text(k)
+	if k.vlan_inner ~= 0 then return ("%d/%d"):format(k.vlan, k.vlan_inner) end
+	if k.vlan ~= 0 then return tostring(k.vlan) end
+	return nil
+end
+
+-- "ipv4_5tuple{ip_a: 10.0.0.10, ip_b: 10.1.0.10, port_a: 2143, port_b: 1234, proto: udp}",
+-- with ", vlan: 300/42" before the brace when the key has VLAN ids
 function fs.key_string(k)
-	return string.format("%s_5tuple{ip_a: %s, ip_b: %s, port_a: %d, port_b: %d, proto: %s}",
+	local v = vlan_text(k)
+	return string.format("%s_5tuple{ip_a: %s, ip_b: %s, port_a: %d, port_b: %d, proto: %s%s}",
 	                     is_v4(k.a) and "ipv4" or "ipv6", fs.addr(k.a), fs.addr(k.b),
-	                     k.port_a, k.port_b, fs.proto_name(k.proto))
+	                     k.port_a, k.port_b, fs.proto_name(k.proto), v and ", vlan: " .. v or "")
 end
 
 -- "proto a:port <-> b:port", the format of the flows command
@@ -162,7 +175,9 @@ function fs.key_format(k)
 	local function ep(a, p)
 		return (is_v4(a) and "%s:%d" or "[%s]:%d"):format(fs.addr(a), p)
 	end
-	return ("%s %s <-> %s"):format(fs.proto_name(k.proto), ep(k.a, k.port_a), ep(k.b, k.port_b))
+	local v = vlan_text(k)
+	return ("%s %s <-> %s%s"):format(fs.proto_name(k.proto), ep(k.a, k.port_a), ep(k.b, k.port_b),
+	                                 v and " vlan " .. v or "")
 end
 
 -- a tcpdump filter that selects exactly the flow of a built-in key (both directions)
@@ -177,7 +192,12 @@ function fs.key_filter(k)
 	else
 		f = ("%s proto %d and host %s and host %s"):format(v4 and "ip" or "ip6", k.proto, a, b)
 	end
-	if k.vlan ~= 0 then f = ("vlan %d and %s"):format(k.vlan, f) end
+	-- each `vlan` moves libpcap past one tag: outer, then inner (ft_flow_key_filter)
+	if k.vlan_inner ~= 0 then
+		f = ("vlan %d and vlan %d and %s"):format(k.vlan, k.vlan_inner, f)
+	elseif k.vlan ~= 0 then
+		f = ("vlan %d and %s"):format(k.vlan, f)
+	end
 	return f
 end
 
@@ -284,6 +304,7 @@ local function bind(M, path, args, snap_ptr, burst_ptr, batch_ptr)
 	opt("checkInterval", "number")
 	opt("defaultState", "table")
 	opt("flowKeys", "table")
+	opt("ignoreVlan", "boolean")
 	local ok, stype = pcall(ffi.typeof, M.stateType)
 	if not ok then
 		error(where .. "module.stateType '" .. tostring(M.stateType) .. "': " .. stype, 0)
@@ -301,7 +322,7 @@ local function bind(M, path, args, snap_ptr, burst_ptr, batch_ptr)
 		if nkeys < 1 or nkeys > MAX_KEY_TYPES then
 			error(where .. ("module.flowKeys must list 1 to %d key types"):format(MAX_KEY_TYPES), 0)
 		end
-		local max = ffi.sizeof("struct ft_flow_key") - (nkeys > 1 and 1 or 0)
+		local max = CUSTOM_KEY_MAX - (nkeys > 1 and 1 or 0)
 		for i = 1, nkeys do
 			local kok, ktype = pcall(ffi.typeof, M.flowKeys[i])
 			if not kok then error(where .. ("module.flowKeys[%d]: "):format(i) .. ktype, 0) end
@@ -319,6 +340,10 @@ local function bind(M, path, args, snap_ptr, burst_ptr, batch_ptr)
 		error(where .. "module.extractFlowKey needs module.flowKeys", 0)
 	elseif M.formatFlowKey then
 		error(where .. "module.formatFlowKey needs module.flowKeys", 0)
+	end
+	if M.ignoreVlan and key_custom then
+		error(where .. "module.ignoreVlan is for the built-in key; with flowKeys, " ..
+		      "extractFlowKey decides what the key holds", 0)
 	end
 	-- a flow (or key) pointer as its key type
 	local kcast
@@ -338,6 +363,7 @@ local function bind(M, path, args, snap_ptr, burst_ptr, batch_ptr)
 		state_size = state_size,
 		default_state = ffi.string(defstate, state_size),
 		key_custom = key_custom,
+		key_flags = M.ignoreVlan and FT_KEY_NO_VLAN or 0,
 		interval = M.checkInterval or 0,
 		has_expiry = M.checkExpiry ~= nil,
 		has_filter = M.buildPacketFilter ~= nil,
@@ -381,7 +407,7 @@ local function bind(M, path, args, snap_ptr, burst_ptr, batch_ptr)
 			for j = b.pos, b.n - 1 do
 				b.pos = j
 				local k = b.key + j
-				fill(k, 40)
+				fill(k, KEY_SIZE)
 				if nkeys == 1 then
 					if extract(b.pkt[j], cast(kptr, k)) then b.ok[j] = 1 end
 				else -- the reference's (buffer) -> ok, index of the key type filled

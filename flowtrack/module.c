@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pcap/pcap.h>
 
 #include "flowtrack/module_pvt.h"
 
@@ -83,8 +84,10 @@ struct ft_engine {
 static int module_check(const struct ft_module *m, const char *what, char *err, size_t errlen)
 {
 	if (!m || m->abi != FT_MODULE_ABI) {
-		snprintf(err, errlen, "%s: module ABI %u, flowscope needs %u", what, m ? m->abi : 0,
-		         FT_MODULE_ABI);
+		snprintf(err, errlen,
+		         "%s: module ABI %u, flowscope needs %u: rebuild it against this "
+		         "flowscope's flowtrack/flowtrack.h (docs/modules.md)",
+		         what, m ? m->abi : 0, FT_MODULE_ABI);
 		return -EINVAL;
 	}
 	if (!m->name || !m->handle_packet) {

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <pcap/pcap.h>
 #include <string.h>
 
 #include "flowtrack/flowtrack.h"
@@ -286,6 +287,77 @@ static void test_key_canonical(void **state)
 	                    "tcp 10.0.0.1:5000 <-> 10.0.0.9:80");
 }
 
+/*
+ * Three tenants on one 5-tuple told apart only by VLAN tags (802.1Q 42, QinQ
+ * 300/42, QinQ 300/43) and an untagged one: each is a flow of its own under
+ * the default key; FT_KEY_OUTER_VLAN merges the two QinQ tenants,
+ * FT_KEY_NO_VLAN all four.  The key's filter, compiled by libpcap as tcpdump
+ * would, selects its own tenant's packet and no other.
+ */
+static size_t tenant_pkt(uint8_t *b, uint16_t outer, uint16_t inner, int rev)
+{
+	size_t n = eth(b, outer ? (inner ? 0x88a8 : 0x8100) : 0x0800);
+	if (outer)
+		n += vlan_tag(b + n, outer, inner ? 0x8100 : 0x0800);
+	if (inner)
+		n += vlan_tag(b + n, inner, 0x0800);
+	n += ipv4(b + n, rev ? "10.1.0.2" : "10.1.0.1", rev ? "10.1.0.1" : "10.1.0.2", 17, 0, 0);
+	n += ports(b + n, rev ? 53 : 53000, rev ? 53000 : 53, 0);
+	return n;
+}
+
+static void test_key_vlan(void **state)
+{
+	(void)state;
+	static const uint16_t tags[4][2] = {{42, 0}, {300, 42}, {300, 43}, {0, 0}};
+	uint8_t b[4][100];
+	size_t n[4];
+	struct ft_packet p[4];
+	struct ft_flow_key k[4], blind[4], outer[4];
+	for (int i = 0; i < 4; i++) {
+		n[i] = tenant_pkt(b[i], tags[i][0], tags[i][1], i == 2);
+		assert_int_equal(ft_parse(FT_DLT_EN10MB, b[i], (uint32_t)n[i], &p[i]), 0);
+		assert_int_equal(ft_flow_key_make(&p[i], FT_KEY_BIDIRECTIONAL, 0, &k[i], NULL), 0);
+		assert_int_equal(k[i].vlan, tags[i][0]);
+		assert_int_equal(k[i].vlan_inner, tags[i][1]);
+		assert_int_equal(
+		    ft_flow_key_make(&p[i], FT_KEY_BIDIRECTIONAL, FT_KEY_NO_VLAN, &blind[i], NULL),
+		    0);
+		assert_int_equal(ft_flow_key_make(&p[i], FT_KEY_BIDIRECTIONAL, FT_KEY_OUTER_VLAN,
+		                                  &outer[i], NULL),
+		                 0);
+	}
+	for (int i = 0; i < 4; i++)
+		for (int j = i + 1; j < 4; j++) {
+			assert_memory_not_equal(&k[i], &k[j], sizeof(k[i]));
+			assert_int_not_equal(ft_flow_key_hash(&k[i]), ft_flow_key_hash(&k[j]));
+			assert_memory_equal(&blind[i], &blind[j], sizeof(blind[i]));
+		}
+	assert_memory_equal(&outer[1], &outer[2], sizeof(outer[1]));
+	assert_memory_not_equal(&outer[0], &outer[1], sizeof(outer[0]));
+	assert_int_equal(blind[0].vlan + blind[0].vlan_inner + outer[1].vlan_inner, 0);
+	char buf[FT_KEYSTRLEN], f[FT_KEYFILTERLEN], err[256];
+	assert_string_equal(ft_flow_key_format(&k[1], buf, sizeof(buf)),
+	                    "udp 10.1.0.1:53000 <-> 10.1.0.2:53 vlan 300/42");
+	assert_string_equal(ft_flow_key_format(&k[0], buf, sizeof(buf)),
+	                    "udp 10.1.0.1:53000 <-> 10.1.0.2:53 vlan 42");
+	assert_string_equal(ft_flow_key_filter(&k[1], f, sizeof(f)),
+	                    "vlan 300 and vlan 42 and udp and host 10.1.0.1 and host 10.1.0.2 and "
+	                    "port 53000 and port 53");
+	assert_null(ft_flow_key_filter(&k[1], f, 20));
+	for (int i = 0; i < 4; i++) {
+		struct bpf_program prog;
+		assert_non_null(ft_flow_key_filter(&k[i], f, sizeof(f)));
+		assert_int_equal(ft_bpf_compile(FT_DLT_EN10MB, 65535, f, &prog, err, sizeof(err)),
+		                 0);
+		for (int j = 0; j < 4; j++) {
+			struct pcap_pkthdr h = {.caplen = (uint32_t)n[j], .len = (uint32_t)n[j]};
+			assert_int_equal(pcap_offline_filter(&prog, &h, b[j]) != 0, i == j);
+		}
+		pcap_freecode(&prog);
+	}
+}
+
 /* ---- table ---------------------------------------------------------------------------------- */
 
 static struct ft_flow_key nth_key(uint32_t i)
@@ -369,6 +441,7 @@ int main(void)
 	    cmocka_unit_test(test_arp_and_mpls),     cmocka_unit_test(test_other_linktypes),
 	    cmocka_unit_test(test_every_truncation), cmocka_unit_test(test_malformed_ipv4),
 	    cmocka_unit_test(test_key_canonical),    cmocka_unit_test(test_table),
+	    cmocka_unit_test(test_key_vlan),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

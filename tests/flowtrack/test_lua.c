@@ -175,6 +175,15 @@ static void test_load_errors(void **state)
 	           CDEF "return {stateType = 'struct s', handlePacket = function() end, "
 	                "checkInterval = -1}\n",
 	           -EINVAL, "checkInterval");
+	load_fails("ignorevlan.lua",
+	           CDEF "return {stateType = 'struct s', handlePacket = function() end,\n"
+	                "ignoreVlan = 'yes'}\n",
+	           -EINVAL, "module.ignoreVlan is a string, must be a boolean");
+	load_fails("ignorevlankeys.lua",
+	           CDEF "return {stateType = 'struct s', handlePacket = function() end,\n"
+	                "flowKeys = {'struct s'}, extractFlowKey = function() end,\n"
+	                "buildPacketFilter = function() end, ignoreVlan = true}\n",
+	           -EINVAL, "module.ignoreVlan is for the built-in key");
 	struct ft_modset *ms;
 	const char *absent[1] = {"/nonexistent/module.lua"};
 	assert_int_equal(ft_modset_create(absent, 1, 1, &ms, err, sizeof(err)), -ENOENT);

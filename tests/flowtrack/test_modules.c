@@ -294,6 +294,71 @@ static void test_merge_across_analyzers(void **state)
 	ft_modset_destroy(ms);
 }
 
+/* A module like count_module with a VLAN-blind key. */
+static const struct ft_module blind_module = {
+    .abi = FT_MODULE_ABI,
+    .name = "blind",
+    .key_flags = FT_KEY_NO_VLAN,
+    .handle_packet = count_packet,
+};
+
+/* The same TCP packet behind the VLAN tags of one of three tenants (or none). */
+static void tenant_pkt(struct pkt *p, uint16_t outer, uint16_t inner)
+{
+	p->n = eth(p->b, outer ? (inner ? 0x88a8 : 0x8100) : 0x0800);
+	if (outer)
+		p->n += vlan_tag(p->b + p->n, outer, inner ? 0x8100 : 0x0800);
+	if (inner)
+		p->n += vlan_tag(p->b + p->n, inner, 0x0800);
+	p->n += ipv4(p->b + p->n, "10.1.0.1", "10.1.0.2", 6, 0, 0);
+	p->n += ports(p->b + p->n, 40000, 80, 0x02);
+	assert_int_equal(ft_parse(FT_DLT_EN10MB, p->b, (uint32_t)p->n, &p->parsed), 0);
+}
+
+/*
+ * Modules key flows by both VLAN tags unless they ask for a VLAN-blind key;
+ * a trigger reports the tenant's key; a library of another ABI is refused.
+ */
+static void test_vlan_module_keys(void **state)
+{
+	(void)state;
+	struct events ev = {0};
+	struct ft_modset *ms, *ms2;
+	struct ft_engine *e = engine_for("trigger:vlan 300 and vlan 43", &ms, &ev);
+	struct pkt t[4];
+	tenant_pkt(&t[0], 42, 0);
+	tenant_pkt(&t[1], 300, 42);
+	tenant_pkt(&t[2], 300, 43);
+	tenant_pkt(&t[3], 0, 0);
+	char err[256];
+	const struct ft_module *mods[] = {&blind_module};
+	assert_int_equal(ft_modset_create_modules(mods, NULL, 1, 1, &ms2, err, sizeof(err)), 0);
+	struct ft_engine *e2;
+	assert_int_equal(ft_engine_create(ms2, 0, 64, NULL, &e2), 0);
+	for (int i = 0; i < 4; i++) {
+		feed(e, &t[i], SEC);
+		feed(e2, &t[i], SEC);
+	}
+	struct ft_engine_stats st;
+	ft_engine_stats(e, 0, &st);
+	assert_int_equal(st.flows, 4);
+	assert_int_equal(ev.triggers, 1);
+	assert_int_equal(ev.last_key.vlan, 300);
+	assert_int_equal(ev.last_key.vlan_inner, 43);
+	ft_engine_stats(e2, 0, &st);
+	assert_int_equal(st.flows, 1);
+	ft_engine_destroy(e);
+	ft_engine_destroy(e2);
+	ft_modset_destroy(ms);
+	ft_modset_destroy(ms2);
+	struct ft_module old = blind_module;
+	old.abi = 1;
+	const struct ft_module *olds[] = {&old};
+	assert_int_equal(ft_modset_create_modules(olds, NULL, 1, 1, &ms, err, sizeof(err)),
+	                 -EINVAL);
+	assert_non_null(strstr(err, "module ABI 1, flowscope needs 2"));
+}
+
 static void test_external_module(void **state)
 {
 	(void)state;
@@ -315,7 +380,7 @@ static void test_external_module(void **state)
 	feed(e, &b, SEC);
 	assert_int_equal(ev.triggers, 1);
 	assert_string_equal(ev.filter,
-	                    "tcp and host 10.0.0.1 and port 1001 and host 10.0.0.2 and port 8080");
+	                    "tcp and host 10.0.0.1 and host 10.0.0.2 and port 1001 and port 8080");
 	ft_engine_destroy(e);
 	ft_modset_destroy(ms);
 }
@@ -405,6 +470,7 @@ int main(void)
 	    cmocka_unit_test(test_merge_across_analyzers),
 	    cmocka_unit_test(test_external_module),
 	    cmocka_unit_test(test_faulty_modules),
+	    cmocka_unit_test(test_vlan_module_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,9 +35,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int kind = FT_KEY_BIDIRECTIONAL; kind <= FT_KEY_IP_PAIR; kind++) {
 		struct ft_flow_key k;
 		int dir;
-		if (ft_flow_key_make(&p, (enum ft_key_kind)kind, FT_KEY_VLAN, &k, &dir) == 0) {
-			char buf[FT_KEYSTRLEN];
+		if (ft_flow_key_make(&p, (enum ft_key_kind)kind, 0, &k, &dir) == 0) {
+			char buf[FT_KEYSTRLEN], filter[FT_KEYFILTERLEN];
 			ft_flow_key_format(&k, buf, sizeof(buf));
+			if (!ft_flow_key_filter(&k, filter, sizeof(filter)))
+				abort(); /* FT_KEYFILTERLEN is always enough */
 			(void)ft_flow_key_hash(&k);
 		}
 	}

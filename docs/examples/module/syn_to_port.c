@@ -4,7 +4,8 @@
  *
  * It triggers a flow whose client sends a TCP SYN to the given port, and asks
  * the dumpers to archive the flow with a BPF expression of its own (the
- * 5-tuple) instead of its key, to show build_filter.  Flows expire after
+ * 5-tuple and VLAN tags, from ft_flow_key_filter) instead of its key, to
+ * show build_filter.  Flows expire after
  * `idle` seconds without packets (default 30).
  *
  * Only flowtrack/flowtrack.h is needed: the module sees parsed packets and
@@ -66,13 +67,9 @@ static int check_expiry(void *inst, void *check, struct ft_flow *flow, uint64_t 
 
 static int build_filter(void *inst, const struct ft_flow *flow, char *buf, size_t len)
 {
-	char a[FT_ADDRSTRLEN], b[FT_ADDRSTRLEN];
 	(void)inst;
-	ft_addr_format(flow->key.a, a, sizeof(a));
-	ft_addr_format(flow->key.b, b, sizeof(b));
-	snprintf(buf, len, "tcp and host %s and port %u and host %s and port %u", a,
-	         flow->key.port_a, b, flow->key.port_b);
-	return 1;
+	/* the flow's 5-tuple behind its VLAN tags (QinQ: outer and inner) */
+	return ft_flow_key_filter(&flow->key, buf, len) != NULL;
 }
 
 static const struct ft_module module = {
