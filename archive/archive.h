@@ -260,7 +260,8 @@ void archive_rules_destroy(struct archive_rules *r); /* after every view */
  * A trigger fired on flow `key` (of `kind`, with `key_flags` FT_KEY_*):
  * archive its packets, tagged `trigger` (an id from archive_trigger_id()).
  * With `filter` non-NULL the rule matches that BPF expression instead of the
- * key.  Returns 0 or -ENOMEM.
+ * key.  Returns 0, -ENOMEM, or -EINVAL without a filter for a key of a
+ * module's own type (FT_KEY_OWN), which is no 5-tuple and selects nothing.
  */
 int archive_rules_add(struct archive_rules *r, const struct ft_flow_key *key, enum ft_key_kind kind,
                       unsigned key_flags, const char *filter, uint16_t trigger);

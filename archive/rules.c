@@ -127,6 +127,8 @@ static int post(struct archive_rules *r, const struct rule_event *ev)
 int archive_rules_add(struct archive_rules *r, const struct ft_flow_key *key, enum ft_key_kind kind,
                       unsigned key_flags, const char *filter, uint16_t trigger)
 {
+	if (!filter && (key_flags & FT_KEY_OWN))
+		return -EINVAL; /* a key of a module's own type is no 5-tuple: it selects nothing */
 	struct rule_event ev = {.type = EV_ADD,
 	                        .key = *key,
 	                        .combo = combo_of(kind, key_flags),

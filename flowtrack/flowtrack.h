@@ -162,6 +162,12 @@ struct ft_flow_key {
  */
 #define FT_KEY_NO_VLAN 0x2u    /* VLAN-blind: no VLAN id in the key */
 #define FT_KEY_OUTER_VLAN 0x4u /* the outer VLAN id only (the archive's flow records) */
+/*
+ * Set by the loader, not by modules: the key is a Lua module's own type
+ * (flowKeys), not a 5-tuple, so it selects packets only through the
+ * module's filter; a dump rule by such a key is refused.
+ */
+#define FT_KEY_OWN 0x8u
 /* ABI 1's opt-in to VLAN-aware keys, now the default: kept so its sources still build. */
 #define FT_KEY_VLAN 0x0u
 

@@ -277,7 +277,7 @@ static int mod_describe(struct lua_mod *m, char *err, size_t errlen)
 	lua_getfield(L, info, "key_custom");
 	m->key_custom = lua_toboolean(L, -1);
 	lua_getfield(L, info, "key_flags");
-	m->m.key_flags = (unsigned)lua_tointeger(L, -1);
+	m->m.key_flags = (unsigned)lua_tointeger(L, -1) | (m->key_custom ? FT_KEY_OWN : 0);
 	lua_getfield(L, info, "has_expiry");
 	m->has_expiry = lua_toboolean(L, -1);
 	lua_getfield(L, info, "has_filter");

@@ -433,33 +433,48 @@ void ft_engine_destroy(struct ft_engine *e)
 }
 
 /*
+ * Module i's filter for flow f is unusable (`why`): counted (bad_filters)
+ * and said once per module.  The flow is then dumped by its key, which a key
+ * of the module's own type (FT_KEY_OWN) cannot do: such a flow is not
+ * archived, and the line says so.
+ */
+static void engine_bad_filter(struct ft_engine *e, unsigned i, const struct ft_flow *f,
+                              const char *why)
+{
+	struct instance *in = &e->ms->in[i];
+	char key[FT_MODKEYSTRLEN];
+	e->m[i].st.bad_filters++;
+	/* relaxed: the flag only keeps the line to one; nothing else depends on it */
+	if (atomic_exchange_explicit(&in->bad_filter_said, 1, memory_order_relaxed) == 0)
+		fprintf(
+		    stderr,
+		    "flowscope: module %s: %s for flow %s: %s; %s (counted in bad_filters)\n",
+		    in->spec ? in->spec : in->mod->name,
+		    in->ops ? "buildPacketFilter" : "build_filter",
+		    ft_engine_key_format(e, i, &f->key, key, sizeof(key)), why,
+		    (in->mod->key_flags & FT_KEY_OWN)
+		        ? "a key of the module's own type selects no packet: such flows are not "
+		          "archived"
+		        : "flows whose filter does not compile are selected by their keys");
+}
+
+/*
  * Whether the filter module i built for flow f compiles for the packet's
- * link type (as the dumpers will compile it).  When it does not, the flow
- * is dumped by its key instead: counted (bad_filters), and said once per
- * module with the filter and libpcap's message.  One compile per triggered
- * flow, on the analyzer: a trigger is once per flow.
+ * link type (as the dumpers will compile it); when it does not, see
+ * engine_bad_filter().  One compile per triggered flow, on the analyzer: a
+ * trigger is once per flow.
  */
 static int engine_filter_ok(struct ft_engine *e, unsigned i, const struct ft_flow *f,
                             const char *filter, const struct ft_packet_ctx *c)
 {
-	struct instance *in = &e->ms->in[i];
 	struct bpf_program prog;
-	char err[FILTER_MAX + 256] = "the filter is not NUL-terminated in its buffer",
-	                      key[FT_KEYSTRLEN];
+	char err[FILTER_MAX + 256] = "the filter is not NUL-terminated in its buffer";
 	if (memchr(filter, '\0', FILTER_MAX) &&
 	    ft_bpf_compile(c->linktype, 262144, filter, &prog, err, sizeof(err)) == 0) {
 		pcap_freecode(&prog);
 		return 1;
 	}
-	e->m[i].st.bad_filters++;
-	/* relaxed: the flag only keeps the line to one; nothing else depends on it */
-	if (atomic_exchange_explicit(&in->bad_filter_said, 1, memory_order_relaxed) == 0)
-		fprintf(stderr,
-		        "flowscope: module %s: %s for flow %s: %s; flows whose filter does not "
-		        "compile are selected by their keys (counted in bad_filters)\n",
-		        in->spec ? in->spec : in->mod->name,
-		        in->ops ? "buildPacketFilter" : "build_filter",
-		        ft_flow_key_format(&f->key, key, sizeof(key)), err);
+	engine_bad_filter(e, i, f, err);
 	return 0;
 }
 
@@ -473,6 +488,8 @@ static void engine_trigger(struct ft_engine *e, unsigned i, struct ft_flow *f,
 	                               in->mod->build_filter(in->inst, f, filter, sizeof(filter));
 	if (has_filter && !engine_filter_ok(e, i, f, filter, c))
 		has_filter = 0;
+	else if (!has_filter && (in->mod->key_flags & FT_KEY_OWN))
+		engine_bad_filter(e, i, f, "no filter (an error, or an empty string)");
 	f->triggered = 1;
 	e->m[i].st.triggers++;
 	if (e->ev.trigger)

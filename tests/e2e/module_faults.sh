@@ -83,6 +83,26 @@ b=$(module_field "$TMP/bf.err" record "$TMP/badf.lua" bad_filters)
 cmp -s "$TMP/exp.pcap" "$TMP/got.pcap" && [ "$b" = 8 ] &&
     [ "$(grep -c "module $TMP/badf.lua: buildPacketFilter for flow" "$TMP/bf.err")" = 1 ] && pass ||
     fail "bad Lua filter: archived $(npackets "$TMP/got.pcap") packets (tcpdump: $(npackets "$TMP/exp.pcap")), bad_filters '$b': $(head -c 300 "$TMP/bf.err")"
+# a Lua module with its own key type (no 5-tuple) whose buildPacketFilter does not compile,
+# or gives no filter: its key cannot select packets, so nothing is archived, no rule is added
+# by a misread key, and the one line says so with the key as the module's type shows it
+for f in 'return "ip and ((("' 'return ""'; do
+    sed "s|return (\"%s proto %d\"):format(key.family == 4 and \"ip\" or \"ip6\", key.proto)|$f|" \
+        "$(dirname "$0")/lua/proto_key.lua" >"$TMP/ownkey.lua"
+    grep -qF "$f" "$TMP/ownkey.lua" || fail "own key: sed did not change proto_key.lua"
+    rm -rf "$TMP/ok-lua"
+    fs record --read "$src" --archive "$TMP/ok-lua" --qq-size 64M --stats-interval 0 \
+        --capture triggered --module "$TMP/ownkey.lua" >/dev/null 2>"$TMP/ok.err" ||
+        fail "own key ($f): $(tail -2 "$TMP/ok.err")"
+    b=$(module_field "$TMP/ok.err" record "$TMP/ownkey.lua" bad_filters)
+    t=$(module_field "$TMP/ok.err" record "$TMP/ownkey.lua" triggers)
+    fs query --archive "$TMP/ok-lua" -w "$TMP/ok.pcap" 2>/dev/null
+    n=$(npackets "$TMP/ok.pcap")
+    w=$(grep "module $TMP/ownkey.lua: buildPacketFilter for flow struct pk_key [0-9a-f]*: .*a key of the module's own type selects no packet: such flows are not archived" "$TMP/ok.err")
+    [ "$b" = 6 ] && [ "$t" = 6 ] && [ "$n" = 0 ] && [ "$(wc -l <<<"$w")" = 1 ] && [ -n "$w" ] &&
+        grep -q "rules added 0," "$TMP/ok.err" && pass ||
+        fail "own key ($f): triggers '$t', bad_filters '$b', archived '$n': $(grep -v ' \(ingest\|qq\|run\|QQ\)' "$TMP/ok.err" | head -c 600)"
+done
 # monitor: the same count and one warning
 fs monitor --read "$PCAPS/dns_icmp.pcap" --stats-interval 0 --module "$M:bad_filter" \
     >"$TMP/mon.out" 2>"$TMP/mon.err"
