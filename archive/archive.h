@@ -499,6 +499,9 @@ struct archive_verify_stats {
 	uint64_t dropped_files;    /* files of segments on retention's drop list: dropped from
 	                              the index, a crash came before the unlink (the next record
 	                              removes them) */
+	uint64_t stale_rebuild;    /* 1: index.rebuild/ is there and no writer holds the archive:
+	                              left by an index rebuild killed before its end (the next
+	                              rebuild removes it; nothing in it is used) */
 };
 
 /*
@@ -592,6 +595,16 @@ struct archive_rebuild_stats {
  */
 int archive_rebuild(const char *dir, archive_log_fn log, void *arg,
                     struct archive_rebuild_stats *st);
+
+/*
+ * Asks a running archive_rebuild() of this process to stop before its next
+ * segment file: it then removes its new index (dir/index.rebuild) and returns
+ * -EINTR, the old index in place and unchanged.  A rebuild that is already
+ * putting its index in place finishes (returns 0).  Async-signal-safe: for a
+ * signal handler.  A rebuild killed outright leaves dir/index.rebuild: the
+ * next rebuild removes it, and archive_verify() reports it.
+ */
+void archive_rebuild_stop(void);
 
 #ifdef __cplusplus
 }
