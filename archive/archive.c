@@ -340,6 +340,8 @@ static int archive_create(struct archive *a)
 	}
 	if (r == 0 && (r = env_open(a)) == 0 && (r = dbs_open(a)) == 0)
 		r = format_write(a->dir);
+	if (r == 0)
+		a->created = made_dir ? 2 : 1;
 	if (r) {
 		char keep[sizeof(tls_errmsg) + 64];
 		snprintf(keep, sizeof(keep), "%s: nothing was created", archive_errmsg());
@@ -666,6 +668,25 @@ void archive_close(struct archive *a)
 		close(a->lock_fd);
 	free(a->dir);
 	free(a);
+}
+
+/* 1 if dir/segments holds no file. */
+static int no_segments(const struct archive *a)
+{
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/segments", a->dir);
+	return dir_is_empty(path) == 1;
+}
+
+void archive_close_discard(struct archive *a)
+{
+	if (a && a->created && a->lock_fd >= 0 && no_segments(a)) {
+		char path[4200];
+		snprintf(path, sizeof(path), "%s/" FORMAT_FILE, a->dir);
+		unlink(path); /* first: without it the rest is a half-made archive, used again */
+		archive_create_undo(a, a->created == 2);
+	}
+	archive_close(a);
 }
 
 /* ---- sharing with a group of readers -------------------------------------------------- */

@@ -109,6 +109,16 @@ int archive_share(struct archive *a, gid_t gid);
 /* Closes the archive; all writers must be closed and read transactions ended. */
 void archive_close(struct archive *a);
 
+/*
+ * archive_close(), and if this archive_open() created the archive (the
+ * directory was absent or empty) and no segment file was made in it since,
+ * removes what the creation made: FORMAT, LOCK, index/, segments/ and the
+ * directory if it made it (each only if it holds nothing else).  For a
+ * command that fails before it stores anything: it leaves no half-used
+ * archive behind.  An archive that existed before is only closed.
+ */
+void archive_close_discard(struct archive *a);
+
 const char *archive_dir(const struct archive *a);
 
 /* ---- writing ------------------------------------------------------------------ */

@@ -45,6 +45,7 @@ struct archive {
 	int writable;
 	MDB_env *env;
 	MDB_dbi db_meta, db_segments, db_frames, db_terms, db_flows;
+	int created; /* archive_open() created it: 1, 2 = and its directory (else 0) */
 };
 
 /* ---- value layouts (little-endian) ---- */

@@ -483,9 +483,16 @@ int record_pipeline_open(struct record_pipeline *pl)
 	/* compression is the dumpers' work: two overlap it with everything else (record_bench) */
 	pl->ndumpers = pl->o.dumpers ? (unsigned)pl->o.dumpers : record_default_dumpers();
 	if ((r = modules_create(pl)) != 0 || (r = qq_open(pl)) != 0 ||
-	    (r = analyzers_open(pl)) != 0 || (r = archive_setup(pl)) != 0)
+	    (r = analyzers_open(pl)) != 0)
 		return r;
-	return modules_start(pl);
+	if ((r = archive_setup(pl)) != 0 || (r = modules_start(pl)) != 0) {
+		/* nothing recorded yet: an archive this run created goes again (writers first:
+		   they use it) */
+		record_pipeline_seal(pl);
+		archive_close_discard(pl->arch);
+		pl->arch = NULL;
+	}
+	return r;
 }
 
 int record_pipeline_start(struct record_pipeline *pl)

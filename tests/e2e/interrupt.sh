@@ -171,6 +171,34 @@ one_line_error "$TMP/err" "^flowscope record: .*flow.* 16000000 flows: Cannot al
 grep -q "FORMAT" "$TMP/err" && fail "a stale archive message: $(cat "$TMP/err")" || pass
 [ -e "$d" ] && fail "a failed record left $d: $(ls -A "$d")" || pass
 
+# ---- record failing after it created the archive: nothing of it is left ------------------------
+# (an unprivileged user cannot give the archive to group 0: archive_share fails after creation)
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+    chmod 711 "$TMP"
+    mkdir -m 777 "$TMP/nobody"
+    nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+    d=$TMP/nobody/new
+    nobody timeout 120 "$FLOWSCOPE" record --read "$SMALL" --archive "$d" --archive-group 0 \
+        --qq-size 16M --stats-interval 0 >/dev/null 2>"$TMP/err"
+    rc=$?
+    [ $rc -eq 1 ] && pass || fail "record as nobody with --archive-group 0: exit $rc: $(cat "$TMP/err")"
+    [ -e "$d" ] && fail "a record that failed after creating $d left it: $(ls -A "$d")" || pass
+    d=$TMP/nobody/empty # an empty directory given: it stays, empty
+    mkdir -m 777 "$d"
+    nobody timeout 120 "$FLOWSCOPE" record --read "$SMALL" --archive "$d" --archive-group 0 \
+        --qq-size 16M --stats-interval 0 >/dev/null 2>"$TMP/err"
+    [ -d "$d" ] && [ -z "$(ls -A "$d")" ] && pass || fail "the empty directory given: $(ls -A "$d" 2>&1)"
+    d=$TMP/nobody/old # an archive that was there: untouched
+    nobody timeout 120 "$FLOWSCOPE" record --read "$SMALL" --archive "$d" --qq-size 16M \
+        --stats-interval 0 2>/dev/null || fail "record as nobody"
+    nobody timeout 120 "$FLOWSCOPE" record --read "$SMALL" --archive "$d" --archive-group 0 \
+        --qq-size 16M --stats-interval 0 >/dev/null 2>&1
+    fs index verify --archive "$d" >"$TMP/vout" 2>&1 && grep -q ": OK$" "$TMP/vout" && pass ||
+        fail "the archive that was there: $(cat "$TMP/vout")"
+else
+    note "not root: the failure after creation is not tried"
+fi
+
 # ---- a module's create() that fails without a message --------------------------------------------
 d=$TMP/mute
 fs record --read "$SMALL" --archive "$d" --qq-size 16M --module "${MUTE_MODULE:?}" --stats-interval 0 \
