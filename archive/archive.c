@@ -654,6 +654,7 @@ int archive_open(const char *dir, unsigned flags, struct archive **out)
 		archive_close(a);
 		return r;
 	}
+	tls_errmsg[0] = '\0'; /* "no FORMAT file" of a creation: no error of a later call's */
 	*out = a;
 	return 0;
 }
