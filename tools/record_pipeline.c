@@ -366,29 +366,6 @@ static int qq_open(struct record_pipeline *pl)
 	return 0;
 }
 
-static void on_trigger(void *arg, unsigned module, const struct ft_flow_key *key,
-                       enum ft_key_kind kind, unsigned key_flags, const char *filter,
-                       uint64_t ts_ns);
-static void on_expire(void *arg, unsigned module, const struct ft_flow_key *key,
-                      enum ft_key_kind kind, unsigned key_flags, uint64_t last_seen_ns);
-
-/* Flow tables, and the modules' engines (their tables): all allocated before the archive is
- * touched, so that memory that is not there never leaves a half-made archive. */
-static int analyzers_open(struct record_pipeline *pl)
-{
-	for (unsigned i = 0; i < pl->nanalyzers; i++)
-		pl->ana[i].pl = pl;
-	int r = capture_analyzers_open(pl->ana, pl->nanalyzers, &pl->o, CMD);
-	struct ft_engine_events ev = {.arg = pl, .trigger = on_trigger, .expire = on_expire};
-	for (unsigned i = 0; r == 0 && pl->mods && i < pl->nanalyzers; i++)
-		if ((r = ft_engine_create(pl->mods, i, pl->o.max_flows, &ev, &pl->ana[i].engine))) {
-			cli_error(CMD, "modules: flow tables of %" PRIu64 " flows: %s",
-			          pl->o.max_flows, ft_strerror(r));
-			r = EXIT_FAIL;
-		}
-	return r;
-}
-
 /* ---- modules and dump rules ---------------------------------------------------------------- */
 
 static void on_trigger(void *arg, unsigned module, const struct ft_flow_key *key,
@@ -408,6 +385,23 @@ static void on_expire(void *arg, unsigned module, const struct ft_flow_key *key,
 	(void)module;
 	/* every packet up to last_seen is in a chunk published before this point */
 	archive_rules_expire(pl->rules, key, kind, key_flags, last_seen_ns, qq_published(pl->qq));
+}
+
+/* Flow tables, and the modules' engines (their tables): all allocated before the archive is
+ * touched, so that memory that is not there never leaves a half-made archive. */
+static int analyzers_open(struct record_pipeline *pl)
+{
+	for (unsigned i = 0; i < pl->nanalyzers; i++)
+		pl->ana[i].pl = pl;
+	int r = capture_analyzers_open(pl->ana, pl->nanalyzers, &pl->o, CMD);
+	struct ft_engine_events ev = {.arg = pl, .trigger = on_trigger, .expire = on_expire};
+	for (unsigned i = 0; r == 0 && pl->mods && i < pl->nanalyzers; i++)
+		if ((r = ft_engine_create(pl->mods, i, pl->o.max_flows, &ev, &pl->ana[i].engine))) {
+			cli_error(CMD, "modules: flow tables of %" PRIu64 " flows: %s",
+			          pl->o.max_flows, ft_strerror(r));
+			r = EXIT_FAIL;
+		}
+	return r;
 }
 
 /* Instances first: a bad module or filter must fail before the archive is touched. */
