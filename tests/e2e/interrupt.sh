@@ -121,31 +121,42 @@ for ((i = 0; i < 40; i++)); do
 done
 note "40 pairs of concurrent records: $losers losers"
 
-# the same with the window widened: the second one's mkdir of the archive directory returns
-# 300 ms late (strace injects the delay), so the first creates the archive meanwhile
+# the same, the race made certain: the second recorder is stopped (strace injects SIGSTOP) at its
+# mkdir of the archive directory, after it looked for FORMAT; the first then creates the archive
+# and records; the second, continued, must be told of the first
 if command -v strace >/dev/null; then
-    for ((i = 0; i < 3; i++)); do
-        d=$TMP/slow$i
-        timeout 120 "$FLOWSCOPE" record --read "$PCAPS/tcp_anomalies.pcap" --replay-speed 1 \
-            --archive "$d" --qq-size 16M --stats-interval 0 2>"$TMP/slow$i.a" &
-        p1=$!
-        # (LeakSanitizer cannot run under ptrace: off for this one in a sanitizer build)
-        ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0 timeout 120 strace -f -o /dev/null \
-            -e trace=mkdir,mkdirat -e inject=mkdir,mkdirat:delay_exit=300000 \
-            "$FLOWSCOPE" record --read "$SMALL" --archive "$d" --qq-size 16M --stats-interval 0 \
-            2>"$TMP/slow$i.b"
-        r2=$?
-        kill -TERM $p1
-        wait $p1
-        if [ $r2 -eq 0 ]; then
-            pass # the first had not made it yet, or had closed it: the second recorded
-        elif grep -q "another flowscope process is writing this archive" "$TMP/slow$i.b"; then
-            pass
-        else
-            fail "a late creator (exit $r2) says: $(grep -v '^flowscope record: [a-z.]*:' "$TMP/slow$i.b" | head -2)"
-        fi
-        rm -rf "$d"
+    d=$TMP/late
+    # (LeakSanitizer cannot run under ptrace: off for this one in a sanitizer build)
+    ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0 strace -f -o /dev/null -e trace=mkdir,mkdirat \
+        -e inject=mkdir,mkdirat:signal=SIGSTOP:when=1 \
+        "$FLOWSCOPE" record --read "$SMALL" --archive "$d" --qq-size 16M --stats-interval 0 \
+        2>"$TMP/late.b" &
+    sp=$!
+    bp=
+    for ((i = 0; i < 3000; i++)); do # the recorder (strace's child) stopped: state t or T
+        bp=$(pgrep -P $sp)
+        [ -n "$bp" ] && [[ "$(awk '{print $3}' "/proc/$bp/stat" 2>/dev/null)" == [tT] ]] && break
+        kill -0 $sp 2>/dev/null || break
+        sleep 0.01
     done
+    # (--foreground: timeout then passes SIGTERM on once, not also to its process group)
+    timeout --foreground 120 "$FLOWSCOPE" record --read "$PCAPS/tcp_anomalies.pcap" --replay-speed 1 \
+        --archive "$d" --qq-size 16M --stats-interval 0 2>"$TMP/late.a" &
+    p1=$!
+    wait_for "$TMP/late.a" "^flowscope record: QQ " $p1 600 && pass ||
+        fail "the first recorder did not start: $(cat "$TMP/late.a")"
+    if [ -n "$bp" ]; then
+        kill -CONT "$bp"
+    else
+        fail "the second recorder never stopped at its mkdir"
+        kill -9 $(pgrep -P $sp) $sp
+    fi
+    wait $sp
+    r2=$?
+    kill -TERM $p1
+    wait $p1 || fail "the first recorder: exit $?: $(tail -2 "$TMP/late.a")"
+    [ $r2 -eq 1 ] && grep -q "another flowscope process is writing this archive" "$TMP/late.b" && pass ||
+        fail "the late creator (exit $r2) says: $(grep -v '^flowscope record: [a-z.]*:' "$TMP/late.b" | head -2)"
 fi
 
 # ---- flow tables that cannot fit: refused up front (status 2), nothing created ------------------
