@@ -287,10 +287,30 @@ static int dbs_open(struct archive *a);
 static int format_write(const char *dir);
 static int take_lock(struct archive *a);
 
+/* archive_create(): another process created the archive meanwhile; open it as one. */
+#define CREATED_BY_OTHER 1
+
+/*
+ * A directory that is neither empty nor half-created: an archive another
+ * creator finished between our look for FORMAT and now (CREATED_BY_OTHER),
+ * or not ours to use.
+ */
+static int not_empty(const char *dir)
+{
+	int r = format_read(dir);
+	if (r != ARCHIVE_E_NOTARCH)
+		return r ? r : CREATED_BY_OTHER;
+	return not_archive(dir);
+}
+
 /*
  * Creates an archive in an absent or empty directory (or one a failed creation
- * left).  FORMAT comes last; if any step fails, what was made is removed, so
- * that a full disk leaves nothing that blocks the next try.
+ * left).  LOCK is taken before anything else is made, so that of two creators
+ * the second is told the archive is being written; under it FORMAT is looked
+ * for again (a creator that finished and closed it meanwhile made an archive:
+ * CREATED_BY_OTHER, lock held).  FORMAT comes last; if any step fails, what
+ * was made is removed, so that a full disk leaves nothing that blocks the
+ * next try.
  */
 static int archive_create(struct archive *a)
 {
@@ -301,9 +321,13 @@ static int archive_create(struct archive *a)
 	if (empty < 0)
 		return archive__fail(empty, "%s: %s", a->dir, strerror(-empty));
 	if (!empty && !half_created(a->dir))
-		return not_archive(a->dir);
+		return not_empty(a->dir);
 	if ((r = take_lock(a)) == ARCHIVE_E_LOCKED)
 		return r; /* another process is creating it */
+	if (r == 0 && (r = format_read(a->dir)) != ARCHIVE_E_NOTARCH)
+		return r ? r : CREATED_BY_OTHER; /* created and closed since we looked */
+	if (r == ARCHIVE_E_NOTARCH)
+		r = 0;
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/index", a->dir);
 	if (r == 0)
@@ -316,6 +340,8 @@ static int archive_create(struct archive *a)
 	}
 	if (r == 0 && (r = env_open(a)) == 0 && (r = dbs_open(a)) == 0)
 		r = format_write(a->dir);
+	if (r == 0)
+		a->created = made_dir ? 2 : 1;
 	if (r) {
 		char keep[sizeof(tls_errmsg) + 64];
 		snprintf(keep, sizeof(keep), "%s: nothing was created", archive_errmsg());
@@ -491,19 +517,54 @@ int archive_new_run(struct archive *a, uint32_t *run)
 
 /* ---- open / close ----------------------------------------------------------------------- */
 
+/* The holder's "flowscope VERSION pid N" from its LOCK file, if it wrote it yet. */
+static int locked_by_other(const struct archive *a)
+{
+	char who[128];
+	ssize_t n = pread(a->lock_fd, who, sizeof(who) - 1, 0);
+	who[n > 0 ? n : 0] = '\0';
+	who[strcspn(who, "\n")] = '\0';
+	return archive__fail(ARCHIVE_E_LOCKED,
+	                     "%s: another flowscope process is writing this archive%s%s%s", a->dir,
+	                     who[0] ? " (" : "", who, who[0] ? ")" : "");
+}
+
+/* 1 if fd is still the file at path: a failed creation unlinks its LOCK, and a lock on a file
+ * no longer there keeps nobody out. */
+static int lock_current(int fd, const char *path)
+{
+	struct stat f, p;
+	return fstat(fd, &f) == 0 && stat(path, &p) == 0 && f.st_ino == p.st_ino &&
+	       f.st_dev == p.st_dev;
+}
+
+/* An flock()ed LOCK at path in a->lock_fd (tried again while its file is replaced). */
+static int lock_open(struct archive *a, const char *path)
+{
+	for (int tries = 0; tries < 8; tries++) {
+		a->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		if (a->lock_fd < 0)
+			return archive__fail(-errno, "%s: %s", path, strerror(errno));
+		if (flock(a->lock_fd, LOCK_EX | LOCK_NB) != 0)
+			return errno == EWOULDBLOCK
+			           ? locked_by_other(a)
+			           : archive__fail(-errno, "%s: %s", path, strerror(errno));
+		if (lock_current(a->lock_fd, path))
+			return 0;
+		close(a->lock_fd);
+		a->lock_fd = -1;
+	}
+	return archive__fail(ARCHIVE_E_LOCKED, "%s: another flowscope process is creating it",
+	                     a->dir);
+}
+
 static int take_lock(struct archive *a)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/LOCK", a->dir);
-	a->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (a->lock_fd < 0)
-		return archive__fail(-errno, "%s: %s", path, strerror(errno));
-	if (flock(a->lock_fd, LOCK_EX | LOCK_NB) != 0)
-		return errno == EWOULDBLOCK
-		           ? archive__fail(ARCHIVE_E_LOCKED,
-		                           "%s: another flowscope process is writing this archive",
-		                           a->dir)
-		           : archive__fail(-errno, "%s: %s", path, strerror(errno));
+	int r = lock_open(a, path);
+	if (r)
+		return r;
 	/* who writes: readers of another version refuse while this writer runs */
 	char who[128];
 	int n =
@@ -553,15 +614,18 @@ static int archive_open_dir(struct archive *a, unsigned flags)
 		return archive__fail(ARCHIVE_E_NOTARCH, "%s: not a directory", a->dir);
 	}
 	int r = format_read(a->dir);
-	if (r == ARCHIVE_E_NOTARCH && (flags & ARCHIVE_CREATE))
-		return archive_create(a);
+	if (r == ARCHIVE_E_NOTARCH && (flags & ARCHIVE_CREATE) &&
+	    (r = archive_create(a)) != CREATED_BY_OTHER)
+		return r;
+	if (r == CREATED_BY_OTHER)
+		r = 0;
 	if (r == ARCHIVE_E_NOTARCH && (flags & ARCHIVE__ANY_FORMAT) && has_segments(a->dir))
 		r = 0; /* rebuild reads the old index of an archive that lost FORMAT */
 	if (r == ARCHIVE_E_NOTARCH && has_segments(a->dir))
 		return format_lost(a->dir);
 	if (r)
 		return r;
-	if ((flags & ARCHIVE_WRITE) && (r = take_lock(a)) != 0)
+	if ((flags & ARCHIVE_WRITE) && a->lock_fd < 0 && (r = take_lock(a)) != 0)
 		return r;
 	if (!(flags & ARCHIVE_WRITE) && (r = check_writer(a)) != 0)
 		return r;
@@ -590,6 +654,7 @@ int archive_open(const char *dir, unsigned flags, struct archive **out)
 		archive_close(a);
 		return r;
 	}
+	tls_errmsg[0] = '\0'; /* "no FORMAT file" of a creation: no error of a later call's */
 	*out = a;
 	return 0;
 }
@@ -604,6 +669,25 @@ void archive_close(struct archive *a)
 		close(a->lock_fd);
 	free(a->dir);
 	free(a);
+}
+
+/* 1 if dir/segments holds no file. */
+static int no_segments(const struct archive *a)
+{
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/segments", a->dir);
+	return dir_is_empty(path) == 1;
+}
+
+void archive_close_discard(struct archive *a)
+{
+	if (a && a->created && a->lock_fd >= 0 && no_segments(a)) {
+		char path[4200];
+		snprintf(path, sizeof(path), "%s/" FORMAT_FILE, a->dir);
+		unlink(path); /* first: without it the rest is a half-made archive, used again */
+		archive_create_undo(a, a->created == 2);
+	}
+	archive_close(a);
 }
 
 /* ---- sharing with a group of readers -------------------------------------------------- */
@@ -699,6 +783,18 @@ int archive__open_rebuild(const char *dir, const char *sub, struct archive **out
 	}
 	*out = a;
 	return 0;
+}
+
+void archive__rebuild_discard(struct archive *a)
+{
+	char path[4200];
+	if (a->env) {
+		mdb_env_close(a->env);
+		a->env = NULL;
+	}
+	snprintf(path, sizeof(path), "%s/%s", a->dir, a->index_sub);
+	remove_env_dir(path);
+	archive_close(a); /* the LOCK last: no other rebuild could have made dir/<sub> */
 }
 
 /* fsync of a directory: its renames are durable once this returns. */

@@ -109,6 +109,16 @@ int archive_share(struct archive *a, gid_t gid);
 /* Closes the archive; all writers must be closed and read transactions ended. */
 void archive_close(struct archive *a);
 
+/*
+ * archive_close(), and if this archive_open() created the archive (the
+ * directory was absent or empty) and no segment file was made in it since,
+ * removes what the creation made: FORMAT, LOCK, index/, segments/ and the
+ * directory if it made it (each only if it holds nothing else).  For a
+ * command that fails before it stores anything: it leaves no half-used
+ * archive behind.  An archive that existed before is only closed.
+ */
+void archive_close_discard(struct archive *a);
+
 const char *archive_dir(const struct archive *a);
 
 /* ---- writing ------------------------------------------------------------------ */
@@ -508,6 +518,9 @@ struct archive_verify_stats {
 	uint64_t dropped_files;    /* files of segments on retention's drop list: dropped from
 	                              the index, a crash came before the unlink (the next record
 	                              removes them) */
+	uint64_t stale_rebuild;    /* 1: index.rebuild/ is there and no writer holds the archive:
+	                              left by an index rebuild killed before its end (the next
+	                              rebuild removes it; nothing in it is used) */
 };
 
 /*
@@ -601,6 +614,16 @@ struct archive_rebuild_stats {
  */
 int archive_rebuild(const char *dir, archive_log_fn log, void *arg,
                     struct archive_rebuild_stats *st);
+
+/*
+ * Asks a running archive_rebuild() of this process to stop before its next
+ * segment file: it then removes its new index (dir/index.rebuild) and returns
+ * -EINTR, the old index in place and unchanged.  A rebuild that is already
+ * putting its index in place finishes (returns 0).  Async-signal-safe: for a
+ * signal handler.  A rebuild killed outright leaves dir/index.rebuild: the
+ * next rebuild removes it, and archive_verify() reports it.
+ */
+void archive_rebuild_stop(void);
 
 #ifdef __cplusplus
 }

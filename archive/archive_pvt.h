@@ -46,6 +46,7 @@ struct archive {
 	int writable;
 	MDB_env *env;
 	MDB_dbi db_meta, db_segments, db_frames, db_terms, db_flows;
+	int created; /* archive_open() created it: 1, 2 = and its directory (else 0) */
 };
 
 /* ---- value layouts (little-endian) ---- */
@@ -224,6 +225,9 @@ int archive__terms_drop_part(struct archive *a, MDB_txn *txn, uint32_t part);
 /* archive_open() flag for rebuild: read the index even if FORMAT is missing or garbled. */
 #define ARCHIVE__ANY_FORMAT 0x100u
 
+/* Where rebuild makes its new index, beside dir/index. */
+#define ARCHIVE__REBUILD_SUB "index.rebuild"
+
 /* For rebuild: opens dir for writing (LOCK taken) with a new, empty index in dir/<sub>. */
 int archive__open_rebuild(const char *dir, const char *sub, struct archive **out);
 
@@ -234,6 +238,10 @@ int archive__open_rebuild(const char *dir, const char *sub, struct archive **out
  * bytes; "" when there was no old index).
  */
 int archive__rebuild_swap(struct archive *a, char *keep, size_t len);
+
+/* For a rebuild that failed or was stopped before the swap: closes a and removes dir/<sub>
+ * (the new index, ours under the LOCK; nothing in it is not in the segments). */
+void archive__rebuild_discard(struct archive *a);
 
 /* Allocates and writes the next segment id (meta "next_segment") in txn. */
 int archive__next_segment_id(struct archive *a, MDB_txn *txn, uint64_t *id);

@@ -29,11 +29,14 @@
  * beside the old one, then swaps them with one exchanging rename (a kill
  * leaves one of the two in place); an old index it could not read is kept
  * aside, not removed.  It checks that every file can be read before it
- * changes any (it cuts and closes open segments).
+ * changes any (it cuts and closes open segments).  A rebuild that fails or is
+ * stopped (archive_rebuild_stop) before the swap removes its new index; one
+ * killed outright leaves it, for the next rebuild to remove.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -638,6 +641,22 @@ static uint64_t old_created(struct archive *old, uint64_t id, uint64_t fallback)
 	return created;
 }
 
+/* Set by archive_rebuild_stop() (a signal handler): checked before each file and the swap. */
+static volatile sig_atomic_t rebuild_stopping;
+
+void archive_rebuild_stop(void)
+{
+	rebuild_stopping = 1;
+}
+
+static int rebuild_stopped(const struct archive *fresh)
+{
+	return archive__fail(-EINTR,
+	                     "%s: index rebuild stopped by a signal: the old index is in place "
+	                     "and unchanged, the new one removed (run it again to rebuild)",
+	                     fresh->dir);
+}
+
 /* Every file can be read: checked before rebuild changes any (it cuts and closes open ones). */
 static int rebuild_readable(struct archive *a, const struct seg_file *files, size_t nf)
 {
@@ -674,6 +693,10 @@ static int rebuild_files(struct archive *fresh, struct archive *old, archive_log
 	for (size_t i = 0; r == 0 && i < nf; i++) {
 		char path[4096];
 		struct seg_file *f = &files[i];
+		if (rebuild_stopping) {
+			r = rebuild_stopped(fresh);
+			break;
+		}
 		archive__seg_path(fresh, f->id, f->open ? ARCHIVE_SEG_OPEN : ARCHIVE_SEG_CLOSED,
 		                  path, sizeof(path));
 		*max_id = f->id > *max_id ? f->id : *max_id;
@@ -757,7 +780,7 @@ int archive_rebuild(const char *dir, archive_log_fn log, void *arg,
 	memset(st, 0, sizeof(*st));
 	struct archive *fresh, *old = NULL;
 	int old_damaged = 0;
-	int r = archive__open_rebuild(dir, "index.rebuild", &fresh);
+	int r = archive__open_rebuild(dir, ARCHIVE__REBUILD_SUB, &fresh);
 	if (r)
 		return r;
 	if (archive_open(dir, ARCHIVE_READ | ARCHIVE__ANY_FORMAT, &old) != 0) {
@@ -799,8 +822,10 @@ int archive_rebuild(const char *dir, archive_log_fn log, void *arg,
 			r = bump_meta(fresh, "next_run", 4, (uint64_t)b.max_run + 1);
 	}
 	archive_close(old);
+	if (r == 0 && rebuild_stopping)
+		r = rebuild_stopped(fresh);
 	if (r) {
-		archive_close(fresh); /* the old index stays; index.rebuild is removed next time */
+		archive__rebuild_discard(fresh); /* the old index stays */
 		return r;
 	}
 	char kept[4300];

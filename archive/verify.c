@@ -1159,6 +1159,15 @@ static int verify_files(struct verify *v)
 
 /* ---- entry point --------------------------------------------------------------------------- */
 
+/* 1 if a rebuild killed before its end left its new index (no writer: none is running). */
+static int stale_rebuild(const struct archive *a)
+{
+	char path[4200];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/" ARCHIVE__REBUILD_SUB, a->dir);
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode) && !archive__writer_active(a);
+}
+
 int archive_verify(struct archive *a, archive_log_fn log, void *arg,
                    struct archive_verify_stats *st)
 {
@@ -1189,6 +1198,8 @@ int archive_verify(struct archive *a, archive_log_fn log, void *arg,
 		r = verify_orphans(v, a->db_flows, "flow");
 	if (r == 0)
 		r = verify_files(v);
+	if (r == 0)
+		st->stale_rebuild = stale_rebuild(a);
 	if (v->txn)
 		mdb_txn_abort(v->txn);
 	archive__termset_free(&v->terms);

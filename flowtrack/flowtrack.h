@@ -268,6 +268,10 @@ int ft_table_create(size_t max_flows, size_t state_size, const void *default_sta
                     struct ft_table **out);
 void ft_table_destroy(struct ft_table *t);
 
+/* The bytes ft_table_create(max_flows, state_size, ...) allocates (its arrays, all faulted in
+ * at creation): for checking that tables fit in memory before creating them. */
+uint64_t ft_table_bytes(size_t max_flows, size_t state_size);
+
 /*
  * Finds the flow for key (hash h = ft_flow_key_hash(key)), inserting it with
  * the default state when absent (*is_new set to 1).  Never fails: when the
@@ -479,6 +483,10 @@ const char *ft_modset_name(const struct ft_modset *ms, unsigned i);
 int ft_engine_create(struct ft_modset *ms, unsigned id, size_t max_flows,
                      const struct ft_engine_events *ev, struct ft_engine **out);
 void ft_engine_destroy(struct ft_engine *e);
+
+/* The bytes of the flow tables of one engine of ms with max_flows each (ft_table_bytes of
+ * every module's state size): what ft_engine_create will allocate. */
+uint64_t ft_engine_bytes(const struct ft_modset *ms, size_t max_flows);
 
 /* Runs every module on one packet (parsed by the caller). */
 void ft_engine_packet(struct ft_engine *e, const struct ft_packet_ctx *p);

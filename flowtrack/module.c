@@ -186,7 +186,12 @@ static int instance_init(struct instance *in, const struct ft_module *mod, const
 {
 	in->mod = mod;
 	if (mod->create) {
+		if (errlen)
+			err[0] = '\0';
 		in->inst = mod->create(args ? args : "", err, errlen);
+		if (!in->inst && errlen && !err[0]) /* a module that gave no reason */
+			snprintf(err, errlen, "module %s: create('%s') failed and gave no reason",
+			         mod->name, args ? args : "");
 		if (!in->inst)
 			return -EINVAL;
 	} else if (args && *args) {
@@ -415,6 +420,14 @@ int ft_engine_create(struct ft_modset *ms, unsigned id, size_t max_flows,
 	}
 	*out = e;
 	return 0;
+}
+
+uint64_t ft_engine_bytes(const struct ft_modset *ms, size_t max_flows)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; ms && i < ms->n; i++)
+		n += ft_table_bytes(max_flows, ms->in[i].mod->state_size);
+	return n;
 }
 
 void ft_engine_destroy(struct ft_engine *e)

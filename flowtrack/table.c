@@ -77,6 +77,27 @@ static inline uint32_t rec_index(const struct ft_table *t, const struct ft_flow 
 	return (uint32_t)(((const uint8_t *)f - t->recs) / t->rec_size);
 }
 
+/* Slots: a power of two, at least twice max_flows (at most half full). */
+static size_t table_slots(size_t max_flows)
+{
+	size_t nslots = 16;
+	while (nslots < max_flows * 2)
+		nslots <<= 1;
+	return nslots;
+}
+
+static size_t table_rec_size(size_t state_size)
+{
+	return (sizeof(struct ft_flow) + state_size + 7) & ~(size_t)7;
+}
+
+uint64_t ft_table_bytes(size_t max_flows, size_t state_size)
+{
+	return (uint64_t)table_slots(max_flows) * sizeof(struct slot) +
+	       (uint64_t)max_flows * (table_rec_size(state_size) + 2 * sizeof(uint32_t)) +
+	       sizeof(struct ft_table) + state_size;
+}
+
 int ft_table_create(size_t max_flows, size_t state_size, const void *default_state,
                     struct ft_table **out)
 {
@@ -86,13 +107,11 @@ int ft_table_create(size_t max_flows, size_t state_size, const void *default_sta
 	if (!t)
 		return -ENOMEM;
 
-	size_t nslots = 16;
-	while (nslots < max_flows * 2)
-		nslots <<= 1;
+	size_t nslots = table_slots(max_flows);
 	t->mask = (uint32_t)(nslots - 1);
 	t->max_flows = (uint32_t)max_flows;
 	t->state_size = state_size;
-	t->rec_size = (sizeof(struct ft_flow) + state_size + 7) & ~(size_t)7;
+	t->rec_size = table_rec_size(state_size);
 	t->slots = big_alloc(nslots * sizeof(*t->slots));
 	t->recs = big_alloc(max_flows * t->rec_size);
 	t->slot_of = malloc(max_flows * sizeof(*t->slot_of));

@@ -181,11 +181,17 @@ void capture_signals_install(const char *second)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	/* a closed terminal: stop in order, lose nothing (under nohup: go on, as asked) */
+	struct sigaction hup;
+	if (sigaction(SIGHUP, NULL, &hup) == 0 && hup.sa_handler != SIG_IGN)
+		sigaction(SIGHUP, &sa, NULL);
 }
 
 void capture_signals_source(struct ingest_source *src)
 {
 	g_src = src;
+	if (src && g_signals > 0) /* one came while the pipeline was being set up */
+		ingest_source_stop(src);
 }
 
 int capture_signalled(void)
@@ -220,20 +226,49 @@ int capture_source_open(const struct record_opts *o, const char *cmd, struct ing
 	return 0;
 }
 
+/*
+ * The flow tables of `engines` analyzers (flow tracking's own and one per
+ * module, --max-flows flows each) must fit in the memory the machine has, as
+ * the QQ must (--qq-size): a table is faulted in whole when it is created, and
+ * one too big would be found by the OOM killer, not by malloc.  0, or
+ * EXIT_USAGE with the line printed.
+ */
+static int flow_tables_fit(const struct record_opts *o, const char *cmd, unsigned engines,
+                           const struct ft_modset *mods)
+{
+	uint64_t per = ft_table_bytes(o->max_flows, 0) + ft_engine_bytes(mods, o->max_flows);
+	uint64_t need = per * engines, avail = qq_memory_available();
+	if (!avail || need <= avail)
+		return 0;
+	cli_error(cmd,
+	          "--max-flows %" PRIu64 ": the flow tables would take %.1f MiB (%u analyzer(s) x "
+	          "%u table(s): flow tracking%s), this machine has %.1f MiB available: give a "
+	          "smaller --max-flows",
+	          o->max_flows, (double)need / 1048576, engines,
+	          1 + (mods ? ft_modset_count(mods) : 0), mods ? " and one per module" : "",
+	          (double)avail / 1048576);
+	return EXIT_USAGE;
+}
+
 int capture_modules_create(const struct record_opts *o, const char *cmd, unsigned engines,
                            struct ft_modset **out)
 {
 	char err[512];
 	*out = NULL;
 	if (o->nmodules == 0)
-		return 0;
+		return flow_tables_fit(o, cmd, engines, NULL);
 	if (ft_modset_create((const char *const *)o->modules, o->nmodules, engines, out, err,
 	                     sizeof(err)) != 0) {
 		cli_error(cmd, "%s", err);
 		return EXIT_USAGE;
 	}
 	ft_modset_set_strict(*out, o->strict_modules);
-	return 0;
+	int r = flow_tables_fit(o, cmd, engines, *out);
+	if (r) {
+		ft_modset_destroy(*out);
+		*out = NULL;
+	}
+	return r;
 }
 
 int capture_analyzers_open(struct record_analyzer *ana, unsigned n, const struct record_opts *o,

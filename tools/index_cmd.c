@@ -5,10 +5,15 @@
  *            (archive_verify): one line per problem on stdout, then a summary;
  *            exit 0 when the index matches, 3 when it does not
  *   rebuild  recreates the index from the segment files alone
- *            (archive_rebuild): its actions on stderr, a summary on stdout
+ *            (archive_rebuild): its actions on stderr, a summary on stdout;
+ *            SIGINT, SIGTERM or SIGHUP stop it before its next segment file,
+ *            its new index removed, the old one unchanged (exit 128 + signal;
+ *            a second signal kills it at once: the next rebuild cleans up)
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -114,6 +119,11 @@ static int verify_main(int argc, char **argv)
 		       "the next record removes %s)",
 		       st.orphan_files, st.orphan_files == 1 ? "" : "s",
 		       st.orphan_files == 1 ? "it" : "them");
+	if (st.stale_rebuild)
+		printf(
+		    "; %s/index.rebuild is left from an index rebuild that was killed (nothing in "
+		    "it is used: the next flowscope index rebuild removes it, or remove it)",
+		    dir);
 	if (st.dropped_files)
 		printf("; %" PRIu64
 		       " segment file%s retention dropped from the index before a crash "
@@ -124,6 +134,30 @@ static int verify_main(int argc, char **argv)
 	return st.problems ? EXIT_DAMAGED : EXIT_OK;
 }
 
+static volatile sig_atomic_t g_stop_signal;
+
+/* The first signal asks the rebuild to stop in order; the handler then resets: a second one
+ * kills (the next rebuild removes what that leaves). */
+static void on_stop_signal(int sig)
+{
+	g_stop_signal = sig;
+	archive_rebuild_stop();
+}
+
+/* SIGINT, SIGTERM and SIGHUP stop the rebuild in order, unless ignored (nohup, a background
+ * job's SIGINT): then they could not end it anyway. */
+static void stop_signals_install(void)
+{
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+	struct sigaction sa = {0}, old;
+	sa.sa_handler = on_stop_signal;
+	sa.sa_flags = SA_RESETHAND;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+			sigaction(sigs[i], &sa, NULL);
+}
+
 static int rebuild_main(int argc, char **argv)
 {
 	const char *cmd = "index rebuild", *dir;
@@ -132,9 +166,10 @@ static int rebuild_main(int argc, char **argv)
 		return r < 0 ? EXIT_OK : r;
 	struct archive_rebuild_stats st;
 	memset(&st, 0, sizeof(st));
+	stop_signals_install();
 	if ((r = archive_rebuild(dir, log_stderr, NULL, &st)) != 0) {
 		report_error(cmd, dir, r);
-		return EXIT_FAIL;
+		return r == -EINTR && g_stop_signal ? 128 + g_stop_signal : EXIT_FAIL;
 	}
 	printf("index rebuild: %" PRIu64 " segments, %" PRIu64 " frames, %" PRIu64
 	       " packets, %" PRIu64 " flow records indexed",

@@ -5,10 +5,13 @@
  * query never leaves a half-written FILE), or is streamed to stdout with
  * "-w -" (flushed after every frame, for `| tcpdump -r -` or
  * `| wireshark -k -i -`).  A binary pcap is never written to a terminal.
+ * SIGINT, SIGTERM, SIGHUP or SIGPIPE while the temporary file is written
+ * remove it before the signal ends the process (status 128 + signal).
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,6 +220,37 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 	return check_limit_bytes(a);
 }
 
+/* ---- the temporary file against signals ---------------------------------------------------- */
+
+static const int g_fatal_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+static char g_partial[4096]; /* the temporary file while it is written, else "" */
+
+/* Removes the partial answer, then dies of the signal as it would have. */
+static void on_fatal_signal(int sig)
+{
+	if (g_partial[0])
+		unlink(g_partial);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* tmp is being written: a signal removes it first. */
+static void partial_guard(const char *tmp)
+{
+	struct sigaction sa = {0};
+	snprintf(g_partial, sizeof(g_partial), "%s", tmp);
+	sa.sa_handler = on_fatal_signal;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(g_fatal_signals) / sizeof(g_fatal_signals[0]); i++)
+		sigaddset(&sa.sa_mask, g_fatal_signals[i]);
+	for (size_t i = 0; i < sizeof(g_fatal_signals) / sizeof(g_fatal_signals[0]); i++) {
+		struct sigaction old;
+		/* one ignored (nohup, a background job's SIGINT) cannot end the query: left so */
+		if (sigaction(g_fatal_signals[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+			sigaction(g_fatal_signals[i], &sa, NULL);
+	}
+}
+
 /* Opens the output: stdout for "-" (or when -w is absent and stdout is not a terminal). */
 static int open_output(struct query_args *a, char *tmp, size_t tmplen)
 {
@@ -243,6 +277,7 @@ static int open_output(struct query_args *a, char *tmp, size_t tmplen)
 		return 0;
 	}
 	snprintf(tmp, tmplen, "%s.partial-%d", a->out, (int)getpid());
+	partial_guard(tmp); /* before it exists: a signal between the two finds nothing */
 	a->q.out = fopen(tmp, "we");
 	if (!a->q.out) {
 		cli_error(CMD, "cannot write %s: %s", a->out, strerror(errno));
@@ -270,6 +305,7 @@ static int close_output(struct query_args *a, const char *tmp, int ok)
 	}
 	if (!ok || bad)
 		unlink(tmp);
+	g_partial[0] = '\0'; /* renamed or removed: a signal now has nothing to remove */
 	return ok && !bad ? 0 : EXIT_FAIL;
 }
 

@@ -2,7 +2,7 @@
  * flowscope record: the command line, the status line, the final report and
  * signal handling around the pipeline of record_pipeline.c.
  *
- * Signals: the first SIGINT/SIGTERM asks every source queue to stop; the
+ * Signals: the first SIGINT/SIGTERM/SIGHUP asks every source queue to stop; the
  * pipeline then drains (see record_pipeline.c) and the command exits 0.  A
  * second signal exits at once: the index is only ever changed by whole LMDB
  * transactions that point at synced data, so the archive stays valid; the

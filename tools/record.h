@@ -218,7 +218,8 @@ int capture_signalled(void); /* a signal came */
 int capture_analyzers_open(struct record_analyzer *ana, unsigned n, const struct record_opts *o,
                            const char *cmd);
 
-/* The module instances for `engines` engines (*out NULL without modules).  0 or EXIT_USAGE. */
+/* The module instances for `engines` engines (*out NULL without modules).  0 or EXIT_USAGE
+ * (also when the flow tables of `engines` analyzers would not fit in memory). */
 int capture_modules_create(const struct record_opts *o, const char *cmd, unsigned engines,
                            struct ft_modset **out);
 

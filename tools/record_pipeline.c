@@ -366,13 +366,6 @@ static int qq_open(struct record_pipeline *pl)
 	return 0;
 }
 
-static int analyzers_open(struct record_pipeline *pl)
-{
-	for (unsigned i = 0; i < pl->nanalyzers; i++)
-		pl->ana[i].pl = pl;
-	return capture_analyzers_open(pl->ana, pl->nanalyzers, &pl->o, CMD);
-}
-
 /* ---- modules and dump rules ---------------------------------------------------------------- */
 
 static void on_trigger(void *arg, unsigned module, const struct ft_flow_key *key,
@@ -394,6 +387,23 @@ static void on_expire(void *arg, unsigned module, const struct ft_flow_key *key,
 	archive_rules_expire(pl->rules, key, kind, key_flags, last_seen_ns, qq_published(pl->qq));
 }
 
+/* Flow tables, and the modules' engines (their tables): all allocated before the archive is
+ * touched, so that memory that is not there never leaves a half-made archive. */
+static int analyzers_open(struct record_pipeline *pl)
+{
+	for (unsigned i = 0; i < pl->nanalyzers; i++)
+		pl->ana[i].pl = pl;
+	int r = capture_analyzers_open(pl->ana, pl->nanalyzers, &pl->o, CMD);
+	struct ft_engine_events ev = {.arg = pl, .trigger = on_trigger, .expire = on_expire};
+	for (unsigned i = 0; r == 0 && pl->mods && i < pl->nanalyzers; i++)
+		if ((r = ft_engine_create(pl->mods, i, pl->o.max_flows, &ev, &pl->ana[i].engine))) {
+			cli_error(CMD, "modules: flow tables of %" PRIu64 " flows: %s",
+			          pl->o.max_flows, ft_strerror(r));
+			r = EXIT_FAIL;
+		}
+	return r;
+}
+
 /* Instances first: a bad module or filter must fail before the archive is touched. */
 static int modules_create(struct record_pipeline *pl)
 {
@@ -402,7 +412,7 @@ static int modules_create(struct record_pipeline *pl)
 	    &pl->o, CMD, want > RECORD_MAX_ANALYZERS ? RECORD_MAX_ANALYZERS : want, &pl->mods);
 }
 
-/* Trigger ids in the archive, the rule table, the dumper's view, one engine per analyzer. */
+/* Trigger ids in the archive, the rule table, the dumpers' views (the engines are made). */
 static int modules_start(struct record_pipeline *pl)
 {
 	if (!pl->mods)
@@ -410,14 +420,15 @@ static int modules_start(struct record_pipeline *pl)
 	int r = archive_rules_create(&pl->rules);
 	for (unsigned i = 0; r == 0 && i < pl->ndumpers; i++)
 		r = archive_rule_view_create(pl->rules, &pl->dump[i].view);
+	if (r) {
+		cli_error(CMD, "modules: dump rules: %s", strerror(-r));
+		return EXIT_FAIL;
+	}
 	for (unsigned i = 0; r == 0 && i < pl->o.nmodules; i++)
 		r = archive_trigger_id(pl->arch, pl->o.modules[i], &pl->trigger_id[i]);
-	struct ft_engine_events ev = {.arg = pl, .trigger = on_trigger, .expire = on_expire};
-	for (unsigned i = 0; r == 0 && i < pl->nanalyzers; i++)
-		r = ft_engine_create(pl->mods, i, pl->o.max_flows, &ev, &pl->ana[i].engine);
 	if (r) {
 		cli_error(CMD, "modules: %s",
-		          archive_errmsg()[0] ? archive_errmsg() : strerror(-r));
+		          archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
 		return EXIT_FAIL;
 	}
 	return 0;
@@ -466,9 +477,16 @@ int record_pipeline_open(struct record_pipeline *pl)
 	/* compression is the dumpers' work: two overlap it with everything else (record_bench) */
 	pl->ndumpers = pl->o.dumpers ? (unsigned)pl->o.dumpers : record_default_dumpers();
 	if ((r = modules_create(pl)) != 0 || (r = qq_open(pl)) != 0 ||
-	    (r = analyzers_open(pl)) != 0 || (r = archive_setup(pl)) != 0)
+	    (r = analyzers_open(pl)) != 0)
 		return r;
-	return modules_start(pl);
+	if ((r = archive_setup(pl)) != 0 || (r = modules_start(pl)) != 0) {
+		/* nothing recorded yet: an archive this run created goes again (writers first:
+		   they use it) */
+		record_pipeline_seal(pl);
+		archive_close_discard(pl->arch);
+		pl->arch = NULL;
+	}
+	return r;
 }
 
 int record_pipeline_start(struct record_pipeline *pl)

@@ -1,8 +1,8 @@
 /*
  * archive unit tests: create/open rules, the writer's segments and frames,
  * term postings (exact and range lookups), flow records, the frame reader
- * (round trip of every byte and timestamp), corrupt-frame detection, and
- * segment rotation.
+ * (round trip of every byte and timestamp), corrupt-frame detection,
+ * segment rotation, and discarding an archive a failed command created.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -614,6 +614,48 @@ static void test_drop_list(void **state)
 	assert_int_equal(access(path, F_OK), 0);
 }
 
+/* 1 if path exists. */
+static int exists(const char *dir, const char *name)
+{
+	char path[1100];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return access(path, F_OK) == 0;
+}
+
+/*
+ * archive_close_discard: an archive this open created and nothing was stored
+ * in goes (the directory too if it was made, else it stays empty); one with a
+ * segment, or one that was there before, is only closed.
+ */
+static void test_close_discard(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	snprintf(path, sizeof(path), "%s/new", f->dir);
+	archive_close_discard(open_rw(path));
+	assert_false(exists(f->dir, "new"));
+
+	snprintf(path, sizeof(path), "%s/empty", f->dir);
+	assert_int_equal(mkdir(path, 0755), 0);
+	archive_close_discard(open_rw(path));
+	assert_true(exists(f->dir, "empty"));
+	assert_false(exists(path, "FORMAT") || exists(path, "LOCK") || exists(path, "index") ||
+	             exists(path, "segments"));
+
+	snprintf(path, sizeof(path), "%s/used", f->dir); /* created, then a segment stored */
+	struct archive *a = open_rw(path);
+	write_packets(a, 10, 0, 1000);
+	archive_close_discard(a);
+	assert_true(exists(path, "FORMAT"));
+
+	snprintf(path, sizeof(path), "%s/old", f->dir); /* there before: only closed */
+	archive_close(open_rw(path));
+	archive_close_discard(open_rw(path));
+	assert_true(exists(path, "FORMAT") && exists(path, "index/data.mdb"));
+	assert_int_equal(archive_open(path, ARCHIVE_READ, &a), 0);
+	archive_close(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -625,6 +667,7 @@ int main(void)
 	    cmocka_unit_test(test_plist_codec),
 	    cmocka_unit_test_setup_teardown(test_partitions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_drop_list, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_close_discard, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

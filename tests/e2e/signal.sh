@@ -2,7 +2,8 @@
 # Signals: SIGTERM during a paced replay stops ingest, drains the QQ to the
 # archive and exits 0, leaving a complete, queryable archive that holds
 # exactly the first N packets of the capture; a second signal exits at once
-# (130) and the archive still reads: what it holds is a prefix of the capture.
+# (130) and the archive still reads: what it holds is a prefix of the capture.  SIGHUP stops it
+# in order like SIGTERM.
 . "$(dirname "$0")/lib.sh"
 SRC=$PCAPS/tcp_anomalies.pcap   # 20.8 s of traffic, replayed at recorded speed
 
@@ -53,6 +54,26 @@ rc=$?
 n=$(sed -nE "s/$DRAIN.*/&/p" "$TMP/err" | sed -E 's/.*draining ([0-9]+) packets.*/\1/')
 [ "${n:-0}" -gt 0 ] && pass || fail "the ring held no packet back with a module: $(grep draining "$TMP/err")"
 check_prefix "$a" "${n:-1}"
+
+# SIGHUP (a closed terminal) is a stop in order like SIGTERM: the ring is drained, exit 0, and
+# every packet read is stored (env: whatever the harness ignores, HUP has its default here)
+a=$TMP/hup
+timeout --foreground 120 env --default-signal=HUP "$FLOWSCOPE" record --read "$SRC" --replay-speed 1 \
+    --archive "$a" --qq-size 16M --module noop --stats-interval 100ms 2>"$TMP/err" &
+pid=$!
+wait_for "$TMP/err" "$SOME" $pid 600 && pass || fail "the replay for SIGHUP never started: $(cat "$TMP/err")"
+kill -HUP $pid
+wait $pid
+rc=$?
+[ $rc -eq 0 ] && pass || fail "SIGHUP: exit $rc, expected 0 (as for SIGTERM): $(tail -2 "$TMP/err")"
+grep -q "ended: signal" "$TMP/err" && pass || fail "SIGHUP: the report does not say it ended on a signal"
+grep -qE "$DRAIN" "$TMP/err" && pass || fail "SIGHUP: no 'draining N packets' line"
+read_n=$(sed -n 's/^flowscope record: ingest.file: packets \([0-9]*\),.*/\1/p' "$TMP/err")
+stored=$(sed -n 's/^flowscope record: archive.writer: packets \([0-9]*\),.*/\1/p' "$TMP/err")
+[ -n "$read_n" ] && [ "$read_n" = "$stored" ] && pass ||
+    fail "SIGHUP: ${read_n:-?} packets read, ${stored:-?} stored"
+check_prefix "$a" "${read_n:-1}"
+[ "$(npackets "$TMP/got.pcap")" = "${read_n:-x}" ] && pass || fail "SIGHUP: the archive does not hold the $read_n packets read"
 
 a=$TMP/twice
 timeout --foreground 120 "$FLOWSCOPE" record --read "$SRC" --replay-speed 1 --archive "$a" --qq-size 16M \
