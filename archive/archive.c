@@ -113,6 +113,11 @@ const char *archive_strerror(int err)
 	}
 }
 
+unsigned archive_format(const struct archive *a)
+{
+	return a->format;
+}
+
 const char *archive_dir(const struct archive *a)
 {
 	return a->dir;
@@ -128,7 +133,8 @@ char *archive__seg_path(const struct archive *a, uint64_t id, enum archive_segme
 
 /* ---- FORMAT marker ---------------------------------------------------------------- */
 
-static int format_read(const char *dir)
+/* FORMAT's version into *version (may be NULL); one this flowscope cannot read is refused. */
+static int format_read(const char *dir, unsigned *version_out)
 {
 	char path[4096], line[128];
 	snprintf(path, sizeof(path), "%s/%s", dir, FORMAT_FILE);
@@ -144,11 +150,13 @@ static int format_read(const char *dir)
 	if (!ok)
 		return archive__fail(ARCHIVE_E_NOTARCH,
 		                     "%s: not a flowscope archive (bad FORMAT file)", dir);
-	if (version != ARCHIVE_FORMAT_VERSION)
-		return archive__fail(
-		    ARCHIVE_E_VERSION,
-		    "%s: archive format version %u, this flowscope reads version %u", dir, version,
-		    ARCHIVE_FORMAT_VERSION);
+	if (version < ARCHIVE_FORMAT_OLDEST || version > ARCHIVE_FORMAT_VERSION)
+		return archive__fail(ARCHIVE_E_VERSION,
+		                     "%s: archive format version %u, this flowscope reads versions "
+		                     "%u to %u",
+		                     dir, version, ARCHIVE_FORMAT_OLDEST, ARCHIVE_FORMAT_VERSION);
+	if (version_out)
+		*version_out = version;
 	return 0;
 }
 
@@ -169,6 +177,35 @@ static int format_write(const char *dir)
 	}
 	if (bad || rename(tmp, path) != 0)
 		return archive__fail(-(bad ? e : errno), "%s: %s", path, strerror(bad ? e : errno));
+	return 0;
+}
+
+/*
+ * An archive of an older version that this flowscope writes to (the writer's
+ * LOCK held) becomes the current version first, before any record is written:
+ * FORMAT is replaced in one rename and the directory synced, so it names one
+ * version or the other, never a mix.  What the old version stored stays as it
+ * is (readers accept it); only what is written from now on uses the new
+ * layout, which an older flowscope would misread: the new FORMAT makes it
+ * refuse the archive by name.  See docs/archive-format.md, "Versioning".
+ */
+static int format_upgrade(const char *dir, unsigned version)
+{
+	if (version >= ARCHIVE_FORMAT_VERSION)
+		return 0;
+	int r = format_write(dir);
+	int fd = r ? -1 : open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (fsync(fd) != 0)
+			r = archive__fail(-errno, "%s: fsync: %s", dir, strerror(errno));
+		close(fd);
+	}
+	if (r) {
+		char why[sizeof(tls_errmsg)];
+		snprintf(why, sizeof(why), "%s", archive_errmsg());
+		return archive__fail(r, "cannot upgrade archive format %u to %u (%s)", version,
+		                     ARCHIVE_FORMAT_VERSION, why);
+	}
 	return 0;
 }
 
@@ -297,7 +334,7 @@ static int take_lock(struct archive *a);
  */
 static int not_empty(const char *dir)
 {
-	int r = format_read(dir);
+	int r = format_read(dir, NULL);
 	if (r != ARCHIVE_E_NOTARCH)
 		return r ? r : CREATED_BY_OTHER;
 	return not_archive(dir);
@@ -324,7 +361,7 @@ static int archive_create(struct archive *a)
 		return not_empty(a->dir);
 	if ((r = take_lock(a)) == ARCHIVE_E_LOCKED)
 		return r; /* another process is creating it */
-	if (r == 0 && (r = format_read(a->dir)) != ARCHIVE_E_NOTARCH)
+	if (r == 0 && (r = format_read(a->dir, NULL)) != ARCHIVE_E_NOTARCH)
 		return r ? r : CREATED_BY_OTHER; /* created and closed since we looked */
 	if (r == ARCHIVE_E_NOTARCH)
 		r = 0;
@@ -613,12 +650,14 @@ static int archive_open_dir(struct archive *a, unsigned flags)
 	} else if (!S_ISDIR(st.st_mode)) {
 		return archive__fail(ARCHIVE_E_NOTARCH, "%s: not a directory", a->dir);
 	}
-	int r = format_read(a->dir);
+	unsigned version = ARCHIVE_FORMAT_VERSION;
+	int r = format_read(a->dir, &version);
+	a->format = ARCHIVE_FORMAT_VERSION;
 	if (r == ARCHIVE_E_NOTARCH && (flags & ARCHIVE_CREATE) &&
 	    (r = archive_create(a)) != CREATED_BY_OTHER)
 		return r;
-	if (r == CREATED_BY_OTHER)
-		r = 0;
+	if (r == CREATED_BY_OTHER) /* lock held; the other creator's version */
+		r = format_read(a->dir, &version);
 	if (r == ARCHIVE_E_NOTARCH && (flags & ARCHIVE__ANY_FORMAT) && has_segments(a->dir))
 		r = 0; /* rebuild reads the old index of an archive that lost FORMAT */
 	if (r == ARCHIVE_E_NOTARCH && has_segments(a->dir))
@@ -627,6 +666,9 @@ static int archive_open_dir(struct archive *a, unsigned flags)
 		return r;
 	if ((flags & ARCHIVE_WRITE) && a->lock_fd < 0 && (r = take_lock(a)) != 0)
 		return r;
+	if ((flags & ARCHIVE_WRITE) && (r = format_upgrade(a->dir, version)) != 0)
+		return r;
+	a->format = (flags & ARCHIVE_WRITE) ? ARCHIVE_FORMAT_VERSION : version;
 	if (!(flags & ARCHIVE_WRITE) && (r = check_writer(a)) != 0)
 		return r;
 	if ((r = env_open(a)) != 0)
@@ -757,9 +799,11 @@ int archive__open_rebuild(const char *dir, const char *sub, struct archive **out
 	}
 	a->lock_fd = -1;
 	a->writable = 1;
+	a->format = ARCHIVE_FORMAT_VERSION;
 	a->index_sub = sub;
 	lmdb_dir_set(dir);
 	struct stat st;
+	unsigned version = ARCHIVE_FORMAT_VERSION;
 	int r = 0;
 	snprintf(path, sizeof(path), "%s/segments", dir);
 	if (stat(dir, &st) != 0)
@@ -767,9 +811,9 @@ int archive__open_rebuild(const char *dir, const char *sub, struct archive **out
 	else if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
 		r = archive__fail(ARCHIVE_E_NOTARCH, "%s: not a flowscope archive (no segments/)",
 		                  dir);
-	else if ((r = format_read(dir)) == ARCHIVE_E_NOTARCH)
+	else if ((r = format_read(dir, &version)) == ARCHIVE_E_NOTARCH)
 		r = 0; /* FORMAT lost too: the segments are what counts; written at the swap */
-	if (r == 0 && (r = take_lock(a)) == 0) {
+	if (r == 0 && (r = take_lock(a)) == 0 && (r = format_upgrade(dir, version)) == 0) {
 		snprintf(path, sizeof(path), "%s/%s", dir, sub);
 		remove_env_dir(path); /* an interrupted rebuild's */
 		if (mkdir(path, 0755) != 0)
@@ -874,7 +918,7 @@ int archive__rebuild_swap(struct archive *a, char *keep, size_t len)
 			keep[0] = '\0';
 		remove_env_dir(fresh);
 	}
-	if (format_read(a->dir) == ARCHIVE_E_NOTARCH)
+	if (format_read(a->dir, NULL) == ARCHIVE_E_NOTARCH)
 		r = format_write(a->dir);
 	archive_close(a);
 	return r;

@@ -4,7 +4,7 @@
  *
  * Purpose
  *   An archive is a directory:
- *     FORMAT                    "flowscope-archive 2\n": marks the directory
+ *     FORMAT                    "flowscope-archive 3\n": marks the directory
  *     LOCK                      flock()ed by the one process that writes
  *     segments/<id>.pcap.zst    closed segments
  *     segments/<id>.pcap.zst.open  the segment a writer is filling
@@ -68,7 +68,8 @@ const char *archive_strerror(int err);
 /* Detail of the last error on this thread ("" if none); valid until the next call. */
 const char *archive_errmsg(void);
 
-#define ARCHIVE_FORMAT_VERSION 2
+#define ARCHIVE_FORMAT_VERSION 3 /* what this flowscope writes (flow keys with the inner VLAN) */
+#define ARCHIVE_FORMAT_OLDEST 2  /* the oldest it reads; a writer upgrades it (archive_open) */
 #define ARCHIVE_MAX_CAPLEN (256u << 10) /* largest record accepted (bytes) */
 /* The last time a pcap record holds (u32 seconds): 2106-02-07T06:28:15.999999999Z. */
 #define ARCHIVE_MAX_TS_NS (4294967296ull * 1000000000ull - 1)
@@ -87,7 +88,10 @@ struct archive;
  * empty directory when creating), ARCHIVE_E_VERSION, ARCHIVE_E_LOCKED,
  * ARCHIVE_E_LMDB, ARCHIVE_E_CORRUPT (the index file is damaged or missing:
  * index rebuild), or a negative errno.  The index file is checked before use
- * (its header, then every page of the snapshot: a few ms per MB).
+ * (its header, then every page of the snapshot: a few ms per MB).  Formats
+ * ARCHIVE_FORMAT_OLDEST to ARCHIVE_FORMAT_VERSION are read; with
+ * ARCHIVE_WRITE an older one is upgraded to ARCHIVE_FORMAT_VERSION first (one
+ * rename of FORMAT, under the lock, before anything is written).
  *
  * A reader that may not write index/lock.mdb (another user's archive) opens
  * the index without LMDB's reader table (MDB_NOLOCK): safe only while no
@@ -120,6 +124,9 @@ void archive_close(struct archive *a);
 void archive_close_discard(struct archive *a);
 
 const char *archive_dir(const struct archive *a);
+
+/* The archive's format version, as its FORMAT says (a writer has upgraded it to the current). */
+unsigned archive_format(const struct archive *a);
 
 /* ---- writing ------------------------------------------------------------------ */
 
@@ -343,6 +350,8 @@ void archive_term_flow(const struct ft_flow_key *key, uint8_t out[ARCHIVE_TERM_M
  * The key of the flow record a parsed packet is counted in (the index keys
  * flows as this says, so a reader finding a packet's flow record uses it
  * too), and its direction in it (*dir, if not NULL: 0 = from a, 1 = from b).
+ * It is the modules' default key: the 5-tuple and both VLAN ids (outer,
+ * inner).  Records written by format 2 carry the outer id only (vlan_inner 0).
  * Returns 0, or -ENOENT when the packet belongs to no flow (not IP, ARP).
  */
 int archive_flow_key_of(const struct ft_packet *pkt, struct ft_flow_key *key, int *dir);

@@ -44,6 +44,7 @@ struct archive {
 	const char *index_sub; /* the LMDB directory under dir: "index" (rebuild: another) */
 	int lock_fd;           /* LOCK file, flock()ed by writers; -1 for readers */
 	int writable;
+	unsigned format; /* FORMAT's version (ARCHIVE_FORMAT_OLDEST..ARCHIVE_FORMAT_VERSION) */
 	MDB_env *env;
 	MDB_dbi db_meta, db_segments, db_frames, db_terms, db_flows;
 	int created; /* archive_open() created it: 1, 2 = and its directory (else 0) */
@@ -58,12 +59,14 @@ struct archive {
 
 /* keys: segments: seg u64 BE; frames: seg u64 BE | frame u32 BE;
  * terms: partition u32 BE | type u8 | term bytes | seg u64 BE (value: posting list);
- * flows: seg u64 BE | FLOW term (37 bytes) | vlan u16 BE */
+ * flows: seg u64 BE | FLOW term (37 bytes) | outer vlan u16 BE | inner vlan u16 BE
+ *        (format 2 wrote them without the inner tag: FLOW_KEY_LEN_V2, still read) */
 #define SEG_KEY_LEN 8u
 #define FRAME_KEY_LEN 12u
 #define TERMS_TERM_MAXLEN 16u /* the longest term stored in `terms` (HOST) */
 #define TERMS_KEY_MAX (4u + 1u + TERMS_TERM_MAXLEN + 8u)
-#define FLOW_KEY_LEN (8u + ARCHIVE_TERM_MAXLEN + 2u)
+#define FLOW_KEY_LEN (8u + ARCHIVE_TERM_MAXLEN + 4u)
+#define FLOW_KEY_LEN_V2 (8u + ARCHIVE_TERM_MAXLEN + 2u)
 
 /*
  * Segments per partition of `terms`: a term's entries for the segments of one
@@ -141,6 +144,10 @@ int archive__frame_decode(const MDB_val *k, const MDB_val *v, struct archive_fra
 /* Returns the value's length. */
 size_t archive__flow_encode(const struct archive_flow_info *f, uint8_t out[FLOW_REC_MAX]);
 int archive__flow_decode(const MDB_val *k, const MDB_val *v, struct archive_flow_info *f);
+/* The flows key of key in segment seg (FLOW_KEY_LEN bytes). */
+void archive__flow_key_put(uint64_t seg, const struct ft_flow_key *key, uint8_t out[FLOW_KEY_LEN]);
+/* The flow key of a flows key of either length (FLOW_KEY_LEN or FLOW_KEY_LEN_V2: inner tag 0). */
+void archive__flow_key_get(const MDB_val *k, struct ft_flow_key *key);
 
 /* Segment file path for a state; returns buf. */
 char *archive__seg_path(const struct archive *a, uint64_t id, enum archive_segment_state state,

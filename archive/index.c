@@ -148,7 +148,8 @@ int archive__flow_decode(const MDB_val *k, const MDB_val *v, struct archive_flow
 	const uint8_t *p = v->mv_data, *kp = k->mv_data;
 	uint64_t x[6];
 	size_t i = 8, len = v->mv_size, flags_at = 0;
-	int bad = k->mv_size != FLOW_KEY_LEN || len < 8 + 5 + 2 + 1;
+	int bad =
+	    (k->mv_size != FLOW_KEY_LEN && k->mv_size != FLOW_KEY_LEN_V2) || len < 8 + 5 + 2 + 1;
 	for (int j = 0; j < 5 && !bad; j++)
 		bad = uvarint_get(p, len, &i, &x[j]) != 0;
 	if (!bad && i + 2 <= len) {
@@ -162,12 +163,7 @@ int archive__flow_decode(const MDB_val *k, const MDB_val *v, struct archive_flow
 		return archive__fail(ARCHIVE_E_CORRUPT, "index: bad flow record");
 	memset(f, 0, sizeof(*f));
 	f->seg = be64_get(kp);
-	memcpy(f->key.a, kp + 8, 16);
-	memcpy(f->key.b, kp + 24, 16);
-	f->key.port_a = (uint16_t)((kp[40] << 8) | kp[41]);
-	f->key.port_b = (uint16_t)((kp[42] << 8) | kp[43]);
-	f->key.proto = kp[44];
-	f->key.vlan = (uint16_t)((kp[45] << 8) | kp[46]);
+	archive__flow_key_get(k, &f->key);
 	f->first_ns = le64_get(p);
 	f->last_ns = f->first_ns + x[0];
 	f->packets[0] = x[1];
@@ -178,6 +174,30 @@ int archive__flow_decode(const MDB_val *k, const MDB_val *v, struct archive_flow
 	f->tcp_flags[1] = p[flags_at + 1];
 	f->trigger = (uint16_t)x[5];
 	return 0;
+}
+
+void archive__flow_key_put(uint64_t seg, const struct ft_flow_key *key, uint8_t out[FLOW_KEY_LEN])
+{
+	be64_put(out, seg);
+	archive_term_flow(key, out + 8);
+	out[45] = (uint8_t)(key->vlan >> 8);
+	out[46] = (uint8_t)key->vlan;
+	out[47] = (uint8_t)(key->vlan_inner >> 8);
+	out[48] = (uint8_t)key->vlan_inner;
+}
+
+void archive__flow_key_get(const MDB_val *k, struct ft_flow_key *key)
+{
+	const uint8_t *kp = k->mv_data;
+	memset(key, 0, sizeof(*key));
+	memcpy(key->a, kp + 8, 16);
+	memcpy(key->b, kp + 24, 16);
+	key->port_a = (uint16_t)((kp[40] << 8) | kp[41]);
+	key->port_b = (uint16_t)((kp[42] << 8) | kp[43]);
+	key->proto = kp[44];
+	key->vlan = (uint16_t)((kp[45] << 8) | kp[46]);
+	if (k->mv_size >= FLOW_KEY_LEN)
+		key->vlan_inner = (uint16_t)((kp[47] << 8) | kp[48]);
 }
 
 size_t archive_term_len(enum archive_term_type type)
@@ -212,7 +232,7 @@ void archive_term_flow(const struct ft_flow_key *key, uint8_t out[ARCHIVE_TERM_M
 
 int archive_flow_key_of(const struct ft_packet *pkt, struct ft_flow_key *key, int *dir)
 {
-	return ft_flow_key_from_packet(pkt, FT_KEY_OUTER_VLAN, key, dir);
+	return ft_flow_key_from_packet(pkt, 0, key, dir); /* both VLAN tags, as modules' keys */
 }
 
 /* ---- read transactions ------------------------------------------------------------------ */

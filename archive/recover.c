@@ -567,6 +567,54 @@ int archive_recover(struct archive *a, archive_log_fn log, void *arg,
 
 /* ---- rebuild --------------------------------------------------------------------------- */
 
+/* Gives the fresh record of key k the trigger id (unless it has one); 1 if it did. */
+static int trigger_put(MDB_txn *nt, struct archive *fresh, MDB_val *k, uint16_t trigger)
+{
+	struct archive_flow_info nf;
+	MDB_val nv;
+	if (mdb_get(nt, fresh->db_flows, k, &nv) != 0 || archive__flow_decode(k, &nv, &nf) != 0 ||
+	    nf.trigger)
+		return 0;
+	nf.trigger = trigger;
+	uint8_t b[FLOW_REC_MAX];
+	MDB_val wv = {.mv_size = archive__flow_encode(&nf, b), .mv_data = b};
+	return mdb_put(nt, fresh->db_flows, k, &wv, 0) == 0;
+}
+
+/*
+ * The trigger of an old flow record (key ok) goes to the fresh record of the
+ * same key.  A format 2 key (the outer VLAN id only) stood for every flow of
+ * its 5-tuple and outer tag: they all get it, as the old record said.
+ * Returns how many records got it.
+ */
+static uint64_t carry_trigger(MDB_txn *nt, struct archive *fresh, const MDB_val *ok,
+                              uint16_t trigger)
+{
+	uint8_t kb[FLOW_KEY_LEN] = {0};
+	memcpy(kb, ok->mv_data, ok->mv_size < FLOW_KEY_LEN ? ok->mv_size : FLOW_KEY_LEN);
+	MDB_val k = {.mv_size = FLOW_KEY_LEN, .mv_data = kb}, nv;
+	if (ok->mv_size == FLOW_KEY_LEN)
+		return (uint64_t)trigger_put(nt, fresh, &k, trigger);
+	MDB_cursor *c;
+	uint64_t n = 0;
+	if (ok->mv_size != FLOW_KEY_LEN_V2 || mdb_cursor_open(nt, fresh->db_flows, &c) != 0)
+		return 0;
+	int rc = mdb_cursor_get(c, &k, &nv, MDB_SET_RANGE);
+	for (; rc == 0 && k.mv_size == FLOW_KEY_LEN &&
+	       memcmp(k.mv_data, ok->mv_data, FLOW_KEY_LEN_V2) == 0;
+	     rc = mdb_cursor_get(c, &k, &nv, MDB_NEXT)) {
+		struct archive_flow_info nf;
+		if (archive__flow_decode(&k, &nv, &nf) != 0 || nf.trigger)
+			continue;
+		nf.trigger = trigger;
+		uint8_t b[FLOW_REC_MAX];
+		MDB_val wv = {.mv_size = archive__flow_encode(&nf, b), .mv_data = b};
+		n += mdb_cursor_put(c, &k, &wv, MDB_CURRENT) == 0;
+	}
+	mdb_cursor_close(c);
+	return n;
+}
+
 /*
  * What only the old index knew: trigger names and ids, the last run report,
  * the next ids, and which trigger archived each flow.  Best effort: an old
@@ -597,17 +645,9 @@ static int carry_over(struct archive *old, struct archive *fresh, archive_log_fn
 	if (mdb_cursor_open(ot, old->db_flows, &c) == 0) {
 		for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-			struct archive_flow_info of, nf;
-			MDB_val nv;
-			if (archive__flow_decode(&k, &v, &of) != 0 || of.trigger == 0 ||
-			    mdb_get(nt, fresh->db_flows, &k, &nv) != 0 ||
-			    archive__flow_decode(&k, &nv, &nf) != 0 || nf.trigger)
-				continue;
-			nf.trigger = of.trigger;
-			uint8_t b[FLOW_REC_MAX];
-			MDB_val wv = {.mv_size = archive__flow_encode(&nf, b), .mv_data = b};
-			if (mdb_put(nt, fresh->db_flows, &k, &wv, 0) == 0)
-				flows++;
+			struct archive_flow_info of;
+			if (archive__flow_decode(&k, &v, &of) == 0 && of.trigger)
+				flows += carry_trigger(nt, fresh, &k, of.trigger);
 		}
 		mdb_cursor_close(c);
 	}

@@ -91,8 +91,9 @@ struct seg_check {
 	char path[4096];
 	int opened;
 	struct seg_scan scan;
-	int indexed;  /* terms and flows recorded (not ARCHIVE_SEG_UNINDEXED) */
-	int complete; /* every indexed frame was read */
+	int indexed;           /* terms and flows recorded (not ARCHIVE_SEG_UNINDEXED) */
+	int complete;          /* every indexed frame was read */
+	uint64_t flow_keys_v2; /* flow records keyed as format 2 wrote them (outer VLAN only) */
 	/* what the frames read hold */
 	uint64_t packets, wire_bytes, record_bytes, file_bytes, min_ns, max_ns;
 };
@@ -726,20 +727,35 @@ static int flow_walk(struct verify *v, uint64_t seg,
 	return r;
 }
 
+struct flow_counts {
+	uint64_t records, v2;
+};
+
 static int flow_count(struct verify *v, const MDB_val *k, const MDB_val *val, void *arg)
 {
-	(void)v, (void)k, (void)val;
-	(*(uint64_t *)arg)++;
+	struct flow_counts *n = arg;
+	(void)v, (void)val;
+	n->records++;
+	n->v2 += k->mv_size == FLOW_KEY_LEN_V2;
 	return 0;
 }
 
 /* A flow table for the segment, empty, big enough for what its index says. */
-static int flows_prepare(struct verify *v, const struct seg_check *sc)
+static int flows_prepare(struct verify *v, struct seg_check *sc)
 {
-	uint64_t records = 0, n = sc->s.flows < FLOWS_TRUST ? sc->s.flows : FLOWS_TRUST;
-	int r = flow_walk(v, sc->s.id, flow_count, &records);
+	uint64_t n = sc->s.flows < FLOWS_TRUST ? sc->s.flows : FLOWS_TRUST;
+	struct flow_counts cnt = {0};
+	int r = flow_walk(v, sc->s.id, flow_count, &cnt);
 	if (r)
 		return r;
+	sc->flow_keys_v2 = cnt.v2;
+	if (cnt.v2 && cnt.v2 != cnt.records)
+		problem(v,
+		        "segment %" PRIu64 ": %" PRIu64 " of its %" PRIu64
+		        " flow records are keyed by the outer VLAN only (format 2), the others by "
+		        "both tags: one writer keys a segment one way",
+		        sc->s.id, cnt.v2, cnt.records);
+	uint64_t records = cnt.records;
 	n = records > n ? records : n; /* records exist; a count in a record may be garbage */
 	size_t cap = n > (FLOWS_MAX - FLOWS_MIN) / 2 ? FLOWS_MAX : (size_t)(2 * n + FLOWS_MIN);
 	if (v->flows && (cap > v->flows_cap || v->flows_cap >= 16 * cap)) {
@@ -764,17 +780,6 @@ struct flow_cmp {
 	const struct seg_check *sc;
 	uint64_t records;
 };
-
-static void flow_key_get(const uint8_t *kp, struct ft_flow_key *key)
-{
-	memset(key, 0, sizeof(*key));
-	memcpy(key->a, kp + 8, 16);
-	memcpy(key->b, kp + 24, 16);
-	key->port_a = (uint16_t)(kp[40] << 8 | kp[41]);
-	key->port_b = (uint16_t)(kp[42] << 8 | kp[43]);
-	key->proto = kp[44];
-	key->vlan = (uint16_t)(kp[45] << 8 | kp[46]);
-}
 
 static void flow_compare(struct verify *v, uint64_t seg, const char *name,
                          const struct archive_flow_info *x, const struct ft_flow *f)
@@ -809,13 +814,13 @@ static int flow_check(struct verify *v, const MDB_val *k, const MDB_val *val, vo
 	char name[FT_KEYSTRLEN];
 	fc->records++;
 	v->st->flows++;
-	if (k->mv_size != FLOW_KEY_LEN) {
+	if (k->mv_size != FLOW_KEY_LEN && k->mv_size != FLOW_KEY_LEN_V2) {
 		problem(v, "segment %" PRIu64 ": a flow key of %zu bytes", seg, k->mv_size);
 		return 0;
 	}
 	struct ft_flow_key key;
 	struct archive_flow_info x;
-	flow_key_get(k->mv_data, &key);
+	archive__flow_key_get(k, &key);
 	ft_flow_key_format(&key, name, sizeof(name));
 	int bad = archive__flow_decode(k, val, &x) != 0;
 	if (bad)
@@ -846,10 +851,78 @@ static void flow_missing(struct ft_flow *f, void *arg)
 	        f->packets[0] + f->packets[1]);
 }
 
+/* ---- format 2's flow keys ---- */
+
+struct fold {
+	struct ft_table *t;
+	struct ft_flow *f; /* copies of the flows with an inner VLAN id, taken out of t */
+	size_t n, cap, size;
+	int err;
+};
+
+static void fold_take(struct ft_flow *f, void *arg)
+{
+	struct fold *c = arg;
+	if (c->err || !f->key.vlan_inner)
+		return;
+	if (c->n == c->cap) {
+		size_t nc = c->cap ? 2 * c->cap : 64;
+		void *p = realloc(c->f, nc * c->size);
+		if (!p) {
+			c->err = -ENOMEM;
+			return;
+		}
+		c->f = p;
+		c->cap = nc;
+	}
+	memcpy((uint8_t *)c->f + c->n++ * c->size, f, c->size);
+	ft_table_remove(c->t, f);
+}
+
+/*
+ * A segment written by format 2 keyed its flows by the outer VLAN id only:
+ * the flows its packets give (both tags) are merged as that writer merged
+ * them, so that its records are checked against what it would have written.
+ */
+static int fold_inner_vlan(struct verify *v)
+{
+	struct fold c = {.t = v->flows,
+	                 .size = sizeof(struct ft_flow) + sizeof(struct archive__flow_state)};
+	ft_table_foreach(v->flows, fold_take, &c);
+	for (size_t i = 0; i < c.n && !c.err; i++) {
+		const struct ft_flow *g = (const void *)((uint8_t *)c.f + i * c.size);
+		struct ft_flow_key key = g->key;
+		int is_new;
+		key.vlan_inner = 0;
+		struct ft_flow *f =
+		    ft_table_lookup(v->flows, &key, ft_flow_key_hash(&key), &is_new);
+		if (!f) {
+			c.err = -ENOMEM;
+			break;
+		}
+		if (is_new || g->first_ns < f->first_ns)
+			f->first_ns = g->first_ns;
+		if (g->last_ns > f->last_ns)
+			f->last_ns = g->last_ns;
+		for (int d = 0; d < 2; d++) {
+			f->packets[d] += g->packets[d];
+			f->bytes[d] += g->bytes[d];
+			f->tcp_flags[d] |= g->tcp_flags[d];
+		}
+	}
+	free(c.f);
+	return c.err ? archive__fail(c.err, "out of memory") : 0;
+}
+
 /* The segment's flow records must be exactly the flows of its packets. */
 static int seg_flows(struct verify *v, const struct seg_check *sc)
 {
 	struct ft_table_stats ts;
+	if (sc->indexed && sc->flow_keys_v2) {
+		int r = fold_inner_vlan(v);
+		if (r)
+			return r;
+	}
 	if (sc->indexed) {
 		ft_table_stats(v->flows, &ts);
 		if (ts.evicted != v->evicted || ts.flows >= v->flows_cap) {

@@ -406,10 +406,7 @@ static void put_flow(struct ft_flow *f, void *arg)
 	uint8_t k[FLOW_KEY_LEN], v[FLOW_REC_MAX];
 	if (ctx->rc)
 		return;
-	be64_put(k, ctx->w->seg.id);
-	archive_term_flow(&f->key, k + 8);
-	k[45] = (uint8_t)(f->key.vlan >> 8);
-	k[46] = (uint8_t)f->key.vlan;
+	archive__flow_key_put(ctx->w->seg.id, &f->key, k);
 	MDB_val kv = {.mv_size = sizeof(k), .mv_data = k}, vv;
 	struct archive_flow_info old = {0}, cur = {.key = f->key, .seg = ctx->w->seg.id};
 	int rc = mdb_get(ctx->txn, ctx->w->a->db_flows, &kv, &vv);

@@ -161,7 +161,7 @@ struct ft_flow_key {
  * is the VLAN-aware key: outer and inner VLAN id.
  */
 #define FT_KEY_NO_VLAN 0x2u    /* VLAN-blind: no VLAN id in the key */
-#define FT_KEY_OUTER_VLAN 0x4u /* the outer VLAN id only (the archive's flow records) */
+#define FT_KEY_OUTER_VLAN 0x4u /* the outer VLAN id only (format 2 archives' flow records) */
 /*
  * Set by the loader, not by modules: the key is a Lua module's own type
  * (flowKeys), not a 5-tuple, so it selects packets only through the

@@ -292,7 +292,8 @@ int capture_analyzers_open(struct record_analyzer *ana, unsigned n, const struct
 
 /*
  * The analyzer's own flow table: every packet's bidirectional 5-tuple
- * (the archive's key: outer VLAN id).  Keys and hashes first with the slots prefetched, then the
+ * with both VLAN tags (the archive's key, archive_flow_key_of(): its hash is
+ * the one the writer's flow table prefetches with).  Keys and hashes first with the slots prefetched, then the
  * records TRACK_AHEAD lookups ahead, so the burst's cache misses overlap.
  */
 static void track_burst(struct record_analyzer *a, struct capture_burst *b)
@@ -304,8 +305,7 @@ static void track_burst(struct record_analyzer *a, struct capture_burst *b)
 	uint8_t ok[FT_ENGINE_BURST];
 	unsigned n = b->n;
 	for (unsigned j = 0; j < n; j++) {
-		ok[j] =
-		    ft_flow_key_from_packet(&b->pkt[j], FT_KEY_OUTER_VLAN, &key[j], &dir[j]) == 0;
+		ok[j] = archive_flow_key_of(&b->pkt[j], &key[j], &dir[j]) == 0;
 		if (ok[j]) {
 			h[j] = ft_flow_key_hash(&key[j]);
 			ft_table_prefetch(t, h[j]);

@@ -4,13 +4,16 @@
  * flags seen, and the trigger that archived the flow (if any).
  *
  * The index keeps one flow record per flow per segment; the records of the
- * same flow (its key, as archive_flow_key_of() gives it) from every segment
- * are merged first, so --from/--to see the whole flow however the archive
- * was split into segments.
+ * same flow (its key, as archive_flow_key_of() gives it: the 5-tuple and
+ * both VLAN ids) from every segment are merged first, so --from/--to see the
+ * whole flow however the archive was split into segments.  A record that
+ * format 2 wrote has the outer VLAN id only (inner 0): it stands for the
+ * flows of every inner tag, and a packet with an inner tag finds it when its
+ * own key has no record.
  *
  * A filter selects flows by their packets: a flow is listed when one of its
  * packets matches.  The flow record cannot decide that (it holds neither
- * every packet's flags, nor the inner VLAN tags, MPLS labels or IPv6
+ * every packet's flags, nor VLAN tags past the second, MPLS labels or IPv6
  * extension headers that move pcap's offsets), so the filter runs on the
  * packets themselves: a query (the index narrows the frames it reads as for
  * `flowscope query`) over the listed flows' time span hands every matching
@@ -136,6 +139,10 @@ static int packet_matched(const struct archive_segment_info *seg, const struct a
 		return 0; /* no flow (ARP, a link type the indexer does not parse) */
 	const struct archive_flow_info *f =
 	    bsearch(&key, rs->f, rs->n, sizeof(*rs->f), key_find_cmp);
+	if (!f && key.vlan_inner) { /* a format 2 record: keyed by the outer tag only */
+		key.vlan_inner = 0;
+		f = bsearch(&key, rs->f, rs->n, sizeof(*rs->f), key_find_cmp);
+	}
 	if (f)
 		rs->hit[f - rs->f] = 1;
 	return 0;
@@ -223,7 +230,7 @@ static void endpoint(const uint8_t *addr, uint16_t port, char *buf, size_t len)
 static void print_flow(const struct flows_args *fa, struct archive_rtxn *t,
                        const struct archive_flow_info *f)
 {
-	char t0[48], t1[48], a[64], b[64], fl[16], trig[256], pbuf[16];
+	char t0[48], t1[48], a[64], b[64], fl[16], trig[256], pbuf[16], vl[16] = "-";
 	archive_trigger_name(t, f->trigger, trig, sizeof(trig));
 	endpoint(f->key.a, f->key.port_a, a, sizeof(a));
 	endpoint(f->key.b, f->key.port_b, b, sizeof(b));
@@ -233,20 +240,24 @@ static void print_flow(const struct flows_args *fa, struct archive_rtxn *t,
 	double dur = (double)(f->last_ns - f->first_ns) / 1e9;
 	cli_format_time(f->first_ns, t0, sizeof(t0));
 	cli_format_time(f->last_ns, t1, sizeof(t1));
+	if (f->key.vlan_inner)
+		snprintf(vl, sizeof(vl), "%u/%u", f->key.vlan, f->key.vlan_inner);
+	else if (f->key.vlan)
+		snprintf(vl, sizeof(vl), "%u", f->key.vlan);
 	if (fa->json) {
 		printf("{\"first\":\"%s\",\"last\":\"%s\",\"duration\":%.9f,\"proto\":\"%s\",\"a\":"
 		       "\"%s\",\"b\":\"%"
 		       "s\","
-		       "\"vlan\":%u,\"packets_ab\":%" PRIu64 ",\"packets_ba\":%" PRIu64
-		       ",\"bytes_ab\":%" PRIu64 ",\"bytes_ba\":%" PRIu64
+		       "\"vlan\":%u,\"vlan_inner\":%u,\"packets_ab\":%" PRIu64
+		       ",\"packets_ba\":%" PRIu64 ",\"bytes_ab\":%" PRIu64 ",\"bytes_ba\":%" PRIu64
 		       ",\"tcp_flags\":\"%s\",\"trigger\":\"%s\"}\n",
-		       t0, t1, dur, proto, a, b, f->key.vlan, f->packets[0], f->packets[1],
-		       f->bytes[0], f->bytes[1], fl, trig);
+		       t0, t1, dur, proto, a, b, f->key.vlan, f->key.vlan_inner, f->packets[0],
+		       f->packets[1], f->bytes[0], f->bytes[1], fl, trig);
 		return;
 	}
-	printf("%-30s %10.3f %-5s %-40s %-40s %8" PRIu64 " %8" PRIu64 " %11" PRIu64 " %11" PRIu64
-	       " %-8s %s\n",
-	       t0, dur, proto, a, b, f->packets[0], f->packets[1], f->bytes[0], f->bytes[1], fl,
+	printf("%-30s %10.3f %-5s %-40s %-40s %-9s %8" PRIu64 " %8" PRIu64 " %11" PRIu64
+	       " %11" PRIu64 " %-8s %s\n",
+	       t0, dur, proto, a, b, vl, f->packets[0], f->packets[1], f->bytes[0], f->bytes[1], fl,
 	       trig[0] ? trig : "-");
 }
 
@@ -379,9 +390,9 @@ int flows_main(int argc, char **argv)
 	}
 	if (status == EXIT_OK || status == EXIT_DAMAGED) {
 		if (!fa.json)
-			printf("%-30s %10s %-5s %-40s %-40s %8s %8s %11s %11s %-8s %s\n", "first",
-			       "duration", "proto", "a", "b", "pkts>", "pkts<", "bytes>", "bytes<",
-			       "flags", "trigger");
+			printf("%-30s %10s %-5s %-40s %-40s %-9s %8s %8s %11s %11s %-8s %s\n",
+			       "first", "duration", "proto", "a", "b", "vlan", "pkts>", "pkts<",
+			       "bytes>", "bytes<", "flags", "trigger");
 		for (size_t i = 0; i < c.n; i++)
 			print_flow(&fa, c.t, &c.f[i]);
 	}

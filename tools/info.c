@@ -25,10 +25,10 @@ static void human(uint64_t b, char *buf, size_t len)
 	snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", v, u[i]);
 }
 
-static void print_summary(const char *dir, const struct archive_summary *s)
+static void print_summary(const char *dir, unsigned format, const struct archive_summary *s)
 {
 	char t0[48], t1[48], h1[32], h2[32], h3[32], h4[32];
-	printf("archive:    %s (format %d)\n", dir, ARCHIVE_FORMAT_VERSION);
+	printf("archive:    %s (format %u)\n", dir, format);
 	if (s->packets) {
 		printf("time range: %s .. %s (%.3f s)\n",
 		       cli_format_time(s->min_ns, t0, sizeof(t0)),
@@ -108,7 +108,7 @@ int info_main(int argc, char **argv)
 	if (r) {
 		cli_error(CMD, "%s", archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
 	} else {
-		print_summary(dir, &s);
+		print_summary(dir, archive_format(a), &s);
 		print_last_run(last_run);
 	}
 	int status = r ? EXIT_FAIL : cli_check_segment_files(CMD, a, t, dir) ? EXIT_DAMAGED : 0;

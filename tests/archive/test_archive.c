@@ -131,6 +131,61 @@ static void test_open_rules(void **state)
 	assert_int_equal(archive_open(path, ARCHIVE_READ, &a), ARCHIVE_E_VERSION);
 }
 
+/* Writes line as dir's FORMAT. */
+static void format_put(const char *dir, const char *line)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/FORMAT", dir);
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(line, fp);
+	fclose(fp);
+}
+
+/* dir's FORMAT is line. */
+static void format_is(const char *dir, const char *line)
+{
+	char path[512], got[64] = "";
+	snprintf(path, sizeof(path), "%s/FORMAT", dir);
+	FILE *fp = fopen(path, "r");
+	assert_non_null(fp);
+	assert_non_null(fgets(got, sizeof(got), fp));
+	fclose(fp);
+	assert_string_equal(got, line);
+}
+
+/*
+ * Format 2 is read as it is and upgraded to 3 by a writer (before it
+ * writes); versions below 2 or above 3 are refused, by readers and writers,
+ * and FORMAT is left alone.
+ */
+static void test_format_versions(void **state)
+{
+	struct fixture *f = *state;
+	struct archive *a;
+	char path[512];
+	snprintf(path, sizeof(path), "%s/arch", f->dir);
+	archive_close(open_rw(path));
+	format_is(path, "flowscope-archive 3\n");
+	format_put(path, "flowscope-archive 2\n");
+	assert_int_equal(archive_open(path, ARCHIVE_READ, &a), 0);
+	assert_int_equal(archive_format(a), 2);
+	archive_close(a);
+	format_is(path, "flowscope-archive 2\n"); /* readers never change it */
+	assert_int_equal(archive_open(path, ARCHIVE_WRITE, &a), 0);
+	assert_int_equal(archive_format(a), 3);
+	archive_close(a);
+	format_is(path, "flowscope-archive 3\n");
+	const char *refused[] = {"flowscope-archive 1\n", "flowscope-archive 4\n"};
+	for (int i = 0; i < 2; i++) {
+		format_put(path, refused[i]);
+		assert_int_equal(archive_open(path, ARCHIVE_READ, &a), ARCHIVE_E_VERSION);
+		assert_int_equal(archive_open(path, ARCHIVE_WRITE, &a), ARCHIVE_E_VERSION);
+		assert_non_null(strstr(archive_errmsg(), "this flowscope reads versions 2 to 3"));
+		format_is(path, refused[i]);
+	}
+}
+
 /* The bytes of a file (malloc()ed), *len of them. */
 static uint8_t *slurp(const char *path, size_t *len)
 {
@@ -660,6 +715,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_open_rules, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_format_versions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_index_checked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_write_read_terms, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_frame_round_trip, setup, teardown),

@@ -3,7 +3,8 @@
 # FILTER: a flow is listed exactly when one of its packets matches.  Oracle:
 # the flows of an archive recorded from `tcpdump -r CAPTURE -w - FILTER`
 # (listed without a filter) are the flows `flows FILTER` lists on the archive
-# of CAPTURE, compared as (protocol, endpoints, VLAN); and each line listed
+# of CAPTURE, compared as (protocol, endpoints, outer and inner VLAN tag: the
+# archive's flow key, so tenants B 300/42 and C 300/43 are apart); and each line listed
 # carries the whole flow's counts (it is a line of the unfiltered listing).
 # Filters whose answer a flow record cannot give (flags that change within a
 # flow, inner VLAN tags, fragments) and easy ones (host, port) alike.
@@ -15,12 +16,12 @@
 # times give by the rule.
 . "$(dirname "$0")/lib.sh"
 
-# pairs ARCHIVE [ARGS...]: one line per flow: protocol, both endpoints as a set, VLAN.
+# pairs ARCHIVE [ARGS...]: one line per flow: protocol, both endpoints as a set, VLAN tags.
 pairs() {
     local arch=$1
     shift
     fs flows --archive "$arch" --json "$@" 2>/dev/null |
-        jq -r '[.proto, ([.a,.b] | sort | join(" ")), .vlan] | @tsv' | sort
+        jq -r '[.proto, ([.a,.b] | sort | join(" ")), .vlan, .vlan_inner] | @tsv' | sort
 }
 
 python3 "$(dirname "$0")/tenants_pcap.py" "$TMP/tenants.pcap" || fail "tenants_pcap.py failed"
