@@ -3,8 +3,8 @@
 # (1) A lost index (index/data.mdb deleted): `record` refuses with one line
 #     naming `index rebuild` and removes nothing; rebuild brings every packet
 #     back.  A file the index does not know is left alone, whatever its id.
-# (2) kill -9 at random moments while `record` recovers a large segment a
-#     crash left open: afterwards `index verify` passes and a query returns
+# (2) kill -9 at every write-side system call `record` makes while it recovers a
+#     large segment a crash left open (strace's fault injection): afterwards `index verify` passes and a query returns
 #     every packet the index counts (an in-order subsequence of the input);
 #     never an open segment without its entries.
 # (3) kill -9 at random moments while two dumpers record under --max-disk,
@@ -12,8 +12,8 @@
 #     in-order subsequence of the inputs; recovery and `index rebuild` give
 #     the same answer (nothing retention dropped comes back) and the segment
 #     files stay within the budget.
-# Delays come from a seeded $RANDOM; where each kill landed is counted, and
-# enough of them must land mid-recovery / mid-retention.
+# In (3) delays come from a seeded $RANDOM; where each kill landed is counted,
+# and enough of them must land mid-retention.
 . "$(dirname "$0")/lib.sh"
 : "${PKTDIGEST:?PKTDIGEST must name the pktdigest helper}"
 
@@ -99,62 +99,54 @@ base=$(stored "$T0")
 fs info --archive "$T0" 2>/dev/null | grep -q "(1 open)" && pass ||
     fail "the template has no open segment: $(fs info --archive "$T0" 2>&1 | grep segments)"
 
-# how long recovery takes here: from the LOCK naming the recorder to its recovery line (the
-# shorter of two runs: the first may read a cold cache)
 A=$TMP/rec
-span=
-for try in 1 2; do
-    rm -rf "$A"
-    cp -a "$T0" "$A"
-    "$FLOWSCOPE" record --read "$TMP/after.pcap" --archive "$A" --dumpers 1 --qq-size 16M \
-        --stats-interval 0 2>"$TMP/rec.err" &
-    pid=$!
-    lock_pid "$A" $pid || fail "the recorder never opened the archive"
-    t0=$(date +%s%N)
-    for ((i = 0; i < 6000; i++)); do # 60 s at most
-        grep -qs "left open by a crash" "$TMP/rec.err" && break
-        kill -0 $pid 2>/dev/null || break
-        sleep 0.01
-    done
-    t=$((($(date +%s%N) - t0) / 1000000))
-    wait $pid || fail "recovery of the template: $(tail -2 "$TMP/rec.err")"
-    [ -n "$span" ] && [ "$span" -le "$t" ] || span=$t
-done
-note "recovering a segment of $base indexed packets takes ${span} ms"
 # what a recovery left alone makes of the template (the frames after its last commit, if any)
 rm -rf "$TMP/full" && cp -a "$T0" "$TMP/full"
 fs record --read "$TMP/empty.pcap" --archive "$TMP/full" --stats-interval 0 2>/dev/null ||
     fail "recovery of the template alone"
 full=$(stored "$TMP/full")
-[ "$span" -ge 10 ] || span=10
 
-RANDOM=13
+# The kill points: every write-side system call the recovery makes before it says it is done
+# (its "left open by a crash" line), from a traced run; strace counts each call's invocations,
+# so "fdatasync:3" is the recovery's third fdatasync.  Each round kills the recorder as it
+# enters one of them (strace's fault injection): a kill that always lands mid-recovery,
+# whatever the machine's speed.
+SYS=pwrite64,writev,fdatasync,fsync,ftruncate,rename
+rm -rf "$A"
+cp -a "$T0" "$A"
+strace -f -qq -o "$TMP/cal.tr" -e trace=$SYS,write "$FLOWSCOPE" record --read "$TMP/after.pcap" \
+    --archive "$A" --dumpers 1 --qq-size 16M --stats-interval 0 2>"$TMP/rec.err" ||
+    fail "traced recovery of the template: $(tail -2 "$TMP/rec.err")"
+grep -q "left open by a crash" "$TMP/rec.err" || fail "the traced run recovered nothing: $(head -2 "$TMP/rec.err")"
+points=$(awk '/ write\(2, / { if (/left open by a crash|archive: segme/) exit; next }
+    { split($2, c, "("); if (c[1] != "write") print c[1] ":" ++n[c[1]] }' "$TMP/cal.tr")
+total=$(wc -w <<<"$points")
+[ "$total" -ge 8 ] && pass || fail "the recovery made only $total write-side calls: $points"
+note "recovery kill points ($total): $(tr '\n' ' ' <<<"$points")"
+
 mid=0
-rounds=12
-for round in $(seq 1 $rounds); do
+rounds=0
+for point in $points; do
+    rounds=$((rounds + 1))
+    call=${point%:*}
+    k=${point#*:}
     rm -rf "$A"
     cp -a "$T0" "$A"
-    delay=$((RANDOM % span))
-    "$FLOWSCOPE" record --read "$TMP/after.pcap" --archive "$A" --dumpers 1 --qq-size 16M \
-        --stats-interval 0 2>"$TMP/rec.err" &
-    pid=$!
-    if lock_pid "$A" $pid; then
-        sleep "$(printf '0.%03d' "$delay")"
-        kill -0 $pid 2>/dev/null && kill -9 $pid 2>/dev/null && ! grep -q "left open by a crash" "$TMP/rec.err" &&
-            fs info --archive "$A" 2>/dev/null | grep -q "(1 open)" && mid=$((mid + 1))
-    fi
-    kill -9 $pid 2>/dev/null
-    wait $pid 2>/dev/null
-    note "recovery round $round: killed after $delay ms; mid-recovery so far: $mid"
-    verify_ok "$A" "recovery round $round (killed after ${delay} ms)"
-    query_all "$A" "$TMP/got.pcap" "recovery round $round"
+    strace -f -qq -o /dev/null -e trace="$call" -e inject="$call:signal=SIGKILL:when=$k" \
+        "$FLOWSCOPE" record --read "$TMP/after.pcap" --archive "$A" --dumpers 1 --qq-size 16M \
+        --stats-interval 0 2>"$TMP/rec.err"
+    rc=$?
+    [ $rc -eq 137 ] && ! grep -q "left open by a crash" "$TMP/rec.err" && mid=$((mid + 1))
+    note "recovery round $rounds: killed entering $call #$k (exit $rc)"
+    verify_ok "$A" "recovery round $rounds (killed entering $call #$k)"
+    query_all "$A" "$TMP/got.pcap" "recovery round $rounds"
     n=$(stored "$A")
-    [ "$n" -ge "$base" ] && pass || fail "recovery round $round: $n packets indexed, $base before"
+    [ "$n" -ge "$base" ] && pass || fail "recovery round $rounds: $n packets indexed, $base before"
     subsequence "$TMP/got.pcap" "$TMP/all.dig" && pass ||
-        fail "recovery round $round: not an in-order subsequence of the input"
+        fail "recovery round $rounds: not an in-order subsequence of the input"
 done
 note "$mid of $rounds kills landed mid-recovery"
-[ "$mid" -ge 5 ] && pass || fail "only $mid of $rounds kills landed mid-recovery"
+[ "$mid" -eq "$rounds" ] && pass || fail "only $mid of $rounds kills landed mid-recovery"
 # the last round's archive recovers in full
 fs record --read "$TMP/empty.pcap" --archive "$A" --stats-interval 0 2>/dev/null || fail "recovery after the rounds"
 verify_ok "$A" "recovery after the rounds"
