@@ -227,8 +227,8 @@ static int file_run(struct ingest_source *s, struct ingest_sink *k, char *errbuf
 		int r = pcap_next_ex(f->pcap, &h, &data);
 		if (r == PCAP_ERROR_BREAK)
 			return 0; /* end of file */
-		if (r != 1)
-			return file_error(f, k, errbuf);
+		if (r != 1) /* a stop ends a pipe's input, maybe inside a record: not damage */
+			return ingest__stopping(s) ? 0 : file_error(f, k, errbuf);
 		if (f->links && file_link(f, k, h, errbuf) != 0)
 			return INGEST_E_DAMAGED;
 		uint64_t ts;

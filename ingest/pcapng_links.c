@@ -35,6 +35,7 @@
  */
 /* fopencookie: _GNU_SOURCE comes from the build */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,13 +231,37 @@ static size_t walk(struct ingest__nglinks *w, uint8_t *buf, size_t len)
 	return len;
 }
 
-/* Reads into buf (held bytes first) until HDR bytes are there, or the end, or an error. */
+/*
+ * Waits until fd can be read or the source is being stopped (1 / 0).  A pipe
+ * or stdin can stay open and empty for as long as its writer likes: a read
+ * would block through a signal (the handler runs on another thread), so the
+ * reader looks at the stop flag every STOP_POLL_MS.  A regular file is
+ * always readable.
+ */
+#define STOP_POLL_MS 100
+static int readable(struct ingest__nglinks *w)
+{
+	struct pollfd p = {.fd = w->fd, .events = POLLIN};
+	while (!ingest__stopping(w->s))
+		if (poll(&p, 1, STOP_POLL_MS) != 0) /* ready, or an error read() will report */
+			return 1;
+	return 0;
+}
+
+/*
+ * Reads into buf (held bytes first) until HDR bytes are there, or the end, or
+ * an error.  A stop counts as the end of the input.
+ */
 static ssize_t fill(struct ingest__nglinks *w, uint8_t *buf, size_t size)
 {
 	size_t n = w->nheld;
 	memcpy(buf, w->held, n);
 	w->nheld = 0;
 	do {
+		if (!readable(w)) {
+			w->eof = 1;
+			break;
+		}
 		ssize_t r = read(w->fd, buf + n, size - n);
 		if (r < 0 && errno == EINTR)
 			continue;

@@ -88,4 +88,35 @@ rc=$?
 # packets still in the QQ are lost by design; what was committed must read
 fs info --archive "$a" >/dev/null 2>&1 && pass || fail "info on an archive left by a second signal"
 check_prefix "$a" 0
+
+# a pipe that stays open and empty: the first SIGINT (or SIGTERM) stops record and monitor at
+# once, with everything that came through it stored (once, not only after a second signal or
+# when the writer closes the pipe).  The test holds the pipe open until the command exits.
+for cmd in record monitor; do
+    for sig in INT TERM; do
+        a=$TMP/pipe-$cmd-$sig
+        rm -f "$TMP/fifo" && mkfifo "$TMP/fifo"
+        if [ $cmd = record ]; then
+            timeout --foreground 60 "$FLOWSCOPE" record --read "$TMP/fifo" --archive "$a" \
+                --qq-size 16M --stats-interval 100ms 2>"$TMP/err" &
+        else
+            timeout --foreground 60 "$FLOWSCOPE" monitor --read "$TMP/fifo" --module stats \
+                --stats-interval 100ms >/dev/null 2>"$TMP/err" &
+        fi
+        pid=$!
+        exec 3>"$TMP/fifo"
+        cat "$PCAPS/dns_icmp.pcap" >&3
+        wait_for "$TMP/err" " 164 pkts," $pid 600 || fail "$cmd: the pipe's 164 packets never counted"
+        kill -$sig $pid
+        wait $pid
+        rc=$?
+        exec 3>&-
+        [ $rc -eq 0 ] && pass || fail "$cmd: SIG$sig on an open, empty pipe: exit $rc, expected 0 (124: it waited for the pipe)"
+        grep -q "ended: signal" "$TMP/err" && pass || fail "$cmd: SIG$sig on a pipe: the report does not say it ended on a signal"
+        [ $cmd = monitor ] && continue
+        fs query --archive "$a" -w "$TMP/got.pcap" 2>/dev/null
+        oracle "$PCAPS/dns_icmp.pcap" "$TMP/exp.pcap"
+        cmp -s "$TMP/exp.pcap" "$TMP/got.pcap" && pass || fail "record: SIG$sig on a pipe: $(npackets "$TMP/got.pcap") of 164 packets archived"
+    done
+done
 finish
