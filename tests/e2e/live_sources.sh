@@ -8,7 +8,7 @@
 # queues both directions of every flow reach the same analyzer.
 . "$(dirname "$0")/lib.sh"
 DIGEST=$1
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 0; }
+[ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
 veth_pair "" || { fail "cannot create the veth pair"; finish; }
 
 # capture NAME SRC RECORD-ARGS...: record while tcpreplay sends SRC; checks counts and bytes

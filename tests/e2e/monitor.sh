@@ -115,7 +115,7 @@ done
 
 # ---- AF_PACKET on a veth pair ------------------------------------------------------------------
 if [ "$(id -u)" != 0 ]; then
-    note "SKIP AF_PACKET: needs root (network namespaces)"
+    note "AF_PACKET: needs root (network namespaces): the rest runs, then the test is skipped"
 else
     veth_pair m || fail "cannot create the veth pair"
 
@@ -193,4 +193,5 @@ one_line_error "$O/bad.err" "nosuch.pcap: No such file"
 # first and the bad flags the empty one; only this test's files are in the first
 [ -z "$(ls -A "$TMP/empty")" ] && pass || fail "monitor wrote into its working directory: $(ls -A "$TMP/empty")"
 [ "$(ls -A "$TMP" | sort | tr '\n' ' ')" = "empty out " ] && pass || fail "files appeared: $(ls -A "$TMP")"
+[ "$(id -u)" = 0 ] || skip "AF_PACKET and --live on a veth pair need root (network namespaces)"
 finish
