@@ -139,6 +139,21 @@ verify_ok() {
     fi
 }
 
+# tshark_ok ARGS...: tshark's output; 1, with its complaint on stderr, if it fails or says
+# anything but its root warning (a failed oracle must not answer "nothing": use with || fail)
+tshark_ok() {
+    local err rc
+    err=$(mktemp "$TMP/tshark.err.XXXXXX")
+    timeout 300 tshark "$@" 2>"$err"
+    rc=$?
+    if [ $rc -ne 0 ] || grep -qv '^Running as user "root"' "$err"; then
+        echo "tshark $*: exit $rc: $(grep -v '^Running as user "root"' "$err" | head -c 300)" >&2
+        rm -f "$err"
+        return 1
+    fi
+    rm -f "$err"
+}
+
 # tshark_packets FILE: one line per packet as tshark reads it (also a pcapng whose interfaces
 # have several link types, which libpcap, so tcpdump, refuses): link type (encapsulation),
 # time (a simple packet block has none: 0, as libpcap reads it), captured and wire length,
