@@ -84,16 +84,23 @@ replay() {
     return 1
 }
 
-# stop_when_counted NAME ERRFILE PID: once the last status line in ERRFILE ("N pkts, R pkt/s
-# M Mbit/s drops D") accounts for $SENT packets (or after ~30 s), stops PID with SIGINT;
-# a pass if it then exits 0.
-stop_when_counted() {
-    local i got drops rc
+# wait_counted ERRFILE: until the last status line in ERRFILE ("N pkts, R pkt/s M Mbit/s
+# drops D") accounts for $SENT packets; 1 after ~30 s.
+wait_counted() {
+    local i got drops
     for ((i = 0; i < 300; i++)); do
-        read -r got drops < <(tail -1 "$2" | sed -n 's/.* \([0-9]*\) pkts, [0-9]* pkt\/s [0-9.]* Mbit\/s drops \([0-9]*\).*/\1 \2/p')
-        [ -n "$got" ] && [ $((got + drops)) -ge "$SENT" ] && break
+        read -r got drops < <(tail -1 "$1" | sed -n 's/.* \([0-9]*\) pkts, [0-9]* pkt\/s [0-9.]* Mbit\/s drops \([0-9]*\).*/\1 \2/p')
+        [ -n "$got" ] && [ $((got + drops)) -ge "$SENT" ] && return 0
         sleep 0.1
     done
+    return 1
+}
+
+# stop_when_counted NAME ERRFILE PID: once the last status line in ERRFILE accounts for $SENT
+# packets (wait_counted, or after ~30 s), stops PID with SIGINT; a pass if it then exits 0.
+stop_when_counted() {
+    local rc
+    wait_counted "$2"
     kill -INT "$3"
     wait "$3"
     rc=$?
