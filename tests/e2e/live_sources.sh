@@ -4,9 +4,9 @@
 # the peer; flowscope record (--afpacket, --live, --dpdk net_af_packet)
 # captures the other end.  Every packet sent is counted (sent = archived +
 # counted drops); with no drops the archive holds exactly the capture's
-# frames (VLAN tags included), in order for one queue; with drops (none are
-# expected: every capture fits the 32 MiB kernel ring and QQ, DPDK's is paced)
-# it holds a part of them, in order.  With 2 AF_PACKET queues both directions
+# frames (VLAN tags included), in order for one queue; with drops (only the
+# small-QQ case expects them: the captures fit the 32 MiB kernel ring and QQ,
+# DPDK's is paced) it holds a part of them, in order.  With 2 AF_PACKET queues both directions
 # of every flow reach the same analyzer.
 . "$(dirname "$0")/lib.sh"
 DIGEST=$1
