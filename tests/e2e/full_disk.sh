@@ -6,10 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 : "${PKTDIGEST:?PKTDIGEST must name the pktdigest helper}"
 
-if [ "$(id -u)" != 0 ]; then
-    note "not root: cannot mount a small filesystem; skipped"
-    finish
-fi
+[ "$(id -u)" = 0 ] || skip "not root: cannot mount a small filesystem"
 SMALL=$TMP/small
 FS_BYTES=$((20 << 20))
 mkdir -p "$SMALL"

@@ -20,6 +20,16 @@ finish() {
     exit $?
 }
 
+# skip REASON: the test, or what is left of it, cannot run here (e.g. it needs root): says
+# so and exits 77, which ctest shows as skipped, not passed (SKIP_RETURN_CODE in
+# CMakeLists.txt); if a check has already failed, it finishes as failed instead.
+skip() {
+    echo "SKIP: $*"
+    [ "$FAILS" -eq 0 ] || finish
+    echo "$CHECKS checks passed, $FAILS failed"
+    exit 77
+}
+
 # fs ARGS...: run flowscope with a bounded time.
 fs() { timeout 300 "$FLOWSCOPE" "$@"; }
 
@@ -74,16 +84,23 @@ replay() {
     return 1
 }
 
-# stop_when_counted NAME ERRFILE PID: once the last status line in ERRFILE ("N pkts, R pkt/s
-# M Mbit/s drops D") accounts for $SENT packets (or after ~30 s), stops PID with SIGINT;
-# a pass if it then exits 0.
-stop_when_counted() {
-    local i got drops rc
+# wait_counted ERRFILE: until the last status line in ERRFILE ("N pkts, R pkt/s M Mbit/s
+# drops D") accounts for $SENT packets; 1 after ~30 s.
+wait_counted() {
+    local i got drops
     for ((i = 0; i < 300; i++)); do
-        read -r got drops < <(tail -1 "$2" | sed -n 's/.* \([0-9]*\) pkts, [0-9]* pkt\/s [0-9.]* Mbit\/s drops \([0-9]*\).*/\1 \2/p')
-        [ -n "$got" ] && [ $((got + drops)) -ge "$SENT" ] && break
+        read -r got drops < <(tail -1 "$1" | sed -n 's/.* \([0-9]*\) pkts, [0-9]* pkt\/s [0-9.]* Mbit\/s drops \([0-9]*\).*/\1 \2/p')
+        [ -n "$got" ] && [ $((got + drops)) -ge "$SENT" ] && return 0
         sleep 0.1
     done
+    return 1
+}
+
+# stop_when_counted NAME ERRFILE PID: once the last status line in ERRFILE accounts for $SENT
+# packets (wait_counted, or after ~30 s), stops PID with SIGINT; a pass if it then exits 0.
+stop_when_counted() {
+    local rc
+    wait_counted "$2"
     kill -INT "$3"
     wait "$3"
     rc=$?
@@ -127,6 +144,21 @@ verify_ok() {
     if fs index verify --archive "$1" >"$TMP/verify.out" 2>&1; then pass; else
         fail "$2: index verify: $(grep -v '^index verify' "$TMP/verify.out" | head -3) $(tail -1 "$TMP/verify.out")"
     fi
+}
+
+# tshark_ok ARGS...: tshark's output; 1, with its complaint on stderr, if it fails or says
+# anything but its root warning (a failed oracle must not answer "nothing": use with || fail)
+tshark_ok() {
+    local err rc
+    err=$(mktemp "$TMP/tshark.err.XXXXXX")
+    timeout 300 tshark "$@" 2>"$err"
+    rc=$?
+    if [ $rc -ne 0 ] || grep -qv '^Running as user "root"' "$err"; then
+        echo "tshark $*: exit $rc: $(grep -v '^Running as user "root"' "$err" | head -c 300)" >&2
+        rm -f "$err"
+        return 1
+    fi
+    rm -f "$err"
 }
 
 # tshark_packets FILE: one line per packet as tshark reads it (also a pcapng whose interfaces

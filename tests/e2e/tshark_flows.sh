@@ -7,11 +7,20 @@
 # A flow is the IP 5-tuple; ports are 0 for protocols without them and for
 # non-first fragments; for ICMP errors the outer header counts (tshark lists
 # the outer fields first).
+# Exit 1, with tshark's complaint on stderr, if tshark fails or says anything but
+# its root warning: no answer then, never an empty one.
 mode=$1
-tshark -r "$2" -o ip.defragment:FALSE -o ipv6.defragment:FALSE -T fields -E separator=';' \
+fields=$(mktemp) err=$(mktemp)
+trap 'rm -f "$fields" "$err"' EXIT
+timeout 300 tshark -r "$2" -o ip.defragment:FALSE -o ipv6.defragment:FALSE -T fields -E separator=';' \
     -e frame.protocols -e ip.proto -e ipv6.nxt -e ip.src -e ipv6.src -e ip.dst -e ipv6.dst \
     -e tcp.srcport -e udp.srcport -e tcp.dstport -e udp.dstport -e ip.ttl -e ipv6.hlim \
-    -e ip.frag_offset -e ipv6.fraghdr.offset -e ipv6.fraghdr.nxt 2>/dev/null |
+    -e ip.frag_offset -e ipv6.fraghdr.offset -e ipv6.fraghdr.nxt >"$fields" 2>"$err"
+rc=$?
+if [ $rc -ne 0 ] || grep -qv '^Running as user "root"' "$err"; then
+    echo "tshark_flows.sh: tshark -r $2: exit $rc: $(grep -v '^Running as user "root"' "$err" | head -c 300)" >&2
+    exit 1
+fi
 awk -F';' -v mode="$mode" '
 function first(s) { sub(/,.*/, "", s); return s }
 function pick(a, b) { return first(a) != "" ? first(a) : first(b) }
@@ -38,4 +47,4 @@ BEGIN { num["tcp"] = 6; num["udp"] = 17; num["icmp"] = 1; num["icmpv6"] = 58; nu
     }
     if (!(d in ref)) ref[d] = ttl
     else if (ref[d] != ttl && !(f in hit)) { hit[f] = 1; print f }
-}'
+}' "$fields"
