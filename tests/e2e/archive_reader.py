@@ -306,7 +306,7 @@ def main():
         wanted = lambda s: set.intersection(*(l.get(s, set()) for l in lists))  # noqa: E731,E741
     cands = candidates(args.archive, txn, dbs, segs, wanted)
 
-    # Per recording: its frames in chunk order (then segment, then frame number).
+    # Per recording: its frames in chunk order (then segment id, then frame number).
     runs = {}
     snaplen = linktype = None
     for seg in sorted(cands):
@@ -321,9 +321,11 @@ def main():
         snaplen = max(snaplen, rec["snaplen"])
         for num in sorted(cands[seg]):
             if num in recs:
-                runs.setdefault(rec["run"], []).append((recs[num]["chunk"], seg, num, recs[num]))
+                # a recording is one stream; a segment of run 0 (unknown) is one of its own
+                stream = (rec["run"], 0 if rec["run"] else seg)
+                runs.setdefault(stream, []).append((recs[num]["chunk"], seg, num, recs[num]))
     streams = []
-    for run in sorted(runs):
+    for run in sorted(runs):  # ranked by run, then (run 0) segment
         streams.append(run_packets(args.archive, sorted(runs[run], key=lambda t: t[:3]), flt))
     # Recordings merged by timestamp; a tie goes to the earlier recording.
     merged = heapq.merge(*(keyed(i, s) for i, s in enumerate(streams)))
