@@ -85,6 +85,13 @@ both "two tagged" "$TMP/two" - "$TMP/g2.pcap" 1
 rec --read "$PCAPS/http.pcap" --archive "$TMP/twice"
 rec --read "$PCAPS/http.pcap" --archive "$TMP/twice"
 both twice "$TMP/twice" - "$PCAPS/http.pcap"
+# packets 0-2 ns apart: many times shared by the two recordings, with different packets
+fs gen -w "$TMP/t1.pcap" --packets 5000 --flows 50 --rate 1000000000 --seed 5 2>/dev/null || fail "gen t1"
+fs gen -w "$TMP/t2.pcap" --packets 5000 --flows 50 --rate 1000000000 --seed 6 2>/dev/null || fail "gen t2"
+rec --read "$TMP/t1.pcap" --archive "$TMP/ties"
+rec --read "$TMP/t2.pcap" --archive "$TMP/ties"
+both ties "$TMP/ties" - "$TMP/t1.pcap"
+check "ties server" "$TMP/ties" - --host 10.2.0.1
 
 # ---- --snaplen 50 ---------------------------------------------------------------------------
 fs gen -w "$TMP/g50.pcap" --packets 30000 --flows 200 --vlan 30 --seed 4 --snaplen 50 2>/dev/null ||
