@@ -11,7 +11,7 @@ If the document and the code drift apart, its answer stops matching `flowscope q
 
 Debian 12: python3-lmdb, python3-zstandard (run it with /usr/bin/python3).
 
-    archive_reader.py ARCHIVE [--vlan N] --host ADDR -w OUT
+    archive_reader.py ARCHIVE [--vlan N] --host ADDR -w OUT [--candidates]
     archive_reader.py ARCHIVE [--vlan N] --tuple tcp|udp A PORTA B PORTB -w OUT
 """
 import argparse
@@ -271,6 +271,8 @@ def main():
     ap.add_argument("--tuple", nargs=5, metavar=("PROTO", "A", "PORTA", "B", "PORTB"))
     ap.add_argument("-w", dest="out", required=True)
     ap.add_argument("--print-filter", action="store_true", help="the tcpdump filter, then exit")
+    ap.add_argument("--candidates", action="store_true",
+                    help="print the frames to read per segment (as query --explain), then exit")
     args = ap.parse_args()
     vl = "vlan and " * args.vlan
     if args.host:
@@ -305,6 +307,13 @@ def main():
                  term_frames(txn, dbs["terms"], b"P", struct.pack(">H", pb), last)]
         wanted = lambda s: set.intersection(*(l.get(s, set()) for l in lists))  # noqa: E731,E741
     cands = candidates(args.archive, txn, dbs, segs, wanted)
+    if args.candidates:
+        for seg in sorted(cands):
+            recs = frame_records(txn, dbs["frames"], seg)
+            n = len([f for f in cands[seg] if f in recs])
+            if n:
+                print("  segment %d: %d frames" % (seg, n))
+        return
 
     # Per recording: its frames in chunk order (then segment id, then frame number).
     runs = {}

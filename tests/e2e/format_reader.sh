@@ -23,7 +23,8 @@ top_tuple() {
 }
 
 # check NAME ARCHIVE SRC|- READER-ARGS...: the reader's answer equals `flowscope query`'s with
-# the same filter, is not empty, and (SRC given) equals tcpdump's selection from SRC
+# the same filter, is not empty, and (SRC given) equals tcpdump's selection from SRC; for a host,
+# the frames it reads are those `query --explain` lists
 check() {
     local name=$1 a=$2 src=$3 filter n
     shift 3
@@ -38,6 +39,12 @@ check() {
     [ "${n:-0}" -gt 0 ] && pass || fail "$name: '$filter' selects nothing (a test without a question)"
     if cmp -s "$TMP/r.pcap" "$TMP/q.pcap"; then pass; else
         fail "$name: '$filter': the reader's answer ($(npackets "$TMP/r.pcap") packets) differs from flowscope query's ($n): $(cmp "$TMP/r.pcap" "$TMP/q.pcap" 2>&1 | head -1)"
+    fi
+    if [[ " $* " == *" --host "* ]]; then # the frames it reads: those of --explain
+        $PY "$READER" "$a" "$@" --candidates -w /dev/null >"$TMP/rc.txt" 2>&1
+        fs query --archive "$a" --explain "$filter" 2>/dev/null | grep '^  segment' >"$TMP/qc.txt"
+        cmp -s "$TMP/rc.txt" "$TMP/qc.txt" && pass ||
+            fail "$name: '$filter': the reader's candidate frames differ from --explain's: $(diff "$TMP/rc.txt" "$TMP/qc.txt" | head -4 | tr '\n' ' ')"
     fi
     [ "$src" = - ] && return
     oracle "$src" "$TMP/t.pcap" "$filter"
@@ -119,7 +126,7 @@ for ((i = 0; i < 600; i++)); do # until 20000 packets are indexed (60 s at most)
     sleep 0.1
 done
 kill -9 $pid 2>/dev/null && pass || fail "crash: the recorder ended before it was killed"
-wait $pid 2>/dev/null
+{ wait $pid; } 2>/dev/null
 fs info --archive "$TMP/crash" 2>/dev/null | grep -q "open)" && pass ||
     fail "crash: no open segment left: $(fs info --archive "$TMP/crash" 2>&1 | grep segments)"
 both crash "$TMP/crash" - "$TMP/big.pcap"
