@@ -258,8 +258,14 @@ def candidates(archive, txn, dbs, segs, wanted):
     for seg, rec in segs.items():
         if rec["flags"] & SEG_UNINDEXED:
             out[seg] = set(range(rec["frames"]))
-        else:
-            out[seg] = wanted(seg) | u_frames.get(seg, set())
+            continue
+        # UNINDEXED frames are always read: the `U` term lists them, so do their records
+        flagged = {num for num, f in frame_records(txn, dbs["frames"], seg).items()
+                   if f["flags"] & FRAME_UNINDEXED}
+        if flagged != u_frames.get(seg, set()):
+            die("segment %d: UNINDEXED frames %s, the U term lists %s"
+                % (seg, sorted(flagged), sorted(u_frames.get(seg, set()))))
+        out[seg] = wanted(seg) | flagged
     return out
 
 
