@@ -558,7 +558,8 @@ static void test_strict_decoders(void **state)
 	v.mv_size = SEG_REC_LEN + 1; /* a trailing byte */
 	assert_int_equal(archive__seg_decode(1, &v, &s), ARCHIVE_E_CORRUPT);
 
-	struct archive_frame_info f = {.csize = 100, .usize = 200, .flags = ARCHIVE_FRAME_UNINDEXED};
+	struct archive_frame_info f = {
+	    .csize = 100, .usize = 200, .flags = ARCHIVE_FRAME_UNINDEXED};
 	uint8_t fk[FRAME_KEY_LEN] = {0}, fr[FRAME_REC_LEN + 1] = {0};
 	archive__frame_encode(&f, fr);
 	MDB_val k = {.mv_size = sizeof(fk), .mv_data = fk};

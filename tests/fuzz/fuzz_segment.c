@@ -104,8 +104,8 @@ static int scan(struct seg_scan *s, struct archive_frame_info *fr, size_t *nfr)
 }
 
 /* The reader on the frames of a clean scan: each loads, with the scan's packets. */
-static void reader_agrees(const struct seg_scan *s, const struct archive_frame_info *fr,
-                          size_t nfr, int clean)
+static void reader_agrees(const struct seg_scan *s, const struct archive_frame_info *fr, size_t nfr,
+                          int clean)
 {
 	struct archive a = {.dir = dir, .lock_fd = -1};
 	struct archive_segment_info seg = {.id = 1,
