@@ -15,7 +15,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
-FUZZ_SECONDS ?= 15
+FUZZ_SECONDS ?= 12
 
 # Build dependencies and the independent test oracles, as Debian 12 packages.
 DEB_BUILD := gcc make cmake pkg-config libc6-dev libdpdk-dev dpdk liburing-dev \
@@ -77,6 +77,15 @@ test-tsan: deps
 # $(FUZZ_BUILD)/ and fails the target.
 FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined \
               -fno-sanitize-recover=all -DFLOWSCOPE_VERSION='"fuzz"'
+# Seeds: tests/fuzz/corpus/<target>/ (copied, so a run adds nothing there; remade by
+# tests/fuzz/make_seeds.sh); every input that once crashed a target stays in
+# tests/fuzz/regressions/<target>/ and is run first.
+FUZZ_TARGETS = fuzz_parse fuzz_plan fuzz_pcapng fuzz_units fuzz_index fuzz_segment
+FUZZ_ARCHIVE_SRC = archive/archive.c archive/index.c archive/terms.c archive/writer.c \
+    archive/reader.c archive/rules.c archive/scan.c archive/segio.c archive/verify.c \
+    archive/recover.c archive/retention.c archive/lmdbcheck.c flowtrack/flowkey.c \
+    flowtrack/parse.c flowtrack/table.c flowtrack/bpf.c flowtrack/units.c
+FUZZ_ARCHIVE_LIBS = $$(pkg-config --cflags --libs lmdb libpcap libzstd liburing) -lpthread
 test-fuzz: deps
 	@mkdir -p $(FUZZ_BUILD)
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_parse.c flowtrack/parse.c flowtrack/flowkey.c \
@@ -88,10 +97,21 @@ test-fuzz: deps
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_pcapng.c ingest/file.c ingest/pcapng_links.c \
 	    ingest/source.c qq/qq.c $$(pkg-config --cflags --libs libpcap) -lpthread \
 	    -o $(FUZZ_BUILD)/fuzz_pcapng
-	@for f in fuzz_parse fuzz_plan fuzz_pcapng; do \
+	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_units.c tools/cli.c $(FUZZ_ARCHIVE_SRC) \
+	    $(FUZZ_ARCHIVE_LIBS) -o $(FUZZ_BUILD)/fuzz_units
+	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_index.c $(FUZZ_ARCHIVE_SRC) $(FUZZ_ARCHIVE_LIBS) \
+	    -o $(FUZZ_BUILD)/fuzz_index
+	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_segment.c $(FUZZ_ARCHIVE_SRC) $(FUZZ_ARCHIVE_LIBS) \
+	    -o $(FUZZ_BUILD)/fuzz_segment
+	@for f in $(FUZZ_TARGETS); do \
+	    reg=$$(ls -d $(CURDIR)/tests/fuzz/regressions/$$f/* 2>/dev/null); \
+	    [ -z "$$reg" ] || (cd $(FUZZ_BUILD) && ./$$f $$reg 2>$$f.reg.log) || \
+	        { tail -30 $(FUZZ_BUILD)/$$f.reg.log; echo "test-fuzz: $$f: a regression input fails"; exit 1; }; \
+	    rm -rf $(FUZZ_BUILD)/corpus-$$f && mkdir -p $(FUZZ_BUILD)/corpus-$$f && \
+	    cp tests/fuzz/corpus/$$f/* $(FUZZ_BUILD)/corpus-$$f/ 2>/dev/null; \
 	    (cd $(FUZZ_BUILD) && ./$$f -max_total_time=$(FUZZ_SECONDS) -seed=1 -print_final_stats=1 \
-	        2>$$f.log) || { tail -30 $(FUZZ_BUILD)/$$f.log; exit 1; }; \
-	    echo "test-fuzz: $$f: $$(grep -o 'stat::number_of_executed_units: [0-9]*' $(FUZZ_BUILD)/$$f.log | grep -o '[0-9]*$$') inputs, no crash"; \
+	        corpus-$$f 2>$$f.log) || { tail -30 $(FUZZ_BUILD)/$$f.log; exit 1; }; \
+	    echo "test-fuzz: $$f: $$(echo $$reg | wc -w) regression inputs, $$(grep -o 'stat::number_of_executed_units: [0-9]*' $(FUZZ_BUILD)/$$f.log | grep -o '[0-9]*$$') inputs, no crash"; \
 	done
 
 test: format-check test-release test-asan test-tsan test-fuzz

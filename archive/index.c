@@ -10,6 +10,7 @@
  * what it reads is the answer.  Readers validate every value before use.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "archive/archive_pvt.h"
@@ -44,12 +45,37 @@ void archive__seg_encode(const struct archive_segment_info *s, uint64_t created_
 	/* 88..95 reserved, zero */
 }
 
+/*
+ * What is wrong with a segment record, or NULL: the exact size, the version,
+ * the reserved bytes zero and no unknown flag (the encoder writes nothing
+ * else, so an accepted record re-encodes to the same bytes).
+ */
+static const char *seg_damage(const MDB_val *v, char *buf, size_t len)
+{
+	const uint8_t *p = v->mv_data;
+	if (v->mv_size != SEG_REC_LEN)
+		snprintf(buf, len, "record of %zu bytes (%u expected)", v->mv_size, SEG_REC_LEN);
+	else if (le32_get(p) != SEG_REC_VERSION)
+		snprintf(buf, len, "record version %u (this flowscope knows %u)", le32_get(p),
+		         SEG_REC_VERSION);
+	else if (le32_get(p + 4) != ARCHIVE_SEG_OPEN && le32_get(p + 4) != ARCHIVE_SEG_CLOSED)
+		snprintf(buf, len, "bad state %u", le32_get(p + 4));
+	else if (le32_get(p + 8) & ~ARCHIVE_SEG_UNINDEXED)
+		snprintf(buf, len, "unknown flags 0x%x", le32_get(p + 8));
+	else if (le64_get(p + 88) != 0)
+		snprintf(buf, len, "reserved record bytes are not zero");
+	else
+		return NULL;
+	return buf;
+}
+
 int archive__seg_decode(uint64_t id, const MDB_val *v, struct archive_segment_info *s)
 {
 	const uint8_t *p = v->mv_data;
-	if (v->mv_size < SEG_REC_LEN || le32_get(p) != SEG_REC_VERSION)
-		return archive__fail(ARCHIVE_E_CORRUPT, "index: segment %llu: bad record",
-		                     (unsigned long long)id);
+	char why[80];
+	if (seg_damage(v, why, sizeof(why)))
+		return archive__fail(ARCHIVE_E_CORRUPT, "index: segment %llu: %s",
+		                     (unsigned long long)id, why);
 	memset(s, 0, sizeof(*s));
 	s->id = id;
 	s->state = (enum archive_segment_state)le32_get(p + 4);
@@ -66,9 +92,6 @@ int archive__seg_decode(uint64_t id, const MDB_val *v, struct archive_segment_in
 	s->flows = le32_get(p + 72);
 	s->run = le32_get(p + 76);
 	s->created_ns = le64_get(p + 80);
-	if (s->state != ARCHIVE_SEG_OPEN && s->state != ARCHIVE_SEG_CLOSED)
-		return archive__fail(ARCHIVE_E_CORRUPT, "index: segment %llu: bad state %u",
-		                     (unsigned long long)id, (unsigned)s->state);
 	return 0;
 }
 
@@ -87,8 +110,13 @@ void archive__frame_encode(const struct archive_frame_info *f, uint8_t out[FRAME
 int archive__frame_decode(const MDB_val *k, const MDB_val *v, struct archive_frame_info *f)
 {
 	const uint8_t *p = v->mv_data;
-	if (k->mv_size != FRAME_KEY_LEN || v->mv_size < FRAME_REC_LEN)
-		return archive__fail(ARCHIVE_E_CORRUPT, "index: bad frame record");
+	if (k->mv_size != FRAME_KEY_LEN || v->mv_size != FRAME_REC_LEN)
+		return archive__fail(ARCHIVE_E_CORRUPT,
+		                     "index: frame record of %zu bytes (%u expected), key of %zu",
+		                     v->mv_size, FRAME_REC_LEN, k->mv_size);
+	if (le32_get(p + 36) & ~ARCHIVE_FRAME_UNINDEXED)
+		return archive__fail(ARCHIVE_E_CORRUPT, "index: frame record: unknown flags 0x%x",
+		                     le32_get(p + 36));
 	f->seg = be64_get(k->mv_data);
 	f->frame = be32_get((const uint8_t *)k->mv_data + 8);
 	f->offset = le64_get(p);
@@ -113,14 +141,22 @@ static size_t uvarint_put(uint8_t *p, uint64_t v)
 	return n;
 }
 
-/* Reads an unsigned LEB128 of at most 64 bits at *i; 0 or -1 (malformed). */
+/*
+ * Reads an unsigned LEB128 at *i, strictly: at most 64 bits (10 bytes, the
+ * last 0 or 1) in its shortest form (no final zero byte but for 0 itself), as
+ * uvarint_put writes it; 0, or -1 when malformed.
+ */
 static int uvarint_get(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
 {
 	uint64_t x = 0;
 	for (unsigned s = 0; *i < len && s < 64; s += 7) {
 		uint8_t b = p[(*i)++];
+		if (s == 63 && b > 1)
+			return -1; /* bits beyond 64, or an 11th byte */
 		x |= (uint64_t)(b & 0x7f) << s;
 		if (!(b & 0x80)) {
+			if (b == 0 && s > 0)
+				return -1; /* over-long: a shorter encoding exists */
 			*v = x;
 			return 0;
 		}
@@ -159,6 +195,9 @@ int archive__flow_decode(const MDB_val *k, const MDB_val *v, struct archive_flow
 	} else {
 		bad = 1;
 	}
+	/* the last timestamp within 64 bits; VLAN ids of 12 bits (the rest is reserved) */
+	bad = bad || x[0] > UINT64_MAX - le64_get(p) || (kp[45] & 0xf0) ||
+	      (k->mv_size == FLOW_KEY_LEN && (kp[47] & 0xf0));
 	if (bad)
 		return archive__fail(ARCHIVE_E_CORRUPT, "index: bad flow record");
 	memset(f, 0, sizeof(*f));

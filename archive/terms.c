@@ -356,14 +356,17 @@ static uint32_t varint_put(uint8_t *p, uint32_t v)
 	return n;
 }
 
-/* Reads a varint of at most 32 bits; returns its length, 0 if malformed. */
+/*
+ * Reads a varint of at most 32 bits in its shortest form (as varint_put
+ * writes it); returns its length, 0 if malformed or over-long.
+ */
 static size_t varint_get(const uint8_t *p, size_t len, uint32_t *v)
 {
 	uint64_t x = 0;
 	for (size_t i = 0; i < len && i < 5; i++) {
 		x |= (uint64_t)(p[i] & 0x7f) << (7 * i);
 		if (!(p[i] & 0x80)) {
-			if (x > UINT32_MAX)
+			if (x > UINT32_MAX || (p[i] == 0 && i > 0))
 				return 0;
 			*v = (uint32_t)x;
 			return i + 1;
@@ -460,6 +463,8 @@ int archive__plist_decode(const uint8_t *p, size_t len, int (*fn)(uint32_t frame
 			i += n;
 			run += 2;
 		}
+		if (end > 0 && item >> 1 == 0)
+			return -EINVAL; /* two runs that touch: runs are maximal, the encoding unique */
 		uint64_t start = end + (item >> 1);
 		if (start + run > (uint64_t)UINT32_MAX + 1)
 			return -EINVAL;

@@ -139,7 +139,8 @@ int archive__plist_cut(struct plist *pl, uint32_t nframes);
 /*
  * Decodes an encoded list, calling fn(frame, arg) for each frame in order;
  * fn's non-zero return stops.  Returns 0, fn's value, or -EINVAL (malformed:
- * truncated varint, run beyond 2^32, trailing garbage).
+ * truncated or over-long varint, run beyond 2^32, trailing garbage, two runs
+ * that touch): what it accepts is the one encoding archive__plist_add writes.
  */
 int archive__plist_decode(const uint8_t *p, size_t len, int (*fn)(uint32_t frame, void *arg),
                           void *arg);

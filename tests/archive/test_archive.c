@@ -536,6 +536,78 @@ static void test_plist_codec(void **state)
 	assert_int_equal(archive__plist_decode(norun, sizeof(norun), collect_frame, &o), -EINVAL);
 }
 
+/*
+ * The index's record decoders are strict, as `index verify` is: an accepted
+ * record is exactly what the encoder writes.  Reserved bytes, unknown flags,
+ * wrong sizes, over-long varints and trailing bytes are damage.
+ */
+static void test_strict_decoders(void **state)
+{
+	(void)state;
+	struct archive_segment_info s = {.state = ARCHIVE_SEG_CLOSED, .frames = 2, .run = 1};
+	uint8_t seg[SEG_REC_LEN + 1] = {0};
+	archive__seg_encode(&s, 5, seg);
+	MDB_val v = {.mv_size = SEG_REC_LEN, .mv_data = seg};
+	assert_int_equal(archive__seg_decode(1, &v, &s), 0);
+	seg[90] = 1; /* reserved */
+	assert_int_equal(archive__seg_decode(1, &v, &s), ARCHIVE_E_CORRUPT);
+	seg[90] = 0;
+	seg[9] = 1; /* flag bit 8: unknown */
+	assert_int_equal(archive__seg_decode(1, &v, &s), ARCHIVE_E_CORRUPT);
+	seg[9] = 0;
+	v.mv_size = SEG_REC_LEN + 1; /* a trailing byte */
+	assert_int_equal(archive__seg_decode(1, &v, &s), ARCHIVE_E_CORRUPT);
+
+	struct archive_frame_info f = {
+	    .csize = 100, .usize = 200, .flags = ARCHIVE_FRAME_UNINDEXED};
+	uint8_t fk[FRAME_KEY_LEN] = {0}, fr[FRAME_REC_LEN + 1] = {0};
+	archive__frame_encode(&f, fr);
+	MDB_val k = {.mv_size = sizeof(fk), .mv_data = fk};
+	v = (MDB_val){.mv_size = FRAME_REC_LEN, .mv_data = fr};
+	assert_int_equal(archive__frame_decode(&k, &v, &f), 0);
+	v.mv_size = FRAME_REC_LEN + 1;
+	assert_int_equal(archive__frame_decode(&k, &v, &f), ARCHIVE_E_CORRUPT);
+	v.mv_size = FRAME_REC_LEN;
+	fr[36] = 2; /* unknown flag */
+	assert_int_equal(archive__frame_decode(&k, &v, &f), ARCHIVE_E_CORRUPT);
+
+	struct archive_flow_info fl = {.first_ns = 1000, .last_ns = 1500, .packets = {1, 0}};
+	uint8_t key[FLOW_KEY_LEN] = {0}, val[FLOW_REC_MAX + 4];
+	size_t n = archive__flow_encode(&fl, val);
+	k = (MDB_val){.mv_size = sizeof(key), .mv_data = key};
+	v = (MDB_val){.mv_size = n, .mv_data = val};
+	assert_int_equal(archive__flow_decode(&k, &v, &fl), 0);
+	/* packets a->b = 1 written over-long as 81 00; the rest moves on by one byte */
+	uint8_t longer[FLOW_REC_MAX + 4];
+	memcpy(longer, val, 10);
+	longer[10] = 0x81;
+	longer[11] = 0x00;
+	memcpy(longer + 12, val + 11, n - 11);
+	assert_int_equal(val[10], 0x01);
+	v = (MDB_val){.mv_size = n + 1, .mv_data = longer};
+	assert_int_equal(archive__flow_decode(&k, &v, &fl), ARCHIVE_E_CORRUPT);
+	/* last - first of more than 64 bits: ten bytes, the last 0x7f */
+	uint8_t wide[8 + 10 + 4 + 2 + 1] = {0};
+	memset(wide + 8, 0xff, 9);
+	wide[17] = 0x7f;
+	v = (MDB_val){.mv_size = sizeof(wide), .mv_data = wide};
+	assert_int_equal(archive__flow_decode(&k, &v, &fl), ARCHIVE_E_CORRUPT);
+	/* last - first past the end of time: first + delta beyond 64 bits */
+	le64_put(val, UINT64_MAX - 100);
+	v = (MDB_val){.mv_size = n, .mv_data = val};
+	assert_int_equal(archive__flow_decode(&k, &v, &fl), ARCHIVE_E_CORRUPT);
+	le64_put(val, 1000);
+	key[45] = 0x10; /* a VLAN id of more than 12 bits */
+	assert_int_equal(archive__flow_decode(&k, &v, &fl), ARCHIVE_E_CORRUPT);
+
+	/* posting lists: {3} as an over-long varint, {3} {4} as two runs that touch */
+	struct frames_out o = {.n = 0};
+	const uint8_t over[] = {0x86, 0x00}, touch[] = {0x06, 0x00};
+	assert_int_equal(archive__plist_decode(over, sizeof(over), collect_frame, &o), -EINVAL);
+	o.n = 0;
+	assert_int_equal(archive__plist_decode(touch, sizeof(touch), collect_frame, &o), -EINVAL);
+}
+
 /* One packet per segment across three index partitions: lookups by segment range. */
 static void test_partitions(void **state)
 {
@@ -721,6 +793,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_frame_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rotation_and_time_range, setup, teardown),
 	    cmocka_unit_test(test_plist_codec),
+	    cmocka_unit_test(test_strict_decoders),
 	    cmocka_unit_test_setup_teardown(test_partitions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_drop_list, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_discard, setup, teardown),

@@ -1,7 +1,9 @@
 /*
- * libFuzzer target: the file source on arbitrary bytes, above all the pcapng
- * block walk (ingest/pcapng_links.c) that hands libpcap files whose
- * interfaces differ.  The input goes to a memfd read as a file; when its
+ * libFuzzer target: the file source (ingest/file.c) on arbitrary bytes:
+ * plain pcap files (either byte order, micro- or nanosecond) as libpcap reads
+ * them, and pcapng, above all the block walk (ingest/pcapng_links.c) that
+ * hands libpcap files whose interfaces differ; the seeds (corpus/fuzz_pcapng)
+ * hold both.  The input goes to a memfd read as a file; when its
  * first byte is odd, a section header and two interface blocks of different
  * link types come first, so the fuzzer starts inside a valid pcapng.  Every
  * packet's bytes are read: a read past them is a crash.
