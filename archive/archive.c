@@ -35,13 +35,12 @@ const char *archive_errmsg(void)
 	return tls_errmsg;
 }
 
-int archive__fail(int err, const char *fmt, ...)
+void archive__errmsg_set(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(tls_errmsg, sizeof(tls_errmsg), fmt, ap);
 	va_end(ap);
-	return err;
 }
 
 /*
@@ -168,7 +167,7 @@ static int format_write(const char *dir)
 	FILE *f = fopen(tmp, "we");
 	if (!f)
 		return archive__fail(-errno, "%s: %s", tmp, strerror(errno));
-	fprintf(f, FORMAT_MAGIC " %u\n", ARCHIVE_FORMAT_VERSION);
+	fprintf(f, FORMAT_MAGIC " %u\n", (unsigned)ARCHIVE_FORMAT_VERSION);
 	int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
 	int e = errno;
 	if (fclose(f) != 0 && !bad) {

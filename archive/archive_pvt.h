@@ -153,8 +153,22 @@ void archive__flow_key_get(const MDB_val *k, struct ft_flow_key *key);
 char *archive__seg_path(const struct archive *a, uint64_t id, enum archive_segment_state state,
                         char *buf, size_t len);
 
-/* Sets this thread's error detail (printf-style); returns err for chaining. */
-int archive__fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Sets this thread's error detail (printf-style). */
+void archive__errmsg_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Sets this thread's error detail (printf-style) and is err, for chaining:
+ * `return archive__fail(ARCHIVE_E_CORRUPT, "...")`; err is read first (it may
+ * be -errno).  A macro so that the value is plain where it is used: a
+ * decoder's failure is seen to return non-zero, by the static analyzer too
+ * (which does not look into archive.c).
+ */
+#define archive__fail(err, ...)                   \
+	__extension__({                           \
+		int archive_fail_err_ = (err);    \
+		archive__errmsg_set(__VA_ARGS__); \
+		archive_fail_err_;                \
+	})
 
 /* 1 if another process holds the archive's write lock (flock on LOCK); 0 for the writer. */
 int archive__writer_active(const struct archive *a);

@@ -84,13 +84,13 @@ static int list_files_log(const char *dir, struct seg_file **out, size_t *n, arc
                           void *arg)
 {
 	char path[4096];
+	*out = NULL; /* an empty list whatever comes */
+	*n = 0;
 	snprintf(path, sizeof(path), "%s/segments", dir);
 	DIR *d = opendir(path);
 	if (!d)
 		return archive__fail(-errno, "%s: %s", path, strerror(errno));
 	size_t cap = 0;
-	*out = NULL;
-	*n = 0;
 	struct dirent *e;
 	int r = 0;
 	while ((e = readdir(d))) {
@@ -868,7 +868,7 @@ int archive_rebuild(const char *dir, archive_log_fn log, void *arg,
 		archive__rebuild_discard(fresh); /* the old index stays */
 		return r;
 	}
-	char kept[4300];
+	char kept[4300] = ""; /* written by the swap when asked for */
 	if ((r = archive__rebuild_swap(fresh, old_damaged ? kept : NULL, sizeof(kept))) == 0 &&
 	    old_damaged && kept[0])
 		say(log, arg, "the old index was moved to %s (kept, not used)", kept);

@@ -315,14 +315,14 @@ static void retire(struct archive_rule_view *v, uint64_t seq)
 			v->per_combo[r->combo]--;
 		}
 	}
-	for (size_t i = 0; i < v->nfilters;) {
-		if (v->filters[i].retire_seq <= seq) {
+	size_t kept = 0; /* the live ones moved down, in order: each rule freed once, then gone */
+	for (size_t i = 0; i < v->nfilters; i++) {
+		if (v->filters[i].retire_seq <= seq)
 			filter_free(&v->filters[i]);
-			v->filters[i] = v->filters[--v->nfilters];
-		} else {
-			i++;
-		}
+		else
+			v->filters[kept++] = v->filters[i];
 	}
+	v->nfilters = kept;
 }
 
 void archive_rule_view_update(struct archive_rule_view *v, uint64_t seq)

@@ -230,9 +230,11 @@ static void header_learn(struct seg_scan *s, const uint8_t *z, size_t zlen)
 			break;
 	}
 	ZSTD_DCtx_reset(s->dctx, ZSTD_reset_session_only);
+	if (out.pos < sizeof(h)) /* h is not all written: read none of it */
+		return;
 	uint32_t snap = le32_get(h + 16), lt = le32_get(h + 20);
-	if (out.pos < sizeof(h) || le32_get(h) != PCAP_MAGIC_NANO ||
-	    le32_get(h + 4) != 0x00040002u || snap == 0 || snap > ARCHIVE_MAX_CAPLEN || lt > 0xFFFF)
+	if (le32_get(h) != PCAP_MAGIC_NANO || le32_get(h + 4) != 0x00040002u || snap == 0 ||
+	    snap > ARCHIVE_MAX_CAPLEN || lt > 0xFFFF)
 		return;
 	s->linktype = (int)lt;
 	s->snaplen = snap;

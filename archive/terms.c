@@ -50,7 +50,7 @@ static void byteset_free(struct byteset *bs)
 	free(bs->ents);
 	free(bs->hashes);
 	free(bs->slots);
-	memset(bs, 0, sizeof(*bs));
+	*bs = (struct byteset){0}; /* fit for byteset_free again */
 }
 
 /* Entries of up to max_len bytes.  0, or -ENOMEM with bs empty (fit for byteset_free). */
@@ -99,7 +99,7 @@ static int byteset_reserve(struct byteset *bs)
 {
 	if (bs->n < bs->cap)
 		return 0;
-	size_t nc = 2 * (size_t)bs->cap;
+	size_t nc = bs->cap ? 2 * (size_t)bs->cap : 64; /* never 0 (a set is made with room) */
 	uint8_t *ne = realloc(bs->ents, nc * bs->stride);
 	if (!ne)
 		return -ENOMEM;
@@ -160,6 +160,7 @@ static int byteset_add(struct byteset *bs, uint8_t type, const uint8_t *b, uint8
 
 int archive__termset_init(struct termset *ts)
 {
+	*ts = (struct termset){0}; /* sigs is freed below even when terms failed first */
 	if (byteset_init(&ts->terms, 1024, TERMS_TERM_MAXLEN) ||
 	    byteset_init(&ts->sigs, 1024, TERM_ENTRY_MAX)) {
 		archive__termset_free(ts);

@@ -324,10 +324,11 @@ static int seg_open(struct verify *v, struct seg_check *sc)
 
 /* ---- frames ------------------------------------------------------------------------------- */
 
-/* The index's record of a frame: 1 and *out, 0 (reported), or an LMDB error. */
+/* The index's record of a frame: 1 and *out, 0 (reported), or an LMDB error; *out zeroed first. */
 static int frame_record(struct verify *v, uint64_t seg, uint32_t frame,
                         struct archive_frame_info *out)
 {
+	memset(out, 0, sizeof(*out)); /* archive__lmdb_fail() < 0: scan-build cannot see it */
 	uint8_t kb[FRAME_KEY_LEN];
 	be64_put(kb, seg);
 	be32_put(kb + 8, frame);

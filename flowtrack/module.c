@@ -87,7 +87,7 @@ static int module_check(const struct ft_module *m, const char *what, char *err, 
 		snprintf(err, errlen,
 		         "%s: module ABI %u, flowscope needs %u: rebuild it against this "
 		         "flowscope's flowtrack/flowtrack.h (docs/modules.md)",
-		         what, m ? m->abi : 0, FT_MODULE_ABI);
+		         what, m ? m->abi : 0, (unsigned)FT_MODULE_ABI);
 		return -EINVAL;
 	}
 	if (!m->name || !m->handle_packet) {

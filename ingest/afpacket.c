@@ -406,7 +406,7 @@ int ingest_afpacket_open(const char *ifname, unsigned rx_queues, uint16_t port,
 	}
 	if (rx_queues < 1 || rx_queues > INGEST_MAX_QUEUES) {
 		snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: %u receive queues (1..%u)", ifname,
-		         rx_queues, INGEST_MAX_QUEUES);
+		         rx_queues, (unsigned)INGEST_MAX_QUEUES);
 		return -EINVAL;
 	}
 	struct afp_source *a = calloc(1, sizeof(*a));

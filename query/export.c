@@ -234,7 +234,8 @@ static int json_format(int linktype, const struct archive_record *r, char *buf)
 static int json_packet(struct export *x, int linktype, const struct archive_record *r)
 {
 	char buf[JSON_MAX];
-	return put(x, buf, (size_t)json_format(linktype, r, buf));
+	int n = json_format(linktype, r, buf); /* buf written before put reads it */
+	return put(x, buf, (size_t)n);
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------ */

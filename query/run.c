@@ -731,8 +731,10 @@ static size_t streams_cut(struct fref *f, size_t n, struct stream *st, struct st
 {
 	size_t ns = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (i == 0 || !same_stream(&f[i - 1], &f[i]))
-			st[ns++] = (struct stream){.f = &f[i], .rank = ns, .min_ns = UINT64_MAX};
+		if (i == 0 || !same_stream(&f[i - 1], &f[i])) {
+			st[ns] = (struct stream){.f = &f[i], .rank = ns, .min_ns = UINT64_MAX};
+			ns++; /* not in the line above: ns read and incremented there is undefined */
+		}
 		struct stream *k = &st[ns - 1];
 		const struct archive_frame_info *fi = &f[i].c->frames[f[i].i];
 		k->n++;

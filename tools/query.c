@@ -326,7 +326,7 @@ int query_main(int argc, char **argv)
 		return EXIT_FAIL;
 	}
 	char tmp[4096], err[QUERY_ERRBUF_SIZE];
-	struct query_result res;
+	struct query_result res = {0}; /* read only when query_run ran and succeeded */
 	a.q.notices = stderr;
 	a.q.notice_prefix = "flowscope query: ";
 	int status = open_output(&a, tmp, sizeof(tmp));

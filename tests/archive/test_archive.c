@@ -30,9 +30,13 @@ struct fixture {
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	snprintf(f->dir, sizeof(f->dir), "/tmp/flowscope-test-archive.XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (!f)
 		return -1;
+	snprintf(f->dir, sizeof(f->dir), "/tmp/flowscope-test-archive.XXXXXX");
+	if (!mkdtemp(f->dir)) {
+		free(f);
+		return -1;
+	}
 	*state = f;
 	return 0;
 }
@@ -783,6 +787,43 @@ static void test_close_discard(void **state)
 	archive_close(a);
 }
 
+/* Filter rules: the earliest one still live wins, before and after older ones retire (a
+ * retired rule is freed once and the others keep their order). */
+static void test_filter_rules_retire(void **state)
+{
+	(void)state;
+	uint8_t pkt[54] = {0}; /* Ethernet, IPv4, TCP 10.0.0.1:1234 -> 10.0.0.2:80, SYN */
+	const uint8_t ip_tcp[] = {0x08, 0x00, 0x45, 0, 0, 40, 0,  0, 0, 0, 64,   6,
+	                          0,    0,    10,   0, 0, 1,  10, 0, 0, 2, 0x04, 0xd2,
+	                          0,    80,   0,    0, 0, 0,  0,  0, 0, 0, 0x50, 0x02};
+	memcpy(pkt + 12, ip_tcp, sizeof(ip_tcp));
+	const char *expr[3] = {"ip", "tcp", "tcp port 80"}; /* added in this order, all match */
+	struct ft_flow_key key[3];
+	struct archive_rules *r;
+	struct archive_rule_view *v;
+	assert_int_equal(archive_rules_create(&r), 0);
+	assert_int_equal(archive_rule_view_create(r, &v), 0);
+	for (int i = 0; i < 3; i++) {
+		memset(&key[i], i + 1, sizeof(key[i]));
+		assert_int_equal(archive_rules_add(r, &key[i], FT_KEY_BIDIRECTIONAL, 0, expr[i],
+		                                   (uint16_t)(i + 1)),
+		                 0);
+	}
+	archive_rule_view_update(v, 0);
+	assert_int_equal(archive_rule_view_size(v), 3);
+	assert_int_equal(archive_rule_view_match(v, FT_DLT_EN10MB, 100, pkt, 54, 54), 1);
+	for (int i = 0; i < 2; i++) { /* "ip", then "tcp" expires and retires */
+		assert_int_equal(
+		    archive_rules_expire(r, &key[i], FT_KEY_BIDIRECTIONAL, 0, 50, 10 * (i + 1)), 0);
+		archive_rule_view_update(v, 10 * (i + 1));
+		assert_int_equal(archive_rule_view_size(v), 2 - i);
+		assert_int_equal(archive_rule_view_match(v, FT_DLT_EN10MB, 100, pkt, 54, 54),
+		                 i + 2);
+	}
+	archive_rule_view_destroy(v);
+	archive_rules_destroy(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -797,6 +838,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_partitions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_drop_list, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_discard, setup, teardown),
+	    cmocka_unit_test(test_filter_rules_retire),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

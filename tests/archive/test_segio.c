@@ -134,8 +134,15 @@ static int dirs_setup(void **state)
 		return -1;
 	snprintf(d->ext4, sizeof(d->ext4), "/tmp/flowscope-test-segio.XXXXXX");
 	snprintf(d->shm, sizeof(d->shm), "/dev/shm/flowscope-test-segio.XXXXXX");
-	if (!mkdtemp(d->ext4) || !mkdtemp(d->shm))
+	if (!mkdtemp(d->ext4)) {
+		free(d);
 		return -1;
+	}
+	if (!mkdtemp(d->shm)) {
+		rmdir(d->ext4);
+		free(d);
+		return -1;
+	}
 	*state = d;
 	return 0;
 }
@@ -556,8 +563,10 @@ static int full_fs_setup(void **state)
 	if (!f)
 		return -1;
 	snprintf(f->dir, sizeof(f->dir), "/tmp/flowscope-test-segio-full.XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (!mkdtemp(f->dir)) {
+		free(f);
 		return -1;
+	}
 	*state = f;
 	return 0;
 }

@@ -112,8 +112,13 @@ static int dataset_make(struct dataset *d, size_t nflows, size_t npkts, unsigned
 	*d = (struct dataset){.nflows = nflows, .npkts = npkts};
 	for (unsigned i = 0; i < nparts; i++)
 		d->pkts[i] = malloc(npkts * FRAME); /* virtual: only what is written gets memory */
-	if (!tmpl || !owner || !d->pkts[0] || (nparts > 1 && !d->pkts[1]))
+	if (!tmpl || !owner || !d->pkts[0] || (nparts > 1 && !d->pkts[1])) {
+		free(tmpl);
+		free(owner);
+		free(d->pkts[0]);
+		free(d->pkts[1]);
 		return -1;
+	}
 	for (size_t i = 0; i < nflows; i++) {
 		make_frame(tmpl + i * FRAME, (uint32_t)i);
 		struct ft_packet p;
