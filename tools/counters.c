@@ -9,9 +9,14 @@
 
 #include "tools/counters.h"
 
-#define FIELD(type, name, field)                                                               \
-	{ name, offsetof(type, field), sizeof(((type *)0)->field), NULL }
-#define DERIVED(name, fn) { name, 0, 0, fn }
+#define FIELD(type, name, field)                                              \
+	{                                                                     \
+		name, offsetof(type, field), sizeof(((type *)0)->field), NULL \
+	}
+#define DERIVED(name, fn)      \
+	{                      \
+		name, 0, 0, fn \
+	}
 #define COUNT(t) (sizeof(t) / sizeof((t)[0]))
 
 static uint64_t ingest_drops(const void *stats)
