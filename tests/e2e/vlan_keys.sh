@@ -35,8 +35,8 @@ archived() {
 
 # module_flows NAME N: the module's report line in $TMP/err counts N flows
 module_flows() {
-    grep -qE "module .*: packets 66, flows $2," "$TMP/err" && pass ||
-        fail "$1: expected $2 flows: $(grep -E 'module .*: packets' "$TMP/err")"
+    grep -qE "^flowscope [a-z]+: module\.([0-9]+)\.packets=66 module\.\1\.flows=$2 " "$TMP/err" && pass ||
+        fail "$1: expected $2 flows: $(grep -E 'module\.[0-9]+\.packets=' "$TMP/err")"
 }
 
 # ---- --trigger: the issue's case, and each QinQ tenant alone ------------------------------
