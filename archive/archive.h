@@ -152,7 +152,7 @@ struct archive_writer_stats {
 	uint64_t commits;          /* index transactions committed */
 	int full;                  /* 1: the disk is full, packets are counted, not stored */
 	uint64_t full_events;      /* times the disk filled up */
-	uint64_t unstored_packets; /* archive.writer.unstored: packets lost to a full disk */
+	uint64_t unstored_packets; /* archive.writer.unstored_packets: lost to a full disk */
 	uint64_t unstored_bytes;   /* their wire bytes */
 	const char *io;            /* segment I/O: "io_uring" or "pwritev" (static string) */
 	int io_direct;             /* 1: the last segment was written with O_DIRECT */

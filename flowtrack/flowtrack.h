@@ -254,9 +254,9 @@ struct ft_flow {
 
 struct ft_table_stats {
 	uint64_t flows;    /* flows in the table now */
-	uint64_t inserted; /* flowtrack.table.inserted */
-	uint64_t evicted;  /* flowtrack.table.evicted: removed to make room */
-	uint64_t expired;  /* flowtrack.table.expired: removed by ft_table_remove() */
+	uint64_t inserted; /* flowtrack.analyzerN.flows (docs/counters.md) */
+	uint64_t evicted;  /* flowtrack.analyzerN.evicted: removed to make room */
+	uint64_t expired;  /* removed by ft_table_remove() (not reported) */
 };
 
 /*

@@ -39,7 +39,7 @@
  * When full
  *   In QQ_MODE_OVERWRITE (live capture) a producer that finds no free chunk
  *   discards the oldest published chunk that no thread is using, and counts it
- *   (qq.enqueue.overwritten_*): ingest never blocks.  In QQ_MODE_BACKPRESSURE
+ *   (qq.overwritten_*): ingest never blocks.  In QQ_MODE_BACKPRESSURE
  *   (file replay) the producer waits for a dumper to free a chunk instead.
  *
  * Threading
@@ -262,13 +262,13 @@ struct qq_stats {
 	double fill;                  /* chunks_used / chunks */
 	uint64_t oldest_ns;           /* oldest timestamp held (0 if empty) */
 	uint64_t newest_ns;           /* newest timestamp published (0 if empty) */
-	uint64_t enqueued_packets;    /* qq.enqueue.packets */
-	uint64_t enqueued_bytes;      /* qq.enqueue.bytes (captured bytes) */
-	uint64_t overwritten_chunks;  /* qq.enqueue.overwritten_chunks */
-	uint64_t overwritten_packets; /* qq.enqueue.overwritten_packets */
-	uint64_t overwritten_bytes;   /* qq.enqueue.overwritten_bytes */
-	uint64_t dropped_packets;     /* qq.enqueue.dropped_busy: ring full, oldest chunk in use */
-	uint64_t backpressure_waits;  /* qq.enqueue.backpressure_waits */
+	uint64_t enqueued_packets;    /* qq.packets (names: docs/counters.md) */
+	uint64_t enqueued_bytes;      /* qq.captured_bytes */
+	uint64_t overwritten_chunks;  /* qq.overwritten_chunks */
+	uint64_t overwritten_packets; /* qq.overwritten_packets */
+	uint64_t overwritten_bytes;   /* qq.overwritten_bytes */
+	uint64_t dropped_packets;     /* qq.dropped_busy: ring full, oldest chunk in use */
+	uint64_t backpressure_waits;  /* qq.backpressure_waits */
 	int hugepages;                /* 1 if the ring is backed by reserved huge pages */
 	uint64_t page_size;           /* 1 GiB, 2 MiB, or the base page (THP may still apply) */
 };

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "tools/cli.h"
+#include "tools/counters.h"
 #include "tools/record.h"
 
 /* ---- options ---------------------------------------------------------------------------- */
@@ -499,43 +500,35 @@ void capture_report_ingest(FILE *f, struct ingest_source *src,
                            const struct ingest_source_info *info)
 {
 	struct ingest_stats st;
-	for (int q = info->queues > 1 ? 0 : -1; q < (int)info->queues; q++) {
-		char name[32] = "";
-		if (q >= 0)
-			snprintf(name, sizeof(name), ".q%d", q);
-		ingest_source_stats(src, q, &st);
-		fprintf(f, "ingest.%s%s: packets %" PRIu64 ", bytes %" PRIu64 ", drops %" PRIu64,
-		        info->kind, name, st.packets, st.wire_bytes, ingest_stats_drops(&st));
-		drop_reasons(f, &st);
-		if (st.truncated_records)
-			fprintf(f, ", truncated_records %" PRIu64, st.truncated_records);
-		fputc('\n', f);
-		if (q < 0)
-			break;
+	char prefix[64];
+	for (unsigned q = 0; info->queues > 1 && q < info->queues; q++) {
+		snprintf(prefix, sizeof(prefix), "ingest.%s.q%u", info->kind, q);
+		ingest_source_stats(src, (int)q, &st);
+		counters_print_line(f, prefix, counters_ingest, counters_ingest_n, &st);
 	}
-	if (info->queues > 1) {
-		ingest_source_stats(src, -1, &st);
-		fprintf(f, "ingest.%s: packets %" PRIu64 ", bytes %" PRIu64 ", drops %" PRIu64,
-		        info->kind, st.packets, st.wire_bytes, ingest_stats_drops(&st));
-		drop_reasons(f, &st);
-		fputc('\n', f);
-	}
+	snprintf(prefix, sizeof(prefix), "ingest.%s", info->kind);
+	ingest_source_stats(src, -1, &st);
+	counters_print_line(f, prefix, counters_ingest, counters_ingest_n, &st);
 }
 
 void capture_report_flows(FILE *f, const struct record_analyzer *ana, unsigned n)
 {
-	uint64_t flows = 0, evicted = 0;
-	fprintf(f, "flowtrack:");
+	struct counters_flowtrack sum = {0};
+	char prefix[64];
 	for (unsigned i = 0; i < n; i++) {
 		struct ft_table_stats st;
 		ft_table_stats(ana[i].flows, &st);
-		flows += st.inserted;
-		evicted += st.evicted;
-		fprintf(f, " analyzer%u %" PRIu64 " packets %" PRIu64 " flows,", i, ana[i].packets,
-		        st.inserted);
+		struct counters_flowtrack c = {
+		    .packets = ana[i].packets, .flows = st.inserted, .evicted = st.evicted};
+		snprintf(prefix, sizeof(prefix), "flowtrack.analyzer%u", i);
+		counters_print(f, prefix, counters_analyzer, counters_analyzer_n, &c, i == 0);
+		sum.packets += c.packets;
+		sum.flows += c.flows;
+		sum.evicted += c.evicted;
 	}
-	fprintf(f, " flows %" PRIu64 ", evicted %" PRIu64 ", split_across_analyzers %" PRIu64 "\n",
-	        flows, evicted, capture_split_flows(ana, n));
+	sum.split_across_analyzers = capture_split_flows(ana, n);
+	counters_print(f, "flowtrack", counters_flows, counters_flows_n, &sum, n == 0);
+	fputc('\n', f);
 }
 
 uint64_t capture_report_modules(FILE *f, const struct record_opts *o, const struct ft_modset *mods,
@@ -555,12 +548,10 @@ uint64_t capture_report_modules(FILE *f, const struct record_opts *o, const stru
 			sum.bad_filters += st.bad_filters;
 		}
 		sum.errors += ft_modset_errors(mods, m);
-		fprintf(f,
-		        "module %s: packets %" PRIu64 ", flows %" PRIu64 ", triggers %" PRIu64
-		        ", expired %" PRIu64 ", evicted %" PRIu64 ", bad_filters %" PRIu64
-		        ", errors %" PRIu64 "\n",
-		        o->modules[m], sum.packets, sum.flows, sum.triggers, sum.expired,
-		        sum.evicted, sum.bad_filters, sum.errors);
+		char prefix[32];
+		snprintf(prefix, sizeof(prefix), "module.%u", m);
+		fprintf(f, "%s: %s\n", prefix, o->modules[m]); /* the name: on a line of its own */
+		counters_print_line(f, prefix, counters_module, counters_module_n, &sum);
 		triggers += sum.triggers;
 	}
 	return triggers;

@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "tools/cli.h"
+#include "tools/counters.h"
 #include "tools/record.h"
 
 #define CMD "monitor"
@@ -262,6 +263,7 @@ static void monitor_wait(struct monitor *m)
 
 /* ---- report ---------------------------------------------------------------------------------- */
 
+/* The final counters (docs/counters.md): the run line, then name=value lines per component. */
 static void report_write(FILE *f, struct monitor *m, double secs, const char *ended)
 {
 	char t0[48], t1[48];
@@ -272,8 +274,9 @@ static void report_write(FILE *f, struct monitor *m, double secs, const char *en
 	        m->info.ts_note ? m->info.ts_note : "");
 	capture_report_ingest(f, m->src, &m->info);
 	capture_report_flows(f, m->ana, m->info.queues);
-	uint64_t triggers = capture_report_modules(f, &m->o, m->mods, m->ana, m->info.queues);
-	fprintf(f, "triggers: %" PRIu64 " flows (printed on stdout; nothing archived)\n", triggers);
+	struct counters_monitor c = {
+	    .triggers = capture_report_modules(f, &m->o, m->mods, m->ana, m->info.queues)};
+	counters_print_line(f, "monitor", counters_mon, counters_mon_n, &c); /* lines on stdout */
 }
 
 /* The final counters on stderr, each line prefixed like every other line of ours. */

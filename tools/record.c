@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "tools/cli.h"
+#include "tools/counters.h"
 #include "tools/record.h"
 
 #define CMD "record"
@@ -287,19 +288,15 @@ static void report_modules(FILE *f, const struct record_pipeline *pl)
 	if (!pl->mods)
 		return;
 	capture_report_modules(f, &pl->o, pl->mods, pl->ana, pl->nanalyzers);
-	uint64_t selected = 0, skipped = 0;
+	struct counters_dumper c = {.rules_added = atomic_load(&pl->triggers)};
 	for (unsigned i = 0; i < pl->ndumpers; i++) {
-		selected += pl->dump[i].selected;
-		skipped += pl->dump[i].skipped;
+		c.triggered_packets += pl->dump[i].selected;
+		c.unselected_packets += pl->dump[i].skipped;
 	}
-	fprintf(f,
-	        "dumper: capture %s, rules added %lu, packets of triggered flows %" PRIu64
-	        ", packets not selected %" PRIu64 "\n",
-	        pl->o.triggered ? "triggered" : "all", (unsigned long)atomic_load(&pl->triggers),
-	        selected, skipped);
+	counters_print_line(f, "dumper", counters_dump, counters_dump_n, &c);
 }
 
-/* The dumpers' writers' counters added up (unstored_*, full_events, packets ... file_bytes;
+/* The dumpers' writers' counters added up (unstored_*, full_events, packets ... commits;
  * io and io_direct of any, io_max_inflight the largest). */
 static void writer_totals(const struct record_pipeline *pl, struct archive_writer_stats *ws)
 {
@@ -312,6 +309,8 @@ static void writer_totals(const struct record_pipeline *pl, struct archive_write
 		ws->unstored_bytes += d.unstored_bytes;
 		ws->full_events += d.full_events;
 		ws->packets += d.packets;
+		ws->wire_bytes += d.wire_bytes;
+		ws->commits += d.commits;
 		ws->segments += d.segments;
 		ws->frames += d.frames;
 		ws->record_bytes += d.record_bytes;
@@ -323,50 +322,46 @@ static void writer_totals(const struct record_pipeline *pl, struct archive_write
 	}
 }
 
-/* The final counters, one line per component. */
+/* The archive writers' line: their counters, then how they write (not counters). */
+static void report_writer(FILE *f, const struct record_pipeline *pl)
+{
+	struct counters_writer c = {0};
+	writer_totals(pl, &c.w);
+	for (unsigned i = 0; i < pl->ndumpers; i++) {
+		c.dropped_oversize += pl->dump[i].oversize;
+		c.dropped_time += pl->dump[i].untimed;
+	}
+	counters_print_line(f, "archive.writer", counters_archive, counters_archive_n, &c);
+	fprintf(f, "archive.writer: %u dumper(s), io %s%s, compression ratio %.2f\n", pl->ndumpers,
+	        c.w.io ? c.w.io : "-", c.w.io_direct ? " O_DIRECT" : "",
+	        c.w.file_bytes ? (double)c.w.record_bytes / (double)c.w.file_bytes : 0.0);
+}
+
+/*
+ * The final counters (docs/counters.md): a human line about the run, then
+ * lines of name=value counters, one line per component.
+ */
 static void report_write(FILE *f, struct record_pipeline *pl, double secs, const char *ended)
 {
 	char t0[48], t1[48];
 	struct qq_stats qs;
-	struct archive_writer_stats ws;
-	uint64_t oversize = 0, untimed = 0;
 	qq_stats(pl->qq, &qs);
-	writer_totals(pl, &ws);
-	for (unsigned i = 0; i < pl->ndumpers; i++) {
-		oversize += pl->dump[i].oversize;
-		untimed += pl->dump[i].untimed;
-	}
 	fprintf(f, "run: %s .. %s (%.2f s), %s %s, %u queue(s), %u analyzer(s), ended: %s%s%s\n",
 	        cli_format_time(pl->t_start_ns, t0, sizeof(t0)),
 	        cli_format_time(cli_now_ns(), t1, sizeof(t1)), secs, pl->info.kind, pl->info.name,
 	        pl->info.queues, pl->nanalyzers, ended, pl->info.ts_note ? "; " : "",
 	        pl->info.ts_note ? pl->info.ts_note : "");
 	capture_report_ingest(f, pl->src, &pl->info);
-	fprintf(f,
-	        "qq: %.0f MiB, %u chunks, packets %" PRIu64 ", overwritten %" PRIu64
-	        " packets in %" PRIu64 " chunks, dropped_busy %" PRIu64
-	        ", backpressure_waits %" PRIu64 "\n",
-	        (double)qs.capacity / 1048576, qs.chunks, qs.enqueued_packets,
-	        qs.overwritten_packets, qs.overwritten_chunks, qs.dropped_packets,
-	        qs.backpressure_waits);
+	counters_print_line(f, "qq", counters_qq, counters_qq_n, &qs);
 	capture_report_flows(f, pl->ana, pl->nanalyzers);
 	report_modules(f, pl);
-	fprintf(f,
-	        "archive.writer: packets %" PRIu64 ", segments %" PRIu64 ", frames %" PRIu64
-	        ", pcap bytes %" PRIu64 " -> %" PRIu64 " compressed (ratio %.2f), dropped_oversize "
-	        "%" PRIu64 ", dropped_time %" PRIu64 ", unstored %" PRIu64 " packets (%" PRIu64
-	        " bytes, disk full %" PRIu64
-	        " times), dumpers %u, io %s%s, max writes in flight %" PRIu64 "\n",
-	        ws.packets, ws.segments, ws.frames, ws.record_bytes, ws.file_bytes,
-	        ws.file_bytes ? (double)ws.record_bytes / (double)ws.file_bytes : 0.0, oversize,
-	        untimed, ws.unstored_packets, ws.unstored_bytes, ws.full_events, pl->ndumpers,
-	        ws.io ? ws.io : "-", ws.io_direct ? " O_DIRECT" : "", ws.io_max_inflight);
-	if (pl->o.max_disk || pl->o.max_age_ns)
-		fprintf(f,
-		        "retention: dropped %" PRIu64 " segments (%" PRIu64 " bytes); the archive "
-		        "uses %" PRIu64 " bytes (max-disk %" PRIu64 ", max-age %.0f s)\n",
-		        pl->ret_segments, pl->ret_bytes, pl->ret_usage, pl->o.max_disk,
-		        (double)pl->o.max_age_ns / 1e9);
+	report_writer(f, pl);
+	if (pl->o.max_disk || pl->o.max_age_ns) {
+		struct counters_retention r = {.dropped_segments = pl->ret_segments,
+		                               .dropped_bytes = pl->ret_bytes,
+		                               .archive_bytes = pl->ret_usage};
+		counters_print_line(f, "retention", counters_ret, counters_ret_n, &r);
+	}
 }
 
 /* Prints the report on stderr and keeps it in the archive for `flowscope info`. */

@@ -287,8 +287,9 @@ int capture_queue_status(const char *cmd, int rc, const char *err, const char *k
 /* Prints each line of text as "flowscope <cmd>: <line>". */
 void capture_print_lines(FILE *f, const char *cmd, const char *text);
 
-/* Report lines: "ingest.<kind>[.qN]: ...", "flowtrack: ...", "module M: ..." (returns the
- * triggers counted over every module and analyzer). */
+/* Report lines of name=value counters (tools/counters.h, docs/counters.md): ingest.KIND[.qN],
+ * flowtrack, and per module a "module.N: NAME" line and its counters (returns the triggers
+ * counted over every module and analyzer). */
 void capture_report_ingest(FILE *f, struct ingest_source *src,
                            const struct ingest_source_info *info);
 void capture_report_flows(FILE *f, const struct record_analyzer *ana, unsigned n);

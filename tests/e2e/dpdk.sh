@@ -32,12 +32,13 @@ for name in dns_icmp mixed_vlan tcp_anomalies http; do
     rc=$?
     [ $rc -eq 0 ] && pass || fail "$name: record --dpdk exit $rc: $(tail -3 "$TMP/err")"
     grep -q "ended: signal" "$TMP/err" && pass || fail "$name: report does not say it ended on a signal"
-    grep -q "^flowscope record: ingest.dpdk: packets $n, .*drops 0" "$TMP/err" && pass ||
+    [ "$(counter "$TMP/err" record ingest.dpdk.packets)" = "$n" ] &&
+        [ "$(counter "$TMP/err" record ingest.dpdk.drops)" = 0 ] && pass ||
         fail "$name: counters: $(grep ingest.dpdk "$TMP/err")"
     oracle "$src" "$TMP/exp.pcap"
     fs query --archive "$a" -w "$TMP/got.pcap" 2>/dev/null && cmp -s "$TMP/exp.pcap" "$TMP/got.pcap" && pass ||
         fail "$name: archive differs from the capture ($(npackets "$TMP/got.pcap") of $n packets)"
-    grep -q "ingest.dpdk: packets $n" <(fs info --archive "$a") && pass || fail "$name: info lacks the run's counters"
+    grep -q "^  ingest.dpdk.packets=$n " <(fs info --archive "$a") && pass || fail "$name: info lacks the run's counters"
 done
 
 # a nanosecond file through net_pcap: DPDK 22.11's PMD opens it with pcap_open_offline and

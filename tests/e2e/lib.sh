@@ -200,3 +200,27 @@ check_links() {
             pass || fail "$src: encapsulation $e: packet counts differ from tshark's"
     done
 }
+
+# counter ERRFILE CMD NAME: the value of counter NAME (docs/counters.md) in the final report
+# of `flowscope CMD` in ERRFILE: its counter lines, "flowscope CMD: a.b=1 a.c=2" (a line whose
+# first word holds '='); empty when absent.
+counter() {
+    sed -n "s/^flowscope $2: //p" "$1" | awk -v n="$3" '$1 ~ /=/ {
+        for (i = 1; i <= NF; i++) { k = v = $i; sub(/=.*/, "", k); sub(/^[^=]*=/, "", v)
+                                    if (k == n) { print v; exit } } }'
+}
+
+# module_index ERRFILE CMD SPEC: N of the module given as SPEC (--module SPEC, or trigger:BPF)
+# in the report of `flowscope CMD`, by its "module.N: SPEC" line; 1 if there is none.
+module_index() {
+    awk -v p="flowscope $2: module." -v s="$3" 'index($0, p) == 1 {
+            r = substr($0, length(p) + 1); i = index(r, ": ")
+            if (i && substr(r, i + 2) == s) { print substr(r, 1, i - 1); found = 1; exit } }
+        END { exit !found }' "$1"
+}
+
+# module_counter ERRFILE CMD SPEC NAME: counter module.N.NAME of the module given as SPEC.
+module_counter() {
+    local n
+    n=$(module_index "$1" "$2" "$3") && counter "$1" "$2" "module.$n.$4"
+}

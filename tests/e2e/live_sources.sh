@@ -37,11 +37,12 @@ capture() {
     local sent=$SENT got drops
     stop_when_counted "$name" "$err" $pid
     kind=$(sed -n 's/^flowscope record: run: .*), \([a-z]*\) .*/\1/p' "$err")
-    read -r got drops < <(sed -n "s/^flowscope record: ingest\.$kind: packets \([0-9]*\), .* drops \([0-9]*\).*/\1 \2/p" "$err")
+    got=$(counter "$err" record "ingest.$kind.packets")
+    drops=$(counter "$err" record "ingest.$kind.drops")
     [ "$((got + drops))" = "$sent" ] && pass || fail "$name: sent $sent, received $got + dropped $drops"
     # what the QQ had to discard (ring full) is counted there: archived = received - that
     local lost
-    lost=$(sed -n 's/^flowscope record: qq: .*, overwritten \([0-9]*\) packets in .* dropped_busy \([0-9]*\),.*/\1 \2/p' "$err" | awk '{print $1 + $2}')
+    lost=$(($(counter "$err" record qq.overwritten_packets) + $(counter "$err" record qq.dropped_busy)))
     fs query --archive "$a" -w "$TMP/$name.pcap" 2>/dev/null || fail "$name: query"
     [ "$(npackets "$TMP/$name.pcap")" = "$((got - lost))" ] && pass ||
         fail "$name: archive holds $(npackets "$TMP/$name.pcap"), counters say $got received, $lost lost in the QQ"
@@ -74,8 +75,9 @@ REPLAY=--pps=5000 capture dpdk-afpacket "$PCAPS/tcp_anomalies.pcap" \
     --dpdk "--no-huge -m 512 --no-pci --no-shconf -l 0 --vdev=net_af_packet0,iface=$A,framecnt=8192"
 capture afpacket-2q "$PCAPS/http.pcap" --afpacket "$A" --rx-queues 2
 err=$TMP/afpacket-2q.err
-grep -q "split_across_analyzers 0$" "$err" && pass || fail "2 queues: a flow reached two analyzers: $(grep flowtrack "$err")"
-grep -qE "analyzer0 [1-9][0-9]* packets .* analyzer1 [1-9][0-9]* packets" "$err" && pass ||
+[ "$(counter "$err" record flowtrack.split_across_analyzers)" = 0 ] && pass || fail "2 queues: a flow reached two analyzers: $(grep flowtrack "$err")"
+[ "$(counter "$err" record flowtrack.analyzer0.packets)" -gt 0 ] &&
+    [ "$(counter "$err" record flowtrack.analyzer1.packets)" -gt 0 ] && pass ||
     fail "2 queues: an analyzer got nothing: $(grep flowtrack "$err")"
 
 # A quiet link: a few packets, then silence.  With no module nothing holds packets in the

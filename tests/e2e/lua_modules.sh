@@ -18,8 +18,14 @@ rec() {
         >"$TMP/$name.out" 2>"$TMP/$name.err"
 }
 
-# report NAME MODULE: the module's report line without its name
-report() { grep "module $2:" "$TMP/$1.err" | sed 's/.*: packets/packets/'; }
+# report NAME MODULE: the module's counter line, its names without "module.N.":
+# "packets=P flows=F triggers=T expired=E evicted=V bad_filters=B errors=R"
+report() {
+    local n
+    n=$(module_index "$TMP/$1.err" record "$2") || return
+    sed -n "s/^flowscope record: \(module\.$n\.packets=\)/\1/p" "$TMP/$1.err" | head -1 |
+        sed "s/module\.$n\.//g"
+}
 
 # archived NAME SRC FILTERS: the archive holds exactly the packets of SRC that tcpdump
 # selects with the filters (one a line, one flow each, tagged or not): every
@@ -65,7 +71,7 @@ for p in "$PCAPS/http.pcap" "$PCAPS/dns_icmp.pcap" "$PCAPS/mixed_vlan.pcap" \
     rec noop_c "$p" --module noop
     rec noop_lua "$p" --module "$EX/noop.lua"
     c=$(report noop_c noop) l=$(report noop_lua "$EX/noop.lua")
-    [ -n "$c" ] && [ "$c" = "$l" ] && grep -q "errors 0$" <<<"$l" && pass ||
+    [ -n "$c" ] && [ "$c" = "$l" ] && grep -q "errors=0$" <<<"$l" && pass ||
         fail "noop on $(basename "$p"): C '$c', Lua '$l'"
 done
 
@@ -124,7 +130,7 @@ for p in "$PCAPS/tcp_anomalies.pcap" "$PCAPS/mixed_vlan.pcap" "$PCAPS/http.pcap"
         { fail "ttl_analysis on $(basename "$p"): tshark_flows.sh failed"; continue; }
     n=$(grep -c . <<<"$want")
     rec ttl "$p" --capture triggered --module "$EX/ttl_analysis.lua"
-    grep -q "triggers $n, .*errors 0$" <<<"$(report ttl "$EX/ttl_analysis.lua")" && pass ||
+    grep -q "triggers=$n .*errors=0$" <<<"$(report ttl "$EX/ttl_analysis.lua")" && pass ||
         fail "ttl_analysis on $(basename "$p"): $(report ttl "$EX/ttl_analysis.lua"), tshark finds $n flows"
     [ "$n" -gt 0 ] || continue
     archived ttl "$p" "$(while read -r pr a pa b pb; do flow_filter "$pr" "$a" "$pa" "$b" "$pb"; done <<<"$want")"
@@ -132,13 +138,13 @@ done
 fs gen -w "$TMP/ttl.pcap" --packets 30000 --flows 200 --event ttl-change:6 \
     --events-out "$TMP/ttl.ev" --seed 11 2>/dev/null || fail "gen ttl"
 rec ttl_gen "$TMP/ttl.pcap" --capture triggered --module "$EX/ttl_analysis.lua"
-grep -q "triggers 6, " "$TMP/ttl_gen.err" && pass || fail "ttl_analysis on gen: $(grep module "$TMP/ttl_gen.err")"
+[ "$(module_counter "$TMP/ttl_gen.err" record "$EX/ttl_analysis.lua" triggers)" = 6 ] && pass || fail "ttl_analysis on gen: $(grep module "$TMP/ttl_gen.err")"
 archived ttl_gen "$TMP/ttl.pcap" "$(ev_filters "$TMP/ttl.ev")"
 
 # ---- quic_migration: the scripted migrations of a generated capture ----------------------------
 python3 "$SRC/tests/e2e/quic_pcap.py" "$TMP/quic.pcap" "$TMP/quic.exp" || fail "quic_pcap.py"
 rec quic "$TMP/quic.pcap" --capture triggered --module "$EX/quic_migration.lua"
-grep -q "triggers 2, .*errors 0$" "$TMP/quic.err" && pass || fail "quic_migration: $(grep module "$TMP/quic.err")"
+grep -q "triggers=2 .*errors=0$" <<<"$(report quic "$EX/quic_migration.lua")" && pass || fail "quic_migration: $(grep module "$TMP/quic.err")"
 [ "$(grep -c 'connection moved' "$TMP/quic.out")" = 2 ] && pass || fail "quic_migration printed: $(cat "$TMP/quic.out")"
 archived quic "$TMP/quic.pcap" "$(ev_filters "$TMP/quic.exp")"
 
@@ -146,7 +152,7 @@ archived quic "$TMP/quic.pcap" "$(ev_filters "$TMP/quic.exp")"
 for p in "$PCAPS/http.pcap" "$PCAPS/dns_icmp.pcap" "$PCAPS/mixed_vlan.pcap" \
     "$PCAPS/tcp_anomalies.pcap" "$gen_pcap"; do
     rec quic0 "$p" --module "$EX/quic_migration.lua"
-    grep -q "triggers 0, .*errors 0$" "$TMP/quic0.err" && pass ||
+    grep -q "triggers=0 .*errors=0$" <<<"$(report quic0 "$EX/quic_migration.lua")" && pass ||
         fail "quic_migration on $(basename "$p"): $(grep module "$TMP/quic0.err")"
 done
 
@@ -154,7 +160,7 @@ done
 M="$EX/example_user_module.lua"
 rec sample "$PCAPS/http.pcap" --capture triggered --module "$M:rate=0.5,seed=3"
 n=$(grep -c '^example_user_module: sampled' "$TMP/sample.out")
-grep -q "triggers $n, " "$TMP/sample.err" && [ "$n" -gt 0 ] && pass ||
+[ "$(module_counter "$TMP/sample.err" record "$M:rate=0.5,seed=3" triggers)" = "$n" ] && [ "$n" -gt 0 ] && pass ||
     fail "example_user_module: $n sampled, $(grep module "$TMP/sample.err")"
 archived sample "$PCAPS/http.pcap" "$(sed -n 's/^example_user_module: sampled //p' "$TMP/sample.out")"
 # rate 1: every host pair and protocol (tshark) triggers
@@ -163,14 +169,14 @@ for p in "$PCAPS/http.pcap" "$PCAPS/dns_icmp.pcap" "$gen_pcap"; do
     pairs=$(bash "$SRC/tests/e2e/tshark_flows.sh" pairs "$p") ||
         { fail "example_user_module rate=1 on $(basename "$p"): tshark_flows.sh failed"; continue; }
     pairs=$(grep -c . <<<"$pairs")
-    [ "$pairs" -gt 0 ] && grep -q "flows [0-9]*, triggers $pairs, .*errors 0$" "$TMP/sample_all.err" && pass ||
+    [ "$pairs" -gt 0 ] && grep -q "flows=[0-9]* triggers=$pairs .*errors=0$" <<<"$(report sample_all "$M:rate=1")" && pass ||
         fail "example_user_module rate=1 on $(basename "$p"): $(grep module "$TMP/sample_all.err"), tshark: $pairs host pairs"
 done
 # expiry: a flow silent for idle is purged; the finalizer's purged counts add up to the report's
 fs gen -w "$TMP/slow.pcap" --packets 3000 --flows 40 --rate 100 --seed 9 2>/dev/null || fail "gen slow"
 rec expire "$TMP/slow.pcap" --module "$M:rate=0,idle=2,interval=1"
 purged=$(awk '/^example_user_module: flows/ {s += $NF} END {print s + 0}' "$TMP/expire.out")
-expired=$(grep -o 'expired [0-9]*' "$TMP/expire.err" | head -1 | grep -o '[0-9]*')
+expired=$(module_counter "$TMP/expire.err" record "$M:rate=0,idle=2,interval=1" expired)
 [ "$purged" -gt 0 ] && [ "$purged" = "$expired" ] && pass ||
     fail "example_user_module expiry: finalizers purged $purged, report expired $expired"
 
@@ -218,8 +224,8 @@ rec bad2 "$PCAPS/http.pcap" --module "$BAD/missing_field.lua"
 for n in 1 2; do
     rec raise "$PCAPS/tcp_anomalies.pcap" --analyzers $n --module "$BAD/raise_every_100.lua"
     [ $? -eq 0 ] && pass || fail "raise: record failed with $n analyzers"
-    pk=$(report raise "$BAD/raise_every_100.lua" | grep -o 'packets [0-9]*' | grep -o '[0-9]*')
-    er=$(report raise "$BAD/raise_every_100.lua" | grep -o 'errors [0-9]*' | grep -o '[0-9]*')
+    pk=$(report raise "$BAD/raise_every_100.lua" | grep -o 'packets=[0-9]*' | grep -o '[0-9]*')
+    er=$(report raise "$BAD/raise_every_100.lua" | grep -o 'errors=[0-9]*' | grep -o '[0-9]*')
     # one analyzer sees every packet here (a file is one queue)
     [ -n "$pk" ] && [ "$er" = $((pk / 100)) ] && pass || fail "raise: packets $pk, errors $er"
     held=$(awk '/^raise_every_100:/ {s += $5} END {print s + 0}' "$TMP/raise.out")

@@ -40,7 +40,7 @@ got=$(keys syn_to_port.so:port=80 | grep -cE '^tcp [^ ]+:[0-9]+ <-> [^ ]+:80$')
     fail "monitor with the example built outside CMake: $got triggers, tshark: $want SYNs to port 80 ($(tail -1 "$TMP/mon.err"))"
 fs record --read "$PCAPS/http.pcap" --archive "$TMP/a" --capture triggered --module "$MOD" \
     --stats-interval 0 >/dev/null 2>"$TMP/rec.err"
-grep -q "module $MOD: .* triggers $want," "$TMP/rec.err" && pass ||
+[ "$(module_counter "$TMP/rec.err" record "$MOD" triggers)" = "$want" ] && pass ||
     fail "record with the example built outside CMake: $(grep "module $MOD" "$TMP/rec.err"), tshark: $want"
 
 # ---- monitor prints a module's own key as the module formats it, or in hex ---------------------
@@ -107,14 +107,14 @@ for p in dns_icmp http tcp_anomalies; do
     pkts=$(timeout 300 tcpdump -nn -r "$PCAPS/$p.pcap" 'ip or ip6' 2>/dev/null | grep -c .)
     want="end_pass: flows $flows packets $pkts kept 0 purged $flows"
     fs monitor --read "$PCAPS/$p.pcap" --module "$LUA/end_pass.lua" --stats-interval 0 >"$TMP/mon.out" 2>"$TMP/mon.err"
-    [ "$(cat "$TMP/mon.out")" = "$want" ] && grep -q "end_pass.lua: .* expired $flows," "$TMP/mon.err" && pass ||
+    [ "$(cat "$TMP/mon.out")" = "$want" ] && [ "$(module_counter "$TMP/mon.err" monitor "$LUA/end_pass.lua" expired)" = "$flows" ] && pass ||
         fail "monitor's last pass on $p: '$(cat "$TMP/mon.out")', want '$want' (tshark, tcpdump)"
     # a file is one queue: with 3 analyzers two see no packet, and still one report, merged
     for n in 1 3; do
         rm -rf "$TMP/a"
         fs record --read "$PCAPS/$p.pcap" --archive "$TMP/a" --analyzers $n --module "$LUA/end_pass.lua" \
             --stats-interval 0 >"$TMP/rec.out" 2>"$TMP/rec.err"
-        [ "$(cat "$TMP/rec.out")" = "$want" ] && grep -q "end_pass.lua: .* expired $flows," "$TMP/rec.err" &&
+        [ "$(cat "$TMP/rec.out")" = "$want" ] && [ "$(module_counter "$TMP/rec.err" record "$LUA/end_pass.lua" expired)" = "$flows" ] &&
             pass || fail "record's last pass on $p, $n analyzers: '$(tr '\n' '|' <"$TMP/rec.out")', want '$want' (tshark, tcpdump)"
     done
 done

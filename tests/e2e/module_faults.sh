@@ -34,8 +34,8 @@ for cmd in record monitor; do
     done
 done
 
-# module_field ERRFILE CMD SPEC FIELD: a number of the module's report line ("triggers 8,")
-module_field() { grep -F "flowscope $2: module $3: " "$1" | sed -n "s/.* $4 \([0-9]*\)[,]*.*/\1/p" | head -1; }
+# module_field ERRFILE CMD SPEC FIELD: counter module.N.FIELD of the module SPEC (lib.sh)
+module_field() { module_counter "$@"; }
 
 # ---- build_filter gives "tcp and (((": the flows archived by their keys, counted, said once ----
 fs gen -w "$TMP/gen.pcap" --packets 20000 --flows 300 --udp 30 --icmp 5 --seed 5 2>/dev/null || fail "gen"
@@ -100,7 +100,7 @@ for f in 'return "ip and ((("' 'return ""'; do
     n=$(npackets "$TMP/ok.pcap")
     w=$(grep "module $TMP/ownkey.lua: buildPacketFilter for flow struct pk_key [0-9a-f]*: .*a key of the module's own type selects no packet: such flows are not archived" "$TMP/ok.err")
     [ "$b" = 6 ] && [ "$t" = 6 ] && [ "$n" = 0 ] && [ "$(wc -l <<<"$w")" = 1 ] && [ -n "$w" ] &&
-        grep -q "rules added 0," "$TMP/ok.err" && pass ||
+        [ "$(counter "$TMP/ok.err" record dumper.rules_added)" = 0 ] && pass ||
         fail "own key ($f): triggers '$t', bad_filters '$b', archived '$n': $(grep -v ' \(ingest\|qq\|run\|QQ\)' "$TMP/ok.err" | head -c 600)"
 done
 # monitor: the same count and one warning
@@ -122,7 +122,7 @@ t=$(module_field "$TMP/er.err" record "$M:error" triggers)
 e=$(module_field "$TMP/er.err" record "$M:error" errors)
 [ $rc -eq 0 ] && [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$t" = 0 ] && [ "$e" = "$p" ] && pass ||
     fail "handle_packet -1 (record): exit $rc, packets '$p', triggers '$t', errors '$e'"
-grep -q "rules added 0," "$TMP/er.err" && pass || fail "handle_packet -1: $(grep dumper "$TMP/er.err")"
+[ "$(counter "$TMP/er.err" record dumper.rules_added)" = 0 ] && pass || fail "handle_packet -1: $(grep dumper "$TMP/er.err")"
 [ "$(npackets <(fs query --archive "$TMP/err-arch" -w - 2>/dev/null))" = 0 ] && pass ||
     fail "handle_packet -1: the archive holds packets"
 fs monitor --read "$SRC" --stats-interval 0 --module "$M:error" >"$TMP/mon.out" 2>"$TMP/mon.err"

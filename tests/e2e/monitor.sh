@@ -21,11 +21,11 @@ cd "$TMP" || exit 1 # every run's working directory: it must stay empty (see the
 mkdir -p "$TMP/out" "$TMP/empty"
 O=$TMP/out
 
-# report_field ERRFILE REGEX: the first capture group of the report line matching it
-report_field() { sed -n "s/^flowscope monitor: $2.*/\1/p" "$1" | head -1; }
+# source_counter ERRFILE NAME: the source's counter ingest.KIND.NAME (its total, not a queue's)
+source_counter() { sed -n "s/^flowscope monitor: \(.* \)*ingest\.[a-z]*\.$2=\([0-9]*\)\( .*\)*$/\2/p" "$1" | head -1; }
 
-# analysed ERRFILE: the sum of the flowtrack line's per-analyzer packet counts
-analysed() { grep '^flowscope monitor: flowtrack:' "$1" | grep -oE 'analyzer[0-9]+ [0-9]+ packets' | awk '{s += $2} END {print s + 0}'; }
+# analysed ERRFILE: the sum of the analyzers' flowtrack.analyzerN.packets
+analysed() { grep '^flowscope monitor: flowtrack\.' "$1" | tr ' ' '\n' | grep -E '^flowtrack\.analyzer[0-9]+\.packets=' | awk -F= '{s += $2} END {print s + 0}'; }
 
 # ---- stats on a file: the same output as under record, numbers as tshark counts ----------
 SRC=$PCAPS/http.pcap
@@ -57,7 +57,7 @@ read -r want_n want_bytes < <(tshark -r "$SRC" -Y 'ip or ipv6' -T fields -e fram
 grep -q "cumulative packets $want_n \[.*cumulative bytes $want_bytes \[" "$O/top.out" && pass ||
     fail "totals: $(tail -1 "$O/top.out"), tshark: $want_n packets, $want_bytes bytes"
 n=$(npackets "$SRC")
-[ "$(report_field "$O/top.err" "ingest.file: packets \([0-9]*\), ")" = "$n" ] && pass || fail "ingest counters: $(cat "$O/top.err")"
+[ "$(counter "$O/top.err" monitor ingest.file.packets)" = "$n" ] && pass || fail "ingest counters: $(cat "$O/top.err")"
 [ "$(analysed "$O/top.err")" = "$n" ] && pass || fail "not every packet analysed: $(grep flowtrack "$O/top.err")"
 grep -q "ended: end of input" "$O/top.err" && pass || fail "report: $(head -1 "$O/top.err")"
 
@@ -70,8 +70,8 @@ sed -n 's/^[0-9TZ:.-]* trigger ttl: \([a-z0-9]*\) \(.*\) <-> \(.*\)$/\1 \2 \3/p'
 fs flows --archive "$O/ttl" | awk 'NR > 1 {print $3, $4, $5}' | sort >"$O/ttl.want"
 [ -s "$O/ttl.want" ] && pass || fail "record archived no triggered flow"
 cmp -s "$O/ttl.have" "$O/ttl.want" && pass || fail "ttl: monitor printed $(wc -l <"$O/ttl.have") flows, record archived $(wc -l <"$O/ttl.want"): $(diff "$O/ttl.have" "$O/ttl.want" | head -4)"
-[ "$(wc -l <"$O/ttl.out")" = "$(report_field "$O/ttl.err" "triggers: \([0-9]*\) flows")" ] && pass ||
-    fail "trigger lines vs the report's count: $(wc -l <"$O/ttl.out") vs $(grep triggers: "$O/ttl.err")"
+[ "$(wc -l <"$O/ttl.out")" = "$(counter "$O/ttl.err" monitor monitor.triggers)" ] && pass ||
+    fail "trigger lines vs the report's count: $(wc -l <"$O/ttl.out") vs $(grep monitor.triggers "$O/ttl.err")"
 
 # ---- SIGINT during a paced replay ------------------------------------------------------------
 # The input is a pipe this test holds open until the monitor has exited: the replay cannot
@@ -96,7 +96,7 @@ wait $writer 2>/dev/null
 rm -f "$O/sig.in"
 [ $rc -eq 0 ] && pass || fail "SIGINT: exit $rc: $(tail -2 "$O/sig.err")"
 grep -q "ended: signal" "$O/sig.err" && pass || fail "the report does not say it ended on a signal: $(grep run: "$O/sig.err")"
-got=$(report_field "$O/sig.err" "ingest.file: packets \([0-9]*\), ")
+got=$(counter "$O/sig.err" monitor ingest.file.packets)
 [ -n "$got" ] && [ "$got" -gt 0 ] && [ "$got" -lt "$(npackets "$SRC")" ] && pass || fail "SIGINT: $got packets received"
 [ "$(analysed "$O/sig.err")" = "$got" ] && pass || fail "SIGINT: received $got, analysed $(analysed "$O/sig.err")"
 grep -q "^Active flows" "$O/sig.out" && pass || fail "SIGINT: no stats report printed"
@@ -115,7 +115,8 @@ for name in http mixed_vlan; do
     [ $rc -eq 0 ] && pass || fail "dpdk $name: exit $rc: $(tail -3 "$O/dpdk.err")"
     grep -q "ended: signal; timestamps in microseconds: DPDK's net_pcap delivers no nanoseconds$" \
         "$O/dpdk.err" && pass || fail "dpdk $name: report (ended: signal, net_pcap's microseconds): $(grep run: "$O/dpdk.err")"
-    grep -q "^flowscope monitor: ingest.dpdk: packets $n, .*drops 0" "$O/dpdk.err" && pass ||
+    [ "$(counter "$O/dpdk.err" monitor ingest.dpdk.packets)" = "$n" ] &&
+        [ "$(counter "$O/dpdk.err" monitor ingest.dpdk.drops)" = 0 ] && pass ||
         fail "dpdk $name: counters: $(grep ingest.dpdk "$O/dpdk.err")"
     [ "$(analysed "$O/dpdk.err")" = "$n" ] && pass || fail "dpdk $name: analysed $(analysed "$O/dpdk.err") of $n"
     # the stats module saw every IP packet (VLAN-tagged too): its totals, as tshark counts them
@@ -143,10 +144,11 @@ else
         local sent=$SENT got drops
         stop_when_counted "$name" "$err" $pid
         grep -q "ended: signal" "$err" && pass || fail "$name: report: $(grep run: "$err")"
-        read -r got drops < <(sed -n "s/^flowscope monitor: ingest\.[a-z]*: packets \([0-9]*\), .* drops \([0-9]*\).*/\1 \2/p" "$err")
+        got=$(source_counter "$err" packets)
+        drops=$(source_counter "$err" drops)
         [ "$((got + drops))" = "$sent" ] && pass || fail "$name: sent $sent, received $got + dropped $drops"
         [ "$(analysed "$err")" = "$got" ] && pass || fail "$name: received $got, analysed $(analysed "$err")"
-        note "$name: sent $sent; $(grep -E 'ingest.[a-z]*:|flowtrack:' "$err" | tr '\n' ' ')"
+        note "$name: sent $sent; $(grep -E 'ingest\.[a-z]*\.packets=|flowtrack\.' "$err" | tr '\n' ' ')"
         # with nothing dropped the stats module saw the capture's IP packets (VLAN tags put back)
         if [ "$drops" = 0 ]; then
             local ip ipbytes
@@ -161,10 +163,11 @@ else
     live live-dns "$PCAPS/dns_icmp.pcap" --live "$A"
     live afpacket-2q "$PCAPS/http.pcap" --afpacket "$A" --rx-queues 2
     err=$O/afpacket-2q.err
-    grep -q "split_across_analyzers 0$" "$err" && pass || fail "2 queues: a flow reached two queues: $(grep flowtrack "$err")"
-    grep -qE "analyzer0 [1-9][0-9]* packets .* analyzer1 [1-9][0-9]* packets" "$err" && pass ||
+    [ "$(counter "$err" monitor flowtrack.split_across_analyzers)" = 0 ] && pass || fail "2 queues: a flow reached two queues: $(grep flowtrack "$err")"
+    [ "$(counter "$err" monitor flowtrack.analyzer0.packets)" -gt 0 ] &&
+        [ "$(counter "$err" monitor flowtrack.analyzer1.packets)" -gt 0 ] && pass ||
         fail "2 queues: a queue got nothing: $(grep flowtrack "$err")"
-    grep -q "^flowscope monitor: ingest.afpacket.q1: packets" "$err" && pass || fail "2 queues: no per-queue counters"
+    [ -n "$(counter "$err" monitor ingest.afpacket.q1.packets)" ] && pass || fail "2 queues: no per-queue counters"
 fi
 
 # ---- bad flags: exit 2, one line ----------------------------------------------------------------

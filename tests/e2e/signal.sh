@@ -68,8 +68,8 @@ rc=$?
 [ $rc -eq 0 ] && pass || fail "SIGHUP: exit $rc, expected 0 (as for SIGTERM): $(tail -2 "$TMP/err")"
 grep -q "ended: signal" "$TMP/err" && pass || fail "SIGHUP: the report does not say it ended on a signal"
 grep -qE "$DRAIN" "$TMP/err" && pass || fail "SIGHUP: no 'draining N packets' line"
-read_n=$(sed -n 's/^flowscope record: ingest.file: packets \([0-9]*\),.*/\1/p' "$TMP/err")
-stored=$(sed -n 's/^flowscope record: archive.writer: packets \([0-9]*\),.*/\1/p' "$TMP/err")
+read_n=$(counter "$TMP/err" record ingest.file.packets)
+stored=$(counter "$TMP/err" record archive.writer.packets)
 [ -n "$read_n" ] && [ "$read_n" = "$stored" ] && pass ||
     fail "SIGHUP: ${read_n:-?} packets read, ${stored:-?} stored"
 check_prefix "$a" "${read_n:-1}"

@@ -30,7 +30,7 @@ printf '%-6s %12s %12s %9s | %11s %11s %8s | %11s %11s %8s\n' size pcap_bytes ar
 for size in "${SIZES[@]}"; do
     bench_dataset "$size" || { echo "dataset $size failed" >&2; exit 1; }
     ab=$(du -sb "$ARCH" | cut -f1)
-    np=$(sed -n 's/.*archive.writer: packets \([0-9]*\),.*/\1/p' "$BENCH_DIR/$size/record.log")
+    np=$(tr ' ' '\n' <"$BENCH_DIR/$size/record.log" | sed -n 's/^archive\.writer\.packets=//p')
     f1=$(median_time "$FS" query --archive "$ARCH" -w - "$Q_FLOW")
     t1=$(scan_time "$Q_FLOW")
     f2=$(median_time "$FS" query --archive "$ARCH" -w - "$Q_HOST")

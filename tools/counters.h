@@ -1,0 +1,98 @@
+/*
+ * The counters of `flowscope record` and `flowscope monitor`, by name: one
+ * table per component, naming each counter and where its value lies in the
+ * component's statistics struct.  The final reports print them from these
+ * tables, and so will the metrics endpoint: a name is written once, here,
+ * and documented in docs/counters.md (tests/e2e/counters.sh checks that the
+ * two agree).
+ *
+ * Names are dotted, lib.component.metric: "qq.overwritten_packets".  A
+ * component with several instances carries its instance in the prefix the
+ * caller gives: "ingest.file", "ingest.dpdk.q1", "flowtrack.analyzer0",
+ * "module.2" (modules by their position on the command line, from 0: a
+ * module's name may hold dots, slashes and spaces, so it is printed on a
+ * line of its own, "module.2: NAME").
+ *
+ * Printed form (counters_print): "prefix.name=value" words separated by
+ * single spaces, values in decimal, no other words on the line; a report
+ * line whose first word holds '=' is a line of counters.
+ *
+ * Threading: the tables are constant; counters_print reads the struct it is
+ * given, which the caller has copied out (ingest_source_stats, qq_stats ...).
+ */
+#ifndef FLOWSCOPE_TOOLS_COUNTERS_H
+#define FLOWSCOPE_TOOLS_COUNTERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "archive/archive.h"
+#include "flowtrack/flowtrack.h"
+#include "ingest/ingest.h"
+#include "qq/qq.h"
+
+/* One counter: its name after the prefix, and a uint64_t or uint32_t field (or a sum). */
+struct counter {
+	const char *name;
+	size_t offset; /* of the field in the component's struct */
+	size_t size;   /* of the field: 4 or 8 bytes; 0: derived(stats) gives the value */
+	uint64_t (*derived)(const void *stats);
+};
+
+/* Flow tracking, per analyzer and in total (split_across_analyzers in total only). */
+struct counters_flowtrack {
+	uint64_t packets, flows, evicted, split_across_analyzers;
+};
+
+/* What record's dumpers add to the archive writers' counters. */
+struct counters_writer {
+	struct archive_writer_stats w; /* added up over the dumpers */
+	uint64_t dropped_oversize;     /* packets larger than the archive stores */
+	uint64_t dropped_time;         /* packets after 2106-02-07 (a pcap record's u32 seconds) */
+};
+
+/* record's trigger dumping (dumper threads). */
+struct counters_dumper {
+	uint64_t rules_added, triggered_packets, unselected_packets;
+};
+
+/* record's retention (--max-disk, --max-age). */
+struct counters_retention {
+	uint64_t dropped_segments, dropped_bytes, archive_bytes;
+};
+
+/* monitor's trigger lines. */
+struct counters_monitor {
+	uint64_t triggers;
+};
+
+/* The tables (their element counts in the _n constants), one per struct above. */
+extern const struct counter counters_ingest[];   /* struct ingest_stats, "ingest.KIND[.qN]" */
+extern const struct counter counters_qq[];       /* struct qq_stats, "qq" */
+extern const struct counter counters_analyzer[]; /* counters_flowtrack, "flowtrack.analyzerN" */
+extern const struct counter counters_flows[];    /* counters_flowtrack, "flowtrack" */
+extern const struct counter counters_module[];   /* struct ft_engine_stats, "module.N" */
+extern const struct counter counters_archive[];  /* counters_writer, "archive.writer" */
+extern const struct counter counters_dump[];     /* counters_dumper, "dumper" */
+extern const struct counter counters_ret[];      /* counters_retention, "retention" */
+extern const struct counter counters_mon[];      /* counters_monitor, "monitor" */
+extern const size_t counters_ingest_n, counters_qq_n, counters_analyzer_n, counters_flows_n,
+    counters_module_n, counters_archive_n, counters_dump_n, counters_ret_n, counters_mon_n;
+
+/* The value of counter c in stats (a struct of c's table). */
+uint64_t counter_value(const struct counter *c, const void *stats);
+
+/*
+ * Appends " prefix.name=value" for each of the n counters of table t to f
+ * (no space before the first when first is set): a line is built by one or
+ * more calls and ended by the caller.
+ */
+void counters_print(FILE *f, const char *prefix, const struct counter *t, size_t n,
+                    const void *stats, int first);
+
+/* A whole line: counters_print(..., 1) and a newline. */
+void counters_print_line(FILE *f, const char *prefix, const struct counter *t, size_t n,
+                         const void *stats);
+
+#endif
