@@ -102,44 +102,26 @@ int archive__frame_decode(const MDB_val *k, const MDB_val *v, struct archive_fra
 	return 0;
 }
 
-static size_t uvarint_put(uint8_t *p, uint64_t v)
+/* Reads the varint at *i (at most max) and steps over it; 0 or -1 (malformed). */
+static int uvarint_get(const uint8_t *p, size_t len, size_t *i, uint64_t max, uint64_t *v)
 {
-	size_t n = 0;
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
-/* Reads an unsigned LEB128 of at most 64 bits at *i; 0 or -1 (malformed). */
-static int uvarint_get(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
-{
-	uint64_t x = 0;
-	for (unsigned s = 0; *i < len && s < 64; s += 7) {
-		uint8_t b = p[(*i)++];
-		x |= (uint64_t)(b & 0x7f) << s;
-		if (!(b & 0x80)) {
-			*v = x;
-			return 0;
-		}
-	}
-	return -1;
+	size_t n = archive__varint_get(p + *i, len - *i, max, v);
+	*i += n;
+	return n ? 0 : -1;
 }
 
 size_t archive__flow_encode(const struct archive_flow_info *f, uint8_t out[FLOW_REC_MAX])
 {
 	size_t n = 8;
 	le64_put(out, f->first_ns);
-	n += uvarint_put(out + n, f->last_ns - f->first_ns);
-	n += uvarint_put(out + n, f->packets[0]);
-	n += uvarint_put(out + n, f->packets[1]);
-	n += uvarint_put(out + n, f->bytes[0]);
-	n += uvarint_put(out + n, f->bytes[1]);
+	n += archive__varint_put(out + n, f->last_ns - f->first_ns);
+	n += archive__varint_put(out + n, f->packets[0]);
+	n += archive__varint_put(out + n, f->packets[1]);
+	n += archive__varint_put(out + n, f->bytes[0]);
+	n += archive__varint_put(out + n, f->bytes[1]);
 	out[n++] = f->tcp_flags[0];
 	out[n++] = f->tcp_flags[1];
-	n += uvarint_put(out + n, f->trigger);
+	n += archive__varint_put(out + n, f->trigger);
 	return n;
 }
 
@@ -151,11 +133,11 @@ int archive__flow_decode(const MDB_val *k, const MDB_val *v, struct archive_flow
 	int bad =
 	    (k->mv_size != FLOW_KEY_LEN && k->mv_size != FLOW_KEY_LEN_V2) || len < 8 + 5 + 2 + 1;
 	for (int j = 0; j < 5 && !bad; j++)
-		bad = uvarint_get(p, len, &i, &x[j]) != 0;
+		bad = uvarint_get(p, len, &i, UINT64_MAX, &x[j]) != 0;
 	if (!bad && i + 2 <= len) {
 		flags_at = i;
 		i += 2;
-		bad = uvarint_get(p, len, &i, &x[5]) != 0 || x[5] > UINT16_MAX || i != len;
+		bad = uvarint_get(p, len, &i, UINT16_MAX, &x[5]) != 0 || i != len;
 	} else {
 		bad = 1;
 	}

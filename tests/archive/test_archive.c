@@ -536,6 +536,48 @@ static void test_plist_codec(void **state)
 	assert_int_equal(archive__plist_decode(norun, sizeof(norun), collect_frame, &o), -EINVAL);
 }
 
+/* Both varint readers (flow records, posting lists) are the one strict codec: a varint
+ * written longer than it needs (0x80 0x00 for 0) or beyond 64 bits is damage, not a value. */
+static void test_varint_strict(void **state)
+{
+	(void)state;
+	struct frames_out o = {.n = 0};
+	const uint8_t overlong[] = {0x80, 0x00}, overlong_run[] = {0x03, 0x81, 0x00};
+	assert_int_equal(archive__plist_decode(overlong, sizeof(overlong), collect_frame, &o),
+	                 -EINVAL);
+	assert_int_equal(
+	    archive__plist_decode(overlong_run, sizeof(overlong_run), collect_frame, &o), -EINVAL);
+
+	struct archive_flow_info f = {.first_ns = 10, .last_ns = 20, .packets = {1, 2}};
+	uint8_t k[FLOW_KEY_LEN] = {0}, good[FLOW_REC_MAX], bad[FLOW_REC_MAX + 16];
+	size_t n = archive__flow_encode(&f, good);
+	MDB_val kv = {.mv_size = FLOW_KEY_LEN, .mv_data = k}, v = {.mv_size = n, .mv_data = good};
+	struct archive_flow_info g;
+	assert_int_equal(archive__flow_decode(&kv, &v, &g), 0);
+	assert_int_equal(g.last_ns, 20);
+	/* the first varint (last - first = 10) rewritten as 0x8a 0x00: over-long */
+	memcpy(bad, good, 8);
+	bad[8] = 0x8a;
+	bad[9] = 0x00;
+	memcpy(bad + 10, good + 9, n - 9);
+	v = (MDB_val){.mv_size = n + 1, .mv_data = bad};
+	assert_int_equal(archive__flow_decode(&kv, &v, &g), ARCHIVE_E_CORRUPT);
+	/* ... as ten bytes whose last carries bits beyond 2^64 */
+	memcpy(bad, good, 8);
+	memset(bad + 8, 0xff, 9);
+	bad[17] = 0x7f;
+	memcpy(bad + 18, good + 9, n - 9);
+	v = (MDB_val){.mv_size = n + 9, .mv_data = bad};
+	assert_int_equal(archive__flow_decode(&kv, &v, &g), ARCHIVE_E_CORRUPT);
+	/* the largest value, 2^64 - 1, is ten bytes ending 0x01 and reads back */
+	f.last_ns = f.first_ns - 1; /* last - first wraps to 2^64 - 1 */
+	n = archive__flow_encode(&f, good);
+	assert_int_equal(good[17], 0x01);
+	v = (MDB_val){.mv_size = n, .mv_data = good};
+	assert_int_equal(archive__flow_decode(&kv, &v, &g), 0);
+	assert_int_equal(g.last_ns, f.last_ns);
+}
+
 /* One packet per segment across three index partitions: lookups by segment range. */
 static void test_partitions(void **state)
 {
@@ -721,6 +763,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_frame_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rotation_and_time_range, setup, teardown),
 	    cmocka_unit_test(test_plist_codec),
+	    cmocka_unit_test(test_varint_strict),
 	    cmocka_unit_test_setup_teardown(test_partitions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_drop_list, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_discard, setup, teardown),
