@@ -14,6 +14,7 @@
 
 #include "archive/archive_pvt.h"
 #include "archive/terms_pvt.h"
+#include "qq/qq.h"
 
 struct archive_rtxn {
 	struct archive *a;
@@ -370,14 +371,8 @@ struct postings_out {
 static int postings_add(uint32_t frame, void *arg)
 {
 	struct postings_out *o = arg;
-	if (*o->n == o->cap) {
-		size_t nc = o->cap ? o->cap * 2 : 256;
-		uint64_t *np = realloc(*o->p, nc * sizeof(*np));
-		if (!np)
-			return -ENOMEM;
-		*o->p = np;
-		o->cap = nc;
-	}
+	if (qq_grow((void **)o->p, &o->cap, *o->n + 1, sizeof(**o->p)) != 0)
+		return -ENOMEM;
 	(*o->p)[(*o->n)++] = o->seg << 32 | frame;
 	return 0;
 }

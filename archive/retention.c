@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "archive/archive_pvt.h"
+#include "qq/qq.h"
 
 struct seg_list {
 	struct archive *a;
@@ -61,14 +62,8 @@ static int list_add(const struct archive_segment_info *s, void *arg)
 		return 0;
 	}
 	l->usage += b;
-	if (l->n == l->cap) {
-		size_t nc = l->cap ? l->cap * 2 : 256;
-		struct archive_segment_info *nv = realloc(l->v, nc * sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		l->v = nv;
-		l->cap = nc;
-	}
+	if (qq_grow((void **)&l->v, &l->cap, l->n + 1, sizeof(*l->v)) != 0)
+		return -ENOMEM;
 	l->v[l->n++] = *s;
 	return 0;
 }
@@ -338,9 +333,7 @@ int archive_retention_run(struct archive *a, const struct archive_retention *p,
 	}
 	if (l.n > 1)
 		qsort(l.v, l.n, sizeof(*l.v), oldest_first);
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
-	uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+	uint64_t now_ns = qq_clock_ns(CLOCK_REALTIME);
 	uint64_t usage = l.usage, free_now = p->min_free ? fs_free(a) : UINT64_MAX;
 	size_t k = 0;
 	while (k < l.n) {

@@ -578,6 +578,19 @@ static void test_varint_strict(void **state)
 	assert_int_equal(g.last_ns, f.last_ns);
 }
 
+/* archive__grow refuses a size beyond size_t (it used to double its capacity to 0 and spin). */
+static void test_grow_overflow(void **state)
+{
+	(void)state;
+	uint64_t *v = NULL;
+	size_t cap = 0;
+	assert_int_equal(archive__grow((void **)&v, &cap, 100, sizeof(*v)), 0);
+	assert_int_equal(cap, 128);
+	assert_int_equal(archive__grow((void **)&v, &cap, SIZE_MAX, sizeof(*v)), -ENOMEM);
+	assert_int_equal(cap, 128);
+	free(v);
+}
+
 /* One packet per segment across three index partitions: lookups by segment range. */
 static void test_partitions(void **state)
 {
@@ -764,6 +777,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_rotation_and_time_range, setup, teardown),
 	    cmocka_unit_test(test_plist_codec),
 	    cmocka_unit_test(test_varint_strict),
+	    cmocka_unit_test(test_grow_overflow),
 	    cmocka_unit_test_setup_teardown(test_partitions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_drop_list, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_discard, setup, teardown),
