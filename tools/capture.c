@@ -18,8 +18,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "archive/archive.h"
+#include "tools/capture.h"
 #include "tools/cli.h"
-#include "tools/record.h"
 
 /* ---- options ---------------------------------------------------------------------------- */
 

@@ -31,7 +31,7 @@
 #include <string.h>
 
 #include "tools/cli.h"
-#include "tools/record.h"
+#include "tools/capture.h"
 
 #define CMD "monitor"
 
