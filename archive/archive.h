@@ -304,6 +304,44 @@ uint16_t archive_rule_view_match(struct archive_rule_view *v, int linktype, uint
 /* Rules in the view (active and expiring). */
 size_t archive_rule_view_size(const struct archive_rule_view *v);
 
+/* ---- the dumper's loop: one QQ chunk into a writer (dump.c) ---- */
+
+struct qq_chunk;
+
+/* A link (archive_dump_opts.link): the link type and snaplen of a record's link number. */
+struct archive_dump_link {
+	int linktype;
+	uint32_t snaplen;
+};
+
+struct archive_dump_opts {
+	struct archive_rule_view *view; /* triggered flows' rules, or NULL (no module) */
+	int triggered_only;             /* archive only the packets a rule matches */
+	/* The link of qq_record.link `no` (called when it changes; link 0 is asked first). */
+	struct archive_dump_link (*link)(void *arg, unsigned no);
+	void *link_arg;
+};
+
+/* What archive_writer_dump_chunk() did with the packets (added to, never reset). */
+struct archive_dump_stats {
+	uint64_t selected; /* tagged by a rule */
+	uint64_t skipped;  /* left out: no rule matched, triggered_only */
+	uint64_t oversize; /* archive.writer.dropped_oversize (ARCHIVE_E_TOOBIG) */
+	uint64_t untimed;  /* archive.writer.dropped_time (ARCHIVE_E_TIME) */
+};
+
+/*
+ * Every packet of QQ chunk c (taken by the caller with qq_dumper_next(), handed back by the
+ * caller) into writer w: the rule view brought up to the chunk's ring position, the chunk
+ * set (archive_writer_set_chunk), each packet tagged with the trigger whose rule matches its
+ * flow (left out when none does and triggered_only), the writer's flow and posting lists
+ * prefetched ahead by the flow hash the analyzers left in each record.  A packet too big or
+ * outside the format's time range is counted in *st and left out.  Returns 0 or the
+ * writer's first other error (as archive_writer_add).  The writer's thread only.
+ */
+int archive_writer_dump_chunk(struct archive_writer *w, const struct qq_chunk *c,
+                              const struct archive_dump_opts *o, struct archive_dump_stats *st);
+
 /*
  * The id (1..65535) under which the index records flows archived by the
  * trigger `name` (a module name, or "trigger:EXPR"), creating it on first

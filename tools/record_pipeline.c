@@ -5,8 +5,8 @@
  *   analyzer threads: QQ peek -> parse -> flow key -> own flow table
  *                     (producer q's chunks go to analyzer q % analyzers, so
  *                     with symmetric RSS/fanout every flow has one analyzer)
- *   dumper thread:    QQ dequeue (above the high-water mark, or draining) ->
- *                     archive writer -> segments + index
+ *   dumper threads:   QQ dequeue (above the high-water mark, or draining) ->
+ *                     archive_writer_dump_chunk() (rules, writer) -> segments + index
  *
  * Order: every QQ producer is opened before any thread starts (the QQ counts
  * "no producer open" as finished).  Shutdown keeps every packet: sources stop
@@ -26,7 +26,6 @@
 
 #define CMD "record"
 #define WAIT_MS 50
-#define DUMP_AHEAD 8 /* packets: how far ahead a dumper prefetches their flows */
 
 /* ---- threads ------------------------------------------------------------------------------ */
 
@@ -85,59 +84,27 @@ static void *analyzer_thread(void *arg)
 	}
 }
 
-/*
- * Every packet of the chunk, tagged with the trigger whose rule matches its
- * flow; in triggered capture only those are archived.
- */
+static struct archive_dump_link dump_link(void *arg, unsigned no)
+{
+	struct ingest_link l = ingest_source_link(arg, no);
+	return (struct archive_dump_link){.linktype = l.linktype, .snaplen = l.snaplen};
+}
+
+/* Every packet of the chunk into the dumper's writer (archive_writer_dump_chunk). */
 static int dump_chunk(struct record_dumper *d, struct qq_chunk *c)
 {
 	struct record_pipeline *pl = d->pl;
-	uint32_t n = qq_chunk_count(c);
-	struct ingest_link link = ingest_source_link(pl->src, 0);
-	unsigned link_no = 0;
-	if (d->view)
-		archive_rule_view_update(d->view, qq_chunk_seq(c));
-	int r = archive_writer_set_chunk(d->writer, qq_chunk_seq(c));
-	if (r)
-		return r;
-	/* how far ahead each archive_writer_prefetch() stage looks, in packets */
-	static const uint32_t ahead[] = {2 * DUMP_AHEAD, DUMP_AHEAD, DUMP_AHEAD / 2,
-	                                 DUMP_AHEAD / 4};
-	for (uint32_t i = 0; i < n; i++) {
-		/* the analyzers left each packet's flow hash: fetch the writer's flow ahead,
-		 * and before that the record itself (it comes from memory, page by page) */
-		if (i + 4 * DUMP_AHEAD < n)
-			__builtin_prefetch(qq_chunk_record(c, i + 4 * DUMP_AHEAD));
-		for (int s = 0; s < 4; s++)
-			if (i + ahead[s] < n)
-				archive_writer_prefetch(
-				    d->writer, qq_chunk_record(c, i + ahead[s])->flow_hash, s);
-		const struct qq_record *rec = qq_chunk_record(c, i);
-		if (rec->link != link_no) /* a pcapng file's interfaces: each its own link type */
-			link = ingest_source_link(pl->src, link_no = rec->link);
-		uint16_t tag = d->view
-		                   ? archive_rule_view_match(d->view, link.linktype, rec->ts_ns,
-		                                             rec->data, rec->caplen, rec->wirelen)
-		                   : 0;
-		if (pl->o.triggered && !tag) {
-			d->skipped++;
-			continue;
-		}
-		d->selected += tag != 0;
-		r = archive_writer_add_tagged(d->writer, link.linktype, link.snaplen, rec->ts_ns,
-		                              rec->caplen, rec->wirelen, rec->data, tag);
-		if (r == ARCHIVE_E_TOOBIG) {
-			d->oversize++;
-			continue;
-		}
-		if (r == ARCHIVE_E_TIME) {
-			d->untimed++;
-			continue;
-		}
-		if (r)
-			return r;
-	}
-	return 0;
+	struct archive_dump_opts o = {.view = d->view,
+	                              .triggered_only = pl->o.triggered,
+	                              .link = dump_link,
+	                              .link_arg = pl->src};
+	struct archive_dump_stats st = {0};
+	int r = archive_writer_dump_chunk(d->writer, c, &o, &st);
+	d->selected += st.selected;
+	d->skipped += st.skipped;
+	d->oversize += st.oversize;
+	d->untimed += st.untimed;
+	return r;
 }
 
 static void dumper_retention(struct record_dumper *d);

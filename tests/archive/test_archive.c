@@ -22,6 +22,7 @@
 #include "archive/archive.h"
 #include "archive/archive_pvt.h" /* the drop list test writes its documented keys */
 #include "archive/terms_pvt.h"
+#include "qq/qq.h"
 
 struct fixture {
 	char dir[256];
@@ -591,6 +592,101 @@ static void test_grow_overflow(void **state)
 	free(v);
 }
 
+/* The dump test's links: link 0 is Ethernet with snaplen 256; counts the calls. */
+static struct archive_dump_link dump_test_link(void *arg, unsigned no)
+{
+	(*(unsigned *)arg)++;
+	assert_int_equal(no, 0);
+	return (struct archive_dump_link){.linktype = 1, .snaplen = 256};
+}
+
+static int dump_test_flow(const struct archive_flow_info *fi, void *arg)
+{
+	struct archive_flow_info *out = arg;
+	*out = *fi;
+	out->seg++; /* seen */
+	return 0;
+}
+
+/*
+ * archive_writer_dump_chunk: one QQ chunk of three flows (hosts 1..3) into a writer in
+ * triggered capture, a rule on host 2's flow (trigger 7): host 2's packets archived and
+ * tagged, the others skipped; host 2's oversize packet (caplen > the link's snaplen) and
+ * one past the format's time counted and left out.
+ */
+static void test_dump_chunk(void **state)
+{
+	struct fixture *f = *state;
+	struct qq *q;
+	struct qq_config qc = {.size = 4u << 16,
+	                       .chunk_size = 1u << 16,
+	                       .producers = 1,
+	                       .analyzers = 1,
+	                       .high_water = QQ_NO_HOLD,
+	                       .mode = QQ_MODE_BACKPRESSURE,
+	                       .lazy = 1};
+	assert_int_equal(qq_create(&qc, &q), 0);
+	struct qq_producer *p;
+	assert_int_equal(qq_producer_open(q, 0, &p), 0);
+	uint8_t b[300];
+	for (uint32_t i = 0; i < 32; i++) {
+		uint8_t host = (uint8_t)(i % 3 + 1);
+		uint32_t n = i == 31 ? 300 : 200; /* 31 (host 2): above the snaplen */
+		uint64_t ts = i == 28 ? ARCHIVE_MAX_TS_NS + 1 : 5000000000ull + i; /* 28: host 2 */
+		make_udp(b, host, 1000 + host, n);
+		assert_int_equal(qq_producer_append(p, ts, n, n, 0, 0, b), 0);
+	}
+	qq_producer_close(p);
+	struct qq_peek pk;
+	assert_int_equal(qq_analyzer_next(q, 0, &pk, 1000), 0);
+	assert_int_equal(pk.end - pk.first, 32);
+	qq_analyzer_done(q, &pk);
+	struct qq_chunk *c;
+	assert_int_equal(qq_dumper_next(q, &c, 1000), 0);
+
+	struct archive_rules *rules;
+	struct archive_rule_view *view;
+	assert_int_equal(archive_rules_create(&rules), 0);
+	assert_int_equal(archive_rule_view_create(rules, &view), 0);
+	struct ft_packet pkt;
+	struct ft_flow_key key;
+	int dir;
+	make_udp(b, 2, 1002, 200);
+	assert_int_equal(ft_parse(1, b, 200, &pkt), 0);
+	assert_int_equal(archive_flow_key_of(&pkt, &key, &dir), 0);
+	assert_int_equal(archive_rules_add(rules, &key, FT_KEY_BIDIRECTIONAL, 0, NULL, 7), 0);
+
+	struct archive *a = open_rw(f->dir);
+	struct archive_writer *w;
+	struct archive_writer_config wc = {0};
+	assert_int_equal(archive_writer_create(a, &wc, &w), 0);
+	unsigned link_calls = 0;
+	struct archive_dump_opts o = {
+	    .view = view, .triggered_only = 1, .link = dump_test_link, .link_arg = &link_calls};
+	struct archive_dump_stats st = {0};
+	assert_int_equal(archive_writer_dump_chunk(w, c, &o, &st), 0);
+	qq_dumper_release(q, c);
+	assert_int_equal(st.selected, 11); /* host 2: i = 1, 4, ..., 31 */
+	assert_int_equal(st.skipped, 21);
+	assert_int_equal(st.oversize, 1);
+	assert_int_equal(st.untimed, 1);
+	assert_int_equal(link_calls, 1);
+	assert_int_equal(archive_writer_close(w), 0);
+
+	struct archive_rtxn *t;
+	struct archive_flow_info fi = {.seg = 0};
+	assert_int_equal(archive_rtxn_begin(a, &t), 0);
+	assert_int_equal(archive_flows(t, 1, dump_test_flow, &fi), 0);
+	assert_int_equal(fi.seg, 2); /* one flow, in segment 1 */
+	assert_int_equal(fi.trigger, 7);
+	assert_int_equal(fi.packets[0] + fi.packets[1], 9); /* 11 less 28 and 31 */
+	archive_rtxn_end(t);
+	archive_close(a);
+	archive_rule_view_destroy(view);
+	archive_rules_destroy(rules);
+	qq_destroy(q);
+}
+
 /* One packet per segment across three index partitions: lookups by segment range. */
 static void test_partitions(void **state)
 {
@@ -778,6 +874,7 @@ int main(void)
 	    cmocka_unit_test(test_plist_codec),
 	    cmocka_unit_test(test_varint_strict),
 	    cmocka_unit_test(test_grow_overflow),
+	    cmocka_unit_test_setup_teardown(test_dump_chunk, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_partitions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_drop_list, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_discard, setup, teardown),
