@@ -644,6 +644,46 @@ int archive_disk_usage(struct archive *a, uint64_t *bytes);
 int archive_retention_run(struct archive *a, const struct archive_retention *p,
                           struct archive_retention_stats *st);
 
+/*
+ * Retention while recording: the passes of several threads (each dumper when it has opened
+ * a segment, a housekeeping thread on a clock) one at a time, what they dropped added up.
+ * The caller runs the passes on its own threads; the keeper says when the clock's pass is
+ * due and runs it.  Threading: every function may be called from any thread.
+ */
+struct archive_retention_keeper;
+
+struct archive_retention_totals {
+	uint64_t runs, segments, bytes; /* passes; what they dropped */
+	uint64_t usage;                 /* the archive's disk use after the last pass that worked */
+	int err;                        /* the last pass's error (0: it worked) */
+};
+
+#define ARCHIVE_RETENTION_PERIOD_NS 1000000000ull /* the clock's pass: every second */
+
+/* A keeper of a's retention: max_bytes and max_age_ns as struct archive_retention;
+ * segment_size the writers' (0: 256 MiB).  0 or -ENOMEM. */
+int archive_retention_keeper_create(struct archive *a, uint64_t max_bytes, uint64_t max_age_ns,
+                                    uint64_t segment_size, struct archive_retention_keeper **out);
+void archive_retention_keeper_destroy(struct archive_retention_keeper *k);
+
+/*
+ * One pass (archive_retention_run), after any other thread's.  make_room (while recording):
+ * also until the filesystem has room for two more segments and ARCHIVE_RESUME_FREE, so a
+ * disk smaller than the budget never fills up and one that did gets room again; each open
+ * segment counts as a whole segment.  Returns 0 or the pass's error; *first_err (may be
+ * NULL) 1 when it is the keeper's first failed pass (to say so once: it will be retried).
+ */
+int archive_retention_keeper_pass(struct archive_retention_keeper *k, int make_room,
+                                  int *first_err);
+
+/* 1 if the clock's pass is due at now_ns (monotonic): ARCHIVE_RETENTION_PERIOD_NS after the
+ * last time it was, or at once while a disk is full (disk_full); then counted as done. */
+int archive_retention_keeper_due(struct archive_retention_keeper *k, uint64_t now_ns,
+                                 int disk_full);
+
+void archive_retention_keeper_totals(struct archive_retention_keeper *k,
+                                     struct archive_retention_totals *out);
+
 struct archive_rebuild_stats {
 	uint64_t segments, frames, packets, flows;
 	uint64_t bytes_cut; /* incomplete frames at the end of open segments, removed */

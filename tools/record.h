@@ -75,13 +75,12 @@ struct record_pipeline {
 	int dump_rc;           /* the first dumper failure, after finish/close */
 	char dump_err[512];
 	/* housekeeping: retention */
-	pthread_mutex_t ret_lock; /* one pass at a time: dumpers (at segment close), housekeeper */
+	struct archive_retention_keeper *keeper; /* passes of dumpers and housekeeper; or NULL */
 	pthread_t housekeeper;
 	int housekeeping; /* the thread runs */
 	atomic_int hk_stop;
-	uint64_t ret_segments, ret_bytes; /* dropped so far (housekeeper, then main) */
-	uint64_t ret_usage, ret_runs;
-	int ret_err;
+	uint64_t ret_segments, ret_bytes; /* dropped (the keeper's totals, at the seal) */
+	uint64_t ret_usage;
 	atomic_uint queues_running;
 	atomic_int failed;   /* a thread failed: stop everything */
 	uint64_t t_start_ns; /* CLOCK_REALTIME at start, for the run report */

@@ -687,6 +687,41 @@ static void test_dump_chunk(void **state)
 	qq_destroy(q);
 }
 
+/* The retention keeper: the clock's pass due once a second (at once while a disk is
+ * full); passes add up what they dropped. */
+static void test_retention_keeper(void **state)
+{
+	struct fixture *f = *state;
+	struct archive *a = open_rw(f->dir);
+	write_packets(a, 100, 16384, 5000000000ull); /* one closed segment, from 1970 */
+	struct archive_retention_keeper *k;
+	assert_int_equal(archive_retention_keeper_create(a, 0, 86400ull * 1000000000ull, 0, &k), 0);
+	uint64_t s = 1000000000ull;
+	assert_int_equal(archive_retention_keeper_due(k, 5 * s, 0), 1);
+	assert_int_equal(archive_retention_keeper_due(k, 5 * s + s / 2, 0), 0);
+	assert_int_equal(archive_retention_keeper_due(k, 5 * s + s / 2, 1), 1); /* full */
+	assert_int_equal(archive_retention_keeper_due(k, 6 * s, 0), 0);
+	assert_int_equal(archive_retention_keeper_due(k, 6 * s + s / 2, 0), 1);
+	int first = -1;
+	assert_int_equal(archive_retention_keeper_pass(k, 0, &first), 0);
+	assert_int_equal(first, 0);
+	assert_int_equal(archive_retention_keeper_pass(k, 0, NULL), 0); /* nothing left to drop */
+	struct archive_retention_totals t;
+	archive_retention_keeper_totals(k, &t);
+	assert_int_equal(t.runs, 2);
+	assert_int_equal(t.segments, 1);
+	assert_true(t.bytes > 0);
+	assert_int_equal(t.err, 0);
+	int segs = 0;
+	struct archive_rtxn *x;
+	assert_int_equal(archive_rtxn_begin(a, &x), 0);
+	assert_int_equal(archive_segments(x, 0, 0, count_segs, &segs), 0);
+	assert_int_equal(segs, 0);
+	archive_rtxn_end(x);
+	archive_retention_keeper_destroy(k);
+	archive_close(a);
+}
+
 /* One packet per segment across three index partitions: lookups by segment range. */
 static void test_partitions(void **state)
 {
@@ -875,6 +910,7 @@ int main(void)
 	    cmocka_unit_test(test_varint_strict),
 	    cmocka_unit_test(test_grow_overflow),
 	    cmocka_unit_test_setup_teardown(test_dump_chunk, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_retention_keeper, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_partitions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_drop_list, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_discard, setup, teardown),
