@@ -257,9 +257,10 @@ static int cursor_walk(struct archive_rtxn *t, MDB_dbi dbi, MDB_val *from,
 	int rc = mdb_cursor_open(t->txn, dbi, &c), r = 0, end = 0;
 	if (rc)
 		return archive__lmdb_fail(rc, what);
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && r == 0 && !end;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
-		r = row(&k, &v, arg, &end);
+		if ((r = row(&k, &v, arg, &end)) != 0 || end)
+			break;
 	mdb_cursor_close(c);
 	if (r == 0 && !end && rc != MDB_NOTFOUND && rc != 0)
 		r = archive__lmdb_fail(rc, what);
