@@ -304,6 +304,44 @@ uint16_t archive_rule_view_match(struct archive_rule_view *v, int linktype, uint
 /* Rules in the view (active and expiring). */
 size_t archive_rule_view_size(const struct archive_rule_view *v);
 
+/* ---- the dumper's loop: one QQ chunk into a writer (dump.c) ---- */
+
+struct qq_chunk;
+
+/* A link (archive_dump_opts.link): the link type and snaplen of a record's link number. */
+struct archive_dump_link {
+	int linktype;
+	uint32_t snaplen;
+};
+
+struct archive_dump_opts {
+	struct archive_rule_view *view; /* triggered flows' rules, or NULL (no module) */
+	int triggered_only;             /* archive only the packets a rule matches */
+	/* The link of qq_record.link `no` (called when it changes; link 0 is asked first). */
+	struct archive_dump_link (*link)(void *arg, unsigned no);
+	void *link_arg;
+};
+
+/* What archive_writer_dump_chunk() did with the packets (added to, never reset). */
+struct archive_dump_stats {
+	uint64_t selected; /* tagged by a rule */
+	uint64_t skipped;  /* left out: no rule matched, triggered_only */
+	uint64_t oversize; /* archive.writer.dropped_oversize (ARCHIVE_E_TOOBIG) */
+	uint64_t untimed;  /* archive.writer.dropped_time (ARCHIVE_E_TIME) */
+};
+
+/*
+ * Every packet of QQ chunk c (taken by the caller with qq_dumper_next(), handed back by the
+ * caller) into writer w: the rule view brought up to the chunk's ring position, the chunk
+ * set (archive_writer_set_chunk), each packet tagged with the trigger whose rule matches its
+ * flow (left out when none does and triggered_only), the writer's flow and posting lists
+ * prefetched ahead by the flow hash the analyzers left in each record.  A packet too big or
+ * outside the format's time range is counted in *st and left out.  Returns 0 or the
+ * writer's first other error (as archive_writer_add).  The writer's thread only.
+ */
+int archive_writer_dump_chunk(struct archive_writer *w, const struct qq_chunk *c,
+                              const struct archive_dump_opts *o, struct archive_dump_stats *st);
+
 /*
  * The id (1..65535) under which the index records flows archived by the
  * trigger `name` (a module name, or "trigger:EXPR"), creating it on first
@@ -605,6 +643,46 @@ int archive_disk_usage(struct archive *a, uint64_t *bytes);
  */
 int archive_retention_run(struct archive *a, const struct archive_retention *p,
                           struct archive_retention_stats *st);
+
+/*
+ * Retention while recording: the passes of several threads (each dumper when it has opened
+ * a segment, a housekeeping thread on a clock) one at a time, what they dropped added up.
+ * The caller runs the passes on its own threads; the keeper says when the clock's pass is
+ * due and runs it.  Threading: every function may be called from any thread.
+ */
+struct archive_retention_keeper;
+
+struct archive_retention_totals {
+	uint64_t runs, segments, bytes; /* passes; what they dropped */
+	uint64_t usage;                 /* the archive's disk use after the last pass that worked */
+	int err;                        /* the last pass's error (0: it worked) */
+};
+
+#define ARCHIVE_RETENTION_PERIOD_NS 1000000000ull /* the clock's pass: every second */
+
+/* A keeper of a's retention: max_bytes and max_age_ns as struct archive_retention;
+ * segment_size the writers' (0: 256 MiB).  0 or -ENOMEM. */
+int archive_retention_keeper_create(struct archive *a, uint64_t max_bytes, uint64_t max_age_ns,
+                                    uint64_t segment_size, struct archive_retention_keeper **out);
+void archive_retention_keeper_destroy(struct archive_retention_keeper *k);
+
+/*
+ * One pass (archive_retention_run), after any other thread's.  make_room (while recording):
+ * also until the filesystem has room for two more segments and ARCHIVE_RESUME_FREE, so a
+ * disk smaller than the budget never fills up and one that did gets room again; each open
+ * segment counts as a whole segment.  Returns 0 or the pass's error; *first_err (may be
+ * NULL) 1 when it is the keeper's first failed pass (to say so once: it will be retried).
+ */
+int archive_retention_keeper_pass(struct archive_retention_keeper *k, int make_room,
+                                  int *first_err);
+
+/* 1 if the clock's pass is due at now_ns (monotonic): ARCHIVE_RETENTION_PERIOD_NS after the
+ * last time it was, or at once while a disk is full (disk_full); then counted as done. */
+int archive_retention_keeper_due(struct archive_retention_keeper *k, uint64_t now_ns,
+                                 int disk_full);
+
+void archive_retention_keeper_totals(struct archive_retention_keeper *k,
+                                     struct archive_retention_totals *out);
 
 struct archive_rebuild_stats {
 	uint64_t segments, frames, packets, flows;

@@ -135,6 +135,46 @@ static inline uint32_t le32_get(const uint8_t *p)
 	       ((uint32_t)p[3] << 24);
 }
 
+/*
+ * The archive's one varint: unsigned LEB128, 7 bits a byte, low group first, the top bit
+ * set on every byte but the last (flow records, posting lists).  Writers write the
+ * shortest form, so a reader rejects any other: a last byte of 0 after the first (over-
+ * long), more than 10 bytes or bits beyond 2^64 (overflow), a value above the field's max.
+ */
+#define ARCHIVE_VARINT_MAX 10u /* bytes of a 64-bit value */
+
+/* Writes v at p (room for ARCHIVE_VARINT_MAX bytes); returns its length. */
+static inline size_t archive__varint_put(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* Reads the varint at p (len bytes available) into *v if it is at most max; returns its
+ * length, 0 if malformed (truncated, over-long, beyond 64 bits or max). */
+static inline size_t archive__varint_get(const uint8_t *p, size_t len, uint64_t max, uint64_t *v)
+{
+	uint64_t x = 0;
+	for (size_t i = 0; i < len && i < ARCHIVE_VARINT_MAX; i++) {
+		uint8_t b = p[i];
+		if (i == ARCHIVE_VARINT_MAX - 1 && b > 1)
+			return 0; /* bits beyond 2^64 */
+		x |= (uint64_t)(b & 0x7f) << (7 * i);
+		if (!(b & 0x80)) {
+			if ((i > 0 && b == 0) || x > max)
+				return 0;
+			*v = x;
+			return i + 1;
+		}
+	}
+	return 0;
+}
+
 /* records <-> bytes (index.c) */
 void archive__seg_encode(const struct archive_segment_info *s, uint64_t created_ns,
                          uint8_t out[SEG_REC_LEN]);

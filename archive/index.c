@@ -15,6 +15,7 @@
 
 #include "archive/archive_pvt.h"
 #include "archive/terms_pvt.h"
+#include "qq/qq.h"
 
 struct archive_rtxn {
 	struct archive *a;
@@ -130,52 +131,26 @@ int archive__frame_decode(const MDB_val *k, const MDB_val *v, struct archive_fra
 	return 0;
 }
 
-static size_t uvarint_put(uint8_t *p, uint64_t v)
+/* Reads the varint at *i (at most max) and steps over it; 0 or -1 (malformed). */
+static int uvarint_get(const uint8_t *p, size_t len, size_t *i, uint64_t max, uint64_t *v)
 {
-	size_t n = 0;
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
-/*
- * Reads an unsigned LEB128 at *i, strictly: at most 64 bits (10 bytes, the
- * last 0 or 1) in its shortest form (no final zero byte but for 0 itself), as
- * uvarint_put writes it; 0, or -1 when malformed.
- */
-static int uvarint_get(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
-{
-	uint64_t x = 0;
-	for (unsigned s = 0; *i < len && s < 64; s += 7) {
-		uint8_t b = p[(*i)++];
-		if (s == 63 && b > 1)
-			return -1; /* bits beyond 64, or an 11th byte */
-		x |= (uint64_t)(b & 0x7f) << s;
-		if (!(b & 0x80)) {
-			if (b == 0 && s > 0)
-				return -1; /* over-long: a shorter encoding exists */
-			*v = x;
-			return 0;
-		}
-	}
-	return -1;
+	size_t n = archive__varint_get(p + *i, len - *i, max, v);
+	*i += n;
+	return n ? 0 : -1;
 }
 
 size_t archive__flow_encode(const struct archive_flow_info *f, uint8_t out[FLOW_REC_MAX])
 {
 	size_t n = 8;
 	le64_put(out, f->first_ns);
-	n += uvarint_put(out + n, f->last_ns - f->first_ns);
-	n += uvarint_put(out + n, f->packets[0]);
-	n += uvarint_put(out + n, f->packets[1]);
-	n += uvarint_put(out + n, f->bytes[0]);
-	n += uvarint_put(out + n, f->bytes[1]);
+	n += archive__varint_put(out + n, f->last_ns - f->first_ns);
+	n += archive__varint_put(out + n, f->packets[0]);
+	n += archive__varint_put(out + n, f->packets[1]);
+	n += archive__varint_put(out + n, f->bytes[0]);
+	n += archive__varint_put(out + n, f->bytes[1]);
 	out[n++] = f->tcp_flags[0];
 	out[n++] = f->tcp_flags[1];
-	n += uvarint_put(out + n, f->trigger);
+	n += archive__varint_put(out + n, f->trigger);
 	return n;
 }
 
@@ -187,11 +162,11 @@ int archive__flow_decode(const MDB_val *k, const MDB_val *v, struct archive_flow
 	int bad =
 	    (k->mv_size != FLOW_KEY_LEN && k->mv_size != FLOW_KEY_LEN_V2) || len < 8 + 5 + 2 + 1;
 	for (int j = 0; j < 5 && !bad; j++)
-		bad = uvarint_get(p, len, &i, &x[j]) != 0;
+		bad = uvarint_get(p, len, &i, UINT64_MAX, &x[j]) != 0;
 	if (!bad && i + 2 <= len) {
 		flags_at = i;
 		i += 2;
-		bad = uvarint_get(p, len, &i, &x[5]) != 0 || x[5] > UINT16_MAX || i != len;
+		bad = uvarint_get(p, len, &i, UINT16_MAX, &x[5]) != 0 || i != len;
 	} else {
 		bad = 1;
 	}
@@ -299,42 +274,59 @@ void archive_rtxn_end(struct archive_rtxn *t)
 	free(t);
 }
 
-/* Opens a cursor positioned at the first key >= key; returns rc of the get. */
-static int cursor_seek(struct archive_rtxn *t, MDB_dbi dbi, MDB_cursor **c, MDB_val *k, MDB_val *v)
+/*
+ * The index's one cursor walk: from the first key >= *from in dbi, calls row on each entry
+ * until row returns nonzero (returned) or sets *end (0 returned: past the range); an LMDB
+ * failure is ARCHIVE_E_LMDB naming `what`.
+ */
+static int cursor_walk(struct archive_rtxn *t, MDB_dbi dbi, MDB_val *from,
+                       int (*row)(const MDB_val *k, const MDB_val *v, void *arg, int *end),
+                       void *arg, const char *what)
 {
-	int rc = mdb_cursor_open(t->txn, dbi, c);
+	MDB_cursor *c;
+	MDB_val k = *from, v;
+	int rc = mdb_cursor_open(t->txn, dbi, &c), r = 0, end = 0;
 	if (rc)
-		return rc;
-	return mdb_cursor_get(*c, k, v, MDB_SET_RANGE);
+		return archive__lmdb_fail(rc, what);
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+		if ((r = row(&k, &v, arg, &end)) != 0 || end)
+			break;
+	mdb_cursor_close(c);
+	if (r == 0 && !end && rc != MDB_NOTFOUND && rc != 0)
+		r = archive__lmdb_fail(rc, what);
+	return r;
+}
+
+struct seg_walk {
+	uint64_t from_ns, to_ns;
+	int (*fn)(const struct archive_segment_info *s, void *arg);
+	void *arg;
+};
+
+static int segments_row(const MDB_val *k, const MDB_val *v, void *arg, int *end)
+{
+	struct seg_walk *w = arg;
+	struct archive_segment_info s;
+	int r;
+	(void)end;
+	if (k->mv_size != SEG_KEY_LEN)
+		return archive__fail(ARCHIVE_E_CORRUPT, "index: bad segment key");
+	if ((r = archive__seg_decode(be64_get(k->mv_data), v, &s)) != 0)
+		return r;
+	if ((w->from_ns || w->to_ns) &&
+	    (s.packets == 0 || s.max_ns < w->from_ns || (w->to_ns && s.min_ns >= w->to_ns)))
+		return 0;
+	return w->fn(&s, w->arg);
 }
 
 int archive_segments(struct archive_rtxn *t, uint64_t from_ns, uint64_t to_ns,
                      int (*fn)(const struct archive_segment_info *s, void *arg), void *arg)
 {
-	MDB_cursor *c = NULL;
 	uint8_t kb[8] = {0};
-	MDB_val k = {.mv_size = 8, .mv_data = kb}, v;
-	int rc = cursor_seek(t, t->a->db_segments, &c, &k, &v), r = 0;
-
-	for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		struct archive_segment_info s;
-		if (k.mv_size != SEG_KEY_LEN) {
-			r = archive__fail(ARCHIVE_E_CORRUPT, "index: bad segment key");
-			break;
-		}
-		if ((r = archive__seg_decode(be64_get(k.mv_data), &v, &s)) != 0)
-			break;
-		if ((from_ns || to_ns) &&
-		    (s.packets == 0 || s.max_ns < from_ns || (to_ns && s.min_ns >= to_ns)))
-			continue;
-		if ((r = fn(&s, arg)) != 0)
-			break;
-	}
-	if (c)
-		mdb_cursor_close(c);
-	if (r == 0 && rc != MDB_NOTFOUND && rc != 0)
-		r = archive__lmdb_fail(rc, "walk segments");
-	return r;
+	MDB_val k = {.mv_size = 8, .mv_data = kb};
+	struct seg_walk w = {.from_ns = from_ns, .to_ns = to_ns, .fn = fn, .arg = arg};
+	return cursor_walk(t, t->a->db_segments, &k, segments_row, &w, "walk segments");
 }
 
 int archive_segment_get(struct archive_rtxn *t, uint64_t id, struct archive_segment_info *out)
@@ -350,27 +342,35 @@ int archive_segment_get(struct archive_rtxn *t, uint64_t id, struct archive_segm
 	return archive__seg_decode(id, &v, out);
 }
 
+struct seg_rows {
+	uint64_t seg;
+	int (*frame)(const struct archive_frame_info *f, void *arg);
+	int (*flow)(const struct archive_flow_info *f, void *arg);
+	void *arg;
+};
+
+static int frames_row(const MDB_val *k, const MDB_val *v, void *arg, int *end)
+{
+	struct seg_rows *w = arg;
+	struct archive_frame_info f;
+	int r = archive__frame_decode(k, v, &f);
+	if (r)
+		return r;
+	if (f.seg != w->seg) {
+		*end = 1;
+		return 0;
+	}
+	return w->frame(&f, w->arg);
+}
+
 int archive_frames(struct archive_rtxn *t, uint64_t seg,
                    int (*fn)(const struct archive_frame_info *f, void *arg), void *arg)
 {
-	MDB_cursor *c = NULL;
 	uint8_t kb[FRAME_KEY_LEN] = {0};
 	be64_put(kb, seg);
-	MDB_val k = {.mv_size = FRAME_KEY_LEN, .mv_data = kb}, v;
-	int rc = cursor_seek(t, t->a->db_frames, &c, &k, &v), r = 0;
-
-	for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		struct archive_frame_info f;
-		if ((r = archive__frame_decode(&k, &v, &f)) != 0 || f.seg != seg)
-			break;
-		if ((r = fn(&f, arg)) != 0)
-			break;
-	}
-	if (c)
-		mdb_cursor_close(c);
-	if (r == 0 && rc != MDB_NOTFOUND && rc != 0)
-		r = archive__lmdb_fail(rc, "walk frames");
-	return r;
+	MDB_val k = {.mv_size = FRAME_KEY_LEN, .mv_data = kb};
+	struct seg_rows w = {.seg = seg, .frame = fn, .arg = arg};
+	return cursor_walk(t, t->a->db_frames, &k, frames_row, &w, "walk frames");
 }
 
 int archive_frame_get(struct archive_rtxn *t, uint64_t seg, uint32_t frame,
@@ -403,14 +403,8 @@ struct postings_out {
 static int postings_add(uint32_t frame, void *arg)
 {
 	struct postings_out *o = arg;
-	if (*o->n == o->cap) {
-		size_t nc = o->cap ? o->cap * 2 : 256;
-		uint64_t *np = realloc(*o->p, nc * sizeof(*np));
-		if (!np)
-			return -ENOMEM;
-		*o->p = np;
-		o->cap = nc;
-	}
+	if (qq_grow((void **)o->p, &o->cap, *o->n + 1, sizeof(**o->p)) != 0)
+		return -ENOMEM;
 	(*o->p)[(*o->n)++] = o->seg << 32 | frame;
 	return 0;
 }
@@ -501,27 +495,28 @@ int archive_term_postings(struct archive_rtxn *t, enum archive_term_type type, c
 	return 0;
 }
 
+static int flows_row(const MDB_val *k, const MDB_val *v, void *arg, int *end)
+{
+	struct seg_rows *w = arg;
+	struct archive_flow_info f;
+	int r = archive__flow_decode(k, v, &f);
+	if (r)
+		return r;
+	if (f.seg != w->seg) {
+		*end = 1;
+		return 0;
+	}
+	return w->flow(&f, w->arg);
+}
+
 int archive_flows(struct archive_rtxn *t, uint64_t seg,
                   int (*fn)(const struct archive_flow_info *f, void *arg), void *arg)
 {
 	uint8_t kb[FLOW_KEY_LEN] = {0};
 	be64_put(kb, seg);
-	MDB_val k = {.mv_size = FLOW_KEY_LEN, .mv_data = kb}, v;
-	MDB_cursor *c = NULL;
-	int rc = cursor_seek(t, t->a->db_flows, &c, &k, &v), r = 0;
-
-	for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		struct archive_flow_info f;
-		if ((r = archive__flow_decode(&k, &v, &f)) != 0 || f.seg != seg)
-			break;
-		if ((r = fn(&f, arg)) != 0)
-			break;
-	}
-	if (c)
-		mdb_cursor_close(c);
-	if (r == 0 && rc != MDB_NOTFOUND && rc != 0)
-		r = archive__lmdb_fail(rc, "walk flows");
-	return r;
+	MDB_val k = {.mv_size = FLOW_KEY_LEN, .mv_data = kb};
+	struct seg_rows w = {.seg = seg, .flow = fn, .arg = arg};
+	return cursor_walk(t, t->a->db_flows, &k, flows_row, &w, "walk flows");
 }
 
 static int summary_add(const struct archive_segment_info *s, void *arg)

@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "archive/archive_pvt.h"
+#include "qq/qq.h"
 
 struct seg_list {
 	struct archive *a;
@@ -61,14 +63,8 @@ static int list_add(const struct archive_segment_info *s, void *arg)
 		return 0;
 	}
 	l->usage += b;
-	if (l->n == l->cap) {
-		size_t nc = l->cap ? l->cap * 2 : 256;
-		struct archive_segment_info *nv = realloc(l->v, nc * sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		l->v = nv;
-		l->cap = nc;
-	}
+	if (qq_grow((void **)&l->v, &l->cap, l->n + 1, sizeof(*l->v)) != 0)
+		return -ENOMEM;
 	l->v[l->n++] = *s;
 	return 0;
 }
@@ -338,9 +334,7 @@ int archive_retention_run(struct archive *a, const struct archive_retention *p,
 	}
 	if (l.n > 1)
 		qsort(l.v, l.n, sizeof(*l.v), oldest_first);
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
-	uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+	uint64_t now_ns = qq_clock_ns(CLOCK_REALTIME);
 	uint64_t usage = l.usage, free_now = p->min_free ? fs_free(a) : UINT64_MAX;
 	size_t k = 0;
 	while (k < l.n) {
@@ -370,4 +364,81 @@ int archive_retention_run(struct archive *a, const struct archive_retention *p,
 	}
 	free(l.v);
 	return r;
+}
+
+/* ---- the keeper: passes of several threads, one at a time ---------------------------------- */
+
+struct archive_retention_keeper {
+	struct archive *a;
+	uint64_t max_bytes, max_age_ns, segment_size;
+	pthread_mutex_t lock; /* one pass at a time; guards everything below */
+	uint64_t last_due;    /* monotonic ns of the clock's last pass */
+	int failed;           /* a pass has failed (once set, stays) */
+	struct archive_retention_totals t;
+};
+
+int archive_retention_keeper_create(struct archive *a, uint64_t max_bytes, uint64_t max_age_ns,
+                                    uint64_t segment_size, struct archive_retention_keeper **out)
+{
+	struct archive_retention_keeper *k = calloc(1, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	k->a = a;
+	k->max_bytes = max_bytes;
+	k->max_age_ns = max_age_ns;
+	k->segment_size = segment_size ? segment_size : 256ull << 20;
+	pthread_mutex_init(&k->lock, NULL);
+	*out = k;
+	return 0;
+}
+
+void archive_retention_keeper_destroy(struct archive_retention_keeper *k)
+{
+	if (!k)
+		return;
+	pthread_mutex_destroy(&k->lock);
+	free(k);
+}
+
+int archive_retention_keeper_pass(struct archive_retention_keeper *k, int make_room, int *first_err)
+{
+	struct archive_retention p = {.max_bytes = k->max_bytes,
+	                              .max_age_ns = k->max_age_ns,
+	                              .min_free =
+	                                  make_room ? 2 * k->segment_size + ARCHIVE_RESUME_FREE : 0,
+	                              .open_size = k->segment_size};
+	struct archive_retention_stats rs;
+	pthread_mutex_lock(&k->lock);
+	int r = archive_retention_run(k->a, &p, &rs);
+	k->t.runs++;
+	k->t.err = r;
+	if (first_err)
+		*first_err = r && !k->failed;
+	if (r) {
+		k->failed = 1;
+	} else {
+		k->t.segments += rs.segments;
+		k->t.bytes += rs.bytes;
+		k->t.usage = rs.usage;
+	}
+	pthread_mutex_unlock(&k->lock);
+	return r;
+}
+
+int archive_retention_keeper_due(struct archive_retention_keeper *k, uint64_t now_ns, int disk_full)
+{
+	pthread_mutex_lock(&k->lock);
+	int due = disk_full || now_ns - k->last_due >= ARCHIVE_RETENTION_PERIOD_NS;
+	if (due)
+		k->last_due = now_ns;
+	pthread_mutex_unlock(&k->lock);
+	return due;
+}
+
+void archive_retention_keeper_totals(struct archive_retention_keeper *k,
+                                     struct archive_retention_totals *out)
+{
+	pthread_mutex_lock(&k->lock);
+	*out = k->t;
+	pthread_mutex_unlock(&k->lock);
 }

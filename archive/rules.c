@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "archive/archive_pvt.h"
+#include "qq/qq.h"
 
 #define KEY_COMBOS 9 /* 3 kinds x (both VLAN ids, none, the outer only) */
 #define FILTER_LINKTYPES 4
@@ -103,15 +104,9 @@ static int post(struct archive_rules *r, const struct rule_event *ev)
 	int rc = 0;
 	pthread_mutex_lock(&r->lock);
 	for (struct archive_rule_view *v = r->views; v; v = v->next) {
-		if (v->nq == v->capq) {
-			size_t nc = v->capq ? v->capq * 2 : 64;
-			struct rule_event *n = realloc(v->q, nc * sizeof(*n));
-			if (!n) {
-				rc = -ENOMEM;
-				continue;
-			}
-			v->q = n;
-			v->capq = nc;
+		if (qq_grow((void **)&v->q, &v->capq, v->nq + 1, sizeof(*v->q)) != 0) {
+			rc = -ENOMEM;
+			continue;
 		}
 		v->q[v->nq] = *ev;
 		if (ev->filter && !(v->q[v->nq].filter = strdup(ev->filter))) {
@@ -271,14 +266,9 @@ static void key_rule_add(struct archive_rule_view *v, const struct rule_event *e
 
 static void filter_rule_add(struct archive_rule_view *v, struct rule_event *ev)
 {
-	if (v->nfilters == v->capfilters) {
-		size_t nc = v->capfilters ? v->capfilters * 2 : 8;
-		struct filter_rule *n = realloc(v->filters, nc * sizeof(*n));
-		if (!n)
-			return;
-		v->filters = n;
-		v->capfilters = nc;
-	}
+	if (qq_grow((void **)&v->filters, &v->capfilters, v->nfilters + 1, sizeof(*v->filters)) !=
+	    0)
+		return;
 	v->filters[v->nfilters++] = (struct filter_rule){.key = ev->key,
 	                                                 .combo = ev->combo,
 	                                                 .expr = ev->filter,

@@ -346,34 +346,13 @@ int archive__index_packet(struct termset *ts, struct segterms *st, uint32_t fram
 
 /* ---- posting lists ---------------------------------------------------------------------- */
 
-static uint32_t varint_put(uint8_t *p, uint32_t v)
-{
-	uint32_t n = 0;
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
-/*
- * Reads a varint of at most 32 bits in its shortest form (as varint_put
- * writes it); returns its length, 0 if malformed or over-long.
- */
+/* Reads a varint of at most 32 bits; returns its length, 0 if malformed. */
 static size_t varint_get(const uint8_t *p, size_t len, uint32_t *v)
 {
-	uint64_t x = 0;
-	for (size_t i = 0; i < len && i < 5; i++) {
-		x |= (uint64_t)(p[i] & 0x7f) << (7 * i);
-		if (!(p[i] & 0x80)) {
-			if (x > UINT32_MAX || (p[i] == 0 && i > 0))
-				return 0;
-			*v = (uint32_t)x;
-			return i + 1;
-		}
-	}
-	return 0;
+	uint64_t x;
+	size_t n = archive__varint_get(p, len, UINT32_MAX, &x);
+	*v = (uint32_t)x;
+	return n;
 }
 
 /* Writes the item (gap, run) at pl->len. */
@@ -388,9 +367,9 @@ static int plist_put_item(struct plist *pl, uint32_t gap, uint32_t run)
 		pl->cap = nc;
 	}
 	pl->last_off = pl->len;
-	pl->len += varint_put(pl->buf + pl->len, gap << 1 | (run > 1));
+	pl->len += archive__varint_put(pl->buf + pl->len, gap << 1 | (run > 1));
 	if (run > 1)
-		pl->len += varint_put(pl->buf + pl->len, run - 2);
+		pl->len += archive__varint_put(pl->buf + pl->len, run - 2);
 	pl->last_gap = gap;
 	pl->last_run = run;
 	return 0;

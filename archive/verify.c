@@ -46,6 +46,7 @@
 #include "archive/archive_pvt.h"
 #include "archive/scan_pvt.h"
 #include "archive/terms_pvt.h"
+#include "qq/qq.h"
 
 #define MAX_SHOWN 1000          /* problem lines logged; the rest are only counted */
 #define FLOWS_MIN 1024u         /* smallest flow table */
@@ -223,14 +224,8 @@ static int frameset_add(uint32_t frame, void *arg)
 	struct frameset *s = arg;
 	if (s->n == FRAMESET_MAX)
 		return 1;
-	if (s->n == s->cap) {
-		size_t nc = s->cap ? s->cap * 2 : 1024;
-		uint32_t *nf = realloc(s->f, nc * sizeof(*nf));
-		if (!nf)
-			return -ENOMEM;
-		s->f = nf;
-		s->cap = nc;
-	}
+	if (qq_grow((void **)&s->f, &s->cap, s->n + 1, sizeof(*s->f)) != 0)
+		return -ENOMEM;
 	s->f[s->n++] = frame;
 	return 0;
 }
@@ -850,15 +845,9 @@ static void fold_take(struct ft_flow *f, void *arg)
 	struct fold *c = arg;
 	if (c->err || !f->key.vlan_inner)
 		return;
-	if (c->n == c->cap) {
-		size_t nc = c->cap ? 2 * c->cap : 64;
-		void *p = realloc(c->f, nc * c->size);
-		if (!p) {
-			c->err = -ENOMEM;
-			return;
-		}
-		c->f = p;
-		c->cap = nc;
+	if (qq_grow((void **)&c->f, &c->cap, c->n + 1, c->size) != 0) {
+		c->err = -ENOMEM;
+		return;
 	}
 	memcpy((uint8_t *)c->f + c->n++ * c->size, f, c->size);
 	ft_table_remove(c->t, f);
@@ -1093,15 +1082,10 @@ static int list_files(struct verify *v, const char *dir, struct seg_file **out, 
 	while ((e = readdir(d))) {
 		if (!seg_name_parse(e->d_name, &f))
 			continue;
-		if (*n == cap) {
-			size_t nc = cap ? cap * 2 : 256;
-			struct seg_file *nf = realloc(*out, nc * sizeof(*nf));
-			if (!nf) {
-				closedir(d);
-				return archive__fail(-ENOMEM, "out of memory");
-			}
-			*out = nf;
-			cap = nc;
+		int r = archive__grow((void **)out, &cap, *n + 1, sizeof(**out));
+		if (r) {
+			closedir(d);
+			return r;
 		}
 		(*out)[(*n)++] = f;
 	}

@@ -31,6 +31,7 @@
 #include "archive/scan_pvt.h"
 #include "archive/segio.h"
 #include "archive/terms_pvt.h"
+#include "qq/qq.h"
 
 #define DEF_SEGMENT_SIZE (256ull << 20)
 #define DEF_SEGMENT_AGE (60ull * 1000000000ull)
@@ -99,26 +100,10 @@ struct archive_writer {
 	unsigned psize; /* LMDB page size */
 };
 
-static uint64_t clock_ns(clockid_t id)
-{
-	struct timespec ts;
-	clock_gettime(id, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Grows *buf (elements of size el) to hold at least need elements. */
 int archive__grow(void **buf, size_t *cap, size_t need, size_t el)
 {
-	if (need <= *cap)
-		return 0;
-	size_t nc = *cap ? *cap : 64;
-	while (nc < need)
-		nc *= 2;
-	void *n = realloc(*buf, nc * el);
-	if (!n)
+	if (qq_grow(buf, cap, need, el) != 0)
 		return archive__fail(-ENOMEM, "out of memory");
-	*buf = n;
-	*cap = nc;
 	return 0;
 }
 
@@ -191,7 +176,7 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
 		free(w);
 		return r;
 	}
-	w->last_commit_mono = clock_ns(CLOCK_MONOTONIC);
+	w->last_commit_mono = qq_clock_ns(CLOCK_MONOTONIC);
 	w->idx_item_bytes = IDX_ITEM_GUESS;
 	MDB_stat ms;
 	w->psize = mdb_env_stat(a->env, &ms) == 0 ? ms.ms_psize : 4096;
@@ -493,7 +478,7 @@ static int index_commit(struct archive_writer *w)
 	w->seg_dirty = 0;
 	ft_table_clear(w->flows);
 	w->st.commits++;
-	w->last_commit_mono = clock_ns(CLOCK_MONOTONIC);
+	w->last_commit_mono = qq_clock_ns(CLOCK_MONOTONIC);
 	w->seg_committed = w->seg;
 	w->st_committed = w->st;
 	return 0;
@@ -538,8 +523,8 @@ static int segment_open(struct archive_writer *w, int linktype, uint32_t snaplen
 	w->seg.linktype = linktype;
 	w->seg.snaplen = snaplen;
 	w->seg.flags = ft_linktype_supported(linktype) ? 0 : ARCHIVE_SEG_UNINDEXED;
-	w->seg_created_real = clock_ns(CLOCK_REALTIME);
-	w->seg_created_mono = clock_ns(CLOCK_MONOTONIC);
+	w->seg_created_real = qq_clock_ns(CLOCK_REALTIME);
+	w->seg_created_mono = qq_clock_ns(CLOCK_MONOTONIC);
 	archive__seg_path(w->a, w->seg.id, ARCHIVE_SEG_OPEN, path, sizeof(path));
 	if ((r = segio_open(w->io, path)) != 0) {
 		mdb_txn_abort(txn);
@@ -638,7 +623,7 @@ int archive__writer_adopt(struct archive_writer *w, const struct archive_segment
 	w->seg.snaplen = s->snaplen;
 	w->seg.flags = ft_linktype_supported(s->linktype) ? 0 : ARCHIVE_SEG_UNINDEXED;
 	w->seg_created_real = created_ns;
-	w->seg_created_mono = clock_ns(CLOCK_MONOTONIC);
+	w->seg_created_mono = qq_clock_ns(CLOCK_MONOTONIC);
 	w->seg_synced_dir = 0;
 	w->seg_dirty = 1;
 	w->nseeks = 0;
@@ -877,7 +862,7 @@ static int go_full(struct archive_writer *w)
 	}
 	w->st.full = 1;
 	w->st.full_events++;
-	w->retry_mono = clock_ns(CLOCK_MONOTONIC) + FULL_RETRY_NS;
+	w->retry_mono = qq_clock_ns(CLOCK_MONOTONIC) + FULL_RETRY_NS;
 	return 0;
 }
 
@@ -928,7 +913,7 @@ static int still_full_at(struct archive_writer *w, int now_check)
 {
 	if (!w->st.full)
 		return 0;
-	uint64_t now = clock_ns(CLOCK_MONOTONIC);
+	uint64_t now = qq_clock_ns(CLOCK_MONOTONIC);
 	if (!now_check && now < w->retry_mono)
 		return 1;
 	w->retry_mono = now + FULL_RETRY_NS;
@@ -996,7 +981,7 @@ static int add_packet(struct archive_writer *w, int linktype, uint32_t snaplen, 
 		return r;
 	if (w->seg.file_bytes >= w->cfg.segment_size)
 		return segment_close(w);
-	return tick(w, clock_ns(CLOCK_MONOTONIC));
+	return tick(w, qq_clock_ns(CLOCK_MONOTONIC));
 }
 
 int archive_writer_add_tagged(struct archive_writer *w, int linktype, uint32_t snaplen,

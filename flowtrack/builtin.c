@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "flowtrack/flowtrack.h"
+#include "qq/qq.h"
 
 #define SEC 1000000000ull
 #define STATS_TOP_MAX 100 /* stats: top=N at most */
@@ -197,13 +198,6 @@ struct stats_check {
 	struct top_entry top[STATS_TOP_MAX];
 };
 
-static uint64_t wall_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec;
-}
-
 static void *stats_create(const char *args, char *err, size_t errlen)
 {
 	struct stats_inst *s = calloc(1, sizeof(*s));
@@ -233,7 +227,7 @@ static void *stats_check_init(void *inst)
 	(void)inst;
 	struct stats_check *c = calloc(1, sizeof(*c));
 	if (c)
-		c->t0 = wall_ns();
+		c->t0 = qq_clock_ns(CLOCK_MONOTONIC);
 	return c;
 }
 
@@ -323,7 +317,7 @@ static void stats_final(void *inst, void *check, uint64_t kept, uint64_t purged)
 	       "[%.2f/s], took %.2fs\n",
 	       (unsigned long long)c->active, (unsigned long long)s->cum_packets,
 	       (double)c->win_packets / secs, (unsigned long long)s->cum_bytes,
-	       (double)c->win_bytes / secs, (double)(wall_ns() - c->t0) / 1e9);
+	       (double)c->win_bytes / secs, (double)(qq_clock_ns(CLOCK_MONOTONIC) - c->t0) / 1e9);
 	fflush(stdout);
 	free(c);
 }

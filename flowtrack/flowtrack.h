@@ -358,6 +358,17 @@ struct ft_packet_ctx {
 	int dir;                     /* 0: from endpoint a of the key, 1: from b */
 };
 
+/*
+ * Tracks n parsed packets (p[j].pkt set; dir is ignored) in table t by their flow key of
+ * kind and flags (as ft_flow_key_make): each packet counted in its flow (first and last
+ * seen, packets, wire bytes and TCP flags per direction; last seen never goes back), the
+ * lookups of each FT_ENGINE_BURST packets overlapped by prefetching, as the engine's.
+ * hash (NULL, or n entries) gets each packet's ft_flow_key_hash(); it is left alone for a
+ * packet without a flow (not IP).  The table's thread only.
+ */
+void ft_table_track_burst(struct ft_table *t, const struct ft_packet_ctx *p, unsigned n,
+                          enum ft_key_kind kind, unsigned flags, uint64_t *hash);
+
 struct ft_module {
 	uint32_t abi; /* FT_MODULE_ABI */
 	const char *name;

@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "flowtrack/module_pvt.h"
+#include "qq/qq.h"
 
 #define SEC 1000000000ull
 #define LOG_FIRST 5      /* errors logged in full per module, before rate limiting */
@@ -94,13 +95,6 @@ struct lua_ctx {
 
 /* ---- errors ---------------------------------------------------------------------------------- */
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * A runtime error in `what` (message and traceback on top of L's stack,
  * popped here).  Counted by the caller; logged here, rate-limited per module.
@@ -125,7 +119,7 @@ static void report_error(struct lua_mod *m, lua_State *L, unsigned engine, const
 		        m->path, (unsigned long long)n, what, engine, msg ? msg : "?");
 	} else {
 		/* relaxed: the log's pacing only, no data hangs on it */
-		uint64_t now = mono_ns(),
+		uint64_t now = qq_clock_ns(CLOCK_MONOTONIC),
 		         last = atomic_load_explicit(&m->last_log_ns, memory_order_relaxed);
 		if (now - last >= LOG_EVERY_NS &&
 		    atomic_compare_exchange_strong_explicit(

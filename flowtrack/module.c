@@ -32,7 +32,6 @@
 #define DEFAULT_INTERVAL_NS 5000000000ull
 #define DEFAULT_IDLE_NS 30000000000ull
 #define FILTER_MAX 1024
-#define LOOKAHEAD 8 /* burst lookups: how far ahead flow records are prefetched */
 
 struct merge_point {
 	pthread_mutex_t lock;
@@ -514,13 +513,7 @@ static void engine_trigger(struct ft_engine *e, unsigned i, struct ft_flow *f,
 static void engine_flow_count(struct ft_engine *e, unsigned i, struct ft_flow *f, int is_new,
                               const struct ft_packet_ctx *c)
 {
-	if (is_new)
-		f->first_ns = c->ts_ns;
-	if (c->ts_ns > f->last_ns)
-		f->last_ns = c->ts_ns;
-	f->packets[c->dir]++;
-	f->bytes[c->dir] += c->wirelen;
-	f->tcp_flags[c->dir] |= c->pkt->tcp_flags;
+	ft__flow_count(f, is_new, c);
 	e->m[i].st.packets++;
 }
 
@@ -719,43 +712,48 @@ static void engine_ctx_flush(struct ft_engine *e, unsigned i, unsigned m)
 }
 
 /*
- * The first half of a burst's lookups, shared by both kinds of module: each
- * packet's context (c), key and hash (ok[j] 0: no flow), the slots
- * prefetched, then the first LOOKAHEAD records (the lookup loop prefetches
- * each later one LOOKAHEAD lookups ahead of its use).  Keys are the module's
- * built-in kind, or already in key[] from its extractFlowKey with `extracted`
- * saying which (dir 0).
- */
-static void burst_keys(const struct instance *in, const struct ft_table *t,
-                       const struct ft_packet_ctx *p, unsigned n, const uint8_t *extracted,
-                       struct ft_flow_key *key, struct ft_packet_ctx *c, uint64_t *h, uint8_t *ok)
-{
-	for (unsigned j = 0; j < n; j++) {
-		c[j] = p[j];
-		if (extracted) {
-			ok[j] = extracted[j];
-			c[j].dir = 0;
-		} else {
-			ok[j] = ft_flow_key_make(p[j].pkt, in->mod->key_kind, in->mod->key_flags,
-			                         &key[j], &c[j].dir) == 0;
-		}
-		if (ok[j]) {
-			h[j] = ft_flow_key_hash(&key[j]);
-			ft_table_prefetch(t, h[j]);
-		}
-	}
-	for (unsigned j = 0; j < n && j < LOOKAHEAD; j++)
-		if (ok[j])
-			ft_table_prefetch_flow(t, h[j]);
-}
-
-/*
  * A burst for a module with per-engine hooks (Lua): keys (the module's own
  * extractFlowKey, or built in), lookups with the same prefetching as the C
  * path, then one call into the module for all the burst's flows.  The flows
  * are collected first, so a lookup must not evict one of them: when the
  * table is full (the next insert evicts), what was collected is handed over
  * before that lookup.
+ */
+/* What a burst's lookups visit: module i's flows, the burst's contexts. */
+struct burst_visit {
+	struct ft_engine *e;
+	unsigned i, m; /* m: flows collected for a Lua module's call */
+	const struct ft_packet_ctx *c;
+};
+
+/* Before a Lua module's lookup: when the table is full (the next insert evicts), what was
+ * collected is handed over first, so a lookup never evicts a collected flow. */
+static void ctx_before_lookup(void *arg)
+{
+	struct burst_visit *v = arg;
+	if (v->m > 0 && ft__table_full(v->e->m[v->i].flows)) {
+		engine_ctx_flush(v->e, v->i, v->m);
+		v->m = 0;
+	}
+}
+
+static void ctx_visit(void *arg, unsigned j, struct ft_flow *f, int is_new)
+{
+	struct burst_visit *v = arg;
+	struct ft__burst *b = v->e->m[v->i].burst;
+	engine_flow_count(v->e, v->i, f, is_new, &v->c[j]);
+	b->flow[v->m] = f;
+	b->pkt[v->m] = &v->c[j];
+	b->is_new[v->m] = (uint8_t)is_new;
+	v->m++;
+}
+
+/*
+ * A burst for a module with per-engine hooks (Lua): keys (the module's own
+ * extractFlowKey, or built in), lookups with the same prefetching as the C
+ * path, then one call into the module for all the burst's flows.  The flows
+ * are collected first, so a lookup must not evict one of them
+ * (ctx_before_lookup).
  */
 static void engine_ctx_burst(struct ft_engine *e, unsigned i, const struct ft_packet_ctx *p,
                              unsigned n)
@@ -764,8 +762,7 @@ static void engine_ctx_burst(struct ft_engine *e, unsigned i, const struct ft_pa
 	struct per_module *pm = &e->m[i];
 	struct ft__burst *b = pm->burst;
 	struct ft_table *t = pm->flows;
-	struct ft_flow_key kbuf[FT_ENGINE_BURST];
-	const struct ft_flow_key *key = kbuf;
+	struct ft_flow_key key[FT_ENGINE_BURST];
 	struct ft_packet_ctx c[FT_ENGINE_BURST];
 	uint64_t h[FT_ENGINE_BURST];
 	uint8_t ok[FT_ENGINE_BURST];
@@ -774,36 +771,23 @@ static void engine_ctx_burst(struct ft_engine *e, unsigned i, const struct ft_pa
 		for (unsigned j = 0; j < n; j++)
 			b->pkt[j] = &p[j];
 		in->ops->extract(pm->ctx, b);
-		memcpy(kbuf, b->key, n * sizeof(kbuf[0]));
+		memcpy(key, b->key, n * sizeof(key[0]));
 	}
-	burst_keys(in, t, p, n, in->ops->extract ? b->ok : NULL, kbuf, c, h, ok);
+	ft__burst_keys(t, p, n, in->mod->key_kind, in->mod->key_flags,
+	               in->ops->extract ? b->ok : NULL, key, c, h, ok);
 	e->evict_module = i;
-	unsigned m = 0;
-	for (unsigned j = 0; j < n; j++) {
-		int is_new;
-		if (j + LOOKAHEAD < n && ok[j + LOOKAHEAD])
-			ft_table_prefetch_flow(t, h[j + LOOKAHEAD]);
-		if (!ok[j])
-			continue;
-		if (m > 0 && ft__table_full(t)) {
-			engine_ctx_flush(e, i, m);
-			m = 0;
-		}
-		struct ft_flow *f = ft_table_lookup(t, &key[j], h[j], &is_new);
-		engine_flow_count(e, i, f, is_new, &c[j]);
-		b->flow[m] = f;
-		b->pkt[m] = &c[j];
-		b->is_new[m] = (uint8_t)is_new;
-		m++;
-	}
-	engine_ctx_flush(e, i, m);
+	struct burst_visit v = {.e = e, .i = i, .c = c};
+	ft__burst_update(t, key, h, ok, n, ctx_before_lookup, ctx_visit, &v);
+	engine_ctx_flush(e, i, v.m);
 }
 
-/*
- * One burst for module i: keys and hashes with slot prefetches, then record
- * prefetches, then the lookups and updates, so the cache misses of the burst
- * overlap instead of following one another.
- */
+static void module_visit(void *arg, unsigned j, struct ft_flow *f, int is_new)
+{
+	struct burst_visit *v = arg;
+	engine_flow_update(v->e, v->i, f, is_new, &v->c[j]);
+}
+
+/* One burst for module i: the one burst update (ft__burst_keys, ft__burst_update). */
 static void engine_module_burst(struct ft_engine *e, unsigned i, const struct ft_packet_ctx *p,
                                 unsigned n)
 {
@@ -817,17 +801,10 @@ static void engine_module_burst(struct ft_engine *e, unsigned i, const struct ft
 	struct ft_packet_ctx c[FT_ENGINE_BURST];
 	uint64_t h[FT_ENGINE_BURST];
 	uint8_t ok[FT_ENGINE_BURST];
-	burst_keys(in, t, p, n, NULL, key, c, h, ok);
+	ft__burst_keys(t, p, n, in->mod->key_kind, in->mod->key_flags, NULL, key, c, h, ok);
 	e->evict_module = i;
-	for (unsigned j = 0; j < n; j++) {
-		int is_new;
-		if (j + LOOKAHEAD < n && ok[j + LOOKAHEAD])
-			ft_table_prefetch_flow(t, h[j + LOOKAHEAD]);
-		if (!ok[j])
-			continue;
-		struct ft_flow *f = ft_table_lookup(t, &key[j], h[j], &is_new);
-		engine_flow_update(e, i, f, is_new, &c[j]);
-	}
+	struct burst_visit v = {.e = e, .i = i, .c = c};
+	ft__burst_update(t, key, h, ok, n, NULL, module_visit, &v);
 }
 
 void ft_engine_packets(struct ft_engine *e, const struct ft_packet_ctx *p, unsigned n)

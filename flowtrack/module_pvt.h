@@ -85,4 +85,75 @@ uint64_t ft__lua_final_errors(void *inst); /* errors in checkMerge / checkFinali
 /* Non-zero if the next insert into t would evict a flow. */
 int ft__table_full(const struct ft_table *t);
 
+/*
+ * The one burst update of a flow table (the engine's modules, ft_table_track_burst):
+ * keys and hashes first with the slots prefetched, then the records FT__LOOKAHEAD lookups
+ * ahead of their use, so the burst's cache misses overlap instead of following one another.
+ * Inline so that each caller's callbacks are inlined into its loop.
+ */
+#define FT__LOOKAHEAD 8 /* burst lookups: how far ahead flow records are prefetched */
+
+/*
+ * The first half: each packet's context (c), key and hash (ok[j] 0: no flow), the slots
+ * prefetched, then the first FT__LOOKAHEAD records.  Keys are of kind/flags, or already in
+ * key[] with `extracted` saying which (dir 0).
+ */
+static inline void ft__burst_keys(const struct ft_table *t, const struct ft_packet_ctx *p,
+                                  unsigned n, enum ft_key_kind kind, unsigned flags,
+                                  const uint8_t *extracted, struct ft_flow_key *key,
+                                  struct ft_packet_ctx *c, uint64_t *h, uint8_t *ok)
+{
+	for (unsigned j = 0; j < n; j++) {
+		c[j] = p[j];
+		if (extracted) {
+			ok[j] = extracted[j];
+			c[j].dir = 0;
+		} else {
+			ok[j] = ft_flow_key_make(p[j].pkt, kind, flags, &key[j], &c[j].dir) == 0;
+		}
+		if (ok[j]) {
+			h[j] = ft_flow_key_hash(&key[j]);
+			ft_table_prefetch(t, h[j]);
+		}
+	}
+	for (unsigned j = 0; j < n && j < FT__LOOKAHEAD; j++)
+		if (ok[j])
+			ft_table_prefetch_flow(t, h[j]);
+}
+
+/*
+ * The second half: each packet with a flow looked up (prefetching FT__LOOKAHEAD ahead) and
+ * handed to visit(arg, j, flow, is_new); before (may be NULL) runs before each lookup (a
+ * caller that holds on to flows hands them over before a lookup that would evict).
+ */
+static inline void
+ft__burst_update(struct ft_table *t, const struct ft_flow_key *key, const uint64_t *h,
+                 const uint8_t *ok, unsigned n, void (*before)(void *arg),
+                 void (*visit)(void *arg, unsigned j, struct ft_flow *f, int is_new), void *arg)
+{
+	for (unsigned j = 0; j < n; j++) {
+		int is_new;
+		if (j + FT__LOOKAHEAD < n && ok[j + FT__LOOKAHEAD])
+			ft_table_prefetch_flow(t, h[j + FT__LOOKAHEAD]);
+		if (!ok[j])
+			continue;
+		if (before)
+			before(arg);
+		struct ft_flow *f = ft_table_lookup(t, &key[j], h[j], &is_new);
+		visit(arg, j, f, is_new);
+	}
+}
+
+/* A flow's own counters for packet c (its direction in c->dir). */
+static inline void ft__flow_count(struct ft_flow *f, int is_new, const struct ft_packet_ctx *c)
+{
+	if (is_new)
+		f->first_ns = c->ts_ns;
+	if (c->ts_ns > f->last_ns)
+		f->last_ns = c->ts_ns;
+	f->packets[c->dir]++;
+	f->bytes[c->dir] += c->wirelen;
+	f->tcp_flags[c->dir] |= c->pkt->tcp_flags;
+}
+
 #endif

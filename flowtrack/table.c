@@ -284,3 +284,32 @@ void ft_table_stats(const struct ft_table *t, struct ft_table_stats *out)
 {
 	*out = t->st;
 }
+
+struct track_visit {
+	const struct ft_packet_ctx *c;
+};
+
+static void track_visit(void *arg, unsigned j, struct ft_flow *f, int is_new)
+{
+	const struct track_visit *v = arg;
+	ft__flow_count(f, is_new, &v->c[j]);
+}
+
+void ft_table_track_burst(struct ft_table *t, const struct ft_packet_ctx *p, unsigned n,
+                          enum ft_key_kind kind, unsigned flags, uint64_t *hash)
+{
+	struct ft_flow_key key[FT_ENGINE_BURST];
+	struct ft_packet_ctx c[FT_ENGINE_BURST];
+	uint64_t h[FT_ENGINE_BURST];
+	uint8_t ok[FT_ENGINE_BURST];
+	for (unsigned done = 0; done < n;) {
+		unsigned k = n - done < FT_ENGINE_BURST ? n - done : FT_ENGINE_BURST;
+		ft__burst_keys(t, p + done, k, kind, flags, NULL, key, c, h, ok);
+		struct track_visit v = {.c = c};
+		ft__burst_update(t, key, h, ok, k, NULL, track_visit, &v);
+		for (unsigned j = 0; hash && j < k; j++)
+			if (ok[j])
+				hash[done + j] = h[j];
+		done += k;
+	}
+}

@@ -68,7 +68,8 @@ struct ingest__nglinks {
 	uint8_t held[HDR]; /* the start of a block header cut by the last read */
 	unsigned nheld;
 	uint8_t *iface; /* this section's interfaces: their link numbers */
-	unsigned niface, ciface;
+	unsigned niface;
+	size_t ciface;
 	struct ingest__ngpkt *fifo; /* packet blocks libpcap has not returned yet */
 	size_t fhead, fcount, fcap;
 };
@@ -137,14 +138,8 @@ static int walk_idb(struct ingest__nglinks *w, uint8_t *p)
 	int link = link_of(w, lt, get32(w, p + 12));
 	if (link < 0 || w->niface == MAX_IFACES)
 		return -1;
-	if (w->niface == w->ciface) {
-		unsigned nc = w->ciface ? 2 * w->ciface : 16;
-		uint8_t *n = realloc(w->iface, nc);
-		if (!n)
-			return -1;
-		w->iface = n;
-		w->ciface = nc;
-	}
+	if (qq_grow((void **)&w->iface, &w->ciface, w->niface + 1, 1) != 0)
+		return -1;
 	w->iface[w->niface++] = (uint8_t)link;
 	if (w->nlinks == 1 && link == 0)
 		w->first_lt = lt;

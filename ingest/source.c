@@ -320,19 +320,12 @@ int ingest__pcap_linktype(pcap_t *p)
 	return lt;
 }
 
-static uint64_t clock_ns(clockid_t id)
-{
-	struct timespec ts;
-	clock_gettime(id, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 uint64_t ingest__mono_ns(void)
 {
-	return clock_ns(CLOCK_MONOTONIC);
+	return qq_clock_ns(CLOCK_MONOTONIC);
 }
 
 uint64_t ingest__real_ns(void)
 {
-	return clock_ns(CLOCK_REALTIME);
+	return qq_clock_ns(CLOCK_REALTIME);
 }

@@ -111,11 +111,36 @@ struct qq {
 	struct qq_stats totals; /* counters only */
 };
 
-static uint64_t mono_ns(void)
+uint64_t qq_clock_ns(clockid_t id)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(id, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t mono_ns(void)
+{
+	return qq_clock_ns(CLOCK_MONOTONIC);
+}
+
+int qq_grow(void **buf, size_t *cap, size_t need, size_t el)
+{
+	if (need <= *cap)
+		return 0;
+	size_t nc = *cap ? *cap : 64;
+	while (nc < need) {
+		if (nc > SIZE_MAX / 2)
+			return -ENOMEM;
+		nc *= 2;
+	}
+	if (el && nc > SIZE_MAX / el)
+		return -ENOMEM;
+	void *n = realloc(*buf, nc * el);
+	if (!n)
+		return -ENOMEM;
+	*buf = n;
+	*cap = nc;
+	return 0;
 }
 
 const char *qq_strerror(int err)

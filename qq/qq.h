@@ -56,6 +56,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -277,6 +278,21 @@ void qq_stats(struct qq *q, struct qq_stats *out);
 
 /* MemAvailable from /proc/meminfo in bytes (0 if unknown), for error messages. */
 uint64_t qq_memory_available(void);
+
+/*
+ * Two helpers for every library: qq is the one library all the others sit on
+ * (ingest -> qq; tools -> query -> archive -> flowtrack -> qq), so the project's
+ * one clock and one growable array live here.  Both are thread-safe (grow: on
+ * distinct arrays).
+ */
+
+/* clock id (CLOCK_MONOTONIC, CLOCK_REALTIME, ...) in nanoseconds since its epoch. */
+uint64_t qq_clock_ns(clockid_t id);
+
+/* Makes *buf (room for *cap elements of el bytes; NULL and 0 at first) hold at least need
+ * elements, doubling from 64.  0, or -ENOMEM (also when the size overflows): *buf and
+ * *cap are then unchanged.  The caller frees *buf. */
+int qq_grow(void **buf, size_t *cap, size_t need, size_t el);
 
 #ifdef __cplusplus
 }

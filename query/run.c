@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "query/query_pvt.h"
+#include "qq/qq.h"
 
 #define MAX_LINKTYPES 16
 
@@ -256,14 +257,8 @@ static int frames_add(struct frame_sink *s, const struct archive_frame_info *f)
 	s->r->res->frames_total++;
 	if (f->max_ns < o->from_ns || (o->to_ns && f->min_ns >= o->to_ns))
 		return 0;
-	if (s->c->n == s->cap) {
-		size_t nc = s->cap ? s->cap * 2 : 16;
-		struct archive_frame_info *nf = realloc(s->c->frames, nc * sizeof(*nf));
-		if (!nf)
-			return -ENOMEM;
-		s->c->frames = nf;
-		s->cap = nc;
-	}
+	if (qq_grow((void **)&s->c->frames, &s->cap, s->c->n + 1, sizeof(*s->c->frames)) != 0)
+		return -ENOMEM;
 	s->c->frames[s->c->n++] = *f;
 	s->r->res->frames_read++;
 	s->r->res->bytes_read += f->csize;
@@ -304,14 +299,8 @@ static int seg_collect(const struct archive_segment_info *s, void *arg)
 {
 	struct run *r = arg;
 	r->res->segments++;
-	if (r->ncands == r->cands_cap) {
-		size_t nc = r->cands_cap ? r->cands_cap * 2 : 16;
-		struct seg_cand *n = realloc(r->cands, nc * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		r->cands = n;
-		r->cands_cap = nc;
-	}
+	if (qq_grow((void **)&r->cands, &r->cands_cap, r->ncands + 1, sizeof(*r->cands)) != 0)
+		return -ENOMEM;
 	r->cands[r->ncands++] = (struct seg_cand){.seg = *s};
 	return 0;
 }

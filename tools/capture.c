@@ -18,9 +18,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tools/capture.h"
 #include "tools/cli.h"
 #include "tools/counters.h"
-#include "tools/record.h"
 
 /* ---- options ---------------------------------------------------------------------------- */
 
@@ -289,49 +289,20 @@ int capture_analyzers_open(struct record_analyzer *ana, unsigned n, const struct
 
 /* ---- analysis ---------------------------------------------------------------------------- */
 
-#define TRACK_AHEAD 8 /* flow records prefetched this many lookups ahead */
-
 /*
- * The analyzer's own flow table: every packet's bidirectional 5-tuple
- * with both VLAN tags (the archive's key, archive_flow_key_of(): its hash is
- * the one the writer's flow table prefetches with).  Keys and hashes first with the slots prefetched, then the
- * records TRACK_AHEAD lookups ahead, so the burst's cache misses overlap.
+ * The analyzer's own flow table: every packet's bidirectional 5-tuple with both VLAN tags
+ * (the archive's key, archive_flow_key_of(): kind FT_KEY_BIDIRECTIONAL, flags 0; its hash is
+ * the one the writer's flow table prefetches with), and each packet's hash for the QQ record.
  */
 static void track_burst(struct record_analyzer *a, struct capture_burst *b)
 {
-	struct ft_table *t = a->flows;
-	struct ft_flow_key key[FT_ENGINE_BURST];
 	uint64_t h[FT_ENGINE_BURST];
-	int dir[FT_ENGINE_BURST];
-	uint8_t ok[FT_ENGINE_BURST];
-	unsigned n = b->n;
-	for (unsigned j = 0; j < n; j++) {
-		ok[j] = archive_flow_key_of(&b->pkt[j], &key[j], &dir[j]) == 0;
-		if (ok[j]) {
-			h[j] = ft_flow_key_hash(&key[j]);
-			ft_table_prefetch(t, h[j]);
-		}
-	}
-	for (unsigned j = 0; j < n && j < TRACK_AHEAD; j++)
-		if (ok[j])
-			ft_table_prefetch_flow(t, h[j]);
-	for (unsigned j = 0; j < n; j++) {
-		if (j + TRACK_AHEAD < n && ok[j + TRACK_AHEAD])
-			ft_table_prefetch_flow(t, h[j + TRACK_AHEAD]);
-		if (!ok[j])
-			continue;
-		int is_new;
-		const struct ft_packet_ctx *c = &b->ctx[j];
-		struct ft_flow *f = ft_table_lookup(t, &key[j], h[j], &is_new);
-		if (is_new)
-			f->first_ns = c->ts_ns;
-		f->last_ns = c->ts_ns;
-		f->packets[dir[j]]++;
-		f->bytes[dir[j]] += c->wirelen;
-		f->tcp_flags[dir[j]] |= b->pkt[j].tcp_flags;
+	for (unsigned j = 0; j < b->n; j++)
+		h[j] = b->hash_out[j] ? *b->hash_out[j] : 0; /* left alone without a flow */
+	ft_table_track_burst(a->flows, b->ctx, b->n, FT_KEY_BIDIRECTIONAL, 0, h);
+	for (unsigned j = 0; j < b->n; j++)
 		if (b->hash_out[j])
 			*b->hash_out[j] = (uint32_t)h[j];
-	}
 }
 
 void capture_analyze(struct record_analyzer *a, struct capture_burst *b, int linktype,

@@ -14,6 +14,7 @@
 
 #include "archive/archive.h"
 #include "flowtrack/flowtrack.h"
+#include "qq/qq.h"
 #include "tools/cli.h"
 
 void cli_error(const char *cmd, const char *fmt, ...)
@@ -185,21 +186,14 @@ char *cli_format_time(uint64_t ns, char *buf, size_t len)
 	return buf;
 }
 
-static uint64_t clock_ns(clockid_t id)
-{
-	struct timespec ts;
-	clock_gettime(id, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 uint64_t cli_now_ns(void)
 {
-	return clock_ns(CLOCK_REALTIME);
+	return qq_clock_ns(CLOCK_REALTIME);
 }
 
 uint64_t cli_mono_ns(void)
 {
-	return clock_ns(CLOCK_MONOTONIC);
+	return qq_clock_ns(CLOCK_MONOTONIC);
 }
 
 char *cli_join_args(int argc, char **argv, int first)

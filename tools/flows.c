@@ -29,6 +29,7 @@
 
 #include "archive/archive.h"
 #include "query/query.h"
+#include "qq/qq.h"
 #include "tools/cli.h"
 
 #define CMD "flows"
@@ -54,14 +55,8 @@ struct collect {
 static int flow_add(const struct archive_flow_info *f, void *arg)
 {
 	struct collect *c = arg;
-	if (c->n == c->cap) {
-		size_t nc = c->cap ? c->cap * 2 : 256;
-		struct archive_flow_info *n = realloc(c->f, nc * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		c->f = n;
-		c->cap = nc;
-	}
+	if (qq_grow((void **)&c->f, &c->cap, c->n + 1, sizeof(*c->f)) != 0)
+		return -ENOMEM;
 	c->f[c->n++] = *f;
 	return 0;
 }

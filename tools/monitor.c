@@ -31,8 +31,8 @@
 #include <string.h>
 
 #include "tools/cli.h"
+#include "tools/capture.h"
 #include "tools/counters.h"
-#include "tools/record.h"
 
 #define CMD "monitor"
 

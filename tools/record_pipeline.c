@@ -5,8 +5,8 @@
  *   analyzer threads: QQ peek -> parse -> flow key -> own flow table
  *                     (producer q's chunks go to analyzer q % analyzers, so
  *                     with symmetric RSS/fanout every flow has one analyzer)
- *   dumper thread:    QQ dequeue (above the high-water mark, or draining) ->
- *                     archive writer -> segments + index
+ *   dumper threads:   QQ dequeue (above the high-water mark, or draining) ->
+ *                     archive_writer_dump_chunk() (rules, writer) -> segments + index
  *
  * Order: every QQ producer is opened before any thread starts (the QQ counts
  * "no producer open" as finished).  Shutdown keeps every packet: sources stop
@@ -26,7 +26,6 @@
 
 #define CMD "record"
 #define WAIT_MS 50
-#define DUMP_AHEAD 8 /* packets: how far ahead a dumper prefetches their flows */
 
 /* ---- threads ------------------------------------------------------------------------------ */
 
@@ -85,59 +84,27 @@ static void *analyzer_thread(void *arg)
 	}
 }
 
-/*
- * Every packet of the chunk, tagged with the trigger whose rule matches its
- * flow; in triggered capture only those are archived.
- */
+static struct archive_dump_link dump_link(void *arg, unsigned no)
+{
+	struct ingest_link l = ingest_source_link(arg, no);
+	return (struct archive_dump_link){.linktype = l.linktype, .snaplen = l.snaplen};
+}
+
+/* Every packet of the chunk into the dumper's writer (archive_writer_dump_chunk). */
 static int dump_chunk(struct record_dumper *d, struct qq_chunk *c)
 {
 	struct record_pipeline *pl = d->pl;
-	uint32_t n = qq_chunk_count(c);
-	struct ingest_link link = ingest_source_link(pl->src, 0);
-	unsigned link_no = 0;
-	if (d->view)
-		archive_rule_view_update(d->view, qq_chunk_seq(c));
-	int r = archive_writer_set_chunk(d->writer, qq_chunk_seq(c));
-	if (r)
-		return r;
-	/* how far ahead each archive_writer_prefetch() stage looks, in packets */
-	static const uint32_t ahead[] = {2 * DUMP_AHEAD, DUMP_AHEAD, DUMP_AHEAD / 2,
-	                                 DUMP_AHEAD / 4};
-	for (uint32_t i = 0; i < n; i++) {
-		/* the analyzers left each packet's flow hash: fetch the writer's flow ahead,
-		 * and before that the record itself (it comes from memory, page by page) */
-		if (i + 4 * DUMP_AHEAD < n)
-			__builtin_prefetch(qq_chunk_record(c, i + 4 * DUMP_AHEAD));
-		for (int s = 0; s < 4; s++)
-			if (i + ahead[s] < n)
-				archive_writer_prefetch(
-				    d->writer, qq_chunk_record(c, i + ahead[s])->flow_hash, s);
-		const struct qq_record *rec = qq_chunk_record(c, i);
-		if (rec->link != link_no) /* a pcapng file's interfaces: each its own link type */
-			link = ingest_source_link(pl->src, link_no = rec->link);
-		uint16_t tag = d->view
-		                   ? archive_rule_view_match(d->view, link.linktype, rec->ts_ns,
-		                                             rec->data, rec->caplen, rec->wirelen)
-		                   : 0;
-		if (pl->o.triggered && !tag) {
-			d->skipped++;
-			continue;
-		}
-		d->selected += tag != 0;
-		r = archive_writer_add_tagged(d->writer, link.linktype, link.snaplen, rec->ts_ns,
-		                              rec->caplen, rec->wirelen, rec->data, tag);
-		if (r == ARCHIVE_E_TOOBIG) {
-			d->oversize++;
-			continue;
-		}
-		if (r == ARCHIVE_E_TIME) {
-			d->untimed++;
-			continue;
-		}
-		if (r)
-			return r;
-	}
-	return 0;
+	struct archive_dump_opts o = {.view = d->view,
+	                              .triggered_only = pl->o.triggered,
+	                              .link = dump_link,
+	                              .link_arg = pl->src};
+	struct archive_dump_stats st = {0};
+	int r = archive_writer_dump_chunk(d->writer, c, &o, &st);
+	d->selected += st.selected;
+	d->skipped += st.skipped;
+	d->oversize += st.oversize;
+	d->untimed += st.untimed;
+	return r;
 }
 
 static void dumper_retention(struct record_dumper *d);
@@ -220,39 +187,20 @@ unsigned record_default_dumpers(void)
 /* ---- housekeeping: retention ------------------------------------------------------------------- */
 
 #define HK_POLL_US 100000
-#define HK_PERIOD_NS 1000000000ull
 
 static int retention_on(const struct record_pipeline *pl)
 {
 	return pl->o.max_disk || pl->o.max_age_ns;
 }
 
-/*
- * One retention pass.  While recording (make_room) also until the filesystem
- * has room for two more segments and ARCHIVE_RESUME_FREE: a disk smaller
- * than the budget then never fills up (the writers would stop storing), and
- * one that did (someone else filled it) gets room again.
- */
+/* One retention pass (archive_retention_keeper_pass); its first failure said once. */
 static void retention_pass(struct record_pipeline *pl, int make_room)
 {
-	uint64_t seg = pl->o.segment_size ? pl->o.segment_size : RECORD_SEGMENT_SIZE;
-	struct archive_retention rp = {.max_bytes = pl->o.max_disk,
-	                               .max_age_ns = pl->o.max_age_ns,
-	                               .min_free = make_room ? 2 * seg + ARCHIVE_RESUME_FREE : 0,
-	                               .open_size = seg};
-	struct archive_retention_stats rs;
-	int r = archive_retention_run(pl->arch, &rp, &rs);
-	pl->ret_runs++;
-	if (r) {
-		if (!pl->ret_err) /* once: it will be tried again */
-			fprintf(stderr, "flowscope %s: archive: retention: %s\n", CMD,
-			        archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
-		pl->ret_err = r;
-		return;
-	}
-	pl->ret_segments += rs.segments;
-	pl->ret_bytes += rs.bytes;
-	pl->ret_usage = rs.usage;
+	int first;
+	int r = archive_retention_keeper_pass(pl->keeper, make_room, &first);
+	if (first) /* once: it will be tried again */
+		fprintf(stderr, "flowscope %s: archive: retention: %s\n", CMD,
+		        archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
 }
 
 /* Any dumper's disk full. */
@@ -272,27 +220,18 @@ static void dumper_retention(struct record_dumper *d)
 	if (!retention_on(pl) || segs == d->ret_seen)
 		return;
 	d->ret_seen = segs;
-	pthread_mutex_lock(&pl->ret_lock);
 	retention_pass(pl, 1);
-	pthread_mutex_unlock(&pl->ret_lock);
 }
 
-/* Runs retention every second, and every HK_POLL_US while a disk is full, besides the
- * dumpers' passes. */
+/* Runs retention when the keeper says (every second), and every HK_POLL_US while a disk is
+ * full, besides the dumpers' passes. */
 static void *housekeeper_thread(void *arg)
 {
 	struct record_pipeline *pl = arg;
-	uint64_t last_run = 0;
 	while (!atomic_load(&pl->hk_stop)) {
 		usleep(HK_POLL_US);
-		uint64_t now = cli_mono_ns();
-		int full = any_full(pl);
-		if (!full && now - last_run < HK_PERIOD_NS)
-			continue;
-		last_run = now;
-		pthread_mutex_lock(&pl->ret_lock);
-		retention_pass(pl, 1);
-		pthread_mutex_unlock(&pl->ret_lock);
+		if (archive_retention_keeper_due(pl->keeper, cli_mono_ns(), any_full(pl)))
+			retention_pass(pl, 1);
 	}
 	return NULL;
 }
@@ -491,7 +430,13 @@ int record_pipeline_open(struct record_pipeline *pl)
 
 int record_pipeline_start(struct record_pipeline *pl)
 {
-	pthread_mutex_init(&pl->ret_lock, NULL);
+	uint64_t seg = pl->o.segment_size ? pl->o.segment_size : RECORD_SEGMENT_SIZE;
+	if (retention_on(pl) &&
+	    archive_retention_keeper_create(pl->arch, pl->o.max_disk, pl->o.max_age_ns, seg,
+	                                    &pl->keeper) != 0) {
+		cli_error(CMD, "cannot start retention: out of memory");
+		return EXIT_FAIL;
+	}
 	pl->t_start_ns = cli_now_ns();
 	atomic_store(&pl->queues_running, pl->info.queues);
 	for (unsigned i = 0; i < pl->nanalyzers; i++)
@@ -569,13 +514,22 @@ void record_pipeline_seal(struct record_pipeline *pl)
 		archive_rule_view_destroy(d->view);
 		d->view = NULL;
 	}
-	if (any && retention_on(pl))
+	if (any && pl->keeper)
 		retention_pass(pl, 0); /* the last segments are closed: they count now */
+	if (pl->keeper) {
+		struct archive_retention_totals t;
+		archive_retention_keeper_totals(pl->keeper, &t);
+		pl->ret_segments = t.segments;
+		pl->ret_bytes = t.bytes;
+		pl->ret_usage = t.usage;
+	}
 }
 
 void record_pipeline_close(struct record_pipeline *pl)
 {
 	record_pipeline_seal(pl);
+	archive_retention_keeper_destroy(pl->keeper);
+	pl->keeper = NULL;
 	archive_close(pl->arch);
 	for (unsigned q = 0; q < INGEST_MAX_QUEUES; q++)
 		if (pl->queue[q].producer)

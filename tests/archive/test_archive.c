@@ -22,6 +22,7 @@
 #include "archive/archive.h"
 #include "archive/archive_pvt.h" /* the drop list test writes its documented keys */
 #include "archive/terms_pvt.h"
+#include "qq/qq.h"
 
 struct fixture {
 	char dir[256];
@@ -612,6 +613,191 @@ static void test_strict_decoders(void **state)
 	assert_int_equal(archive__plist_decode(touch, sizeof(touch), collect_frame, &o), -EINVAL);
 }
 
+/* Both varint readers (flow records, posting lists) are the one strict codec: a varint
+ * written longer than it needs (0x80 0x00 for 0) or beyond 64 bits is damage, not a value. */
+static void test_varint_strict(void **state)
+{
+	(void)state;
+	struct frames_out o = {.n = 0};
+	const uint8_t overlong[] = {0x80, 0x00}, overlong_run[] = {0x03, 0x81, 0x00};
+	assert_int_equal(archive__plist_decode(overlong, sizeof(overlong), collect_frame, &o),
+	                 -EINVAL);
+	assert_int_equal(
+	    archive__plist_decode(overlong_run, sizeof(overlong_run), collect_frame, &o), -EINVAL);
+
+	struct archive_flow_info f = {.first_ns = 10, .last_ns = 20, .packets = {1, 2}};
+	uint8_t k[FLOW_KEY_LEN] = {0}, good[FLOW_REC_MAX], bad[FLOW_REC_MAX + 16];
+	size_t n = archive__flow_encode(&f, good);
+	MDB_val kv = {.mv_size = FLOW_KEY_LEN, .mv_data = k}, v = {.mv_size = n, .mv_data = good};
+	struct archive_flow_info g;
+	assert_int_equal(archive__flow_decode(&kv, &v, &g), 0);
+	assert_int_equal(g.last_ns, 20);
+	/* the first varint (last - first = 10) rewritten as 0x8a 0x00: over-long */
+	memcpy(bad, good, 8);
+	bad[8] = 0x8a;
+	bad[9] = 0x00;
+	memcpy(bad + 10, good + 9, n - 9);
+	v = (MDB_val){.mv_size = n + 1, .mv_data = bad};
+	assert_int_equal(archive__flow_decode(&kv, &v, &g), ARCHIVE_E_CORRUPT);
+	/* ... as ten bytes whose last carries bits beyond 2^64 */
+	memcpy(bad, good, 8);
+	memset(bad + 8, 0xff, 9);
+	bad[17] = 0x7f;
+	memcpy(bad + 18, good + 9, n - 9);
+	v = (MDB_val){.mv_size = n + 9, .mv_data = bad};
+	assert_int_equal(archive__flow_decode(&kv, &v, &g), ARCHIVE_E_CORRUPT);
+	/* the largest value, 2^64 - 1, is ten bytes ending 0x01 and reads back */
+	f.last_ns = f.first_ns - 1; /* last - first wraps to 2^64 - 1 */
+	n = archive__flow_encode(&f, good);
+	assert_int_equal(good[17], 0x01);
+	v = (MDB_val){.mv_size = n, .mv_data = good};
+	assert_int_equal(archive__flow_decode(&kv, &v, &g), 0);
+	assert_int_equal(g.last_ns, f.last_ns);
+}
+
+/* archive__grow refuses a size beyond size_t (it used to double its capacity to 0 and spin). */
+static void test_grow_overflow(void **state)
+{
+	(void)state;
+	uint64_t *v = NULL;
+	size_t cap = 0;
+	assert_int_equal(archive__grow((void **)&v, &cap, 100, sizeof(*v)), 0);
+	assert_int_equal(cap, 128);
+	assert_int_equal(archive__grow((void **)&v, &cap, SIZE_MAX, sizeof(*v)), -ENOMEM);
+	assert_int_equal(cap, 128);
+	free(v);
+}
+
+/* The dump test's links: link 0 is Ethernet with snaplen 256; counts the calls. */
+static struct archive_dump_link dump_test_link(void *arg, unsigned no)
+{
+	(*(unsigned *)arg)++;
+	assert_int_equal(no, 0);
+	return (struct archive_dump_link){.linktype = 1, .snaplen = 256};
+}
+
+static int dump_test_flow(const struct archive_flow_info *fi, void *arg)
+{
+	struct archive_flow_info *out = arg;
+	*out = *fi;
+	out->seg++; /* seen */
+	return 0;
+}
+
+/*
+ * archive_writer_dump_chunk: one QQ chunk of three flows (hosts 1..3) into a writer in
+ * triggered capture, a rule on host 2's flow (trigger 7): host 2's packets archived and
+ * tagged, the others skipped; host 2's oversize packet (caplen > the link's snaplen) and
+ * one past the format's time counted and left out.
+ */
+static void test_dump_chunk(void **state)
+{
+	struct fixture *f = *state;
+	struct qq *q;
+	struct qq_config qc = {.size = 4u << 16,
+	                       .chunk_size = 1u << 16,
+	                       .producers = 1,
+	                       .analyzers = 1,
+	                       .high_water = QQ_NO_HOLD,
+	                       .mode = QQ_MODE_BACKPRESSURE,
+	                       .lazy = 1};
+	assert_int_equal(qq_create(&qc, &q), 0);
+	struct qq_producer *p;
+	assert_int_equal(qq_producer_open(q, 0, &p), 0);
+	uint8_t b[300];
+	for (uint32_t i = 0; i < 32; i++) {
+		uint8_t host = (uint8_t)(i % 3 + 1);
+		uint32_t n = i == 31 ? 300 : 200; /* 31 (host 2): above the snaplen */
+		uint64_t ts = i == 28 ? ARCHIVE_MAX_TS_NS + 1 : 5000000000ull + i; /* 28: host 2 */
+		make_udp(b, host, 1000 + host, n);
+		assert_int_equal(qq_producer_append(p, ts, n, n, 0, 0, b), 0);
+	}
+	qq_producer_close(p);
+	struct qq_peek pk;
+	assert_int_equal(qq_analyzer_next(q, 0, &pk, 1000), 0);
+	assert_int_equal(pk.end - pk.first, 32);
+	qq_analyzer_done(q, &pk);
+	struct qq_chunk *c;
+	assert_int_equal(qq_dumper_next(q, &c, 1000), 0);
+
+	struct archive_rules *rules;
+	struct archive_rule_view *view;
+	assert_int_equal(archive_rules_create(&rules), 0);
+	assert_int_equal(archive_rule_view_create(rules, &view), 0);
+	struct ft_packet pkt;
+	struct ft_flow_key key;
+	int dir;
+	make_udp(b, 2, 1002, 200);
+	assert_int_equal(ft_parse(1, b, 200, &pkt), 0);
+	assert_int_equal(archive_flow_key_of(&pkt, &key, &dir), 0);
+	assert_int_equal(archive_rules_add(rules, &key, FT_KEY_BIDIRECTIONAL, 0, NULL, 7), 0);
+
+	struct archive *a = open_rw(f->dir);
+	struct archive_writer *w;
+	struct archive_writer_config wc = {0};
+	assert_int_equal(archive_writer_create(a, &wc, &w), 0);
+	unsigned link_calls = 0;
+	struct archive_dump_opts o = {
+	    .view = view, .triggered_only = 1, .link = dump_test_link, .link_arg = &link_calls};
+	struct archive_dump_stats st = {0};
+	assert_int_equal(archive_writer_dump_chunk(w, c, &o, &st), 0);
+	qq_dumper_release(q, c);
+	assert_int_equal(st.selected, 11); /* host 2: i = 1, 4, ..., 31 */
+	assert_int_equal(st.skipped, 21);
+	assert_int_equal(st.oversize, 1);
+	assert_int_equal(st.untimed, 1);
+	assert_int_equal(link_calls, 1);
+	assert_int_equal(archive_writer_close(w), 0);
+
+	struct archive_rtxn *t;
+	struct archive_flow_info fi = {.seg = 0};
+	assert_int_equal(archive_rtxn_begin(a, &t), 0);
+	assert_int_equal(archive_flows(t, 1, dump_test_flow, &fi), 0);
+	assert_int_equal(fi.seg, 2); /* one flow, in segment 1 */
+	assert_int_equal(fi.trigger, 7);
+	assert_int_equal(fi.packets[0] + fi.packets[1], 9); /* 11 less 28 and 31 */
+	archive_rtxn_end(t);
+	archive_close(a);
+	archive_rule_view_destroy(view);
+	archive_rules_destroy(rules);
+	qq_destroy(q);
+}
+
+/* The retention keeper: the clock's pass due once a second (at once while a disk is
+ * full); passes add up what they dropped. */
+static void test_retention_keeper(void **state)
+{
+	struct fixture *f = *state;
+	struct archive *a = open_rw(f->dir);
+	write_packets(a, 100, 16384, 5000000000ull); /* one closed segment, from 1970 */
+	struct archive_retention_keeper *k;
+	assert_int_equal(archive_retention_keeper_create(a, 0, 86400ull * 1000000000ull, 0, &k), 0);
+	uint64_t s = 1000000000ull;
+	assert_int_equal(archive_retention_keeper_due(k, 5 * s, 0), 1);
+	assert_int_equal(archive_retention_keeper_due(k, 5 * s + s / 2, 0), 0);
+	assert_int_equal(archive_retention_keeper_due(k, 5 * s + s / 2, 1), 1); /* full */
+	assert_int_equal(archive_retention_keeper_due(k, 6 * s, 0), 0);
+	assert_int_equal(archive_retention_keeper_due(k, 6 * s + s / 2, 0), 1);
+	int first = -1;
+	assert_int_equal(archive_retention_keeper_pass(k, 0, &first), 0);
+	assert_int_equal(first, 0);
+	assert_int_equal(archive_retention_keeper_pass(k, 0, NULL), 0); /* nothing left to drop */
+	struct archive_retention_totals t;
+	archive_retention_keeper_totals(k, &t);
+	assert_int_equal(t.runs, 2);
+	assert_int_equal(t.segments, 1);
+	assert_true(t.bytes > 0);
+	assert_int_equal(t.err, 0);
+	int segs = 0;
+	struct archive_rtxn *x;
+	assert_int_equal(archive_rtxn_begin(a, &x), 0);
+	assert_int_equal(archive_segments(x, 0, 0, count_segs, &segs), 0);
+	assert_int_equal(segs, 0);
+	archive_rtxn_end(x);
+	archive_retention_keeper_destroy(k);
+	archive_close(a);
+}
+
 /* One packet per segment across three index partitions: lookups by segment range. */
 static void test_partitions(void **state)
 {
@@ -835,6 +1021,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_rotation_and_time_range, setup, teardown),
 	    cmocka_unit_test(test_plist_codec),
 	    cmocka_unit_test(test_strict_decoders),
+	    cmocka_unit_test(test_varint_strict),
+	    cmocka_unit_test(test_grow_overflow),
+	    cmocka_unit_test_setup_teardown(test_dump_chunk, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_retention_keeper, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_partitions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_drop_list, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_discard, setup, teardown),

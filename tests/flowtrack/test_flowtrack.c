@@ -433,6 +433,89 @@ static void test_table(void **state)
 	ft_table_destroy(t);
 }
 
+/* Expected counters of one flow, kept by hand packet by packet. */
+struct want_flow {
+	struct ft_flow_key key;
+	uint64_t first, last, packets[2], bytes[2];
+	uint8_t flags[2];
+};
+
+/*
+ * ft_table_track_burst over 70 packets (three bursts): two tenants' flows in both
+ * directions and ARP (no flow) between them, one timestamp stepping back.  Each flow's
+ * counters as kept by hand, each packet's hash its key's, ARP's hash left alone.
+ */
+static void test_track_burst(void **state)
+{
+	(void)state;
+	enum { N = 70 };
+	static uint8_t b[N][100];
+	struct ft_packet pkt[N];
+	struct ft_packet_ctx c[N];
+	uint64_t hash[N];
+	struct want_flow want[2] = {{.first = 0}};
+	int seen[2] = {0, 0};
+	for (unsigned i = 0; i < N; i++) {
+		size_t n;
+		if (i % 5 == 4) {
+			n = eth(b[i], 0x0806);
+			memset(b[i] + n, 0, 28);
+			n += 28;
+		} else {
+			unsigned t = i % 5 / 2; /* tenant 0: VLAN 42; tenant 1: 300 in 42 */
+			n = tenant_pkt(b[i], t ? 300 : 42, t ? 42 : 0, i % 2);
+		}
+		assert_int_equal(ft_parse(FT_DLT_EN10MB, b[i], (uint32_t)n, &pkt[i]), 0);
+		uint64_t ts = i == 66 ? 500 : 1000 + i; /* 66, flow 0's last: earlier than 65 */
+		c[i] = (struct ft_packet_ctx){.ts_ns = ts,
+		                              .caplen = (uint32_t)n,
+		                              .wirelen = (uint32_t)n + 4,
+		                              .linktype = FT_DLT_EN10MB,
+		                              .data = b[i],
+		                              .pkt = &pkt[i]};
+		hash[i] = 7;
+		struct ft_flow_key k;
+		int dir;
+		if (ft_flow_key_make(&pkt[i], FT_KEY_BIDIRECTIONAL, 0, &k, &dir) != 0)
+			continue;
+		unsigned t = i % 5 / 2;
+		struct want_flow *w = &want[t];
+		if (!seen[t]++) {
+			w->key = k;
+			w->first = ts;
+		}
+		assert_memory_equal(&w->key, &k, sizeof(k));
+		if (ts > w->last)
+			w->last = ts;
+		w->packets[dir]++;
+		w->bytes[dir] += n + 4;
+		w->flags[dir] |= pkt[i].tcp_flags;
+	}
+	struct ft_table *t;
+	assert_int_equal(ft_table_create(64, 0, NULL, &t), 0);
+	ft_table_track_burst(t, c, N, FT_KEY_BIDIRECTIONAL, 0, hash);
+	struct ft_table_stats st;
+	ft_table_stats(t, &st);
+	assert_int_equal(st.flows, 2);
+	for (unsigned j = 0; j < 2; j++) {
+		int is_new;
+		uint64_t h = ft_flow_key_hash(&want[j].key);
+		struct ft_flow *f = ft_table_lookup(t, &want[j].key, h, &is_new);
+		assert_false(is_new);
+		assert_int_equal(f->first_ns, want[j].first);
+		assert_int_equal(f->last_ns, want[j].last);
+		for (int d = 0; d < 2; d++) {
+			assert_int_equal(f->packets[d], want[j].packets[d]);
+			assert_int_equal(f->bytes[d], want[j].bytes[d]);
+			assert_int_equal(f->tcp_flags[d], want[j].flags[d]);
+		}
+	}
+	assert_int_equal(want[0].last, 1000 + 65); /* 66 stepped back: last stays the latest */
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(hash[i], i % 5 == 4 ? 7 : ft_flow_key_hash(&want[i % 5 / 2].key));
+	ft_table_destroy(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -441,7 +524,7 @@ int main(void)
 	    cmocka_unit_test(test_arp_and_mpls),     cmocka_unit_test(test_other_linktypes),
 	    cmocka_unit_test(test_every_truncation), cmocka_unit_test(test_malformed_ipv4),
 	    cmocka_unit_test(test_key_canonical),    cmocka_unit_test(test_table),
-	    cmocka_unit_test(test_key_vlan),
+	    cmocka_unit_test(test_key_vlan),         cmocka_unit_test(test_track_burst),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -498,6 +498,35 @@ static void *dumper_thread(void *v)
 	return (void *)packets;
 }
 
+/* The project's one growable array and one clock (qq.h's helpers for every library). */
+static void test_grow_and_clock(void **state)
+{
+	(void)state;
+	uint32_t *v = NULL;
+	size_t cap = 0;
+	for (uint32_t i = 0; i < 1000; i++) {
+		assert_int_equal(qq_grow((void **)&v, &cap, i + 1, sizeof(*v)), 0);
+		assert_true(cap >= i + 1);
+		v[i] = i;
+	}
+	assert_int_equal(cap, 1024);
+	for (uint32_t i = 0; i < 1000; i++)
+		assert_int_equal(v[i], i);
+	void *keep = v;
+	assert_int_equal(qq_grow((void **)&v, &cap, 10, sizeof(*v)), 0); /* room already */
+	assert_ptr_equal(v, keep);
+	/* a size beyond size_t fails, the array untouched */
+	assert_int_equal(qq_grow((void **)&v, &cap, SIZE_MAX, sizeof(*v)), -ENOMEM);
+	assert_int_equal(qq_grow((void **)&v, &cap, SIZE_MAX / 2, sizeof(*v)), -ENOMEM);
+	assert_ptr_equal(v, keep);
+	assert_int_equal(cap, 1024);
+	free(v);
+
+	uint64_t a = qq_clock_ns(CLOCK_MONOTONIC), b = qq_clock_ns(CLOCK_MONOTONIC);
+	assert_true(a > 0 && b >= a);
+	assert_true(qq_clock_ns(CLOCK_REALTIME) > 1600000000ull * 1000000000ull);
+}
+
 /* 4 producers, 2 analyzers, 1 dumper, back-pressure: nothing lost, per-producer order kept. */
 static void test_threads_order(void **state)
 {
@@ -549,6 +578,7 @@ int main(void)
 	    cmocka_unit_test(test_overwrite_when_full),
 	    cmocka_unit_test(test_wrap_around),
 	    cmocka_unit_test(test_threads_order),
+	    cmocka_unit_test(test_grow_and_clock),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

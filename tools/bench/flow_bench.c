@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "flowtrack/flowtrack.h"
+#include "qq/qq.h"
 
 #define FRAME 64
 
@@ -36,13 +37,6 @@ struct work {
 	uint64_t done;
 	double secs;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static uint64_t rng(uint64_t *s)
 {
@@ -78,7 +72,7 @@ static void *run(void *arg)
 	struct work *w = arg;
 	struct ft_packet p[FT_ENGINE_BURST];
 	struct ft_packet_ctx c[FT_ENGINE_BURST];
-	uint64_t t0 = now_ns();
+	uint64_t t0 = qq_clock_ns(CLOCK_MONOTONIC);
 	for (size_t i = 0; i < w->npkts; i += FT_ENGINE_BURST) {
 		unsigned n =
 		    w->npkts - i < FT_ENGINE_BURST ? (unsigned)(w->npkts - i) : FT_ENGINE_BURST;
@@ -95,7 +89,7 @@ static void *run(void *arg)
 		ft_engine_packets(w->engine, c, n);
 	}
 	w->done = w->npkts;
-	w->secs = (double)(now_ns() - t0) / 1e9;
+	w->secs = (double)(qq_clock_ns(CLOCK_MONOTONIC) - t0) / 1e9;
 	return NULL;
 }
 
@@ -181,7 +175,7 @@ static struct result measure(const struct dataset *d, unsigned threads, const ch
 	fflush(stdout);
 	int saved = dup(STDOUT_FILENO), devnull = open("/dev/null", O_WRONLY);
 	dup2(devnull, STDOUT_FILENO);
-	uint64_t t0 = now_ns();
+	uint64_t t0 = qq_clock_ns(CLOCK_MONOTONIC);
 	for (unsigned i = 0; i < threads; i++)
 		pthread_create(&t[i], NULL, run, &w[i]);
 	uint64_t total = 0;
@@ -189,11 +183,11 @@ static struct result measure(const struct dataset *d, unsigned threads, const ch
 		pthread_join(t[i], NULL);
 		total += w[i].done;
 	}
-	double secs = (double)(now_ns() - t0) / 1e9;
+	double secs = (double)(qq_clock_ns(CLOCK_MONOTONIC) - t0) / 1e9;
 	/* a checker pass over every flow of analyzer 0 (all flows with one thread) */
-	uint64_t c0 = now_ns();
+	uint64_t c0 = qq_clock_ns(CLOCK_MONOTONIC);
 	ft_engine_tick(w[0].engine, 1000000000ull + d->npkts + 10000000000ull);
-	double check = (double)(now_ns() - c0) / 1e9;
+	double check = (double)(qq_clock_ns(CLOCK_MONOTONIC) - c0) / 1e9;
 	struct ft_engine_stats st;
 	ft_engine_stats(w[0].engine, 0, &st);
 	for (unsigned i = 0; i < threads; i++)

@@ -37,13 +37,6 @@ struct qthread {
 static atomic_int running;
 static struct qq *g_qq;
 
-static uint64_t mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void *queue_main(void *v)
 {
 	struct qthread *t = v;
@@ -92,7 +85,8 @@ static double wait_idle(struct ingest_source *src, uint64_t t_start)
 		usleep(2000);
 		struct ingest_stats st;
 		ingest_source_stats(src, -1, &st);
-		uint64_t now = mono(), n = st.packets + ingest_stats_drops(&st);
+		uint64_t now = qq_clock_ns(CLOCK_MONOTONIC),
+		         n = st.packets + ingest_stats_drops(&st);
 		if (n != seen) {
 			if (!seen)
 				t_first = t_start ? t_start : now; /* a file starts at once */
@@ -126,7 +120,7 @@ int main(int argc, char **argv)
 	struct qthread t[INGEST_MAX_QUEUES];
 	pthread_t at[INGEST_MAX_QUEUES];
 	atomic_store(&running, (int)info.queues);
-	uint64_t t0 = mono();
+	uint64_t t0 = qq_clock_ns(CLOCK_MONOTONIC);
 	for (unsigned q = 0; q < info.queues; q++) {
 		t[q] = (struct qthread){.src = src, .q = q};
 		qq_producer_open(g_qq, q, &t[q].p);

@@ -41,13 +41,6 @@ struct config {
 	uint64_t records; /* per producer */
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static inline uint32_t rec_len(const struct config *c, uint64_t i)
 {
 	return c->size ? c->size : imix_sizes[i % 12];
@@ -71,7 +64,7 @@ static uint8_t src_buf[2048];
 /* Records per second one thread achieves copying records into a QQ_SIZE ring. */
 static double memcpy_rate(const struct config *c, uint8_t *ring)
 {
-	uint64_t n = c->records, off = 0, t0 = now_ns();
+	uint64_t n = c->records, off = 0, t0 = qq_clock_ns(CLOCK_MONOTONIC);
 	for (uint64_t i = 0; i < n; i++) {
 		uint32_t len = rec_len(c, i);
 		uint32_t step = (24 + len + 7) & ~7u; /* the same footprint as a QQ record */
@@ -81,7 +74,7 @@ static double memcpy_rate(const struct config *c, uint8_t *ring)
 		off += step;
 	}
 	__asm__ volatile("" ::"r"(ring) : "memory");
-	return (double)n * 1e9 / (double)(now_ns() - t0);
+	return (double)n * 1e9 / (double)(qq_clock_ns(CLOCK_MONOTONIC) - t0);
 }
 
 /* ---- the QQ run ----------------------------------------------------------------------- */
@@ -177,7 +170,7 @@ static double qq_rate(const struct config *c)
 		pthread_create(&at[i], NULL, analyzer, &args[i]);
 	}
 	pthread_create(&dt, NULL, dumper, &r);
-	uint64_t t0 = now_ns();
+	uint64_t t0 = qq_clock_ns(CLOCK_MONOTONIC);
 	for (unsigned i = 0; i < c->producers; i++)
 		pthread_create(&pt[i], NULL, producer, &args[i]);
 	for (unsigned i = 0; i < c->producers; i++)
@@ -185,7 +178,7 @@ static double qq_rate(const struct config *c)
 	for (unsigned i = 0; i < c->producers; i++)
 		pthread_join(at[i], NULL);
 	pthread_join(dt, NULL);
-	uint64_t dt_ns = now_ns() - t0;
+	uint64_t dt_ns = qq_clock_ns(CLOCK_MONOTONIC) - t0;
 	if (r.dumped != c->records * c->producers) {
 		fprintf(stderr, "qq_bench: %" PRIu64 " records dumped, expected %" PRIu64 "\n",
 		        r.dumped, c->records * c->producers);

@@ -1,0 +1,203 @@
+/*
+ * What `flowscope record` and `flowscope monitor` share (capture.c), private
+ * to tools/: the source and analysis options, opening the source and the
+ * modules, the analysis of one packet (flow tracking and the modules, a
+ * burst at a time), and the ingest, flowtrack and module lines of the status
+ * line and the final report.
+ *
+ * Lifecycle: capture_getopt() (capture_parse_opt() per option) ->
+ * capture_check_opts() -> capture_source_open() -> capture_modules_create()
+ * -> capture_analyzers_open() -> capture_analyze()... / capture_analyze_flush()
+ * per analyzer -> capture_report_*() -> capture_opts_free().
+ *
+ * Threading: an analyzer and its burst belong to one thread; the option,
+ * open and report functions run on the main thread; the signal functions are
+ * for the main thread and the signal handler.
+ *
+ * Errors: functions that can fail print one line "flowscope <cmd>: ..." and
+ * return an exit status (docs/cli.md), 0 on success.
+ */
+#ifndef FLOWSCOPE_TOOLS_CAPTURE_H
+#define FLOWSCOPE_TOOLS_CAPTURE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "flowtrack/flowtrack.h"
+#include "ingest/ingest.h"
+
+#define RECORD_MAX_ANALYZERS 16
+#define RECORD_MAX_MODULES 16
+
+struct record_pipeline;
+
+/* record's options; monitor uses the source and analysis ones (capture.c parses those). */
+struct record_opts {
+	const char *archive;
+	const char *read; /* exactly one source: --read, --dpdk, --afpacket, --live */
+	const char *dpdk; /* EAL arguments */
+	const char *afpacket;
+	const char *live;
+	uint64_t dpdk_port;
+	uint64_t rx_queues;
+	double replay_speed; /* --read only; 0 = as fast as possible */
+	uint64_t analyzers;  /* 0 = one per RX queue */
+	uint64_t dumpers;    /* dumper threads, each with its own open segment */
+	uint64_t qq_size;
+	uint64_t qq_flush_ns;
+	double qq_high_water; /* fraction, QQ_NO_HOLD, or HIGH_WATER_DEFAULT (not given) */
+	/* with a mark: the longest a packet stays (0: no limit), or HOLD_MAX_DEFAULT (not given) */
+	uint64_t qq_hold_max_ns;
+	uint64_t segment_size;
+	uint64_t segment_age_ns;
+	uint64_t max_disk;   /* retention: the archive's disk budget; 0 = none */
+	uint64_t max_age_ns; /* retention: drop data older than this; 0 = none */
+	uint64_t stats_ns;
+	uint64_t max_flows;
+	int zstd_level;
+	int triggered;                     /* --capture triggered: archive only triggered flows */
+	int strict_modules;                /* --strict-modules: a Lua module error is fatal */
+	long archive_gid;                  /* --archive-group: readers' group; -1: none */
+	char *modules[RECORD_MAX_MODULES]; /* "NAME[:ARGS]" from --module and --trigger */
+	unsigned nmodules;
+};
+
+/*
+ * One analyzer thread (in monitor: one queue's thread): a flow table of its
+ * own (flows are partitioned by queue).  On a cache line of its own: each
+ * thread counts its packets here.
+ */
+struct record_analyzer {
+	struct record_pipeline *pl;
+	unsigned id;
+	pthread_t thread;
+	struct ft_table *flows;
+	struct ft_engine *engine; /* the modules, when any */
+	uint64_t packets;         /* packets peeked (this thread only) */
+} __attribute__((aligned(64)));
+
+/*
+ * Parses option `c` (getopt value) if it is a source or analysis option:
+ * --read 'r', --dpdk 'D', --afpacket 'A', --live 'L', --port 'p', --rx-queues
+ * 'Q', --replay-speed 'S', --module 'M', --trigger 'T', --analyzers 'n',
+ * --max-flows 'f', --stats-interval 'i', --strict-modules 'E'.  Returns 0, an exit status (a bad
+ * value: one line "flowscope <cmd>: ..." printed), or -1: not one of those.
+ */
+int capture_parse_opt(struct record_opts *o, const char *cmd, int c, const char *arg);
+
+struct option;
+
+/*
+ * Runs getopt_long over argv with longopts, handing every option to
+ * parse(o, c, optarg) and returning its first non-zero result.  --help
+ * (value 'h') prints usage(stdout) and returns -1; an unknown option, a
+ * missing value or a stray argument prints one line and returns EXIT_USAGE.
+ */
+int capture_getopt(int argc, char **argv, const char *cmd, const struct option *longopts,
+                   int (*parse)(struct record_opts *o, int c, const char *arg),
+                   void (*usage)(FILE *f), struct record_opts *o);
+
+/* Frees the module specs the options hold. */
+void capture_opts_free(struct record_opts *o);
+
+/* Exactly one source; --rx-queues and --replay-speed fit it.  0 or EXIT_USAGE (line printed). */
+int capture_check_opts(const struct record_opts *o, const char *cmd);
+
+/* Opens the source the options name.  0, or EXIT_FAIL with the line printed. */
+int capture_source_open(const struct record_opts *o, const char *cmd, struct ingest_source **src,
+                        struct ingest_source_info *info);
+
+/*
+ * SIGINT and SIGTERM: the first stops the source given to
+ * capture_signals_source() (if any); a second writes `second` (a static
+ * string) on stderr and exits at once with status 130.
+ */
+void capture_signals_install(const char *second);
+void capture_signals_source(struct ingest_source *src);
+int capture_signalled(void); /* a signal came */
+
+/* Creates ana[0..n)'s flow tables (ids 0..n-1).  0, or EXIT_FAIL with the line printed. */
+int capture_analyzers_open(struct record_analyzer *ana, unsigned n, const struct record_opts *o,
+                           const char *cmd);
+
+/* The module instances for `engines` engines (*out NULL without modules).  0 or EXIT_USAGE
+ * (also when the flow tables of `engines` analyzers would not fit in memory). */
+int capture_modules_create(const struct record_opts *o, const char *cmd, unsigned engines,
+                           struct ft_modset **out);
+
+/*
+ * Parsed packets waiting for flow tracking and the modules (their bytes must
+ * stay valid until the flush).
+ */
+struct capture_burst {
+	struct ft_packet pkt[FT_ENGINE_BURST];
+	struct ft_packet_ctx ctx[FT_ENGINE_BURST];
+	uint32_t *hash_out[FT_ENGINE_BURST];
+	unsigned n;
+};
+
+/*
+ * One packet for analyzer a (its thread only): counted, parsed and queued in
+ * b.  When b is full or on capture_analyze_flush(), the burst's flows are
+ * tracked in a->flows (lookups prefetched a burst at a time: the table is
+ * large and hit at random) and a->engine's modules run.  Then *hash_out (if
+ * not NULL) gets the packet's 32-bit flow hash (ft_flow_key_hash of its
+ * VLAN-aware bidirectional key); it is left alone for a packet without a
+ * flow (not IP, or not parsed).
+ */
+void capture_analyze(struct record_analyzer *a, struct capture_burst *b, int linktype,
+                     uint64_t ts_ns, uint32_t caplen, uint32_t wirelen, const uint8_t *data,
+                     uint32_t *hash_out);
+void capture_analyze_flush(struct record_analyzer *a, struct capture_burst *b);
+
+/* Flows seen by more than one of the n analyzers (0 when flow affinity holds). */
+uint64_t capture_split_flows(const struct record_analyzer *ana, unsigned n);
+
+/* Packets and bits at the last status line, per queue and (last slot) for the source. */
+struct capture_rates {
+	uint64_t pkts[INGEST_MAX_QUEUES + 1], bits[INGEST_MAX_QUEUES + 1];
+};
+
+/*
+ * The source part of a status line, without the newline: "flowscope <cmd>:
+ * afpacket veth0 120000 pkts, 24000 pkt/s 190.2 Mbit/s drops 0 | q0 ...; q1 ..."
+ * (rates over dt seconds since *last, which it updates).
+ */
+void capture_status_source(FILE *f, const char *cmd, struct ingest_source *src,
+                           const struct ingest_source_info *info, struct capture_rates *last,
+                           double dt);
+
+#define CAPTURE_POLL_MS 50
+
+/*
+ * Until *running is 0, *failed is set or a --strict-modules module failed
+ * (ft_modset_fatal(mods); mods may be NULL): checks every CAPTURE_POLL_MS
+ * and, every stats_ns (0: never), calls status(arg, last, seconds since the
+ * last).
+ */
+void capture_wait(const atomic_uint *running, const atomic_int *failed,
+                  const struct ft_modset *mods, uint64_t stats_ns,
+                  void (*status)(void *arg, struct capture_rates *last, double dt), void *arg);
+
+/*
+ * What a queue's run returned, for the exit status: a failure prints its line
+ * and returns EXIT_FAIL; damaged input (INGEST_E_DAMAGED) prints "<err>;
+ * <kept>" and sets *damaged; else 0.
+ */
+int capture_queue_status(const char *cmd, int rc, const char *err, const char *kept, int *damaged);
+
+/* Prints each line of text as "flowscope <cmd>: <line>". */
+void capture_print_lines(FILE *f, const char *cmd, const char *text);
+
+/* Report lines of name=value counters (tools/counters.h, docs/counters.md): ingest.KIND[.qN],
+ * flowtrack, and per module a "module.N: NAME" line and its counters (returns the triggers
+ * counted over every module and analyzer). */
+void capture_report_ingest(FILE *f, struct ingest_source *src,
+                           const struct ingest_source_info *info);
+void capture_report_flows(FILE *f, const struct record_analyzer *ana, unsigned n);
+uint64_t capture_report_modules(FILE *f, const struct record_opts *o, const struct ft_modset *mods,
+                                const struct record_analyzer *ana, unsigned n);
+
+#endif
