@@ -35,11 +35,12 @@ struct file_source {
 	pcap_t *pcap;
 	char *rbuf; /* the stdio buffer of libpcap's FILE */
 	char *path;
-	int fd;                        /* our own descriptor, for the truncated-record read */
-	int classic;                   /* 1: classic pcap (not pcapng), also for stdin */
-	int swapped;                   /* classic: byte order differs from ours */
-	int nano;                      /* classic: nanosecond magic */
-	int pcapng;                    /* the magic says pcapng (regular files only) */
+	int fd;      /* our own descriptor, for the truncated-record read */
+	int pipe_fd; /* a pipe or device as the precheck opened it, until libpcap's FILE has it */
+	int classic; /* 1: classic pcap (not pcapng), also for stdin */
+	int swapped; /* classic: byte order differs from ours */
+	int nano;    /* classic: nanosecond magic */
+	int pcapng;  /* the magic says pcapng (regular files only) */
 	struct ingest__nglinks *links; /* the walk libpcap reads pcapng through, else NULL */
 };
 
@@ -263,6 +264,8 @@ static void file_close(struct ingest_source *s)
 	free(f->rbuf);
 	if (f->fd >= 0)
 		close(f->fd);
+	if (f->pipe_fd >= 0)
+		close(f->pipe_fd);
 	free(f->path);
 	free(f);
 }
@@ -276,7 +279,7 @@ static const struct ingest_ops file_ops = {.run = file_run, .close = file_close}
  */
 static int file_precheck(struct file_source *f, const char *path, char *errbuf)
 {
-	f->fd = -1;
+	f->fd = f->pipe_fd = -1;
 	if (strcmp(path, "-") == 0)
 		return 0;
 	f->fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -291,8 +294,9 @@ static int file_precheck(struct file_source *f, const char *path, char *errbuf)
 		         path);
 		return -EISDIR;
 	}
-	if (!S_ISREG(st.st_mode)) { /* a pipe or device: libpcap reads it once */
-		close(f->fd);
+	if (!S_ISREG(st.st_mode)) { /* a pipe or device: libpcap reads it once, through this */
+		f->pipe_fd =
+		    f->fd; /* descriptor: opening a FIFO again could find its writer gone */
 		f->fd = -1;
 		return 0;
 	}
@@ -310,7 +314,11 @@ static int file_precheck(struct file_source *f, const char *path, char *errbuf)
  */
 static pcap_t *open_pcap(struct file_source *f, const char *path, char *perr)
 {
-	FILE *fp = strcmp(path, "-") == 0 ? stdin : fopen(path, "rbe");
+	FILE *fp = strcmp(path, "-") == 0 ? stdin
+	           : f->pipe_fd >= 0      ? fdopen(f->pipe_fd, "rb")
+	                                  : fopen(path, "rbe");
+	if (fp && f->pipe_fd >= 0)
+		f->pipe_fd = -1; /* the FILE has it now */
 	if (!fp) {
 		snprintf(perr, PCAP_ERRBUF_SIZE, "%s", strerror(errno));
 		return NULL;

@@ -646,8 +646,10 @@ static void test_varint_strict(void **state)
 	memcpy(bad + 18, good + 9, n - 9);
 	v = (MDB_val){.mv_size = n + 9, .mv_data = bad};
 	assert_int_equal(archive__flow_decode(&kv, &v, &g), ARCHIVE_E_CORRUPT);
-	/* the largest value, 2^64 - 1, is ten bytes ending 0x01 and reads back */
-	f.last_ns = f.first_ns - 1; /* last - first wraps to 2^64 - 1 */
+	/* the largest value, 2^64 - 1, is ten bytes ending 0x01 and reads back (from a first
+	 * time of 0: the last time must fit in 64 bits too) */
+	f.first_ns = 0;
+	f.last_ns = UINT64_MAX;
 	n = archive__flow_encode(&f, good);
 	assert_int_equal(good[17], 0x01);
 	v = (MDB_val){.mv_size = n, .mv_data = good};

@@ -119,4 +119,24 @@ for cmd in record monitor; do
         cmp -s "$TMP/exp.pcap" "$TMP/got.pcap" && pass || fail "record: SIG$sig on a pipe: $(npackets "$TMP/got.pcap") of 164 packets archived"
     done
 done
+
+# a named pipe is opened once: opening it again (after looking at what the path is) can find
+# its writer gone (it saw no reader for a moment and quit) and wait forever, or lose what it
+# wrote (seen: a record --read FIFO that hung in open).  strace counts the recorder's opens of
+# the FIFO.
+rm -f "$TMP/fifo" && mkfifo "$TMP/fifo"
+cat "$PCAPS/dns_icmp.pcap" >"$TMP/fifo" 2>/dev/null &
+writer=$!
+strace -f -qq -o "$TMP/fifo.tr" -P "$TMP/fifo" -e trace=open,openat \
+    timeout --foreground -k 5 60 "$FLOWSCOPE" record --read "$TMP/fifo" --archive "$TMP/fifo-a" \
+    --qq-size 16M --stats-interval 0 2>"$TMP/err"
+rc=$?
+kill $writer 2>/dev/null
+wait $writer 2>/dev/null
+opens=$(grep -c 'open.*fifo' "$TMP/fifo.tr")
+[ $rc -eq 0 ] && [ "$opens" = 1 ] && pass ||
+    fail "record --read FIFO: exit $rc, the FIFO opened $opens times (once expected): $(tail -2 "$TMP/err")"
+fs query --archive "$TMP/fifo-a" -w "$TMP/got.pcap" 2>/dev/null
+oracle "$PCAPS/dns_icmp.pcap" "$TMP/exp.pcap"
+cmp -s "$TMP/exp.pcap" "$TMP/got.pcap" && pass || fail "record --read FIFO: $(npackets "$TMP/got.pcap") of 164 packets archived"
 finish
