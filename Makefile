@@ -26,7 +26,7 @@ DEB_BUILD := gcc make cmake pkg-config libc6-dev libdpdk-dev dpdk liburing-dev \
 DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux python3 strace \
              python3-lmdb python3-zstandard \
              iproute2 jq clang libclang-rt-14-dev \
-             clang-tools cppcheck
+             clang-tools cppcheck perl
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
 .PHONY: all build deps asan test test-release test-asan test-tsan test-fuzz bench demo format \
@@ -118,7 +118,7 @@ test-fuzz: deps
 	done
 
 # Static analysis, both tools failing on any finding and printing it: clang's
-# analyzer (scan-build, from clang-tools) over a Debug build from scratch of
+# analyzer (scan-build, from clang-tools; a Perl script: perl) over a Debug build from scratch of
 # every target, tests and benchmarks included, in $(ANALYZE_BUILD)/ (HTML in
 # $(ANALYZE_BUILD)/scan/), then cppcheck over the same compile commands.  A
 # finding is fixed in the code; a false one is made plain to the tool (an

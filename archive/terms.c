@@ -349,9 +349,10 @@ int archive__index_packet(struct termset *ts, struct segterms *st, uint32_t fram
 /* Reads a varint of at most 32 bits; returns its length, 0 if malformed. */
 static size_t varint_get(const uint8_t *p, size_t len, uint32_t *v)
 {
-	uint64_t x;
+	uint64_t x = 0;
 	size_t n = archive__varint_get(p, len, UINT32_MAX, &x);
-	*v = (uint32_t)x;
+	if (n)
+		*v = (uint32_t)x;
 	return n;
 }
 
