@@ -87,7 +87,7 @@ FUZZ_TARGETS = fuzz_parse fuzz_plan fuzz_pcapng fuzz_units fuzz_index fuzz_segme
 FUZZ_ARCHIVE_SRC = archive/archive.c archive/index.c archive/terms.c archive/writer.c \
     archive/reader.c archive/rules.c archive/scan.c archive/segio.c archive/verify.c \
     archive/recover.c archive/retention.c archive/lmdbcheck.c flowtrack/flowkey.c \
-    flowtrack/parse.c flowtrack/table.c flowtrack/bpf.c flowtrack/units.c
+    archive/dump.c flowtrack/parse.c flowtrack/table.c flowtrack/bpf.c flowtrack/units.c qq/qq.c
 FUZZ_ARCHIVE_LIBS = $$(pkg-config --cflags --libs lmdb libpcap libzstd liburing) -lpthread
 test-fuzz: deps
 	@mkdir -p $(FUZZ_BUILD)
@@ -95,7 +95,7 @@ test-fuzz: deps
 	    -o $(FUZZ_BUILD)/fuzz_parse
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_plan.c query/plan.c archive/index.c archive/terms.c \
 	    archive/archive.c archive/lmdbcheck.c flowtrack/flowkey.c flowtrack/parse.c flowtrack/table.c \
-	    $$(pkg-config --cflags --libs lmdb libpcap) \
+	    qq/qq.c $$(pkg-config --cflags --libs lmdb libpcap) -lpthread \
 	    -o $(FUZZ_BUILD)/fuzz_plan
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_pcapng.c ingest/file.c ingest/pcapng_links.c \
 	    ingest/source.c qq/qq.c $$(pkg-config --cflags --libs libpcap) -lpthread \
