@@ -130,8 +130,10 @@ unsigned archive_format(const struct archive *a);
 
 /* ---- writing ------------------------------------------------------------------ */
 
+#define ARCHIVE_SEGMENT_SIZE (256ull << 20) /* the default segment size (also --segment-size's) */
+
 struct archive_writer_config {
-	uint64_t segment_size;   /* rotate at this many compressed bytes; 0 = 256 MiB */
+	uint64_t segment_size; /* rotate at this many compressed bytes; 0 = ARCHIVE_SEGMENT_SIZE */
 	uint64_t segment_age_ns; /* rotate a segment this old (wall clock); 0 = 60 s */
 	uint32_t frame_size;     /* uncompressed bytes per frame; 0 = 256 KiB */
 	int zstd_level;          /* zstd level (negative = fast levels); 0 = -2 */
@@ -661,7 +663,7 @@ struct archive_retention_totals {
 #define ARCHIVE_RETENTION_PERIOD_NS 1000000000ull /* the clock's pass: every second */
 
 /* A keeper of a's retention: max_bytes and max_age_ns as struct archive_retention;
- * segment_size the writers' (0: 256 MiB).  0 or -ENOMEM. */
+ * segment_size the writers' (0: ARCHIVE_SEGMENT_SIZE).  0 or -ENOMEM. */
 int archive_retention_keeper_create(struct archive *a, uint64_t max_bytes, uint64_t max_age_ns,
                                     uint64_t segment_size, struct archive_retention_keeper **out);
 void archive_retention_keeper_destroy(struct archive_retention_keeper *k);

@@ -386,7 +386,7 @@ int archive_retention_keeper_create(struct archive *a, uint64_t max_bytes, uint6
 	k->a = a;
 	k->max_bytes = max_bytes;
 	k->max_age_ns = max_age_ns;
-	k->segment_size = segment_size ? segment_size : 256ull << 20;
+	k->segment_size = segment_size ? segment_size : ARCHIVE_SEGMENT_SIZE;
 	pthread_mutex_init(&k->lock, NULL);
 	*out = k;
 	return 0;

@@ -33,7 +33,6 @@
 #include "archive/terms_pvt.h"
 #include "qq/qq.h"
 
-#define DEF_SEGMENT_SIZE (256ull << 20)
 #define DEF_SEGMENT_AGE (60ull * 1000000000ull)
 #define DEF_FRAME_SIZE (256u << 10)
 #define DEF_SYNC_NS 1000000000ull
@@ -133,7 +132,7 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
 	w->adopt_fd = -1;
 	w->cfg = *cfg;
 	if (!w->cfg.segment_size)
-		w->cfg.segment_size = DEF_SEGMENT_SIZE;
+		w->cfg.segment_size = ARCHIVE_SEGMENT_SIZE;
 	if (!w->cfg.segment_age_ns)
 		w->cfg.segment_age_ns = DEF_SEGMENT_AGE;
 	if (!w->cfg.frame_size)

@@ -20,7 +20,7 @@
 #include "tools/capture.h"
 
 #define RECORD_MAX_DUMPERS 16
-#define RECORD_SEGMENT_SIZE (256ull << 20) /* --segment-size default */
+#define RECORD_SEGMENT_SIZE ARCHIVE_SEGMENT_SIZE /* --segment-size default */
 
 #define HIGH_WATER_DEFAULT (-2.0) /* --qq-high-water not given: 0.9 with modules, else QQ_NO_HOLD */
 #define HOLD_MAX_DEFAULT UINT64_MAX /* --qq-hold-max not given: see record_hold_max() */
