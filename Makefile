@@ -148,6 +148,7 @@ test: format-check analyze test-release test-asan test-tsan test-fuzz
 bench: build
 	@$(BUILD)/tools/bench/qq_bench
 	@$(BUILD)/tools/bench/flow_bench
+	@$(BUILD)/tools/bench/dump_bench
 	@tools/bench/ingest_bench.sh $(BUILD)
 	@tools/bench/query_bench.sh $(BUILD)
 	@tools/bench/query_scaling.sh $(BUILD)

@@ -215,10 +215,24 @@ int archive_new_run(struct archive *a, uint32_t *run);
  */
 void archive_writer_prefetch(const struct archive_writer *w, uint32_t flow_hash, int stage);
 
-/* As archive_writer_add(), the packet's flow tagged with trigger id `trigger` (0: none). */
-int archive_writer_add_tagged(struct archive_writer *w, int linktype, uint32_t snaplen,
-                              uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
-                              const uint8_t *data, uint16_t trigger);
+/* One packet for archive_writer_add_packet(). */
+struct archive_packet {
+	int linktype;     /* LINKTYPE_ value */
+	uint32_t snaplen; /* of its source: a segment holds packets of one linktype and snaplen */
+	uint64_t ts_ns;
+	uint32_t caplen, wirelen;
+	const uint8_t *data;
+	uint16_t trigger; /* its flow is tagged with this trigger id (0: none) */
+	/*
+	 * The packet as ft_parse(linktype, data, caplen) saw it, when the caller parsed it
+	 * already (the recorder's analyzers leave it in the QQ record's note), else NULL or
+	 * a zeroed view (without FT_PKT_PARSED): the writer parses it.  Read, never kept.
+	 */
+	const struct ft_packet *parsed;
+};
+
+/* As archive_writer_add(), with a trigger tag and the packet's parsed view. */
+int archive_writer_add_packet(struct archive_writer *w, const struct archive_packet *p);
 
 /*
  * Time-driven work: commits the index when sync_ns has passed and closes a
@@ -299,9 +313,11 @@ void archive_rule_view_destroy(struct archive_rule_view *v);
 /* Before processing the chunk at ring position seq: apply new events, retire old rules. */
 void archive_rule_view_update(struct archive_rule_view *v, uint64_t seq);
 
-/* The trigger id of a rule matching the packet, or 0.  No lock, no allocation. */
-uint16_t archive_rule_view_match(struct archive_rule_view *v, int linktype, uint64_t ts_ns,
-                                 const uint8_t *data, uint32_t caplen, uint32_t wirelen);
+/*
+ * The trigger id of a rule matching packet p (its trigger and snaplen are not used), or 0.
+ * p->parsed saves parsing it again (see struct archive_packet).  No lock, no allocation.
+ */
+uint16_t archive_rule_view_match(struct archive_rule_view *v, const struct archive_packet *p);
 
 /* Rules in the view (active and expiring). */
 size_t archive_rule_view_size(const struct archive_rule_view *v);
@@ -322,6 +338,11 @@ struct archive_dump_opts {
 	/* The link of qq_record.link `no` (called when it changes; link 0 is asked first). */
 	struct archive_dump_link (*link)(void *arg, unsigned no);
 	void *link_arg;
+	/*
+	 * 1: each record's note (qq_record_note) holds the struct ft_packet the analyzers
+	 * parsed from it (or zeros: not parsed), so the packet is not parsed again here.
+	 */
+	int parsed;
 };
 
 /* What archive_writer_dump_chunk() did with the packets (added to, never reset). */

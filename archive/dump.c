@@ -40,20 +40,23 @@ int archive_writer_dump_chunk(struct archive_writer *w, const struct qq_chunk *c
 		return r;
 	for (uint32_t i = 0; i < n; i++) {
 		dump_prefetch(w, c, i, n);
-		const struct qq_record *rec = qq_chunk_record(c, i);
+		struct qq_record *rec = qq_chunk_record(c, i);
 		if (rec->link != link_no) /* a pcapng file's interfaces: each its own link type */
 			link = o->link(o->link_arg, link_no = rec->link);
-		uint16_t tag = o->view
-		                   ? archive_rule_view_match(o->view, link.linktype, rec->ts_ns,
-		                                             rec->data, rec->caplen, rec->wirelen)
-		                   : 0;
-		if (o->triggered_only && !tag) {
+		struct archive_packet p = {.linktype = link.linktype,
+		                           .snaplen = link.snaplen,
+		                           .ts_ns = rec->ts_ns,
+		                           .caplen = rec->caplen,
+		                           .wirelen = rec->wirelen,
+		                           .data = rec->data,
+		                           .parsed = o->parsed ? qq_record_note(rec) : NULL};
+		p.trigger = o->view ? archive_rule_view_match(o->view, &p) : 0;
+		if (o->triggered_only && !p.trigger) {
 			st->skipped++;
 			continue;
 		}
-		st->selected += tag != 0;
-		r = archive_writer_add_tagged(w, link.linktype, link.snaplen, rec->ts_ns,
-		                              rec->caplen, rec->wirelen, rec->data, tag);
+		st->selected += p.trigger != 0;
+		r = archive_writer_add_packet(w, &p);
 		if (r == ARCHIVE_E_TOOBIG)
 			st->oversize++;
 		else if (r == ARCHIVE_E_TIME)

@@ -368,23 +368,31 @@ static uint16_t match_filters(struct archive_rule_view *v, int linktype, uint64_
 	return 0;
 }
 
-uint16_t archive_rule_view_match(struct archive_rule_view *v, int linktype, uint64_t ts_ns,
-                                 const uint8_t *data, uint32_t caplen, uint32_t wirelen)
+/* The trigger of a live key rule for p's flow under any key the rules use, or 0. */
+static uint16_t match_keys(const struct archive_rule_view *v, const struct archive_packet *p)
 {
-	if (v->live == 0)
-		return v->nfilters ? match_filters(v, linktype, ts_ns, data, caplen, wirelen) : 0;
-	struct ft_packet pkt;
-	if (ft_parse(linktype, data, caplen, &pkt) == 0 && (pkt.flags & FT_PKT_IP)) {
-		for (uint8_t combo = 0; combo < KEY_COMBOS; combo++) {
-			struct ft_flow_key key;
-			if (!v->per_combo[combo] ||
-			    ft_flow_key_make(&pkt, (enum ft_key_kind)(combo / 3),
-			                     combo_flags[combo % 3], &key, NULL) != 0)
-				continue;
-			const struct key_rule *r = slot_find(v, &key, combo);
-			if (r && ts_ns <= r->until_ns)
-				return r->trigger;
-		}
+	struct ft_packet buf;
+	const struct ft_packet *pkt =
+	    ft_packet_view(p->parsed, p->linktype, p->data, p->caplen, &buf);
+	if (!(pkt->flags & FT_PKT_IP))
+		return 0;
+	for (uint8_t combo = 0; combo < KEY_COMBOS; combo++) {
+		struct ft_flow_key key;
+		if (!v->per_combo[combo] ||
+		    ft_flow_key_make(pkt, (enum ft_key_kind)(combo / 3), combo_flags[combo % 3],
+		                     &key, NULL) != 0)
+			continue;
+		const struct key_rule *r = slot_find(v, &key, combo);
+		if (r && p->ts_ns <= r->until_ns)
+			return r->trigger;
 	}
-	return v->nfilters ? match_filters(v, linktype, ts_ns, data, caplen, wirelen) : 0;
+	return 0;
+}
+
+uint16_t archive_rule_view_match(struct archive_rule_view *v, const struct archive_packet *p)
+{
+	uint16_t t = v->live ? match_keys(v, p) : 0;
+	if (t || v->nfilters == 0)
+		return t;
+	return match_filters(v, p->linktype, p->ts_ns, p->data, p->caplen, p->wirelen);
 }

@@ -306,41 +306,41 @@ void archive__flow_terms_prefetch(const struct segterms *st, const struct ft_flo
 }
 
 int archive__index_packet(struct termset *ts, struct segterms *st, uint32_t frame,
-                          struct ft_table *flows, int linktype, uint64_t ts_ns, uint32_t caplen,
-                          uint32_t wirelen, const uint8_t *data, uint16_t trigger,
+                          struct ft_table *flows, const struct archive_packet *p,
                           uint32_t *frame_flags)
 {
-	struct ft_packet pkt;
-	ft_parse(linktype, data, caplen, &pkt);
+	struct ft_packet buf;
+	const struct ft_packet *pkt =
+	    ft_packet_view(p->parsed, p->linktype, p->data, p->caplen, &buf);
 	int r = 0;
-	if ((pkt.flags & (FT_PKT_MALFORMED | FT_PKT_TRUNCATED)) &&
+	if ((pkt->flags & (FT_PKT_MALFORMED | FT_PKT_TRUNCATED)) &&
 	    !(*frame_flags & ARCHIVE_FRAME_UNINDEXED)) {
 		static const uint8_t zero = 0;
 		*frame_flags |= ARCHIVE_FRAME_UNINDEXED;
 		r = archive__termset_add(ts, ARCHIVE_TERM_UNINDEXED, &zero, 1);
 	}
 	/* an IP packet with ports has a flow, and its hosts and ports are the flow's */
-	int by_flow = st && (pkt.flags & FT_PKT_IP) && (pkt.flags & FT_PKT_L4);
+	int by_flow = st && (pkt->flags & FT_PKT_IP) && (pkt->flags & FT_PKT_L4);
 	if (r == 0)
-		r = archive__termset_add_packet(ts, &pkt, !by_flow);
+		r = archive__termset_add_packet(ts, pkt, !by_flow);
 	if (r)
 		return r;
 	struct ft_flow_key key;
 	int dir, is_new;
-	if (archive_flow_key_of(&pkt, &key, &dir) != 0)
+	if (archive_flow_key_of(pkt, &key, &dir) != 0)
 		return 0;
 	struct ft_flow *f = ft_table_lookup(flows, &key, ft_flow_key_hash(&key), &is_new);
 	if (!f)
 		return -ENOMEM;
-	if (is_new || ts_ns < f->first_ns)
-		f->first_ns = ts_ns;
-	if (ts_ns > f->last_ns)
-		f->last_ns = ts_ns;
+	if (is_new || p->ts_ns < f->first_ns)
+		f->first_ns = p->ts_ns;
+	if (p->ts_ns > f->last_ns)
+		f->last_ns = p->ts_ns;
 	f->packets[dir]++;
-	f->bytes[dir] += wirelen;
-	f->tcp_flags[dir] |= pkt.tcp_flags;
-	if (trigger && !archive__flow_trigger(f))
-		memcpy(f->state, &trigger, sizeof(trigger));
+	f->bytes[dir] += p->wirelen;
+	f->tcp_flags[dir] |= pkt->tcp_flags;
+	if (p->trigger && !archive__flow_trigger(f))
+		memcpy(f->state, &p->trigger, sizeof(p->trigger));
 	return by_flow ? flow_terms_add(st, f, frame) : 0;
 }
 

@@ -101,8 +101,7 @@ void archive__flow_terms_prefetch(const struct segterms *st, const struct ft_flo
  * full (it would evict).  0 or -ENOMEM.
  */
 int archive__index_packet(struct termset *ts, struct segterms *st, uint32_t frame,
-                          struct ft_table *flows, int linktype, uint64_t ts_ns, uint32_t caplen,
-                          uint32_t wirelen, const uint8_t *data, uint16_t trigger,
+                          struct ft_table *flows, const struct archive_packet *p,
                           uint32_t *frame_flags);
 
 /* The trigger id stored in a flow's state by archive__index_packet. */

@@ -387,10 +387,13 @@ static int frame_check(struct verify *v, struct seg_check *sc, const struct seg_
 	struct archive_record rec;
 	while (archive__record_next(f->data, f->usize, &pos, &rec)) {
 		sc->wire_bytes += rec.wirelen;
-		if (sc->indexed &&
-		    archive__index_packet(&v->terms, &v->segterms, f->frame, v->flows,
-		                          sc->scan.linktype, rec.ts_ns, rec.caplen, rec.wirelen,
-		                          rec.data, 0, &flags) != 0)
+		struct archive_packet p = {.linktype = sc->scan.linktype,
+		                           .ts_ns = rec.ts_ns,
+		                           .caplen = rec.caplen,
+		                           .wirelen = rec.wirelen,
+		                           .data = rec.data};
+		if (sc->indexed && archive__index_packet(&v->terms, &v->segterms, f->frame,
+		                                         v->flows, &p, &flags) != 0)
 			return archive__fail(-ENOMEM, "out of memory");
 	}
 	if (sc->indexed) {

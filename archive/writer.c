@@ -603,8 +603,7 @@ static int segment_close(struct archive_writer *w)
 
 /* ---- adopting an existing segment file (recovery, rebuild) -------------------------------- */
 
-static int packet_index(struct archive_writer *w, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
-                        const uint8_t *data, uint16_t trigger);
+static int packet_index(struct archive_writer *w, const struct archive_packet *p);
 
 int archive__writer_adopt(struct archive_writer *w, const struct archive_segment_info *s,
                           uint64_t created_ns, const char *path)
@@ -651,7 +650,13 @@ int archive__writer_adopt_frame(struct archive_writer *w, const struct seg_scann
 	size_t pos = f->records_at;
 	struct archive_segment_info *s = &w->seg;
 	while (archive__record_next(f->data, f->usize, &pos, &rec)) {
-		if ((r = packet_index(w, rec.ts_ns, rec.caplen, rec.wirelen, rec.data, 0)) != 0)
+		struct archive_packet p = {.linktype = s->linktype,
+		                           .snaplen = s->snaplen,
+		                           .ts_ns = rec.ts_ns,
+		                           .caplen = rec.caplen,
+		                           .wirelen = rec.wirelen,
+		                           .data = rec.data};
+		if ((r = packet_index(w, &p)) != 0)
 			return r;
 		w->frame.packets++;
 		w->frame.min_ns = rec.ts_ns < w->frame.min_ns ? rec.ts_ns : w->frame.min_ns;
@@ -769,9 +774,8 @@ void archive_writer_prefetch(const struct archive_writer *w, uint32_t flow_hash,
 	}
 }
 
-/* Parses the packet for its index terms and flow statistics. */
-static int packet_index(struct archive_writer *w, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
-                        const uint8_t *data, uint16_t trigger)
+/* The packet's index terms and flow statistics (parsed here unless p->parsed). */
+static int packet_index(struct archive_writer *w, const struct archive_packet *p)
 {
 	if (w->seg.flags & ARCHIVE_SEG_UNINDEXED)
 		return 0;
@@ -783,8 +787,7 @@ static int packet_index(struct archive_writer *w, uint64_t ts_ns, uint32_t caple
 	/* adopting: a full flow table commits in the middle of a frame that is not yet in the
 	 * pending frame records, so its terms wait for the frame's end (in w->terms) */
 	struct segterms *st = w->adopt_fd >= 0 ? NULL : &w->segterms;
-	if (archive__index_packet(&w->terms, st, w->frame.frame, w->flows, w->seg.linktype, ts_ns,
-	                          caplen, wirelen, data, trigger, &w->frame.flags) != 0)
+	if (archive__index_packet(&w->terms, st, w->frame.frame, w->flows, p, &w->frame.flags) != 0)
 		return archive__fail(-ENOMEM, "out of memory");
 	return 0;
 }
@@ -792,7 +795,13 @@ static int packet_index(struct archive_writer *w, uint64_t ts_ns, uint32_t caple
 int archive_writer_add(struct archive_writer *w, int linktype, uint32_t snaplen, uint64_t ts_ns,
                        uint32_t caplen, uint32_t wirelen, const uint8_t *data)
 {
-	return archive_writer_add_tagged(w, linktype, snaplen, ts_ns, caplen, wirelen, data, 0);
+	struct archive_packet p = {.linktype = linktype,
+	                           .snaplen = snaplen,
+	                           .ts_ns = ts_ns,
+	                           .caplen = caplen,
+	                           .wirelen = wirelen,
+	                           .data = data};
+	return archive_writer_add_packet(w, &p);
 }
 
 /* ---- a full disk ------------------------------------------------------------------------------ */
@@ -937,30 +946,19 @@ static int nospace_ok(struct archive_writer *w, int r)
 
 static int tick(struct archive_writer *w, uint64_t now_ns);
 
-static int add_packet(struct archive_writer *w, int linktype, uint32_t snaplen, uint64_t ts_ns,
-                      uint32_t caplen, uint32_t wirelen, const uint8_t *data, uint16_t trigger)
+/* The packet's pcap record into the frame buffer, counted in the frame, segment and totals. */
+static void record_append(struct archive_writer *w, const struct archive_packet *p)
 {
-	int r;
-	if (w->seg_open && (w->seg.linktype != linktype || w->seg.snaplen != snaplen) &&
-	    (r = segment_close(w)) != 0)
-		return r;
-	/* room for a new frame (or segment) first: a frame started is written whole */
-	if ((!w->seg_open || w->frame.packets == 0) && (r = room_check(w)) != 0)
-		return r;
-	if (!w->seg_open && (r = segment_open(w, linktype, snaplen)) != 0)
-		return r;
-	/* index first: it may commit (a full flow table), closing the frame without this packet */
-	if ((r = packet_index(w, ts_ns, caplen, wirelen, data, trigger)) != 0)
-		return r;
 	uint8_t *rec = w->fbuf + w->flen;
-	le32_put(rec, (uint32_t)(ts_ns / 1000000000u));
-	le32_put(rec + 4, (uint32_t)(ts_ns % 1000000000u));
-	le32_put(rec + 8, caplen);
-	le32_put(rec + 12, wirelen);
-	memcpy(rec + PCAP_RHDR_LEN, data, caplen);
-	w->flen += PCAP_RHDR_LEN + caplen;
+	le32_put(rec, (uint32_t)(p->ts_ns / 1000000000u));
+	le32_put(rec + 4, (uint32_t)(p->ts_ns % 1000000000u));
+	le32_put(rec + 8, p->caplen);
+	le32_put(rec + 12, p->wirelen);
+	memcpy(rec + PCAP_RHDR_LEN, p->data, p->caplen);
+	w->flen += PCAP_RHDR_LEN + p->caplen;
 	w->counted = 1;
 
+	uint64_t ts_ns = p->ts_ns;
 	struct archive_frame_info *fr = &w->frame;
 	fr->packets++;
 	fr->min_ns = ts_ns < fr->min_ns ? ts_ns : fr->min_ns;
@@ -969,11 +967,27 @@ static int add_packet(struct archive_writer *w, int linktype, uint32_t snaplen, 
 	s->min_ns = s->packets == 0 || ts_ns < s->min_ns ? ts_ns : s->min_ns;
 	s->max_ns = ts_ns > s->max_ns ? ts_ns : s->max_ns;
 	s->packets++;
-	s->wire_bytes += wirelen;
+	s->wire_bytes += p->wirelen;
 	w->st.packets++;
-	w->st.wire_bytes += wirelen;
-	w->st.record_bytes += PCAP_RHDR_LEN + caplen;
+	w->st.wire_bytes += p->wirelen;
+	w->st.record_bytes += PCAP_RHDR_LEN + p->caplen;
+}
 
+static int add_packet(struct archive_writer *w, const struct archive_packet *p)
+{
+	int r;
+	if (w->seg_open && (w->seg.linktype != p->linktype || w->seg.snaplen != p->snaplen) &&
+	    (r = segment_close(w)) != 0)
+		return r;
+	/* room for a new frame (or segment) first: a frame started is written whole */
+	if ((!w->seg_open || w->frame.packets == 0) && (r = room_check(w)) != 0)
+		return r;
+	if (!w->seg_open && (r = segment_open(w, p->linktype, p->snaplen)) != 0)
+		return r;
+	/* index first: it may commit (a full flow table), closing the frame without this packet */
+	if ((r = packet_index(w, p)) != 0)
+		return r;
+	record_append(w, p);
 	if (w->flen < w->cfg.frame_size)
 		return 0;
 	if ((r = frame_flush(w)) != 0)
@@ -983,26 +997,24 @@ static int add_packet(struct archive_writer *w, int linktype, uint32_t snaplen, 
 	return tick(w, qq_clock_ns(CLOCK_MONOTONIC));
 }
 
-int archive_writer_add_tagged(struct archive_writer *w, int linktype, uint32_t snaplen,
-                              uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
-                              const uint8_t *data, uint16_t trigger)
+int archive_writer_add_packet(struct archive_writer *w, const struct archive_packet *p)
 {
-	if (caplen > ARCHIVE_MAX_CAPLEN || caplen > snaplen)
+	if (p->caplen > ARCHIVE_MAX_CAPLEN || p->caplen > p->snaplen)
 		return archive__fail(ARCHIVE_E_TOOBIG, "packet of %u bytes exceeds snaplen %u",
-		                     caplen, snaplen);
-	if (ts_ns > ARCHIVE_MAX_TS_NS) /* a record's seconds are u32: it would wrap */
+		                     p->caplen, p->snaplen);
+	if (p->ts_ns > ARCHIVE_MAX_TS_NS) /* a record's seconds are u32: it would wrap */
 		return archive__fail(ARCHIVE_E_TIME, "packet time %llu ns is after %llu",
-		                     (unsigned long long)ts_ns, ARCHIVE_MAX_TS_NS);
+		                     (unsigned long long)p->ts_ns, ARCHIVE_MAX_TS_NS);
 	if (still_full(w)) {
 		w->st.unstored_packets++;
-		w->st.unstored_bytes += wirelen;
+		w->st.unstored_bytes += p->wirelen;
 		return 0;
 	}
 	w->counted = 0;
-	int r = add_packet(w, linktype, snaplen, ts_ns, caplen, wirelen, data, trigger);
+	int r = add_packet(w, p);
 	if (is_nospace(r) && !w->counted) { /* failed before it was in the segment */
 		w->st.unstored_packets++;
-		w->st.unstored_bytes += wirelen;
+		w->st.unstored_bytes += p->wirelen;
 	}
 	return nospace_ok(w, r);
 }

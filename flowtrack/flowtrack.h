@@ -64,6 +64,12 @@ const char *ft_strerror(int err);
 #define FT_PKT_TRUNCATED 0x0020u  /* the capture length cut a header */
 #define FT_PKT_MALFORMED 0x0040u  /* a header is inconsistent; see file comment */
 #define FT_PKT_MPLS 0x0080u       /* one or more MPLS labels were skipped */
+/*
+ * Set on every packet ft_parse() parsed (whatever it holds): a zeroed
+ * struct ft_packet, as a QQ record's note is before an analyzer fills it,
+ * has not been parsed (see ft_packet_view).
+ */
+#define FT_PKT_PARSED 0x0100u
 
 /*
  * The parsed view of one packet.  Addresses are in network byte order, IPv4
@@ -118,6 +124,16 @@ int ft_linktype_supported(int linktype);
  * Thread-safe; allocates nothing.
  */
 int ft_parse(int linktype, const uint8_t *data, uint32_t caplen, struct ft_packet *out);
+
+/*
+ * The parsed view of a packet that an earlier stage may have parsed already:
+ * `parsed` when it is one (FT_PKT_PARSED set: ft_parse() filled it from this
+ * very packet), else ft_parse(linktype, data, caplen, buf) and buf (zeroed
+ * when the link type is not supported, as ft_parse leaves it).  So a packet
+ * on its way from the capture to the archive is parsed once.
+ */
+const struct ft_packet *ft_packet_view(const struct ft_packet *parsed, int linktype,
+                                       const uint8_t *data, uint32_t caplen, struct ft_packet *buf);
 
 /*
  * Compiles a libpcap filter expression for packets of `linktype` (LINKTYPE_

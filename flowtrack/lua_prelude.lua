@@ -144,6 +144,7 @@ end
 -- struct ft_packet.flags (flowtrack/flowtrack.h; docs/modules.md lists them)
 fs.FT_PKT_IP, fs.FT_PKT_ARP, fs.FT_PKT_L4, fs.FT_PKT_FRAG = 0x1, 0x2, 0x4, 0x8
 fs.FT_PKT_FRAG_LATER, fs.FT_PKT_TRUNCATED, fs.FT_PKT_MALFORMED, fs.FT_PKT_MPLS = 0x10, 0x20, 0x40, 0x80
+fs.FT_PKT_PARSED = 0x100
 
 function fs.proto_name(p)
 	return ffi.string(proto_name(p, strbuf, 64))

@@ -390,33 +390,44 @@ int ft_parse(int linktype, const uint8_t *data, uint32_t caplen, struct ft_packe
 	switch (linktype) {
 	case FT_DLT_EN10MB: /* dst(6) src(6) type(2) */
 		parse_typed(&c, 12, 14, out);
-		return 0;
+		break;
 	case FT_DLT_LINUX_SLL: /* pkttype(2) hatype(2) halen(2) addr(8) protocol(2) */
 		parse_typed(&c, 14, 16, out);
-		return 0;
+		break;
 	case FT_DLT_LINUX_SLL2: /* protocol(2) reserved(2) ifindex(4) hatype(2) ... = 20 */
 		parse_typed(&c, 0, 20, out);
-		return 0;
+		break;
 	case FT_DLT_NULL:
 		parse_null(&c, 0, out);
-		return 0;
+		break;
 	case FT_DLT_LOOP:
 		parse_null(&c, 1, out);
-		return 0;
+		break;
 	case FT_DLT_RAW:
 	case FT_DLT_RAW_DLT12:
 	case FT_DLT_RAW_DLT14:
 		parse_raw_ip(&c, 0, out);
-		return 0;
+		break;
 	case FT_DLT_IPV4:
 		parse_l3(&c, 0, ETH_P_IPV4, out);
-		return 0;
+		break;
 	case FT_DLT_IPV6:
 		parse_l3(&c, 0, ETH_P_IPV6, out);
-		return 0;
+		break;
 	default:
 		return FT_E_LINKTYPE;
 	}
+	out->flags |= FT_PKT_PARSED;
+	return 0;
+}
+
+const struct ft_packet *ft_packet_view(const struct ft_packet *parsed, int linktype,
+                                       const uint8_t *data, uint32_t caplen, struct ft_packet *buf)
+{
+	if (parsed && (parsed->flags & FT_PKT_PARSED))
+		return parsed;
+	ft_parse(linktype, data, caplen, buf);
+	return buf;
 }
 
 const char *ft_strerror(int err)

@@ -83,6 +83,7 @@ struct qq {
 	uint8_t *mem;
 	size_t mem_len;
 	uint32_t chunk_size;
+	uint32_t note_size; /* bytes after each record's padded data (qq_record_note) */
 	uint32_t nchunks;
 	uint32_t hw_chunks;   /* dumpers take chunks while used > hw_chunks */
 	uint32_t max_used;    /* backpressure: producers wait at this many used chunks */
@@ -256,6 +257,8 @@ static int config_check(const struct qq_config *cfg, size_t *chunk, uint32_t *n)
 		return -EINVAL;
 	if ((cfg->high_water < 0 && cfg->high_water != QQ_NO_HOLD) || cfg->high_water >= 1)
 		return -EINVAL;
+	if (cfg->note_size > QQ_MAX_NOTE)
+		return -EINVAL;
 	size_t nch = cfg->size / *chunk;
 	if (nch < 4 || nch < (size_t)cfg->producers + 2 || nch > (1u << 24))
 		return -EINVAL;
@@ -287,6 +290,7 @@ int qq_create(const struct qq_config *cfg, struct qq **out)
 	if (!q)
 		return QQ_E_NOMEM;
 	q->chunk_size = (uint32_t)chunk;
+	q->note_size = (cfg->note_size + 7u) & ~7u;
 	q->nchunks = n;
 	q->mem_len = (size_t)n * chunk;
 	q->nproducers = cfg->producers;
@@ -360,9 +364,9 @@ static inline uint32_t *offset_slot(const struct qq_chunk *c, uint32_t i)
 	return (uint32_t *)(c->base + c->size - 4u * (i + 1));
 }
 
-static inline uint32_t record_size(uint32_t caplen)
+static inline uint32_t record_size(const struct qq *q, uint32_t caplen)
 {
-	return (QQ_RECORD_HDR + caplen + 7u) & ~7u;
+	return ((QQ_RECORD_HDR + caplen + 7u) & ~7u) + q->note_size;
 }
 
 uint32_t qq_chunk_count(const struct qq_chunk *c)
@@ -558,7 +562,7 @@ static inline int chunk_fits(const struct qq_chunk *c, uint32_t rsize)
 int qq_producer_append(struct qq_producer *p, uint64_t ts_ns, uint32_t caplen, uint32_t wirelen,
                        uint16_t port, uint16_t queue, const void *data)
 {
-	uint32_t rsize = record_size(caplen);
+	uint32_t rsize = record_size(p->q, caplen);
 	if (caplen > p->q->chunk_size || rsize + 4u > p->q->chunk_size)
 		return QQ_E_TOOBIG;
 
@@ -588,6 +592,8 @@ int qq_producer_append(struct qq_producer *p, uint64_t ts_ns, uint32_t caplen, u
 	rec->link = p->link;
 	rec->flow_hash = 0;
 	memcpy(rec->data, data, caplen);
+	if (p->q->note_size)
+		memset(qq_record_note(rec), 0, p->q->note_size);
 	*offset_slot(c, c->count) = c->used;
 	c->used += rsize;
 	c->count++;

@@ -74,8 +74,10 @@ const char *qq_strerror(int err);
 
 /*
  * One packet in a chunk: fixed 24-byte header then `caplen` bytes, the whole
- * padded to 8 bytes.  `flow_hash` is free for the analyzer that peeks the
- * chunk to annotate (dumpers read it later); producers set it to 0.
+ * padded to 8 bytes, then (when the QQ was made with a note_size) the
+ * record's note.  `flow_hash` and the note are free for the analyzer that
+ * peeks the chunk to annotate (dumpers read them later); producers set both
+ * to zeros.
  */
 struct qq_record {
 	uint64_t ts_ns;   /* capture time, ns since the Unix epoch */
@@ -124,7 +126,16 @@ struct qq_config {
 	 * up to the mark (hours).  0: no limit.
 	 */
 	uint64_t max_hold_ns;
+	/*
+	 * Bytes of each record's note (qq_record_note), rounded up to 8; 0: none.
+	 * The analyzers write in it what the dumpers need, so that they do not
+	 * redo the analyzers' work (the recorder: the parsed packet); it costs as
+	 * much ring memory per packet.  At most QQ_MAX_NOTE.
+	 */
+	uint32_t note_size;
 };
+
+#define QQ_MAX_NOTE 256u
 
 /*
  * high_water for a ring that holds nothing back: dumpers take each chunk as
@@ -232,6 +243,16 @@ uint32_t qq_chunk_count(const struct qq_chunk *c);
 
 /* Record i (0 <= i < count) of a chunk; O(1). */
 struct qq_record *qq_chunk_record(const struct qq_chunk *c, uint32_t i);
+
+/*
+ * The note of record rec, in a QQ made with a note_size (undefined without
+ * one): the bytes after its padded data.  Zeros as the producer left it; the
+ * analyzer owning the record's chunk writes it before qq_analyzer_done().
+ */
+static inline void *qq_record_note(struct qq_record *rec)
+{
+	return (uint8_t *)rec + ((QQ_RECORD_HDR + rec->caplen + 7u) & ~7u);
+}
 
 /*
  * The chunk's position in publication order (0, 1, 2, ...), from the moment

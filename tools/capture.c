@@ -307,9 +307,9 @@ static void track_burst(struct record_analyzer *a, struct capture_burst *b)
 
 void capture_analyze(struct record_analyzer *a, struct capture_burst *b, int linktype,
                      uint64_t ts_ns, uint32_t caplen, uint32_t wirelen, const uint8_t *data,
-                     uint32_t *hash_out)
+                     uint32_t *hash_out, struct ft_packet *parsed_out)
 {
-	struct ft_packet *pkt = &b->pkt[b->n];
+	struct ft_packet *pkt = parsed_out ? parsed_out : &b->pkt[b->n];
 	a->packets++;
 	if (ft_parse(linktype, data, caplen, pkt) != 0)
 		return;

@@ -139,17 +139,17 @@ struct capture_burst {
 };
 
 /*
- * One packet for analyzer a (its thread only): counted, parsed and queued in
- * b.  When b is full or on capture_analyze_flush(), the burst's flows are
- * tracked in a->flows (lookups prefetched a burst at a time: the table is
- * large and hit at random) and a->engine's modules run.  Then *hash_out (if
- * not NULL) gets the packet's 32-bit flow hash (ft_flow_key_hash of its
- * VLAN-aware bidirectional key); it is left alone for a packet without a
- * flow (not IP, or not parsed).
+ * One packet for analyzer a (its thread only): counted, parsed (into *parsed_out when
+ * not NULL: the QQ record's note, so that the dumper does not parse it again; else into
+ * b) and queued in b.  When b is full or on capture_analyze_flush(), the burst's flows
+ * are tracked in a->flows (lookups prefetched a burst at a time: the table is large and
+ * hit at random) and a->engine's modules run.  Then *hash_out (if not NULL) gets the
+ * packet's 32-bit flow hash (ft_flow_key_hash of its VLAN-aware bidirectional key); it
+ * is left alone for a packet without a flow (not IP, or not parsed).
  */
 void capture_analyze(struct record_analyzer *a, struct capture_burst *b, int linktype,
                      uint64_t ts_ns, uint32_t caplen, uint32_t wirelen, const uint8_t *data,
-                     uint32_t *hash_out);
+                     uint32_t *hash_out, struct ft_packet *parsed_out);
 void capture_analyze_flush(struct record_analyzer *a, struct capture_burst *b);
 
 /* Flows seen by more than one of the n analyzers (0 when flow affinity holds). */

@@ -170,7 +170,7 @@ static void on_burst(void *arg, const struct ingest_burst *b)
 	for (unsigned i = 0; i < b->n; i++) {
 		const struct ingest_pkt *p = &b->pkt[i];
 		capture_analyze(a, &q->burst, b->linktype, p->ts_ns, p->caplen, p->wirelen, p->data,
-		                NULL);
+		                NULL, NULL);
 	}
 	capture_analyze_flush(a, &q->burst);
 	if (a->engine && !q->m->o.read)

@@ -51,7 +51,7 @@ static void analyze_range(struct record_analyzer *a, const struct qq_peek *pk)
 		struct qq_record *rec = qq_chunk_record(pk->chunk, i);
 		int linktype = ingest_source_link(a->pl->src, rec->link).linktype;
 		capture_analyze(a, &b, linktype, rec->ts_ns, rec->caplen, rec->wirelen, rec->data,
-		                &rec->flow_hash);
+		                &rec->flow_hash, qq_record_note(rec));
 	}
 	capture_analyze_flush(a, &b);
 }
@@ -97,7 +97,8 @@ static int dump_chunk(struct record_dumper *d, struct qq_chunk *c)
 	struct archive_dump_opts o = {.view = d->view,
 	                              .triggered_only = pl->o.triggered,
 	                              .link = dump_link,
-	                              .link_arg = pl->src};
+	                              .link_arg = pl->src,
+	                              .parsed = 1};
 	struct archive_dump_stats st = {0};
 	int r = archive_writer_dump_chunk(d->writer, c, &o, &st);
 	d->selected += st.selected;
@@ -271,16 +272,19 @@ uint64_t record_hold_max(const struct record_pipeline *pl)
 
 static int qq_open(struct record_pipeline *pl)
 {
-	struct qq_config qc = {.size = pl->o.qq_size,
-	                       .chunk_size = record_chunk_size(pl->o.qq_size),
-	                       .producers = pl->info.queues,
-	                       .analyzers = pl->nanalyzers,
-	                       .high_water = record_high_water(pl),
-	                       .flush_ns = pl->o.qq_flush_ns,
-	                       /* a file can wait; a wire cannot: live sources overwrite */
-	                       .mode = pl->o.read ? QQ_MODE_BACKPRESSURE : QQ_MODE_OVERWRITE,
-	                       .hugepages = 1,
-	                       .lazy = pl->o.read != NULL}; /* a file can wait for a page fault */
+	struct qq_config qc = {
+	    .size = pl->o.qq_size,
+	    .chunk_size = record_chunk_size(pl->o.qq_size),
+	    .producers = pl->info.queues,
+	    .analyzers = pl->nanalyzers,
+	    .high_water = record_high_water(pl),
+	    .flush_ns = pl->o.qq_flush_ns,
+	    /* a file can wait; a wire cannot: live sources overwrite */
+	    .mode = pl->o.read ? QQ_MODE_BACKPRESSURE : QQ_MODE_OVERWRITE,
+	    .hugepages = 1,
+	    .lazy = pl->o.read != NULL, /* a file can wait for a page fault */
+	    /* the analyzers' parse, for the dumpers (archive_dump_opts.parsed) */
+	    .note_size = sizeof(struct ft_packet)};
 	/* held back by nothing: a file needs a few chunks in flight per thread */
 	if (qc.high_water == QQ_NO_HOLD && pl->o.read)
 		qc.max_used = 2 * (pl->info.queues + pl->nanalyzers + pl->ndumpers) + 2;

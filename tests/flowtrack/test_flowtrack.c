@@ -31,7 +31,7 @@ static void test_ipv4_tcp(void **state)
 	n += ports(b + n, 40000, 80, 0x12);
 	struct ft_packet p;
 	assert_int_equal(ft_parse(FT_DLT_EN10MB, b, (uint32_t)n, &p), 0);
-	assert_int_equal(p.flags, FT_PKT_IP | FT_PKT_L4);
+	assert_int_equal(p.flags, FT_PKT_PARSED | FT_PKT_IP | FT_PKT_L4);
 	assert_int_equal(p.family, 4);
 	assert_int_equal(p.ethertype, 0x0800);
 	assert_int_equal(p.l3_off, 14);
@@ -148,7 +148,7 @@ static void test_arp_and_mpls(void **state)
 	inet_pton(AF_INET, "10.1.1.2", b + n + 24);
 	n += 28;
 	ft_parse(FT_DLT_EN10MB, b, (uint32_t)n, &p);
-	assert_int_equal(p.flags, FT_PKT_ARP);
+	assert_int_equal(p.flags, FT_PKT_PARSED | FT_PKT_ARP);
 	assert_int_equal(p.family, 0); /* not IP: no IPv4 header at l3_off */
 	v4mapped("10.1.1.2", a);
 	assert_memory_equal(p.dst, a, 16);
@@ -206,6 +206,7 @@ static void test_other_linktypes(void **state)
 	assert_int_equal(p.proto, 1);
 	assert_int_equal(p.icmp_type, 8);
 	assert_int_equal(ft_parse(147, b, (uint32_t)n, &p), FT_E_LINKTYPE);
+	assert_int_equal(p.flags, 0); /* not FT_PKT_PARSED: ft_packet_view would parse it again */
 	assert_false(ft_linktype_supported(147));
 }
 
@@ -231,7 +232,8 @@ static void test_every_truncation(void **state)
 		if (len < 18 + 40 + 8 + 14) /* up to the TCP flags byte, the last field read */
 			assert_true(p.flags & FT_PKT_TRUNCATED);
 		else
-			assert_int_equal(p.flags, FT_PKT_IP | FT_PKT_L4 | FT_PKT_FRAG);
+			assert_int_equal(p.flags,
+			                 FT_PKT_PARSED | FT_PKT_IP | FT_PKT_L4 | FT_PKT_FRAG);
 		free(cut);
 	}
 }

@@ -68,6 +68,57 @@ static void test_bad_config(void **state)
 	c.high_water = 0;
 	c.producers = 0;
 	assert_int_equal(qq_create(&c, &q), -EINVAL);
+	c.producers = 1;
+	c.note_size = QQ_MAX_NOTE + 1;
+	assert_int_equal(qq_create(&c, &q), -EINVAL);
+}
+
+/*
+ * Notes: each record has note_size bytes (rounded up to 8) after its padded data, zeros
+ * from the producer, 8-byte aligned; what an analyzer writes there reaches the dumper,
+ * and neither the note nor the data overwrite each other or the next record.
+ */
+static void test_notes(void **state)
+{
+	(void)state;
+	struct qq_config c = {.size = 8 * CHUNK,
+	                      .chunk_size = CHUNK,
+	                      .producers = 1,
+	                      .analyzers = 1,
+	                      .high_water = QQ_NO_HOLD,
+	                      .mode = QQ_MODE_BACKPRESSURE,
+	                      .note_size = 70};
+	struct qq *q;
+	assert_int_equal(qq_create(&c, &q), 0);
+	struct qq_producer *p;
+	assert_int_equal(qq_producer_open(q, 0, &p), 0);
+	for (uint32_t i = 0; i < 30; i++)
+		put(p, i, 0);
+	qq_producer_close(p);
+	struct qq_peek pk;
+	assert_int_equal(qq_analyzer_next(q, 0, &pk, 100), 0);
+	assert_int_equal(pk.end, 30);
+	for (uint32_t i = 0; i < 30; i++) {
+		struct qq_record *r = qq_chunk_record(pk.chunk, i);
+		uint8_t *note = qq_record_note(r);
+		assert_int_equal((uintptr_t)note % 8, 0);
+		assert_true(note >= r->data + r->caplen);
+		for (int k = 0; k < 72; k++)
+			assert_int_equal(note[k], 0);
+		memset(note, (int)(i + 1), 72); /* all 72 bytes: 70 rounded up */
+	}
+	qq_analyzer_done(q, &pk);
+	struct qq_chunk *ch;
+	assert_int_equal(qq_dumper_next(q, &ch, 100), 0);
+	for (uint32_t i = 0; i < 30; i++) {
+		struct qq_record *r = qq_chunk_record(ch, i);
+		check(r, i);
+		const uint8_t *note = qq_record_note(r);
+		for (int k = 0; k < 72; k++)
+			assert_int_equal(note[k], i + 1);
+	}
+	qq_dumper_release(q, ch);
+	qq_destroy(q);
 }
 
 static void test_pack_random_access(void **state)
@@ -569,6 +620,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_bad_config),
 	    cmocka_unit_test(test_pack_random_access),
+	    cmocka_unit_test(test_notes),
 	    cmocka_unit_test(test_too_big),
 	    cmocka_unit_test(test_flush_partial),
 	    cmocka_unit_test(test_high_water),
