@@ -145,7 +145,8 @@ int capture_getopt(int argc, char **argv, const char *cmd, const struct option *
 	                                 .longopts = longopts,
 	                                 .config_val = CAPTURE_CONFIG,
 	                                 .repeatable = "MT",
-	                                 .one_of = "rDAL"};
+	                                 .one_of = "rDAL",
+	                                 .one_of_params = "pQS"};
 	int c, r = config_argv_build(&spec, argc, argv, &o->config);
 	if (r)
 		return r;

@@ -102,7 +102,9 @@ struct option;
  * With --config FILE (longopts has it as CAPTURE_CONFIG), the file's keys
  * come first (tools/config.h: the command line overrides them; --module and
  * --trigger are each one list, --read, --dpdk, --afpacket and --live one
- * choice), and a bad value from the file is reported with "FILE:LINE: ".
+ * choice, which on the command line also replaces the file's --port,
+ * --rx-queues and --replay-speed), and a bad value from the file is reported
+ * with "FILE:LINE: ".
  */
 int capture_getopt(int argc, char **argv, const char *cmd, const struct option *longopts,
                    int (*parse)(struct record_opts *o, int c, const char *arg),

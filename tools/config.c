@@ -171,12 +171,14 @@ static int check_once(struct config_state *st, const struct option *opt)
 	return 0;
 }
 
-/* The command line gives this key, or (spec->one_of) another choice of it. */
+/* The command line gives this key, or (spec->one_of) another choice of it, or a choice of
+ * which this key is a parameter (spec->one_of_params). */
 static int overridden(const struct config_state *st, int c)
 {
 	if (st->given[c])
 		return 1;
-	for (const char *p = st->spec->one_of; in(st->spec->one_of, c) && *p; p++)
+	int choice = in(st->spec->one_of, c) || in(st->spec->one_of_params, c);
+	for (const char *p = st->spec->one_of; choice && *p; p++)
 		if (st->given[(unsigned char)*p])
 			return 1;
 	return 0;

@@ -38,6 +38,9 @@ struct config_spec {
 	const char *repeatable;         /* getopt values of keys that may be given several times */
 	const char *one_of;             /* getopt values of keys of which one may be given (the
 	                                   source); the command line's choice replaces the file's */
+	const char *one_of_params;      /* getopt values of keys that go with that choice (the
+	                                   source's queues): the command line's choice replaces
+	                                   them too */
 };
 
 /* One argument the file gave, and where. */

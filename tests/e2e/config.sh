@@ -3,7 +3,8 @@
 #  * a file recording ../shared/pcaps stores what the same options on the command line
 #    store: `flowscope info` agrees on segments and stored bytes (so every key took effect),
 #    and `flowscope query` answers as tcpdump does on both archives;
-#  * the command line overrides the file: a single value, the source, the --trigger list;
+#  * the command line overrides the file: a single value, the source (and its rx-queues),
+#    the --trigger list;
 #    sections, comments and indented lines; monitor skips [record];
 #  * each error (unknown key, bad value, a flag given a non-boolean or no value, an empty
 #    value, a key twice, two sources, `config` in the file, an unknown section, `key: value`,
@@ -59,6 +60,7 @@ same_answers "$TMP/from-cli"
 cat >"$C" <<EOF
 ; every form the syntax allows
 live = no-such-interface0
+rx-queues = 4
    archive = $TMP/not-this-one
 qq-size = 32M ; the ring
 stats-interval = 0
@@ -73,7 +75,7 @@ fs record --config "$C" --read "$IN" --archive "$TMP/over" --qq-size 64M --trigg
     >/dev/null 2>"$TMP/err" && pass || fail "record --config with overrides: exit $?: $(tail -1 "$TMP/err")"
 [ ! -e "$TMP/not-this-one" ] && [ -d "$TMP/over" ] && pass || fail "--archive did not override the file's"
 grep -q '^flowscope record: QQ 64 MiB' "$TMP/err" && pass || fail "--qq-size did not override the file's: $(grep QQ "$TMP/err")"
-grep -q 'file .*http.pcap' "$TMP/err" && pass || fail "--read did not replace the file's live source"
+grep -q 'file .*http.pcap, 1 queue' "$TMP/err" && pass || fail "--read did not replace the file's live source and its rx-queues"
 [ "$(grep -oE 'module\.[0-9]+: .*' "$TMP/err" | tr '\n' ' ')" = "module.0: trigger:tcp " ] && pass ||
     fail "--trigger did not replace the file's list: $(grep -oE 'module\.[0-9]+: .*' "$TMP/err" | tr '\n' ' ')"
 oracle "$IN" "$TMP/exp.pcap" tcp
