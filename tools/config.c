@@ -38,10 +38,10 @@ struct config_state {
 	char *buf; /* getline()'s */
 	size_t cap;
 	unsigned line;
-	int read_errno;            /* getline() failed */
-	int failed;                /* an exit status: a line printed, stop reading */
-	unsigned char given[256];  /* options the command line gives */
-	unsigned seen_line[256];   /* the line of each key in the file (0: none yet) */
+	int read_errno;           /* getline() failed */
+	int failed;               /* an exit status: a line printed, stop reading */
+	unsigned char given[256]; /* options the command line gives */
+	unsigned seen_line[256];  /* the line of each key in the file (0: none yet) */
 };
 
 static int in(const char *vals, int c)
@@ -78,10 +78,12 @@ static int check_form(struct config_state *st, const char *s)
 	if (*s == '[')
 		line_error(st, "'%s': a section is written [record] or [monitor]", s);
 	else if (!eq && !colon)
-		line_error(st, "'%.*s': not 'key = value': write %.*s = VALUE (a flag: %.*s = true)",
+		line_error(st,
+		           "'%.*s': not 'key = value': write %.*s = VALUE (a flag: %.*s = true)",
 		           (int)key, s, (int)key, s, (int)key, s);
 	else if (colon && (!eq || colon < eq))
-		line_error(st, "'%.*s': write %.*s = VALUE ('=', not ':')", (int)key, s, (int)key, s);
+		line_error(st, "'%.*s': write %.*s = VALUE ('=', not ':')", (int)key, s, (int)key,
+		           s);
 	else
 		return 0;
 	return -1;
@@ -104,8 +106,9 @@ static char *read_line(char *buf, int n, void *arg)
 		st->buf[--len] = '\0';
 	char *s = st->buf + strspn(st->buf, " \t");
 	if (strlen(s) >= (size_t)n) {
-		line_error(st, "'%.*s': line longer than %d characters: shorten it (long values such "
-		               "as BPF filters can go on the command line)",
+		line_error(st,
+		           "'%.*s': line longer than %d characters: shorten it (long values such "
+		           "as BPF filters can go on the command line)",
 		           (int)strcspn(s, " \t=:"), s, n - 1);
 		return NULL;
 	}
@@ -121,7 +124,7 @@ static char *read_line(char *buf, int n, void *arg)
 static int parse_bool(const char *v)
 {
 	static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no",
-	                                                                           "off", "0"};
+	                                                                            "off", "0"};
 	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
 		if (strcasecmp(v, yes[i]) == 0)
 			return 1;
@@ -215,8 +218,9 @@ static int on_key(void *arg, const char *section, const char *name, const char *
 		return line_error(st, "config: a config file cannot name another: give --config "
 		                      "on the command line only");
 	if (!opt || opt->val == 'h' || opt->val <= 0 || opt->val >= 256)
-		return line_error(st, "%s: unknown key: the keys are the long options of "
-		                      "flowscope %s --help, without the dashes",
+		return line_error(st,
+		                  "%s: unknown key: the keys are the long options of "
+		                  "flowscope %s --help, without the dashes",
 		                  name, st->spec->cmd);
 	if (!*value)
 		return line_error(st, "%s: no value: write %s = VALUE, or remove the line", name,
@@ -236,8 +240,8 @@ static int on_key(void *arg, const char *section, const char *name, const char *
  * The options argv gives (given[getopt value]) and its --config FILE.  Unknown options and
  * missing values are left for the command's parse to report.  0 or EXIT_USAGE (printed).
  */
-static int scan_argv(const struct config_spec *spec, int argc, char **argv,
-                     unsigned char *given, const char **path)
+static int scan_argv(const struct config_spec *spec, int argc, char **argv, unsigned char *given,
+                     const char **path)
 {
 	char **copy = malloc((size_t)(argc + 1) * sizeof(*copy));
 	if (!copy)
@@ -252,8 +256,8 @@ static int scan_argv(const struct config_spec *spec, int argc, char **argv,
 		if (c <= 0 || c >= 256 || c == '?' || c == ':')
 			continue;
 		if (c == spec->config_val && given[c] && !r) {
-			cli_error(spec->cmd, "--config given twice (%s and %s): give one file", *path,
-			          optarg);
+			cli_error(spec->cmd, "--config given twice (%s and %s): give one file",
+			          *path, optarg);
 			r = EXIT_USAGE;
 		}
 		if (c == spec->config_val)
@@ -271,8 +275,9 @@ static int read_file(struct config_state *st)
 	const char *path = st->out->path;
 	st->f = fopen(path, "r");
 	if (!st->f) {
-		cli_error(st->spec->cmd, "%s: cannot open the config file: %s: give a readable file",
-		          path, strerror(errno));
+		cli_error(st->spec->cmd,
+		          "%s: cannot open the config file: %s: give a readable file", path,
+		          strerror(errno));
 		return EXIT_USAGE;
 	}
 	int rc = ini_parse_stream(read_line, st, on_key, st);
@@ -281,8 +286,9 @@ static int read_file(struct config_state *st)
 	if (st->failed)
 		return st->failed;
 	if (st->read_errno) {
-		cli_error(st->spec->cmd, "%s: cannot read the config file: %s: give a readable file",
-		          path, strerror(st->read_errno));
+		cli_error(st->spec->cmd,
+		          "%s: cannot read the config file: %s: give a readable file", path,
+		          strerror(st->read_errno));
 		return EXIT_USAGE;
 	}
 	if (rc == -2)
@@ -328,8 +334,7 @@ int config_argv_build(const struct config_spec *spec, int argc, char **argv,
 	return 0;
 }
 
-const char *config_argv_where(const struct config_argv *c, const char *elem, char *buf,
-                              size_t len)
+const char *config_argv_where(const struct config_argv *c, const char *elem, char *buf, size_t len)
 {
 	for (unsigned i = 0; c->path && i < c->nargs; i++)
 		if (c->args[i].arg == elem) {

@@ -32,13 +32,13 @@ struct option;
 
 /* What the file may hold for one command. */
 struct config_spec {
-	const char *cmd;                /* "record": also the name of its [record] section */
-	const struct option *longopts;  /* the command's options: the keys (exact names) */
-	int config_val;                 /* getopt value of --config in longopts */
-	const char *repeatable;         /* getopt values of keys that may be given several times */
-	const char *one_of;             /* getopt values of keys of which one may be given (the
+	const char *cmd;               /* "record": also the name of its [record] section */
+	const struct option *longopts; /* the command's options: the keys (exact names) */
+	int config_val;                /* getopt value of --config in longopts */
+	const char *repeatable;        /* getopt values of keys that may be given several times */
+	const char *one_of;            /* getopt values of keys of which one may be given (the
 	                                   source); the command line's choice replaces the file's */
-	const char *one_of_params;      /* getopt values of keys that go with that choice (the
+	const char *one_of_params;     /* getopt values of keys that go with that choice (the
 	                                   source's queues): the command line's choice replaces
 	                                   them too */
 };
@@ -51,9 +51,9 @@ struct config_arg {
 
 struct config_argv {
 	int argc;
-	char **argv;               /* what to parse: NULL-terminated */
-	const char *path;          /* the --config FILE, or NULL: argv is the command line's */
-	struct config_arg *args;   /* the file's arguments in argv (those not overridden) */
+	char **argv;             /* what to parse: NULL-terminated */
+	const char *path;        /* the --config FILE, or NULL: argv is the command line's */
+	struct config_arg *args; /* the file's arguments in argv (those not overridden) */
 	unsigned nargs;
 };
 
@@ -75,8 +75,7 @@ int config_argv_build(const struct config_spec *spec, int argc, char **argv,
  * address: getopt_long may reorder argv), else NULL.  buf: at least PATH_MAX
  * + 16 bytes to hold any path.
  */
-const char *config_argv_where(const struct config_argv *c, const char *elem, char *buf,
-                              size_t len);
+const char *config_argv_where(const struct config_argv *c, const char *elem, char *buf, size_t len);
 
 /* Frees what config_argv_build() allocated (any time: after a failure too); zeroes *c. */
 void config_argv_free(struct config_argv *c);
