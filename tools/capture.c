@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,11 +125,33 @@ int capture_check_opts(const struct record_opts *o, const char *cmd)
 	return 0;
 }
 
+/* parse(o, c, arg), its error lines naming the config file's line when the option is one
+ * of its arguments (elem: the argv element getopt_long just read). */
+static int parse_one(int (*parse)(struct record_opts *o, int c, const char *arg),
+                     struct record_opts *o, int c, const char *arg, const char *elem)
+{
+	char where[PATH_MAX + 32];
+	cli_error_where(config_argv_where(&o->config, elem, where, sizeof(where)));
+	int r = parse(o, c, arg);
+	cli_error_where(NULL);
+	return r;
+}
+
 int capture_getopt(int argc, char **argv, const char *cmd, const struct option *longopts,
                    int (*parse)(struct record_opts *o, int c, const char *arg),
                    void (*usage)(FILE *f), struct record_opts *o)
 {
-	int c;
+	const struct config_spec spec = {.cmd = cmd,
+	                                 .longopts = longopts,
+	                                 .config_val = CAPTURE_CONFIG,
+	                                 .repeatable = "MT",
+	                                 .one_of = "rDAL",
+	                                 .one_of_params = "pQS"};
+	int c, r = config_argv_build(&spec, argc, argv, &o->config);
+	if (r)
+		return r;
+	argc = o->config.argc;
+	argv = o->config.argv;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		if (c == 'h') {
@@ -137,8 +160,9 @@ int capture_getopt(int argc, char **argv, const char *cmd, const struct option *
 		}
 		if (c == '?' || c == ':')
 			return cli_usage_error(cmd, argv, optind, optopt);
-		int r = parse(o, c, optarg);
-		if (r)
+		if (c == CAPTURE_CONFIG) /* read by config_argv_build() */
+			continue;
+		if ((r = parse_one(parse, o, c, optarg, argv[optind - 1])) != 0)
 			return r;
 	}
 	if (optind < argc) {
@@ -154,6 +178,7 @@ void capture_opts_free(struct record_opts *o)
 	for (unsigned i = 0; i < o->nmodules; i++)
 		free(o->modules[i]);
 	o->nmodules = 0;
+	config_argv_free(&o->config);
 }
 
 /* ---- signals ------------------------------------------------------------------------------ */

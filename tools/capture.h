@@ -27,6 +27,7 @@
 
 #include "flowtrack/flowtrack.h"
 #include "ingest/ingest.h"
+#include "tools/config.h"
 
 #define RECORD_MAX_ANALYZERS 16
 #define RECORD_MAX_MODULES 16
@@ -62,6 +63,7 @@ struct record_opts {
 	long archive_gid;                  /* --archive-group: readers' group; -1: none */
 	char *modules[RECORD_MAX_MODULES]; /* "NAME[:ARGS]" from --module and --trigger */
 	unsigned nmodules;
+	struct config_argv config; /* --config FILE: the arguments parsed (values point there) */
 };
 
 /*
@@ -89,17 +91,26 @@ int capture_parse_opt(struct record_opts *o, const char *cmd, int c, const char 
 
 struct option;
 
+/* getopt value of --config FILE (record and monitor): capture_getopt() reads the file. */
+#define CAPTURE_CONFIG 'C'
+
 /*
  * Runs getopt_long over argv with longopts, handing every option to
  * parse(o, c, optarg) and returning its first non-zero result.  --help
  * (value 'h') prints usage(stdout) and returns -1; an unknown option, a
  * missing value or a stray argument prints one line and returns EXIT_USAGE.
+ * With --config FILE (longopts has it as CAPTURE_CONFIG), the file's keys
+ * come first (tools/config.h: the command line overrides them; --module and
+ * --trigger are each one list, --read, --dpdk, --afpacket and --live one
+ * choice, which on the command line also replaces the file's --port,
+ * --rx-queues and --replay-speed), and a bad value from the file is reported
+ * with "FILE:LINE: ".
  */
 int capture_getopt(int argc, char **argv, const char *cmd, const struct option *longopts,
                    int (*parse)(struct record_opts *o, int c, const char *arg),
                    void (*usage)(FILE *f), struct record_opts *o);
 
-/* Frees the module specs the options hold. */
+/* Frees the module specs the options hold, and the config file's arguments. */
 void capture_opts_free(struct record_opts *o);
 
 /* Exactly one source; --rx-queues and --replay-speed fit it.  0 or EXIT_USAGE (line printed). */

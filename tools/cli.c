@@ -17,6 +17,15 @@
 #include "qq/qq.h"
 #include "tools/cli.h"
 
+/* cli_error_where(): set by the main thread while it parses options, before any other
+ * thread starts; NULL otherwise */
+static const char *g_where;
+
+void cli_error_where(const char *where)
+{
+	g_where = where;
+}
+
 void cli_error(const char *cmd, const char *fmt, ...)
 {
 	char msg[1024];
@@ -27,7 +36,8 @@ void cli_error(const char *cmd, const char *fmt, ...)
 	for (char *p = msg; *p; p++) /* one line, always */
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
-	fprintf(stderr, "flowscope %s: %s\n", cmd, msg);
+	fprintf(stderr, "flowscope %s: %s%s%s\n", cmd, g_where ? g_where : "", g_where ? ": " : "",
+	        msg);
 }
 
 int cli_usage_error(const char *cmd, char **argv, int optind_at_error, int optopt_val)

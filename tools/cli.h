@@ -29,6 +29,14 @@ int index_main(int argc, char **argv);
 /* Prints "flowscope <cmd>: <message>" as one line on stderr. */
 void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * Where the value at fault came from, for the cli_error() lines that follow
+ * (until cli_error_where(NULL)): "FILE:LINE" of a config file (tools/config.h),
+ * printed after the command as "flowscope <cmd>: FILE:LINE: <message>".  The
+ * string must stay valid until then.  Main thread only.
+ */
+void cli_error_where(const char *where);
+
 /* Reports an unknown option / missing argument from getopt; returns EXIT_USAGE. */
 int cli_usage_error(const char *cmd, char **argv, int optind_at_error, int optopt_val);
 

@@ -83,6 +83,9 @@ static void usage(FILE *f)
 	    "  --max-flows N         flow table size per queue (default 262144)\n"
 	    "  --stats-interval DUR  status line interval, 0 = off (default 5s)\n"
 	    "  --strict-modules      a runtime error in a Lua module ends monitor\n"
+	    "  --config FILE         read these options from FILE, key = value lines\n"
+	    "                        (module = stats); the command line overrides it\n"
+	    "                        (docs/config.md, flowscope.conf(5))\n"
 	    "Module output and triggered flows go to stdout; status and report to stderr.\n");
 }
 
@@ -102,6 +105,7 @@ static const struct option longopts[] = {
     {"max-flows", required_argument, NULL, 'f'},
     {"stats-interval", required_argument, NULL, 'i'},
     {"strict-modules", no_argument, NULL, 'E'},
+    {"config", required_argument, NULL, CAPTURE_CONFIG},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };

@@ -70,7 +70,10 @@ static void usage(FILE *f)
 	    "  --zstd-level N        zstd level, -7..-1 (fast) or 1..19 (default -2)\n"
 	    "  --archive-group GROUP let GROUP read the archive, also while it records\n"
 	    "  --max-flows N         flow table size per analyzer (default 262144)\n"
-	    "  --stats-interval DUR  status line interval, 0 = off (default 5s)\n");
+	    "  --stats-interval DUR  status line interval, 0 = off (default 5s)\n"
+	    "  --config FILE         read these options from FILE, key = value lines\n"
+	    "                        (archive = DIR); the command line overrides it\n"
+	    "                        (docs/config.md, flowscope.conf(5))\n");
 }
 
 /* ---- options ------------------------------------------------------------------------------ */
@@ -209,6 +212,7 @@ static const struct option longopts[] = {
     {"max-flows", required_argument, NULL, 'f'},
     {"stats-interval", required_argument, NULL, 'i'},
     {"strict-modules", no_argument, NULL, 'E'},
+    {"config", required_argument, NULL, CAPTURE_CONFIG},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
