@@ -14,6 +14,7 @@
 local pages = {
   ['cli.md'] = 'flowscope(1)', ['config.md'] = 'flowscope.conf(5)',
   ['modules.md'] = 'flowscope-modules(7)', ['archive-format.md'] = 'flowscope-archive(5)',
+  ['counters.md'] = 'flowscope-counters(7)',
 }
 
 local function cell_blocks(cell)

@@ -18,7 +18,7 @@ commands() { "$flowscope" --help | awk '/^  [a-z]/ { print $1 }'; }
 see_also() {
     local c list="flowscope(1)"
     for c in $(commands); do list="$list, flowscope-$c(1)"; done
-    echo "$list, flowscope.conf(5), flowscope-archive(5), flowscope-modules(7)" \
+    echo "$list, flowscope.conf(5), flowscope-archive(5), flowscope-modules(7), flowscope-counters(7)" \
         | sed -E "s/(^|, )$page\\($section\\)//; s/^, //"
 }
 case $kind in

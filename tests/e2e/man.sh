@@ -1,7 +1,7 @@
 #!/bin/bash
 # The man pages (docs/man/: made by pandoc from docs/*.md at build time):
 #  * every page is there: flowscope(1), one per command, flowscope-modules(7),
-#    flowscope-archive(5), and flowscope.conf(5) when docs/config.md exists;
+#    flowscope-archive(5), flowscope-counters(7), and flowscope.conf(5) when docs/config.md exists;
 #  * groff, which man-db renders them with, formats each with every warning on
 #    (-ww) and says nothing; man -l shows each, from NAME on;
 #  * every option `flowscope COMMAND --help` names is in flowscope-COMMAND(1),
@@ -12,7 +12,7 @@ SRC=${SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 : "${MANDIR:?MANDIR must name the build directory of the man pages}"
 CMDS="record query monitor flows info index gen"
 
-pages="flowscope.1 flowscope-modules.7 flowscope-archive.5"
+pages="flowscope.1 flowscope-modules.7 flowscope-archive.5 flowscope-counters.7"
 for c in $CMDS; do pages="$pages flowscope-$c.1"; done
 [ -e "$SRC/docs/config.md" ] && pages="$pages flowscope.conf.5" ||
     note "docs/config.md absent: no flowscope.conf(5) expected"
