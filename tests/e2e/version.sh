@@ -20,11 +20,17 @@ if head=$(git -C "$SRC" rev-parse --short=12 HEAD 2>/dev/null); then
 else
     grep -qx 'commit unknown' "$TMP/v" && pass || fail "no git checkout, but not 'commit unknown'"
 fi
-mkdir -p "$TMP/tarball"
-GIT_CEILING_DIRECTORIES=$TMP cmake -DSRC="$TMP/tarball" -DOUT="$TMP/git.h" \
-    -P "$SRC/cmake/gitcommit.cmake" || fail "cmake/gitcommit.cmake: exit $?"
-grep -qx '#define FLOWSCOPE_COMMIT "unknown"' "$TMP/git.h" && pass ||
-    fail "outside a git checkout the commit is not 'unknown': $(cat "$TMP/git.h")"
+# a tarball: unpacked alone, and unpacked inside another repository (whose commit is not its)
+mkdir -p "$TMP/tarball" "$TMP/repo/tarball"
+git -C "$TMP/repo" init -q && git -C "$TMP/repo" -c user.name=t -c user.email=t@t \
+    commit -q --allow-empty -m x || fail "git init"
+for t in "$TMP/tarball" "$TMP/repo/tarball"; do
+    rm -f "$TMP/git.h"
+    GIT_CEILING_DIRECTORIES=$TMP cmake -DSRC="$t" -DOUT="$TMP/git.h" \
+        -P "$SRC/cmake/gitcommit.cmake" || fail "cmake/gitcommit.cmake: exit $?"
+    grep -qx '#define FLOWSCOPE_COMMIT "unknown"' "$TMP/git.h" && pass ||
+        fail "$t, no git checkout of its own: the commit is not 'unknown': $(cat "$TMP/git.h")"
+done
 
 # every library: built with (its pkg-config version), and running (a version) where it can say
 while read -r name module runtime; do
