@@ -16,7 +16,7 @@ grep -qE '^flowscope [0-9]+\.[0-9]+\.[0-9]+$' "$TMP/v" && pass || fail "no 'flow
 # the commit: the tree's HEAD (maybe -dirty) when the source is a git checkout
 if head=$(git -C "$SRC" rev-parse --short=12 HEAD 2>/dev/null); then
     grep -qE "^commit $head(-dirty)?\$" "$TMP/v" && pass ||
-        fail "commit line '$(grep ^commit "$TMP/v")' is not HEAD ($head)"
+        fail "commit line '$(grep ^commit "$TMP/v")' is not HEAD ($head; built before the last commit? rebuild)"
 else
     grep -qx 'commit unknown' "$TMP/v" && pass || fail "no git checkout, but not 'commit unknown'"
 fi
