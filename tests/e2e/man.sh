@@ -26,7 +26,7 @@ for p in $pages; do
     [ -s "$f" ] || { fail "$p: not built (in $MANDIR)"; continue; }
     warn=$(groff -ww -z -t -man "$f" 2>&1)
     [ -z "$warn" ] && pass || fail "$p: groff -ww: $(head -c 400 <<<"$warn")"
-    MANWIDTH=1000 man --warnings -l "$f" 2>"$TMP/man.err" | col -b >"$TMP/$p.txt"
+    MANWIDTH=1000 man --warnings -l "$f" 2>"$TMP/man.err" >"$TMP/$p.txt"
     [ ! -s "$TMP/man.err" ] && pass || fail "$p: man -l: $(head -c 400 "$TMP/man.err")"
     name=${p%.*}
     grep -qE "^NAME" "$TMP/$p.txt" && grep -qE "^ +$name - " "$TMP/$p.txt" && pass ||
