@@ -181,12 +181,17 @@ local function meta_str(doc, key)
   return doc.meta[key] and pandoc.utils.stringify(doc.meta[key])
 end
 
--- NAME (from the metadata), DESCRIPTION (the document's title, or the chosen
--- section), the rest with headings raised, SEE ALSO (from the metadata)
+-- NAME (from the metadata), SYNOPSIS (a command's first code block),
+-- DESCRIPTION (the document's title, or the chosen section), the rest with
+-- headings raised, SEE ALSO (from the metadata)
 function Pandoc(doc)
   local blocks = select(doc)
   local shift = tonumber(meta_str(doc, 'shift') or '0')
   local out = pandoc.List({pandoc.Header(1, 'NAME'), pandoc.Para(meta_str(doc, 'name'))})
+  if doc.meta.only and blocks[1] and blocks[1].t == 'CodeBlock' then
+    -- a command's section opens with its synopsis
+    out:extend({pandoc.Header(1, 'SYNOPSIS'), blocks:remove(1)})
+  end
   if doc.meta.only or not (blocks[1] and blocks[1].t == 'Header' and blocks[1].level == 1) then
     out:insert(pandoc.Header(1, 'DESCRIPTION'))
   end

@@ -43,10 +43,9 @@ for c in $CMDS; do
     while read -r opt; do
         grep -q -- "$opt\b" "$txt" && pass || fail "flowscope-$c(1) lacks $opt, which '$c --help' names"
     done <"$TMP/help.opts"
-    # the options the page gives as its own (in the synopsis, the block DESCRIPTION opens
-    # with, or as a tag at the start of a line: its text mentions other commands' too), each
-    # in --help
-    { awk '/^DESCRIPTION/ { s = 1; next } s && /^$/ { exit } s' "$txt"
+    # the options the page gives as its own (in its SYNOPSIS, or as a tag at the start of a
+    # line: its text mentions other commands' too), each in --help
+    { awk '/^SYNOPSIS/ { s = 1; next } /^[A-Z]/ { s = 0 } s' "$txt"
       grep -E -- '^       --[a-z]' "$txt"; } | grep -oE -- '--[a-z][a-z0-9-]*' | sort -u >"$TMP/page.opts"
     [ -s "$TMP/page.opts" ] || fail "flowscope-$c(1): no synopsis or option tags found"
     while read -r opt; do
