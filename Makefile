@@ -7,6 +7,10 @@
 #               again in an ASan+UBSan build, and the threaded tests once
 #               more under ThreadSanitizer
 #
+#   make install   build, then install the binary, the man pages and
+#               docs/examples under PREFIX (default /usr/local), below DESTDIR
+#               when given (make install DESTDIR=/tmp/root PREFIX=/usr)
+#
 # Other targets: deps (install only), build (default), asan, test-release,
 # test-asan, test-tsan, analyze, bench, format, format-check, clean.  The build itself is CMake; this file only drives it.
 
@@ -22,15 +26,17 @@ ANALYZE_BUILD ?= build-analyze
 # Build dependencies and the independent test oracles, as Debian 12 packages.
 DEB_BUILD := gcc make cmake pkg-config libc6-dev libdpdk-dev dpdk liburing-dev \
              liblmdb-dev libpcap-dev libzstd-dev libcmocka-dev \
-             libluajit2-5.1-dev
+             libluajit2-5.1-dev \
+             pandoc
 DEB_BUILD += libinih-dev
 DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux python3 strace \
              python3-lmdb python3-zstandard \
              iproute2 jq clang libclang-rt-14-dev \
-             clang-tools cppcheck perl
+             clang-tools cppcheck perl \
+             groff-base man-db
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
-.PHONY: all build deps asan test test-release test-asan test-tsan test-fuzz bench demo format \
+.PHONY: all build install deps asan test test-release test-asan test-tsan test-fuzz bench demo format \
         format-check clean analyze
 
 all: build
@@ -54,6 +60,14 @@ deps:
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLOWSCOPE_WERROR=ON >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
+
+# CMake's install (GNUInstallDirs): PREFIX is configured in (paths under /etc
+# follow it as GNUInstallDirs says), DESTDIR is where the tree is put.
+PREFIX ?= /usr/local
+install: build
+	@cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	@DESTDIR="$(DESTDIR)" cmake --install $(BUILD)
 
 asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFLOWSCOPE_WERROR=ON \

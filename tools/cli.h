@@ -11,6 +11,7 @@
 #define FLOWSCOPE_TOOLS_CLI_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #define EXIT_OK 0
 #define EXIT_FAIL 1
@@ -25,6 +26,12 @@ int info_main(int argc, char **argv);
 int flows_main(int argc, char **argv);
 int gen_main(int argc, char **argv);
 int index_main(int argc, char **argv);
+
+/*
+ * flowscope --version: the version, the git commit and the libraries built
+ * with and running with, one per line (docs/cli.md shows the output).
+ */
+void version_print(FILE *f);
 
 /* Prints "flowscope <cmd>: <message>" as one line on stderr. */
 void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

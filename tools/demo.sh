@@ -57,4 +57,7 @@ What to type next:
   $FS monitor --read ../shared/pcaps/http.pcap --module docs/examples/lua/live_statistician.lua
   zstdcat $D/archive/segments/000000000001.pcap.zst | tcpdump -nn -r - | head
 Docs: README.md, docs/cli.md, docs/modules.md, docs/archive-format.md
+$FS is the built binary, not yet on the PATH: "make install" installs it as
+flowscope (with man pages: man flowscope-record), or, without installing:
+  export PATH="$(cd "$(dirname "$FS")" && pwd):\$PATH"
 NEXT

@@ -26,7 +26,8 @@ static void usage(FILE *f)
 	fprintf(f, "usage: flowscope COMMAND [OPTIONS]   (flowscope COMMAND --help for options)\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].what);
-	fprintf(f, "flowscope --version prints the version; docs/cli.md documents every command\n");
+	fprintf(f, "flowscope --version prints the version and build\n");
+	fprintf(f, "man flowscope-COMMAND (docs/cli.md) documents each command\n");
 }
 
 int main(int argc, char **argv)
@@ -41,7 +42,7 @@ int main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (strcmp(argv[1], "--version") == 0) {
-		printf("flowscope %s\n", FLOWSCOPE_VERSION);
+		version_print(stdout);
 		return EXIT_OK;
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
