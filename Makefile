@@ -22,7 +22,8 @@ ANALYZE_BUILD ?= build-analyze
 # Build dependencies and the independent test oracles, as Debian 12 packages.
 DEB_BUILD := gcc make cmake pkg-config libc6-dev libdpdk-dev dpdk liburing-dev \
              liblmdb-dev libpcap-dev libzstd-dev libcmocka-dev \
-             libluajit2-5.1-dev
+             libluajit2-5.1-dev \
+             libcap-dev
 DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux python3 strace \
              python3-lmdb python3-zstandard \
              iproute2 jq clang libclang-rt-14-dev \
