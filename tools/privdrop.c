@@ -45,8 +45,9 @@ static int plan_default(struct privdrop *p)
 {
 	const struct passwd *pw = getpwnam(PRIVDROP_DEFAULT_USER);
 	if (pw && pw->pw_uid != 0) {
-		plan_set(p, pw, "started as root; the " PRIVDROP_DEFAULT_USER
-		                " system user exists (--user root keeps root)");
+		plan_set(p, pw,
+		         "started as root; the " PRIVDROP_DEFAULT_USER
+		         " system user exists (--user root keeps root)");
 		p->change = 1;
 		return 0;
 	}

@@ -47,9 +47,9 @@
 struct privdrop {
 	char user[64]; /* the user who parses packets */
 	uid_t uid;
-	gid_t gid;  /* the user's primary group */
-	int change; /* 1: started as root, becomes uid/gid; 0: keeps its ids */
-	int keep;   /* 1: root kept (--user root, or no `flowscope` user): nothing dropped */
+	gid_t gid;       /* the user's primary group */
+	int change;      /* 1: started as root, becomes uid/gid; 0: keeps its ids */
+	int keep;        /* 1: root kept (--user root, or no `flowscope` user): nothing dropped */
 	const char *why; /* how the user was chosen, for privdrop_announce() */
 };
 
