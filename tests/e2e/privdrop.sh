@@ -7,9 +7,9 @@
 # answers on what was sent.  An archive recorded as root before is taken over by the next
 # --user nobody run.  Started as root without --user it drops to the `flowscope` system
 # user (made here with useradd --system when the machine has none, removed at exit);
-# --user root keeps root.  An unknown user, or a non-root user naming another, is one line
-# and status 2; an archive nobody cannot reach is refused before the drop (status 1) and
-# not left behind.
+# --user root keeps root.  Retention as nobody removes root's old segments too.  An
+# unknown user, or a non-root user naming another, is one line and status 2; an archive
+# nobody cannot reach is refused before the drop (status 1) and not left behind.
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces, users)"
 P=$PCAPS/dns_icmp.pcap
@@ -145,6 +145,14 @@ fs record --archive "$TMP/root" --read - --user nobody <"$P" 2>"$TMP/takeover.er
 owned_by root nobody "$NOBODY_GID"
 [ "$(stored "$TMP/root")" = $((2 * $(npackets "$P"))) ] && pass ||
     fail "takeover: the archive holds $(stored "$TMP/root") packets, expected both runs'"
+# retention as nobody: the capture's packets are days old, so --max-age 1s drops every
+# closed segment of a file's packets, also one root wrote before
+fs record --archive "$TMP/ret" --read "$P" --user root 2>/dev/null || fail "retention: root run: exit $?"
+fs record --archive "$TMP/ret" --read - --user nobody --max-age 1s <"$P" 2>"$TMP/ret.err" ||
+    fail "retention: exit $?: $(tail -2 "$TMP/ret.err")"
+[ "$(counter "$TMP/ret.err" record retention.dropped_segments)" = 2 ] &&
+    [ -z "$(ls -A "$TMP/ret/segments")" ] && pass ||
+    fail "retention as nobody: $(grep retention "$TMP/ret.err"); left: $(ls "$TMP/ret/segments")"
 
 # started as root without --user: the flowscope system user when it exists
 if ! getent passwd flowscope >/dev/null; then
