@@ -70,8 +70,9 @@ void privdrop_announce(FILE *f, const char *cmd, const struct privdrop *p);
 /*
  * For p->change: whether p's user can reach `path` (eaccess() with `mode`, e.g. X_OK
  * for a directory to pass through), asked as that user: the effective ids become p's
- * for the one call and then root's again (before privdrop_apply(): it needs root).
- * Returns 0 (it can, or nothing changes), or the errno that refuses it.
+ * for the one call and then root's again (before privdrop_apply(): it needs root); the
+ * supplementary groups stay p's (root needs none).  Returns 0 (it can, or nothing
+ * changes), or the errno that refuses it.
  */
 int privdrop_can_access(const struct privdrop *p, const char *path, int mode);
 
