@@ -330,9 +330,9 @@ static int monitor_run(struct monitor *m, const struct privdrop *pd)
 {
 	capture_signals_install("flowscope monitor: second signal: exiting now\n");
 	int r = monitor_open(m);
+	/* as root until here; the first line says who parses packets from now on */
 	if (r == 0 && (r = privdrop_apply(CMD, pd)) == 0)
-		privdrop_announce(stderr, CMD,
-		                  pd); /* the first line: nothing parsed a packet yet */
+		privdrop_announce(stderr, CMD, pd);
 	if (r == 0) {
 		capture_signals_source(m->src);
 		uint64_t t0 = cli_mono_ns();
