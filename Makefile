@@ -27,7 +27,8 @@ ANALYZE_BUILD ?= build-analyze
 DEB_BUILD := gcc make cmake pkg-config libc6-dev libdpdk-dev dpdk liburing-dev \
              liblmdb-dev libpcap-dev libzstd-dev libcmocka-dev \
              libluajit2-5.1-dev \
-             pandoc
+             pandoc \
+             libcap-dev
 DEB_BUILD += libinih-dev
 DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux python3 strace \
              python3-lmdb python3-zstandard \

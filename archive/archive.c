@@ -130,6 +130,14 @@ char *archive__seg_path(const struct archive *a, uint64_t id, enum archive_segme
 	return buf;
 }
 
+int archive__seg_name_ok(const char *name)
+{
+	for (int i = 0; i < 12; i++)
+		if (name[i] < '0' || name[i] > '9')
+			return 0;
+	return strcmp(name + 12, ".pcap.zst") == 0 || strcmp(name + 12, ".pcap.zst.open") == 0;
+}
+
 /* ---- FORMAT marker ---------------------------------------------------------------- */
 
 /* FORMAT's version into *version (may be NULL); one this flowscope cannot read is refused. */
@@ -782,6 +790,77 @@ int archive_share(struct archive *a, gid_t gid)
 		snprintf(path, sizeof(path), "%s/%s", a->dir, files[i]);
 		r = share_path(path, gid, S_IRGRP);
 	}
+	return r;
+}
+
+/* ---- giving the archive to the recorder's user ------------------------------------------ */
+
+/*
+ * Entry `name` of directory fd dfd (the directory itself for ".") gets uid and gid, if it
+ * is a directory or a regular file with one link, reached without following a symbolic
+ * link: a file linked in from elsewhere is left alone.  Opened first, so the checks and
+ * the fchown() are about the same inode.
+ */
+static int give_entry(int dfd, const char *dirpath, const char *name, uid_t uid, gid_t gid)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT || errno == ELOOP
+		           ? 0
+		           : archive__fail(-errno, "%s/%s: %s", dirpath, name, strerror(errno));
+	struct stat st;
+	int r = fstat(fd, &st) != 0 ? -errno : 0;
+	int ours = S_ISDIR(st.st_mode) || (S_ISREG(st.st_mode) && st.st_nlink == 1);
+	if (r == 0 && ours && (st.st_uid != uid || (gid != (gid_t)-1 && st.st_gid != gid)) &&
+	    fchown(fd, uid, gid) != 0)
+		r = -errno;
+	close(fd);
+	if (r)
+		return archive__fail(r, "%s/%s: cannot give it to uid %u: %s", dirpath, name,
+		                     (unsigned)uid, strerror(-r));
+	return 0;
+}
+
+/* Directory `sub` and its entries that `ours` accepts get uid and gid. */
+static int give_dir(const char *dir, const char *sub, int (*ours)(const char *), uid_t uid,
+                    gid_t gid)
+{
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return errno == ENOENT ? 0 : archive__fail(-errno, "%s: %s", path, strerror(errno));
+	int r = give_entry(dfd, path, ".", uid, gid);
+	DIR *d = r ? NULL : fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return r ? r : archive__fail(-errno, "%s: %s", path, strerror(errno));
+	}
+	struct dirent *e;
+	while (r == 0 && (e = readdir(d)))
+		if (ours(e->d_name))
+			r = give_entry(dfd, path, e->d_name, uid, gid);
+	closedir(d);
+	return r;
+}
+
+static int lmdb_name_ok(const char *name)
+{
+	return strcmp(name, "data.mdb") == 0 || strcmp(name, "lock.mdb") == 0;
+}
+
+static int top_name_ok(const char *name)
+{
+	return strcmp(name, FORMAT_FILE) == 0 || strcmp(name, "LOCK") == 0;
+}
+
+int archive_give(struct archive *a, uid_t uid, gid_t gid)
+{
+	int r = give_dir(a->dir, ".", top_name_ok, uid, gid);
+	if (r == 0)
+		r = give_dir(a->dir, "segments", archive__seg_name_ok, uid, gid);
+	if (r == 0)
+		r = give_dir(a->dir, a->index_sub ? a->index_sub : "index", lmdb_name_ok, uid, gid);
 	return r;
 }
 

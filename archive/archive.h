@@ -110,6 +110,18 @@ int archive_open(const char *dir, unsigned flags, struct archive **out);
  */
 int archive_share(struct archive *a, gid_t gid);
 
+/*
+ * Gives the archive to user uid (and group gid, unless (gid_t)-1) before a writer that
+ * was opened as root becomes that user (record --user): the directory, FORMAT, LOCK,
+ * segments/ and its segment files, index/ and its data.mdb and lock.mdb: exactly the
+ * files of the layout above, whichever run made them, so that the user can write
+ * segments and the index.  Anything else in the directory, symbolic links and files
+ * with more than one link are left alone (an entry is opened with O_NOFOLLOW and
+ * checked before its fchown()).  For a writer running as root.  0 or a negative errno
+ * (archive_errmsg() names the file).
+ */
+int archive_give(struct archive *a, uid_t uid, gid_t gid);
+
 /* Closes the archive; all writers must be closed and read transactions ended. */
 void archive_close(struct archive *a);
 

@@ -190,6 +190,8 @@ void archive__flow_key_put(uint64_t seg, const struct ft_flow_key *key, uint8_t 
 void archive__flow_key_get(const MDB_val *k, struct ft_flow_key *key);
 
 /* Segment file path for a state; returns buf. */
+/* 1 if name is a segment file's: "<12 digits>.pcap.zst" or "<12 digits>.pcap.zst.open". */
+int archive__seg_name_ok(const char *name);
 char *archive__seg_path(const struct archive *a, uint64_t id, enum archive_segment_state state,
                         char *buf, size_t len);
 

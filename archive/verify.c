@@ -1050,10 +1050,7 @@ struct seg_file {
 /* "<12 digits>.pcap.zst" or "<12 digits>.pcap.zst.open": 1 and *f. */
 static int seg_name_parse(const char *name, struct seg_file *f)
 {
-	for (int i = 0; i < 12; i++)
-		if (name[i] < '0' || name[i] > '9')
-			return 0;
-	if (strcmp(name + 12, ".pcap.zst") != 0 && strcmp(name + 12, ".pcap.zst.open") != 0)
+	if (!archive__seg_name_ok(name))
 		return 0;
 	f->id = strtoull(name, NULL, 10);
 	f->open = name[21] != '\0';

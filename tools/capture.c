@@ -101,6 +101,9 @@ int capture_parse_opt(struct record_opts *o, const char *cmd, int c, const char 
 	case 'E':
 		o->strict_modules = 1;
 		return 0;
+	case 'U': /* resolved by privdrop_plan(), before anything is opened */
+		o->user = arg;
+		return 0;
 	}
 	return -1;
 }

@@ -58,9 +58,10 @@ struct record_opts {
 	uint64_t stats_ns;
 	uint64_t max_flows;
 	int zstd_level;
-	int triggered;                     /* --capture triggered: archive only triggered flows */
-	int strict_modules;                /* --strict-modules: a Lua module error is fatal */
-	long archive_gid;                  /* --archive-group: readers' group; -1: none */
+	int triggered;      /* --capture triggered: archive only triggered flows */
+	int strict_modules; /* --strict-modules: a Lua module error is fatal */
+	long archive_gid;   /* --archive-group: readers' group; -1: none */
+	const char *user;   /* --user: who parses packets; NULL: the default (privdrop.h) */
 	char *modules[RECORD_MAX_MODULES]; /* "NAME[:ARGS]" from --module and --trigger */
 	unsigned nmodules;
 	struct config_argv config; /* --config FILE: the arguments parsed (values point there) */
@@ -84,7 +85,7 @@ struct record_analyzer {
  * Parses option `c` (getopt value) if it is a source or analysis option:
  * --read 'r', --dpdk 'D', --afpacket 'A', --live 'L', --port 'p', --rx-queues
  * 'Q', --replay-speed 'S', --module 'M', --trigger 'T', --analyzers 'n',
- * --max-flows 'f', --stats-interval 'i', --strict-modules 'E'.  Returns 0, an exit status (a bad
+ * --max-flows 'f', --stats-interval 'i', --strict-modules 'E', --user 'U'.  Returns 0, an exit status (a bad
  * value: one line "flowscope <cmd>: ..." printed), or -1: not one of those.
  */
 int capture_parse_opt(struct record_opts *o, const char *cmd, int c, const char *arg);

@@ -33,6 +33,7 @@
 #include "tools/cli.h"
 #include "tools/capture.h"
 #include "tools/counters.h"
+#include "tools/privdrop.h"
 
 #define CMD "monitor"
 
@@ -86,6 +87,9 @@ static void usage(FILE *f)
 	    "  --config FILE         read these options from FILE, key = value lines\n"
 	    "                        (module = stats); the command line overrides it\n"
 	    "                        (docs/config.md, flowscope.conf(5))\n"
+	    "  --user NAME           parse packets as NAME, after the source is open as root\n"
+	    "                        (default for root: the flowscope user if it exists;\n"
+	    "                        root = keep root)\n"
 	    "Module output and triggered flows go to stdout; status and report to stderr.\n");
 }
 
@@ -106,6 +110,7 @@ static const struct option longopts[] = {
     {"stats-interval", required_argument, NULL, 'i'},
     {"strict-modules", no_argument, NULL, 'E'},
     {"config", required_argument, NULL, CAPTURE_CONFIG},
+    {"user", required_argument, NULL, 'U'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -325,10 +330,13 @@ static int exit_status(const struct monitor *m)
 	return damaged ? EXIT_DAMAGED : EXIT_OK;
 }
 
-static int monitor_run(struct monitor *m)
+static int monitor_run(struct monitor *m, const struct privdrop *pd)
 {
 	capture_signals_install("flowscope monitor: second signal: exiting now\n");
 	int r = monitor_open(m);
+	/* as root until here; the first line says who parses packets from now on */
+	if (r == 0 && (r = privdrop_apply(CMD, pd)) == 0)
+		privdrop_announce(stderr, CMD, pd);
 	if (r == 0) {
 		capture_signals_source(m->src);
 		uint64_t t0 = cli_mono_ns();
@@ -357,9 +365,10 @@ int monitor_main(int argc, char **argv)
 		return EXIT_FAIL;
 	}
 	memset(m, 0, sizeof(*m));
+	struct privdrop pd;
 	int r = parse_args(argc, argv, &m->o);
-	if (r == 0)
-		r = monitor_run(m);
+	if (r == 0 && (r = privdrop_plan(CMD, m->o.user, &pd)) == 0)
+		r = monitor_run(m, &pd);
 	capture_opts_free(&m->o);
 	free(m);
 	return r < 0 ? EXIT_OK : r;

@@ -15,13 +15,16 @@
 #include <getopt.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tools/cli.h"
 #include "tools/counters.h"
+#include "tools/privdrop.h"
 #include "tools/record.h"
 
 #define CMD "record"
@@ -73,7 +76,10 @@ static void usage(FILE *f)
 	    "  --stats-interval DUR  status line interval, 0 = off (default 5s)\n"
 	    "  --config FILE         read these options from FILE, key = value lines\n"
 	    "                        (archive = DIR); the command line overrides it\n"
-	    "                        (docs/config.md, flowscope.conf(5))\n");
+	    "                        (docs/config.md, flowscope.conf(5))\n"
+	    "  --user NAME           parse packets and write the archive as NAME, after the\n"
+	    "                        source and archive are open as root (default for root:\n"
+	    "                        the flowscope user if it exists; root = keep root)\n");
 }
 
 /* ---- options ------------------------------------------------------------------------------ */
@@ -213,6 +219,7 @@ static const struct option longopts[] = {
     {"stats-interval", required_argument, NULL, 'i'},
     {"strict-modules", no_argument, NULL, 'E'},
     {"config", required_argument, NULL, CAPTURE_CONFIG},
+    {"user", required_argument, NULL, 'U'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -489,19 +496,46 @@ static int exit_status(struct record_pipeline *pl, int module_fatal, int untimed
 	return damaged ? EXIT_DAMAGED : EXIT_OK;
 }
 
-static int record_run(struct record_pipeline *pl);
+static int record_run(struct record_pipeline *pl, const struct privdrop *pd);
 
 int record_main(int argc, char **argv)
 {
 	struct record_pipeline pl = {0};
+	struct privdrop pd;
 	int r = parse_args(argc, argv, &pl.o);
-	if (r == 0)
-		r = record_run(&pl);
+	if (r == 0 && (r = privdrop_plan(CMD, pl.o.user, &pd)) == 0)
+		r = record_run(&pl, &pd);
 	capture_opts_free(&pl.o);
 	return r < 0 ? EXIT_OK : r;
 }
 
-static int record_run(struct record_pipeline *pl)
+/*
+ * Source, modules and archive are open (as root): the user who will write the archive
+ * must be able to reach it (a parent directory closed to it would fail only at the
+ * first segment, after the drop), the archive's files are given to it, and the
+ * process becomes that user.  0 or EXIT_FAIL (line printed).
+ */
+static int drop_privileges(struct record_pipeline *pl, const struct privdrop *pd)
+{
+	char parent[4200];
+	snprintf(parent, sizeof(parent), "%s", pl->o.archive);
+	int e = privdrop_can_access(pd, dirname(parent), X_OK);
+	if (e) {
+		cli_error(CMD,
+		          "archive %s: user %s could not reach it (%s: %s): let it through each "
+		          "parent directory (o+x), or choose another --user",
+		          pl->o.archive, pd->user, parent, strerror(e));
+		return EXIT_FAIL;
+	}
+	gid_t gid = pl->o.archive_gid >= 0 ? (gid_t)-1 : pd->gid; /* --archive-group's stays */
+	if (pd->change && archive_give(pl->arch, pd->uid, gid) != 0) {
+		cli_error(CMD, "archive %s: %s", pl->o.archive, archive_errmsg());
+		return EXIT_FAIL;
+	}
+	return privdrop_apply(CMD, pd);
+}
+
+static int record_run(struct record_pipeline *pl, const struct privdrop *pd)
 {
 	int r;
 	capture_signals_install("flowscope record: second signal: exiting now; the archive is "
@@ -510,6 +544,15 @@ static int record_run(struct record_pipeline *pl)
 		record_pipeline_close(pl);
 		return r;
 	}
+	if ((r = drop_privileges(pl, pd)) != 0) {
+		record_pipeline_seal(pl); /* nothing recorded: an archive this run made goes */
+		archive_close_discard(pl->arch);
+		pl->arch = NULL;
+		record_pipeline_close(pl);
+		return r;
+	}
+	privdrop_announce(stderr, CMD, pd); /* the first line: nothing parsed a packet yet */
+	record_pipeline_notes(pl);
 	print_qq(pl);
 	uint64_t t0 = cli_mono_ns();
 	capture_signals_source(pl->src);

@@ -84,6 +84,11 @@ struct record_pipeline {
 	atomic_uint queues_running;
 	atomic_int failed;   /* a thread failed: stop everything */
 	uint64_t t_start_ns; /* CLOCK_REALTIME at start, for the run report */
+	/* lines of the open (archive recovery, io note), held so that the line saying who
+	   parses packets comes first: record_pipeline_notes() prints them */
+	FILE *notes;
+	char *notes_text;
+	size_t notes_len;
 };
 
 /* QQ chunk size for a ring: a sixteenth of it, between 512 KiB and 4 MiB. */
@@ -109,6 +114,9 @@ uint64_t record_hold_max(const struct record_pipeline *pl);
 unsigned record_default_dumpers(void);
 
 int record_pipeline_open(struct record_pipeline *pl);
+
+/* Prints the lines the open held back (archive recovery, io note) on stderr; once. */
+void record_pipeline_notes(struct record_pipeline *pl);
 
 /* Starts every thread.  0, or an exit status (nothing started then). */
 int record_pipeline_start(struct record_pipeline *pl);

@@ -377,10 +377,15 @@ static int modules_start(struct record_pipeline *pl)
 	return 0;
 }
 
+/* Where the open's lines go: held until record_pipeline_notes(), or stderr. */
+static FILE *notes(struct record_pipeline *pl)
+{
+	return pl->notes ? pl->notes : stderr;
+}
+
 static void recover_log(const char *line, void *arg)
 {
-	(void)arg;
-	fprintf(stderr, "flowscope %s: archive: %s\n", CMD, line);
+	fprintf(notes(arg), "flowscope %s: archive: %s\n", CMD, line);
 }
 
 static int archive_setup(struct record_pipeline *pl)
@@ -392,7 +397,7 @@ static int archive_setup(struct record_pipeline *pl)
 	if (r == 0 && pl->o.archive_gid >= 0)
 		r = archive_share(pl->arch, (gid_t)pl->o.archive_gid);
 	if (r == 0)
-		r = archive_recover(pl->arch, recover_log, NULL, NULL); /* what a crash left */
+		r = archive_recover(pl->arch, recover_log, pl, NULL); /* what a crash left */
 	if (r == 0)
 		r = archive_new_run(pl->arch, &wc.run);
 	for (unsigned i = 0; r == 0 && i < pl->ndumpers; i++) {
@@ -405,12 +410,13 @@ static int archive_setup(struct record_pipeline *pl)
 	}
 	const char *note = archive_writer_io_note(pl->dump[0].writer);
 	if (note)
-		fprintf(stderr, "flowscope %s: archive: %s\n", CMD, note);
+		fprintf(notes(pl), "flowscope %s: archive: %s\n", CMD, note);
 	return 0;
 }
 
 int record_pipeline_open(struct record_pipeline *pl)
 {
+	pl->notes = open_memstream(&pl->notes_text, &pl->notes_len); /* NULL: on stderr */
 	/* the source first: a bad input must fail before the archive is touched */
 	int r = capture_source_open(&pl->o, CMD, &pl->src, &pl->info);
 	if (r)
@@ -529,8 +535,20 @@ void record_pipeline_seal(struct record_pipeline *pl)
 	}
 }
 
+void record_pipeline_notes(struct record_pipeline *pl)
+{
+	if (!pl->notes)
+		return;
+	fclose(pl->notes);
+	pl->notes = NULL;
+	fputs(pl->notes_text, stderr);
+	free(pl->notes_text);
+	pl->notes_text = NULL;
+}
+
 void record_pipeline_close(struct record_pipeline *pl)
 {
+	record_pipeline_notes(pl);
 	record_pipeline_seal(pl);
 	archive_retention_keeper_destroy(pl->keeper);
 	pl->keeper = NULL;
