@@ -17,7 +17,8 @@ done
 [ "$FAILS" -eq 0 ] || finish
 
 # ---- build it ----------------------------------------------------------------------------------
-VER=$("$FLOWSCOPE" --version | sed -n '1s/^flowscope \([0-9][^ ]*\).*/\1/p')
+VER=$("$FLOWSCOPE" --version | head -1 | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1)
+[ -n "$VER" ] || fail "flowscope --version names no version: $("$FLOWSCOPE" --version | head -1)"
 ARCH=$(dpkg --print-architecture)
 DEB=$TMP/pkg/flowscope_${VER}_${ARCH}.deb
 (cd "$BUILD" && timeout 600 cpack --config CPackConfig.cmake -B "$TMP/pkg") >"$TMP/cpack.out" 2>&1 ||
