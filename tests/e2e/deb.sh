@@ -96,4 +96,47 @@ for s in postinst prerm postrm; do
     dpkg-deb --ctrl-tarfile "$DEB" | tar -xO "./$s" | cmp -s - "$f" && pass ||
         fail "the package's $s is not packaging/debian/$s"
 done
+
+# ---- what they do, without touching this machine -------------------------------------------------
+# In a mount namespace of their own with a tmpfs on /var/lib, and stubs (first on PATH) for
+# the commands that would change the system's users or services, each logging its arguments:
+# configure twice (the user made once), purge with an archive (kept, user kept), purge empty.
+command -v unshare >/dev/null && [ "$(id -u)" = 0 ] ||
+    skip "the maintainer scripts' effects need root and unshare (a private /var/lib)"
+mkdir -p "$TMP/stubs"
+for c in adduser deluser delgroup chown systemctl deb-systemd-invoke deb-systemd-helper; do
+    printf '#!/bin/sh\necho "%s $*" >>"$CALLS"\n[ %s != adduser ] || echo "$*" >>"$USERS"\n' \
+        "$c" "$c" >"$TMP/stubs/$c"
+done
+printf '#!/bin/sh\n[ "$1" = passwd ] || [ "$1" = group ] || exit 2\ngrep -q "$2\\$" "$USERS" 2>/dev/null\n' \
+    >"$TMP/stubs/getent"
+chmod +x "$TMP/stubs"/*
+: >"$TMP/users"
+# scripts STEP...: runs each "SCRIPT ARGS" in the namespace (its /var/lib kept in $TMP/varlib
+# between runs); the calls they made in $TMP/calls, what the steps print in $TMP/out
+mkdir -p "$TMP/varlib"
+scripts() {
+    : >"$TMP/calls"
+    CALLS=$TMP/calls USERS=$TMP/users PATH=$TMP/stubs:$PATH unshare -m sh -c '
+        mount --bind "$1/varlib" /var/lib || exit 1
+        shift
+        for step in "$@"; do $step || { echo "$step: exit $?"; exit 1; }; done' _ "$TMP" "$@" \
+        >"$TMP/out" 2>&1
+}
+D=$SRC/packaging/debian
+scripts "$D/postinst configure" "$D/postinst configure" || fail "postinst: $(cat "$TMP/out")"
+[ "$(grep -c '^adduser' "$TMP/calls")" = 1 ] && pass || fail "postinst twice: adduser calls: $(grep adduser "$TMP/calls")"
+grep -qx 'adduser --quiet --system --group --home /var/lib/flowscope --no-create-home --gecos flowscope traffic recorder flowscope' \
+    "$TMP/calls" && pass || fail "postinst: adduser called as $(grep adduser "$TMP/calls")"
+[ "$(stat -c %a "$TMP/varlib/flowscope" 2>/dev/null)" = 750 ] && pass || fail "postinst: no /var/lib/flowscope 0750"
+grep -qx 'chown flowscope:flowscope /var/lib/flowscope' "$TMP/calls" && pass || fail "postinst: /var/lib/flowscope not given to flowscope"
+mkdir -p "$TMP/varlib/flowscope/eth1/segments" && echo data >"$TMP/varlib/flowscope/eth1/segments/1.pcap.zst"
+scripts "$D/prerm remove" "$D/postrm remove" "$D/postrm purge" || fail "purge: $(cat "$TMP/out")"
+[ -f "$TMP/varlib/flowscope/eth1/segments/1.pcap.zst" ] && pass || fail "purge removed an archive"
+grep -q '^del' "$TMP/calls" && fail "purge removed the user of a kept archive: $(grep '^del' "$TMP/calls")"
+grep -q 'not empty' "$TMP/out" && pass || fail "purge with an archive says nothing: $(cat "$TMP/out")"
+rm -r "$TMP/varlib/flowscope/eth1"
+scripts "$D/postrm purge" || fail "purge: $(cat "$TMP/out")"
+[ ! -e "$TMP/varlib/flowscope" ] && pass || fail "purge left an empty /var/lib/flowscope"
+grep -qx 'deluser --quiet --system flowscope' "$TMP/calls" && pass || fail "purge did not remove the user: $(cat "$TMP/calls")"
 finish
