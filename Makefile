@@ -10,6 +10,7 @@
 #   make install   build, then install the binary, the man pages and
 #               docs/examples under PREFIX (default /usr/local), below DESTDIR
 #               when given (make install DESTDIR=/tmp/root PREFIX=/usr)
+#   make deb    build build/flowscope_<version>_<arch>.deb (docs/install.md)
 #
 # Other targets: deps (install only), build (default), asan, test-release,
 # test-asan, test-tsan, analyze, bench, format, format-check, clean.  The build itself is CMake; this file only drives it.
@@ -30,14 +31,16 @@ DEB_BUILD := gcc make cmake pkg-config libc6-dev libdpdk-dev dpdk liburing-dev \
              pandoc \
              libcap-dev
 DEB_BUILD += libinih-dev
+DEB_BUILD += dpkg-dev file
 DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux python3 strace \
              python3-lmdb python3-zstandard \
              iproute2 jq clang libclang-rt-14-dev \
              clang-tools cppcheck perl \
              groff-base man-db
+DEB_TEST  += lintian shellcheck
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
-.PHONY: all build install deps asan test test-release test-asan test-tsan test-fuzz bench demo format \
+.PHONY: all build install deb deps asan test test-release test-asan test-tsan test-fuzz bench demo format \
         format-check clean analyze
 
 all: build
@@ -171,6 +174,13 @@ bench: build
 
 demo: build
 	@tools/demo.sh $(BUILD)/tools/flowscope
+
+# The Debian package of the release build, by CPack (packaging/CMakeLists.txt says why CPack):
+# $(BUILD)/flowscope_<version>_<arch>.deb
+deb: build
+	@cd $(BUILD) && cpack --config CPackConfig.cmake >cpack.log 2>&1 || \
+	  { cat cpack.log >&2; echo "deb: cpack failed" >&2; exit 1; }
+	@sed -n "s/^CPack: - package: \(.*\) generated\./\1/p" $(BUILD)/cpack.log
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -path './build*')
 
