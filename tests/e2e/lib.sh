@@ -5,6 +5,9 @@ set -u
 : "${SHARED:?SHARED must name the shared directory}"
 PCAPS="$SHARED/pcaps"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/flowscope-test.XXXXXX")
+# A recorder started as root drops to the flowscope user when it exists (a box with the .deb
+# installed): it must still reach the archives the tests make in here.
+chmod 0711 "$TMP"
 trap 'rm -rf "$TMP"' EXIT
 FAILS=0
 CHECKS=0
