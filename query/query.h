@@ -169,8 +169,9 @@ struct query_steno {
 /*
  * Translates a query in Stenographer's language ("host 10.0.0.1 and port 53
  * and after 2h ago"; text of len bytes, not NUL-terminated, at most
- * QUERY_STENO_MAX_LEN) into a libpcap filter that pcap_compile() accepts and
- * a time range.  host/net become ip or ip6 host/net (no ARP), port becomes
+ * QUERY_STENO_MAX_LEN) into a libpcap filter that pcap_compile() parses
+ * (its optimizer still refuses one that can match nothing, "udp and tcp",
+ * as it does for tcpdump and query_run) and a time range.  host/net become ip or ip6 host/net (no ARP), port becomes
  * tcp or udp port, ip proto/icmp match IPv4 and IPv6; "and" and "or" have
  * equal precedence, left to right, as in Stenographer and libpcap.
  * "before"/"after" take RFC 3339 with a zone or "N[mhd] ago" (from now_ns,
