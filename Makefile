@@ -34,6 +34,7 @@ DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux py
              iproute2 jq clang libclang-rt-14-dev \
              clang-tools cppcheck perl \
              groff-base man-db
+DEB_TEST  += prometheus
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
 .PHONY: all build install deps asan test test-release test-asan test-tsan test-fuzz bench demo format \

@@ -95,4 +95,16 @@ void counters_print(FILE *f, const char *prefix, const struct counter *t, size_t
 void counters_print_line(FILE *f, const char *prefix, const struct counter *t, size_t n,
                          const void *stats);
 
+/*
+ * Writes the counters of a report (the text counters_print lines make, with
+ * "module.N: NAME" lines before module N's counters; other lines are skipped)
+ * to out in Prometheus's text exposition format 0.0.4 (tools/metrics.c;
+ * names in docs/counters.md).  Returns 0; -EINVAL with one line in err when
+ * a counter has no metric (nothing is written then); -ENOMEM.
+ */
+int counters_prometheus(FILE *out, const char *report, char *err, size_t errlen);
+
+/* One gauge family of one sample, with its HELP and TYPE lines. */
+void counters_prometheus_gauge(FILE *out, const char *name, const char *help, uint64_t value);
+
 #endif
