@@ -59,24 +59,11 @@ static void print_summary(const char *dir, unsigned format, const struct archive
 	       s->file_bytes ? 100.0 * (double)s->index_used / (double)s->file_bytes : 0.0, h5);
 }
 
-/*
- * --metrics: the archive's size as gauges, then the last run's final counters,
- * in Prometheus's text format (docs/counters.md).  0, or 1 with a line on stderr.
- */
+/* --metrics: 0, or 1 with a line on stderr. */
 static int print_metrics(const struct archive_summary *s, const char *last_run)
 {
 	char err[256];
-	counters_prometheus_gauge(stdout, "flowscope_archive_segments", "segments in the archive",
-	                          s->segments);
-	counters_prometheus_gauge(stdout, "flowscope_archive_packets", "packets in the archive",
-	                          s->packets);
-	counters_prometheus_gauge(stdout, "flowscope_archive_wire_bytes",
-	                          "their lengths on the wire", s->wire_bytes);
-	counters_prometheus_gauge(stdout, "flowscope_archive_stored_bytes",
-	                          "compressed segment bytes", s->file_bytes);
-	counters_prometheus_gauge(stdout, "flowscope_archive_index_bytes", "index bytes in use",
-	                          s->index_used);
-	if (last_run && counters_prometheus(stdout, last_run, err, sizeof(err)) != 0) {
+	if (counters_prometheus_archive(stdout, s, last_run, err, sizeof(err)) != 0) {
 		cli_error(CMD, "the last run's counters: %s", err);
 		return 1;
 	}

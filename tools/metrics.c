@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "archive/archive.h"
 #include "tools/counters.h"
 
 enum metric_type { GAUGE, COUNTER, OMIT };
@@ -346,5 +347,46 @@ int counters_prometheus(FILE *out, const char *report, char *err, size_t errlen)
 		exposition_write(out, ms);
 	free(ms->s);
 	free(ms);
+	return r;
+}
+
+int counters_prometheus_archive(FILE *out, const struct archive_summary *s, const char *last_run,
+                                char *err, size_t errlen)
+{
+	counters_prometheus_gauge(out, "flowscope_archive_segments", "segments in the archive",
+	                          s->segments);
+	counters_prometheus_gauge(out, "flowscope_archive_packets", "packets in the archive",
+	                          s->packets);
+	counters_prometheus_gauge(out, "flowscope_archive_wire_bytes", "their lengths on the wire",
+	                          s->wire_bytes);
+	counters_prometheus_gauge(out, "flowscope_archive_stored_bytes", "compressed segment bytes",
+	                          s->file_bytes);
+	counters_prometheus_gauge(out, "flowscope_archive_index_bytes", "index bytes in use",
+	                          s->index_used);
+	return last_run ? counters_prometheus(out, last_run, err, errlen) : 0;
+}
+
+int counters_metrics_archive(void *archive, char **text, size_t *len)
+{
+	struct archive_rtxn *t = NULL;
+	struct archive_summary s;
+	char *last_run = NULL, err[256];
+	FILE *f = NULL;
+	int r = archive_rtxn_begin(archive, &t);
+	if (r == 0 && (r = archive_summary(t, &s)) == 0)
+		r = archive_run_report(t, &last_run);
+	archive_rtxn_end(t);
+	*text = NULL;
+	if (r == 0 && !(f = open_memstream(text, len)))
+		r = -ENOMEM;
+	if (r == 0)
+		r = counters_prometheus_archive(f, &s, last_run, err, sizeof(err));
+	if (f && fclose(f) != 0 && r == 0)
+		r = -ENOMEM;
+	if (r) {
+		free(*text);
+		*text = NULL;
+	}
+	free(last_run);
 	return r;
 }

@@ -2,7 +2,8 @@
  * test_metrics: unit tests of the Prometheus exposition (tools/metrics.c) on
  * report texts a file recording cannot make: several RX queues (per-queue
  * families), monitor's line, a module name that needs escaping; and the
- * refusals: a counter without a metric, a value that is not a number.
+ * refusals: a counter without a metric, a value that is not a number; and
+ * the GET /metrics callback on a real archive.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -96,12 +97,42 @@ static void test_refused(void **state)
 	}
 }
 
+/* The GET /metrics callback's shape on a real (empty) archive with a stored report. */
+static void test_archive_callback(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/test_metrics.XXXXXX", *text = NULL;
+	size_t len = 0;
+	struct archive *a = NULL;
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(archive_open(dir, ARCHIVE_WRITE | ARCHIVE_CREATE, &a), 0);
+	assert_int_equal(counters_metrics_archive(a, &text, &len), 0); /* no run yet */
+	assert_non_null(strstr(text, "\nflowscope_archive_packets 0\n"));
+	assert_int_equal(len, strlen(text));
+	assert_null(strstr(text, "flowscope_qq"));
+	free(text);
+	assert_int_equal(archive_set_run_report(a, "run: ...\nqq.packets=3 qq.chunks=2\n"), 0);
+	assert_int_equal(counters_metrics_archive(a, &text, &len), 0);
+	assert_non_null(strstr(text, "\nflowscope_qq_packets_total 3\n"));
+	assert_non_null(strstr(text, "\nflowscope_qq_chunks 2\n"));
+	free(text);
+	assert_int_equal(archive_set_run_report(a, "qq.packets=3 qq.from_the_future=1\n"), 0);
+	text = (char *)"x";
+	assert_int_equal(counters_metrics_archive(a, &text, &len), -EINVAL);
+	assert_null(text);
+	archive_close(a);
+	char cmd[64];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_queues),
 	    cmocka_unit_test(test_monitor_and_names),
 	    cmocka_unit_test(test_refused),
+	    cmocka_unit_test(test_archive_callback),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
