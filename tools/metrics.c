@@ -26,6 +26,8 @@
 
 enum metric_type { GAUGE, COUNTER, OMIT };
 
+#define LABELS_MAX 640
+
 /* One counter of a component: its metric (after flowscope_<family>_) and meaning. */
 struct metric_row {
 	const char *counter; /* the dotted name's last part */
@@ -137,31 +139,34 @@ static const struct metric_row monitor_rows[] = {
 struct metric_sample {
 	char family[96]; /* flowscope_..., the metric's full name */
 	const struct metric_row *row;
-	char labels[320]; /* 'k="v",...' without braces; may be empty */
+	char labels[LABELS_MAX]; /* 'k="v",...' without braces; may be empty */
 	uint64_t value;
 };
 
 struct metric_set {
 	struct metric_sample *s;
 	size_t n, cap;
-	char names[64][160]; /* module N's name (from its "module.N: NAME" line) */
+	char names[64][256]; /* module N's name (from its "module.N: NAME" line) */
 };
 
 /* Appends k="v" to labels, v escaped as the format wants (\\, \", \n). */
 static void label_add(char *labels, size_t cap, const char *k, const char *v, size_t vlen)
 {
 	size_t n = strlen(labels);
-	n += (size_t)snprintf(labels + n, cap - n, "%s%s=\"", n ? "," : "", k);
-	for (size_t i = 0; i < vlen && n + 3 < cap; i++) {
+	int w = snprintf(labels + n, cap - n, "%s%s=\"", n ? "," : "", k);
+	if (w < 0 || (size_t)w + 2 > cap - n) { /* no room: the label is left out whole */
+		labels[n] = '\0';
+		return;
+	}
+	n += (size_t)w;
+	for (size_t i = 0; i < vlen && n + 4 < cap; i++) { /* room for \x, '"' and NUL */
 		char c = v[i];
 		if (c == '\\' || c == '"' || c == '\n')
 			labels[n++] = '\\';
 		labels[n++] = c == '\n' ? 'n' : c;
 	}
-	if (n + 2 <= cap) {
-		labels[n++] = '"';
-		labels[n] = '\0';
-	}
+	labels[n++] = '"';
+	labels[n] = '\0';
 }
 
 /* A dotted word's component: family name, rows, and its labels; the counter's name. */
@@ -178,13 +183,13 @@ static int classify(struct metric_set *ms, const char *word, size_t len, char *f
 	*counter = d2 ? d2 + 1 : rest;
 	labels[0] = '\0';
 	if (clen == 6 && memcmp(word, "ingest", 6) == 0 && d2) {
-		label_add(labels, 320, "source", rest, (size_t)(d2 - rest));
+		label_add(labels, LABELS_MAX, "source", rest, (size_t)(d2 - rest));
 		const char *d3 = memchr(d2 + 1, '.', (size_t)(end - d2 - 1));
 		*rows = ingest_rows;
 		if (d3 && sscanf(d2 + 1, "q%u%n", &n, &used) == 1 && d2 + 1 + used == d3) {
 			char q[16];
 			snprintf(q, sizeof(q), "%u", n);
-			label_add(labels, 320, "queue", q, strlen(q));
+			label_add(labels, LABELS_MAX, "queue", q, strlen(q));
 			*counter = d3 + 1;
 			strcpy(family, "flowscope_ingest_queue_");
 		} else {
@@ -198,7 +203,7 @@ static int classify(struct metric_set *ms, const char *word, size_t len, char *f
 		if (d2 && sscanf(rest, "analyzer%u%n", &n, &used) == 1 && rest + used == d2) {
 			char a[16];
 			snprintf(a, sizeof(a), "%u", n);
-			label_add(labels, 320, "analyzer", a, strlen(a));
+			label_add(labels, LABELS_MAX, "analyzer", a, strlen(a));
 			strcpy(family, "flowscope_flowtrack_analyzer_");
 		} else {
 			*counter = rest;
@@ -208,9 +213,9 @@ static int classify(struct metric_set *ms, const char *word, size_t len, char *f
 	           sscanf(rest, "%u%n", &n, &used) == 1 && rest + used == d2) {
 		char m[16];
 		snprintf(m, sizeof(m), "%u", n);
-		label_add(labels, 320, "module", m, strlen(m));
+		label_add(labels, LABELS_MAX, "module", m, strlen(m));
 		const char *name = n < 64 ? ms->names[n] : "";
-		label_add(labels, 320, "name", name, strlen(name));
+		label_add(labels, LABELS_MAX, "name", name, strlen(name));
 		*rows = module_rows;
 		strcpy(family, "flowscope_module_");
 	} else if (clen == 6 && memcmp(word, "dumper", 6) == 0) {
@@ -239,7 +244,7 @@ static int classify(struct metric_set *ms, const char *word, size_t len, char *f
 static int sample_add(struct metric_set *ms, const char *word, size_t len, char *err, size_t errlen)
 {
 	const char *eq = memchr(word, '=', len);
-	char family[96], labels[320];
+	char family[96], labels[LABELS_MAX];
 	const struct metric_row *rows, *row = NULL;
 	const char *counter;
 	if (!eq || classify(ms, word, (size_t)(eq - word), family, &rows, labels, &counter) != 0)

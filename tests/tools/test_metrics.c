@@ -77,6 +77,15 @@ static void test_monitor_and_names(void **state)
 	    t, "flowscope_module_triggers_total{module=\"0\",name=\"./m.lua:q=\\\"a\\\\b\\\"\"} 2");
 	expect_line(t, "flowscope_monitor_triggers_total 2");
 	free(t);
+	/* a name longer than a label holds is cut, still a well-formed label */
+	char report[1024] = "module.1: ";
+	memset(report + 10, '"', 600);
+	strcpy(report + 610, "\nmodule.1.errors=4\n");
+	t = expose(report);
+	const char *s = strstr(t, "\nflowscope_module_errors_total{module=\"1\",name=\"\\\"");
+	assert_non_null(s);
+	assert_non_null(strstr(s, "\\\"\"} 4\n"));
+	free(t);
 }
 
 static void test_refused(void **state)
