@@ -110,7 +110,9 @@ void counters_prometheus_gauge(FILE *out, const char *name, const char *help, ui
 /*
  * An archive's metrics: its size (s, from archive_summary) as flowscope_archive_*
  * gauges, then last_run's counters (archive_run_report; NULL: none) as
- * counters_prometheus() writes them.  0, or its errors.
+ * counters_prometheus() writes them.  A report with a counter that has no
+ * metric (stored by another flowscope version) is left out with a comment
+ * line saying why ("# flowscope: ...").  0, or -ENOMEM.
  */
 int counters_prometheus_archive(FILE *out, const struct archive_summary *s, const char *last_run,
                                 char *err, size_t errlen);
@@ -120,9 +122,8 @@ int counters_prometheus_archive(FILE *out, const struct archive_summary *s, cons
  * API's GET /metrics callback (query.h: query_api_config.metrics), so
  * `flowscope serve` can pass it with the archive as its argument: *text is
  * malloc'd (the caller frees it), *len its length.  Thread-safe (a read
- * transaction of its own per call).  0, ARCHIVE_E_* or a negative errno
- * (-EINVAL: a counter of the stored report without a metric, as from a newer
- * flowscope), *text NULL then.
+ * transaction of its own per call).  0, ARCHIVE_E_* or a negative errno,
+ * *text NULL then.
  */
 int counters_metrics_archive(void *archive, char **text, size_t *len);
 

@@ -59,10 +59,10 @@ static void print_summary(const char *dir, unsigned format, const struct archive
 	       s->file_bytes ? 100.0 * (double)s->index_used / (double)s->file_bytes : 0.0, h5);
 }
 
-/* --metrics: 0, or 1 with a line on stderr. */
+/* --metrics: 0, or 1 with a line on stderr (out of memory). */
 static int print_metrics(const struct archive_summary *s, const char *last_run)
 {
-	char err[256];
+	char err[256] = "out of memory";
 	if (counters_prometheus_archive(stdout, s, last_run, err, sizeof(err)) != 0) {
 		cli_error(CMD, "the last run's counters: %s", err);
 		return 1;

@@ -15,6 +15,7 @@ fs record --read "$IN" --archive "$TMP/a" --dumpers 2 --analyzers 2 --max-disk 8
 fs info --archive "$TMP/a" --metrics >"$TMP/m.prom" 2>"$TMP/m.err"
 rc=$?
 [ $rc -eq 0 ] && [ -s "$TMP/m.prom" ] && pass || fail "info --metrics: exit $rc: $(head -3 "$TMP/m.err")"
+grep -q '^# flowscope:' "$TMP/m.prom" && fail "counters left out: $(grep '^# flowscope:' "$TMP/m.prom")"
 promtool check metrics <"$TMP/m.prom" >"$TMP/promtool.out" 2>&1 && pass ||
     fail "promtool check metrics: $(head -5 "$TMP/promtool.out")"
 

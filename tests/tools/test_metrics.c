@@ -126,9 +126,12 @@ static void test_archive_callback(void **state)
 	assert_non_null(strstr(text, "\nflowscope_qq_chunks 2\n"));
 	free(text);
 	assert_int_equal(archive_set_run_report(a, "qq.packets=3 qq.from_the_future=1\n"), 0);
-	text = (char *)"x";
-	assert_int_equal(counters_metrics_archive(a, &text, &len), -EINVAL);
-	assert_null(text);
+	assert_int_equal(counters_metrics_archive(a, &text, &len), 0); /* another version's */
+	assert_non_null(strstr(text, "\n# flowscope: the last run's counters are left out: counter "
+	                             "'qq.from_the_future=1' has no Prometheus metric"));
+	assert_null(strstr(text, "flowscope_qq"));
+	assert_non_null(strstr(text, "\nflowscope_archive_packets 0\n"));
+	free(text);
 	archive_close(a);
 	char cmd[64];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
