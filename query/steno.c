@@ -238,9 +238,9 @@ static int steno_mask_bits(const struct steno_ip *m)
 /* "net A/BITS" or "net A mask M": the address is masked first, as Stenographer does. */
 static int steno_term_net(struct steno_parser *ps)
 {
-	struct steno_ip a, m;
+	struct steno_ip a = {0}, m = {0};
 	char as[INET6_ADDRSTRLEN], ms[INET6_ADDRSTRLEN];
-	unsigned bits;
+	unsigned bits = 0;
 	int r = steno_ip(ps, &a);
 	if (r)
 		return r;
@@ -316,7 +316,7 @@ static int steno_time(struct steno_parser *ps, uint64_t *ns)
 static int steno_term_time(struct steno_parser *ps, int is_after)
 {
 	size_t pos = ps->tok_pos;
-	uint64_t ns;
+	uint64_t ns = 0;
 	steno_next(ps);
 	int r = steno_time(ps, &ns), i;
 	if (r)
@@ -333,9 +333,9 @@ static int steno_expr(struct steno_parser *ps, int depth);
 
 static int steno_term(struct steno_parser *ps, int depth)
 {
-	struct steno_ip ip;
+	struct steno_ip ip = {0};
 	char a[INET6_ADDRSTRLEN];
-	unsigned v;
+	unsigned v = 0;
 	int r;
 	if (ps->tok == T_LPAREN) {
 		size_t open = ps->tok_pos;
