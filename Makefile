@@ -38,6 +38,7 @@ DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux py
              clang-tools cppcheck perl \
              groff-base man-db
 DEB_TEST  += lintian shellcheck
+DEB_TEST  += prometheus
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
 .PHONY: all build install deb deps asan test test-release test-asan test-tsan test-fuzz bench demo format \
@@ -102,7 +103,7 @@ FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefi
 # Seeds: tests/fuzz/corpus/<target>/ (copied, so a run adds nothing there; remade by
 # tests/fuzz/make_seeds.sh); every input that once crashed a target stays in
 # tests/fuzz/regressions/<target>/ and is run first.
-FUZZ_TARGETS = fuzz_parse fuzz_plan fuzz_pcapng fuzz_units fuzz_index fuzz_segment
+FUZZ_TARGETS = fuzz_parse fuzz_plan fuzz_pcapng fuzz_units fuzz_index fuzz_segment fuzz_steno
 FUZZ_ARCHIVE_SRC = archive/archive.c archive/index.c archive/terms.c archive/writer.c \
     archive/reader.c archive/rules.c archive/scan.c archive/segio.c archive/verify.c \
     archive/recover.c archive/retention.c archive/lmdbcheck.c flowtrack/flowkey.c \
@@ -125,6 +126,8 @@ test-fuzz: deps
 	    -o $(FUZZ_BUILD)/fuzz_index
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_segment.c $(FUZZ_ARCHIVE_SRC) $(FUZZ_ARCHIVE_LIBS) \
 	    -o $(FUZZ_BUILD)/fuzz_segment
+	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_steno.c query/steno.c flowtrack/units.c \
+	    $$(pkg-config --cflags --libs libpcap) -o $(FUZZ_BUILD)/fuzz_steno
 	@for f in $(FUZZ_TARGETS); do \
 	    reg=$$(ls -d $(CURDIR)/tests/fuzz/regressions/$$f/* 2>/dev/null); \
 	    [ -z "$$reg" ] || (cd $(FUZZ_BUILD) && ./$$f $$reg 2>$$f.reg.log) || \

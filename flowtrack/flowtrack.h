@@ -588,6 +588,13 @@ int ft_parse_size(const char *s, uint64_t *out);
  */
 int ft_parse_duration(const char *s, uint64_t *out);
 
+/*
+ * A time in RFC 3339 with its zone ("2026-11-27T14:02:00Z", "...+01:00",
+ * "...t...z", a fraction to ns, a space for T): ns since 1970.  -EINVAL, or
+ * -ERANGE before 1970 or after 2554-07-21T23:34:33.709551615Z (ns in a u64).
+ */
+int ft_parse_rfc3339(const char *s, uint64_t *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -13,7 +13,9 @@
  *
  * Lifecycle
  *   query_plan_build() -> query_plan_format() / query_run() -> query_plan_free();
- *   query_run() builds its own plan.
+ *   query_run() builds its own plan.  query_steno_translate() ->
+ *   query_steno_free() turns a Stenographer query into query_options' filter,
+ *   from_ns and to_ns.
  *
  * Threading
  *   Plans are immutable after building and may be shared.  query_run() uses
@@ -40,6 +42,7 @@ extern "C" {
 #define QUERY_E_FILTER (QUERY_E_BASE - 1)    /* libpcap rejected the filter */
 #define QUERY_E_LINKTYPES (QUERY_E_BASE - 2) /* matches span link types a pcap cannot hold */
 #define QUERY_E_OUTPUT (QUERY_E_BASE - 3)    /* writing the output failed */
+#define QUERY_E_STENO (QUERY_E_BASE - 10)    /* not a Stenographer query flowscope translates */
 #define QUERY_E_LAST (QUERY_E_BASE - 99)
 
 const char *query_strerror(int err);
@@ -147,6 +150,42 @@ uint64_t query_header_size(const struct query_options *opt);
  */
 int query_run(struct archive *a, const struct query_options *opt, struct query_result *res,
               char *errbuf);
+
+/* ---- Stenographer's query language (steno.c; docs/api.md) ----------------------------- */
+
+/* Bounds (beyond: QUERY_E_STENO).  libpcap's optimizer takes time cubic in the
+   terms (0.02 s for 64 ports, 1.1 s for 256), so a query's size is bounded. */
+#define QUERY_STENO_MAX_LEN 4096 /* bytes of query text */
+#define QUERY_STENO_MAX_DEPTH 64 /* nested parentheses */
+#define QUERY_STENO_MAX_TERMS 64 /* primitives (host, port, after, ...) */
+
+/* A Stenographer query as query_run() takes it. */
+struct query_steno {
+	char *filter;     /* libpcap expression (malloc'd); "" = every packet */
+	uint64_t from_ns; /* inclusive ("after T": T); 0 = from the start */
+	uint64_t to_ns;   /* exclusive ("before T": T); 0 = to the end */
+};
+
+/*
+ * Translates a query in Stenographer's language ("host 10.0.0.1 and port 53
+ * and after 2h ago"; text of len bytes, not NUL-terminated, at most
+ * QUERY_STENO_MAX_LEN) into a libpcap filter that pcap_compile() parses
+ * (its optimizer still refuses one that can match nothing, "udp and tcp",
+ * as it does for tcpdump and query_run) and a time range.  host/net become ip or ip6 host/net (no ARP), port becomes
+ * tcp or udp port, ip proto/icmp match IPv4 and IPv6; "and" and "or" have
+ * equal precedence, left to right, as in Stenographer and libpcap.
+ * "before"/"after" take RFC 3339 with a zone or "N[mhd] ago" (from now_ns,
+ * ns since 1970) and must be conjuncts of the whole query (not under "or").
+ * Pure and thread-safe.  Returns 0 and *out (query_steno_free it), or
+ * QUERY_E_STENO with one line in errbuf (QUERY_ERRBUF_SIZE bytes) giving the
+ * 1-based column and what was expected there, or -ENOMEM; *out is then
+ * zeroed.
+ */
+int query_steno_translate(const char *text, size_t len, uint64_t now_ns, struct query_steno *out,
+                          char *errbuf);
+
+/* Frees out->filter (NULL is fine); the struct itself is the caller's. */
+void query_steno_free(struct query_steno *s);
 
 #ifdef __cplusplus
 }

@@ -66,6 +66,8 @@ const char *query_strerror(int err)
 		return "matches span several link types";
 	case QUERY_E_OUTPUT:
 		return "cannot write the output";
+	case QUERY_E_STENO:
+		return "invalid Stenographer query";
 	default:
 		if (err <= ARCHIVE_E_BASE && err > ARCHIVE_E_LAST)
 			return archive_strerror(err);

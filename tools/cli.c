@@ -72,78 +72,6 @@ int cli_parse_duration(const char *s, uint64_t *out)
 	return ft_parse_duration(s, out);
 }
 
-/* Reads exactly n digits. */
-static int digits(const char **p, int n, int *out)
-{
-	int v = 0;
-	for (int i = 0; i < n; i++, (*p)++) {
-		if (!isdigit((unsigned char)**p))
-			return -EINVAL;
-		v = v * 10 + (**p - '0');
-	}
-	*out = v;
-	return 0;
-}
-
-/* "Z", "+hh:mm", "-hh:mm" -> offset east of UTC in seconds. */
-static int parse_zone(const char *p, long *off)
-{
-	if ((p[0] == 'Z' || p[0] == 'z') && p[1] == '\0') {
-		*off = 0;
-		return 0;
-	}
-	int hh, mm;
-	if ((p[0] != '+' && p[0] != '-') || (p++, digits(&p, 2, &hh)) || *p++ != ':' ||
-	    digits(&p, 2, &mm) || *p || hh > 23 || mm > 59)
-		return -EINVAL;
-	*off = (hh * 3600L + mm * 60L) * (p[-6] == '-' ? -1 : 1);
-	return 0;
-}
-
-static int parse_rfc3339(const char *s, uint64_t *out)
-{
-	struct tm tm = {0};
-	const char *p = s;
-	int y, mo, d, h, mi, sec;
-	if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
-	    digits(&p, 2, &d) || (*p != 'T' && *p != 't' && *p != ' ') ||
-	    (p++, digits(&p, 2, &h)) || *p++ != ':' || digits(&p, 2, &mi) || *p++ != ':' ||
-	    digits(&p, 2, &sec))
-		return -EINVAL;
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
-		return -EINVAL;
-	uint64_t frac = 0;
-	if (*p == '.') {
-		uint64_t scale = 1000000000u;
-		p++;
-		if (!isdigit((unsigned char)*p))
-			return -EINVAL;
-		for (; isdigit((unsigned char)*p); p++)
-			if (scale > 1) {
-				scale /= 10;
-				frac += (uint64_t)(*p - '0') * scale;
-			}
-	}
-	long zone;
-	if (parse_zone(p, &zone))
-		return -EINVAL;
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	time_t t = timegm(&tm);
-	if (tm.tm_mday != d) /* timegm normalised an impossible date such as 02-30 */
-		return -EINVAL;
-	long long secs = (long long)t - zone;
-	/* ns since 1970 in a u64: to 2554-07-21T23:34:33.709551615Z, no wrapping */
-	if (secs < 0 || (uint64_t)secs > (UINT64_MAX - frac) / 1000000000u)
-		return -ERANGE;
-	*out = (uint64_t)secs * 1000000000u + frac;
-	return 0;
-}
-
 int cli_parse_time(const char *s, uint64_t now_ns, uint64_t *out)
 {
 	if (!s || !*s)
@@ -166,7 +94,7 @@ int cli_parse_time(const char *s, uint64_t now_ns, uint64_t *out)
 		return 0;
 	}
 	if (strchr(s, '-') && strchr(s, ':'))
-		return parse_rfc3339(s, out);
+		return ft_parse_rfc3339(s, out);
 	if (s[strspn(s, "0123456789.")] != '\0')
 		return -EINVAL;
 	return ft_parse_duration(s, out); /* epoch seconds; -ERANGE if too large */

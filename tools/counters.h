@@ -95,4 +95,36 @@ void counters_print(FILE *f, const char *prefix, const struct counter *t, size_t
 void counters_print_line(FILE *f, const char *prefix, const struct counter *t, size_t n,
                          const void *stats);
 
+/*
+ * Writes the counters of a report (the text counters_print lines make, with
+ * "module.N: NAME" lines before module N's counters; other lines are skipped)
+ * to out in Prometheus's text exposition format 0.0.4 (tools/metrics.c;
+ * names in docs/counters.md).  Returns 0; -EINVAL with one line in err when
+ * a counter has no metric (nothing is written then); -ENOMEM.
+ */
+int counters_prometheus(FILE *out, const char *report, char *err, size_t errlen);
+
+/* One gauge family of one sample, with its HELP and TYPE lines. */
+void counters_prometheus_gauge(FILE *out, const char *name, const char *help, uint64_t value);
+
+/*
+ * An archive's metrics: its size (s, from archive_summary) as flowscope_archive_*
+ * gauges, then last_run's counters (archive_run_report; NULL: none) as
+ * counters_prometheus() writes them.  A report with a counter that has no
+ * metric (stored by another flowscope version) is left out with a comment
+ * line saying why ("# flowscope: ...").  0, or -ENOMEM.
+ */
+int counters_prometheus_archive(FILE *out, const struct archive_summary *s, const char *last_run,
+                                char *err, size_t errlen);
+
+/*
+ * The same for an open archive (a struct archive *), in the shape of the HTTP
+ * API's GET /metrics callback (query.h: query_api_config.metrics), so
+ * `flowscope serve` can pass it with the archive as its argument: *text is
+ * malloc'd (the caller frees it), *len its length.  Thread-safe (a read
+ * transaction of its own per call).  0, ARCHIVE_E_* or a negative errno,
+ * *text NULL then.
+ */
+int counters_metrics_archive(void *archive, char **text, size_t *len);
+
 #endif

@@ -10,6 +10,7 @@
 
 #include "archive/archive.h"
 #include "tools/cli.h"
+#include "tools/counters.h"
 
 #define CMD "info"
 
@@ -58,6 +59,17 @@ static void print_summary(const char *dir, unsigned format, const struct archive
 	       s->file_bytes ? 100.0 * (double)s->index_used / (double)s->file_bytes : 0.0, h5);
 }
 
+/* --metrics: 0, or 1 with a line on stderr (out of memory). */
+static int print_metrics(const struct archive_summary *s, const char *last_run)
+{
+	char err[256] = "out of memory";
+	if (counters_prometheus_archive(stdout, s, last_run, err, sizeof(err)) != 0) {
+		cli_error(CMD, "the last run's counters: %s", err);
+		return 1;
+	}
+	return 0;
+}
+
 /* The recorder's final counters of the last run, as it printed them. */
 static void print_last_run(const char *text)
 {
@@ -76,17 +88,22 @@ int info_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 	    {"archive", required_argument, NULL, 'a'},
+	    {"metrics", no_argument, NULL, 'm'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *dir = NULL;
-	int c;
+	int c, metrics = 0;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		if (c == 'a') {
 			dir = optarg;
+		} else if (c == 'm') {
+			metrics = 1;
 		} else if (c == 'h') {
-			printf("usage: flowscope info --archive DIR\n");
+			printf("usage: flowscope info --archive DIR [--metrics]\n"
+			       "  --metrics   the archive's size and the last run's counters in\n"
+			       "              Prometheus's text format (docs/counters.md)\n");
 			return EXIT_OK;
 		} else {
 			return cli_usage_error(CMD, argv, optind, optopt);
@@ -107,6 +124,8 @@ int info_main(int argc, char **argv)
 		r = archive_run_report(t, &last_run);
 	if (r) {
 		cli_error(CMD, "%s", archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
+	} else if (metrics) {
+		r = print_metrics(&s, last_run);
 	} else {
 		print_summary(dir, archive_format(a), &s);
 		print_last_run(last_run);
