@@ -22,11 +22,13 @@ ANALYZE_BUILD ?= build-analyze
 # Build dependencies and the independent test oracles, as Debian 12 packages.
 DEB_BUILD := gcc make cmake pkg-config libc6-dev libdpdk-dev dpdk liburing-dev \
              liblmdb-dev libpcap-dev libzstd-dev libcmocka-dev \
-             libluajit2-5.1-dev
+             libluajit2-5.1-dev \
+             libsystemd-dev
 DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux python3 strace \
              python3-lmdb python3-zstandard \
              iproute2 jq clang libclang-rt-14-dev \
-             clang-tools cppcheck perl
+             clang-tools cppcheck perl \
+             systemd
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
 .PHONY: all build deps asan test test-release test-asan test-tsan test-fuzz bench demo format \

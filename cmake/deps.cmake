@@ -22,3 +22,5 @@ flowscope_dep(PCAP    libpcap   libpcap-dev)
 flowscope_dep(ZSTD    libzstd   libzstd-dev)
 # Lua modules: LuaJIT 2.1 from OpenResty's maintained branch (see docs/modules.md)
 flowscope_dep(LUAJIT  luajit    libluajit2-5.1-dev)
+# sd_notify(3) for the systemd unit (Type=notify, watchdog): tools/service.c
+flowscope_dep(SYSTEMD libsystemd libsystemd-dev)

@@ -72,6 +72,7 @@ static void *analyzer_thread(void *arg)
 	for (;;) {
 		struct qq_peek pk;
 		int r = qq_analyzer_next(a->pl->qq, a->id, &pk, WAIT_MS);
+		service_beat(&a->beat);
 		if (r == QQ_E_TIMEDOUT) {
 			analyzer_tick(a);
 			continue;
@@ -119,17 +120,16 @@ static void dumper_publish(struct record_dumper *d)
 	if (ws.full_events > d->full_events) {
 		d->full_events = ws.full_events;
 		d->full_since = cli_mono_ns();
-		fprintf(stderr,
-		        "flowscope %s: archive: disk full (dumper %u): not storing packets until "
-		        "there is room again; capture and analysis go on\n",
-		        CMD, d->id);
+		cli_warn(CMD,
+		         "archive: disk full (dumper %u): not storing packets until there is "
+		         "room again; capture and analysis go on",
+		         d->id);
 	} else if (!ws.full && d->full_since) {
-		fprintf(
-		    stderr,
-		    "flowscope %s: archive: room again (dumper %u) after %.1f s: storing again; "
-		    "%" PRIu64 " packets (%" PRIu64 " bytes) could not be stored so far\n",
-		    CMD, d->id, (double)(cli_mono_ns() - d->full_since) / 1e9, ws.unstored_packets,
-		    ws.unstored_bytes);
+		cli_info(CMD,
+		         "archive: room again (dumper %u) after %.1f s: storing again; %" PRIu64
+		         " packets (%" PRIu64 " bytes) could not be stored so far",
+		         d->id, (double)(cli_mono_ns() - d->full_since) / 1e9, ws.unstored_packets,
+		         ws.unstored_bytes);
 		d->full_since = 0;
 	}
 }
@@ -153,6 +153,7 @@ static void *dumper_thread(void *arg)
 	while (r == 0) {
 		struct qq_chunk *c;
 		r = qq_dumper_next(pl->qq, &c, WAIT_MS);
+		service_beat(&d->beat);
 		if (r == QQ_E_TIMEDOUT) {
 			r = archive_writer_tick(d->writer, cli_mono_ns());
 			dumper_publish(d);
@@ -199,8 +200,8 @@ static void retention_pass(struct record_pipeline *pl, int make_room)
 	int first;
 	int r = archive_retention_keeper_pass(pl->keeper, make_room, &first);
 	if (first) /* once: it will be tried again */
-		fprintf(stderr, "flowscope %s: archive: retention: %s\n", CMD,
-		        archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
+		cli_warn(CMD, "archive: retention: %s",
+		         archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
 }
 
 /* Any dumper's disk full. */
@@ -376,7 +377,7 @@ static int modules_start(struct record_pipeline *pl)
 static void recover_log(const char *line, void *arg)
 {
 	(void)arg;
-	fprintf(stderr, "flowscope %s: archive: %s\n", CMD, line);
+	cli_warn(CMD, "archive: %s", line); /* what a crash left, and what became of it */
 }
 
 static int archive_setup(struct record_pipeline *pl)
@@ -401,7 +402,7 @@ static int archive_setup(struct record_pipeline *pl)
 	}
 	const char *note = archive_writer_io_note(pl->dump[0].writer);
 	if (note)
-		fprintf(stderr, "flowscope %s: archive: %s\n", CMD, note);
+		cli_info(CMD, "archive: %s", note);
 	return 0;
 }
 
