@@ -57,7 +57,7 @@ export WATCHDOG_USEC=400000 # pings every 200 ms
 AT_READY="$A/FORMAT $A/index/data.mdb $TMP/rec.err" \
     listen rec record --read "$TMP/in.pcap" --archive "$A" --qq-size 32M --status-interval 100ms
 exec 3<>"$TMP/in.pcap" # the writer: the recorder waits for it
-head -c 24 "$HTTP" >&3 # the pcap header alone: the source opens, then waits for packets
+timeout 60 head -c 24 "$HTTP" >&3 # the pcap header alone: the source opens, then waits
 wait_msgs rec '^READY=1$' 1 && pass || fail "record: no READY=1: $(head -c 300 "$TMP/rec.err")"
 for f in "$A/FORMAT" "$A/index/data.mdb"; do
     grep -qE "^at-ready $f [0-9]+$" "$TMP/rec.msgs" && pass || fail "READY=1 came before $f existed"
@@ -71,7 +71,8 @@ wait_msgs rec '^STATUS=file .* 0 pkts,' 2 && pass || fail "no STATUS= with the s
 wait_msgs rec '^WATCHDOG=1$' 2 && pass || fail "no WATCHDOG=1 while idle: $(tr '\n' ' ' <"$TMP/rec.msgs" | head -c 300)"
 [ "$(first_line rec '^READY=1$')" -lt "$(first_line rec '^WATCHDOG=1$')" ] && pass || fail "WATCHDOG=1 before READY=1"
 count rec '^STOPPING=1$' | grep -qx 0 && pass || fail "STOPPING=1 while the source is still open"
-tail -c +25 "$HTTP" >&3
+# the rest, bounded: a recorder that is gone would leave the FIFO without a reader
+timeout 120 tail -c +25 "$HTTP" >&3 || fail "could not write the packets into the FIFO"
 exec 3>&- # end of input
 wait "$LPID"
 rc=$?
