@@ -32,6 +32,7 @@ DEB_BUILD := gcc make cmake pkg-config libc6-dev libdpdk-dev dpdk liburing-dev \
              libcap-dev
 DEB_BUILD += libinih-dev
 DEB_BUILD += dpkg-dev file
+DEB_BUILD += libsystemd-dev
 DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux python3 strace \
              python3-lmdb python3-zstandard \
              iproute2 jq clang libclang-rt-14-dev \
@@ -39,6 +40,7 @@ DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux py
              groff-base man-db
 DEB_TEST  += lintian shellcheck
 DEB_TEST  += prometheus
+DEB_TEST  += systemd
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
 .PHONY: all build install deb deps asan test test-release test-asan test-tsan test-fuzz bench demo format \

@@ -26,3 +26,5 @@ flowscope_dep(LUAJIT  luajit    libluajit2-5.1-dev)
 flowscope_dep(INIH    inih      libinih-dev)
 # record/monitor --user: capability sets cleared after the drop (tools/privdrop.c)
 flowscope_dep(CAP     libcap    libcap-dev)
+# sd_notify(3) for the systemd unit (Type=notify, watchdog): tools/service.c
+flowscope_dep(SYSTEMD libsystemd libsystemd-dev)

@@ -96,7 +96,7 @@ int capture_parse_opt(struct record_opts *o, const char *cmd, int c, const char 
 		           : 0;
 	case 'i':
 		return cli_parse_duration(arg, &o->stats_ns)
-		           ? bad(cmd, "--stats-interval", arg, "a duration such as 5s")
+		           ? bad(cmd, "--status-interval", arg, "a duration such as 5s, or 0")
 		           : 0;
 	case 'E':
 		o->strict_modules = 1;
@@ -188,7 +188,7 @@ void capture_opts_free(struct record_opts *o)
 
 static volatile sig_atomic_t g_signals;
 static struct ingest_source *volatile g_src;
-static const char *g_second; /* set before the handler is installed, then only read */
+static char g_second[256]; /* set before the handler is installed, then only read */
 
 static void on_signal(int sig)
 {
@@ -205,7 +205,7 @@ static void on_signal(int sig)
 void capture_signals_install(const char *second)
 {
 	struct sigaction sa = {0};
-	g_second = second;
+	snprintf(g_second, sizeof(g_second), "%s%s", cli_log_prefix(CLI_WARN), second);
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
@@ -422,18 +422,34 @@ static void drop_reasons(FILE *f, const struct ingest_stats *st)
 		fputc(')', f);
 }
 
-void capture_wait(const atomic_uint *running, const atomic_int *failed,
-                  const struct ft_modset *mods, uint64_t stats_ns,
-                  void (*status)(void *arg, struct capture_rates *last, double dt), void *arg)
+/* The status line: on stderr, as an info line, and to the service manager (STATUS=). */
+static void status_emit(struct capture_loop *l, struct capture_rates *last, double dt)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	if (!f)
+		return;
+	l->status(l->arg, f, last, dt);
+	if (fclose(f) == 0 && text) {
+		fprintf(stderr, "%sflowscope %s: %s\n", cli_log_prefix(CLI_INFO), l->cmd, text);
+		service_status(text);
+	}
+	free(text);
+}
+
+void capture_wait(struct capture_loop *l)
 {
 	struct capture_rates last;
 	memset(&last, 0, sizeof(last));
 	uint64_t t = cli_mono_ns();
-	while (atomic_load(running) > 0 && !atomic_load(failed) && !ft_modset_fatal(mods)) {
+	while (atomic_load(l->running) > 0 && !atomic_load(l->failed) &&
+	       !ft_modset_fatal(l->mods)) {
 		usleep(CAPTURE_POLL_MS * 1000);
 		uint64_t now = cli_mono_ns();
-		if (stats_ns && now - t >= stats_ns) {
-			status(arg, &last, (double)(now - t) / 1e9);
+		service_watch_poll(&l->watch, now);
+		if (l->status_ns && now - t >= l->status_ns) {
+			status_emit(l, &last, (double)(now - t) / 1e9);
 			t = now;
 		}
 	}
@@ -457,14 +473,13 @@ static void rate_part(FILE *f, struct ingest_source *src, int q, struct capture_
 	last->bits[i] = st.wire_bytes * 8;
 }
 
-void capture_status_source(FILE *f, const char *cmd, struct ingest_source *src,
+void capture_status_source(FILE *f, struct ingest_source *src,
                            const struct ingest_source_info *info, struct capture_rates *last,
                            double dt)
 {
 	struct ingest_stats st;
 	ingest_source_stats(src, -1, &st);
-	fprintf(f, "flowscope %s: %s %s %" PRIu64 " pkts,", cmd, info->kind, info->name,
-	        st.packets);
+	fprintf(f, "%s %s %" PRIu64 " pkts,", info->kind, info->name, st.packets);
 	rate_part(f, src, -1, last, dt);
 	for (unsigned q = 0; info->queues > 1 && q < info->queues; q++) {
 		fputs(q ? ";" : " |", f);
@@ -488,8 +503,8 @@ void capture_print_lines(FILE *f, const char *cmd, const char *text)
 {
 	for (const char *line = text, *nl; *line; line = nl + 1) {
 		nl = strchr(line, '\n');
-		fprintf(f, "flowscope %s: %.*s\n", cmd, (int)(nl ? nl - line : (long)strlen(line)),
-		        line);
+		fprintf(f, "%sflowscope %s: %.*s\n", cli_log_prefix(CLI_INFO), cmd,
+		        (int)(nl ? nl - line : (long)strlen(line)), line);
 		if (!nl)
 			break;
 	}

@@ -28,6 +28,7 @@
 #include "flowtrack/flowtrack.h"
 #include "ingest/ingest.h"
 #include "tools/config.h"
+#include "tools/service.h"
 
 #define RECORD_MAX_ANALYZERS 16
 #define RECORD_MAX_MODULES 16
@@ -79,13 +80,14 @@ struct record_analyzer {
 	struct ft_table *flows;
 	struct ft_engine *engine; /* the modules, when any */
 	uint64_t packets;         /* packets peeked (this thread only) */
+	atomic_ulong beat;        /* its loop came round: service_beat(), for the watchdog */
 } __attribute__((aligned(64)));
 
 /*
  * Parses option `c` (getopt value) if it is a source or analysis option:
  * --read 'r', --dpdk 'D', --afpacket 'A', --live 'L', --port 'p', --rx-queues
  * 'Q', --replay-speed 'S', --module 'M', --trigger 'T', --analyzers 'n',
- * --max-flows 'f', --stats-interval 'i', --strict-modules 'E', --user 'U'.  Returns 0, an exit status (a bad
+ * --max-flows 'f', --status-interval (or --stats-interval) 'i', --strict-modules 'E', --user 'U'.  Returns 0, an exit status (a bad
  * value: one line "flowscope <cmd>: ..." printed), or -1: not one of those.
  */
 int capture_parse_opt(struct record_opts *o, const char *cmd, int c, const char *arg);
@@ -123,8 +125,9 @@ int capture_source_open(const struct record_opts *o, const char *cmd, struct ing
 
 /*
  * SIGINT and SIGTERM: the first stops the source given to
- * capture_signals_source() (if any); a second writes `second` (a static
- * string) on stderr and exits at once with status 130.
+ * capture_signals_source() (if any); a second writes `second` (a line of
+ * up to 250 bytes, copied; a warning, cli.h) on stderr and exits at once with
+ * status 130.
  */
 void capture_signals_install(const char *second);
 void capture_signals_source(struct ingest_source *src);
@@ -173,25 +176,38 @@ struct capture_rates {
 };
 
 /*
- * The source part of a status line, without the newline: "flowscope <cmd>:
- * afpacket veth0 120000 pkts, 24000 pkt/s 190.2 Mbit/s drops 0 | q0 ...; q1 ..."
+ * The source part of a status line, without a prefix or newline: "afpacket
+ * veth0 120000 pkts, 24000 pkt/s 190.2 Mbit/s drops 0 | q0 ...; q1 ..."
  * (rates over dt seconds since *last, which it updates).
  */
-void capture_status_source(FILE *f, const char *cmd, struct ingest_source *src,
+void capture_status_source(FILE *f, struct ingest_source *src,
                            const struct ingest_source_info *info, struct capture_rates *last,
                            double dt);
 
 #define CAPTURE_POLL_MS 50
 
+/* What capture_wait() waits on, and what it does meanwhile. */
+struct capture_loop {
+	const char *cmd;
+	const atomic_uint *running; /* source queues still running */
+	const atomic_int *failed;   /* a thread failed */
+	const struct ft_modset *mods;
+	uint64_t status_ns; /* --status-interval; 0: no status lines */
+	/* writes the status line into f, without "flowscope CMD: " or a newline */
+	void (*status)(void *arg, FILE *f, struct capture_rates *last, double dt);
+	void *arg;
+	struct service_watch watch; /* the threads WATCHDOG=1 vouches for (service.h) */
+};
+
 /*
- * Until *running is 0, *failed is set or a --strict-modules module failed
- * (ft_modset_fatal(mods); mods may be NULL): checks every CAPTURE_POLL_MS
- * and, every stats_ns (0: never), calls status(arg, last, seconds since the
- * last).
+ * The main thread while the sources run: until *running is 0, *failed is set
+ * or a --strict-modules module failed (ft_modset_fatal(mods); mods may be
+ * NULL), every CAPTURE_POLL_MS it pings the watchdog if every watched thread
+ * moved (service_watch_poll), and every status_ns it prints the status line
+ * on stderr (an info line, cli.h) and hands it to the service manager
+ * (STATUS=).
  */
-void capture_wait(const atomic_uint *running, const atomic_int *failed,
-                  const struct ft_modset *mods, uint64_t stats_ns,
-                  void (*status)(void *arg, struct capture_rates *last, double dt), void *arg);
+void capture_wait(struct capture_loop *l);
 
 /*
  * What a queue's run returned, for the exit status: a failure prints its line
@@ -200,7 +216,7 @@ void capture_wait(const atomic_uint *running, const atomic_int *failed,
  */
 int capture_queue_status(const char *cmd, int rc, const char *err, const char *kept, int *damaged);
 
-/* Prints each line of text as "flowscope <cmd>: <line>". */
+/* Prints each line of text as "flowscope <cmd>: <line>", an info line (cli.h). */
 void capture_print_lines(FILE *f, const char *cmd, const char *text);
 
 /* Report lines of name=value counters (tools/counters.h, docs/counters.md): ingest.KIND[.qN],

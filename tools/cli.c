@@ -1,16 +1,21 @@
 /*
- * Parsers for the values users type, and the error-line convention.
+ * Parsers for the values users type, and the log lines: one line per event,
+ * with a level journald reads when stderr is the journal (cli.h).
  *
  * Every parser accepts the whole string or nothing: "10x", "5 m", "" and
  * out-of-range numbers are errors, so a typo never silently becomes a default.
  */
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "archive/archive.h"
 #include "flowtrack/flowtrack.h"
@@ -26,18 +31,64 @@ void cli_error_where(const char *where)
 	g_where = where;
 }
 
-void cli_error(const char *cmd, const char *fmt, ...)
+/* stderr is the journal's stream: JOURNAL_STREAM holds its "device:inode" (systemd.exec(5)).
+ * A child whose stderr went elsewhere inherits the variable, so it is compared, not trusted. */
+static int g_journal;
+
+static void journal_check(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	char end;
+	if (!js || isatty(STDERR_FILENO) || sscanf(js, "%llu:%llu%c", &dev, &ino, &end) != 2 ||
+	    fstat(STDERR_FILENO, &st) != 0)
+		return;
+	g_journal = (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+const char *cli_log_prefix(enum cli_level level)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, journal_check);
+	if (!g_journal)
+		return "";
+	return level == CLI_ERR ? SD_ERR : level == CLI_WARN ? SD_WARNING : SD_INFO;
+}
+
+static void cli_log(enum cli_level level, const char *cmd, const char *fmt, va_list ap)
 {
 	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	for (char *p = msg; *p; p++) /* one line, always */
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
-	fprintf(stderr, "flowscope %s: %s%s%s\n", cmd, g_where ? g_where : "", g_where ? ": " : "",
-	        msg);
+	fprintf(stderr, "%sflowscope %s: %s%s%s\n", cli_log_prefix(level), cmd,
+	        g_where ? g_where : "", g_where ? ": " : "", msg);
+}
+
+void cli_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cli_log(CLI_ERR, cmd, fmt, ap);
+	va_end(ap);
+}
+
+void cli_warn(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cli_log(CLI_WARN, cmd, fmt, ap);
+	va_end(ap);
+}
+
+void cli_info(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cli_log(CLI_INFO, cmd, fmt, ap);
+	va_end(ap);
 }
 
 int cli_usage_error(const char *cmd, char **argv, int optind_at_error, int optopt_val)

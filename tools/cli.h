@@ -33,9 +33,6 @@ int index_main(int argc, char **argv);
  */
 void version_print(FILE *f);
 
-/* Prints "flowscope <cmd>: <message>" as one line on stderr. */
-void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 /*
  * Where the value at fault came from, for the cli_error() lines that follow
  * (until cli_error_where(NULL)): "FILE:LINE" of a config file (tools/config.h),
@@ -43,6 +40,28 @@ void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(prin
  * string must stay valid until then.  Main thread only.
  */
 void cli_error_where(const char *where);
+
+/*
+ * The log: every line flowscope writes on stderr is one event, "flowscope
+ * <cmd>: <message>" (newlines in the message become spaces), with a
+ * severity.  Under systemd, when stderr is the journal's stream (JOURNAL_STREAM
+ * names stderr's device and inode, as systemd.exec(5) says to check), each
+ * line starts with the kernel-style level prefix journald reads: "<3>"
+ * error, "<4>" warning, "<6>" info (sd-daemon.h's SD_ERR, SD_WARNING,
+ * SD_INFO); anywhere else (a terminal, a file, a pipe) lines carry none.
+ * Nothing we print holds ANSI codes.  Thread-safe: one fprintf per line.
+ */
+enum cli_level { CLI_ERR = 3, CLI_WARN = 4, CLI_INFO = 6 };
+
+/* Prints "flowscope <cmd>: <message>" as one line on stderr: an error. */
+void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The same line, as a warning (something is wrong, work goes on) or as information. */
+void cli_warn(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_info(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The prefix of a line of that level on stderr: "<3>".."<6>" for the journal, else "". */
+const char *cli_log_prefix(enum cli_level level);
 
 /* Reports an unknown option / missing argument from getopt; returns EXIT_USAGE. */
 int cli_usage_error(const char *cmd, char **argv, int optind_at_error, int optopt_val);

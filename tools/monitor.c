@@ -34,6 +34,7 @@
 #include "tools/capture.h"
 #include "tools/counters.h"
 #include "tools/privdrop.h"
+#include "tools/service.h"
 
 #define CMD "monitor"
 
@@ -82,7 +83,8 @@ static void usage(FILE *f)
 	    "                        thread analyses its own packets\n"
 	    "  --replay-speed X      --read at recorded speed times X (default: flat out)\n"
 	    "  --max-flows N         flow table size per queue (default 262144)\n"
-	    "  --stats-interval DUR  status line interval, 0 = off (default 5s)\n"
+	    "  --status-interval DUR status line interval, 0 = off (default 5s;\n"
+	    "                        --stats-interval is its old name)\n"
 	    "  --strict-modules      a runtime error in a Lua module ends monitor\n"
 	    "  --config FILE         read these options from FILE, key = value lines\n"
 	    "                        (module = stats); the command line overrides it\n"
@@ -108,6 +110,7 @@ static const struct option longopts[] = {
     {"trigger", required_argument, NULL, 'T'},
     {"max-flows", required_argument, NULL, 'f'},
     {"stats-interval", required_argument, NULL, 'i'},
+    {"status-interval", required_argument, NULL, 'i'},
     {"strict-modules", no_argument, NULL, 'E'},
     {"config", required_argument, NULL, CAPTURE_CONFIG},
     {"user", required_argument, NULL, 'U'},
@@ -176,6 +179,7 @@ static void on_burst(void *arg, const struct ingest_burst *b)
 {
 	struct monitor_queue *q = arg;
 	struct record_analyzer *a = &q->m->ana[q->id];
+	service_beat(&a->beat); /* at least every 100 ms, also while idle (ingest.h) */
 	for (unsigned i = 0; i < b->n; i++) {
 		const struct ingest_pkt *p = &b->pkt[i];
 		capture_analyze(a, &q->burst, b->linktype, p->ts_ns, p->caplen, p->wirelen, p->data,
@@ -251,17 +255,34 @@ static int monitor_start(struct monitor *m)
 	return 0;
 }
 
-static void status_line(void *arg, struct capture_rates *last, double dt)
+static void status_line(void *arg, FILE *f, struct capture_rates *last, double dt)
 {
 	struct monitor *m = arg;
-	capture_status_source(stderr, CMD, m->src, &m->info, last, dt);
-	fputc('\n', stderr);
+	capture_status_source(f, m->src, &m->info, last, dt);
 }
 
-/* Waits for the queues to end (or fail, or a signal), printing status lines. */
+/*
+ * Waits for the queues to end (or fail, or a signal), printing status lines;
+ * READY=1 first, and the watchdog pinged while every queue's thread comes
+ * round (service.h); STOPPING=1 when they stopped.
+ */
 static void monitor_wait(struct monitor *m)
 {
-	capture_wait(&m->queues_running, &m->failed, m->mods, m->o.stats_ns, status_line, m);
+	struct capture_loop l = {.cmd = CMD,
+	                         .running = &m->queues_running,
+	                         .failed = &m->failed,
+	                         .mods = m->mods,
+	                         .status_ns = m->o.stats_ns,
+	                         .status = status_line,
+	                         .arg = m};
+	char status[256];
+	service_watch_init(&l.watch, cli_mono_ns());
+	for (unsigned i = 0; i < m->info.queues; i++)
+		service_watch_add(&l.watch, &m->ana[i].beat);
+	snprintf(status, sizeof(status), "monitoring %s %s", m->info.kind, m->info.name);
+	service_ready(status);
+	capture_wait(&l);
+	service_stopping("stopping: sources stopped; the modules' last reports");
 	ingest_source_stop(m->src); /* a failure, or one queue ended: stop them all */
 	for (unsigned i = 0; i < m->info.queues; i++)
 		pthread_join(m->q[i].thread, NULL);

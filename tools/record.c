@@ -26,6 +26,7 @@
 #include "tools/counters.h"
 #include "tools/privdrop.h"
 #include "tools/record.h"
+#include "tools/service.h"
 
 #define CMD "record"
 
@@ -73,7 +74,8 @@ static void usage(FILE *f)
 	    "  --zstd-level N        zstd level, -7..-1 (fast) or 1..19 (default -2)\n"
 	    "  --archive-group GROUP let GROUP read the archive, also while it records\n"
 	    "  --max-flows N         flow table size per analyzer (default 262144)\n"
-	    "  --stats-interval DUR  status line interval, 0 = off (default 5s)\n"
+	    "  --status-interval DUR status line interval, 0 = off (default 5s;\n"
+	    "                        --stats-interval is its old name)\n"
 	    "  --config FILE         read these options from FILE, key = value lines\n"
 	    "                        (archive = DIR); the command line overrides it\n"
 	    "                        (docs/config.md, flowscope.conf(5))\n"
@@ -217,6 +219,7 @@ static const struct option longopts[] = {
     {"zstd-level", required_argument, NULL, 'z'},
     {"max-flows", required_argument, NULL, 'f'},
     {"stats-interval", required_argument, NULL, 'i'},
+    {"status-interval", required_argument, NULL, 'i'},
     {"strict-modules", no_argument, NULL, 'E'},
     {"config", required_argument, NULL, CAPTURE_CONFIG},
     {"user", required_argument, NULL, 'U'},
@@ -271,27 +274,70 @@ static int parse_args(int argc, char **argv, struct record_opts *o)
 
 /* ---- status line and report ------------------------------------------------------------------- */
 
-static void status_line(void *arg, struct capture_rates *last, double dt)
+static void status_line(void *arg, FILE *f, struct capture_rates *last, double dt)
 {
 	struct record_pipeline *pl = arg;
 	struct qq_stats qs;
 	qq_stats(pl->qq, &qs);
-	capture_status_source(stderr, CMD, pl->src, &pl->info, last, dt);
+	capture_status_source(f, pl->src, &pl->info, last, dt);
 	double window =
 	    qs.newest_ns > qs.oldest_ns ? (double)(qs.newest_ns - qs.oldest_ns) / 1e9 : 0;
 	int full = 0;
 	for (unsigned i = 0; i < pl->ndumpers; i++)
 		full |= atomic_load_explicit(&pl->dump[i].full, memory_order_relaxed);
-	fprintf(stderr, " | qq %.0f%% window %.1fs drops %" PRIu64 "%s\n", qs.fill * 100, window,
+	fprintf(f, " | qq %.0f%% window %.1fs drops %" PRIu64 "%s", qs.fill * 100, window,
 	        qs.overwritten_packets + qs.dropped_packets,
 	        full ? " | disk full, not storing" : "");
 }
 
-/* Waits for the sources to end (or fail, or a signal), printing status lines. */
-static void wait_sources(struct record_pipeline *pl)
+/*
+ * The threads the watchdog vouches for: every analyzer and dumper (a module
+ * that hangs, a write that never returns).  Before they start.
+ */
+static void watch_threads(struct record_pipeline *pl, struct service_watch *w)
 {
-	capture_wait(&pl->queues_running, &pl->failed, pl->mods, pl->o.stats_ns, status_line, pl);
+	service_watch_init(w, cli_mono_ns());
+	for (unsigned i = 0; i < pl->nanalyzers; i++)
+		service_watch_add(w, &pl->ana[i].beat);
+	for (unsigned i = 0; i < pl->ndumpers; i++)
+		service_watch_add(w, &pl->dump[i].beat);
+}
+
+/* Waits for the sources to end (or fail, or a signal), printing status lines and pinging
+ * the watchdog (service.h) while every analyzer and dumper comes round. */
+static void wait_sources(struct record_pipeline *pl, struct capture_loop *l)
+{
+	l->cmd = CMD;
+	l->running = &pl->queues_running;
+	l->failed = &pl->failed;
+	l->mods = pl->mods;
+	l->status_ns = pl->o.stats_ns;
+	l->status = status_line;
+	l->arg = pl;
+	capture_wait(l);
 	ingest_source_stop(pl->src); /* a failure, or one queue ended: stop them all */
+}
+
+/* READY=1 for the service manager: the source is open, the archive recovered, the threads
+ * run. */
+static void ready(const struct record_pipeline *pl)
+{
+	char status[512];
+	snprintf(status, sizeof(status), "recording %s %s into %s", pl->info.kind, pl->info.name,
+	         pl->o.archive);
+	service_ready(status);
+}
+
+/* STOPPING=1: the sources stopped; what is left in the ring goes to the archive. */
+static void stopping(struct record_pipeline *pl)
+{
+	char what[128], status[160];
+	snprintf(what, sizeof(what), "sources stopped; draining %" PRIu64 " packets from the ring",
+	         record_pipeline_pending(pl));
+	snprintf(status, sizeof(status), "stopping: %s", what);
+	service_stopping(status);
+	if (capture_signalled()) /* the drain may take a while: say what it waits for */
+		cli_info(CMD, "signal: %s (a second signal exits at once, losing them)", what);
 }
 
 static void report_modules(FILE *f, const struct record_pipeline *pl)
@@ -403,13 +449,12 @@ static void print_qq(const struct record_pipeline *pl)
 		         (double)hold_max / 1e9);
 	else if (hw != QQ_NO_HOLD)
 		snprintf(hold, sizeof(hold), "held until %.0f %% full", hw * 100);
-	fprintf(stderr,
-	        "flowscope record: QQ %.0f MiB, %u chunks of %zu KiB, %s pages; packets %s\n",
-	        (double)qs.capacity / 1048576, qs.chunks, record_chunk_size(pl->o.qq_size) >> 10,
-	        qs.page_size >= (1u << 30)   ? "1 GiB huge"
-	        : qs.page_size >= (2u << 20) ? "2 MiB huge"
-	                                     : "normal (THP requested)",
-	        hold);
+	cli_info(CMD, "QQ %.0f MiB, %u chunks of %zu KiB, %s pages; packets %s",
+	         (double)qs.capacity / 1048576, qs.chunks, record_chunk_size(pl->o.qq_size) >> 10,
+	         qs.page_size >= (1u << 30)   ? "1 GiB huge"
+	         : qs.page_size >= (2u << 20) ? "2 MiB huge"
+	                                      : "normal (THP requested)",
+	         hold);
 }
 
 /*
@@ -556,13 +601,12 @@ static int record_run(struct record_pipeline *pl, const struct privdrop *pd)
 	print_qq(pl);
 	uint64_t t0 = cli_mono_ns();
 	capture_signals_source(pl->src);
-	record_pipeline_start(pl);
-	wait_sources(pl);
-	if (capture_signalled()) /* the drain may take a while: say what it waits for */
-		fprintf(stderr,
-		        "flowscope %s: signal: sources stopped; draining %" PRIu64
-		        " packets from the ring (a second signal exits at once, losing them)\n",
-		        CMD, record_pipeline_pending(pl));
+	struct capture_loop loop;
+	watch_threads(pl, &loop.watch);
+	if (record_pipeline_start(pl) == 0)
+		ready(pl);
+	wait_sources(pl, &loop);
+	stopping(pl);
 	record_pipeline_finish(pl);
 	record_pipeline_seal(pl);
 	report(pl, (double)(cli_mono_ns() - t0) / 1e9,

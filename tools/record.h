@@ -55,6 +55,7 @@ struct record_dumper {
 	atomic_int full;                   /* its disk is full */
 	uint64_t full_events, full_since;  /* dumper thread: for its log lines */
 	struct archive_writer_stats final; /* the writer's counters when it was closed */
+	atomic_ulong beat; /* its loop came round: service_beat(), for the watchdog */
 };
 
 struct record_pipeline {

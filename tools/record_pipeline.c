@@ -72,6 +72,7 @@ static void *analyzer_thread(void *arg)
 	for (;;) {
 		struct qq_peek pk;
 		int r = qq_analyzer_next(a->pl->qq, a->id, &pk, WAIT_MS);
+		service_beat(&a->beat);
 		if (r == QQ_E_TIMEDOUT) {
 			analyzer_tick(a);
 			continue;
@@ -120,17 +121,16 @@ static void dumper_publish(struct record_dumper *d)
 	if (ws.full_events > d->full_events) {
 		d->full_events = ws.full_events;
 		d->full_since = cli_mono_ns();
-		fprintf(stderr,
-		        "flowscope %s: archive: disk full (dumper %u): not storing packets until "
-		        "there is room again; capture and analysis go on\n",
-		        CMD, d->id);
+		cli_warn(CMD,
+		         "archive: disk full (dumper %u): not storing packets until there is "
+		         "room again; capture and analysis go on",
+		         d->id);
 	} else if (!ws.full && d->full_since) {
-		fprintf(
-		    stderr,
-		    "flowscope %s: archive: room again (dumper %u) after %.1f s: storing again; "
-		    "%" PRIu64 " packets (%" PRIu64 " bytes) could not be stored so far\n",
-		    CMD, d->id, (double)(cli_mono_ns() - d->full_since) / 1e9, ws.unstored_packets,
-		    ws.unstored_bytes);
+		cli_info(CMD,
+		         "archive: room again (dumper %u) after %.1f s: storing again; %" PRIu64
+		         " packets (%" PRIu64 " bytes) could not be stored so far",
+		         d->id, (double)(cli_mono_ns() - d->full_since) / 1e9, ws.unstored_packets,
+		         ws.unstored_bytes);
 		d->full_since = 0;
 	}
 }
@@ -154,6 +154,7 @@ static void *dumper_thread(void *arg)
 	while (r == 0) {
 		struct qq_chunk *c;
 		r = qq_dumper_next(pl->qq, &c, WAIT_MS);
+		service_beat(&d->beat);
 		if (r == QQ_E_TIMEDOUT) {
 			r = archive_writer_tick(d->writer, cli_mono_ns());
 			dumper_publish(d);
@@ -200,8 +201,8 @@ static void retention_pass(struct record_pipeline *pl, int make_room)
 	int first;
 	int r = archive_retention_keeper_pass(pl->keeper, make_room, &first);
 	if (first) /* once: it will be tried again */
-		fprintf(stderr, "flowscope %s: archive: retention: %s\n", CMD,
-		        archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
+		cli_warn(CMD, "archive: retention: %s",
+		         archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
 }
 
 /* Any dumper's disk full. */
@@ -385,7 +386,8 @@ static FILE *notes(struct record_pipeline *pl)
 
 static void recover_log(const char *line, void *arg)
 {
-	fprintf(notes(arg), "flowscope %s: archive: %s\n", CMD, line);
+	/* what a crash left, and what became of it: a warning */
+	fprintf(notes(arg), "%sflowscope %s: archive: %s\n", cli_log_prefix(CLI_WARN), CMD, line);
 }
 
 static int archive_setup(struct record_pipeline *pl)
@@ -410,7 +412,8 @@ static int archive_setup(struct record_pipeline *pl)
 	}
 	const char *note = archive_writer_io_note(pl->dump[0].writer);
 	if (note)
-		fprintf(notes(pl), "flowscope %s: archive: %s\n", CMD, note);
+		fprintf(notes(pl), "%sflowscope %s: archive: %s\n", cli_log_prefix(CLI_INFO), CMD,
+		        note);
 	return 0;
 }
 

@@ -6,14 +6,19 @@
  *                               ("tcp and (((")
  *   fault_module.so:error       handle_packet returns -1 (an error) for
  *                               every packet
+ *   fault_module.so:hang        handle_packet never returns from the first
+ *                               packet (after "fault_module: hanging" on
+ *                               stderr): a stuck analyzer, for the watchdog
+ *                               test (tests/e2e/sd_notify.sh)
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "flowtrack/flowtrack.h"
 
-enum mode { BAD_FILTER, ERROR };
+enum mode { BAD_FILTER, ERROR, HANG };
 
 static void *create(const char *args, char *err, size_t errlen)
 {
@@ -26,8 +31,11 @@ static void *create(const char *args, char *err, size_t errlen)
 		*m = BAD_FILTER;
 	} else if (strcmp(args, "error") == 0) {
 		*m = ERROR;
+	} else if (strcmp(args, "hang") == 0) {
+		*m = HANG;
 	} else {
-		snprintf(err, errlen, "fault_module: give bad_filter or error, not '%s'", args);
+		snprintf(err, errlen, "fault_module: give bad_filter, error or hang, not '%s'",
+		         args);
 		free(m);
 		return NULL;
 	}
@@ -40,6 +48,11 @@ static int handle_packet(void *inst, struct ft_flow *flow, const struct ft_packe
 	(void)flow, (void)is_first;
 	if (*(const enum mode *)inst == ERROR)
 		return -1;
+	if (*(const enum mode *)inst == HANG) {
+		fprintf(stderr, "fault_module: hanging\n");
+		for (;;)
+			pause(); /* a signal handled on this thread returns here: hang on */
+	}
 	return p->pkt->proto == 6;
 }
 

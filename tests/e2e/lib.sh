@@ -227,3 +227,20 @@ module_counter() {
     local n
     n=$(module_index "$1" "$2" "$3") && counter "$1" "$2" "module.$n.$4"
 }
+
+# crashed_archive DIR PCAP: an archive whose recorder was killed (SIGKILL) while its first
+# segment was open, so that the next record recovers it ("archive: segment 1: left open by a
+# crash"); 1 if no segment was opened within ~30 s.
+crashed_archive() {
+    local pid i
+    "$FLOWSCOPE" record --read "$2" --replay-speed 0.1 --archive "$1" --qq-size 16M \
+        --status-interval 0 2>/dev/null &
+    pid=$!
+    for ((i = 0; i < 300; i++)); do
+        compgen -G "$1/segments/*.open" >/dev/null && break
+        sleep 0.1
+    done
+    kill -9 "$pid"
+    wait "$pid" 2>/dev/null
+    compgen -G "$1/segments/*.open" >/dev/null
+}
