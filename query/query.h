@@ -13,11 +13,15 @@
  *
  * Lifecycle
  *   query_plan_build() -> query_plan_format() / query_run() -> query_plan_free();
- *   query_run() builds its own plan.
+ *   query_run() builds its own plan.  The HTTP API (query_api_*, api.c):
+ *   query_api_start() -> query_api_port() -> query_api_stop().
  *
  * Threading
  *   Plans are immutable after building and may be shared.  query_run() uses
- *   one read transaction and one frame reader of its own.
+ *   one read transaction and one frame reader of its own.  The API server runs
+ *   its own threads (one per connection, one per running query) over a shared
+ *   struct archive; its callbacks (metrics, health, parse_time) are called from
+ *   them, concurrently.
  *
  * Errors
  *   0 on success, negative errno, or QUERY_E_* (-10400..-10499);
@@ -40,6 +44,8 @@ extern "C" {
 #define QUERY_E_FILTER (QUERY_E_BASE - 1)    /* libpcap rejected the filter */
 #define QUERY_E_LINKTYPES (QUERY_E_BASE - 2) /* matches span link types a pcap cannot hold */
 #define QUERY_E_OUTPUT (QUERY_E_BASE - 3)    /* writing the output failed */
+#define QUERY_E_TLS (QUERY_E_BASE - 4)       /* API: TLS setup failed (certificate, key, CA) */
+#define QUERY_E_LISTEN (QUERY_E_BASE - 5)    /* API: cannot listen there (or not allowed) */
 #define QUERY_E_LAST (QUERY_E_BASE - 99)
 
 const char *query_strerror(int err);
@@ -147,6 +153,61 @@ uint64_t query_header_size(const struct query_options *opt);
  */
 int query_run(struct archive *a, const struct query_options *opt, struct query_result *res,
               char *errbuf);
+
+/* ---- the HTTP API (api.c; docs/api.md) ------------------------------------------------------ */
+
+/*
+ * GET /metrics: the Prometheus text exposition (format 0.0.4) of the caller's
+ * counters.  Called from a connection thread, possibly several at once.
+ * Returns 0 with *text (malloc'd, the server frees it) of *len bytes, or a
+ * negative errno (the answer is then 503 with a JSON error).  NULL in
+ * query_api_config: /metrics answers 404.
+ */
+typedef int (*query_api_metrics_fn)(void *arg, char **text, size_t *len);
+
+/*
+ * GET /healthz: 0 when healthy (200), else nonzero with a one-line reason in
+ * reason (503).  NULL: healthy while the archive can be read.
+ */
+typedef int (*query_api_health_fn)(void *arg, char *reason, size_t len);
+
+/* from/to as the command line takes them: 0 and *ns, or nonzero (400). */
+typedef int (*query_api_time_fn)(const char *text, uint64_t *ns);
+
+struct query_api_config {
+	struct archive *archive; /* read only, shared; outlives the server */
+	const char *listen;      /* "ADDR:PORT" or "[ADDR6]:PORT"; port 0 = any free one */
+	const char *tls_cert;    /* PEM server certificate chain; NULL = plain HTTP, which */
+	const char *tls_key;     /*   only a loopback address may serve (else QUERY_E_LISTEN) */
+	const char *client_ca;   /* PEM CA(s): clients must present a certificate it signed
+	                            (refused in the TLS handshake); NULL = no client auth */
+	unsigned max_queries;    /* queries at once; more answer 429; 0 = 4 */
+	unsigned max_connections;    /* 0 = 64 */
+	unsigned per_ip_connections; /* 0 = 16 */
+	unsigned idle_timeout_s;     /* a connection idle this long is closed; 0 = 30 */
+	unsigned query_timeout_s;    /* a query running longer is cut off; 0 = 600 */
+	query_api_time_fn parse_time; /* required */
+	query_api_metrics_fn metrics;
+	void *metrics_arg;
+	query_api_health_fn health;
+	void *health_arg;
+};
+
+struct query_api;
+
+/*
+ * Reads the certificate, key and CA files, binds and starts serving (its own
+ * threads).  Returns 0 and *out, or QUERY_E_TLS, QUERY_E_LISTEN, -ENOMEM,
+ * -EINVAL (a config field out of range); errbuf gets one line naming the file
+ * or address at fault.  The caller should ignore SIGPIPE (stdio output).
+ */
+int query_api_start(const struct query_api_config *c, struct query_api **out, char *errbuf);
+
+/* The TCP port the server listens on (the one picked when listen asked for port 0). */
+unsigned query_api_port(const struct query_api *s);
+
+/* Stops accepting, ends running queries and connections, frees.  NULL is a no-op. */
+void query_api_stop(struct query_api *s);
 
 #ifdef __cplusplus
 }
