@@ -29,11 +29,13 @@ DEB_BUILD := gcc make cmake pkg-config libc6-dev libdpdk-dev dpdk liburing-dev \
              libluajit2-5.1-dev \
              pandoc
 DEB_BUILD += libinih-dev
+DEB_BUILD += libmicrohttpd-dev libgnutls28-dev libcurl4-gnutls-dev
 DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux python3 strace \
              python3-lmdb python3-zstandard \
              iproute2 jq clang libclang-rt-14-dev \
              clang-tools cppcheck perl \
              groff-base man-db
+DEB_TEST  += openssl curl
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
 .PHONY: all build install deps asan test test-release test-asan test-tsan test-fuzz bench demo format \

@@ -24,3 +24,8 @@ flowscope_dep(ZSTD    libzstd   libzstd-dev)
 flowscope_dep(LUAJIT  luajit    libluajit2-5.1-dev)
 # the config file's INI lines (record --config, docs/config.md)
 flowscope_dep(INIH    inih      libinih-dev)
+# the HTTP API (flowscope serve, docs/api.md): libmicrohttpd built with GnuTLS, GnuTLS itself
+# for the client-certificate check, libcurl for query --remote
+flowscope_dep(MHD     libmicrohttpd libmicrohttpd-dev)
+flowscope_dep(GNUTLS  gnutls    libgnutls28-dev)
+flowscope_dep(CURL    libcurl   libcurl4-gnutls-dev)

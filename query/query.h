@@ -30,6 +30,7 @@
 #ifndef FLOWSCOPE_QUERY_H
 #define FLOWSCOPE_QUERY_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -117,6 +118,13 @@ struct query_options {
 	int (*on_packet)(const struct archive_segment_info *seg, const struct archive_record *rec,
 	                 void *arg);
 	void *on_packet_arg;
+	/* if not NULL: called once the query is known to run (filter compiled, time range
+	   planned), before its first output byte; a query that fails earlier never calls it */
+	void (*on_start)(void *arg);
+	void *on_start_arg;
+	/* if not NULL: set nonzero (by another thread) to stop the query before its next
+	   frame: it returns -ECANCELED.  Read relaxed: a frame late is fine */
+	const atomic_int *stop;
 };
 
 struct query_result {
@@ -175,13 +183,13 @@ typedef int (*query_api_health_fn)(void *arg, char *reason, size_t len);
 typedef int (*query_api_time_fn)(const char *text, uint64_t *ns);
 
 struct query_api_config {
-	struct archive *archive; /* read only, shared; outlives the server */
-	const char *listen;      /* "ADDR:PORT" or "[ADDR6]:PORT"; port 0 = any free one */
-	const char *tls_cert;    /* PEM server certificate chain; NULL = plain HTTP, which */
-	const char *tls_key;     /*   only a loopback address may serve (else QUERY_E_LISTEN) */
-	const char *client_ca;   /* PEM CA(s): clients must present a certificate it signed
+	struct archive *archive;     /* read only, shared; outlives the server */
+	const char *listen;          /* "ADDR:PORT" or "[ADDR6]:PORT"; port 0 = any free one */
+	const char *tls_cert;        /* PEM server certificate chain; NULL = plain HTTP, which */
+	const char *tls_key;         /*   only a loopback address may serve (else QUERY_E_LISTEN) */
+	const char *client_ca;       /* PEM CA(s): clients must present a certificate it signed
 	                            (refused in the TLS handshake); NULL = no client auth */
-	unsigned max_queries;    /* queries at once; more answer 429; 0 = 4 */
+	unsigned max_queries;        /* queries at once; more answer 429; 0 = 4 */
 	unsigned max_connections;    /* 0 = 64 */
 	unsigned per_ip_connections; /* 0 = 16 */
 	unsigned idle_timeout_s;     /* a connection idle this long is closed; 0 = 30 */

@@ -1,0 +1,68 @@
+/*
+ * query API private: what the server (api.c) and its endpoints
+ * (api_query.c) share: the server, one request's state, the JSON answers.
+ */
+#ifndef FLOWSCOPE_QUERY_API_PVT_H
+#define FLOWSCOPE_QUERY_API_PVT_H
+
+#include <microhttpd.h>
+#include <stdatomic.h>
+
+#include "query/query.h"
+
+#define API_MAX_PARAMS 12         /* parameters a request may carry */
+#define API_MAX_VALUE (64u << 10) /* bytes of one parameter's value */
+#define API_MAX_BODY (256u << 10) /* bytes of a POST body (form-encoded) */
+#define API_MAX_URL (16u << 10)   /* bytes of the URL with its query string */
+
+struct query_api {
+	struct query_api_config c;
+	struct MHD_Daemon *d;
+	char *cert_pem, *key_pem, *ca_pem; /* what MHD was given: kept until it stops */
+	unsigned port;
+	atomic_uint queries; /* running now: only the request threads change it (acq_rel) */
+};
+
+struct api_param {
+	char *name, *value; /* malloc'd; value is NUL-terminated (len bytes) */
+	size_t len;
+};
+
+/* One request, from its first call of the access handler to its completion. */
+struct api_request {
+	struct query_api *s;
+	struct MHD_PostProcessor *pp;
+	struct api_param p[API_MAX_PARAMS];
+	size_t np;
+	size_t body;     /* bytes of POST body seen */
+	int status;      /* nonzero: answer this error (found while reading the request) */
+	char error[256]; /* its message */
+};
+
+/* Answers {"error": msg} with this status.  MHD_YES / MHD_NO as MHD wants it. */
+enum MHD_Result api_error(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Answers a JSON body (copied) with this status. */
+enum MHD_Result api_json(struct MHD_Connection *c, unsigned status, const char *json, size_t len);
+
+/* Records a request error (the first one wins); 0 to go on reading, as MHD callbacks want. */
+void api_request_fail(struct api_request *q, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Adds a parameter (query string or POST body); a repeat, an unknown count, or a value over
+   API_MAX_VALUE fails the request (400/413). */
+void api_param_add(struct api_request *q, const char *name, const char *value, size_t len);
+
+/* The value of a parameter, NULL if absent. */
+const char *api_param(const struct api_request *q, const char *name);
+
+/* Writes s as a JSON string (with quotes) into f. */
+void api_json_string(FILE *f, const char *s);
+
+/* The endpoints that read the archive (api_query.c).  q holds the parameters, all checked
+   against the endpoint's list first. */
+enum MHD_Result api_query(struct api_request *q, struct MHD_Connection *c);
+enum MHD_Result api_explain(struct api_request *q, struct MHD_Connection *c);
+
+#endif
