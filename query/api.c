@@ -332,6 +332,8 @@ static enum MHD_Result request_begin(struct query_api *s, struct MHD_Connection 
 	const struct route *rt = route_find(url);
 	if (client_verified(s, c) != 0)
 		api_request_fail(q, 403, "no verified client certificate");
+	else if (MHD_get_connection_values(c, MHD_HEADER_KIND, NULL, NULL) > API_MAX_HEADERS)
+		api_request_fail(q, 431, "more than %d request headers", API_MAX_HEADERS);
 	else if (strlen(url) > API_MAX_URL)
 		api_request_fail(q, 414, "the URL is longer than %u bytes", API_MAX_URL);
 	else if (!rt)

@@ -14,6 +14,7 @@
 #define API_MAX_VALUE (64u << 10) /* bytes of one parameter's value */
 #define API_MAX_BODY (256u << 10) /* bytes of a POST body (form-encoded) */
 #define API_MAX_URL (16u << 10)   /* bytes of the URL with its query string */
+#define API_MAX_HEADERS 64        /* request headers */
 
 struct query_api {
 	struct query_api_config c;
