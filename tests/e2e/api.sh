@@ -102,6 +102,60 @@ check_filter() {
     if [ "$(code)" = 200 ] && cmp -s "$exp" "$got"; then pass; else
         fail "$src: '$filter' over HTTPS: status $(code), differs from tcpdump ($(npackets "$exp") vs $(npackets "$got") packets)"
     fi
+    remote -w "$got" ${filter:+"$filter"} 2>"$TMP/remote.err"
+    if cmp -s "$exp" "$got"; then pass; else
+        fail "$src: '$filter' by query --remote differs from tcpdump: $(cat "$TMP/remote.err")"
+    fi
+}
+
+# remote ARGS...: flowscope query --remote with the client certificate
+remote() {
+    fs query --remote "$URL" --cert "$C/client.crt" --key "$C/client.key" --cacert "$C/ca.crt" "$@"
+}
+
+# same_as_local ARCHIVE QUERY-OPTIONS -- API-PARAMS...: curl's answer is byte for byte what
+# flowscope query writes locally with those options, and so is query --remote's
+same_as_local() {
+    local arch=$1 opts=() params=()
+    shift
+    while [ "$1" != -- ]; do opts+=("$1"); shift; done
+    shift
+    for p in "$@"; do params+=(--data-urlencode "$p"); done
+    fs query --archive "$arch" -w "$TMP/local.out" "${opts[@]}" 2>/dev/null
+    api -G "$URL/api/v1/query" "${params[@]}" -o "$TMP/api.out"
+    if [ "$(code)" = 200 ] && cmp -s "$TMP/local.out" "$TMP/api.out"; then pass; else
+        fail "${opts[*]}: HTTPS answer ($(code)) differs from flowscope query's"
+    fi
+    remote -w "$TMP/remote.out" "${opts[@]}" 2>"$TMP/remote.err"
+    if cmp -s "$TMP/local.out" "$TMP/remote.out"; then pass; else
+        fail "${opts[*]}: query --remote differs from flowscope query: $(cat "$TMP/remote.err")"
+    fi
+}
+
+formats() {
+    local arch=$1 t0 t1
+    t0=$(tcpdump -tt -nn --time-stamp-precision=nano -r "$PCAPS/http.pcap" -c 100 2>/dev/null | tail -1 | cut -d' ' -f1)
+    t1=$(tcpdump -tt -nn --time-stamp-precision=nano -r "$PCAPS/http.pcap" -c 2000 2>/dev/null | tail -1 | cut -d' ' -f1)
+    same_as_local "$arch" --format json tcp -- format=json filter=tcp
+    same_as_local "$arch" --ts micro -- ts=micro
+    same_as_local "$arch" --limit-packets 77 port 80 -- limit_packets=77 "filter=port 80"
+    same_as_local "$arch" --limit-bytes 100000 -- limit_bytes=100000
+    same_as_local "$arch" --from "$t0" --to "$t1" tcp -- "from=$t0" "to=$t1" filter=tcp
+    # pcapng: the section comment is the command line; given the same one, the same bytes
+    fs query --archive "$arch" -w "$TMP/local.ng" --format pcapng udp 2>/dev/null
+    api -G "$URL/api/v1/query" -d format=pcapng -d filter=udp \
+        --data-urlencode "comment=flowscope query --archive $arch -w $TMP/local.ng --format pcapng udp" \
+        -o "$TMP/api.ng"
+    cmp -s "$TMP/local.ng" "$TMP/api.ng" && pass || fail "pcapng with the same comment differs"
+    # errors by query --remote: one line, the status a local query would have
+    remote -w "$TMP/x.pcap" 'port 80 and' 2>"$TMP/re.err"
+    [ $? -eq 2 ] && pass || fail "query --remote with an invalid filter: not exit 2"
+    one_line_error "$TMP/re.err" "^flowscope query: https://127.0.0.1:[0-9]+: invalid filter .*\(HTTP 400\)$"
+    [ ! -e "$TMP/x.pcap" ] && pass || fail "query --remote left a file after an error"
+    fs query --remote "$URL" --cacert "$C/ca.crt" -w "$TMP/x.pcap" tcp 2>"$TMP/re.err"
+    [ $? -eq 1 ] && pass || fail "query --remote without a certificate: not exit 1"
+    one_line_error "$TMP/re.err" "^flowscope query: https://127.0.0.1:[0-9]+: "
+    [ ! -e "$TMP/x.pcap" ] && pass || fail "query --remote refused left a file"
 }
 
 differential() {
@@ -298,6 +352,7 @@ make_certs
 differential
 arch="$TMP/arch.http"
 start_server "$arch" --max-queries 1
+formats "$arch"
 refusals
 bad_requests
 fd_levels
