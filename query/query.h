@@ -162,6 +162,54 @@ uint64_t query_header_size(const struct query_options *opt);
 int query_run(struct archive *a, const struct query_options *opt, struct query_result *res,
               char *errbuf);
 
+/* ---- flows (flows.c): what `flowscope flows` and GET /api/v1/flows list ----------------- */
+
+enum query_flows_sort {
+	QUERY_FLOWS_BY_TIME = 0, /* first packet time, earliest first */
+	QUERY_FLOWS_BY_BYTES,    /* then largest first (ties by time) */
+	QUERY_FLOWS_BY_PACKETS,
+	QUERY_FLOWS_BY_DURATION,
+};
+
+struct query_flows_options {
+	const char *filter; /* a flow is listed when one of its packets matches; NULL/"" = all */
+	uint64_t from_ns, to_ns;    /* flows active in [from, to); 0 = open */
+	int triggered;              /* only flows a trigger archived */
+	enum query_flows_sort sort; /* BY_TIME with top: by bytes */
+	uint64_t offset;            /* leave out the first offset flows of that order (paging) */
+	uint64_t top;               /* then keep at most top; 0 = all */
+	FILE *notices;              /* as query_options.notices (for the filter's query) */
+	const char *notice_prefix;
+	const atomic_int *stop; /* as query_options.stop */
+};
+
+/*
+ * Lists the flows of the archive (read snapshot t): records of one flow in
+ * several segments merged, then selected, ordered, paged.  Returns 0 with
+ * *flows (malloc'd, the caller frees) of *n, and *frames_damaged the frames
+ * the filter's query left out as unreadable (their flows may be missing);
+ * or QUERY_E_FILTER, ARCHIVE_E_*, -ENOMEM, -ECANCELED; errbuf gets one line.
+ * Thread-safe (one t per thread).
+ */
+int query_flows(struct archive *a, struct archive_rtxn *t, const struct query_flows_options *o,
+                struct archive_flow_info **flows, size_t *n, uint64_t *frames_damaged,
+                char *errbuf);
+
+/* A flow's fields as text, as `flowscope flows` shows them. */
+struct query_flow_text {
+	char first[48], last[48]; /* RFC 3339, ns */
+	char proto[16];
+	char a[64], b[64]; /* ADDR:PORT, [ADDR6]:PORT */
+	char vlan[16];     /* "300/42", "42", "-" */
+	char flags[16];    /* TCP flags seen, FSRPAUEC letters, "-" for none */
+	char trigger[256]; /* the trigger's name, "" for none */
+};
+void query_flow_fields(struct archive_rtxn *t, const struct archive_flow_info *f,
+                       struct query_flow_text *x);
+
+/* Writes the flow as one JSON line (`flows --json`, /api/v1/flows). */
+void query_flow_json(FILE *out, struct archive_rtxn *t, const struct archive_flow_info *f);
+
 /* ---- the HTTP API (api.c; docs/api.md) ------------------------------------------------------ */
 
 /*
