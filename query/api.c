@@ -293,7 +293,7 @@ static const struct route {
 } routes[] = {
     {"/api/v1/query", 1, api_query}, {"/api/v1/explain", 0, api_explain},
     {"/api/v1/info", 0, api_info},   {"/healthz", 0, api_healthz},
-    {"/metrics", 0, api_metrics},
+    {"/metrics", 0, api_metrics},    {"/api/v1/flows", 0, api_flows},
 };
 
 static const struct route *route_find(const char *url)

@@ -65,5 +65,6 @@ void api_json_string(FILE *f, const char *s);
    against the endpoint's list first. */
 enum MHD_Result api_query(struct api_request *q, struct MHD_Connection *c);
 enum MHD_Result api_explain(struct api_request *q, struct MHD_Connection *c);
+enum MHD_Result api_flows(struct api_request *q, struct MHD_Connection *c);
 
 #endif

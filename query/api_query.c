@@ -139,6 +139,21 @@ static unsigned query_status(int err)
 	}
 }
 
+/* Takes one of --max-queries' slots: 0, or the running count when none is free. */
+static unsigned slot_take(struct query_api *s)
+{
+	unsigned running = atomic_fetch_add_explicit(&s->queries, 1, memory_order_acq_rel);
+	if (running < s->c.max_queries)
+		return 0;
+	atomic_fetch_sub_explicit(&s->queries, 1, memory_order_acq_rel);
+	return running;
+}
+
+static void slot_put(struct query_api *s)
+{
+	atomic_fetch_sub_explicit(&s->queries, 1, memory_order_acq_rel);
+}
+
 /* ---- the query thread ------------------------------------------------------------------------ */
 
 struct job {
@@ -191,7 +206,7 @@ static void job_free(struct job *j)
 	pthread_join(j->t, NULL);
 	pthread_cond_destroy(&j->cv);
 	pthread_mutex_destroy(&j->mu);
-	atomic_fetch_sub_explicit(&j->s->queries, 1, memory_order_acq_rel);
+	slot_put(j->s);
 	free(j);
 }
 
@@ -305,7 +320,7 @@ static enum MHD_Result job_failed(struct job *j, int done, struct MHD_Connection
 	close(j->rd);
 	pthread_cond_destroy(&j->cv);
 	pthread_mutex_destroy(&j->mu);
-	atomic_fetch_sub_explicit(&j->s->queries, 1, memory_order_acq_rel);
+	slot_put(j->s);
 	free(j);
 	return api_error(c, query_status(rc), "%s", msg);
 }
@@ -319,9 +334,8 @@ enum MHD_Result api_query(struct api_request *q, struct MHD_Connection *c)
 		free(j);
 		return api_error(c, q->status, "%s", q->error);
 	}
-	unsigned running = atomic_fetch_add_explicit(&q->s->queries, 1, memory_order_acq_rel);
-	if (running >= q->s->c.max_queries) {
-		atomic_fetch_sub_explicit(&q->s->queries, 1, memory_order_acq_rel);
+	unsigned running = slot_take(q->s);
+	if (running) {
 		free(j);
 		return api_error(c, 429, "%u queries are running (the server's --max-queries)",
 		                 running);
@@ -331,7 +345,7 @@ enum MHD_Result api_query(struct api_request *q, struct MHD_Connection *c)
 	j->deadline.tv_sec += q->s->c.query_timeout_s;
 	int e = job_start(j);
 	if (e) {
-		atomic_fetch_sub_explicit(&q->s->queries, 1, memory_order_acq_rel);
+		slot_put(q->s);
 		free(j);
 		return api_error(c, 503, "cannot start the query: %s", strerror(-e));
 	}
@@ -396,5 +410,103 @@ enum MHD_Result api_explain(struct api_request *q, struct MHD_Connection *c)
 	query_plan_free(plan);
 	enum MHD_Result ret = api_json(c, 200, text, len);
 	free(text);
+	return ret;
+}
+
+/* ---- flows: `flowscope flows --json`'s lines ------------------------------------------------- */
+
+static const char *const flows_params[] = {"filter", "from", "to",     "triggered",
+                                           "sort",   "top",  "offset", NULL};
+
+/* The request's flows options; 0 or -1 with q's error. */
+static int flows_options_from(struct api_request *q, struct query_flows_options *o)
+{
+	const char *sort = api_param(q, "sort"), *trig = api_param(q, "triggered");
+	*o = (struct query_flows_options){.filter = api_param(q, "filter")};
+	if (params_known(q, flows_params) || param_time(q, "from", &o->from_ns) ||
+	    param_time(q, "to", &o->to_ns) || param_uint(q, "top", &o->top))
+		return -1;
+	const char *off = api_param(q, "offset");
+	if (off && strcmp(off, "0") != 0 && param_uint(q, "offset", &o->offset))
+		return -1;
+	if (o->to_ns && o->from_ns >= o->to_ns)
+		return api_request_fail(q, 400, "from is not before to: the time range is empty"),
+		       -1;
+	if (trig && strcmp(trig, "1") != 0 && strcmp(trig, "true") != 0 && strcmp(trig, "0") != 0 &&
+	    strcmp(trig, "false") != 0)
+		return api_request_fail(q, 400, "triggered '%s': expected true or false", trig), -1;
+	o->triggered = trig && (trig[0] == '1' || trig[0] == 't');
+	if (!sort || strcmp(sort, "time") == 0)
+		o->sort = QUERY_FLOWS_BY_TIME;
+	else if (strcmp(sort, "bytes") == 0)
+		o->sort = QUERY_FLOWS_BY_BYTES;
+	else if (strcmp(sort, "packets") == 0)
+		o->sort = QUERY_FLOWS_BY_PACKETS;
+	else if (strcmp(sort, "duration") == 0)
+		o->sort = QUERY_FLOWS_BY_DURATION;
+	else
+		return api_request_fail(
+		           q, 400, "sort '%s': expected time, bytes, packets or duration", sort),
+		       -1;
+	return 0;
+}
+
+/* The flows' JSON lines as one answer; its X-Flowscope-Frames-Damaged header when the filter's
+   query had to leave frames out. */
+static enum MHD_Result flows_answer(struct MHD_Connection *c, struct archive_rtxn *t,
+                                    const struct archive_flow_info *f, size_t n, uint64_t damaged)
+{
+	char *text = NULL, num[24];
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	if (!out)
+		return api_error(c, 503, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		query_flow_json(out, t, &f[i]);
+	if (fclose(out) != 0) {
+		free(text);
+		return api_error(c, 503, "out of memory");
+	}
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		free(text);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/x-ndjson");
+	snprintf(num, sizeof(num), "%" PRIu64, damaged);
+	if (damaged)
+		MHD_add_response_header(r, "X-Flowscope-Frames-Damaged", num);
+	enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+enum MHD_Result api_flows(struct api_request *q, struct MHD_Connection *c)
+{
+	struct query_flows_options o;
+	struct archive_rtxn *t;
+	struct archive_flow_info *f;
+	size_t n;
+	uint64_t damaged;
+	char err[QUERY_ERRBUF_SIZE];
+	if (flows_options_from(q, &o) != 0)
+		return api_error(c, q->status, "%s", q->error);
+	unsigned running = slot_take(q->s);
+	if (running)
+		return api_error(c, 429, "%u queries are running (the server's --max-queries)",
+		                 running);
+	int rc = archive_rtxn_begin(q->s->c.archive, &t);
+	if (rc) {
+		slot_put(q->s);
+		return api_error(c, 500, "cannot read the archive: %s", archive_strerror(rc));
+	}
+	rc = query_flows(q->s->c.archive, t, &o, &f, &n, &damaged, err);
+	slot_put(q->s);
+	enum MHD_Result ret =
+	    rc ? api_error(c, query_status(rc), "%s", err[0] ? err : query_strerror(rc))
+	       : flows_answer(c, t, f, n, damaged);
+	if (!rc)
+		free(f);
+	archive_rtxn_end(t);
 	return ret;
 }

@@ -147,6 +147,11 @@ formats() {
         --data-urlencode "comment=flowscope query --archive $arch -w $TMP/local.ng --format pcapng udp" \
         -o "$TMP/api.ng"
     cmp -s "$TMP/local.ng" "$TMP/api.ng" && pass || fail "pcapng with the same comment differs"
+    # POST: the parameters in a form body
+    fs query --archive "$arch" -w "$TMP/local.out" port 80 2>/dev/null
+    api "$URL/api/v1/query" --data-urlencode "filter=port 80" -o "$TMP/api.out"
+    [ "$(code)" = 200 ] && cmp -s "$TMP/local.out" "$TMP/api.out" && pass ||
+        fail "POST /api/v1/query: $(code), differs from flowscope query"
     # errors by query --remote: one line, the status a local query would have
     remote -w "$TMP/x.pcap" 'port 80 and' 2>"$TMP/re.err"
     [ $? -eq 2 ] && pass || fail "query --remote with an invalid filter: not exit 2"
@@ -158,6 +163,41 @@ formats() {
     [ ! -e "$TMP/x.pcap" ] && pass || fail "query --remote refused left a file"
 }
 
+# flows_same ARCHIVE FLOWS-OPTIONS -- API-PARAMS...: /api/v1/flows answers exactly the lines
+# of flowscope flows --json with those options
+flows_same() {
+    local arch=$1 opts=() params=()
+    shift
+    while [ "$1" != -- ]; do opts+=("$1"); shift; done
+    shift
+    for p in "$@"; do params+=(--data-urlencode "$p"); done
+    fs flows --archive "$arch" --json "${opts[@]}" >"$TMP/flows.local" 2>/dev/null
+    api -G "$URL/api/v1/flows" "${params[@]}" -o "$TMP/flows.api"
+    if [ "$(code)" = 200 ] && cmp -s "$TMP/flows.local" "$TMP/flows.api"
+    then pass; else
+        fail "flows ${opts[*]}: /api/v1/flows ($(code), $(wc -l <"$TMP/flows.api") lines) differs from flows --json ($(wc -l <"$TMP/flows.local") lines)"
+    fi
+}
+
+flows_checks() {
+    local arch=$1
+    flows_same "$arch" --
+    [ -s "$TMP/flows.api" ] && pass || fail "$arch: no flows"
+    flows_same "$arch" tcp -- filter=tcp
+    flows_same "$arch" --sort packets -- sort=packets
+    flows_same "$arch" --top 3 -- top=3
+    flows_same "$arch" --sort duration --top 5 -- sort=duration top=5
+    # paging: offset=2&top=3 are lines 3..5 of the top 5 (top orders by bytes)
+    fs flows --archive "$arch" --json --top 5 2>/dev/null | sed -n 3,5p >"$TMP/flows.page"
+    api -G "$URL/api/v1/flows" -d offset=2 -d top=3 -o "$TMP/flows.api"
+    if [ -s "$TMP/flows.page" ] && cmp -s "$TMP/flows.page" "$TMP/flows.api"; then pass; else
+        fail "/api/v1/flows?offset=2&top=3 is not lines 3 to 5 of flows --json"
+    fi
+    bad 400 "flows: an invalid filter" -G "$URL/api/v1/flows" --data-urlencode "filter=tcp and"
+    bad 400 "flows: a bad sort" -G "$URL/api/v1/flows" -d sort=size
+    bad 400 "flows: an unknown parameter" -G "$URL/api/v1/flows" -d limit=3
+}
+
 differential() {
     local src arch n=0
     for src in "$PCAPS"/{http,dns_icmp,mixed_vlan,tcp_anomalies}.pcap; do
@@ -166,6 +206,7 @@ differential() {
             { fail "$src: record failed: $(cat "$TMP/rec.err")"; continue; }
         start_server "$arch"
         for f in "${FULL_FILTERS[@]}"; do check_filter "$src" "$f"; n=$((n + 1)); done
+        flows_checks "$arch"
         stop_server
     done
     note "differential: $n filters over HTTPS"
