@@ -18,6 +18,7 @@
 #include "flowtrack/flowtrack.h"
 #include "query/query.h"
 #include "tools/cli.h"
+#include "tools/remote.h"
 
 #define CMD "flows"
 
@@ -25,6 +26,8 @@ struct flows_args {
 	const char *archive;
 	int json;
 	char *filter;
+	const char *remote; /* --remote URL: ask a flowscope serve (GET /api/v1/flows) */
+	struct remote_tls tls;
 	struct query_flows_options o;
 };
 
@@ -55,6 +58,10 @@ static int parse_args(int argc, char **argv, struct flows_args *fa)
 	    {"top", required_argument, NULL, 'n'},
 	    {"sort", required_argument, NULL, 's'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"remote", required_argument, NULL, 'r'},
+	    {"cert", required_argument, NULL, 'c'},
+	    {"key", required_argument, NULL, 'K'},
+	    {"cacert", required_argument, NULL, 'A'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c, r;
@@ -95,20 +102,44 @@ static int parse_args(int argc, char **argv, struct flows_args *fa)
 				return EXIT_USAGE;
 			}
 			break;
+		case 'r':
+			fa->remote = optarg;
+			break;
+		case 'c':
+			fa->tls.cert = optarg;
+			break;
+		case 'K':
+			fa->tls.key = optarg;
+			break;
+		case 'A':
+			fa->tls.cacert = optarg;
+			break;
 		case 'h':
-			printf("usage: flowscope flows --archive DIR [--from T] [--to T] "
-			       "[--triggered] [--json]\n"
-			       "                      [--top N] [--sort bytes|packets|duration] "
-			       "[FILTER...]\n"
-			       "FILTER is a tcpdump expression: the flows with a matching packet "
-			       "are listed\n");
+			printf(
+			    "usage: flowscope flows --archive DIR [--from T] [--to T] "
+			    "[--triggered] [--json]\n"
+			    "                      [--top N] [--sort bytes|packets|duration] "
+			    "[FILTER...]\n"
+			    "       flowscope flows --remote URL [--cert FILE --key FILE] "
+			    "[--cacert FILE] ...\n"
+			    "FILTER is a tcpdump expression: the flows with a matching packet "
+			    "are listed\n"
+			    "--remote URL asks a flowscope serve at URL instead of reading "
+			    "--archive; --cert, --key:\n"
+			    "the client certificate and key, --cacert: the CA of the server's\n");
 			return -1;
 		default:
 			return cli_usage_error(CMD, argv, optind, optopt);
 		}
 	}
-	if (!fa->archive) {
-		cli_error(CMD, "--archive DIR is required");
+	if (!fa->archive == !fa->remote) {
+		cli_error(CMD, fa->archive ? "--archive and --remote exclude each other"
+		                           : "--archive DIR or --remote URL is required");
+		return EXIT_USAGE;
+	}
+	if ((!fa->remote && (fa->tls.cert || fa->tls.key || fa->tls.cacert)) ||
+	    !fa->tls.cert != !fa->tls.key) {
+		cli_error(CMD, "--cert and --key go together, and with --cacert are for --remote");
 		return EXIT_USAGE;
 	}
 	if (optind < argc) {
@@ -129,6 +160,95 @@ static int parse_args(int argc, char **argv, struct flows_args *fa)
 	return 0;
 }
 
+/* One line of /api/v1/flows (query_flow_json's) printed as print_flow does; 0, or -1 when it
+   is not such a line. */
+static int print_remote_line(const char *line)
+{
+	struct archive_flow_info f = {0};
+	struct query_flow_text x;
+	double dur;
+	unsigned vlan, inner;
+	int end = 0;
+	if (sscanf(line,
+	           "{\"first\":\"%47[^\"]\",\"last\":\"%47[^\"]\",\"duration\":%lf,\"proto\":\"%15["
+	           "^\"]\",\"a\":\"%63[^\"]\",\"b\":\"%63[^\"]\",\"vlan\":%u,\"vlan_inner\":%u,"
+	           "\"packets_ab\":%" SCNu64 ",\"packets_ba\":%" SCNu64 ",\"bytes_ab\":%" SCNu64
+	           ",\"bytes_ba\":%" SCNu64 ",\"tcp_flags\":\"%15[^\"]\",\"trigger\":\"%n",
+	           x.first, x.last, &dur, x.proto, x.a, x.b, &vlan, &inner, &f.packets[0],
+	           &f.packets[1], &f.bytes[0], &f.bytes[1], x.flags, &end) != 13 ||
+	    !end)
+		return -1;
+	const char *t = line + end, *close = strrchr(t, '"');
+	snprintf(x.trigger, sizeof(x.trigger), "%.*s", close ? (int)(close - t) : 0, t);
+	if (inner)
+		snprintf(x.vlan, sizeof(x.vlan), "%u/%u", vlan, inner);
+	else if (vlan)
+		snprintf(x.vlan, sizeof(x.vlan), "%u", vlan);
+	else
+		strcpy(x.vlan, "-");
+	printf("%-30s %10.3f %-5s %-40s %-40s %-9s %8" PRIu64 " %8" PRIu64 " %11" PRIu64
+	       " %11" PRIu64 " %-8s %s\n",
+	       x.first, dur, x.proto, x.a, x.b, x.vlan, f.packets[0], f.packets[1], f.bytes[0],
+	       f.bytes[1], x.flags, x.trigger[0] ? x.trigger : "-");
+	return 0;
+}
+
+/* --remote: the server's flows, printed as a local run prints them; the exit status. */
+static int flows_remote(const struct flows_args *fa)
+{
+	static const char *const sorts[] = {"time", "bytes", "packets", "duration"};
+	char from[32], to[32], top[32], err[QUERY_ERRBUF_SIZE], *text = NULL;
+	const char *p[16];
+	size_t len = 0;
+	long http;
+	int n = 0;
+	if (fa->filter)
+		p[n++] = "filter", p[n++] = fa->filter;
+	if (fa->o.from_ns)
+		p[n++] = "from", p[n++] = remote_time(fa->o.from_ns, from);
+	if (fa->o.to_ns)
+		p[n++] = "to", p[n++] = remote_time(fa->o.to_ns, to);
+	if (fa->o.triggered)
+		p[n++] = "triggered", p[n++] = "true";
+	p[n++] = "sort", p[n++] = sorts[fa->o.sort];
+	if (fa->o.top) {
+		snprintf(top, sizeof(top), "%" PRIu64, fa->o.top);
+		p[n++] = "top", p[n++] = top;
+	}
+	FILE *m = open_memstream(&text, &len);
+	int r = m ? remote_get(fa->remote, "flows", p, n, &fa->tls, m, &http, err) : -ENOMEM;
+	if (m)
+		fclose(m);
+	if (r) {
+		if (r == REMOTE_E_REFUSED)
+			cli_error(CMD, "%s: %s (HTTP %ld)", fa->remote, err, http);
+		else
+			cli_error(CMD, "%s", r == -ENOMEM ? "out of memory" : err);
+		free(text);
+		return r == REMOTE_E_REFUSED && http == 400 ? EXIT_USAGE : EXIT_FAIL;
+	}
+	if (fa->json) {
+		fwrite(text, 1, len, stdout);
+	} else {
+		printf("%-30s %10s %-5s %-40s %-40s %-9s %8s %8s %11s %11s %-8s %s\n", "first",
+		       "duration", "proto", "a", "b", "vlan", "pkts>", "pkts<", "bytes>", "bytes<",
+		       "flags", "trigger");
+		for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+			nl = strchr(line, '\n');
+			if (nl)
+				*nl = '\0';
+			if (print_remote_line(line) != 0) {
+				cli_error(CMD, "%s: an answer line that is not a flow: %.80s",
+				          fa->remote, line);
+				free(text);
+				return EXIT_FAIL;
+			}
+		}
+	}
+	free(text);
+	return EXIT_OK;
+}
+
 int flows_main(int argc, char **argv)
 {
 	struct flows_args fa = {0};
@@ -136,6 +256,11 @@ int flows_main(int argc, char **argv)
 	if (r) {
 		free(fa.filter);
 		return r < 0 ? EXIT_OK : r;
+	}
+	if (fa.remote) {
+		r = flows_remote(&fa);
+		free(fa.filter);
+		return r;
 	}
 	struct archive *a = NULL;
 	struct archive_rtxn *t = NULL;

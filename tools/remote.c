@@ -62,48 +62,56 @@ static int add_param(CURL *c, char **url, const char *name, const char *value)
 	return 0;
 }
 
-static int add_uint(CURL *c, char **url, const char *name, uint64_t v, int ns)
+char *remote_time(uint64_t ns, char *buf)
 {
-	char buf[32];
-	if (ns)
-		snprintf(buf, sizeof(buf), "%" PRIu64 ".%09" PRIu64, v / 1000000000u,
-		         v % 1000000000u);
-	else
-		snprintf(buf, sizeof(buf), "%" PRIu64, v);
-	return add_param(c, url, name, buf);
+	snprintf(buf, 32, "%" PRIu64 ".%09" PRIu64, ns / 1000000000u, ns % 1000000000u);
+	return buf;
 }
 
-/* The request's URL; NULL when out of memory. */
-static char *request_url(CURL *c, const char *base, const struct query_options *o)
+/* The query's parameters (name, value pairs in *p, at most 16); their count. */
+static int query_params(const struct query_options *o, char bufs[4][32], const char **p)
 {
 	static const char *const formats[] = {[QUERY_FORMAT_PCAP] = "pcap",
 	                                      [QUERY_FORMAT_PCAPNG] = "pcapng",
 	                                      [QUERY_FORMAT_JSON] = "json"};
+	int n = 0;
+	if (o->filter && o->filter[0])
+		p[n++] = "filter", p[n++] = o->filter;
+	if (o->from_ns)
+		p[n++] = "from", p[n++] = remote_time(o->from_ns, bufs[0]);
+	if (o->to_ns)
+		p[n++] = "to", p[n++] = remote_time(o->to_ns, bufs[1]);
+	if (o->explain)
+		return n;
+	p[n++] = "format", p[n++] = formats[o->format];
+	if (o->ts_micro)
+		p[n++] = "ts", p[n++] = "micro";
+	if (o->limit_packets) {
+		snprintf(bufs[2], 32, "%" PRIu64, o->limit_packets);
+		p[n++] = "limit_packets", p[n++] = bufs[2];
+	}
+	if (o->limit_bytes) {
+		snprintf(bufs[3], 32, "%" PRIu64, o->limit_bytes);
+		p[n++] = "limit_bytes", p[n++] = bufs[3];
+	}
+	if (o->comment && o->format == QUERY_FORMAT_PCAPNG)
+		p[n++] = "comment", p[n++] = o->comment;
+	return n;
+}
+
+/* base + "/api/v1/" + path + the parameters (n names and values); NULL when out of memory. */
+static char *request_url(CURL *c, const char *base, const char *path, const char *const *p, int n)
+{
 	size_t bl = strlen(base);
 	char *url = NULL;
 	if (asprintf(&url, "%.*s/api/v1/%s", (int)(bl && base[bl - 1] == '/' ? bl - 1 : bl), base,
-	             o->explain ? "explain" : "query") < 0)
+	             path) < 0)
 		return NULL;
-	int e = o->filter && o->filter[0] ? add_param(c, &url, "filter", o->filter) : 0;
-	if (!e && o->from_ns)
-		e = add_uint(c, &url, "from", o->from_ns, 1);
-	if (!e && o->to_ns)
-		e = add_uint(c, &url, "to", o->to_ns, 1);
-	if (!e && !o->explain) {
-		e = add_param(c, &url, "format", formats[o->format]);
-		if (!e && o->ts_micro)
-			e = add_param(c, &url, "ts", "micro");
-		if (!e && o->limit_packets)
-			e = add_uint(c, &url, "limit_packets", o->limit_packets, 0);
-		if (!e && o->limit_bytes)
-			e = add_uint(c, &url, "limit_bytes", o->limit_bytes, 0);
-		if (!e && o->comment && o->format == QUERY_FORMAT_PCAPNG)
-			e = add_param(c, &url, "comment", o->comment);
-	}
-	if (e) {
-		free(url);
-		return NULL;
-	}
+	for (int i = 0; i + 1 < n; i += 2)
+		if (add_param(c, &url, p[i], p[i + 1]) != 0) {
+			free(url);
+			return NULL;
+		}
 	return url;
 }
 
@@ -138,14 +146,24 @@ static void set_tls(CURL *c, const struct remote_tls *tls)
 int remote_query(const char *base, const struct remote_tls *tls, const struct query_options *opt,
                  long *http, char *errbuf)
 {
+	char bufs[4][32];
+	const char *p[32];
+	int n = query_params(opt, bufs, p);
+	return remote_get(base, opt->explain ? "explain" : "query", p, n, tls, opt->out, http,
+	                  errbuf);
+}
+
+int remote_get(const char *base, const char *path, const char *const *params, int nparams,
+               const struct remote_tls *tls, FILE *out, long *http, char *errbuf)
+{
 	char cerr[CURL_ERROR_SIZE] = "";
-	struct sink s = {.out = opt->out};
+	struct sink s = {.out = out};
 	*http = 0;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || !(s.c = curl_easy_init())) {
 		snprintf(errbuf, QUERY_ERRBUF_SIZE, "cannot start libcurl");
 		return REMOTE_E_TRANSFER;
 	}
-	char *url = request_url(s.c, base, opt);
+	char *url = request_url(s.c, base, path, params, nparams);
 	int e = 0;
 	if (!url) {
 		snprintf(errbuf, QUERY_ERRBUF_SIZE, "out of memory");

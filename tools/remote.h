@@ -33,4 +33,15 @@ struct remote_tls {
 int remote_query(const char *url, const struct remote_tls *tls, const struct query_options *opt,
                  long *http, char *errbuf);
 
+/*
+ * GET url/api/v1/path with the parameters (nparams strings: name, value,
+ * name, value...; escaped here), writing a 200 answer's bytes to out as they
+ * arrive.  Returns as remote_query.
+ */
+int remote_get(const char *url, const char *path, const char *const *params, int nparams,
+               const struct remote_tls *tls, FILE *out, long *http, char *errbuf);
+
+/* ns as the API's time parameter: epoch seconds with nine decimals; buf >= 32 bytes. */
+char *remote_time(uint64_t ns, char *buf);
+
 #endif

@@ -177,6 +177,14 @@ flows_same() {
     then pass; else
         fail "flows ${opts[*]}: /api/v1/flows ($(code), $(wc -l <"$TMP/flows.api") lines) differs from flows --json ($(wc -l <"$TMP/flows.local") lines)"
     fi
+    local json
+    for json in --json ""; do
+        fs flows --archive "$arch" $json "${opts[@]}" >"$TMP/flows.local" 2>/dev/null
+        fs flows --remote "$URL" --cert "$C/client.crt" --key "$C/client.key" --cacert "$C/ca.crt" \
+            $json "${opts[@]}" >"$TMP/flows.remote" 2>"$TMP/flows.err"
+        cmp -s "$TMP/flows.local" "$TMP/flows.remote" && pass ||
+            fail "flows --remote $json ${opts[*]} differs from the local flows: $(head -c 300 "$TMP/flows.err")"
+    done
 }
 
 flows_checks() {
