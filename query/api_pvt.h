@@ -61,6 +61,11 @@ const char *api_param(const struct api_request *q, const char *name);
 /* Writes s as a JSON string (with quotes) into f. */
 void api_json_string(FILE *f, const char *s);
 
+/* The parameters of /api/v1/query, /api/v1/flows into their options: 0, or -1 with q->status
+   and q->error set (a 4xx).  Pure: they read q only (and the time parser). */
+int api_query_options(struct api_request *q, struct query_options *o);
+int api_flows_options(struct api_request *q, struct query_flows_options *o);
+
 /* The endpoints that read the archive (api_query.c).  q holds the parameters, all checked
    against the endpoint's list first. */
 enum MHD_Result api_query(struct api_request *q, struct MHD_Connection *c);

@@ -124,6 +124,11 @@ static int query_options_from(struct api_request *q, const char *const *names,
 	return 0;
 }
 
+int api_query_options(struct api_request *q, struct query_options *o)
+{
+	return query_options_from(q, query_params, o);
+}
+
 /* The status for a query that failed before its first byte. */
 static unsigned query_status(int err)
 {
@@ -330,7 +335,7 @@ enum MHD_Result api_query(struct api_request *q, struct MHD_Connection *c)
 	struct job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return api_error(c, 503, "out of memory");
-	if (query_options_from(q, query_params, &j->o) != 0) {
+	if (api_query_options(q, &j->o) != 0) {
 		free(j);
 		return api_error(c, q->status, "%s", q->error);
 	}
@@ -418,8 +423,7 @@ enum MHD_Result api_explain(struct api_request *q, struct MHD_Connection *c)
 static const char *const flows_params[] = {"filter", "from", "to",     "triggered",
                                            "sort",   "top",  "offset", NULL};
 
-/* The request's flows options; 0 or -1 with q's error. */
-static int flows_options_from(struct api_request *q, struct query_flows_options *o)
+int api_flows_options(struct api_request *q, struct query_flows_options *o)
 {
 	const char *sort = api_param(q, "sort"), *trig = api_param(q, "triggered");
 	*o = (struct query_flows_options){.filter = api_param(q, "filter")};
@@ -489,7 +493,7 @@ enum MHD_Result api_flows(struct api_request *q, struct MHD_Connection *c)
 	size_t n;
 	uint64_t damaged;
 	char err[QUERY_ERRBUF_SIZE];
-	if (flows_options_from(q, &o) != 0)
+	if (api_flows_options(q, &o) != 0)
 		return api_error(c, q->status, "%s", q->error);
 	unsigned running = slot_take(q->s);
 	if (running)
