@@ -15,6 +15,7 @@
 #define API_MAX_BODY (256u << 10) /* bytes of a POST body (form-encoded) */
 #define API_MAX_URL (16u << 10)   /* bytes of the URL with its query string */
 #define API_MAX_HEADERS 64        /* request headers */
+#define API_PIPE_BYTES (1u << 20) /* a query's pipe to its connection: the answer's buffer */
 
 struct query_api {
 	struct query_api_config c;

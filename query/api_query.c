@@ -270,6 +270,10 @@ static int job_start(struct job *j)
 		close(fds[1]);
 		return -ENOMEM;
 	}
+	/* bigger than stdio's 4 KiB for a pipe and the pipe's 64 KiB: fewer writes, reads and
+	   wake-ups per answer (a larger pipe may be refused: the default then) */
+	setvbuf(j->wr, NULL, _IOFBF, API_PIPE_BYTES / 4);
+	fcntl(fds[1], F_SETPIPE_SZ, (int)API_PIPE_BYTES);
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -357,8 +361,8 @@ enum MHD_Result api_query(struct api_request *q, struct MHD_Connection *c)
 	int done, avail = 0, started = job_wait_start(j, &done);
 	if (!started || (done && j->rc && (ioctl(j->rd, FIONREAD, &avail) != 0 || avail == 0)))
 		return job_failed(j, done, c);
-	struct MHD_Response *r =
-	    MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 << 10, job_read, j, job_release);
+	struct MHD_Response *r = MHD_create_response_from_callback(
+	    MHD_SIZE_UNKNOWN, API_PIPE_BYTES / 4, job_read, j, job_release);
 	if (!r) {
 		job_free(j);
 		return MHD_NO;
