@@ -21,7 +21,9 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "query/api_pvt.h"
 
@@ -489,6 +491,8 @@ bad:
 
 static void server_free(struct query_api *s)
 {
+	if (s->stop_fd >= 0)
+		close(s->stop_fd);
 	free(s->cert_pem);
 	free(s->key_pem);
 	free(s->ca_pem);
@@ -552,6 +556,10 @@ int query_api_start(const struct query_api_config *c, struct query_api **out, ch
 		return -ENOMEM;
 	s->c = *c;
 	config_defaults(&s->c);
+	if ((s->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0) {
+		free(s);
+		return -errno;
+	}
 	if (c->tls_cert && (e = tls_load(s, errbuf)) != 0) {
 		server_free(s);
 		return e;
@@ -577,6 +585,10 @@ void query_api_stop(struct query_api *s)
 {
 	if (!s)
 		return;
+	uint64_t one = 1;
+	/* streams blocked on their query wake and end (an eventfd at 0 takes 1: cannot fail) */
+	if (write(s->stop_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
+		one = 0;
 	MHD_stop_daemon(s->d);
 	server_free(s);
 }

@@ -22,6 +22,7 @@ struct query_api {
 	struct MHD_Daemon *d;
 	char *cert_pem, *key_pem, *ca_pem; /* what MHD was given: kept until it stops */
 	unsigned port;
+	int stop_fd;         /* eventfd, readable once the server stops: streams end */
 	atomic_uint queries; /* running now: only the request threads change it (acq_rel) */
 };
 

@@ -230,10 +230,11 @@ static ssize_t job_read(void *cls, uint64_t pos, char *buf, size_t max)
 	struct job *j = cls;
 	(void)pos;
 	for (;;) {
-		struct pollfd p = {.fd = j->rd, .events = POLLIN};
-		int n = poll(&p, 1, deadline_ms(j));
-		if (n == 0)
-			return MHD_CONTENT_READER_END_WITH_ERROR; /* past the deadline: cut off */
+		struct pollfd p[2] = {{.fd = j->rd, .events = POLLIN},
+		                      {.fd = j->s->stop_fd, .events = POLLIN}};
+		int n = poll(p, 2, deadline_ms(j));
+		if (n == 0 || (n > 0 && p[1].revents))
+			return MHD_CONTENT_READER_END_WITH_ERROR; /* past the deadline, or stopping */
 		if (n < 0 && errno == EINTR)
 			continue;
 		ssize_t got = n < 0 ? -1 : read(j->rd, buf, max);

@@ -77,6 +77,10 @@ stop_server() {
     kill -TERM "$SPID"
     local i
     for ((i = 0; i < 100; i++)); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$SPID" 2>/dev/null; then
+        fail "serve still runs 10 s after SIGTERM"
+        kill -KILL "$SPID"
+    fi
     if wait "$SPID"; then pass; else fail "serve did not exit 0 on SIGTERM"; fi
 }
 
@@ -405,7 +409,11 @@ formats "$arch"
 refusals
 bad_requests
 fd_levels
+# SIGTERM while a client stalls a stream: the server still stops at once
+stall_client "$TMP/stall3.line"
+wait_for "$TMP/stall3.line" '^HTTP/1.1 200' "$STALL" 100 && pass || fail "no 200 for the staller"
 stop_server
+kill "$STALL"
 start_server "$arch" --idle-timeout 1s
 idle_close
 stop_server
