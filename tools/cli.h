@@ -71,6 +71,9 @@ int cli_parse_duration(const char *s, uint64_t *out);
  */
 int cli_parse_time(const char *s, uint64_t now_ns, uint64_t *out);
 
+/* cli_parse_time() against the clock now (the API's time parser, query_api_time_fn). */
+int cli_parse_time_now(const char *s, uint64_t *out);
+
 /* The one-line usage error for option opt's value arg, err from cli_parse_time(). */
 void cli_time_error(const char *cmd, const char *opt, const char *arg, int err);
 

@@ -38,11 +38,6 @@ static void usage(FILE *f)
 	    "  --query-timeout D  cut a query off after this long (default 10m)\n");
 }
 
-static int parse_time_cb(const char *text, uint64_t *ns)
-{
-	return cli_parse_time(text, cli_now_ns(), ns);
-}
-
 /* A count option in [1, 65535]; 0 or EXIT_USAGE. */
 static int parse_count(const char *name, const char *arg, unsigned *out)
 {
@@ -155,7 +150,7 @@ static int serve(struct archive *a, struct query_api_config *cfg)
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	cfg->archive = a;
-	cfg->parse_time = parse_time_cb;
+	cfg->parse_time = cli_parse_time_now;
 	int r = query_api_start(cfg, &api, err);
 	if (r) {
 		cli_error(CMD, "%s", err[0] ? err : query_strerror(r));

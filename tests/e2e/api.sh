@@ -401,7 +401,48 @@ idle_close() {
     kill "$STALL"
 }
 
+# record_listen: record --listen serves the archive while it records: /healthz 200 while the
+# source runs, a query mid-recording is a prefix of the whole answer (one dumper: frames commit
+# in capture order), and the recorder's exit ends the server
+record_listen() {
+    local arch="$TMP/arch.live" err="$TMP/rec-listen.err" i
+    "$FLOWSCOPE" record --read "$PCAPS/http.pcap" --replay-speed 1 --archive "$arch" --dumpers 1 \
+        --qq-size 16M --stats-interval 0 --listen 127.0.0.1:0 --tls-cert "$C/server.crt" \
+        --tls-key "$C/server.key" --client-ca "$C/ca.crt" 2>"$err" &
+    local rpid=$!
+    PIDS+=("$rpid")
+    if ! wait_for "$err" '^flowscope record: API listening on https://127.0.0.1:[0-9]+$' "$rpid" 100; then
+        fail "record --listen did not start its API: $(cat "$err")"
+        return
+    fi
+    URL=$(sed -n 's/^flowscope record: API listening on //p' "$err")
+    for ((i = 0; i < 50; i++)); do # the sources start just after the API
+        api "$URL/healthz" -o "$TMP/rh.json"
+        [ "$(code)" = 200 ] && break
+        sleep 0.1
+    done
+    [ "$(code)" = 200 ] && pass || fail "record --listen: /healthz $(code): $(cat "$TMP/rh.json")"
+    for ((i = 0; i < 50; i++)); do # until something is committed
+        api "$URL/api/v1/query" -o "$TMP/mid.pcap"
+        [ "$(code)" = 200 ] && [ "$(npackets "$TMP/mid.pcap")" -gt 0 ] 2>/dev/null && break
+        sleep 0.1
+    done
+    local n=$(npackets "$TMP/mid.pcap")
+    wait "$rpid" && pass || fail "record --listen: exit $?: $(tail -2 "$err")"
+    oracle "$PCAPS/http.pcap" "$TMP/all.pcap"
+    if [ "${n:-0}" -gt 0 ] && [ "$n" -lt "$(npackets "$TMP/all.pcap")" ] &&
+        cmp -s -n "$(stat -c %s "$TMP/mid.pcap")" "$TMP/mid.pcap" "$TMP/all.pcap"; then pass; else
+        fail "record --listen: the mid-recording answer ($n packets) is not a proper prefix of tcpdump's"
+    fi
+    fs query --archive "$arch" -w "$TMP/after.pcap" 2>/dev/null
+    cmp -s "$TMP/after.pcap" "$TMP/all.pcap" && pass || fail "record --listen: the archive differs from tcpdump"
+    fs record --read "$PCAPS/http.pcap" --archive "$TMP/never" --listen 0.0.0.0:0 >/dev/null 2>"$TMP/rl.err"
+    [ $? -eq 1 ] && pass || fail "record --listen 0.0.0.0:0 without TLS: not exit 1"
+    one_line_error "$TMP/rl.err" '^flowscope record: refusing plain HTTP on 0.0.0.0:0: '
+}
+
 make_certs
+record_listen
 differential
 arch="$TMP/arch.http"
 start_server "$arch" --max-queries 1
