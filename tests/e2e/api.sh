@@ -441,6 +441,34 @@ record_listen() {
     one_line_error "$TMP/rl.err" '^flowscope record: refusing plain HTTP on 0.0.0.0:0: '
 }
 
+# conn_limit: --per-ip-connections 2 against idle connections (slowloris): the third is closed
+# at once, the two time out (--idle-timeout 1s, bounded wait), then a client is served again
+conn_limit() {
+    timeout 30 python3 - "${URL#https://}" <<'EOF' && pass || fail "the connection limit: see above"
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+held = [socket.create_connection((host, int(port))) for _ in range(2)]
+time.sleep(0.2)  # (the server accepts them: not a condition waited on, the third decides)
+third = socket.create_connection((host, int(port)))
+third.settimeout(5)
+try:
+    data = third.recv(1)
+except socket.timeout:
+    sys.exit("a third idle connection from one address was not closed")
+if data:
+    sys.exit("the third connection got bytes")
+for h in held:  # idle ones are closed by the server after --idle-timeout (maybe a TLS alert first)
+    h.settimeout(10)
+    try:
+        while h.recv(4096):
+            pass
+    except socket.timeout:
+        sys.exit("an idle connection was not closed by --idle-timeout")
+EOF
+    api "$URL/healthz" -o /dev/null
+    [ "$(code)" = 200 ] && pass || fail "no answer after the idle connections: $(code)"
+}
+
 make_certs
 record_listen
 differential
@@ -455,8 +483,9 @@ stall_client "$TMP/stall3.line"
 wait_for "$TMP/stall3.line" '^HTTP/1.1 200' "$STALL" 100 && pass || fail "no 200 for the staller"
 stop_server
 kill "$STALL"
-start_server "$arch" --idle-timeout 1s
+start_server "$arch" --idle-timeout 1s --per-ip-connections 2
 idle_close
+conn_limit
 stop_server
 plain_http_refused "$arch"
 finish
