@@ -120,6 +120,9 @@ static int query_options_from(struct api_request *q, const char *const *names,
 		                 o->limit_bytes, header);
 		return -1;
 	}
+	uint64_t cap = q->s->c.max_answer_bytes;
+	if (cap && cap >= header && (!o->limit_bytes || o->limit_bytes > cap))
+		o->limit_bytes = cap; /* the server's bound: as if the client had asked for it */
 	o->skip_damaged = 1; /* a stream, as `query -w -`: what was sent cannot be taken back */
 	return 0;
 }

@@ -242,6 +242,8 @@ struct query_api_config {
 	unsigned per_ip_connections; /* 0 = 16 */
 	unsigned idle_timeout_s;     /* a connection idle this long is closed; 0 = 30 */
 	unsigned query_timeout_s;    /* a query running longer is cut off; 0 = 600 */
+	uint64_t max_answer_bytes;   /* a query's answer stops before this (as limit_bytes, the
+	                                smaller wins: whole packets, a valid file); 0 = none */
 	query_api_time_fn parse_time; /* required */
 	query_api_metrics_fn metrics;
 	void *metrics_arg;

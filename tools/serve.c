@@ -35,7 +35,9 @@ static void usage(FILE *f)
 	    "  --max-connections N  connections at once (default 64)\n"
 	    "  --per-ip-connections N  connections at once from one address (default 16)\n"
 	    "  --idle-timeout D  close a connection idle this long (default 30s)\n"
-	    "  --query-timeout D  cut a query off after this long (default 10m)\n");
+	    "  --query-timeout D  cut a query off after this long (default 10m)\n"
+	    "  --max-answer-bytes SIZE  end every answer before SIZE bytes, as limit_bytes\n"
+	    "              (whole packets, a valid file; default: no bound)\n");
 }
 
 /* A count option in [1, 65535]; 0 or EXIT_USAGE. */
@@ -74,6 +76,14 @@ static int parse_limit(int c, const char *arg, struct query_api_config *cfg)
 		return parse_count("--per-ip-connections", arg, &cfg->per_ip_connections);
 	case 'i':
 		return parse_seconds("--idle-timeout", arg, &cfg->idle_timeout_s);
+	case 'B':
+		if (cli_parse_size(arg, &cfg->max_answer_bytes) == 0 &&
+		    cfg->max_answer_bytes >= 1024)
+			return 0;
+		cli_error(CMD,
+		          "--max-answer-bytes '%s': expected a size of at least 1K, such as 1G",
+		          arg);
+		return EXIT_USAGE;
 	default:
 		return parse_seconds("--query-timeout", arg, &cfg->query_timeout_s);
 	}
@@ -92,6 +102,7 @@ static int parse_args(int argc, char **argv, const char **dir, struct query_api_
 	    {"per-ip-connections", required_argument, NULL, 'p'},
 	    {"idle-timeout", required_argument, NULL, 'i'},
 	    {"query-timeout", required_argument, NULL, 't'},
+	    {"max-answer-bytes", required_argument, NULL, 'B'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -110,7 +121,7 @@ static int parse_args(int argc, char **argv, const char **dir, struct query_api_
 			cfg->client_ca = optarg;
 		else if (c == 'h')
 			return usage(stdout), -1;
-		else if (strchr("qmpit", c) && c != ':' && c != '?') {
+		else if (strchr("qmpitB", c) && c != ':' && c != '?') {
 			if ((r = parse_limit(c, optarg, cfg)) != 0)
 				return r;
 		} else

@@ -483,9 +483,12 @@ stall_client "$TMP/stall3.line"
 wait_for "$TMP/stall3.line" '^HTTP/1.1 200' "$STALL" 100 && pass || fail "no 200 for the staller"
 stop_server
 kill "$STALL"
-start_server "$arch" --idle-timeout 1s --per-ip-connections 2
+start_server "$arch" --idle-timeout 1s --per-ip-connections 2 --max-answer-bytes 100000
 idle_close
 conn_limit
+# --max-answer-bytes: every answer as if limit_bytes said it (or a smaller one)
+same_as_local "$arch" --limit-bytes 100000 --
+same_as_local "$arch" --limit-bytes 5000 tcp -- limit_bytes=5000 filter=tcp
 stop_server
 plain_http_refused "$arch"
 finish
