@@ -134,7 +134,7 @@ static int parse_args(int argc, char **argv, struct flows_args *fa)
 	}
 	if (!fa->archive == !fa->remote) {
 		cli_error(CMD, fa->archive ? "--archive and --remote exclude each other"
-		                           : "--archive DIR or --remote URL is required");
+		                           : "--archive DIR is required (or --remote URL)");
 		return EXIT_USAGE;
 	}
 	if ((!fa->remote && (fa->tls.cert || fa->tls.key || fa->tls.cacert)) ||

@@ -225,7 +225,7 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 	if (!a->archive == !a->remote) {
 		cli_error(CMD, a->archive
 		                   ? "--archive and --remote exclude each other"
-		                   : "--archive DIR or --remote URL is required (see flowscope "
+		                   : "--archive DIR is required (or --remote URL; see flowscope "
 		                     "query --help)");
 		return EXIT_USAGE;
 	}
