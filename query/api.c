@@ -203,10 +203,39 @@ static void request_free(struct api_request *q)
 	free(q);
 }
 
+#define ADD(field, n) atomic_fetch_add_explicit(&(field), (n), memory_order_relaxed)
+
+const uint64_t query_api_latency_le_ns[QUERY_API_LATENCY_BUCKETS] = {
+    10000000ull, 100000000ull, 1000000000ull, 10000000000ull, 60000000000ull};
+
+void api_count_query(struct query_api *s, uint64_t ns, uint64_t bytes)
+{
+	ADD(s->n_queries, 1);
+	ADD(s->n_query_bytes, bytes);
+	ADD(s->n_query_ns, ns);
+	for (int i = 0; i < QUERY_API_LATENCY_BUCKETS; i++)
+		if (ns <= query_api_latency_le_ns[i])
+			ADD(s->n_query_le[i], 1);
+}
+
 static void request_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                               enum MHD_RequestTerminationCode toe)
 {
-	(void)cls, (void)c, (void)toe;
+	struct query_api *s = cls;
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
+	unsigned status = ci ? ci->http_status : 0;
+	ADD(s->n_requests, 1);
+	if (status >= 200 && status < 300)
+		ADD(s->n_2xx, 1);
+	else if (status >= 400 && status < 500)
+		ADD(s->n_4xx, 1);
+	else if (status >= 500)
+		ADD(s->n_5xx, 1);
+	if (status == 429)
+		ADD(s->n_busy, 1);
+	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		ADD(s->n_aborted, 1);
 	if (*req_cls)
 		request_free(*req_cls);
 	*req_cls = NULL;
@@ -581,7 +610,30 @@ unsigned query_api_port(const struct query_api *s)
 	return s->port;
 }
 
+#define GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
+
+void query_api_counters(const struct query_api *s, struct query_api_counters *o)
+{
+	struct query_api *m = (struct query_api *)s; /* atomic loads take non-const pointers */
+	*o = (struct query_api_counters){.requests = GET(m->n_requests),
+	                                 .responses_2xx = GET(m->n_2xx),
+	                                 .responses_4xx = GET(m->n_4xx),
+	                                 .responses_5xx = GET(m->n_5xx),
+	                                 .refused_busy = GET(m->n_busy),
+	                                 .aborted = GET(m->n_aborted),
+	                                 .queries = GET(m->n_queries),
+	                                 .query_bytes = GET(m->n_query_bytes),
+	                                 .query_ns = GET(m->n_query_ns)};
+	for (int i = 0; i < QUERY_API_LATENCY_BUCKETS; i++)
+		o->query_le[i] = GET(m->n_query_le[i]);
+}
+
 void query_api_stop(struct query_api *s)
+{
+	query_api_stop_counted(s, NULL);
+}
+
+void query_api_stop_counted(struct query_api *s, struct query_api_counters *final)
 {
 	if (!s)
 		return;
@@ -590,5 +642,7 @@ void query_api_stop(struct query_api *s)
 	if (write(s->stop_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
 		one = 0;
 	MHD_stop_daemon(s->d);
+	if (final)
+		query_api_counters(s, final);
 	server_free(s);
 }

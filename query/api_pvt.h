@@ -24,7 +24,13 @@ struct query_api {
 	unsigned port;
 	int stop_fd;         /* eventfd, readable once the server stops: streams end */
 	atomic_uint queries; /* running now: only the request threads change it (acq_rel) */
+	/* counters (relaxed: independent totals, read for reports) */
+	atomic_ulong n_requests, n_2xx, n_4xx, n_5xx, n_busy, n_aborted;
+	atomic_ulong n_queries, n_query_bytes, n_query_ns, n_query_le[QUERY_API_LATENCY_BUCKETS];
 };
+
+/* Counts a finished query stream of this duration and bytes. */
+void api_count_query(struct query_api *s, uint64_t ns, uint64_t bytes);
 
 struct api_param {
 	char *name, *value; /* malloc'd; value is NUL-terminated (len bytes) */

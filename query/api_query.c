@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "qq/qq.h"
 #include "query/api_pvt.h"
 
 /* ---- parameters ---------------------------------------------------------------------------- */
@@ -177,6 +178,7 @@ struct job {
 	int started, done; /* under mu */
 	int rc;            /* query_run's return, once done */
 	atomic_int stop;
+	uint64_t t0_ns, sent; /* the stream's start (CLOCK_MONOTONIC) and bytes: the MHD thread's */
 	struct timespec deadline; /* CLOCK_MONOTONIC */
 };
 
@@ -241,8 +243,10 @@ static ssize_t job_read(void *cls, uint64_t pos, char *buf, size_t max)
 		if (n < 0 && errno == EINTR)
 			continue;
 		ssize_t got = n < 0 ? -1 : read(j->rd, buf, max);
-		if (got > 0)
+		if (got > 0) {
+			j->sent += (uint64_t)got;
 			return got;
+		}
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got < 0)
@@ -255,9 +259,12 @@ static ssize_t job_read(void *cls, uint64_t pos, char *buf, size_t max)
 	}
 }
 
+/* MHD is done with the stream (whole, or cut off): counted, then the job ends. */
 static void job_release(void *cls)
 {
-	job_free(cls);
+	struct job *j = cls;
+	api_count_query(j->s, qq_clock_ns(CLOCK_MONOTONIC) - j->t0_ns, j->sent);
+	job_free(j);
 }
 
 /* Starts the query thread; 0 or -errno (j is freed then). */
@@ -354,6 +361,7 @@ enum MHD_Result api_query(struct api_request *q, struct MHD_Connection *c)
 		                 running);
 	}
 	j->s = q->s;
+	j->t0_ns = qq_clock_ns(CLOCK_MONOTONIC); /* the query's duration: planning included */
 	clock_gettime(CLOCK_MONOTONIC, &j->deadline);
 	j->deadline.tv_sec += q->s->c.query_timeout_s;
 	int e = job_start(j);

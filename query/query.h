@@ -264,6 +264,35 @@ int query_api_start(const struct query_api_config *c, struct query_api **out, ch
 /* The TCP port the server listens on (the one picked when listen asked for port 0). */
 unsigned query_api_port(const struct query_api *s);
 
+/* What the server did, counted since it started (docs/api.md, "Counters"). */
+#define QUERY_API_LATENCY_BUCKETS 5 /* query durations: <= 10 ms, 100 ms, 1 s, 10 s, 60 s */
+struct query_api_counters {
+	uint64_t requests;      /* requests ended (answered, refused or cut off) */
+	uint64_t responses_2xx; /* by the status answered */
+	uint64_t responses_4xx;
+	uint64_t responses_5xx;
+	uint64_t refused_busy; /* 429: --max-queries reached (also in responses_4xx) */
+	uint64_t aborted;      /* ended before their answer was whole: client gone, a timeout,
+	                           a stream cut off, the server stopping */
+	uint64_t queries;      /* /api/v1/query answers started (200) */
+	uint64_t query_bytes;  /* their bytes handed to the connections */
+	uint64_t query_ns;     /* their durations, added up (start to end of the stream) */
+	uint64_t query_le[QUERY_API_LATENCY_BUCKETS]; /* queries that took at most 10 ms, ... */
+};
+
+/* The upper bounds of query_le's buckets, in ns. */
+extern const uint64_t query_api_latency_le_ns[QUERY_API_LATENCY_BUCKETS];
+
+/* A copy of the counters (relaxed reads: each value is current, not all at one instant).
+   Any thread, while the server runs or after query_api_stop's MHD part... until it returns. */
+void query_api_counters(const struct query_api *s, struct query_api_counters *out);
+
+/*
+ * Stops accepting, ends running queries and connections, frees.  NULL is a
+ * no-op.  If final is not NULL it gets the counters as they end.
+ */
+void query_api_stop_counted(struct query_api *s, struct query_api_counters *final);
+
 /* Stops accepting, ends running queries and connections, frees.  NULL is a no-op. */
 void query_api_stop(struct query_api *s);
 

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -147,6 +148,23 @@ static int parse_args(int argc, char **argv, const char **dir, struct query_api_
 	return 0;
 }
 
+/* The final report: one line of name=value counters (docs/api.md, "Counters"). */
+static void print_counters(const struct query_api_counters *n)
+{
+	static const char *const le[QUERY_API_LATENCY_BUCKETS] = {"10ms", "100ms", "1s", "10s",
+	                                                          "60s"};
+	printf("flowscope serve: api.requests=%" PRIu64 " api.responses_2xx=%" PRIu64
+	       " api.responses_4xx=%" PRIu64 " api.responses_5xx=%" PRIu64
+	       " api.refused_busy=%" PRIu64 " api.aborted=%" PRIu64 " api.queries=%" PRIu64
+	       " api.query_bytes=%" PRIu64 " api.query_ns=%" PRIu64,
+	       n->requests, n->responses_2xx, n->responses_4xx, n->responses_5xx, n->refused_busy,
+	       n->aborted, n->queries, n->query_bytes, n->query_ns);
+	for (int i = 0; i < QUERY_API_LATENCY_BUCKETS; i++)
+		printf(" api.query_le_%s=%" PRIu64, le[i], n->query_le[i]);
+	printf("\n");
+	fflush(stdout);
+}
+
 /* Serves until a signal; 0, or EXIT_FAIL when the server cannot start. */
 static int serve(struct archive *a, struct query_api_config *cfg)
 {
@@ -173,7 +191,9 @@ static int serve(struct archive *a, struct query_api_config *cfg)
 	fflush(stdout);
 	while (sigwait(&stop, &sig) != 0)
 		;
-	query_api_stop(api);
+	struct query_api_counters n;
+	query_api_stop_counted(api, &n);
+	print_counters(&n);
 	return EXIT_OK;
 }
 

@@ -72,6 +72,7 @@ start_server() {
         finish
     fi
     URL=$(sed -n 's/^flowscope serve: listening on //p' "$out")
+    SOUT=$out
 }
 stop_server() {
     kill -TERM "$SPID"
@@ -473,6 +474,24 @@ make_certs
 record_listen
 differential
 arch="$TMP/arch.http"
+# counted: the final report of a server that answered a known set of requests
+counted() {
+    start_server "$1"
+    api "$URL/healthz" -o /dev/null
+    api -G "$URL/api/v1/query" -d filter=tcp -o "$TMP/c.pcap"
+    api -G "$URL/api/v1/query" --data-urlencode "filter=tcp and" -o /dev/null
+    api "$URL/nope" -o /dev/null
+    stop_server
+    local bytes want got
+    bytes=$(stat -c %s "$TMP/c.pcap")
+    want="api.requests=4 api.responses_2xx=2 api.responses_4xx=2 api.responses_5xx=0 api.refused_busy=0 api.aborted=0 api.queries=1 api.query_bytes=$bytes"
+    got=$(sed -n 's/^flowscope serve: \(api\.requests=.*\) api\.query_ns=.*/\1/p' "$SOUT")
+    [ "$got" = "$want" ] && pass || fail "serve's counters: '$got', expected '$want'"
+    grep -qE ' api\.query_ns=[1-9][0-9]* api\.query_le_10ms=[01] api\.query_le_100ms=[01] api\.query_le_1s=[01] api\.query_le_10s=[01] api\.query_le_60s=1$' "$SOUT" &&
+        pass || fail "serve's latency counters: $(tail -1 "$SOUT")"
+}
+
+counted "$arch"
 start_server "$arch" --max-queries 1
 formats "$arch"
 refusals
