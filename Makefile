@@ -33,6 +33,7 @@ DEB_BUILD := gcc make cmake pkg-config libc6-dev libdpdk-dev dpdk liburing-dev \
 DEB_BUILD += libinih-dev
 DEB_BUILD += dpkg-dev file
 DEB_BUILD += libsystemd-dev
+DEB_BUILD += libmicrohttpd-dev libgnutls28-dev libcurl4-gnutls-dev
 DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux python3 strace \
              python3-lmdb python3-zstandard \
              iproute2 jq clang libclang-rt-14-dev \
@@ -41,6 +42,7 @@ DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux py
 DEB_TEST  += lintian shellcheck
 DEB_TEST  += prometheus
 DEB_TEST  += systemd
+DEB_TEST  += openssl curl
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
 .PHONY: all build install deb deps asan test test-release test-asan test-tsan test-fuzz bench demo format \
@@ -106,6 +108,7 @@ FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefi
 # tests/fuzz/make_seeds.sh); every input that once crashed a target stays in
 # tests/fuzz/regressions/<target>/ and is run first.
 FUZZ_TARGETS = fuzz_parse fuzz_plan fuzz_pcapng fuzz_units fuzz_index fuzz_segment fuzz_steno
+FUZZ_TARGETS += fuzz_api
 FUZZ_ARCHIVE_SRC = archive/archive.c archive/index.c archive/terms.c archive/writer.c \
     archive/reader.c archive/rules.c archive/scan.c archive/segio.c archive/verify.c \
     archive/recover.c archive/retention.c archive/lmdbcheck.c flowtrack/flowkey.c \
@@ -130,6 +133,10 @@ test-fuzz: deps
 	    -o $(FUZZ_BUILD)/fuzz_segment
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_steno.c query/steno.c flowtrack/units.c \
 	    $$(pkg-config --cflags --libs libpcap) -o $(FUZZ_BUILD)/fuzz_steno
+	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_api.c query/api.c query/api_query.c query/run.c \
+	    query/plan.c query/export.c query/flows.c tools/cli.c $(FUZZ_ARCHIVE_SRC) \
+	    $(FUZZ_ARCHIVE_LIBS) $$(pkg-config --cflags --libs libmicrohttpd gnutls) \
+	    -o $(FUZZ_BUILD)/fuzz_api
 	@for f in $(FUZZ_TARGETS); do \
 	    reg=$$(ls -d $(CURDIR)/tests/fuzz/regressions/$$f/* 2>/dev/null); \
 	    [ -z "$$reg" ] || (cd $(FUZZ_BUILD) && ./$$f $$reg 2>$$f.reg.log) || \

@@ -28,3 +28,8 @@ flowscope_dep(INIH    inih      libinih-dev)
 flowscope_dep(CAP     libcap    libcap-dev)
 # sd_notify(3) for the systemd unit (Type=notify, watchdog): tools/service.c
 flowscope_dep(SYSTEMD libsystemd libsystemd-dev)
+# the HTTP API (flowscope serve, docs/api.md): libmicrohttpd built with GnuTLS, GnuTLS itself
+# for the client-certificate check, libcurl for query --remote
+flowscope_dep(MHD     libmicrohttpd libmicrohttpd-dev)
+flowscope_dep(GNUTLS  gnutls    libgnutls28-dev)
+flowscope_dep(CURL    libcurl   libcurl4-gnutls-dev)

@@ -160,7 +160,7 @@ static int pcapng_packet(struct export *x, int linktype, uint32_t snaplen,
 
 /* ---- JSON lines --------------------------------------------------------------------------- */
 
-static void json_time(uint64_t ns, char *buf, size_t len)
+void export_json_time(uint64_t ns, char *buf, size_t len)
 {
 	time_t t = (time_t)(ns / 1000000000u);
 	struct tm tm;
@@ -214,7 +214,7 @@ static int json_format(int linktype, const struct archive_record *r, char *buf)
 	char t[48];
 	struct ft_packet p;
 	int n = 0;
-	json_time(r->ts_ns, t, sizeof(t));
+	export_json_time(r->ts_ns, t, sizeof(t));
 	JPUT("{\"time\":\"%s\",\"ts_ns\":%llu,\"len\":%u,\"caplen\":%u", t,
 	     (unsigned long long)r->ts_ns, r->wirelen, r->caplen);
 	if (ft_parse(linktype, r->data, r->caplen, &p) != 0)

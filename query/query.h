@@ -16,10 +16,15 @@
  *   query_run() builds its own plan.  query_steno_translate() ->
  *   query_steno_free() turns a Stenographer query into query_options' filter,
  *   from_ns and to_ns.
+ *   The HTTP API (query_api_*, api.c):
+ *   query_api_start() -> query_api_port() -> query_api_stop().
  *
  * Threading
  *   Plans are immutable after building and may be shared.  query_run() uses
- *   one read transaction and one frame reader of its own.
+ *   one read transaction and one frame reader of its own.  The API server runs
+ *   its own threads (one per connection, one per running query) over a shared
+ *   struct archive; its callbacks (metrics, health, parse_time) are called from
+ *   them, concurrently.
  *
  * Errors
  *   0 on success, negative errno, or QUERY_E_* (-10400..-10499);
@@ -28,6 +33,7 @@
 #ifndef FLOWSCOPE_QUERY_H
 #define FLOWSCOPE_QUERY_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,6 +49,8 @@ extern "C" {
 #define QUERY_E_LINKTYPES (QUERY_E_BASE - 2) /* matches span link types a pcap cannot hold */
 #define QUERY_E_OUTPUT (QUERY_E_BASE - 3)    /* writing the output failed */
 #define QUERY_E_STENO (QUERY_E_BASE - 10)    /* not a Stenographer query flowscope translates */
+#define QUERY_E_TLS (QUERY_E_BASE - 4)       /* API: TLS setup failed (certificate, key, CA) */
+#define QUERY_E_LISTEN (QUERY_E_BASE - 5)    /* API: cannot listen there (or not allowed) */
 #define QUERY_E_LAST (QUERY_E_BASE - 99)
 
 const char *query_strerror(int err);
@@ -114,6 +122,13 @@ struct query_options {
 	int (*on_packet)(const struct archive_segment_info *seg, const struct archive_record *rec,
 	                 void *arg);
 	void *on_packet_arg;
+	/* if not NULL: called once the query is known to run (filter compiled, time range
+	   planned), before its first output byte; a query that fails earlier never calls it */
+	void (*on_start)(void *arg);
+	void *on_start_arg;
+	/* if not NULL: set nonzero (by another thread) to stop the query before its next
+	   frame: it returns -ECANCELED.  Read relaxed: a frame late is fine */
+	const atomic_int *stop;
 };
 
 struct query_result {
@@ -186,6 +201,139 @@ int query_steno_translate(const char *text, size_t len, uint64_t now_ns, struct 
 
 /* Frees out->filter (NULL is fine); the struct itself is the caller's. */
 void query_steno_free(struct query_steno *s);
+/* ---- flows (flows.c): what `flowscope flows` and GET /api/v1/flows list ----------------- */
+
+enum query_flows_sort {
+	QUERY_FLOWS_BY_TIME = 0, /* first packet time, earliest first */
+	QUERY_FLOWS_BY_BYTES,    /* then largest first (ties by time) */
+	QUERY_FLOWS_BY_PACKETS,
+	QUERY_FLOWS_BY_DURATION,
+};
+
+struct query_flows_options {
+	const char *filter; /* a flow is listed when one of its packets matches; NULL/"" = all */
+	uint64_t from_ns, to_ns;    /* flows active in [from, to); 0 = open */
+	int triggered;              /* only flows a trigger archived */
+	enum query_flows_sort sort; /* BY_TIME with top: by bytes */
+	uint64_t offset;            /* leave out the first offset flows of that order (paging) */
+	uint64_t top;               /* then keep at most top; 0 = all */
+	FILE *notices;              /* as query_options.notices (for the filter's query) */
+	const char *notice_prefix;
+	const atomic_int *stop; /* as query_options.stop */
+};
+
+/*
+ * Lists the flows of the archive (read snapshot t): records of one flow in
+ * several segments merged, then selected, ordered, paged.  Returns 0 with
+ * *flows (malloc'd, the caller frees) of *n, and *frames_damaged the frames
+ * the filter's query left out as unreadable (their flows may be missing);
+ * or QUERY_E_FILTER, ARCHIVE_E_*, -ENOMEM, -ECANCELED; errbuf gets one line.
+ * Thread-safe (one t per thread).
+ */
+int query_flows(struct archive *a, struct archive_rtxn *t, const struct query_flows_options *o,
+                struct archive_flow_info **flows, size_t *n, uint64_t *frames_damaged,
+                char *errbuf);
+
+/* A flow's fields as text, as `flowscope flows` shows them. */
+struct query_flow_text {
+	char first[48], last[48]; /* RFC 3339, ns */
+	char proto[16];
+	char a[64], b[64]; /* ADDR:PORT, [ADDR6]:PORT */
+	char vlan[16];     /* "300/42", "42", "-" */
+	char flags[16];    /* TCP flags seen, FSRPAUEC letters, "-" for none */
+	char trigger[256]; /* the trigger's name, "" for none */
+};
+void query_flow_fields(struct archive_rtxn *t, const struct archive_flow_info *f,
+                       struct query_flow_text *x);
+
+/* Writes the flow as one JSON line (`flows --json`, /api/v1/flows). */
+void query_flow_json(FILE *out, struct archive_rtxn *t, const struct archive_flow_info *f);
+
+/* ---- the HTTP API (api.c; docs/api.md) ------------------------------------------------------ */
+
+/*
+ * GET /metrics: the Prometheus text exposition (format 0.0.4) of the caller's
+ * counters.  Called from a connection thread, possibly several at once.
+ * Returns 0 with *text (malloc'd, the server frees it) of *len bytes, or a
+ * negative errno (the answer is then 503 with a JSON error).  NULL in
+ * query_api_config: /metrics answers 404.
+ */
+typedef int (*query_api_metrics_fn)(void *arg, char **text, size_t *len);
+
+/*
+ * GET /healthz: 0 when healthy (200), else nonzero with a one-line reason in
+ * reason (503).  NULL: healthy while the archive can be read.
+ */
+typedef int (*query_api_health_fn)(void *arg, char *reason, size_t len);
+
+/* from/to as the command line takes them: 0 and *ns, or nonzero (400). */
+typedef int (*query_api_time_fn)(const char *text, uint64_t *ns);
+
+struct query_api_config {
+	struct archive *archive;     /* read only, shared; outlives the server */
+	const char *listen;          /* "ADDR:PORT" or "[ADDR6]:PORT"; port 0 = any free one */
+	const char *tls_cert;        /* PEM server certificate chain; NULL = plain HTTP, which */
+	const char *tls_key;         /*   only a loopback address may serve (else QUERY_E_LISTEN) */
+	const char *client_ca;       /* PEM CA(s): clients must present a certificate it signed
+	                            (refused in the TLS handshake); NULL = no client auth */
+	unsigned max_queries;        /* queries at once; more answer 429; 0 = 4 */
+	unsigned max_connections;    /* 0 = 64 */
+	unsigned per_ip_connections; /* 0 = 16 */
+	unsigned idle_timeout_s;     /* a connection idle this long is closed; 0 = 30 */
+	unsigned query_timeout_s;    /* a query running longer is cut off; 0 = 600 */
+	uint64_t max_answer_bytes;   /* a query's answer stops before this (as limit_bytes, the
+	                                smaller wins: whole packets, a valid file); 0 = none */
+	query_api_time_fn parse_time; /* required */
+	query_api_metrics_fn metrics;
+	void *metrics_arg;
+	query_api_health_fn health;
+	void *health_arg;
+};
+
+struct query_api;
+
+/*
+ * Reads the certificate, key and CA files, binds and starts serving (its own
+ * threads).  Returns 0 and *out, or QUERY_E_TLS, QUERY_E_LISTEN, -ENOMEM,
+ * -EINVAL (a config field out of range); errbuf gets one line naming the file
+ * or address at fault.  The caller should ignore SIGPIPE (stdio output).
+ */
+int query_api_start(const struct query_api_config *c, struct query_api **out, char *errbuf);
+
+/* The TCP port the server listens on (the one picked when listen asked for port 0). */
+unsigned query_api_port(const struct query_api *s);
+
+/* What the server did, counted since it started (docs/api.md, "Counters"). */
+#define QUERY_API_LATENCY_BUCKETS 5 /* query durations: <= 10 ms, 100 ms, 1 s, 10 s, 60 s */
+struct query_api_counters {
+	uint64_t requests;      /* requests ended (answered, refused or cut off) */
+	uint64_t responses_2xx; /* by the status answered */
+	uint64_t responses_4xx;
+	uint64_t responses_5xx;
+	uint64_t refused_busy; /* 429: --max-queries reached (also in responses_4xx) */
+	uint64_t aborted;      /* ended before their answer was whole: client gone, a timeout,
+	                           a stream cut off, the server stopping */
+	uint64_t queries;      /* /api/v1/query answers started (200) */
+	uint64_t query_bytes;  /* their bytes handed to the connections */
+	uint64_t query_ns;     /* their durations, added up (start to end of the stream) */
+	uint64_t query_le[QUERY_API_LATENCY_BUCKETS]; /* queries that took at most 10 ms, ... */
+};
+
+/* The upper bounds of query_le's buckets, in ns. */
+extern const uint64_t query_api_latency_le_ns[QUERY_API_LATENCY_BUCKETS];
+
+/* A copy of the counters (relaxed reads: each value is current, not all at one instant).
+   Any thread, while the server runs or after query_api_stop's MHD part... until it returns. */
+void query_api_counters(const struct query_api *s, struct query_api_counters *out);
+
+/*
+ * Stops accepting, ends running queries and connections, frees.  NULL is a
+ * no-op.  If final is not NULL it gets the counters as they end.
+ */
+void query_api_stop_counted(struct query_api *s, struct query_api_counters *final);
+
+/* Stops accepting, ends running queries and connections, frees.  NULL is a no-op. */
+void query_api_stop(struct query_api *s);
 
 #ifdef __cplusplus
 }

@@ -26,6 +26,9 @@ struct export
 	unsigned nif;
 };
 
+/* RFC 3339 UTC with nanoseconds ("2026-11-27T14:02:00.123456789Z"); buf >= 40 bytes. */
+void export_json_time(uint64_t ns, char *buf, size_t len);
+
 /* Writes the file header (pcap, pcapng) or nothing (JSON).  0 or QUERY_E_OUTPUT. */
 int export_begin(struct export *x);
 

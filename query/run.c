@@ -557,6 +557,8 @@ static int stream_next(struct run *r, struct stream *k)
 		if (o->out && fflush(o->out) != 0) /* stream: what was found so far goes out now */
 			return fail(r, QUERY_E_OUTPUT, "cannot write the output: %s%s",
 			            strerror(errno), "");
+		if (o->stop && atomic_load_explicit(o->stop, memory_order_relaxed))
+			return fail(r, -ECANCELED, "the query was stopped%s%s", "", "");
 		int e = stream_load(r, k);
 		if (e < 0)
 			return e;
@@ -769,9 +771,11 @@ static int write_output(struct run *r)
 	                       .format = r->opt->format,
 	                       .ts_micro = r->opt->ts_micro,
 	                       .comment = r->opt->comment};
-	if (r->opt->on_packet) /* handed over, not written */
+	int e = r->opt->on_packet ? 0 : choose_output(r);
+	if (e == 0 && r->opt->on_start)
+		r->opt->on_start(r->opt->on_start_arg);
+	if (e == 0 && r->opt->on_packet) /* handed over, not written */
 		return merge_segments(r);
-	int e = choose_output(r);
 	if (e == 0 && (e = export_begin(&r->x)) != 0)
 		fail(r, e, "cannot write the output: %s%s", strerror(errno), "");
 	if (e == 0)

@@ -66,6 +66,9 @@ struct record_opts {
 	char *modules[RECORD_MAX_MODULES]; /* "NAME[:ARGS]" from --module and --trigger */
 	unsigned nmodules;
 	struct config_argv config; /* --config FILE: the arguments parsed (values point there) */
+	/* record --listen: the HTTP API served from the recorder (docs/api.md); NULL = none */
+	const char *api_listen, *api_tls_cert, *api_tls_key, *api_client_ca;
+	unsigned api_max_queries; /* 0 = the API's default */
 };
 
 /*

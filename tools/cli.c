@@ -175,6 +175,11 @@ char *cli_format_time(uint64_t ns, char *buf, size_t len)
 	return buf;
 }
 
+int cli_parse_time_now(const char *s, uint64_t *out)
+{
+	return cli_parse_time(s, cli_now_ns(), out);
+}
+
 uint64_t cli_now_ns(void)
 {
 	return qq_clock_ns(CLOCK_REALTIME);

@@ -26,6 +26,7 @@ int info_main(int argc, char **argv);
 int flows_main(int argc, char **argv);
 int gen_main(int argc, char **argv);
 int index_main(int argc, char **argv);
+int serve_main(int argc, char **argv);
 
 /*
  * flowscope --version: the version, the git commit and the libraries built
@@ -88,6 +89,9 @@ int cli_parse_duration(const char *s, uint64_t *out);
  * -ERANGE (before 1970 or after 2554-07-21T23:34:33.709551615Z: ns in a u64).
  */
 int cli_parse_time(const char *s, uint64_t now_ns, uint64_t *out);
+
+/* cli_parse_time() against the clock now (the API's time parser, query_api_time_fn). */
+int cli_parse_time_now(const char *s, uint64_t *out);
 
 /* The one-line usage error for option opt's value arg, err from cli_parse_time(). */
 void cli_time_error(const char *cmd, const char *opt, const char *arg, int err);

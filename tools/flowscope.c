@@ -19,6 +19,7 @@ static const struct {
     {"flows", flows_main, "the flows an archive holds (and what triggered them)"},
     {"gen", gen_main, "write synthetic traffic to a pcap file"},
     {"index", index_main, "check or rebuild an archive's index"},
+    {"serve", serve_main, "serve an archive over HTTPS (docs/api.md)"},
 };
 
 static void usage(FILE *f)

@@ -20,6 +20,7 @@
 
 #include "query/query.h"
 #include "tools/cli.h"
+#include "tools/remote.h"
 
 #define CMD "query"
 
@@ -29,6 +30,8 @@ struct query_args {
 	char *filter;
 	char *cmdline;
 	const char *limit_bytes; /* --limit-bytes as given, for its error line */
+	const char *remote;      /* --remote URL: ask a flowscope serve (tools/remote.c) */
+	struct remote_tls tls;
 	struct query_options q;
 };
 
@@ -38,6 +41,7 @@ static void usage(FILE *f)
 	    f,
 	    "usage: flowscope query --archive DIR [--from T] [--to T] [-w FILE|-] [--explain] "
 	    "[FILTER...]\n"
+	    "       flowscope query --remote URL [--cert FILE --key FILE] [--cacert FILE] ...\n"
 	    "  FILTER      a libpcap filter expression (as for tcpdump); none = everything\n"
 	    "  --from T    first packet time, inclusive; --to T: end, exclusive.  T is RFC 3339\n"
 	    "              (2026-11-27T14:02:00Z), epoch seconds (1795000000.5), 'now', or\n"
@@ -49,7 +53,12 @@ static void usage(FILE *f)
 	    "              and never larger than SIZE, so SIZE holds at least the file header)\n"
 	    "  --skip-damaged  leave out frames that cannot be read (one line each), return\n"
 	    "              the rest, exit status 3; the default for -w - (a stream)\n"
-	    "  --explain   print the plan (index terms, segments, frames, bytes); read nothing\n");
+	    "  --explain   print the plan (index terms, segments, frames, bytes); read nothing\n"
+	    "  --remote URL  ask a flowscope serve at URL (https://HOST:PORT) instead of\n"
+	    "              reading --archive: the same answer (docs/api.md)\n"
+	    "  --cert FILE, --key FILE  PEM client certificate and key for --remote\n"
+	    "  --cacert FILE  PEM CA that signed the server's certificate (default: the "
+	    "system's)\n");
 }
 
 static int parse_time_opt(const char *name, const char *arg, uint64_t *out)
@@ -157,6 +166,10 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 	    {"limit-packets", required_argument, NULL, 'P'},
 	    {"limit-bytes", required_argument, NULL, 'B'},
 	    {"skip-damaged", no_argument, NULL, 'k'},
+	    {"remote", required_argument, NULL, 'r'},
+	    {"cert", required_argument, NULL, 'c'},
+	    {"key", required_argument, NULL, 'K'},
+	    {"cacert", required_argument, NULL, 'A'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c, r;
@@ -183,6 +196,18 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 		case 'k':
 			a->q.skip_damaged = 1;
 			break;
+		case 'r':
+			a->remote = optarg;
+			break;
+		case 'c':
+			a->tls.cert = optarg;
+			break;
+		case 'K':
+			a->tls.key = optarg;
+			break;
+		case 'A':
+			a->tls.cacert = optarg;
+			break;
 		case 'F':
 		case 'S':
 		case 'P':
@@ -197,8 +222,19 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 			return cli_usage_error(CMD, argv, optind, optopt);
 		}
 	}
-	if (!a->archive) {
-		cli_error(CMD, "--archive DIR is required (see flowscope query --help)");
+	if (!a->archive == !a->remote) {
+		cli_error(CMD, a->archive
+		                   ? "--archive and --remote exclude each other"
+		                   : "--archive DIR is required (or --remote URL; see flowscope "
+		                     "query --help)");
+		return EXIT_USAGE;
+	}
+	if (!a->remote && (a->tls.cert || a->tls.key || a->tls.cacert)) {
+		cli_error(CMD, "--cert, --key and --cacert are for --remote");
+		return EXIT_USAGE;
+	}
+	if (!a->tls.cert != !a->tls.key) {
+		cli_error(CMD, "--cert and --key go together");
 		return EXIT_USAGE;
 	}
 	if (a->q.to_ns && a->q.from_ns >= a->q.to_ns) {
@@ -309,6 +345,25 @@ static int close_output(struct query_args *a, const char *tmp, int ok)
 	return ok && !bad ? 0 : EXIT_FAIL;
 }
 
+/* --remote: the server's answer into the output, as query_run's would be; the status. */
+static int query_remote(struct query_args *a)
+{
+	char tmp[4096], err[QUERY_ERRBUF_SIZE];
+	long http;
+	int status = open_output(a, tmp, sizeof(tmp));
+	if (status)
+		return status;
+	int r = remote_query(a->remote, &a->tls, &a->q, &http, err);
+	if (r == REMOTE_E_REFUSED)
+		cli_error(CMD, "%s: %s (HTTP %ld)", a->remote, err, http);
+	else if (r)
+		cli_error(CMD, "%s", err);
+	status = close_output(a, tmp, r == 0);
+	if (r && !status)
+		status = EXIT_FAIL;
+	return r == REMOTE_E_REFUSED && http == 400 ? EXIT_USAGE : status;
+}
+
 int query_main(int argc, char **argv)
 {
 	struct query_args a = {0};
@@ -317,6 +372,12 @@ int query_main(int argc, char **argv)
 		free(a.filter);
 		free(a.cmdline);
 		return r < 0 ? EXIT_OK : r;
+	}
+	if (a.remote) {
+		r = query_remote(&a);
+		free(a.filter);
+		free(a.cmdline);
+		return r;
 	}
 	struct archive *arch;
 	if ((r = archive_open(a.archive, ARCHIVE_READ, &arch)) != 0) {

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "query/query.h"
 #include "tools/cli.h"
 #include "tools/counters.h"
 #include "tools/privdrop.h"
@@ -76,6 +77,10 @@ static void usage(FILE *f)
 	    "  --max-flows N         flow table size per analyzer (default 262144)\n"
 	    "  --status-interval DUR status line interval, 0 = off (default 5s;\n"
 	    "                        --stats-interval is its old name)\n"
+	    "  --listen ADDR:PORT    serve the HTTP API (docs/api.md) from the recorder:\n"
+	    "                        queries of the archive as it records, /healthz\n"
+	    "  --tls-cert FILE, --tls-key FILE, --client-ca FILE, --max-queries N\n"
+	    "                        for --listen, as for flowscope serve\n"
 	    "  --config FILE         read these options from FILE, key = value lines\n"
 	    "                        (archive = DIR); the command line overrides it\n"
 	    "                        (docs/config.md, flowscope.conf(5))\n"
@@ -175,6 +180,15 @@ static int parse_archive_opt(struct record_opts *o, int c, const char *arg)
 	return -1;
 }
 
+/* getopt values of the API's options (letters: tools/config.c keeps one flag per byte) */
+enum {
+	OPT_LISTEN = 'l',
+	OPT_TLS_CERT = 'k',
+	OPT_TLS_KEY = 'K',
+	OPT_CLIENT_CA = 'V',
+	OPT_MAX_QUERIES = 'm'
+};
+
 static int parse_opt(struct record_opts *o, int c, const char *arg)
 {
 	int r;
@@ -189,6 +203,25 @@ static int parse_opt(struct record_opts *o, int c, const char *arg)
 		return cli_parse_uint(arg, 1, RECORD_MAX_DUMPERS, &o->dumpers)
 		           ? bad("--dumpers", arg, "1..16")
 		           : 0;
+	case OPT_LISTEN:
+		o->api_listen = arg;
+		return 0;
+	case OPT_TLS_CERT:
+		o->api_tls_cert = arg;
+		return 0;
+	case OPT_TLS_KEY:
+		o->api_tls_key = arg;
+		return 0;
+	case OPT_CLIENT_CA:
+		o->api_client_ca = arg;
+		return 0;
+	case OPT_MAX_QUERIES: {
+		uint64_t v;
+		if (cli_parse_uint(arg, 1, 65535, &v) != 0)
+			return bad("--max-queries", arg, "1..65535");
+		o->api_max_queries = (unsigned)v;
+		return 0;
+	}
 	}
 	return EXIT_USAGE;
 }
@@ -223,6 +256,11 @@ static const struct option longopts[] = {
     {"strict-modules", no_argument, NULL, 'E'},
     {"config", required_argument, NULL, CAPTURE_CONFIG},
     {"user", required_argument, NULL, 'U'},
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"client-ca", required_argument, NULL, OPT_CLIENT_CA},
+    {"max-queries", required_argument, NULL, OPT_MAX_QUERIES},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -236,6 +274,16 @@ static int check_args(const struct record_opts *o)
 	int r = capture_check_opts(o, CMD);
 	if (r)
 		return r;
+	if ((o->api_tls_cert || o->api_tls_key || o->api_client_ca || o->api_max_queries) &&
+	    !o->api_listen) {
+		cli_error(CMD,
+		          "--tls-cert, --tls-key, --client-ca and --max-queries are for --listen");
+		return EXIT_USAGE;
+	}
+	if (!o->api_tls_cert != !o->api_tls_key || (o->api_client_ca && !o->api_tls_cert)) {
+		cli_error(CMD, "--tls-cert and --tls-key go together, and --client-ca needs them");
+		return EXIT_USAGE;
+	}
 	if (o->triggered && o->nmodules == 0) {
 		cli_error(CMD, "--capture triggered needs --trigger BPF or --module M");
 		return EXIT_USAGE;
@@ -541,6 +589,58 @@ static int exit_status(struct record_pipeline *pl, int module_fatal, int untimed
 	return damaged ? EXIT_DAMAGED : EXIT_OK;
 }
 
+/* ---- the API from the recorder (--listen) ---------------------------------------------------- */
+
+/* /healthz: 503 with the reason while the recorder cannot capture and store. */
+static int record_health(void *arg, char *reason, size_t len)
+{
+	struct record_pipeline *pl = arg;
+	if (atomic_load(&pl->failed)) {
+		snprintf(reason, len, "the recorder failed (its stderr says why)");
+		return 1;
+	}
+	for (unsigned i = 0; i < pl->ndumpers; i++)
+		if (atomic_load(&pl->dump[i].full)) {
+			snprintf(reason, len,
+			         "disk full: archive %s cannot store packets (they are dropped)",
+			         pl->o.archive);
+			return 1;
+		}
+	if (atomic_load(&pl->queues_running) == 0) {
+		snprintf(reason, len, "no source is capturing (not started yet, or stopped)");
+		return 1;
+	}
+	return 0;
+}
+
+/* Starts the API on the recorder's archive; 0 (or nothing asked), or EXIT_FAIL (said). */
+static int api_start(struct record_pipeline *pl, struct query_api **api)
+{
+	char err[QUERY_ERRBUF_SIZE];
+	struct query_api_config c = {.archive = pl->arch,
+	                             .listen = pl->o.api_listen,
+	                             .tls_cert = pl->o.api_tls_cert,
+	                             .tls_key = pl->o.api_tls_key,
+	                             .client_ca = pl->o.api_client_ca,
+	                             .max_queries = pl->o.api_max_queries,
+	                             .parse_time = cli_parse_time_now,
+	                             .health = record_health,
+	                             .health_arg = pl};
+	*api = NULL;
+	if (!pl->o.api_listen)
+		return 0;
+	int r = query_api_start(&c, api, err);
+	if (r) {
+		cli_error(CMD, "%s", err[0] ? err : query_strerror(r));
+		return EXIT_FAIL;
+	}
+	const char *colon = strrchr(c.listen, ':');
+	fprintf(stderr, "flowscope %s: API listening on %s://%.*s:%u\n", CMD,
+	        c.tls_cert ? "https" : "http", (int)(colon - c.listen), c.listen,
+	        query_api_port(*api));
+	return 0;
+}
+
 static int record_run(struct record_pipeline *pl, const struct privdrop *pd);
 
 int record_main(int argc, char **argv)
@@ -585,11 +685,13 @@ static int record_run(struct record_pipeline *pl, const struct privdrop *pd)
 	int r;
 	capture_signals_install("flowscope record: second signal: exiting now; the archive is "
 	                        "valid up to its last commit\n");
+	struct query_api *api = NULL;
 	if ((r = record_pipeline_open(pl)) != 0) {
 		record_pipeline_close(pl);
 		return r;
 	}
-	if ((r = drop_privileges(pl, pd)) != 0) {
+	/* the API's threads start after the drop: they too must hold no capability */
+	if ((r = drop_privileges(pl, pd)) != 0 || (r = api_start(pl, &api)) != 0) {
 		record_pipeline_seal(pl); /* nothing recorded: an archive this run made goes */
 		archive_close_discard(pl->arch);
 		pl->arch = NULL;
@@ -618,6 +720,7 @@ static int record_run(struct record_pipeline *pl, const struct privdrop *pd)
 	capture_signals_source(NULL);
 	int module_fatal = ft_modset_fatal(pl->mods); /* the modules go with the pipeline */
 	int untimed = report_untimed(pl);             /* and the source */
+	query_api_stop(api);                          /* before the archive it serves closes */
 	record_pipeline_close(pl);
 	return exit_status(pl, module_fatal, untimed);
 }

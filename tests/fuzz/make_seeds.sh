@@ -150,4 +150,12 @@ u 4 "15m ago" time_ago
 u 4 2026-11-27T14:02:00Z time_rfc3339
 u 4 2026-11-27T14:02:00.123456789+01:30 time_zone
 u 4 1795000000.5 time_epoch
+# ---- fuzz_api: a request's decoded parameters, behind the endpoint byte (0 query, 1 flows) ----
+mkdir -p "$OUT/fuzz_api"
+a() { printf "\\$(printf %03o "$1")%s" "$2" >"$OUT/fuzz_api/$3"; }
+a 0 'filter=tcp&from=15m ago&to=now&limit_bytes=100' query_range
+a 0 'format=pcapng&ts=micro&comment=flowscope query' query_pcapng
+a 0 'filter=host 10.0.0.1&format=json&limit_packets=10' query_json
+a 1 'filter=port 80&sort=bytes&top=3&offset=1&triggered=true' flows_top
+a 1 'from=2026-11-27T14:02:00Z&to=1795000000.5&sort=duration' flows_range
 echo "make_seeds: $(find "$OUT" -type f | wc -l) seeds, $(du -sk "$OUT" | cut -f1) KB in $OUT"

@@ -1,0 +1,83 @@
+/*
+ * query API private: what the server (api.c) and its endpoints
+ * (api_query.c) share: the server, one request's state, the JSON answers.
+ */
+#ifndef FLOWSCOPE_QUERY_API_PVT_H
+#define FLOWSCOPE_QUERY_API_PVT_H
+
+#include <microhttpd.h>
+#include <stdatomic.h>
+
+#include "query/query.h"
+
+#define API_MAX_PARAMS 12         /* parameters a request may carry */
+#define API_MAX_VALUE (64u << 10) /* bytes of one parameter's value */
+#define API_MAX_BODY (256u << 10) /* bytes of a POST body (form-encoded) */
+#define API_MAX_URL (16u << 10)   /* bytes of the URL with its query string */
+#define API_MAX_HEADERS 64        /* request headers */
+#define API_PIPE_BYTES (1u << 20) /* a query's pipe to its connection: the answer's buffer */
+
+struct query_api {
+	struct query_api_config c;
+	struct MHD_Daemon *d;
+	char *cert_pem, *key_pem, *ca_pem; /* what MHD was given: kept until it stops */
+	unsigned port;
+	int stop_fd;         /* eventfd, readable once the server stops: streams end */
+	atomic_uint queries; /* running now: only the request threads change it (acq_rel) */
+	/* counters (relaxed: independent totals, read for reports) */
+	atomic_ulong n_requests, n_2xx, n_4xx, n_5xx, n_busy, n_aborted;
+	atomic_ulong n_queries, n_query_bytes, n_query_ns, n_query_le[QUERY_API_LATENCY_BUCKETS];
+};
+
+/* Counts a finished query stream of this duration and bytes. */
+void api_count_query(struct query_api *s, uint64_t ns, uint64_t bytes);
+
+struct api_param {
+	char *name, *value; /* malloc'd; value is NUL-terminated (len bytes) */
+	size_t len;
+};
+
+/* One request, from its first call of the access handler to its completion. */
+struct api_request {
+	struct query_api *s;
+	struct MHD_PostProcessor *pp;
+	struct api_param p[API_MAX_PARAMS];
+	size_t np;
+	size_t body;     /* bytes of POST body seen */
+	int status;      /* nonzero: answer this error (found while reading the request) */
+	char error[256]; /* its message */
+};
+
+/* Answers {"error": msg} with this status.  MHD_YES / MHD_NO as MHD wants it. */
+enum MHD_Result api_error(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Answers a JSON body (copied) with this status. */
+enum MHD_Result api_json(struct MHD_Connection *c, unsigned status, const char *json, size_t len);
+
+/* Records a request error (the first one wins); 0 to go on reading, as MHD callbacks want. */
+void api_request_fail(struct api_request *q, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Adds a parameter (query string or POST body); a repeat, an unknown count, or a value over
+   API_MAX_VALUE fails the request (400/413). */
+void api_param_add(struct api_request *q, const char *name, const char *value, size_t len);
+
+/* The value of a parameter, NULL if absent. */
+const char *api_param(const struct api_request *q, const char *name);
+
+/* Writes s as a JSON string (with quotes) into f. */
+void api_json_string(FILE *f, const char *s);
+
+/* The parameters of /api/v1/query, /api/v1/flows into their options: 0, or -1 with q->status
+   and q->error set (a 4xx).  Pure: they read q only (and the time parser). */
+int api_query_options(struct api_request *q, struct query_options *o);
+int api_flows_options(struct api_request *q, struct query_flows_options *o);
+
+/* The endpoints that read the archive (api_query.c).  q holds the parameters, all checked
+   against the endpoint's list first. */
+enum MHD_Result api_query(struct api_request *q, struct MHD_Connection *c);
+enum MHD_Result api_explain(struct api_request *q, struct MHD_Connection *c);
+enum MHD_Result api_flows(struct api_request *q, struct MHD_Connection *c);
+
+#endif

@@ -1,0 +1,282 @@
+/*
+ * Flows: the flows an archive holds, selected as `flowscope flows` and
+ * GET /api/v1/flows list them (moved here from tools/flows.c so both share
+ * one selection and one JSON line).
+ *
+ * The index keeps one flow record per flow per segment; the records of the
+ * same flow (its key, as archive_flow_key_of() gives it: the 5-tuple and
+ * both VLAN ids) from every segment are merged first, so from/to see the
+ * whole flow however the archive was split into segments.  A record that
+ * format 2 wrote has the outer VLAN id only (inner 0): it stands for the
+ * flows of every inner tag, and a packet with an inner tag finds it when its
+ * own key has no record.
+ *
+ * A filter selects flows by their packets: a flow is listed when one of its
+ * packets matches.  The flow record cannot decide that (it holds neither
+ * every packet's flags, nor VLAN tags past the second, MPLS labels or IPv6
+ * extension headers that move pcap's offsets), so the filter runs on the
+ * packets themselves: a query (the index narrows the frames it reads as for
+ * `flowscope query`) over the listed flows' time span hands every matching
+ * packet here, and the flow record its key names is kept.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pcap/pcap.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qq/qq.h"
+#include "query/query_pvt.h"
+
+struct collect {
+	struct archive_rtxn *t;
+	struct archive_flow_info *f;
+	size_t n, cap;
+};
+
+static int flow_add(const struct archive_flow_info *f, void *arg)
+{
+	struct collect *c = arg;
+	if (qq_grow((void **)&c->f, &c->cap, c->n + 1, sizeof(*c->f)) != 0)
+		return -ENOMEM;
+	c->f[c->n++] = *f;
+	return 0;
+}
+
+static int seg_flows(const struct archive_segment_info *s, void *arg)
+{
+	struct collect *c = arg;
+	return archive_flows(c->t, s->id, flow_add, c);
+}
+
+static int key_cmp(const void *x, const void *y)
+{
+	const struct archive_flow_info *a = x, *b = y;
+	int r = memcmp(&a->key, &b->key, sizeof(a->key));
+	if (r)
+		return r;
+	return (a->first_ns > b->first_ns) - (a->first_ns < b->first_ns);
+}
+
+static int time_cmp(const void *x, const void *y)
+{
+	const struct archive_flow_info *a = x, *b = y;
+	if (a->first_ns != b->first_ns)
+		return (a->first_ns > b->first_ns) - (a->first_ns < b->first_ns);
+	return memcmp(&a->key, &b->key, sizeof(a->key));
+}
+
+/* Merges the records of one flow from several segments; leaves the flows sorted by key. */
+static void merge_segments(struct collect *c)
+{
+	if (c->n == 0)
+		return;
+	qsort(c->f, c->n, sizeof(*c->f), key_cmp);
+	size_t w = 0;
+	for (size_t i = 1; i < c->n; i++) {
+		struct archive_flow_info *a = &c->f[w], *b = &c->f[i];
+		if (memcmp(&a->key, &b->key, sizeof(a->key)) != 0) {
+			c->f[++w] = *b;
+			continue;
+		}
+		a->last_ns = b->last_ns > a->last_ns ? b->last_ns : a->last_ns;
+		for (int d = 0; d < 2; d++) {
+			a->packets[d] += b->packets[d];
+			a->bytes[d] += b->bytes[d];
+			a->tcp_flags[d] |= b->tcp_flags[d];
+		}
+		if (!a->trigger)
+			a->trigger = b->trigger;
+	}
+	c->n = w + 1;
+}
+
+/* The flows whose packets the filter runs on, sorted by key, and which of them matched. */
+struct resolve {
+	const struct archive_flow_info *f;
+	size_t n;
+	uint8_t *hit;
+};
+
+static int key_find_cmp(const void *key, const void *x)
+{
+	const struct archive_flow_info *f = x;
+	return memcmp(key, &f->key, sizeof(f->key));
+}
+
+/* A packet the filter matched (query's on_packet): marks the flow record it is counted in. */
+static int packet_matched(const struct archive_segment_info *seg, const struct archive_record *rec,
+                          void *arg)
+{
+	struct resolve *rs = arg;
+	struct ft_packet pkt;
+	struct ft_flow_key key;
+	if (ft_parse(seg->linktype, rec->data, rec->caplen, &pkt) != 0 ||
+	    archive_flow_key_of(&pkt, &key, NULL) != 0)
+		return 0; /* no flow (ARP, a link type the indexer does not parse) */
+	const struct archive_flow_info *f =
+	    bsearch(&key, rs->f, rs->n, sizeof(*rs->f), key_find_cmp);
+	if (!f && key.vlan_inner) { /* a format 2 record: keyed by the outer tag only */
+		key.vlan_inner = 0;
+		f = bsearch(&key, rs->f, rs->n, sizeof(*rs->f), key_find_cmp);
+	}
+	if (f)
+		rs->hit[f - rs->f] = 1;
+	return 0;
+}
+
+/*
+ * Keeps the flows (sorted by key) with a packet the filter matches, running
+ * it on the packets of their time span.  0 or query_run's error (errbuf).
+ */
+static int keep_matching(const struct query_flows_options *fo, struct archive *a, struct collect *c,
+                         uint64_t *frames_damaged, char *errbuf)
+{
+	uint64_t lo = UINT64_MAX, hi = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		lo = c->f[i].first_ns < lo ? c->f[i].first_ns : lo;
+		hi = c->f[i].last_ns > hi ? c->f[i].last_ns : hi;
+	}
+	struct resolve rs = {.f = c->f, .n = c->n, .hit = calloc(c->n ? c->n : 1, 1)};
+	if (!rs.hit)
+		return snprintf(errbuf, QUERY_ERRBUF_SIZE, "out of memory"), -ENOMEM;
+	struct query_options o = {.filter = fo->filter,
+	                          .from_ns = lo,
+	                          .to_ns = hi == UINT64_MAX ? 0 : hi + 1,
+	                          .notices = fo->notices,
+	                          .notice_prefix = fo->notice_prefix,
+	                          .skip_damaged = 1,
+	                          .on_packet = packet_matched,
+	                          .on_packet_arg = &rs,
+	                          .stop = fo->stop};
+	struct query_result res = {0};
+	int r = c->n ? query_run(a, &o, &res, errbuf) : 0;
+	*frames_damaged = res.frames_damaged;
+	size_t w = 0;
+	for (size_t i = 0; i < c->n; i++)
+		if (rs.hit[i])
+			c->f[w++] = c->f[i];
+	c->n = w;
+	free(rs.hit);
+	return r;
+}
+
+/* The flow was active in [from, to): it has a packet there or spans the range. */
+static int in_range(const struct query_flows_options *fo, const struct archive_flow_info *f)
+{
+	return (!fo->from_ns || f->last_ns >= fo->from_ns) &&
+	       (!fo->to_ns || f->first_ns < fo->to_ns);
+}
+
+static int sort_cmp(const void *x, const void *y, void *arg)
+{
+	const struct archive_flow_info *a = x, *b = y;
+	enum query_flows_sort k = *(const enum query_flows_sort *)arg;
+	uint64_t va = 0, vb = 0;
+	if (k == QUERY_FLOWS_BY_BYTES)
+		va = a->bytes[0] + a->bytes[1], vb = b->bytes[0] + b->bytes[1];
+	else if (k == QUERY_FLOWS_BY_PACKETS)
+		va = a->packets[0] + a->packets[1], vb = b->packets[0] + b->packets[1];
+	else
+		va = a->last_ns - a->first_ns, vb = b->last_ns - b->first_ns;
+	int r = (va < vb) - (va > vb); /* largest first */
+	return r ? r : time_cmp(x, y);
+}
+
+/* Keeps the flows asked for (in key order), then orders and cuts them. */
+static int select_flows(const struct query_flows_options *fo, struct archive *a, struct collect *c,
+                        uint64_t *frames_damaged, char *errbuf)
+{
+	size_t w = 0;
+	for (size_t i = 0; i < c->n; i++)
+		if ((!fo->triggered || c->f[i].trigger) && in_range(fo, &c->f[i]))
+			c->f[w++] = c->f[i];
+	c->n = w;
+	int r = fo->filter && fo->filter[0] ? keep_matching(fo, a, c, frames_damaged, errbuf) : 0;
+	if (r)
+		return r;
+	enum query_flows_sort k =
+	    fo->sort == QUERY_FLOWS_BY_TIME && fo->top ? QUERY_FLOWS_BY_BYTES : fo->sort;
+	if (c->n > 1 && k == QUERY_FLOWS_BY_TIME)
+		qsort(c->f, c->n, sizeof(*c->f), time_cmp);
+	else if (c->n > 1)
+		qsort_r(c->f, c->n, sizeof(*c->f), sort_cmp, &k);
+	size_t skip = fo->offset < c->n ? (size_t)fo->offset : c->n;
+	memmove(c->f, c->f + skip, (c->n - skip) * sizeof(*c->f));
+	c->n -= skip;
+	if (fo->top && c->n > fo->top)
+		c->n = (size_t)fo->top;
+	return 0;
+}
+
+int query_flows(struct archive *a, struct archive_rtxn *t, const struct query_flows_options *fo,
+                struct archive_flow_info **flows, size_t *n, uint64_t *frames_damaged, char *errbuf)
+{
+	struct collect c = {.t = t};
+	struct bpf_program prog;
+	*flows = NULL;
+	*n = 0;
+	*frames_damaged = 0;
+	errbuf[0] = '\0';
+	if (fo->filter && fo->filter[0]) { /* refused up front, whatever the archive holds */
+		if (ft_bpf_compile(1, 262144, fo->filter, &prog, errbuf, QUERY_ERRBUF_SIZE) != 0)
+			return QUERY_E_FILTER;
+		pcap_freecode(&prog);
+	}
+	/* every segment: a flow's records outside the range still count (merged first) */
+	int r = archive_segments(t, 0, 0, seg_flows, &c);
+	if (r) {
+		snprintf(errbuf, QUERY_ERRBUF_SIZE, "%s",
+		         archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
+		free(c.f);
+		return r;
+	}
+	merge_segments(&c);
+	if ((r = select_flows(fo, a, &c, frames_damaged, errbuf)) != 0) {
+		free(c.f);
+		return r;
+	}
+	*flows = c.f;
+	*n = c.n;
+	return 0;
+}
+
+static void endpoint(const uint8_t *addr, uint16_t port, char *buf, size_t len)
+{
+	char a[FT_ADDRSTRLEN];
+	ft_addr_format(addr, a, sizeof(a));
+	snprintf(buf, len, ft_addr_is_v4(addr) ? "%s:%u" : "[%s]:%u", a, port);
+}
+
+void query_flow_fields(struct archive_rtxn *t, const struct archive_flow_info *f,
+                       struct query_flow_text *x)
+{
+	char pbuf[16];
+	archive_trigger_name(t, f->trigger, x->trigger, sizeof(x->trigger));
+	endpoint(f->key.a, f->key.port_a, x->a, sizeof(x->a));
+	endpoint(f->key.b, f->key.port_b, x->b, sizeof(x->b));
+	if (!ft_tcp_flags_format(f->tcp_flags[0] | f->tcp_flags[1], x->flags)[0])
+		strcpy(x->flags, "-");
+	snprintf(x->proto, sizeof(x->proto), "%s", ft_proto_name(f->key.proto, pbuf, sizeof(pbuf)));
+	export_json_time(f->first_ns, x->first, sizeof(x->first));
+	export_json_time(f->last_ns, x->last, sizeof(x->last));
+	strcpy(x->vlan, "-");
+	if (f->key.vlan_inner)
+		snprintf(x->vlan, sizeof(x->vlan), "%u/%u", f->key.vlan, f->key.vlan_inner);
+	else if (f->key.vlan)
+		snprintf(x->vlan, sizeof(x->vlan), "%u", f->key.vlan);
+}
+
+void query_flow_json(FILE *out, struct archive_rtxn *t, const struct archive_flow_info *f)
+{
+	struct query_flow_text x;
+	query_flow_fields(t, f, &x);
+	fprintf(out,
+	        "{\"first\":\"%s\",\"last\":\"%s\",\"duration\":%.9f,\"proto\":\"%s\",\"a\":"
+	        "\"%s\",\"b\":\"%s\",\"vlan\":%u,\"vlan_inner\":%u,\"packets_ab\":%" PRIu64
+	        ",\"packets_ba\":%" PRIu64 ",\"bytes_ab\":%" PRIu64 ",\"bytes_ba\":%" PRIu64
+	        ",\"tcp_flags\":\"%s\",\"trigger\":\"%s\"}\n",
+	        x.first, x.last, (double)(f->last_ns - f->first_ns) / 1e9, x.proto, x.a, x.b,
+	        f->key.vlan, f->key.vlan_inner, f->packets[0], f->packets[1], f->bytes[0],
+	        f->bytes[1], x.flags, x.trigger);
+}

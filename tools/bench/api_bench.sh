@@ -1,0 +1,84 @@
+#!/bin/bash
+# API benchmark: the same queries locally (`flowscope query -w -`) and over
+# HTTPS with a client certificate (curl, and `flowscope query --remote`) on
+# one archive of `flowscope gen` traffic (bench_data.sh: a real capture laid
+# into the middle): a 5-tuple, a host, and a large answer (every TCP packet);
+# median of 5 runs each, in the same run.  Columns: milliseconds; the added
+# latency per query over HTTPS; throughput of the large answer over HTTPS as a
+# share of local; then 32 clients at once asking for the large answer
+# (aggregate MB/s) beside one.  A benchmark, not a test: it prints, never
+# judges (issue 16's goals: <= 5 ms added, >= 80 % throughput).
+#
+#   tools/bench/api_bench.sh [BUILD_DIR] [SIZE]      (default build/, 1G)
+set -u
+BUILD=${1:-build}
+SIZE=${2:-1G}
+FS=$BUILD/tools/flowscope
+[ -x "$FS" ] || { echo "build first (make)" >&2; exit 1; }
+. "$(dirname "$0")/bench_data.sh"
+W=$(mktemp -d)
+SPID=
+trap '[ -z "$SPID" ] || kill "$SPID"; rm -rf "$W"' EXIT
+
+bench_dataset "$SIZE" || { echo "dataset $SIZE failed" >&2; exit 1; }
+
+# certificates: a CA, the server's (127.0.0.1) and a client's
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W/ca.key" \
+    -out "$W/ca.crt" -subj /CN=bench-ca -days 1 2>/dev/null
+for n in server client; do
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W/$n.key" \
+        -subj "/CN=$n" -out "$W/$n.csr" 2>/dev/null
+done
+printf 'subjectAltName=IP:127.0.0.1\n' >"$W/server.ext"
+openssl x509 -req -in "$W/server.csr" -CA "$W/ca.crt" -CAkey "$W/ca.key" -CAcreateserial \
+    -out "$W/server.crt" -days 1 -extfile "$W/server.ext" 2>/dev/null
+openssl x509 -req -in "$W/client.csr" -CA "$W/ca.crt" -CAkey "$W/ca.key" -CAcreateserial \
+    -out "$W/client.crt" -days 1 2>/dev/null
+
+"$FS" serve --archive "$ARCH" --listen 127.0.0.1:0 --tls-cert "$W/server.crt" \
+    --tls-key "$W/server.key" --client-ca "$W/ca.crt" --max-queries 40 --max-connections 80 \
+    --per-ip-connections 80 >"$W/serve.out" 2>"$W/serve.err" &
+SPID=$!
+for _ in $(seq 100); do grep -q listening "$W/serve.out" && break; sleep 0.1; done
+URL=$(sed -n 's/^flowscope serve: listening on //p' "$W/serve.out")
+[ -n "$URL" ] || { echo "serve did not start: $(cat "$W/serve.err")" >&2; exit 1; }
+
+TLS=(--cacert "$W/ca.crt" --cert "$W/client.crt" --key "$W/client.key")
+local_q() { "$FS" query --archive "$ARCH" -w - "$1"; }
+curl_q() { curl -s "${TLS[@]}" -G "$URL/api/v1/query" --data-urlencode "filter=$1"; }
+remote_q() { "$FS" query --remote "$URL" "${TLS[@]}" -w - "$1"; }
+
+model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+echo "# api_bench  machine: $model, $(nproc) cores, Linux $(uname -r), $(date -u +%FT%TZ)"
+echo "# $SIZE: archive $(du -sb "$ARCH" | cut -f1) bytes; server: flowscope serve, TLS 1.3, client certificate"
+echo "# median of 5 runs each; curl and query --remote write to /dev/null"
+printf '%-54s %12s %9s %9s %10s %10s %11s\n' query answer_bytes local_ms curl_ms remote_ms added_ms throughput
+row() {
+    local name=$1 filter=$2 l c r bytes
+    bytes=$(local_q "$filter" 2>/dev/null | wc -c)
+    l=$(median_time local_q "$filter")
+    c=$(median_time curl_q "$filter")
+    r=$(median_time remote_q "$filter")
+    printf '%-54s %12s %9.1f %9.1f %10.1f %10.1f %10.0f%%\n' "$name" "$bytes" \
+        "$(echo "$l * 1000" | bc -l)" "$(echo "$c * 1000" | bc -l)" "$(echo "$r * 1000" | bc -l)" \
+        "$(echo "($c - $l) * 1000" | bc -l)" "$(echo "100 * $l / $c" | bc -l)"
+}
+row "5-tuple: $Q_FLOW" "$Q_FLOW"
+row "host: $Q_HOST" "$Q_HOST"
+row "large: tcp" "tcp"
+
+# 32 clients at once, each the large answer
+clients() {
+    local n=$1 i t0 s
+    t0=$(now_s)
+    for ((i = 0; i < n; i++)); do curl_q tcp >/dev/null & done
+    wait
+    s=$(elapsed "$t0")
+    echo "$s"
+}
+bytes=$(local_q tcp 2>/dev/null | wc -c)
+printf '%-10s %10s %14s\n' clients seconds aggregate_MB/s
+for n in 1 32; do
+    s=$(clients "$n")
+    printf '%-10s %10s %14.1f\n' "$n" "$s" "$(echo "$n * $bytes / $s / 1000000" | bc -l)"
+done
