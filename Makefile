@@ -133,7 +133,7 @@ test-fuzz: deps
 	    -o $(FUZZ_BUILD)/fuzz_segment
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_steno.c query/steno.c flowtrack/units.c \
 	    $$(pkg-config --cflags --libs libpcap) -o $(FUZZ_BUILD)/fuzz_steno
-	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_api.c query/api.c query/api_query.c query/run.c \
+	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_api.c query/api.c query/api_query.c query/steno.c query/run.c \
 	    query/plan.c query/export.c query/flows.c tools/cli.c $(FUZZ_ARCHIVE_SRC) \
 	    $(FUZZ_ARCHIVE_LIBS) $$(pkg-config --cflags --libs libmicrohttpd gnutls) \
 	    -o $(FUZZ_BUILD)/fuzz_api

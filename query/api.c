@@ -3,6 +3,9 @@
  * only.  This file holds the daemon (listen address, TLS, limits), the
  * client-certificate check, the request's parameters and the routing; the
  * archive endpoints that run queries are in api_query.c (docs/api.md).
+ * Bodies: /api/v1/query's POST is a form (MHD's post processor); Stenographer's
+ * POST /query is kept as it is (curl -d labels it a form, but it is query
+ * text), at most QUERY_STENO_MAX_LEN bytes.
  *
  * Threads: one per connection (MHD_USE_THREAD_PER_CONNECTION), so a handler
  * may block (a query's answer is pulled from a pipe) without stalling other
@@ -196,6 +199,7 @@ static void request_free(struct api_request *q)
 {
 	if (q->pp)
 		MHD_destroy_post_processor(q->pp);
+	free(q->raw);
 	for (size_t i = 0; i < q->np; i++) {
 		free(q->p[i].name);
 		free(q->p[i].value);
@@ -317,14 +321,21 @@ static enum MHD_Result api_info(struct api_request *q, struct MHD_Connection *c)
 
 /* ---- routing --------------------------------------------------------------------------------- */
 
+enum route_methods {
+	GET_ONLY,     /* GET (and HEAD) */
+	GET_POST,     /* also POST, its body a form of parameters */
+	POST_RAW_BODY /* POST only, its body kept as it is (q->raw) */
+};
+
 static const struct route {
 	const char *path;
-	int post; /* POST allowed besides GET */
+	enum route_methods methods;
 	enum MHD_Result (*fn)(struct api_request *q, struct MHD_Connection *c);
 } routes[] = {
-    {"/api/v1/query", 1, api_query}, {"/api/v1/explain", 0, api_explain},
-    {"/api/v1/info", 0, api_info},   {"/healthz", 0, api_healthz},
-    {"/metrics", 0, api_metrics},    {"/api/v1/flows", 0, api_flows},
+    {"/api/v1/query", GET_POST, api_query}, {"/api/v1/explain", GET_ONLY, api_explain},
+    {"/api/v1/info", GET_ONLY, api_info},   {"/healthz", GET_ONLY, api_healthz},
+    {"/metrics", GET_ONLY, api_metrics},    {"/api/v1/flows", GET_ONLY, api_flows},
+    {"/query", POST_RAW_BODY, api_steno}, /* Stenographer's (docs/api.md) */
 };
 
 static const struct route *route_find(const char *url)
@@ -351,6 +362,28 @@ static int client_verified(const struct query_api *s, struct MHD_Connection *c)
 	                                                                                    : -1;
 }
 
+static int method_allowed(enum route_methods m, const char *method)
+{
+	if (strcmp(method, "POST") == 0)
+		return m != GET_ONLY;
+	return m != POST_RAW_BODY && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0);
+}
+
+/* A piece of a raw body, kept up to QUERY_STENO_MAX_LEN bytes (beyond: 413). */
+static void raw_add(struct api_request *q, const char *data, size_t size)
+{
+	if (q->raw_len + size > QUERY_STENO_MAX_LEN)
+		return api_request_fail(q, 413, "the Stenographer query is longer than %d bytes",
+		                        QUERY_STENO_MAX_LEN);
+	char *r = realloc(q->raw, q->raw_len + size + 1);
+	if (!r)
+		return api_request_fail(q, 503, "out of memory");
+	memcpy(r + q->raw_len, data, size);
+	q->raw_len += size;
+	r[q->raw_len] = '\0';
+	q->raw = r;
+}
+
 /* The first call for a request: the certificate, the method, the URL, the query string. */
 static enum MHD_Result request_begin(struct query_api *s, struct MHD_Connection *c, const char *url,
                                      const char *method, void **req_cls)
@@ -369,13 +402,14 @@ static enum MHD_Result request_begin(struct query_api *s, struct MHD_Connection 
 		api_request_fail(q, 414, "the URL is longer than %u bytes", API_MAX_URL);
 	else if (!rt)
 		api_request_fail(q, 404, "no such endpoint (see docs/api.md)");
-	else if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
-	         !(rt->post && strcmp(method, "POST") == 0))
+	else if (!method_allowed(rt->methods, method))
 		api_request_fail(q, 405, "%s is not allowed here", method);
 	if (q->status)
 		return MHD_YES;
 	MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, get_arg, q);
-	if (strcmp(method, "POST") == 0) {
+	if (rt->methods == POST_RAW_BODY)
+		q->raw_body = 1;
+	else if (strcmp(method, "POST") == 0) {
 		q->pp = MHD_create_post_processor(c, 16 << 10, post_field, q);
 		if (!q->pp)
 			api_request_fail(q, 415,
@@ -398,6 +432,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		if (q->body > API_MAX_BODY)
 			api_request_fail(q, 413, "the request body is larger than %u bytes",
 			                 API_MAX_BODY);
+		if (!q->status && q->raw_body)
+			raw_add(q, upload, *upload_size);
 		if (!q->status && q->pp && MHD_post_process(q->pp, upload, *upload_size) != MHD_YES)
 			api_request_fail(q, 400, "the request body is not a valid form");
 		*upload_size = 0;

@@ -43,9 +43,12 @@ struct api_request {
 	struct MHD_PostProcessor *pp;
 	struct api_param p[API_MAX_PARAMS];
 	size_t np;
-	size_t body;     /* bytes of POST body seen */
-	int status;      /* nonzero: answer this error (found while reading the request) */
-	char error[256]; /* its message */
+	size_t body;  /* bytes of POST body seen */
+	int raw_body; /* the route keeps its body as it is (raw), no form */
+	char *raw;    /* a raw-body route's body (POST /query): malloc'd, raw_len bytes */
+	size_t raw_len;
+	int status; /* nonzero: answer this error (found while reading the request) */
+	char error[QUERY_ERRBUF_SIZE]; /* its message */
 };
 
 /* Answers {"error": msg} with this status.  MHD_YES / MHD_NO as MHD wants it. */
@@ -79,5 +82,7 @@ int api_flows_options(struct api_request *q, struct query_flows_options *o);
 enum MHD_Result api_query(struct api_request *q, struct MHD_Connection *c);
 enum MHD_Result api_explain(struct api_request *q, struct MHD_Connection *c);
 enum MHD_Result api_flows(struct api_request *q, struct MHD_Connection *c);
+/* Stenographer's POST /query (api_query.c): q->raw is the query, its headers the limits. */
+enum MHD_Result api_steno(struct api_request *q, struct MHD_Connection *c);
 
 #endif

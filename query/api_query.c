@@ -1,5 +1,6 @@
 /*
- * /api/v1/query and /api/v1/explain: the parameters into query_options, and
+ * /api/v1/query, /api/v1/explain, /api/v1/flows and Stenographer's POST /query:
+ * the parameters (or the Stenographer query) into query_options, and
  * the streaming answer.
  *
  * query_run() writes to a FILE; the HTTP answer is pulled by libmicrohttpd
@@ -99,17 +100,9 @@ static int param_format(struct api_request *q, struct query_options *o)
 	return 0;
 }
 
-/* The request's query options (as `flowscope query` builds them); 0 or -1 with q's error. */
-static int query_options_from(struct api_request *q, const char *const *names,
-                              struct query_options *o)
+/* The checks and bounds every query's options get, however they were asked for. */
+static int query_options_bound(struct api_request *q, struct query_options *o)
 {
-	*o = (struct query_options){.filter = api_param(q, "filter"),
-	                            .comment = api_param(q, "comment")};
-	if (params_known(q, names) || param_time(q, "from", &o->from_ns) ||
-	    param_time(q, "to", &o->to_ns) || param_format(q, o) ||
-	    param_uint(q, "limit_packets", &o->limit_packets) ||
-	    param_uint(q, "limit_bytes", &o->limit_bytes))
-		return -1;
 	if (o->to_ns && o->from_ns >= o->to_ns)
 		return api_request_fail(q, 400, "from is not before to: the time range is empty"),
 		       -1;
@@ -126,6 +119,20 @@ static int query_options_from(struct api_request *q, const char *const *names,
 		o->limit_bytes = cap; /* the server's bound: as if the client had asked for it */
 	o->skip_damaged = 1; /* a stream, as `query -w -`: what was sent cannot be taken back */
 	return 0;
+}
+
+/* The request's query options (as `flowscope query` builds them); 0 or -1 with q's error. */
+static int query_options_from(struct api_request *q, const char *const *names,
+                              struct query_options *o)
+{
+	*o = (struct query_options){.filter = api_param(q, "filter"),
+	                            .comment = api_param(q, "comment")};
+	if (params_known(q, names) || param_time(q, "from", &o->from_ns) ||
+	    param_time(q, "to", &o->to_ns) || param_format(q, o) ||
+	    param_uint(q, "limit_packets", &o->limit_packets) ||
+	    param_uint(q, "limit_bytes", &o->limit_bytes))
+		return -1;
+	return query_options_bound(q, o);
 }
 
 int api_query_options(struct api_request *q, struct query_options *o)
@@ -180,6 +187,7 @@ struct job {
 	atomic_int stop;
 	uint64_t t0_ns, sent; /* the stream's start (CLOCK_MONOTONIC) and bytes: the MHD thread's */
 	struct timespec deadline; /* CLOCK_MONOTONIC */
+	struct query_steno steno; /* POST /query's translation: o.filter points into it */
 };
 
 static void job_mark(struct job *j, int *flag)
@@ -217,6 +225,7 @@ static void job_free(struct job *j)
 	pthread_cond_destroy(&j->cv);
 	pthread_mutex_destroy(&j->mu);
 	slot_put(j->s);
+	query_steno_free(&j->steno);
 	free(j);
 }
 
@@ -341,21 +350,17 @@ static enum MHD_Result job_failed(struct job *j, int done, struct MHD_Connection
 	pthread_cond_destroy(&j->cv);
 	pthread_mutex_destroy(&j->mu);
 	slot_put(j->s);
+	query_steno_free(&j->steno);
 	free(j);
 	return api_error(c, query_status(rc), "%s", msg);
 }
 
-enum MHD_Result api_query(struct api_request *q, struct MHD_Connection *c)
+/* Runs j's query (its options set) in a --max-queries slot and streams its answer. */
+static enum MHD_Result query_stream(struct api_request *q, struct MHD_Connection *c, struct job *j)
 {
-	struct job *j = calloc(1, sizeof(*j));
-	if (!j)
-		return api_error(c, 503, "out of memory");
-	if (api_query_options(q, &j->o) != 0) {
-		free(j);
-		return api_error(c, q->status, "%s", q->error);
-	}
 	unsigned running = slot_take(q->s);
 	if (running) {
+		query_steno_free(&j->steno);
 		free(j);
 		return api_error(c, 429, "%u queries are running (the server's --max-queries)",
 		                 running);
@@ -367,6 +372,7 @@ enum MHD_Result api_query(struct api_request *q, struct MHD_Connection *c)
 	int e = job_start(j);
 	if (e) {
 		slot_put(q->s);
+		query_steno_free(&j->steno);
 		free(j);
 		return api_error(c, 503, "cannot start the query: %s", strerror(-e));
 	}
@@ -383,6 +389,76 @@ enum MHD_Result api_query(struct api_request *q, struct MHD_Connection *c)
 	enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
 	MHD_destroy_response(r); /* MHD holds it (and frees the job through job_release) */
 	return ret;
+}
+
+enum MHD_Result api_query(struct api_request *q, struct MHD_Connection *c)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return api_error(c, 503, "out of memory");
+	if (api_query_options(q, &j->o) != 0) {
+		free(j);
+		return api_error(c, q->status, "%s", q->error);
+	}
+	return query_stream(q, c, j);
+}
+
+/* ---- Stenographer's POST /query: its query in the body, its limits in headers ------------- */
+
+static const char *const steno_params[] = {NULL}; /* none: everything is in the body */
+
+/* A Steno-Limit-* header into *out: absent or 0 is no limit (as in Stenographer); 0 or -1 with
+   q's error. */
+static int steno_limit(struct api_request *q, struct MHD_Connection *c, const char *name,
+                       uint64_t *out)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+	char *end;
+	if (!v || !v[0])
+		return 0;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (v[0] < '0' || v[0] > '9' || *end || errno) {
+		api_request_fail(q, 400, "header %s: expected a whole number (0: no limit)", name);
+		return -1;
+	}
+	*out = n;
+	return 0;
+}
+
+/* The body's query and the headers' limits into j's options; 0 or -1 with q's error. */
+static int steno_options(struct api_request *q, struct MHD_Connection *c, struct job *j)
+{
+	char err[QUERY_ERRBUF_SIZE];
+	if (params_known(q, steno_params))
+		return -1;
+	int e = query_steno_translate(q->raw ? q->raw : "", q->raw_len, qq_clock_ns(CLOCK_REALTIME),
+	                              &j->steno, err);
+	if (e) {
+		api_request_fail(q, e == -ENOMEM ? 503 : 400, "%s", err);
+		return -1;
+	}
+	j->o = (struct query_options){.filter = j->steno.filter[0] ? j->steno.filter : NULL,
+	                              .from_ns = j->steno.from_ns,
+	                              .to_ns = j->steno.to_ns,
+	                              .format = QUERY_FORMAT_PCAP};
+	if (steno_limit(q, c, "Steno-Limit-Packets", &j->o.limit_packets) ||
+	    steno_limit(q, c, "Steno-Limit-Bytes", &j->o.limit_bytes))
+		return -1;
+	return query_options_bound(q, &j->o);
+}
+
+enum MHD_Result api_steno(struct api_request *q, struct MHD_Connection *c)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return api_error(c, 503, "out of memory");
+	if (steno_options(q, c, j) != 0) {
+		query_steno_free(&j->steno);
+		free(j);
+		return api_error(c, q->status, "%s", q->error);
+	}
+	return query_stream(q, c, j);
 }
 
 /* ---- explain: the plan and what the query would read, as JSON -------------------------------- */

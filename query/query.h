@@ -313,7 +313,7 @@ struct query_api_counters {
 	uint64_t refused_busy; /* 429: --max-queries reached (also in responses_4xx) */
 	uint64_t aborted;      /* ended before their answer was whole: client gone, a timeout,
 	                           a stream cut off, the server stopping */
-	uint64_t queries;      /* /api/v1/query answers started (200) */
+	uint64_t queries;      /* /api/v1/query, POST /query answers started (200) */
 	uint64_t query_bytes;  /* their bytes handed to the connections */
 	uint64_t query_ns;     /* their durations, added up (start to end of the stream) */
 	uint64_t query_le[QUERY_API_LATENCY_BUCKETS]; /* queries that took at most 10 ms, ... */

@@ -29,7 +29,7 @@
 #include "tools/config.h"
 
 /* Sections of the commands that read config files: a command skips the others' sections. */
-static const char *const known_sections[] = {"record", "monitor"};
+static const char *const known_sections[] = {"record", "monitor", "serve"};
 
 struct config_state {
 	const struct config_spec *spec;
@@ -76,7 +76,7 @@ static int check_form(struct config_state *st, const char *s)
 	if (!*s || *s == '#' || *s == ';' || (*s == '[' && strchr(s, ']')))
 		return 0;
 	if (*s == '[')
-		line_error(st, "'%s': a section is written [record] or [monitor]", s);
+		line_error(st, "'%s': a section is written [record], [monitor] or [serve]", s);
 	else if (!eq && !colon)
 		line_error(st,
 		           "'%.*s': not 'key = value': write %.*s = VALUE (a flag: %.*s = true)",
@@ -142,7 +142,8 @@ static int section_is_ours(struct config_state *st, const char *section)
 	for (size_t i = 0; i < sizeof(known_sections) / sizeof(known_sections[0]); i++)
 		if (strcmp(section, known_sections[i]) == 0)
 			return 0;
-	line_error(st, "[%s]: unknown section: use [record] or [monitor], or none", section);
+	line_error(st, "[%s]: unknown section: use [record], [monitor] or [serve], or none",
+	           section);
 	return -1;
 }
 

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,8 +20,10 @@
 
 #include "query/query.h"
 #include "tools/cli.h"
+#include "tools/config.h"
 
 #define CMD "serve"
+#define SERVE_CONFIG 'f' /* getopt value of --config */
 
 static void usage(FILE *f)
 {
@@ -28,6 +31,8 @@ static void usage(FILE *f)
 	    f,
 	    "usage: flowscope serve --archive DIR --listen ADDR:PORT [--tls-cert FILE "
 	    "--tls-key FILE [--client-ca FILE]] [limits]\n"
+	    "  --config FILE  read options from FILE's [serve] section (docs/config.md);\n"
+	    "              the command line overrides it\n"
 	    "  --listen ADDR:PORT  numeric address ([ADDR6]:PORT for IPv6); port 0 picks a\n"
 	    "              free one (printed); plain HTTP only on a loopback address\n"
 	    "  --tls-cert FILE, --tls-key FILE  PEM certificate (chain) and key: HTTPS, TLS 1.2+\n"
@@ -90,43 +95,68 @@ static int parse_limit(int c, const char *arg, struct query_api_config *cfg)
 	}
 }
 
-static int parse_args(int argc, char **argv, const char **dir, struct query_api_config *cfg)
+static const struct option longopts[] = {
+    {"archive", required_argument, NULL, 'a'},
+    {"listen", required_argument, NULL, 'l'},
+    {"tls-cert", required_argument, NULL, 'c'},
+    {"tls-key", required_argument, NULL, 'k'},
+    {"client-ca", required_argument, NULL, 'C'},
+    {"max-queries", required_argument, NULL, 'q'},
+    {"max-connections", required_argument, NULL, 'm'},
+    {"per-ip-connections", required_argument, NULL, 'p'},
+    {"idle-timeout", required_argument, NULL, 'i'},
+    {"query-timeout", required_argument, NULL, 't'},
+    {"max-answer-bytes", required_argument, NULL, 'B'},
+    {"config", required_argument, NULL, SERVE_CONFIG},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* One option; its error line names the config file's line when it came from there (elem:
+   the argv element getopt_long just read). */
+static int parse_opt(int c, const char *elem, const struct config_argv *file, const char **dir,
+                     struct query_api_config *cfg)
 {
-	static const struct option longopts[] = {
-	    {"archive", required_argument, NULL, 'a'},
-	    {"listen", required_argument, NULL, 'l'},
-	    {"tls-cert", required_argument, NULL, 'c'},
-	    {"tls-key", required_argument, NULL, 'k'},
-	    {"client-ca", required_argument, NULL, 'C'},
-	    {"max-queries", required_argument, NULL, 'q'},
-	    {"max-connections", required_argument, NULL, 'm'},
-	    {"per-ip-connections", required_argument, NULL, 'p'},
-	    {"idle-timeout", required_argument, NULL, 'i'},
-	    {"query-timeout", required_argument, NULL, 't'},
-	    {"max-answer-bytes", required_argument, NULL, 'B'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
-	int c, r;
+	char where[PATH_MAX + 32];
+	int r = 0;
+	if (c == 'a')
+		*dir = optarg;
+	else if (c == 'l')
+		cfg->listen = optarg;
+	else if (c == 'c')
+		cfg->tls_cert = optarg;
+	else if (c == 'k')
+		cfg->tls_key = optarg;
+	else if (c == 'C')
+		cfg->client_ca = optarg;
+	else if (c != SERVE_CONFIG) { /* the file is read by config_argv_build() */
+		cli_error_where(config_argv_where(file, elem, where, sizeof(where)));
+		r = parse_limit(c, optarg, cfg);
+		cli_error_where(NULL);
+	}
+	return r;
+}
+
+/* The options (--config FILE's first, the command line's over them): 0, -1 after --help, or
+   an exit status (printed).  The values point into argv or file's strings. */
+static int parse_args(int argc, char **argv, struct config_argv *file, const char **dir,
+                      struct query_api_config *cfg)
+{
+	const struct config_spec spec = {
+	    .cmd = CMD, .longopts = longopts, .config_val = SERVE_CONFIG};
+	int c, r = config_argv_build(&spec, argc, argv, file);
+	if (r)
+		return r;
+	argc = file->argc;
+	argv = file->argv;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-		if (c == 'a')
-			*dir = optarg;
-		else if (c == 'l')
-			cfg->listen = optarg;
-		else if (c == 'c')
-			cfg->tls_cert = optarg;
-		else if (c == 'k')
-			cfg->tls_key = optarg;
-		else if (c == 'C')
-			cfg->client_ca = optarg;
-		else if (c == 'h')
+		if (c == 'h')
 			return usage(stdout), -1;
-		else if (strchr("qmpitB", c) && c != ':' && c != '?') {
-			if ((r = parse_limit(c, optarg, cfg)) != 0)
-				return r;
-		} else
+		if (!strchr("alckCqmpitBf", c) || c == ':' || c == '?')
 			return cli_usage_error(CMD, argv, optind, optopt);
+		if ((r = parse_opt(c, argv[optind - 1], file, dir, cfg)) != 0)
+			return r;
 	}
 	if (optind < argc) {
 		cli_error(CMD, "unexpected argument '%s'", argv[optind]);
@@ -200,16 +230,21 @@ static int serve(struct archive *a, struct query_api_config *cfg)
 int serve_main(int argc, char **argv)
 {
 	struct query_api_config cfg = {0};
+	struct config_argv file;
 	const char *dir = NULL;
-	int r = parse_args(argc, argv, &dir, &cfg);
-	if (r)
+	int r = parse_args(argc, argv, &file, &dir, &cfg);
+	if (r) {
+		config_argv_free(&file);
 		return r < 0 ? EXIT_OK : r;
+	}
 	struct archive *a;
 	if ((r = archive_open(dir, ARCHIVE_READ, &a)) != 0) {
 		cli_error(CMD, "%s", archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
+		config_argv_free(&file);
 		return EXIT_FAIL;
 	}
 	r = serve(a, &cfg);
 	archive_close(a);
+	config_argv_free(&file);
 	return r;
 }

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The configuration file (docs/config.md): `record --config FILE` and `monitor --config FILE`.
+# The configuration file (docs/config.md): `record`, `monitor` and `serve --config FILE`.
 #  * a file recording ../shared/pcaps stores what the same options on the command line
 #    store: `flowscope info` agrees on segments and stored bytes (so every key took effect),
 #    and `flowscope query` answers as tcpdump does on both archives;
@@ -10,6 +10,9 @@
 #    value, a key twice, two sources, `config` in the file, an unknown section, `key: value`,
 #    a missing or unreadable file, --config twice) is exit status 2 and one line naming the
 #    file, the line and the key, and nothing is recorded;
+#  * serve --config: its [serve] keys (a [record] section skipped) serve the file's archive,
+#    the command line's --listen replacing the file's; record skips [serve]; a bad value or
+#    key is exit status 2 and one line naming the file and the line;
 #  * packaging/flowscope.conf (the example installed as /etc/flowscope/flowscope.conf) parses,
 #    as it is and with every `# key = value` line uncommented.
 . "$(dirname "$0")/lib.sh"
@@ -141,6 +144,51 @@ rc=$?
 [ "$rc" = 2 ] && pass || fail "--config twice: exit $rc, expected 2"
 one_line_error "$TMP/err" "^flowscope record: --config given twice"
 [ ! -e "$TMP/never" ] && pass || fail "an archive was created by a refused command"
+
+# ---- serve --config: the API's settings from [serve] --------------------------------------------
+# a [record] section is skipped; the file's address (not loopback, no TLS) is refused ...
+printf '%s\n' '[record]' 'afpacket = eth9' '' '[serve]' "archive = $TMP/from-file" \
+    'listen = 192.0.2.1:8080' 'max-queries = 2' 'query-timeout = 1m' >"$C"
+fs serve --config "$C" >/dev/null 2>"$TMP/err"
+rc=$?
+[ "$rc" = 1 ] && pass || fail "serve: the file's non-loopback listen without TLS: exit $rc, expected 1"
+one_line_error "$TMP/err" "^flowscope serve: refusing plain HTTP on 192.0.2.1:8080"
+# ... and the command line's replaces it: the file's archive is served
+"$FLOWSCOPE" serve --config "$C" --listen 127.0.0.1:0 >"$TMP/serve.out" 2>"$TMP/serve.err" &
+SPID=$!
+trap 'kill "$SPID" 2>/dev/null; rm -rf "$TMP"' EXIT
+if wait_for "$TMP/serve.out" '^flowscope serve: listening on http://127\.0\.0\.1:[0-9]+$' "$SPID" 100; then
+    URL=$(sed -n 's/^flowscope serve: listening on //p' "$TMP/serve.out")
+    oracle "$IN" "$TMP/exp.pcap" "port 80"
+    timeout 60 curl -sS -G "$URL/api/v1/query" --data-urlencode "filter=port 80" \
+        -o "$TMP/got.pcap" 2>"$TMP/err" && cmp -s "$TMP/exp.pcap" "$TMP/got.pcap" && pass ||
+        fail "serve --config: /api/v1/query differs from tcpdump: $(cat "$TMP/err")"
+    kill -TERM "$SPID"
+    wait "$SPID" && pass || fail "serve --config: exit $? on SIGTERM, expected 0"
+else
+    fail "serve --config did not start: $(cat "$TMP/serve.err")"
+    kill "$SPID" 2>/dev/null
+fi
+# record reads the same file's [record] and skips its [serve]
+printf '%s\n' '[serve]' 'listen = 192.0.2.1:8080' 'max-answer-bytes = 1G' '[record]' "read = $IN" \
+    "archive = $TMP/rec-serve" 'qq-size = 32M' 'stats-interval = 0' >"$C"
+fs record --config "$C" >/dev/null 2>"$TMP/err" && pass ||
+    fail "record with a [serve] section: $(tail -1 "$TMP/err")"
+# errors name the file and the line
+serve_bad() {
+    fs serve --config "$C" >/dev/null 2>"$TMP/err"
+    local rc=$?
+    [ "$rc" = 2 ] && pass || fail "serve: '$2': exit $rc, expected 2"
+    one_line_error "$TMP/err" "^flowscope serve: $C:$1"
+}
+printf '%s\n' "archive = $TMP/from-file" 'listen = 127.0.0.1:0' 'max-queries = 0' >"$C"
+serve_bad "3: --max-queries '0': expected a whole number" "max-queries = 0"
+printf '%s\n' 'afpacket = eth1' "archive = $TMP/from-file" >"$C"
+serve_bad "1: afpacket: unknown key: .*flowscope serve --help" "a record key outside [record]"
+printf '%s\n' '[serve]' "archive = $TMP/from-file" 'tls-key =' >"$C"
+serve_bad "3: tls-key: no value" "an empty value"
+printf '%s\n' '[serve]' 'idle-timeout = forever' >"$C"
+serve_bad "2: --idle-timeout 'forever': expected a duration" "idle-timeout = forever"
 
 # ---- the example config ----------------------------------------------------------------------------
 EX=$SRC/packaging/flowscope.conf
