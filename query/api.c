@@ -236,6 +236,9 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **req_cl
 		ADD(s->n_busy, 1);
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
 		ADD(s->n_aborted, 1);
+	struct api_request *q = *req_cls;
+	if (q && q->is_query && (status >= 400 || toe != MHD_REQUEST_TERMINATED_COMPLETED_OK))
+		ADD(s->n_query_failed, 1);
 	if (*req_cls)
 		request_free(*req_cls);
 	*req_cls = NULL;
@@ -361,6 +364,7 @@ static enum MHD_Result request_begin(struct query_api *s, struct MHD_Connection 
 	q->s = s;
 	*req_cls = q;
 	const struct route *rt = route_find(url);
+	q->is_query = rt && rt->fn == api_query;
 	if (client_verified(s, c) != 0)
 		api_request_fail(q, 403, "no verified client certificate");
 	else if (MHD_get_connection_values(c, MHD_HEADER_KIND, NULL, NULL) > API_MAX_HEADERS)
@@ -623,9 +627,14 @@ void query_api_counters(const struct query_api *s, struct query_api_counters *o)
 	                                 .aborted = GET(m->n_aborted),
 	                                 .queries = GET(m->n_queries),
 	                                 .query_bytes = GET(m->n_query_bytes),
-	                                 .query_ns = GET(m->n_query_ns)};
+	                                 .query_ns = GET(m->n_query_ns),
+	                                 .query_failed = GET(m->n_query_failed),
+	                                 .queries_running = atomic_load(&m->queries)};
 	for (int i = 0; i < QUERY_API_LATENCY_BUCKETS; i++)
 		o->query_le[i] = GET(m->n_query_le[i]);
+	const union MHD_DaemonInfo *di =
+	    m->d ? MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
+	o->connections = di ? di->num_connections : 0;
 }
 
 void query_api_stop(struct query_api *s)
@@ -642,6 +651,7 @@ void query_api_stop_counted(struct query_api *s, struct query_api_counters *fina
 	if (write(s->stop_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
 		one = 0;
 	MHD_stop_daemon(s->d);
+	s->d = NULL;
 	if (final)
 		query_api_counters(s, final);
 	server_free(s);

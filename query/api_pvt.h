@@ -27,6 +27,7 @@ struct query_api {
 	/* counters (relaxed: independent totals, read for reports) */
 	atomic_ulong n_requests, n_2xx, n_4xx, n_5xx, n_busy, n_aborted;
 	atomic_ulong n_queries, n_query_bytes, n_query_ns, n_query_le[QUERY_API_LATENCY_BUCKETS];
+	atomic_ulong n_query_failed;
 };
 
 /* Counts a finished query stream of this duration and bytes. */
@@ -45,6 +46,7 @@ struct api_request {
 	size_t np;
 	size_t body;     /* bytes of POST body seen */
 	int status;      /* nonzero: answer this error (found while reading the request) */
+	int is_query;    /* a request of /api/v1/query (counted in query_failed when it fails) */
 	char error[256]; /* its message */
 };
 

@@ -403,6 +403,24 @@ static void report_modules(FILE *f, const struct record_pipeline *pl)
 
 /* The dumpers' writers' counters added up (unstored_*, full_events, packets ... commits;
  * io and io_direct of any, io_max_inflight the largest). */
+void record_writer_add(struct archive_writer_stats *ws, const struct archive_writer_stats *d)
+{
+	ws->unstored_packets += d->unstored_packets;
+	ws->unstored_bytes += d->unstored_bytes;
+	ws->full_events += d->full_events;
+	ws->packets += d->packets;
+	ws->wire_bytes += d->wire_bytes;
+	ws->commits += d->commits;
+	ws->segments += d->segments;
+	ws->frames += d->frames;
+	ws->record_bytes += d->record_bytes;
+	ws->file_bytes += d->file_bytes;
+	ws->io = d->io;
+	ws->io_direct |= d->io_direct;
+	if (d->io_max_inflight > ws->io_max_inflight)
+		ws->io_max_inflight = d->io_max_inflight;
+}
+
 static void writer_totals(const struct record_pipeline *pl, struct archive_writer_stats *ws)
 {
 	*ws = (struct archive_writer_stats){0};
@@ -410,20 +428,7 @@ static void writer_totals(const struct record_pipeline *pl, struct archive_write
 		struct archive_writer_stats d = pl->dump[i].final;
 		if (pl->dump[i].writer)
 			archive_writer_stats(pl->dump[i].writer, &d);
-		ws->unstored_packets += d.unstored_packets;
-		ws->unstored_bytes += d.unstored_bytes;
-		ws->full_events += d.full_events;
-		ws->packets += d.packets;
-		ws->wire_bytes += d.wire_bytes;
-		ws->commits += d.commits;
-		ws->segments += d.segments;
-		ws->frames += d.frames;
-		ws->record_bytes += d.record_bytes;
-		ws->file_bytes += d.file_bytes;
-		ws->io = d.io;
-		ws->io_direct |= d.io_direct;
-		if (d.io_max_inflight > ws->io_max_inflight)
-			ws->io_max_inflight = d.io_max_inflight;
+		record_writer_add(ws, &d);
 	}
 }
 
@@ -591,28 +596,6 @@ static int exit_status(struct record_pipeline *pl, int module_fatal, int untimed
 
 /* ---- the API from the recorder (--listen) ---------------------------------------------------- */
 
-/* /healthz: 503 with the reason while the recorder cannot capture and store. */
-static int record_health(void *arg, char *reason, size_t len)
-{
-	struct record_pipeline *pl = arg;
-	if (atomic_load(&pl->failed)) {
-		snprintf(reason, len, "the recorder failed (its stderr says why)");
-		return 1;
-	}
-	for (unsigned i = 0; i < pl->ndumpers; i++)
-		if (atomic_load(&pl->dump[i].full)) {
-			snprintf(reason, len,
-			         "disk full: archive %s cannot store packets (they are dropped)",
-			         pl->o.archive);
-			return 1;
-		}
-	if (atomic_load(&pl->queues_running) == 0) {
-		snprintf(reason, len, "no source is capturing (not started yet, or stopped)");
-		return 1;
-	}
-	return 0;
-}
-
 /* Starts the API on the recorder's archive; 0 (or nothing asked), or EXIT_FAIL (said). */
 static int api_start(struct record_pipeline *pl, struct query_api **api)
 {
@@ -625,7 +608,9 @@ static int api_start(struct record_pipeline *pl, struct query_api **api)
 	                             .max_queries = pl->o.api_max_queries,
 	                             .parse_time = cli_parse_time_now,
 	                             .health = record_health,
-	                             .health_arg = pl};
+	                             .health_arg = pl,
+	                             .metrics = record_metrics,
+	                             .metrics_arg = pl};
 	*api = NULL;
 	if (!pl->o.api_listen)
 		return 0;
@@ -634,6 +619,7 @@ static int api_start(struct record_pipeline *pl, struct query_api **api)
 		cli_error(CMD, "%s", err[0] ? err : query_strerror(r));
 		return EXIT_FAIL;
 	}
+	atomic_store(&pl->api, *api);
 	const char *colon = strrchr(c.listen, ':');
 	fprintf(stderr, "flowscope %s: API listening on %s://%.*s:%u\n", CMD,
 	        c.tls_cert ? "https" : "http", (int)(colon - c.listen), c.listen,
