@@ -317,7 +317,7 @@ struct query_api_counters {
 	uint64_t query_bytes;  /* their bytes handed to the connections */
 	uint64_t query_ns;     /* their durations, added up (start to end of the stream) */
 	uint64_t query_le[QUERY_API_LATENCY_BUCKETS]; /* queries that took at most 10 ms, ... */
-	uint64_t query_failed; /* /api/v1/query requests answered 4xx/5xx (429 too) or cut off */
+	uint64_t query_failed;    /* /api/v1/query requests answered 4xx/5xx (429 too) or cut off */
 	uint64_t queries_running; /* gauges, now: queries streaming */
 	uint64_t connections;     /* connections open */
 };

@@ -432,8 +432,7 @@ static void api_family(FILE *out, const char *name, const char *type, const char
 	fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void api_value(FILE *out, const char *name, const char *type, const char *help,
-                      uint64_t v)
+static void api_value(FILE *out, const char *name, const char *type, const char *help, uint64_t v)
 {
 	api_family(out, name, type, help);
 	fprintf(out, "%s %" PRIu64 "\n", name, v);
@@ -455,8 +454,8 @@ static void api_histogram(FILE *out, const struct query_api_counters *n)
 	           "/api/v1/query answers, from their start to the end of the stream");
 	for (int i = 0; i < QUERY_API_LATENCY_BUCKETS; i++)
 		fprintf(out, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", name, le[i], b[i]);
-	fprintf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.9f\n%s_count %" PRIu64 "\n", name,
-	        count, name, (double)n->query_ns / 1e9, name, count);
+	fprintf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.9f\n%s_count %" PRIu64 "\n",
+	        name, count, name, (double)n->query_ns / 1e9, name, count);
 }
 
 void counters_prometheus_api(FILE *out, const struct query_api_counters *n)

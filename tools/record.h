@@ -100,9 +100,9 @@ struct record_pipeline {
 	struct counters_flowtrack live_ana[RECORD_MAX_ANALYZERS];
 	struct ft_engine_stats live_mod[RECORD_MAX_ANALYZERS][RECORD_MAX_MODULES];
 	struct record_dumper_live live_dump[RECORD_MAX_DUMPERS];
-	atomic_int live_started;          /* record_pipeline_start() is done (keeper set) */
-	_Atomic(struct query_api *) api;  /* the API, once started: its own counters */
-	atomic_ulong health_lost;         /* packets lost at the last /healthz */
+	atomic_int live_started;         /* record_pipeline_start() is done (keeper set) */
+	_Atomic(struct query_api *) api; /* the API, once started: its own counters */
+	atomic_ulong health_lost;        /* packets lost at the last /healthz */
 	/* lines of the open (archive recovery, io note), held so that the line saying who
 	   parses packets comes first: record_pipeline_notes() prints them */
 	FILE *notes;

@@ -84,8 +84,9 @@ static void live_writer(FILE *f, struct record_pipeline *pl)
 	if (atomic_load(&pl->live_started) && pl->keeper) {
 		struct archive_retention_totals t;
 		archive_retention_keeper_totals(pl->keeper, &t);
-		struct counters_retention r = {
-		    .dropped_segments = t.segments, .dropped_bytes = t.bytes, .archive_bytes = t.usage};
+		struct counters_retention r = {.dropped_segments = t.segments,
+		                               .dropped_bytes = t.bytes,
+		                               .archive_bytes = t.usage};
 		counters_print_line(f, "retention", counters_ret, counters_ret_n, &r);
 	}
 }

@@ -72,6 +72,13 @@ code=$(curl -sS -m 10 -o "$TMP/h1.json" -w '%{http_code}' "$R/healthz")
 code=$(curl -sS -m 10 -o "$TMP/h2.json" -w '%{http_code}' "$R/healthz")
 [ "$code" = 200 ] && pass || fail "record --listen: /healthz with no new drops answered $code $(cat "$TMP/h2.json")"
 
+# every family of both /metrics is in docs/metrics.md
+: "${SRC:?SRC must name the source tree}"
+sed -n 's/^| `\(flowscope_[a-z_]*\)`.*/\1/p' "$SRC/docs/metrics.md" | sort -u >"$TMP/doc"
+sed -n 's/^# TYPE \([a-z_]*\) .*/\1/p' "$TMP/serve.prom" "$TMP/live.prom" | sort -u >"$TMP/fam"
+undocumented=$(comm -23 "$TMP/fam" "$TMP/doc" | tr '\n' ' ')
+[ -z "$undocumented" ] && pass || fail "/metrics families not in docs/metrics.md: $undocumented"
+
 # ---- a real Prometheus scrapes the recorder ---------------------------------------------------
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cat >"$TMP/prometheus.yml" <<EOF
