@@ -240,6 +240,9 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **req_cl
 		ADD(s->n_busy, 1);
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
 		ADD(s->n_aborted, 1);
+	struct api_request *q = *req_cls;
+	if (q && q->is_query && (status >= 400 || toe != MHD_REQUEST_TERMINATED_COMPLETED_OK))
+		ADD(s->n_query_failed, 1);
 	if (*req_cls)
 		request_free(*req_cls);
 	*req_cls = NULL;
@@ -394,6 +397,7 @@ static enum MHD_Result request_begin(struct query_api *s, struct MHD_Connection 
 	q->s = s;
 	*req_cls = q;
 	const struct route *rt = route_find(url);
+	q->is_query = rt && (rt->fn == api_query || rt->fn == api_steno);
 	if (client_verified(s, c) != 0)
 		api_request_fail(q, 403, "no verified client certificate");
 	else if (MHD_get_connection_values(c, MHD_HEADER_KIND, NULL, NULL) > API_MAX_HEADERS)
@@ -558,6 +562,8 @@ static void server_free(struct query_api *s)
 {
 	if (s->stop_fd >= 0)
 		close(s->stop_fd);
+	if (s->listen_fd >= 0) /* not handed to a daemon (query_api_stop_counted) */
+		close(s->listen_fd);
 	free(s->cert_pem);
 	free(s->key_pem);
 	free(s->ca_pem);
@@ -573,11 +579,11 @@ static void config_defaults(struct query_api_config *c)
 	c->query_timeout_s = c->query_timeout_s ? c->query_timeout_s : 600;
 }
 
-static struct MHD_Daemon *daemon_start(struct query_api *s, const struct sockaddr_storage *sa)
+static struct MHD_Daemon *daemon_start(struct query_api *s)
 {
 	const struct query_api_config *c = &s->c;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-	                 (sa->ss_family == AF_INET6 ? MHD_USE_IPv6 : 0) |
+	                 (s->family == AF_INET6 ? MHD_USE_IPv6 : 0) |
 	                 (s->cert_pem ? MHD_USE_TLS : 0);
 	struct MHD_OptionItem tls[] = {
 	    {s->cert_pem ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, s->cert_pem},
@@ -587,7 +593,7 @@ static struct MHD_Daemon *daemon_start(struct query_api *s, const struct sockadd
 	    {MHD_OPTION_END, 0, NULL},
 	};
 	return MHD_start_daemon(
-	    flags, 0, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)sa,
+	    flags, 0, NULL, NULL, handle, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
 	    MHD_OPTION_CONNECTION_LIMIT, c->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 	    c->per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT, c->idle_timeout_s,
 	    /* room for a long URL to reach the handler (its own 414) rather than MHD's HTML one */
@@ -596,7 +602,31 @@ static struct MHD_Daemon *daemon_start(struct query_api *s, const struct sockadd
 	    MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
 }
 
-int query_api_start(const struct query_api_config *c, struct query_api **out, char *errbuf)
+/* The listening socket, bound as the caller is (a port below 1024 needs root). */
+static int listen_open(struct query_api *s, const struct sockaddr_storage *sa, char *errbuf)
+{
+	socklen_t len =
+	    sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	int one = 1, fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    bind(fd, (const struct sockaddr *)sa, len) != 0 || listen(fd, 64) != 0) {
+		snprintf(errbuf, QUERY_ERRBUF_SIZE, "cannot listen on %s: %s", s->c.listen,
+		         strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return QUERY_E_LISTEN;
+	}
+	struct sockaddr_storage got;
+	socklen_t glen = sizeof(got);
+	if (getsockname(fd, (struct sockaddr *)&got, &glen) == 0)
+		s->port = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
+		                                          : ((struct sockaddr_in *)&got)->sin_port);
+	s->listen_fd = fd;
+	s->family = sa->ss_family;
+	return 0;
+}
+
+int query_api_open(const struct query_api_config *c, struct query_api **out, char *errbuf)
 {
 	struct sockaddr_storage sa;
 	int loopback = 0, e;
@@ -620,25 +650,40 @@ int query_api_start(const struct query_api_config *c, struct query_api **out, ch
 	if (!s)
 		return -ENOMEM;
 	s->c = *c;
+	s->listen_fd = -1;
 	config_defaults(&s->c);
 	if ((s->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0) {
 		free(s);
 		return -errno;
 	}
-	if (c->tls_cert && (e = tls_load(s, errbuf)) != 0) {
+	if ((c->tls_cert && (e = tls_load(s, errbuf)) != 0) ||
+	    (e = listen_open(s, &sa, errbuf)) != 0) {
 		server_free(s);
 		return e;
 	}
-	if (!(s->d = daemon_start(s, &sa))) {
-		snprintf(errbuf, QUERY_ERRBUF_SIZE, "cannot listen on %s: %s", c->listen,
-		         errno ? strerror(errno) : "libmicrohttpd refused to start");
-		server_free(s);
-		return QUERY_E_LISTEN;
-	}
-	const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-	s->port = di ? di->port : 0;
 	*out = s;
 	return 0;
+}
+
+int query_api_serve(struct query_api *s, char *errbuf)
+{
+	errbuf[0] = '\0';
+	if (!(s->d = daemon_start(s))) {
+		snprintf(errbuf, QUERY_ERRBUF_SIZE, "cannot serve on %s: %s", s->c.listen,
+		         errno ? strerror(errno) : "libmicrohttpd refused to start");
+		return QUERY_E_LISTEN;
+	}
+	return 0;
+}
+
+int query_api_start(const struct query_api_config *c, struct query_api **out, char *errbuf)
+{
+	int e = query_api_open(c, out, errbuf);
+	if (e == 0 && (e = query_api_serve(*out, errbuf)) != 0) {
+		query_api_stop(*out);
+		*out = NULL;
+	}
+	return e;
 }
 
 unsigned query_api_port(const struct query_api *s)
@@ -659,9 +704,14 @@ void query_api_counters(const struct query_api *s, struct query_api_counters *o)
 	                                 .aborted = GET(m->n_aborted),
 	                                 .queries = GET(m->n_queries),
 	                                 .query_bytes = GET(m->n_query_bytes),
-	                                 .query_ns = GET(m->n_query_ns)};
+	                                 .query_ns = GET(m->n_query_ns),
+	                                 .query_failed = GET(m->n_query_failed),
+	                                 .queries_running = atomic_load(&m->queries)};
 	for (int i = 0; i < QUERY_API_LATENCY_BUCKETS; i++)
 		o->query_le[i] = GET(m->n_query_le[i]);
+	const union MHD_DaemonInfo *di =
+	    m->d ? MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
+	o->connections = di ? di->num_connections : 0;
 }
 
 void query_api_stop(struct query_api *s)
@@ -677,7 +727,11 @@ void query_api_stop_counted(struct query_api *s, struct query_api_counters *fina
 	/* streams blocked on their query wake and end (an eventfd at 0 takes 1: cannot fail) */
 	if (write(s->stop_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
 		one = 0;
-	MHD_stop_daemon(s->d);
+	if (s->d) {
+		MHD_stop_daemon(s->d); /* closes listen_fd too */
+		s->listen_fd = -1;
+	}
+	s->d = NULL;
 	if (final)
 		query_api_counters(s, final);
 	server_free(s);

@@ -23,10 +23,13 @@ struct query_api {
 	char *cert_pem, *key_pem, *ca_pem; /* what MHD was given: kept until it stops */
 	unsigned port;
 	int stop_fd;         /* eventfd, readable once the server stops: streams end */
+	int listen_fd;       /* bound and listening from query_api_open(); the daemon's after */
+	int family;          /* AF_INET or AF_INET6: listen_fd's */
 	atomic_uint queries; /* running now: only the request threads change it (acq_rel) */
 	/* counters (relaxed: independent totals, read for reports) */
 	atomic_ulong n_requests, n_2xx, n_4xx, n_5xx, n_busy, n_aborted;
 	atomic_ulong n_queries, n_query_bytes, n_query_ns, n_query_le[QUERY_API_LATENCY_BUCKETS];
+	atomic_ulong n_query_failed;
 };
 
 /* Counts a finished query stream of this duration and bytes. */
@@ -48,6 +51,7 @@ struct api_request {
 	char *raw;    /* a raw-body route's body (POST /query): malloc'd, raw_len bytes */
 	size_t raw_len;
 	int status; /* nonzero: answer this error (found while reading the request) */
+	int is_query; /* a query (/api/v1/query, POST /query): counted in query_failed when it fails */
 	char error[QUERY_ERRBUF_SIZE]; /* its message */
 };
 

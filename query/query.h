@@ -293,11 +293,19 @@ struct query_api_config {
 struct query_api;
 
 /*
- * Reads the certificate, key and CA files, binds and starts serving (its own
- * threads).  Returns 0 and *out, or QUERY_E_TLS, QUERY_E_LISTEN, -ENOMEM,
- * -EINVAL (a config field out of range); errbuf gets one line naming the file
- * or address at fault.  The caller should ignore SIGPIPE (stdio output).
+ * In two steps, for a caller that drops privileges between them (record
+ * --listen): query_api_open() checks the config, reads the certificate, key
+ * and CA files and binds the listening socket, as the caller is (root may
+ * read a key only root reads and bind a port below 1024), starting no
+ * thread; query_api_serve() starts serving (its own threads, which hold what
+ * the process holds then).  query_api_start() does both.  Each returns 0
+ * (and *out), or QUERY_E_TLS, QUERY_E_LISTEN, -ENOMEM, -EINVAL (a config
+ * field out of range); errbuf gets one line naming the file or address at
+ * fault.  After a failed serve, query_api_stop() frees the server.  The
+ * caller should ignore SIGPIPE (stdio output).
  */
+int query_api_open(const struct query_api_config *c, struct query_api **out, char *errbuf);
+int query_api_serve(struct query_api *s, char *errbuf);
 int query_api_start(const struct query_api_config *c, struct query_api **out, char *errbuf);
 
 /* The TCP port the server listens on (the one picked when listen asked for port 0). */
@@ -317,6 +325,9 @@ struct query_api_counters {
 	uint64_t query_bytes;  /* their bytes handed to the connections */
 	uint64_t query_ns;     /* their durations, added up (start to end of the stream) */
 	uint64_t query_le[QUERY_API_LATENCY_BUCKETS]; /* queries that took at most 10 ms, ... */
+	uint64_t query_failed;    /* /api/v1/query requests answered 4xx/5xx (429 too) or cut off */
+	uint64_t queries_running; /* gauges, now: queries streaming */
+	uint64_t connections;     /* connections open */
 };
 
 /* The upper bounds of query_le's buckets, in ns. */

@@ -117,6 +117,31 @@ void counters_prometheus_gauge(FILE *out, const char *name, const char *help, ui
 int counters_prometheus_archive(FILE *out, const struct archive_summary *s, const char *last_run,
                                 char *err, size_t errlen);
 
+/* The last run's part of that: its counters, or the comment line saying why they are left out. */
+int counters_prometheus_archive_run(FILE *out, const char *last_run, char *err, size_t errlen);
+
+/* A gauge of a fractional value (a ratio, seconds). */
+void counters_prometheus_gauge_f(FILE *out, const char *name, const char *help, double value);
+
+/*
+ * An open archive's metrics, read now (a read transaction of its own:
+ * thread-safe): the flowscope_archive_* gauges, the free bytes of its
+ * filesystem (flowscope_archive_disk_free_bytes), then, when last_run is
+ * set, the last run's counters (a recorder, whose own run is live, leaves
+ * them out).  0, ARCHIVE_E_* or -ENOMEM.
+ */
+int counters_prometheus_archive_now(FILE *out, struct archive *a, int last_run);
+
+struct query_api_counters;
+
+/*
+ * The HTTP API's counters (query_api_counters()) as flowscope_api_* families:
+ * requests and responses by status class, 429s, aborted requests, queries,
+ * failed queries, bytes sent, the query duration histogram (seconds), and
+ * the running queries and open connections as gauges (docs/metrics.md).
+ */
+void counters_prometheus_api(FILE *out, const struct query_api_counters *n);
+
 /*
  * The same for an open archive (a struct archive *), in the shape of the HTTP
  * API's GET /metrics callback (query.h: query_api_config.metrics), so

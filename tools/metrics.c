@@ -20,8 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "archive/archive.h"
+#include "query/query.h"
 #include "tools/counters.h"
 
 enum metric_type { GAUGE, COUNTER, OMIT };
@@ -368,35 +370,118 @@ int counters_prometheus_archive(FILE *out, const struct archive_summary *s, cons
 	                          s->file_bytes);
 	counters_prometheus_gauge(out, "flowscope_archive_index_bytes", "index bytes in use",
 	                          s->index_used);
-	if (!last_run)
-		return 0;
+	return last_run ? counters_prometheus_archive_run(out, last_run, err, errlen) : 0;
+}
+
+int counters_prometheus_archive_run(FILE *out, const char *last_run, char *err, size_t errlen)
+{
 	int r = counters_prometheus(out, last_run, err, errlen);
 	if (r == -EINVAL) /* a report of an older (or newer) flowscope: said, not failed */
 		fprintf(out, "# flowscope: the last run's counters are left out: %s\n", err);
 	return r == -EINVAL ? 0 : r;
 }
 
-int counters_metrics_archive(void *archive, char **text, size_t *len)
+void counters_prometheus_gauge_f(FILE *out, const char *name, const char *help, double value)
+{
+	fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %.9g\n", name, help, name, name, value);
+}
+
+int counters_prometheus_archive_now(FILE *out, struct archive *a, int last_run)
 {
 	struct archive_rtxn *t = NULL;
 	struct archive_summary s;
-	char *last_run = NULL, err[256];
-	FILE *f = NULL;
-	int r = archive_rtxn_begin(archive, &t);
-	if (r == 0 && (r = archive_summary(t, &s)) == 0)
-		r = archive_run_report(t, &last_run);
+	struct statvfs v;
+	char *report = NULL, err[256];
+	int r = archive_rtxn_begin(a, &t);
+	if (r == 0 && (r = archive_summary(t, &s)) == 0 && last_run)
+		r = archive_run_report(t, &report);
 	archive_rtxn_end(t);
-	*text = NULL;
-	if (r == 0 && !(f = open_memstream(text, len)))
-		r = -ENOMEM;
 	if (r == 0)
-		r = counters_prometheus_archive(f, &s, last_run, err, sizeof(err));
-	if (f && fclose(f) != 0 && r == 0)
+		r = counters_prometheus_archive(out, &s, NULL, err, sizeof(err));
+	if (r == 0 && statvfs(archive_dir(a), &v) == 0) /* unknown: left out */
+		counters_prometheus_gauge(out, "flowscope_archive_disk_free_bytes",
+		                          "bytes free for the recorder on the archive's filesystem",
+		                          (uint64_t)v.f_bavail * v.f_frsize);
+	if (r == 0 && report)
+		r = counters_prometheus_archive_run(out, report, err, sizeof(err));
+	free(report);
+	return r;
+}
+
+int counters_metrics_archive(void *archive, char **text, size_t *len)
+{
+	FILE *f = open_memstream(text, len);
+	if (!f) {
+		*text = NULL;
+		return -ENOMEM;
+	}
+	int r = counters_prometheus_archive_now(f, archive, 1);
+	if (fclose(f) != 0 && r == 0)
 		r = -ENOMEM;
 	if (r) {
 		free(*text);
 		*text = NULL;
 	}
-	free(last_run);
 	return r;
+}
+
+/* ---- the HTTP API's counters ----------------------------------------------------------------- */
+
+static void api_family(FILE *out, const char *name, const char *type, const char *help)
+{
+	fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void api_value(FILE *out, const char *name, const char *type, const char *help, uint64_t v)
+{
+	api_family(out, name, type, help);
+	fprintf(out, "%s %" PRIu64 "\n", name, v);
+}
+
+/* Query durations as a histogram in seconds: cumulative buckets, +Inf equal to _count.  The
+ * counters are read one by one (relaxed): a query ending between two reads is evened out so
+ * that the buckets never decrease. */
+static void api_histogram(FILE *out, const struct query_api_counters *n)
+{
+	static const char *const le[QUERY_API_LATENCY_BUCKETS] = {"0.01", "0.1", "1", "10", "60"};
+	static const char name[] = "flowscope_api_query_duration_seconds";
+	uint64_t b[QUERY_API_LATENCY_BUCKETS], count = n->queries;
+	for (int i = QUERY_API_LATENCY_BUCKETS - 1; i >= 0; i--) {
+		uint64_t up = i == QUERY_API_LATENCY_BUCKETS - 1 ? count : b[i + 1];
+		b[i] = n->query_le[i] < up ? n->query_le[i] : up;
+	}
+	api_family(out, name, "histogram",
+	           "/api/v1/query answers, from their start to the end of the stream");
+	for (int i = 0; i < QUERY_API_LATENCY_BUCKETS; i++)
+		fprintf(out, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", name, le[i], b[i]);
+	fprintf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.9f\n%s_count %" PRIu64 "\n",
+	        name, count, name, (double)n->query_ns / 1e9, name, count);
+}
+
+void counters_prometheus_api(FILE *out, const struct query_api_counters *n)
+{
+	api_value(out, "flowscope_api_requests_total", "counter",
+	          "requests ended (answered, refused or cut off)", n->requests);
+	api_family(out, "flowscope_api_responses_total", "counter",
+	           "requests answered, by the class of their status");
+	fprintf(out,
+	        "flowscope_api_responses_total{code=\"2xx\"} %" PRIu64 "\n"
+	        "flowscope_api_responses_total{code=\"4xx\"} %" PRIu64 "\n"
+	        "flowscope_api_responses_total{code=\"5xx\"} %" PRIu64 "\n",
+	        n->responses_2xx, n->responses_4xx, n->responses_5xx);
+	api_value(out, "flowscope_api_busy_responses_total", "counter",
+	          "requests refused with 429: --max-queries reached", n->refused_busy);
+	api_value(out, "flowscope_api_aborted_requests_total", "counter",
+	          "requests ended before their answer was whole", n->aborted);
+	api_value(out, "flowscope_api_queries_total", "counter",
+	          "/api/v1/query answers started (status 200)", n->queries);
+	api_value(out, "flowscope_api_failed_queries_total", "counter",
+	          "/api/v1/query requests answered with an error or cut off", n->query_failed);
+	api_value(out, "flowscope_api_query_sent_bytes_total", "counter",
+	          "bytes of /api/v1/query answers handed to the connections", n->query_bytes);
+	api_histogram(out, n);
+	api_value(out, "flowscope_api_queries_running", "gauge",
+	          "queries and flow listings running now", n->queries_running);
+	api_value(out, "flowscope_api_connections", "gauge", "connections open now",
+	          n->connections);
 }

@@ -78,7 +78,8 @@ static void usage(FILE *f)
 	    "  --status-interval DUR status line interval, 0 = off (default 5s;\n"
 	    "                        --stats-interval is its old name)\n"
 	    "  --listen ADDR:PORT    serve the HTTP API (docs/api.md) from the recorder:\n"
-	    "                        queries of the archive as it records, /healthz\n"
+	    "                        queries of the archive as it records, /healthz,\n"
+	    "                        /metrics (the live counters)\n"
 	    "  --tls-cert FILE, --tls-key FILE, --client-ca FILE, --max-queries N\n"
 	    "                        for --listen, as for flowscope serve\n"
 	    "  --config FILE         read these options from FILE, key = value lines\n"
@@ -403,6 +404,24 @@ static void report_modules(FILE *f, const struct record_pipeline *pl)
 
 /* The dumpers' writers' counters added up (unstored_*, full_events, packets ... commits;
  * io and io_direct of any, io_max_inflight the largest). */
+void record_writer_add(struct archive_writer_stats *ws, const struct archive_writer_stats *d)
+{
+	ws->unstored_packets += d->unstored_packets;
+	ws->unstored_bytes += d->unstored_bytes;
+	ws->full_events += d->full_events;
+	ws->packets += d->packets;
+	ws->wire_bytes += d->wire_bytes;
+	ws->commits += d->commits;
+	ws->segments += d->segments;
+	ws->frames += d->frames;
+	ws->record_bytes += d->record_bytes;
+	ws->file_bytes += d->file_bytes;
+	ws->io = d->io;
+	ws->io_direct |= d->io_direct;
+	if (d->io_max_inflight > ws->io_max_inflight)
+		ws->io_max_inflight = d->io_max_inflight;
+}
+
 static void writer_totals(const struct record_pipeline *pl, struct archive_writer_stats *ws)
 {
 	*ws = (struct archive_writer_stats){0};
@@ -410,20 +429,7 @@ static void writer_totals(const struct record_pipeline *pl, struct archive_write
 		struct archive_writer_stats d = pl->dump[i].final;
 		if (pl->dump[i].writer)
 			archive_writer_stats(pl->dump[i].writer, &d);
-		ws->unstored_packets += d.unstored_packets;
-		ws->unstored_bytes += d.unstored_bytes;
-		ws->full_events += d.full_events;
-		ws->packets += d.packets;
-		ws->wire_bytes += d.wire_bytes;
-		ws->commits += d.commits;
-		ws->segments += d.segments;
-		ws->frames += d.frames;
-		ws->record_bytes += d.record_bytes;
-		ws->file_bytes += d.file_bytes;
-		ws->io = d.io;
-		ws->io_direct |= d.io_direct;
-		if (d.io_max_inflight > ws->io_max_inflight)
-			ws->io_max_inflight = d.io_max_inflight;
+		record_writer_add(ws, &d);
 	}
 }
 
@@ -591,30 +597,11 @@ static int exit_status(struct record_pipeline *pl, int module_fatal, int untimed
 
 /* ---- the API from the recorder (--listen) ---------------------------------------------------- */
 
-/* /healthz: 503 with the reason while the recorder cannot capture and store. */
-static int record_health(void *arg, char *reason, size_t len)
-{
-	struct record_pipeline *pl = arg;
-	if (atomic_load(&pl->failed)) {
-		snprintf(reason, len, "the recorder failed (its stderr says why)");
-		return 1;
-	}
-	for (unsigned i = 0; i < pl->ndumpers; i++)
-		if (atomic_load(&pl->dump[i].full)) {
-			snprintf(reason, len,
-			         "disk full: archive %s cannot store packets (they are dropped)",
-			         pl->o.archive);
-			return 1;
-		}
-	if (atomic_load(&pl->queues_running) == 0) {
-		snprintf(reason, len, "no source is capturing (not started yet, or stopped)");
-		return 1;
-	}
-	return 0;
-}
-
-/* Starts the API on the recorder's archive; 0 (or nothing asked), or EXIT_FAIL (said). */
-static int api_start(struct record_pipeline *pl, struct query_api **api)
+/*
+ * The API on the recorder's archive, opened as the command starts (its TLS files read and
+ * its port bound before the privilege drop); 0 (or nothing asked), or EXIT_FAIL (said).
+ */
+static int api_open(struct record_pipeline *pl, struct query_api **api)
 {
 	char err[QUERY_ERRBUF_SIZE];
 	struct query_api_config c = {.archive = pl->arch,
@@ -625,19 +612,36 @@ static int api_start(struct record_pipeline *pl, struct query_api **api)
 	                             .max_queries = pl->o.api_max_queries,
 	                             .parse_time = cli_parse_time_now,
 	                             .health = record_health,
-	                             .health_arg = pl};
+	                             .health_arg = pl,
+	                             .metrics = record_metrics,
+	                             .metrics_arg = pl};
 	*api = NULL;
 	if (!pl->o.api_listen)
 		return 0;
-	int r = query_api_start(&c, api, err);
+	int r = query_api_open(&c, api, err);
 	if (r) {
 		cli_error(CMD, "%s", err[0] ? err : query_strerror(r));
 		return EXIT_FAIL;
 	}
-	const char *colon = strrchr(c.listen, ':');
-	fprintf(stderr, "flowscope %s: API listening on %s://%.*s:%u\n", CMD,
-	        c.tls_cert ? "https" : "http", (int)(colon - c.listen), c.listen,
-	        query_api_port(*api));
+	return 0;
+}
+
+/* Serving starts after the drop: the server's threads hold no capability either. */
+static int api_serve(struct record_pipeline *pl, struct query_api *api)
+{
+	char err[QUERY_ERRBUF_SIZE];
+	if (!api)
+		return 0;
+	int r = query_api_serve(api, err);
+	if (r) {
+		cli_error(CMD, "%s", err[0] ? err : query_strerror(r));
+		return EXIT_FAIL;
+	}
+	atomic_store(&pl->api, api);
+	const char *listen = pl->o.api_listen, *colon = strrchr(listen, ':');
+	fprintf(stderr, "%sflowscope %s: API listening on %s://%.*s:%u\n", cli_log_prefix(CLI_INFO),
+	        CMD, pl->o.api_tls_cert ? "https" : "http", (int)(colon - listen), listen,
+	        query_api_port(api));
 	return 0;
 }
 
@@ -690,16 +694,21 @@ static int record_run(struct record_pipeline *pl, const struct privdrop *pd)
 		record_pipeline_close(pl);
 		return r;
 	}
-	/* the API's threads start after the drop: they too must hold no capability */
-	if ((r = drop_privileges(pl, pd)) != 0 || (r = api_start(pl, &api)) != 0) {
+	if ((r = api_open(pl, &api)) == 0 && (r = drop_privileges(pl, pd)) == 0) {
+		privdrop_announce(stderr, CMD,
+		                  pd); /* the first line: nothing parsed a packet yet */
+		record_pipeline_notes(pl);
+		r = api_serve(pl, api);
+	}
+	if (r) {
+		atomic_store(&pl->api, NULL);
+		query_api_stop(api);
 		record_pipeline_seal(pl); /* nothing recorded: an archive this run made goes */
 		archive_close_discard(pl->arch);
 		pl->arch = NULL;
 		record_pipeline_close(pl);
 		return r;
 	}
-	privdrop_announce(stderr, CMD, pd); /* the first line: nothing parsed a packet yet */
-	record_pipeline_notes(pl);
 	print_qq(pl);
 	uint64_t t0 = cli_mono_ns();
 	capture_signals_source(pl->src);

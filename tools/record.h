@@ -18,6 +18,7 @@
 #include "ingest/ingest.h"
 #include "qq/qq.h"
 #include "tools/capture.h"
+#include "tools/counters.h"
 
 #define RECORD_MAX_DUMPERS 16
 #define RECORD_SEGMENT_SIZE ARCHIVE_SEGMENT_SIZE /* --segment-size default */
@@ -58,6 +59,14 @@ struct record_dumper {
 	atomic_ulong beat; /* its loop came round: service_beat(), for the watchdog */
 };
 
+/* A dumper's counters as its thread last published them (record --listen's GET /metrics). */
+struct record_dumper_live {
+	struct archive_writer_stats w;
+	uint64_t selected, skipped, oversize, untimed;
+};
+
+struct query_api;
+
 struct record_pipeline {
 	struct record_opts o;
 	struct qq *qq;
@@ -85,6 +94,15 @@ struct record_pipeline {
 	atomic_uint queues_running;
 	atomic_int failed;   /* a thread failed: stop everything */
 	uint64_t t_start_ns; /* CLOCK_REALTIME at start, for the run report */
+	/* record --listen: what the analyzer and dumper threads own, copied by them under
+	   live_lock after each chunk and while idle, for GET /metrics (record_metrics.c) */
+	pthread_mutex_t live_lock;
+	struct counters_flowtrack live_ana[RECORD_MAX_ANALYZERS];
+	struct ft_engine_stats live_mod[RECORD_MAX_ANALYZERS][RECORD_MAX_MODULES];
+	struct record_dumper_live live_dump[RECORD_MAX_DUMPERS];
+	atomic_int live_started;         /* record_pipeline_start() is done (keeper set) */
+	_Atomic(struct query_api *) api; /* the API, once started: its own counters */
+	atomic_ulong health_lost;        /* packets lost at the last /healthz */
 	/* lines of the open (archive recovery, io note), held so that the line saying who
 	   parses packets comes first: record_pipeline_notes() prints them */
 	FILE *notes;
@@ -130,6 +148,14 @@ void record_pipeline_finish(struct record_pipeline *pl);
 
 /* Closes the writers (sealing their segments), then a last retention pass. */
 void record_pipeline_seal(struct record_pipeline *pl);
+
+/* Adds a dumper's writer counters d into sum (io_max_inflight: the largest). */
+void record_writer_add(struct archive_writer_stats *sum, const struct archive_writer_stats *d);
+
+/* record --listen: GET /metrics (query_api_metrics_fn, arg the pipeline) and /healthz
+   (query_api_health_fn): record_metrics.c, docs/metrics.md. */
+int record_metrics(void *arg, char **text, size_t *len);
+int record_health(void *arg, char *reason, size_t len);
 
 /* Frees everything (closing the writer seals its segment). */
 void record_pipeline_close(struct record_pipeline *pl);

@@ -66,6 +66,25 @@ static void analyzer_tick(struct record_analyzer *a)
 		ft_engine_tick(a->engine, a->pl->o.read ? 0 : cli_now_ns());
 }
 
+/* record --listen: a copy of what this analyzer counts, for GET /metrics (record.h). */
+static void analyzer_publish(struct record_analyzer *a)
+{
+	struct record_pipeline *pl = a->pl;
+	struct ft_table_stats ts;
+	struct ft_engine_stats m[RECORD_MAX_MODULES];
+	unsigned nm = pl->mods ? ft_modset_count(pl->mods) : 0;
+	if (!pl->o.api_listen)
+		return;
+	ft_table_stats(a->flows, &ts);
+	for (unsigned i = 0; i < nm; i++)
+		ft_engine_stats(a->engine, i, &m[i]);
+	pthread_mutex_lock(&pl->live_lock);
+	pl->live_ana[a->id] = (struct counters_flowtrack){
+	    .packets = a->packets, .flows = ts.inserted, .evicted = ts.evicted};
+	memcpy(pl->live_mod[a->id], m, nm * sizeof(m[0]));
+	pthread_mutex_unlock(&pl->live_lock);
+}
+
 static void *analyzer_thread(void *arg)
 {
 	struct record_analyzer *a = arg;
@@ -75,6 +94,7 @@ static void *analyzer_thread(void *arg)
 		service_beat(&a->beat);
 		if (r == QQ_E_TIMEDOUT) {
 			analyzer_tick(a);
+			analyzer_publish(a);
 			continue;
 		}
 		if (r)
@@ -82,6 +102,7 @@ static void *analyzer_thread(void *arg)
 		analyze_range(a, &pk);
 		qq_analyzer_done(a->pl->qq, &pk);
 		analyzer_tick(a);
+		analyzer_publish(a);
 	}
 }
 
@@ -118,6 +139,16 @@ static void dumper_publish(struct record_dumper *d)
 	archive_writer_stats(d->writer, &ws);
 	atomic_store_explicit(&d->segments, ws.segments, memory_order_relaxed);
 	atomic_store_explicit(&d->full, ws.full, memory_order_relaxed);
+	if (d->pl->o.api_listen) { /* for GET /metrics */
+		struct record_dumper_live l = {.w = ws,
+		                               .selected = d->selected,
+		                               .skipped = d->skipped,
+		                               .oversize = d->oversize,
+		                               .untimed = d->untimed};
+		pthread_mutex_lock(&d->pl->live_lock);
+		d->pl->live_dump[d->id] = l;
+		pthread_mutex_unlock(&d->pl->live_lock);
+	}
 	if (ws.full_events > d->full_events) {
 		d->full_events = ws.full_events;
 		d->full_since = cli_mono_ns();
@@ -419,6 +450,7 @@ static int archive_setup(struct record_pipeline *pl)
 
 int record_pipeline_open(struct record_pipeline *pl)
 {
+	pthread_mutex_init(&pl->live_lock, NULL);
 	pl->notes = open_memstream(&pl->notes_text, &pl->notes_len); /* NULL: on stderr */
 	/* the source first: a bad input must fail before the archive is touched */
 	int r = capture_source_open(&pl->o, CMD, &pl->src, &pl->info);
@@ -466,6 +498,7 @@ int record_pipeline_start(struct record_pipeline *pl)
 	for (unsigned q = 0; q < pl->info.queues; q++)
 		if (pthread_create(&pl->queue[q].thread, NULL, queue_thread, &pl->queue[q]) != 0)
 			goto fail;
+	atomic_store(&pl->live_started, 1);
 	return 0;
 fail:
 	cli_error(CMD, "cannot start threads: %s", strerror(errno));
@@ -490,6 +523,7 @@ void record_pipeline_finish(struct record_pipeline *pl)
 		pthread_join(pl->ana[i].thread, NULL);
 		if (pl->ana[i].engine)
 			ft_engine_finish(pl->ana[i].engine); /* last reports (stats) */
+		analyzer_publish(&pl->ana[i]);
 	}
 	qq_drain(pl->qq);
 	for (unsigned i = 0; i < pl->ndumpers; i++) {

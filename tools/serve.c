@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include "query/query.h"
 #include "tools/cli.h"
 #include "tools/config.h"
+#include "tools/counters.h"
 
 #define CMD "serve"
 #define SERVE_CONFIG 'f' /* getopt value of --config */
@@ -195,6 +197,35 @@ static void print_counters(const struct query_api_counters *n)
 	fflush(stdout);
 }
 
+/* GET /metrics: the archive's gauges and last run (tools/metrics.c), then the server's own
+   counters (set once it started: a request can come before query_api_start returns). */
+struct serve_metrics {
+	struct archive *archive;
+	_Atomic(struct query_api *) api;
+};
+
+static int serve_metrics(void *arg, char **text, size_t *len)
+{
+	struct serve_metrics *m = arg;
+	struct query_api *api = atomic_load(&m->api);
+	struct query_api_counters n;
+	FILE *f = open_memstream(text, len);
+	if (!f)
+		return *text = NULL, -ENOMEM;
+	int r = counters_prometheus_archive_now(f, m->archive, 1);
+	if (r == 0 && api) {
+		query_api_counters(api, &n);
+		counters_prometheus_api(f, &n);
+	}
+	if (fclose(f) != 0 && r == 0)
+		r = -ENOMEM;
+	if (r) {
+		free(*text);
+		*text = NULL;
+	}
+	return r;
+}
+
 /* Serves until a signal; 0, or EXIT_FAIL when the server cannot start. */
 static int serve(struct archive *a, struct query_api_config *cfg)
 {
@@ -202,6 +233,7 @@ static int serve(struct archive *a, struct query_api_config *cfg)
 	int sig;
 	char err[QUERY_ERRBUF_SIZE];
 	struct query_api *api;
+	struct serve_metrics m = {.archive = a};
 	sigemptyset(&stop);
 	sigaddset(&stop, SIGINT);
 	sigaddset(&stop, SIGTERM);
@@ -210,11 +242,14 @@ static int serve(struct archive *a, struct query_api_config *cfg)
 	signal(SIGPIPE, SIG_IGN);
 	cfg->archive = a;
 	cfg->parse_time = cli_parse_time_now;
+	cfg->metrics = serve_metrics;
+	cfg->metrics_arg = &m;
 	int r = query_api_start(cfg, &api, err);
 	if (r) {
 		cli_error(CMD, "%s", err[0] ? err : query_strerror(r));
 		return EXIT_FAIL;
 	}
+	atomic_store(&m.api, api);
 	const char *colon = strrchr(cfg->listen, ':');
 	printf("flowscope serve: listening on %s://%.*s:%u\n", cfg->tls_cert ? "https" : "http",
 	       (int)(colon - cfg->listen), cfg->listen, query_api_port(api));

@@ -325,7 +325,7 @@ bad_requests() {
     bad 404 "a ../ path to an endpoint" --path-as-is "$URL/api/v2/../v1/info"
     bad 405 "POST to info" -X POST "$URL/api/v1/info"
     bad 405 "DELETE" -X DELETE "$q"
-    bad 404 "metrics without a callback" "$URL/metrics"
+    bad 405 "POST to metrics" -X POST "$URL/metrics"
     local h=() i
     for ((i = 0; i < 200; i++)); do h+=(-H "X-Flood-$i: $i"); done
     bad 431 "a header flood" "${h[@]}" "$URL/api/v1/info"

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "query/query.h"
 #include "tools/counters.h"
 
 /* The exposition of report (0 expected), malloc'd. */
@@ -138,13 +139,53 @@ static void test_archive_callback(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* The API's counters: the histogram in seconds, cumulative, +Inf = _count, even when a query
+ * ended between the reads of its counters (a bucket read after _count). */
+static void test_api(void **state)
+{
+	(void)state;
+	struct query_api_counters n = {.requests = 7,
+	                               .responses_2xx = 5,
+	                               .responses_4xx = 2,
+	                               .refused_busy = 1,
+	                               .queries = 3,
+	                               .query_bytes = 4096,
+	                               .query_ns = 1500000000,
+	                               .query_le = {1, 2, 4, 4, 4},
+	                               .connections = 2};
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	assert_non_null(f);
+	counters_prometheus_api(f, &n);
+	fclose(f);
+	static const char *const want[] = {
+	    "\nflowscope_api_requests_total 7\n",
+	    "\nflowscope_api_responses_total{code=\"4xx\"} 2\n",
+	    "\nflowscope_api_busy_responses_total 1\n",
+	    "\nflowscope_api_query_sent_bytes_total 4096\n",
+	    "\n# TYPE flowscope_api_query_duration_seconds histogram\n",
+	    "\nflowscope_api_query_duration_seconds_bucket{le=\"0.01\"} 1\n",
+	    "\nflowscope_api_query_duration_seconds_bucket{le=\"0.1\"} 2\n",
+	    "\nflowscope_api_query_duration_seconds_bucket{le=\"1\"} 3\n", /* 4 > _count: 3 */
+	    "\nflowscope_api_query_duration_seconds_bucket{le=\"60\"} 3\n",
+	    "\nflowscope_api_query_duration_seconds_bucket{le=\"+Inf\"} 3\n",
+	    "\nflowscope_api_query_duration_seconds_sum 1.500000000\n",
+	    "\nflowscope_api_query_duration_seconds_count 3\n",
+	    "\nflowscope_api_connections 2\n",
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		if (!strstr(text, want[i]))
+			fail_msg("missing %s in:\n%s", want[i], text);
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_queues),
-	    cmocka_unit_test(test_monitor_and_names),
-	    cmocka_unit_test(test_refused),
-	    cmocka_unit_test(test_archive_callback),
+	    cmocka_unit_test(test_queues),  cmocka_unit_test(test_monitor_and_names),
+	    cmocka_unit_test(test_refused), cmocka_unit_test(test_archive_callback),
+	    cmocka_unit_test(test_api),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
