@@ -337,7 +337,6 @@ static enum MHD_Result job_failed(struct job *j, int done, struct MHD_Connection
 	         rc == -ECANCELED ? "the query timed out before it started"
 	         : j->err[0]      ? j->err
 	                          : query_strerror(rc));
-	close(j->rd);
 	pthread_cond_destroy(&j->cv);
 	pthread_mutex_destroy(&j->mu);
 	slot_put(j->s);
