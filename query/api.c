@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -203,6 +204,12 @@ static void request_free(struct api_request *q)
 	free(q);
 }
 
+void api_thread_nice(void)
+{
+	if (getpriority(PRIO_PROCESS, (id_t)gettid()) < API_NICE)
+		setpriority(PRIO_PROCESS, (id_t)gettid(), API_NICE);
+}
+
 #define ADD(field, n) atomic_fetch_add_explicit(&(field), (n), memory_order_relaxed)
 
 const uint64_t query_api_latency_le_ns[QUERY_API_LATENCY_BUCKETS] = {
@@ -355,6 +362,7 @@ static int client_verified(const struct query_api *s, struct MHD_Connection *c)
 static enum MHD_Result request_begin(struct query_api *s, struct MHD_Connection *c, const char *url,
                                      const char *method, void **req_cls)
 {
+	api_thread_nice(); /* the connection's own thread (MHD's thread per connection) */
 	struct api_request *q = calloc(1, sizeof(*q));
 	if (!q)
 		return MHD_NO;

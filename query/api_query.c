@@ -203,6 +203,7 @@ static void *job_main(void *arg)
 	sigemptyset(&pipe);
 	sigaddset(&pipe, SIGPIPE); /* a client gone: the write fails with EPIPE instead */
 	pthread_sigmask(SIG_BLOCK, &pipe, NULL);
+	api_thread_nice();
 	j->rc = query_run(j->s->c.archive, &j->o, &j->res, j->err);
 	fclose(j->wr); /* EOF for the reader, after rc is set (the mutex below publishes it) */
 	job_mark(j, &j->done);
