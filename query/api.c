@@ -6,7 +6,9 @@
  *
  * Threads: one per connection (MHD_USE_THREAD_PER_CONNECTION), so a handler
  * may block (a query's answer is pulled from a pipe) without stalling other
- * clients; the connection limits bound how many.  Mutual TLS: with a client
+ * clients; the connection limits bound how many.  Each connection's thread,
+ * and each query's (api_query.c), lowers its own priority to nice 19: the API
+ * yields the CPU to the recorder it may be part of.  Mutual TLS: with a client
  * CA, every connection's GnuTLS session is told, before its handshake starts
  * (MHD's connection-started notification), to require a client certificate
  * and verify it against the CA (gnutls_session_set_verify_cert), so a client

@@ -16,10 +16,11 @@
 #     (an earlier version, at nice 0, lost 50 packets in the kernel's ring here, 0 without
 #     queries: 32 queries took the two cores from the capture thread for > 128 ms);
 #   - clients that stop reading (a socket that reads nothing, curl --limit-rate 1) and ones
-#     that disconnect mid-stream (three of each), while the recorder records: a replay sent meanwhile is
-#     archived whole, another client is answered, and once they are gone the recorder's
-#     open descriptors (/proc/PID/fd) return to their count and its VmRSS to within
-#     RSS_SLACK_KIB of its level before them.
+#     that disconnect mid-stream (three of each), while the recorder records: a replay sent
+#     meanwhile is archived whole, another client is answered, the stalled queries' threads
+#     run at nice 19, and once they are gone the recorder's open descriptors (/proc/PID/fd)
+#     return to their count and its VmRSS to within RSS_SLACK_KIB of its level before them
+#     (taken after a first round of the same clients; not compared under a sanitizer).
 # Every wait is bounded; no timing is a pass condition.
 . "$(dirname "$0")/lib.sh"
 HERE=$(dirname "$0")
