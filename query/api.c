@@ -9,7 +9,9 @@
  *
  * Threads: one per connection (MHD_USE_THREAD_PER_CONNECTION), so a handler
  * may block (a query's answer is pulled from a pipe) without stalling other
- * clients; the connection limits bound how many.  Mutual TLS: with a client
+ * clients; the connection limits bound how many.  Each connection's thread,
+ * and each query's (api_query.c), lowers its own priority to nice 19: the API
+ * yields the CPU to the recorder it may be part of.  Mutual TLS: with a client
  * CA, every connection's GnuTLS session is told, before its handshake starts
  * (MHD's connection-started notification), to require a client certificate
  * and verify it against the CA (gnutls_session_set_verify_cert), so a client
@@ -25,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -205,6 +208,12 @@ static void request_free(struct api_request *q)
 		free(q->p[i].value);
 	}
 	free(q);
+}
+
+void api_thread_nice(void)
+{
+	if (getpriority(PRIO_PROCESS, (id_t)gettid()) < API_NICE)
+		setpriority(PRIO_PROCESS, (id_t)gettid(), API_NICE);
 }
 
 #define ADD(field, n) atomic_fetch_add_explicit(&(field), (n), memory_order_relaxed)
@@ -391,6 +400,7 @@ static void raw_add(struct api_request *q, const char *data, size_t size)
 static enum MHD_Result request_begin(struct query_api *s, struct MHD_Connection *c, const char *url,
                                      const char *method, void **req_cls)
 {
+	api_thread_nice(); /* the connection's own thread (MHD's thread per connection) */
 	struct api_request *q = calloc(1, sizeof(*q));
 	if (!q)
 		return MHD_NO;

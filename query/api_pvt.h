@@ -32,6 +32,12 @@ struct query_api {
 	atomic_ulong n_query_failed;
 };
 
+/* Lowers the calling thread's CPU priority to API_NICE (its own nice value; threads are
+   scheduled apart on Linux): the API's connection and query threads then yield to the
+   recorder's capture and dump threads on a busy machine.  Best effort (errors ignored). */
+void api_thread_nice(void);
+#define API_NICE 19
+
 /* Counts a finished query stream of this duration and bytes. */
 void api_count_query(struct query_api *s, uint64_t ns, uint64_t bytes);
 

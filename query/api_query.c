@@ -211,6 +211,7 @@ static void *job_main(void *arg)
 	sigemptyset(&pipe);
 	sigaddset(&pipe, SIGPIPE); /* a client gone: the write fails with EPIPE instead */
 	pthread_sigmask(SIG_BLOCK, &pipe, NULL);
+	api_thread_nice();
 	j->rc = query_run(j->s->c.archive, &j->o, &j->res, j->err);
 	fclose(j->wr); /* EOF for the reader, after rc is set (the mutex below publishes it) */
 	job_mark(j, &j->done);
@@ -346,7 +347,6 @@ static enum MHD_Result job_failed(struct job *j, int done, struct MHD_Connection
 	         rc == -ECANCELED ? "the query timed out before it started"
 	         : j->err[0]      ? j->err
 	                          : query_strerror(rc));
-	close(j->rd);
 	pthread_cond_destroy(&j->cv);
 	pthread_mutex_destroy(&j->mu);
 	slot_put(j->s);
