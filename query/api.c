@@ -418,7 +418,7 @@ static enum MHD_Result request_begin(struct query_api *s, struct MHD_Connection 
 		api_request_fail(q, 404, "no such endpoint (see docs/api.md)");
 	else if (!method_allowed(rt->methods, method))
 		api_request_fail(q, 405, "%s is not allowed here", method);
-	if (q->status)
+	if (q->status || !rt) /* !rt: failed above (404) */
 		return MHD_YES;
 	MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, get_arg, q);
 	if (rt->methods == POST_RAW_BODY)
@@ -638,7 +638,7 @@ static int listen_open(struct query_api *s, const struct sockaddr_storage *sa, c
 
 int query_api_open(const struct query_api_config *c, struct query_api **out, char *errbuf)
 {
-	struct sockaddr_storage sa;
+	struct sockaddr_storage sa = {0};
 	int loopback = 0, e;
 	errbuf[0] = '\0';
 	if (!c->archive || !c->listen || !c->parse_time || (c->client_ca && !c->tls_cert))
