@@ -626,7 +626,7 @@ static int listen_open(struct query_api *s, const struct sockaddr_storage *sa, c
 			close(fd);
 		return QUERY_E_LISTEN;
 	}
-	struct sockaddr_storage got;
+	struct sockaddr_storage got = {0};
 	socklen_t glen = sizeof(got);
 	if (getsockname(fd, (struct sockaddr *)&got, &glen) == 0)
 		s->port = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
