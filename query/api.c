@@ -626,11 +626,16 @@ static int listen_open(struct query_api *s, const struct sockaddr_storage *sa, c
 			close(fd);
 		return QUERY_E_LISTEN;
 	}
-	struct sockaddr_storage got = {0};
+	union {
+		struct sockaddr a;
+		struct sockaddr_in v4;
+		struct sockaddr_in6 v6;
+		struct sockaddr_storage any;
+	} got;
+	memset(&got, 0, sizeof(got));
 	socklen_t glen = sizeof(got);
-	if (getsockname(fd, (struct sockaddr *)&got, &glen) == 0)
-		s->port = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
-		                                          : ((struct sockaddr_in *)&got)->sin_port);
+	if (getsockname(fd, &got.a, &glen) == 0)
+		s->port = ntohs(got.a.sa_family == AF_INET6 ? got.v6.sin6_port : got.v4.sin_port);
 	s->listen_fd = fd;
 	s->family = sa->ss_family;
 	return 0;
