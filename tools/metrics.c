@@ -445,7 +445,7 @@ static void api_histogram(FILE *out, const struct query_api_counters *n)
 {
 	static const char *const le[QUERY_API_LATENCY_BUCKETS] = {"0.01", "0.1", "1", "10", "60"};
 	static const char name[] = "flowscope_api_query_duration_seconds";
-	uint64_t b[QUERY_API_LATENCY_BUCKETS], count = n->queries;
+	uint64_t b[QUERY_API_LATENCY_BUCKETS] = {0}, count = n->queries; /* filled from the top */
 	for (int i = QUERY_API_LATENCY_BUCKETS - 1; i >= 0; i--) {
 		uint64_t up = i == QUERY_API_LATENCY_BUCKETS - 1 ? count : b[i + 1];
 		b[i] = n->query_le[i] < up ? n->query_le[i] : up;

@@ -227,8 +227,9 @@ static int serve_metrics(void *arg, char **text, size_t *len)
 }
 
 /* Serves until a signal; 0, or EXIT_FAIL when the server cannot start. */
-static int serve(struct archive *a, struct query_api_config *cfg)
+static int serve(struct archive *a, const struct query_api_config *opts)
 {
+	struct query_api_config c = *opts, *cfg = &c; /* with the archive and metrics added */
 	sigset_t stop;
 	int sig;
 	char err[QUERY_ERRBUF_SIZE];
