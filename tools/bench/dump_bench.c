@@ -20,13 +20,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "archive/archive.h"
 #include "flowtrack/flowtrack.h"
 #include "qq/qq.h"
+#include "tools/bench/machine.h"
 
 #define NFLOWS 10000u
 #define NRULES 1000u
@@ -173,24 +173,6 @@ static double best_mpps(uint32_t len, size_t npkts, int parsed, int rules)
 	return best;
 }
 
-static void machine_line(void)
-{
-	char model[256] = "unknown", line[512];
-	FILE *f = fopen("/proc/cpuinfo", "r");
-	while (f && fgets(line, sizeof(line), f))
-		if (strncmp(line, "model name", 10) == 0 && strchr(line, ':')) {
-			snprintf(model, sizeof(model), "%s", strchr(line, ':') + 2);
-			model[strcspn(model, "\n")] = '\0';
-			break;
-		}
-	if (f)
-		fclose(f);
-	struct utsname u;
-	uname(&u);
-	printf("# dump_bench  machine: %s, %ld cores, Linux %s\n", model,
-	       sysconf(_SC_NPROCESSORS_ONLN), u.release);
-}
-
 int main(int argc, char **argv)
 {
 	int quick = 0;
@@ -205,7 +187,7 @@ int main(int argc, char **argv)
 		}
 	}
 	size_t npkts = quick ? 500000 : 2000000;
-	machine_line();
+	bench_machine_line("dump_bench");
 	printf("# one dumper thread: archive_writer_dump_chunk() from a QQ to an archive in "
 	       "/dev/shm, %zu packets over %u flows, best of %u runs a row\n",
 	       npkts, NFLOWS, g_repeat);

@@ -21,12 +21,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "flowtrack/flowtrack.h"
 #include "qq/qq.h"
+#include "tools/bench/machine.h"
 
 #define FRAME 64
 
@@ -243,20 +243,7 @@ int main(int argc, char **argv)
 	}
 	size_t flows[] = {1000, 100000, 1000000, 10000000};
 	size_t nf = quick ? 3 : 4;
-	char model[256] = "unknown", line[512];
-	FILE *f = fopen("/proc/cpuinfo", "r");
-	while (f && fgets(line, sizeof(line), f))
-		if (strncmp(line, "model name", 10) == 0 && strchr(line, ':')) {
-			snprintf(model, sizeof(model), "%s", strchr(line, ':') + 2);
-			model[strcspn(model, "\n")] = '\0';
-			break;
-		}
-	if (f)
-		fclose(f);
-	struct utsname u;
-	uname(&u);
-	printf("# flow_bench  machine: %s, %ld cores, Linux %s\n", model,
-	       sysconf(_SC_NPROCESSORS_ONLN), u.release);
+	bench_machine_line("flow_bench");
 	printf("# 64-byte UDP/IPv4 frames in memory, random flow order; parse + key + table + "
 	       "module\n");
 	printf("# reference (FlowScope, Xeon E5-2620 v3 2.4 GHz, noop, 1 M flows): 2.3-2.4 "

@@ -23,11 +23,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "qq/qq.h"
+#include "tools/bench/machine.h"
 
 #define QQ_SIZE (256u << 20)
 #define MAX_P 2
@@ -192,22 +192,7 @@ static double qq_rate(const struct config *c)
 
 static void print_machine(void)
 {
-	char model[600] = "unknown";
-	FILE *f = fopen("/proc/cpuinfo", "r");
-	char line[512];
-	while (f && fgets(line, sizeof(line), f))
-		if (strncmp(line, "model name", 10) == 0) {
-			char *p = strchr(line, ':');
-			snprintf(model, sizeof(model), "%s", p ? p + 2 : line);
-			model[strcspn(model, "\n")] = '\0';
-			break;
-		}
-	if (f)
-		fclose(f);
-	struct utsname u;
-	uname(&u);
-	printf("# qq_bench  machine: %s, %ld cores, Linux %s\n", model,
-	       sysconf(_SC_NPROCESSORS_ONLN), u.release);
+	bench_machine_line("qq_bench");
 	printf("# QQ %u MiB, chunks 4 MiB, back-pressure; P producers + P analyzers + 1 dumper\n",
 	       QQ_SIZE >> 20);
 	printf("# baseline: 1 thread memcpy of the same records into a %u MiB ring, same run\n",
