@@ -686,6 +686,39 @@ static int dump_test_flow(const struct archive_flow_info *fi, void *arg)
 	return 0;
 }
 
+/* The dump tests' QQ: 4 chunks of 64 KiB, one producer and analyzer, notes of note_size. */
+static struct qq *dump_qq(uint32_t note_size)
+{
+	struct qq *q;
+	struct qq_config qc = {.size = 4u << 16,
+	                       .chunk_size = 1u << 16,
+	                       .producers = 1,
+	                       .analyzers = 1,
+	                       .high_water = QQ_NO_HOLD,
+	                       .mode = QQ_MODE_BACKPRESSURE,
+	                       .lazy = 1,
+	                       .note_size = note_size};
+	assert_int_equal(qq_create(&qc, &q), 0);
+	return q;
+}
+
+/* A rule view with one key rule, trigger 7, on the flow of make_udp(host 2, port 1002). */
+static struct archive_rule_view *host2_rule(struct archive_rules **rules)
+{
+	struct archive_rule_view *view;
+	assert_int_equal(archive_rules_create(rules), 0);
+	assert_int_equal(archive_rule_view_create(*rules, &view), 0);
+	uint8_t b[200];
+	struct ft_packet pkt;
+	struct ft_flow_key key;
+	int dir;
+	make_udp(b, 2, 1002, sizeof(b));
+	assert_int_equal(ft_parse(1, b, sizeof(b), &pkt), 0);
+	assert_int_equal(archive_flow_key_of(&pkt, &key, &dir), 0);
+	assert_int_equal(archive_rules_add(*rules, &key, FT_KEY_BIDIRECTIONAL, 0, NULL, 7), 0);
+	return view;
+}
+
 /*
  * archive_writer_dump_chunk: one QQ chunk of three flows (hosts 1..3) into a writer in
  * triggered capture, a rule on host 2's flow (trigger 7): host 2's packets archived and
@@ -695,15 +728,7 @@ static int dump_test_flow(const struct archive_flow_info *fi, void *arg)
 static void test_dump_chunk(void **state)
 {
 	struct fixture *f = *state;
-	struct qq *q;
-	struct qq_config qc = {.size = 4u << 16,
-	                       .chunk_size = 1u << 16,
-	                       .producers = 1,
-	                       .analyzers = 1,
-	                       .high_water = QQ_NO_HOLD,
-	                       .mode = QQ_MODE_BACKPRESSURE,
-	                       .lazy = 1};
-	assert_int_equal(qq_create(&qc, &q), 0);
+	struct qq *q = dump_qq(0);
 	struct qq_producer *p;
 	assert_int_equal(qq_producer_open(q, 0, &p), 0);
 	uint8_t b[300];
@@ -723,16 +748,7 @@ static void test_dump_chunk(void **state)
 	assert_int_equal(qq_dumper_next(q, &c, 1000), 0);
 
 	struct archive_rules *rules;
-	struct archive_rule_view *view;
-	assert_int_equal(archive_rules_create(&rules), 0);
-	assert_int_equal(archive_rule_view_create(rules, &view), 0);
-	struct ft_packet pkt;
-	struct ft_flow_key key;
-	int dir;
-	make_udp(b, 2, 1002, 200);
-	assert_int_equal(ft_parse(1, b, 200, &pkt), 0);
-	assert_int_equal(archive_flow_key_of(&pkt, &key, &dir), 0);
-	assert_int_equal(archive_rules_add(rules, &key, FT_KEY_BIDIRECTIONAL, 0, NULL, 7), 0);
+	struct archive_rule_view *view = host2_rule(&rules);
 
 	struct archive *a = open_rw(f->dir);
 	struct archive_writer *w;
@@ -775,16 +791,7 @@ static void test_dump_chunk(void **state)
 static void test_dump_chunk_parsed(void **state)
 {
 	struct fixture *f = *state;
-	struct qq *q;
-	struct qq_config qc = {.size = 4u << 16,
-	                       .chunk_size = 1u << 16,
-	                       .producers = 1,
-	                       .analyzers = 1,
-	                       .high_water = QQ_NO_HOLD,
-	                       .mode = QQ_MODE_BACKPRESSURE,
-	                       .lazy = 1,
-	                       .note_size = sizeof(struct ft_packet)};
-	assert_int_equal(qq_create(&qc, &q), 0);
+	struct qq *q = dump_qq(sizeof(struct ft_packet));
 	struct qq_producer *p;
 	assert_int_equal(qq_producer_open(q, 0, &p), 0);
 	uint8_t b[200], b2[200];
@@ -807,15 +814,7 @@ static void test_dump_chunk_parsed(void **state)
 	assert_int_equal(qq_dumper_next(q, &c, 1000), 0);
 
 	struct archive_rules *rules;
-	struct archive_rule_view *view;
-	assert_int_equal(archive_rules_create(&rules), 0);
-	assert_int_equal(archive_rule_view_create(rules, &view), 0);
-	struct ft_packet pkt;
-	struct ft_flow_key key;
-	int dir;
-	assert_int_equal(ft_parse(1, b2, 200, &pkt), 0);
-	assert_int_equal(archive_flow_key_of(&pkt, &key, &dir), 0);
-	assert_int_equal(archive_rules_add(rules, &key, FT_KEY_BIDIRECTIONAL, 0, NULL, 7), 0);
+	struct archive_rule_view *view = host2_rule(&rules);
 
 	struct archive *a = open_rw(f->dir);
 	struct archive_writer *w;
