@@ -432,7 +432,7 @@ static void status_emit(struct capture_loop *l, struct capture_rates *last, doub
 		return;
 	l->status(l->arg, f, last, dt);
 	if (fclose(f) == 0 && text) {
-		fprintf(stderr, "%sflowscope %s: %s\n", cli_log_prefix(CLI_INFO), l->cmd, text);
+		cli_log_to(stderr, CLI_INFO, l->cmd, "%s", text);
 		service_status(text);
 	}
 	free(text);
@@ -503,8 +503,8 @@ void capture_print_lines(FILE *f, const char *cmd, const char *text)
 {
 	for (const char *line = text, *nl; *line; line = nl + 1) {
 		nl = strchr(line, '\n');
-		fprintf(f, "%sflowscope %s: %.*s\n", cli_log_prefix(CLI_INFO), cmd,
-		        (int)(nl ? nl - line : (long)strlen(line)), line);
+		cli_log_to(f, CLI_INFO, cmd, "%.*s", (int)(nl ? nl - line : (long)strlen(line)),
+		           line);
 		if (!nl)
 			break;
 	}

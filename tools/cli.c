@@ -56,15 +56,38 @@ const char *cli_log_prefix(enum cli_level level)
 	return level == CLI_ERR ? SD_ERR : level == CLI_WARN ? SD_WARNING : SD_INFO;
 }
 
+/* The one way a log line is written: level prefix, command, where, message on one line. */
+static void log_write(FILE *f, enum cli_level level, const char *cmd, char *msg)
+{
+	for (char *p = msg; *p; p++) /* one line, always */
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	fprintf(f, "%sflowscope %s: %s%s%s\n", cli_log_prefix(level), cmd, g_where ? g_where : "",
+	        g_where ? ": " : "", msg);
+}
+
 static void cli_log(enum cli_level level, const char *cmd, const char *fmt, va_list ap)
 {
 	char msg[1024];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	for (char *p = msg; *p; p++) /* one line, always */
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
-	fprintf(stderr, "%sflowscope %s: %s%s%s\n", cli_log_prefix(level), cmd,
-	        g_where ? g_where : "", g_where ? ": " : "", msg);
+	log_write(stderr, level, cmd, msg);
+}
+
+void cli_log_to(FILE *f, enum cli_level level, const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *msg = NULL;
+	int n = vasprintf(&msg, fmt, ap); /* whole: status and report lines can be long */
+	va_end(ap);
+	if (n < 0) {
+		va_start(ap, fmt);
+		cli_log(level, cmd, fmt, ap); /* no memory: the line cut at 1 KiB, on stderr */
+		va_end(ap);
+		return;
+	}
+	log_write(f, level, cmd, msg);
+	free(msg);
 }
 
 void cli_error(const char *cmd, const char *fmt, ...)

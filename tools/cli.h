@@ -61,6 +61,13 @@ void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(prin
 void cli_warn(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_info(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * The same line, of any length, on f (stderr, or a stream holding lines back for it:
+ * record's recovery notes), for lines that are not errors: status, report, notes.
+ */
+void cli_log_to(FILE *f, enum cli_level level, const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* The prefix of a line of that level on stderr: "<3>".."<6>" for the journal, else "". */
 const char *cli_log_prefix(enum cli_level level);
 

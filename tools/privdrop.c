@@ -95,8 +95,8 @@ int privdrop_plan(const char *cmd, const char *user, struct privdrop *p)
 
 void privdrop_announce(FILE *f, const char *cmd, const struct privdrop *p)
 {
-	fprintf(f, "%sflowscope %s: packets are parsed by user %s (uid %u, gid %u): %s\n",
-	        cli_log_prefix(CLI_INFO), cmd, p->user, (unsigned)p->uid, (unsigned)p->gid, p->why);
+	cli_log_to(f, CLI_INFO, cmd, "packets are parsed by user %s (uid %u, gid %u): %s", p->user,
+	           (unsigned)p->uid, (unsigned)p->gid, p->why);
 }
 
 int privdrop_can_access(const struct privdrop *p, const char *path, int mode)

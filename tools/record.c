@@ -639,9 +639,9 @@ static int api_serve(struct record_pipeline *pl, struct query_api *api)
 	}
 	atomic_store(&pl->api, api);
 	const char *listen = pl->o.api_listen, *colon = strrchr(listen, ':');
-	fprintf(stderr, "%sflowscope %s: API listening on %s://%.*s:%u\n", cli_log_prefix(CLI_INFO),
-	        CMD, pl->o.api_tls_cert ? "https" : "http", (int)(colon - listen), listen,
-	        query_api_port(api));
+	cli_log_to(stderr, CLI_INFO, CMD, "API listening on %s://%.*s:%u",
+	           pl->o.api_tls_cert ? "https" : "http", (int)(colon - listen), listen,
+	           query_api_port(api));
 	return 0;
 }
 

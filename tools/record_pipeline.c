@@ -418,7 +418,7 @@ static FILE *notes(struct record_pipeline *pl)
 static void recover_log(const char *line, void *arg)
 {
 	/* what a crash left, and what became of it: a warning */
-	fprintf(notes(arg), "%sflowscope %s: archive: %s\n", cli_log_prefix(CLI_WARN), CMD, line);
+	cli_log_to(notes(arg), CLI_WARN, CMD, "archive: %s", line);
 }
 
 static int archive_setup(struct record_pipeline *pl)
@@ -443,8 +443,7 @@ static int archive_setup(struct record_pipeline *pl)
 	}
 	const char *note = archive_writer_io_note(pl->dump[0].writer);
 	if (note)
-		fprintf(notes(pl), "%sflowscope %s: archive: %s\n", cli_log_prefix(CLI_INFO), CMD,
-		        note);
+		cli_log_to(notes(pl), CLI_INFO, CMD, "archive: %s", note);
 	return 0;
 }
 
