@@ -26,7 +26,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -570,8 +569,7 @@ bad:
 
 static void server_free(struct query_api *s)
 {
-	if (s->stop_fd >= 0)
-		close(s->stop_fd);
+	pthread_mutex_destroy(&s->jobs_mu);
 	if (s->listen_fd >= 0) /* not handed to a daemon (query_api_stop_counted) */
 		close(s->listen_fd);
 	free(s->cert_pem);
@@ -592,7 +590,7 @@ static void config_defaults(struct query_api_config *c)
 static struct MHD_Daemon *daemon_start(struct query_api *s)
 {
 	const struct query_api_config *c = &s->c;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+	unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 	                 (s->family == AF_INET6 ? MHD_USE_IPv6 : 0) |
 	                 (s->cert_pem ? MHD_USE_TLS : 0);
 	struct MHD_OptionItem tls[] = {
@@ -667,10 +665,7 @@ int query_api_open(const struct query_api_config *c, struct query_api **out, cha
 	s->c = *c;
 	s->listen_fd = -1;
 	config_defaults(&s->c);
-	if ((s->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0) {
-		free(s);
-		return -errno;
-	}
+	pthread_mutex_init(&s->jobs_mu, NULL);
 	if ((c->tls_cert && (e = tls_load(s, errbuf)) != 0) ||
 	    (e = listen_open(s, &sa, errbuf)) != 0) {
 		server_free(s);
@@ -738,10 +733,7 @@ void query_api_stop_counted(struct query_api *s, struct query_api_counters *fina
 {
 	if (!s)
 		return;
-	uint64_t one = 1;
-	/* streams blocked on their query wake and end (an eventfd at 0 takes 1: cannot fail) */
-	if (write(s->stop_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
-		one = 0;
+	api_jobs_stop(s); /* streams waiting for their query end */
 	if (s->d) {
 		MHD_stop_daemon(s->d); /* closes listen_fd too */
 		s->listen_fd = -1;

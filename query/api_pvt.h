@@ -6,23 +6,29 @@
 #define FLOWSCOPE_QUERY_API_PVT_H
 
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "query/query.h"
 
-#define API_MAX_PARAMS 12         /* parameters a request may carry */
-#define API_MAX_VALUE (64u << 10) /* bytes of one parameter's value */
-#define API_MAX_BODY (256u << 10) /* bytes of a POST body (form-encoded) */
-#define API_MAX_URL (16u << 10)   /* bytes of the URL with its query string */
-#define API_MAX_HEADERS 64        /* request headers */
-#define API_PIPE_BYTES (1u << 20) /* a query's pipe to its connection: the answer's buffer */
+#define API_MAX_PARAMS 12             /* parameters a request may carry */
+#define API_MAX_VALUE (64u << 10)     /* bytes of one parameter's value */
+#define API_MAX_BODY (256u << 10)     /* bytes of a POST body (form-encoded) */
+#define API_MAX_URL (16u << 10)       /* bytes of the URL with its query string */
+#define API_MAX_HEADERS 64            /* request headers */
+#define API_STREAM_BYTES (256u << 10) /* a query's stdio buffer, and MHD's for its answer */
+#define API_RING_BYTES (1u << 20)     /* a query's answer between its thread and MHD's */
 
 struct query_api {
 	struct query_api_config c;
 	struct MHD_Daemon *d;
 	char *cert_pem, *key_pem, *ca_pem; /* what MHD was given: kept until it stops */
 	unsigned port;
-	int stop_fd;         /* eventfd, readable once the server stops: streams end */
+	/* the streaming queries (api_query.c's jobs), so that a stop wakes their readers */
+	pthread_mutex_t jobs_mu;
+	struct job *jobs;    /* under jobs_mu: linked through job.next */
+	atomic_int stopping; /* set once by api_jobs_stop (then each job's mu is taken and its
+	                        condition broadcast); read by the readers under their job's mu */
 	int listen_fd;       /* bound and listening from query_api_open(); the daemon's after */
 	int family;          /* AF_INET or AF_INET6: listen_fd's */
 	atomic_uint queries; /* running now: only the request threads change it (acq_rel) */
@@ -94,5 +100,8 @@ enum MHD_Result api_explain(struct api_request *q, struct MHD_Connection *c);
 enum MHD_Result api_flows(struct api_request *q, struct MHD_Connection *c);
 /* Stenographer's POST /query (api_query.c): q->raw is the query, its headers the limits. */
 enum MHD_Result api_steno(struct api_request *q, struct MHD_Connection *c);
+/* The server stops (api.c, before MHD_stop_daemon): every streaming answer's reader wakes and
+   ends its stream, so MHD can join the connections' threads. */
+void api_jobs_stop(struct query_api *s);
 
 #endif

@@ -4,28 +4,26 @@
  * the streaming answer.
  *
  * query_run() writes to a FILE; the HTTP answer is pulled by libmicrohttpd
- * from a content-reader callback.  A query thread runs query_run() into the
- * write end of a pipe; the connection's thread (thread per connection: it may
- * block) reads the other end into the chunked answer.  The pipe is the
- * bounded buffer: a slow client stalls only its own query thread, and no lock
- * is held while either writes.  The status is chosen before the first byte:
- * the handler waits until the query starts (filter compiled, range planned:
- * query_options.on_start) or ends; a query that fails before it starts is a
- * JSON error, one that fails after is an aborted chunked stream.  When the
- * client goes away (or the deadline passes), MHD frees the response: the read
- * end closes, the query's next write fails (EPIPE; SIGPIPE is blocked in its
- * thread), the stop flag ends a scan that writes nothing, and the thread is
- * joined before the memory goes.
+ * from a content-reader callback.  A query thread runs query_run() into a
+ * stdio stream of its own (fopencookie) whose buffer, each time it is full, is
+ * copied into a ring (API_RING_BYTES) that the connection's thread empties
+ * into MHD's buffer, so the query goes on while MHD encrypts and sends.  The
+ * ring is the bound: a slow client stalls only its own query thread, and no
+ * lock is held while either copies or writes (the ring's mutex guards its
+ * offsets; each side copies its own part of the ring outside it).  The
+ * status is chosen before the first byte: the handler waits until the query
+ * starts (filter compiled, range planned: query_options.on_start) or ends; a
+ * query that fails before it starts is a JSON error, one that fails after is
+ * an aborted chunked stream.  When the client goes away (or the deadline
+ * passes, or the server stops), MHD frees the response: the job is marked
+ * gone, the query's next write fails (EPIPE), the stop flag ends a scan that
+ * writes nothing, and the thread is joined before the memory goes.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -177,17 +175,24 @@ struct job {
 	struct query_options o;
 	struct query_result res;
 	char err[QUERY_ERRBUF_SIZE];
-	int rd;   /* the pipe's read end (the connection's side) */
-	FILE *wr; /* its write end (the query's side) */
+	FILE *wr;   /* the query's output (fopencookie: job_write) */
+	char *ring; /* API_RING_BYTES: the answer between the query (writes) and MHD (reads) */
 	pthread_t t;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int started, done; /* under mu */
-	int rc;            /* query_run's return, once done */
+	pthread_cond_t cv; /* any change below; both threads wait on it */
+	/* under mu: */
+	size_t head, len; /* the ring's oldest unread byte and how many: the writer adds to
+	                     len, the reader moves head and takes from len; each copies its
+	                     part of the ring outside the lock (the parts never overlap) */
+	int writer_waits, reader_waits; /* for space, for bytes: the other side broadcasts */
+	int started, done;              /* the query: planned (o.on_start), ended (rc set) */
+	int gone; /* the reader: the stream is over; the query's writes fail */
+	int rc;   /* query_run's return, once done */
 	atomic_int stop;
 	uint64_t t0_ns, sent; /* the stream's start (CLOCK_MONOTONIC) and bytes: the MHD thread's */
 	struct timespec deadline; /* CLOCK_MONOTONIC */
 	struct query_steno steno; /* POST /query's translation: o.filter points into it */
+	struct job *prev, *next;  /* the server's list of streams: under s->jobs_mu */
 };
 
 static void job_mark(struct job *j, int *flag)
@@ -204,39 +209,119 @@ static void job_started(void *arg)
 	job_mark(j, &j->started);
 }
 
+/* Under j->mu: waits for space in the ring; 0, or -1 once the stream is over. */
+static int job_wait_space(struct job *j)
+{
+	while (j->len == API_RING_BYTES && !j->gone) {
+		j->writer_waits = 1;
+		pthread_cond_wait(&j->cv, &j->mu);
+		j->writer_waits = 0;
+	}
+	return j->gone ? -1 : 0;
+}
+
+/* The query's stdio flushes (fopencookie): its bytes into the ring, waiting for space while
+   the client reads slower than the query writes.  All of them or an error (stdio takes a
+   short write as one): EPIPE once the stream is over, and the query ends. */
+static ssize_t job_write(void *cookie, const char *buf, size_t len)
+{
+	struct job *j = cookie;
+	for (size_t done = 0; done < len;) {
+		pthread_mutex_lock(&j->mu);
+		if (job_wait_space(j) != 0) {
+			pthread_mutex_unlock(&j->mu);
+			errno = EPIPE;
+			return 0;
+		}
+		size_t tail = (j->head + j->len) % API_RING_BYTES;
+		size_t n = API_RING_BYTES - j->len;
+		pthread_mutex_unlock(&j->mu);
+		n = n < API_RING_BYTES - tail ? n : API_RING_BYTES - tail;
+		n = n < len - done ? n : len - done;
+		memcpy(j->ring + tail, buf + done,
+		       n); /* free space: the reader does not touch it */
+		done += n;
+		pthread_mutex_lock(&j->mu);
+		j->len += n;
+		if (j->reader_waits)
+			pthread_cond_broadcast(&j->cv);
+		pthread_mutex_unlock(&j->mu);
+	}
+	return (ssize_t)len;
+}
+
 static void *job_main(void *arg)
 {
 	struct job *j = arg;
-	sigset_t pipe;
-	sigemptyset(&pipe);
-	sigaddset(&pipe, SIGPIPE); /* a client gone: the write fails with EPIPE instead */
-	pthread_sigmask(SIG_BLOCK, &pipe, NULL);
 	api_thread_nice();
 	j->rc = query_run(j->s->c.archive, &j->o, &j->res, j->err);
-	fclose(j->wr); /* EOF for the reader, after rc is set (the mutex below publishes it) */
+	fclose(j->wr); /* its last bytes to the reader, after rc is set (done publishes it) */
 	job_mark(j, &j->done);
 	return NULL;
 }
 
-static void job_free(struct job *j)
+/* The stream is over for the reader: the query's writes fail from now on. */
+static void job_gone(struct job *j)
 {
-	atomic_store_explicit(&j->stop, 1, memory_order_relaxed);
-	close(j->rd); /* the query's next write fails: it ends */
-	pthread_join(j->t, NULL);
+	atomic_store_explicit(&j->stop, 1, memory_order_relaxed); /* a scan that writes nothing */
+	job_mark(j, &j->gone);
+}
+
+static void job_unlist(struct job *j)
+{
+	struct query_api *s = j->s;
+	pthread_mutex_lock(&s->jobs_mu);
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		s->jobs = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	pthread_mutex_unlock(&s->jobs_mu);
+}
+
+/* After its thread was joined: the job's memory goes, and its --max-queries slot. */
+static void job_end(struct job *j)
+{
+	job_unlist(j);
 	pthread_cond_destroy(&j->cv);
 	pthread_mutex_destroy(&j->mu);
 	slot_put(j->s);
 	query_steno_free(&j->steno);
+	free(j->ring);
 	free(j);
 }
 
-static int deadline_ms(const struct job *j)
+/* The query thread ends (it was told job_gone) and the job's memory goes. */
+static void job_free(struct job *j)
 {
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	int64_t ms = (int64_t)(j->deadline.tv_sec - now.tv_sec) * 1000 +
-	             (j->deadline.tv_nsec - now.tv_nsec) / 1000000;
-	return ms < 0 ? 0 : ms > 1 << 30 ? 1 << 30 : (int)ms;
+	job_gone(j);
+	pthread_join(j->t, NULL);
+	job_end(j);
+}
+
+/* Waits on j's condition until its deadline or the server's stop; 0, or -1 past either. */
+static int job_wait(struct job *j)
+{
+	/* a stop after this check broadcasts j->cv under j->mu (api_jobs_stop), which the
+	   caller holds until it waits: not missed */
+	if (atomic_load(&j->s->stopping))
+		return -1;
+	return pthread_cond_timedwait(&j->cv, &j->mu, &j->deadline) == ETIMEDOUT ? -1 : 0;
+}
+
+/* Under j->mu: waits for bytes in the ring or the query's end; 0, or -1 past the deadline
+   or once the server stops. */
+static int job_wait_bytes(struct job *j)
+{
+	while (!j->len && !j->done) {
+		j->reader_waits = 1;
+		int e = job_wait(j);
+		j->reader_waits = 0;
+		if (e)
+			return -1;
+	}
+	return 0;
 }
 
 /* MHD pulls the answer: blocks (its own thread) until the query wrote some or ended. */
@@ -244,29 +329,39 @@ static ssize_t job_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct job *j = cls;
 	(void)pos;
-	for (;;) {
-		struct pollfd p[2] = {{.fd = j->rd, .events = POLLIN},
-		                      {.fd = j->s->stop_fd, .events = POLLIN}};
-		int n = poll(p, 2, deadline_ms(j));
-		if (n == 0 || (n > 0 && p[1].revents))
-			return MHD_CONTENT_READER_END_WITH_ERROR; /* past the deadline, or stopping */
-		if (n < 0 && errno == EINTR)
-			continue;
-		ssize_t got = n < 0 ? -1 : read(j->rd, buf, max);
-		if (got > 0) {
-			j->sent += (uint64_t)got;
-			return got;
-		}
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0)
-			return MHD_CONTENT_READER_END_WITH_ERROR;
-		pthread_mutex_lock(&j->mu); /* EOF: the query ended; done and rc are set */
-		while (!j->done)
-			pthread_cond_wait(&j->cv, &j->mu);
+	pthread_mutex_lock(&j->mu);
+	if (job_wait_bytes(j) != 0 || (!j->len && j->rc)) {
 		pthread_mutex_unlock(&j->mu);
-		return j->rc ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+		return MHD_CONTENT_READER_END_WITH_ERROR;
 	}
+	if (!j->len) {
+		pthread_mutex_unlock(&j->mu);
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	}
+	size_t head = j->head, n = j->len < max ? j->len : max;
+	pthread_mutex_unlock(&j->mu);
+	n = n < API_RING_BYTES - head ? n : API_RING_BYTES - head;
+	memcpy(buf, j->ring + head, n); /* written bytes: the writer does not touch them */
+	pthread_mutex_lock(&j->mu);
+	j->head = (head + n) % API_RING_BYTES;
+	j->len -= n;
+	if (j->writer_waits)
+		pthread_cond_broadcast(&j->cv);
+	pthread_mutex_unlock(&j->mu);
+	j->sent += n;
+	return (ssize_t)n;
+}
+
+void api_jobs_stop(struct query_api *s)
+{
+	atomic_store(&s->stopping, 1);
+	pthread_mutex_lock(&s->jobs_mu);
+	for (struct job *j = s->jobs; j; j = j->next) {
+		pthread_mutex_lock(&j->mu); /* its reader is waiting, or sees stopping next */
+		pthread_cond_broadcast(&j->cv);
+		pthread_mutex_unlock(&j->mu);
+	}
+	pthread_mutex_unlock(&s->jobs_mu);
 }
 
 /* MHD is done with the stream (whole, or cut off): counted, then the job ends. */
@@ -277,24 +372,29 @@ static void job_release(void *cls)
 	job_free(j);
 }
 
+static void job_list(struct job *j)
+{
+	struct query_api *s = j->s;
+	pthread_mutex_lock(&s->jobs_mu);
+	j->next = s->jobs;
+	if (s->jobs)
+		s->jobs->prev = j;
+	s->jobs = j;
+	pthread_mutex_unlock(&s->jobs_mu);
+}
+
 /* Starts the query thread; 0 or -errno (j is freed then). */
 static int job_start(struct job *j)
 {
-	int fds[2];
 	pthread_condattr_t ca;
-	if (pipe2(fds, O_CLOEXEC) != 0)
-		return -errno;
-	j->rd = fds[0];
-	j->wr = fdopen(fds[1], "w");
+	if (!(j->ring = malloc(API_RING_BYTES)))
+		return -ENOMEM;
+	j->wr = fopencookie(j, "w", (cookie_io_functions_t){.write = job_write});
 	if (!j->wr) {
-		close(fds[0]);
-		close(fds[1]);
+		free(j->ring);
 		return -ENOMEM;
 	}
-	/* bigger than stdio's 4 KiB for a pipe and the pipe's 64 KiB: fewer writes, reads and
-	   wake-ups per answer (a larger pipe may be refused: the default then) */
-	setvbuf(j->wr, NULL, _IOFBF, API_PIPE_BYTES / 4);
-	fcntl(fds[1], F_SETPIPE_SZ, (int)API_PIPE_BYTES);
+	setvbuf(j->wr, NULL, _IOFBF, API_STREAM_BYTES); /* stdio's 4 KiB: too many flushes */
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -304,10 +404,12 @@ static int job_start(struct job *j)
 	j->o.on_start = job_started;
 	j->o.on_start_arg = j;
 	j->o.stop = &j->stop;
+	job_list(j);
 	int e = pthread_create(&j->t, NULL, job_main, j);
 	if (e) {
+		job_unlist(j);
 		fclose(j->wr);
-		close(j->rd);
+		free(j->ring);
 		pthread_cond_destroy(&j->cv);
 		pthread_mutex_destroy(&j->mu);
 		return -e;
@@ -316,15 +418,17 @@ static int job_start(struct job *j)
 }
 
 /* Waits until the query started or ended (bounded by its deadline); 1 if it started, and
-   *done whether it ended (then j->rc is its result). */
-static int job_wait_start(struct job *j, int *done)
+   *failed whether it ended with an error before writing (its error is then the answer). */
+static int job_wait_start(struct job *j, int *failed)
 {
 	pthread_mutex_lock(&j->mu);
 	while (!j->started && !j->done)
 		if (pthread_cond_timedwait(&j->cv, &j->mu, &j->deadline) == ETIMEDOUT)
 			break;
 	int started = j->started;
-	*done = j->done;
+	/* an error after bytes were written is an aborted stream: only the status line
+	   (nothing sent yet) can still carry it */
+	*failed = j->done && j->rc && !j->len;
 	pthread_mutex_unlock(&j->mu);
 	return started;
 }
@@ -335,23 +439,19 @@ static const char *const content_types[] = {
     [QUERY_FORMAT_JSON] = "application/x-ndjson",
 };
 
-/* The answer of a job that did not start: its error (the thread is joined and freed). */
-static enum MHD_Result job_failed(struct job *j, int done, struct MHD_Connection *c)
+/* The answer of a job that did not start or failed before writing: its error (the thread
+   is joined and the job freed). */
+static enum MHD_Result job_failed(struct job *j, struct MHD_Connection *c)
 {
-	atomic_store_explicit(&j->stop, 1, memory_order_relaxed);
-	close(j->rd);             /* its writes fail now */
+	job_gone(j);
 	pthread_join(j->t, NULL); /* it ends: stopped, or at its next write */
-	int rc = done ? j->rc : -ECANCELED;
+	int rc = j->done ? j->rc : -ECANCELED;
 	char msg[QUERY_ERRBUF_SIZE];
 	snprintf(msg, sizeof(msg), "%s",
 	         rc == -ECANCELED ? "the query timed out before it started"
 	         : j->err[0]      ? j->err
 	                          : query_strerror(rc));
-	pthread_cond_destroy(&j->cv);
-	pthread_mutex_destroy(&j->mu);
-	slot_put(j->s);
-	query_steno_free(&j->steno);
-	free(j);
+	job_end(j);
 	return api_error(c, query_status(rc), "%s", msg);
 }
 
@@ -376,11 +476,11 @@ static enum MHD_Result query_stream(struct api_request *q, struct MHD_Connection
 		free(j);
 		return api_error(c, 503, "cannot start the query: %s", strerror(-e));
 	}
-	int done, avail = 0, started = job_wait_start(j, &done);
-	if (!started || (done && j->rc && (ioctl(j->rd, FIONREAD, &avail) != 0 || avail == 0)))
-		return job_failed(j, done, c);
+	int failed, started = job_wait_start(j, &failed);
+	if (!started || failed)
+		return job_failed(j, c);
 	struct MHD_Response *r = MHD_create_response_from_callback(
-	    MHD_SIZE_UNKNOWN, API_PIPE_BYTES / 4, job_read, j, job_release);
+	    MHD_SIZE_UNKNOWN, API_STREAM_BYTES, job_read, j, job_release);
 	if (!r) {
 		job_free(j);
 		return MHD_NO;

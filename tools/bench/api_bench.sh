@@ -5,7 +5,8 @@
 # into the middle): a 5-tuple, a host, and a large answer (every TCP packet);
 # median of 5 runs each, in the same run.  Columns: milliseconds; the added
 # latency per query over HTTPS; throughput of the large answer over HTTPS as a
-# share of local; then 32 clients at once asking for the large answer
+# share of local; a ceiling row: the large answer as a static file over TLS
+# (openssl s_server), what the transport alone costs here; then 32 clients at once asking for the large answer
 # (aggregate MB/s) beside one.  A benchmark, not a test: it prints, never
 # judges (issue 16's goals: <= 5 ms added, >= 80 % throughput).
 #
@@ -17,8 +18,8 @@ FS=$BUILD/tools/flowscope
 [ -x "$FS" ] || { echo "build first (make)" >&2; exit 1; }
 . "$(dirname "$0")/bench_data.sh"
 W=$(mktemp -d)
-SPID=
-trap '[ -z "$SPID" ] || kill "$SPID"; rm -rf "$W"' EXIT
+SPID= OPID=
+trap '[ -z "$SPID" ] || kill "$SPID"; [ -z "$OPID" ] || kill "$OPID" 2>/dev/null; rm -rf "$W"' EXIT
 
 bench_dataset "$SIZE" || { echo "dataset $SIZE failed" >&2; exit 1; }
 
@@ -66,6 +67,24 @@ row() {
 row "5-tuple: $Q_FLOW" "$Q_FLOW"
 row "host: $Q_HOST" "$Q_HOST"
 row "large: tcp" "tcp"
+
+# The transport's own ceiling on this machine: the large answer as a file, served over TLS 1.3
+# by openssl s_server (no query, no HTTP library: a static file) to the same curl, client
+# and server sharing the machine's cores as above.
+local_q tcp >"$W/large.pcap" 2>/dev/null
+(cd "$W" && exec openssl s_server -WWW -accept 127.0.0.1:0 -cert server.crt -key server.key \
+    >"$W/s_server.out" 2>&1) &
+OPID=$!
+for _ in $(seq 100); do grep -q ACCEPT "$W/s_server.out" && break; sleep 0.1; done
+OURL=https://$(sed -n 's/^ACCEPT //p' "$W/s_server.out")
+static_q() { curl -s --cacert "$W/ca.crt" "$OURL/large.pcap"; }
+l=$(median_time local_q tcp)
+o=$(median_time static_q)
+kill "$OPID" 2>/dev/null
+OPID=
+printf '%-54s %12s %9.1f %9.1f %10s %10.1f %10.0f%%\n' "ceiling: the same bytes from openssl s_server" \
+    "$(wc -c <"$W/large.pcap")" "$(echo "$l * 1000" | bc -l)" "$(echo "$o * 1000" | bc -l)" - \
+    "$(echo "($o - $l) * 1000" | bc -l)" "$(echo "100 * $l / $o" | bc -l)"
 
 # 32 clients at once, each the large answer
 clients() {
