@@ -4,11 +4,13 @@
 # one archive of `flowscope gen` traffic (bench_data.sh: a real capture laid
 # into the middle): a 5-tuple, a host, and a large answer (every TCP packet);
 # median of 5 runs each, in the same run.  Columns: milliseconds; the added
-# latency per query over HTTPS; throughput of the large answer over HTTPS as a
-# share of local; a ceiling row: the large answer as a static file over TLS
-# (openssl s_server), what the transport alone costs here; then 32 clients at once asking for the large answer
-# (aggregate MB/s) beside one.  A benchmark, not a test: it prints, never
-# judges (issue 16's goals: <= 5 ms added, >= 80 % throughput).
+# latency per query over HTTPS; throughput of the large answer over HTTPS as
+# a share of local.  A ceiling row: the large answer as a static file over
+# TLS (openssl s_server), what the transport alone costs here.  Then 32
+# clients at once asking for the large answer (aggregate MB/s) beside one;
+# last, `record --read` flat out with --listen, alone and with 8 clients
+# querying it all along.  A benchmark, not a test: it prints, never judges
+# (issue 16's goals: <= 5 ms added, >= 80 % throughput).
 #
 #   tools/bench/api_bench.sh [BUILD_DIR] [SIZE]      (default build/, 1G)
 set -u
@@ -101,3 +103,36 @@ for n in 1 32; do
     s=$(clients "$n")
     printf '%-10s %10s %14.1f\n' "$n" "$s" "$(echo "$n * $bytes / $s / 1000000" | bc -l)"
 done
+
+# The recorder under queries: `record --read` of the dataset's capture flat out (--capture
+# all, one dumper) with --listen, alone, then with 8 clients asking for a host's packets over
+# HTTPS in a loop from the archive it writes, as fast as they can: the record's seconds, and
+# the queries answered meanwhile.  The API's threads run at nice 19, so on a busy machine they
+# take what the recorder leaves.
+record_under() {
+    local clients=$1 t0 s i n=0 rpid url arch=$W/rec.arch loops=()
+    rm -rf "$arch" "$W/rec.err" "$W"/loop.*
+    t0=$(now_s)
+    "$FS" record --read "$PCAP" --archive "$arch" --capture all --dumpers 1 --stats-interval 0 \
+        --listen 127.0.0.1:0 --tls-cert "$W/server.crt" --tls-key "$W/server.key" \
+        --client-ca "$W/ca.crt" --max-queries 16 2>"$W/rec.err" &
+    rpid=$!
+    for _ in $(seq 100); do grep -q 'API listening' "$W/rec.err" && break; sleep 0.05; done
+    url=$(sed -n 's/^flowscope record: API listening on //p' "$W/rec.err")
+    for ((i = 0; i < clients; i++)); do
+        (while kill -0 "$rpid" 2>/dev/null; do
+            curl -s "${TLS[@]}" -G "$url/api/v1/query" --data-urlencode "filter=$Q_HOST" \
+                -o /dev/null -w '%{http_code}\n'
+        done >"$W/loop.$i") &
+        loops+=($!)
+    done
+    wait "$rpid"
+    s=$(elapsed "$t0")
+    [ "$clients" = 0 ] || wait "${loops[@]}"
+    for ((i = 0; i < clients; i++)); do n=$((n + $(grep -c '^200$' "$W/loop.$i"))); done
+    printf '%-10s %10s %14s\n' "$clients" "$s" "$n"
+}
+echo "# record --read of the capture ($(stat -c %s "$PCAP") bytes), flat out, with --listen"
+printf '%-10s %10s %14s\n' clients seconds queries_200
+record_under 0
+record_under 8
