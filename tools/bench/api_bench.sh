@@ -108,7 +108,7 @@ done
 # all, one dumper) with --listen, alone, then with 8 clients asking for a host's packets over
 # HTTPS in a loop from the archive it writes, as fast as they can: the record's seconds, and
 # the queries answered meanwhile.  The API's threads run at nice 19, so on a busy machine they
-# take what the recorder leaves.
+# take what the recorder leaves; the clients too (nice 19: in the field they are elsewhere).
 record_under() {
     local clients=$1 t0 s i n=0 rpid url arch=$W/rec.arch loops=()
     rm -rf "$arch" "$W/rec.err" "$W"/loop.*
@@ -121,7 +121,7 @@ record_under() {
     url=$(sed -n 's/^flowscope record: API listening on //p' "$W/rec.err")
     for ((i = 0; i < clients; i++)); do
         (while kill -0 "$rpid" 2>/dev/null; do
-            curl -s "${TLS[@]}" -G "$url/api/v1/query" --data-urlencode "filter=$Q_HOST" \
+            nice -n 19 curl -s "${TLS[@]}" -G "$url/api/v1/query" --data-urlencode "filter=$Q_HOST" \
                 -o /dev/null -w '%{http_code}\n'
         done >"$W/loop.$i") &
         loops+=($!)
