@@ -43,12 +43,13 @@ static int has_ports(uint8_t proto)
 	return proto == 6 || proto == 17 || proto == 132 || proto == 1 || proto == 58;
 }
 
-/* The request/reply counterpart of an ICMP (proto 1) or ICMPv6 (58) type, -1 for none. */
-static int icmp_counterpart(uint8_t proto, uint8_t type)
+int ft_community_id_icmp_peer(uint8_t proto, uint8_t type)
 {
 	static const uint8_t v4[][2] = {{8, 0}, {13, 14}, {15, 16}, {10, 9}, {17, 18}};
 	static const uint8_t v6[][2] = {{128, 129}, {130, 131}, {133, 134},
 	                                {135, 136}, {139, 140}, {144, 145}};
+	if (proto != 1 && proto != 58)
+		return -1;
 	const uint8_t(*pairs)[2] = proto == 1 ? v4 : v6;
 	size_t n = proto == 1 ? sizeof(v4) / sizeof(v4[0]) : sizeof(v6) / sizeof(v6[0]);
 	for (size_t i = 0; i < n; i++) {
@@ -136,7 +137,7 @@ int ft_community_id_packet(const struct ft_packet *pkt, uint16_t seed,
 	if (pkt->proto == 1 || pkt->proto == 58) {
 		if (pkt->flags & (FT_PKT_FRAG_LATER | FT_PKT_TRUNCATED))
 			return -ENOENT; /* no ICMP header: no type, no code */
-		int peer = icmp_counterpart(pkt->proto, pkt->icmp_type);
+		int peer = ft_community_id_icmp_peer(pkt->proto, pkt->icmp_type);
 		t.sport = pkt->icmp_type;
 		t.dport = peer >= 0 ? (uint16_t)peer : pkt->icmp_code;
 		t.one_way = peer < 0;

@@ -279,6 +279,13 @@ int ft_community_id_packet(const struct ft_packet *pkt, uint16_t seed,
                            char out[FT_COMMUNITY_ID_LEN]);
 
 /*
+ * The request/reply counterpart of ICMP (proto 1) or ICMPv6 (58) type `type`
+ * that the Community ID pairs it with (echo request/reply, ...), or -1 for a
+ * one-way type (its code goes into the ID, and the direction).
+ */
+int ft_community_id_icmp_peer(uint8_t proto, uint8_t type);
+
+/*
  * Non-zero if s has the form of a Community ID v1: "1:" and the base64 of
  * 20 bytes (27 characters of the alphabet and one '='), nothing else.
  */
