@@ -175,12 +175,19 @@ static int parse_args(int argc, char **argv, struct flows_args *fa)
 	return 0;
 }
 
-/* The "community_id" value at *p (a string or null) into x; advances *p.  0, or -1. */
+/*
+ * The ,"community_id":VALUE at *p (a string or null) into x, "-" when the line has none (a
+ * server from before it); advances *p.  0, or -1.
+ */
 static int remote_community_id(const char **p, struct query_flow_text *x)
 {
+	static const char key[] = ",\"community_id\":";
 	int end = 0;
+	strcpy(x->community_id, "-");
+	if (strncmp(*p, key, sizeof(key) - 1) != 0)
+		return 0;
+	*p += sizeof(key) - 1;
 	if (strncmp(*p, "null", 4) == 0) {
-		strcpy(x->community_id, "-");
 		*p += 4;
 		return 0;
 	}
@@ -203,7 +210,7 @@ static int print_remote_line(const char *line)
 	           "{\"first\":\"%47[^\"]\",\"last\":\"%47[^\"]\",\"duration\":%lf,\"proto\":\"%15["
 	           "^\"]\",\"a\":\"%63[^\"]\",\"b\":\"%63[^\"]\",\"vlan\":%u,\"vlan_inner\":%u,"
 	           "\"packets_ab\":%" SCNu64 ",\"packets_ba\":%" SCNu64 ",\"bytes_ab\":%" SCNu64
-	           ",\"bytes_ba\":%" SCNu64 ",\"tcp_flags\":\"%15[^\"]\",\"community_id\":%n",
+	           ",\"bytes_ba\":%" SCNu64 ",\"tcp_flags\":\"%15[^\"]\"%n",
 	           x.first, x.last, &dur, x.proto, x.a, x.b, &vlan, &inner, &f.packets[0],
 	           &f.packets[1], &f.bytes[0], &f.bytes[1], x.flags, &end) != 13 ||
 	    !end)
