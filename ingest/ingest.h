@@ -48,6 +48,7 @@
 #ifndef FLOWSCOPE_INGEST_H
 #define FLOWSCOPE_INGEST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "qq/qq.h"
@@ -242,6 +243,87 @@ void ingest_source_stop(struct ingest_source *s);
 void ingest_source_stats(const struct ingest_source *s, int queue, struct ingest_stats *out);
 
 void ingest_source_close(struct ingest_source *s);
+
+/* ---- detector logs: following a growing text log ----------------------------------------
+ *
+ * Purpose
+ *   Alerts that another program writes to a log file (Suricata's EVE JSON,
+ *   Zeek's notice.log) reach the recorder through a follower of the file (as
+ *   `tail -F`).  The behaviour and the counters are documented in
+ *   docs/triggers.md.
+ *
+ * Lifecycle
+ *   ingest_follow_open() -> ingest_follow_next() in a loop (one thread) ->
+ *   ingest_follow_close().
+ *
+ * Threading
+ *   A follower is used by one thread at a time; ingest_follow_stats() may be
+ *   called from any thread (relaxed atomics: each counter exact, the set may
+ *   be mid-update).
+ *
+ * Errors
+ *   -errno.
+ */
+struct ingest_follow;
+
+/* Longest line delivered by default; a longer one is skipped to its newline and counted. */
+#define INGEST_FOLLOW_MAX_LINE (1u << 20)
+/* Longest wait between two checks of the path (rotation, truncation, creation), whatever
+ * inotify says: the follower stays correct where inotify misses events (NFS, overlay). */
+#define INGEST_FOLLOW_POLL_MS 200
+
+struct ingest_follow_opts {
+	int from_start;  /* 1: read the file present at open from its first byte; 0: from its end */
+	size_t max_line; /* longest line delivered (no newline); 0: INGEST_FOLLOW_MAX_LINE */
+};
+
+/* Counters of a follower.  Proposed record counter names in brackets (docs/triggers.md). */
+struct ingest_follow_stats {
+	uint64_t lines;       /* complete lines delivered [eve.lines] */
+	uint64_t bytes;       /* bytes read from the files, skipped ones included */
+	uint64_t rotations;   /* switches to another file at the path (rename or delete, then
+	                         a new file) [eve.rotations] */
+	uint64_t truncations; /* the file shrank below the read position: read again from 0
+	                         [eve.truncations] */
+	uint64_t too_long;    /* lines over max_line, skipped to their newline [eve.too_long] */
+	uint64_t open_errors; /* the path exists but could not be opened (permission, not a
+	                         regular file): retried at the next check */
+};
+
+/*
+ * Follows the text file at `path` as `tail -F` does: a file that does not
+ * exist yet is waited for (ingest_follow_next() opens it when it appears, and
+ * reads it from its start: all of it is new); an existing file is read from
+ * its end (the part of a line before the end is skipped) unless
+ * opts->from_start.  Rotation (the path renamed or deleted, then a new file
+ * created): the old file is read to its end first, then the new one from its
+ * start.  Truncation (the size falls below the read position, logrotate's
+ * copytruncate): reading restarts at 0, the partial line held is dropped.
+ * A line longer than max_line is never held whole: it is skipped to its
+ * newline and counted (too_long).  A last line without its newline is held
+ * until the newline arrives; when the file is rotated away with such a line
+ * at its end, that line is delivered as it is (its writer has moved on).
+ * Waiting: inotify on the file and its directory wakes the follower at once;
+ * the path is also checked every INGEST_FOLLOW_POLL_MS (no inotify needed).
+ * `opts` may be NULL (defaults).  Returns 0 and *out; -ENOENT (the directory
+ * does not exist), -EISDIR / -EINVAL (path is a directory / not a regular
+ * file), -EACCES, -ENOMEM, or another -errno; errbuf (INGEST_ERRBUF_SIZE) names
+ * the path.  The file itself may be missing.
+ */
+int ingest_follow_open(const char *path, const struct ingest_follow_opts *opts,
+                       struct ingest_follow **out, char *errbuf);
+
+/*
+ * The next complete line, without its newline: returns 1 with *line (not
+ * NUL-terminated, valid until the next call on f) and *len; 0 when no line
+ * came within timeout_ms (0: do not wait; never waits longer, so a thread can
+ * check its stop flag between calls); -ENOMEM.  Lines may be empty.
+ */
+int ingest_follow_next(struct ingest_follow *f, const char **line, size_t *len, int timeout_ms);
+
+void ingest_follow_stats(const struct ingest_follow *f, struct ingest_follow_stats *out);
+
+void ingest_follow_close(struct ingest_follow *f);
 
 #ifdef __cplusplus
 }
