@@ -306,7 +306,7 @@ static int read_ports(json_t *o, const char *ks, const char *kd, struct ingest_e
 
 static int read_icmp(json_t *o, struct ingest_eve_alert *a, char *err, size_t errlen)
 {
-	uint64_t t, c;
+	uint64_t t = 0, c = 0;
 	int r = get_uint(o, "icmp_type", 255, &t, err, errlen);
 	if (r < 0)
 		return r;
@@ -416,7 +416,7 @@ static json_t *load_object(const char *line, size_t len, char *err, size_t errle
 static int eve_fields(json_t *o, struct ingest_eve_alert *a, char *err, size_t errlen)
 {
 	const char *type = "";
-	uint64_t fid;
+	uint64_t fid = 0;
 	int r = get_string(o, "event_type", &type, err, errlen);
 	if (r)
 		return r == 1 ? malformed(err, errlen, "missing event_type") : r;

@@ -101,7 +101,7 @@ static void test_tshark_flows(void **state)
 	(void)state;
 	FILE *in = fopen(EVE_DATA, "r");
 	assert_non_null(in);
-	char *line = NULL, *f[16];
+	char *line = NULL, *f[16] = {NULL};
 	size_t cap = 0, n = 0;
 	ssize_t len;
 	while ((len = getline(&line, &cap, in)) > 0) {
