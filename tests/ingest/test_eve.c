@@ -46,10 +46,14 @@ static void key_addr(const char *s, uint8_t out[16])
 	assert_int_equal(inet_pton(AF_INET6, s, out), 1);
 }
 
-/* Splits a tab-separated line in place into at most n fields; returns the count. */
+/* Splits a tab-separated line in place into at most n fields (the others ""); returns the
+ * count. */
 static int split_tabs(char *line, char **f, int n)
 {
+	static char none[] = "";
 	int k = 0;
+	for (int i = 0; i < n; i++)
+		f[i] = none;
 	for (char *p = line; k < n; k++) {
 		f[k] = p;
 		p = strchr(p, '\t');

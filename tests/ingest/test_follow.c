@@ -35,9 +35,13 @@ struct fx {
 static int setup(void **state)
 {
 	struct fx *x = calloc(1, sizeof(*x));
-	snprintf(x->dir, sizeof(x->dir), "/tmp/flowscope-test-follow.XXXXXX");
-	if (!mkdtemp(x->dir))
+	if (!x)
 		return -1;
+	snprintf(x->dir, sizeof(x->dir), "/tmp/flowscope-test-follow.XXXXXX");
+	if (!mkdtemp(x->dir)) {
+		free(x);
+		return -1;
+	}
 	snprintf(x->path, sizeof(x->path), "%s/eve.json", x->dir);
 	*state = x;
 	return 0;
