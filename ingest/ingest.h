@@ -326,7 +326,8 @@ int ingest_follow_open(const char *path, const struct ingest_follow_opts *opts,
  * The next complete line, without its newline: returns 1 with *line (not
  * NUL-terminated, valid until the next call on f) and *len; 0 when no line
  * came within timeout_ms (0: do not wait; never waits longer, so a thread can
- * check its stop flag between calls); -ENOMEM.  Lines may be empty.
+ * check its stop flag between calls).  Never fails: trouble with the file
+ * (unreadable, vanished) is waited out and counted.  Lines may be empty.
  */
 int ingest_follow_next(struct ingest_follow *f, const char **line, size_t *len, int timeout_ms);
 
