@@ -535,6 +535,8 @@ static int zeek_flow(json_t *o, struct ingest_eve_alert *a, char *err, size_t er
 			return malformed(err, errlen,
 			                 "bad proto: not tcp, udp, icmp or unknown_transport");
 		a->family = AF_UNSPEC; /* the community_id alone */
+		memset(a->src, 0, sizeof(a->src));
+		memset(a->dest, 0, sizeof(a->dest));
 		return 1;
 	}
 	rc = zeek_ports(o, proto, a, err, errlen);

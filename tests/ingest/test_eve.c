@@ -376,6 +376,10 @@ static int zeek(const char *line, struct ingest_eve_alert *a, char *err)
 	return ingest_zeek_notice_parse(line, strlen(line), a, err, ERRLEN);
 }
 
+#define UNKNOWN_NOTICE                                                                      \
+	"{\"ts\":1.5,\"note\":\"X\",\"id.orig_h\":\"10.0.0.1\",\"id.resp_h\":\"10.0.0.2\"," \
+	"\"id.orig_p\":0,\"id.resp_p\":0,\"proto\":\"unknown_transport\""
+
 static void test_zeek_notices(void **state)
 {
 	(void)state;
@@ -425,6 +429,13 @@ static void test_zeek_notices(void **state)
 	                      &a, err),
 	                 1);
 	assert_int_equal(a.family, AF_UNSPEC);
+	/* a transport Zeek does not know: the community_id alone, or skipped without one */
+	assert_int_equal(zeek(UNKNOWN_NOTICE "}", &a, err), 0);
+	assert_int_equal(
+	    zeek(UNKNOWN_NOTICE ",\"community_id\":\"1:8AgNY+DlOJHIzLpsE/kmhYTl44A=\"}", &a, err),
+	    1);
+	assert_int_equal(a.family, AF_UNSPEC);
+	assert_int_equal(a.dest[15], 0);
 	static const char *const bad[][2] = {
 	    {"{\"ts\":1.5,\"msg\":\"x\"}", "missing note"},
 	    {"{\"note\":\"X\"}", "missing ts"},
