@@ -277,6 +277,9 @@ static void test_open_errors(void **state)
 	assert_non_null(strstr(err, "no-such-dir"));
 	assert_int_equal(ingest_follow_open(x->dir, NULL, &f, err), -EISDIR);
 	assert_non_null(strstr(err, "is a directory"));
+	assert_int_equal(mkfifo(x->path, 0600), 0); /* opening a FIFO would block on its writer */
+	assert_int_equal(ingest_follow_open(x->path, NULL, &f, err), -EINVAL);
+	assert_non_null(strstr(err, "not a regular file"));
 	assert_null(f);
 }
 
