@@ -35,6 +35,7 @@ DEB_BUILD += dpkg-dev file
 DEB_BUILD += libsystemd-dev
 DEB_BUILD += libmicrohttpd-dev libgnutls28-dev libcurl4-gnutls-dev
 DEB_BUILD += nettle-dev
+DEB_BUILD += libjansson-dev
 DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux python3 strace \
              python3-lmdb python3-zstandard \
              iproute2 jq clang libclang-rt-14-dev \
@@ -110,7 +111,7 @@ FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefi
 # tests/fuzz/make_seeds.sh); every input that once crashed a target stays in
 # tests/fuzz/regressions/<target>/ and is run first.
 FUZZ_TARGETS = fuzz_parse fuzz_plan fuzz_pcapng fuzz_units fuzz_index fuzz_segment fuzz_steno
-FUZZ_TARGETS += fuzz_api
+FUZZ_TARGETS += fuzz_api fuzz_eve
 FUZZ_ARCHIVE_SRC = archive/archive.c archive/index.c archive/terms.c archive/writer.c \
     archive/reader.c archive/rules.c archive/scan.c archive/segio.c archive/verify.c \
     archive/recover.c archive/retention.c archive/lmdbcheck.c flowtrack/flowkey.c \
@@ -139,6 +140,8 @@ test-fuzz: deps
 	    query/plan.c query/export.c query/flows.c tools/cli.c $(FUZZ_ARCHIVE_SRC) \
 	    $(FUZZ_ARCHIVE_LIBS) $$(pkg-config --cflags --libs libmicrohttpd gnutls) \
 	    -o $(FUZZ_BUILD)/fuzz_api
+	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_eve.c ingest/eve.c qq/qq.c \
+	    $$(pkg-config --cflags --libs jansson) -lm -lpthread -o $(FUZZ_BUILD)/fuzz_eve
 	@for f in $(FUZZ_TARGETS); do \
 	    reg=$$(ls -d $(CURDIR)/tests/fuzz/regressions/$$f/* 2>/dev/null); \
 	    [ -z "$$reg" ] || (cd $(FUZZ_BUILD) && ./$$f $$reg 2>$$f.reg.log) || \

@@ -48,6 +48,7 @@
 #ifndef FLOWSCOPE_INGEST_H
 #define FLOWSCOPE_INGEST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "qq/qq.h"
@@ -242,6 +243,188 @@ void ingest_source_stop(struct ingest_source *s);
 void ingest_source_stats(const struct ingest_source *s, int queue, struct ingest_stats *out);
 
 void ingest_source_close(struct ingest_source *s);
+
+/* ---- detector logs: following a text log, Suricata EVE alerts, Zeek notices ------------
+ *
+ * Purpose
+ *   Alerts that another program writes to a log file (Suricata's EVE JSON,
+ *   Zeek's notice.log as JSON) become flows to trigger.  Three pieces, kept
+ *   apart so each can be tested alone: a follower of a growing text file
+ *   (as `tail -F`), a parser of one line into struct ingest_eve_alert, and a
+ *   filter on signature id and severity (record --eve-filter).  The mapping
+ *   and the counters are documented in docs/triggers.md.
+ *
+ * Lifecycle
+ *   ingest_follow_open() -> ingest_follow_next() in a loop (one thread) ->
+ *   ingest_follow_close().  ingest_eve_parse() / ingest_zeek_notice_parse()
+ *   on each line; ingest_eve_filter_parse() once per --eve-filter option,
+ *   ingest_eve_filter_match() per alert, ingest_eve_filter_free().
+ *
+ * Threading
+ *   A follower is used by one thread at a time; ingest_follow_stats() may be
+ *   called from any thread (relaxed atomics: each counter exact, the set may
+ *   be mid-update).  The parsers are pure functions (reentrant).  A filter is
+ *   immutable once parsed: any number of threads may match against it.
+ *
+ * Errors
+ *   Malformed input: INGEST_E_MALFORMED with a one-line reason in err.
+ *   System failures: -errno.
+ */
+/* a line or a filter text that cannot be used; err says why */
+#define INGEST_E_MALFORMED (INGEST_E_BASE - 6)
+
+struct ingest_follow;
+
+/* Longest line delivered by default; a longer one is skipped to its newline and counted. */
+#define INGEST_FOLLOW_MAX_LINE (1u << 20)
+/* Longest wait between two checks of the path (rotation, truncation, creation), whatever
+ * inotify says: the follower stays correct where inotify misses events (NFS, overlay). */
+#define INGEST_FOLLOW_POLL_MS 200
+
+struct ingest_follow_opts {
+	int from_start;  /* 1: read the file present at open from its first byte; 0: from its end */
+	size_t max_line; /* longest line delivered (no newline); 0: INGEST_FOLLOW_MAX_LINE */
+};
+
+/* Counters of a follower.  Proposed record counter names in brackets (docs/triggers.md). */
+struct ingest_follow_stats {
+	uint64_t lines;       /* complete lines delivered [eve.lines] */
+	uint64_t bytes;       /* bytes read from the files, skipped ones included */
+	uint64_t rotations;   /* switches to another file at the path (rename or delete, then
+	                         a new file) [eve.rotations] */
+	uint64_t truncations; /* the file shrank below the read position: read again from 0
+	                         [eve.truncations] */
+	uint64_t too_long;    /* lines over max_line, skipped to their newline [eve.too_long] */
+	uint64_t open_errors; /* the path exists but could not be opened (permission, not a
+	                         regular file): retried at the next check */
+};
+
+/*
+ * Follows the text file at `path` as `tail -F` does: a file that does not
+ * exist yet is waited for (ingest_follow_next() opens it when it appears, and
+ * reads it from its start: all of it is new); an existing file is read from
+ * its end (the part of a line before the end is skipped) unless
+ * opts->from_start.  Rotation (the path renamed or deleted, then a new file
+ * created): the old file is read to its end first, then the new one from its
+ * start.  Truncation (the size falls below the read position, logrotate's
+ * copytruncate): reading restarts at 0, the partial line held is dropped.
+ * A line longer than max_line is never held whole: it is skipped to its
+ * newline and counted (too_long).  A last line without its newline is held
+ * until the newline arrives; when the file is rotated away with such a line
+ * at its end, that line is delivered as it is (its writer has moved on).
+ * Waiting: inotify on the file and its directory wakes the follower at once;
+ * the path is also checked every INGEST_FOLLOW_POLL_MS (no inotify needed).
+ * `opts` may be NULL (defaults).  Returns 0 and *out; -ENOENT (the directory
+ * does not exist), -EISDIR / -EINVAL (path is a directory / not a regular
+ * file), -EACCES, -ENOMEM, or another -errno; errbuf (INGEST_ERRBUF_SIZE) names
+ * the path.  The file itself may be missing.
+ */
+int ingest_follow_open(const char *path, const struct ingest_follow_opts *opts,
+                       struct ingest_follow **out, char *errbuf);
+
+/*
+ * The next complete line, without its newline: returns 1 with *line (not
+ * NUL-terminated, valid until the next call on f) and *len; 0 when no line
+ * came within timeout_ms (0: do not wait; never waits longer, so a thread can
+ * check its stop flag between calls).  Never fails: trouble with the file
+ * (unreadable, vanished) is waited out and counted.  Lines may be empty.
+ */
+int ingest_follow_next(struct ingest_follow *f, const char **line, size_t *len, int timeout_ms);
+
+void ingest_follow_stats(const struct ingest_follow *f, struct ingest_follow_stats *out);
+
+void ingest_follow_close(struct ingest_follow *f);
+
+/* Bounds of the strings an alert keeps (bytes, the NUL included); longer ones are cut at
+ * a UTF-8 character boundary. */
+#define INGEST_EVE_SIGNATURE_MAX 256
+#define INGEST_EVE_CATEGORY_MAX 128
+#define INGEST_EVE_COMMUNITY_ID_MAX 32 /* "1:" + 28 base64 characters + NUL */
+
+enum ingest_eve_source {
+	INGEST_EVE_SURICATA = 1, /* a Suricata EVE alert */
+	INGEST_EVE_ZEEK = 2,     /* a Zeek notice (no sid, no severity, no VLAN) */
+};
+
+/* One alert, as the parsers fill it.  Ports and ids in host byte order. */
+struct ingest_eve_alert {
+	enum ingest_eve_source source;
+	/* The flow: family AF_INET or AF_INET6, addresses as struct ft_flow_key holds them
+	 * (16 bytes, network order, IPv4 as IPv4-mapped ::ffff:a.b.c.d); AF_UNSPEC when the
+	 * line names no 5-tuple and community_id alone identifies the flow. */
+	int family;
+	uint8_t src[16], dest[16];
+	uint16_t src_port, dest_port; /* 0 for protocols without ports (all but TCP, UDP, SCTP) */
+	uint8_t proto;                /* IP protocol number */
+	int icmp_type, icmp_code;     /* ICMP / ICMPv6 type and code; -1 when absent */
+	/* VLAN: vlan_known 1 (EVE): n_vlan is the number of tags the alert's `vlan` array
+	 * lists (0: untagged), vlan[] the first two, outer first.  vlan_known 0 (Zeek): the
+	 * line says nothing about VLANs. */
+	int vlan_known;
+	unsigned n_vlan;
+	uint16_t vlan[2];
+	int has_flow_id;
+	uint64_t flow_id;                               /* Suricata's flow_id */
+	char community_id[INGEST_EVE_COMMUNITY_ID_MAX]; /* "" when absent */
+	uint64_t ts_ns;                                 /* the alert's time, ns since the epoch */
+	int has_sid;                                    /* EVE: 1; Zeek: 0 */
+	uint32_t sid;                                   /* alert.signature_id */
+	int has_severity;                               /* EVE: 1; Zeek: 0 */
+	unsigned severity;                              /* alert.severity 0..255, 1 the highest */
+	char signature[INGEST_EVE_SIGNATURE_MAX];       /* alert.signature; Zeek: "note: msg" */
+	char category[INGEST_EVE_CATEGORY_MAX];         /* alert.category; "" when absent */
+};
+
+/*
+ * Parses one EVE JSON line (`len` bytes, no NUL needed; a trailing newline
+ * is fine).  Returns 1 and fills *out for an event_type "alert"; 0 for any
+ * other event type (skipped, not an error; *out undefined); INGEST_E_MALFORMED
+ * with a one-line reason in err (errlen bytes, may be 0) for a line that is
+ * not an EVE record or an alert that cannot be used: invalid JSON (jansson's
+ * message and column), missing or mistyped fields, a bad address, port,
+ * protocol, VLAN id, timestamp or community_id.  The fields read and their
+ * mapping are in docs/triggers.md.  Thread-safe.
+ */
+int ingest_eve_parse(const char *line, size_t len, struct ingest_eve_alert *out, char *err,
+                     size_t errlen);
+
+/*
+ * Parses one line of Zeek's notice.log written as JSON (LogAscii::use_json):
+ * id.orig_h/id.orig_p/id.resp_h/id.resp_p, proto, note, msg, ts (epoch
+ * seconds, or an ISO 8601 string), optional community_id.  Returns 1 for a
+ * notice about a flow (signature = "note: msg"); 0 for a notice that names no
+ * flow (no id.* fields and no community_id: a scan summary, a host notice);
+ * INGEST_E_MALFORMED with err as ingest_eve_parse().  Thread-safe.
+ */
+int ingest_zeek_notice_parse(const char *line, size_t len, struct ingest_eve_alert *out, char *err,
+                             size_t errlen);
+
+/*
+ * Filter on alerts (record --eve-filter TEXT, docs/triggers.md):
+ *   TEXT  = TERM *( "," TERM )      a term starts with a field name
+ *   TERM  = FIELD OP VALUE *( "," VALUE )
+ *   FIELD = "sid" | "severity"
+ *   OP    = "=" | "!=" | "<" | "<=" | ">" | ">="   (lists and ranges only with = and !=)
+ *   VALUE = NUMBER | NUMBER "-" NUMBER               (an inclusive range)
+ * e.g. "sid=2010935,2010936", "severity<=2", "sid!=2200000-2299999,severity<=2".
+ * Values in one term: any of them ("=") / none of them ("!="); terms: all of
+ * them.  Several texts given to the same filter add terms (all must hold).  A
+ * term on a field the alert lacks (a Zeek notice has no sid) does not hold.
+ */
+struct ingest_eve_filter;
+
+/*
+ * Adds the terms of `text` to *f (a new filter when *f is NULL).  Returns 0;
+ * INGEST_E_MALFORMED with err naming the bad part (then *f is as before);
+ * -ENOMEM.
+ */
+int ingest_eve_filter_parse(struct ingest_eve_filter **f, const char *text, char *err,
+                            size_t errlen);
+
+/* 1 when alert a passes f (a NULL filter passes everything), else 0. */
+int ingest_eve_filter_match(const struct ingest_eve_filter *f, const struct ingest_eve_alert *a);
+
+void ingest_eve_filter_free(struct ingest_eve_filter *f);
 
 #ifdef __cplusplus
 }

@@ -26,6 +26,8 @@ const char *ingest_strerror(int err)
 		return "DPDK setup failed";
 	case INGEST_E_LIVE:
 		return "live capture failed";
+	case INGEST_E_MALFORMED:
+		return "malformed input";
 	default:
 		if (err < 0 && err > -4096)
 			return strerror(-err);

@@ -158,4 +158,15 @@ a 0 'format=pcapng&ts=micro&comment=flowscope query' query_pcapng
 a 0 'filter=host 10.0.0.1&format=json&limit_packets=10' query_json
 a 1 'filter=port 80&sort=bytes&top=3&offset=1&triggered=true' flows_top
 a 1 'from=2026-11-27T14:02:00Z&to=1795000000.5&sort=duration' flows_range
+# ---- fuzz_eve: selector byte (0 EVE, 1 Zeek notice, 2 --eve-filter), then the line ----
+mkdir -p "$OUT/fuzz_eve"
+e() { printf "\\$(printf %03o "$1")%s" "$2" >"$OUT/fuzz_eve/$3"; }
+grep -v '^#' "$HERE/../ingest/data/eve_alerts.tsv" | while IFS=$'\t' read -r name _ _ _ _ _ _ _ _ _ _ _ _ _ line; do
+    e 0 "$line" "eve_$name"
+done
+e 0 '{"timestamp":"2026-11-27T05:29:34.521251+0000","event_type":"flow","src_ip":"10.0.0.1"}' eve_flow
+e 1 '{"ts":1795757374.521251,"id.orig_h":"10.99.1.10","id.orig_p":34952,"id.resp_h":"10.99.1.80","id.resp_p":80,"proto":"tcp","note":"HTTP::SQL_Injection_Attacker","msg":"m"}' zeek_tcp
+e 1 '{"ts":"2026-11-27T05:29:41.494684Z","id":{"orig_h":"fd00::1","orig_p":128,"resp_h":"fd00::2","resp_p":0},"proto":"icmp","note":"X","community_id":"1:LyYZBn5jx1YGi6rf/vY7u51hsEw="}' zeek_icmp6
+e 2 'sid=2010935,2010936,severity<=2' filter_sid_sev
+e 2 'sid!=2200000-2299999' filter_range
 echo "make_seeds: $(find "$OUT" -type f | wc -l) seeds, $(du -sk "$OUT" | cut -f1) KB in $OUT"
