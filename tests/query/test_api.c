@@ -62,9 +62,10 @@ static void write_archive(struct archive *a)
 	uint8_t b[200];
 	for (uint32_t i = 0; i < PACKETS; i++) {
 		make_udp(b, (uint8_t)(i % 4 + 1), (uint16_t)(1000 + i % 5000));
-		assert_int_equal(
-		    archive_writer_add(w, 1, 65535, 1700000000000000000ull + i * 1000ull, 200, 200, b),
-		    0);
+		assert_int_equal(archive_writer_add(w, 1, 65535,
+		                                    1700000000000000000ull + i * 1000ull, 200, 200,
+		                                    b),
+		                 0);
 	}
 	assert_int_equal(archive_writer_close(w), 0);
 }
@@ -89,9 +90,10 @@ static int setup(void **state)
 	struct query_result res;
 	if (query_run(f->a, &o, &res, err) != 0 || fclose(m) != 0)
 		return -1;
-	struct query_api_config c = {
-	    .archive = f->a, .listen = "127.0.0.1:0", .max_queries = CLIENTS + 2,
-	    .parse_time = parse_time};
+	struct query_api_config c = {.archive = f->a,
+	                             .listen = "127.0.0.1:0",
+	                             .max_queries = CLIENTS + 2,
+	                             .parse_time = parse_time};
 	if (query_api_start(&c, &f->s, err) != 0)
 		return -1;
 	f->port = query_api_port(f->s);
