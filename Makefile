@@ -34,6 +34,7 @@ DEB_BUILD += libinih-dev
 DEB_BUILD += dpkg-dev file
 DEB_BUILD += libsystemd-dev
 DEB_BUILD += libmicrohttpd-dev libgnutls28-dev libcurl4-gnutls-dev
+DEB_BUILD += libjansson-dev
 DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux python3 strace \
              python3-lmdb python3-zstandard \
              iproute2 jq clang libclang-rt-14-dev \

@@ -92,6 +92,8 @@ int api_flows_options(struct api_request *q, struct query_flows_options *o);
 enum MHD_Result api_query(struct api_request *q, struct MHD_Connection *c);
 enum MHD_Result api_explain(struct api_request *q, struct MHD_Connection *c);
 enum MHD_Result api_flows(struct api_request *q, struct MHD_Connection *c);
+/* POST /api/v1/trigger (api_trigger.c): a form, or JSON in q->raw. */
+enum MHD_Result api_trigger(struct api_request *q, struct MHD_Connection *c);
 /* Stenographer's POST /query (api_query.c): q->raw is the query, its headers the limits. */
 enum MHD_Result api_steno(struct api_request *q, struct MHD_Connection *c);
 

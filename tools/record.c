@@ -285,8 +285,9 @@ static int check_args(const struct record_opts *o)
 		cli_error(CMD, "--tls-cert and --tls-key go together, and --client-ca needs them");
 		return EXIT_USAGE;
 	}
-	if (o->triggered && o->nmodules == 0) {
-		cli_error(CMD, "--capture triggered needs --trigger BPF or --module M");
+	if (o->triggered && o->nmodules == 0 && !o->api_listen) {
+		cli_error(CMD, "--capture triggered needs --trigger BPF, --module M or --listen "
+		               "(POST /api/v1/trigger)");
 		return EXIT_USAGE;
 	}
 	/* each dumper's open segment grows to --segment-size and cannot be dropped, the index
@@ -614,7 +615,9 @@ static int api_open(struct record_pipeline *pl, struct query_api **api)
 	                             .health = record_health,
 	                             .health_arg = pl,
 	                             .metrics = record_metrics,
-	                             .metrics_arg = pl};
+	                             .metrics_arg = pl,
+	                             .trigger = record_trigger,
+	                             .trigger_arg = pl};
 	*api = NULL;
 	if (!pl->o.api_listen)
 		return 0;
