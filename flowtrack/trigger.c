@@ -89,8 +89,8 @@ static void request_put(struct request *r)
 	free(r);
 }
 
-static int request_new(const struct ft_trigger *t, uint64_t now_ns, struct request **out,
-                       char *err, size_t errlen)
+static int request_new(const struct ft_trigger *t, uint64_t now_ns, struct request **out, char *err,
+                       size_t errlen)
 {
 	struct request *r = calloc(1, sizeof(*r));
 	if (!r)
@@ -104,8 +104,9 @@ static int request_new(const struct ft_trigger *t, uint64_t now_ns, struct reque
 	int e = 0;
 	if (!t->has_key) {
 		r->filter = strdup(t->filter ? t->filter : "");
-		e = r->filter ? ft_bpf_compile(FT_DLT_EN10MB, 65535, r->filter, &r->prog, err, errlen)
-		              : -ENOMEM;
+		e = r->filter
+		        ? ft_bpf_compile(FT_DLT_EN10MB, 65535, r->filter, &r->prog, err, errlen)
+		        : -ENOMEM;
 		if (e) {
 			free(r->filter);
 			r->filter = NULL;

@@ -41,7 +41,8 @@ static int json_params(struct api_request *q)
 		char num[64];
 		if (json_is_string(v))
 			api_param_add(q, k, json_string_value(v), json_string_length(v));
-		else if (json_is_number(v) && snprintf(num, sizeof(num), "%.9g", json_number_value(v)))
+		else if (json_is_number(v) &&
+		         snprintf(num, sizeof(num), "%.9g", json_number_value(v)))
 			api_param_add(q, k, num, strlen(num));
 		else
 			api_request_fail(q, 400, "member '%s' must be a string or a number", k);
@@ -58,10 +59,11 @@ static int params_known(struct api_request *q)
 		while (k < n && strcmp(q->p[i].name, trigger_params[k]) != 0)
 			k++;
 		if (k == n) {
-			api_request_fail(q, 400,
-			                 "unknown parameter '%s' (flow, filter, community_id, reason, "
-			                 "for)",
-			                 q->p[i].name);
+			api_request_fail(
+			    q, 400,
+			    "unknown parameter '%s' (flow, filter, community_id, reason, "
+			    "for)",
+			    q->p[i].name);
 			return -1;
 		}
 	}
@@ -121,8 +123,8 @@ static void match_json(FILE *f, const struct ft_trigger_match *m, uint64_t windo
 	fprintf(f,
 	        ", \"packets\": %" PRIu64 ", \"first_ns\": %" PRIu64
 	        ", \"seconds_back\": %.3f, \"first_packet_lost\": %s, \"triggered_before\": %s",
-	        m->packets, m->first_ns, (double)m->back_ns / 1e9,
-	        m->first_lost ? "true" : "false", m->again ? "true" : "false");
+	        m->packets, m->first_ns, (double)m->back_ns / 1e9, m->first_lost ? "true" : "false",
+	        m->again ? "true" : "false");
 	if (m->first_lost)
 		fprintf(f, ", \"note\": \"first packet lost: ring window was %.1f s\"",
 		        (double)window_ns / 1e9);

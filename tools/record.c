@@ -390,11 +390,23 @@ static void stopping(struct record_pipeline *pl)
 		cli_info(CMD, "signal: %s (a second signal exits at once, losing them)", what);
 }
 
-static void report_modules(FILE *f, const struct record_pipeline *pl)
+/* The trigger line (record --listen). */
+static void report_triggers(FILE *f, struct record_pipeline *pl)
 {
-	if (!pl->mods)
+	struct counters_trigger c;
+	if (!pl->trig)
 		return;
-	capture_report_modules(f, &pl->o, pl->mods, pl->ana, pl->nanalyzers);
+	record_trigger_counters(pl, &c);
+	counters_print_line(f, "trigger", counters_trig, counters_trig_n, &c);
+}
+
+static void report_modules(FILE *f, struct record_pipeline *pl)
+{
+	report_triggers(f, pl);
+	if (!pl->mods && !pl->trig)
+		return;
+	if (pl->mods)
+		capture_report_modules(f, &pl->o, pl->mods, pl->ana, pl->nanalyzers);
 	struct counters_dumper c = {.rules_added = atomic_load(&pl->triggers)};
 	for (unsigned i = 0; i < pl->ndumpers; i++) {
 		c.triggered_packets += pl->dump[i].selected;

@@ -84,10 +84,11 @@ struct record_pipeline {
 	atomic_ulong triggers;                   /* rules added */
 	/* record --listen: triggers from outside (record_trigger), or NULL */
 	struct ft_trigger_hub *trig;
-	pthread_mutex_t trig_lock; /* the last trigger name and its id in the archive */
-	char trig_name[256];       /* trig_lock */
-	uint16_t trig_id;          /* trig_lock */
-	int dump_rc;               /* the first dumper failure, after finish/close */
+	pthread_mutex_t trig_lock;       /* the last trigger name and its id in the archive */
+	char trig_name[256];             /* trig_lock */
+	uint16_t trig_id;                /* trig_lock */
+	atomic_ulong trig_api, trig_eve; /* triggers applied, by source (record_trigger) */
+	int dump_rc;                     /* the first dumper failure, after finish/close */
 	char dump_err[512];
 	/* housekeeping: retention */
 	struct archive_retention_keeper *keeper; /* passes of dumpers and housekeeper; or NULL */
@@ -173,6 +174,9 @@ int record_health(void *arg, char *reason, size_t len);
 #define RECORD_TRIGGER_WAIT_NS 2000000000ull
 int record_trigger(void *arg, const struct ft_trigger *t, const char *name,
                    struct ft_trigger_result *res, char *err, size_t errlen);
+
+/* The trigger line's counters now (any thread; zeros without --listen). */
+void record_trigger_counters(struct record_pipeline *pl, struct counters_trigger *c);
 
 /* Frees everything (closing the writer seals its segment). */
 void record_pipeline_close(struct record_pipeline *pl);

@@ -449,8 +449,26 @@ int record_trigger(void *arg, const struct ft_trigger *t, const char *name,
 		         archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
 		return -EIO;
 	}
-	return ft_trigger_post(pl->trig, &req, cli_now_ns(), RECORD_TRIGGER_WAIT_NS, res, err,
-	                       errlen);
+	r = ft_trigger_post(pl->trig, &req, cli_now_ns(), RECORD_TRIGGER_WAIT_NS, res, err, errlen);
+	if (r == 0) /* relaxed: counters */
+		atomic_fetch_add_explicit(strncmp(name, "eve", 3) == 0 ? &pl->trig_eve
+		                                                       : &pl->trig_api,
+		                          1, memory_order_relaxed);
+	return r;
+}
+
+void record_trigger_counters(struct record_pipeline *pl, struct counters_trigger *c)
+{
+	struct ft_trigger_stats st;
+	ft_trigger_stats(pl->trig, &st);
+	*c = (struct counters_trigger){.api_requests = atomic_load(&pl->trig_api),
+	                               .eve_requests = atomic_load(&pl->trig_eve),
+	                               .refused = st.refused,
+	                               .flows = st.flows,
+	                               .reached_back_packets = st.packets,
+	                               .too_late = st.too_late,
+	                               .pending = st.pending,
+	                               .active = st.active};
 }
 
 /* Flow tables, and the modules' engines (their tables): all allocated before the archive is
