@@ -26,6 +26,8 @@
 
 #define CMD "record"
 #define WAIT_MS 50
+/* an idle analyzer's wait with triggers from outside: how long a trigger may wait for it */
+#define TRIGGER_WAIT_MS 5
 
 /* ---- threads ------------------------------------------------------------------------------ */
 
@@ -93,7 +95,8 @@ static void *analyzer_thread(void *arg)
 	struct record_analyzer *a = arg;
 	for (;;) {
 		struct qq_peek pk;
-		int r = qq_analyzer_next(a->pl->qq, a->id, &pk, WAIT_MS);
+		int r = qq_analyzer_next(a->pl->qq, a->id, &pk,
+		                         a->triggers ? TRIGGER_WAIT_MS : WAIT_MS);
 		service_beat(&a->beat);
 		if (r == QQ_E_TIMEDOUT) {
 			analyzer_tick(a);

@@ -45,26 +45,49 @@ static void usage(FILE *f)
 }
 
 static const struct option longopts[] = {
-    {"remote", required_argument, NULL, 'r'},   {"cert", required_argument, NULL, 'c'},
-    {"key", required_argument, NULL, 'k'},      {"cacert", required_argument, NULL, 'A'},
-    {"flow", required_argument, NULL, 'f'},     {"community-id", required_argument, NULL, 'I'},
-    {"reason", required_argument, NULL, 'R'},   {"for", required_argument, NULL, 'F'},
-    {"json", no_argument, NULL, 'j'},           {"help", no_argument, NULL, 'h'},
+    {"remote", required_argument, NULL, 'r'},
+    {"cert", required_argument, NULL, 'c'},
+    {"key", required_argument, NULL, 'k'},
+    {"cacert", required_argument, NULL, 'A'},
+    {"flow", required_argument, NULL, 'f'},
+    {"community-id", required_argument, NULL, 'I'},
+    {"reason", required_argument, NULL, 'R'},
+    {"for", required_argument, NULL, 'F'},
+    {"json", no_argument, NULL, 'j'},
+    {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
 static int set_opt(struct trigger_args *a, int c, const char *arg)
 {
 	switch (c) {
-	case 'r': a->remote = arg; return 0;
-	case 'c': a->tls.cert = arg; return 0;
-	case 'k': a->tls.key = arg; return 0;
-	case 'A': a->tls.cacert = arg; return 0;
-	case 'f': a->flow = arg; return 0;
-	case 'I': a->community_id = arg; return 0;
-	case 'R': a->reason = arg; return 0;
-	case 'F': a->dur = arg; return 0;
-	case 'j': a->json = 1; return 0;
+	case 'r':
+		a->remote = arg;
+		return 0;
+	case 'c':
+		a->tls.cert = arg;
+		return 0;
+	case 'k':
+		a->tls.key = arg;
+		return 0;
+	case 'A':
+		a->tls.cacert = arg;
+		return 0;
+	case 'f':
+		a->flow = arg;
+		return 0;
+	case 'I':
+		a->community_id = arg;
+		return 0;
+	case 'R':
+		a->reason = arg;
+		return 0;
+	case 'F':
+		a->dur = arg;
+		return 0;
+	case 'j':
+		a->json = 1;
+		return 0;
 	}
 	return -1;
 }
@@ -151,7 +174,8 @@ static int print_answer(FILE *f, const char *text, size_t len)
 	json_error_t je;
 	json_t *o = json_loadb(text, len, 0, &je), *flows = json_object_get(o, "flows");
 	if (!json_is_array(flows)) {
-		cli_error(CMD, "the server's answer is not a trigger's: %s", o ? "no flows" : je.text);
+		cli_error(CMD, "the server's answer is not a trigger's: %s",
+		          o ? "no flows" : je.text);
 		json_decref(o);
 		return EXIT_FAIL;
 	}
