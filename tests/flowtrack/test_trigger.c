@@ -121,10 +121,13 @@ static void flow_add(struct ft_table *t, const char *text, uint64_t packets, uin
 }
 
 /* Posts a trigger (a flow text, or a filter) and returns its result code. */
+static uint16_t post_tag = 7; /* the tag of the next post */
+
 static int post(struct ft_trigger_hub *h, const char *flow, const char *filter, uint64_t for_ns,
                 struct ft_trigger_result *res)
 {
-	struct ft_trigger t = {.has_key = flow != NULL, .filter = filter, .tag = 7, .for_ns = for_ns};
+	struct ft_trigger t = {
+	    .has_key = flow != NULL, .filter = filter, .tag = post_tag, .for_ns = for_ns};
 	char err[256];
 	if (flow)
 		assert_int_equal(ft_flow_key_parse(flow, &t.key, err, sizeof(err)), 0);
@@ -173,14 +176,20 @@ static void test_hub(void **state)
 	assert_int_equal(post(a.h, "tcp 10.1.0.1:40000 10.1.0.2:80 vlan 44", NULL, 0, &res), 0);
 	assert_int_equal(res.flows, 0);
 	assert_int_equal(post(a.h, NULL, "tcp port", 0, &res), -EINVAL);
-	/* with for: kept, then found by a new flow's first packet */
+	/* with for: kept, then found by a new flow's first packet (the untagged flow, not the
+	   one on VLAN 44 kept first) */
+	post_tag = 9;
+	assert_int_equal(post(a.h, "tcp 10.9.0.2:1234 10.9.0.1:22 vlan 44", NULL, 60000000000ull,
+	                      &res),
+	                 0);
+	post_tag = 7;
 	assert_int_equal(post(a.h, NULL, "host 10.9.0.1", 60000000000ull, &res), 0);
 	assert_int_equal(res.flows, 0);
 	atomic_store(&a.stop, 1);
 	pthread_join(th, NULL);
 	struct ft_trigger_stats st;
 	ft_trigger_stats(a.h, &st);
-	assert_int_equal(st.pending, 1);
+	assert_int_equal(st.pending, 2);
 	assert_int_equal(st.active, 2);
 	assert_int_equal(st.too_late, 1);
 
@@ -198,6 +207,7 @@ static void test_hub(void **state)
 	ft_trigger_new_flows(a.h, 0, a.t, &c, &is_new, 1);
 	assert_int_equal(ev.adds, 3);
 	assert_int_equal(ev.last.port_a, 22);
+	assert_int_equal(ev.tag, 7);
 
 	/* idle: the triggered flows end, one expire each; the pending one goes after its time */
 	ft_trigger_poll(a.h, 0, a.t, 1000 + 60000000000ull + 1, 30000000000ull);
