@@ -27,9 +27,9 @@ static void test_key_parse(void **state)
 	(void)state;
 	struct ft_flow_key k, r;
 	char err[256], buf[FT_KEYSTRLEN];
-	assert_int_equal(ft_flow_key_parse("tcp 10.0.0.2:51234 10.0.0.1:443 vlan 42/7", &k, err,
-	                                   sizeof(err)),
-	                 0);
+	assert_int_equal(
+	    ft_flow_key_parse("tcp 10.0.0.2:51234 10.0.0.1:443 vlan 42/7", &k, err, sizeof(err)),
+	    0);
 	assert_string_equal(ft_flow_key_format(&k, buf, sizeof(buf)),
 	                    "tcp 10.0.0.1:443 <-> 10.0.0.2:51234 vlan 42/7");
 	/* the other direction, and what `flows` prints, are the same key */
@@ -37,19 +37,23 @@ static void test_key_parse(void **state)
 	                                   sizeof(err)),
 	                 0);
 	assert_memory_equal(&k, &r, sizeof(k));
-	assert_int_equal(ft_flow_key_parse("udp [2001:db8::2]:53 [2001:db8::1]:5353", &k, err,
-	                                   sizeof(err)),
-	                 0);
+	assert_int_equal(
+	    ft_flow_key_parse("udp [2001:db8::2]:53 [2001:db8::1]:5353", &k, err, sizeof(err)), 0);
 	assert_string_equal(ft_flow_key_format(&k, buf, sizeof(buf)),
 	                    "udp [2001:db8::1]:5353 <-> [2001:db8::2]:53");
 	assert_int_equal(ft_flow_key_parse("icmp 10.0.0.1 10.0.0.2", &k, err, sizeof(err)), 0);
 	assert_int_equal(k.proto, 1);
 	static const char *const bad[] = {
-	    "tcp 10.0.0.1 10.0.0.2:80",           "tcp 10.0.0.1:80 10.0.0.2:65536",
-	    "tcp 10.0.0.1:80 [2001:db8::1]:80",   "tcp 10.0.0.1:80 10.0.0.2:80 vlan 4096",
-	    "tcp 10.0.0.1:80 10.0.0.2:80 vlan 0", "tcp 10.0.0.1:80 10.0.0.2:80 vlan 1/",
-	    "tcp 10.0.0.1:80",                    "quic 10.0.0.1:80 10.0.0.2:80",
-	    "icmp 10.0.0.1:1 10.0.0.2:2",         "tcp 10.0.0.1:80 10.0.0.2:80 tag 4",
+	    "tcp 10.0.0.1 10.0.0.2:80",
+	    "tcp 10.0.0.1:80 10.0.0.2:65536",
+	    "tcp 10.0.0.1:80 [2001:db8::1]:80",
+	    "tcp 10.0.0.1:80 10.0.0.2:80 vlan 4096",
+	    "tcp 10.0.0.1:80 10.0.0.2:80 vlan 0",
+	    "tcp 10.0.0.1:80 10.0.0.2:80 vlan 1/",
+	    "tcp 10.0.0.1:80",
+	    "quic 10.0.0.1:80 10.0.0.2:80",
+	    "icmp 10.0.0.1:1 10.0.0.2:2",
+	    "tcp 10.0.0.1:80 10.0.0.2:80 tag 4",
 	    "",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -179,9 +183,8 @@ static void test_hub(void **state)
 	/* with for: kept, then found by a new flow's first packet (the untagged flow, not the
 	   one on VLAN 44 kept first) */
 	post_tag = 9;
-	assert_int_equal(post(a.h, "tcp 10.9.0.2:1234 10.9.0.1:22 vlan 44", NULL, 60000000000ull,
-	                      &res),
-	                 0);
+	assert_int_equal(
+	    post(a.h, "tcp 10.9.0.2:1234 10.9.0.1:22 vlan 44", NULL, 60000000000ull, &res), 0);
 	post_tag = 7;
 	assert_int_equal(post(a.h, NULL, "host 10.9.0.1", 60000000000ull, &res), 0);
 	assert_int_equal(res.flows, 0);
@@ -199,8 +202,12 @@ static void test_hub(void **state)
 	n += ports(b + n, 1234, 22, 0x02);
 	struct ft_packet pkt;
 	assert_int_equal(ft_parse(FT_DLT_EN10MB, b, (uint32_t)n, &pkt), 0);
-	struct ft_packet_ctx c = {.ts_ns = 5000, .caplen = (uint32_t)n, .wirelen = (uint32_t)n,
-	                          .linktype = FT_DLT_EN10MB, .data = b, .pkt = &pkt};
+	struct ft_packet_ctx c = {.ts_ns = 5000,
+	                          .caplen = (uint32_t)n,
+	                          .wirelen = (uint32_t)n,
+	                          .linktype = FT_DLT_EN10MB,
+	                          .data = b,
+	                          .pkt = &pkt};
 	uint8_t is_new;
 	ft_table_track_burst(a.t, &c, 1, FT_KEY_BIDIRECTIONAL, 0, NULL, &is_new);
 	assert_int_equal(is_new, 1);
