@@ -135,9 +135,9 @@ test-fuzz: deps
 	    -o $(FUZZ_BUILD)/fuzz_segment
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_steno.c query/steno.c flowtrack/units.c \
 	    $$(pkg-config --cflags --libs libpcap) -o $(FUZZ_BUILD)/fuzz_steno
-	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_api.c query/api.c query/api_query.c query/steno.c query/run.c \
-	    query/plan.c query/export.c query/flows.c tools/cli.c $(FUZZ_ARCHIVE_SRC) \
-	    $(FUZZ_ARCHIVE_LIBS) $$(pkg-config --cflags --libs libmicrohttpd gnutls) \
+	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_api.c query/api.c query/api_query.c query/api_trigger.c \
+	    query/steno.c query/run.c query/plan.c query/export.c query/flows.c tools/cli.c \
+	    $(FUZZ_ARCHIVE_SRC) $(FUZZ_ARCHIVE_LIBS) $$(pkg-config --cflags --libs libmicrohttpd gnutls jansson) \
 	    -o $(FUZZ_BUILD)/fuzz_api
 	@for f in $(FUZZ_TARGETS); do \
 	    reg=$$(ls -d $(CURDIR)/tests/fuzz/regressions/$$f/* 2>/dev/null); \

@@ -19,8 +19,6 @@
 
 #include "query/api_pvt.h"
 
-#define TRIGGER_REASON_MAX 200 /* bytes of a reason kept in the trigger's name */
-
 static const char *const trigger_params[] = {"flow", "filter", "community_id", "reason", "for"};
 
 /* A JSON body's members as parameters; 0, or -1 with the request failed (400). */
@@ -92,9 +90,17 @@ static int trigger_parse(struct api_request *q, struct ft_trigger *t, char *name
 	t->has_key = flow != NULL;
 	t->filter = filter;
 	if (reason && reason[0])
-		snprintf(name, len, "api: %.*s", TRIGGER_REASON_MAX, reason);
+		snprintf(name, len, "api: %.*s", API_TRIGGER_REASON_MAX, reason);
 	else
 		snprintf(name, len, "api");
+	return 0;
+}
+
+int api_trigger_options(struct api_request *q, struct ft_trigger *t, char *name, size_t len)
+{
+	if ((q->raw && json_params(q) != 0) || params_known(q) != 0 ||
+	    trigger_parse(q, t, name, len) != 0)
+		return -1;
 	return 0;
 }
 
@@ -163,13 +169,12 @@ enum MHD_Result api_trigger(struct api_request *q, struct MHD_Connection *c)
 	const struct query_api_config *cf = &q->s->c;
 	struct ft_trigger t;
 	struct ft_trigger_result *res;
-	char name[TRIGGER_REASON_MAX + 16], err[QUERY_ERRBUF_SIZE] = "";
+	char name[API_TRIGGER_NAME_MAX], err[QUERY_ERRBUF_SIZE] = "";
 	if (!cf->trigger)
 		return api_error(c, 404,
 		                 "this server has no recorder to trigger (flowscope record "
 		                 "--listen serves POST /api/v1/trigger)");
-	if ((q->raw && json_params(q) != 0) || params_known(q) != 0 ||
-	    trigger_parse(q, &t, name, sizeof(name)) != 0)
+	if (api_trigger_options(q, &t, name, sizeof(name)) != 0)
 		return api_error(c, q->status, "%s", q->error);
 	if (!(res = malloc(sizeof(*res))))
 		return api_error(c, 503, "out of memory");
