@@ -12,6 +12,11 @@
  *
  * Inboxes are bounded rings of request pointers (INBOX_CAP): a post that
  * finds one full is refused (-EBUSY) rather than queued without bound.
+ *
+ * Costs in the analyzer: nothing per packet (a triggered flow's flag is all);
+ * per new flow, one hash lookup among the pending flow triggers (a flow table
+ * of their keys, made on the first one, PEND_KEYS at most: beyond, the least
+ * recently added goes) and one BPF run per pending filter trigger.
  */
 #include <errno.h>
 #include <pcap/pcap.h>
@@ -25,6 +30,7 @@
 #include "flowtrack/flowtrack.h"
 
 #define INBOX_CAP 256
+#define PEND_KEYS 65536       /* pending flow triggers kept per analyzer */
 #define SCAN_NS 1000000000ull /* how often triggered flows are checked for their end */
 
 struct request {
@@ -55,8 +61,9 @@ struct analyzer {
 	struct request *inbox[INBOX_CAP]; /* lock */
 	unsigned head, count;             /* lock */
 	/* the analyzer's thread only */
-	struct pending *pend;
+	struct pending *pend; /* pending filter triggers */
 	size_t npend, cap_pend;
+	struct ft_table *pend_keys; /* pending flow triggers by key: state a struct request * */
 	struct active *act;
 	size_t nact, cap_act;
 	uint64_t next_scan;
@@ -287,6 +294,47 @@ static void apply_begin(struct apply *ap, struct ft_trigger_hub *h, struct analy
 	ap->part.window_ns = ap->newest > ap->oldest ? ap->newest - ap->oldest : 0;
 }
 
+static void pending_gauge(struct analyzer *a)
+{
+	struct ft_table_stats st = {0};
+	if (a->pend_keys)
+		ft_table_stats(a->pend_keys, &st);
+	atomic_store_explicit(&a->g_pending, a->npend + st.flows, memory_order_relaxed);
+}
+
+/* A pending flow trigger the key table had to evict (full): dropped. */
+static void pending_evicted(struct ft_flow *f, void *arg)
+{
+	(void)arg;
+	request_put(*(struct request **)f->state);
+}
+
+/* Keeps r (its reference) until its time: by key, or in the filter list.  0 or -ENOMEM. */
+static int pending_add(struct analyzer *a, struct request *r)
+{
+	int is_new;
+	if (!r->t.has_key) {
+		if (grow((void **)&a->pend, &a->cap_pend, a->npend + 1, sizeof(*a->pend)) != 0)
+			return -ENOMEM;
+		a->pend[a->npend++] = (struct pending){.r = r};
+	} else {
+		if (!a->pend_keys &&
+		    ft_table_create(PEND_KEYS, sizeof(struct request *), NULL, &a->pend_keys) != 0)
+			return -ENOMEM;
+		ft_table_set_evict_cb(a->pend_keys, pending_evicted, NULL);
+		struct ft_flow *f =
+		    ft_table_lookup(a->pend_keys, &r->t.key, ft_flow_key_hash(&r->t.key), &is_new);
+		struct request **slot = (struct request **)f->state;
+		if (!is_new && (*slot)->until_ns >= r->until_ns)
+			return -EEXIST; /* one as long is kept already */
+		if (!is_new)
+			request_put(*slot);
+		*slot = r;
+	}
+	pending_gauge(a);
+	return 0;
+}
+
 /* Request r in this analyzer: the table now, then pending for its time. */
 static void request_apply(struct ft_trigger_hub *h, struct analyzer *a, struct request *r,
                           struct ft_table *t, uint64_t now, uint64_t idle)
@@ -301,17 +349,28 @@ static void request_apply(struct ft_trigger_hub *h, struct analyzer *a, struct r
 		ft_table_foreach(t, scan_visit, &ap);
 	}
 	request_answer(r, &ap.part, 0);
-	if (r->until_ns > now &&
-	    grow((void **)&a->pend, &a->cap_pend, a->npend + 1, sizeof(*a->pend)) == 0) {
-		a->pend[a->npend++] = (struct pending){.r = r}; /* keeps the inbox's reference */
-		atomic_store_explicit(&a->g_pending, a->npend, memory_order_relaxed);
-		return;
-	}
+	if (r->until_ns > now && pending_add(a, r) == 0)
+		return; /* the inbox's reference stays with the pending trigger */
 	request_put(r);
 }
 
-/* Pending triggers past their time are dropped. */
-static void pending_expire(struct analyzer *a, uint64_t now)
+struct key_expiry {
+	struct ft_table *t;
+	uint64_t now;
+};
+
+static void pending_key_visit(struct ft_flow *f, void *arg)
+{
+	struct key_expiry *x = arg;
+	struct request *r = *(struct request **)f->state;
+	if (r->until_ns > x->now)
+		return;
+	request_put(r);
+	ft_table_remove(x->t, f);
+}
+
+/* Pending triggers past their time are dropped (the keys' table: once a second). */
+static void pending_expire(struct analyzer *a, uint64_t now, int scan_keys)
 {
 	for (size_t i = 0; i < a->npend;) {
 		if (a->pend[i].r->until_ns > now) {
@@ -321,7 +380,11 @@ static void pending_expire(struct analyzer *a, uint64_t now)
 		request_put(a->pend[i].r);
 		a->pend[i] = a->pend[--a->npend];
 	}
-	atomic_store_explicit(&a->g_pending, a->npend, memory_order_relaxed);
+	if (scan_keys && a->pend_keys) {
+		struct key_expiry x = {.t = a->pend_keys, .now = now};
+		ft_table_foreach(a->pend_keys, pending_key_visit, &x);
+	}
+	pending_gauge(a);
 }
 
 /* Triggered flows that left the table or went idle: ended, their rules retired. */
@@ -330,7 +393,6 @@ static void active_scan(struct ft_trigger_hub *h, struct analyzer *a, struct ft_
 {
 	if (now < a->next_scan)
 		return;
-	a->next_scan = now + SCAN_NS;
 	for (size_t i = 0; i < a->nact;) {
 		struct active *x = &a->act[i];
 		struct ft_flow *f = ft_table_find(t, &x->key, x->hash);
@@ -361,10 +423,13 @@ void ft_trigger_poll(struct ft_trigger_hub *h, unsigned id, struct ft_table *t, 
 	pthread_mutex_unlock(&a->lock);
 	for (unsigned i = 0; i < n; i++)
 		request_apply(h, a, got[i], t, now_ns, idle_ns);
-	if (a->npend)
-		pending_expire(a, now_ns);
+	int second = now_ns >= a->next_scan;
+	if (a->npend || (second && a->pend_keys))
+		pending_expire(a, now_ns, second);
 	if (idle_ns && a->nact)
 		active_scan(h, a, t, now_ns, idle_ns);
+	if (second)
+		a->next_scan = now_ns + SCAN_NS;
 }
 
 /* A new flow (its first packet p) against the pending triggers. */
@@ -374,13 +439,20 @@ static void new_flow(struct ft_trigger_hub *h, struct analyzer *a, struct ft_tab
 	struct ft_flow_key key;
 	if (ft_flow_key_make(p->pkt, FT_KEY_BIDIRECTIONAL, 0, &key, NULL) != 0)
 		return;
-	struct ft_flow *f = ft_table_find(t, &key, ft_flow_key_hash(&key));
-	for (size_t i = 0; f && !f->triggered && i < a->npend; i++) {
-		struct request *r = a->pend[i].r; /* past its time: dropped by the next poll */
-		if (!request_matches(r, &key))
-			continue;
-		struct apply ap = {.h = h, .a = a, .r = r, .oldest = f->first_ns};
-		flow_matched(&ap, f); /* its first packet is in the ring: nothing lost */
+	uint64_t hash = ft_flow_key_hash(&key);
+	struct ft_flow *f = ft_table_find(t, &key, hash), *pk;
+	struct apply ap = {.h = h, .a = a, .oldest = f ? f->first_ns : 0};
+	if (!f)
+		return;
+	/* its first packet is in the ring: nothing lost; past their time: dropped by a poll */
+	if (a->pend_keys && (pk = ft_table_find(a->pend_keys, &key, hash)) != NULL) {
+		ap.r = *(struct request **)pk->state;
+		flow_matched(&ap, f);
+	}
+	for (size_t i = 0; !f->triggered && i < a->npend; i++) {
+		ap.r = a->pend[i].r;
+		if (request_matches(ap.r, &key))
+			flow_matched(&ap, f);
 	}
 }
 
@@ -388,7 +460,7 @@ void ft_trigger_new_flows(struct ft_trigger_hub *h, unsigned id, struct ft_table
                           const struct ft_packet_ctx *p, const uint8_t *is_new, unsigned n)
 {
 	struct analyzer *a = &h->a[id];
-	if (a->npend == 0)
+	if (a->npend == 0 && !a->pend_keys)
 		return;
 	for (unsigned j = 0; j < n; j++)
 		if (is_new[j])
@@ -441,6 +513,11 @@ void ft_trigger_hub_destroy(struct ft_trigger_hub *h)
 		struct analyzer *a = &h->a[i];
 		for (size_t k = 0; k < a->npend; k++)
 			request_put(a->pend[k].r);
+		if (a->pend_keys) { /* every pending flow trigger's reference goes */
+			struct key_expiry x = {.t = a->pend_keys, .now = UINT64_MAX};
+			ft_table_foreach(a->pend_keys, pending_key_visit, &x);
+		}
+		ft_table_destroy(a->pend_keys);
 		free(a->pend);
 		free(a->act);
 		pthread_mutex_destroy(&a->lock);
