@@ -182,6 +182,7 @@ bench: build
 	@$(BUILD)/tools/bench/qq_bench
 	@$(BUILD)/tools/bench/flow_bench
 	@$(BUILD)/tools/bench/dump_bench
+	@$(BUILD)/tools/bench/trigger_bench
 	@tools/bench/ingest_bench.sh $(BUILD)
 	@tools/bench/query_bench.sh $(BUILD)
 	@tools/bench/query_scaling.sh $(BUILD)
