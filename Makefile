@@ -35,6 +35,7 @@ DEB_BUILD += dpkg-dev file
 DEB_BUILD += libsystemd-dev
 DEB_BUILD += libmicrohttpd-dev libgnutls28-dev libcurl4-gnutls-dev
 DEB_BUILD += libjansson-dev
+DEB_BUILD += nettle-dev
 DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux python3 strace \
              python3-lmdb python3-zstandard \
              iproute2 jq clang libclang-rt-14-dev \
@@ -114,8 +115,9 @@ FUZZ_TARGETS += fuzz_api
 FUZZ_ARCHIVE_SRC = archive/archive.c archive/index.c archive/terms.c archive/writer.c \
     archive/reader.c archive/rules.c archive/scan.c archive/segio.c archive/verify.c \
     archive/recover.c archive/retention.c archive/lmdbcheck.c flowtrack/flowkey.c \
-    archive/dump.c flowtrack/parse.c flowtrack/table.c flowtrack/bpf.c flowtrack/units.c qq/qq.c
-FUZZ_ARCHIVE_LIBS = $$(pkg-config --cflags --libs lmdb libpcap libzstd liburing) -lpthread
+    archive/dump.c flowtrack/parse.c flowtrack/table.c flowtrack/bpf.c flowtrack/units.c \
+    flowtrack/community_id.c qq/qq.c
+FUZZ_ARCHIVE_LIBS = $$(pkg-config --cflags --libs lmdb libpcap libzstd liburing nettle) -lpthread
 test-fuzz: deps
 	@mkdir -p $(FUZZ_BUILD)
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_parse.c flowtrack/parse.c flowtrack/flowkey.c \

@@ -260,6 +260,49 @@ char *ft_flow_key_filter(const struct ft_flow_key *key, char *buf, size_t buflen
  */
 int ft_flow_key_parse(const char *text, struct ft_flow_key *key, char *err, size_t errlen);
 
+/*
+ * Community ID v1 (https://github.com/corelight/community-id-spec): the
+ * flow's "1:" + base64(SHA-1) string that Zeek, Suricata, Arkime and
+ * Wireshark print, the same for both directions.  `seed` is the spec's
+ * seed, 0 unless the tools being matched were configured otherwise.  The
+ * family comes from the addresses (IPv4-mapped: IPv4).  VLAN ids are not
+ * part of it.  FT_COMMUNITY_ID_LEN holds "1:", 28 base64 characters and the NUL.
+ * Pure and thread-safe.
+ */
+#define FT_COMMUNITY_ID_LEN 32
+
+/*
+ * The Community ID of a key's flow: TCP, UDP and SCTP with their ports
+ * (ports 0, as a non-first fragment's key has them, are hashed as 0), other
+ * protocols without ports.  Returns 0, or -ENOTSUP for ICMP and ICMPv6 keys:
+ * a key joins every ICMP message between two hosts, the Community ID tells
+ * their types apart (use ft_community_id_packet()).
+ */
+int ft_community_id(const struct ft_flow_key *key, uint16_t seed, char out[FT_COMMUNITY_ID_LEN]);
+
+/*
+ * The Community ID of a parsed packet's flow, ICMP and ICMPv6 included
+ * (type and counterpart type, or type and code for the one-way types, as
+ * the spec takes them from Zeek).  Returns 0, or -ENOENT when the packet has
+ * no IP addresses (not IP, ARP) or is an ICMP packet without its header
+ * (non-first fragment, truncated).
+ */
+int ft_community_id_packet(const struct ft_packet *pkt, uint16_t seed,
+                           char out[FT_COMMUNITY_ID_LEN]);
+
+/*
+ * The request/reply counterpart of ICMP (proto 1) or ICMPv6 (58) type `type`
+ * that the Community ID pairs it with (echo request/reply, ...), or -1 for a
+ * one-way type (its code goes into the ID, and the direction).
+ */
+int ft_community_id_icmp_peer(uint8_t proto, uint8_t type);
+
+/*
+ * Non-zero if s has the form of a Community ID v1: "1:" and the base64 of
+ * 20 bytes (27 characters of the alphabet and one '='), nothing else.
+ */
+int ft_community_id_valid(const char *s);
+
 /* ---- flow table ------------------------------------------------------------ */
 
 /*

@@ -35,7 +35,8 @@
 /* ---- parameters ---------------------------------------------------------------------------- */
 
 static const char *const query_params[] = {
-    "filter", "from", "to", "format", "ts", "limit_packets", "limit_bytes", "comment", NULL};
+    "filter",        "from",        "to",      "format",       "ts",
+    "limit_packets", "limit_bytes", "comment", "community_id", NULL};
 
 /* 0 if every parameter is one of names; else the request's 400. */
 static int params_known(struct api_request *q, const char *const *names)
@@ -126,6 +127,7 @@ static int query_options_from(struct api_request *q, const char *const *names,
                               struct query_options *o)
 {
 	*o = (struct query_options){.filter = api_param(q, "filter"),
+	                            .community_id = api_param(q, "community_id"),
 	                            .comment = api_param(q, "comment")};
 	if (params_known(q, names) || param_time(q, "from", &o->from_ns) ||
 	    param_time(q, "to", &o->to_ns) || param_format(q, o) ||

@@ -260,6 +260,8 @@ void query_flow_fields(struct archive_rtxn *t, const struct archive_flow_info *f
 	snprintf(x->proto, sizeof(x->proto), "%s", ft_proto_name(f->key.proto, pbuf, sizeof(pbuf)));
 	export_json_time(f->first_ns, x->first, sizeof(x->first));
 	export_json_time(f->last_ns, x->last, sizeof(x->last));
+	if (ft_community_id(&f->key, 0, x->community_id) != 0)
+		strcpy(x->community_id, "-");
 	strcpy(x->vlan, "-");
 	if (f->key.vlan_inner)
 		snprintf(x->vlan, sizeof(x->vlan), "%u/%u", f->key.vlan, f->key.vlan_inner);
@@ -270,13 +272,143 @@ void query_flow_fields(struct archive_rtxn *t, const struct archive_flow_info *f
 void query_flow_json(FILE *out, struct archive_rtxn *t, const struct archive_flow_info *f)
 {
 	struct query_flow_text x;
+	char cid[FT_COMMUNITY_ID_LEN + 2] = "null";
 	query_flow_fields(t, f, &x);
+	if (strcmp(x.community_id, "-") != 0)
+		snprintf(cid, sizeof(cid), "\"%s\"", x.community_id);
 	fprintf(out,
 	        "{\"first\":\"%s\",\"last\":\"%s\",\"duration\":%.9f,\"proto\":\"%s\",\"a\":"
 	        "\"%s\",\"b\":\"%s\",\"vlan\":%u,\"vlan_inner\":%u,\"packets_ab\":%" PRIu64
 	        ",\"packets_ba\":%" PRIu64 ",\"bytes_ab\":%" PRIu64 ",\"bytes_ba\":%" PRIu64
-	        ",\"tcp_flags\":\"%s\",\"trigger\":\"%s\"}\n",
+	        ",\"tcp_flags\":\"%s\",\"community_id\":%s,\"trigger\":\"%s\"}\n",
 	        x.first, x.last, (double)(f->last_ns - f->first_ns) / 1e9, x.proto, x.a, x.b,
 	        f->key.vlan, f->key.vlan_inner, f->packets[0], f->packets[1], f->bytes[0],
-	        f->bytes[1], x.flags, x.trigger);
+	        f->bytes[1], x.flags, cid, x.trigger);
+}
+
+/* ---- Community ID: the flows of one ID as a filter (query_options.community_id) -------- */
+
+/* The filter text being built: "(flow) or (flow) ..." (open_memstream). */
+struct cid_filter {
+	FILE *f;
+	char *text;
+	size_t len;
+	size_t flows;
+};
+
+/* One flow (a key's filter, and an ICMP refinement or "") into the filter. */
+static void cid_add(struct cid_filter *cf, const struct ft_flow_key *key, const char *refine)
+{
+	char kf[FT_KEYFILTERLEN];
+	fprintf(cf->f, "%s(%s%s)", cf->flows++ ? " or " : "",
+	        ft_flow_key_filter(key, kf, sizeof(kf)), refine);
+}
+
+/* The ID of ICMP(v6) type/code from src to dst, as ft_community_id_packet gives it. */
+static int icmp_id_is(const uint8_t *src, const uint8_t *dst, uint8_t proto, uint8_t type,
+                      uint8_t code, const char *id)
+{
+	struct ft_packet p = {.flags = FT_PKT_PARSED | FT_PKT_IP, .proto = proto};
+	char got[FT_COMMUNITY_ID_LEN];
+	memcpy(p.src, src, 16);
+	memcpy(p.dst, dst, 16);
+	p.icmp_type = type;
+	p.icmp_code = code;
+	return ft_community_id_packet(&p, 0, got) == 0 && strcmp(got, id) == 0;
+}
+
+/*
+ * The refinement for ICMP(v6) type t (code c) sent by src to dst: a request/reply
+ * pair's two types, each from its side (the ID of a request from the other
+ * host is another), or a one-way type's direction and code.
+ */
+static void icmp_refine(const struct ft_flow_key *k, const uint8_t *src, const uint8_t *dst,
+                        unsigned t, unsigned c, char *buf, size_t len)
+{
+	const char *l4 = k->proto == 1 ? "icmp" : "icmp6";
+	char s[FT_ADDRSTRLEN], d[FT_ADDRSTRLEN];
+	int peer = ft_community_id_icmp_peer(k->proto, (uint8_t)t);
+	ft_addr_format(src, s, sizeof(s));
+	ft_addr_format(dst, d, sizeof(d));
+	if (peer >= 0)
+		snprintf(buf, len,
+		         " and ((src host %s and %s[0] == %u) or (src host %s and %s[0] == %d))", s,
+		         l4, t, d, l4, peer);
+	else
+		snprintf(buf, len, " and src host %s and %s[0] == %u and %s[1] == %u", s, l4, t, l4,
+		         c);
+}
+
+/*
+ * An ICMP flow record joins every ICMP message between its two hosts; the
+ * Community ID tells them apart by type.  Tries each type (code 0; the error
+ * types with each code they define: destination unreachable, redirect, time
+ * exceeded, parameter problem; ICMPv6's errors) in both directions: a
+ * request/reply pair is one ID for both directions and both types, a one-way
+ * type one per direction and code.  The first that matches is the flow.
+ */
+static void cid_icmp(struct cid_filter *cf, const struct ft_flow_key *k, const char *id)
+{
+	static const uint8_t codes4[256] = {[3] = 15, [5] = 3, [11] = 1, [12] = 2};
+	static const uint8_t codes6[256] = {[1] = 7, [3] = 1, [4] = 3};
+	const uint8_t *codes = k->proto == 1 ? codes4 : codes6;
+	char refine[320];
+	for (unsigned t = 0; t < 256; t++) {
+		for (unsigned c = 0; c <= codes[t]; c++) {
+			for (int d = 0; d < 2; d++) {
+				const uint8_t *s = d ? k->b : k->a, *r = d ? k->a : k->b;
+				if (!icmp_id_is(s, r, k->proto, (uint8_t)t, (uint8_t)c, id))
+					continue;
+				icmp_refine(k, s, r, t, c, refine, sizeof(refine));
+				cid_add(cf, k, refine);
+				return;
+			}
+		}
+	}
+}
+
+/* query_pvt.h */
+int query__community_id_filter(struct archive *a, const char *id, const char *filter,
+                               uint64_t from_ns, uint64_t to_ns, char **out, char *errbuf)
+{
+	struct query_flows_options fo = {.from_ns = from_ns, .to_ns = to_ns};
+	struct archive_rtxn *t = NULL;
+	struct archive_flow_info *f = NULL;
+	struct cid_filter cf = {0};
+	uint64_t damaged;
+	size_t n = 0;
+	*out = NULL;
+	if (!ft_community_id_valid(id))
+		return snprintf(
+		           errbuf, QUERY_ERRBUF_SIZE,
+		           "invalid Community ID '%.64s': expected 1: and 28 base64 characters",
+		           id),
+		       QUERY_E_FILTER;
+	int r = archive_rtxn_begin(a, &t);
+	if (r == 0)
+		r = query_flows(a, t, &fo, &f, &n, &damaged, errbuf);
+	else
+		snprintf(errbuf, QUERY_ERRBUF_SIZE, "%s", archive_strerror(r));
+	if (r == 0 && !(cf.f = open_memstream(&cf.text, &cf.len)))
+		r = -ENOMEM;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		char got[FT_COMMUNITY_ID_LEN];
+		if (f[i].key.proto == 1 || f[i].key.proto == 58)
+			cid_icmp(&cf, &f[i].key, id);
+		else if (ft_community_id(&f[i].key, 0, got) == 0 && strcmp(got, id) == 0)
+			cid_add(&cf, &f[i].key, "");
+	}
+	if (cf.f && fclose(cf.f) != 0 && r == 0)
+		r = -ENOMEM;
+	archive_rtxn_end(t);
+	free(f);
+	if (r == 0 && cf.flows && filter && filter[0] &&
+	    asprintf(out, "(%s) and (%s)", cf.text, filter) < 0)
+		r = -ENOMEM, *out = NULL;
+	else if (r == 0 && cf.flows && !(filter && filter[0]))
+		*out = cf.text, cf.text = NULL;
+	if (r == -ENOMEM)
+		snprintf(errbuf, QUERY_ERRBUF_SIZE, "out of memory");
+	free(cf.text);
+	return r;
 }

@@ -129,6 +129,11 @@ struct query_options {
 	/* if not NULL: set nonzero (by another thread) to stop the query before its next
 	   frame: it returns -ECANCELED.  Read relaxed: a frame late is fine */
 	const atomic_int *stop;
+	/* if not NULL: a Community ID v1 (seed 0; ft_community_id): only the packets of the
+	   flows with that ID active in [from, to), both directions, any VLAN tags (an ID has
+	   none), and-ed with filter.  No such flow: an empty answer (query_result.no_flow);
+	   not a Community ID: QUERY_E_FILTER */
+	const char *community_id;
 };
 
 struct query_result {
@@ -143,6 +148,7 @@ struct query_result {
 	uint64_t segments_removed; /* segments retention removed while the query ran */
 	uint64_t frames_damaged;   /* frames left out as unreadable (skip_damaged) */
 	uint64_t packets_damaged;  /* their packets, as the index counts them */
+	int no_flow;               /* no flow has query_options.community_id: nothing read */
 };
 
 /*
@@ -241,12 +247,17 @@ struct query_flow_text {
 	char a[64], b[64]; /* ADDR:PORT, [ADDR6]:PORT */
 	char vlan[16];     /* "300/42", "42", "-" */
 	char flags[16];    /* TCP flags seen, FSRPAUEC letters, "-" for none */
+	/* Community ID v1 (seed 0); "-" for ICMP flows, which have none (ft_community_id) */
+	char community_id[FT_COMMUNITY_ID_LEN];
 	char trigger[256]; /* the trigger's name, "" for none */
 };
 void query_flow_fields(struct archive_rtxn *t, const struct archive_flow_info *f,
                        struct query_flow_text *x);
 
-/* Writes the flow as one JSON line (`flows --json`, /api/v1/flows). */
+/*
+ * Writes the flow as one JSON line (`flows --json`, /api/v1/flows);
+ * "community_id" is null for ICMP flows.
+ */
 void query_flow_json(FILE *out, struct archive_rtxn *t, const struct archive_flow_info *f);
 
 /* ---- the HTTP API (api.c; docs/api.md) ------------------------------------------------------ */

@@ -40,4 +40,13 @@ int export_packet(struct export *x, int linktype, uint32_t snaplen, const struct
 uint64_t export_packet_size(const struct export *x, int linktype, uint32_t snaplen,
                             const struct archive_record *r);
 
+/*
+ * The filter for query_options.community_id (flows.c): the packets of the
+ * flows with Community ID `id` active in [from_ns, to_ns), and-ed with
+ * `filter`.  0 with *out (malloc'd; NULL when no flow has the ID),
+ * QUERY_E_FILTER (not a Community ID), -ENOMEM, ARCHIVE_E_*; errbuf: one line.
+ */
+int query__community_id_filter(struct archive *a, const char *id, const char *filter,
+                               uint64_t from_ns, uint64_t to_ns, char **out, char *errbuf);
+
 #endif

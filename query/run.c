@@ -53,6 +53,7 @@ struct run {
 	size_t ncands, cands_cap;
 	struct bpf_cache bpf;
 	struct export x;
+	int no_flow; /* community_id names no flow: the answer is empty */
 };
 
 const char *query_strerror(int err)
@@ -872,6 +873,8 @@ static int run_passes(struct run *r)
 	int e = query_plan_build(r->opt->filter, &r->plan);
 	if (e)
 		return fail(r, e, "out of memory%s%s", "", "");
+	if (r->no_flow)
+		r->plan->op = QUERY_PLAN_NONE; /* its children are freed with it */
 	r->res->indexed = r->plan->op != QUERY_PLAN_ALL;
 	if ((e = archive_rtxn_begin(r->a, &r->txn)) || (e = candidates(r))) {
 		snprintf(r->errbuf, QUERY_ERRBUF_SIZE, "%s",
@@ -893,6 +896,25 @@ static int run_passes(struct run *r)
 	return write_output(r);
 }
 
+/*
+ * opt->community_id: the query runs on *o, a copy of the options whose filter
+ * selects the ID's flows (*filter, freed by the caller), or with no_flow set
+ * when no flow has that ID.  0 or the resolver's error.
+ */
+static int community_id_options(struct run *r, struct query_options *o, char **filter)
+{
+	const struct query_options *opt = r->opt;
+	int e = query__community_id_filter(r->a, opt->community_id, opt->filter, opt->from_ns,
+	                                   opt->to_ns, filter, r->errbuf);
+	if (e)
+		return e;
+	*o = *opt;
+	o->filter = *filter ? *filter : opt->filter;
+	r->opt = o;
+	r->no_flow = r->res->no_flow = !*filter;
+	return 0;
+}
+
 int query_run(struct archive *a, const struct query_options *opt, struct query_result *res,
               char *errbuf)
 {
@@ -904,7 +926,14 @@ int query_run(struct archive *a, const struct query_options *opt, struct query_r
 		         "the time range is empty (--from is not before --to)");
 		return -EINVAL;
 	}
-	int e = run_passes(&r);
+	struct query_options cid_opt;
+	char *cid_filter = NULL;
+	int e = 0;
+	if (opt->community_id)
+		e = community_id_options(&r, &cid_opt, &cid_filter);
+	if (e == 0)
+		e = run_passes(&r);
+	free(cid_filter);
 	archive_rtxn_end(r.txn);
 	for (size_t i = 0; i < r.ncands; i++)
 		free(r.cands[i].frames);

@@ -1,7 +1,8 @@
 /*
  * flowscope flows: the flows an archive holds, one line each: first and last
  * time, duration, the two endpoints, packets and bytes per direction, TCP
- * flags seen, and the trigger that archived the flow (if any).  The
+ * flags seen, the flow's Community ID (docs/cli.md) and the trigger that
+ * archived the flow (if any).  The
  * selection (records merged across segments, the filter run on the packets,
  * order, top) is the query library's query_flows(), which GET /api/v1/flows
  * shares; this file parses the options and prints.
@@ -31,6 +32,24 @@ struct flows_args {
 	struct query_flows_options o;
 };
 
+/* The text table: its header line, then one row per flow (the trigger last: free text). */
+static void print_header(void)
+{
+	printf("%-30s %10s %-5s %-40s %-40s %-9s %8s %8s %11s %11s %-8s %-30s %s\n", "first",
+	       "duration", "proto", "a", "b", "vlan", "pkts>", "pkts<", "bytes>", "bytes<", "flags",
+	       "community_id", "trigger");
+}
+
+static void print_row(const struct query_flow_text *x, double duration,
+                      const struct archive_flow_info *f)
+{
+	printf("%-30s %10.3f %-5s %-40s %-40s %-9s %8" PRIu64 " %8" PRIu64 " %11" PRIu64
+	       " %11" PRIu64 " %-8s %-30s %s\n",
+	       x->first, duration, x->proto, x->a, x->b, x->vlan, f->packets[0], f->packets[1],
+	       f->bytes[0], f->bytes[1], x->flags, x->community_id,
+	       x->trigger[0] ? x->trigger : "-");
+}
+
 static void print_flow(const struct flows_args *fa, struct archive_rtxn *t,
                        const struct archive_flow_info *f)
 {
@@ -40,11 +59,7 @@ static void print_flow(const struct flows_args *fa, struct archive_rtxn *t,
 		return;
 	}
 	query_flow_fields(t, f, &x);
-	printf("%-30s %10.3f %-5s %-40s %-40s %-9s %8" PRIu64 " %8" PRIu64 " %11" PRIu64
-	       " %11" PRIu64 " %-8s %s\n",
-	       x.first, (double)(f->last_ns - f->first_ns) / 1e9, x.proto, x.a, x.b, x.vlan,
-	       f->packets[0], f->packets[1], f->bytes[0], f->bytes[1], x.flags,
-	       x.trigger[0] ? x.trigger : "-");
+	print_row(&x, (double)(f->last_ns - f->first_ns) / 1e9, f);
 }
 
 static int parse_args(int argc, char **argv, struct flows_args *fa)
@@ -160,6 +175,28 @@ static int parse_args(int argc, char **argv, struct flows_args *fa)
 	return 0;
 }
 
+/*
+ * The ,"community_id":VALUE at *p (a string or null) into x, "-" when the line has none (a
+ * server from before it); advances *p.  0, or -1.
+ */
+static int remote_community_id(const char **p, struct query_flow_text *x)
+{
+	static const char key[] = ",\"community_id\":";
+	int end = 0;
+	strcpy(x->community_id, "-");
+	if (strncmp(*p, key, sizeof(key) - 1) != 0)
+		return 0;
+	*p += sizeof(key) - 1;
+	if (strncmp(*p, "null", 4) == 0) {
+		*p += 4;
+		return 0;
+	}
+	if (sscanf(*p, "\"%31[^\"]\"%n", x->community_id, &end) != 1 || !end)
+		return -1;
+	*p += end;
+	return 0;
+}
+
 /* One line of /api/v1/flows (query_flow_json's) printed as print_flow does; 0, or -1 when it
    is not such a line. */
 static int print_remote_line(const char *line)
@@ -168,17 +205,21 @@ static int print_remote_line(const char *line)
 	struct query_flow_text x;
 	double dur;
 	unsigned vlan, inner;
-	int end = 0;
+	int end = 0, tend = 0;
 	if (sscanf(line,
 	           "{\"first\":\"%47[^\"]\",\"last\":\"%47[^\"]\",\"duration\":%lf,\"proto\":\"%15["
 	           "^\"]\",\"a\":\"%63[^\"]\",\"b\":\"%63[^\"]\",\"vlan\":%u,\"vlan_inner\":%u,"
 	           "\"packets_ab\":%" SCNu64 ",\"packets_ba\":%" SCNu64 ",\"bytes_ab\":%" SCNu64
-	           ",\"bytes_ba\":%" SCNu64 ",\"tcp_flags\":\"%15[^\"]\",\"trigger\":\"%n",
+	           ",\"bytes_ba\":%" SCNu64 ",\"tcp_flags\":\"%15[^\"]\"%n",
 	           x.first, x.last, &dur, x.proto, x.a, x.b, &vlan, &inner, &f.packets[0],
 	           &f.packets[1], &f.bytes[0], &f.bytes[1], x.flags, &end) != 13 ||
 	    !end)
 		return -1;
-	const char *t = line + end, *close = strrchr(t, '"');
+	const char *t = line + end;
+	if (remote_community_id(&t, &x) != 0 || sscanf(t, ",\"trigger\":\"%n", &tend) != 0 || !tend)
+		return -1;
+	t += tend;
+	const char *close = strrchr(t, '"');
 	snprintf(x.trigger, sizeof(x.trigger), "%.*s", close ? (int)(close - t) : 0, t);
 	if (inner)
 		snprintf(x.vlan, sizeof(x.vlan), "%u/%u", vlan, inner);
@@ -186,10 +227,7 @@ static int print_remote_line(const char *line)
 		snprintf(x.vlan, sizeof(x.vlan), "%u", vlan);
 	else
 		strcpy(x.vlan, "-");
-	printf("%-30s %10.3f %-5s %-40s %-40s %-9s %8" PRIu64 " %8" PRIu64 " %11" PRIu64
-	       " %11" PRIu64 " %-8s %s\n",
-	       x.first, dur, x.proto, x.a, x.b, x.vlan, f.packets[0], f.packets[1], f.bytes[0],
-	       f.bytes[1], x.flags, x.trigger[0] ? x.trigger : "-");
+	print_row(&x, dur, &f);
 	return 0;
 }
 
@@ -230,9 +268,7 @@ static int flows_remote(const struct flows_args *fa)
 	if (fa->json) {
 		fwrite(text, 1, len, stdout);
 	} else {
-		printf("%-30s %10s %-5s %-40s %-40s %-9s %8s %8s %11s %11s %-8s %s\n", "first",
-		       "duration", "proto", "a", "b", "vlan", "pkts>", "pkts<", "bytes>", "bytes<",
-		       "flags", "trigger");
+		print_header();
 		for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
 			nl = strchr(line, '\n');
 			if (nl)
@@ -286,9 +322,7 @@ int flows_main(int argc, char **argv)
 	}
 	if (status == EXIT_OK || status == EXIT_DAMAGED) {
 		if (!fa.json)
-			printf("%-30s %10s %-5s %-40s %-40s %-9s %8s %8s %11s %11s %-8s %s\n",
-			       "first", "duration", "proto", "a", "b", "vlan", "pkts>", "pkts<",
-			       "bytes>", "bytes<", "flags", "trigger");
+			print_header();
 		for (size_t i = 0; i < n; i++)
 			print_flow(&fa, t, &f[i]);
 	}

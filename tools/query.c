@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "flowtrack/flowtrack.h"
 #include "query/query.h"
 #include "tools/cli.h"
 #include "tools/remote.h"
@@ -53,6 +54,8 @@ static void usage(FILE *f)
 	    "              and never larger than SIZE, so SIZE holds at least the file header)\n"
 	    "  --skip-damaged  leave out frames that cannot be read (one line each), return\n"
 	    "              the rest, exit status 3; the default for -w - (a stream)\n"
+	    "  --community-id ID  only the packets of the flow(s) with this Community ID v1\n"
+	    "              (1:...; seed 0) active in [--from, --to), and-ed with FILTER\n"
 	    "  --explain   print the plan (index terms, segments, frames, bytes); read nothing\n"
 	    "  --remote URL  ask a flowscope serve at URL (https://HOST:PORT) instead of\n"
 	    "              reading --archive: the same answer (docs/api.md)\n"
@@ -170,6 +173,7 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 	    {"cert", required_argument, NULL, 'c'},
 	    {"key", required_argument, NULL, 'K'},
 	    {"cacert", required_argument, NULL, 'A'},
+	    {"community-id", required_argument, NULL, 'C'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c, r;
@@ -207,6 +211,17 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 			break;
 		case 'A':
 			a->tls.cacert = optarg;
+			break;
+		case 'C':
+			if (!ft_community_id_valid(optarg)) {
+				cli_error(
+				    CMD,
+				    "--community-id '%s': expected a Community ID v1 (1: and 28 "
+				    "base64 characters)",
+				    optarg);
+				return EXIT_USAGE;
+			}
+			a->q.community_id = optarg;
 			break;
 		case 'F':
 		case 'S':
@@ -408,6 +423,12 @@ int query_main(int argc, char **argv)
 		        "flowscope query: stopped at the limit after %" PRIu64 " packets, %" PRIu64
 		        " bytes; more packets match\n",
 		        res.packets, res.bytes);
+	else if (status == 0 && !a.q.explain && res.no_flow)
+		fprintf(stderr,
+		        "flowscope query: no flow with Community ID %s in the time range%s\n",
+		        a.q.community_id,
+		        a.q.format == QUERY_FORMAT_JSON ? ""
+		                                        : " (the output is a valid empty capture)");
 	else if (status == 0 && !a.q.explain && res.packets == 0)
 		fprintf(stderr, "flowscope query: no packets matched%s\n",
 		        a.q.format == QUERY_FORMAT_JSON ? ""

@@ -81,6 +81,8 @@ static int query_params(const struct query_options *o, char bufs[4][32], const c
 		p[n++] = "from", p[n++] = remote_time(o->from_ns, bufs[0]);
 	if (o->to_ns)
 		p[n++] = "to", p[n++] = remote_time(o->to_ns, bufs[1]);
+	if (o->community_id) /* GET /explain has no such parameter: refused there (400) */
+		p[n++] = "community_id", p[n++] = o->community_id;
 	if (o->explain)
 		return n;
 	p[n++] = "format", p[n++] = formats[o->format];
