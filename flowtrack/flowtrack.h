@@ -655,11 +655,13 @@ void ft_engine_stats(const struct ft_engine *e, unsigned module, struct ft_engin
 #define FT_TRIGGER_IDLE_NS 30000000000ull /* a triggered flow this idle has ended */
 
 struct ft_trigger {
-	int has_key;            /* 1: the flow `key`; 0: the flows `filter` selects */
-	struct ft_flow_key key; /* canonical VLAN-aware bidirectional (ft_flow_key_parse) */
-	const char *filter;     /* a libpcap expression (copied by post) */
-	uint16_t tag;           /* the owner's id for the rule (record: archive_trigger_id) */
-	uint64_t for_ns;        /* keep matching new flows this long; 0: the table now */
+	int has_key;              /* 1: the flow `key`; 0: community_id's flows, or filter's */
+	struct ft_flow_key key;   /* canonical VLAN-aware bidirectional (ft_flow_key_parse) */
+	const char *community_id; /* has_key 0: the flows of this Community ID v1 (seed 0; any
+	                             VLAN: the ID has none; never ICMP flows), or NULL */
+	const char *filter;       /* has_key 0, no community_id: a libpcap expression (copied) */
+	uint16_t tag;             /* the owner's id for the rule (record: archive_trigger_id) */
+	uint64_t for_ns;          /* keep matching new flows this long; 0: the table now */
 };
 
 /* One flow a trigger matched. */
@@ -714,7 +716,8 @@ void ft_trigger_hub_destroy(struct ft_trigger_hub *h);
 /*
  * Applies trigger t in every analyzer, waiting at most timeout_ns for them
  * (now_ns: the trigger's time, wall clock).  Returns 0 with *res filled;
- * -EINVAL (a filter that does not compile: libpcap's message in err);
+ * -EINVAL (a filter that does not compile: libpcap's message in err; a
+ * community_id that is not one);
  * FT_E_STOPPING (closed); FT_E_TIMEDOUT (an analyzer did not answer: the
  * request stays queued and is applied later; *res holds what answered);
  * -ENOMEM.  Any thread.

@@ -40,6 +40,7 @@ struct request {
 	unsigned left; /* analyzers that have not answered */
 	int stopped;   /* the hub closed before an analyzer applied it */
 	struct ft_trigger t;
+	char community_id[FT_COMMUNITY_ID_LEN]; /* t.community_id points here */
 	char *filter;
 	struct bpf_program prog; /* when filter: compiled for an Ethernet packet */
 	uint64_t now_ns, until_ns;
@@ -109,7 +110,16 @@ static int request_new(const struct ft_trigger *t, uint64_t now_ns, struct reque
 	pthread_cond_init(&r->done, NULL);
 	r->refs = 1;
 	int e = 0;
-	if (!t->has_key) {
+	if (!t->has_key && t->community_id) {
+		if (ft_community_id_valid(t->community_id)) {
+			snprintf(r->community_id, sizeof(r->community_id), "%s", t->community_id);
+			r->t.community_id = r->community_id;
+		} else {
+			snprintf(err, errlen, "community_id '%.64s': not a Community ID v1 (1:...)",
+			         t->community_id);
+			e = -EINVAL;
+		}
+	} else if (!t->has_key) {
 		r->filter = strdup(t->filter ? t->filter : "");
 		e = r->filter
 		        ? ft_bpf_compile(FT_DLT_EN10MB, 65535, r->filter, &r->prog, err, errlen)
@@ -191,11 +201,15 @@ static size_t key_packet(const struct ft_flow_key *k, int rev, uint8_t *buf)
 	return n + l4;
 }
 
-/* Whether request r selects the flow of key k (its key, or its filter either way round). */
+/* Whether request r selects the flow of key k (its key, its Community ID, or its filter
+   either way round). */
 static int request_matches(const struct request *r, const struct ft_flow_key *k)
 {
+	char id[FT_COMMUNITY_ID_LEN];
 	if (r->t.has_key)
 		return memcmp(&r->t.key, k, sizeof(*k)) == 0;
+	if (r->t.community_id)
+		return ft_community_id(k, 0, id) == 0 && strcmp(id, r->t.community_id) == 0;
 	uint8_t pkt[128];
 	for (int rev = 0; rev < 2; rev++) {
 		u_int len = (u_int)key_packet(k, rev, pkt);

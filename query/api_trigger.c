@@ -8,7 +8,8 @@
  * The body is a form, or a JSON object (jansson) whose members become the
  * same parameters: strings as they are, a number for "for" as seconds.
  * Parameters: exactly one of flow ("tcp 10.0.0.1:443 10.0.0.2:51234 [vlan
- * 42[/7]]"), filter (a libpcap expression) or community_id; reason (shown by
+ * 42[/7]]"), filter (a libpcap expression) or community_id (every flow of
+ * that Community ID v1, on any VLAN); reason (shown by
  * `flows` as "api: REASON"); for (a duration: keep matching new flows).
  */
 #include <errno.h>
@@ -79,8 +80,9 @@ static int trigger_parse(struct api_request *q, struct ft_trigger *t, char *name
 	if (!!flow + !!filter + !!cid != 1)
 		return api_request_fail(q, 400, "give exactly one of flow, filter, community_id"),
 		       -1;
-	if (cid)
-		return api_request_fail(q, 400, "community_id: not supported by this recorder yet"),
+	if (cid && !ft_community_id_valid(cid))
+		return api_request_fail(q, 400,
+		                        "community_id '%.64s': not a Community ID v1 (1:...)", cid),
 		       -1;
 	if (flow && ft_flow_key_parse(flow, &t->key, err, sizeof(err)) != 0)
 		return api_request_fail(q, 400, "%s", err), -1;
@@ -88,6 +90,7 @@ static int trigger_parse(struct api_request *q, struct ft_trigger *t, char *name
 		return api_request_fail(q, 400, "for '%s': expected a duration, e.g. 30s, 5m", dur),
 		       -1;
 	t->has_key = flow != NULL;
+	t->community_id = cid;
 	t->filter = filter;
 	if (reason && reason[0])
 		snprintf(name, len, "api: %.*s", API_TRIGGER_REASON_MAX, reason);
@@ -123,9 +126,14 @@ static unsigned trigger_status(int e)
 
 static void match_json(FILE *f, const struct ft_trigger_match *m, uint64_t window_ns)
 {
-	char key[FT_KEYSTRLEN];
+	char key[FT_KEYSTRLEN], id[FT_COMMUNITY_ID_LEN];
 	fprintf(f, "{\"flow\": ");
 	api_json_string(f, ft_flow_key_format(&m->key, key, sizeof(key)));
+	fprintf(f, ", \"community_id\": ");
+	if (ft_community_id(&m->key, 0, id) == 0)
+		api_json_string(f, id);
+	else
+		fprintf(f, "null"); /* ICMP: the ID needs a message's type */
 	fprintf(f,
 	        ", \"packets\": %" PRIu64 ", \"first_ns\": %" PRIu64
 	        ", \"seconds_back\": %.3f, \"first_packet_lost\": %s, \"triggered_before\": %s",

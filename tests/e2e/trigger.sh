@@ -6,7 +6,8 @@
 #  * tenants on identical addresses behind VLAN tags (tenants_pcap.py), read from a FIFO this
 #    script holds open, the triggers posted with `for` before the packets: a trigger with
 #    VLAN 42 archives that tenant only, one with 300/43 tenant C only, a filter with its VLANs
-#    tenant B's UDP; a flow that never existed matches 0; bad requests are 400.
+#    tenant B's UDP, a Community ID (tshark's) every tenant's UDP (the ID has no VLAN); a flow
+#    that never existed matches 0; bad requests are 400.
 #  * a ring too small for the capture (--qq-size 2M): the answer says the first packet was lost.
 #  * live (root): http.pcap replayed by tcpreplay onto a veth pair in two parts, split after
 #    the 20th packet of a flow; then a trigger for it by curl (JSON), and one by flowscope
@@ -78,6 +79,11 @@ URL=$(api_url "$TMP/ten.err" $RPID)
     pass || fail "tenants: vlan 300/43: $(cat "$TMP/ans")"
 [ "$(post "$URL" -d 'filter=vlan 300 and vlan 42 and udp' -d 'reason=tenant B udp' -d 'for=1m')" = 200 ] &&
     [ "$(json "$TMP/ans" for_s)" = 60.0 ] && pass || fail "tenants: filter: $(cat "$TMP/ans")"
+# a Community ID (tshark's, of the tenants' UDP flow): it has no VLAN, every tenant's flow
+cid=$(tshark -r "$TMP/tenants.pcap" --enable-protocol communityid -Y udp -T fields -e communityid 2>/dev/null | sort -u)
+[ "$(post "$URL" --data-urlencode "community_id=$cid" -d 'reason=cid' -d 'for=1m')" = 200 ] && pass ||
+    fail "tenants: community_id '$cid': $(cat "$TMP/ans")"
+[ "$(post "$URL" -d 'community_id=1:nope')" = 400 ] && pass || fail "a bad community_id: $(cat "$TMP/ans")"
 # a flow that never existed, without for: matched 0 (and nothing kept)
 [ "$(post "$URL" --data-urlencode 'flow=tcp 10.1.0.1:40000 10.1.0.2:80 vlan 44')" = 200 ] &&
     [ "$(json "$TMP/ans" matched)" = 0 ] && pass || fail "tenants: vlan 44: $(cat "$TMP/ans")"
@@ -99,21 +105,25 @@ URL=$(api_url "$TMP/ten.err" $RPID)
 tail -c +25 "$TMP/tenants.pcap" >&3 # the packets: the pending triggers find their flows
 exec 3>&-
 wait $RPID && pass || fail "tenants: record failed: $(tail -3 "$TMP/ten.err")"
-[ "$(counter "$TMP/ten.err" record trigger.api_requests)" = 5 ] && pass ||
-    fail "tenants: trigger.api_requests=$(counter "$TMP/ten.err" record trigger.api_requests), expected 5"
-[ "$(counter "$TMP/ten.err" record trigger.flows)" = 3 ] && pass ||
-    fail "tenants: trigger.flows=$(counter "$TMP/ten.err" record trigger.flows), expected 3"
+[ "$(counter "$TMP/ten.err" record trigger.api_requests)" = 6 ] && pass ||
+    fail "tenants: trigger.api_requests=$(counter "$TMP/ten.err" record trigger.api_requests), expected 6"
+# A's and C's TCP, B's UDP (the filter, posted first), A's and C's UDP (the Community ID)
+[ "$(counter "$TMP/ten.err" record trigger.flows)" = 5 ] && pass ||
+    fail "tenants: trigger.flows=$(counter "$TMP/ten.err" record trigger.flows), expected 5"
 
 oracle "$TMP/tenants.pcap" "$TMP/a.pcap" 'vlan 42 and tcp and port 80'
 oracle "$TMP/tenants.pcap" "$TMP/c.pcap" 'vlan 300 and vlan 43 and tcp and port 80'
-oracle "$TMP/tenants.pcap" "$TMP/b.pcap" 'vlan 300 and vlan 42 and udp'
+oracle "$TMP/tenants.pcap" "$TMP/au.pcap" 'vlan 42 and udp'
+oracle "$TMP/tenants.pcap" "$TMP/bu.pcap" 'vlan 300 and vlan 42 and udp'
+oracle "$TMP/tenants.pcap" "$TMP/cu.pcap" 'vlan 300 and vlan 43 and udp'
 [ "$(npackets "$TMP/a.pcap")" = 8 ] && [ "$(npackets "$TMP/c.pcap")" = 8 ] &&
-    [ "$(npackets "$TMP/b.pcap")" = 2 ] && pass || fail "tenants: the oracle's flows are not 8, 8, 2 packets"
-mergecap -w "$TMP/exp.pcap" "$TMP/a.pcap" "$TMP/b.pcap" "$TMP/c.pcap"
+    [ "$(cat "$TMP"/[abc]u.pcap | wc -c)" -gt 0 ] && [ "$(npackets "$TMP/bu.pcap")" = 2 ] && pass ||
+    fail "tenants: the oracle's flows are not 8, 8, 2 packets"
+mergecap -w "$TMP/exp.pcap" "$TMP/a.pcap" "$TMP/c.pcap" "$TMP/au.pcap" "$TMP/bu.pcap" "$TMP/cu.pcap"
 fs query --archive "$TMP/ten" -w "$TMP/got.pcap" 2>/dev/null || fail "tenants: query"
 same_digests tenants "$TMP/exp.pcap" "$TMP/got.pcap" -t
 fs flows --archive "$TMP/ten" --triggered >"$TMP/flows" 2>&1
-for r in 'api: tenant A' 'api: tenant C' 'api: tenant B udp'; do
+for r in 'api: tenant A' 'api: tenant C' 'api: tenant B udp' 'api: cid'; do
     grep -q "$r\$" "$TMP/flows" && pass || fail "flows: no flow triggered by '$r': $(cat "$TMP/flows")"
 done
 

@@ -174,6 +174,20 @@ static void test_hub(void **state)
 	assert_int_equal(res.match[0].first_lost, 1);
 	assert_int_equal(res.lost_flows, 1);
 	assert_int_equal(ev.adds, 2);
+	/* a Community ID has no VLAN: both tenants (triggered already) */
+	char id[FT_COMMUNITY_ID_LEN];
+	struct ft_flow_key k;
+	char err[256];
+	assert_int_equal(ft_flow_key_parse("tcp 10.1.0.1:40000 10.1.0.2:80", &k, err, sizeof(err)),
+	                 0);
+	assert_int_equal(ft_community_id(&k, 0, id), 0);
+	struct ft_trigger tc = {.community_id = id};
+	assert_int_equal(ft_trigger_post(a.h, &tc, 1000, 2000000000ull, &res, err, sizeof(err)), 0);
+	assert_int_equal(res.flows, 2);
+	assert_int_equal(res.match[0].again + res.match[1].again, 2);
+	tc.community_id = "1:nope";
+	assert_int_equal(ft_trigger_post(a.h, &tc, 1000, 2000000000ull, &res, err, sizeof(err)),
+	                 -EINVAL);
 	/* never seen, untagged or another VLAN: nothing */
 	assert_int_equal(post(a.h, "tcp 10.1.0.1:40000 10.1.0.2:80", NULL, 0, &res), 0);
 	assert_int_equal(res.flows, 0);
@@ -194,7 +208,7 @@ static void test_hub(void **state)
 	ft_trigger_stats(a.h, &st);
 	assert_int_equal(st.pending, 2);
 	assert_int_equal(st.active, 2);
-	assert_int_equal(st.too_late, 1);
+	assert_int_equal(st.too_late, 2); /* the VLAN 43 flow, by the filter and the ID */
 
 	uint8_t b[100];
 	size_t n = eth(b, 0x0800);

@@ -68,8 +68,9 @@ static int trigger_check(struct api_request *q)
 	struct ft_trigger t;
 	char name[API_TRIGGER_NAME_MAX];
 	int r = api_trigger_options(q, &t, name, sizeof(name));
-	if (r == 0 && (!t.has_key == !t.filter || strncmp(name, "api", 3) != 0 ||
-	               (t.has_key && t.key.pad != 0)))
+	if (r == 0 && (t.has_key + !!t.filter + !!t.community_id != 1 ||
+	               (t.community_id && !ft_community_id_valid(t.community_id)) ||
+	               strncmp(name, "api", 3) != 0 || (t.has_key && t.key.pad != 0)))
 		abort();
 	return r;
 }

@@ -147,7 +147,8 @@ static void setup(struct ft_table *t, struct ft_trigger_hub *h, const uint8_t *p
 	char filter[64];
 	pthread_create(&th, NULL, analyzer_run, &a);
 	for (size_t i = 0; res && i < n; i++) {
-		struct ft_trigger tr = {.has_key = k != PENDING_FILTERS, .for_ns = 3600000000000ull};
+		struct ft_trigger tr = {.has_key = k != PENDING_FILTERS,
+		                        .for_ns = 3600000000000ull};
 		if (k == ACTIVE) { /* flow i of the traffic: matched now, marked */
 			struct ft_packet p;
 			uint8_t f[FRAME];
@@ -160,7 +161,8 @@ static void setup(struct ft_table *t, struct ft_trigger_hub *h, const uint8_t *p
 			memcpy(tr.key.a + 10, "\xff\xff\xc0\x00\x02", 5);
 			tr.key.port_a = (uint16_t)i, tr.key.port_b = (uint16_t)(i >> 16);
 		} else {
-			snprintf(filter, sizeof(filter), "host 192.0.%zu.%zu", i / 256 % 256, i % 256);
+			snprintf(filter, sizeof(filter), "host 192.0.%zu.%zu", i / 256 % 256,
+			         i % 256);
 			tr.filter = filter;
 		}
 		post(h, &tr, res);
