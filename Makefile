@@ -34,6 +34,7 @@ DEB_BUILD += libinih-dev
 DEB_BUILD += dpkg-dev file
 DEB_BUILD += libsystemd-dev
 DEB_BUILD += libmicrohttpd-dev libgnutls28-dev libcurl4-gnutls-dev
+DEB_BUILD += libjansson-dev
 DEB_BUILD += nettle-dev
 DEB_BUILD += libjansson-dev
 DEB_TEST  := tcpdump tshark zstd tcpreplay lmdb-utils clang-format util-linux python3 strace \
@@ -115,8 +116,9 @@ FUZZ_TARGETS += fuzz_api fuzz_eve
 FUZZ_ARCHIVE_SRC = archive/archive.c archive/index.c archive/terms.c archive/writer.c \
     archive/reader.c archive/rules.c archive/scan.c archive/segio.c archive/verify.c \
     archive/recover.c archive/retention.c archive/lmdbcheck.c flowtrack/flowkey.c \
-    archive/dump.c flowtrack/parse.c flowtrack/table.c flowtrack/bpf.c flowtrack/units.c qq/qq.c
-FUZZ_ARCHIVE_LIBS = $$(pkg-config --cflags --libs lmdb libpcap libzstd liburing) -lpthread
+    archive/dump.c flowtrack/parse.c flowtrack/table.c flowtrack/bpf.c flowtrack/units.c \
+    flowtrack/community_id.c qq/qq.c
+FUZZ_ARCHIVE_LIBS = $$(pkg-config --cflags --libs lmdb libpcap libzstd liburing nettle) -lpthread
 test-fuzz: deps
 	@mkdir -p $(FUZZ_BUILD)
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_parse.c flowtrack/parse.c flowtrack/flowkey.c \
@@ -136,9 +138,9 @@ test-fuzz: deps
 	    -o $(FUZZ_BUILD)/fuzz_segment
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_steno.c query/steno.c flowtrack/units.c \
 	    $$(pkg-config --cflags --libs libpcap) -o $(FUZZ_BUILD)/fuzz_steno
-	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_api.c query/api.c query/api_query.c query/steno.c query/run.c \
-	    query/plan.c query/export.c query/flows.c tools/cli.c $(FUZZ_ARCHIVE_SRC) \
-	    $(FUZZ_ARCHIVE_LIBS) $$(pkg-config --cflags --libs libmicrohttpd gnutls) \
+	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_api.c query/api.c query/api_query.c query/api_trigger.c \
+	    query/steno.c query/run.c query/plan.c query/export.c query/flows.c tools/cli.c \
+	    $(FUZZ_ARCHIVE_SRC) $(FUZZ_ARCHIVE_LIBS) $$(pkg-config --cflags --libs libmicrohttpd gnutls jansson) \
 	    -o $(FUZZ_BUILD)/fuzz_api
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_eve.c ingest/eve.c qq/qq.c \
 	    $$(pkg-config --cflags --libs jansson) -lm -lpthread -o $(FUZZ_BUILD)/fuzz_eve
@@ -185,6 +187,7 @@ bench: build
 	@$(BUILD)/tools/bench/qq_bench
 	@$(BUILD)/tools/bench/flow_bench
 	@$(BUILD)/tools/bench/dump_bench
+	@$(BUILD)/tools/bench/trigger_bench
 	@tools/bench/ingest_bench.sh $(BUILD)
 	@tools/bench/query_bench.sh $(BUILD)
 	@tools/bench/query_scaling.sh $(BUILD)

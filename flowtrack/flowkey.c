@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "flowtrack/flowtrack.h"
 
@@ -188,4 +189,123 @@ char *ft_flow_key_filter(const struct ft_flow_key *key, char *buf, size_t buflen
 		n = snprintf(buf, buflen, "%s%s and host %s and host %s", vl, v4 ? "ip" : "ip6", a,
 		             b);
 	return n >= 0 && (size_t)n < buflen ? buf : NULL;
+}
+
+/* ---- parsing a flow people typed ---------------------------------------------------------- */
+
+static int proto_parse(const char *s, uint8_t *proto)
+{
+	static const struct {
+		const char *name;
+		uint8_t proto;
+	} names[] = {{"tcp", 6}, {"udp", 17}, {"sctp", 132}, {"icmp", 1}, {"icmp6", 58}};
+	uint64_t v;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcasecmp(s, names[i].name) == 0) {
+			*proto = names[i].proto;
+			return 0;
+		}
+	if (strncmp(s, "proto", 5) == 0)
+		s += 5;
+	if (ft_parse_uint(s, 0, 255, &v) != 0)
+		return -EINVAL;
+	*proto = (uint8_t)v;
+	return 0;
+}
+
+/* "ADDR:PORT", "[ADDR6]:PORT", or without ":PORT" when ports is 0. */
+static int endpoint_parse(char *s, int ports, uint8_t addr[16], uint16_t *port)
+{
+	char *colon = NULL;
+	uint64_t v = 0;
+	if (s[0] == '[') {
+		char *end = strchr(s, ']');
+		if (!end || (end[1] && end[1] != ':'))
+			return -EINVAL;
+		*end = '\0';
+		colon = end[1] ? end + 1 : NULL;
+		s++;
+	} else if (strchr(s, '.')) {
+		colon = strchr(s, ':');
+	}
+	if (colon)
+		*colon = '\0';
+	if ((colon != NULL) != (ports != 0) ||
+	    (colon && ft_parse_uint(colon + 1, 0, 65535, &v) != 0))
+		return -EINVAL;
+	*port = (uint16_t)v;
+	if (inet_pton(AF_INET, s, addr + 12) == 1) {
+		memcpy(addr, v4_prefix, sizeof(v4_prefix));
+		return 0;
+	}
+	return inet_pton(AF_INET6, s, addr) == 1 ? 0 : -EINVAL;
+}
+
+/* "OUTER" or "OUTER/INNER", each 1..4095. */
+static int vlan_parse(const char *s, struct ft_flow_key *key)
+{
+	char outer[16];
+	const char *slash = strchr(s, '/');
+	uint64_t o, in = 0;
+	size_t n = slash ? (size_t)(slash - s) : strlen(s);
+	if (n == 0 || n >= sizeof(outer))
+		return -EINVAL;
+	memcpy(outer, s, n);
+	outer[n] = '\0';
+	if (ft_parse_uint(outer, 1, 4095, &o) != 0 ||
+	    (slash && ft_parse_uint(slash + 1, 1, 4095, &in) != 0))
+		return -EINVAL;
+	key->vlan = (uint16_t)o;
+	key->vlan_inner = (uint16_t)in;
+	return 0;
+}
+
+/* The two endpoints in canonical order (the lower is a). */
+static void key_canonical(struct ft_flow_key *k)
+{
+	if (endpoint_cmp(k->a, k->port_a, k->b, k->port_b) <= 0)
+		return;
+	uint8_t t[16];
+	uint16_t p = k->port_a;
+	memcpy(t, k->a, 16);
+	memcpy(k->a, k->b, 16);
+	memcpy(k->b, t, 16);
+	k->port_a = k->port_b;
+	k->port_b = p;
+}
+
+static int key_fail(char *err, size_t errlen, const char *text, const char *why)
+{
+	snprintf(err, errlen,
+	         "flow '%s': %s (expected 'PROTO A:PORT B:PORT [vlan ID[/ID]]', IPv6 as "
+	         "[ADDR]:PORT)",
+	         text, why);
+	return -EINVAL;
+}
+
+int ft_flow_key_parse(const char *text, struct ft_flow_key *key, char *err, size_t errlen)
+{
+	char buf[256], *tok[8], *save = NULL;
+	int n = 0;
+	if (strlen(text) >= sizeof(buf))
+		return key_fail(err, errlen, "...", "too long");
+	snprintf(buf, sizeof(buf), "%s", text);
+	for (char *t = strtok_r(buf, " \t", &save); t && n < 8; t = strtok_r(NULL, " \t", &save))
+		if (strcmp(t, "<->") != 0)
+			tok[n++] = t;
+	memset(key, 0, sizeof(*key));
+	if (n != 3 && n != 5)
+		return key_fail(err, errlen, text, "wrong number of words");
+	if (proto_parse(tok[0], &key->proto) != 0)
+		return key_fail(err, errlen, text, "unknown protocol");
+	int ports = key->proto == 6 || key->proto == 17 || key->proto == 132;
+	if (endpoint_parse(tok[1], ports, key->a, &key->port_a) != 0 ||
+	    endpoint_parse(tok[2], ports, key->b, &key->port_b) != 0 ||
+	    ft_addr_is_v4(key->a) != ft_addr_is_v4(key->b))
+		return key_fail(err, errlen, text,
+		                ports ? "bad address or port" : "bad address (no port for it)");
+	if (n == 5 && (strcasecmp(tok[3], "vlan") != 0 || vlan_parse(tok[4], key) != 0))
+		return key_fail(err, errlen, text, "bad VLAN (vlan 1..4095[/1..4095])");
+	key_canonical(key);
+	return 0;
 }

@@ -45,6 +45,8 @@ extern "C" {
 #define FT_E_BASE (-10200)
 #define FT_E_LINKTYPE (FT_E_BASE - 1) /* link type the parser does not know */
 #define FT_E_FULL (FT_E_BASE - 2)     /* flow table full and eviction disabled */
+#define FT_E_STOPPING (FT_E_BASE - 3) /* triggers: the analyzers are stopping */
+#define FT_E_TIMEDOUT (FT_E_BASE - 4) /* triggers: an analyzer did not answer in time */
 #define FT_E_LAST (FT_E_BASE - 99)
 
 /* Returns a static message for an FT_E_* code or a negative errno. */
@@ -249,6 +251,16 @@ char *ft_flow_key_format(const struct ft_flow_key *key, char *buf, size_t buflen
 char *ft_flow_key_filter(const struct ft_flow_key *key, char *buf, size_t buflen);
 
 /*
+ * Parses a flow as people write it, the inverse of ft_flow_key_format():
+ * "PROTO A:PORT B:PORT [vlan OUTER[/INNER]]" (IPv6 as [ADDR]:PORT; "<->"
+ * between the endpoints allowed; PROTO tcp, udp, sctp, icmp, icmp6 or a
+ * number; ports omitted for protocols without them), in either direction, into
+ * the canonical VLAN-aware bidirectional key.  Returns 0, or -EINVAL with a
+ * reason in err.  Pure and thread-safe.
+ */
+int ft_flow_key_parse(const char *text, struct ft_flow_key *key, char *err, size_t errlen);
+
+/*
  * Community ID v1 (https://github.com/corelight/community-id-spec): the
  * flow's "1:" + base64(SHA-1) string that Zeek, Suricata, Arkime and
  * Wireshark print, the same for both directions.  `seed` is the spec's
@@ -340,6 +352,9 @@ uint64_t ft_table_bytes(size_t max_flows, size_t state_size);
 struct ft_flow *ft_table_lookup(struct ft_table *t, const struct ft_flow_key *key, uint64_t h,
                                 int *is_new);
 
+/* The flow for key (hash h), or NULL: never inserts. */
+struct ft_flow *ft_table_find(struct ft_table *t, const struct ft_flow_key *key, uint64_t h);
+
 /*
  * Calls fn(flow, arg) for a flow just before the table evicts it to make room
  * (the flow is still intact; fn must not touch the table).
@@ -423,10 +438,11 @@ struct ft_packet_ctx {
  * seen, packets, wire bytes and TCP flags per direction; last seen never goes back), the
  * lookups of each FT_ENGINE_BURST packets overlapped by prefetching, as the engine's.
  * hash (NULL, or n entries) gets each packet's ft_flow_key_hash(); it is left alone for a
- * packet without a flow (not IP).  The table's thread only.
+ * packet without a flow (not IP).  is_new (NULL, or n entries) gets 1 for a packet that
+ * made a new flow, else 0.  The table's thread only.
  */
 void ft_table_track_burst(struct ft_table *t, const struct ft_packet_ctx *p, unsigned n,
-                          enum ft_key_kind kind, unsigned flags, uint64_t *hash);
+                          enum ft_key_kind kind, unsigned flags, uint64_t *hash, uint8_t *is_new);
 
 struct ft_module {
 	uint32_t abi; /* FT_MODULE_ABI */
@@ -601,6 +617,137 @@ struct ft_engine_stats {
 };
 
 void ft_engine_stats(const struct ft_engine *e, unsigned module, struct ft_engine_stats *out);
+
+/* ---- triggers from outside ----------------------------------------------------------- */
+
+/*
+ * A detector outside the recorder (the HTTP API, an IDS alert log) asks for a
+ * flow, or the flows a filter selects, to be archived with their packets still
+ * in the ring.  Flow tables belong to their analyzer threads, so a request is
+ * not applied by the caller: a hub holds one small inbox per analyzer, the
+ * caller posts the request to every inbox (it cannot know which analyzer owns
+ * the flow) and waits, bounded, until each analyzer has applied it in its own
+ * loop (ft_trigger_poll, which the analyzer calls at least every 100 ms) and
+ * merged its part of the result.
+ *
+ * In an analyzer: a flow trigger looks the canonical key up in the analyzer's
+ * table (VLAN ids are part of it); a filter trigger tests every flow in the
+ * table.  A flow that matches is marked (struct ft_flow.triggered: later
+ * packets cost nothing) and handed to the owner's add event (a dump rule);
+ * the flow's idle expiry (FT_TRIGGER_IDLE_NS without a packet, or evicted
+ * from the table) hands it to the expire event.  With for_ns, the trigger
+ * stays pending that long in each analyzer: every new flow is tested once,
+ * by its first packet's key (not per packet).  Filters are tested against a
+ * packet made from the flow's key (Ethernet, its VLAN tags, IPv4/IPv6, the
+ * TCP/UDP/SCTP ports), in both directions: they select by address, port,
+ * protocol and VLAN, not by payload, TCP flags or lengths.
+ *
+ * Lifecycle: ft_trigger_hub_create() -> analyzers call ft_trigger_poll() and
+ * ft_trigger_new_flows() on their tables; any thread ft_trigger_post() ->
+ * ft_trigger_hub_close() (posts refused, waiting callers answered) before the
+ * analyzers stop -> ft_trigger_hub_destroy() after they stopped.
+ *
+ * Threading: post, close and stats from any thread (one mutex per inbox and
+ * per request, never held while a table is touched by another thread); poll
+ * and new_flows on analyzer `id`'s thread only, with its table.
+ */
+#define FT_TRIGGER_LISTED 64              /* matched flows listed in a result */
+#define FT_TRIGGER_IDLE_NS 30000000000ull /* a triggered flow this idle has ended */
+
+struct ft_trigger {
+	int has_key;              /* 1: the flow `key`; 0: community_id's flows, or filter's */
+	struct ft_flow_key key;   /* canonical VLAN-aware bidirectional (ft_flow_key_parse) */
+	const char *community_id; /* has_key 0: the flows of this Community ID v1 (seed 0; any
+	                             VLAN: the ID has none; never ICMP flows), or NULL */
+	const char *filter;       /* has_key 0, no community_id: a libpcap expression (copied) */
+	uint16_t tag;             /* the owner's id for the rule (record: archive_trigger_id) */
+	uint64_t for_ns;          /* keep matching new flows this long; 0: the table now */
+};
+
+/* One flow a trigger matched. */
+struct ft_trigger_match {
+	struct ft_flow_key key;
+	uint64_t packets;   /* its packets so far, both directions: what the rule reaches back */
+	uint64_t first_ns;  /* its first packet's time */
+	uint64_t back_ns;   /* trigger time minus first_ns */
+	uint8_t first_lost; /* its first packet had left the ring already */
+	uint8_t again;      /* it had triggered before (no new rule) */
+};
+
+struct ft_trigger_result {
+	uint64_t flows;      /* flows matched */
+	uint64_t packets;    /* their packets reached back */
+	uint64_t lost_flows; /* of them, with the first packet gone from the ring */
+	uint64_t window_ns;  /* the ring's time window (newest - oldest) at the trigger */
+	unsigned analyzers;  /* analyzers that answered */
+	unsigned listed;     /* entries in match[] (the first FT_TRIGGER_LISTED) */
+	struct ft_trigger_match match[FT_TRIGGER_LISTED];
+};
+
+/* What the owner does for matched flows (called on the analyzer's thread). */
+struct ft_trigger_events {
+	void *arg;
+	/* a flow matched for the first time: archive it (a rule tagged `tag`) */
+	void (*add)(void *arg, const struct ft_flow_key *key, uint16_t tag);
+	/* a triggered flow ended; its last packet was at last_seen_ns */
+	void (*expire)(void *arg, const struct ft_flow_key *key, uint64_t last_seen_ns);
+	/* the ring's oldest and newest timestamps held (0, 0: empty) */
+	void (*window)(void *arg, uint64_t *oldest_ns, uint64_t *newest_ns);
+};
+
+/* Counters of a hub (docs/counters.md, trigger.*). */
+struct ft_trigger_stats {
+	uint64_t requests; /* posted and answered */
+	uint64_t flows;    /* flows matched */
+	uint64_t packets;  /* packets reached back */
+	uint64_t too_late; /* flows matched whose first packet had left the ring */
+	uint64_t pending;  /* gauge: triggers kept for new flows (summed over analyzers) */
+	uint64_t active;   /* gauge: triggered flows not yet ended */
+	uint64_t refused;  /* posts refused: stopping, or an analyzer did not answer */
+};
+
+struct ft_trigger_hub;
+
+/* A hub for `analyzers` analyzer threads.  Returns 0 and *out, -EINVAL, -ENOMEM. */
+int ft_trigger_hub_create(unsigned analyzers, const struct ft_trigger_events *ev,
+                          struct ft_trigger_hub **out);
+void ft_trigger_hub_destroy(struct ft_trigger_hub *h);
+
+/*
+ * Applies trigger t in every analyzer, waiting at most timeout_ns for them
+ * (now_ns: the trigger's time, wall clock).  Returns 0 with *res filled;
+ * -EINVAL (a filter that does not compile: libpcap's message in err; a
+ * community_id that is not one);
+ * FT_E_STOPPING (closed); FT_E_TIMEDOUT (an analyzer did not answer: the
+ * request stays queued and is applied later; *res holds what answered);
+ * -ENOMEM.  Any thread.
+ */
+int ft_trigger_post(struct ft_trigger_hub *h, const struct ft_trigger *t, uint64_t now_ns,
+                    uint64_t timeout_ns, struct ft_trigger_result *res, char *err, size_t errlen);
+
+/* Refuses later posts (FT_E_STOPPING) and answers those queued.  Any thread; idempotent. */
+void ft_trigger_hub_close(struct ft_trigger_hub *h);
+
+/*
+ * Analyzer `id`: applies the requests in its inbox to table t, drops pending
+ * triggers past their time (now_ns: the wall clock) and, once a second, ends
+ * triggered flows that left the table or saw no packet for idle_ns before
+ * now_ns.  idle_ns 0 is for a file, whose capture time is not the clock:
+ * nothing ends until the recording does, and a match's back_ns is measured
+ * to the flow's last packet instead of now_ns.  Call at least every 100 ms.
+ */
+void ft_trigger_poll(struct ft_trigger_hub *h, unsigned id, struct ft_table *t, uint64_t now_ns,
+                     uint64_t idle_ns);
+
+/*
+ * Analyzer `id`: packets p[0..n) were just tracked in t (ft_table_track_burst, with is_new);
+ * each new flow is tested against the pending triggers.  O(1) when none is pending.
+ */
+void ft_trigger_new_flows(struct ft_trigger_hub *h, unsigned id, struct ft_table *t,
+                          const struct ft_packet_ctx *p, const uint8_t *is_new, unsigned n);
+
+/* The hub's counters (relaxed reads).  Any thread. */
+void ft_trigger_stats(struct ft_trigger_hub *h, struct ft_trigger_stats *out);
 
 /* ---- numbers people type -------------------------------------------------------------- */
 

@@ -439,6 +439,10 @@ const char *ft_strerror(int err)
 		return "link type not supported by the parser";
 	case FT_E_FULL:
 		return "flow table full";
+	case FT_E_STOPPING:
+		return "the recorder is stopping";
+	case FT_E_TIMEDOUT:
+		return "an analyzer did not answer in time";
 	default:
 		if (err < 0 && err > -4096)
 			return strerror(-err);

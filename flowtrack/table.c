@@ -267,6 +267,17 @@ struct ft_flow *ft_table_lookup(struct ft_table *t, const struct ft_flow_key *ke
 	return f;
 }
 
+struct ft_flow *ft_table_find(struct ft_table *t, const struct ft_flow_key *key, uint64_t h)
+{
+	uint32_t h32 = (uint32_t)h;
+	for (uint32_t s = h32 & t->mask; t->slots[s].flow != 0; s = (s + 1) & t->mask) {
+		struct ft_flow *f = rec_at(t, t->slots[s].flow - 1);
+		if (t->slots[s].hash == h32 && memcmp(&f->key, key, sizeof(*key)) == 0)
+			return f;
+	}
+	return NULL;
+}
+
 void ft_table_foreach(struct ft_table *t, void (*fn)(struct ft_flow *f, void *arg), void *arg)
 {
 	/* records never move, so removing the current one cannot skip or repeat another */
@@ -287,16 +298,19 @@ void ft_table_stats(const struct ft_table *t, struct ft_table_stats *out)
 
 struct track_visit {
 	const struct ft_packet_ctx *c;
+	uint8_t *is_new; /* NULL, or this burst's entries */
 };
 
 static void track_visit(void *arg, unsigned j, struct ft_flow *f, int is_new)
 {
 	const struct track_visit *v = arg;
 	ft__flow_count(f, is_new, &v->c[j]);
+	if (v->is_new)
+		v->is_new[j] = (uint8_t)is_new;
 }
 
 void ft_table_track_burst(struct ft_table *t, const struct ft_packet_ctx *p, unsigned n,
-                          enum ft_key_kind kind, unsigned flags, uint64_t *hash)
+                          enum ft_key_kind kind, unsigned flags, uint64_t *hash, uint8_t *is_new)
 {
 	struct ft_flow_key key[FT_ENGINE_BURST];
 	struct ft_packet_ctx c[FT_ENGINE_BURST];
@@ -305,7 +319,9 @@ void ft_table_track_burst(struct ft_table *t, const struct ft_packet_ctx *p, uns
 	for (unsigned done = 0; done < n;) {
 		unsigned k = n - done < FT_ENGINE_BURST ? n - done : FT_ENGINE_BURST;
 		ft__burst_keys(t, p + done, k, kind, flags, NULL, key, c, h, ok);
-		struct track_visit v = {.c = c};
+		struct track_visit v = {.c = c, .is_new = is_new ? is_new + done : NULL};
+		for (unsigned j = 0; is_new && j < k; j++)
+			is_new[done + j] = 0; /* a packet without a flow */
 		ft__burst_update(t, key, h, ok, k, NULL, track_visit, &v);
 		for (unsigned j = 0; hash && j < k; j++)
 			if (ok[j])

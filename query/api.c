@@ -5,7 +5,8 @@
  * archive endpoints that run queries are in api_query.c (docs/api.md).
  * Bodies: /api/v1/query's POST is a form (MHD's post processor); Stenographer's
  * POST /query is kept as it is (curl -d labels it a form, but it is query
- * text), at most QUERY_STENO_MAX_LEN bytes.
+ * text), at most QUERY_STENO_MAX_LEN bytes; POST /api/v1/trigger takes a form,
+ * or JSON (Content-Type application/json) kept as it is for api_trigger.c.
  *
  * Threads: one per connection (MHD_USE_THREAD_PER_CONNECTION), so a handler
  * may block (a query's answer is pulled from a pipe) without stalling other
@@ -26,6 +27,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -333,9 +335,10 @@ static enum MHD_Result api_info(struct api_request *q, struct MHD_Connection *c)
 /* ---- routing --------------------------------------------------------------------------------- */
 
 enum route_methods {
-	GET_ONLY,     /* GET (and HEAD) */
-	GET_POST,     /* also POST, its body a form of parameters */
-	POST_RAW_BODY /* POST only, its body kept as it is (q->raw) */
+	GET_ONLY,      /* GET (and HEAD) */
+	GET_POST,      /* also POST, its body a form of parameters */
+	POST_RAW_BODY, /* POST only, its body kept as it is (q->raw) */
+	POST_JSON_FORM /* POST only, a form, or JSON kept as it is (q->raw) */
 };
 
 static const struct route {
@@ -343,10 +346,14 @@ static const struct route {
 	enum route_methods methods;
 	enum MHD_Result (*fn)(struct api_request *q, struct MHD_Connection *c);
 } routes[] = {
-    {"/api/v1/query", GET_POST, api_query}, {"/api/v1/explain", GET_ONLY, api_explain},
-    {"/api/v1/info", GET_ONLY, api_info},   {"/healthz", GET_ONLY, api_healthz},
-    {"/metrics", GET_ONLY, api_metrics},    {"/api/v1/flows", GET_ONLY, api_flows},
+    {"/api/v1/query", GET_POST, api_query},
+    {"/api/v1/explain", GET_ONLY, api_explain},
+    {"/api/v1/info", GET_ONLY, api_info},
+    {"/healthz", GET_ONLY, api_healthz},
+    {"/metrics", GET_ONLY, api_metrics},
+    {"/api/v1/flows", GET_ONLY, api_flows},
     {"/query", POST_RAW_BODY, api_steno}, /* Stenographer's (docs/api.md) */
+    {"/api/v1/trigger", POST_JSON_FORM, api_trigger},
 };
 
 static const struct route *route_find(const char *url)
@@ -377,14 +384,15 @@ static int method_allowed(enum route_methods m, const char *method)
 {
 	if (strcmp(method, "POST") == 0)
 		return m != GET_ONLY;
-	return m != POST_RAW_BODY && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0);
+	return m <= GET_POST && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0);
 }
 
 /* A piece of a raw body, kept up to QUERY_STENO_MAX_LEN bytes (beyond: 413). */
 static void raw_add(struct api_request *q, const char *data, size_t size)
 {
 	if (q->raw_len + size > QUERY_STENO_MAX_LEN)
-		return api_request_fail(q, 413, "the Stenographer query is longer than %d bytes",
+		return api_request_fail(q, 413, "the %s is longer than %d bytes",
+		                        q->is_query ? "Stenographer query" : "request body",
 		                        QUERY_STENO_MAX_LEN);
 	char *r = realloc(q->raw, q->raw_len + size + 1);
 	if (!r)
@@ -393,6 +401,15 @@ static void raw_add(struct api_request *q, const char *data, size_t size)
 	q->raw_len += size;
 	r[q->raw_len] = '\0';
 	q->raw = r;
+}
+
+/* The request's body is JSON (Content-Type application/json, parameters after ';' aside). */
+static int is_json(struct MHD_Connection *c)
+{
+	const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+	size_t n = strlen("application/json");
+	return ct && strncasecmp(ct, "application/json", n) == 0 &&
+	       (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
 /* The first call for a request: the certificate, the method, the URL, the query string. */
@@ -420,7 +437,7 @@ static enum MHD_Result request_begin(struct query_api *s, struct MHD_Connection 
 	if (q->status || !rt) /* !rt: failed above (404) */
 		return MHD_YES;
 	MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, get_arg, q);
-	if (rt->methods == POST_RAW_BODY)
+	if (rt->methods == POST_RAW_BODY || (rt->methods == POST_JSON_FORM && is_json(c)))
 		q->raw_body = 1;
 	else if (strcmp(method, "POST") == 0) {
 		q->pp = MHD_create_post_processor(c, 16 << 10, post_field, q);

@@ -98,6 +98,15 @@ int api_flows_options(struct api_request *q, struct query_flows_options *o);
 enum MHD_Result api_query(struct api_request *q, struct MHD_Connection *c);
 enum MHD_Result api_explain(struct api_request *q, struct MHD_Connection *c);
 enum MHD_Result api_flows(struct api_request *q, struct MHD_Connection *c);
+/* POST /api/v1/trigger's parameters (a form, or the JSON object in q->raw) into *t and the
+   trigger's name ("api: REASON", name of at least API_TRIGGER_NAME_MAX bytes): 0, or -1 with
+   q->status and q->error set (400).  t->filter points into q.  Pure: reads q only. */
+#define API_TRIGGER_REASON_MAX 200 /* bytes of a reason kept in the trigger's name */
+#define API_TRIGGER_NAME_MAX (API_TRIGGER_REASON_MAX + 16)
+int api_trigger_options(struct api_request *q, struct ft_trigger *t, char *name, size_t len);
+
+/* POST /api/v1/trigger (api_trigger.c): a form, or JSON in q->raw. */
+enum MHD_Result api_trigger(struct api_request *q, struct MHD_Connection *c);
 /* Stenographer's POST /query (api_query.c): q->raw is the query, its headers the limits. */
 enum MHD_Result api_steno(struct api_request *q, struct MHD_Connection *c);
 /* The server stops (api.c, before MHD_stop_daemon): every streaming answer's reader wakes and

@@ -277,6 +277,17 @@ typedef int (*query_api_metrics_fn)(void *arg, char **text, size_t *len);
  */
 typedef int (*query_api_health_fn)(void *arg, char *reason, size_t len);
 
+/*
+ * POST /api/v1/trigger (docs/api.md): a recorder's triggers from outside.
+ * t is the parsed request (its filter valid for the call only), name the
+ * trigger's name for the index ("api: REASON").  Returns 0 with *res, or an
+ * error with a line in err: -EINVAL (400: the filter), FT_E_STOPPING or
+ * FT_E_TIMEDOUT or -EBUSY (503), others 500.  NULL in query_api_config: the
+ * endpoint answers 404 (flowscope serve has no recorder).
+ */
+typedef int (*query_api_trigger_fn)(void *arg, const struct ft_trigger *t, const char *name,
+                                    struct ft_trigger_result *res, char *err, size_t errlen);
+
 /* from/to as the command line takes them: 0 and *ns, or nonzero (400). */
 typedef int (*query_api_time_fn)(const char *text, uint64_t *ns);
 
@@ -299,6 +310,8 @@ struct query_api_config {
 	void *metrics_arg;
 	query_api_health_fn health;
 	void *health_arg;
+	query_api_trigger_fn trigger; /* record --listen: POST /api/v1/trigger; NULL: 404 */
+	void *trigger_arg;
 };
 
 struct query_api;

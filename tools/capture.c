@@ -325,9 +325,13 @@ int capture_analyzers_open(struct record_analyzer *ana, unsigned n, const struct
 static void track_burst(struct record_analyzer *a, struct capture_burst *b)
 {
 	uint64_t h[FT_ENGINE_BURST];
+	uint8_t is_new[FT_ENGINE_BURST];
 	for (unsigned j = 0; j < b->n; j++)
 		h[j] = b->hash_out[j] ? *b->hash_out[j] : 0; /* left alone without a flow */
-	ft_table_track_burst(a->flows, b->ctx, b->n, FT_KEY_BIDIRECTIONAL, 0, h);
+	ft_table_track_burst(a->flows, b->ctx, b->n, FT_KEY_BIDIRECTIONAL, 0, h,
+	                     a->triggers ? is_new : NULL);
+	if (a->triggers) /* new flows against triggers kept for them (record --listen) */
+		ft_trigger_new_flows(a->triggers, a->id, a->flows, b->ctx, is_new, b->n);
 	for (unsigned j = 0; j < b->n; j++)
 		if (b->hash_out[j])
 			*b->hash_out[j] = (uint32_t)h[j];

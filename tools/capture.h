@@ -81,9 +81,10 @@ struct record_analyzer {
 	unsigned id;
 	pthread_t thread;
 	struct ft_table *flows;
-	struct ft_engine *engine; /* the modules, when any */
-	uint64_t packets;         /* packets peeked (this thread only) */
-	atomic_ulong beat;        /* its loop came round: service_beat(), for the watchdog */
+	struct ft_engine *engine;        /* the modules, when any */
+	struct ft_trigger_hub *triggers; /* record: triggers from outside, or NULL */
+	uint64_t packets;                /* packets peeked (this thread only) */
+	atomic_ulong beat;               /* its loop came round: service_beat(), for the watchdog */
 } __attribute__((aligned(64)));
 
 /*

@@ -88,13 +88,19 @@ const struct counter counters_dump[] = {D(rules_added), D(triggered_packets),
 #define R(name) FIELD(struct counters_retention, #name, name)
 const struct counter counters_ret[] = {R(dropped_segments), R(dropped_bytes), R(archive_bytes)};
 
+#define T(name) FIELD(struct counters_trigger, #name, name)
+const struct counter counters_trig[] = {
+    T(api_requests),         T(eve_requests), T(refused), T(flows),
+    T(reached_back_packets), T(too_late),     T(pending), T(active)};
+
 const struct counter counters_mon[] = {FIELD(struct counters_monitor, "triggers", triggers)};
 
 const size_t counters_ingest_n = COUNT(counters_ingest), counters_qq_n = COUNT(counters_qq),
              counters_analyzer_n = COUNT(counters_analyzer),
              counters_flows_n = COUNT(counters_flows), counters_module_n = COUNT(counters_module),
              counters_archive_n = COUNT(counters_archive), counters_dump_n = COUNT(counters_dump),
-             counters_ret_n = COUNT(counters_ret), counters_mon_n = COUNT(counters_mon);
+             counters_ret_n = COUNT(counters_ret), counters_mon_n = COUNT(counters_mon),
+             counters_trig_n = COUNT(counters_trig);
 
 uint64_t counter_value(const struct counter *c, const void *stats)
 {

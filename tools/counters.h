@@ -57,6 +57,12 @@ struct counters_dumper {
 	uint64_t rules_added, triggered_packets, unselected_packets;
 };
 
+/* record's triggers from outside (--listen: POST /api/v1/trigger; an alert log). */
+struct counters_trigger {
+	uint64_t api_requests, eve_requests, refused, flows, reached_back_packets, too_late,
+	    pending, active;
+};
+
 /* record's retention (--max-disk, --max-age). */
 struct counters_retention {
 	uint64_t dropped_segments, dropped_bytes, archive_bytes;
@@ -76,9 +82,11 @@ extern const struct counter counters_module[];   /* struct ft_engine_stats, "mod
 extern const struct counter counters_archive[];  /* counters_writer, "archive.writer" */
 extern const struct counter counters_dump[];     /* counters_dumper, "dumper" */
 extern const struct counter counters_ret[];      /* counters_retention, "retention" */
+extern const struct counter counters_trig[];     /* counters_trigger, "trigger" */
 extern const struct counter counters_mon[];      /* counters_monitor, "monitor" */
 extern const size_t counters_ingest_n, counters_qq_n, counters_analyzer_n, counters_flows_n,
-    counters_module_n, counters_archive_n, counters_dump_n, counters_ret_n, counters_mon_n;
+    counters_module_n, counters_archive_n, counters_dump_n, counters_ret_n, counters_mon_n,
+    counters_trig_n;
 
 /* The value of counter c in stats (a struct of c's table). */
 uint64_t counter_value(const struct counter *c, const void *stats);

@@ -20,6 +20,8 @@ static const struct {
     {"gen", gen_main, "write synthetic traffic to a pcap file"},
     {"index", index_main, "check or rebuild an archive's index"},
     {"serve", serve_main, "serve an archive over HTTPS (docs/api.md)"},
+    {"trigger", trigger_main,
+     "archive a flow in a running recorder, from before (record --listen)"},
 };
 
 static void usage(FILE *f)

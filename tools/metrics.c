@@ -132,6 +132,22 @@ static const struct metric_row retention_rows[] = {
     {NULL, NULL, OMIT, NULL, NULL},
 };
 
+static const struct metric_row trigger_rows[] = {
+    {"api_requests", "api_requests_total", COUNTER, NULL,
+     "triggers from POST /api/v1/trigger applied"},
+    {"eve_requests", "eve_requests_total", COUNTER, NULL, "triggers from an alert log applied"},
+    {"refused", "refused_total", COUNTER, NULL,
+     "triggers not applied: the recorder stopping, or its analyzers too slow to answer"},
+    {"flows", "flows_total", COUNTER, NULL, "flows the triggers found"},
+    {"reached_back_packets", "reached_back_packets_total", COUNTER, NULL,
+     "packets of those flows from before their trigger"},
+    {"too_late", "too_late_flows_total", COUNTER, NULL,
+     "flows found whose first packet had left the ring"},
+    {"pending", "pending", GAUGE, NULL, "triggers waiting for new flows (for), per analyzer"},
+    {"active", "active_flows", GAUGE, NULL, "triggered flows that have not ended"},
+    {NULL, NULL, OMIT, NULL, NULL},
+};
+
 static const struct metric_row monitor_rows[] = {
     {"triggers", "triggers_total", COUNTER, NULL, "trigger lines printed"},
     {NULL, NULL, OMIT, NULL, NULL},
@@ -231,6 +247,10 @@ static int classify(struct metric_set *ms, const char *word, size_t len, char *f
 		*counter = rest;
 		*rows = retention_rows;
 		strcpy(family, "flowscope_retention_");
+	} else if (clen == 7 && memcmp(word, "trigger", 7) == 0) {
+		*counter = rest;
+		*rows = trigger_rows;
+		strcpy(family, "flowscope_trigger_");
 	} else if (clen == 7 && memcmp(word, "monitor", 7) == 0) {
 		*counter = rest;
 		*rows = monitor_rows;

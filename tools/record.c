@@ -285,8 +285,9 @@ static int check_args(const struct record_opts *o)
 		cli_error(CMD, "--tls-cert and --tls-key go together, and --client-ca needs them");
 		return EXIT_USAGE;
 	}
-	if (o->triggered && o->nmodules == 0) {
-		cli_error(CMD, "--capture triggered needs --trigger BPF or --module M");
+	if (o->triggered && o->nmodules == 0 && !o->api_listen) {
+		cli_error(CMD, "--capture triggered needs --trigger BPF, --module M or --listen "
+		               "(POST /api/v1/trigger)");
 		return EXIT_USAGE;
 	}
 	/* each dumper's open segment grows to --segment-size and cannot be dropped, the index
@@ -389,11 +390,23 @@ static void stopping(struct record_pipeline *pl)
 		cli_info(CMD, "signal: %s (a second signal exits at once, losing them)", what);
 }
 
-static void report_modules(FILE *f, const struct record_pipeline *pl)
+/* The trigger line (record --listen). */
+static void report_triggers(FILE *f, struct record_pipeline *pl)
 {
-	if (!pl->mods)
+	struct counters_trigger c;
+	if (!pl->trig)
 		return;
-	capture_report_modules(f, &pl->o, pl->mods, pl->ana, pl->nanalyzers);
+	record_trigger_counters(pl, &c);
+	counters_print_line(f, "trigger", counters_trig, counters_trig_n, &c);
+}
+
+static void report_modules(FILE *f, struct record_pipeline *pl)
+{
+	report_triggers(f, pl);
+	if (!pl->mods && !pl->trig)
+		return;
+	if (pl->mods)
+		capture_report_modules(f, &pl->o, pl->mods, pl->ana, pl->nanalyzers);
 	struct counters_dumper c = {.rules_added = atomic_load(&pl->triggers)};
 	for (unsigned i = 0; i < pl->ndumpers; i++) {
 		c.triggered_packets += pl->dump[i].selected;
@@ -614,7 +627,9 @@ static int api_open(struct record_pipeline *pl, struct query_api **api)
 	                             .health = record_health,
 	                             .health_arg = pl,
 	                             .metrics = record_metrics,
-	                             .metrics_arg = pl};
+	                             .metrics_arg = pl,
+	                             .trigger = record_trigger,
+	                             .trigger_arg = pl};
 	*api = NULL;
 	if (!pl->o.api_listen)
 		return 0;

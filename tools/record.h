@@ -80,9 +80,15 @@ struct record_pipeline {
 	unsigned ndumpers;
 	struct ft_modset *mods; /* module instances shared by the analyzers, or NULL */
 	uint16_t trigger_id[RECORD_MAX_MODULES]; /* index tag of each module's triggers */
-	struct archive_rules *rules;
-	atomic_ulong triggers; /* rules added */
-	int dump_rc;           /* the first dumper failure, after finish/close */
+	struct archive_rules *rules;             /* with modules or --listen, else NULL */
+	atomic_ulong triggers;                   /* rules added */
+	/* record --listen: triggers from outside (record_trigger), or NULL */
+	struct ft_trigger_hub *trig;
+	pthread_mutex_t trig_lock;       /* the last trigger name and its id in the archive */
+	char trig_name[256];             /* trig_lock */
+	uint16_t trig_id;                /* trig_lock */
+	atomic_ulong trig_api, trig_eve; /* triggers applied, by source (record_trigger) */
+	int dump_rc;                     /* the first dumper failure, after finish/close */
 	char dump_err[512];
 	/* housekeeping: retention */
 	struct archive_retention_keeper *keeper; /* passes of dumpers and housekeeper; or NULL */
@@ -156,6 +162,21 @@ void record_writer_add(struct archive_writer_stats *sum, const struct archive_wr
    (query_api_health_fn): record_metrics.c, docs/metrics.md. */
 int record_metrics(void *arg, char **text, size_t *len);
 int record_health(void *arg, char *reason, size_t len);
+
+/*
+ * A trigger from outside the recorder (the API, an alert log): applies t in
+ * every analyzer (ft_trigger_post, waiting up to RECORD_TRIGGER_WAIT_NS),
+ * rules tagged `name` ("api: REASON", "eve: SIGNATURE": what `flows` shows).
+ * Returns 0 with *res, or an FT_E_* / negative errno code with err filled
+ * (-EINVAL: the filter; FT_E_STOPPING; -ENOSYS: no --listen).  Any thread;
+ * arg is the pipeline (query_api_trigger_fn).
+ */
+#define RECORD_TRIGGER_WAIT_NS 2000000000ull
+int record_trigger(void *arg, const struct ft_trigger *t, const char *name,
+                   struct ft_trigger_result *res, char *err, size_t errlen);
+
+/* The trigger line's counters now (any thread; zeros without --listen). */
+void record_trigger_counters(struct record_pipeline *pl, struct counters_trigger *c);
 
 /* Frees everything (closing the writer seals its segment). */
 void record_pipeline_close(struct record_pipeline *pl);

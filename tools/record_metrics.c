@@ -78,8 +78,13 @@ static void live_writer(FILE *f, struct record_pipeline *pl)
 		d.unselected_packets += l->skipped;
 	}
 	pthread_mutex_unlock(&pl->live_lock);
-	if (pl->mods)
+	if (pl->mods || pl->trig)
 		counters_print_line(f, "dumper", counters_dump, counters_dump_n, &d);
+	if (pl->trig) {
+		struct counters_trigger t;
+		record_trigger_counters(pl, &t);
+		counters_print_line(f, "trigger", counters_trig, counters_trig_n, &t);
+	}
 	counters_print_line(f, "archive.writer", counters_archive, counters_archive_n, &w);
 	if (atomic_load(&pl->live_started) && pl->keeper) {
 		struct archive_retention_totals t;

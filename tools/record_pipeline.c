@@ -26,6 +26,8 @@
 
 #define CMD "record"
 #define WAIT_MS 50
+/* an idle analyzer's wait with triggers from outside: how long a trigger may wait for it */
+#define TRIGGER_WAIT_MS 5
 
 /* ---- threads ------------------------------------------------------------------------------ */
 
@@ -64,6 +66,9 @@ static void analyzer_tick(struct record_analyzer *a)
 {
 	if (a->engine)
 		ft_engine_tick(a->engine, a->pl->o.read ? 0 : cli_now_ns());
+	if (a->triggers) /* a file's flows end with the recording (ft_trigger_poll) */
+		ft_trigger_poll(a->triggers, a->id, a->flows, cli_now_ns(),
+		                a->pl->o.read ? 0 : FT_TRIGGER_IDLE_NS);
 }
 
 /* record --listen: a copy of what this analyzer counts, for GET /metrics (record.h). */
@@ -90,7 +95,8 @@ static void *analyzer_thread(void *arg)
 	struct record_analyzer *a = arg;
 	for (;;) {
 		struct qq_peek pk;
-		int r = qq_analyzer_next(a->pl->qq, a->id, &pk, WAIT_MS);
+		int r = qq_analyzer_next(a->pl->qq, a->id, &pk,
+		                         a->triggers ? TRIGGER_WAIT_MS : WAIT_MS);
 		service_beat(&a->beat);
 		if (r == QQ_E_TIMEDOUT) {
 			analyzer_tick(a);
@@ -282,15 +288,22 @@ size_t record_chunk_size(uint64_t qq_size)
 /*
  * The ring holds packets back for the modules: a trigger reaches the earlier
  * packets of its flow that are still there.  With no module nothing looks
- * back, and holding packets would only keep them from the archive (from
+ * back (nor a trigger from outside, record --listen in triggered capture),
+ * and holding packets would only keep them from the archive (from
  * queries, and from the disk when the machine dies): on a quiet link a 90 %
  * mark can take hours to reach.
  */
+/* Triggered capture with the trigger API: the ring holds packets back as with modules. */
+static int record_listens_triggered(const struct record_pipeline *pl)
+{
+	return pl->o.triggered && pl->o.api_listen;
+}
+
 double record_high_water(const struct record_pipeline *pl)
 {
 	if (pl->o.qq_high_water != HIGH_WATER_DEFAULT)
 		return pl->o.qq_high_water;
-	return pl->mods ? 0.9 : QQ_NO_HOLD;
+	return pl->mods || record_listens_triggered(pl) ? 0.9 : QQ_NO_HOLD;
 }
 
 uint64_t record_hold_max(const struct record_pipeline *pl)
@@ -362,6 +375,105 @@ static void on_expire(void *arg, unsigned module, const struct ft_flow_key *key,
 	archive_rules_expire(pl->rules, key, kind, key_flags, last_seen_ns, qq_published(pl->qq));
 }
 
+/* ---- triggers from outside (record --listen) ------------------------------------------------ */
+
+static void on_outside_add(void *arg, const struct ft_flow_key *key, uint16_t tag)
+{
+	struct record_pipeline *pl = arg;
+	if (archive_rules_add(pl->rules, key, FT_KEY_BIDIRECTIONAL, 0, NULL, tag) == 0)
+		atomic_fetch_add_explicit(&pl->triggers, 1, memory_order_relaxed);
+}
+
+static void on_outside_expire(void *arg, const struct ft_flow_key *key, uint64_t last_seen_ns)
+{
+	struct record_pipeline *pl = arg;
+	/* as on_expire: every packet up to last_seen is in a published chunk */
+	archive_rules_expire(pl->rules, key, FT_KEY_BIDIRECTIONAL, 0, last_seen_ns,
+	                     qq_published(pl->qq));
+}
+
+static void on_outside_window(void *arg, uint64_t *oldest_ns, uint64_t *newest_ns)
+{
+	struct record_pipeline *pl = arg;
+	struct qq_stats qs;
+	qq_stats(pl->qq, &qs);
+	*oldest_ns = qs.oldest_ns;
+	*newest_ns = qs.newest_ns;
+}
+
+/* The hub of the analyzers' inboxes, when the API listens. */
+static int triggers_open(struct record_pipeline *pl)
+{
+	struct ft_trigger_events ev = {.arg = pl,
+	                               .add = on_outside_add,
+	                               .expire = on_outside_expire,
+	                               .window = on_outside_window};
+	pthread_mutex_init(&pl->trig_lock, NULL);
+	if (!pl->o.api_listen)
+		return 0;
+	if (ft_trigger_hub_create(pl->nanalyzers, &ev, &pl->trig) != 0) {
+		cli_error(CMD, "triggers: out of memory");
+		return EXIT_FAIL;
+	}
+	for (unsigned i = 0; i < pl->nanalyzers; i++)
+		pl->ana[i].triggers = pl->trig;
+	return 0;
+}
+
+/* The archive's id for trigger name `name` (the last one kept: most come in a row). */
+static int trigger_tag(struct record_pipeline *pl, const char *name, uint16_t *tag)
+{
+	int r = 0;
+	pthread_mutex_lock(&pl->trig_lock);
+	if (!pl->trig_id || strcmp(pl->trig_name, name) != 0) {
+		r = archive_trigger_id(pl->arch, name, &pl->trig_id);
+		snprintf(pl->trig_name, sizeof(pl->trig_name), "%s", r ? "" : name);
+		if (r)
+			pl->trig_id = 0;
+	}
+	*tag = pl->trig_id;
+	pthread_mutex_unlock(&pl->trig_lock);
+	return r;
+}
+
+int record_trigger(void *arg, const struct ft_trigger *t, const char *name,
+                   struct ft_trigger_result *res, char *err, size_t errlen)
+{
+	struct record_pipeline *pl = arg;
+	struct ft_trigger req = *t;
+	memset(res, 0, sizeof(*res));
+	if (!pl->trig) {
+		snprintf(err, errlen, "this recorder takes no triggers");
+		return -ENOSYS;
+	}
+	int r = trigger_tag(pl, name, &req.tag);
+	if (r) {
+		snprintf(err, errlen, "archive: %s",
+		         archive_errmsg()[0] ? archive_errmsg() : archive_strerror(r));
+		return -EIO;
+	}
+	r = ft_trigger_post(pl->trig, &req, cli_now_ns(), RECORD_TRIGGER_WAIT_NS, res, err, errlen);
+	if (r == 0) /* relaxed: counters */
+		atomic_fetch_add_explicit(strncmp(name, "eve", 3) == 0 ? &pl->trig_eve
+		                                                       : &pl->trig_api,
+		                          1, memory_order_relaxed);
+	return r;
+}
+
+void record_trigger_counters(struct record_pipeline *pl, struct counters_trigger *c)
+{
+	struct ft_trigger_stats st;
+	ft_trigger_stats(pl->trig, &st);
+	*c = (struct counters_trigger){.api_requests = atomic_load(&pl->trig_api),
+	                               .eve_requests = atomic_load(&pl->trig_eve),
+	                               .refused = st.refused,
+	                               .flows = st.flows,
+	                               .reached_back_packets = st.packets,
+	                               .too_late = st.too_late,
+	                               .pending = st.pending,
+	                               .active = st.active};
+}
+
 /* Flow tables, and the modules' engines (their tables): all allocated before the archive is
  * touched, so that memory that is not there never leaves a half-made archive. */
 static int analyzers_open(struct record_pipeline *pl)
@@ -376,7 +488,7 @@ static int analyzers_open(struct record_pipeline *pl)
 			          pl->o.max_flows, ft_strerror(r));
 			r = EXIT_FAIL;
 		}
-	return r;
+	return r ? r : triggers_open(pl);
 }
 
 /* Instances first: a bad module or filter must fail before the archive is touched. */
@@ -390,8 +502,8 @@ static int modules_create(struct record_pipeline *pl)
 /* Trigger ids in the archive, the rule table, the dumpers' views (the engines are made). */
 static int modules_start(struct record_pipeline *pl)
 {
-	if (!pl->mods)
-		return 0;
+	if (!pl->mods && !pl->trig)
+		return 0; /* no rule will ever be added */
 	int r = archive_rules_create(&pl->rules);
 	for (unsigned i = 0; r == 0 && i < pl->ndumpers; i++)
 		r = archive_rule_view_create(pl->rules, &pl->dump[i].view);
@@ -524,6 +636,7 @@ void record_pipeline_finish(struct record_pipeline *pl)
 			ft_engine_finish(pl->ana[i].engine); /* last reports (stats) */
 		analyzer_publish(&pl->ana[i]);
 	}
+	ft_trigger_hub_close(pl->trig); /* triggers from now on: 503, the recorder is stopping */
 	qq_drain(pl->qq);
 	for (unsigned i = 0; i < pl->ndumpers; i++) {
 		struct record_dumper *d = &pl->dump[i];
@@ -596,6 +709,8 @@ void record_pipeline_close(struct record_pipeline *pl)
 		ft_table_destroy(pl->ana[i].flows);
 		ft_engine_destroy(pl->ana[i].engine);
 	}
+	ft_trigger_hub_destroy(pl->trig);
+	pl->trig = NULL;
 	archive_rules_destroy(pl->rules);
 	ft_modset_destroy(pl->mods);
 	qq_destroy(pl->qq);

@@ -155,8 +155,16 @@ int remote_query(const char *base, const struct remote_tls *tls, const struct qu
 	                  errbuf);
 }
 
-int remote_get(const char *base, const char *path, const char *const *params, int nparams,
-               const struct remote_tls *tls, FILE *out, long *http, char *errbuf)
+/* A POST's form body: the URL's parameters after its '?' (libcurl copies it). */
+static void set_post(CURL *c, const char *url)
+{
+	const char *q = strchr(url, '?');
+	curl_easy_setopt(c, CURLOPT_COPYPOSTFIELDS, q ? q + 1 : "");
+}
+
+/* GET, or POST with the parameters as a form (post); as remote_get. */
+static int transfer(const char *base, const char *path, const char *const *params, int nparams,
+                    int post, const struct remote_tls *tls, FILE *out, long *http, char *errbuf)
 {
 	char cerr[CURL_ERROR_SIZE] = "";
 	struct sink s = {.out = out};
@@ -167,6 +175,10 @@ int remote_get(const char *base, const char *path, const char *const *params, in
 	}
 	char *url = request_url(s.c, base, path, params, nparams);
 	int e = 0;
+	if (url && post) {
+		set_post(s.c, url);
+		*strchrnul(url, '?') = '\0';
+	}
 	if (!url) {
 		snprintf(errbuf, QUERY_ERRBUF_SIZE, "out of memory");
 		e = -ENOMEM;
@@ -201,4 +213,16 @@ int remote_get(const char *base, const char *path, const char *const *params, in
 	curl_easy_cleanup(s.c);
 	curl_global_cleanup();
 	return e;
+}
+
+int remote_get(const char *base, const char *path, const char *const *params, int nparams,
+               const struct remote_tls *tls, FILE *out, long *http, char *errbuf)
+{
+	return transfer(base, path, params, nparams, 0, tls, out, http, errbuf);
+}
+
+int remote_post(const char *base, const char *path, const char *const *params, int nparams,
+                const struct remote_tls *tls, FILE *out, long *http, char *errbuf)
+{
+	return transfer(base, path, params, nparams, 1, tls, out, http, errbuf);
 }

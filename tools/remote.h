@@ -41,6 +41,10 @@ int remote_query(const char *url, const struct remote_tls *tls, const struct que
 int remote_get(const char *url, const char *path, const char *const *params, int nparams,
                const struct remote_tls *tls, FILE *out, long *http, char *errbuf);
 
+/* The same as a POST of the parameters as a form (application/x-www-form-urlencoded). */
+int remote_post(const char *url, const char *path, const char *const *params, int nparams,
+                const struct remote_tls *tls, FILE *out, long *http, char *errbuf);
+
 /* ns as the API's time parameter: epoch seconds with nine decimals; buf >= 32 bytes. */
 char *remote_time(uint64_t ns, char *buf);
 

@@ -1,6 +1,6 @@
 #!/bin/bash
 # The counters of the final reports (docs/counters.md):
-#  - every counter record and monitor print (file source, modules, retention) is in
+#  - every counter record and monitor print (file source, modules, retention, --listen) is in
 #    docs/counters.md's table, and every counter of the table is printed;
 #  - every counter line is name=value words only, names dotted, values decimal;
 #  - flowscope info's "last run" holds the same counter lines as record printed;
@@ -23,7 +23,7 @@ names() {
                 s/^flowtrack\.analyzer[0-9]+\./flowtrack.analyzerN./; s/^module\.[0-9]+\./module.N./'
 }
 
-fs record --read "$IN" --archive "$TMP/a" --dumpers 1 --max-disk 8G --module ttl --trigger "$RST" \
+fs record --read "$IN" --archive "$TMP/a" --dumpers 1 --max-disk 8G --module ttl --trigger "$RST" --listen 127.0.0.1:0 \
     --stats-interval 0 2>"$TMP/rec.err" || fail "record: $(tail -2 "$TMP/rec.err")"
 fs monitor --read "$IN" --module ttl --trigger "$RST" --stats-interval 0 >"$TMP/mon.out" \
     2>"$TMP/mon.err" || fail "monitor: $(tail -2 "$TMP/mon.err")"

@@ -495,7 +495,7 @@ static void test_track_burst(void **state)
 	}
 	struct ft_table *t;
 	assert_int_equal(ft_table_create(64, 0, NULL, &t), 0);
-	ft_table_track_burst(t, c, N, FT_KEY_BIDIRECTIONAL, 0, hash);
+	ft_table_track_burst(t, c, N, FT_KEY_BIDIRECTIONAL, 0, hash, NULL);
 	struct ft_table_stats st;
 	ft_table_stats(t, &st);
 	assert_int_equal(st.flows, 2);

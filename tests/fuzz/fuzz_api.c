@@ -4,7 +4,8 @@
  * /api/v1/query and /api/v1/flows into their options) on arbitrary bytes.
  * The input is "name=value&name=value..." as libmicrohttpd hands the decoded
  * query string over (values may hold any byte, NUL too); the first byte picks
- * the endpoint.  Each request ends either in options that are consistent
+ * the endpoint: bit 0 flows, bit 1 POST /api/v1/trigger (query/api_trigger.c),
+ * whose body with bit 2 is the rest as it is, a JSON object for jansson.  Each request ends either in options that are consistent
  * (a time range not empty, limits as asked) or in a 4xx with a one-line
  * message whose JSON encoding holds no raw control byte; never anything else.
  */
@@ -61,15 +62,35 @@ static void check_error(const struct api_request *q)
 	free(text);
 }
 
+/* A trigger's parameters: one flow (a key) or a filter, a name "api" or "api: REASON". */
+static int trigger_check(struct api_request *q)
+{
+	struct ft_trigger t;
+	char name[API_TRIGGER_NAME_MAX];
+	int r = api_trigger_options(q, &t, name, sizeof(name));
+	if (r == 0 && (t.has_key + !!t.filter + !!t.community_id != 1 ||
+	               (t.community_id && !ft_community_id_valid(t.community_id)) ||
+	               strncmp(name, "api", 3) != 0 || (t.has_key && t.key.pad != 0)))
+		abort();
+	return r;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
 	struct query_api s = {.c = {.parse_time = parse_time, .max_queries = 1}};
 	struct api_request q = {.s = &s};
-	add_params(&q, data + 1, size - 1);
+	if ((data[0] & 6) == 6) { /* a JSON body, as it came */
+		q.raw = (char *)data + 1;
+		q.raw_len = size - 1;
+	} else {
+		add_params(&q, data + 1, size - 1);
+	}
 	int r = -1;
-	if (!q.status && (data[0] & 1)) {
+	if (!q.status && (data[0] & 2)) {
+		r = trigger_check(&q);
+	} else if (!q.status && (data[0] & 1)) {
 		struct query_flows_options o;
 		r = api_flows_options(&q, &o);
 		if (r == 0 && o.to_ns && o.from_ns >= o.to_ns)

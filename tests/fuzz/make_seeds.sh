@@ -158,6 +158,9 @@ a 0 'format=pcapng&ts=micro&comment=flowscope query' query_pcapng
 a 0 'filter=host 10.0.0.1&format=json&limit_packets=10' query_json
 a 1 'filter=port 80&sort=bytes&top=3&offset=1&triggered=true' flows_top
 a 1 'from=2026-11-27T14:02:00Z&to=1795000000.5&sort=duration' flows_range
+a 2 'flow=tcp 10.0.0.1:443 10.0.0.2:51234 vlan 42/7&reason=ids&for=30s' trigger_flow
+a 2 'filter=host 10.0.0.9 and vlan 42&for=1m' trigger_filter
+a 6 '{"flow": "udp [2001:db8::1]:53 [2001:db8::2]:5353", "for": 60, "reason": "eve"}' trigger_json
 # ---- fuzz_eve: selector byte (0 EVE, 1 Zeek notice, 2 --eve-filter), then the line ----
 mkdir -p "$OUT/fuzz_eve"
 e() { printf "\\$(printf %03o "$1")%s" "$2" >"$OUT/fuzz_eve/$3"; }
