@@ -27,6 +27,7 @@ int flows_main(int argc, char **argv);
 int gen_main(int argc, char **argv);
 int index_main(int argc, char **argv);
 int serve_main(int argc, char **argv);
+int extcap_main(int argc, char **argv);
 
 /*
  * flowscope --version: the version, the git commit and the libraries built

@@ -20,6 +20,7 @@ static const struct {
     {"gen", gen_main, "write synthetic traffic to a pcap file"},
     {"index", index_main, "check or rebuild an archive's index"},
     {"serve", serve_main, "serve an archive over HTTPS (docs/api.md)"},
+    {"extcap", extcap_main, "Wireshark's extcap interface to a server's archive"},
 };
 
 static void usage(FILE *f)
