@@ -358,7 +358,11 @@ static int pass_record_header(struct pcap_pass *s)
 	return pass_out(s, s->head, PCAP_RECORD_HEADER);
 }
 
-/* The cookie stream's write: n bytes of the answer, split into headers and bodies. */
+/*
+ * The cookie stream's write: n bytes of the answer, split into headers and bodies.  Returns n,
+ * or 0 when they cannot go on (fopencookie(3): never negative; then the stream's fwrite fails
+ * and the transfer stops).
+ */
 static ssize_t pass_write(void *cookie, const char *p, size_t n)
 {
 	struct pcap_pass *s = cookie;
@@ -367,7 +371,7 @@ static ssize_t pass_write(void *cookie, const char *p, size_t n)
 		if (s->want == 0) { /* inside a record's data */
 			size_t k = n - done < s->body_left ? n - done : (size_t)s->body_left;
 			if (s->body_passed && pass_out(s, p + done, k) != 0)
-				return -1;
+				return 0;
 			done += k;
 			if ((s->body_left -= k) == 0)
 				s->want = PCAP_RECORD_HEADER;
@@ -380,7 +384,7 @@ static ssize_t pass_write(void *cookie, const char *p, size_t n)
 			continue;
 		int r = s->want == PCAP_FILE_HEADER ? pass_file_header(s) : pass_record_header(s);
 		if (r != 0)
-			return -1;
+			return 0;
 		s->have = 0;
 		s->want = s->want == PCAP_FILE_HEADER || s->body_left == 0 ? PCAP_RECORD_HEADER : 0;
 	}
@@ -388,7 +392,7 @@ static ssize_t pass_write(void *cookie, const char *p, size_t n)
 		return (ssize_t)n;
 	s->reader_gone = errno == EPIPE;
 	snprintf(s->err, sizeof(s->err), "cannot write the FIFO: %s", strerror(errno));
-	return -1;
+	return 0;
 }
 
 /* A new answer begins: its file header first; the records at last_ns it repeats are dropped. */

@@ -11,7 +11,8 @@
 #     byte and nanosecond, after the file header), ends by itself when the answer is whole, and
 #     stops with -c; Wireshark's capture filter is and-ed with the filter option;
 #   - --follow against a `record --listen` whose input comes in parts: the packets recorded
-#     after the capture began come too, each once, in order; the extcap ends when tshark does;
+#     after the capture began come too, each once, in order; the extcap ends when tshark does,
+#     also when it was waiting for new packets (tshark -a duration against serve);
 #   - a refusal (an invalid filter) reaches tshark's stderr as the server's message.
 # Every wait is bounded; servers listen on 127.0.0.1 with a port they pick.
 . "$(dirname "$0")/lib.sh"
@@ -22,43 +23,57 @@ command -v tshark >/dev/null || skip "no tshark (Makefile's DEB_TEST installs it
 C=$TMP/certs
 server_client_certs || { fail "openssl could not make the certificates"; finish; }
 
-# The extcap script as installed (packaging/flowscope-extcap.in), naming the binary under test,
-# and writing its pid first (the capture's process is then known); in the personal extcap dir.
+# The extcap script (packaging/flowscope-extcap.in) naming the binary under test runs the
+# protocol's commands; in the personal extcap dir tshark runs a wrapper of it that writes the
+# process's pid and, once it ended, its exit status (SIGTERM passed on to it).
 export HOME=$TMP/home
 EXTDIR=$HOME/.config/wireshark/extcap
 mkdir -p "$EXTDIR"
-sed -e "s|@FLOWSCOPE_BIN@|$FLOWSCOPE|" -e "s|^exec |echo \$\$ >>\"$TMP/extcap.pids\"; exec |" \
-    "$SRC/packaging/flowscope-extcap.in" >"$EXTDIR/flowscope"
+sed "s|@FLOWSCOPE_BIN@|$FLOWSCOPE|" "$SRC/packaging/flowscope-extcap.in" >"$TMP/extcap.sh"
+chmod +x "$TMP/extcap.sh"
+grep -qx "exec \"$FLOWSCOPE\" extcap \"\$@\"" "$TMP/extcap.sh" && pass ||
+    fail "packaging/flowscope-extcap.in does not exec @FLOWSCOPE_BIN@ extcap: $(cat "$TMP/extcap.sh")"
+cat >"$EXTDIR/flowscope" <<EOF
+#!/bin/sh
+"$TMP/extcap.sh" "\$@" &
+p=\$!
+echo \$p >>"$TMP/extcap.pids"
+trap 'kill -TERM \$p' TERM INT
+wait \$p
+rc=\$?
+kill -0 \$p 2>/dev/null && { wait \$p; rc=\$?; }
+echo "\$rc \$*" >>"$TMP/extcap.status"
+exit \$rc
+EOF
 chmod +x "$EXTDIR/flowscope"
-grep -q "exec \"$FLOWSCOPE\" extcap \"\$@\"" "$EXTDIR/flowscope" && pass ||
-    fail "packaging/flowscope-extcap.in does not exec @FLOWSCOPE_BIN@ extcap: $(cat "$EXTDIR/flowscope")"
+xc() { timeout 300 "$TMP/extcap.sh" "$@"; } # xc ARGS...: flowscope extcap ARGS, by the script
 
 # ---- the protocol --------------------------------------------------------------------------
 
-fs extcap --extcap-interfaces --extcap-version=4.0 >"$TMP/ifs" 2>"$TMP/ifs.err" && pass ||
+xc --extcap-interfaces --extcap-version=4.0 >"$TMP/ifs" 2>"$TMP/ifs.err" && pass ||
     fail "--extcap-interfaces: exit $?: $(cat "$TMP/ifs.err")"
 grep -qxE 'extcap \{version=[0-9]+\.[0-9]+\.[0-9]+\}(\{[a-z]+=[^{}]*\})*' "$TMP/ifs" && pass ||
     fail "--extcap-interfaces: no 'extcap {version=...}' line: $(cat "$TMP/ifs")"
 grep -qxE 'interface \{value=flowscope\}\{display=[^{}]+\}' "$TMP/ifs" && pass ||
     fail "--extcap-interfaces: no 'interface {value=flowscope}{display=...}': $(cat "$TMP/ifs")"
 [ "$(wc -l <"$TMP/ifs")" = 2 ] && pass || fail "--extcap-interfaces: not two lines: $(cat "$TMP/ifs")"
-fs extcap --extcap-dlts --extcap-interface flowscope >"$TMP/dlts" &&
+xc --extcap-dlts --extcap-interface flowscope >"$TMP/dlts" &&
     [ "$(cat "$TMP/dlts")" = 'dlt {number=1}{name=EN10MB}{display=Ethernet}' ] && pass ||
     fail "--extcap-dlts: $(cat "$TMP/dlts")"
-fs extcap --extcap-config --extcap-interface flowscope >"$TMP/config" && pass || fail "--extcap-config: exit $?"
+xc --extcap-config --extcap-interface flowscope >"$TMP/config" && pass || fail "--extcap-config: exit $?"
 bad=$(grep -vxE 'arg \{number=[0-9]+\}\{call=--[a-z-]+\}\{display=[^{}]+\}\{type=(string|fileselect|boolflag)\}(\{[a-z]+=[^{}]*\})*' "$TMP/config")
 [ -z "$bad" ] && [ -s "$TMP/config" ] && pass || fail "--extcap-config: lines off the grammar: $bad"
 # numbered 0.., and each option it offers is one the capture takes (its --help names them)
 [ "$(sed -E 's/^arg \{number=([0-9]+)\}.*/\1/' "$TMP/config" | tr '\n' ' ')" = "$(seq -s ' ' 0 $(($(wc -l <"$TMP/config") - 1))) " ] &&
     pass || fail "--extcap-config: arg numbers are not 0..n-1: $(cat "$TMP/config")"
 for call in $(sed -E 's/.*\{call=(--[a-z-]+)\}.*/\1/' "$TMP/config"); do
-    fs extcap --help | grep -q -- "$call" && pass || fail "--extcap-config offers $call, which --help does not name"
+    xc --help | grep -q -- "$call" && pass || fail "--extcap-config offers $call, which --help does not name"
 done
 grep -q '{call=--remote}.*{required=true}' "$TMP/config" && pass || fail "--remote is not required"
-fs extcap --extcap-dlts --extcap-interface eth0 >/dev/null 2>"$TMP/e"
+xc --extcap-dlts --extcap-interface eth0 >/dev/null 2>"$TMP/e"
 [ $? = 2 ] && one_line_error "$TMP/e" "^flowscope extcap: --extcap-interface 'eth0': the interface is flowscope$" ||
     fail "--extcap-interface eth0: not a usage error"
-fs extcap --capture --extcap-interface flowscope --fifo "$TMP/nofifo" --remote https://x:1 --follow --to now \
+xc --capture --extcap-interface flowscope --fifo "$TMP/nofifo" --remote https://x:1 --follow --to now \
     2>"$TMP/e"
 [ $? = 2 ] && one_line_error "$TMP/e" "^flowscope extcap: --follow follows new packets: it has no --to$" ||
     fail "--follow --to: not a usage error"
@@ -128,12 +143,31 @@ capture -c25 -o "extcap.flowscope.filter:tcp port 80" -c 25
 [ $? = 0 ] && pass || fail "-c 25: tshark: $(tail -3 "$TMP/tshark.err")"
 same_packets "$TMP/got.pcapng" "$TMP/exp.pcap" "-c 25"
 
+# by hand, a reader that takes 1000 bytes and closes the FIFO: the extcap ends with 0, silent
+mkfifo "$TMP/fifo"
+oracle "$PCAPS/http.pcap" "$TMP/all.pcap"
+xc --capture --extcap-interface flowscope --fifo "$TMP/fifo" --remote "$URL" --cert "$C/client.crt" \
+    --key "$C/client.key" --cacert "$C/ca.crt" 2>"$TMP/epipe.err" &
+XPID=$!
+head -c 1000 "$TMP/fifo" >"$TMP/head.out"
+wait "$XPID"
+s=$?
+[ $s = 0 ] && [ ! -s "$TMP/epipe.err" ] && cmp -s "$TMP/head.out" <(head -c 1000 "$TMP/all.pcap") && pass ||
+    fail "a FIFO closed after 1000 bytes: extcap exit $s: $(cat "$TMP/epipe.err")"
+
 # the server's refusal is what tshark shows
 capture invalid -o "extcap.flowscope.filter:tcp port 99999"
 grep -q 'port 99999' "$TMP/tshark.err" && pass ||
     fail "an invalid filter: tshark's stderr does not carry the server's message: $(cat "$TMP/tshark.err")"
 
-# every extcap process ended with its capture (tshark stops it with SIGTERM: within 10 s)
+# --follow with nothing new to follow: tshark's -a duration stops the capture, and the extcap
+# (waiting between queries, writing nothing) sees its FIFO closed and ends
+capture follow-idle -o extcap.flowscope.follow:true -a duration:2
+[ $? = 0 ] && pass || fail "--follow, -a duration:2: tshark: $(tail -3 "$TMP/tshark.err")"
+oracle "$PCAPS/http.pcap" "$TMP/exp.pcap"
+same_packets "$TMP/got.pcapng" "$TMP/exp.pcap" "--follow on serve, -a duration:2"
+
+# every extcap process ended with its capture (within 10 s)
 ended() {
     local p i
     for p in $(cat "$TMP/extcap.pids"); do
@@ -143,6 +177,14 @@ ended() {
     pass
 }
 ended "the captures from serve"
+# each capture's extcap ended with status 0 (the answer whole, tshark's -c or -a: EPIPE, the
+# FIFO closed, SIGTERM), the refused one with 2
+grep -c -- ' --capture ' "$TMP/extcap.status" | grep -qx 7 && pass ||
+    fail "not 7 captures from serve: $(cat "$TMP/extcap.status")"
+bad=$(grep -- ' --capture ' "$TMP/extcap.status" | grep -v '^0 ' | grep -v '^2 .*port 99999')
+[ -z "$bad" ] && grep -q '^2 .*port 99999' "$TMP/extcap.status" && pass ||
+    fail "extcap exit statuses: $bad $(grep 'port 99999' "$TMP/extcap.status")"
+: >"$TMP/extcap.status"
 
 # ---- --follow: a recorder fed in three parts -----------------------------------------------
 # Part 1 is recorded and committed before the capture starts; parts 2 and 3 come after the
@@ -193,4 +235,6 @@ same_packets "$TMP/follow.pcapng" "$TMP/exp.pcap" "--follow"
 exec 3>&-
 wait "$RPID" || fail "record --listen: exit $?: $(tail -2 "$TMP/live.err")"
 ended "--follow"
+grep -qx "0 --capture .* --follow" "$TMP/extcap.status" && pass ||
+    fail "--follow: the extcap's exit status: $(cat "$TMP/extcap.status")"
 finish
