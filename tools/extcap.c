@@ -19,8 +19,9 @@
  *
  * It ends with status 0 when the answer is whole (without --follow), when
  * Wireshark closes the FIFO (EPIPE, or the FIFO's error state while waiting)
- * or sends SIGTERM/SIGINT; with 1 and one line on stderr (which Wireshark
- * shows) when the server refuses or cannot be reached.
+ * or sends SIGTERM/SIGINT; otherwise with one line on stderr (which Wireshark
+ * shows): 2 for a usage error or the server's 400 (an invalid filter), as
+ * query --remote; 1 when the server refuses otherwise or cannot be reached.
  */
 #include <errno.h>
 #include <getopt.h>

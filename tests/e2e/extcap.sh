@@ -9,7 +9,8 @@
 #   - `tshark -i flowscope -o extcap.flowscope.OPTION:VALUE ...` against a `flowscope serve`
 #     with mutual TLS writes exactly the packets tcpdump selects from the recorded pcap (every
 #     byte and nanosecond, after the file header), ends by itself when the answer is whole, and
-#     stops with -c; Wireshark's capture filter is and-ed with the filter option;
+#     stops with -c; Wireshark's capture filter is and-ed with the filter option; an archive
+#     of raw IP comes as raw IP (the stream's link type, not --extcap-dlts's Ethernet);
 #   - --follow against a `record --listen` whose input comes in parts: the packets recorded
 #     after the capture began come too, each once, in order; the extcap ends when tshark does,
 #     also when it was waiting for new packets (tshark -a duration against serve);
@@ -167,6 +168,38 @@ capture follow-idle -o extcap.flowscope.follow:true -a duration:2
 oracle "$PCAPS/http.pcap" "$TMP/exp.pcap"
 same_packets "$TMP/got.pcapng" "$TMP/exp.pcap" "--follow on serve, -a duration:2"
 
+# another link type: --extcap-dlts says Ethernet, the stream's file header says raw IP (DLT
+# 101), and tshark decodes it as such (dns_icmp.pcap's IPv4 packets without Ethernet headers)
+python3 - "$PCAPS/dns_icmp.pcap" "$TMP/raw.pcap" <<'EOF'
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+out = bytearray(d[:20] + struct.pack("<I", 101))
+i = 24
+while i + 16 <= len(d):
+    s, u, cl, ol = struct.unpack("<IIII", d[i:i + 16])
+    p = d[i + 16:i + 16 + cl]
+    i += 16 + cl
+    if p[12:14] == b"\x08\x00":
+        out += struct.pack("<IIII", s, u, cl - 14, ol - 14) + p[14:]
+open(sys.argv[2], "wb").write(out)
+EOF
+fs record --read "$TMP/raw.pcap" --archive "$TMP/rawarch" --qq-size 16M --stats-interval 0 2>"$TMP/rec.err" ||
+    fail "record raw IP: $(cat "$TMP/rec.err")"
+"$FLOWSCOPE" serve --archive "$TMP/rawarch" --listen 127.0.0.1:0 --tls-cert "$C/server.crt" \
+    --tls-key "$C/server.key" --client-ca "$C/ca.crt" >"$TMP/serve2.out" 2>"$TMP/serve2.err" &
+PIDS+=($!)
+if wait_for "$TMP/serve2.out" '^flowscope serve: listening on https://127.0.0.1:[0-9]+$' $! 100; then
+    opts "$(sed -n 's/^flowscope serve: listening on //p' "$TMP/serve2.out")"
+    capture rawip
+    oracle "$TMP/raw.pcap" "$TMP/exp.pcap"
+    capinfos -E "$TMP/got.pcapng" | grep -q 'Raw IP$' && pass ||
+        fail "a raw IP archive: tshark's capture is $(capinfos -E "$TMP/got.pcapng" | tail -1)"
+    same_packets "$TMP/got.pcapng" "$TMP/exp.pcap" "a raw IP archive"
+    opts "$URL"
+else
+    fail "the second serve did not start: $(cat "$TMP/serve2.err")"
+fi
+
 # every extcap process ended with its capture (within 10 s)
 ended() {
     local p i
@@ -179,8 +212,8 @@ ended() {
 ended "the captures from serve"
 # each capture's extcap ended with status 0 (the answer whole, tshark's -c or -a: EPIPE, the
 # FIFO closed, SIGTERM), the refused one with 2
-grep -c -- ' --capture ' "$TMP/extcap.status" | grep -qx 7 && pass ||
-    fail "not 7 captures from serve: $(cat "$TMP/extcap.status")"
+grep -c -- ' --capture ' "$TMP/extcap.status" | grep -qx 8 && pass ||
+    fail "not 8 captures from serve: $(cat "$TMP/extcap.status")"
 bad=$(grep -- ' --capture ' "$TMP/extcap.status" | grep -v '^0 ' | grep -v '^2 .*port 99999')
 [ -z "$bad" ] && grep -q '^2 .*port 99999' "$TMP/extcap.status" && pass ||
     fail "extcap exit statuses: $bad $(grep 'port 99999' "$TMP/extcap.status")"
