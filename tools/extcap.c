@@ -11,11 +11,8 @@
  * asked again and again from the last packet's time onward, as tail -f, and
  * only what the FIFO has not had yet is passed on.
  *
- * The answers pass through a filter of the pcap stream (a stdio cookie
- * stream): the first answer's file header goes through, each later answer's
- * is checked (the same link type) and dropped; a record at the time of the
- * last one passed is dropped as many times as records of that time were
- * passed (answers are in time order, ties in the same order every time).
+ * The answers pass through a filter of the pcap stream (tools/extcap.h):
+ * one file header, then each record once.
  *
  * It ends with status 0 when the answer is whole (without --follow), when
  * Wireshark closes the FIFO (EPIPE, or the FIFO's error state while waiting)
@@ -34,15 +31,12 @@
 #include <unistd.h>
 
 #include "tools/cli.h"
+#include "tools/extcap.h"
 #include "tools/remote.h"
 
 #define CMD "extcap"
 #define EXTCAP_IFACE "flowscope"
 #define EXTCAP_FOLLOW_MS 1000 /* --follow: the pause between two queries */
-#define PCAP_FILE_HEADER 24
-#define PCAP_RECORD_HEADER 16
-#define PCAP_MAGIC_MICRO 0xa1b2c3d4u
-#define PCAP_MAGIC_NANO 0xa1b23c4du
 
 enum extcap_mode { MODE_NONE, MODE_INTERFACES, MODE_DLTS, MODE_CONFIG, MODE_CAPTURE };
 
@@ -56,23 +50,6 @@ struct extcap_args {
 	struct remote_tls tls;
 	uint64_t from_ns, to_ns;
 	int follow;
-};
-
-/* The pcap stream from the answers to the FIFO.  One thread: the transfer's callback. */
-struct pcap_pass {
-	FILE *fifo;
-	int answers;                    /* answers begun; the first one's file header is passed */
-	uint8_t head[PCAP_FILE_HEADER]; /* the file or record header, as it arrives */
-	size_t have, want;              /* bytes of head[] held, and needed (0: in a body) */
-	uint32_t linktype;              /* the first answer's */
-	int nano;                       /* this answer's timestamps are ns (else us) */
-	uint64_t body_left;             /* bytes of the current record's data still to come */
-	int body_passed;                /* the current record goes to the FIFO */
-	uint64_t last_ns;               /* the time of the last record passed */
-	uint64_t at_last;               /* records passed with that time */
-	uint64_t skip;                  /* of this answer: records at last_ns still to drop */
-	int reader_gone;                /* the FIFO's reader closed it (EPIPE) */
-	char err[QUERY_ERRBUF_SIZE];    /* why the stream was refused, or "" */
 };
 
 static void usage(FILE *f)
@@ -296,114 +273,6 @@ static int parse_args(int argc, char **argv, struct extcap_args *a)
 	return a->mode == MODE_CAPTURE ? check_capture_args(a) : 0;
 }
 
-/* ---- the pcap stream into the FIFO --------------------------------------------------------- */
-
-static uint32_t rd32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4); /* the server writes its own byte order: flowscope is little-endian */
-	return v;
-}
-
-/* Writes n bytes to the FIFO; -1 when it cannot (reader_gone when Wireshark closed it). */
-static int pass_out(struct pcap_pass *s, const void *p, size_t n)
-{
-	if (fwrite(p, 1, n, s->fifo) == n)
-		return 0;
-	s->reader_gone = errno == EPIPE;
-	snprintf(s->err, sizeof(s->err), "cannot write the FIFO: %s", strerror(errno));
-	return -1;
-}
-
-/* An answer's file header: the first one passed, a later one checked. */
-static int pass_file_header(struct pcap_pass *s)
-{
-	uint32_t magic = rd32(s->head), linktype = rd32(s->head + 20);
-	if (magic != PCAP_MAGIC_MICRO && magic != PCAP_MAGIC_NANO) {
-		snprintf(s->err, sizeof(s->err), "the answer is not a pcap (magic 0x%08" PRIx32 ")",
-		         magic);
-		return -1;
-	}
-	s->nano = magic == PCAP_MAGIC_NANO;
-	if (s->answers++ == 0) {
-		s->linktype = linktype;
-		return pass_out(s, s->head, PCAP_FILE_HEADER);
-	}
-	if (linktype != s->linktype) {
-		snprintf(s->err, sizeof(s->err),
-		         "the archive's newer packets have link type %" PRIu32 ", not %" PRIu32
-		         ": a pcap stream holds one; capture again",
-		         linktype, s->linktype);
-		return -1;
-	}
-	return 0;
-}
-
-/* A record's header: whether the record goes on (it is not one passed before), and if so out. */
-static int pass_record_header(struct pcap_pass *s)
-{
-	uint64_t ns = (uint64_t)rd32(s->head) * 1000000000u +
-	              (uint64_t)rd32(s->head + 4) * (s->nano ? 1u : 1000u);
-	s->body_left = rd32(s->head + 8);
-	s->body_passed = 0;
-	if (ns < s->last_ns || (ns == s->last_ns && s->skip > 0)) {
-		s->skip -= ns == s->last_ns;
-		return 0;
-	}
-	if (ns > s->last_ns || s->at_last == 0) {
-		s->last_ns = ns;
-		s->at_last = 0;
-	}
-	s->at_last++;
-	s->body_passed = 1;
-	return pass_out(s, s->head, PCAP_RECORD_HEADER);
-}
-
-/*
- * The cookie stream's write: n bytes of the answer, split into headers and bodies.  Returns n,
- * or 0 when they cannot go on (fopencookie(3): never negative; then the stream's fwrite fails
- * and the transfer stops).
- */
-static ssize_t pass_write(void *cookie, const char *p, size_t n)
-{
-	struct pcap_pass *s = cookie;
-	size_t done = 0;
-	while (done < n) {
-		if (s->want == 0) { /* inside a record's data */
-			size_t k = n - done < s->body_left ? n - done : (size_t)s->body_left;
-			if (s->body_passed && pass_out(s, p + done, k) != 0)
-				return 0;
-			done += k;
-			if ((s->body_left -= k) == 0)
-				s->want = PCAP_RECORD_HEADER;
-			continue;
-		}
-		size_t k = s->want - s->have < n - done ? s->want - s->have : n - done;
-		memcpy(s->head + s->have, p + done, k);
-		done += k;
-		if ((s->have += k) < s->want)
-			continue;
-		int r = s->want == PCAP_FILE_HEADER ? pass_file_header(s) : pass_record_header(s);
-		if (r != 0)
-			return 0;
-		s->have = 0;
-		s->want = s->want == PCAP_FILE_HEADER || s->body_left == 0 ? PCAP_RECORD_HEADER : 0;
-	}
-	if (fflush(s->fifo) == 0)
-		return (ssize_t)n;
-	s->reader_gone = errno == EPIPE;
-	snprintf(s->err, sizeof(s->err), "cannot write the FIFO: %s", strerror(errno));
-	return 0;
-}
-
-/* A new answer begins: its file header first; the records at last_ns it repeats are dropped. */
-static void pass_begin(struct pcap_pass *s)
-{
-	s->have = 0;
-	s->want = PCAP_FILE_HEADER;
-	s->skip = s->at_last;
-}
-
 /* ---- capture ------------------------------------------------------------------------------- */
 
 static void on_stop(int sig)
@@ -433,7 +302,8 @@ static char *query_filter(const struct extcap_args *a)
 }
 
 /* The queries into the stream; the exit status. */
-static int capture_loop(const struct extcap_args *a, struct pcap_pass *s, FILE *out, char *filter)
+static int capture_loop(const struct extcap_args *a, struct extcap_stream *s, FILE *out,
+                        char *filter)
 {
 	struct query_options q = {.filter = filter,
 	                          .from_ns = a->from_ns,
@@ -443,7 +313,7 @@ static int capture_loop(const struct extcap_args *a, struct pcap_pass *s, FILE *
 	char err[QUERY_ERRBUF_SIZE];
 	long http;
 	for (;;) {
-		pass_begin(s);
+		extcap_stream_begin(s);
 		int r = remote_query(a->remote, &a->tls, &q, &http, err);
 		if (r != 0 && s->reader_gone)
 			return EXIT_OK;
@@ -469,7 +339,7 @@ static int capture(const struct extcap_args *a)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN); /* a closed FIFO is EPIPE, the end of the capture */
-	struct pcap_pass s = {0};
+	struct extcap_stream s = {0};
 	char *filter = query_filter(a);
 	s.fifo = fopen(a->fifo, "we"); /* waits for Wireshark to open its end */
 	if (!s.fifo || !filter) {
@@ -478,10 +348,9 @@ static int capture(const struct extcap_args *a)
 		free(filter);
 		return EXIT_FAIL;
 	}
-	cookie_io_functions_t io = {.write = pass_write};
-	FILE *out = fopencookie(&s, "w", io);
+	FILE *out = extcap_stream_open(&s);
 	int status = EXIT_FAIL;
-	if (out && setvbuf(out, NULL, _IONBF, 0) == 0)
+	if (out)
 		status = capture_loop(a, &s, out, filter);
 	else
 		cli_error(CMD, "cannot make the stream: %s", strerror(errno));
