@@ -354,6 +354,12 @@ static int capture(const struct extcap_args *a)
 		status = capture_loop(a, &s, out, filter);
 	else
 		cli_error(CMD, "cannot make the stream: %s", strerror(errno));
+	/* the status is decided: Wireshark's SIGTERM on the FIFO's end must not make it 0 */
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	sigprocmask(SIG_BLOCK, &stop, NULL);
 	if (out)
 		fclose(out);
 	if (fclose(s.fifo) != 0 && status == EXIT_OK && errno != EPIPE)
