@@ -28,6 +28,7 @@ int gen_main(int argc, char **argv);
 int index_main(int argc, char **argv);
 int serve_main(int argc, char **argv);
 int trigger_main(int argc, char **argv);
+int extcap_main(int argc, char **argv);
 
 /*
  * flowscope --version: the version, the git commit and the libraries built

@@ -22,6 +22,7 @@ static const struct {
     {"serve", serve_main, "serve an archive over HTTPS (docs/api.md)"},
     {"trigger", trigger_main,
      "archive a flow in a running recorder, from before (record --listen)"},
+    {"extcap", extcap_main, "Wireshark's extcap interface to a server's archive"},
 };
 
 static void usage(FILE *f)

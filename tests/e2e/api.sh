@@ -10,6 +10,7 @@
 #     descriptors and threads return to their level; --max-queries answers 429 beyond it.
 # Every wait is bounded; servers listen on 127.0.0.1 with a port they pick (printed).
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/certs.sh"
 HERE=$(dirname "$0")
 eval "$(sed -n '/^FULL_FILTERS=(/,/^)/p' "$HERE/diff_tcpdump.sh")"
 PIDS=()
@@ -17,21 +18,6 @@ trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$TMP"' EXIT
 
 # ---- certificates --------------------------------------------------------------------------
 
-# key_csr NAME: NAME.key and NAME.csr (EC P-256, CN=NAME)
-key_csr() {
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$C/$1.key" \
-        -subj "/CN=$1" -out "$C/$1.csr" 2>/dev/null
-}
-# ca NAME: a self-signed CA
-ca() {
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$C/$1.key" \
-        -out "$C/$1.crt" -subj "/CN=$1" -days 2 2>/dev/null
-}
-# sign NAME CA EXTFILE: NAME.crt, valid from now for 2 days
-sign() {
-    openssl x509 -req -in "$C/$1.csr" -CA "$C/$2.crt" -CAkey "$C/$2.key" -CAcreateserial \
-        -out "$C/$1.crt" -days 2 -extfile "$3" 2>/dev/null
-}
 # sign_expired NAME CA: NAME.crt, valid for January 2020 only (openssl ca sets the dates)
 sign_expired() {
     mkdir -p "$C/db"

@@ -44,9 +44,9 @@ doc_options() {
 
 # ---- --help and docs/cli.md agree ------------------------------------------------------------
 doc_options >"$TMP/doc.opts"
-[ "$(cut -d' ' -f1 "$TMP/doc.opts" | sort -u | tr '\n' ' ')" = "flows gen index info monitor query record serve trigger " ] &&
+[ "$(cut -d' ' -f1 "$TMP/doc.opts" | sort -u | tr '\n' ' ')" = "extcap flows gen index info monitor query record serve trigger " ] &&
     pass || fail "docs/cli.md: expected a section per command, got $(cut -d' ' -f1 "$TMP/doc.opts" | sort -u | tr '\n' ' ')"
-for cmd in record monitor query flows info index gen serve; do
+for cmd in record monitor query flows info index gen serve extcap; do
     "$FLOWSCOPE" "$cmd" --help >"$TMP/help" 2>&1 || fail "$cmd --help: exit $?"
     while read -r _ opt; do
         if [ "${opt#=}" != "$opt" ]; then

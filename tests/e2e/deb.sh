@@ -3,8 +3,9 @@
 # it (this is a dev machine; the install in a bare Debian 12 root is the fresh-check command in
 # docs/install.md): its name is flowscope_<version>_<arch>.deb; it holds every file
 # `cmake --install` installs, man pages gzipped, plus the copyright and changelog.gz; the
-# files the appliance needs are there (binary, completion, docs/examples, and the unit and the
-# example config once they are in the tree, the config as a conffile); Depends names the
+# files the appliance needs are there (binary, completion, docs/examples, Wireshark's extcap
+# script, and the unit and the example config once they are in the tree, the config as a
+# conffile); Depends names the
 # runtime libraries by their Debian names (dpkg-shlibdeps) and adduser; lintian finds no
 # error; the maintainer scripts pass sh -n and shellcheck.
 # Environment: BUILD (the build directory), SANITIZE (FLOWSCOPE_SANITIZE of that build).
@@ -32,6 +33,7 @@ has /usr/bin/flowscope
 has /usr/share/bash-completion/completions/flowscope
 has /usr/share/doc/flowscope/copyright
 has /usr/share/doc/flowscope/changelog.gz
+has "/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/wireshark/extcap/flowscope"
 while read -r f; do has "/usr/share/doc/flowscope/examples${f#.}"; done < <(cd "$SRC/docs/examples" && find . -type f)
 if [ -f "$SRC/packaging/flowscope@.service" ]; then has /lib/systemd/system/flowscope@.service
 else note "packaging/flowscope@.service is not in this tree: not checked"; fi

@@ -3,8 +3,9 @@
 # `DESTDIR=ROOT cmake --install BUILD --prefix /usr` (what make install
 # DESTDIR=ROOT PREFIX=/usr does after configuring) puts the binary in
 # usr/bin, each man page in usr/share/man/manN, docs/examples in
-# usr/share/doc/flowscope/examples, nothing outside ROOT; the installed binary
-# runs (--version) without the build tree, and man finds the installed pages.
+# usr/share/doc/flowscope/examples, Wireshark's extcap script in its extcap directory,
+# nothing outside ROOT; the installed binary runs (--version) without the build tree, and
+# man finds the installed pages.
 # BUILD = the build directory (tests/e2e/CMakeLists.txt).
 . "$(dirname "$0")/lib.sh"
 SRC=${SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -42,6 +43,16 @@ if [ "$n" -gt 0 ] && command -v man >/dev/null; then
     MANWIDTH=80 man -M "$R/usr/share/man" 5 flowscope-archive 2>/dev/null | grep -q 'flowscope-archive - ' &&
         pass || fail "man -M ROOT/usr/share/man 5 flowscope-archive shows no NAME line"
 fi
+
+# Wireshark's extcap script (packaging/flowscope-extcap.in), in Wireshark's directory (the
+# multiarch one of Debian's wireshark-common), naming the installed binary
+EXT=$R/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)/wireshark/extcap/flowscope
+[ -x "$EXT" ] && pass || fail "no executable ${EXT#"$R"}: $(find "$R" -path '*extcap*')"
+grep -qx 'exec "/usr/bin/flowscope" extcap "$@"' "$EXT" 2>/dev/null && pass ||
+    fail "${EXT#"$R"} does not run /usr/bin/flowscope extcap: $(cat "$EXT" 2>/dev/null)"
+sed "s|/usr/bin/flowscope|$R/usr/bin/flowscope|" "$EXT" >"$TMP/extcap" && chmod +x "$TMP/extcap"
+"$TMP/extcap" --extcap-interfaces 2>&1 | grep -q '^interface {value=flowscope}' && pass ||
+    fail "the installed extcap script with the installed binary lists no interface"
 
 # docs/examples, whole
 (cd "$SRC/docs/examples" && find . -type f | sort) >"$TMP/want"

@@ -10,7 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 SRC=${SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 : "${MANDIR:?MANDIR must name the build directory of the man pages}"
-CMDS="record query monitor flows info index gen serve"
+CMDS="record query monitor flows info index gen serve extcap"
 
 pages="flowscope.1 flowscope-modules.7 flowscope-archive.5 flowscope-counters.7"
 for c in $CMDS; do pages="$pages flowscope-$c.1"; done
