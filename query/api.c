@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "query/api_pvt.h"
+#include "query/web_pvt.h"
 
 /* ---- JSON answers ---------------------------------------------------------------------------- */
 
@@ -343,18 +344,25 @@ static const struct route {
 	enum route_methods methods;
 	enum MHD_Result (*fn)(struct api_request *q, struct MHD_Connection *c);
 } routes[] = {
-    {"/api/v1/query", GET_POST, api_query}, {"/api/v1/explain", GET_ONLY, api_explain},
-    {"/api/v1/info", GET_ONLY, api_info},   {"/healthz", GET_ONLY, api_healthz},
-    {"/metrics", GET_ONLY, api_metrics},    {"/api/v1/flows", GET_ONLY, api_flows},
+    {"/api/v1/query", GET_POST, api_query},
+    {"/api/v1/explain", GET_ONLY, api_explain},
+    {"/api/v1/info", GET_ONLY, api_info},
+    {"/healthz", GET_ONLY, api_healthz},
+    {"/metrics", GET_ONLY, api_metrics},
+    {"/api/v1/flows", GET_ONLY, api_flows},
     {"/query", POST_RAW_BODY, api_steno}, /* Stenographer's (docs/api.md) */
+    /* the web view's (web.c, web_api.c; docs/web.md) */
+    {"/api/v1/timeline", GET_ONLY, web_timeline},
+    {"/api/v1/flows/summary", GET_ONLY, web_flows_summary},
 };
+static const struct route web_files = {"/", GET_ONLY, web_asset}; /* its files: web_asset_find */
 
 static const struct route *route_find(const char *url)
 {
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
 		if (strcmp(url, routes[i].path) == 0)
 			return &routes[i];
-	return NULL;
+	return web_asset_find(url) ? &web_files : NULL;
 }
 
 /* 0 if the connection's client certificate verified against the client CA (or none is
@@ -404,6 +412,7 @@ static enum MHD_Result request_begin(struct query_api *s, struct MHD_Connection 
 	if (!q)
 		return MHD_NO;
 	q->s = s;
+	q->url = url;
 	*req_cls = q;
 	const struct route *rt = route_find(url);
 	q->is_query = rt && (rt->fn == api_query || rt->fn == api_steno);
