@@ -44,6 +44,7 @@ DEB_TEST  += prometheus
 DEB_TEST  += systemd
 DEB_TEST  += openssl curl
 DEB_TEST  += git
+DEB_TEST  += chromium
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
 .PHONY: all build install deb deps asan test test-release test-asan test-tsan test-fuzz bench demo format \

@@ -1,0 +1,148 @@
+# e2e_web: the web view (docs/web.md) in a real browser: Debian's chromium, headless, driven by
+# puppeteer-core (tests/e2e/web/: package.json and package-lock.json; `npm ci` into the build
+# directory once, offline afterwards; no browser is downloaded).
+#   - an archive of the four captures of ../shared/pcaps (merged), served by flowscope serve on
+#     127.0.0.1 (a port it picks); every view loads with no console error and no failed request;
+#   - the timeline's total is info's packet count; dragging over it puts the range in the URL;
+#   - the flows table, every page, for three filters equals `flowscope flows --json`'s lines;
+#   - a flow opened from the table by the keyboard: its Download pcap is, byte for byte,
+#     `tcpdump -r CAPTURE --time-stamp-precision=nano -w - 'its 5-tuple'`;
+#   - an invalid filter shows libpcap's message (tcpdump's, for the same filter), inline;
+#   - the live view of `record --listen` shows the recorder's rates, QQ fill and drops.
+# Screenshots of each view: WEB_SHOTS (build/web-screenshots/).
+. "$(dirname "$0")/lib.sh"
+HERE=$(cd "$(dirname "$0")" && pwd)
+: "${WEB_BUILD:?WEB_BUILD must name the build directory}"
+SHOTS="$WEB_BUILD/web-screenshots"
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$TMP"' EXIT
+
+command -v chromium >/dev/null || { fail "no chromium (Debian package chromium: make deps)"; finish; }
+command -v npm >/dev/null || { fail "no npm"; finish; }
+
+# puppeteer-core, exactly as the lockfile says, into the build directory (again only when the
+# lockfile changed); PUPPETEER_SKIP_DOWNLOAD: the browser is Debian's
+NODE_DIR="$WEB_BUILD/web-node"
+if ! cmp -s "$HERE/web/package-lock.json" "$NODE_DIR/package-lock.json" ||
+    [ ! -d "$NODE_DIR/node_modules/puppeteer-core" ]; then
+    rm -rf "$NODE_DIR" && mkdir -p "$NODE_DIR" &&
+        cp "$HERE/web/package.json" "$HERE/web/package-lock.json" "$NODE_DIR/" &&
+        (cd "$NODE_DIR" && PUPPETEER_SKIP_DOWNLOAD=1 timeout 300 npm ci --no-audit --no-fund \
+            --ignore-scripts >"$TMP/npm.log" 2>&1) ||
+        { fail "npm ci: $(tail -5 "$TMP/npm.log")"; rm -rf "$NODE_DIR"; finish; }
+fi
+cp "$HERE/web/web.mjs" "$NODE_DIR/web.mjs" # beside its node_modules
+mkdir -p "$SHOTS"
+rm -f "$SHOTS"/*.png
+
+# ---- an archive of ../shared/pcaps, served ----------------------------------------------------
+
+CAP="$TMP/all.pcap"
+mergecap -F pcap -w "$CAP" "$PCAPS"/http.pcap "$PCAPS"/dns_icmp.pcap "$PCAPS"/mixed_vlan.pcap \
+    "$PCAPS"/tcp_anomalies.pcap 2>"$TMP/merge.err" || { fail "mergecap: $(cat "$TMP/merge.err")"; finish; }
+ARCH="$TMP/arch"
+fs record --read "$CAP" --archive "$ARCH" --qq-size 16M --stats-interval 0 2>"$TMP/rec.err" ||
+    { fail "record: $(cat "$TMP/rec.err")"; finish; }
+
+"$FLOWSCOPE" serve --archive "$ARCH" --listen 127.0.0.1:0 >"$TMP/serve.out" 2>"$TMP/serve.err" &
+SPID=$!
+PIDS+=("$SPID")
+wait_for "$TMP/serve.out" '^flowscope serve: listening on http://127.0.0.1:[0-9]+$' "$SPID" 100 ||
+    { fail "serve did not start: $(cat "$TMP/serve.err")"; finish; }
+URL=$(sed -n 's/^flowscope serve: listening on //p' "$TMP/serve.out")
+
+# what the page must show, from the command line
+EXP="$TMP/expect"
+mkdir -p "$EXP"
+i=0
+for f in '' 'tcp port 80' 'udp or icmp or vlan'; do
+    printf '%s\n' "$f" >"$EXP/flows.$i.filter"
+    fs flows --archive "$ARCH" --json ${f:+"$f"} >"$EXP/flows.$i.ndjson" 2>"$TMP/flows.err" ||
+        fail "flows --json '$f': $(cat "$TMP/flows.err")"
+    i=$((i + 1))
+done
+BAD='tcp port 99999'
+printf '%s\n' "$BAD" >"$EXP/bad.filter"
+LIBPCAP=$(tcpdump -r "$CAP" -w /dev/null "$BAD" 2>&1 | sed -n 's/^tcpdump: //p' | tail -1)
+[ -n "$LIBPCAP" ] && pass || fail "tcpdump accepted '$BAD'"
+
+# ---- the browser ------------------------------------------------------------------------------
+
+(cd "$NODE_DIR" && timeout 300 node web.mjs archive "$URL" "$SHOTS" "$EXP" "$TMP/out.json") \
+    >"$TMP/node.out" 2>&1
+rc=$?
+grep '^FAIL: ' "$TMP/node.out" | while read -r l; do echo "$l" >&2; done
+FAILS=$((FAILS + $(grep -c '^FAIL: ' "$TMP/node.out")))
+n=$(sed -n 's/^web.mjs: \([0-9]*\) checks passed.*/\1/p' "$TMP/node.out")
+CHECKS=$((CHECKS + ${n:-0}))
+[ "$rc" -eq 0 ] || [ "$(grep -c '^FAIL: ' "$TMP/node.out")" -gt 0 ] ||
+    fail "web.mjs exited $rc: $(tail -5 "$TMP/node.out")"
+[ -s "$TMP/out.json" ] || { fail "web.mjs wrote no results: $(tail -5 "$TMP/node.out")"; finish; }
+O="$TMP/out.json"
+
+# the timeline's total is info's
+INFO=$(fs info --archive "$ARCH" | sed -n 's/^packets: *//p')
+[ "$(jq -r .timeline_packets "$O")" = "$INFO" ] && pass ||
+    fail "timeline total $(jq -r .timeline_packets "$O") != info's $INFO packets"
+z=$(jq -r .zoomed_packets "$O")
+[ "$z" -gt 0 ] && [ "$z" -lt "$INFO" ] && pass || fail "the zoomed timeline holds $z of $INFO packets"
+
+# the invalid filter: libpcap's message, no stack trace
+for v in flows query; do
+    msg=$(jq -r ".bad_$v" "$O")
+    case "$msg" in *"$LIBPCAP"*) pass ;; *) fail "$v view, '$BAD': '$msg' lacks libpcap's '$LIBPCAP'" ;; esac
+    case "$msg" in *" at "*":"[0-9]*) fail "$v view shows a stack trace: $msg" ;; *) pass ;; esac
+done
+
+# the flow's Download pcap is tcpdump's for its 5-tuple (bytes, ns timestamps)
+proto=$(jq -r .flow.proto "$O")
+a=$(jq -r .flow.a "$O") b=$(jq -r .flow.b "$O")
+ha=${a%:*} hb=${b%:*}
+ha=${ha#[} hb=${hb#[}
+tuple="$proto and host ${ha%]} and host ${hb%]} and port ${a##*:} and port ${b##*:}"
+jq -r .pcap_b64 "$O" | base64 -d >"$TMP/download.pcap"
+oracle "$CAP" "$TMP/tcpdump.pcap" "$tuple"
+if cmp -s "$TMP/download.pcap" "$TMP/tcpdump.pcap"; then
+    pass
+else
+    fail "the flow's Download pcap ($(stat -c %s "$TMP/download.pcap") bytes) differs from tcpdump -r for '$tuple' ($(stat -c %s "$TMP/tcpdump.pcap") bytes)"
+fi
+[ "$(npackets "$TMP/download.pcap")" = "$(jq -r .flow.packets "$O")" ] && pass ||
+    fail "the download holds $(npackets "$TMP/download.pcap") packets, the flow $(jq -r .flow.packets "$O")"
+case "$(jq -r .wireshark "$O")" in
+"flowscope query --remote $URL --from "*" -w - '"*"' | wireshark -k -i -") pass ;;
+*) fail "the Wireshark command line: $(jq -r .wireshark "$O")" ;;
+esac
+case "$(jq -r .explain "$O")" in [0-9]*" of "[0-9]*) pass ;; *) fail "explain: $(jq -r .explain "$O")" ;; esac
+case "$(jq -r .live_kind "$O")" in *"not a recorder"*) pass ;; *) fail "live on serve: $(jq -r .live_kind "$O")" ;; esac
+kill "$SPID"
+wait "$SPID" 2>/dev/null
+
+# ---- live: record --listen ---------------------------------------------------------------------
+
+"$FLOWSCOPE" record --read "$PCAPS/http.pcap" --replay-speed 0.5 --archive "$TMP/live" \
+    --qq-size 16M --stats-interval 0 --listen 127.0.0.1:0 2>"$TMP/rl.err" &
+RPID=$!
+PIDS+=("$RPID")
+if wait_for "$TMP/rl.err" '^flowscope record: API listening on http://127.0.0.1:[0-9]+$' "$RPID" 100; then
+    RURL=$(sed -n 's/^flowscope record: API listening on //p' "$TMP/rl.err")
+    (cd "$NODE_DIR" && timeout 120 node web.mjs live "$RURL" "$SHOTS" "$TMP/live.json") >"$TMP/node2.out" 2>&1
+    grep '^FAIL: ' "$TMP/node2.out" >&2
+    FAILS=$((FAILS + $(grep -c '^FAIL: ' "$TMP/node2.out")))
+    if [ -s "$TMP/live.json" ]; then
+        case "$(jq -r .live_kind "$TMP/live.json")" in Recording*) pass ;; *) fail "live: $(cat "$TMP/live.json")" ;; esac
+        case "$(jq -r .live_fill "$TMP/live.json")" in [0-9]*" %") pass ;; *) fail "live QQ fill: $(cat "$TMP/live.json")" ;; esac
+        [ "$(jq -r .live_drops "$TMP/live.json")" -ge 1 ] && pass || fail "live: no drops table rows"
+    else
+        fail "the live view: $(tail -5 "$TMP/node2.out")"
+    fi
+    kill "$RPID" 2>/dev/null
+    wait "$RPID" 2>/dev/null
+else
+    fail "record --listen did not start: $(cat "$TMP/rl.err")"
+fi
+
+for s in timeline timeline-zoomed flows flows-phone flow query query-error live; do
+    [ -s "$SHOTS/$s.png" ] && pass || fail "no screenshot $s.png"
+done
+finish
