@@ -15,8 +15,8 @@
 
 #include "query/web_pvt.h"
 
-#define WEB_CSP                                                                          \
-	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "      \
+#define WEB_CSP                                                                     \
+	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " \
 	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 const struct web_asset *web_asset_find(const char *url)
@@ -44,8 +44,8 @@ enum MHD_Result web_asset(struct api_request *q, struct MHD_Connection *c)
 	const struct web_asset *a = web_asset_find(q->url);
 	if (!a)
 		return api_error(c, 404, "no such file");
-	const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-	                                              MHD_HTTP_HEADER_IF_NONE_MATCH);
+	const char *inm =
+	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
 	int fresh = inm && strcmp(inm, a->etag) == 0;
 	struct MHD_Response *r = MHD_create_response_from_buffer(
 	    fresh ? 0 : a->len, fresh ? NULL : (void *)a->data, MHD_RESPMEM_PERSISTENT);

@@ -25,7 +25,7 @@
 #include "qq/qq.h"
 #include "query/web_pvt.h"
 
-#define TIMELINE_BUCKETS 300     /* default */
+#define TIMELINE_BUCKETS 300 /* default */
 #define TIMELINE_MAX_BUCKETS 4000
 #define SUMMARY_TOP 10 /* default talkers and ports */
 #define SUMMARY_MAX_TOP 100
@@ -63,7 +63,8 @@ static void timeline_add(struct timeline *tl, uint64_t lo, uint64_t hi, uint64_t
 	for (uint64_t i = first; i <= last; i++) {
 		uint64_t b0 = tl->from + i * tl->width, b1 = b0 + tl->width;
 		b1 = b1 < tl->to ? b1 : tl->to;
-		uint64_t p = spread_before(packets, b1, lo, hi) - spread_before(packets, b0, lo, hi);
+		uint64_t p =
+		    spread_before(packets, b1, lo, hi) - spread_before(packets, b0, lo, hi);
 		uint64_t w = spread_before(bytes, b1, lo, hi) - spread_before(bytes, b0, lo, hi);
 		tl->packets[i] += p;
 		tl->bytes[i] += w;
@@ -241,8 +242,7 @@ static void tally_json(FILE *out, const struct tally *t, int port)
 		ft_addr_format(t->key, a, sizeof(a));
 		fprintf(out, "{\"addr\": \"%s\"", a);
 	}
-	fprintf(out,
-	        ", \"bytes\": %" PRIu64 ", \"packets\": %" PRIu64 ", \"flows\": %" PRIu64 "}",
+	fprintf(out, ", \"bytes\": %" PRIu64 ", \"packets\": %" PRIu64 ", \"flows\": %" PRIu64 "}",
 	        t->bytes, t->packets, t->flows);
 }
 
@@ -282,7 +282,9 @@ static void summary_add(struct summary *s, const struct archive_flow_info *f)
 	uint16_t port = f->key.port_a < f->key.port_b ? f->key.port_a : f->key.port_b;
 	struct tally *t = &s->ports[s->np++];
 	*t = (struct tally){.key = {f->key.proto, (uint8_t)(port >> 8), (uint8_t)port},
-	                    .bytes = b, .packets = p, .flows = 1};
+	                    .bytes = b,
+	                    .packets = p,
+	                    .flows = 1};
 }
 
 static enum MHD_Result summary_answer(struct MHD_Connection *c, const struct archive_flow_info *f,
@@ -310,7 +312,8 @@ static enum MHD_Result summary_answer(struct MHD_Connection *c, const struct arc
 	int bad = fclose(out) != 0;
 	free(s.hosts);
 	free(s.ports);
-	enum MHD_Result ret = bad ? api_error(c, 503, "out of memory") : api_json(c, 200, text, len);
+	enum MHD_Result ret =
+	    bad ? api_error(c, 503, "out of memory") : api_json(c, 200, text, len);
 	free(text);
 	return ret;
 }
@@ -353,10 +356,9 @@ enum MHD_Result web_flows_summary(struct api_request *q, struct MHD_Connection *
 		snprintf(err, sizeof(err), "cannot read the archive: %s", archive_strerror(rc));
 	}
 	api_slot_put(q->s);
-	enum MHD_Result ret =
-	    rc ? api_error(c, rc == QUERY_E_FILTER ? 400 : 500, "%s",
-	                   err[0] ? err : query_strerror(rc))
-	       : summary_answer(c, f, n, top, damaged);
+	enum MHD_Result ret = rc ? api_error(c, rc == QUERY_E_FILTER ? 400 : 500, "%s",
+	                                     err[0] ? err : query_strerror(rc))
+	                         : summary_answer(c, f, n, top, damaged);
 	free(f);
 	return ret;
 }
