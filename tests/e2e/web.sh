@@ -8,7 +8,8 @@
 #   - a flow opened from the table by the keyboard: its Download pcap is, byte for byte,
 #     `tcpdump -r CAPTURE --time-stamp-precision=nano -w - 'its 5-tuple'`;
 #   - an invalid filter shows libpcap's message (tcpdump's, for the same filter), inline;
-#   - the live view of `record --listen` shows the recorder's rates, QQ fill and drops.
+#   - the live view of `record --listen` shows the recorder's rates, QQ fill and drops;
+#   - on 1M generated packets the timeline and flows views load, and the table pages.
 # Screenshots of each view: WEB_SHOTS (build/web-screenshots/).
 . "$(dirname "$0")/lib.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -118,6 +119,34 @@ case "$(jq -r .live_kind "$O")" in *"not a recorder"*) pass ;; *) fail "live on 
 kill "$SPID"
 wait "$SPID" 2>/dev/null
 
+# ---- a million generated packets: the views load and page ------------------------------------
+
+fs gen -w "$TMP/big.pcap" --packets 1000000 --flows 100000 --seed 18 2>/dev/null &&
+    fs record --read "$TMP/big.pcap" --archive "$TMP/big" --qq-size 64M --stats-interval 0 \
+        2>"$TMP/rec.err" || { fail "gen/record of 1M packets: $(cat "$TMP/rec.err")"; finish; }
+rm -f "$TMP/big.pcap"
+"$FLOWSCOPE" serve --archive "$TMP/big" --listen 127.0.0.1:0 >"$TMP/bserve.out" 2>"$TMP/bserve.err" &
+BPID=$!
+PIDS+=("$BPID")
+wait_for "$TMP/bserve.out" '^flowscope serve: listening on http://127.0.0.1:[0-9]+$' "$BPID" 100 ||
+    { fail "serve (1M) did not start: $(cat "$TMP/bserve.err")"; finish; }
+BURL=$(sed -n 's/^flowscope serve: listening on //p' "$TMP/bserve.out")
+(cd "$NODE_DIR" && timeout 120 node web.mjs big "$BURL" "$SHOTS" "$TMP/big.json") >"$TMP/node3.out" 2>&1
+grep '^FAIL: ' "$TMP/node3.out" >&2
+FAILS=$((FAILS + $(grep -c '^FAIL: ' "$TMP/node3.out")))
+if [ -s "$TMP/big.json" ]; then
+    B="$TMP/big.json"
+    nflows=$(fs flows --archive "$TMP/big" --json | wc -l)
+    [ "$(jq -r .total "$B")" = "$nflows" ] && pass || fail "1M: the table's total $(jq -r .total "$B") != flows' $nflows"
+    [ "$(jq -r .rows "$B")" = 100 ] && pass || fail "1M: the first page has $(jq -r .rows "$B") rows"
+    case "$(jq -r .page_text "$B")" in "flows 101–200 of "*) pass ;; *) fail "1M page 2: $(jq -r .page_text "$B")" ;; esac
+    note "1M packets, $nflows flows: timeline drawn in $(jq -r .timeline_ms "$B") ms, flows in $(jq -r .flows_ms "$B") ms, next page in $(jq -r .next_ms "$B") ms"
+else
+    fail "the large archive's views: $(tail -5 "$TMP/node3.out")"
+fi
+kill "$BPID"
+wait "$BPID" 2>/dev/null
+
 # ---- live: record --listen ---------------------------------------------------------------------
 
 "$FLOWSCOPE" record --read "$PCAPS/http.pcap" --replay-speed 0.5 --archive "$TMP/live" \
@@ -142,7 +171,7 @@ else
     fail "record --listen did not start: $(cat "$TMP/rl.err")"
 fi
 
-for s in timeline timeline-zoomed flows flows-phone flow query query-error live; do
+for s in timeline timeline-zoomed flows flows-phone flow query query-error live flows-large; do
     [ -s "$SHOTS/$s.png" ] && pass || fail "no screenshot $s.png"
 done
 finish

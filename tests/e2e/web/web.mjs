@@ -2,6 +2,7 @@
 // driven by puppeteer-core (nothing downloaded).  Usage:
 //   node web.mjs archive URL SHOTS EXPECT_DIR OUT.json   (flowscope serve)
 //   node web.mjs live URL SHOTS OUT.json                 (flowscope record --listen)
+//   node web.mjs big URL SHOTS OUT.json                  (serve, a large archive)
 // EXPECT_DIR holds flows.N.filter and flows.N.ndjson (`flowscope flows --json` for that
 // filter) and bad.filter (a filter libpcap refuses).  Every check this script can make alone
 // (the table against the CLI's lines, no console error, no failed request) is made here and
@@ -183,8 +184,29 @@ async function liveMode(outFile) {
   fs.writeFileSync(outFile, JSON.stringify(out));
 }
 
+// A large archive: the timeline and the first page of flows load (no error) and page; the
+// milliseconds from navigation to the view drawn go into OUT.json.
+async function bigMode(outFile) {
+  for (const view of ['timeline', 'flows']) {
+    const t0 = Date.now();
+    await show('#/' + view, view);
+    out[`${view}_ms`] = Date.now() - t0;
+    clean(`${view} (large archive)`);
+  }
+  out.total = Number((await text('#flows-total')).replace(/,/g, ''));
+  out.rows = await page.$$eval('#flows tbody tr', (r) => r.length);
+  const t0 = Date.now();
+  await show(await page.$eval('#next', (a) => a.getAttribute('href')), 'flows');
+  out.next_ms = Date.now() - t0;
+  out.page_text = await text('#page-text');
+  clean('flows page 2 (large archive)');
+  await shot('flows-large');
+  fs.writeFileSync(outFile, JSON.stringify(out));
+}
+
 try {
   if (mode === 'archive') await archiveMode(rest[0], rest[1]);
+  else if (mode === 'big') await bigMode(rest[0]);
   else await liveMode(rest[0]);
 } catch (e) {
   fail(`${mode}: ${e.stack || e}`);
