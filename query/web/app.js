@@ -294,7 +294,7 @@ async function viewFlows(main, p) {
     return el('tr', { class: 'row', tabindex: '0', 'data-href': href,
       onclick: () => { location.hash = href; },
       onkeydown: (ev) => { if (ev.key === 'Enter') location.hash = href; } },
-    FLOW_COLS.map(([k]) => el('td', { class: /packets|bytes|duration/.test(k) ? 'num' : null, text: cellText(f, k) })));
+    FLOW_COLS.map(([k, label]) => el('td', { class: /packets|bytes|duration/.test(k) ? 'num' : null, 'data-label': label, text: cellText(f, k) })));
   }));
   const pages = Math.max(1, Math.ceil(total / per));
   const pager = el('nav', { class: 'pager', 'aria-label': 'Pages' },

@@ -52,6 +52,22 @@ wait_for "$TMP/serve.out" '^flowscope serve: listening on http://127.0.0.1:[0-9]
     { fail "serve did not start: $(cat "$TMP/serve.err")"; finish; }
 URL=$(sed -n 's/^flowscope serve: listening on //p' "$TMP/serve.out")
 
+# the files: types, the security headers, the ETag's 304, a 404 for what is not there
+hdr() { curl -s -o /dev/null -D - "$@" | tr -d '\r'; }
+for f in /:text/html /app.js:text/javascript /app.css:text/css /favicon.svg:image/svg+xml; do
+    h=$(hdr "$URL${f%%:*}")
+    grep -q "^Content-Type: ${f#*:}" <<<"$h" && grep -q "^Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self';" <<<"$h" &&
+        grep -q '^X-Content-Type-Options: nosniff' <<<"$h" && grep -q '^Cache-Control: no-cache' <<<"$h" &&
+        pass || fail "${f%%:*}: headers: $h"
+    etag=$(sed -n 's/^ETag: //p' <<<"$h")
+    [ "$(hdr -H "If-None-Match: $etag" "$URL${f%%:*}" | head -1)" = "HTTP/1.1 304 Not Modified" ] && pass ||
+        fail "${f%%:*}: If-None-Match $etag is not a 304"
+done
+[ "$(hdr "$URL/app.jss" | head -1)" = "HTTP/1.1 404 Not Found" ] && pass || fail "/app.jss is not a 404"
+grep -q 'script-src' "$HERE/../../query/web/index.html" && fail "index.html holds a CSP of its own" || pass
+grep -qiE '<script>|<style|style="| on[a-z]+="' "$HERE/../../query/web/index.html" &&
+    fail "index.html has inline script or style (the CSP forbids it)" || pass
+
 # what the page must show, from the command line
 EXP="$TMP/expect"
 mkdir -p "$EXP"
