@@ -185,6 +185,7 @@ bench: build
 	@tools/bench/ingest_bench.sh $(BUILD)
 	@tools/bench/query_bench.sh $(BUILD)
 	@tools/bench/query_scaling.sh $(BUILD)
+	@tools/bench/web_bench.sh $(BUILD)
 
 demo: build
 	@tools/demo.sh $(BUILD)/tools/flowscope

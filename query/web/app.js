@@ -61,6 +61,12 @@ function fmtBytes(n) {
   while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
   return (i ? n.toFixed(n < 10 ? 2 : 1) : n) + ' ' + u[i];
 }
+function fmtBits(bytesPerSec) {
+  let n = bytesPerSec * 8, i = 0;
+  const u = ['bit/s', 'kbit/s', 'Mbit/s', 'Gbit/s', 'Tbit/s'];
+  while (n >= 1000 && i < u.length - 1) { n /= 1000; i++; }
+  return n.toFixed(i && n < 10 ? 2 : i ? 1 : 0) + ' ' + u[i];
+}
 function fmtDuration(s) {
   if (s < 1) return (s * 1000).toFixed(s < 0.01 ? 3 : 1) + ' ms';
   if (s < 120) return s.toFixed(2) + ' s';
@@ -434,12 +440,30 @@ function metricSum(ms, name, pred) {
 function metricHas(ms, name) { return ms.some((m) => m.name === name); }
 
 let liveTimer = null;
+const LIVE_KEEP = 100; /* samples on the live chart: five minutes */
+
+/* The live chart: packets per second of the last samples, a mark where packets were lost
+   (drops, the ring) or not stored (the disk full) since the sample before. */
+function liveChart(hist) {
+  const c = svg('svg', { class: 'chart live', viewBox: `0 0 ${W} 120`, preserveAspectRatio: 'none', id: 'live-chart',
+    role: 'img', 'aria-label': 'Packets per second over the last minutes, with marks where packets were lost' });
+  const max = Math.max(1, ...hist.map((h) => h.pps || 0)), bw = W / LIVE_KEEP;
+  hist.forEach((h, i) => {
+    const x = (LIVE_KEEP - hist.length + i) * bw, hp = ((h.pps || 0) / max) * 110;
+    if (hp > 0) c.append(svg('rect', { class: 'bar', x, y: 110 - hp, width: bw * 0.8, height: hp }));
+    const p = hist[i - 1];
+    if (p && h.lost > p.lost) c.append(svg('line', { class: 'mark', x1: x + bw / 2, x2: x + bw / 2, y1: 0, y2: 110 }));
+    if (p && h.unstored > p.unstored) c.append(svg('line', { class: 'mark disk', x1: x + bw / 2, x2: x + bw / 2, y1: 0, y2: 110 }));
+  });
+  return c;
+}
 
 async function viewLive(main) {
   main.append(el('h1', { text: 'Live status' }));
   const out = el('div', { id: 'live-out', 'aria-live': 'polite' });
   main.append(out);
   let prev = null;
+  const hist = [];
   const tick = async () => {
     let ms, info;
     try {
@@ -465,12 +489,18 @@ async function viewLive(main) {
       const unstored = metricSum(ms, 'flowscope_archive_writer_unstored_packets_total');
       kids.push(el('div', { class: 'stats' },
         stat('live-pps', pr === null ? '…' : fmtCount(Math.round(pr)) + '/s', 'packets'),
-        stat('live-bps', br === null ? '…' : fmtBytes(br * 8).replace('B', 'b').replace('iB', 'ib') + '/s', 'on the wire'),
+        stat('live-bps', br === null ? '…' : fmtBits(br), 'on the wire'),
         stat('live-packets', fmtCount(pk), 'packets captured'),
         stat('live-fill', (metricSum(ms, 'flowscope_qq_fill_ratio') * 100).toFixed(1) + ' %', 'QQ fill'),
         stat('live-window', fmtDuration(metricSum(ms, 'flowscope_qq_window_seconds')), 'QQ window'),
         stat('live-qqlost', fmtCount(qqLost), 'lost in QQ'),
         stat('live-unstored', fmtCount(unstored), 'not stored (disk)')));
+      hist.push({ pps: pr, lost: Object.values(drops).reduce((a, b) => a + b, 0) + qqLost, unstored });
+      if (hist.length > LIVE_KEEP) hist.shift();
+      kids.push(liveChart(hist), el('div', { class: 'legend' },
+        el('span', {}, el('i', { class: 'sw p' }), 'packets per second'),
+        el('span', {}, el('i', { class: 'sw m' }), 'packets lost (drops, the ring)'),
+        el('span', {}, el('i', { class: 'sw d' }), 'packets not stored (disk full)')));
       kids.push(el('h2', { text: 'Drops by reason' }), el('table', { id: 'drops' }, el('tbody', {},
         Object.entries(drops).map(([r, v]) => el('tr', {}, el('td', { text: r }), el('td', { class: 'num', text: fmtCount(v) }))))));
     }

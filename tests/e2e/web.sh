@@ -68,6 +68,26 @@ grep -q 'script-src' "$HERE/../../query/web/index.html" && fail "index.html hold
 grep -qiE '<script>|<style|style="| on[a-z]+="' "$HERE/../../query/web/index.html" &&
     fail "index.html has inline script or style (the CSP forbids it)" || pass
 
+# the timeline: the whole archive's totals are info's, and any split of a range adds up (a
+# frame across the split is shared out, never counted twice or lost)
+# (the ns times by sed: jq reads numbers as doubles)
+curl -s "$URL/api/v1/timeline?buckets=7" >"$TMP/tl.json"
+read -r P0 B0 <<<"$(jq -r '"\(.packets) \(.wire_bytes)"' "$TMP/tl.json")"
+F0=$(sed -n 's/.*"from_ns": \([0-9]*\).*/\1/p' "$TMP/tl.json")
+T0=$(sed -n 's/.*"to_ns": \([0-9]*\).*/\1/p' "$TMP/tl.json")
+IP=$(curl -s "$URL/api/v1/info" | jq -r '"\(.packets) \(.wire_bytes)"')
+[ "$P0 $B0" = "$IP" ] && pass || fail "timeline totals $P0 $B0, info's $IP"
+for k in 1 3 5 7 11 13 17 19 23 29; do
+    mid=$((F0 + (T0 - F0) / 31 * k + 12345))
+    sec() { printf '%d.%09d' $(($1 / 1000000000)) $(($1 % 1000000000)); }
+    a=$(curl -s "$URL/api/v1/timeline?from=$(sec "$F0")&to=$(sec "$mid")&buckets=13" | jq -r '"\(.packets) \(.wire_bytes)"')
+    b=$(curl -s "$URL/api/v1/timeline?from=$(sec "$mid")&to=$(sec "$T0")&buckets=3" | jq -r '"\(.packets) \(.wire_bytes)"')
+    [ "$((${a% *} + ${b% *})) $((${a#* } + ${b#* }))" = "$P0 $B0" ] && pass ||
+        fail "timeline split at $mid: $a + $b != $P0 $B0"
+done
+curl -s "$URL/api/v1/timeline?buckets=4001" | grep -q '"error": "buckets 4001: at most 4000"' && pass ||
+    fail "buckets=4001 is not refused"
+
 # what the page must show, from the command line
 EXP="$TMP/expect"
 mkdir -p "$EXP"
@@ -178,6 +198,7 @@ if wait_for "$TMP/rl.err" '^flowscope record: API listening on http://127.0.0.1:
         case "$(jq -r .live_kind "$TMP/live.json")" in Recording*) pass ;; *) fail "live: $(cat "$TMP/live.json")" ;; esac
         case "$(jq -r .live_fill "$TMP/live.json")" in [0-9]*" %") pass ;; *) fail "live QQ fill: $(cat "$TMP/live.json")" ;; esac
         [ "$(jq -r .live_drops "$TMP/live.json")" -ge 1 ] && pass || fail "live: no drops table rows"
+        [ "$(jq -r .live_bars "$TMP/live.json")" -ge 1 ] && pass || fail "live: no packet rate on the chart"
     else
         fail "the live view: $(tail -5 "$TMP/node2.out")"
     fi

@@ -179,6 +179,7 @@ async function liveMode(outFile) {
   out.live_fill = await text('#live-fill');
   out.live_pps = await text('#live-pps');
   out.live_drops = await page.$$eval('#drops tr', (r) => r.length);
+  out.live_bars = await page.$$eval('#live-chart rect.bar', (r) => r.length);
   clean('live (recorder)');
   await shot('live');
   fs.writeFileSync(outFile, JSON.stringify(out));
