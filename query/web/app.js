@@ -257,6 +257,19 @@ function flowParams(f) {
     first: nsToSec(rfcToNs(f.first)), last: nsToSec(rfcToNs(f.last)) };
 }
 
+/* The last summaries (GET /api/v1/flows/summary), by filter and range, for 30 s: paging and
+   sorting do not change them, and with a filter each costs the filter's query (a recording
+   archive grows: after 30 s it is asked again). */
+const summaries = new Map();
+function flowsSummary(params) {
+  const key = JSON.stringify(params), now = Date.now(), hit = summaries.get(key);
+  if (hit && now - hit.at < 30000) return hit.answer;
+  if (summaries.size >= 20) summaries.delete(summaries.keys().next().value);
+  const answer = apiJson('/api/v1/flows/summary', params).catch((e) => { summaries.delete(key); throw e; });
+  summaries.set(key, { at: now, answer });
+  return answer;
+}
+
 async function viewFlows(main, p) {
   const range = rangeParams(p), filter = p.get('filter') || '', sort = p.get('sort') || 'time';
   const page = Math.max(0, parseInt(p.get('page') || '0', 10) || 0);
@@ -275,7 +288,7 @@ async function viewFlows(main, p) {
   try {
     [list, sum] = await Promise.all([
       apiLines('/api/v1/flows', { ...range, filter, sort, offset: page * per, limit: per }),
-      apiJson('/api/v1/flows/summary', { ...range, filter }),
+      flowsSummary({ ...range, filter }),
     ]);
   } catch (e) {
     out.append(errorBox(e));

@@ -103,6 +103,28 @@ printf '%s\n' "$BAD" >"$EXP/bad.filter"
 LIBPCAP=$(tcpdump -r "$CAP" -w /dev/null "$BAD" 2>&1 | sed -n 's/^tcpdump: //p' | tail -1)
 [ -n "$LIBPCAP" ] && pass || fail "tcpdump accepted '$BAD'"
 
+# the flows' summary (the table's header, top talkers and ports) against flows --json, summed
+# by jq: count, packets, bytes; every talker and port (top=100: all of them here)
+for i in 0 1 2; do
+    f=$(cat "$EXP/flows.$i.filter")
+    curl -s -G "$URL/api/v1/flows/summary" --data-urlencode "filter=$f" -d top=100 >"$TMP/sum.json"
+    want=$(jq -s -c '
+        def host: sub(":[0-9]+$"; "") | ltrimstr("[") | rtrimstr("]");
+        def port: capture(":(?<p>[0-9]+)$").p | tonumber;
+        def tally(k): group_by(k) | map({k: (.[0] | k), bytes: (map(.by) | add),
+            packets: (map(.pk) | add), flows: length}) | sort_by(.k);
+        map(. + {by: (.bytes_ab + .bytes_ba), pk: (.packets_ab + .packets_ba)}) as $f
+        | {flows: ($f | length), packets: ($f | map(.pk) | add // 0), bytes: ($f | map(.by) | add // 0),
+           talkers: ([$f[] | {h: (.a | host), by, pk}, {h: (.b | host), by, pk}] | tally(.h)),
+           ports: ([$f[] | select((.a | port) + (.b | port) > 0)
+                    | {k: "\(.proto)/\([(.a | port), (.b | port)] | min)", by, pk}] | tally(.k))}' \
+        "$EXP/flows.$i.ndjson")
+    got=$(jq -c '{flows, packets, bytes,
+        talkers: (.top_talkers | map({k: .addr, bytes, packets, flows}) | sort_by(.k)),
+        ports: (.top_ports | map({k: "\(.proto)/\(.port)", bytes, packets, flows}) | sort_by(.k))}' "$TMP/sum.json")
+    [ "$got" = "$want" ] && pass || fail "flows/summary '$f': $got, flows --json says $want"
+done
+
 # ---- the browser ------------------------------------------------------------------------------
 
 (cd "$NODE_DIR" && timeout 300 node web.mjs archive "$URL" "$SHOTS" "$EXP" "$TMP/out.json") \
