@@ -232,6 +232,7 @@ async function viewTimeline(main, p) {
   main.append(el('div', { class: 'actions' },
     el('button', { type: 'button', onclick: zoomOut, text: 'Zoom out' }),
     el('a', { class: 'button primary', href: link('flows', range), text: 'Flows in this range' }),
+    el('a', { class: 'button', href: link('flows', { ...range, triggered: 'true' }), text: 'Triggered flows' }),
     el('a', { class: 'button', href: link('query', range), text: 'Query this range' })));
   main.append(el('p', { class: 'note', text: 'From the index alone (no packet is read): ' + fmtCount(tl.frames) +
     ' frames in ' + fmtCount(tl.segments) + ' segments. A frame spanning several bars is spread evenly over them.' }));
@@ -272,23 +273,25 @@ function flowsSummary(params) {
 
 async function viewFlows(main, p) {
   const range = rangeParams(p), filter = p.get('filter') || '', sort = p.get('sort') || 'time';
+  const triggered = p.get('triggered') === 'true' ? 'true' : ''; /* only flows a trigger archived */
   const page = Math.max(0, parseInt(p.get('page') || '0', 10) || 0);
   const per = Math.min(1000, Math.max(10, parseInt(p.get('per') || '', 10) || PAGE)); /* rows a page */
   const here = (extra) => link('flows', { ...Object.fromEntries(p), ...extra });
   main.append(el('h1', { text: 'Flows' }));
   const input = el('input', { type: 'search', id: 'filter', name: 'filter', value: filter, 'aria-label': 'Filter (tcpdump syntax)',
     placeholder: 'filter, tcpdump syntax: host 10.0.0.1 and port 443', spellcheck: 'false', autocomplete: 'off' });
+  const trig = el('input', { type: 'checkbox', id: 'triggered', checked: !!triggered });
   main.append(el('form', { class: 'filter', id: 'flows-form', onsubmit: (ev) => {
     ev.preventDefault();
-    location.hash = link('flows', { ...Object.fromEntries(p), filter: input.value.trim(), page: '' });
-  } }, input, el('button', { class: 'primary', type: 'submit', text: 'Filter' })));
+    location.hash = link('flows', { ...Object.fromEntries(p), filter: input.value.trim(), triggered: trig.checked ? 'true' : '', page: '' });
+  } }, input, el('label', {}, trig, ' triggered only'), el('button', { class: 'primary', type: 'submit', text: 'Filter' })));
   const out = el('div', { id: 'flows-out', 'aria-busy': 'true' });
   main.append(out);
   let list, sum;
   try {
     [list, sum] = await Promise.all([
-      apiLines('/api/v1/flows', { ...range, filter, sort, offset: page * per, limit: per }),
-      flowsSummary({ ...range, filter }),
+      apiLines('/api/v1/flows', { ...range, filter, triggered, sort, offset: page * per, limit: per }),
+      flowsSummary({ ...range, filter, triggered }),
     ]);
   } catch (e) {
     out.append(errorBox(e));

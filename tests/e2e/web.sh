@@ -4,7 +4,9 @@
 #   - an archive of the four captures of ../shared/pcaps (merged), served by flowscope serve on
 #     127.0.0.1 (a port it picks); every view loads with no console error and no failed request;
 #   - the timeline's total is info's packet count; dragging over it puts the range in the URL;
-#   - the flows table, every page, for three filters equals `flowscope flows --json`'s lines;
+#   - the flows table, every page, for three filters and the triggered flows equals
+#     `flowscope flows --json`'s lines (a trigger on resets fills the trigger column); the
+#     timeline marks each triggered flow; the summary's totals and top lists add up;
 #   - a flow opened from the table by the keyboard: its Download pcap is, byte for byte,
 #     `tcpdump -r CAPTURE --time-stamp-precision=nano -w - 'its 5-tuple'`;
 #   - an invalid filter shows libpcap's message (tcpdump's, for the same filter), inline;
@@ -42,7 +44,9 @@ CAP="$TMP/all.pcap"
 mergecap -F pcap -w "$CAP" "$PCAPS"/http.pcap "$PCAPS"/dns_icmp.pcap "$PCAPS"/mixed_vlan.pcap \
     "$PCAPS"/tcp_anomalies.pcap 2>"$TMP/merge.err" || { fail "mergecap: $(cat "$TMP/merge.err")"; finish; }
 ARCH="$TMP/arch"
-fs record --read "$CAP" --archive "$ARCH" --qq-size 16M --stats-interval 0 2>"$TMP/rec.err" ||
+# a trigger on TCP resets: some flows carry a trigger reason (a column, and the timeline's marks)
+fs record --read "$CAP" --archive "$ARCH" --qq-size 16M --stats-interval 0 \
+    --trigger 'tcp[tcpflags] & tcp-rst != 0' 2>"$TMP/rec.err" ||
     { fail "record: $(cat "$TMP/rec.err")"; finish; }
 
 "$FLOWSCOPE" serve --archive "$ARCH" --listen 127.0.0.1:0 >"$TMP/serve.out" 2>"$TMP/serve.err" &
@@ -92,12 +96,17 @@ curl -s "$URL/api/v1/timeline?buckets=4001" | grep -q '"error": "buckets 4001: a
 EXP="$TMP/expect"
 mkdir -p "$EXP"
 i=0
+NTRIG=$(fs flows --archive "$ARCH" --json --triggered | wc -l)
+[ "$NTRIG" -gt 0 ] && pass || fail "the trigger archived no flow"
 for f in '' 'tcp port 80' 'udp or icmp or vlan'; do
     printf '%s\n' "$f" >"$EXP/flows.$i.filter"
     fs flows --archive "$ARCH" --json ${f:+"$f"} >"$EXP/flows.$i.ndjson" 2>"$TMP/flows.err" ||
         fail "flows --json '$f': $(cat "$TMP/flows.err")"
     i=$((i + 1))
 done
+printf '\n' >"$EXP/flows.3.filter" # the triggered flows (the checkbox's URL)
+printf '&triggered=true\n' >"$EXP/flows.3.extra"
+fs flows --archive "$ARCH" --json --triggered >"$EXP/flows.3.ndjson"
 BAD='tcp port 99999'
 printf '%s\n' "$BAD" >"$EXP/bad.filter"
 LIBPCAP=$(tcpdump -r "$CAP" -w /dev/null "$BAD" 2>&1 | sed -n 's/^tcpdump: //p' | tail -1)
@@ -143,6 +152,8 @@ O="$TMP/out.json"
 INFO=$(fs info --archive "$ARCH" | sed -n 's/^packets: *//p')
 [ "$(jq -r .timeline_packets "$O")" = "$INFO" ] && pass ||
     fail "timeline total $(jq -r .timeline_packets "$O") != info's $INFO packets"
+[ "$(jq -r .marks "$O")" = "$NTRIG" ] && pass ||
+    fail "the timeline marks $(jq -r .marks "$O") triggers, flows --triggered lists $NTRIG"
 z=$(jq -r .zoomed_packets "$O")
 [ "$z" -gt 0 ] && [ "$z" -lt "$INFO" ] && pass || fail "the zoomed timeline holds $z of $INFO packets"
 

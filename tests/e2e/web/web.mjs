@@ -62,6 +62,7 @@ async function archiveMode(expectDir, outFile) {
   await show('#/timeline', 'timeline');
   clean('timeline');
   out.timeline_packets = (await text('#tl-packets')).replace(/,/g, '');
+  out.marks = await page.$$eval('#chart line.mark', (l) => l.length);
   await shot('timeline');
   const box = await (await page.$('#chart')).boundingBox();
   await page.mouse.move(box.x + box.width * 0.2, box.y + box.height / 2);
@@ -91,7 +92,9 @@ async function archiveMode(expectDir, outFile) {
     });
     const got = [];
     // the first filter 10 rows a page: the pages, walked by their Next links, add up
-    await show('#/flows?filter=' + encodeURIComponent(filter) + (i === 0 ? '&per=10' : ''), 'flows');
+    const extraFile = path.join(expectDir, `flows.${i}.extra`); // more of the URL: &triggered=true
+    const extra = fs.existsSync(extraFile) ? fs.readFileSync(extraFile, 'utf8').trim() : '';
+    await show('#/flows?filter=' + encodeURIComponent(filter) + (i === 0 ? '&per=10' : '') + extra, 'flows');
     for (;;) { // every page
       got.push(...(await page.$$eval('#flows tbody tr', (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)))));
       const next = await page.$eval('#next', (a) => a.getAttribute('href'));
