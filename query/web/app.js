@@ -430,6 +430,9 @@ async function viewQuery(main, p) {
       el('a', { class: 'button primary', id: 'query-pcap', href: dl('pcap'), download: 'flowscope-query.pcap', text: 'Download pcap' }),
       el('a', { class: 'button', id: 'query-pcapng', href: dl('pcapng'), download: 'flowscope-query.pcapng', text: 'Download pcapng' }),
       el('a', { class: 'button', href: link('flows', base), text: 'Flows for this filter' })));
+    const times = (range.from ? ` --from ${range.from}` : '') + (range.to ? ` --to ${range.to}` : '');
+    out.append(el('h2', { text: 'Open in Wireshark' }), el('pre', { id: 'query-wireshark-cmd',
+      text: `flowscope query --remote ${location.origin}${times} -w -${filter ? ' ' + shellQuote(filter) : ''} | wireshark -k -i -` }));
   } catch (e) {
     out.append(errorBox(e));
   }

@@ -68,6 +68,10 @@ for f in /:text/html /app.js:text/javascript /app.css:text/css /favicon.svg:imag
         fail "${f%%:*}: If-None-Match $etag is not a 304"
 done
 [ "$(hdr "$URL/app.jss" | head -1)" = "HTTP/1.1 404 Not Found" ] && pass || fail "/app.jss is not a 404"
+for f in index.html app.js app.css favicon.svg; do # embedded byte for byte
+    curl -s "$URL/$f" -o "$TMP/got.$f"
+    cmp -s "$TMP/got.$f" "$HERE/../../query/web/$f" && pass || fail "/$f differs from query/web/$f"
+done
 grep -q 'script-src' "$HERE/../../query/web/index.html" && fail "index.html holds a CSP of its own" || pass
 grep -qiE '<script>|<style|style="| on[a-z]+="' "$HERE/../../query/web/index.html" &&
     fail "index.html has inline script or style (the CSP forbids it)" || pass
