@@ -47,6 +47,7 @@ DEB_TEST  += prometheus
 DEB_TEST  += systemd
 DEB_TEST  += openssl curl
 DEB_TEST  += git
+DEB_TEST  += chromium
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
 .PHONY: all build install deb deps asan test test-release test-asan test-tsan test-fuzz bench demo format \
@@ -191,6 +192,7 @@ bench: build
 	@tools/bench/ingest_bench.sh $(BUILD)
 	@tools/bench/query_bench.sh $(BUILD)
 	@tools/bench/query_scaling.sh $(BUILD)
+	@tools/bench/web_bench.sh $(BUILD)
 
 demo: build
 	@tools/demo.sh $(BUILD)/tools/flowscope

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "query/api_pvt.h"
+#include "query/web_pvt.h"
 
 /* ---- JSON answers ---------------------------------------------------------------------------- */
 
@@ -354,14 +355,18 @@ static const struct route {
     {"/api/v1/flows", GET_ONLY, api_flows},
     {"/query", POST_RAW_BODY, api_steno}, /* Stenographer's (docs/api.md) */
     {"/api/v1/trigger", POST_JSON_FORM, api_trigger},
+    /* the web view's (web.c, web_api.c; docs/web.md) */
+    {"/api/v1/timeline", GET_ONLY, web_timeline},
+    {"/api/v1/flows/summary", GET_ONLY, web_flows_summary},
 };
+static const struct route web_files = {"/", GET_ONLY, web_asset}; /* its files: web_asset_find */
 
 static const struct route *route_find(const char *url)
 {
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
 		if (strcmp(url, routes[i].path) == 0)
 			return &routes[i];
-	return NULL;
+	return web_asset_find(url) ? &web_files : NULL;
 }
 
 /* 0 if the connection's client certificate verified against the client CA (or none is
@@ -421,6 +426,7 @@ static enum MHD_Result request_begin(struct query_api *s, struct MHD_Connection 
 	if (!q)
 		return MHD_NO;
 	q->s = s;
+	q->url = url;
 	*req_cls = q;
 	const struct route *rt = route_find(url);
 	q->is_query = rt && (rt->fn == api_query || rt->fn == api_steno);

@@ -55,6 +55,7 @@ struct api_param {
 /* One request, from its first call of the access handler to its completion. */
 struct api_request {
 	struct query_api *s;
+	const char *url; /* the path asked for (MHD's: valid until the request completes) */
 	struct MHD_PostProcessor *pp;
 	struct api_param p[API_MAX_PARAMS];
 	size_t np;
@@ -92,6 +93,18 @@ void api_json_string(FILE *f, const char *s);
    and q->error set (a 4xx).  Pure: they read q only (and the time parser). */
 int api_query_options(struct api_request *q, struct query_options *o);
 int api_flows_options(struct api_request *q, struct query_flows_options *o);
+
+/* Parameter checks (api_query.c), each 0 or -1 with q's 400: every parameter is one of names
+   (NULL-terminated); name, if given, is a whole number of at least 1 / a time (the server's
+   parser) into *out, left alone when absent. */
+int api_params_known(struct api_request *q, const char *const *names);
+int api_param_uint(struct api_request *q, const char *name, uint64_t *out);
+int api_param_time(struct api_request *q, const char *name, uint64_t *out);
+
+/* Takes one of --max-queries' slots: 0, or the running count when none is free (then answer
+   429); api_slot_put gives a taken slot back. */
+unsigned api_slot_take(struct query_api *s);
+void api_slot_put(struct query_api *s);
 
 /* The endpoints that read the archive (api_query.c).  q holds the parameters, all checked
    against the endpoint's list first. */

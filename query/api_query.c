@@ -37,7 +37,7 @@ static const char *const query_params[] = {
     "limit_packets", "limit_bytes", "comment", "community_id", NULL};
 
 /* 0 if every parameter is one of names; else the request's 400. */
-static int params_known(struct api_request *q, const char *const *names)
+int api_params_known(struct api_request *q, const char *const *names)
 {
 	for (size_t i = 0; i < q->np; i++) {
 		size_t k = 0;
@@ -51,7 +51,7 @@ static int params_known(struct api_request *q, const char *const *names)
 	return 0;
 }
 
-static int param_uint(struct api_request *q, const char *name, uint64_t *out)
+int api_param_uint(struct api_request *q, const char *name, uint64_t *out)
 {
 	const char *v = api_param(q, name);
 	char *end;
@@ -67,7 +67,7 @@ static int param_uint(struct api_request *q, const char *name, uint64_t *out)
 	return 0;
 }
 
-static int param_time(struct api_request *q, const char *name, uint64_t *out)
+int api_param_time(struct api_request *q, const char *name, uint64_t *out)
 {
 	const char *v = api_param(q, name);
 	if (v && q->s->c.parse_time(v, out) != 0) {
@@ -127,10 +127,10 @@ static int query_options_from(struct api_request *q, const char *const *names,
 	*o = (struct query_options){.filter = api_param(q, "filter"),
 	                            .community_id = api_param(q, "community_id"),
 	                            .comment = api_param(q, "comment")};
-	if (params_known(q, names) || param_time(q, "from", &o->from_ns) ||
-	    param_time(q, "to", &o->to_ns) || param_format(q, o) ||
-	    param_uint(q, "limit_packets", &o->limit_packets) ||
-	    param_uint(q, "limit_bytes", &o->limit_bytes))
+	if (api_params_known(q, names) || api_param_time(q, "from", &o->from_ns) ||
+	    api_param_time(q, "to", &o->to_ns) || param_format(q, o) ||
+	    api_param_uint(q, "limit_packets", &o->limit_packets) ||
+	    api_param_uint(q, "limit_bytes", &o->limit_bytes))
 		return -1;
 	return query_options_bound(q, o);
 }
@@ -156,7 +156,7 @@ static unsigned query_status(int err)
 }
 
 /* Takes one of --max-queries' slots: 0, or the running count when none is free. */
-static unsigned slot_take(struct query_api *s)
+unsigned api_slot_take(struct query_api *s)
 {
 	unsigned running = atomic_fetch_add_explicit(&s->queries, 1, memory_order_acq_rel);
 	if (running < s->c.max_queries)
@@ -165,7 +165,7 @@ static unsigned slot_take(struct query_api *s)
 	return running;
 }
 
-static void slot_put(struct query_api *s)
+void api_slot_put(struct query_api *s)
 {
 	atomic_fetch_sub_explicit(&s->queries, 1, memory_order_acq_rel);
 }
@@ -288,7 +288,7 @@ static void job_end(struct job *j)
 	job_unlist(j);
 	pthread_cond_destroy(&j->cv);
 	pthread_mutex_destroy(&j->mu);
-	slot_put(j->s);
+	api_slot_put(j->s);
 	query_steno_free(&j->steno);
 	free(j->ring);
 	free(j);
@@ -460,7 +460,7 @@ static enum MHD_Result job_failed(struct job *j, struct MHD_Connection *c)
 /* Runs j's query (its options set) in a --max-queries slot and streams its answer. */
 static enum MHD_Result query_stream(struct api_request *q, struct MHD_Connection *c, struct job *j)
 {
-	unsigned running = slot_take(q->s);
+	unsigned running = api_slot_take(q->s);
 	if (running) {
 		query_steno_free(&j->steno);
 		free(j);
@@ -473,7 +473,7 @@ static enum MHD_Result query_stream(struct api_request *q, struct MHD_Connection
 	j->deadline.tv_sec += q->s->c.query_timeout_s;
 	int e = job_start(j);
 	if (e) {
-		slot_put(q->s);
+		api_slot_put(q->s);
 		query_steno_free(&j->steno);
 		free(j);
 		return api_error(c, 503, "cannot start the query: %s", strerror(-e));
@@ -532,7 +532,7 @@ static int steno_limit(struct api_request *q, struct MHD_Connection *c, const ch
 static int steno_options(struct api_request *q, struct MHD_Connection *c, struct job *j)
 {
 	char err[QUERY_ERRBUF_SIZE];
-	if (params_known(q, steno_params))
+	if (api_params_known(q, steno_params))
 		return -1;
 	int e = query_steno_translate(q->raw ? q->raw : "", q->raw_len, qq_clock_ns(CLOCK_REALTIME),
 	                              &j->steno, err);
@@ -614,18 +614,19 @@ enum MHD_Result api_explain(struct api_request *q, struct MHD_Connection *c)
 
 /* ---- flows: `flowscope flows --json`'s lines ------------------------------------------------- */
 
-static const char *const flows_params[] = {"filter", "from", "to",     "triggered",
-                                           "sort",   "top",  "offset", NULL};
+static const char *const flows_params[] = {"filter", "from",   "to",    "triggered", "sort",
+                                           "top",    "offset", "limit", NULL};
 
 int api_flows_options(struct api_request *q, struct query_flows_options *o)
 {
 	const char *sort = api_param(q, "sort"), *trig = api_param(q, "triggered");
 	*o = (struct query_flows_options){.filter = api_param(q, "filter")};
-	if (params_known(q, flows_params) || param_time(q, "from", &o->from_ns) ||
-	    param_time(q, "to", &o->to_ns) || param_uint(q, "top", &o->top))
+	if (api_params_known(q, flows_params) || api_param_time(q, "from", &o->from_ns) ||
+	    api_param_time(q, "to", &o->to_ns) || api_param_uint(q, "top", &o->top) ||
+	    api_param_uint(q, "limit", &o->limit))
 		return -1;
 	const char *off = api_param(q, "offset");
-	if (off && strcmp(off, "0") != 0 && param_uint(q, "offset", &o->offset))
+	if (off && strcmp(off, "0") != 0 && api_param_uint(q, "offset", &o->offset))
 		return -1;
 	if (o->to_ns && o->from_ns >= o->to_ns)
 		return api_request_fail(q, 400, "from is not before to: the time range is empty"),
@@ -652,7 +653,8 @@ int api_flows_options(struct api_request *q, struct query_flows_options *o)
 /* The flows' JSON lines as one answer; its X-Flowscope-Frames-Damaged header when the filter's
    query had to leave frames out. */
 static enum MHD_Result flows_answer(struct MHD_Connection *c, struct archive_rtxn *t,
-                                    const struct archive_flow_info *f, size_t n, uint64_t damaged)
+                                    const struct archive_flow_info *f, size_t n, uint64_t damaged,
+                                    uint64_t total)
 {
 	char *text = NULL, num[24];
 	size_t len = 0;
@@ -674,6 +676,8 @@ static enum MHD_Result flows_answer(struct MHD_Connection *c, struct archive_rtx
 	snprintf(num, sizeof(num), "%" PRIu64, damaged);
 	if (damaged)
 		MHD_add_response_header(r, "X-Flowscope-Frames-Damaged", num);
+	snprintf(num, sizeof(num), "%" PRIu64, total);
+	MHD_add_response_header(r, "X-Flowscope-Flows-Total", num); /* before the page's cut */
 	enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -685,24 +689,25 @@ enum MHD_Result api_flows(struct api_request *q, struct MHD_Connection *c)
 	struct archive_rtxn *t;
 	struct archive_flow_info *f;
 	size_t n;
-	uint64_t damaged;
+	uint64_t damaged, total = 0;
 	char err[QUERY_ERRBUF_SIZE];
 	if (api_flows_options(q, &o) != 0)
 		return api_error(c, q->status, "%s", q->error);
-	unsigned running = slot_take(q->s);
+	o.total = &total;
+	unsigned running = api_slot_take(q->s);
 	if (running)
 		return api_error(c, 429, "%u queries are running (the server's --max-queries)",
 		                 running);
 	int rc = archive_rtxn_begin(q->s->c.archive, &t);
 	if (rc) {
-		slot_put(q->s);
+		api_slot_put(q->s);
 		return api_error(c, 500, "cannot read the archive: %s", archive_strerror(rc));
 	}
 	rc = query_flows(q->s->c.archive, t, &o, &f, &n, &damaged, err);
-	slot_put(q->s);
+	api_slot_put(q->s);
 	enum MHD_Result ret =
 	    rc ? api_error(c, query_status(rc), "%s", err[0] ? err : query_strerror(rc))
-	       : flows_answer(c, t, f, n, damaged);
+	       : flows_answer(c, t, f, n, damaged, total);
 	if (!rc)
 		free(f);
 	archive_rtxn_end(t);

@@ -201,11 +201,15 @@ static int select_flows(const struct query_flows_options *fo, struct archive *a,
 		qsort(c->f, c->n, sizeof(*c->f), time_cmp);
 	else if (c->n > 1)
 		qsort_r(c->f, c->n, sizeof(*c->f), sort_cmp, &k);
+	if (fo->total)
+		*fo->total = c->n;
 	size_t skip = fo->offset < c->n ? (size_t)fo->offset : c->n;
 	memmove(c->f, c->f + skip, (c->n - skip) * sizeof(*c->f));
 	c->n -= skip;
 	if (fo->top && c->n > fo->top)
 		c->n = (size_t)fo->top;
+	if (fo->limit && c->n > fo->limit)
+		c->n = (size_t)fo->limit;
 	return 0;
 }
 

@@ -223,6 +223,8 @@ struct query_flows_options {
 	enum query_flows_sort sort; /* BY_TIME with top: by bytes */
 	uint64_t offset;            /* leave out the first offset flows of that order (paging) */
 	uint64_t top;               /* then keep at most top; 0 = all */
+	uint64_t limit;             /* then at most limit, the order kept (a page); 0 = all */
+	uint64_t *total;            /* if set: the flows selected before offset/top/limit */
 	FILE *notices;              /* as query_options.notices (for the filter's query) */
 	const char *notice_prefix;
 	const atomic_int *stop; /* as query_options.stop */

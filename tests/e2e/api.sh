@@ -194,7 +194,7 @@ flows_checks() {
     fi
     bad 400 "flows: an invalid filter" -G "$URL/api/v1/flows" --data-urlencode "filter=tcp and"
     bad 400 "flows: a bad sort" -G "$URL/api/v1/flows" -d sort=size
-    bad 400 "flows: an unknown parameter" -G "$URL/api/v1/flows" -d limit=3
+    bad 400 "flows: an unknown parameter" -G "$URL/api/v1/flows" -d lmit=3
 }
 
 differential() {
