@@ -11,6 +11,7 @@
 #   - a bad query: 400 with the translation's one-line JSON error; a bad limit header: 400;
 #     a body over 4096 bytes: 413; GET: 405.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/certs.sh"
 HERE=$(dirname "$0")
 # api.sh's certificates, server start/stop and curl helper; steno.sh's queries and times
 eval "$(sed -n '/^# ---- certificates/,/^# ---- differential/p' "$HERE/api.sh")"
