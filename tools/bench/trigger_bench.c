@@ -64,7 +64,7 @@ static uint8_t *packets_make(void)
 {
 	uint8_t *tmpl = malloc(g_flows * FRAME), *p = malloc(g_pkts * FRAME);
 	uint64_t s = 42;
-	if (!tmpl || !p)
+	if (!tmpl || !p || !g_flows)
 		exit(1);
 	for (size_t i = 0; i < g_flows; i++)
 		make_frame(tmpl + i * FRAME, (uint32_t)i);
