@@ -237,7 +237,8 @@ static void tally_json(FILE *out, const struct tally *t, int port)
 	char a[FT_ADDRSTRLEN], pbuf[16];
 	if (port) {
 		fprintf(out, "{\"proto\": \"%s\", \"port\": %u",
-		        ft_proto_name(t->key[0], pbuf, sizeof(pbuf)), t->key[1] << 8 | t->key[2]);
+		        ft_proto_name(t->key[0], pbuf, sizeof(pbuf)),
+		        (unsigned)(t->key[1] << 8 | t->key[2]));
 	} else {
 		ft_addr_format(t->key, a, sizeof(a));
 		fprintf(out, "{\"addr\": \"%s\"", a);

@@ -345,6 +345,8 @@ static int capture(const struct extcap_args *a)
 	if (!s.fifo || !filter) {
 		cli_error(CMD, "cannot write %s: %s", a->fifo,
 		          filter ? strerror(errno) : "no memory");
+		if (s.fifo)
+			fclose(s.fifo);
 		free(filter);
 		return EXIT_FAIL;
 	}

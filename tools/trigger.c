@@ -182,9 +182,8 @@ static int print_answer(FILE *f, const char *text, size_t len)
 	double n = num(o, "matched"), window = num(o, "ring_window_s");
 	fprintf(f, "matched %.0f flow%s, reached back %.0f packets (%s)\n", n, n == 1 ? "" : "s",
 	        num(o, "packets"), json_string_value(json_object_get(o, "trigger")));
-	size_t i;
-	json_t *m;
-	json_array_foreach(flows, i, m) print_flow(f, m, window);
+	for (size_t i = 0; i < json_array_size(flows); i++)
+		print_flow(f, json_array_get(flows, i), window);
 	if (n > (double)json_array_size(flows))
 		fprintf(f, "(%zu of them listed)\n", json_array_size(flows));
 	if (num(o, "for_s") > 0)
