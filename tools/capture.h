@@ -27,6 +27,7 @@
 
 #include "flowtrack/flowtrack.h"
 #include "ingest/ingest.h"
+#include "query/query.h"
 #include "tools/config.h"
 #include "tools/service.h"
 
@@ -67,8 +68,7 @@ struct record_opts {
 	unsigned nmodules;
 	struct config_argv config; /* --config FILE: the arguments parsed (values point there) */
 	/* record --listen: the HTTP API served from the recorder (docs/api.md); NULL = none */
-	const char *api_listen, *api_tls_cert, *api_tls_key, *api_client_ca;
-	unsigned api_max_queries; /* 0 = the API's default */
+	struct query_api_config api; /* its options only (tools/listen.h); api.listen NULL = none */
 };
 
 /*

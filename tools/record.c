@@ -25,6 +25,7 @@
 #include "query/query.h"
 #include "tools/cli.h"
 #include "tools/counters.h"
+#include "tools/listen.h"
 #include "tools/privdrop.h"
 #include "tools/record.h"
 #include "tools/service.h"
@@ -80,8 +81,10 @@ static void usage(FILE *f)
 	    "  --listen ADDR:PORT    serve the HTTP API (docs/api.md) from the recorder:\n"
 	    "                        queries of the archive as it records, /healthz,\n"
 	    "                        /metrics (the live counters)\n"
-	    "  --tls-cert FILE, --tls-key FILE, --client-ca FILE, --max-queries N\n"
-	    "                        for --listen, as for flowscope serve\n"
+	    "  --tls-cert FILE, --tls-key FILE, --client-ca FILE, --max-queries N,\n"
+	    "  --max-connections N, --per-ip-connections N, --idle-timeout D,\n"
+	    "  --query-timeout D, --max-answer-bytes SIZE\n"
+	    "                        for --listen, as for flowscope serve (see its --help)\n"
 	    "  --config FILE         read these options from FILE, key = value lines\n"
 	    "                        (archive = DIR); the command line overrides it\n"
 	    "                        (docs/config.md, flowscope.conf(5))\n"
@@ -181,20 +184,13 @@ static int parse_archive_opt(struct record_opts *o, int c, const char *arg)
 	return -1;
 }
 
-/* getopt values of the API's options (letters: tools/config.c keeps one flag per byte) */
-enum {
-	OPT_LISTEN = 'l',
-	OPT_TLS_CERT = 'k',
-	OPT_TLS_KEY = 'K',
-	OPT_CLIENT_CA = 'V',
-	OPT_MAX_QUERIES = 'm'
-};
-
 static int parse_opt(struct record_opts *o, int c, const char *arg)
 {
 	int r;
 	if ((r = capture_parse_opt(o, CMD, c, arg)) >= 0 || (r = parse_qq_opt(o, c, arg)) >= 0 ||
 	    (r = parse_archive_opt(o, c, arg)) >= 0)
+		return r;
+	if ((r = listen_parse_opt(CMD, c, arg, &o->api)) >= 0)
 		return r;
 	switch (c) {
 	case 'a':
@@ -204,25 +200,6 @@ static int parse_opt(struct record_opts *o, int c, const char *arg)
 		return cli_parse_uint(arg, 1, RECORD_MAX_DUMPERS, &o->dumpers)
 		           ? bad("--dumpers", arg, "1..16")
 		           : 0;
-	case OPT_LISTEN:
-		o->api_listen = arg;
-		return 0;
-	case OPT_TLS_CERT:
-		o->api_tls_cert = arg;
-		return 0;
-	case OPT_TLS_KEY:
-		o->api_tls_key = arg;
-		return 0;
-	case OPT_CLIENT_CA:
-		o->api_client_ca = arg;
-		return 0;
-	case OPT_MAX_QUERIES: {
-		uint64_t v;
-		if (cli_parse_uint(arg, 1, 65535, &v) != 0)
-			return bad("--max-queries", arg, "1..65535");
-		o->api_max_queries = (unsigned)v;
-		return 0;
-	}
 	}
 	return EXIT_USAGE;
 }
@@ -257,11 +234,7 @@ static const struct option longopts[] = {
     {"strict-modules", no_argument, NULL, 'E'},
     {"config", required_argument, NULL, CAPTURE_CONFIG},
     {"user", required_argument, NULL, 'U'},
-    {"listen", required_argument, NULL, OPT_LISTEN},
-    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
-    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
-    {"client-ca", required_argument, NULL, OPT_CLIENT_CA},
-    {"max-queries", required_argument, NULL, OPT_MAX_QUERIES},
+    LISTEN_LONGOPTS,
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -275,17 +248,9 @@ static int check_args(const struct record_opts *o)
 	int r = capture_check_opts(o, CMD);
 	if (r)
 		return r;
-	if ((o->api_tls_cert || o->api_tls_key || o->api_client_ca || o->api_max_queries) &&
-	    !o->api_listen) {
-		cli_error(CMD,
-		          "--tls-cert, --tls-key, --client-ca and --max-queries are for --listen");
-		return EXIT_USAGE;
-	}
-	if (!o->api_tls_cert != !o->api_tls_key || (o->api_client_ca && !o->api_tls_cert)) {
-		cli_error(CMD, "--tls-cert and --tls-key go together, and --client-ca needs them");
-		return EXIT_USAGE;
-	}
-	if (o->triggered && o->nmodules == 0 && !o->api_listen) {
+	if ((r = listen_check(CMD, &o->api)) != 0)
+		return r;
+	if (o->triggered && o->nmodules == 0 && !o->api.listen) {
 		cli_error(CMD, "--capture triggered needs --trigger BPF, --module M or --listen "
 		               "(POST /api/v1/trigger)");
 		return EXIT_USAGE;
@@ -617,21 +582,17 @@ static int exit_status(struct record_pipeline *pl, int module_fatal, int untimed
 static int api_open(struct record_pipeline *pl, struct query_api **api)
 {
 	char err[QUERY_ERRBUF_SIZE];
-	struct query_api_config c = {.archive = pl->arch,
-	                             .listen = pl->o.api_listen,
-	                             .tls_cert = pl->o.api_tls_cert,
-	                             .tls_key = pl->o.api_tls_key,
-	                             .client_ca = pl->o.api_client_ca,
-	                             .max_queries = pl->o.api_max_queries,
-	                             .parse_time = cli_parse_time_now,
-	                             .health = record_health,
-	                             .health_arg = pl,
-	                             .metrics = record_metrics,
-	                             .metrics_arg = pl,
-	                             .trigger = record_trigger,
-	                             .trigger_arg = pl};
+	struct query_api_config c = pl->o.api; /* the options, with the recorder's parts */
+	c.archive = pl->arch;
+	c.parse_time = cli_parse_time_now;
+	c.health = record_health;
+	c.health_arg = pl;
+	c.metrics = record_metrics;
+	c.metrics_arg = pl;
+	c.trigger = record_trigger;
+	c.trigger_arg = pl;
 	*api = NULL;
-	if (!pl->o.api_listen)
+	if (!pl->o.api.listen)
 		return 0;
 	int r = query_api_open(&c, api, err);
 	if (r) {
@@ -653,9 +614,9 @@ static int api_serve(struct record_pipeline *pl, struct query_api *api)
 		return EXIT_FAIL;
 	}
 	atomic_store(&pl->api, api);
-	const char *listen = pl->o.api_listen, *colon = strrchr(listen, ':');
+	const char *listen = pl->o.api.listen, *colon = strrchr(listen, ':');
 	cli_log_to(stderr, CLI_INFO, CMD, "API listening on %s://%.*s:%u",
-	           pl->o.api_tls_cert ? "https" : "http", (int)(colon - listen), listen,
+	           pl->o.api.tls_cert ? "https" : "http", (int)(colon - listen), listen,
 	           query_api_port(api));
 	return 0;
 }

@@ -78,7 +78,7 @@ static void analyzer_publish(struct record_analyzer *a)
 	struct ft_table_stats ts;
 	struct ft_engine_stats m[RECORD_MAX_MODULES];
 	unsigned nm = pl->mods ? ft_modset_count(pl->mods) : 0;
-	if (!pl->o.api_listen)
+	if (!pl->o.api.listen)
 		return;
 	ft_table_stats(a->flows, &ts);
 	for (unsigned i = 0; i < nm; i++)
@@ -145,7 +145,7 @@ static void dumper_publish(struct record_dumper *d)
 	archive_writer_stats(d->writer, &ws);
 	atomic_store_explicit(&d->segments, ws.segments, memory_order_relaxed);
 	atomic_store_explicit(&d->full, ws.full, memory_order_relaxed);
-	if (d->pl->o.api_listen) { /* for GET /metrics */
+	if (d->pl->o.api.listen) { /* for GET /metrics */
 		struct record_dumper_live l = {.w = ws,
 		                               .selected = d->selected,
 		                               .skipped = d->skipped,
@@ -296,7 +296,7 @@ size_t record_chunk_size(uint64_t qq_size)
 /* Triggered capture with the trigger API: the ring holds packets back as with modules. */
 static int record_listens_triggered(const struct record_pipeline *pl)
 {
-	return pl->o.triggered && pl->o.api_listen;
+	return pl->o.triggered && pl->o.api.listen;
 }
 
 double record_high_water(const struct record_pipeline *pl)
@@ -409,7 +409,7 @@ static int triggers_open(struct record_pipeline *pl)
 	                               .expire = on_outside_expire,
 	                               .window = on_outside_window};
 	pthread_mutex_init(&pl->trig_lock, NULL);
-	if (!pl->o.api_listen)
+	if (!pl->o.api.listen)
 		return 0;
 	if (ft_trigger_hub_create(pl->nanalyzers, &ev, &pl->trig) != 0) {
 		cli_error(CMD, "triggers: out of memory");

@@ -23,92 +23,25 @@
 #include "tools/cli.h"
 #include "tools/config.h"
 #include "tools/counters.h"
+#include "tools/listen.h"
 
 #define CMD "serve"
 #define SERVE_CONFIG 'f' /* getopt value of --config */
 
 static void usage(FILE *f)
 {
-	fprintf(
-	    f,
-	    "usage: flowscope serve --archive DIR --listen ADDR:PORT [--tls-cert FILE "
-	    "--tls-key FILE [--client-ca FILE]] [limits]\n"
-	    "  --config FILE  read options from FILE's [serve] section (docs/config.md);\n"
-	    "              the command line overrides it\n"
-	    "  --listen ADDR:PORT  numeric address ([ADDR6]:PORT for IPv6); port 0 picks a\n"
-	    "              free one (printed); plain HTTP only on a loopback address\n"
-	    "  --tls-cert FILE, --tls-key FILE  PEM certificate (chain) and key: HTTPS, TLS 1.2+\n"
-	    "  --client-ca FILE  PEM CA: clients need a certificate it signed (mutual TLS)\n"
-	    "  --max-queries N  queries at once, more are answered 429 (default 4)\n"
-	    "  --max-connections N  connections at once (default 64)\n"
-	    "  --per-ip-connections N  connections at once from one address (default 16)\n"
-	    "  --idle-timeout D  close a connection idle this long (default 30s)\n"
-	    "  --query-timeout D  cut a query off after this long (default 10m)\n"
-	    "  --max-answer-bytes SIZE  end every answer before SIZE bytes, as limit_bytes\n"
-	    "              (whole packets, a valid file; default: no bound)\n");
-}
-
-/* A count option in [1, 65535]; 0 or EXIT_USAGE. */
-static int parse_count(const char *name, const char *arg, unsigned *out)
-{
-	uint64_t v;
-	if (cli_parse_uint(arg, 1, 65535, &v) != 0) {
-		cli_error(CMD, "%s '%s': expected a whole number from 1 to 65535", name, arg);
-		return EXIT_USAGE;
-	}
-	*out = (unsigned)v;
-	return 0;
-}
-
-/* A duration option in whole seconds, at least 1; 0 or EXIT_USAGE. */
-static int parse_seconds(const char *name, const char *arg, unsigned *out)
-{
-	uint64_t ns;
-	if (cli_parse_duration(arg, &ns) != 0 || ns < 1000000000ull || ns / 1000000000ull > 86400) {
-		cli_error(CMD, "%s '%s': expected a duration from 1s to 1d, such as 30s or 10m",
-		          name, arg);
-		return EXIT_USAGE;
-	}
-	*out = (unsigned)(ns / 1000000000ull);
-	return 0;
-}
-
-static int parse_limit(int c, const char *arg, struct query_api_config *cfg)
-{
-	switch (c) {
-	case 'q':
-		return parse_count("--max-queries", arg, &cfg->max_queries);
-	case 'm':
-		return parse_count("--max-connections", arg, &cfg->max_connections);
-	case 'p':
-		return parse_count("--per-ip-connections", arg, &cfg->per_ip_connections);
-	case 'i':
-		return parse_seconds("--idle-timeout", arg, &cfg->idle_timeout_s);
-	case 'B':
-		if (cli_parse_size(arg, &cfg->max_answer_bytes) == 0 &&
-		    cfg->max_answer_bytes >= 1024)
-			return 0;
-		cli_error(CMD,
-		          "--max-answer-bytes '%s': expected a size of at least 1K, such as 1G",
-		          arg);
-		return EXIT_USAGE;
-	default:
-		return parse_seconds("--query-timeout", arg, &cfg->query_timeout_s);
-	}
+	fprintf(f,
+	        "usage: flowscope serve --archive DIR --listen ADDR:PORT [--tls-cert FILE "
+	        "--tls-key FILE [--client-ca FILE]] [limits]\n"
+	        "  --config FILE  read options from FILE's [serve] section (docs/config.md);\n"
+	        "              the command line overrides it\n"
+	        "%s",
+	        listen_usage);
 }
 
 static const struct option longopts[] = {
     {"archive", required_argument, NULL, 'a'},
-    {"listen", required_argument, NULL, 'l'},
-    {"tls-cert", required_argument, NULL, 'c'},
-    {"tls-key", required_argument, NULL, 'k'},
-    {"client-ca", required_argument, NULL, 'C'},
-    {"max-queries", required_argument, NULL, 'q'},
-    {"max-connections", required_argument, NULL, 'm'},
-    {"per-ip-connections", required_argument, NULL, 'p'},
-    {"idle-timeout", required_argument, NULL, 'i'},
-    {"query-timeout", required_argument, NULL, 't'},
-    {"max-answer-bytes", required_argument, NULL, 'B'},
+    LISTEN_LONGOPTS,
     {"config", required_argument, NULL, SERVE_CONFIG},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -123,17 +56,9 @@ static int parse_opt(int c, const char *elem, const struct config_argv *file, co
 	int r = 0;
 	if (c == 'a')
 		*dir = optarg;
-	else if (c == 'l')
-		cfg->listen = optarg;
-	else if (c == 'c')
-		cfg->tls_cert = optarg;
-	else if (c == 'k')
-		cfg->tls_key = optarg;
-	else if (c == 'C')
-		cfg->client_ca = optarg;
 	else if (c != SERVE_CONFIG) { /* the file is read by config_argv_build() */
 		cli_error_where(config_argv_where(file, elem, where, sizeof(where)));
-		r = parse_limit(c, optarg, cfg);
+		r = listen_parse_opt(CMD, c, optarg, cfg);
 		cli_error_where(NULL);
 	}
 	return r;
@@ -155,7 +80,8 @@ static int parse_args(int argc, char **argv, struct config_argv *file, const cha
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		if (c == 'h')
 			return usage(stdout), -1;
-		if (!strchr("alckCqmpitBf", c) || c == ':' || c == '?')
+		if ((c != 'a' && c != SERVE_CONFIG && !strchr(LISTEN_OPT_LETTERS, c)) || c == ':' ||
+		    c == '?')
 			return cli_usage_error(CMD, argv, optind, optopt);
 		if ((r = parse_opt(c, argv[optind - 1], file, dir, cfg)) != 0)
 			return r;
@@ -170,14 +96,7 @@ static int parse_args(int argc, char **argv, struct config_argv *file, const cha
 		          "--help)");
 		return EXIT_USAGE;
 	}
-	if (!cfg->tls_cert != !cfg->tls_key || (cfg->client_ca && !cfg->tls_cert)) {
-		cli_error(CMD, "%s",
-		          cfg->client_ca && !cfg->tls_cert
-		              ? "--client-ca needs --tls-cert and --tls-key"
-		              : "--tls-cert and --tls-key go together");
-		return EXIT_USAGE;
-	}
-	return 0;
+	return listen_check(CMD, cfg);
 }
 
 /* The final report: one line of name=value counters (docs/api.md, "Counters"). */

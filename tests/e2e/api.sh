@@ -430,6 +430,42 @@ record_listen() {
     one_line_error "$TMP/rl.err" '^flowscope record: refusing plain HTTP on 0.0.0.0:0: '
 }
 
+# record_limits: record --listen takes serve's limits (tools/listen.c): a recorder fed through
+# a FIFO the test holds open runs until the test closes it; meanwhile its answers stop before
+# --max-answer-bytes (whole packets: a prefix of tcpdump's) and a third idle connection from
+# one address is closed (--per-ip-connections 2, --idle-timeout 1s)
+record_limits() {
+    local arch="$TMP/arch.lim" err="$TMP/rec-lim.err" i n
+    mkfifo "$TMP/feed"
+    "$FLOWSCOPE" record --read "$TMP/feed" --archive "$arch" --dumpers 1 --qq-size 16M \
+        --stats-interval 0 --listen 127.0.0.1:0 --tls-cert "$C/server.crt" \
+        --tls-key "$C/server.key" --client-ca "$C/ca.crt" --max-answer-bytes 5000 \
+        --idle-timeout 1s --per-ip-connections 2 2>"$err" &
+    local rpid=$!
+    PIDS+=("$rpid")
+    exec 7<>"$TMP/feed" # read-write: never blocks; closing it is the recorder's end of file
+    timeout 60 cat "$PCAPS/http.pcap" >&7 || fail "the recorder did not read its FIFO"
+    if ! wait_for "$err" '^flowscope record: API listening on https://127.0.0.1:[0-9]+$' "$rpid" 100; then
+        fail "record --listen did not start its API: $(cat "$err")"
+        exec 7>&-
+        return
+    fi
+    URL=$(sed -n 's/^flowscope record: API listening on //p' "$err")
+    for ((i = 0; i < 100; i++)); do # until something is committed (--qq-hold-max 1s)
+        api "$URL/api/v1/query" -o "$TMP/lim.pcap"
+        [ "$(code)" = 200 ] && [ "$(npackets "$TMP/lim.pcap")" -gt 0 ] 2>/dev/null && break
+        sleep 0.1
+    done
+    n=$(stat -c %s "$TMP/lim.pcap")
+    if [ "$(code)" = 200 ] && [ "$n" -le 5000 ] && [ "$(npackets "$TMP/lim.pcap")" -gt 0 ] &&
+        cmp -s -n "$n" "$TMP/lim.pcap" "$TMP/all.pcap"; then pass; else
+        fail "record --max-answer-bytes 5000: $(code), $n bytes, not a prefix of tcpdump's"
+    fi
+    conn_limit
+    exec 7>&-
+    wait "$rpid" && pass || fail "record --listen on a FIFO: exit $?: $(tail -2 "$err")"
+}
+
 # conn_limit: --per-ip-connections 2 against idle connections (slowloris): the third is closed
 # at once, the two time out (--idle-timeout 1s, bounded wait), then a client is served again
 conn_limit() {
@@ -460,6 +496,7 @@ EOF
 
 make_certs
 record_listen
+record_limits
 differential
 arch="$TMP/arch.http"
 # counted: the final report of a server that answered a known set of requests
