@@ -260,8 +260,7 @@ static int vlan_parse(const char *s, struct ft_flow_key *key)
 	return 0;
 }
 
-/* The two endpoints in canonical order (the lower is a). */
-static void key_canonical(struct ft_flow_key *k)
+void ft_flow_key_canonical(struct ft_flow_key *k)
 {
 	if (endpoint_cmp(k->a, k->port_a, k->b, k->port_b) <= 0)
 		return;
@@ -306,6 +305,6 @@ int ft_flow_key_parse(const char *text, struct ft_flow_key *key, char *err, size
 		                ports ? "bad address or port" : "bad address (no port for it)");
 	if (n == 5 && (strcasecmp(tok[3], "vlan") != 0 || vlan_parse(tok[4], key) != 0))
 		return key_fail(err, errlen, text, "bad VLAN (vlan 1..4095[/1..4095])");
-	key_canonical(key);
+	ft_flow_key_canonical(key);
 	return 0;
 }

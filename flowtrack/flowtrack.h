@@ -260,6 +260,11 @@ char *ft_flow_key_filter(const struct ft_flow_key *key, char *buf, size_t buflen
  */
 int ft_flow_key_parse(const char *text, struct ft_flow_key *key, char *err, size_t errlen);
 
+/* Puts a key's endpoints in canonical order (the lower address and port is `a`), as every
+ * bidirectional key has them: for a key filled in by hand from a 5-tuple (an alert's).
+ * Pure and thread-safe. */
+void ft_flow_key_canonical(struct ft_flow_key *key);
+
 /*
  * Community ID v1 (https://github.com/corelight/community-id-spec): the
  * flow's "1:" + base64(SHA-1) string that Zeek, Suricata, Arkime and

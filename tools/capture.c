@@ -181,6 +181,8 @@ void capture_opts_free(struct record_opts *o)
 	for (unsigned i = 0; i < o->nmodules; i++)
 		free(o->modules[i]);
 	o->nmodules = 0;
+	ingest_eve_filter_free(o->eve_filter);
+	o->eve_filter = NULL;
 	config_argv_free(&o->config);
 }
 

@@ -69,6 +69,10 @@ struct record_opts {
 	struct config_argv config; /* --config FILE: the arguments parsed (values point there) */
 	/* record --listen: the HTTP API served from the recorder (docs/api.md); NULL = none */
 	struct query_api_config api; /* its options only (tools/listen.h); api.listen NULL = none */
+	/* record --eve: a detector's alert log followed for triggers (record_eve.c); NULL = none */
+	const char *eve;
+	int eve_from_start;                   /* --eve-from-start */
+	struct ingest_eve_filter *eve_filter; /* --eve-filter's terms; NULL: every alert */
 };
 
 /*

@@ -93,6 +93,11 @@ const struct counter counters_trig[] = {
     T(api_requests),         T(eve_requests), T(refused), T(flows),
     T(reached_back_packets), T(too_late),     T(pending), T(active)};
 
+#define E(name) FIELD(struct counters_eve, #name, name)
+const struct counter counters_eve[] = {E(lines),     E(alerts),      E(skipped),
+                                       E(malformed), E(filtered),    E(too_long),
+                                       E(rotations), E(truncations), E(open_errors)};
+
 const struct counter counters_mon[] = {FIELD(struct counters_monitor, "triggers", triggers)};
 
 const size_t counters_ingest_n = COUNT(counters_ingest), counters_qq_n = COUNT(counters_qq),
@@ -100,7 +105,7 @@ const size_t counters_ingest_n = COUNT(counters_ingest), counters_qq_n = COUNT(c
              counters_flows_n = COUNT(counters_flows), counters_module_n = COUNT(counters_module),
              counters_archive_n = COUNT(counters_archive), counters_dump_n = COUNT(counters_dump),
              counters_ret_n = COUNT(counters_ret), counters_mon_n = COUNT(counters_mon),
-             counters_trig_n = COUNT(counters_trig);
+             counters_trig_n = COUNT(counters_trig), counters_eve_n = COUNT(counters_eve);
 
 uint64_t counter_value(const struct counter *c, const void *stats)
 {

@@ -63,6 +63,12 @@ struct counters_trigger {
 	    pending, active;
 };
 
+/* record --eve: the alert log followed (docs/triggers.md). */
+struct counters_eve {
+	uint64_t lines, alerts, skipped, malformed, filtered, too_long, rotations, truncations,
+	    open_errors;
+};
+
 /* record's retention (--max-disk, --max-age). */
 struct counters_retention {
 	uint64_t dropped_segments, dropped_bytes, archive_bytes;
@@ -83,10 +89,11 @@ extern const struct counter counters_archive[];  /* counters_writer, "archive.wr
 extern const struct counter counters_dump[];     /* counters_dumper, "dumper" */
 extern const struct counter counters_ret[];      /* counters_retention, "retention" */
 extern const struct counter counters_trig[];     /* counters_trigger, "trigger" */
+extern const struct counter counters_eve[];      /* counters_eve, "eve" */
 extern const struct counter counters_mon[];      /* counters_monitor, "monitor" */
 extern const size_t counters_ingest_n, counters_qq_n, counters_analyzer_n, counters_flows_n,
     counters_module_n, counters_archive_n, counters_dump_n, counters_ret_n, counters_mon_n,
-    counters_trig_n;
+    counters_trig_n, counters_eve_n;
 
 /* The value of counter c in stats (a struct of c's table). */
 uint64_t counter_value(const struct counter *c, const void *stats);

@@ -148,6 +148,21 @@ static const struct metric_row trigger_rows[] = {
     {NULL, NULL, OMIT, NULL, NULL},
 };
 
+static const struct metric_row eve_rows[] = {
+    {"lines", "lines_total", COUNTER, NULL, "complete lines read from the alert log (--eve)"},
+    {"alerts", "alerts_total", COUNTER, NULL, "alert lines parsed (passed or filtered)"},
+    {"skipped", "skipped_lines_total", COUNTER, NULL,
+     "lines of other event types, notices about no flow"},
+    {"malformed", "malformed_lines_total", COUNTER, NULL, "lines refused (logged with the reason)"},
+    {"filtered", "filtered_alerts_total", COUNTER, NULL, "alerts --eve-filter did not pass"},
+    {"too_long", "too_long_lines_total", COUNTER, NULL, "lines over 1 MiB, skipped unread"},
+    {"rotations", "rotations_total", COUNTER, NULL, "switches to a new file at the path"},
+    {"truncations", "truncations_total", COUNTER, NULL, "times the file shrank: read again from 0"},
+    {"open_errors", "open_errors_total", COUNTER, NULL,
+     "files at the path that could not be opened (permissions): retried"},
+    {NULL, NULL, OMIT, NULL, NULL},
+};
+
 static const struct metric_row monitor_rows[] = {
     {"triggers", "triggers_total", COUNTER, NULL, "trigger lines printed"},
     {NULL, NULL, OMIT, NULL, NULL},
@@ -251,6 +266,10 @@ static int classify(struct metric_set *ms, const char *word, size_t len, char *f
 		*counter = rest;
 		*rows = trigger_rows;
 		strcpy(family, "flowscope_trigger_");
+	} else if (clen == 3 && memcmp(word, "eve", 3) == 0) {
+		*counter = rest;
+		*rows = eve_rows;
+		strcpy(family, "flowscope_eve_");
 	} else if (clen == 7 && memcmp(word, "monitor", 7) == 0) {
 		*counter = rest;
 		*rows = monitor_rows;

@@ -85,6 +85,13 @@ static void usage(FILE *f)
 	    "  --max-connections N, --per-ip-connections N, --idle-timeout D,\n"
 	    "  --query-timeout D, --max-answer-bytes SIZE\n"
 	    "                        for --listen, as for flowscope serve (see its --help)\n"
+	    "  --eve FILE            follow an IDS's alert log (Suricata EVE JSON, Zeek's\n"
+	    "                        notice.log as JSON) as tail -F: every alert triggers\n"
+	    "                        its flow, with its packets still in the ring\n"
+	    "                        (docs/triggers.md)\n"
+	    "  --eve-from-start      read the log's present lines too (default: its end)\n"
+	    "  --eve-filter TEXT     only alerts that pass, e.g. 'severity<=2' or\n"
+	    "                        'sid!=2200000-2299999' (several: all must hold)\n"
 	    "  --config FILE         read these options from FILE, key = value lines\n"
 	    "                        (archive = DIR); the command line overrides it\n"
 	    "                        (docs/config.md, flowscope.conf(5))\n"
@@ -184,13 +191,32 @@ static int parse_archive_opt(struct record_opts *o, int c, const char *arg)
 	return -1;
 }
 
+/* --eve and its options; -1 when c is not one of them. */
+static int parse_eve_opt(struct record_opts *o, int c, const char *arg)
+{
+	char err[256];
+	switch (c) {
+	case 'e':
+		return o->eve = arg, 0;
+	case 'R':
+		return o->eve_from_start = 1, 0;
+	case 'v': /* terms add up: all must hold */
+		if (ingest_eve_filter_parse(&o->eve_filter, arg, err, sizeof(err)) == 0)
+			return 0;
+		cli_error(CMD, "--eve-filter '%s': %s (see docs/triggers.md)", arg, err);
+		return EXIT_USAGE;
+	}
+	return -1;
+}
+
 static int parse_opt(struct record_opts *o, int c, const char *arg)
 {
 	int r;
 	if ((r = capture_parse_opt(o, CMD, c, arg)) >= 0 || (r = parse_qq_opt(o, c, arg)) >= 0 ||
 	    (r = parse_archive_opt(o, c, arg)) >= 0)
 		return r;
-	if ((r = listen_parse_opt(CMD, c, arg, &o->api)) >= 0)
+	if ((r = listen_parse_opt(CMD, c, arg, &o->api)) >= 0 ||
+	    (r = parse_eve_opt(o, c, arg)) >= 0)
 		return r;
 	switch (c) {
 	case 'a':
@@ -235,6 +261,9 @@ static const struct option longopts[] = {
     {"config", required_argument, NULL, CAPTURE_CONFIG},
     {"user", required_argument, NULL, 'U'},
     LISTEN_LONGOPTS,
+    {"eve", required_argument, NULL, 'e'},
+    {"eve-from-start", no_argument, NULL, 'R'},
+    {"eve-filter", required_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -250,9 +279,13 @@ static int check_args(const struct record_opts *o)
 		return r;
 	if ((r = listen_check(CMD, &o->api)) != 0)
 		return r;
-	if (o->triggered && o->nmodules == 0 && !o->api.listen) {
-		cli_error(CMD, "--capture triggered needs --trigger BPF, --module M or --listen "
-		               "(POST /api/v1/trigger)");
+	if ((o->eve_from_start || o->eve_filter) && !o->eve) {
+		cli_error(CMD, "--eve-from-start and --eve-filter are for --eve FILE");
+		return EXIT_USAGE;
+	}
+	if (o->triggered && o->nmodules == 0 && !o->api.listen && !o->eve) {
+		cli_error(CMD, "--capture triggered needs --trigger BPF, --module M, --listen "
+		               "(POST /api/v1/trigger) or --eve FILE");
 		return EXIT_USAGE;
 	}
 	/* each dumper's open segment grows to --segment-size and cannot be dropped, the index
@@ -355,14 +388,19 @@ static void stopping(struct record_pipeline *pl)
 		cli_info(CMD, "signal: %s (a second signal exits at once, losing them)", what);
 }
 
-/* The trigger line (record --listen). */
+/* The trigger line (record --listen, --eve) and the alert log's (--eve). */
 static void report_triggers(FILE *f, struct record_pipeline *pl)
 {
 	struct counters_trigger c;
+	struct counters_eve e;
 	if (!pl->trig)
 		return;
 	record_trigger_counters(pl, &c);
 	counters_print_line(f, "trigger", counters_trig, counters_trig_n, &c);
+	if (!pl->eve)
+		return;
+	record_eve_counters(pl, &e);
+	counters_print_line(f, "eve", counters_eve, counters_eve_n, &e);
 }
 
 static void report_modules(FILE *f, struct record_pipeline *pl)
@@ -670,7 +708,9 @@ static int record_run(struct record_pipeline *pl, const struct privdrop *pd)
 		record_pipeline_close(pl);
 		return r;
 	}
-	if ((r = api_open(pl, &api)) == 0 && (r = drop_privileges(pl, pd)) == 0) {
+	/* the alert log as the user who will read it again after a rotation */
+	if ((r = api_open(pl, &api)) == 0 && (r = drop_privileges(pl, pd)) == 0 &&
+	    (r = record_eve_open(pl)) == 0) {
 		privdrop_announce(stderr, CMD,
 		                  pd); /* the first line: nothing parsed a packet yet */
 		record_pipeline_notes(pl);

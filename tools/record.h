@@ -88,7 +88,14 @@ struct record_pipeline {
 	char trig_name[256];             /* trig_lock */
 	uint16_t trig_id;                /* trig_lock */
 	atomic_ulong trig_api, trig_eve; /* triggers applied, by source (record_trigger) */
-	int dump_rc;                     /* the first dumper failure, after finish/close */
+	/* record --eve: the alert log (record_eve.c); its counters written by its thread only,
+	   read by any (relaxed: counters) */
+	struct ingest_follow *eve;
+	pthread_t eve_thread;
+	int eve_running;     /* the thread runs (main thread) */
+	atomic_int eve_stop; /* main thread: stop now */
+	atomic_ulong eve_alerts, eve_skipped, eve_malformed, eve_filtered;
+	int dump_rc; /* the first dumper failure, after finish/close */
 	char dump_err[512];
 	/* housekeeping: retention */
 	struct archive_retention_keeper *keeper; /* passes of dumpers and housekeeper; or NULL */
@@ -174,6 +181,24 @@ int record_health(void *arg, char *reason, size_t len);
 #define RECORD_TRIGGER_WAIT_NS 2000000000ull
 int record_trigger(void *arg, const struct ft_trigger *t, const char *name,
                    struct ft_trigger_result *res, char *err, size_t errlen);
+
+/*
+ * record --eve FILE (record_eve.c, docs/triggers.md): a detector's alert log,
+ * Suricata's EVE JSON or Zeek's notice.log as JSON, followed as `tail -F`;
+ * every alert (that --eve-filter passes) triggers its flow through
+ * record_trigger(), named "eve: SIGNATURE" ("zeek: NOTE: MSG").  Open after
+ * the privilege drop (the user who parses packets reads the log, at start and
+ * after each rotation), before the threads: 0, or EXIT_FAIL (said).  Start
+ * after the analyzers run (0, or -errno of pthread_create); stop (the thread
+ * joined) after the trigger hub closed, so a post it waits on is answered;
+ * close (the follower freed) after the API stopped, which reads its counters.
+ * Main thread; the counters from any thread.
+ */
+int record_eve_open(struct record_pipeline *pl);
+int record_eve_start(struct record_pipeline *pl);
+void record_eve_stop(struct record_pipeline *pl);
+void record_eve_close(struct record_pipeline *pl);
+void record_eve_counters(struct record_pipeline *pl, struct counters_eve *c);
 
 /* The trigger line's counters now (any thread; zeros without --listen). */
 void record_trigger_counters(struct record_pipeline *pl, struct counters_trigger *c);

@@ -85,6 +85,11 @@ static void live_writer(FILE *f, struct record_pipeline *pl)
 		record_trigger_counters(pl, &t);
 		counters_print_line(f, "trigger", counters_trig, counters_trig_n, &t);
 	}
+	if (pl->eve) {
+		struct counters_eve e;
+		record_eve_counters(pl, &e);
+		counters_print_line(f, "eve", counters_eve, counters_eve_n, &e);
+	}
 	counters_print_line(f, "archive.writer", counters_archive, counters_archive_n, &w);
 	if (atomic_load(&pl->live_started) && pl->keeper) {
 		struct archive_retention_totals t;

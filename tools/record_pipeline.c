@@ -293,10 +293,11 @@ size_t record_chunk_size(uint64_t qq_size)
  * queries, and from the disk when the machine dies): on a quiet link a 90 %
  * mark can take hours to reach.
  */
-/* Triggered capture with the trigger API: the ring holds packets back as with modules. */
+/* Triggered capture with triggers from outside (the API, --eve): the ring holds packets back
+   as with modules. */
 static int record_listens_triggered(const struct record_pipeline *pl)
 {
-	return pl->o.triggered && pl->o.api.listen;
+	return pl->o.triggered && (pl->o.api.listen || pl->o.eve);
 }
 
 double record_high_water(const struct record_pipeline *pl)
@@ -401,7 +402,7 @@ static void on_outside_window(void *arg, uint64_t *oldest_ns, uint64_t *newest_n
 	*newest_ns = qs.newest_ns;
 }
 
-/* The hub of the analyzers' inboxes, when the API listens. */
+/* The hub of the analyzers' inboxes, when the API listens or an alert log is followed. */
 static int triggers_open(struct record_pipeline *pl)
 {
 	struct ft_trigger_events ev = {.arg = pl,
@@ -409,7 +410,7 @@ static int triggers_open(struct record_pipeline *pl)
 	                               .expire = on_outside_expire,
 	                               .window = on_outside_window};
 	pthread_mutex_init(&pl->trig_lock, NULL);
-	if (!pl->o.api.listen)
+	if (!pl->o.api.listen && !pl->o.eve)
 		return 0;
 	if (ft_trigger_hub_create(pl->nanalyzers, &ev, &pl->trig) != 0) {
 		cli_error(CMD, "triggers: out of memory");
@@ -454,8 +455,8 @@ int record_trigger(void *arg, const struct ft_trigger *t, const char *name,
 	}
 	r = ft_trigger_post(pl->trig, &req, cli_now_ns(), RECORD_TRIGGER_WAIT_NS, res, err, errlen);
 	if (r == 0) /* relaxed: counters */
-		atomic_fetch_add_explicit(strncmp(name, "eve", 3) == 0 ? &pl->trig_eve
-		                                                       : &pl->trig_api,
+		atomic_fetch_add_explicit(strncmp(name, "api", 3) == 0 ? &pl->trig_api
+		                                                       : &pl->trig_eve,
 		                          1, memory_order_relaxed);
 	return r;
 }
@@ -609,6 +610,8 @@ int record_pipeline_start(struct record_pipeline *pl)
 	for (unsigned q = 0; q < pl->info.queues; q++)
 		if (pthread_create(&pl->queue[q].thread, NULL, queue_thread, &pl->queue[q]) != 0)
 			goto fail;
+	if ((errno = -record_eve_start(pl)) != 0)
+		goto fail;
 	atomic_store(&pl->live_started, 1);
 	return 0;
 fail:
@@ -637,6 +640,7 @@ void record_pipeline_finish(struct record_pipeline *pl)
 		analyzer_publish(&pl->ana[i]);
 	}
 	ft_trigger_hub_close(pl->trig); /* triggers from now on: 503, the recorder is stopping */
+	record_eve_stop(pl);            /* (a trigger it waited on was answered) */
 	qq_drain(pl->qq);
 	for (unsigned i = 0; i < pl->ndumpers; i++) {
 		struct record_dumper *d = &pl->dump[i];
@@ -709,6 +713,7 @@ void record_pipeline_close(struct record_pipeline *pl)
 		ft_table_destroy(pl->ana[i].flows);
 		ft_engine_destroy(pl->ana[i].engine);
 	}
+	record_eve_close(pl);
 	ft_trigger_hub_destroy(pl->trig);
 	pl->trig = NULL;
 	archive_rules_destroy(pl->rules);

@@ -10,9 +10,10 @@
 #    that never existed matches 0; bad requests are 400.
 #  * a ring too small for the capture (--qq-size 2M): the answer says the first packet was lost.
 #  * live (root): http.pcap replayed by tcpreplay onto a veth pair in two parts, split after
-#    the 20th packet of a flow; then a trigger for it by curl (JSON), and one by flowscope
-#    trigger for a flow 3.4 MB back: the archive is exactly those two flows, packet for
-#    packet, each from its first packet.  Then 10 000 triggers over keep-alive connections
+#    the 20th packet of a flow; then a trigger for it by curl (JSON), one by flowscope
+#    trigger for a flow 3.4 MB back, and a Suricata EVE alert appended to the recorder's
+#    --eve log for a third: the archive is exactly those three flows, packet for packet,
+#    each from its first packet.  Then 10 000 triggers over keep-alive connections
 #    during a replay: every answer 200, counted, the capture's drops as without triggers.
 # Usage: trigger.sh PKTDIGEST
 . "$(dirname "$0")/lib.sh"
@@ -189,7 +190,7 @@ editcap -r "$SRC" "$TMP/p1.pcap" "1-$n2" && editcap -r "$SRC" "$TMP/p2.pcap" "$(
     { fail editcap; finish; }
 
 "$FLOWSCOPE" record --afpacket "$A" --archive "$TMP/live" --capture triggered --listen 127.0.0.1:0 \
-    --qq-size 8M --status-interval 1 2>"$TMP/live.err" &
+    --qq-size 8M --status-interval 1 --eve "$TMP/eve.json" 2>"$TMP/live.err" &
 RPID=$!
 URL=$(api_url "$TMP/live.err" $RPID)
 [ -n "$URL" ] || { fail "live: no API: $(tail -3 "$TMP/live.err")"; finish; }
@@ -204,10 +205,19 @@ wait_analyzed "$URL" "$n2" $RPID || fail "live: part 1 not analysed"
     grep -qx 'matched 1 flow, reached back 2822 packets (api: cli)' "$TMP/cli.out" &&
     grep -qE "^tcp 10.99.1.10:34952 <-> 10.99.1.80:80: reached back 2822 packets, [0-9.]+ s$" "$TMP/cli.out" &&
     ! grep -q 'first packet lost' "$TMP/cli.out" && pass || fail "live: flowscope trigger: $(cat "$TMP/cli.out")"
+# and F3 by an IDS: a Suricata EVE alert line (eve_alert.py, from tshark) appended to the log
+python3 "$HERE/eve_alert.py" "$SRC" 'tcp.srcport == 37450' 2010935 2 'ET TEST live' >>"$TMP/eve.json" ||
+    fail "eve_alert.py"
+for ((i = 0; i < 100; i++)); do
+    [ "$(metric "$URL" flowscope_trigger_eve_requests_total)" = 1 ] && break
+    sleep 0.1
+done
+[ "$(metric "$URL" flowscope_trigger_flows_total)" = 3 ] && pass ||
+    fail "live: the EVE alert: $(metric "$URL" flowscope_trigger_eve_requests_total) applied, $(metric "$URL" flowscope_trigger_flows_total) flows found in all"
 replay p2 "$TMP/p2.pcap" $RPID --pps=3000 || finish
 SENT=$(npackets "$SRC")
 stop_when_counted live "$TMP/live.err" $RPID
-oracle "$SRC" "$TMP/live.exp" 'tcp and host 10.99.1.10 and (port 34952 or port 37464)'
+oracle "$SRC" "$TMP/live.exp" 'tcp and host 10.99.1.10 and (port 34952 or port 37464 or port 37450)'
 fs query --archive "$TMP/live" -w "$TMP/live.got" 2>/dev/null || fail "live: query"
 same_digests live "$TMP/live.exp" "$TMP/live.got"
 live_drops=$(counter "$TMP/live.err" record ingest.afpacket.drops)
