@@ -122,7 +122,11 @@ veth_pair() {
         ip link set "$B" netns "$NS" || return 1
     sysctl -qw "net.ipv6.conf.$A.disable_ipv6=1"
     ip netns exec "$NS" sysctl -qw "net.ipv6.conf.$B.disable_ipv6=1"
-    ip link set "$A" up && ip netns exec "$NS" ip link set "$B" up
+    # no multicast: a program on the host that announces itself on every multicast
+    # interface (a browser's mDNS/SSDP) does not send onto the captured link
+    ip link set "$A" multicast off && ip link set "$A" up &&
+        ip netns exec "$NS" ip link set "$B" multicast off &&
+        ip netns exec "$NS" ip link set "$B" up
 }
 
 # digests FILE: "timestamp caplen wirelen hash" per packet of a capture (unique for gen
