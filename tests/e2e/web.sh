@@ -251,7 +251,101 @@ else
     fail "record --listen did not start: $(cat "$TMP/rl.err")"
 fi
 
-for s in timeline timeline-zoomed flows flows-phone flow query query-error live flows-large; do
+# ---- a trigger from the flow view: record --listen --capture triggered ---------------------------
+# Two recorders read http.pcap from FIFOs this script holds open (fd 7, 8: read-write, so
+# nothing blocks; closing one is its recorder's end of file), so they run, their rings
+# holding the capture, until the test is done: one with a ring that holds it all (64 MiB), one
+# whose ring (2 MiB) lost the first flow's first packets long ago.  The first flow (F1,
+# 2822 packets from the capture's start) is opened in the browser by its link, triggered
+# (the button), and the answer shown must be the API's; the API's must be tcpdump's count of
+# F1's packets, its first time and its span; after the end the archive is exactly F1's
+# packets (tcpdump -r ... 'F1'), byte for byte.  The small ring's answer shows "first packet
+# lost: ring window was N s".
+
+# wait_analyzed URL N PID: until the analyzers looked at N packets or more (~30 s bound); a
+# file source publishes a chunk when it is full, so the capture's last chunk waits for the end
+wait_analyzed() {
+    local i v
+    for ((i = 0; i < 300; i++)); do
+        v=$(curl -s "$1/metrics" | awk '$1 == "flowscope_flowtrack_packets_total" { print $2 }')
+        [ -n "$v" ] && [ "$v" -ge "$2" ] && return 0
+        kill -0 "$3" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+# fifo_recorder NAME FD QQSIZE: record --read FIFO --capture triggered --listen, fed http.pcap
+# through FD; TPID and TURL set ("" when it did not start)
+fifo_recorder() {
+    mkfifo "$TMP/$1.fifo"
+    "$FLOWSCOPE" record --read "$TMP/$1.fifo" --archive "$TMP/$1" --capture triggered --qq-size "$3" \
+        --status-interval 0 --listen 127.0.0.1:0 2>"$TMP/$1.err" 7>&- 8>&- &
+    TPID=$!
+    PIDS+=("$TPID")
+    eval "exec $2<>\"\$TMP/\$1.fifo\""
+    timeout 60 cat "$PCAPS/http.pcap" >&"$2" || fail "$1: the recorder did not read its FIFO"
+    TURL=
+    wait_for "$TMP/$1.err" '^flowscope record: API listening on http://127.0.0.1:[0-9]+$' "$TPID" 100 &&
+        TURL=$(sed -n 's/^flowscope record: API listening on //p' "$TMP/$1.err")
+}
+F1PORT=34952
+oracle "$PCAPS/http.pcap" "$TMP/f1.pcap" "tcp and host 10.99.1.10 and port $F1PORT"
+# F1: its first packet's endpoints (A the sender), its first and last ns, its last frame number
+read -r F1A F1B F1FIRST <<<"$(tshark -r "$TMP/f1.pcap" -c 1 -T fields -e ip.src -e tcp.srcport -e ip.dst \
+    -e tcp.dstport -e frame.time_epoch 2>/dev/null | awk '{ print $1 ":" $2, $3 ":" $4, $5 }')"
+F1LAST=$(tshark -r "$TMP/f1.pcap" -T fields -e frame.time_epoch 2>/dev/null | tail -1)
+F1FRAME=$(tshark -r "$PCAPS/http.pcap" -Y "tcp.port == $F1PORT" -T fields -e frame.number 2>/dev/null | tail -1)
+F1N=$(npackets "$TMP/f1.pcap")
+[ "$F1N" = 2822 ] && [ -n "$F1LAST" ] && [ -n "$F1FRAME" ] && pass ||
+    fail "the oracle's F1: $F1N packets, $F1A $F1B $F1FIRST..$F1LAST, last frame $F1FRAME"
+F1HASH="#/flow?proto=tcp&a=$F1A&b=$F1B&first=$F1FIRST&last=$F1LAST"
+fifo_recorder trig 7 64M
+TRPID=$TPID TRURL=$TURL
+fifo_recorder late 8 2M
+LRPID=$TPID LRURL=$TURL
+if [ -n "$TRURL" ] && [ -n "$LRURL" ] && wait_analyzed "$TRURL" "$F1FRAME" "$TRPID" &&
+    wait_analyzed "$LRURL" 7000 "$LRPID"; then
+    (cd "$NODE_DIR" && timeout 120 node web.mjs trigger "$TRURL" "$SHOTS" "$TMP/trig.json" "$F1HASH" \
+        "$LRURL" "$F1HASH") >"$TMP/node4.out" 2>&1
+    grep '^FAIL: ' "$TMP/node4.out" >&2
+    FAILS=$((FAILS + $(grep -c '^FAIL: ' "$TMP/node4.out")))
+    [ -s "$TMP/trig.json" ] || fail "the trigger: $(tail -5 "$TMP/node4.out")"
+else
+    fail "the FIFO recorders: $(tail -2 "$TMP/trig.err") $(tail -2 "$TMP/late.err")"
+fi
+exec 7>&- 8>&-
+wait "$TRPID" && pass || fail "record (64M) on a FIFO: exit $?: $(tail -2 "$TMP/trig.err")"
+wait "$LRPID" && pass || fail "record (2M) on a FIFO: exit $?: $(tail -2 "$TMP/late.err")"
+if [ -s "$TMP/trig.json" ]; then
+    # what the page sent, and what the API answered it (the page showed that: web.mjs)
+    jq -r .main.body "$TMP/trig.json" >"$TMP/trig.body"
+    jq -r .main.raw "$TMP/trig.json" >"$TMP/trig.ans"
+    jq -r .late.raw "$TMP/trig.json" >"$TMP/late.ans"
+    want="flow=tcp+${F1A/:/%3A}+${F1B/:/%3A}&reason=web+test"
+    [ "$(cat "$TMP/trig.body")" = "$want" ] && pass || fail "the page posted '$(cat "$TMP/trig.body")', not '$want'"
+    # (ns and seconds by sed and awk: jq reads numbers as doubles)
+    first_ns=$(sed -n 's/.*"first_ns": \([0-9]*\).*/\1/p' "$TMP/trig.ans")
+    back=$(sed -n 's/.*"seconds_back": \([0-9.]*\).*/\1/p' "$TMP/trig.ans")
+    ns() { sed 's/\.//' <<<"$1"; }
+    want_back=$(awk -v d="$(($(ns "$F1LAST") - $(ns "$F1FIRST")))" 'BEGIN { printf "%.3f", d / 1e9 }')
+    got=$(jq -c '[.trigger, .matched, .packets, .first_packet_lost, .flows[0].flow, .flows[0].first_packet_lost]' "$TMP/trig.ans")
+    [ "$got" = "[\"api: web test\",1,$F1N,0,\"tcp $F1A <-> $F1B\",false]" ] && [ "$first_ns" = "$(ns "$F1FIRST")" ] &&
+        [ "$back" = "$want_back" ] && pass ||
+        fail "the trigger's answer: $(cat "$TMP/trig.ans") (tcpdump: $F1N packets, $F1FIRST to $F1LAST)"
+    [ "$(jq -r '.main.first_shown[0]' "$TMP/trig.json")" = "$(date -u -d "@${F1FIRST%.*}" '+%F %T').${F1FIRST#*.}" ] &&
+        pass || fail "the first packet shown: $(jq -r '.main.first_shown[0]' "$TMP/trig.json"), tcpdump's $F1FIRST"
+    # the small ring: the first packet was gone, and the answer says so (the page showed it)
+    jq -e '.matched == 1 and .first_packet_lost == 1 and .flows[0].first_packet_lost' "$TMP/late.ans" >/dev/null &&
+        grep -qE '"note": "first packet lost: ring window was [0-9]+\.[0-9] s"' "$TMP/late.ans" && pass ||
+        fail "the small ring's answer: $(cat "$TMP/late.ans")"
+    # the archive: exactly F1's packets, from its first (time travel), as tcpdump selects them
+    fs query --archive "$TMP/trig" -w "$TMP/trig.pcap" 2>"$TMP/q.err" || fail "query: $(cat "$TMP/q.err")"
+    cmp -s "$TMP/trig.pcap" "$TMP/f1.pcap" && pass ||
+        fail "the archive after the web trigger: $(npackets "$TMP/trig.pcap") packets, tcpdump selects $F1N for F1"
+    note "web trigger: $(jq -r .main.raw "$TMP/trig.json" | jq -c '{matched, packets, ring_window_s, seconds_back: .flows[0].seconds_back}'); small ring: $(jq -r '.flows[0].note' "$TMP/late.ans")"
+fi
+
+for s in timeline timeline-zoomed flows flows-phone flow query query-error live flows-large flow-trigger flow-trigger-lost; do
     [ -s "$SHOTS/$s.png" ] && pass || fail "no screenshot $s.png"
 done
 finish
