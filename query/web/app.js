@@ -381,11 +381,18 @@ function isRecorder() {
   return recorderProbe;
 }
 
-/* The flow as the trigger API's flow parameter: PROTO A B [vlan OUTER[/INNER]] (docs/api.md;
-   endpoints as flows writes them: ADDR:PORT, [ADDR6]:PORT, no port for ICMP). */
+/* The flow as the trigger API's flow parameter: PROTO A B [vlan OUTER[/INNER]] (docs/api.md):
+   endpoints ADDR:PORT or [ADDR6]:PORT as flows writes them, but without the port (flows'
+   ":0") for a protocol that has none (ICMP: the API refuses a port there). */
 function flowTriggerSpec(p) {
+  const ports = /^(tcp|udp|sctp)$/.test(p.get('proto'));
+  const end = (s) => {
+    if (ports) return s;
+    const [addr] = splitEndpoint(s);
+    return addr.includes(':') ? `[${addr}]` : addr;
+  };
   const vlan = p.get('vlan') ? ` vlan ${p.get('vlan')}${p.get('vlan_inner') ? '/' + p.get('vlan_inner') : ''}` : '';
-  return `${p.get('proto')} ${p.get('a')} ${p.get('b')}${vlan}`;
+  return `${p.get('proto')} ${end(p.get('a'))} ${end(p.get('b'))}${vlan}`;
 }
 
 /* The trigger's answer (its JSON text: first_ns exceeds a Number, so it is read as a string). */

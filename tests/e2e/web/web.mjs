@@ -3,7 +3,7 @@
 //   node web.mjs archive URL SHOTS EXPECT_DIR OUT.json   (flowscope serve)
 //   node web.mjs live URL SHOTS OUT.json                 (flowscope record --listen)
 //   node web.mjs big URL SHOTS OUT.json                  (serve, a large archive)
-//   node web.mjs trigger URL SHOTS OUT.json HASH [LATE_URL LATE_HASH]
+//   node web.mjs trigger URL SHOTS OUT.json LATE_URL LATE_HASH HASH...
 //                                                        (record --listen --capture triggered)
 // EXPECT_DIR holds flows.N.filter and flows.N.ndjson (`flowscope flows --json` for that
 // filter) and bad.filter (a filter libpcap refuses).  Every check this script can make alone
@@ -215,11 +215,10 @@ async function bigMode(outFile) {
 
 // A trigger from a flow's view (HASH: #/flow?... of a flow the recorder's ring holds): the
 // keyboard first (Enter in the form with a bad `for`: the API's error, inline), then a reason
-// and a click on the button; the answer shown must be the API's (the POST's own response, as
-// the page got it), which goes into OUT.json for the shell (tcpdump: the flow's packets, and
-// afterwards the archive).  LATE_URL/LATE_HASH: a recorder whose ring lost the flow's first
-// packet: the answer shows the API's "first packet lost: ring window was N s".
-async function triggerOne(url, hash, reason, shotName) {
+// and the button, clicked (or, with keys, Enter in the reason); the answer shown must be the
+// API's (the POST's own response, as the page got it), which goes into OUT.json with the flow
+// the page sent, for the shell (tcpdump: the flow's packets; afterwards the archive).
+async function triggerOne(url, hash, reason, shotName, keys) {
   await page.goto(url + '/' + hash, { waitUntil: 'load' });
   await page.waitForSelector('body[data-ready="flow"]', { timeout: 30000 });
   clean(`the flow view of a recorder (${shotName})`);
@@ -242,12 +241,17 @@ async function triggerOne(url, hash, reason, shotName) {
   await page.$eval('#trigger-for', (i) => { i.value = ''; });
   await page.type('#trigger-reason', reason);
   const answer = page.waitForResponse((r) => r.url().endsWith('/api/v1/trigger') && r.request().method() === 'POST', { timeout: 30000 });
-  await page.click('#trigger-button');
+  if (keys) {
+    await page.focus('#trigger-reason');
+    await page.keyboard.press('Enter');
+  } else {
+    await page.click('#trigger-button');
+  }
   const r = await answer;
   const raw = await r.text();
   await page.waitForSelector('#trigger-out[data-done="2"]', { timeout: 30000 });
   clean(`${shotName}: the trigger`);
-  const body = r.request().postData() || '';
+  const sent = Object.fromEntries(new URLSearchParams(r.request().postData() || ''));
   const a = JSON.parse(raw);
   // the numbers as the API wrote them (seconds with three digits: compared as text)
   const rawNum = (k) => [...raw.matchAll(new RegExp(`"${k}": ([0-9.]+)`, 'g'))].map((m) => m[1]);
@@ -256,23 +260,29 @@ async function triggerOne(url, hash, reason, shotName) {
     lost: await text('#trigger-lost'), window: await text('#trigger-window'),
     rows: await page.$$eval('#trigger-flows tbody tr', (rows) => rows.map((t) => [...t.cells].map((c) => c.textContent))),
   };
+  const firstShown = shown.rows.map((row) => row[3]); // the first packet's time: the shell checks it
+  for (const row of shown.rows) row[3] = null;
   const want = {
     matched: a.matched.toLocaleString('en-US'), packets: a.packets.toLocaleString('en-US'),
     lost: a.first_packet_lost.toLocaleString('en-US'), window: rawNum('ring_window_s')[0] + ' s',
     rows: a.flows.map((f, i) => [f.flow, f.community_id || '-', f.packets.toLocaleString('en-US'), null,
       rawNum('seconds_back')[i] + ' s', [f.note, f.triggered_before ? 'triggered before' : ''].filter((x) => x).join('; ') || '-']),
   };
-  for (const row of shown.rows) row[3] = null; // the first packet's time: the shell checks first_ns
   if (JSON.stringify(shown) === JSON.stringify(want)) pass();
   else fail(`${shotName}: the answer shown ${JSON.stringify(shown)} is not the API's ${raw.trim()}`);
-  const firstShown = await page.$$eval('#trigger-flows tbody tr', (rows) => rows.map((t) => t.cells[3].textContent));
   await shot(shotName);
-  return { raw, body, first_shown: firstShown };
+  return { raw, sent, first_shown: firstShown };
 }
 
-async function triggerMode(outFile, hash, lateUrl, lateHash) {
-  out.main = await triggerOne(base, hash, 'web test', 'flow-trigger');
-  if (lateUrl) out.late = await triggerOne(lateUrl, lateHash, 'too late', 'flow-trigger-lost');
+// Each HASH triggered on URL (the first by a click: flow-trigger.png; the others from the
+// keyboard), then LATE_HASH on LATE_URL, a recorder whose ring lost the flow's first packet:
+// its answer shows the API's "first packet lost: ring window was N s" (flow-trigger-lost.png).
+async function triggerMode(outFile, lateUrl, lateHash, ...hashes) {
+  out.flows = [];
+  for (const [i, h] of hashes.entries()) {
+    out.flows.push(await triggerOne(base, h, `web test ${i}`, i ? `flow-trigger-${i}` : 'flow-trigger', i > 0));
+  }
+  out.late = await triggerOne(lateUrl, lateHash, 'too late', 'flow-trigger-lost', false);
   fs.writeFileSync(outFile, JSON.stringify(out));
 }
 
