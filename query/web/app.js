@@ -399,8 +399,8 @@ function flowTriggerSpec(p) {
 function triggerAnswer(text) {
   const a = JSON.parse(text.replace(/"first_ns": (\d+)/g, '"first_ns": "$1"'));
   const stat = (id, v, label) => el('div', { class: 'stat' }, el('b', { id, text: v }), el('span', { text: label }));
-  const kids = [el('p', { id: 'trigger-summary', text: `${a.trigger}: matched ${fmtCount(a.matched)} flow${a.matched === 1 ? '' : 's'}, ` +
-      `reached back ${fmtCount(a.packets)} packets` + (a.matched ? '' : ' (no flow of the recorder\'s tables matched: not seen, or ended)') }),
+  const kids = [el('p', { id: 'trigger-summary', text: `matched ${fmtCount(a.matched)} flow${a.matched === 1 ? '' : 's'}, ` +
+      `reached back ${fmtCount(a.packets)} packets (${a.trigger})` + (a.matched ? '' : ': no flow of the recorder\'s tables matched (not seen, or ended)') }),
     el('div', { class: 'stats' },
       stat('trigger-matched', fmtCount(a.matched), 'flows matched'),
       stat('trigger-packets', fmtCount(a.packets), 'packets reached back'),

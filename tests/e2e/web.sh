@@ -11,7 +11,11 @@
 #     `tcpdump -r CAPTURE --time-stamp-precision=nano -w - 'its 5-tuple'`;
 #   - an invalid filter shows libpcap's message (tcpdump's, for the same filter), inline;
 #   - the live view of `record --listen` shows the recorder's rates, QQ fill and drops;
-#   - on 1M generated packets the timeline and flows views load, and the table pages.
+#   - on 1M generated packets the timeline and flows views load, and the table pages;
+#   - a flow's Trigger button, on recorders fed through FIFOs (--capture triggered): the
+#     answer shown is the API's, the API's is tcpdump's, the archive is exactly the triggered
+#     flows (tcpdump -r with each one's filter), a ring too small says "first packet lost";
+#     serve shows no trigger button.
 # Screenshots of each view: WEB_SHOTS (build/web-screenshots/).
 . "$(dirname "$0")/lib.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
