@@ -406,7 +406,7 @@ function triggerAnswer(text) {
       stat('trigger-packets', fmtCount(a.packets), 'packets reached back'),
       stat('trigger-lost', fmtCount(a.first_packet_lost), 'first packet lost'),
       stat('trigger-window', a.ring_window_s.toFixed(3) + ' s', 'ring window'),
-      stat('trigger-for', a.for_s ? a.for_s.toFixed(3) + ' s' : '-', 'new flows for'))];
+      stat('trigger-for-s', a.for_s ? a.for_s.toFixed(3) + ' s' : '-', 'new flows for'))];
   if (a.flows.length) {
     kids.push(el('div', { class: 'scroll' }, el('table', { id: 'trigger-flows' },
       el('thead', {}, el('tr', {}, ['Flow', 'Community ID', 'Packets', 'First packet (UTC)', 'Back', 'Note']
