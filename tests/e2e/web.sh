@@ -304,7 +304,7 @@ TFLOWS=("F1|.a == \"10.99.1.10:34952\"|tcp and host 10.99.1.10 and port 34952"
     "FV|.a == \"[fd00:99:100::1]:45024\"|vlan 100 and tcp and host fd00:99:100::1 and port 45024"
     "FI|.a == \"10.99.2.10:0\" and .proto == \"icmp\"|icmp and host 10.99.2.10 and host 10.99.2.53")
 tshark -r "$CAP" -T fields -e frame.time_epoch >"$TMP/cap.times" 2>/dev/null
-HASHES=() LAST_MAX=0 TWANT=0
+HASHES=() TWANT=0
 for t in "${TFLOWS[@]}"; do
     IFS='|' read -r name sel filter <<<"$t"
     line=$(jq -c "select($sel)" "$EXP/flows.0.ndjson")
@@ -324,10 +324,10 @@ for t in "${TFLOWS[@]}"; do
     [ "$n" = "$(sed -n 3p "$TMP/$name.want")" ] && [ "$(wc -l <"$TMP/$name.times")" = 2 ] && pass ||
         fail "$name: tcpdump selects $n packets, flows --json says $(sed -n 3p "$TMP/$name.want")"
     TWANT=$((TWANT + n))
-    last=$(tail -1 "$TMP/$name.times")
-    [[ "$last" > "$LAST_MAX" ]] && LAST_MAX=$last
 done
-# the packets up to the flows' last one: the analyzers have seen them all then
+# the packets up to the flows' last one (the times as strings: all of one length): the
+# analyzers have seen them all then
+LAST_MAX=$(cat "$TMP"/F?.times | sort | tail -1)
 NCAP=$(awk -v m="$LAST_MAX" '($1 "") <= (m "")' "$TMP/cap.times" | wc -l)
 F1HASH=${HASHES[0]-}
 
