@@ -96,18 +96,31 @@ function go(view, params) { location.hash = link(view, params); }
 
 class ApiError extends Error {}
 
-async function api(path, params) {
+function apiParams(params) {
   const p = new URLSearchParams();
   for (const [k, v] of Object.entries(params || {})) if (v !== undefined && v !== null && v !== '') p.set(k, v);
+  return p;
+}
+/* An answer that is not a 200: its {"error": ...} (or its text) as an ApiError. */
+function apiFail(r, text) {
+  let msg = text;
+  try { msg = JSON.parse(text).error || text; } catch (e) { /* not JSON: the text */ }
+  return new ApiError(msg + ` (HTTP ${r.status})`);
+}
+async function api(path, params) {
+  const p = apiParams(params);
   const url = path + (p.toString() ? '?' + p : '');
   const r = await fetch(url, { headers: { Accept: 'application/json' } });
   const text = await r.text();
-  if (!r.ok) {
-    let msg = text;
-    try { msg = JSON.parse(text).error || text; } catch (e) { /* not JSON: the text */ }
-    throw new ApiError(msg + ` (HTTP ${r.status})`);
-  }
+  if (!r.ok) throw apiFail(r, text);
   return { r, text };
+}
+/* POST a form (application/x-www-form-urlencoded); the answer's text. */
+async function apiPost(path, params) {
+  const r = await fetch(path, { method: 'POST', headers: { Accept: 'application/json' }, body: apiParams(params) });
+  const text = await r.text();
+  if (!r.ok) throw apiFail(r, text);
+  return text;
 }
 async function apiJson(path, params) { return JSON.parse((await api(path, params)).text); }
 async function apiLines(path, params) {
@@ -354,9 +367,96 @@ function flowFilter(p) {
   return f;
 }
 
-/* A trigger button on a flow belongs here once POST /api/v1/trigger exists (docs/web.md):
-   it returns the element to show in the flow's actions, or null. */
-function flowTriggerButton(/* params, filter */) { return null; }
+/* ---- a trigger on a flow ------------------------------------------------------------------ */
+
+/* Whether the server is a recorder (record --listen, which serves POST /api/v1/trigger): its
+   /metrics has the ring's gauges, as the live view decides.  Asked once a page load (a server
+   does not change kind); a failed answer is asked again next time. */
+let recorderProbe = null;
+function isRecorder() {
+  if (!recorderProbe) {
+    recorderProbe = api('/metrics').then(({ text }) => metricHas(parseMetrics(text), 'flowscope_qq_fill_ratio'))
+      .catch(() => { recorderProbe = null; return false; });
+  }
+  return recorderProbe;
+}
+
+/* The flow as the trigger API's flow parameter: PROTO A B [vlan OUTER[/INNER]] (docs/api.md):
+   endpoints ADDR:PORT or [ADDR6]:PORT as flows writes them, but without the port (flows'
+   ":0") for a protocol that has none (ICMP: the API refuses a port there). */
+function flowTriggerSpec(p) {
+  const ports = /^(tcp|udp|sctp)$/.test(p.get('proto'));
+  const end = (s) => {
+    if (ports) return s;
+    const [addr] = splitEndpoint(s);
+    return addr.includes(':') ? `[${addr}]` : addr;
+  };
+  const vlan = p.get('vlan') ? ` vlan ${p.get('vlan')}${p.get('vlan_inner') ? '/' + p.get('vlan_inner') : ''}` : '';
+  return `${p.get('proto')} ${end(p.get('a'))} ${end(p.get('b'))}${vlan}`;
+}
+
+/* The trigger's answer (its JSON text: first_ns exceeds a Number, so it is read as a string). */
+function triggerAnswer(text) {
+  const a = JSON.parse(text.replace(/"first_ns": (\d+)/g, '"first_ns": "$1"'));
+  const stat = (id, v, label) => el('div', { class: 'stat' }, el('b', { id, text: v }), el('span', { text: label }));
+  const kids = [el('p', { id: 'trigger-summary', text: `matched ${fmtCount(a.matched)} flow${a.matched === 1 ? '' : 's'}, ` +
+      `reached back ${fmtCount(a.packets)} packets (${a.trigger})` + (a.matched ? '' : ': no flow of the recorder\'s tables matched (not seen, or ended)') }),
+    el('div', { class: 'stats' },
+      stat('trigger-matched', fmtCount(a.matched), 'flows matched'),
+      stat('trigger-packets', fmtCount(a.packets), 'packets reached back'),
+      stat('trigger-lost', fmtCount(a.first_packet_lost), 'first packet lost'),
+      stat('trigger-window', a.ring_window_s.toFixed(3) + ' s', 'ring window'),
+      stat('trigger-for-s', a.for_s ? a.for_s.toFixed(3) + ' s' : '-', 'new flows for'))];
+  if (a.flows.length) {
+    kids.push(el('div', { class: 'scroll' }, el('table', { id: 'trigger-flows' },
+      el('thead', {}, el('tr', {}, ['Flow', 'Community ID', 'Packets', 'First packet (UTC)', 'Back', 'Note']
+        .map((h) => el('th', { scope: 'col', text: h })))),
+      el('tbody', {}, a.flows.map((f) => el('tr', {},
+        el('td', { class: 'mono', text: f.flow }), el('td', { class: 'mono', text: f.community_id || '-' }),
+        el('td', { class: 'num', text: fmtCount(f.packets) }), el('td', { text: nsToText(BigInt(f.first_ns)) }),
+        el('td', { class: 'num', text: f.seconds_back.toFixed(3) + ' s' }),
+        el('td', { class: f.first_packet_lost ? 'lost' : null,
+          text: [f.note, f.triggered_before ? 'triggered before' : ''].filter((x) => x).join('; ') || '-' })))))));
+  }
+  if (a.matched > a.listed) kids.push(el('p', { class: 'note', text: `${a.listed} of ${fmtCount(a.matched)} flows listed` }));
+  return kids;
+}
+
+/* The trigger form on a flow (POST /api/v1/trigger, docs/api.md), on a recorder only
+   (flowscope serve has no ring to reach back into: null).  It sends the flow with an
+   optional reason and `for`, and shows the answer under it: flows matched, packets reached
+   back in the ring, how far back, and whether the first packet had left the ring already;
+   an error as the API says it.  #trigger-out's data-done counts the answers shown. */
+async function flowTriggerButton(p) {
+  if (!(await isRecorder())) return null;
+  const flow = flowTriggerSpec(p);
+  const reason = el('input', { type: 'text', id: 'trigger-reason', name: 'reason', maxlength: '200', autocomplete: 'off',
+    'aria-label': 'Reason (optional)', placeholder: 'reason (optional): ids alert 2019401' });
+  const dur = el('input', { type: 'text', id: 'trigger-for', name: 'for', autocomplete: 'off', spellcheck: 'false',
+    'aria-label': 'For: also archive new matching flows this long (optional, e.g. 30s, 5m)', placeholder: 'for (optional): 30s, 5m' });
+  const btn = el('button', { class: 'primary', type: 'submit', id: 'trigger-button', text: 'Trigger' });
+  const out = el('div', { id: 'trigger-out', 'aria-live': 'polite' });
+  let done = 0;
+  const form = el('form', { class: 'filter trigger', id: 'trigger-form', onsubmit: async (ev) => {
+    ev.preventDefault();
+    btn.disabled = true;
+    out.setAttribute('aria-busy', 'true');
+    try {
+      out.replaceChildren(...triggerAnswer(await apiPost('/api/v1/trigger', { flow, reason: reason.value.trim(), for: dur.value.trim() })));
+    } catch (e) {
+      out.replaceChildren(errorBox(e));
+    }
+    btn.disabled = false;
+    out.setAttribute('aria-busy', 'false');
+    out.dataset.done = String(++done);
+  } }, reason, dur, btn);
+  return el('section', { id: 'trigger', 'aria-labelledby': 'trigger-title' },
+    el('h2', { id: 'trigger-title', text: 'Trigger: archive this flow from the ring' }),
+    el('p', { class: 'note' }, 'This server is a recorder: a trigger archives the flow ',
+      el('code', { text: flow }), ' (either direction) with the packets its ring still holds from before, and its later ones. ' +
+      'They reach the archive, this page\'s packets and its downloads as the ring lets them go.'),
+    form, out);
+}
 
 async function viewFlow(main, p) {
   const first = secToNs(p.get('first')), last = secToNs(p.get('last'));
@@ -379,8 +479,10 @@ async function viewFlow(main, p) {
   main.append(el('div', { class: 'actions' },
     el('a', { class: 'button primary', id: 'download-pcap', href: dl('pcap'), download: name + '.pcap', text: 'Download pcap' }),
     el('a', { class: 'button', id: 'download-pcapng', href: dl('pcapng'), download: name + '.pcapng', text: 'Download pcapng' }),
-    el('a', { class: 'button', href: link('query', { ...range, filter }), text: 'Open in Query' }),
-    flowTriggerButton(p, filter)));
+    el('a', { class: 'button', href: link('query', { ...range, filter }), text: 'Open in Query' })));
+  const trigBox = el('div', {}); /* the trigger form, on a recorder: once the server's kind is known */
+  main.append(trigBox);
+  const trig = flowTriggerButton(p).then((t) => { if (t) trigBox.replaceWith(t); else trigBox.remove(); });
   main.append(el('h2', { text: 'Open in Wireshark' }), el('pre', { id: 'wireshark-cmd', text: cmd }),
     el('p', { class: 'note', text: 'Add --cert, --key and --cacert when the server asks for a client certificate (docs/cli.md).' }));
   main.append(el('h2', { text: 'First 100 packets' }));
@@ -401,6 +503,7 @@ async function viewFlow(main, p) {
     box.append(errorBox(e));
   }
   box.setAttribute('aria-busy', 'false');
+  await trig;
 }
 
 /* ---- the query view --------------------------------------------------------------------- */

@@ -11,7 +11,11 @@
 #     `tcpdump -r CAPTURE --time-stamp-precision=nano -w - 'its 5-tuple'`;
 #   - an invalid filter shows libpcap's message (tcpdump's, for the same filter), inline;
 #   - the live view of `record --listen` shows the recorder's rates, QQ fill and drops;
-#   - on 1M generated packets the timeline and flows views load, and the table pages.
+#   - on 1M generated packets the timeline and flows views load, and the table pages;
+#   - a flow's Trigger button, on recorders fed through FIFOs (--capture triggered): the
+#     answer shown is the API's, the API's is tcpdump's, the archive is exactly the triggered
+#     flows (tcpdump -r with each one's filter), a ring too small says "first packet lost";
+#     serve shows no trigger button.
 # Screenshots of each view: WEB_SHOTS (build/web-screenshots/).
 . "$(dirname "$0")/lib.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -251,7 +255,139 @@ else
     fail "record --listen did not start: $(cat "$TMP/rl.err")"
 fi
 
-for s in timeline timeline-zoomed flows flows-phone flow query query-error live flows-large; do
+# ---- a trigger from the flow view: record --listen --capture triggered ---------------------------
+# Two recorders read from FIFOs this script holds open (fd 7, 8: read-write, so nothing blocks;
+# closing one is its recorder's end of file): they run, their rings holding what they read,
+# until the test is done.  One (a 64 MiB ring: it holds it all) reads CAP (the four
+# captures); three of its flows are opened in the browser by the link the flows view makes
+# for each (from flows --json of ARCH: the same packets, recorded whole): F1 (http.pcap, 2822
+# packets from its start; IPv4), FV (TCP over IPv6 on VLAN 100), FI (ICMP: no ports), and
+# triggered there: F1 by a click on the button, the others from the keyboard.  The answer
+# shown is the API's (web.mjs); the API's is tcpdump's: one flow, its packets, its first
+# packet's time, its span; after the end the archive is those three flows and nothing else,
+# each byte for byte what tcpdump -r CAP selects for it (time travel: from its first packet).
+# The other recorder (a 2 MiB ring) reads http.pcap: F1's first packets left its ring long
+# ago, and its answer shows "first packet lost: ring window was N s".
+
+# wait_analyzed URL N PID: until the analyzers looked at N packets or more (~30 s bound); a
+# file source publishes a chunk when it is full, so the input's last chunk waits for the end
+wait_analyzed() {
+    local i v
+    for ((i = 0; i < 300; i++)); do
+        v=$(curl -s "$1/metrics" | awk '$1 == "flowscope_flowtrack_packets_total" { print $2 }')
+        [ -n "$v" ] && [ "$v" -ge "$2" ] && return 0
+        kill -0 "$3" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+# fifo_recorder NAME FD QQSIZE CAPTURE: record --read FIFO --capture triggered --listen, fed
+# CAPTURE through FD (left open); TPID and TURL set (TURL "" when it did not start)
+fifo_recorder() {
+    mkfifo "$TMP/$1.fifo"
+    "$FLOWSCOPE" record --read "$TMP/$1.fifo" --archive "$TMP/$1" --capture triggered --qq-size "$3" \
+        --status-interval 0 --listen 127.0.0.1:0 2>"$TMP/$1.err" 7>&- 8>&- &
+    TPID=$!
+    PIDS+=("$TPID")
+    eval "exec $2<>\"\$TMP/\$1.fifo\""
+    timeout 60 cat "$4" >&"$2" || fail "$1: the recorder did not read its FIFO"
+    TURL=
+    wait_for "$TMP/$1.err" '^flowscope record: API listening on http://127.0.0.1:[0-9]+$' "$TPID" 100 &&
+        TURL=$(sed -n 's/^flowscope record: API listening on //p' "$TMP/$1.err")
+}
+# rfc_sec TIME: flows --json's "2026-11-27T05:29:34.521251000Z" as S.NNNNNNNNN
+rfc_sec() { local t=${1%Z}; printf '%s.%s' "$(date -u -d "${t%.*}Z" +%s)" "${t#*.}"; }
+ns() { sed 's/\.//' <<<"$1"; } # S.NNNNNNNNN -> ns
+
+# the flows: NAME|jq selection in flows --json|tcpdump filter (the oracle)
+TFLOWS=("F1|.a == \"10.99.1.10:34952\"|tcp and host 10.99.1.10 and port 34952"
+    "FV|.a == \"[fd00:99:100::1]:45024\"|vlan 100 and tcp and host fd00:99:100::1 and port 45024"
+    "FI|.a == \"10.99.2.10:0\" and .proto == \"icmp\"|icmp and host 10.99.2.10 and host 10.99.2.53")
+tshark -r "$CAP" -T fields -e frame.time_epoch >"$TMP/cap.times" 2>/dev/null
+HASHES=() TWANT=0
+for t in "${TFLOWS[@]}"; do
+    IFS='|' read -r name sel filter <<<"$t"
+    line=$(jq -c "select($sel)" "$EXP/flows.0.ndjson")
+    [ "$(grep -c . <<<"$line")" = 1 ] || { fail "$name: flows --json has $(grep -c . <<<"$line") such flows"; continue; }
+    # the link the flows view makes (flowParams in app.js)
+    HASHES+=("$(jq -r '"#/flow?proto=\(.proto)&a=\(.a | @uri)&b=\(.b | @uri)" +
+        (if .vlan > 0 then "&vlan=\(.vlan)" else "" end) + (if .vlan_inner > 0 then "&vlan_inner=\(.vlan_inner)" else "" end)' \
+        <<<"$line")&first=$(rfc_sec "$(jq -r .first <<<"$line")")&last=$(rfc_sec "$(jq -r .last <<<"$line")")")
+    # what the page must send (the API's flow form: no port for ICMP) and what the API names
+    jq -r '(if (.proto | test("^(tcp|udp|sctp)$")) then [.a, .b] else [.a, .b] | map(sub(":[0-9]+$"; "")) end) as $e
+        | (if .vlan_inner > 0 then " vlan \(.vlan)/\(.vlan_inner)" elif .vlan > 0 then " vlan \(.vlan)" else "" end) as $v
+        | "\(.proto) \($e[0]) \($e[1])\($v)", "\(.proto) \(.a) <-> \(.b)\($v)", .packets_ab + .packets_ba' \
+        <<<"$line" >"$TMP/$name.want"
+    oracle "$CAP" "$TMP/$name.pcap" "$filter"
+    tshark -r "$TMP/$name.pcap" -T fields -e frame.time_epoch 2>/dev/null | sed -n '1p;$p' >"$TMP/$name.times"
+    n=$(npackets "$TMP/$name.pcap")
+    [ "$n" = "$(sed -n 3p "$TMP/$name.want")" ] && [ "$(wc -l <"$TMP/$name.times")" = 2 ] && pass ||
+        fail "$name: tcpdump selects $n packets, flows --json says $(sed -n 3p "$TMP/$name.want")"
+    TWANT=$((TWANT + n))
+done
+# the packets up to the flows' last one (the times as strings: all of one length): the
+# analyzers have seen them all then
+LAST_MAX=$(cat "$TMP"/F?.times | sort | tail -1)
+NCAP=$(awk -v m="$LAST_MAX" '($1 "") <= (m "")' "$TMP/cap.times" | wc -l)
+F1HASH=${HASHES[0]-}
+
+fifo_recorder trig 7 64M "$CAP"
+TRPID=$TPID TRURL=$TURL
+fifo_recorder late 8 2M "$PCAPS/http.pcap"
+LRPID=$TPID LRURL=$TURL
+if [ "${#HASHES[@]}" = 3 ] && [ -n "$TRURL" ] && [ -n "$LRURL" ] && wait_analyzed "$TRURL" "$NCAP" "$TRPID" &&
+    wait_analyzed "$LRURL" 7000 "$LRPID"; then
+    (cd "$NODE_DIR" && timeout 120 node web.mjs trigger "$TRURL" "$SHOTS" "$TMP/trig.json" "$LRURL" "$F1HASH" \
+        "${HASHES[@]}") >"$TMP/node4.out" 2>&1
+    grep '^FAIL: ' "$TMP/node4.out" >&2
+    FAILS=$((FAILS + $(grep -c '^FAIL: ' "$TMP/node4.out")))
+    [ -s "$TMP/trig.json" ] || fail "the triggers: $(tail -5 "$TMP/node4.out")"
+else
+    fail "the FIFO recorders: $(tail -2 "$TMP/trig.err") $(tail -2 "$TMP/late.err")"
+fi
+exec 7>&- 8>&-
+wait "$TRPID" && pass || fail "record (64M) on a FIFO: exit $?: $(tail -2 "$TMP/trig.err")"
+wait "$LRPID" && pass || fail "record (2M) on a FIFO: exit $?: $(tail -2 "$TMP/late.err")"
+if [ -s "$TMP/trig.json" ]; then
+    i=0
+    for t in "${TFLOWS[@]}"; do
+        IFS='|' read -r name sel filter <<<"$t"
+        # what the page sent, and what the API answered it (the page showed that: web.mjs)
+        got=$(jq -c ".flows[$i].sent" "$TMP/trig.json")
+        want=$(jq -n -c --arg f "$(sed -n 1p "$TMP/$name.want")" --arg r "web test $i" '{flow: $f, reason: $r}')
+        [ "$got" = "$want" ] && pass || fail "$name: the page posted $got, not $want"
+        jq -r ".flows[$i].raw" "$TMP/trig.json" >"$TMP/$name.ans"
+        read -r first last < <(tr '\n' ' ' <"$TMP/$name.times")
+        # (ns and seconds by sed and awk: jq reads numbers as doubles)
+        first_ns=$(sed -n 's/.*"first_ns": \([0-9]*\).*/\1/p' "$TMP/$name.ans")
+        back=$(sed -n 's/.*"seconds_back": \([0-9.]*\).*/\1/p' "$TMP/$name.ans")
+        want_back=$(awk -v d="$(($(ns "$last") - $(ns "$first")))" 'BEGIN { printf "%.3f", d / 1e9 }')
+        got=$(jq -c '[.trigger, .matched, .packets, .first_packet_lost, .flows[0].flow, .flows[0].first_packet_lost]' "$TMP/$name.ans")
+        want=$(jq -n -c --arg r "api: web test $i" --arg f "$(sed -n 2p "$TMP/$name.want")" --argjson n "$(npackets "$TMP/$name.pcap")" \
+            '[$r, 1, $n, 0, $f, false]')
+        [ "$got" = "$want" ] && [ "$first_ns" = "$(ns "$first")" ] && [ "$back" = "$want_back" ] && pass ||
+            fail "$name: the trigger's answer: $(cat "$TMP/$name.ans") (tcpdump: $want, $first to $last)"
+        [ "$(jq -r ".flows[$i].first_shown[0]" "$TMP/trig.json")" = "$(date -u -d "@${first%.*}" '+%F %T').${first#*.}" ] &&
+            pass || fail "$name: the first packet shown: $(jq -r ".flows[$i].first_shown[0]" "$TMP/trig.json"), tcpdump's $first"
+        # the archive holds the flow from its first packet (time travel), as tcpdump selects it
+        fs query --archive "$TMP/trig" -w "$TMP/$name.got" "$filter" 2>"$TMP/q.err" || fail "query: $(cat "$TMP/q.err")"
+        cmp -s "$TMP/$name.got" "$TMP/$name.pcap" && pass ||
+            fail "$name: the archive holds $(npackets "$TMP/$name.got") of its packets, tcpdump selects $(npackets "$TMP/$name.pcap")"
+        i=$((i + 1))
+    done
+    # and nothing else
+    fs query --archive "$TMP/trig" -w "$TMP/trig.pcap" 2>"$TMP/q.err" || fail "query: $(cat "$TMP/q.err")"
+    [ "$(npackets "$TMP/trig.pcap")" = "$TWANT" ] && pass ||
+        fail "the archive after the web triggers holds $(npackets "$TMP/trig.pcap") packets, the three flows $TWANT"
+    # the small ring: the first packet was gone, and the answer says so (the page showed it)
+    jq -r .late.raw "$TMP/trig.json" >"$TMP/late.ans"
+    jq -e '.matched == 1 and .first_packet_lost == 1 and .flows[0].first_packet_lost' "$TMP/late.ans" >/dev/null &&
+        grep -qE '"note": "first packet lost: ring window was [0-9]+\.[0-9] s"' "$TMP/late.ans" && pass ||
+        fail "the small ring's answer: $(cat "$TMP/late.ans")"
+    note "web trigger, F1: $(jq -c '{matched, packets, ring_window_s, seconds_back: .flows[0].seconds_back}' "$TMP/F1.ans"); small ring: $(jq -r '.flows[0].note' "$TMP/late.ans")"
+fi
+
+for s in timeline timeline-zoomed flows flows-phone flow query query-error live flows-large flow-trigger flow-trigger-1 flow-trigger-2 flow-trigger-lost; do
     [ -s "$SHOTS/$s.png" ] && pass || fail "no screenshot $s.png"
 done
 finish

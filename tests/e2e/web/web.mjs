@@ -3,6 +3,8 @@
 //   node web.mjs archive URL SHOTS EXPECT_DIR OUT.json   (flowscope serve)
 //   node web.mjs live URL SHOTS OUT.json                 (flowscope record --listen)
 //   node web.mjs big URL SHOTS OUT.json                  (serve, a large archive)
+//   node web.mjs trigger URL SHOTS OUT.json LATE_URL LATE_HASH HASH...
+//                                                        (record --listen --capture triggered)
 // EXPECT_DIR holds flows.N.filter and flows.N.ndjson (`flowscope flows --json` for that
 // filter) and bad.filter (a filter libpcap refuses).  Every check this script can make alone
 // (the table against the CLI's lines, no console error, no failed request) is made here and
@@ -149,6 +151,9 @@ async function archiveMode(expectDir, outFile) {
   await page.waitForSelector('body[data-ready="flow"]', { timeout: 30000 });
   clean('the flow');
   await shot('flow');
+  // flowscope serve has no trigger API: no trigger form (the server's kind is known at ready)
+  if (await page.$('#trigger-form, #trigger-button')) fail('flowscope serve: the flow view shows a trigger button');
+  else pass();
   const npk = await page.$$eval('#packets tbody tr', (r) => r.length);
   if (npk === Math.min(100, out.flow.packets)) pass();
   else fail(`the flow's packets table has ${npk} rows, expected ${Math.min(100, out.flow.packets)}`);
@@ -208,9 +213,83 @@ async function bigMode(outFile) {
   fs.writeFileSync(outFile, JSON.stringify(out));
 }
 
+// A trigger from a flow's view (HASH: #/flow?... of a flow the recorder's ring holds): the
+// keyboard first (Enter in the form with a bad `for`: the API's error, inline), then a reason
+// and the button, clicked (or, with keys, Enter in the reason); the answer shown must be the
+// API's (the POST's own response, as the page got it), which goes into OUT.json with the flow
+// the page sent, for the shell (tcpdump: the flow's packets; afterwards the archive).
+async function triggerOne(url, hash, reason, shotName, keys) {
+  await page.goto(url + '/' + hash, { waitUntil: 'load' });
+  await page.waitForSelector('body[data-ready="flow"]', { timeout: 30000 });
+  clean(`the flow view of a recorder (${shotName})`);
+  if (!(await page.$('#trigger-form #trigger-button'))) {
+    fail(`${shotName}: no trigger button on a recorder's flow view`);
+    return null;
+  }
+  pass();
+  // the keyboard: the form is reached and submitted from its field; a bad duration is refused
+  allow400 = true;
+  await page.focus('#trigger-for');
+  await page.keyboard.type('soon');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#trigger-out[data-done="1"]', { timeout: 30000 });
+  const err = await text('#trigger-out .error').catch(() => '');
+  if (err === "for 'soon': expected a duration, e.g. 30s, 5m (HTTP 400)") pass();
+  else fail(`${shotName}: a bad duration shows '${err}', not the API's error`);
+  allow400 = false;
+  clean(`${shotName}: the refused trigger`);
+  await page.$eval('#trigger-for', (i) => { i.value = ''; });
+  await page.type('#trigger-reason', reason);
+  const answer = page.waitForResponse((r) => r.url().endsWith('/api/v1/trigger') && r.request().method() === 'POST', { timeout: 30000 });
+  if (keys) {
+    await page.focus('#trigger-reason');
+    await page.keyboard.press('Enter');
+  } else {
+    await page.click('#trigger-button');
+  }
+  const r = await answer;
+  const raw = await r.text();
+  await page.waitForSelector('#trigger-out[data-done="2"]', { timeout: 30000 });
+  clean(`${shotName}: the trigger`);
+  const sent = Object.fromEntries(new URLSearchParams(r.request().postData() || ''));
+  const a = JSON.parse(raw);
+  // the numbers as the API wrote them (seconds with three digits: compared as text)
+  const rawNum = (k) => [...raw.matchAll(new RegExp(`"${k}": ([0-9.]+)`, 'g'))].map((m) => m[1]);
+  const shown = {
+    matched: await text('#trigger-matched'), packets: await text('#trigger-packets'),
+    lost: await text('#trigger-lost'), window: await text('#trigger-window'),
+    rows: await page.$$eval('#trigger-flows tbody tr', (rows) => rows.map((t) => [...t.cells].map((c) => c.textContent))),
+  };
+  const firstShown = shown.rows.map((row) => row[3]); // the first packet's time: the shell checks it
+  for (const row of shown.rows) row[3] = null;
+  const want = {
+    matched: a.matched.toLocaleString('en-US'), packets: a.packets.toLocaleString('en-US'),
+    lost: a.first_packet_lost.toLocaleString('en-US'), window: rawNum('ring_window_s')[0] + ' s',
+    rows: a.flows.map((f, i) => [f.flow, f.community_id || '-', f.packets.toLocaleString('en-US'), null,
+      rawNum('seconds_back')[i] + ' s', [f.note, f.triggered_before ? 'triggered before' : ''].filter((x) => x).join('; ') || '-']),
+  };
+  if (JSON.stringify(shown) === JSON.stringify(want)) pass();
+  else fail(`${shotName}: the answer shown ${JSON.stringify(shown)} is not the API's ${raw.trim()}`);
+  await shot(shotName);
+  return { raw, sent, first_shown: firstShown };
+}
+
+// Each HASH triggered on URL (the first by a click: flow-trigger.png; the others from the
+// keyboard), then LATE_HASH on LATE_URL, a recorder whose ring lost the flow's first packet:
+// its answer shows the API's "first packet lost: ring window was N s" (flow-trigger-lost.png).
+async function triggerMode(outFile, lateUrl, lateHash, ...hashes) {
+  out.flows = [];
+  for (const [i, h] of hashes.entries()) {
+    out.flows.push(await triggerOne(base, h, `web test ${i}`, i ? `flow-trigger-${i}` : 'flow-trigger', i > 0));
+  }
+  out.late = await triggerOne(lateUrl, lateHash, 'too late', 'flow-trigger-lost', false);
+  fs.writeFileSync(outFile, JSON.stringify(out));
+}
+
 try {
   if (mode === 'archive') await archiveMode(rest[0], rest[1]);
   else if (mode === 'big') await bigMode(rest[0]);
+  else if (mode === 'trigger') await triggerMode(...rest);
   else await liveMode(rest[0]);
 } catch (e) {
   fail(`${mode}: ${e.stack || e}`);
