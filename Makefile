@@ -48,6 +48,8 @@ DEB_TEST  += systemd
 DEB_TEST  += openssl curl
 DEB_TEST  += git
 DEB_TEST  += chromium
+# and npm (e2e_web's puppeteer-core, from tests/e2e/web/package-lock.json): Debian's package
+# when no npm is there; a Node.js install that brings its own npm is left alone
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
 .PHONY: all build install deb deps asan test test-release test-asan test-tsan test-fuzz bench demo format \
@@ -60,7 +62,7 @@ all: build
 deps:
 	@missing=$$(for p in $(DEB_ALL); do \
 	    dpkg-query -W -f='$${db:Status-Status}\n' "$$p" 2>/dev/null | grep -qx installed || echo "$$p"; \
-	  done); \
+	  done; command -v npm >/dev/null || echo npm); \
 	if [ -z "$$missing" ]; then echo "deps: all $(words $(DEB_ALL)) Debian packages present"; exit 0; fi; \
 	echo "deps: installing" $$missing; \
 	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO="sudo -n"; \
