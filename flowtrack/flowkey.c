@@ -230,7 +230,8 @@ static int endpoint_parse(char *s, int ports, uint8_t addr[16], uint16_t *port)
 	}
 	if (colon)
 		*colon = '\0';
-	if ((colon != NULL) != (ports != 0) ||
+	/* a protocol without ports: none, or ":0" as ft_flow_key_format() writes it */
+	if ((!colon && ports) || (colon && !ports && strcmp(colon + 1, "0") != 0) ||
 	    (colon && ft_parse_uint(colon + 1, 0, 65535, &v) != 0))
 		return -EINVAL;
 	*port = (uint16_t)v;

@@ -254,7 +254,8 @@ char *ft_flow_key_filter(const struct ft_flow_key *key, char *buf, size_t buflen
  * Parses a flow as people write it, the inverse of ft_flow_key_format():
  * "PROTO A:PORT B:PORT [vlan OUTER[/INNER]]" (IPv6 as [ADDR]:PORT; "<->"
  * between the endpoints allowed; PROTO tcp, udp, sctp, icmp, icmp6 or a
- * number; ports omitted for protocols without them), in either direction, into
+ * number; ports omitted for protocols without them, or ":0" as ft_flow_key_format()
+ * writes them), in either direction, into
  * the canonical VLAN-aware bidirectional key.  Returns 0, or -EINVAL with a
  * reason in err.  Pure and thread-safe.
  */

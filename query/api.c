@@ -417,6 +417,19 @@ static int is_json(struct MHD_Connection *c)
 	       (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
+/*
+ * A browser's POST made by a page of another site (which would use the user's browser, and
+ * its client certificate, to trigger or to query): its Origin is not this server's Host.
+ * Browsers send Origin with every POST; curl and the other clients send none.
+ */
+static int cross_site(struct MHD_Connection *c)
+{
+	const char *o = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+	const char *p = o ? strstr(o, "://") : NULL;
+	return o && (!h || !p || strcasecmp(p + 3, h) != 0);
+}
+
 /* The first call for a request: the certificate, the method, the URL, the query string. */
 static enum MHD_Result request_begin(struct query_api *s, struct MHD_Connection *c, const char *url,
                                      const char *method, void **req_cls)
@@ -440,6 +453,9 @@ static enum MHD_Result request_begin(struct query_api *s, struct MHD_Connection 
 		api_request_fail(q, 404, "no such endpoint (see docs/api.md)");
 	else if (!method_allowed(rt->methods, method))
 		api_request_fail(q, 405, "%s is not allowed here", method);
+	else if (strcmp(method, "POST") == 0 && cross_site(c))
+		api_request_fail(q, 403, "a POST from another site's page (Origin %.100s): refused",
+		                 MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin"));
 	if (q->status || !rt) /* !rt: failed above (404) */
 		return MHD_YES;
 	MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, get_arg, q);

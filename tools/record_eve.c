@@ -17,7 +17,7 @@
 #include "tools/record.h"
 
 #define CMD "record"
-#define EVE_WAIT_MS 100     /* the thread looks at its stop flag this often */
+#define EVE_WAIT_MS 100      /* the thread looks at its stop flag this often */
 #define EVE_LOGGED_ERRORS 10 /* malformed lines logged with their reason; later ones counted */
 
 /* relaxed: counters */
@@ -135,8 +135,9 @@ int record_eve_open(struct record_pipeline *pl)
 	if (r) {
 		if (!err[0])
 			snprintf(err, sizeof(err), "%s: %s", pl->o.eve, strerror(-r));
-		cli_error(CMD, "--eve: %s: give a file in a directory the user who parses packets "
-		               "can read",
+		cli_error(CMD,
+		          "--eve: %s: give a file in a directory the user who parses packets "
+		          "can read",
 		          err);
 		return EXIT_FAIL;
 	}

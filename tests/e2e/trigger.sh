@@ -91,6 +91,11 @@ cid=$(tshark -r "$TMP/tenants.pcap" --enable-protocol communityid -Y udp -T fiel
 "$FLOWSCOPE" trigger --remote "$URL" --flow 'udp 192.0.2.1:1 192.0.2.2:2' >"$TMP/cli.out" 2>&1 &&
     grep -qx 'matched 0 flows, reached back 0 packets (api)' "$TMP/cli.out" && pass ||
     fail "flowscope trigger, a flow never seen: $(cat "$TMP/cli.out")"
+# a page of another site, through the user's browser: refused (403); the server's own page
+[ "$(post "$URL" -H 'Origin: https://evil.example' -d 'filter=tcp')" = 403 ] &&
+    grep -q 'another site' "$TMP/ans" && pass || fail "a cross-site POST: $(cat "$TMP/ans")"
+[ "$(post "$URL" -H "Origin: $URL" --data-urlencode 'flow=udp 192.0.2.1:1 192.0.2.2:2')" = 200 ] && pass ||
+    fail "a POST from the server's own page: $(cat "$TMP/ans")"
 # bad requests: 400 with the reason
 [ "$(post "$URL" -d 'flow=tcp 10.1.0.1 10.1.0.2:80')" = 400 ] && grep -q 'bad address or port' "$TMP/ans" &&
     pass || fail "a flow without a port: $(cat "$TMP/ans")"
@@ -106,8 +111,8 @@ cid=$(tshark -r "$TMP/tenants.pcap" --enable-protocol communityid -Y udp -T fiel
 tail -c +25 "$TMP/tenants.pcap" >&3 # the packets: the pending triggers find their flows
 exec 3>&-
 wait $RPID && pass || fail "tenants: record failed: $(tail -3 "$TMP/ten.err")"
-[ "$(counter "$TMP/ten.err" record trigger.api_requests)" = 6 ] && pass ||
-    fail "tenants: trigger.api_requests=$(counter "$TMP/ten.err" record trigger.api_requests), expected 6"
+[ "$(counter "$TMP/ten.err" record trigger.api_requests)" = 7 ] && pass ||
+    fail "tenants: trigger.api_requests=$(counter "$TMP/ten.err" record trigger.api_requests), expected 7"
 # A's and C's TCP, B's UDP (the filter, posted first), A's and C's UDP (the Community ID)
 [ "$(counter "$TMP/ten.err" record trigger.flows)" = 5 ] && pass ||
     fail "tenants: trigger.flows=$(counter "$TMP/ten.err" record trigger.flows), expected 5"

@@ -43,6 +43,11 @@ static void test_key_parse(void **state)
 	                    "udp [2001:db8::1]:5353 <-> [2001:db8::2]:53");
 	assert_int_equal(ft_flow_key_parse("icmp 10.0.0.1 10.0.0.2", &k, err, sizeof(err)), 0);
 	assert_int_equal(k.proto, 1);
+	/* as ft_flow_key_format() writes a flow without ports: the same key */
+	assert_string_equal(ft_flow_key_format(&k, buf, sizeof(buf)),
+	                    "icmp 10.0.0.1:0 <-> 10.0.0.2:0");
+	assert_int_equal(ft_flow_key_parse(buf, &r, err, sizeof(err)), 0);
+	assert_memory_equal(&k, &r, sizeof(k));
 	static const char *const bad[] = {
 	    "tcp 10.0.0.1 10.0.0.2:80",
 	    "tcp 10.0.0.1:80 10.0.0.2:65536",
