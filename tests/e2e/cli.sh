@@ -46,7 +46,7 @@ doc_options() {
 doc_options >"$TMP/doc.opts"
 [ "$(cut -d' ' -f1 "$TMP/doc.opts" | sort -u | tr '\n' ' ')" = "extcap flows gen index info monitor query record serve trigger " ] &&
     pass || fail "docs/cli.md: expected a section per command, got $(cut -d' ' -f1 "$TMP/doc.opts" | sort -u | tr '\n' ' ')"
-for cmd in record monitor query flows info index gen serve extcap; do
+for cmd in record monitor query flows info index gen serve trigger extcap; do
     "$FLOWSCOPE" "$cmd" --help >"$TMP/help" 2>&1 || fail "$cmd --help: exit $?"
     while read -r _ opt; do
         if [ "${opt#=}" != "$opt" ]; then

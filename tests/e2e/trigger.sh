@@ -134,7 +134,7 @@ for r in 'api: tenant A' 'api: tenant C' 'api: tenant B udp' 'api: cid'; do
 done
 
 # serve has no recorder: 404 with a JSON error
-fs serve --archive "$TMP/ten" --listen 127.0.0.1:0 >"$TMP/serve.out" 2>&1 &
+"$FLOWSCOPE" serve --archive "$TMP/ten" --listen 127.0.0.1:0 >"$TMP/serve.out" 2>&1 &
 SPID=$!
 if wait_for "$TMP/serve.out" 'listening on http://127.0.0.1:[0-9]+' $SPID 100; then
     SURL=$(sed -n 's/^flowscope serve: listening on //p' "$TMP/serve.out")
