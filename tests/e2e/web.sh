@@ -30,6 +30,9 @@ command -v npm >/dev/null || { fail "no npm"; finish; }
 # puppeteer-core, exactly as the lockfile says, into the build directory (again only when the
 # lockfile changed); PUPPETEER_SKIP_DOWNLOAD: the browser is Debian's
 NODE_DIR="$WEB_BUILD/web-node"
+# Node.js trusts its own CA bundle only: add the machine's (where a TLS proxy's CA is installed)
+[ -n "${NODE_EXTRA_CA_CERTS:-}" ] || [ ! -r /etc/ssl/certs/ca-certificates.crt ] ||
+    export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
 if ! cmp -s "$HERE/web/package-lock.json" "$NODE_DIR/package-lock.json" ||
     [ ! -d "$NODE_DIR/node_modules/puppeteer-core" ]; then
     rm -rf "$NODE_DIR" && mkdir -p "$NODE_DIR" &&
