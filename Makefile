@@ -124,11 +124,11 @@ FUZZ_ARCHIVE_SRC = archive/archive.c archive/index.c archive/terms.c archive/wri
 FUZZ_ARCHIVE_LIBS = $$(pkg-config --cflags --libs lmdb libpcap libzstd liburing nettle) -lpthread
 test-fuzz: deps
 	@mkdir -p $(FUZZ_BUILD)
-	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_parse.c flowtrack/parse.c flowtrack/flowkey.c \
+	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_parse.c flowtrack/parse.c flowtrack/flowkey.c flowtrack/units.c \
 	    -o $(FUZZ_BUILD)/fuzz_parse
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_plan.c query/plan.c archive/index.c archive/terms.c \
 	    archive/archive.c archive/lmdbcheck.c flowtrack/flowkey.c flowtrack/parse.c flowtrack/table.c \
-	    qq/qq.c $$(pkg-config --cflags --libs lmdb libpcap) -lpthread \
+	    flowtrack/units.c qq/qq.c $$(pkg-config --cflags --libs lmdb libpcap) -lpthread \
 	    -o $(FUZZ_BUILD)/fuzz_plan
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_pcapng.c ingest/file.c ingest/pcapng_links.c \
 	    ingest/source.c qq/qq.c $$(pkg-config --cflags --libs libpcap) -lpthread \
@@ -141,7 +141,10 @@ test-fuzz: deps
 	    -o $(FUZZ_BUILD)/fuzz_segment
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_steno.c query/steno.c flowtrack/units.c \
 	    $$(pkg-config --cflags --libs libpcap) -o $(FUZZ_BUILD)/fuzz_steno
+	@cmake "-DFILES=$(CURDIR)/query/web/index.html|$(CURDIR)/query/web/app.js|$(CURDIR)/query/web/app.css|$(CURDIR)/query/web/favicon.svg" \
+	    -DOUT=$(FUZZ_BUILD)/web_assets.c -P query/web/embed.cmake
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_api.c query/api.c query/api_query.c query/api_trigger.c \
+	    query/web.c query/web_api.c $(FUZZ_BUILD)/web_assets.c \
 	    query/steno.c query/run.c query/plan.c query/export.c query/flows.c tools/cli.c \
 	    $(FUZZ_ARCHIVE_SRC) $(FUZZ_ARCHIVE_LIBS) $$(pkg-config --cflags --libs libmicrohttpd gnutls jansson) \
 	    -o $(FUZZ_BUILD)/fuzz_api
