@@ -28,13 +28,13 @@ alert() {
     python3 "$HERE/eve_alert.py" "$SRC" "$2" "$3" "$4" "test $1" "${5:-eve}" >"$TMP/$1.line" ||
         { fail "eve_alert.py $1"; finish; }
 }
-# metric NAME: a sample of the recorder's /metrics
-metric() { curl -s "$URL/metrics" | awk -v n="$1" '$1 == n { print $2 }'; }
+# m NAME: a sample of the recorder's /metrics
+m() { metric "$URL" "$1"; }
 # wait_metric NAME VALUE: until the metric has that value (~30 s bound)
 wait_metric() {
     local i
     for ((i = 0; i < 300; i++)); do
-        [ "$(metric "$1")" = "$2" ] && return 0
+        [ "$(m "$1")" = "$2" ] && return 0
         kill -0 "$RPID" 2>/dev/null || return 1
         sleep 0.1
     done
@@ -76,12 +76,8 @@ start rec --capture triggered --eve "$LOG" --analyzers 1 # (one: its count is a 
 timeout 60 tail -c +25 "$SRC" >&3 || fail "the recorder did not read its FIFO"
 # 7000 of its 8978 packets analysed (the last chunk waits for the file's end): the alerts'
 # flows all began before packet 4446
-for ((i = 0; i < 300; i++)); do
-    v=$(metric flowscope_flowtrack_packets_total)
-    [ -n "$v" ] && [ "$v" -ge 7000 ] && break
-    sleep 0.1
-done
-[ "${v:-0}" -ge 7000 ] || { fail "the capture was not analysed: $(tail -3 "$TMP/rec.err")"; finish; }
+wait_analyzed "$URL" 7000 "$RPID" ||
+    { fail "the capture was not analysed: $(tail -3 "$TMP/rec.err")"; finish; }
 
 {
     echo '{"timestamp":"2026-11-27T05:29:34.521251+0000","flow_id":1,"event_type":"flow","src_ip":"10.99.1.10","src_port":34952,"dest_ip":"10.99.1.80","dest_port":80,"proto":"TCP"}'
@@ -95,8 +91,8 @@ wait_metric flowscope_trigger_eve_requests_total 1 && pass ||
 tail -c +101 "$TMP/cid.line" >>"$LOG"
 wait_metric flowscope_trigger_eve_requests_total 2 && pass ||
     fail "the alert by Community ID did not trigger: $(tail -3 "$TMP/rec.err")"
-[ "$(metric flowscope_eve_malformed_lines_total)" = 2 ] && [ "$(metric flowscope_eve_skipped_lines_total)" = 1 ] &&
-    pass || fail "metrics: malformed $(metric flowscope_eve_malformed_lines_total), skipped $(metric flowscope_eve_skipped_lines_total)"
+[ "$(m flowscope_eve_malformed_lines_total)" = 2 ] && [ "$(m flowscope_eve_skipped_lines_total)" = 1 ] &&
+    pass || fail "metrics: malformed $(m flowscope_eve_malformed_lines_total), skipped $(m flowscope_eve_skipped_lines_total)"
 grep -q "^flowscope record: eve $LOG: a line skipped: " "$TMP/rec.err" && pass ||
     fail "no log line for a malformed line: $(tail -3 "$TMP/rec.err")"
 
@@ -106,9 +102,9 @@ mv "$LOG" "$LOG.1"
 cat "$TMP/rotated.line" >>"$LOG.1"
 cat "$TMP/zeek.line" >"$LOG"
 wait_metric flowscope_trigger_eve_requests_total 4 && pass ||
-    fail "rotation: $(metric flowscope_trigger_eve_requests_total) triggers, expected 4: $(tail -3 "$TMP/rec.err")"
-[ "$(metric flowscope_eve_rotations_total)" = 1 ] && pass ||
-    fail "rotations: $(metric flowscope_eve_rotations_total)"
+    fail "rotation: $(m flowscope_trigger_eve_requests_total) triggers, expected 4: $(tail -3 "$TMP/rec.err")"
+[ "$(m flowscope_eve_rotations_total)" = 1 ] && pass ||
+    fail "rotations: $(m flowscope_eve_rotations_total)"
 # copytruncate: the file emptied, then a flow record (skipped) from its first byte
 : >"$LOG"
 wait_metric flowscope_eve_truncations_total 1 && pass || fail "the truncation was not seen"

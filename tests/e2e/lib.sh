@@ -248,3 +248,20 @@ crashed_archive() {
     wait "$pid" 2>/dev/null
     compgen -G "$1/segments/*.open" >/dev/null
 }
+
+# metric URL NAME: a sample of a server's GET /metrics (empty when it has none)
+metric() { curl -s "$1/metrics" | awk -v n="$2" '$1 == n { print $2 }'; }
+
+# wait_analyzed URL N PID: until the recorder's analyzers looked at N packets or more (~30 s
+# bound); a file source publishes a chunk when it is full, so the input's last chunk waits
+# for the end
+wait_analyzed() {
+    local i v
+    for ((i = 0; i < 300; i++)); do
+        v=$(metric "$1" flowscope_flowtrack_packets_total)
+        [ -n "$v" ] && [ "$v" -ge "$2" ] && return 0
+        kill -0 "$3" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}

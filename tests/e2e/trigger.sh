@@ -26,21 +26,6 @@ api_url() {
         sed -n 's/^flowscope record: API listening on //p' "$1"
 }
 
-# metric URL NAME: a sample of GET /metrics
-metric() { curl -s "$1/metrics" | awk -v n="$2" '$1 == n { print $2 }'; }
-
-# wait_analyzed URL N PID: until the analyzers looked at N packets or more (~30 s bound)
-wait_analyzed() {
-    local i v
-    for ((i = 0; i < 300; i++)); do
-        v=$(metric "$1" flowscope_flowtrack_packets_total)
-        [ -n "$v" ] && [ "$v" -ge "$2" ] && return 0
-        kill -0 "$3" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
-
 # post URL ARGS...: curl POST /api/v1/trigger; the body in $TMP/ans, the status echoed
 post() {
     local url=$1

@@ -272,18 +272,6 @@ fi
 # The other recorder (a 2 MiB ring) reads http.pcap: F1's first packets left its ring long
 # ago, and its answer shows "first packet lost: ring window was N s".
 
-# wait_analyzed URL N PID: until the analyzers looked at N packets or more (~30 s bound); a
-# file source publishes a chunk when it is full, so the input's last chunk waits for the end
-wait_analyzed() {
-    local i v
-    for ((i = 0; i < 300; i++)); do
-        v=$(curl -s "$1/metrics" | awk '$1 == "flowscope_flowtrack_packets_total" { print $2 }')
-        [ -n "$v" ] && [ "$v" -ge "$2" ] && return 0
-        kill -0 "$3" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
 # fifo_recorder NAME FD QQSIZE CAPTURE: record --read FIFO --capture triggered --listen, fed
 # CAPTURE through FD (left open); TPID and TURL set (TURL "" when it did not start)
 fifo_recorder() {
