@@ -455,15 +455,37 @@ static int check_no_writer(const struct archive *a)
 	                     a->dir);
 }
 
+/*
+ * The map is a virtual reservation: ARCHIVE_MAPSIZE where the address space
+ * allows, else the largest of a quarter, a sixteenth... down to
+ * ARCHIVE_MAPSIZE_MIN (a process under ulimit -v, or a sanitizer's shadow
+ * memory, may not find 1 TiB in one piece: mdb_env_open says ENOMEM).
+ */
+static int env_try_open(struct archive *a, const char *path, unsigned flags)
+{
+	int rc = ENOMEM;
+	for (uint64_t map = ARCHIVE_MAPSIZE; rc == ENOMEM && map >= ARCHIVE_MAPSIZE_MIN; map /= 4) {
+		if (a->env)
+			mdb_env_close(a->env); /* a failed open leaves it unusable */
+		if ((rc = mdb_env_create(&a->env)) != 0) {
+			a->env = NULL;
+			return archive__lmdb_fail(rc, "create environment");
+		}
+		mdb_env_set_maxdbs(a->env, 8);
+		mdb_env_set_mapsize(a->env, map);
+		mdb_env_set_maxreaders(a->env, 256);
+		rc = mdb_env_open(a->env, path, flags, 0644);
+	}
+	if (rc)
+		return archive__fail(rc == ENOENT ? ARCHIVE_E_NOTARCH : ARCHIVE_E_LMDB,
+		                     "%s: cannot open the index: %s", path, mdb_strerror(rc));
+	return 0;
+}
+
 static int env_open(struct archive *a)
 {
 	char path[4096];
-	int rc = mdb_env_create(&a->env);
-	if (rc)
-		return archive__lmdb_fail(rc, "create environment");
-	mdb_env_set_maxdbs(a->env, 8);
-	mdb_env_set_mapsize(a->env, ARCHIVE_MAPSIZE);
-	mdb_env_set_maxreaders(a->env, 256);
+	int rc;
 	snprintf(path, sizeof(path), "%s/%s", a->dir, a->index_sub ? a->index_sub : "index");
 	if ((rc = index_file_check(a, path)) != 0)
 		return rc;
@@ -473,11 +495,7 @@ static int env_open(struct archive *a)
 			return rc;
 		flags |= MDB_NOLOCK; /* no reader table: see archive_open() */
 	}
-	rc = mdb_env_open(a->env, path, flags, 0644);
-	if (rc)
-		return archive__fail(rc == ENOENT ? ARCHIVE_E_NOTARCH : ARCHIVE_E_LMDB,
-		                     "%s: cannot open the index: %s", path, mdb_strerror(rc));
-	return 0;
+	return env_try_open(a, path, flags);
 }
 
 static int dbs_open(struct archive *a)

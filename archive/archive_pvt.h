@@ -17,7 +17,8 @@
 
 #include "archive/archive.h"
 
-#define ARCHIVE_MAPSIZE (1ull << 40) /* LMDB map: virtual reservation, 1 TiB */
+#define ARCHIVE_MAPSIZE (1ull << 40)     /* LMDB map: virtual reservation, 1 TiB */
+#define ARCHIVE_MAPSIZE_MIN (1ull << 30) /* where the address space holds no more */
 #define ARCHIVE_SEG_NAMELEN 64
 
 /* pcap global header, nanosecond variant (written in little-endian) */

@@ -166,4 +166,22 @@ fs index check --archive "$G" >"$TMP/out" 2>"$TMP/err"
 rc=$?
 [ $rc -eq 2 ] && pass || fail "unknown subcommand: exit $rc, expected 2"
 one_line_error "$TMP/err" "unknown subcommand 'check'"
+# ---- an address space without room for the index's 1 TiB map (ulimit -v): a smaller map ---------
+# (a sanitizer build reserves terabytes of shadow memory at start: no address-space limit for it)
+if ldd "$FLOWSCOPE" 2>/dev/null | grep -qE 'lib(a|t)san'; then
+    note "sanitizer build: the address-space limit (ulimit -v) is not tried"
+else
+    d=$TMP/small-map
+    (ulimit -v 8388608; exec timeout 120 "$FLOWSCOPE" record --read "$HTTP" --archive "$d" \
+        --qq-size 16M --stats-interval 0) >/dev/null 2>"$TMP/err" && pass ||
+        fail "record under ulimit -v 8 GiB: $(cat "$TMP/err")"
+    (ulimit -v 8388608; exec timeout 120 "$FLOWSCOPE" query --archive "$d" -w - 2>"$TMP/err") \
+        >"$TMP/small-map.pcap" && pass || fail "query under ulimit -v 8 GiB: $(cat "$TMP/err")"
+    tcpdump -r "$HTTP" -w "$TMP/small-map-want.pcap" 2>/dev/null
+    cmp -s <(tcpdump -r "$TMP/small-map.pcap" -nn 2>/dev/null) \
+        <(tcpdump -r "$TMP/small-map-want.pcap" -nn 2>/dev/null) && pass ||
+        fail "the archive recorded under ulimit -v is not the input"
+    fs index verify --archive "$d" >"$TMP/vout" 2>&1 && grep -q ": OK$" "$TMP/vout" && pass ||
+        fail "verify of the archive recorded under ulimit -v: $(cat "$TMP/vout")"
+fi
 finish
