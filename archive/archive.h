@@ -384,6 +384,20 @@ int archive_writer_dump_chunk(struct archive_writer *w, const struct qq_chunk *c
  */
 int archive_trigger_id(struct archive *a, const char *name, uint16_t *id);
 
+/*
+ * Triggers that came after the flows keys[0..n) (canonicalised here) were
+ * written (capture all): each flow's record in every segment whose packets
+ * reach from_ns[i] (its first packet time), where it has one and no
+ * trigger yet, gets `trigger`, as if the trigger had archived it: `flows`
+ * names it, retention with pin_triggered keeps those segments.  One write
+ * transaction, beside a writer's (LMDB orders them; the writer keeps a
+ * record's trigger).  Any thread but an analyzer's (it waits for the
+ * writer's commits).  0 with *marked records, -EPERM (opened read-only),
+ * -ENOMEM or ARCHIVE_E_*.
+ */
+int archive_flows_mark(struct archive *a, const struct ft_flow_key *keys, const uint64_t *from_ns,
+                       size_t n, uint16_t trigger, uint64_t *marked);
+
 /* ---- index terms -------------------------------------------------------------- */
 
 /*
@@ -652,10 +666,14 @@ struct archive_retention {
 	uint64_t max_age_ns; /* drop segments whose newest packet is older (wall clock); 0 = none */
 	uint64_t min_free;   /* also drop until the filesystem has this much free; 0 = no */
 	uint64_t open_size;  /* count each open segment as at least this (it grows to it) */
+	int pin_triggered;   /* segments holding a triggered flow (a record with a trigger) go
+	                        last: never for age, for room (max_bytes, min_free) only when no
+	                        other closed segment is left */
 };
 
 struct archive_retention_stats {
 	uint64_t segments, bytes; /* dropped */
+	uint64_t pinned;          /* of the dropped segments, those holding triggered flows */
 	uint64_t usage;           /* the archive's disk use afterwards */
 	uint64_t oldest_ns;       /* the oldest packet time kept (0: none) */
 };
@@ -674,7 +692,9 @@ int archive_disk_usage(struct archive *a, uint64_t *bytes);
  * index partition is gone), then their files.  A query running meanwhile
  * finds a dropped segment gone and leaves it out (it never reads a partial
  * file: segments are never cut, only removed).  Open segments are never
- * dropped.  Returns 0 or ARCHIVE_E_*; st says what went.
+ * dropped.  With pin_triggered the segments holding triggered flows are
+ * passed over while others can go, and never go for age.  Returns 0 or
+ * ARCHIVE_E_*; st says what went.
  */
 int archive_retention_run(struct archive *a, const struct archive_retention *p,
                           struct archive_retention_stats *st);
@@ -689,16 +709,20 @@ struct archive_retention_keeper;
 
 struct archive_retention_totals {
 	uint64_t runs, segments, bytes; /* passes; what they dropped */
+	uint64_t pinned;                /* of the dropped segments, those holding triggered flows */
 	uint64_t usage;                 /* the archive's disk use after the last pass that worked */
 	int err;                        /* the last pass's error (0: it worked) */
 };
 
 #define ARCHIVE_RETENTION_PERIOD_NS 1000000000ull /* the clock's pass: every second */
 
-/* A keeper of a's retention: max_bytes and max_age_ns as struct archive_retention;
- * segment_size the writers' (0: ARCHIVE_SEGMENT_SIZE).  0 or -ENOMEM. */
+/* A keeper of a's retention: max_bytes, max_age_ns and pin_triggered as struct
+ * archive_retention; segment_size the writers' (0: ARCHIVE_SEGMENT_SIZE).  With pins it
+ * remembers which closed segments hold triggered flows, so their flow records are read
+ * once.  0 or -ENOMEM. */
 int archive_retention_keeper_create(struct archive *a, uint64_t max_bytes, uint64_t max_age_ns,
-                                    uint64_t segment_size, struct archive_retention_keeper **out);
+                                    int pin_triggered, uint64_t segment_size,
+                                    struct archive_retention_keeper **out);
 void archive_retention_keeper_destroy(struct archive_retention_keeper *k);
 
 /*

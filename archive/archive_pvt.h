@@ -177,6 +177,9 @@ static inline size_t archive__varint_get(const uint8_t *p, size_t len, uint64_t 
 }
 
 /* records <-> bytes (index.c) */
+/* 1 if segment id has a flow record with a trigger, 0 if not, or ARCHIVE_E_* (pins.c). */
+int archive__seg_pinned(struct archive *a, uint64_t id);
+
 void archive__seg_encode(const struct archive_segment_info *s, uint64_t created_ns,
                          uint8_t out[SEG_REC_LEN]);
 int archive__seg_decode(uint64_t id, const MDB_val *v, struct archive_segment_info *s);

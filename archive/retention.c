@@ -1,7 +1,8 @@
 /*
  * Retention: the oldest closed segments go when the archive is over its disk
  * budget, when their data is too old, or when the filesystem runs out of
- * room (see archive_retention_run in archive.h).
+ * room (see archive_retention_run in archive.h); with pins, the segments
+ * holding triggered flows last (pins.c).
  *
  * Order: by each segment's newest packet, so with several dumpers whose
  * segments overlap in time the oldest data always goes first.  The index
@@ -319,51 +320,162 @@ static int drop_segments(struct archive *a, const struct seg_list *l, size_t k)
 	return r;
 }
 
-int archive_retention_run(struct archive *a, const struct archive_retention *p,
-                          struct archive_retention_stats *st)
+/* ---- pins: which closed segments hold a triggered flow ---------------------------------- */
+
+/*
+ * A keeper's memory of the segments found to hold a triggered flow (a record's trigger is
+ * never taken back, so a pinned segment stays pinned; one without may be marked later, so
+ * that answer is not kept: such a segment goes in the pass that asked anyway).
+ */
+struct pin_cache {
+	uint64_t *id;
+	size_t n, cap;
+};
+
+/* 1 if closed segment id holds a triggered flow, 0 if not, or ARCHIVE_E_*. */
+static int pinned(struct archive *a, struct pin_cache *c, uint64_t id)
 {
-	struct archive_retention_stats local;
-	if (!st)
-		st = &local;
+	for (size_t i = 0; c && i < c->n; i++)
+		if (c->id[i] == id)
+			return 1;
+	int r = archive__seg_pinned(a, id);
+	if (r == 1 && c && qq_grow((void **)&c->id, &c->cap, c->n + 1, sizeof(*c->id)) == 0)
+		c->id[c->n++] = id; /* else asked again next time */
+	return r;
+}
+
+/* The dropped segments leave the cache. */
+static void pins_forget(struct pin_cache *c, const struct seg_list *l, size_t k)
+{
+	size_t kept = 0;
+	for (size_t i = 0; c && i < c->n; i++) {
+		size_t j = 0;
+		while (j < k && l->v[j].id != c->id[i])
+			j++;
+		if (j == k)
+			c->id[kept++] = c->id[i];
+	}
+	if (c)
+		c->n = kept;
+}
+
+/* ---- choosing what goes ------------------------------------------------------------------- */
+
+struct choice {
+	const struct archive_retention *p;
+	uint64_t now_ns, usage, free_now;
+	uint8_t *take, *pin; /* per segment of the list */
+	size_t k;            /* segments taken */
+};
+
+/* Whether segment s must go now: over the budget, short of free space, or (unpinned) old. */
+static int must_go(const struct choice *ch, const struct archive_segment_info *s, int is_pinned)
+{
+	const struct archive_retention *p = ch->p;
+	int over = p->max_bytes && ch->usage > p->max_bytes;
+	int full = p->min_free && ch->free_now < p->min_free;
+	int old = !is_pinned && p->max_age_ns && ch->now_ns > p->max_age_ns &&
+	          s->max_ns < ch->now_ns - p->max_age_ns;
+	return over || full || old;
+}
+
+static void take(struct choice *ch, const struct seg_list *l, size_t i,
+                 struct archive_retention_stats *st)
+{
+	uint64_t b = seg_disk_bytes(&l->v[i]);
+	ch->usage -= b < ch->usage ? b : ch->usage;
+	ch->free_now += b;
+	st->bytes += b;
+	st->pinned += ch->pin[i];
+	ch->take[i] = 1;
+	ch->k++;
+}
+
+/*
+ * Oldest first, the segments that must go; with pins, those holding triggered flows are
+ * passed over, then taken (oldest first) only while room is still short.  0 or ARCHIVE_E_*.
+ */
+static int choose(struct archive *a, struct pin_cache *c, const struct seg_list *l,
+                  struct choice *ch, struct archive_retention_stats *st)
+{
+	size_t i;
+	for (i = 0; i < l->n && must_go(ch, &l->v[i], 0); i++) {
+		int r = ch->p->pin_triggered ? pinned(a, c, l->v[i].id) : 0;
+		if (r < 0)
+			return r;
+		if (r)
+			ch->pin[i] = 1;
+		else
+			take(ch, l, i, st);
+	}
+	for (i = 0; i < l->n; i++)
+		if (ch->pin[i]) {
+			if (!must_go(ch, &l->v[i], 1))
+				break;
+			take(ch, l, i, st);
+		}
+	return 0;
+}
+
+/* The taken segments to the front of the list (their order kept, and the rest's). */
+static int taken_first(struct seg_list *l, const struct choice *ch)
+{
+	struct archive_segment_info *v = malloc(l->n * sizeof(*v));
+	if (!v)
+		return archive__fail(-ENOMEM, "out of memory");
+	size_t j = 0;
+	for (int taken = 1; taken >= 0; taken--)
+		for (size_t i = 0; i < l->n; i++)
+			if (ch->take[i] == taken)
+				v[j++] = l->v[i];
+	free(l->v);
+	l->v = v;
+	return 0;
+}
+
+static int retention_run(struct archive *a, const struct archive_retention *p, struct pin_cache *c,
+                         struct archive_retention_stats *st)
+{
 	memset(st, 0, sizeof(*st));
 	struct seg_list l;
 	int r = scan_segments(a, p->open_size, &l);
-	if (r) {
-		free(l.v);
-		return r;
-	}
-	if (l.n > 1)
+	struct choice ch = {.p = p, .now_ns = qq_clock_ns(CLOCK_REALTIME), .usage = l.usage};
+	ch.free_now = p->min_free ? fs_free(a) : UINT64_MAX;
+	ch.take = calloc(l.n + 1, 1);
+	ch.pin = calloc(l.n + 1, 1);
+	if (r == 0 && (!ch.take || !ch.pin))
+		r = archive__fail(-ENOMEM, "out of memory");
+	if (r == 0 && l.n > 1)
 		qsort(l.v, l.n, sizeof(*l.v), oldest_first);
-	uint64_t now_ns = qq_clock_ns(CLOCK_REALTIME);
-	uint64_t usage = l.usage, free_now = p->min_free ? fs_free(a) : UINT64_MAX;
-	size_t k = 0;
-	while (k < l.n) {
-		const struct archive_segment_info *s = &l.v[k];
-		int over = p->max_bytes && usage > p->max_bytes;
-		int old =
-		    p->max_age_ns && now_ns > p->max_age_ns && s->max_ns < now_ns - p->max_age_ns;
-		int full = p->min_free && free_now < p->min_free;
-		if (!over && !old && !full)
-			break;
-		uint64_t b = seg_disk_bytes(s);
-		usage -= b < usage ? b : usage;
-		free_now += b;
-		st->bytes += b;
-		k++;
+	if (r == 0)
+		r = choose(a, c, &l, &ch, st);
+	size_t k = ch.k;
+	if (r == 0 && k > 0 && (r = taken_first(&l, &ch)) == 0) {
+		if ((r = drop_segments(a, &l, k)) == 0) {
+			st->segments = k;
+			pins_forget(c, &l, k);
+		}
 	}
-	if (k > 0 && (r = drop_segments(a, &l, k)) == 0)
-		st->segments = k;
 	if (r == 0) {
-		st->usage = usage;
+		st->usage = ch.usage;
 		st->oldest_ns = k < l.n ? l.v[k].min_ns : 0;
 		for (size_t i = k; i < l.n; i++)
 			st->oldest_ns =
 			    l.v[i].min_ns < st->oldest_ns ? l.v[i].min_ns : st->oldest_ns;
 	} else {
-		st->bytes = 0;
+		st->bytes = st->pinned = 0;
 	}
+	free(ch.take);
+	free(ch.pin);
 	free(l.v);
 	return r;
+}
+
+int archive_retention_run(struct archive *a, const struct archive_retention *p,
+                          struct archive_retention_stats *st)
+{
+	struct archive_retention_stats local;
+	return retention_run(a, p, NULL, st ? st : &local);
 }
 
 /* ---- the keeper: passes of several threads, one at a time ---------------------------------- */
@@ -371,14 +483,17 @@ int archive_retention_run(struct archive *a, const struct archive_retention *p,
 struct archive_retention_keeper {
 	struct archive *a;
 	uint64_t max_bytes, max_age_ns, segment_size;
+	int pin_triggered;
 	pthread_mutex_t lock; /* one pass at a time; guards everything below */
-	uint64_t last_due;    /* monotonic ns of the clock's last pass */
-	int failed;           /* a pass has failed (once set, stays) */
+	struct pin_cache pins;
+	uint64_t last_due; /* monotonic ns of the clock's last pass */
+	int failed;        /* a pass has failed (once set, stays) */
 	struct archive_retention_totals t;
 };
 
 int archive_retention_keeper_create(struct archive *a, uint64_t max_bytes, uint64_t max_age_ns,
-                                    uint64_t segment_size, struct archive_retention_keeper **out)
+                                    int pin_triggered, uint64_t segment_size,
+                                    struct archive_retention_keeper **out)
 {
 	struct archive_retention_keeper *k = calloc(1, sizeof(*k));
 	if (!k)
@@ -386,6 +501,7 @@ int archive_retention_keeper_create(struct archive *a, uint64_t max_bytes, uint6
 	k->a = a;
 	k->max_bytes = max_bytes;
 	k->max_age_ns = max_age_ns;
+	k->pin_triggered = pin_triggered;
 	k->segment_size = segment_size ? segment_size : ARCHIVE_SEGMENT_SIZE;
 	pthread_mutex_init(&k->lock, NULL);
 	*out = k;
@@ -397,6 +513,7 @@ void archive_retention_keeper_destroy(struct archive_retention_keeper *k)
 	if (!k)
 		return;
 	pthread_mutex_destroy(&k->lock);
+	free(k->pins.id);
 	free(k);
 }
 
@@ -406,10 +523,11 @@ int archive_retention_keeper_pass(struct archive_retention_keeper *k, int make_r
 	                              .max_age_ns = k->max_age_ns,
 	                              .min_free =
 	                                  make_room ? 2 * k->segment_size + ARCHIVE_RESUME_FREE : 0,
-	                              .open_size = k->segment_size};
+	                              .open_size = k->segment_size,
+	                              .pin_triggered = k->pin_triggered};
 	struct archive_retention_stats rs;
 	pthread_mutex_lock(&k->lock);
-	int r = archive_retention_run(k->a, &p, &rs);
+	int r = retention_run(k->a, &p, &k->pins, &rs);
 	k->t.runs++;
 	k->t.err = r;
 	if (first_err)
@@ -419,6 +537,7 @@ int archive_retention_keeper_pass(struct archive_retention_keeper *k, int make_r
 	} else {
 		k->t.segments += rs.segments;
 		k->t.bytes += rs.bytes;
+		k->t.pinned += rs.pinned;
 		k->t.usage = rs.usage;
 	}
 	pthread_mutex_unlock(&k->lock);

@@ -57,6 +57,7 @@ struct record_opts {
 	uint64_t segment_age_ns;
 	uint64_t max_disk;   /* retention: the archive's disk budget; 0 = none */
 	uint64_t max_age_ns; /* retention: drop data older than this; 0 = none */
+	int pin_triggered;   /* --pin-triggered: retention drops triggered flows' segments last */
 	uint64_t stats_ns;
 	uint64_t max_flows;
 	int zstd_level;

@@ -86,12 +86,13 @@ const struct counter counters_dump[] = {D(rules_added), D(triggered_packets),
                                         D(unselected_packets)};
 
 #define R(name) FIELD(struct counters_retention, #name, name)
-const struct counter counters_ret[] = {R(dropped_segments), R(dropped_bytes), R(archive_bytes)};
+const struct counter counters_ret[] = {R(dropped_segments), R(dropped_bytes), R(archive_bytes),
+                                       R(dropped_pinned_segments)};
 
 #define T(name) FIELD(struct counters_trigger, #name, name)
 const struct counter counters_trig[] = {
-    T(api_requests),         T(eve_requests), T(refused), T(flows),
-    T(reached_back_packets), T(too_late),     T(pending), T(active)};
+    T(api_requests), T(eve_requests), T(refused), T(flows),         T(reached_back_packets),
+    T(too_late),     T(pending),      T(active),  T(marked_records)};
 
 #define E(name) FIELD(struct counters_eve, #name, name)
 const struct counter counters_eve[] = {E(lines),     E(alerts),      E(skipped),

@@ -60,7 +60,7 @@ struct counters_dumper {
 /* record's triggers from outside (--listen: POST /api/v1/trigger; an alert log). */
 struct counters_trigger {
 	uint64_t api_requests, eve_requests, refused, flows, reached_back_packets, too_late,
-	    pending, active;
+	    pending, active, marked_records;
 };
 
 /* record --eve: the alert log followed (docs/triggers.md). */
@@ -71,7 +71,7 @@ struct counters_eve {
 
 /* record's retention (--max-disk, --max-age). */
 struct counters_retention {
-	uint64_t dropped_segments, dropped_bytes, archive_bytes;
+	uint64_t dropped_segments, dropped_bytes, archive_bytes, dropped_pinned_segments;
 };
 
 /* monitor's trigger lines. */

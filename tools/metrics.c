@@ -129,6 +129,8 @@ static const struct metric_row retention_rows[] = {
      "closed segments retention dropped"},
     {"dropped_bytes", "dropped_bytes_total", COUNTER, NULL, "their file bytes"},
     {"archive_bytes", "archive_bytes", GAUGE, NULL, "what the archive used at the last pass"},
+    {"dropped_pinned_segments", "dropped_pinned_segments_total", COUNTER, NULL,
+     "of the dropped segments, those holding triggered flows (--pin-triggered: for room)"},
     {NULL, NULL, OMIT, NULL, NULL},
 };
 
@@ -145,6 +147,8 @@ static const struct metric_row trigger_rows[] = {
      "flows found whose first packet had left the ring"},
     {"pending", "pending", GAUGE, NULL, "triggers waiting for new flows (for), per analyzer"},
     {"active", "active_flows", GAUGE, NULL, "triggered flows that have not ended"},
+    {"marked_records", "marked_records_total", COUNTER, NULL,
+     "index records of flows written before their trigger given it (--capture all)"},
     {NULL, NULL, OMIT, NULL, NULL},
 };
 

@@ -74,6 +74,9 @@ static void usage(FILE *f)
 	    "                        SIZE, dropping the oldest segments; at least\n"
 	    "                        4 x dumpers x --segment-size\n"
 	    "  --max-age DUR         retention: drop segments whose packets are older (30d)\n"
+	    "  --pin-triggered       with --capture all: retention keeps the segments that\n"
+	    "                        hold triggered flows, dropping them last (for room,\n"
+	    "                        never for age)\n"
 	    "  --zstd-level N        zstd level, -7..-1 (fast) or 1..19 (default -2)\n"
 	    "  --archive-group GROUP let GROUP read the archive, also while it records\n"
 	    "  --max-flows N         flow table size per analyzer (default 262144)\n"
@@ -182,6 +185,8 @@ static int parse_archive_opt(struct record_opts *o, int c, const char *arg)
 		return 0;
 	case 'G':
 		return parse_group(o, arg);
+	case 'O':
+		return o->pin_triggered = 1, 0;
 	case 'c':
 		if (strcmp(arg, "all") == 0 || strcmp(arg, "triggered") == 0) {
 			o->triggered = arg[0] == 't';
@@ -253,6 +258,7 @@ static const struct option longopts[] = {
     {"segment-age", required_argument, NULL, 'g'},
     {"max-disk", required_argument, NULL, 'X'},
     {"max-age", required_argument, NULL, 'Y'},
+    {"pin-triggered", no_argument, NULL, 'O'},
     {"archive-group", required_argument, NULL, 'G'},
     {"zstd-level", required_argument, NULL, 'z'},
     {"max-flows", required_argument, NULL, 'f'},
@@ -282,6 +288,12 @@ static int check_args(const struct record_opts *o)
 		return r;
 	if ((o->eve_from_start || o->eve_filter) && !o->eve) {
 		cli_error(CMD, "--eve-from-start and --eve-filter are for --eve FILE");
+		return EXIT_USAGE;
+	}
+	if (o->pin_triggered && (o->triggered || (!o->max_disk && !o->max_age_ns))) {
+		cli_error(CMD,
+		          "--pin-triggered is for --capture all with retention (--max-disk or "
+		          "--max-age): in triggered capture every segment holds triggered flows");
 		return EXIT_USAGE;
 	}
 	if (o->triggered && o->nmodules == 0 && !o->api.listen && !o->eve) {

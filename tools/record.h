@@ -88,6 +88,7 @@ struct record_pipeline {
 	char trig_name[256];             /* trig_lock */
 	uint16_t trig_id;                /* trig_lock */
 	atomic_ulong trig_api, trig_eve; /* triggers applied, by source (record_trigger) */
+	atomic_ulong trig_marked;        /* index records marked after the fact (capture all) */
 	/* record --eve: the alert log (record_eve.c); its counters written by its thread only,
 	   read by any (relaxed: counters) */
 	struct ingest_follow *eve;

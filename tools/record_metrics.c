@@ -96,7 +96,8 @@ static void live_writer(FILE *f, struct record_pipeline *pl)
 		archive_retention_keeper_totals(pl->keeper, &t);
 		struct counters_retention r = {.dropped_segments = t.segments,
 		                               .dropped_bytes = t.bytes,
-		                               .archive_bytes = t.usage};
+		                               .archive_bytes = t.usage,
+		                               .dropped_pinned_segments = t.pinned};
 		counters_print_line(f, "retention", counters_ret, counters_ret_n, &r);
 	}
 }

@@ -437,6 +437,28 @@ static int trigger_tag(struct record_pipeline *pl, const char *name, uint16_t *t
 	return r;
 }
 
+/*
+ * Capture all: the flows' packets written before the trigger (the ring holds them a second
+ * or so) are in records the writers committed without it: those get it now (the flows
+ * listed in the answer, FT_TRIGGER_LISTED at most).  A failure is one warning line; the
+ * trigger stands: its flows' later packets are tagged all the same.
+ */
+static void mark_written(struct record_pipeline *pl, const struct ft_trigger_result *res,
+                         uint16_t tag)
+{
+	struct ft_flow_key keys[FT_TRIGGER_LISTED];
+	uint64_t from[FT_TRIGGER_LISTED], marked = 0;
+	unsigned n = 0;
+	for (unsigned i = 0; i < res->listed && i < FT_TRIGGER_LISTED; i++) {
+		keys[n] = res->match[i].key;
+		from[n++] = res->match[i].first_ns;
+	}
+	if (n && archive_flows_mark(pl->arch, keys, from, n, tag, &marked) != 0)
+		cli_warn(CMD, "trigger: the flows' records written before it are not marked: %s",
+		         archive_errmsg());
+	atomic_fetch_add_explicit(&pl->trig_marked, marked, memory_order_relaxed);
+}
+
 int record_trigger(void *arg, const struct ft_trigger *t, const char *name,
                    struct ft_trigger_result *res, char *err, size_t errlen)
 {
@@ -454,6 +476,8 @@ int record_trigger(void *arg, const struct ft_trigger *t, const char *name,
 		return -EIO;
 	}
 	r = ft_trigger_post(pl->trig, &req, cli_now_ns(), RECORD_TRIGGER_WAIT_NS, res, err, errlen);
+	if (r == 0 && !pl->o.triggered)
+		mark_written(pl, res, req.tag);
 	if (r == 0) /* relaxed: counters */
 		atomic_fetch_add_explicit(strncmp(name, "api", 3) == 0 ? &pl->trig_api
 		                                                       : &pl->trig_eve,
@@ -472,7 +496,8 @@ void record_trigger_counters(struct record_pipeline *pl, struct counters_trigger
 	                               .reached_back_packets = st.packets,
 	                               .too_late = st.too_late,
 	                               .pending = st.pending,
-	                               .active = st.active};
+	                               .active = st.active,
+	                               .marked_records = atomic_load(&pl->trig_marked)};
 }
 
 /* Flow tables, and the modules' engines (their tables): all allocated before the archive is
@@ -589,8 +614,8 @@ int record_pipeline_start(struct record_pipeline *pl)
 {
 	uint64_t seg = pl->o.segment_size ? pl->o.segment_size : RECORD_SEGMENT_SIZE;
 	if (retention_on(pl) &&
-	    archive_retention_keeper_create(pl->arch, pl->o.max_disk, pl->o.max_age_ns, seg,
-	                                    &pl->keeper) != 0) {
+	    archive_retention_keeper_create(pl->arch, pl->o.max_disk, pl->o.max_age_ns,
+	                                    pl->o.pin_triggered, seg, &pl->keeper) != 0) {
 		cli_error(CMD, "cannot start retention: out of memory");
 		return EXIT_FAIL;
 	}

@@ -854,7 +854,8 @@ static void test_retention_keeper(void **state)
 	struct archive *a = open_rw(f->dir);
 	write_packets(a, 100, 16384, 5000000000ull); /* one closed segment, from 1970 */
 	struct archive_retention_keeper *k;
-	assert_int_equal(archive_retention_keeper_create(a, 0, 86400ull * 1000000000ull, 0, &k), 0);
+	assert_int_equal(archive_retention_keeper_create(a, 0, 86400ull * 1000000000ull, 0, 0, &k),
+	                 0);
 	uint64_t s = 1000000000ull;
 	assert_int_equal(archive_retention_keeper_due(k, 5 * s, 0), 1);
 	assert_int_equal(archive_retention_keeper_due(k, 5 * s + s / 2, 0), 0);
@@ -877,6 +878,155 @@ static void test_retention_keeper(void **state)
 	assert_int_equal(archive_segments(x, 0, 0, count_segs, &segs), 0);
 	assert_int_equal(segs, 0);
 	archive_rtxn_end(x);
+	archive_retention_keeper_destroy(k);
+	archive_close(a);
+}
+
+struct flows_of {
+	struct archive_flow_info *v;
+	int n;
+};
+
+static int collect_flow(const struct archive_flow_info *fi, void *arg)
+{
+	struct flows_of *l = arg;
+	if (l->n < 128)
+		l->v[l->n++] = *fi;
+	return 0;
+}
+
+/* The ids of the segments left, oldest id first (at most 8). */
+struct seg_ids {
+	uint64_t id[8];
+	int n;
+};
+
+static int list_seg_ids(const struct archive_segment_info *s, void *arg)
+{
+	struct seg_ids *l = arg;
+	if (l->n < 8)
+		l->id[l->n++] = s->id;
+	return 0;
+}
+
+static struct seg_ids segs_left(struct archive *a)
+{
+	struct seg_ids l = {.n = 0};
+	struct archive_rtxn *t;
+	assert_int_equal(archive_rtxn_begin(a, &t), 0);
+	assert_int_equal(archive_segments(t, 0, 0, list_seg_ids, &l), 0);
+	archive_rtxn_end(t);
+	return l;
+}
+
+/* The trigger of flow (host, sport)'s record in segment seg (-1: no record). */
+static int flow_trigger_in(struct archive *a, uint64_t seg, const struct ft_flow_key *key)
+{
+	struct archive_flow_info fi[128];
+	struct flows_of l = {fi, 0};
+	struct archive_rtxn *t;
+	assert_int_equal(archive_rtxn_begin(a, &t), 0);
+	assert_int_equal(archive_flows(t, seg, collect_flow, &l), 0);
+	archive_rtxn_end(t);
+	for (int i = 0; i < l.n; i++)
+		if (memcmp(&fi[i].key, key, sizeof(*key)) == 0)
+			return fi[i].trigger;
+	return -1;
+}
+
+/*
+ * Triggers after the fact and pins: three segments (A, B, C: the same 100 flows at 1, 2, 3 s
+ * of 1970) written without triggers; archive_flows_mark gives one flow's records trigger 9
+ * in the segments that reach its first time (B and C), once; retention with pins then drops
+ * A for age but never B and C, which go for room (max_bytes) only, counted as pinned.
+ */
+static void test_pins(void **state)
+{
+	struct fixture *f = *state;
+	struct archive *a = open_rw(f->dir);
+	const uint64_t s = 1000000000ull;
+	for (uint64_t t = 1; t <= 3; t++)
+		write_packets(a, 100, 16384, t * s);
+	struct seg_ids l = segs_left(a);
+	assert_int_equal(l.n, 3);
+	uint8_t b[200];
+	struct ft_packet pkt;
+	struct ft_flow_key key;
+	int dir;
+	make_udp(b, 2, 1005, sizeof(b)); /* packet 5 of each segment */
+	assert_int_equal(ft_parse(1, b, sizeof(b), &pkt), 0);
+	assert_int_equal(archive_flow_key_of(&pkt, &key, &dir), 0);
+	uint64_t from = 2 * s + 50, marked = 0;
+	assert_int_equal(archive_flows_mark(a, &key, &from, 1, 9, &marked), 0);
+	assert_int_equal(marked, 2); /* B and C */
+	assert_int_equal(archive_flows_mark(a, &key, &from, 1, 10, &marked), 0);
+	assert_int_equal(marked, 0); /* each has its trigger already */
+	assert_int_equal(flow_trigger_in(a, l.id[0], &key), 0);
+	assert_int_equal(flow_trigger_in(a, l.id[1], &key), 9);
+	assert_int_equal(flow_trigger_in(a, l.id[2], &key), 9);
+
+	struct archive_retention p = {.max_age_ns = s, .pin_triggered = 1};
+	struct archive_retention_stats st;
+	assert_int_equal(archive_retention_run(a, &p, &st), 0);
+	assert_int_equal(st.segments, 1); /* A: old and unpinned */
+	assert_int_equal(st.pinned, 0);
+	assert_int_equal(archive_retention_run(a, &p, &st), 0);
+	assert_int_equal(st.segments, 0); /* B and C are pinned against age */
+	l = segs_left(a);
+	assert_int_equal(l.n, 2);
+
+	p = (struct archive_retention){.max_bytes = 1, .pin_triggered = 1};
+	assert_int_equal(archive_retention_run(a, &p, &st), 0);
+	assert_int_equal(st.segments, 2); /* nothing else left to make room with */
+	assert_int_equal(st.pinned, 2);
+	assert_int_equal(segs_left(a).n, 0);
+	archive_close(a);
+
+	struct archive *ro;
+	assert_int_equal(archive_open(f->dir, 0, &ro), 0);
+	assert_int_equal(archive_flows_mark(ro, &key, &from, 1, 9, &marked), -EPERM);
+	archive_close(ro);
+}
+
+/* The keeper with pins: over the budget, the unpinned segment goes though it is newer; the
+ * pinned one goes for room only when it is the last. */
+static void test_pins_keeper(void **state)
+{
+	struct fixture *f = *state;
+	struct archive *a = open_rw(f->dir);
+	const uint64_t s = 1000000000ull;
+	write_packets(a, 100, 16384, 1 * s); /* A: flows of ports 1000..1099 */
+	write_packets(a, 50, 16384, 2 * s);  /* B: 1000..1049 */
+	struct seg_ids l = segs_left(a);
+	uint8_t b[200];
+	struct ft_packet pkt;
+	struct ft_flow_key key;
+	int dir;
+	make_udp(b, 4, 1099, sizeof(b)); /* packet 99: in A only */
+	assert_int_equal(ft_parse(1, b, sizeof(b), &pkt), 0);
+	assert_int_equal(archive_flow_key_of(&pkt, &key, &dir), 0);
+	uint64_t from = 0, marked = 0, usage;
+	assert_int_equal(archive_flows_mark(a, &key, &from, 1, 9, &marked), 0);
+	assert_int_equal(marked, 1);
+	assert_int_equal(archive_disk_usage(a, &usage), 0);
+	struct archive_retention_keeper *k;
+	assert_int_equal(archive_retention_keeper_create(a, usage - 1, 0, 1, 0, &k), 0);
+	assert_int_equal(archive_retention_keeper_pass(k, 0, NULL), 0); /* one pass: the index
+	                                         grows with the drop, the next would take A too */
+	struct archive_retention_totals t;
+	archive_retention_keeper_totals(k, &t);
+	assert_int_equal(t.segments, 1);
+	assert_int_equal(t.pinned, 0);
+	struct seg_ids left = segs_left(a);
+	assert_int_equal(left.n, 1);
+	assert_int_equal(left.id[0], l.id[0]); /* A, the older, stays */
+	archive_retention_keeper_destroy(k);
+	assert_int_equal(archive_retention_keeper_create(a, 1, 0, 1, 0, &k), 0);
+	assert_int_equal(archive_retention_keeper_pass(k, 0, NULL), 0);
+	archive_retention_keeper_totals(k, &t);
+	assert_int_equal(t.segments, 1);
+	assert_int_equal(t.pinned, 1); /* the last one, for room */
+	assert_int_equal(segs_left(a).n, 0);
 	archive_retention_keeper_destroy(k);
 	archive_close(a);
 }
@@ -1110,6 +1260,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_dump_chunk, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dump_chunk_parsed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_retention_keeper, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pins, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pins_keeper, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_partitions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_drop_list, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_discard, setup, teardown),

@@ -164,6 +164,55 @@ n=$(npackets "$TMP/late.pcap")
 [ "$n" -lt 2822 ] && subsequence "$TMP/late.pcap" "$TMP/f1.pcap" && pass ||
     fail "late: archived $n packets, expected fewer than 2822, all of the flow"
 
+# ---- capture all: a flow written before its trigger is marked, --pin-triggered keeps it ----
+# F1's part of the capture, then random traffic from flowscope gen, through a FIFO into a
+# recorder of everything with a disk budget of 12 MiB: once `flows` (reading the archive as
+# it records) lists F1, its packets are written; the trigger then marks its records (api:
+# written), and the 40 MB of traffic after it make retention drop segments: never F1's.
+nf1=$(tshark -r "$SRC" -Y 'tcp.port == 34952' -T fields -e frame.number 2>/dev/null | tail -1)
+editcap -r -F pcap "$SRC" "$TMP/head.pcap" "1-$nf1" &&
+    oracle "$TMP/head.pcap" "$TMP/head-nano.pcap" && oracle "$TMP/head.pcap" "$TMP/f1-all.pcap" \
+    'tcp and host 10.99.1.10 and port 34952' || fail "F1's part of the capture"
+fs gen -w "$TMP/fill.pcap" --packets 80000 --size 0-1000 --payload random --seed 7 --start 1800000000 2>/dev/null &&
+    editcap -F nsecpcap -r "$TMP/fill.pcap" "$TMP/fill1.pcap" 1-4000 &&
+    editcap -F nsecpcap -r "$TMP/fill.pcap" "$TMP/fill2.pcap" 4001-80000 || fail "gen, editcap"
+mkfifo "$TMP/fifo3"
+fs record --read "$TMP/fifo3" --archive "$TMP/all" --capture all --listen 127.0.0.1:0 \
+    --pin-triggered --max-disk 12M --segment-size 1M --dumpers 1 --qq-size 16M \
+    --status-interval 0 2>"$TMP/all.err" &
+RPID=$!
+# the feeder: F1's part and 4000 packets that push its chunks out of the source; the rest
+# once $TMP/go exists (~60 s bound): the FIFO stays open in between
+(
+    cat "$TMP/head-nano.pcap" && tail -c +25 "$TMP/fill1.pcap" || exit
+    for ((i = 0; i < 600; i++)); do [ -e "$TMP/go" ] && break; sleep 0.1; done
+    tail -c +25 "$TMP/fill2.pcap"
+) >"$TMP/fifo3" &
+FPID=$!
+URL=$(api_url "$TMP/all.err" $RPID)
+for ((i = 0; i < 300; i++)); do # until the archive's index lists F1 (~30 s bound)
+    fs flows --archive "$TMP/all" 'port 34952' 2>/dev/null | grep -q 34952 && break
+    sleep 0.1
+done
+"$FLOWSCOPE" trigger --remote "$URL" --reason written --flow "$F1" >"$TMP/cli.out" 2>&1 &&
+    grep -qx 'matched 1 flow, reached back 2822 packets (api: written)' "$TMP/cli.out" && pass ||
+    fail "capture all, F1 written: $(cat "$TMP/cli.out")"
+m=$(metric "$URL" flowscope_trigger_marked_records_total)
+[ "${m:-0}" -ge 1 ] && pass || fail "capture all: marked_records_total '$m', expected >= 1"
+touch "$TMP/go"
+wait $RPID && pass || fail "capture all: record failed: $(tail -3 "$TMP/all.err")"
+kill $FPID 2>/dev/null
+wait $FPID
+[ "$(counter "$TMP/all.err" record retention.dropped_segments)" -gt 0 ] &&
+    [ "$(counter "$TMP/all.err" record retention.dropped_pinned_segments)" = 0 ] && pass ||
+    fail "capture all: retention: $(grep retention "$TMP/all.err")"
+fs flows --archive "$TMP/all" --triggered >"$TMP/flows" 2>&1
+grep -q '34952.*api: written$' "$TMP/flows" && pass ||
+    fail "capture all: F1 not listed as triggered: $(head -5 "$TMP/flows")"
+fs query --archive "$TMP/all" -w "$TMP/f1-got.pcap" 'tcp and host 10.99.1.10 and port 34952' \
+    2>/dev/null || fail "capture all: query"
+same_digests "capture all, F1 kept" "$TMP/f1-all.pcap" "$TMP/f1-got.pcap" -t
+
 # ---- live: time travel through the API and flowscope trigger ------------------------------
 # The capture is cut after the 20th packet of its flow F2 (frame N2), 3.4 MB in: then F2 is
 # triggered by curl (its 20 packets are in the ring), and F1, whose 2822 packets came before,
