@@ -79,9 +79,13 @@ static int parse_time(const char *text, uint64_t *ns)
 }
 
 /* A setup step that failed: say which and why (cmocka prints only "Test setup failed"). */
-static int setup_failed(const char *step, const char *why)
+static int setup_failed(struct fixture *f, const char *step, const char *why)
 {
 	print_error("setup: %s: %s\n", step, why);
+	if (f->a)
+		archive_close(f->a);
+	free(f->expect);
+	free(f);
 	return -1;
 }
 
@@ -89,24 +93,26 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	char err[QUERY_ERRBUF_SIZE];
+	if (!f)
+		return -1;
 	snprintf(f->dir, sizeof(f->dir), "/tmp/flowscope-test-api.XXXXXX");
 	if (!mkdtemp(f->dir))
-		return setup_failed("mkdtemp", strerror(errno));
+		return setup_failed(f, "mkdtemp", strerror(errno));
 	int rc = archive_open(f->dir, ARCHIVE_WRITE | ARCHIVE_CREATE, &f->a);
 	if (rc != 0)
-		return setup_failed(archive_strerror(rc), archive_errmsg());
+		return setup_failed(f, archive_strerror(rc), archive_errmsg());
 	write_archive(f->a);
 	FILE *m = open_memstream(&f->expect, &f->expect_len);
 	struct query_options o = {.out = m};
 	struct query_result res;
 	if (query_run(f->a, &o, &res, err) != 0 || fclose(m) != 0)
-		return setup_failed("query_run", err);
+		return setup_failed(f, "query_run", err);
 	struct query_api_config c = {.archive = f->a,
 	                             .listen = "127.0.0.1:0",
 	                             .max_queries = CLIENTS + 2,
 	                             .parse_time = parse_time};
 	if (query_api_start(&c, &f->s, err) != 0)
-		return setup_failed("query_api_start", err);
+		return setup_failed(f, "query_api_start", err);
 	f->port = query_api_port(f->s);
 	snprintf(f->url, sizeof(f->url), "http://127.0.0.1:%u/api/v1/query", f->port);
 	*state = f;
