@@ -4,7 +4,8 @@
  *
  * pcap carries one link type, so the caller picks it before the first
  * packet (export_begin).  pcapng writes an Interface Description Block the
- * first time a link type (and snaplen) appears, with if_tsresol = 9 so
+ * first time a link type (and snaplen, and interface name: x->iface, a
+ * fleet's sensor) appears, with if_tsresol = 9 so
  * timestamps keep their nanoseconds, and puts the query in the Section
  * Header's comment.  JSON writes one object per packet from the parsed
  * headers.  All formats write through stdio; the caller flushes once per
@@ -49,10 +50,11 @@ static int pcap_header(struct export *x)
 
 static int pcap_packet(struct export *x, const struct archive_record *r)
 {
-	if (!x->ts_micro)
+	if (!x->ts_micro && r->raw)
 		return put(x, r->raw, r->raw_len); /* the archive stores exactly this */
-	uint32_t h[4] = {(uint32_t)(r->ts_ns / 1000000000u),
-	                 (uint32_t)(r->ts_ns % 1000000000u / 1000u), r->caplen, r->wirelen};
+	uint32_t frac = (uint32_t)(r->ts_ns % 1000000000u);
+	uint32_t h[4] = {(uint32_t)(r->ts_ns / 1000000000u), x->ts_micro ? frac / 1000u : frac,
+	                 r->caplen, r->wirelen};
 	int e = put(x, h, sizeof(h));
 	return e ? e : put(x, r->data, r->caplen);
 }
@@ -106,18 +108,35 @@ static int pcapng_shb(struct export *x)
 	return e ? e : put32(x, total);
 }
 
-/* The interface id of (linktype, snaplen), writing its IDB the first time. */
+/* The index of interface (linktype, snaplen, x->iface) among those written, or x->nif. */
+static unsigned iface_find(const struct export *x, int linktype, uint32_t snaplen)
+{
+	unsigned i;
+	for (i = 0; i < x->nif; i++)
+		if (x->if_linktype[i] == linktype && x->if_snaplen[i] == snaplen &&
+		    (x->if_name[i] == x->iface ||
+		     (x->if_name[i] && x->iface && strcmp(x->if_name[i], x->iface) == 0)))
+			break;
+	return i;
+}
+
+/* The bytes of the if_name option of x->iface (0: none). */
+static size_t iface_name_len(const struct export *x)
+{
+	size_t n = x->iface ? strlen(x->iface) : 0;
+	return n > 255 ? 255 : n;
+}
+
+/* The interface id of (linktype, snaplen, x->iface), writing its IDB the first time. */
 static int pcapng_iface(struct export *x, int linktype, uint32_t snaplen, uint32_t *id)
 {
-	for (unsigned i = 0; i < x->nif; i++)
-		if (x->if_linktype[i] == linktype && x->if_snaplen[i] == snaplen) {
-			*id = i;
-			return 0;
-		}
+	if ((*id = iface_find(x, linktype, snaplen)) < x->nif)
+		return 0;
 	if (x->nif == EXPORT_MAX_IFACES)
 		return QUERY_E_LINKTYPES;
 	uint8_t tsresol = 9;
-	uint32_t total = 16 + (uint32_t)opt_len(1) + 4 + 4;
+	size_t nlen = iface_name_len(x);
+	uint32_t total = 16 + (uint32_t)opt_len(1) + (nlen ? (uint32_t)opt_len(nlen) : 0) + 4 + 4;
 	int e = put32(x, 1); /* IDB */
 	if (!e)
 		e = put32(x, total);
@@ -127,6 +146,8 @@ static int pcapng_iface(struct export *x, int linktype, uint32_t snaplen, uint32
 		e = put16(x, 0);
 	if (!e)
 		e = put32(x, snaplen);
+	if (!e && nlen)
+		e = put_option(x, 2 /* if_name */, x->iface, (uint16_t)nlen);
 	if (!e)
 		e = put_option(x, 9 /* if_tsresol */, &tsresol, 1);
 	if (!e)
@@ -137,6 +158,7 @@ static int pcapng_iface(struct export *x, int linktype, uint32_t snaplen, uint32
 		return e;
 	x->if_linktype[x->nif] = linktype;
 	x->if_snaplen[x->nif] = snaplen;
+	x->if_name[x->nif] = x->iface;
 	*id = x->nif++;
 	return 0;
 }
@@ -288,10 +310,10 @@ uint64_t export_packet_size(const struct export *x, int linktype, uint32_t snapl
 		return 16u + r->caplen;
 	case QUERY_FORMAT_PCAPNG: {
 		uint64_t n = 32u + r->caplen + (4 - r->caplen % 4) % 4;
-		for (unsigned i = 0; i < x->nif; i++)
-			if (x->if_linktype[i] == linktype && x->if_snaplen[i] == snaplen)
-				return n;
-		return n + 16 + opt_len(1) + 8; /* and its interface block */
+		if (iface_find(x, linktype, snaplen) < x->nif)
+			return n;
+		size_t nlen = iface_name_len(x);
+		return n + 16 + opt_len(1) + (nlen ? opt_len(nlen) : 0) + 8; /* and its IDB */
 	}
 	case QUERY_FORMAT_JSON:
 		return (uint64_t)json_format(linktype, r, buf);

@@ -151,6 +151,28 @@ struct query_result {
 	int no_flow;               /* no flow has query_options.community_id: nothing read */
 };
 
+/* One answer query_merge() takes: a server's pcap answer. */
+struct query_merge_input {
+	const char *name; /* pcapng: the if_name of its packets' interfaces (the sensor's name) */
+	FILE *in;         /* its pcap (nanosecond or microsecond), read from the start and
+	                     closed by query_merge; NULL or not a capture: no packets */
+	uint64_t packets; /* out: the packets taken from it */
+	int truncated;    /* out: it ended inside a packet (a stream cut short) */
+};
+
+/*
+ * Writes the packets of in[0..n) to opt->out ordered by timestamp (stable:
+ * on a tie, the earlier input first) in opt->format: pcap (nanosecond, or
+ * microsecond with ts_micro), or pcapng with opt->comment and one interface
+ * per input and link type, named after the input.  Every input's whole
+ * packets are written, a truncated one's too.  Returns 0, QUERY_E_LINKTYPES
+ * (pcap: inputs with packets of different link types; nothing written),
+ * QUERY_E_OUTPUT, -EINVAL (JSON), -ENOMEM; errbuf (QUERY_ERRBUF_SIZE) gets
+ * one line.  Pure but for the files: any thread.
+ */
+int query_merge(struct query_merge_input *in, size_t n, const struct query_options *opt,
+                char *errbuf);
+
 /*
  * The bytes an answer without packets takes in opt's format (and, for
  * pcapng, with opt's comment): the pcap file header (24), the pcapng Section

@@ -20,9 +20,11 @@ struct export
 	uint32_t snaplen;    /* pcap: its snaplen */
 	const char *comment; /* pcapng: the section comment (the query) */
 	uint64_t bytes;      /* written so far */
+	const char *iface;   /* pcapng: if_name of the packets written next (NULL: none) */
 	/* pcapng interfaces written so far */
 	int if_linktype[EXPORT_MAX_IFACES];
 	uint32_t if_snaplen[EXPORT_MAX_IFACES];
+	const char *if_name[EXPORT_MAX_IFACES]; /* the iface each was written for */
 	unsigned nif;
 };
 

@@ -21,6 +21,7 @@
 #include "flowtrack/flowtrack.h"
 #include "query/query.h"
 #include "tools/cli.h"
+#include "tools/fleet.h"
 #include "tools/remote.h"
 
 #define CMD "query"
@@ -32,6 +33,7 @@ struct query_args {
 	char *cmdline;
 	const char *limit_bytes; /* --limit-bytes as given, for its error line */
 	const char *remote;      /* --remote URL: ask a flowscope serve (tools/remote.c) */
+	const char *fleet;       /* --fleet FILE: ask every sensor in it (tools/fleet.c) */
 	struct remote_tls tls;
 	struct query_options q;
 };
@@ -43,6 +45,7 @@ static void usage(FILE *f)
 	    "usage: flowscope query --archive DIR [--from T] [--to T] [-w FILE|-] [--explain] "
 	    "[FILTER...]\n"
 	    "       flowscope query --remote URL [--cert FILE --key FILE] [--cacert FILE] ...\n"
+	    "       flowscope query --fleet FILE ...\n"
 	    "  FILTER      a libpcap filter expression (as for tcpdump); none = everything\n"
 	    "  --from T    first packet time, inclusive; --to T: end, exclusive.  T is RFC 3339\n"
 	    "              (2026-11-27T14:02:00Z), epoch seconds (1795000000.5), 'now', or\n"
@@ -61,7 +64,10 @@ static void usage(FILE *f)
 	    "              reading --archive: the same answer (docs/api.md)\n"
 	    "  --cert FILE, --key FILE  PEM client certificate and key for --remote\n"
 	    "  --cacert FILE  PEM CA that signed the server's certificate (default: the "
-	    "system's)\n");
+	    "system's)\n"
+	    "  --fleet FILE  ask every sensor the fleet file names (their URLs and client\n"
+	    "              certificates) at once, and merge their answers by time; pcapng:\n"
+	    "              an interface per sensor (docs/fleet.md)\n");
 }
 
 static int parse_time_opt(const char *name, const char *arg, uint64_t *out)
@@ -174,6 +180,7 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 	    {"key", required_argument, NULL, 'K'},
 	    {"cacert", required_argument, NULL, 'A'},
 	    {"community-id", required_argument, NULL, 'C'},
+	    {"fleet", required_argument, NULL, 'L'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c, r;
@@ -202,6 +209,9 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 			break;
 		case 'r':
 			a->remote = optarg;
+			break;
+		case 'L':
+			a->fleet = optarg;
 			break;
 		case 'c':
 			a->tls.cert = optarg;
@@ -237,15 +247,23 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 			return cli_usage_error(CMD, argv, optind, optopt);
 		}
 	}
-	if (!a->archive == !a->remote) {
-		cli_error(CMD, a->archive
-		                   ? "--archive and --remote exclude each other"
-		                   : "--archive DIR is required (or --remote URL; see flowscope "
-		                     "query --help)");
+	if (!!a->archive + !!a->remote + !!a->fleet != 1) {
+		cli_error(CMD,
+		          a->archive || a->remote
+		              ? "--archive, --remote and --fleet exclude each other"
+		              : "--archive DIR is required (or --remote URL, --fleet FILE; see "
+		                "flowscope query --help)");
+		return EXIT_USAGE;
+	}
+	if (a->fleet && (a->q.explain || a->q.limit_packets || a->q.limit_bytes ||
+	                 a->q.format == QUERY_FORMAT_JSON)) {
+		cli_error(CMD, "--fleet answers pcap or pcapng, without --explain, --limit-packets "
+		               "or --limit-bytes");
 		return EXIT_USAGE;
 	}
 	if (!a->remote && (a->tls.cert || a->tls.key || a->tls.cacert)) {
-		cli_error(CMD, "--cert, --key and --cacert are for --remote");
+		cli_error(CMD, "--cert, --key and --cacert are for --remote (a fleet file names "
+		               "each sensor's)");
 		return EXIT_USAGE;
 	}
 	if (!a->tls.cert != !a->tls.key) {
@@ -379,6 +397,25 @@ static int query_remote(struct query_args *a)
 	return r == REMOTE_E_REFUSED && http == 400 ? EXIT_USAGE : status;
 }
 
+/* --fleet: every sensor's answer, merged, into the output; the status. */
+static int query_fleet(struct query_args *a)
+{
+	struct fleet f;
+	char tmp[4096];
+	int status = fleet_load(CMD, a->fleet, &f);
+	if (status)
+		return status;
+	if ((status = open_output(a, tmp, sizeof(tmp))) == 0) {
+		int r = fleet_query(CMD, &f, &a->q);
+		int kept =
+		    r == EXIT_OK || r == EXIT_DAMAGED; /* partial (3): what the others hold */
+		int c = close_output(a, tmp, kept);
+		status = kept && c ? c : r;
+	}
+	fleet_free(&f);
+	return status;
+}
+
 int query_main(int argc, char **argv)
 {
 	struct query_args a = {0};
@@ -388,8 +425,8 @@ int query_main(int argc, char **argv)
 		free(a.cmdline);
 		return r < 0 ? EXIT_OK : r;
 	}
-	if (a.remote) {
-		r = query_remote(&a);
+	if (a.remote || a.fleet) {
+		r = a.remote ? query_remote(&a) : query_fleet(&a);
 		free(a.filter);
 		free(a.cmdline);
 		return r;

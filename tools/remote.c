@@ -164,6 +164,45 @@ static void set_post(CURL *c, const char *url)
 	curl_easy_setopt(c, CURLOPT_COPYPOSTFIELDS, q ? q + 1 : "");
 }
 
+/* An easy handle writing into s (s->c set), its URL not yet; 0 or REMOTE_E_TRANSFER. */
+static int easy_setup(struct sink *s, const struct remote_tls *tls, char *cerr)
+{
+	if (!(s->c = curl_easy_init()))
+		return REMOTE_E_TRANSFER;
+	curl_easy_setopt(s->c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(s->c, CURLOPT_WRITEDATA, s);
+	curl_easy_setopt(s->c, CURLOPT_ERRORBUFFER, cerr);
+	curl_easy_setopt(s->c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(s->c, CURLOPT_CONNECTTIMEOUT, REMOTE_CONNECT_S);
+	curl_easy_setopt(s->c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(s->c, CURLOPT_LOW_SPEED_TIME, REMOTE_STALL_S);
+	curl_easy_setopt(s->c, CURLOPT_PROTOCOLS_STR, "http,https");
+	set_tls(s->c, tls);
+	return 0;
+}
+
+/* A finished transfer's outcome (rc: libcurl's): 0 or as remote_get, errbuf one line. */
+static int easy_outcome(struct sink *s, CURLcode rc, const char *base, const char *cerr, long *http,
+                        char *errbuf)
+{
+	curl_easy_getinfo(s->c, CURLINFO_RESPONSE_CODE, &s->status);
+	*http = s->status;
+	if (s->write_failed) {
+		snprintf(errbuf, QUERY_ERRBUF_SIZE, "cannot write the output: %s", strerror(errno));
+		return QUERY_E_OUTPUT;
+	}
+	if (rc != CURLE_OK) {
+		snprintf(errbuf, QUERY_ERRBUF_SIZE, "%s: %s", base,
+		         cerr[0] ? cerr : curl_easy_strerror(rc));
+		return REMOTE_E_TRANSFER;
+	}
+	if (s->status != 200) {
+		error_message(s, errbuf);
+		return REMOTE_E_REFUSED;
+	}
+	return 0;
+}
+
 /* GET, or POST with the parameters as a form (post); as remote_get. */
 static int transfer(const char *base, const char *path, const char *const *params, int nparams,
                     int post, const struct remote_tls *tls, FILE *out, long *http, char *errbuf)
@@ -171,45 +210,22 @@ static int transfer(const char *base, const char *path, const char *const *param
 	char cerr[CURL_ERROR_SIZE] = "";
 	struct sink s = {.out = out};
 	*http = 0;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || !(s.c = curl_easy_init())) {
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || easy_setup(&s, tls, cerr) != 0) {
 		snprintf(errbuf, QUERY_ERRBUF_SIZE, "cannot start libcurl");
 		return REMOTE_E_TRANSFER;
 	}
 	char *url = request_url(s.c, base, path, params, nparams);
-	int e = 0;
-	if (url && post) {
-		set_post(s.c, url);
-		*strchrnul(url, '?') = '\0';
-	}
+	int e;
 	if (!url) {
 		snprintf(errbuf, QUERY_ERRBUF_SIZE, "out of memory");
 		e = -ENOMEM;
 	} else {
-		curl_easy_setopt(s.c, CURLOPT_URL, url);
-		curl_easy_setopt(s.c, CURLOPT_WRITEFUNCTION, on_body);
-		curl_easy_setopt(s.c, CURLOPT_WRITEDATA, &s);
-		curl_easy_setopt(s.c, CURLOPT_ERRORBUFFER, cerr);
-		curl_easy_setopt(s.c, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(s.c, CURLOPT_CONNECTTIMEOUT, REMOTE_CONNECT_S);
-		curl_easy_setopt(s.c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		curl_easy_setopt(s.c, CURLOPT_LOW_SPEED_TIME, REMOTE_STALL_S);
-		curl_easy_setopt(s.c, CURLOPT_PROTOCOLS_STR, "http,https");
-		set_tls(s.c, tls);
-		CURLcode rc = curl_easy_perform(s.c);
-		curl_easy_getinfo(s.c, CURLINFO_RESPONSE_CODE, &s.status);
-		*http = s.status;
-		if (s.write_failed) {
-			snprintf(errbuf, QUERY_ERRBUF_SIZE, "cannot write the output: %s",
-			         strerror(errno));
-			e = QUERY_E_OUTPUT;
-		} else if (rc != CURLE_OK) {
-			snprintf(errbuf, QUERY_ERRBUF_SIZE, "%s: %s", base,
-			         cerr[0] ? cerr : curl_easy_strerror(rc));
-			e = REMOTE_E_TRANSFER;
-		} else if (s.status != 200) {
-			error_message(&s, errbuf);
-			e = REMOTE_E_REFUSED;
+		if (post) {
+			set_post(s.c, url);
+			*strchrnul(url, '?') = '\0';
 		}
+		curl_easy_setopt(s.c, CURLOPT_URL, url);
+		e = easy_outcome(&s, curl_easy_perform(s.c), base, cerr, http, errbuf);
 	}
 	free(url);
 	curl_easy_cleanup(s.c);
@@ -227,4 +243,87 @@ int remote_post(const char *base, const char *path, const char *const *params, i
                 const struct remote_tls *tls, FILE *out, long *http, char *errbuf)
 {
 	return transfer(base, path, params, nparams, 1, tls, out, http, errbuf);
+}
+
+/* ---- several servers at once (query --fleet) ------------------------------------------------ */
+
+struct many {
+	struct sink s;
+	char cerr[CURL_ERROR_SIZE];
+	char *url;
+};
+
+/* Adds job i's transfer to m; 0, or the job's error set. */
+static int many_add(CURLM *m, struct many *x, struct remote_job *j, const char *const *p, int n)
+{
+	x->s.out = j->out;
+	if (easy_setup(&x->s, &j->tls, x->cerr) != 0 ||
+	    !(x->url = request_url(x->s.c, j->url, "query", p, n))) {
+		snprintf(j->errbuf, sizeof(j->errbuf), "cannot start libcurl");
+		return j->err = REMOTE_E_TRANSFER;
+	}
+	curl_easy_setopt(x->s.c, CURLOPT_URL, x->url);
+	curl_easy_setopt(x->s.c, CURLOPT_PRIVATE, x);
+	if (curl_multi_add_handle(m, x->s.c) != CURLM_OK) {
+		snprintf(j->errbuf, sizeof(j->errbuf), "cannot start libcurl");
+		return j->err = REMOTE_E_TRANSFER;
+	}
+	return 0;
+}
+
+/* Runs m until every transfer ended, taking each one's outcome into its job. */
+static void many_run(CURLM *m, struct many *x, struct remote_job *jobs, size_t n)
+{
+	int running = 1, left;
+	while (running) {
+		if (curl_multi_perform(m, &running) != CURLM_OK)
+			break;
+		if (running && curl_multi_poll(m, NULL, 0, 1000, NULL) != CURLM_OK)
+			break;
+		CURLMsg *msg;
+		while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			struct many *one = NULL;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&one);
+			size_t i = (size_t)(one - x);
+			if (i < n)
+				jobs[i].err =
+				    easy_outcome(&one->s, msg->data.result, jobs[i].url, one->cerr,
+				                 &jobs[i].http, jobs[i].errbuf);
+		}
+	}
+}
+
+int remote_query_many(struct remote_job *jobs, size_t n, const struct query_options *opt)
+{
+	char bufs[4][32];
+	const char *p[32];
+	int np = query_params(opt, bufs, p), failed = 0;
+	struct many *x = calloc(n ? n : 1, sizeof(*x));
+	CURLM *m = NULL;
+	for (size_t i = 0; i < n; i++)
+		jobs[i].err = REMOTE_E_TRANSFER, jobs[i].http = 0, jobs[i].errbuf[0] = '\0';
+	if (!x || curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || !(m = curl_multi_init())) {
+		for (size_t i = 0; i < n; i++)
+			snprintf(jobs[i].errbuf, sizeof(jobs[i].errbuf), "cannot start libcurl");
+		free(x);
+		return (int)n;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (many_add(m, &x[i], &jobs[i], p, np) == 0)
+			jobs[i].err = 0;
+	many_run(m, x, jobs, n);
+	for (size_t i = 0; i < n; i++) {
+		if (x[i].s.c) {
+			curl_multi_remove_handle(m, x[i].s.c);
+			curl_easy_cleanup(x[i].s.c);
+		}
+		free(x[i].url);
+		failed += jobs[i].err != 0;
+	}
+	curl_multi_cleanup(m);
+	curl_global_cleanup();
+	free(x);
+	return failed;
 }

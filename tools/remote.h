@@ -45,6 +45,23 @@ int remote_get(const char *url, const char *path, const char *const *params, int
 int remote_post(const char *url, const char *path, const char *const *params, int nparams,
                 const struct remote_tls *tls, FILE *out, long *http, char *errbuf);
 
+/* One server's part of remote_query_many(). */
+struct remote_job {
+	const char *url;                /* the server's base URL */
+	struct remote_tls tls;          /* its client certificate and CA */
+	FILE *out;                      /* its answer's bytes */
+	long http;                      /* out: the HTTP status (0: none) */
+	int err;                        /* out: 0 or as remote_query */
+	char errbuf[QUERY_ERRBUF_SIZE]; /* out: one line when err */
+};
+
+/*
+ * Runs opt's query (as remote_query; not explain) at every job's server at
+ * once (libcurl's multi interface, one thread), each answer written to its
+ * job's out as it arrives.  Returns how many jobs failed (their err, errbuf).
+ */
+int remote_query_many(struct remote_job *jobs, size_t n, const struct query_options *opt);
+
 /* ns as the API's time parameter: epoch seconds with nine decimals; buf >= 32 bytes. */
 char *remote_time(uint64_t ns, char *buf);
 

@@ -1,0 +1,223 @@
+/*
+ * query --fleet: the fleet file, and one query over every sensor in it.
+ *
+ * The file is INI (libinih): a [sensor NAME] section per sensor with its
+ * url, and cert, key and cacert for its TLS; keys before the first section
+ * are defaults for every sensor.  Anything else is refused with its line.
+ * Each sensor's answer goes to an unlinked temporary file as it streams
+ * (the transfers run at once), then the answers are merged by timestamp:
+ * the files keep a slow sensor from holding back the others' transfers,
+ * and cost the answer's size on disk for the time of the query.
+ */
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/cli.h"
+#include "tools/fleet.h"
+
+struct load {
+	const char *cmd, *path;
+	struct fleet *f;
+	struct remote_tls defaults; /* strings owned here until fleet_load ends */
+	int failed;                 /* a line printed */
+};
+
+static int set_str(char **dst, const char *v)
+{
+	free(*dst);
+	return (*dst = strdup(v)) ? 0 : -ENOMEM;
+}
+
+/* The TLS key `name` of t (as owned strings), or NULL when not one. */
+static char **tls_key(struct remote_tls *t, const char *name)
+{
+	if (strcmp(name, "cert") == 0)
+		return (char **)&t->cert;
+	if (strcmp(name, "key") == 0)
+		return (char **)&t->key;
+	if (strcmp(name, "cacert") == 0)
+		return (char **)&t->cacert;
+	return NULL;
+}
+
+/* The sensor of section "sensor NAME", added when new; NULL when out of memory. */
+static struct fleet_sensor *sensor_of(struct load *l, const char *name)
+{
+	struct fleet *f = l->f;
+	if (f->n && strcmp(f->v[f->n - 1].name, name) == 0)
+		return &f->v[f->n - 1];
+	struct fleet_sensor *v = realloc(f->v, (f->n + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	f->v = v;
+	memset(&v[f->n], 0, sizeof(v[0]));
+	if (!(v[f->n].name = strdup(name)))
+		return NULL;
+	return &v[f->n++];
+}
+
+static int load_fail(struct load *l, const char *fmt, const char *a, const char *b)
+{
+	if (!l->failed) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), fmt, a, b);
+		cli_error(l->cmd, "%s: %s", l->path, msg);
+	}
+	l->failed = 1;
+	return 0; /* inih: stop */
+}
+
+static int on_key(void *arg, const char *section, const char *name, const char *value)
+{
+	struct load *l = arg;
+	if (!section[0]) { /* defaults */
+		char **d = tls_key(&l->defaults, name);
+		if (!d)
+			return load_fail(
+			    l, "'%s' before any [sensor NAME]: only cert, key, cacert%s", name, "");
+		return set_str(d, value) == 0 ? 1 : load_fail(l, "out of memory%s%s", "", "");
+	}
+	if (strncmp(section, "sensor ", 7) != 0 || !section[7])
+		return load_fail(l, "[%s]: expected [sensor NAME]%s", section, "");
+	struct fleet_sensor *s = sensor_of(l, section + 7);
+	char **d = s ? (strcmp(name, "url") == 0 ? &s->url : tls_key(&s->tls, name)) : NULL;
+	if (s && !d)
+		return load_fail(l, "[%s]: unknown key '%s' (url, cert, key, cacert)", section,
+		                 name);
+	if (!s || set_str(d, value) != 0)
+		return load_fail(l, "out of memory%s%s", "", "");
+	return 1;
+}
+
+/* Each sensor has a url and a unique name; defaults fill its TLS keys. */
+static int check(struct load *l)
+{
+	struct fleet *f = l->f;
+	if (f->n == 0)
+		return load_fail(l, "no [sensor NAME] section%s%s", "", ""), EXIT_USAGE;
+	for (size_t i = 0; i < f->n; i++) {
+		struct fleet_sensor *s = &f->v[i];
+		if (!s->url)
+			return load_fail(l, "[sensor %s]: no url%s", s->name, ""), EXIT_USAGE;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(f->v[j].name, s->name) == 0)
+				return load_fail(l, "[sensor %s] twice (not one after the other)%s",
+				                 s->name, ""),
+				       EXIT_USAGE;
+		const char *keys[] = {"cert", "key", "cacert"};
+		for (int k = 0; k < 3; k++) {
+			char **d = tls_key(&s->tls, keys[k]),
+			     **def = tls_key(&l->defaults, keys[k]);
+			if (!*d && *def && set_str(d, *def) != 0)
+				return load_fail(l, "out of memory%s%s", "", ""), EXIT_FAIL;
+		}
+		if (!s->tls.cert != !s->tls.key)
+			return load_fail(l, "[sensor %s]: cert and key go together%s", s->name, ""),
+			       EXIT_USAGE;
+	}
+	return 0;
+}
+
+int fleet_load(const char *cmd, const char *path, struct fleet *f)
+{
+	struct load l = {.cmd = cmd, .path = path, .f = f};
+	memset(f, 0, sizeof(*f));
+	FILE *in = fopen(path, "re");
+	if (!in) {
+		cli_error(cmd, "cannot read the fleet file %s: %s", path, strerror(errno));
+		return EXIT_FAIL;
+	}
+	int line = ini_parse_file(in, on_key, &l), r = 0;
+	fclose(in);
+	if (line > 0 && !l.failed) {
+		char where[32];
+		snprintf(where, sizeof(where), "%d", line);
+		load_fail(&l, "line %s: not 'key = value', a [section] or a comment%s", where, "");
+	}
+	r = l.failed ? EXIT_USAGE : check(&l);
+	for (int k = 0; k < 3; k++)
+		free(*tls_key(&l.defaults, (const char *[]){"cert", "key", "cacert"}[k]));
+	if (r)
+		fleet_free(f);
+	return r;
+}
+
+void fleet_free(struct fleet *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		free(f->v[i].name);
+		free(f->v[i].url);
+		free((char *)f->v[i].tls.cert);
+		free((char *)f->v[i].tls.key);
+		free((char *)f->v[i].tls.cacert);
+	}
+	free(f->v);
+	memset(f, 0, sizeof(*f));
+}
+
+/* ---- the query ---------------------------------------------------------------------------- */
+
+/* One line per failed sensor; the status the failures make. */
+static int report(const char *cmd, const struct fleet *f, const struct remote_job *j,
+                  const struct query_merge_input *in)
+{
+	size_t failed = 0, refused400 = 0;
+	for (size_t i = 0; i < f->n; i++) {
+		if (!j[i].err)
+			continue;
+		failed++;
+		refused400 += j[i].err == REMOTE_E_REFUSED && j[i].http == 400;
+		if (j[i].err == REMOTE_E_REFUSED)
+			cli_error(cmd, "sensor %s (%s): %s (HTTP %ld): its packets are missing",
+			          f->v[i].name, f->v[i].url, j[i].errbuf, j[i].http);
+		else
+			cli_error(cmd,
+			          "sensor %s: %s: the answer is partial (%llu whole packets of it "
+			          "kept)",
+			          f->v[i].name, j[i].errbuf, (unsigned long long)in[i].packets);
+	}
+	if (!failed)
+		return EXIT_OK;
+	if (refused400 == f->n)
+		return EXIT_USAGE;
+	return failed == f->n ? EXIT_FAIL : EXIT_DAMAGED;
+}
+
+int fleet_query(const char *cmd, const struct fleet *f, const struct query_options *opt)
+{
+	struct remote_job *j = calloc(f->n, sizeof(*j));
+	struct query_merge_input *in = calloc(f->n, sizeof(*in));
+	int status = EXIT_FAIL;
+	size_t i;
+	for (i = 0; j && in && i < f->n; i++) {
+		j[i] =
+		    (struct remote_job){.url = f->v[i].url, .tls = f->v[i].tls, .out = tmpfile()};
+		in[i] = (struct query_merge_input){.name = f->v[i].name, .in = j[i].out};
+		if (!j[i].out)
+			break;
+	}
+	if (!j || !in || i < f->n) {
+		cli_error(cmd, "cannot make a temporary file for the sensors' answers: %s",
+		          strerror(errno ? errno : ENOMEM));
+	} else {
+		struct query_options each = *opt; /* nanosecond pcap from every sensor */
+		each.format = QUERY_FORMAT_PCAP, each.ts_micro = 0, each.comment = NULL;
+		remote_query_many(j, f->n, &each);
+		char err[QUERY_ERRBUF_SIZE];
+		int r = query_merge(in, f->n, opt, err); /* closes the files */
+		status = report(cmd, f, j, in);
+		if (r) {
+			cli_error(cmd, "%s", err);
+			status = r == QUERY_E_LINKTYPES ? EXIT_USAGE : EXIT_FAIL;
+		}
+	}
+	for (i = 0; in && j && i < f->n; i++)
+		if (in[i].in) /* not handed to query_merge */
+			fclose(in[i].in);
+	free(j);
+	free(in);
+	return status;
+}
