@@ -31,16 +31,21 @@ static int set_str(char **dst, const char *v)
 	return (*dst = strdup(v)) ? 0 : -ENOMEM;
 }
 
-/* The TLS key `name` of t (as owned strings), or NULL when not one. */
-static char **tls_key(struct remote_tls *t, const char *name)
+static const char *const tls_keys[] = {"cert", "key", "cacert"};
+
+/* The index of TLS key `name` in tls_keys, or -1. */
+static int tls_index(const char *name)
 {
-	if (strcmp(name, "cert") == 0)
-		return (char **)&t->cert;
-	if (strcmp(name, "key") == 0)
-		return (char **)&t->key;
-	if (strcmp(name, "cacert") == 0)
-		return (char **)&t->cacert;
-	return NULL;
+	for (int i = 0; i < 3; i++)
+		if (strcmp(name, tls_keys[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* TLS key i of t (an owned string). */
+static char **tls_field(struct remote_tls *t, int i)
+{
+	return (char **)(i == 0 ? &t->cert : i == 1 ? &t->key : &t->cacert);
 }
 
 /* The sensor of section "sensor NAME", added when new; NULL when out of memory. */
@@ -73,21 +78,22 @@ static int load_fail(struct load *l, const char *fmt, const char *a, const char 
 static int on_key(void *arg, const char *section, const char *name, const char *value)
 {
 	struct load *l = arg;
+	int k = tls_index(name);
 	if (!section[0]) { /* defaults */
-		char **d = tls_key(&l->defaults, name);
-		if (!d)
+		if (k < 0)
 			return load_fail(
 			    l, "'%s' before any [sensor NAME]: only cert, key, cacert%s", name, "");
-		return set_str(d, value) == 0 ? 1 : load_fail(l, "out of memory%s%s", "", "");
+		return set_str(tls_field(&l->defaults, k), value) == 0
+		           ? 1
+		           : load_fail(l, "out of memory%s%s", "", "");
 	}
 	if (strncmp(section, "sensor ", 7) != 0 || !section[7])
 		return load_fail(l, "[%s]: expected [sensor NAME]%s", section, "");
-	struct fleet_sensor *s = sensor_of(l, section + 7);
-	char **d = s ? (strcmp(name, "url") == 0 ? &s->url : tls_key(&s->tls, name)) : NULL;
-	if (s && !d)
+	if (k < 0 && strcmp(name, "url") != 0)
 		return load_fail(l, "[%s]: unknown key '%s' (url, cert, key, cacert)", section,
 		                 name);
-	if (!s || set_str(d, value) != 0)
+	struct fleet_sensor *s = sensor_of(l, section + 7);
+	if (!s || set_str(k < 0 ? &s->url : tls_field(&s->tls, k), value) != 0)
 		return load_fail(l, "out of memory%s%s", "", "");
 	return 1;
 }
@@ -107,10 +113,8 @@ static int check(struct load *l)
 				return load_fail(l, "[sensor %s] twice (not one after the other)%s",
 				                 s->name, ""),
 				       EXIT_USAGE;
-		const char *keys[] = {"cert", "key", "cacert"};
 		for (int k = 0; k < 3; k++) {
-			char **d = tls_key(&s->tls, keys[k]),
-			     **def = tls_key(&l->defaults, keys[k]);
+			char **d = tls_field(&s->tls, k), **def = tls_field(&l->defaults, k);
 			if (!*d && *def && set_str(d, *def) != 0)
 				return load_fail(l, "out of memory%s%s", "", ""), EXIT_FAIL;
 		}
@@ -139,7 +143,7 @@ int fleet_load(const char *cmd, const char *path, struct fleet *f)
 	}
 	r = l.failed ? EXIT_USAGE : check(&l);
 	for (int k = 0; k < 3; k++)
-		free(*tls_key(&l.defaults, (const char *[]){"cert", "key", "cacert"}[k]));
+		free(*tls_field(&l.defaults, k));
 	if (r)
 		fleet_free(f);
 	return r;
