@@ -4,10 +4,10 @@
  *
  * Key decisions:
  *   - One record per direction (uniflows), never RFC 5103 biflows: a flow
- *     table entry is bidirectional, but nfdump's nfcapd and pmacct's nfacctd
- *     both read plain uniflow records and attribute every counter right,
- *     while reverse elements (PEN 29305) are decoded by neither in full.  A
- *     direction without packets since the last export gives no record.
+ *     table entry is bidirectional, but pmacct's nfacctd ignores the reverse
+ *     elements (PEN 29305) that nfdump's nfcapd reads, while both count
+ *     uniflow records right (docs/ipfix.md).  A direction without packets
+ *     since the last export gives no record.
  *   - Deltas: a flow's state (struct ipfix_mark in ft_flow.state, which the
  *     owner reserves with FT_IPFIX_STATE_SIZE) keeps what was exported, so an
  *     active timeout exports what came since and the flow stays in the table.
