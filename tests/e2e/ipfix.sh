@@ -195,7 +195,28 @@ se=$(counter "$TMP/nobody.err" record ipfix.send_errors)
 [ "$(counter "$TMP/nobody.err" record archive.writer.packets)" = 20000 ] && pass ||
     fail "no collector: not every packet archived"
 
-# 6. pmacct's nfacctd, print plugin to a CSV file, when installed
+# 6. GET /metrics of a recorder (--listen) while it records: the flowscope_ipfix_* families
+port=$(free_port)
+fs record --read "$PCAPS/tcp_anomalies.pcap" --replay-speed 4 --archive "$TMP/live.a" \
+    --qq-size 32M --status-interval 0 --ipfix "127.0.0.1:$port" --ipfix-idle-timeout 1s \
+    --listen 127.0.0.1:0 2>"$TMP/live.err" &
+RPID=$!
+if wait_for "$TMP/live.err" '^flowscope record: API listening on http://127.0.0.1:[0-9]+$' $RPID 100; then
+    URL=$(sed -n 's/^flowscope record: API listening on //p' "$TMP/live.err")
+    for name in messages records templates send_errors; do
+        v=$(metric "$URL" "flowscope_ipfix_${name}_total")
+        [[ "$v" =~ ^[0-9]+$ ]] && pass || fail "/metrics: flowscope_ipfix_${name}_total is '$v'"
+    done
+    curl -s "$URL/metrics" | grep -q '^# HELP flowscope_ipfix_records_total ' && pass ||
+        fail "/metrics: no HELP for flowscope_ipfix_records_total"
+else
+    fail "the recorder with --listen did not listen: $(tail -3 "$TMP/live.err")"
+fi
+for ((i = 0; i < 300; i++)); do kill -0 $RPID 2>/dev/null || break; sleep 0.1; done
+kill $RPID 2>/dev/null
+wait $RPID && pass || fail "record --listen --ipfix: $(tail -2 "$TMP/live.err")"
+
+# 7. pmacct's nfacctd, print plugin to a CSV file, when installed
 if command -v nfacctd >/dev/null; then
     port=$(free_port)
     mkdir -p "$TMP/pm"
