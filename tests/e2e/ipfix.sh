@@ -43,14 +43,16 @@ stop_collector() {
     COLLECTOR=""
 }
 
-# start_nfcapd DIR PORT
+# start_nfcapd DIR PORT [HOST]: nfcapd on HOST (default 127.0.0.1)
 start_nfcapd() {
+    local host=${3:-127.0.0.1} six=""
+    [[ "$host" == *:* ]] && six=-6
     mkdir -p "$1"
     # -B: a socket buffer for the bursts of a file read flat out (the kernel caps it at
     # net.core.rmem_max); UDP loses what does not fit, and nfcapd counts sequence errors
-    nfcapd -b 127.0.0.1 -p "$2" -w "$1" -B 4194304 >"$1.log" 2>&1 &
+    nfcapd $six -b "$host" -p "$2" -w "$1" -B 4194304 >"$1.log" 2>&1 &
     COLLECTOR=$!
-    wait_bound "$2" || { fail "nfcapd did not bind 127.0.0.1:$2: $(head -c 300 "$1.log")"; return 1; }
+    wait_bound "$2" || { fail "nfcapd did not bind $host port $2: $(head -c 300 "$1.log")"; return 1; }
 }
 
 # compare NAME FLOWS_JSON COLLECTOR_CSV KIND: per direction (proto, src, sport, dst, dport,
@@ -124,15 +126,17 @@ EOF
     pass
 }
 
-# through_nfcapd NAME PCAP [record options...]: record PCAP with --ipfix to a fresh nfcapd,
-# then compare; leaves the report in $TMP/NAME.err
+# through_nfcapd NAME PCAP [record options...]: record PCAP with --ipfix to a fresh nfcapd
+# (on $COLLECTOR_HOST, default 127.0.0.1), then compare; leaves the report in $TMP/NAME.err
 through_nfcapd() {
-    local name=$1 pcap=$2 port
+    local name=$1 pcap=$2 port host=${COLLECTOR_HOST:-127.0.0.1} target
     shift 2
     port=$(free_port)
-    start_nfcapd "$TMP/$name.nf" "$port" || return 1
+    target="$host:$port"
+    [[ "$host" == *:* ]] && target="[$host]:$port"
+    start_nfcapd "$TMP/$name.nf" "$port" "$host" || return 1
     TZ=UTC fs record --read "$pcap" --archive "$TMP/$name.a" --qq-size 32M --status-interval 0 \
-        --ipfix "127.0.0.1:$port" "$@" 2>"$TMP/$name.err" || { fail "$name: record: $(tail -3 "$TMP/$name.err")"; stop_collector; return 1; }
+        --ipfix "$target" "$@" 2>"$TMP/$name.err" || { fail "$name: record: $(tail -3 "$TMP/$name.err")"; stop_collector; return 1; }
     sleep 0.5 # the last datagrams into nfcapd's socket
     stop_collector
     grep -q "Sequence Errors: 0," "$TMP/$name.nf.log" && pass ||
@@ -155,6 +159,13 @@ d=$(wc -l <"$TMP/http.json")
 [ -n "$n" ] && [ "$n" -ge "$d" ] && pass || fail "http: ipfix.records=$n for $d flows"
 [ "$(counter "$TMP/http.err" record ipfix.templates)" -ge 2 ] && pass || fail "http: no templates counted"
 
+# the collector at an IPv6 address
+if python3 -c 'import socket; socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).bind(("::1", 0))' 2>/dev/null; then
+    COLLECTOR_HOST=::1 through_nfcapd v6collector "$PCAPS/dns_icmp.pcap"
+else
+    note "no ::1 here: the IPv6 collector address is not checked"
+fi
+
 # 2. timeouts: a 21 s capture with 2 s active and 1 s idle timeouts splits flows into more
 #    records (capture time: the file is read flat out), the sums stay
 through_nfcapd tcp_anom "$PCAPS/tcp_anomalies.pcap" --ipfix-active-timeout 2s \
@@ -172,8 +183,10 @@ through_nfcapd evict "$TMP/many.pcap" --max-flows 1024 --replay-speed 1
 e=$(counter "$TMP/evict.err" record flowtrack.evicted)
 [ -n "$e" ] && [ "$e" -gt 0 ] && pass || fail "evict: flowtrack.evicted=$e"
 
-# 4. a bad --ipfix: one line, status 2, no archive made
-for v in "127.0.0.1" "127.0.0.1:" "127.0.0.1:0" "127.0.0.1:70000" ":4739" "[::1]4739" "1:2:3:4"; do
+# 4. a bad --ipfix (its form, its port, a name that does not resolve): one line, status 2, no
+#    archive made
+for v in "127.0.0.1" "127.0.0.1:" "127.0.0.1:0" "127.0.0.1:70000" ":4739" "[::1]4739" "1:2:3:4" \
+    "no-such-host.invalid:4739"; do
     fs record --read "$PCAPS/dns_icmp.pcap" --archive "$TMP/bad.a" --ipfix "$v" 2>"$TMP/bad.err"
     rc=$?
     [ "$rc" = 2 ] && pass || fail "--ipfix '$v': status $rc, expected 2"
