@@ -851,8 +851,9 @@ void ft_ipfix_flow_end(struct ft_ipfix *x, struct ft_flow *f, uint8_t reason, ui
 
 /*
  * At most once per second of flow_now_ns (capture time of a file, the wall
- * clock of a live source): exports every flow of t idle for idle_ns (and
- * removes it, unless a trigger marked it) or counting for active_ns, then sends.
+ * clock of a live source): exports every flow of t idle for idle_ns (what it
+ * had since its last export; it stays in the table, which is the analyzer's:
+ * packets after that are a new record) or counting for active_ns, then sends.
  */
 void ft_ipfix_expire(struct ft_ipfix *x, struct ft_table *t, uint64_t flow_now_ns, uint64_t now_ns);
 

@@ -57,17 +57,16 @@ _Static_assert(sizeof(struct ipfix_mark) <= FT_IPFIX_STATE_SIZE, "FT_IPFIX_STATE
 
 struct ft_ipfix {
 	struct ft_ipfix_config c;
-	uint8_t *msg;           /* c.mtu bytes */
-	size_t len;             /* bytes of the open message, 0 when none */
-	size_t set_off;         /* offset of the open data set's header, 0 when none */
-	uint16_t set_tid;       /* its template */
-	unsigned nrec, ntpl;    /* data and template records in the open message */
-	uint32_t seq;           /* data records handed to send() before this message */
-	uint64_t tpl_ns;        /* wall clock of the last templates; 0: never sent */
-	unsigned msgs_since;    /* messages since then */
-	uint64_t now_ns;        /* wall clock of the last call */
-	uint64_t last_scan_ns;  /* flow clock of the last table scan */
-	struct ft_table *table; /* during a scan: where idle flows are removed */
+	uint8_t *msg;          /* c.mtu bytes */
+	size_t len;            /* bytes of the open message, 0 when none */
+	size_t set_off;        /* offset of the open data set's header, 0 when none */
+	uint16_t set_tid;      /* its template */
+	unsigned nrec, ntpl;   /* data and template records in the open message */
+	uint32_t seq;          /* data records handed to send() before this message */
+	uint64_t tpl_ns;       /* wall clock of the last templates; 0: never sent */
+	unsigned msgs_since;   /* messages since then */
+	uint64_t now_ns;       /* wall clock of the last call */
+	uint64_t last_scan_ns; /* flow clock of the last table scan */
 };
 
 int ft_ipfix_create(const struct ft_ipfix_config *c, struct ft_ipfix **out)
@@ -282,13 +281,11 @@ static void scan_visit(struct ft_flow *f, void *arg)
 	struct ipfix_mark *m = (struct ipfix_mark *)f->state;
 	uint64_t now = x->last_scan_ns;
 	uint64_t start = m->start_ns ? m->start_ns : f->first_ns;
-	if (f->last_ns + x->c.idle_ns <= now) {
+	/* idle: exported once (then it has nothing new); it stays, the table is the analyzer's */
+	if (f->last_ns + x->c.idle_ns <= now)
 		flow_export(x, f, FT_IPFIX_END_IDLE);
-		if (!f->triggered) /* a triggered flow's rule ends when it leaves (ft_trigger_poll) */
-			ft_table_remove(x->table, f);
-	} else if (start + x->c.active_ns <= now) {
+	else if (start + x->c.active_ns <= now)
 		flow_export(x, f, FT_IPFIX_END_ACTIVE);
-	}
 }
 
 void ft_ipfix_expire(struct ft_ipfix *x, struct ft_table *t, uint64_t flow_now_ns, uint64_t now_ns)
@@ -297,9 +294,7 @@ void ft_ipfix_expire(struct ft_ipfix *x, struct ft_table *t, uint64_t flow_now_n
 	if (flow_now_ns < x->last_scan_ns + SCAN_NS)
 		return;
 	x->last_scan_ns = flow_now_ns;
-	x->table = t;
 	ft_table_foreach(t, scan_visit, x);
-	x->table = NULL;
 	ft_ipfix_flush(x, 0);
 }
 
