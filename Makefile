@@ -48,6 +48,7 @@ DEB_TEST  += systemd
 DEB_TEST  += openssl curl
 DEB_TEST  += git
 DEB_TEST  += chromium
+DEB_TEST  += nfdump pmacct
 # and npm (e2e_web's puppeteer-core, from tests/e2e/web/package-lock.json): Debian's package
 # when no npm is there; a Node.js install that brings its own npm is left alone
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)

@@ -755,6 +755,111 @@ void ft_trigger_new_flows(struct ft_trigger_hub *h, unsigned id, struct ft_table
 /* The hub's counters (relaxed reads).  Any thread. */
 void ft_trigger_stats(struct ft_trigger_hub *h, struct ft_trigger_stats *out);
 
+/* ---- IPFIX export ------------------------------------------------------------------------ */
+
+/*
+ * An analyzer's flows as IPFIX (RFC 7011) messages, for a collector
+ * (docs/ipfix.md): one data record per direction of a flow (uniflows: nfcapd
+ * and nfacctd read them; no RFC 5103 reverse elements), IPv4 flows under
+ * template FT_IPFIX_TEMPLATE_V4, IPv6 under FT_IPFIX_TEMPLATE_V6.  Records
+ * carry the counters since the flow's last export (octetDeltaCount: the
+ * frames' wire bytes, as struct ft_flow counts them) and flowEndReason:
+ * idle timeout, active timeout (the flow stays, later records carry what
+ * came since), lack of resources (evicted from the table) or forced end (the
+ * end of the recording).
+ *
+ * Lifecycle: ft_ipfix_create() -> the owner's table created with
+ * FT_IPFIX_STATE_SIZE bytes of state (the exporter's mark per flow), its
+ * evictions handed to ft_ipfix_flow_end(..., FT_IPFIX_END_RESOURCES, ...),
+ * ft_ipfix_expire() often (it scans the table at most once a second of
+ * flow_now_ns) -> ft_ipfix_finish() -> ft_ipfix_destroy().
+ *
+ * Threading: an exporter belongs to the thread that owns its table (one per
+ * analyzer; each its own observation domain, so sequence numbers hold per
+ * domain).  send() runs on that thread and must not block.
+ *
+ * Errors: create returns 0, -EINVAL (no send, mtu outside FT_IPFIX_MIN_MTU..
+ * 65535) or -ENOMEM; the rest cannot fail: a send that fails is the owner's
+ * to count (the message is gone; the collector sees the sequence gap).
+ */
+#define FT_IPFIX_TEMPLATE_V4 256
+#define FT_IPFIX_TEMPLATE_V6 257
+#define FT_IPFIX_MTU 1400                   /* default message size limit: fits a 1500 MTU */
+#define FT_IPFIX_MIN_MTU 256                /* the templates and a record fit */
+#define FT_IPFIX_TEMPLATE_NS 30000000000ull /* templates again after 30 s ... */
+#define FT_IPFIX_TEMPLATE_MSGS 100          /* ... or 100 messages, whichever first */
+#define FT_IPFIX_STATE_SIZE 40              /* bytes of flow state the exporter needs */
+#define FT_IPFIX_ACTIVE_NS 60000000000ull   /* default active timeout */
+#define FT_IPFIX_IDLE_NS 15000000000ull     /* default idle timeout */
+
+/* flowEndReason (IANA element 136) */
+#define FT_IPFIX_END_IDLE 1
+#define FT_IPFIX_END_ACTIVE 2
+#define FT_IPFIX_END_FORCED 4
+#define FT_IPFIX_END_RESOURCES 5
+
+/* One data record: one direction of a flow. */
+struct ft_ipfix_record {
+	uint8_t src[16], dst[16]; /* network order; both IPv4-mapped: the IPv4 template */
+	uint16_t sport, dport;    /* host order */
+	uint8_t proto;
+	uint8_t end_reason; /* FT_IPFIX_END_* */
+	uint16_t tcp_flags; /* tcpControlBits, OR of the direction's packets */
+	uint16_t vlan, vlan_inner;
+	uint64_t packets, bytes;   /* packetDeltaCount, octetDeltaCount */
+	uint64_t start_ns, end_ns; /* flowStart/EndNanoseconds, ns since 1970 */
+};
+
+/* What one message handed to send() holds. */
+struct ft_ipfix_sent {
+	unsigned records;   /* data records */
+	unsigned templates; /* template records (0 or 2) */
+};
+
+struct ft_ipfix_config {
+	uint32_t domain;        /* observation domain id */
+	size_t mtu;             /* largest message, bytes; 0: FT_IPFIX_MTU */
+	uint64_t template_ns;   /* templates re-sent after this (wall clock); 0: default */
+	unsigned template_msgs; /* ... or after this many messages; 0: default */
+	uint64_t active_ns;     /* a flow's record ends after this long (flow clock) */
+	uint64_t idle_ns;       /* a flow ends after this long without a packet (flow clock) */
+	/* takes one whole message (len bytes, valid during the call only); must not block */
+	void (*send)(void *arg, const uint8_t *msg, size_t len, const struct ft_ipfix_sent *what);
+	void *arg;
+};
+
+struct ft_ipfix;
+
+int ft_ipfix_create(const struct ft_ipfix_config *c, struct ft_ipfix **out);
+void ft_ipfix_destroy(struct ft_ipfix *x); /* x may be NULL; a pending message is dropped */
+
+/* Bytes of one data record of an IPv4 (family 4) or IPv6 (6) flow. */
+size_t ft_ipfix_record_len(int family);
+
+/*
+ * Appends record r to the open message (sending that one first when r does not fit;
+ * opening a new one, with the templates when they are due).  now_ns: the wall
+ * clock (exportTime, the template timer), 0: the last one given.
+ */
+void ft_ipfix_add(struct ft_ipfix *x, const struct ft_ipfix_record *r, uint64_t now_ns);
+
+/* Sends the open message, if it holds any record. */
+void ft_ipfix_flush(struct ft_ipfix *x, uint64_t now_ns);
+
+/* Exports flow f's records since its last export, ended by `reason` (an eviction). */
+void ft_ipfix_flow_end(struct ft_ipfix *x, struct ft_flow *f, uint8_t reason, uint64_t now_ns);
+
+/*
+ * At most once per second of flow_now_ns (capture time of a file, the wall
+ * clock of a live source): exports every flow of t idle for idle_ns (what it
+ * had since its last export; it stays in the table, which is the analyzer's:
+ * packets after that are a new record) or counting for active_ns, then sends.
+ */
+void ft_ipfix_expire(struct ft_ipfix *x, struct ft_table *t, uint64_t flow_now_ns, uint64_t now_ns);
+
+/* The end: every flow's records since its last export (forced end), then sends. */
+void ft_ipfix_finish(struct ft_ipfix *x, struct ft_table *t, uint64_t now_ns);
+
 /* ---- numbers people type -------------------------------------------------------------- */
 
 /*

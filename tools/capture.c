@@ -267,7 +267,8 @@ int capture_source_open(const struct record_opts *o, const char *cmd, struct ing
 static int flow_tables_fit(const struct record_opts *o, const char *cmd, unsigned engines,
                            const struct ft_modset *mods)
 {
-	uint64_t per = ft_table_bytes(o->max_flows, 0) + ft_engine_bytes(mods, o->max_flows);
+	uint64_t per = ft_table_bytes(o->max_flows, o->ipfix ? FT_IPFIX_STATE_SIZE : 0) +
+	               ft_engine_bytes(mods, o->max_flows);
 	uint64_t need = per * engines, avail = qq_memory_available();
 	if (!avail || need <= avail)
 		return 0;
@@ -307,7 +308,10 @@ int capture_analyzers_open(struct record_analyzer *ana, unsigned n, const struct
 {
 	for (unsigned i = 0; i < n; i++) {
 		ana[i].id = i;
-		int r = ft_table_create(o->max_flows, 0, NULL, &ana[i].flows);
+		ana[i].ipfix_fd = -1;
+		/* record --ipfix: each flow keeps what was exported of it (ft_ipfix_expire) */
+		int r = ft_table_create(o->max_flows, o->ipfix ? FT_IPFIX_STATE_SIZE : 0, NULL,
+		                        &ana[i].flows);
 		if (r) {
 			cli_error(cmd, "flow table of %" PRIu64 " flows: %s", o->max_flows,
 			          ft_strerror(r));

@@ -22,6 +22,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -74,6 +75,11 @@ struct record_opts {
 	const char *eve;
 	int eve_from_start;                   /* --eve-from-start */
 	struct ingest_eve_filter *eve_filter; /* --eve-filter's terms; NULL: every alert */
+	/* record --ipfix HOST:PORT: the flows to an IPFIX collector (record_ipfix.c); NULL = none */
+	const char *ipfix;
+	struct sockaddr_storage ipfix_addr; /* its address, resolved when the option is parsed */
+	socklen_t ipfix_addrlen;
+	uint64_t ipfix_active_ns, ipfix_idle_ns; /* --ipfix-active-timeout, --ipfix-idle-timeout */
 };
 
 /*
@@ -89,6 +95,9 @@ struct record_analyzer {
 	struct ft_engine *engine;        /* the modules, when any */
 	struct ft_trigger_hub *triggers; /* record: triggers from outside, or NULL */
 	uint64_t packets;                /* packets peeked (this thread only) */
+	struct ft_ipfix *ipfix;          /* record --ipfix: the exporter of flows, or NULL */
+	int ipfix_fd;                    /* its UDP socket (connected), or -1 */
+	uint64_t clock_ns;               /* the latest packet time seen (this thread only) */
 	atomic_ulong beat;               /* its loop came round: service_beat(), for the watchdog */
 } __attribute__((aligned(64)));
 

@@ -99,6 +99,9 @@ const struct counter counters_eve[] = {E(lines),     E(alerts),      E(skipped),
                                        E(malformed), E(filtered),    E(too_long),
                                        E(rotations), E(truncations), E(open_errors)};
 
+#define X(name) FIELD(struct counters_ipfix, #name, name)
+const struct counter counters_ipfix[] = {X(messages), X(records), X(templates), X(send_errors)};
+
 const struct counter counters_mon[] = {FIELD(struct counters_monitor, "triggers", triggers)};
 
 const size_t counters_ingest_n = COUNT(counters_ingest), counters_qq_n = COUNT(counters_qq),
@@ -106,7 +109,8 @@ const size_t counters_ingest_n = COUNT(counters_ingest), counters_qq_n = COUNT(c
              counters_flows_n = COUNT(counters_flows), counters_module_n = COUNT(counters_module),
              counters_archive_n = COUNT(counters_archive), counters_dump_n = COUNT(counters_dump),
              counters_ret_n = COUNT(counters_ret), counters_mon_n = COUNT(counters_mon),
-             counters_trig_n = COUNT(counters_trig), counters_eve_n = COUNT(counters_eve);
+             counters_trig_n = COUNT(counters_trig), counters_eve_n = COUNT(counters_eve),
+             counters_ipfix_n = COUNT(counters_ipfix);
 
 uint64_t counter_value(const struct counter *c, const void *stats)
 {

@@ -152,6 +152,15 @@ static const struct metric_row trigger_rows[] = {
     {NULL, NULL, OMIT, NULL, NULL},
 };
 
+static const struct metric_row ipfix_rows[] = {
+    {"messages", "messages_total", COUNTER, NULL, "IPFIX messages sent to the collector (--ipfix)"},
+    {"records", "records_total", COUNTER, NULL, "flow (data) records in those messages"},
+    {"templates", "templates_total", COUNTER, NULL, "template records in those messages"},
+    {"send_errors", "send_errors_total", COUNTER, NULL,
+     "messages not sent: the socket buffer full, or the collector's port unreachable"},
+    {NULL, NULL, OMIT, NULL, NULL},
+};
+
 static const struct metric_row eve_rows[] = {
     {"lines", "lines_total", COUNTER, NULL, "complete lines read from the alert log (--eve)"},
     {"alerts", "alerts_total", COUNTER, NULL, "alert lines parsed (passed or filtered)"},
@@ -270,6 +279,10 @@ static int classify(struct metric_set *ms, const char *word, size_t len, char *f
 		*counter = rest;
 		*rows = trigger_rows;
 		strcpy(family, "flowscope_trigger_");
+	} else if (clen == 5 && memcmp(word, "ipfix", 5) == 0) {
+		*counter = rest;
+		*rows = ipfix_rows;
+		strcpy(family, "flowscope_ipfix_");
 	} else if (clen == 3 && memcmp(word, "eve", 3) == 0) {
 		*counter = rest;
 		*rows = eve_rows;

@@ -96,6 +96,12 @@ static void usage(FILE *f)
 	    "  --eve-from-start      read the log's present lines too (default: its end)\n"
 	    "  --eve-filter TEXT     only alerts that pass, e.g. 'severity<=2' or\n"
 	    "                        'sid!=2200000-2299999' (several: all must hold)\n"
+	    "  --ipfix HOST:PORT     export the flows to an IPFIX collector over UDP\n"
+	    "                        (nfcapd, nfacctd; docs/ipfix.md)\n"
+	    "  --ipfix-active-timeout DUR\n"
+	    "                        a long flow's record is sent after this (default 60s)\n"
+	    "  --ipfix-idle-timeout DUR\n"
+	    "                        a flow this long without a packet ends (default 15s)\n"
 	    "  --config FILE         read these options from FILE, key = value lines\n"
 	    "                        (archive = DIR); the command line overrides it\n"
 	    "                        (docs/config.md, flowscope.conf(5))\n"
@@ -197,6 +203,26 @@ static int parse_archive_opt(struct record_opts *o, int c, const char *arg)
 	return -1;
 }
 
+/* --ipfix and its timeouts; -1 when c is not one of them. */
+static int parse_ipfix_opt(struct record_opts *o, int c, const char *arg)
+{
+	switch (c) {
+	case 'x':
+		return record_ipfix_parse(o, arg);
+	case 'u':
+		if (cli_parse_duration(arg, &o->ipfix_active_ns) == 0 &&
+		    o->ipfix_active_ns >= 1000000000ull)
+			return 0;
+		return bad("--ipfix-active-timeout", arg, "a duration of at least 1s");
+	case 'y':
+		if (cli_parse_duration(arg, &o->ipfix_idle_ns) == 0 &&
+		    o->ipfix_idle_ns >= 1000000000ull)
+			return 0;
+		return bad("--ipfix-idle-timeout", arg, "a duration of at least 1s");
+	}
+	return -1;
+}
+
 /* --eve and its options; -1 when c is not one of them. */
 static int parse_eve_opt(struct record_opts *o, int c, const char *arg)
 {
@@ -222,7 +248,7 @@ static int parse_opt(struct record_opts *o, int c, const char *arg)
 	    (r = parse_archive_opt(o, c, arg)) >= 0)
 		return r;
 	if ((r = listen_parse_opt(CMD, c, arg, &o->api)) >= 0 ||
-	    (r = parse_eve_opt(o, c, arg)) >= 0)
+	    (r = parse_eve_opt(o, c, arg)) >= 0 || (r = parse_ipfix_opt(o, c, arg)) >= 0)
 		return r;
 	switch (c) {
 	case 'a':
@@ -271,6 +297,9 @@ static const struct option longopts[] = {
     {"eve", required_argument, NULL, 'e'},
     {"eve-from-start", no_argument, NULL, 'R'},
     {"eve-filter", required_argument, NULL, 'v'},
+    {"ipfix", required_argument, NULL, 'x'},
+    {"ipfix-active-timeout", required_argument, NULL, 'u'},
+    {"ipfix-idle-timeout", required_argument, NULL, 'y'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -286,6 +315,12 @@ static int check_args(const struct record_opts *o)
 		return r;
 	if ((r = listen_check(CMD, &o->api)) != 0)
 		return r;
+	if ((o->ipfix_active_ns || o->ipfix_idle_ns) && !o->ipfix) {
+		cli_error(
+		    CMD,
+		    "--ipfix-active-timeout and --ipfix-idle-timeout are for --ipfix HOST:PORT");
+		return EXIT_USAGE;
+	}
 	if ((o->eve_from_start || o->eve_filter) && !o->eve) {
 		cli_error(CMD, "--eve-from-start and --eve-filter are for --eve FILE");
 		return EXIT_USAGE;
@@ -495,6 +530,11 @@ static void report_write(FILE *f, struct record_pipeline *pl, double secs, const
 	counters_print_line(f, "qq", counters_qq, counters_qq_n, &qs);
 	capture_report_flows(f, pl->ana, pl->nanalyzers);
 	report_modules(f, pl);
+	if (pl->o.ipfix) {
+		struct counters_ipfix c;
+		record_ipfix_counters(pl, &c);
+		counters_print_line(f, "ipfix", counters_ipfix, counters_ipfix_n, &c);
+	}
 	report_writer(f, pl);
 	if (pl->o.max_disk || pl->o.max_age_ns) {
 		struct counters_retention r = {.dropped_segments = pl->ret_segments,

@@ -96,6 +96,9 @@ struct record_pipeline {
 	int eve_running;     /* the thread runs (main thread) */
 	atomic_int eve_stop; /* main thread: stop now */
 	atomic_ulong eve_alerts, eve_skipped, eve_malformed, eve_filtered;
+	/* record --ipfix: what the analyzers' exporters sent (record_ipfix.c); written by the
+	   analyzer threads (and the main thread at the end), read by any: relaxed, counters */
+	atomic_ulong ipfix_messages, ipfix_records, ipfix_templates, ipfix_send_errors;
 	int dump_rc; /* the first dumper failure, after finish/close */
 	char dump_err[512];
 	/* housekeeping: retention */
@@ -200,6 +203,22 @@ int record_eve_start(struct record_pipeline *pl);
 void record_eve_stop(struct record_pipeline *pl);
 void record_eve_close(struct record_pipeline *pl);
 void record_eve_counters(struct record_pipeline *pl, struct counters_eve *c);
+
+/*
+ * record --ipfix HOST:PORT (record_ipfix.c, docs/ipfix.md): each analyzer exports its flow
+ * table to the collector through a UDP socket of its own (non-blocking, connected: an ICMP
+ * port unreachable comes back as a failed send, counted).  parse: the option's value
+ * resolved into o (0, or EXIT_USAGE with one line said; main thread).  open: the sockets
+ * and exporters, after the flow tables (0, or EXIT_FAIL said).  tick: the analyzer's
+ * timeouts (its thread).  finish: every flow's last records, after the analyzers were
+ * joined (main thread).  close: frees them.  counters: any thread.
+ */
+int record_ipfix_parse(struct record_opts *o, const char *arg);
+int record_ipfix_open(struct record_pipeline *pl);
+void record_ipfix_tick(struct record_analyzer *a);
+void record_ipfix_finish(struct record_pipeline *pl);
+void record_ipfix_close(struct record_pipeline *pl);
+void record_ipfix_counters(struct record_pipeline *pl, struct counters_ipfix *c);
 
 /* The trigger line's counters now (any thread; zeros without --listen). */
 void record_trigger_counters(struct record_pipeline *pl, struct counters_trigger *c);

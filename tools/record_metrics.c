@@ -90,6 +90,11 @@ static void live_writer(FILE *f, struct record_pipeline *pl)
 		record_eve_counters(pl, &e);
 		counters_print_line(f, "eve", counters_eve, counters_eve_n, &e);
 	}
+	if (pl->o.ipfix) {
+		struct counters_ipfix x;
+		record_ipfix_counters(pl, &x);
+		counters_print_line(f, "ipfix", counters_ipfix, counters_ipfix_n, &x);
+	}
 	counters_print_line(f, "archive.writer", counters_archive, counters_archive_n, &w);
 	if (atomic_load(&pl->live_started) && pl->keeper) {
 		struct archive_retention_totals t;

@@ -52,6 +52,8 @@ static void analyze_range(struct record_analyzer *a, const struct qq_peek *pk)
 	for (uint32_t i = pk->first; i < pk->end; i++) {
 		struct qq_record *rec = qq_chunk_record(pk->chunk, i);
 		int linktype = ingest_source_link(a->pl->src, rec->link).linktype;
+		if (rec->ts_ns > a->clock_ns) /* capture time, for a file's --ipfix timeouts */
+			a->clock_ns = rec->ts_ns;
 		capture_analyze(a, &b, linktype, rec->ts_ns, rec->caplen, rec->wirelen, rec->data,
 		                &rec->flow_hash, qq_record_note(rec));
 	}
@@ -69,6 +71,7 @@ static void analyzer_tick(struct record_analyzer *a)
 	if (a->triggers) /* a file's flows end with the recording (ft_trigger_poll) */
 		ft_trigger_poll(a->triggers, a->id, a->flows, cli_now_ns(),
 		                a->pl->o.read ? 0 : FT_TRIGGER_IDLE_NS);
+	record_ipfix_tick(a); /* --ipfix: flows past their timeouts to the collector */
 }
 
 /* record --listen: a copy of what this analyzer counts, for GET /metrics (record.h). */
@@ -598,7 +601,7 @@ int record_pipeline_open(struct record_pipeline *pl)
 	/* compression is the dumpers' work: two overlap it with everything else (record_bench) */
 	pl->ndumpers = pl->o.dumpers ? (unsigned)pl->o.dumpers : record_default_dumpers();
 	if ((r = modules_create(pl)) != 0 || (r = qq_open(pl)) != 0 ||
-	    (r = analyzers_open(pl)) != 0)
+	    (r = analyzers_open(pl)) != 0 || (r = record_ipfix_open(pl)) != 0)
 		return r;
 	if ((r = archive_setup(pl)) != 0 || (r = modules_start(pl)) != 0) {
 		/* nothing recorded yet: an archive this run created goes again (writers first:
@@ -664,6 +667,7 @@ void record_pipeline_finish(struct record_pipeline *pl)
 			ft_engine_finish(pl->ana[i].engine); /* last reports (stats) */
 		analyzer_publish(&pl->ana[i]);
 	}
+	record_ipfix_finish(pl); /* the flows' last records: the analyzers are done with them */
 	ft_trigger_hub_close(pl->trig); /* triggers from now on: 503, the recorder is stopping */
 	record_eve_stop(pl);            /* (a trigger it waited on was answered) */
 	qq_drain(pl->qq);
@@ -734,6 +738,7 @@ void record_pipeline_close(struct record_pipeline *pl)
 	for (unsigned q = 0; q < INGEST_MAX_QUEUES; q++)
 		if (pl->queue[q].producer)
 			qq_producer_close(pl->queue[q].producer);
+	record_ipfix_close(pl);
 	for (unsigned i = 0; i < pl->nanalyzers; i++) {
 		ft_table_destroy(pl->ana[i].flows);
 		ft_engine_destroy(pl->ana[i].engine);

@@ -1,6 +1,7 @@
 #!/bin/bash
 # The counters of the final reports (docs/counters.md):
-#  - every counter record and monitor print (file source, modules, retention, --listen, --eve) is in
+#  - every counter record and monitor print (file source, modules, retention, --listen, --eve,
+#    --ipfix: to a port nobody listens on) is in
 #    docs/counters.md's table, and every counter of the table is printed;
 #  - every counter line is name=value words only, names dotted, values decimal;
 #  - flowscope info's "last run" holds the same counter lines as record printed;
@@ -24,7 +25,7 @@ names() {
 }
 
 fs record --read "$IN" --archive "$TMP/a" --dumpers 1 --max-disk 8G --module ttl --trigger "$RST" --listen 127.0.0.1:0 \
-    --eve "$TMP/eve.json" \
+    --eve "$TMP/eve.json" --ipfix 127.0.0.1:9 \
     --stats-interval 0 2>"$TMP/rec.err" || fail "record: $(tail -2 "$TMP/rec.err")"
 fs monitor --read "$IN" --module ttl --trigger "$RST" --stats-interval 0 >"$TMP/mon.out" \
     2>"$TMP/mon.err" || fail "monitor: $(tail -2 "$TMP/mon.err")"
