@@ -11,8 +11,7 @@
 # Every wait is bounded; servers listen on 127.0.0.1 with a port they pick (printed).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/certs.sh"
-HERE=$(dirname "$0")
-eval "$(sed -n '/^FULL_FILTERS=(/,/^)/p' "$HERE/diff_tcpdump.sh")"
+load_full_filters
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$TMP"' EXIT
 

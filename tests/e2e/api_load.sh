@@ -23,8 +23,7 @@
 #     (taken after a first round of the same clients; not compared under a sanitizer).
 # Every wait is bounded; no timing is a pass condition.
 . "$(dirname "$0")/lib.sh"
-HERE=$(dirname "$0")
-eval "$(sed -n '/^FULL_FILTERS=(/,/^)/p' "$HERE/diff_tcpdump.sh")"
+load_full_filters
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done

@@ -12,8 +12,7 @@
 #     file: one line naming it, exit 2.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/certs.sh"
-HERE=$(dirname "$0")
-eval "$(sed -n '/^FULL_FILTERS=(/,/^)/p' "$HERE/diff_tcpdump.sh")"
+load_full_filters
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$TMP"' EXIT
 C=$TMP/certs

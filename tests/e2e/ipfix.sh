@@ -31,15 +31,8 @@ wait_bound() {
 
 # stop_collector: SIGTERM (nfcapd and nfacctd write out what they hold), waited for ~10 s
 stop_collector() {
-    local i
     [ -n "$COLLECTOR" ] || return 0
-    kill "$COLLECTOR" 2>/dev/null
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$COLLECTOR" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -9 "$COLLECTOR" 2>/dev/null
-    wait "$COLLECTOR" 2>/dev/null
+    stop_pid "$COLLECTOR"
     COLLECTOR=""
 }
 

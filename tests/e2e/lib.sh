@@ -265,3 +265,19 @@ wait_analyzed() {
     done
     return 1
 }
+
+# stop_pid PID: SIGTERM (a collector or server writes out what it holds), SIGKILL if it is
+# still there after ~10 s; waited for
+stop_pid() {
+    local i
+    kill "$1" 2>/dev/null || return 0
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+}
+
+# load_full_filters: FULL_FILTERS, the differential filters of diff_tcpdump.sh
+load_full_filters() { eval "$(sed -n '/^FULL_FILTERS=(/,/^)/p' "$(dirname "${BASH_SOURCE[0]}")/diff_tcpdump.sh")"; }

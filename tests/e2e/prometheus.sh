@@ -10,18 +10,7 @@ for t in promtool prometheus curl jq editcap mergecap; do
     command -v $t >/dev/null || { fail "$t not found (Debian packages prometheus curl jq wireshark-common)"; finish; }
 done
 PIDS=()
-# stop PID: SIGTERM, then SIGKILL if it is still there after 10 s
-stop() {
-    local i
-    kill "$1" 2>/dev/null || return 0
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$1" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -9 "$1" 2>/dev/null
-    wait "$1" 2>/dev/null
-}
-trap 'for p in "${PIDS[@]}"; do stop "$p"; done; rm -rf "$TMP"' EXIT
+trap 'for p in "${PIDS[@]}"; do stop_pid "$p"; done; rm -rf "$TMP"' EXIT
 
 # poll TENTHS CMD...: until CMD succeeds; 1 after TENTHS tenths of a second.
 poll() {
