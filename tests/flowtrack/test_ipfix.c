@@ -321,7 +321,7 @@ static void test_table(void **state)
 	    .domain = 1, .active_ns = 10 * SEC, .idle_ns = 3 * SEC, .send = sink_send, .arg = s};
 	struct ft_ipfix *x;
 	struct ft_table *t;
-	struct rec r[16];
+	struct rec r[16] = {0};
 	memset(s, 0, sizeof(*s));
 	assert_int_equal(ft_ipfix_create(&c, &x), 0);
 	assert_int_equal(ft_table_create(1024, FT_IPFIX_STATE_SIZE, NULL, &t), 0);
@@ -330,7 +330,7 @@ static void test_table(void **state)
 	count(a, 0, 5, 500, t0 + 3 * SEC); /* a: both ways, long */
 	count(a, 1, 4, 4000, t0 + 3 * SEC);
 	count(b, 0, 2, 200, t0 + 4 * SEC); /* b: goes idle */
-	count(k, 0, 1, 60, t0 + SEC);      /* k: goes idle, triggered: stays */
+	count(k, 0, 1, 60, t0 + SEC);      /* k: goes idle, triggered */
 	k->triggered = 1;
 	ft_ipfix_expire(x, t, t0 + 2 * SEC, SEC);
 	assert_int_equal(s->n, 0);                /* nothing due */
@@ -338,7 +338,7 @@ static void test_table(void **state)
 	assert_int_equal(decode(s, r, 16), 1);
 	assert_int_equal(r[0].sport, 1003);
 	assert_int_equal(r[0].reason, FT_IPFIX_END_IDLE);
-	assert_non_null(ft_table_find(t, &k->key, ft_flow_key_hash(&k->key))); /* triggered */
+	assert_non_null(ft_table_find(t, &k->key, ft_flow_key_hash(&k->key))); /* it stays */
 	count(a, 0, 1, 100, t0 + 9 * SEC);
 	ft_ipfix_expire(x, t, t0 + 9 * SEC, SEC); /* b idle (7 s); a not yet 10 s */
 	assert_int_equal(decode(s, r, 16), 2);
