@@ -49,10 +49,11 @@ start_nfcapd() {
     wait_bound "$2" || { fail "nfcapd did not bind $host port $2: $(head -c 300 "$1.log")"; return 1; }
 }
 
-# compare NAME FLOWS_JSON COLLECTOR_CSV KIND: per direction (proto, src, sport, dst, dport,
-# outer VLAN) the packets and bytes must be equal; KIND nfdump also compares the times
-compare() {
-    python3 - "$2" "$3" "$4" <<'EOF' || { fail "$1: the collector's flows differ from flows --json"; return 1; }
+# same FLOWS_JSON COLLECTOR_CSV KIND: 0 when, per direction (proto, src, sport, dst, dport,
+# outer VLAN), the packets and bytes are equal; KIND nfdump also compares the times.  Says
+# what differs on stderr.
+same() {
+    python3 - "$1" "$2" "$3" <<'EOF'
 import csv, json, sys
 PROTO = {"tcp": 6, "udp": 17, "icmp": 1, "icmp6": 58, "sctp": 132, "ipv6-icmp": 58}
 def proto(p):
@@ -117,7 +118,23 @@ for k, (ts, te) in seen.items():  # nfdump: "2026-11-27 05:29:34.521", ms cut
 print("%d directions, %d differ" % (len(want), bad), file=sys.stderr)
 sys.exit(bad != 0 or not want)
 EOF
-    pass
+}
+
+# compare NAME FLOWS_JSON COLLECTOR_CSV KIND: same, a check
+compare() {
+    same "$2" "$3" "$4" && pass || fail "$1: the collector's flows differ from flows --json"
+}
+
+# drained PORT: until the collector on PORT has read every datagram its socket holds (Recv-Q
+# 0; ~10 s bound): what the recorder sent before it exited is in the collector, not in the
+# kernel, when the collector is stopped
+drained() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        [ "$(ss -Hlun "sport = :$1" | awk '{ q += $2 } END { print q + 0 }')" = 0 ] && return 0
+        sleep 0.1
+    done
+    return 1
 }
 
 # through_nfcapd NAME PCAP [record options...]: record PCAP with --ipfix to a fresh nfcapd
@@ -131,7 +148,7 @@ through_nfcapd() {
     start_nfcapd "$TMP/$name.nf" "$port" "$host" || return 1
     TZ=UTC fs record --read "$pcap" --archive "$TMP/$name.a" --qq-size 32M --status-interval 0 \
         --ipfix "$target" "$@" 2>"$TMP/$name.err" || { fail "$name: record: $(tail -3 "$TMP/$name.err")"; stop_collector; return 1; }
-    sleep 0.5 # the last datagrams into nfcapd's socket
+    drained "$port" || fail "$name: nfcapd did not read what it was sent"
     stop_collector
     grep -q "Sequence Errors: 0," "$TMP/$name.nf.log" && pass ||
         fail "$name: nfcapd lost messages: $(grep -o 'Flows:.*' "$TMP/$name.nf.log")"
@@ -245,7 +262,7 @@ elif veth_pair ipfx; then
             grep -q '^Flow Record' "$TMP/afp.nf.log" && pass ||
                 fail "live: no record reached nfcapd within 10 s of the last packet"
             stop_when_counted afp "$TMP/afp.err" $RPID
-            sleep 0.5
+            drained "$port" || fail "live: nfcapd did not read what it was sent"
             stop_collector
             TZ=UTC nfdump -R "$TMP/afp.nf" -6 -q -N \
                 -o "fmt:%ts|%te|%pr|%sa|%sp|%da|%dp|%pkt|%byt|%svln" >"$TMP/afp.csv" 2>/dev/null
@@ -277,17 +294,17 @@ print_refresh_time[out]: 1
 EOF
     nfacctd -f "$TMP/pm/nfacctd.conf" >"$TMP/pm/log" 2>&1 &
     COLLECTOR=$!
-    if wait_bound "$port"; then
-        sleep 1 # the plugin's pipe
+    # the print plugin runs (it says its cache size) before anything is sent
+    if wait_bound "$port" && wait_for "$TMP/pm/log" 'INFO \( out/print \): cache entries=' $COLLECTOR 100; then
         fs record --read "$PCAPS/http.pcap" --archive "$TMP/pm.a" --qq-size 32M \
             --status-interval 0 --ipfix "127.0.0.1:$port" 2>"$TMP/pm.err" || fail "nfacctd: record"
-        for ((i = 0; i < 50; i++)); do # the plugin writes each print_refresh_time
-            [ -s "$TMP/pm/flows.csv" ] && break
+        fs flows --archive "$TMP/pm.a" --json >"$TMP/pm.json" || fail "nfacctd: flows"
+        # the plugin writes its file each print_refresh_time (1 s): until it holds them all
+        for ((i = 0; i < 300; i++)); do
+            [ -s "$TMP/pm/flows.csv" ] && same "$TMP/pm.json" "$TMP/pm/flows.csv" nfacctd 2>/dev/null && break
             sleep 0.1
         done
-        sleep 2
         stop_collector
-        fs flows --archive "$TMP/pm.a" --json >"$TMP/pm.json" || fail "nfacctd: flows"
         if [ -s "$TMP/pm/flows.csv" ]; then
             compare nfacctd "$TMP/pm.json" "$TMP/pm/flows.csv" nfacctd
         else
