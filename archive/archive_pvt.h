@@ -177,6 +177,13 @@ static inline size_t archive__varint_get(const uint8_t *p, size_t len, uint64_t 
 }
 
 /* records <-> bytes (index.c) */
+/* A read transaction (archive_rtxn_begin), or a write transaction lent to the readers'
+ * walks (archive_segments, archive_flows) by a function that holds one. */
+struct archive_rtxn {
+	struct archive *a;
+	MDB_txn *txn;
+};
+
 /* 1 if segment id has a flow record with a trigger, 0 if not, or ARCHIVE_E_* (pins.c). */
 int archive__seg_pinned(struct archive *a, uint64_t id);
 

@@ -17,11 +17,6 @@
 #include "archive/terms_pvt.h"
 #include "qq/qq.h"
 
-struct archive_rtxn {
-	struct archive *a;
-	MDB_txn *txn;
-};
-
 /* ---- encodings ---------------------------------------------------------------------- */
 
 void archive__seg_encode(const struct archive_segment_info *s, uint64_t created_ns,

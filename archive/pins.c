@@ -73,27 +73,14 @@ static int mark_segment(struct mark *m, uint64_t seg, const struct ft_flow_key *
 	return 0;
 }
 
-static int mark_walk(struct mark *m)
+/* Segment s's records of the flows whose first packet it reaches. */
+static int mark_in(const struct archive_segment_info *s, void *arg)
 {
-	MDB_cursor *c;
-	MDB_val k, v;
-	int rc = mdb_cursor_open(m->txn, m->a->db_segments, &c), r = 0;
-	if (rc)
-		return archive__lmdb_fail(rc, "read segments");
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && r == 0;
-	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		struct archive_segment_info s;
-		if (k.mv_size != SEG_KEY_LEN)
-			continue; /* not a segment record: index verify reports it */
-		if ((r = archive__seg_decode(be64_get(k.mv_data), &v, &s)) != 0)
-			break;
-		for (size_t i = 0; i < m->n && r == 0; i++)
-			if (s.max_ns >= m->from_ns[i])
-				r = mark_segment(m, s.id, &m->keys[i]);
-	}
-	mdb_cursor_close(c);
-	if (r == 0 && rc != MDB_NOTFOUND)
-		r = archive__lmdb_fail(rc, "read segments");
+	struct mark *m = arg;
+	int r = 0;
+	for (size_t i = 0; i < m->n && r == 0; i++)
+		if (s->max_ns >= m->from_ns[i])
+			r = mark_segment(m, s->id, &m->keys[i]);
 	return r;
 }
 
@@ -117,7 +104,8 @@ int archive_flows_mark(struct archive *a, const struct ft_flow_key *keys, const 
 		free(canon);
 		return archive__lmdb_fail(rc, "begin write");
 	}
-	if ((r = mark_walk(&m)) != 0)
+	struct archive_rtxn t = {.a = a, .txn = m.txn}; /* the walk, in this transaction */
+	if ((r = archive_segments(&t, 0, 0, mark_in, &m)) != 0)
 		mdb_txn_abort(m.txn);
 	else if ((rc = mdb_txn_commit(m.txn)) != 0)
 		r = archive__lmdb_fail(rc, "commit");
