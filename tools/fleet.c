@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <ini.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,11 +65,16 @@ static struct fleet_sensor *sensor_of(struct load *l, const char *name)
 	return &v[f->n++];
 }
 
-static int load_fail(struct load *l, const char *fmt, const char *a, const char *b)
+/* The file's first problem, one line naming it; 0 (inih: stop). */
+static int load_fail(struct load *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int load_fail(struct load *l, const char *fmt, ...)
 {
 	if (!l->failed) {
 		char msg[512];
-		snprintf(msg, sizeof(msg), fmt, a, b);
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
 		cli_error(l->cmd, "%s: %s", l->path, msg);
 	}
 	l->failed = 1;
@@ -81,20 +87,20 @@ static int on_key(void *arg, const char *section, const char *name, const char *
 	int k = tls_index(name);
 	if (!section[0]) { /* defaults */
 		if (k < 0)
-			return load_fail(
-			    l, "'%s' before any [sensor NAME]: only cert, key, cacert%s", name, "");
+			return load_fail(l, "'%s' before any [sensor NAME]: only cert, key, cacert",
+			                 name);
 		return set_str(tls_field(&l->defaults, k), value) == 0
 		           ? 1
-		           : load_fail(l, "out of memory%s%s", "", "");
+		           : load_fail(l, "out of memory");
 	}
 	if (strncmp(section, "sensor ", 7) != 0 || !section[7])
-		return load_fail(l, "[%s]: expected [sensor NAME]%s", section, "");
+		return load_fail(l, "[%s]: expected [sensor NAME]", section);
 	if (k < 0 && strcmp(name, "url") != 0)
 		return load_fail(l, "[%s]: unknown key '%s' (url, cert, key, cacert)", section,
 		                 name);
 	struct fleet_sensor *s = sensor_of(l, section + 7);
 	if (!s || set_str(k < 0 ? &s->url : tls_field(&s->tls, k), value) != 0)
-		return load_fail(l, "out of memory%s%s", "", "");
+		return load_fail(l, "out of memory");
 	return 1;
 }
 
@@ -103,23 +109,23 @@ static int check(struct load *l)
 {
 	struct fleet *f = l->f;
 	if (f->n == 0)
-		return load_fail(l, "no [sensor NAME] section%s%s", "", ""), EXIT_USAGE;
+		return load_fail(l, "no [sensor NAME] section"), EXIT_USAGE;
 	for (size_t i = 0; i < f->n; i++) {
 		struct fleet_sensor *s = &f->v[i];
 		if (!s->url)
-			return load_fail(l, "[sensor %s]: no url%s", s->name, ""), EXIT_USAGE;
+			return load_fail(l, "[sensor %s]: no url", s->name), EXIT_USAGE;
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(f->v[j].name, s->name) == 0)
-				return load_fail(l, "[sensor %s] twice (not one after the other)%s",
-				                 s->name, ""),
+				return load_fail(l, "[sensor %s] twice (not one after the other)",
+				                 s->name),
 				       EXIT_USAGE;
 		for (int k = 0; k < 3; k++) {
 			char **d = tls_field(&s->tls, k), **def = tls_field(&l->defaults, k);
 			if (!*d && *def && set_str(d, *def) != 0)
-				return load_fail(l, "out of memory%s%s", "", ""), EXIT_FAIL;
+				return load_fail(l, "out of memory"), EXIT_FAIL;
 		}
 		if (!s->tls.cert != !s->tls.key)
-			return load_fail(l, "[sensor %s]: cert and key go together%s", s->name, ""),
+			return load_fail(l, "[sensor %s]: cert and key go together", s->name),
 			       EXIT_USAGE;
 	}
 	return 0;
@@ -137,9 +143,7 @@ int fleet_load(const char *cmd, const char *path, struct fleet *f)
 	int line = ini_parse_file(in, on_key, &l), r = 0;
 	fclose(in);
 	if (line > 0 && !l.failed) {
-		char where[32];
-		snprintf(where, sizeof(where), "%d", line);
-		load_fail(&l, "line %s: not 'key = value', a [section] or a comment%s", where, "");
+		load_fail(&l, "line %d: not 'key = value', a [section] or a comment", line);
 	}
 	r = l.failed ? EXIT_USAGE : check(&l);
 	for (int k = 0; k < 3; k++)
