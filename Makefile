@@ -49,6 +49,7 @@ DEB_TEST  += openssl curl
 DEB_TEST  += git
 DEB_TEST  += chromium
 DEB_TEST  += nfdump pmacct
+DEB_TEST  += clickhouse-server
 # and npm (e2e_web's puppeteer-core, from tests/e2e/web/package-lock.json): Debian's package
 # when no npm is there; a Node.js install that brings its own npm is left alone
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
@@ -119,7 +120,7 @@ FUZZ_TARGETS = fuzz_parse fuzz_plan fuzz_pcapng fuzz_units fuzz_index fuzz_segme
 FUZZ_TARGETS += fuzz_api fuzz_eve
 FUZZ_ARCHIVE_SRC = archive/archive.c archive/index.c archive/terms.c archive/writer.c \
     archive/reader.c archive/rules.c archive/scan.c archive/segio.c archive/verify.c \
-    archive/recover.c archive/retention.c archive/pins.c archive/lmdbcheck.c flowtrack/flowkey.c \
+    archive/recover.c archive/retention.c archive/pins.c archive/flowexport.c archive/lmdbcheck.c flowtrack/flowkey.c \
     archive/dump.c flowtrack/parse.c flowtrack/table.c flowtrack/bpf.c flowtrack/units.c \
     flowtrack/community_id.c qq/qq.c
 FUZZ_ARCHIVE_LIBS = $$(pkg-config --cflags --libs lmdb libpcap libzstd liburing nettle) -lpthread

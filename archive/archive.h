@@ -553,6 +553,71 @@ int archive_trigger_name(struct archive_rtxn *t, uint16_t id, char *buf, size_t 
 /* The last run report as a malloc()ed string (*text NULL if none).  0, -ENOMEM, ARCHIVE_E_*. */
 int archive_run_report(struct archive_rtxn *t, char **text);
 
+/* ---- flow export (archive/flowexport.c, docs/clickhouse.md) ------------------------ */
+
+/*
+ * The closed segments' flow records, sent to a table elsewhere (ClickHouse)
+ * by a sink, in segment order, from a cursor kept in the index under the
+ * target's name: the index is the spool, retention its bound.  A batch (at
+ * most ARCHIVE_EXPORT_BATCH_ROWS rows of one segment, seq = their place
+ * among its records) is first counted in the table and sent only when the
+ * table holds none of it, so a batch is sent once across crashes, lost
+ * answers and restarts of either side.  A trigger that marks a flow after its
+ * segment was sent is not sent again.
+ *
+ * Threading: one pass at a time per target (it reads in read transactions of
+ * its own, so not inside one, and writes the cursor).
+ */
+#define ARCHIVE_EXPORT_BATCH_ROWS 65536u
+
+/* RowBinary columns of a row, in order (docs/clickhouse.md's flows table). */
+#define ARCHIVE_EXPORT_COLUMNS                                                                   \
+	"sensor, segment, seq, first_ns, last_ns, proto, addr_a, port_a, addr_b, port_b, vlan, " \
+	"vlan_inner, packets_ab, packets_ba, bytes_ab, bytes_ba, tcp_flags_ab, tcp_flags_ba, "   \
+	"trigger, reason"
+
+struct archive_export {
+	const char *target; /* names the cursor ("clickhouse://host:port/db.table") */
+	const char *sensor; /* the sensor column */
+	/* *have = rows of (sensor, seg, seq first..first+n) the table holds; 0 or < 0 */
+	int (*count)(void *arg, uint64_t seg, uint32_t first, uint32_t n, uint64_t *have);
+	/* inserts n RowBinary rows; 0 or < 0 (nothing was stored) */
+	int (*insert)(void *arg, const uint8_t *rows, size_t len, uint32_t n);
+	void *arg;
+};
+
+struct archive_export_stats { /* added to by each pass */
+	uint64_t segments, batches, rows;
+	uint64_t skipped_batches;  /* found in the table already (sent before a failure) */
+	uint64_t missed_segments;  /* gone from the index before they were sent (retention) */
+	uint64_t pending_segments; /* closed, not sent yet (after the last pass) */
+	uint64_t through_ns;       /* every packet before it is in a sent segment (0: none) */
+	int more;                  /* the last pass stopped at its limit: pass again */
+};
+
+/*
+ * Sends the closed segments past the cursor, oldest first, stopping at the
+ * first open one.  Returns 0, a sink's error (the cursor stays at the last
+ * segment sent whole), ARCHIVE_E_CORRUPT (the table holds part of a batch:
+ * archive_errmsg() says which), or ARCHIVE_E_*.
+ */
+int archive_export_pass(struct archive *a, const struct archive_export *e,
+                        struct archive_export_stats *st);
+
+/* The last segment sent whole to `target` (0: none).  0 or ARCHIVE_E_*. */
+int archive_export_cursor(struct archive_rtxn *t, const char *target, uint64_t *seg);
+int archive_export_cursor_set(struct archive *a, const char *target, uint64_t seg);
+
+/*
+ * Rows first..first+max of segment seg's flow records as RowBinary (*rows
+ * malloc()ed, caller frees; *n rows).  0, -ENOMEM, ARCHIVE_E_*.
+ */
+int archive_export_rows(struct archive_rtxn *t, uint64_t seg, const char *sensor, uint32_t first,
+                        uint32_t max, uint8_t **rows, size_t *len, uint32_t *n);
+
+/* A trigger name's source (its first *src_len bytes) and reason ("api: why": api, why). */
+void archive_export_trigger_split(const char *name, size_t *src_len, const char **reason);
+
 /*
  * A frame reader decompresses frames into its own buffer and walks their
  * pcap records.  One per thread.

@@ -80,6 +80,10 @@ struct record_opts {
 	struct sockaddr_storage ipfix_addr; /* its address, resolved when the option is parsed */
 	socklen_t ipfix_addrlen;
 	uint64_t ipfix_active_ns, ipfix_idle_ns; /* --ipfix-active-timeout, --ipfix-idle-timeout */
+	/* record --flow-export URL: flow rows to ClickHouse (record_flowexport.c); NULL = none */
+	const char *flow_export;
+	const char *sensor;      /* --sensor NAME: the rows' sensor column (default: hostname) */
+	uint64_t flow_export_ns; /* --flow-export-interval: between passes and counters rows */
 };
 
 /*

@@ -102,6 +102,17 @@ const struct counter counters_eve[] = {E(lines),     E(alerts),      E(skipped),
 #define X(name) FIELD(struct counters_ipfix, #name, name)
 const struct counter counters_ipfix[] = {X(messages), X(records), X(templates), X(send_errors)};
 
+#define FX(name) FIELD(struct counters_flow_export, #name, name)
+const struct counter counters_fx[] = {FX(rows),
+                                      FX(batches),
+                                      FX(segments),
+                                      FX(skipped_batches),
+                                      FX(missed_segments),
+                                      FX(pending_segments),
+                                      FX(errors),
+                                      FX(report_rows),
+                                      FX(through_seconds)};
+
 const struct counter counters_mon[] = {FIELD(struct counters_monitor, "triggers", triggers)};
 
 const size_t counters_ingest_n = COUNT(counters_ingest), counters_qq_n = COUNT(counters_qq),
@@ -110,7 +121,7 @@ const size_t counters_ingest_n = COUNT(counters_ingest), counters_qq_n = COUNT(c
              counters_archive_n = COUNT(counters_archive), counters_dump_n = COUNT(counters_dump),
              counters_ret_n = COUNT(counters_ret), counters_mon_n = COUNT(counters_mon),
              counters_trig_n = COUNT(counters_trig), counters_eve_n = COUNT(counters_eve),
-             counters_ipfix_n = COUNT(counters_ipfix);
+             counters_ipfix_n = COUNT(counters_ipfix), counters_fx_n = COUNT(counters_fx);
 
 uint64_t counter_value(const struct counter *c, const void *stats)
 {

@@ -74,6 +74,12 @@ struct counters_ipfix {
 	uint64_t messages, records, templates, send_errors;
 };
 
+/* record --flow-export: rows sent to ClickHouse (docs/clickhouse.md). */
+struct counters_flow_export {
+	uint64_t rows, batches, segments, skipped_batches, missed_segments, pending_segments,
+	    errors, report_rows, through_seconds;
+};
+
 /* record's retention (--max-disk, --max-age). */
 struct counters_retention {
 	uint64_t dropped_segments, dropped_bytes, archive_bytes, dropped_pinned_segments;
@@ -96,10 +102,11 @@ extern const struct counter counters_ret[];      /* counters_retention, "retenti
 extern const struct counter counters_trig[];     /* counters_trigger, "trigger" */
 extern const struct counter counters_eve[];      /* counters_eve, "eve" */
 extern const struct counter counters_ipfix[];    /* counters_ipfix, "ipfix" */
+extern const struct counter counters_fx[];       /* counters_flow_export, "flow_export" */
 extern const struct counter counters_mon[];      /* counters_monitor, "monitor" */
 extern const size_t counters_ingest_n, counters_qq_n, counters_analyzer_n, counters_flows_n,
     counters_module_n, counters_archive_n, counters_dump_n, counters_ret_n, counters_mon_n,
-    counters_trig_n, counters_eve_n, counters_ipfix_n;
+    counters_trig_n, counters_eve_n, counters_ipfix_n, counters_fx_n;
 
 /* The value of counter c in stats (a struct of c's table). */
 uint64_t counter_value(const struct counter *c, const void *stats);

@@ -161,6 +161,25 @@ static const struct metric_row ipfix_rows[] = {
     {NULL, NULL, OMIT, NULL, NULL},
 };
 
+static const struct metric_row flow_export_rows[] = {
+    {"rows", "rows_total", COUNTER, NULL, "flow rows inserted into ClickHouse (--flow-export)"},
+    {"batches", "batches_total", COUNTER, NULL, "inserts of those rows (at most 65536 rows each)"},
+    {"segments", "segments_total", COUNTER, NULL, "segments whose flow rows are all in ClickHouse"},
+    {"skipped_batches", "skipped_batches_total", COUNTER, NULL,
+     "batches found in ClickHouse already (sent before a failure), not sent again"},
+    {"missed_segments", "missed_segments_total", COUNTER, NULL,
+     "segments gone from the archive before their rows were sent (retention)"},
+    {"pending_segments", "pending_segments", GAUGE, NULL,
+     "closed segments whose rows are not sent yet"},
+    {"errors", "errors_total", COUNTER, NULL,
+     "export passes that failed (ClickHouse unreachable or refusing): retried with back-off"},
+    {"report_rows", "report_rows_total", COUNTER, NULL,
+     "counter rows inserted into the _counters table"},
+    {"through_seconds", "through_seconds", GAUGE, NULL,
+     "every packet before this time (seconds since the epoch) is in a segment sent"},
+    {NULL, NULL, OMIT, NULL, NULL},
+};
+
 static const struct metric_row eve_rows[] = {
     {"lines", "lines_total", COUNTER, NULL, "complete lines read from the alert log (--eve)"},
     {"alerts", "alerts_total", COUNTER, NULL, "alert lines parsed (passed or filtered)"},
@@ -283,6 +302,10 @@ static int classify(struct metric_set *ms, const char *word, size_t len, char *f
 		*counter = rest;
 		*rows = ipfix_rows;
 		strcpy(family, "flowscope_ipfix_");
+	} else if (clen == 11 && memcmp(word, "flow_export", 11) == 0) {
+		*counter = rest;
+		*rows = flow_export_rows;
+		strcpy(family, "flowscope_flow_export_");
 	} else if (clen == 3 && memcmp(word, "eve", 3) == 0) {
 		*counter = rest;
 		*rows = eve_rows;

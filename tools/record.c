@@ -102,6 +102,12 @@ static void usage(FILE *f)
 	    "                        a long flow's record is sent after this (default 60s)\n"
 	    "  --ipfix-idle-timeout DUR\n"
 	    "                        a flow this long without a packet ends (default 15s)\n"
+	    "  --flow-export clickhouse://HOST:PORT/DB.TABLE\n"
+	    "                        send every closed segment's flow records to ClickHouse\n"
+	    "                        (and the counters to DB.TABLE_counters; docs/clickhouse.md)\n"
+	    "  --sensor NAME         the rows' sensor name (default: the host name)\n"
+	    "  --flow-export-interval DUR\n"
+	    "                        how often to send (default 10s)\n"
 	    "  --config FILE         read these options from FILE, key = value lines\n"
 	    "                        (archive = DIR); the command line overrides it\n"
 	    "                        (docs/config.md, flowscope.conf(5))\n"
@@ -248,7 +254,8 @@ static int parse_opt(struct record_opts *o, int c, const char *arg)
 	    (r = parse_archive_opt(o, c, arg)) >= 0)
 		return r;
 	if ((r = listen_parse_opt(CMD, c, arg, &o->api)) >= 0 ||
-	    (r = parse_eve_opt(o, c, arg)) >= 0 || (r = parse_ipfix_opt(o, c, arg)) >= 0)
+	    (r = parse_eve_opt(o, c, arg)) >= 0 || (r = parse_ipfix_opt(o, c, arg)) >= 0 ||
+	    (r = record_flowexport_parse(o, c, arg)) >= 0)
 		return r;
 	switch (c) {
 	case 'a':
@@ -300,6 +307,9 @@ static const struct option longopts[] = {
     {"ipfix", required_argument, NULL, 'x'},
     {"ipfix-active-timeout", required_argument, NULL, 'u'},
     {"ipfix-idle-timeout", required_argument, NULL, 'y'},
+    {"flow-export", required_argument, NULL, RECORD_OPT_FLOW_EXPORT},
+    {"sensor", required_argument, NULL, RECORD_OPT_SENSOR},
+    {"flow-export-interval", required_argument, NULL, RECORD_OPT_FLOW_EXPORT_INTERVAL},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -319,6 +329,10 @@ static int check_args(const struct record_opts *o)
 		cli_error(
 		    CMD,
 		    "--ipfix-active-timeout and --ipfix-idle-timeout are for --ipfix HOST:PORT");
+		return EXIT_USAGE;
+	}
+	if ((o->sensor || o->flow_export_ns) && !o->flow_export) {
+		cli_error(CMD, "--sensor and --flow-export-interval are for --flow-export URL");
 		return EXIT_USAGE;
 	}
 	if ((o->eve_from_start || o->eve_filter) && !o->eve) {
@@ -536,6 +550,11 @@ static void report_write(FILE *f, struct record_pipeline *pl, double secs, const
 		counters_print_line(f, "ipfix", counters_ipfix, counters_ipfix_n, &c);
 	}
 	report_writer(f, pl);
+	if (pl->fx) {
+		struct counters_flow_export c;
+		record_flowexport_counters(pl, &c);
+		counters_print_line(f, "flow_export", counters_fx, counters_fx_n, &c);
+	}
 	if (pl->o.max_disk || pl->o.max_age_ns) {
 		struct counters_retention r = {.dropped_segments = pl->ret_segments,
 		                               .dropped_bytes = pl->ret_bytes,
@@ -789,6 +808,7 @@ static int record_run(struct record_pipeline *pl, const struct privdrop *pd)
 	stopping(pl);
 	record_pipeline_finish(pl);
 	record_pipeline_seal(pl);
+	record_flowexport_stop(pl); /* the last pass: every segment is closed now */
 	report(pl, (double)(cli_mono_ns() - t0) / 1e9,
 	       atomic_load(&pl->failed)    ? "error"
 	       : ft_modset_fatal(pl->mods) ? "module error (--strict-modules)"

@@ -99,6 +99,8 @@ struct record_pipeline {
 	/* record --ipfix: what the analyzers' exporters sent (record_ipfix.c); written by the
 	   analyzer threads (and the main thread at the end), read by any: relaxed, counters */
 	atomic_ulong ipfix_messages, ipfix_records, ipfix_templates, ipfix_send_errors;
+	/* record --flow-export: the exporter thread and its counters (record_flowexport.c) */
+	struct record_flowexport *fx;
 	int dump_rc; /* the first dumper failure, after finish/close */
 	char dump_err[512];
 	/* housekeeping: retention */
@@ -214,6 +216,25 @@ void record_eve_counters(struct record_pipeline *pl, struct counters_eve *c);
  * joined (main thread).  close: frees them.  counters: any thread.
  */
 int record_ipfix_parse(struct record_opts *o, const char *arg);
+
+/*
+ * record --flow-export clickhouse://HOST:PORT/DB.TABLE (record_flowexport.c,
+ * docs/clickhouse.md): a thread sends the closed segments' flow records and
+ * the counters; parse: 0, EXIT_USAGE (said), -1 (not its option); start
+ * after the archive opened; stop after the seal (a last pass); counters any
+ * time between start and close.
+ */
+#define RECORD_OPT_FLOW_EXPORT 0x101
+#define RECORD_OPT_SENSOR 0x102
+#define RECORD_OPT_FLOW_EXPORT_INTERVAL 0x103
+int record_flowexport_parse(struct record_opts *o, int c, const char *arg);
+int record_flowexport_start(struct record_pipeline *pl);
+void record_flowexport_stop(struct record_pipeline *pl);
+void record_flowexport_close(struct record_pipeline *pl);
+void record_flowexport_counters(struct record_pipeline *pl, struct counters_flow_export *c);
+
+/* The counters of the final report as they are now (GET /metrics's source): *text malloc()ed. */
+int record_live_counters(struct record_pipeline *pl, char **text, size_t *len);
 int record_ipfix_open(struct record_pipeline *pl);
 void record_ipfix_tick(struct record_analyzer *a);
 void record_ipfix_finish(struct record_pipeline *pl);

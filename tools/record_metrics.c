@@ -96,6 +96,11 @@ static void live_writer(FILE *f, struct record_pipeline *pl)
 		counters_print_line(f, "ipfix", counters_ipfix, counters_ipfix_n, &x);
 	}
 	counters_print_line(f, "archive.writer", counters_archive, counters_archive_n, &w);
+	if (atomic_load(&pl->live_started) && pl->fx) {
+		struct counters_flow_export x;
+		record_flowexport_counters(pl, &x);
+		counters_print_line(f, "flow_export", counters_fx, counters_fx_n, &x);
+	}
 	if (atomic_load(&pl->live_started) && pl->keeper) {
 		struct archive_retention_totals t;
 		archive_retention_keeper_totals(pl->keeper, &t);
@@ -116,20 +121,30 @@ static void live_report(FILE *f, struct record_pipeline *pl, const struct qq_sta
 	live_writer(f, pl);
 }
 
+int record_live_counters(struct record_pipeline *pl, char **text, size_t *len)
+{
+	struct qq_stats qs;
+	qq_stats(pl->qq, &qs);
+	FILE *m = open_memstream(text, len);
+	if (!m)
+		return *text = NULL, -ENOMEM;
+	live_report(m, pl, &qs);
+	if (fclose(m) != 0) {
+		free(*text);
+		*text = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 static int metrics_write(FILE *f, struct record_pipeline *pl)
 {
 	char *report = NULL, err[256];
 	size_t len = 0;
 	struct qq_stats qs;
+	if (record_live_counters(pl, &report, &len) != 0)
+		return -ENOMEM;
 	qq_stats(pl->qq, &qs);
-	FILE *m = open_memstream(&report, &len);
-	if (!m)
-		return -ENOMEM;
-	live_report(m, pl, &qs);
-	if (fclose(m) != 0) {
-		free(report);
-		return -ENOMEM;
-	}
 	int r = counters_prometheus_archive_now(f, pl->arch, 0);
 	if (r == 0)
 		r = counters_prometheus(f, report, err, sizeof(err)); /* -EINVAL: a missing row */

@@ -81,7 +81,7 @@ static void analyzer_publish(struct record_analyzer *a)
 	struct ft_table_stats ts;
 	struct ft_engine_stats m[RECORD_MAX_MODULES];
 	unsigned nm = pl->mods ? ft_modset_count(pl->mods) : 0;
-	if (!pl->o.api.listen)
+	if (!pl->o.api.listen && !pl->o.flow_export) /* for GET /metrics, the counters rows */
 		return;
 	ft_table_stats(a->flows, &ts);
 	for (unsigned i = 0; i < nm; i++)
@@ -148,7 +148,7 @@ static void dumper_publish(struct record_dumper *d)
 	archive_writer_stats(d->writer, &ws);
 	atomic_store_explicit(&d->segments, ws.segments, memory_order_relaxed);
 	atomic_store_explicit(&d->full, ws.full, memory_order_relaxed);
-	if (d->pl->o.api.listen) { /* for GET /metrics */
+	if (d->pl->o.api.listen || d->pl->o.flow_export) { /* GET /metrics, counters rows */
 		struct record_dumper_live l = {.w = ws,
 		                               .selected = d->selected,
 		                               .skipped = d->skipped,
@@ -638,7 +638,7 @@ int record_pipeline_start(struct record_pipeline *pl)
 	for (unsigned q = 0; q < pl->info.queues; q++)
 		if (pthread_create(&pl->queue[q].thread, NULL, queue_thread, &pl->queue[q]) != 0)
 			goto fail;
-	if ((errno = -record_eve_start(pl)) != 0)
+	if ((errno = -record_eve_start(pl)) != 0 || (errno = -record_flowexport_start(pl)) != 0)
 		goto fail;
 	atomic_store(&pl->live_started, 1);
 	return 0;
@@ -732,6 +732,7 @@ void record_pipeline_close(struct record_pipeline *pl)
 {
 	record_pipeline_notes(pl);
 	record_pipeline_seal(pl);
+	record_flowexport_close(pl); /* (stopped already unless a failure came first) */
 	archive_retention_keeper_destroy(pl->keeper);
 	pl->keeper = NULL;
 	archive_close(pl->arch);

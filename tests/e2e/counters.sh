@@ -25,7 +25,7 @@ names() {
 }
 
 fs record --read "$IN" --archive "$TMP/a" --dumpers 1 --max-disk 8G --module ttl --trigger "$RST" --listen 127.0.0.1:0 \
-    --eve "$TMP/eve.json" --ipfix 127.0.0.1:9 \
+    --eve "$TMP/eve.json" --ipfix 127.0.0.1:9 --flow-export clickhouse://127.0.0.1:9/x.y --sensor t \
     --stats-interval 0 2>"$TMP/rec.err" || fail "record: $(tail -2 "$TMP/rec.err")"
 fs monitor --read "$IN" --module ttl --trigger "$RST" --stats-interval 0 >"$TMP/mon.out" \
     2>"$TMP/mon.err" || fail "monitor: $(tail -2 "$TMP/mon.err")"

@@ -281,3 +281,67 @@ stop_pid() {
 
 # load_full_filters: FULL_FILTERS, the differential filters of diff_tcpdump.sh
 load_full_filters() { eval "$(sed -n '/^FULL_FILTERS=(/,/^)/p' "$(dirname "${BASH_SOURCE[0]}")/diff_tcpdump.sh")"; }
+
+# free_port: a TCP port on 127.0.0.1 free now (for a service that needs its port in a config)
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# start_clickhouse DIR [HTTP_PORT]: Debian's clickhouse-server on 127.0.0.1 with its data, logs
+# and configuration in DIR (the same DIR again: a restart with its data); CH_HTTP (its URL),
+# CH_PORT and CH_PID set; 1 if it does not answer /ping within ~30 s.  A cluster
+# `flowscope_test` of one shard (this server) serves Distributed tables.
+start_clickhouse() {
+    local d=$1 i
+    CH_PORT=${2:-$(free_port)}
+    mkdir -p "$d"
+    [ -f "$d/tcp_port" ] || free_port >"$d/tcp_port"
+    cat >"$d/config.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><log>$d/server.log</log><errorlog>$d/error.log</errorlog></logger>
+  <http_port>$CH_PORT</http_port>
+  <tcp_port>$(cat "$d/tcp_port")</tcp_port>
+  <listen_host>127.0.0.1</listen_host>
+  <path>$d/data/</path>
+  <tmp_path>$d/tmp/</tmp_path>
+  <user_files_path>$d/user_files/</user_files_path>
+  <format_schema_path>$d/format_schemas/</format_schema_path>
+  <users_config>$d/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mark_cache_size>5368709120</mark_cache_size>
+  <remote_servers><flowscope_test><shard><replica>
+    <host>127.0.0.1</host><port>$(cat "$d/tcp_port")</port>
+  </replica></shard></flowscope_test></remote_servers>
+</yandex>
+XML
+    cat >"$d/users.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+  <profiles><default></default></profiles>
+  <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
+    <profile>default</profile><quota>default</quota></default></users>
+  <quotas><default></default></quotas>
+</yandex>
+XML
+    clickhouse-server --config-file="$d/config.xml" >>"$d/stdout" 2>&1 &
+    CH_PID=$!
+    CH_HTTP=http://127.0.0.1:$CH_PORT
+    for ((i = 0; i < 300; i++)); do
+        curl -s -m 2 "$CH_HTTP/ping" 2>/dev/null | grep -q Ok && return 0
+        kill -0 "$CH_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    return 1
+}
+
+# ch SQL: one statement at $CH_HTTP (its answer on stdout; 1 on an HTTP error)
+ch() { curl -sS -m 60 --fail-with-body --data-binary "$1" "$CH_HTTP/"; }
+
+# ch_schema FILE: the statements of a .sql file (separated by ';' at a line's end)
+ch_schema() {
+    local s
+    while IFS= read -r -d ';' s; do
+        s=$(sed '/^--/d' <<<"$s")
+        [ -z "${s//[[:space:]]/}" ] || ch "$s" || return 1
+    done < <(cat "$1"; echo ';')
+}

@@ -12,6 +12,7 @@ command -v promtool >/dev/null || { fail "promtool not found (Debian package pro
 
 fs record --read "$IN" --archive "$TMP/a" --dumpers 2 --analyzers 2 --max-disk 8G --module ttl \
     --trigger "$RST" --listen 127.0.0.1:0 --eve "$TMP/eve.json" --ipfix 127.0.0.1:9 \
+    --flow-export clickhouse://127.0.0.1:9/x.y --sensor t \
     --stats-interval 0 2>"$TMP/rec.err" ||
     fail "record: $(tail -2 "$TMP/rec.err")"
 fs info --archive "$TMP/a" --metrics >"$TMP/m.prom" 2>"$TMP/m.err"

@@ -1,0 +1,135 @@
+#!/bin/bash
+# e2e_clickhouse: record --flow-export into Debian's clickhouse-server (docs/clickhouse.md),
+# started here on loopback with its data under $TMP, the schema from docs/clickhouse-schema*.sql.
+#   - three recorders, three captures of ../shared/pcaps shifted by editcap to overlap in time:
+#     each sensor's rows, summed per flow, are its `flows --json` (ch_flows.py); the same into
+#     the Distributed schema (a cluster of this one server);
+#   - ClickHouse stopped during a recording (input from a FIFO): segments wait in the index
+#     (pending_segments > 0 in /metrics), the recorder says it retries; ClickHouse started
+#     again: they arrive; the end: every row once (count() = distinct (segment, seq)), the sums
+#     as flows --json; a recording ended while ClickHouse is down leaves them for the next one;
+#   - a bad --flow-export URL: one line, exit 2.
+. "$(dirname "$0")/lib.sh"
+command -v clickhouse-server >/dev/null || skip "clickhouse-server not installed (make deps)"
+DOCS=$(cd "$(dirname "$0")/../../docs" && pwd)
+CMP="python3 $(dirname "$0")/ch_flows.py"
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; [ -z "${CH_PID:-}" ] || stop_pid "$CH_PID"; rm -rf "$TMP"' EXIT
+start_clickhouse "$TMP/ch" || { fail "clickhouse-server: $(tail -3 "$TMP/ch/error.log" "$TMP/ch/stdout")"; finish; }
+note "clickhouse-server $(ch 'SELECT version()') on $CH_HTTP"
+ch_schema "$DOCS/clickhouse-schema.sql" && pass || fail "docs/clickhouse-schema.sql"
+ch_schema "$DOCS/clickhouse-schema-distributed.sql" && pass || fail "docs/clickhouse-schema-distributed.sql"
+URL=clickhouse://127.0.0.1:$CH_PORT/flowscope.flows
+
+# compare SENSOR ARCHIVE DB: that sensor's rows in DB.flows against the archive's flows --json
+compare() {
+    fs flows --archive "$2" --json >"$TMP/$1.want.json" || fail "flows --archive $2"
+    ch "SELECT segment, seq, proto, hex(addr_a) AS a, port_a, hex(addr_b) AS b, port_b, vlan,
+        vlan_inner, packets_ab, packets_ba, bytes_ab, bytes_ba, first_ns, last_ns
+        FROM ${3:-flowscope}.flows WHERE sensor = '$1' FORMAT JSONEachRow" >"$TMP/$1.got.json" ||
+        fail "SELECT $1"
+    if out=$($CMP "$TMP/$1.want.json" "$TMP/$1.got.json"); then
+        pass
+        note "sensor $1: $(tail -1 <<<"$out")"
+    else
+        fail "sensor $1 (${3:-flowscope}): $out"
+    fi
+}
+
+# --- three sensors --------------------------------------------------------------------------
+editcap -t -6.9 "$PCAPS/dns_icmp.pcap" "$TMP/d.pcap" &&
+    editcap -t -22.8 "$PCAPS/tcp_anomalies.pcap" "$TMP/t.pcap" &&
+    cp "$PCAPS/http.pcap" "$TMP/h.pcap" || fail editcap
+for s in h d t; do
+    fs record --read "$TMP/$s.pcap" --archive "$TMP/a$s" --status-interval 0 --flow-export "$URL" \
+        --sensor "$s" 2>"$TMP/r$s.err" || fail "record $s: $(cat "$TMP/r$s.err")"
+    grep -q 'flow_export.pending_segments=0 flow_export.errors=0' "$TMP/r$s.err" && pass ||
+        fail "record $s: $(grep flow_export "$TMP/r$s.err")"
+    compare "$s" "$TMP/a$s"
+done
+[ "$(ch "SELECT count() FROM flowscope.flows_counters WHERE sensor = 'h' AND name = 'archive.writer.packets' AND value = 8978")" -ge 1 ] &&
+    pass || fail "counters: no archive.writer.packets=8978 row for sensor h"
+# the same rows through the Distributed schema, as a second export target of archive h: a
+# cursor per target, so they all go again
+fs record --read "$TMP/d.pcap" --archive "$TMP/dd" --status-interval 0 --sensor dist \
+    --flow-export "clickhouse://127.0.0.1:$CH_PORT/flowscope_dist.flows" 2>"$TMP/rdist.err" ||
+    fail "record into the Distributed table: $(cat "$TMP/rdist.err")"
+compare dist "$TMP/dd" flowscope_dist
+
+# --- ClickHouse stopped and started during a recording -----------------------------------------
+# two parts, the second fed while ClickHouse is down (gen: the same pcap header)
+fs gen -w "$TMP/g1.pcap" --flows 3000 --packets 40000 --payload random --seed 7 >/dev/null &&
+    fs gen -w "$TMP/g2.pcap" --flows 3000 --packets 80000 --payload random --seed 8 \
+        --start 1795000020 >/dev/null || fail gen
+mkfifo "$TMP/fifo"
+"$FLOWSCOPE" record --read "$TMP/fifo" --archive "$TMP/ag" --status-interval 0 --segment-size 4M \
+    --dumpers 1 --listen 127.0.0.1:0 --flow-export "$URL" --sensor g --flow-export-interval 200ms \
+    2>"$TMP/rg.err" &
+RG=$!
+PIDS+=($RG)
+exec 7>"$TMP/fifo"
+cat "$TMP/g1.pcap" >&7
+wait_for "$TMP/rg.err" 'listening on' $RG 100 || fail "record g: $(cat "$TMP/rg.err")"
+API=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$TMP/rg.err" | head -1)
+# the first segments' rows arrive: then ClickHouse goes
+for ((i = 0; i < 300; i++)); do
+    [ "$(ch "SELECT count() FROM flowscope.flows WHERE sensor = 'g'")" -gt 0 ] && break
+    sleep 0.1
+done
+before=$(ch "SELECT count() FROM flowscope.flows WHERE sensor = 'g'")
+[ "$before" -gt 0 ] && pass || fail "no row of sensor g arrived"
+stop_pid "$CH_PID"
+wait_for "$TMP/rg.err" 'flow-export: .*retrying' $RG 300 && pass ||
+    fail "the recorder did not say it retries: $(tail -3 "$TMP/rg.err")"
+tail -c +25 "$TMP/g2.pcap" >&7 # the rest, without its pcap header
+for ((i = 0; i < 300; i++)); do
+    p=$(metric "$API" flowscope_flow_export_pending_segments)
+    [ "${p:-0}" -gt 0 ] && break
+    sleep 0.1
+done
+[ "${p:-0}" -gt 0 ] && pass || fail "no segment waits while ClickHouse is down (pending ${p:-none})"
+note "ClickHouse down: $before rows in, $p segment(s) waiting in the index"
+start_clickhouse "$TMP/ch" "$CH_PORT" || fail "clickhouse-server restart"
+for ((i = 0; i < 600; i++)); do
+    p=$(metric "$API" flowscope_flow_export_pending_segments)
+    [ "${p:-1}" -eq 0 ] && break
+    sleep 0.1
+done
+[ "${p:-1}" -eq 0 ] && pass || fail "segments still pending after the restart: ${p:-none}"
+grep -q 'flow-export: .* answers again' "$TMP/rg.err" && pass || fail "no 'answers again' line"
+exec 7>&-
+wait "$RG" || fail "record g: exit $?: $(tail -3 "$TMP/rg.err")"
+compare g "$TMP/ag"
+[ "$(ch "SELECT count() - uniqExact(segment, seq) FROM flowscope.flows WHERE sensor = 'g'")" = 0 ] &&
+    pass || fail "sensor g: a row twice"
+note "$(grep -o 'flow_export.rows=.*' "$TMP/rg.err")"
+
+# --- a recording that ends while ClickHouse is down: the next one sends its rows ------------
+stop_pid "$CH_PID"
+fs record --read "$TMP/d.pcap" --archive "$TMP/ae" --status-interval 0 --flow-export "$URL" \
+    --sensor e 2>"$TMP/re.err" || fail "record e: exit $?"
+grep -q 'flow_export.pending_segments=1 ' "$TMP/re.err" && grep -q 'not sent yet' "$TMP/re.err" &&
+    pass || fail "record e without ClickHouse: $(grep -i 'flow.export' "$TMP/re.err")"
+start_clickhouse "$TMP/ch" "$CH_PORT" || fail "clickhouse-server restart"
+fs record --read "$TMP/t.pcap" --archive "$TMP/ae" --status-interval 0 --flow-export "$URL" \
+    --sensor e 2>"$TMP/re2.err" || fail "record e again: exit $?"
+grep -q 'flow_export.pending_segments=0 flow_export.errors=0' "$TMP/re2.err" && pass ||
+    fail "record e again: $(grep flow_export "$TMP/re2.err")"
+compare e "$TMP/ae"
+
+# --- bad values ---------------------------------------------------------------------------------
+# bad_value ARGS...: record refuses them with one line naming the option, exit 2
+bad_value() {
+    local rc=0
+    fs record --read "$TMP/d.pcap" --archive "$TMP/bad" --status-interval 0 "$@" 2>"$TMP/bad.err" || rc=$?
+    [ "$rc" = 2 ] && pass || fail "record $*: exit $rc, not 2"
+    one_line_error "$TMP/bad.err" '^flowscope record: --(flow-export|sensor)' || true
+}
+for bad in http://127.0.0.1:1/x.y clickhouse://127.0.0.1/x.y clickhouse://127.0.0.1:8123/nodot \
+    "clickhouse://127.0.0.1:8123/a.b;drop"; do
+    bad_value --flow-export "$bad"
+done
+bad_value --flow-export "$URL" --sensor "a'b"
+bad_value --sensor x
+[ ! -e "$TMP/bad" ] && pass || fail "a refused recording left an archive"
+finish
