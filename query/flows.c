@@ -256,7 +256,9 @@ void query_flow_fields(struct archive_rtxn *t, const struct archive_flow_info *f
                        struct query_flow_text *x)
 {
 	char pbuf[16];
-	archive_trigger_name(t, f->trigger, x->trigger, sizeof(x->trigger));
+	x->trigger[0] = '\0';
+	if (t) /* (NULL: rows from elsewhere, their trigger filled in by the caller) */
+		archive_trigger_name(t, f->trigger, x->trigger, sizeof(x->trigger));
 	endpoint(f->key.a, f->key.port_a, x->a, sizeof(x->a));
 	endpoint(f->key.b, f->key.port_b, x->b, sizeof(x->b));
 	if (!ft_tcp_flags_format(f->tcp_flags[0] | f->tcp_flags[1], x->flags)[0])

@@ -800,3 +800,122 @@ char *query_plan_format(const struct query_plan *p, char *buf, size_t len)
 	format_node(&o, p);
 	return buf;
 }
+
+/* ---- the plan as a ClickHouse condition on flow rows (docs/clickhouse.md) ------------------ */
+
+static void sql_addr(struct plan_out *o, const char *col, const uint8_t *lo, const uint8_t *hi)
+{
+	char l[33], h[33];
+	for (int i = 0; i < 16; i++) {
+		snprintf(l + 2 * i, 3, "%02x", lo[i]);
+		snprintf(h + 2 * i, 3, "%02x", hi[i]);
+	}
+	if (memcmp(lo, hi, 16) == 0)
+		out_printf(o, "%s = toFixedString(unhex('%s'), 16)", col, l);
+	else
+		out_printf(
+		    o,
+		    "%s BETWEEN toFixedString(unhex('%s'), 16) AND toFixedString(unhex('%s'), 16)",
+		    col, l, h);
+}
+
+/* Protocols whose packets the flow rows carry under that number (not IPv6 extension headers). */
+static bool sql_proto_ok(unsigned lo, unsigned hi)
+{
+	return lo == hi && (lo == 1 || lo == 6 || lo == 17 || lo == 58 || lo == 132);
+}
+
+static void sql_term(struct plan_out *o, const struct query_plan *p)
+{
+	size_t len = archive_term_len(p->type);
+	unsigned lo = len == 2 ? (unsigned)p->lo[0] << 8 | p->lo[1] : p->lo[0];
+	unsigned hi = len == 2 ? (unsigned)p->hi[0] << 8 | p->hi[1] : p->hi[0];
+	switch (p->type) {
+	case ARCHIVE_TERM_HOST:
+		out_printf(o, "(");
+		sql_addr(o, "addr_a", p->lo, p->hi);
+		out_printf(o, " OR ");
+		sql_addr(o, "addr_b", p->lo, p->hi);
+		out_printf(o, ")");
+		return;
+	case ARCHIVE_TERM_PORT:
+		out_printf(o, "(port_a BETWEEN %u AND %u OR port_b BETWEEN %u AND %u)", lo, hi, lo,
+		           hi);
+		return;
+	case ARCHIVE_TERM_PROTO:
+		if (sql_proto_ok(lo, hi))
+			out_printf(o, "proto = %u", lo);
+		else
+			out_printf(o, "1");
+		return;
+	case ARCHIVE_TERM_VLAN:
+		out_printf(o, "(vlan BETWEEN %u AND %u OR vlan_inner BETWEEN %u AND %u)", lo, hi,
+		           lo, hi);
+		return;
+	default: /* ethertypes (packets of no flow among them), the rest: rows cannot tell */
+		out_printf(o, "1");
+		return;
+	}
+}
+
+static void sql_node(struct plan_out *o, const struct query_plan *p)
+{
+	if (o->used + 1 >= o->len)
+		return;
+	switch (p->op) {
+	case QUERY_PLAN_ALL:
+		out_printf(o, "1");
+		return;
+	case QUERY_PLAN_NONE:
+		out_printf(o, "0");
+		return;
+	case QUERY_PLAN_TERM:
+		sql_term(o, p);
+		return;
+	case QUERY_PLAN_AND:
+	case QUERY_PLAN_OR:
+		out_printf(o, "(");
+		sql_node(o, p->left);
+		out_printf(o, p->op == QUERY_PLAN_AND ? " AND " : " OR ");
+		sql_node(o, p->right);
+		out_printf(o, ")");
+		return;
+	}
+}
+
+/* 1 when the plan narrows nothing the rows can tell (ALL, or terms they cannot tell only). */
+static bool sql_all(const struct query_plan *p)
+{
+	switch (p->op) {
+	case QUERY_PLAN_ALL:
+		return true;
+	case QUERY_PLAN_NONE:
+		return false;
+	case QUERY_PLAN_TERM: {
+		size_t len = archive_term_len(p->type);
+		unsigned lo = len == 2 ? (unsigned)p->lo[0] << 8 | p->lo[1] : p->lo[0];
+		unsigned hi = len == 2 ? (unsigned)p->hi[0] << 8 | p->hi[1] : p->hi[0];
+		return p->type == ARCHIVE_TERM_PROTO
+		           ? !sql_proto_ok(lo, hi)
+		           : p->type != ARCHIVE_TERM_HOST && p->type != ARCHIVE_TERM_PORT &&
+		                 p->type != ARCHIVE_TERM_VLAN;
+	}
+	case QUERY_PLAN_AND:
+		return sql_all(p->left) && sql_all(p->right);
+	case QUERY_PLAN_OR:
+		return sql_all(p->left) || sql_all(p->right);
+	}
+	return true;
+}
+
+int query_plan_sql(const struct query_plan *p, char *buf, size_t len)
+{
+	struct plan_out o = {.buf = buf, .len = len, .used = 0};
+	if (len == 0)
+		return -ENOSPC;
+	buf[0] = '\0';
+	if (sql_all(p))
+		return 1;
+	sql_node(&o, p);
+	return o.used + 1 >= len ? -ENOSPC : 0;
+}

@@ -89,6 +89,18 @@ void query_plan_free(struct query_plan *p);
 /* Writes a one-line rendering, e.g. "(host 10.0.0.1 AND port 80)"; returns buf. */
 char *query_plan_format(const struct query_plan *p, char *buf, size_t len);
 
+/*
+ * The plan as a ClickHouse condition on flow rows (docs/clickhouse.md's flows
+ * table): a row matches when its flow can hold a packet the plan's frames
+ * hold, so the sensors without a matching row hold no matching IP packet
+ * (packets of no flow, ARP naming a host, are not in the rows).  Terms the
+ * rows cannot tell (ethertypes, protocols other than ICMP, TCP, UDP,
+ * ICMPv6, SCTP: an IPv6 extension header is a term, not a row's protocol)
+ * are "1".  Returns 0 with the condition in buf, 1 when it narrows nothing
+ * (buf ""), -ENOSPC when buf is too short.
+ */
+int query_plan_sql(const struct query_plan *p, char *buf, size_t len);
+
 /* ---- running ---------------------------------------------------------------------- */
 
 enum query_format {
@@ -276,7 +288,7 @@ struct query_flow_text {
 	char trigger[256]; /* the trigger's name, "" for none */
 };
 void query_flow_fields(struct archive_rtxn *t, const struct archive_flow_info *f,
-                       struct query_flow_text *x);
+                       struct query_flow_text *x); /* t NULL: trigger "" */
 
 /*
  * Writes the flow as one JSON line (`flows --json`, /api/v1/flows);

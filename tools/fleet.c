@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "tools/cli.h"
+#include "tools/clickhouse.h"
 #include "tools/fleet.h"
 
 struct load {
@@ -85,10 +86,18 @@ static int on_key(void *arg, const char *section, const char *name, const char *
 {
 	struct load *l = arg;
 	int k = tls_index(name);
+	if (!section[0] && strcmp(name, "clickhouse") == 0) {
+		struct ch_target t;
+		char err[128];
+		if (ch_target_parse(value, &t, err, sizeof(err)) != 0)
+			return load_fail(l, "clickhouse = %s: %s", value, err);
+		return set_str(&l->f->clickhouse, value) == 0 ? 1 : load_fail(l, "out of memory");
+	}
 	if (!section[0]) { /* defaults */
 		if (k < 0)
-			return load_fail(l, "'%s' before any [sensor NAME]: only cert, key, cacert",
-			                 name);
+			return load_fail(
+			    l, "'%s' before any [sensor NAME]: only cert, key, cacert, clickhouse",
+			    name);
 		return set_str(tls_field(&l->defaults, k), value) == 0
 		           ? 1
 		           : load_fail(l, "out of memory");
@@ -163,6 +172,7 @@ void fleet_free(struct fleet *f)
 		free((char *)f->v[i].tls.cacert);
 	}
 	free(f->v);
+	free(f->clickhouse);
 	memset(f, 0, sizeof(*f));
 }
 
@@ -194,7 +204,45 @@ static int report(const char *cmd, const struct fleet *f, const struct remote_jo
 	return failed == f->n ? EXIT_FAIL : EXIT_DAMAGED;
 }
 
-int fleet_query(const char *cmd, const struct fleet *f, const struct query_options *opt)
+static int query_all(const char *cmd, const struct fleet *f, const struct query_options *opt);
+
+/* No sensor holds a packet of the query: an empty capture. */
+static int query_none(const char *cmd, const struct query_options *opt)
+{
+	char err[QUERY_ERRBUF_SIZE];
+	if (query_merge(NULL, 0, opt, err) != 0) {
+		cli_error(cmd, "%s", err);
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+int fleet_query(const char *cmd, const struct fleet *f, const struct query_options *opt,
+                int all_sensors)
+{
+	int *ask = calloc(f->n, sizeof(*ask));
+	struct fleet sub = {.v = calloc(f->n, sizeof(*sub.v))};
+	int status = EXIT_FAIL;
+	if (!ask || !sub.v) {
+		cli_error(cmd, "out of memory");
+	} else {
+		if (all_sensors)
+			for (size_t i = 0; i < f->n; i++)
+				ask[i] = 1;
+		else
+			fleet_narrow(cmd, f, opt, ask);
+		for (size_t i = 0; i < f->n; i++)
+			if (ask[i])
+				sub.v[sub.n++] = f->v[i]; /* (borrowed: not freed) */
+		status = sub.n ? query_all(cmd, &sub, opt) : query_none(cmd, opt);
+	}
+	free(ask);
+	free(sub.v);
+	return status;
+}
+
+/* Asks every sensor of f; merges their answers into opt->out. */
+static int query_all(const char *cmd, const struct fleet *f, const struct query_options *opt)
 {
 	struct remote_job *j = calloc(f->n, sizeof(*j));
 	struct query_merge_input *in = calloc(f->n, sizeof(*in));

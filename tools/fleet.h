@@ -25,6 +25,7 @@ struct fleet_sensor {
 struct fleet {
 	struct fleet_sensor *v;
 	size_t n;
+	char *clickhouse; /* `clickhouse = URL` (the flow rows, docs/clickhouse.md), or NULL */
 };
 
 /* Reads the fleet file at path (cmd names the command in error lines). */
@@ -41,6 +42,26 @@ void fleet_free(struct fleet *f);
  * refused the query: a bad filter), or EXIT_FAIL (none answered; output
  * failed).
  */
-int fleet_query(const char *cmd, const struct fleet *f, const struct query_options *opt);
+int fleet_query(const char *cmd, const struct fleet *f, const struct query_options *opt,
+                int all_sensors);
+
+/*
+ * The sensors a query must ask (ask[i] 1; docs/fleet.md): all, unless the
+ * fleet's ClickHouse vouches that some hold no packet it selects (no
+ * matching flow row, rows complete past the range's end); a line saying
+ * which were left out.  Returns how many to ask.
+ */
+size_t fleet_narrow(const char *cmd, const struct fleet *f, const struct query_options *opt,
+                    int *ask);
+
+/*
+ * `flows --fleet`: the flows of the fleet's ClickHouse rows that the filter
+ * (NULL: all) selects in [from_ns, to_ns), merged per sensor and flow, as
+ * `flows` prints them (json: one JSON object a line) with the sensor first.
+ * Returns EXIT_OK, EXIT_USAGE (no clickhouse in the file; a filter the rows
+ * cannot answer), EXIT_FAIL (ClickHouse failed: one line).
+ */
+int fleet_flows(const char *cmd, const struct fleet *f, const char *filter, uint64_t from_ns,
+                uint64_t to_ns, int json, uint64_t top);
 
 #endif

@@ -19,6 +19,7 @@
 #include "flowtrack/flowtrack.h"
 #include "query/query.h"
 #include "tools/cli.h"
+#include "tools/fleet.h"
 #include "tools/remote.h"
 
 #define CMD "flows"
@@ -28,6 +29,7 @@ struct flows_args {
 	int json;
 	char *filter;
 	const char *remote; /* --remote URL: ask a flowscope serve (GET /api/v1/flows) */
+	const char *fleet;  /* --fleet FILE: the fleet's ClickHouse (tools/fleet_clickhouse.c) */
 	struct remote_tls tls;
 	struct query_flows_options o;
 };
@@ -65,19 +67,13 @@ static void print_flow(const struct flows_args *fa, struct archive_rtxn *t,
 static int parse_args(int argc, char **argv, struct flows_args *fa)
 {
 	static const struct option longopts[] = {
-	    {"archive", required_argument, NULL, 'a'},
-	    {"from", required_argument, NULL, 'f'},
-	    {"to", required_argument, NULL, 't'},
-	    {"triggered", no_argument, NULL, 'T'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"top", required_argument, NULL, 'n'},
-	    {"sort", required_argument, NULL, 's'},
-	    {"help", no_argument, NULL, 'h'},
-	    {"remote", required_argument, NULL, 'r'},
-	    {"cert", required_argument, NULL, 'c'},
-	    {"key", required_argument, NULL, 'K'},
-	    {"cacert", required_argument, NULL, 'A'},
-	    {NULL, 0, NULL, 0},
+	    {"archive", required_argument, NULL, 'a'}, {"from", required_argument, NULL, 'f'},
+	    {"to", required_argument, NULL, 't'},      {"triggered", no_argument, NULL, 'T'},
+	    {"json", no_argument, NULL, 'j'},          {"top", required_argument, NULL, 'n'},
+	    {"sort", required_argument, NULL, 's'},    {"help", no_argument, NULL, 'h'},
+	    {"remote", required_argument, NULL, 'r'},  {"cert", required_argument, NULL, 'c'},
+	    {"key", required_argument, NULL, 'K'},     {"cacert", required_argument, NULL, 'A'},
+	    {"fleet", required_argument, NULL, 'L'},   {NULL, 0, NULL, 0},
 	};
 	int c, r;
 	opterr = 0;
@@ -120,6 +116,9 @@ static int parse_args(int argc, char **argv, struct flows_args *fa)
 		case 'r':
 			fa->remote = optarg;
 			break;
+		case 'L':
+			fa->fleet = optarg;
+			break;
 		case 'c':
 			fa->tls.cert = optarg;
 			break;
@@ -137,19 +136,30 @@ static int parse_args(int argc, char **argv, struct flows_args *fa)
 			    "[FILTER...]\n"
 			    "       flowscope flows --remote URL [--cert FILE --key FILE] "
 			    "[--cacert FILE] ...\n"
+			    "       flowscope flows --fleet FILE [--from T] [--to T] [--json] "
+			    "[--top N] [FILTER...]\n"
 			    "FILTER is a tcpdump expression: the flows with a matching packet "
 			    "are listed\n"
 			    "--remote URL asks a flowscope serve at URL instead of reading "
 			    "--archive; --cert, --key:\n"
-			    "the client certificate and key, --cacert: the CA of the server's\n");
+			    "the client certificate and key, --cacert: the CA of the server's\n"
+			    "--fleet FILE lists the flows of every sensor from the ClickHouse the "
+			    "fleet file names\n(docs/fleet.md); FILTER: hosts, nets, ports, "
+			    "protocols, VLANs\n");
 			return -1;
 		default:
 			return cli_usage_error(CMD, argv, optind, optopt);
 		}
 	}
-	if (!fa->archive == !fa->remote) {
-		cli_error(CMD, fa->archive ? "--archive and --remote exclude each other"
-		                           : "--archive DIR is required (or --remote URL)");
+	if (!!fa->archive + !!fa->remote + !!fa->fleet != 1) {
+		cli_error(CMD, fa->archive || fa->remote
+		                   ? "--archive, --remote and --fleet exclude each other"
+		                   : "--archive DIR is required (or --remote URL, --fleet FILE)");
+		return EXIT_USAGE;
+	}
+	if (fa->fleet && (fa->o.triggered || fa->o.sort != QUERY_FLOWS_BY_TIME)) {
+		cli_error(CMD,
+		          "--fleet lists by time, or by bytes with --top, without --triggered");
 		return EXIT_USAGE;
 	}
 	if ((!fa->remote && (fa->tls.cert || fa->tls.key || fa->tls.cacert)) ||
@@ -285,6 +295,19 @@ static int flows_remote(const struct flows_args *fa)
 	return EXIT_OK;
 }
 
+/* --fleet: the fleet's flows from its ClickHouse; the exit status. */
+static int flows_fleet(const struct flows_args *fa)
+{
+	struct fleet f;
+	int status = fleet_load(CMD, fa->fleet, &f);
+	if (status == 0) {
+		status = fleet_flows(CMD, &f, fa->filter, fa->o.from_ns, fa->o.to_ns, fa->json,
+		                     fa->o.top);
+		fleet_free(&f);
+	}
+	return status;
+}
+
 int flows_main(int argc, char **argv)
 {
 	struct flows_args fa = {0};
@@ -293,8 +316,8 @@ int flows_main(int argc, char **argv)
 		free(fa.filter);
 		return r < 0 ? EXIT_OK : r;
 	}
-	if (fa.remote) {
-		r = flows_remote(&fa);
+	if (fa.remote || fa.fleet) {
+		r = fa.remote ? flows_remote(&fa) : flows_fleet(&fa);
 		free(fa.filter);
 		return r;
 	}

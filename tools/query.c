@@ -34,6 +34,7 @@ struct query_args {
 	const char *limit_bytes; /* --limit-bytes as given, for its error line */
 	const char *remote;      /* --remote URL: ask a flowscope serve (tools/remote.c) */
 	const char *fleet;       /* --fleet FILE: ask every sensor in it (tools/fleet.c) */
+	int all_sensors;         /* --all-sensors: no narrowing by the fleet's ClickHouse */
 	struct remote_tls tls;
 	struct query_options q;
 };
@@ -67,7 +68,9 @@ static void usage(FILE *f)
 	    "system's)\n"
 	    "  --fleet FILE  ask every sensor the fleet file names (their URLs and client\n"
 	    "              certificates) at once, and merge their answers by time; pcapng:\n"
-	    "              an interface per sensor (docs/fleet.md)\n");
+	    "              an interface per sensor (docs/fleet.md); with clickhouse = URL in\n"
+	    "              it, only the sensors whose flows may match\n"
+	    "  --all-sensors  --fleet: ask every sensor, whatever ClickHouse says\n");
 }
 
 static int parse_time_opt(const char *name, const char *arg, uint64_t *out)
@@ -181,6 +184,7 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 	    {"cacert", required_argument, NULL, 'A'},
 	    {"community-id", required_argument, NULL, 'C'},
 	    {"fleet", required_argument, NULL, 'L'},
+	    {"all-sensors", no_argument, NULL, 'N'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c, r;
@@ -212,6 +216,9 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 			break;
 		case 'L':
 			a->fleet = optarg;
+			break;
+		case 'N':
+			a->all_sensors = 1;
 			break;
 		case 'c':
 			a->tls.cert = optarg;
@@ -259,6 +266,10 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 	                 a->q.format == QUERY_FORMAT_JSON)) {
 		cli_error(CMD, "--fleet answers pcap or pcapng, without --explain, --limit-packets "
 		               "or --limit-bytes");
+		return EXIT_USAGE;
+	}
+	if (a->all_sensors && !a->fleet) {
+		cli_error(CMD, "--all-sensors is for --fleet FILE");
 		return EXIT_USAGE;
 	}
 	if (!a->remote && (a->tls.cert || a->tls.key || a->tls.cacert)) {
@@ -406,7 +417,7 @@ static int query_fleet(struct query_args *a)
 	if (status)
 		return status;
 	if ((status = open_output(a, tmp, sizeof(tmp))) == 0) {
-		int r = fleet_query(CMD, &f, &a->q);
+		int r = fleet_query(CMD, &f, &a->q, a->all_sensors);
 		int kept =
 		    r == EXIT_OK || r == EXIT_DAMAGED; /* partial (3): what the others hold */
 		int c = close_output(a, tmp, kept);

@@ -56,6 +56,94 @@ fs record --read "$TMP/d.pcap" --archive "$TMP/dd" --status-interval 0 --sensor 
     fail "record into the Distributed table: $(cat "$TMP/rdist.err")"
 compare dist "$TMP/dd" flowscope_dist
 
+# --- the fleet: query --fleet asks only the sensors whose flows match; flows --fleet ----------
+mergecap -F pcap -w "$TMP/all.pcap" "$TMP/h.pcap" "$TMP/d.pcap" "$TMP/t.pcap" || fail mergecap
+for s in h d t; do
+    "$FLOWSCOPE" serve --archive "$TMP/a$s" --listen 127.0.0.1:0 >"$TMP/s$s.out" 2>&1 &
+    PIDS+=($!)
+    eval "PID_$s=$!"
+    wait_for "$TMP/s$s.out" 'listening on' $! 100 || fail "serve $s: $(cat "$TMP/s$s.out")"
+    eval "URL_$s=$(sed -n 's/^flowscope serve: listening on //p' "$TMP/s$s.out")"
+done
+cat >"$TMP/fleet.conf" <<CONF
+clickhouse = $URL
+[sensor h]
+url = $URL_h
+[sensor d]
+url = $URL_d
+[sensor t]
+url = $URL_t
+CONF
+queries() { for s in h d t; do metric "$(eval echo "\$URL_$s")" flowscope_api_queries_total; done | tr '\n' ' '; }
+# the range: up to the second every sensor's rows are complete to (the earliest of the three
+# recordings' last packet second: flow_export.through_seconds), tcpdump's input cut there
+END=$(for s in h d t; do capinfos -Tr -e -S "$TMP/$s.pcap"; done | awk -F'\t' '{print int($2)}' | sort -n | head -1)
+TZ=UTC editcap -B "$(date -u -d "@$END" +%Y-%m-%dT%H:%M:%S)" "$TMP/all.pcap" "$TMP/cut.pcap" || fail "editcap -B"
+note "--to $END: $(npackets "$TMP/cut.pcap") of $(npackets "$TMP/all.pcap") packets"
+FIVE='tcp and host 10.99.1.10 and port 34952 and host 10.99.1.80 and port 80'
+before=$(queries)
+fs query --fleet "$TMP/fleet.conf" --to "$END" -w "$TMP/five.pcap" "$FIVE" 2>"$TMP/five.err" ||
+    fail "query --fleet (5-tuple): exit $?: $(cat "$TMP/five.err")"
+after=$(queries)
+note "API queries of h d t before: $before, after: $after; $(cat "$TMP/five.err")"
+set -- $before
+b=("$@")
+set -- $after
+[ "$1" = $((b[0] + 1)) ] && [ "$2" = "${b[1]}" ] && [ "$3" = "${b[2]}" ] && pass ||
+    fail "the 5-tuple query asked sensors $before -> $after (h only expected)"
+grep -q 'asking 1 of 3 sensors' "$TMP/five.err" && pass || fail "no line saying 1 of 3: $(cat "$TMP/five.err")"
+oracle "$TMP/cut.pcap" "$TMP/five.want" "$FIVE"
+cmp -s <(tcpdump -nn --time-stamp-precision=nano -r "$TMP/five.want" 2>/dev/null) \
+    <(tcpdump -nn --time-stamp-precision=nano -r "$TMP/five.pcap" 2>/dev/null) && pass ||
+    fail "query --fleet (5-tuple) differs from tcpdump"
+# a host seen by two sensors, and a filter the rows cannot tell: the sensors that may hold it
+for q in 'udp port 53' 'tcp[13] & 4 != 0' 'arp'; do
+    fs query --fleet "$TMP/fleet.conf" --to "$END" -w "$TMP/q.pcap" "$q" 2>"$TMP/q.err" ||
+        fail "query --fleet '$q': exit $?"
+    oracle "$TMP/cut.pcap" "$TMP/q.want" "$q"
+    cmp -s <(tcpdump -nn --time-stamp-precision=nano -r "$TMP/q.want" 2>/dev/null) \
+        <(tcpdump -nn --time-stamp-precision=nano -r "$TMP/q.pcap" 2>/dev/null) && pass ||
+        fail "query --fleet '$q' differs from tcpdump ($(cat "$TMP/q.err"))"
+    note "'$q': $(cat "$TMP/q.err")"
+done
+# without --to the range reaches past what ClickHouse vouches for: every sensor
+before=$(queries)
+fs query --fleet "$TMP/fleet.conf" -w "$TMP/five2.pcap" "$FIVE" 2>"$TMP/five2.err" || fail "query --fleet without --to"
+after=$(queries)
+set -- $before
+b=("$@")
+set -- $after
+[ "$2" = $((b[1] + 1)) ] && [ "$3" = $((b[2] + 1)) ] && pass || fail "without --to: $before -> $after"
+cmp -s <(tcpdump -nn -r "$TMP/five.pcap" 2>/dev/null) <(tcpdump -nn -r "$TMP/five2.pcap" 2>/dev/null) &&
+    pass || fail "without --to: another answer"
+fs query --fleet "$TMP/fleet.conf" --all-sensors --to "$END" -w "$TMP/five3.pcap" "$FIVE" 2>"$TMP/five3.err" &&
+    ! grep -q 'asking' "$TMP/five3.err" && cmp -s "$TMP/five.pcap" "$TMP/five3.pcap" && pass ||
+    fail "--all-sensors: $(cat "$TMP/five3.err")"
+# flows --fleet: each sensor's flows of a host, as flows --archive lists them
+HOSTQ='host 10.99.2.10'
+fs flows --fleet "$TMP/fleet.conf" --json "$HOSTQ" >"$TMP/ff.json" 2>"$TMP/ff.err" ||
+    fail "flows --fleet: exit $?: $(cat "$TMP/ff.err")"
+KEYS='[.proto,.a,.b,.vlan,.vlan_inner,.packets_ab,.packets_ba,.bytes_ab,.bytes_ba,.first,.last,.tcp_flags,.community_id]'
+for s in h d t; do
+    fs flows --archive "$TMP/a$s" --json "$HOSTQ" | jq -c "$KEYS" | sort >"$TMP/fw.$s"
+    jq -c "select(.sensor == \"$s\") | $KEYS" "$TMP/ff.json" | sort >"$TMP/fg.$s"
+    cmp -s "$TMP/fw.$s" "$TMP/fg.$s" && pass || fail "flows --fleet, sensor $s: $(diff "$TMP/fw.$s" "$TMP/fg.$s" | head -4)"
+done
+note "flows --fleet '$HOSTQ': $(wc -l <"$TMP/ff.json") flows ($(jq -r .sensor "$TMP/ff.json" | sort | uniq -c | tr '\n' ' '))"
+fs flows --fleet "$TMP/fleet.conf" --top 3 >"$TMP/top.txt" && [ "$(wc -l <"$TMP/top.txt")" = 4 ] && pass ||
+    fail "flows --fleet --top 3: $(cat "$TMP/top.txt")"
+rc=0
+fs flows --fleet "$TMP/fleet.conf" 'tcp[13] & 4 != 0' 2>"$TMP/ffbad.err" >/dev/null || rc=$?
+[ "$rc" = 2 ] && pass || fail "flows --fleet with a filter rows cannot answer: exit $rc"
+one_line_error "$TMP/ffbad.err" 'cannot be answered from flow rows'
+# ClickHouse unreachable: a line says so, every sensor is asked, the answer is whole
+sed "s|^clickhouse = .*|clickhouse = clickhouse://127.0.0.1:$(free_port)/flowscope.flows|" \
+    "$TMP/fleet.conf" >"$TMP/fleet-dead.conf"
+fs query --fleet "$TMP/fleet-dead.conf" --to "$END" -w "$TMP/five4.pcap" "$FIVE" 2>"$TMP/five4.err" &&
+    grep -q 'asking every sensor' "$TMP/five4.err" && cmp -s "$TMP/five.pcap" "$TMP/five4.pcap" && pass ||
+    fail "ClickHouse unreachable: $(cat "$TMP/five4.err")"
+for s in h d t; do eval "kill \$PID_$s"; done
+
 # --- ClickHouse stopped and started during a recording -----------------------------------------
 # two parts, the second fed while ClickHouse is down (gen: the same pcap header)
 fs gen -w "$TMP/g1.pcap" --flows 3000 --packets 40000 --payload random --seed 7 >/dev/null &&

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -673,6 +674,44 @@ static void test_format_truncation(void **state)
 	query_plan_free(p);
 }
 
+/* The plan as a ClickHouse condition on flow rows (query_plan_sql). */
+static int sql_of(const char *filter, char *buf, size_t len)
+{
+	struct query_plan *p;
+	assert_int_equal(query_plan_build(filter, &p), 0);
+	int r = query_plan_sql(p, buf, len);
+	query_plan_free(p);
+	return r;
+}
+
+static void test_sql(void **state)
+{
+	(void)state;
+	char b[2048];
+	assert_int_equal(sql_of("host 10.0.0.1", b, sizeof(b)), 0);
+	assert_string_equal(b,
+	                    "(addr_a = toFixedString(unhex('00000000000000000000ffff0a000001'), 16)"
+	                    " OR addr_b = toFixedString(unhex('00000000000000000000ffff0a000001'), "
+	                    "16))");
+	assert_int_equal(sql_of("tcp port 80", b, sizeof(b)), 0);
+	assert_non_null(strstr(b, "proto = 6"));
+	assert_non_null(strstr(b, "(port_a BETWEEN 80 AND 80 OR port_b BETWEEN 80 AND 80)"));
+	assert_int_equal(sql_of("net 10.1.0.0/16 and vlan 7", b, sizeof(b)), 0);
+	assert_non_null(
+	    strstr(b, "addr_a BETWEEN toFixedString(unhex('00000000000000000000ffff0a010000'"));
+	assert_non_null(strstr(b, "vlan BETWEEN 7 AND 7 OR vlan_inner BETWEEN 7 AND 7"));
+	/* what rows cannot tell: packets of no flow, IPv6 extension headers, arbitrary bytes */
+	assert_int_equal(sql_of("arp", b, sizeof(b)), 1);
+	assert_int_equal(sql_of("host 10.0.0.1 or arp", b, sizeof(b)), 1);
+	assert_int_equal(sql_of("ip6 proto 0", b, sizeof(b)), 1);
+	assert_int_equal(sql_of("tcp[13] & 4 != 0", b, sizeof(b)), 1);
+	assert_int_equal(sql_of("", b, sizeof(b)), 1);
+	/* an and with something they cannot tell keeps the rest */
+	assert_int_equal(sql_of("host 10.0.0.1 and tcp[13] & 4 != 0", b, sizeof(b)), 0);
+	assert_non_null(strstr(b, "addr_a ="));
+	assert_int_equal(sql_of("host 10.0.0.1", b, 40), -ENOSPC);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -716,6 +755,7 @@ int main(void)
 	    cmocka_unit_test(test_format_terms),
 	    cmocka_unit_test(test_format_hand_built),
 	    cmocka_unit_test(test_format_truncation),
+	    cmocka_unit_test(test_sql),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
