@@ -39,7 +39,8 @@ struct record_flowexport {
 	struct record_pipeline *pl;
 	struct ch_target target;
 	char sensor[64];
-	struct ch *ch; /* the thread's (and the main thread's after the join) */
+	char cursor[512]; /* the index's cursor name: the target and the sensor */
+	struct ch *ch;    /* the thread's (and the main thread's after the join) */
 	pthread_t thread;
 	int running; /* main thread */
 	pthread_mutex_t lock;
@@ -187,7 +188,7 @@ static void publish(struct record_flowexport *fx)
 /* A pass and the counters: 0, or the error (logged when it starts or changes its kind). */
 static int pass(struct record_flowexport *fx)
 {
-	struct archive_export e = {.target = fx->target.name,
+	struct archive_export e = {.target = fx->cursor,
 	                           .sensor = fx->sensor,
 	                           .count = sink_count,
 	                           .insert = sink_insert,
@@ -262,6 +263,8 @@ int record_flowexport_start(struct record_pipeline *pl)
 		snprintf(fx->sensor, sizeof(fx->sensor), "%s", pl->o.sensor);
 	else if (gethostname(fx->sensor, sizeof(fx->sensor)) != 0 || !ch_name_ok(fx->sensor))
 		snprintf(fx->sensor, sizeof(fx->sensor), "sensor");
+	/* a cursor per target and sensor: rows under another name are other rows */
+	snprintf(fx->cursor, sizeof(fx->cursor), "%s sensor=%s", fx->target.name, fx->sensor);
 	pthread_mutex_init(&fx->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
