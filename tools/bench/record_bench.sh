@@ -120,7 +120,9 @@ for p in "$SHARED"/pcaps/*.pcap; do
         rm -rf "$OUT/r"
         "$FS" record --read "$p" --archive "$OUT/r" --zstd-level "$l" --dumpers 1 --stats-interval 0 \
             2>"$OUT/err" >/dev/null
-        printf ' %8s' "$(sed -n 's/.*(ratio \([0-9.]*\)).*/\1/p' "$OUT/err")"
+        printf ' %8s' "$("$FS" info --archive "$OUT/r" | awk '/ stored compressed/ {
+            for (i = 1; i < NF; i++) { if ($(i + 1) == "captured") p = $i; if ($(i + 1) == "stored") s = $i }
+            if (s) printf "%.3f", p / s }')"
     done
     rm -rf "$OUT/r"
     "$FS" record --read "$p" --archive "$OUT/r" --stats-interval 0 2>"$OUT/err" >/dev/null
