@@ -11,6 +11,10 @@
 # Inputs (made once, kept in BENCH_DIR, default /var/tmp/flowscope-bench):
 #   text    1 GB of `flowscope gen` traffic with HTTP-like payloads (compressible)
 #   random  1 GB of `flowscope gen --payload random` (incompressible, like TLS)
+#
+# stored/z1: what the archive stores (segment files' tags and zstd frames, as
+# `info` counts them, plus the index's bytes in use: LMDB pages holding data,
+# not the file's free pages) over the size of `zstd -1` of the whole pcap.
 set -u
 BUILD=${1:-build}
 FS=$BUILD/tools/flowscope
@@ -35,18 +39,26 @@ echo "# output on $(df --output=fstype "$OUT" | tail -1) ($OUT); inputs from the
 echo "# seconds: wall clock, start to exit, best of $RUNS runs (RUNS=N; the machine is shared);"
 echo "# startup: of those, before the first packet (flow tables; a file's QQ faults in as used)."
 echo "# --module stats: the QQ then holds packets until 90 % full (512 MiB touched)"
-printf '%-8s %-42s %8s %8s %7s %10s %9s %8s\n' input writer seconds Gbit/s Mpps disk/pcap index% startup
+printf '%-8s %-42s %8s %8s %7s %10s %9s %8s %9s\n' input writer seconds Gbit/s Mpps disk/pcap index% startup \
+    stored/z1
 
-# row INPUT NAME SECONDS OUTBYTES [INDEXPCT [STARTUP]]
+# row INPUT NAME SECONDS OUTBYTES [INDEXPCT [STARTUP [STORED/Z1]]]
 row() {
-    local in=$1 name=$2 secs=$3 outb=$4 idx=${5:--} startup=${6:--}
+    local in=$1 name=$2 secs=$3 outb=$4 idx=${5:--} startup=${6:--} vsz=${7:--}
     local bytes packets
     bytes=$(stat -c %s "$in")
     packets=$(capinfos -M -c "$in" 2>/dev/null | awk '/Number of packets/ {print $NF}')
-    printf '%-8s %-42s %8.2f %8.2f %7.2f %10.3f %9s %8s\n' "$(basename "$in" .pcap | sed 's/^rec-//')" \
+    printf '%-8s %-42s %8.2f %8.2f %7.2f %10.3f %9s %8s %9s\n' "$(basename "$in" .pcap | sed 's/^rec-//')" \
         "$name" "$secs" "$(echo "$bytes * 8 / $secs / 1000000000" | bc -l)" \
         "$(echo "$packets / $secs / 1000000" | bc -l)" "$(echo "$outb / $bytes" | bc -l)" "$idx" \
-        "$startup"
+        "$startup" "$vsz"
+}
+
+# stored ARCHIVE: segment bytes (tags and zstd frames) + index bytes in use, from `info`
+stored() {
+    "$FS" info --archive "$1" | awk '
+        / stored compressed/ { for (i = 1; i < NF; i++) if ($(i + 1) == "stored") s = $i }
+        /^index:/ { s += $2 } END { print s + 0 }'
 }
 
 # best SECS: keeps the smaller of $best and SECS in $best (and says whether it was smaller)
@@ -70,7 +82,8 @@ for in in "$TEXT" "$RANDOMIN"; do
         tcpdump -r "$in" -w - 2>/dev/null | zstd -q -1 -o "$OUT/t.pcap.zst" && sync "$OUT/t.pcap.zst"
         best "$(elapsed "$t0")" && outb=$(stat -c %s "$OUT/t.pcap.zst")
     done
-    row "$in" "tcpdump -w - | zstd -1 (baseline)" "$best" "$outb"
+    zst1=$(stat -c %s "$OUT/t.pcap.zst")
+    row "$in" "tcpdump -w - | zstd -1 (baseline)" "$best" "$outb" - - 1.000
     rm -f "$OUT/t.pcap.zst"
     for cfg in "" "--dumpers 1" "--zstd-level 1" "--dumpers 1 --zstd-level 1" "--zstd-level -1" \
         "--zstd-level -3" "--module stats"; do
@@ -87,25 +100,32 @@ for in in "$TEXT" "$RANDOMIN"; do
             run=$(sed -n 's/.* run: .* (\([0-9.]*\) s), .*/\1/p' "$OUT/err")
             outb=$(du -sb "$OUT/a" | cut -f1)
             startup=$(echo "$secs - ${run:-0}" | bc -l | xargs printf '%.2f')
+            vsz=$(echo "$(stored "$OUT/a") / $zst1" | bc -l | xargs printf '%.3f')
         done
-        row "$in" "flowscope record ${cfg:-(defaults: 2 dumpers, -2)}" "$best" "$outb" "$idx" "$startup"
+        row "$in" "flowscope record ${cfg:-(defaults: 2 dumpers, -2)}" "$best" "$outb" "$idx" "$startup" \
+            "$vsz"
     done
 done
 rm -rf "$OUT/a"
 
-echo "# compression ratio (pcap bytes / compressed segment bytes) on the real captures"
+echo "# compression ratio (pcap bytes / compressed segment bytes) on the real captures;"
+echo "# stored/z1: at default settings, segments + index in use over \`zstd -1\` of the file"
 printf '%-16s' capture
 LEVELS=(3 1 -1 -2 -3 -5)
 for l in "${LEVELS[@]}"; do printf ' %8s' "level $l"; done
-echo
+printf ' %9s\n' stored/z1
 for p in "$SHARED"/pcaps/*.pcap; do
     printf '%-16s' "$(basename "$p" .pcap)"
     for l in "${LEVELS[@]}"; do
         rm -rf "$OUT/r"
         "$FS" record --read "$p" --archive "$OUT/r" --zstd-level "$l" --dumpers 1 --stats-interval 0 \
             2>"$OUT/err" >/dev/null
-        printf ' %8s' "$(sed -n 's/.*(ratio \([0-9.]*\)).*/\1/p' "$OUT/err")"
+        printf ' %8s' "$("$FS" info --archive "$OUT/r" | awk '/ stored compressed/ {
+            for (i = 1; i < NF; i++) { if ($(i + 1) == "captured") p = $i; if ($(i + 1) == "stored") s = $i }
+            if (s) printf "%.3f", p / s }')"
     done
-    echo
+    rm -rf "$OUT/r"
+    "$FS" record --read "$p" --archive "$OUT/r" --stats-interval 0 2>"$OUT/err" >/dev/null
+    printf ' %9.3f\n' "$(echo "$(stored "$OUT/r") / $(zstd -q -1 -c "$p" | wc -c)" | bc -l)"
 done
 rm -rf "$OUT/r" "$OUT/err"
