@@ -185,7 +185,7 @@ static void publish(struct record_flowexport *fx)
 	pthread_mutex_unlock(&fx->lock);
 }
 
-/* A pass and the counters: 0, or the error (logged when it starts or changes its kind). */
+/* A pass and the counters: 0, or the error (logged when failing starts, and when it ends). */
 static int pass(struct record_flowexport *fx)
 {
 	struct archive_export e = {.target = fx->cursor,
@@ -219,11 +219,9 @@ static int pass(struct record_flowexport *fx)
 /* Waits until `ns` from now or stop; returns stop. */
 static int wait_for(struct record_flowexport *fx, uint64_t ns)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t at = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + ns;
-	ts = (struct timespec){.tv_sec = (time_t)(at / 1000000000ull),
-	                       .tv_nsec = (long)(at % 1000000000ull)};
+	uint64_t at = cli_mono_ns() + ns; /* CLOCK_MONOTONIC, as the condition's clock */
+	struct timespec ts = {.tv_sec = (time_t)(at / 1000000000ull),
+	                      .tv_nsec = (long)(at % 1000000000ull)};
 	pthread_mutex_lock(&fx->lock);
 	while (!fx->stop && pthread_cond_timedwait(&fx->wake, &fx->lock, &ts) != ETIMEDOUT)
 		;
