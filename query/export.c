@@ -48,10 +48,32 @@ static int pcap_header(struct export *x)
 	return put(x, v, sizeof(v));
 }
 
+int export_flush(struct export *x)
+{
+	const uint8_t *p = x->span;
+	size_t n = x->span_len;
+	x->span = NULL;
+	x->span_len = 0;
+	if (n && fwrite(p, 1, n, x->out) != n)
+		return QUERY_E_OUTPUT;
+	return 0;
+}
+
 static int pcap_packet(struct export *x, const struct archive_record *r)
 {
-	if (!x->ts_micro && r->raw)
-		return put(x, r->raw, r->raw_len); /* the archive stores exactly this */
+	if (!x->ts_micro && r->raw) { /* the archive stores exactly this: kept back, in a span */
+		if (x->span && x->span + x->span_len == r->raw) {
+			x->span_len += r->raw_len;
+		} else {
+			int e = export_flush(x);
+			if (e)
+				return e;
+			x->span = r->raw;
+			x->span_len = r->raw_len;
+		}
+		x->bytes += r->raw_len;
+		return 0;
+	}
 	uint32_t frac = (uint32_t)(r->ts_ns % 1000000000u);
 	uint32_t h[4] = {(uint32_t)(r->ts_ns / 1000000000u), x->ts_micro ? frac / 1000u : frac,
 	                 r->caplen, r->wirelen};
