@@ -7,11 +7,13 @@
 
 #include <pcap/pcap.h>
 #include <stdio.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "query/query.h"
 
 #define EXPORT_MAX_IFACES 16
+#define EXPORT_SPANS 64 /* runs of records kept back, at most (one writev) */
 
 struct export
 {
@@ -28,11 +30,11 @@ struct export
 	uint32_t if_snaplen[EXPORT_MAX_IFACES];
 	const char *if_name[EXPORT_MAX_IFACES]; /* the iface each was written for */
 	unsigned nif;
-	/* pcap: records waiting to be written, one run of adjacent bytes of one frame
-	   (export_packet grows it while the next record follows on; export_flush writes it
-	   in one fwrite, which stdio hands to write(2) without copying it into its buffer) */
-	const uint8_t *span;
-	size_t span_len;
+	/* pcap: stored records waiting to be written, as runs of adjacent bytes in their
+	   frames (export_packet grows the last while the next record follows on); export_flush
+	   writes them with writev(2), not copied into stdio's buffer */
+	struct iovec span[EXPORT_SPANS];
+	int nspan;
 };
 
 /* RFC 3339 UTC with nanoseconds ("2026-11-27T14:02:00.123456789Z"); buf >= 40 bytes. */
@@ -45,7 +47,7 @@ int export_begin(struct export *x);
  * QUERY_E_LINKTYPES (pcapng: more than EXPORT_MAX_IFACES interfaces). */
 int export_packet(struct export *x, int linktype, uint32_t snaplen, const struct archive_record *r);
 
-/* Writes the pending span (export_packet may keep records back, pointing into their
+/* Writes the pending spans (export_packet may keep records back, pointing into their
  * frame): before that frame's buffer is reused or freed, and at the end.  0 or
  * QUERY_E_OUTPUT. */
 int export_flush(struct export *x);
