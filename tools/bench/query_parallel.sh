@@ -6,7 +6,9 @@
 # same run and interleaved (A B C A B C ...), `tcpdump -r PCAP -w OUT` of
 # the uncompressed capture from the page cache with the same filter, and
 # `cat PCAP > OUT` (the copy alone: what writing OUT costs whatever reads).
-# Then index verify and index rebuild (one thread: they have no pool yet).
+# Then index rebuild --workers 1 against the default (a writer per worker,
+# a segment file each: bounded by the largest segment) and index verify (one
+# thread: it has no pool yet).
 # Best of N runs each, N printed.  A benchmark, not a test: it prints, never
 # judges.
 #
@@ -82,7 +84,13 @@ done
 BEST=()
 for i in $(seq "$N"); do
     run_timed verify "$FS" index verify --archive "$ARCH"
-    run_timed rebuild "$FS" index rebuild --archive "$ARCH"
+    run_timed rb1 "$FS" index rebuild --archive "$ARCH" --workers 1
+    run_timed rbN "$FS" index rebuild --archive "$ARCH" --workers "$(nproc)"
 done
-printf '%-30s %9s s   (one thread)\n' "index verify" "${BEST[verify]}" "index rebuild" "${BEST[rebuild]}"
+echo "# $(ls "$ARCH/segments" | wc -l) segment files, frames per segment: $("$FS" query --archive "$ARCH" \
+    --explain '' | sed -n 's/^  segment [0-9]*: \([0-9]*\) frames/\1/p' | tr '\n' ' ')"
+printf '%-30s %9s %9s %8s\n' command 1worker_s N_s "1/N"
+printf '%-30s %9s %9s %7.2fx\n' "index rebuild" "${BEST[rb1]}" "${BEST[rbN]}" \
+    "$(echo "${BEST[rb1]} / ${BEST[rbN]}" | bc -l)"
+printf '%-30s %9s %9s\n' "index verify (one thread)" "${BEST[verify]}" -
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
