@@ -22,8 +22,9 @@
  * Threading
  *   Plans are immutable after building and may be shared.  query_run() uses
  *   one read transaction of its own and, for the frames it reads, a pool of
- *   query_options.workers threads of its own (started and joined inside the
- *   call; a frame reader each) besides the caller's.  The API server runs
+ *   query_options.workers - 1 threads of its own (started and joined inside
+ *   the call; frame readers of their own) beside the caller's, which
+ *   decompresses too while it waits.  The API server runs
  *   its own threads (one per connection, one per running query) over a shared
  *   struct archive; its callbacks (metrics, health, parse_time) are called from
  *   them, concurrently.
@@ -136,9 +137,9 @@ struct query_options {
 	   none), and-ed with filter.  No such flow: an empty answer (query_result.no_flow);
 	   not a Community ID: QUERY_E_FILTER */
 	const char *community_id;
-	/* threads that decompress and match frames ahead of the merge (readahead.c), the
-	   query's own thread merging and writing; 0 = one per online CPU, 1 = none (all on
-	   the query's thread); at most QUERY_MAX_WORKERS.  The answer is the same bytes
+	/* threads that decompress and match frames (readahead.c), the query's own (which
+	   also merges and writes) included: 0 = one per online CPU, 1 = the query's thread
+	   alone (no pool); at most QUERY_MAX_WORKERS.  The answer is the same bytes
 	   whatever the number */
 	unsigned workers;
 };

@@ -96,7 +96,8 @@ int query__frame_match(struct query_frame *f);
 struct query_readahead;
 
 /*
- * Starts workers threads and slots frame slots (each with a frame reader).
+ * Starts `workers` threads (0: none, the consumer runs every frame in
+ * query__readahead_wait) and `slots` frame slots (each with a frame reader).
  * 0, -ENOMEM or -errno of pthread_create.  Owned by one query thread, which
  * alone calls the functions below.
  */

@@ -5,9 +5,10 @@
  *
  * The query's thread (the consumer) submits frames in the order it will take
  * them; workers run the oldest queued one; the consumer waits for the one it
- * needs next and runs it itself if no worker has taken it yet (so it never
- * idles behind a queue, and with every worker on later frames it still moves
- * on).  A frame's result (its reader holding the decompressed bytes and the
+ * needs next and runs it itself if no worker has taken it yet, or, while a
+ * worker runs it, runs the oldest queued frame meanwhile: the consumer is
+ * one of the threads that decompress, so a pool of N - 1 workers keeps N
+ * cores busy.  A frame's result (its reader holding the decompressed bytes and the
  * list of matching records pointing into them) stays in its slot until the
  * consumer releases it.  The pool only changes which thread decompresses a
  * frame, never what is written or in which order: that stays run.c's merge.
@@ -206,8 +207,13 @@ void query__readahead_wait(struct query_readahead *p, struct query_frame *f)
 		queue_remove(p, f);
 		run_unlocked(p, f);
 	}
-	while (f->state != SLOT_DONE)
-		pthread_cond_wait(&p->done, &p->mu);
+	while (f->state != SLOT_DONE) {
+		struct query_frame *next = queue_pop(p);
+		if (next) /* f is running: help with a later frame meanwhile */
+			run_unlocked(p, next);
+		else
+			pthread_cond_wait(&p->done, &p->mu);
+	}
 	pthread_mutex_unlock(&p->mu);
 }
 

@@ -844,9 +844,10 @@ static unsigned workers_wanted(const struct query_options *o)
 }
 
 /*
- * Starts the read-ahead pool when there are workers to spare and frames to
- * share: each stream keeps workers + 1 frames submitted (one being merged,
- * one per worker), the pool has slots for two such streams at once.
+ * Starts the read-ahead pool when there are threads to spare and frames to
+ * share: w - 1 workers beside this thread (which runs frames while it waits);
+ * each stream keeps w + 1 frames submitted (one being merged, one per thread,
+ * one more), the pool has slots for two such streams at once.
  */
 static int readahead_start(struct run *r, size_t frames)
 {
@@ -854,7 +855,7 @@ static int readahead_start(struct run *r, size_t frames)
 	if (w < 2 || frames < 2)
 		return 0;
 	r->ahead = w + 1 < AHEAD_MAX ? w + 1 : AHEAD_MAX;
-	if (query__readahead_create(r->a, w, 2 * r->ahead, &r->ra) != 0)
+	if (query__readahead_create(r->a, w - 1, 2 * r->ahead, &r->ra) != 0)
 		return fail(r, -ENOMEM, "cannot start the query's workers%s%s", "", "");
 	return 0;
 }
