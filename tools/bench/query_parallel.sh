@@ -48,7 +48,7 @@ run_timed() {
 }
 
 # tcpdump and flowscope with the filter, writing to $1 (a path)
-peer_tcpdump() { tcpdump -r "$PCAP" -w "$1" $2; }
+peer_tcpdump() { tcpdump -r "$PCAP" -w "$1" ${2:+"$2"}; }
 peer_fs() { "$FS" query --archive "$ARCH" --workers "$2" -w "$1" "$3"; }
 peer_cat() { cat "$PCAP" >"$1"; }
 
@@ -56,7 +56,7 @@ ROWS=("whole archive|" "net 10.2.0.0/16 (IPv4: 3/4)|net 10.2.0.0/16" "host 10.2.
       "5-tuple|$Q_FLOW")
 for out in "$OUTDIR/query_parallel.$$.out" /dev/null; do
     BEST=()
-    for i in $(seq "$N"); do
+    for _ in $(seq "$N"); do
         run_timed cat peer_cat "$out"
         for r in "${ROWS[@]}"; do
             f=${r#*|}
@@ -82,7 +82,7 @@ for out in "$OUTDIR/query_parallel.$$.out" /dev/null; do
 done
 
 BEST=()
-for i in $(seq "$N"); do
+for _ in $(seq "$N"); do
     run_timed verify "$FS" index verify --archive "$ARCH"
     run_timed rb1 "$FS" index rebuild --archive "$ARCH" --workers 1
     run_timed rbN "$FS" index rebuild --archive "$ARCH" --workers "$(nproc)"
