@@ -65,7 +65,7 @@ for out in "$OUTDIR/query_parallel.$$.out" /dev/null; do
             run_timed "fN|$r" peer_fs "$out" "$(nproc)" "$f"
         done
     done
-    rm -f "$out"
+    [ "$out" = /dev/null ] || rm -f "$out" # never /dev/null: it would come back a regular file
     echo "# OUT = $( [ "$out" = /dev/null ] && echo /dev/null || echo "a file in $OUTDIR")"
     printf '%-30s %9s %11s %9s %9s %9s %9s %8s %8s\n' query packets frames cat_s tcpdump_s fs1_s fsN_s \
         "td/fsN" "fs1/fsN"
