@@ -48,7 +48,7 @@ run_timed() {
 }
 
 # tcpdump and flowscope with the filter, writing to $1 (a path)
-peer_tcpdump() { tcpdump -r "$PCAP" -w "$1" ${2:+"$2"}; }
+peer_tcpdump() { tcpdump -Z root -r "$PCAP" -w "$1" ${2:+"$2"}; } # -Z root: no chown of OUT
 peer_fs() { "$FS" query --archive "$ARCH" --workers "$2" -w "$1" "$3"; }
 peer_cat() { cat "$PCAP" >"$1"; }
 
