@@ -147,7 +147,7 @@ test-fuzz: deps
 	    -DOUT=$(FUZZ_BUILD)/web_assets.c -P query/web/embed.cmake
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_api.c query/api.c query/api_query.c query/api_trigger.c \
 	    query/web.c query/web_api.c $(FUZZ_BUILD)/web_assets.c \
-	    query/steno.c query/run.c query/plan.c query/export.c query/flows.c tools/cli.c \
+	    query/steno.c query/run.c query/readahead.c query/plan.c query/export.c query/flows.c tools/cli.c \
 	    $(FUZZ_ARCHIVE_SRC) $(FUZZ_ARCHIVE_LIBS) $$(pkg-config --cflags --libs libmicrohttpd gnutls jansson) \
 	    -o $(FUZZ_BUILD)/fuzz_api
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_eve.c ingest/eve.c qq/qq.c \
@@ -199,6 +199,7 @@ bench: build
 	@tools/bench/ingest_bench.sh $(BUILD)
 	@tools/bench/query_bench.sh $(BUILD)
 	@tools/bench/query_scaling.sh $(BUILD)
+	@tools/bench/query_parallel.sh $(BUILD)
 	@tools/bench/web_bench.sh $(BUILD)
 
 demo: build

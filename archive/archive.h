@@ -820,10 +820,14 @@ struct archive_rebuild_stats {
  * only the old index knew (trigger names, the trigger that archived each
  * flow, the last run report) is carried over when the old index can still
  * be read.  Open segments are cut to their last whole frame and closed.
- * Works on an archive whose index is missing or damaged.
+ * Works on an archive whose index is missing or damaged.  The segment files
+ * are indexed on `workers` threads (0: one per online CPU; 1: this thread
+ * alone), each through a writer of its own; log gets its lines on this
+ * thread, in segment order, the same lines whatever the number (with one
+ * worker, once every file is indexed).
  * Returns 0 or ARCHIVE_E_*, -errno.
  */
-int archive_rebuild(const char *dir, archive_log_fn log, void *arg,
+int archive_rebuild(const char *dir, unsigned workers, archive_log_fn log, void *arg,
                     struct archive_rebuild_stats *st);
 
 /*

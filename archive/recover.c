@@ -36,8 +36,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -714,8 +716,190 @@ static int rebuild_readable(struct archive *a, const struct seg_file *files, siz
 	return 0;
 }
 
-static int rebuild_files(struct archive *fresh, struct archive *old, archive_log_fn log, void *arg,
-                         struct archive_rebuild_stats *st, uint64_t *max_id)
+/*
+ * Rebuild's files on several threads: each worker takes the next file (in id
+ * order) and indexes it through a writer of its own (writers may share an
+ * archive; LMDB serialises their commits, and the index's encoding does not
+ * depend on their order).  What a file's indexing says (its log lines, its
+ * counts, an error and its archive_errmsg()) waits in its rb_file until the
+ * rebuild's thread says it, in file order: the lines, the counts and the
+ * error that stops the rebuild are those of the sequential rebuild.
+ */
+struct rb_file {
+	/* written by the thread that indexes the file, read by the rebuild's thread after
+	   done (set under rb.mu, read under it: the mutex orders the rest) */
+	int r;         /* 0, or the error that stops the rebuild */
+	int stopped;   /* rebuild_stopping was seen before this file */
+	char msg[512]; /* r's archive_errmsg() */
+	char *lines;   /* its log lines, each ending in '\n' */
+	size_t len, cap;
+	struct indexed got;
+	int counted; /* a segment indexed: got goes into the stats */
+	int done;    /* (rb.mu) */
+};
+
+struct rb {
+	struct archive *fresh, *old;
+	const struct seg_file *files;
+	size_t nf;
+	struct rb_file *out;
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* broadcast (under mu) when a file is done */
+	size_t next;       /* the next file to take (mu) */
+	int stop;          /* the rebuild's thread stops: take no more files (mu) */
+};
+
+/* archive_log_fn into the file's lines. */
+static void rb_log(const char *line, void *arg)
+{
+	struct rb_file *o = arg;
+	size_t n = strlen(line);
+	if (archive__grow((void **)&o->lines, &o->cap, o->len + n + 2, 1) != 0)
+		return; /* out of memory: the line is lost, the rebuild goes on */
+	memcpy(o->lines + o->len, line, n);
+	o->len += n;
+	o->lines[o->len++] = '\n';
+	o->lines[o->len] = '\0';
+}
+
+/* Indexes file f through *w (created on first use); its lines through rb_log into o. */
+static int rebuild_one(struct rb *rb, struct archive_writer **w, const struct seg_file *f,
+                       struct rb_file *o)
+{
+	char path[4096];
+	struct archive_writer_config cfg = {0};
+	int r;
+	archive__seg_path(rb->fresh, f->id, f->open ? ARCHIVE_SEG_OPEN : ARCHIVE_SEG_CLOSED, path,
+	                  sizeof(path));
+	if (rb->old && !f->open && archive__dropped_contains(rb->old, NULL, f->id) == 1) {
+		unlink(path); /* retention dropped it; a crash came before the unlink */
+		say(rb_log, o,
+		    "segment %llu: the old index has it as dropped by retention: removed",
+		    (unsigned long long)f->id);
+		return 0;
+	}
+	if (!*w && (r = archive_writer_create(rb->fresh, &cfg, w)) != 0)
+		return r;
+	struct archive_segment_info s = {.id = f->id,
+	                                 .created_ns = old_created(rb->old, f->id, f->mtime_ns)};
+	if ((r = index_file(*w, &s, path, f->open, rb_log, o, &o->got)) != 0)
+		return r;
+	if (o->got.frames == 0) {
+		if (f->open && f->size == 0) { /* created just before a crash: no bytes */
+			unlink(path);
+			say(rb_log, o, "segment %llu: open and empty: removed",
+			    (unsigned long long)f->id);
+		} else { /* never removed: it may hold the only copy of something */
+			say(rb_log, o,
+			    "segment %llu: not one readable frame (%s, %llu bytes): not "
+			    "indexed, left as it is; move it out of segments/ once you no "
+			    "longer need its bytes",
+			    (unsigned long long)f->id, path, (unsigned long long)f->size);
+		}
+		return 0;
+	}
+	o->counted = 1;
+	if (f->open)
+		say(rb_log, o,
+		    "segment %llu: was open: %llu frames indexed, %llu bytes of an "
+		    "incomplete "
+		    "frame cut, closed",
+		    (unsigned long long)f->id, (unsigned long long)o->got.frames,
+		    (unsigned long long)o->got.bytes_cut);
+	return 0;
+}
+
+/* Takes files until none is left or the rebuild stops; a worker's loop (or the only one). */
+static int rebuild_take(struct rb *rb)
+{
+	struct archive_writer *w = NULL;
+	pthread_mutex_lock(&rb->mu);
+	while (!rb->stop && rb->next < rb->nf) {
+		size_t i = rb->next++;
+		struct rb_file *o = &rb->out[i];
+		pthread_mutex_unlock(&rb->mu);
+		if (rebuild_stopping)
+			o->stopped = 1;
+		else if ((o->r = rebuild_one(rb, &w, &rb->files[i], o)) != 0)
+			snprintf(o->msg, sizeof(o->msg), "%s", archive_errmsg());
+		pthread_mutex_lock(&rb->mu); /* pairs with the lock in rebuild_wait */
+		o->done = 1;
+		rb->stop |= o->r != 0 || o->stopped; /* no need to index what will not be said */
+		pthread_cond_broadcast(&rb->cv);
+	}
+	pthread_mutex_unlock(&rb->mu);
+	return w ? archive_writer_close(w) : 0;
+}
+
+static void *rebuild_worker(void *arg)
+{
+	return (void *)(intptr_t)rebuild_take(arg);
+}
+
+static void rebuild_wait(struct rb *rb, size_t i)
+{
+	pthread_mutex_lock(&rb->mu);
+	while (!rb->out[i].done)
+		pthread_cond_wait(&rb->cv, &rb->mu);
+	pthread_mutex_unlock(&rb->mu);
+}
+
+/* Says file i's lines and counts it, in file order; its error, or 0. */
+static int rebuild_said(struct rb *rb, size_t i, archive_log_fn log, void *arg,
+                        struct archive_rebuild_stats *st)
+{
+	struct rb_file *o = &rb->out[i];
+	for (char *l = o->lines, *nl; l && (nl = strchr(l, '\n')); l = nl + 1) {
+		*nl = '\0';
+		if (log)
+			log(l, arg);
+	}
+	if (o->stopped)
+		return rebuild_stopped(rb->fresh);
+	if (o->r) {
+		archive__errmsg_set("%s", o->msg);
+		return o->r;
+	}
+	if (o->counted) {
+		st->segments++;
+		st->frames += o->got.frames;
+		st->packets += o->got.packets;
+		st->bytes_cut += o->got.bytes_cut;
+	}
+	return 0;
+}
+
+/* Indexes the files on `threads` workers (0: on this thread), saying each in order. */
+static int rebuild_run(struct rb *rb, unsigned threads, archive_log_fn log, void *arg,
+                       struct archive_rebuild_stats *st)
+{
+	pthread_t *t = threads ? calloc(threads, sizeof(*t)) : NULL;
+	unsigned started = 0;
+	int r = 0, e;
+	while (t && started < threads && pthread_create(&t[started], NULL, rebuild_worker, rb) == 0)
+		started++;
+	if (started == 0) /* none (one worker asked, or none could start): here, in order */
+		r = rebuild_take(rb);
+	for (size_t i = 0; r == 0 && i < rb->nf; i++) {
+		rebuild_wait(rb, i);
+		r = rebuild_said(rb, i, log, arg, st);
+	}
+	pthread_mutex_lock(&rb->mu);
+	rb->stop = 1; /* after an error: the workers take no more */
+	pthread_mutex_unlock(&rb->mu);
+	for (unsigned i = 0; i < started; i++) {
+		void *ret;
+		pthread_join(t[i], &ret);
+		e = (int)(intptr_t)ret;
+		r = r ? r : e;
+	}
+	free(t);
+	return r;
+}
+
+static int rebuild_files(struct archive *fresh, struct archive *old, unsigned workers,
+                         archive_log_fn log, void *arg, struct archive_rebuild_stats *st,
+                         uint64_t *max_id)
 {
 	struct seg_file *files;
 	size_t nf;
@@ -724,63 +908,28 @@ static int rebuild_files(struct archive *fresh, struct archive *old, archive_log
 		free(files);
 	if (r)
 		return r;
-	struct archive_writer *w = NULL;
-	struct archive_writer_config cfg = {0};
-	if ((r = archive_writer_create(fresh, &cfg, &w)) != 0) {
+	struct rb rb = {.fresh = fresh, .old = old, .files = files, .nf = nf};
+	if (nf && !(rb.out = calloc(nf, sizeof(*rb.out)))) {
 		free(files);
-		return r;
+		return archive__fail(-ENOMEM, "out of memory");
 	}
-	for (size_t i = 0; r == 0 && i < nf; i++) {
-		char path[4096];
-		struct seg_file *f = &files[i];
-		if (rebuild_stopping) {
-			r = rebuild_stopped(fresh);
-			break;
-		}
-		archive__seg_path(fresh, f->id, f->open ? ARCHIVE_SEG_OPEN : ARCHIVE_SEG_CLOSED,
-		                  path, sizeof(path));
-		*max_id = f->id > *max_id ? f->id : *max_id;
-		if (old && !f->open && archive__dropped_contains(old, NULL, f->id) == 1) {
-			unlink(path); /* retention dropped it; a crash came before the unlink */
-			say(log, arg,
-			    "segment %llu: the old index has it as dropped by retention: removed",
-			    (unsigned long long)f->id);
-			continue;
-		}
-		struct archive_segment_info s = {
-		    .id = f->id, .created_ns = old_created(old, f->id, f->mtime_ns)};
-		struct indexed got;
-		if ((r = index_file(w, &s, path, f->open, log, arg, &got)) != 0)
-			break;
-		if (got.frames == 0) {
-			if (f->open && f->size == 0) { /* created just before a crash: no bytes */
-				unlink(path);
-				say(log, arg, "segment %llu: open and empty: removed",
-				    (unsigned long long)f->id);
-			} else { /* never removed: it may hold the only copy of something */
-				say(log, arg,
-				    "segment %llu: not one readable frame (%s, %llu bytes): not "
-				    "indexed, left as it is; move it out of segments/ once you no "
-				    "longer need its bytes",
-				    (unsigned long long)f->id, path, (unsigned long long)f->size);
-			}
-			continue;
-		}
-		st->segments++;
-		st->frames += got.frames;
-		st->packets += got.packets;
-		st->bytes_cut += got.bytes_cut;
-		if (f->open)
-			say(log, arg,
-			    "segment %llu: was open: %llu frames indexed, %llu bytes of an "
-			    "incomplete "
-			    "frame cut, closed",
-			    (unsigned long long)f->id, (unsigned long long)got.frames,
-			    (unsigned long long)got.bytes_cut);
+	pthread_mutex_init(&rb.mu, NULL);
+	pthread_cond_init(&rb.cv, NULL);
+	if (workers == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		workers = n < 1 ? 1 : (unsigned)n;
 	}
-	int e = archive_writer_close(w);
+	workers = workers > nf ? (unsigned)nf : workers;
+	r = rebuild_run(&rb, workers > 1 ? workers : 0, log, arg, st);
+	for (size_t i = 0; i < nf; i++) {
+		*max_id = files[i].id > *max_id ? files[i].id : *max_id;
+		free(rb.out[i].lines);
+	}
+	pthread_cond_destroy(&rb.cv);
+	pthread_mutex_destroy(&rb.mu);
+	free(rb.out);
 	free(files);
-	return r ? r : e;
+	return r;
 }
 
 struct rebuilt {
@@ -811,7 +960,7 @@ static const char *old_index_damage(const char *dir, char *buf, size_t len)
 	return buf;
 }
 
-int archive_rebuild(const char *dir, archive_log_fn log, void *arg,
+int archive_rebuild(const char *dir, unsigned workers, archive_log_fn log, void *arg,
                     struct archive_rebuild_stats *st)
 {
 	struct archive_rebuild_stats local;
@@ -833,7 +982,7 @@ int archive_rebuild(const char *dir, archive_log_fn log, void *arg,
 		    old_index_damage(dir, why, sizeof(why)));
 	}
 	uint64_t max_id = 0;
-	r = rebuild_files(fresh, old, log, arg, st, &max_id);
+	r = rebuild_files(fresh, old, workers, log, arg, st, &max_id);
 	if (r == 0 && old)
 		r = carry_over(old, fresh, log, arg);
 	if (r == 0 && max_id)

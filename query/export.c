@@ -14,11 +14,14 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "query/query_pvt.h"
 
 static int put(struct export *x, const void *p, size_t n)
 {
+	if (x->nspan && export_flush(x) != 0) /* spans first: the bytes stay in order */
+		return QUERY_E_OUTPUT;
 	if (n && fwrite(p, 1, n, x->out) != n)
 		return QUERY_E_OUTPUT;
 	x->bytes += n;
@@ -48,10 +51,58 @@ static int pcap_header(struct export *x)
 	return put(x, v, sizeof(v));
 }
 
+/* writev(2) of iov[0..n) whole, through short writes and EINTR.  0 or QUERY_E_OUTPUT. */
+static int writev_all(int fd, struct iovec *iov, int n)
+{
+	while (n > 0) {
+		ssize_t w = writev(fd, iov, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return QUERY_E_OUTPUT;
+		for (; n > 0 && (size_t)w >= iov->iov_len; n--, iov++)
+			w -= (ssize_t)iov->iov_len;
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
+int export_flush(struct export *x)
+{
+	int n = x->nspan, fd = n ? fileno(x->out) : -1, e = 0;
+	x->nspan = 0;
+	if (n && fd >= 0) /* what stdio holds goes first, then the spans from their frames */
+		return fflush(x->out) == 0 ? writev_all(fd, x->span, n) : QUERY_E_OUTPUT;
+	for (int i = 0; i < n && e == 0; i++) /* a FILE without a descriptor (a memstream) */
+		if (fwrite(x->span[i].iov_base, 1, x->span[i].iov_len, x->out) !=
+		    x->span[i].iov_len)
+			e = QUERY_E_OUTPUT;
+	return e;
+}
+
+/* Keeps the stored record back in a span (export_flush writes them). */
+static int span_add(struct export *x, const struct archive_record *r)
+{
+	struct iovec *last = x->nspan ? &x->span[x->nspan - 1] : NULL;
+	if (last && (const uint8_t *)last->iov_base + last->iov_len == r->raw) {
+		last->iov_len += r->raw_len;
+	} else {
+		int e = x->nspan == EXPORT_SPANS ? export_flush(x) : 0;
+		if (e)
+			return e;
+		x->span[x->nspan++] = (struct iovec){(void *)r->raw, r->raw_len};
+	}
+	x->bytes += r->raw_len;
+	return 0;
+}
+
 static int pcap_packet(struct export *x, const struct archive_record *r)
 {
-	if (!x->ts_micro && r->raw)
-		return put(x, r->raw, r->raw_len); /* the archive stores exactly this */
+	if (!x->ts_micro && r->raw) /* the archive stores exactly this */
+		return span_add(x, r);
 	uint32_t frac = (uint32_t)(r->ts_ns % 1000000000u);
 	uint32_t h[4] = {(uint32_t)(r->ts_ns / 1000000000u), x->ts_micro ? frac / 1000u : frac,
 	                 r->caplen, r->wirelen};

@@ -21,7 +21,10 @@
  *
  * Threading
  *   Plans are immutable after building and may be shared.  query_run() uses
- *   one read transaction and one frame reader of its own.  The API server runs
+ *   one read transaction of its own and, for the frames it reads, a pool of
+ *   query_options.workers - 1 threads of its own (started and joined inside
+ *   the call; frame readers of their own) beside the caller's, which
+ *   decompresses too while it waits.  The API server runs
  *   its own threads (one per connection, one per running query) over a shared
  *   struct archive; its callbacks (metrics, health, parse_time) are called from
  *   them, concurrently.
@@ -146,7 +149,14 @@ struct query_options {
 	   none), and-ed with filter.  No such flow: an empty answer (query_result.no_flow);
 	   not a Community ID: QUERY_E_FILTER */
 	const char *community_id;
+	/* threads that decompress and match frames (readahead.c), the query's own (which
+	   also merges and writes) included: 0 = one per online CPU, 1 = the query's thread
+	   alone (no pool); at most QUERY_MAX_WORKERS.  The answer is the same bytes
+	   whatever the number */
+	unsigned workers;
 };
+
+#define QUERY_MAX_WORKERS 64
 
 struct query_result {
 	uint64_t packets;          /* packets written */

@@ -13,12 +13,20 @@
  * second pass decompresses those frames and runs every record through
  * libpcap's BPF (pcap_offline_filter) and the per-packet time check; the
  * index only ever narrows what is read, never what matches.
+ *
+ * The second pass runs on all cores: each stream submits its next frames to
+ * a read-ahead pool (readahead.c), whose workers decompress and match them
+ * while this thread merges and writes the frames before them; the merge
+ * takes each frame's matching records in the same order as when it read
+ * them itself (query_options.workers 1), so the output bytes are the same.
+ * pcap records go out as runs of a frame's bytes, one fwrite each.
  */
 #include <errno.h>
 #include <pcap/pcap.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "query/query_pvt.h"
 #include "qq/qq.h"
@@ -53,7 +61,9 @@ struct run {
 	size_t ncands, cands_cap;
 	struct bpf_cache bpf;
 	struct export x;
-	int no_flow; /* community_id names no flow: the answer is empty */
+	int no_flow;                /* community_id names no flow: the answer is empty */
+	struct query_readahead *ra; /* the read-ahead pool, NULL with one worker */
+	size_t ahead;               /* frames a stream keeps submitted ahead (pool only) */
 };
 
 const char *query_strerror(int err)
@@ -441,14 +451,20 @@ struct fref {
 	size_t i; /* c->frames[i] */
 };
 
+#define AHEAD_MAX 16 /* frames a stream keeps submitted to the pool, at most */
+
 struct stream {
 	struct fref *f; /* its frames, in order */
 	size_t n, next;
-	size_t rank;                     /* its place in (run, segment) order: ties */
-	uint64_t min_ns;                 /* no packet of it is earlier */
-	struct archive_frame_reader *rd; /* while open */
-	const struct seg_cand *cur;      /* segment of the loaded frame, NULL between frames */
-	struct archive_record rec;       /* the current record */
+	size_t rank;            /* its place in (run, segment) order: ties */
+	uint64_t min_ns;        /* no packet of it is earlier */
+	struct query_frame own; /* while open: a frame read on this thread (no free slot) */
+	struct query_frame *win[AHEAD_MAX]; /* pool slots of frames next..sub-1, a ring */
+	size_t win_head, win_n, sub;
+	struct query_frame *fr;     /* the loaded frame (own or a slot), NULL between frames */
+	size_t mi;                  /* its next matching record */
+	const struct seg_cand *cur; /* segment of the loaded frame, NULL between frames */
+	struct archive_record rec;  /* the current record */
 };
 
 /*
@@ -489,20 +505,21 @@ static int file_lacks(const char *path, const struct archive_frame_info *f)
  * file is missing, cut short or another segment's, the rest of the segment)
  * is left out, said in one line and counted.  Returns 0 (skipped) or the error.
  */
-static int frame_damaged(struct run *r, struct stream *k, struct fref *fr, int err)
+static int frame_damaged(struct run *r, const struct query_frame *j, struct fref *fr, int err)
 {
 	struct seg_cand *c = fr->c;
 	const struct archive_frame_info *f = &c->frames[fr->i];
-	int whole = err == -ESTALE || file_lacks(archive_frame_reader_path(k->rd), f);
+	int whole = err == -ESTALE || file_lacks(archive_frame_reader_path(j->rd), f);
 	size_t last = whole ? c->n - 1 : fr->i;
 	uint64_t packets = 0;
 	for (size_t i = fr->i; i <= last; i++)
 		packets += c->frames[i].packets;
 	if (!r->opt->skip_damaged) {
-		snprintf(r->errbuf, QUERY_ERRBUF_SIZE,
-		         "archive %s: %s: %llu packets cannot be read (--skip-damaged returns the "
-		         "others; flowscope index verify lists the damage)",
-		         archive_dir(r->a), archive_errmsg(), (unsigned long long)packets);
+		snprintf(
+		    r->errbuf, QUERY_ERRBUF_SIZE, /* cut short at errbuf's end, as before */
+		    "archive %s: %.*s: %llu packets cannot be read (--skip-damaged returns the "
+		    "others; flowscope index verify lists the damage)",
+		    archive_dir(r->a), (int)strlen(j->msg), j->msg, (unsigned long long)packets);
 		return err;
 	}
 	if (last > fr->i)
@@ -510,34 +527,106 @@ static int frame_damaged(struct run *r, struct stream *k, struct fref *fr, int e
 	r->res->frames_damaged += last - fr->i + 1;
 	r->res->packets_damaged += packets;
 	if (r->opt->notices)
-		fprintf(
-		    r->opt->notices, "%sarchive %s: %s: left out %llu packets (frames %u to %u)\n",
-		    r->opt->notice_prefix ? r->opt->notice_prefix : "", archive_dir(r->a),
-		    archive_errmsg(), (unsigned long long)packets, f->frame, c->frames[last].frame);
+		fprintf(r->opt->notices,
+		        "%sarchive %s: %s: left out %llu packets (frames %u to %u)\n",
+		        r->opt->notice_prefix ? r->opt->notice_prefix : "", archive_dir(r->a),
+		        j->msg, (unsigned long long)packets, f->frame, c->frames[last].frame);
 	return 0;
 }
 
-/* Loads the stream's next frame.  1 = loaded, 0 = left out (gone or damaged), <0 = error. */
-static int stream_load(struct run *r, struct stream *k)
+/* The inputs of frame fr of a stream: what query__frame_match needs. */
+static void frame_inputs(const struct run *r, const struct fref *fr, struct query_frame *j)
 {
-	struct fref *fr = &k->f[k->next++];
-	struct seg_cand *c = fr->c;
-	if (c->dead)
-		return 0;
-	int e = archive_frame_load(k->rd, &c->seg, &c->frames[fr->i]);
-	if (e == 0) {
-		k->cur = c;
-		return 1;
+	j->seg = &fr->c->seg;
+	j->f = &fr->c->frames[fr->i];
+	j->prog = fr->c->prog;
+	j->from_ns = r->opt->from_ns;
+	j->to_ns = r->opt->to_ns;
+}
+
+/* Submits the stream's next frames to the pool, up to r->ahead ahead or no free slot. */
+static void stream_submit(struct run *r, struct stream *k)
+{
+	struct query_frame want;
+	while (r->ra && k->win_n < r->ahead && k->sub < k->n) {
+		frame_inputs(r, &k->f[k->sub], &want);
+		struct query_frame *j = query__readahead_submit(r->ra, &want);
+		if (!j)
+			return; /* others hold every slot: this stream reads on this thread */
+		k->win[(k->win_head + k->win_n++) % AHEAD_MAX] = j;
+		k->sub++;
 	}
+}
+
+/* Frame k->next, run: its pool slot (after the wait), else run here in k->own. */
+static struct query_frame *stream_frame(struct run *r, struct stream *k, const struct fref *fr)
+{
+	if (k->sub == k->next)
+		k->sub++; /* not submitted: read here */
+	else {
+		struct query_frame *j = k->win[k->win_head];
+		k->win_head = (k->win_head + 1) % AHEAD_MAX;
+		k->win_n--;
+		query__readahead_wait(r->ra, j);
+		return j;
+	}
+	frame_inputs(r, fr, &k->own);
+	query__frame_match(&k->own);
+	return &k->own;
+}
+
+/* Done with the loaded frame: what points into it is written first.  0 or an error. */
+static int frame_release(struct run *r, struct stream *k, struct query_frame *j)
+{
+	int e = r->opt->on_packet ? 0 : export_flush(&r->x);
+	if (j && j != &k->own)
+		query__readahead_release(r->ra, j);
+	if (k->fr == j) {
+		k->fr = NULL;
+		k->cur = NULL;
+	}
+	return e ? fail(r, e, "cannot write the output: %s%s", strerror(errno), "") : 0;
+}
+
+/* What a frame that did not load means: 0 = left out (gone or damaged), <0 = error. */
+static int frame_failed(struct run *r, struct query_frame *j, struct fref *fr)
+{
+	struct seg_cand *c = fr->c;
+	int e = j->err;
 	if (e == -ENOENT && segment_gone(r, c->seg.id)) {
 		c->dead = 1; /* retention removed it meanwhile: left out, said on stderr */
 		return 0;
 	}
 	if (e == -ENOMEM) {
-		snprintf(r->errbuf, QUERY_ERRBUF_SIZE, "%s", archive_errmsg());
+		snprintf(r->errbuf, QUERY_ERRBUF_SIZE, "%s", j->msg);
 		return e;
 	}
-	return frame_damaged(r, k, fr, e);
+	return frame_damaged(r, j, fr, e);
+}
+
+/* Loads the stream's next frame.  1 = loaded, 0 = left out (gone or damaged), <0 = error. */
+static int stream_load(struct run *r, struct stream *k)
+{
+	stream_submit(r, k);
+	struct fref *fr = &k->f[k->next];
+	struct seg_cand *c = fr->c;
+	struct query_frame *j;
+	if (c->dead && k->sub == k->next) { /* not read, as before */
+		k->next++;
+		k->sub++;
+		return 0;
+	}
+	j = stream_frame(r, k, fr);
+	k->next++;
+	if (!c->dead && j->err == 0) {
+		k->fr = j;
+		k->mi = 0;
+		k->cur = c;
+		return 1;
+	}
+	int e = c->dead ? 0 : frame_failed(r, j, fr);
+	int f = frame_release(r, k, j);
+	return e ? e : f;
 }
 
 /* Moves to the next matching record.  1 = have one, 0 = stream done, <0 = error. */
@@ -545,14 +634,13 @@ static int stream_next(struct run *r, struct stream *k)
 {
 	const struct query_options *o = r->opt;
 	for (;;) {
-		while (k->cur && archive_frame_next(k->rd, &k->rec)) {
-			if (k->rec.ts_ns < o->from_ns || (o->to_ns && k->rec.ts_ns >= o->to_ns))
-				continue;
-			struct pcap_pkthdr h = {.caplen = k->rec.caplen, .len = k->rec.wirelen};
-			if (pcap_offline_filter(k->cur->prog, &h, k->rec.data))
-				return 1;
+		if (k->fr && k->mi < k->fr->nm) {
+			k->rec = k->fr->m[k->mi++];
+			return 1;
 		}
-		k->cur = NULL;
+		int e = k->fr ? frame_release(r, k, k->fr) : 0;
+		if (e)
+			return e;
 		if (k->next == k->n)
 			return 0;
 		if (o->out && fflush(o->out) != 0) /* stream: what was found so far goes out now */
@@ -560,17 +648,21 @@ static int stream_next(struct run *r, struct stream *k)
 			            strerror(errno), "");
 		if (o->stop && atomic_load_explicit(o->stop, memory_order_relaxed))
 			return fail(r, -ECANCELED, "the query was stopped%s%s", "", "");
-		int e = stream_load(r, k);
-		if (e < 0)
+		if ((e = stream_load(r, k)) < 0)
 			return e;
 	}
 }
 
-static void stream_close(struct stream *k)
+/* Gives back its frames (the loaded one after writing what points into it); 0 or an error. */
+static int stream_close(struct run *r, struct stream *k)
 {
-	archive_frame_reader_destroy(k->rd);
-	k->rd = NULL;
-	k->cur = NULL;
+	int e = k->fr ? frame_release(r, k, k->fr) : 0;
+	for (; k->win_n; k->win_n--, k->win_head = (k->win_head + 1) % AHEAD_MAX)
+		query__readahead_release(r->ra, k->win[k->win_head]);
+	archive_frame_reader_destroy(k->own.rd);
+	free(k->own.m);
+	k->own = (struct query_frame){0};
+	return e;
 }
 
 /* The merge: a heap of the open streams that have a record, by stream_before. */
@@ -624,13 +716,13 @@ static int stream_advance(struct run *r, struct merge *m, struct stream *k)
 		heap_push(m, k);
 		return 0;
 	}
-	stream_close(k);
-	return got;
+	int e = stream_close(r, k);
+	return got ? got : e;
 }
 
 static int stream_open(struct run *r, struct merge *m, struct stream *k)
 {
-	if (archive_frame_reader_create(r->a, &k->rd) != 0)
+	if (archive_frame_reader_create(r->a, &k->own.rd) != 0)
 		return fail(r, -ENOMEM, "out of memory%s%s", "", "");
 	return stream_advance(r, m, k);
 }
@@ -680,7 +772,8 @@ static int merge_streams(struct run *r, struct stream **pending, size_t n)
 			break;
 		struct stream *k = heap_pop(&m);
 		if ((e = write_record(r, k)) != 0) {
-			stream_close(k);
+			int c = stream_close(r, k);
+			e = e > 0 && c ? c : e;
 			break;
 		}
 		e = stream_advance(r, &m, k);
@@ -688,8 +781,10 @@ static int merge_streams(struct run *r, struct stream **pending, size_t n)
 	if (e == 0 && limits_reached(r) && (m.n || next < n))
 		r->res->limited = 1;
 	e = e > 0 ? 0 : e;
-	while (m.n)
-		stream_close(heap_pop(&m));
+	while (m.n) {
+		int c = stream_close(r, heap_pop(&m));
+		e = e ? e : c;
+	}
 	free(m.k);
 	return e;
 }
@@ -741,6 +836,30 @@ static size_t streams_cut(struct fref *f, size_t n, struct stream *st, struct st
 	return ns;
 }
 
+/* Workers for the read-ahead pool: opt->workers, or one per online CPU. */
+static unsigned workers_wanted(const struct query_options *o)
+{
+	long n = o->workers ? (long)o->workers : sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > QUERY_MAX_WORKERS ? QUERY_MAX_WORKERS : (unsigned)n;
+}
+
+/*
+ * Starts the read-ahead pool when there are threads to spare and frames to
+ * share: w - 1 workers beside this thread (which runs frames while it waits);
+ * each stream keeps w + 1 frames submitted (one being merged, one per thread,
+ * one more), the pool has slots for two such streams at once.
+ */
+static int readahead_start(struct run *r, size_t frames)
+{
+	unsigned w = workers_wanted(r->opt);
+	if (w < 2 || frames < 2)
+		return 0;
+	r->ahead = w + 1 < AHEAD_MAX ? w + 1 : AHEAD_MAX;
+	if (query__readahead_create(r->a, w - 1, 2 * r->ahead, &r->ra) != 0)
+		return fail(r, -ENOMEM, "cannot start the query's workers%s%s", "", "");
+	return 0;
+}
+
 /* The candidate frames in stream order, cut into streams, merged. */
 static int merge_segments(struct run *r)
 {
@@ -758,7 +877,10 @@ static int merge_segments(struct run *r)
 			for (size_t j = 0; j < r->cands[i].n; j++)
 				f[w++] = (struct fref){.c = &r->cands[i], .i = j};
 		qsort(f, n, sizeof(*f), fref_cmp);
-		e = merge_streams(r, order, streams_cut(f, n, st, order));
+		if ((e = readahead_start(r, n)) == 0)
+			e = merge_streams(r, order, streams_cut(f, n, st, order));
+		query__readahead_destroy(r->ra); /* before the frames its slots point to */
+		r->ra = NULL;
 	}
 	free(f);
 	free(st);
@@ -781,6 +903,8 @@ static int write_output(struct run *r)
 		fail(r, e, "cannot write the output: %s%s", strerror(errno), "");
 	if (e == 0)
 		e = merge_segments(r);
+	if (e == 0 && export_flush(&r->x) != 0) /* none left: the streams' ends wrote theirs */
+		e = fail(r, QUERY_E_OUTPUT, "cannot write the output: %s%s", strerror(errno), "");
 	r->res->bytes = r->x.bytes;
 	if (e == 0 && fflush(r->opt->out) != 0)
 		e = fail(r, QUERY_E_OUTPUT, "cannot write the output: %s%s", strerror(errno), "");

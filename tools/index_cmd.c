@@ -24,28 +24,43 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: flowscope index verify --archive DIR\n"
-	           "       flowscope index rebuild --archive DIR\n"
-	           "  verify   check every index entry against the segment files (read-only);\n"
-	           "           exit 0: the index matches, 3: it does not (one line per problem)\n"
-	           "  rebuild  recreate the index from the segment files alone\n");
+	fprintf(f,
+	        "usage: flowscope index verify --archive DIR\n"
+	        "       flowscope index rebuild --archive DIR [--workers N]\n"
+	        "  verify   check every index entry against the segment files (read-only);\n"
+	        "           exit 0: the index matches, 3: it does not (one line per problem)\n"
+	        "  rebuild  recreate the index from the segment files alone\n"
+	        "  --workers N  rebuild: threads indexing segment files (default: one per CPU)\n");
 }
 
-/* Parses `--archive DIR` after the subcommand; EXIT_OK with *dir, -1 (--help done), or EXIT_USAGE. */
-static int parse_args(const char *cmd, int argc, char **argv, const char **dir)
+/*
+ * Parses `--archive DIR` (and, when workers is not NULL, `--workers N`) after the
+ * subcommand; EXIT_OK with *dir, -1 (--help done), or EXIT_USAGE.
+ */
+static int parse_args(const char *cmd, int argc, char **argv, const char **dir, unsigned *workers)
 {
 	static const struct option longopts[] = {
 	    {"archive", required_argument, NULL, 'a'},
+	    {"workers", required_argument, NULL, 'W'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c;
+	uint64_t w;
 	*dir = NULL;
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		if (c == 'a') {
 			*dir = optarg;
+		} else if (c == 'W' && workers) {
+			if (cli_parse_uint(optarg, 1, 64, &w) != 0) {
+				cli_error(cmd,
+				          "--workers '%s': expected a thread count from 1 to 64",
+				          optarg);
+				return EXIT_USAGE;
+			}
+			*workers = (unsigned)w;
 		} else if (c == 'h') {
 			usage(stdout);
 			return -1;
@@ -89,7 +104,7 @@ static void log_stderr(const char *line, void *arg)
 static int verify_main(int argc, char **argv)
 {
 	const char *cmd = "index verify", *dir;
-	int r = parse_args(cmd, argc, argv, &dir);
+	int r = parse_args(cmd, argc, argv, &dir, NULL);
 	if (r != EXIT_OK)
 		return r < 0 ? EXIT_OK : r;
 	struct archive *a = NULL;
@@ -161,13 +176,14 @@ static void stop_signals_install(void)
 static int rebuild_main(int argc, char **argv)
 {
 	const char *cmd = "index rebuild", *dir;
-	int r = parse_args(cmd, argc, argv, &dir);
+	unsigned workers = 0;
+	int r = parse_args(cmd, argc, argv, &dir, &workers);
 	if (r != EXIT_OK)
 		return r < 0 ? EXIT_OK : r;
 	struct archive_rebuild_stats st;
 	memset(&st, 0, sizeof(st));
 	stop_signals_install();
-	if ((r = archive_rebuild(dir, log_stderr, NULL, &st)) != 0) {
+	if ((r = archive_rebuild(dir, workers, log_stderr, NULL, &st)) != 0) {
 		report_error(cmd, dir, r);
 		return r == -EINTR && g_stop_signal ? 128 + g_stop_signal : EXIT_FAIL;
 	}

@@ -61,6 +61,8 @@ static void usage(FILE *f)
 	    "  --community-id ID  only the packets of the flow(s) with this Community ID v1\n"
 	    "              (1:...; seed 0) active in [--from, --to), and-ed with FILTER\n"
 	    "  --explain   print the plan (index terms, segments, frames, bytes); read nothing\n"
+	    "  --workers N threads decompressing and matching frames (default: one per CPU;\n"
+	    "              1 = all on the query's thread); the answer is the same bytes\n"
 	    "  --remote URL  ask a flowscope serve at URL (https://HOST:PORT) instead of\n"
 	    "              reading --archive: the same answer (docs/api.md)\n"
 	    "  --cert FILE, --key FILE  PEM client certificate and key for --remote\n"
@@ -109,13 +111,25 @@ static int parse_output_opt(struct query_args *a, int c, const char *arg)
 		if (cli_parse_size(arg, &a->q.limit_bytes) == 0 && a->q.limit_bytes > 0)
 			return 0;
 		break;
+	case 'W': {
+		uint64_t w;
+		if (cli_parse_uint(arg, 1, QUERY_MAX_WORKERS, &w) == 0) {
+			a->q.workers = (unsigned)w;
+			return 0;
+		}
+		break;
+	}
 	}
 	static const char *const want[] = {['F'] = "pcap, pcapng or json",
 	                                   ['S'] = "nano or micro",
 	                                   ['P'] = "a packet count of at least 1",
-	                                   ['B'] = "a size such as 10M, at least 1"};
-	static const char *const name[] = {
-	    ['F'] = "--format", ['S'] = "--ts", ['P'] = "--limit-packets", ['B'] = "--limit-bytes"};
+	                                   ['B'] = "a size such as 10M, at least 1",
+	                                   ['W'] = "a thread count from 1 to 64"};
+	static const char *const name[] = {['F'] = "--format",
+	                                   ['S'] = "--ts",
+	                                   ['P'] = "--limit-packets",
+	                                   ['B'] = "--limit-bytes",
+	                                   ['W'] = "--workers"};
 	cli_error(CMD, "%s '%s': expected %s", name[c], arg, want[c]);
 	return EXIT_USAGE;
 }
@@ -178,6 +192,7 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 	    {"limit-packets", required_argument, NULL, 'P'},
 	    {"limit-bytes", required_argument, NULL, 'B'},
 	    {"skip-damaged", no_argument, NULL, 'k'},
+	    {"workers", required_argument, NULL, 'W'},
 	    {"remote", required_argument, NULL, 'r'},
 	    {"cert", required_argument, NULL, 'c'},
 	    {"key", required_argument, NULL, 'K'},
@@ -244,6 +259,7 @@ static int parse_args(int argc, char **argv, struct query_args *a)
 		case 'S':
 		case 'P':
 		case 'B':
+		case 'W':
 			if ((r = parse_output_opt(a, c, optarg)) != 0)
 				return r;
 			break;

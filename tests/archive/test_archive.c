@@ -1135,7 +1135,7 @@ static void test_drop_list(void **state)
 	archive_close(a);
 	/* rebuild: the dropped segment does not come back */
 	struct archive_rebuild_stats rs;
-	assert_int_equal(archive_rebuild(copy, NULL, NULL, &rs), 0);
+	assert_int_equal(archive_rebuild(copy, 1, NULL, NULL, &rs), 0);
 	assert_int_equal(rs.segments, 2);
 	seg_path(copy, 2, path, sizeof(path));
 	assert_int_not_equal(access(path, F_OK), 0);

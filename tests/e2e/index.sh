@@ -184,4 +184,39 @@ else
     fs index verify --archive "$d" >"$TMP/vout" 2>&1 && grep -q ": OK$" "$TMP/vout" && pass ||
         fail "verify of the archive recorded under ulimit -v: $(cat "$TMP/vout")"
 fi
+# ---- index rebuild on several workers: the same index, the same lines, in segment order -------
+note "rebuild --workers 1 against 3: the same index (mdb_dump) and the same lines"
+fs gen -w "$TMP/rw.pcap" --packets 30000 --flows 300 --payload random --seed 7 >/dev/null 2>&1 ||
+    fail "gen for rebuild --workers"
+fs record --read "$TMP/rw.pcap" --archive "$TMP/rw" --segment-size 1M --dumpers 2 \
+    --stats-interval 0 2>/dev/null || fail "record for rebuild --workers"
+[ "$(ls "$TMP/rw/segments" | wc -l)" -ge 8 ] && pass || fail "expected >= 8 segments"
+# frames damaged in two segments (each stepped over, said in a line naming it)
+for s in 3 6; do
+    f=$(printf '%s/segments/%012d.pcap.zst' "$TMP/rw" $s)
+    printf 'XXXXXXXXXXXXXXXX' | dd of="$f" bs=1 seek=$(($(stat -c %s "$f") / 2)) conv=notrunc 2>/dev/null
+done
+for w in 1 3; do
+    rm -rf "$TMP/rw$w"
+    cp -a "$TMP/rw" "$TMP/rw$w"
+    fs index rebuild --archive "$TMP/rw$w" --workers $w >"$TMP/rw$w.out" 2>"$TMP/rw$w.err" ||
+        fail "rebuild --workers $w: $(cat "$TMP/rw$w.err")"
+    mdb_dump -a "$TMP/rw$w/index" >"$TMP/rw$w.dump"
+    sed -i "s#$TMP/rw$w/#DIR/#g" "$TMP/rw$w.err"
+    fs index verify --archive "$TMP/rw$w" 2>&1 | sed "s#$TMP/rw$w/#DIR/#g" >"$TMP/rw$w.verify"
+done
+cmp -s "$TMP/rw1.dump" "$TMP/rw3.dump" && pass || fail "rebuild --workers 3 writes another index than 1"
+cmp -s "$TMP/rw1.out" "$TMP/rw3.out" && pass || fail "rebuild --workers 3 sums up otherwise"
+cmp -s "$TMP/rw1.err" "$TMP/rw3.err" && pass ||
+    fail "rebuild --workers 3 says otherwise: $(diff "$TMP/rw1.err" "$TMP/rw3.err" | head -5)"
+[ "$(grep -c 'are not indexed, the frames after it are' "$TMP/rw3.err")" = 2 ] && pass ||
+    fail "rebuild --workers 3: expected 2 damage lines: $(cat "$TMP/rw3.err")"
+grep 'are not indexed' "$TMP/rw3.err" | sed 's/.*segment \([0-9]*\) frame.*/\1/' | tr '\n' ' ' |
+    grep -qx '3 6 ' && pass || fail "rebuild --workers 3: damage lines not in segment order"
+cmp -s "$TMP/rw1.verify" "$TMP/rw3.verify" && grep -q "segment 3 frame" "$TMP/rw3.verify" && pass ||
+    fail "verify after rebuild --workers 3 differs: $(diff "$TMP/rw1.verify" "$TMP/rw3.verify" | head -4)"
+fs index rebuild --archive "$TMP/rw3" --workers 0 >/dev/null 2>"$TMP/err"
+[ $? = 2 ] && pass || fail "rebuild --workers 0 is not refused"
+fs index verify --archive "$TMP/rw3" --workers 2 >/dev/null 2>"$TMP/err"
+[ $? = 2 ] && pass || fail "verify --workers (rebuild's option) is not refused"
 finish
