@@ -117,6 +117,7 @@ static int query_options_bound(struct api_request *q, struct query_options *o)
 	if (cap && cap >= header && (!o->limit_bytes || o->limit_bytes > cap))
 		o->limit_bytes = cap; /* the server's bound: as if the client had asked for it */
 	o->skip_damaged = 1; /* a stream, as `query -w -`: what was sent cannot be taken back */
+	o->workers = q->s->c.query_workers;
 	return 0;
 }
 

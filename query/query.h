@@ -351,6 +351,7 @@ struct query_api_config {
 	unsigned query_timeout_s;    /* a query running longer is cut off; 0 = 600 */
 	uint64_t max_answer_bytes;   /* a query's answer stops before this (as limit_bytes, the
 	                                smaller wins: whole packets, a valid file); 0 = none */
+	unsigned query_workers;      /* query_options.workers of each query; 0 = one per CPU */
 	query_api_time_fn parse_time; /* required */
 	query_api_metrics_fn metrics;
 	void *metrics_arg;

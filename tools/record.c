@@ -694,6 +694,7 @@ static int api_open(struct record_pipeline *pl, struct query_api **api)
 	char err[QUERY_ERRBUF_SIZE];
 	struct query_api_config c = pl->o.api; /* the options, with the recorder's parts */
 	c.archive = pl->arch;
+	c.query_workers = 1; /* a query takes one core at most from the capture (nice 19 too) */
 	c.parse_time = cli_parse_time_now;
 	c.health = record_health;
 	c.health_arg = pl;
