@@ -9,6 +9,8 @@
 #
 #   tools/bench/live_bench.sh [BUILD_DIR] [N]     (default build/, best of N=3)
 #   LIVE_PACKETS=2000000 LIVE_SEARCH=1 LIVE_ONLY='regex of receiver names'
+#   LIVE_TRAFFIC='64 imix': the traffic of the first table
+#   LIVE_STARTUP_QQ='512M 4G': the --qq-size values of the start-up table
 #   LIVE_BASE=/path/to/other/flowscope: adds rows afpacket-1q-base, afpacket-2q-base and
 #   a start-up row run with that binary (the before of a before/after, same run)
 #
@@ -84,19 +86,23 @@ snap() {
             sed 's/^\([0-9]*\) (\(.*\)) /\1\t\2\t/' "$f"
         done | awk -F'\t' '{ n = $2; gsub(/[0-9]+$/, "", n); gsub(/ /, "_", n); split($3, a, " ");
             print $1, n, a[12] + a[13] }'
+        cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches/ { s += $2 } END { print "cs", s }'
     } >"$2" 2>/dev/null
 }
 
-# cpu BEFORE AFTER: "seconds name=s ..." between two snaps (threads summed by name without
+# cpu BEFORE AFTER: "seconds name=s ... sleeps=N" between two snaps (sleeps: voluntary
+# context switches of its live threads, i.e. wake-ups) (threads summed by name without
 # their digits; "unattributed": the process total minus its live threads: threads that
 # ended in between, and the kernel's rounding of per-thread against per-process time)
 cpu() {
     awk -v hz="$HZ" 'NR == FNR { b[$1] = $NF; next }
         $1 == "total" { tot = $2 - b["total"]; next }
+        $1 == "cs" { cs = $2 - b["cs"]; next }
         { d = $3 - ($1 in b ? b[$1] : 0); s[$2] += d; live += d }
         END { printf "%.2f ", tot / hz
               for (n in s) if (s[n] >= 0.01 * hz) printf "%s=%.2f ", n, s[n] / hz
-              if (tot - live >= 0.01 * hz) printf "unattributed=%.2f", (tot - live) / hz }' "$1" "$2"
+              if (tot - live >= 0.01 * hz) printf "unattributed=%.2f ", (tot - live) / hz
+              printf "sleeps=%d", cs }' "$1" "$2"
 }
 
 # counter FILE NAME: a flowscope counter from its final report
@@ -202,6 +208,8 @@ run() {
 
 RX="tcpdump netsniff-ng dumpcap afpacket-1q afpacket-2q dpdk-af_packet dpdk-af_xdp monitor-noop"
 [ -n "${LIVE_BASE:-}" ] && RX="$RX afpacket-1q-base afpacket-2q-base"
+# net_af_xdp (DPDK 22.11) refuses a port with fewer TX than RX queues (its eth_dev_configure:
+# "rx/tx must be paired"); record configures none: -EINVAL, printed as such in its row
 RX=$(for r in $RX; do echo "$r"; done | grep -E "$ONLY" | tr '\n' ' ')
 model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 echo "# live_bench  machine: $model, $(nproc) cores, Linux $(uname -r), $(date -u +%FT%TZ)"
@@ -211,11 +219,12 @@ printf '%-7s %-16s %8s %8s %6s %6s %6s  %s\n' traffic receiver sent stored Mpps 
     "cpu by thread (s) | drops"
 [ -n "${LIVE_DEBUG:-}" ] && { for r in $RX; do CPUS="" run "$r" 64 "$PACKETS"; cat "$T/trafgen.err" "$T/rx.err" | tail -5; done; exit; }
 declare -A best
-for traffic in 64 imix; do
+for traffic in ${LIVE_TRAFFIC:-64 imix}; do
     for _ in $(seq "$N"); do
         for r in $RX; do
             line=$(CPUS='' run "$r" "$traffic" "$PACKETS")
             read -r sent stored c _ <<<"$line"
+            [ "$c" = - ] && c=1e9 # did not start
             old=${best[$traffic.$r]:-}
             read -r _ ostored oc _ <<<"${old:-- -1 1e9}"
             if [ -z "$old" ] || [ "${stored%%(*}" -gt "${ostored%%(*}" ] 2>/dev/null ||
@@ -238,7 +247,7 @@ startup() {
     local t0 t1
     rm -rf "$T/rx" "$T/rx.err"
     t0=$(date +%s%N)
-    "$1" record --afpacket "$A" --archive "$T/rx" 2>"$T/rx.err" &
+    "$1" record --afpacket "$A" --archive "$T/rx" --qq-size "$2" 2>"$T/rx.err" &
     PID=$!
     until grep -q '^flowscope record: QQ' "$T/rx.err" 2>/dev/null; do
         kill -0 $PID 2>/dev/null || break
@@ -251,19 +260,21 @@ startup() {
     kill -INT $PID
     wait $PID
 }
-echo "# start-up of record --afpacket (QQ 512 MiB): seconds from exec to the QQ line, CPU s by then; best of N=$N"
-printf '%-44s %8s %7s\n' binary ready_s cpu_s
+echo "# start-up of record --afpacket: seconds from exec to the QQ line, CPU s by then; best of N=$N"
+printf '%-8s %-44s %8s %7s\n' qq_size binary ready_s cpu_s
 BINS=$FS
 [ -n "${LIVE_BASE:-}" ] && BINS="$LIVE_BASE $FS"
 declare -A sbest
-for _ in $(seq "$N"); do
-    for b in $BINS; do
-        r=$(startup "$b")
-        o=${sbest[$b]:-9e9 0}
-        awk "BEGIN{exit !(${r%% *} < ${o%% *})}" && sbest[$b]=$r
+for size in ${LIVE_STARTUP_QQ:-512M 4G}; do
+    for _ in $(seq "$N"); do
+        for b in $BINS; do
+            r=$(startup "$b" "$size")
+            o=${sbest[$size.$b]:-9e9 0}
+            awk "BEGIN{exit !(${r%% *} < ${o%% *})}" && sbest[$size.$b]=$r
+        done
     done
+    for b in $BINS; do printf '%-8s %-44s %8s %7s\n' "$size" "$b" ${sbest[$size.$b]}; done
 done
-for b in $BINS; do printf '%-44s %8s %7s\n' "$b" ${sbest[$b]}; done
 
 [ "${LIVE_SEARCH:-1}" = 1 ] || exit 0
 # lossless SEND RATE: 1 if receiver $r on core 1 stored every packet at RATE pps
