@@ -55,7 +55,7 @@ sysctl -qw "net.ipv6.conf.$A.disable_ipv6=1"
 ip netns exec "$NS" sysctl -qw "net.ipv6.conf.$B.disable_ipv6=1"
 ip link set "$A" up && ip netns exec "$NS" ip link set "$B" up
 HZ=$(getconf CLK_TCK)
-EAL="--no-huge -m 512 --no-pci --no-shconf -l 0"
+EAL="--no-huge -m 512 --no-pci --no-shconf -l 1" # lcore on core 1: trafgen has core 0
 
 # trafgen packet of SIZE bytes (without FCS, >= 42): UDP from 1024 ports
 pkt() {
@@ -208,8 +208,6 @@ run() {
 
 RX="tcpdump netsniff-ng dumpcap afpacket-1q afpacket-2q dpdk-af_packet dpdk-af_xdp monitor-noop"
 [ -n "${LIVE_BASE:-}" ] && RX="$RX afpacket-1q-base afpacket-2q-base"
-# net_af_xdp (DPDK 22.11) refuses a port with fewer TX than RX queues (its eth_dev_configure:
-# "rx/tx must be paired"); record configures none: -EINVAL, printed as such in its row
 RX=$(for r in $RX; do echo "$r"; done | grep -E "$ONLY" | tr '\n' ' ')
 model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 echo "# live_bench  machine: $model, $(nproc) cores, Linux $(uname -r), $(date -u +%FT%TZ)"
