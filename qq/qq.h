@@ -46,7 +46,10 @@
  *   Any number of producer, analyzer and dumper threads, as configured.  A
  *   struct qq_producer belongs to one thread.  A chunk returned by
  *   qq_analyzer_next() or qq_dumper_next() belongs to the caller until it is
- *   handed back.  qq_stats() may be called from any thread.
+ *   handed back.  qq_stats() may be called from any thread.  Unless
+ *   cfg.lazy, the ring owns one thread of its own, "qq-prefault", that
+ *   populates the ring's pages after qq_create() returns and ends when done
+ *   (or in qq_destroy()).
  *
  * Errors
  *   0 on success, negative errno, or QQ_E_* (-10000..-10099); qq_strerror().
