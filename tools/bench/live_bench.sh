@@ -271,7 +271,10 @@ for size in ${LIVE_STARTUP_QQ:-512M 4G}; do
             awk "BEGIN{exit !(${r%% *} < ${o%% *})}" && sbest[$size.$b]=$r
         done
     done
-    for b in $BINS; do printf '%-8s %-44s %8s %7s\n' "$size" "$b" ${sbest[$size.$b]}; done
+    for b in $BINS; do
+        read -r rs cs <<<"${sbest[$size.$b]}"
+        printf '%-8s %-44s %8s %7s\n' "$size" "$b" "$rs" "$cs"
+    done
 done
 
 [ "${LIVE_SEARCH:-1}" = 1 ] || exit 0
