@@ -244,6 +244,18 @@ static void timestamps_init(struct dpdk_source *d, const struct rte_eth_dev_info
 	d->ts_mode = TS_DEVICE_CLOCK;
 }
 
+/* TX queues 0..n-1, never used: for a PMD that will not run RX queues without them. */
+static int tx_queues_setup(struct dpdk_source *d, unsigned n, uint16_t nb_txd, int sock)
+{
+	for (unsigned q = 0; q < n; q++) {
+		int r = rte_eth_tx_queue_setup(d->port_id, (uint16_t)q, nb_txd ? nb_txd : 64,
+		                               (unsigned)sock, NULL);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
 static int port_setup(struct dpdk_source *d, unsigned rxq, char *errbuf)
 {
 	struct rte_eth_dev_info info;
@@ -263,8 +275,12 @@ static int port_setup(struct dpdk_source *d, unsigned rxq, char *errbuf)
 		         rte_strerror(rte_errno));
 		return INGEST_E_DPDK;
 	}
-	if ((r = rte_eth_dev_configure(d->port_id, (uint16_t)rxq, 0, &conf)) != 0 ||
-	    (r = rte_eth_dev_adjust_nb_rx_tx_desc(d->port_id, &nb_rxd, &nb_txd)) != 0) {
+	/* no TX queue, unless the PMD pairs them (net_af_xdp, net_tap: -EINVAL without) */
+	unsigned txq = 0;
+	if ((r = rte_eth_dev_configure(d->port_id, (uint16_t)rxq, 0, &conf)) == -EINVAL)
+		r = rte_eth_dev_configure(d->port_id, (uint16_t)rxq, (uint16_t)(txq = rxq), &conf);
+	if (r != 0 || (r = rte_eth_dev_adjust_nb_rx_tx_desc(d->port_id, &nb_rxd, &nb_txd)) != 0 ||
+	    (r = tx_queues_setup(d, txq, nb_txd, sock)) != 0) {
 		snprintf(errbuf, INGEST_ERRBUF_SIZE, "%s: configure with %u RX queues: %s", d->name,
 		         rxq, rte_strerror(-r));
 		return INGEST_E_DPDK;

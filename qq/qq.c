@@ -26,6 +26,14 @@
  * (dequeued: sealed and fully peeked) -> FREE.  In overwrite mode a sealed
  * chunk at the head that no analyzer holds goes from ACTIVE straight to a
  * producer (its packets counted as overwritten).
+ *
+ * Pre-fault: qq_create() populates only the first chunk (the one producers
+ * take first) and returns; a background thread (prefault_run) populates the
+ * rest chunk by chunk in the order the free stack hands chunks out, so
+ * capture starts at once and, the pre-fault running ahead of the producers,
+ * they rarely meet an untouched page.  The two may meet on the same page:
+ * MADV_POPULATE_WRITE never changes a page's contents, so that costs a fault,
+ * never a record.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -94,12 +102,18 @@ struct qq {
 	int hugepages;
 	size_t page_size; /* backing page size: 1 GiB, 2 MiB, or the base page */
 	struct qq_chunk *chunks;
+	uint64_t prefault_rate; /* bytes per second for prefault_run, 0: unpaced; constant */
+	pthread_t prefaulter;   /* written and joined by the creating/destroying thread only */
+	int prefaulter_started; /* idem */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond_producer; /* a chunk became free */
 	pthread_cond_t cond_analyzer; /* a chunk was published, or state change */
 	pthread_cond_t cond_dumper;   /* a chunk was peeked, or drain/stop */
+	pthread_cond_t cond_prefault; /* qq_destroy: prefault_quit was set */
 	/* everything below: protected by lock */
+	size_t prefaulted; /* bytes populated from mem: written by prefault_run, read by qq_stats */
+	int prefault_quit; /* written by qq_destroy, read by prefault_run (which then returns) */
 	struct qq_chunk **ring; /* published chunks, ring[seq % nchunks] */
 	uint64_t head_seq, tail_seq;
 	struct qq_chunk **free_stack;
@@ -182,41 +196,117 @@ uint64_t qq_memory_available(void)
 }
 
 /*
- * Pre-faults the mapping so no packet pays for a page fault.  Returns 0, or
+ * Populates [mem, mem + len) so no packet pays for a page fault.  Returns 0,
  * QQ_E_NOMEM when the kernel cannot back every page (MADV_POPULATE_WRITE
- * reports that instead of letting the OOM killer find out later).
+ * reports that instead of letting the OOM killer find out later), or -EINVAL
+ * on a kernel before 5.14 (no MADV_POPULATE_WRITE).
  */
-static int prefault(uint8_t *mem, size_t len)
+static int populate(uint8_t *mem, size_t len)
 {
 	if (madvise(mem, len, MADV_POPULATE_WRITE) == 0)
 		return 0;
 	if (errno == ENOMEM || errno == EFAULT || errno == EHWPOISON)
 		return QQ_E_NOMEM;
-	long page = sysconf(_SC_PAGESIZE); /* kernel before 5.14: touch every page */
+	return -EINVAL;
+}
+
+/* Kernels before 5.14: touch every page, before any producer may write in one. */
+static void touch_pages(uint8_t *mem, size_t len)
+{
+	long page = sysconf(_SC_PAGESIZE);
 	for (size_t off = 0; off < len; off += (size_t)page)
 		((volatile uint8_t *)mem)[off] = 0;
+}
+
+/* Lock held: waits until prefault_run's pace lets it populate up to `done` bytes. */
+static void prefault_pace_locked(struct qq *q, uint64_t t0_ns, size_t done)
+{
+	if (!q->prefault_rate)
+		return;
+	double at = (double)t0_ns + (double)done / (double)q->prefault_rate * 1e9;
+	uint64_t until = at >= 0x1p63 ? (uint64_t)1 << 63 : (uint64_t)at;
+	struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
+	                      .tv_nsec = (long)(until % 1000000000u)};
+	while (!q->prefault_quit && mono_ns() < until)
+		pthread_cond_timedwait(&q->cond_prefault, &q->lock, &ts);
+}
+
+/*
+ * The background pre-fault: populates chunk after chunk from q->prefaulted
+ * on, the lock dropped around each madvise.  A failure (the kernel cannot
+ * back the pages) stops it and is counted: the rest faults in when first
+ * used.
+ */
+static void *prefault_run(void *arg)
+{
+	struct qq *q = arg;
+	uint64_t t0 = mono_ns();
+	pthread_mutex_lock(&q->lock);
+	while (!q->prefault_quit && q->prefaulted < q->mem_len) {
+		size_t off = q->prefaulted;
+		size_t len = q->mem_len - off < q->chunk_size ? q->mem_len - off : q->chunk_size;
+		prefault_pace_locked(q, t0, off + len);
+		if (q->prefault_quit)
+			break;
+		pthread_mutex_unlock(&q->lock);
+		int r = populate(q->mem + off, len);
+		pthread_mutex_lock(&q->lock);
+		if (r) {
+			q->totals.prefault_failed = 1;
+			break;
+		}
+		q->prefaulted = off + len;
+	}
+	pthread_mutex_unlock(&q->lock);
+	return NULL;
+}
+
+/*
+ * Populates the first chunk now (and the whole ring on a kernel without
+ * MADV_POPULATE_WRITE), the rest in prefault_run.  Returns 0 or QQ_E_NOMEM.
+ */
+static int prefault_start(struct qq *q)
+{
+	int r = populate(q->mem, q->chunk_size);
+	if (r == -EINVAL) {
+		touch_pages(q->mem, q->mem_len);
+		q->prefaulted = q->mem_len;
+		return 0;
+	}
+	if (r)
+		return r;
+	q->prefaulted = q->chunk_size;
+	if (q->prefaulted == q->mem_len)
+		return 0;
+	if (pthread_create(&q->prefaulter, NULL, prefault_run, q) != 0)
+		return QQ_E_NOMEM;
+	pthread_setname_np(q->prefaulter, "qq-prefault"); /* for ps and /proc: best effort */
+	q->prefaulter_started = 1;
 	return 0;
 }
 
-/* A populated mapping of huge pages of 1 << shift bytes, or NULL. */
+/*
+ * A mapping of reserved huge pages of 1 << shift bytes, or NULL.  The pool's
+ * pages are reserved by mmap (all-or-nothing), so it needs no MAP_POPULATE:
+ * prefault_run zeroes them in the background.
+ */
 static void *map_huge(size_t len, unsigned shift)
 {
 	if (len % ((size_t)1 << shift) != 0)
 		return NULL;
-	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
-	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE |
-	                   (int)(shift << MAP_HUGE_SHIFT),
-	               -1, 0);
+	void *m =
+	    mmap(NULL, len, PROT_READ | PROT_WRITE,
+	         MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | (int)(shift << MAP_HUGE_SHIFT), -1, 0);
 	return m == MAP_FAILED ? NULL : m;
 }
 
 /*
  * One mapping for the whole ring: reserved 1 GiB pages, else reserved 2 MiB
  * pages (hugetlbfs pool, all-or-nothing at mmap time), else normal pages
- * with transparent huge pages requested, checked against MemAvailable and
- * pre-faulted unless lazy.
+ * with transparent huge pages requested, checked against MemAvailable.
+ * Not populated: prefault_start() does that.
  */
-static int ring_map(struct qq *q, int try_huge, int lazy)
+static int ring_map(struct qq *q, int try_huge)
 {
 	static const unsigned shifts[] = {30, 21};
 	for (size_t i = 0; try_huge && i < sizeof(shifts) / sizeof(shifts[0]); i++) {
@@ -236,10 +326,6 @@ static int ring_map(struct qq *q, int try_huge, int lazy)
 	if (m == MAP_FAILED)
 		return QQ_E_NOMEM;
 	madvise(m, q->mem_len, MADV_HUGEPAGE); /* best effort: transparent huge pages */
-	if (!lazy && prefault(m, q->mem_len) != 0) {
-		munmap(m, q->mem_len);
-		return QQ_E_NOMEM;
-	}
 	q->mem = m;
 	q->page_size = (size_t)sysconf(_SC_PAGESIZE);
 	return 0;
@@ -273,7 +359,8 @@ static int sync_init(struct qq *q)
 		return -ENOMEM;
 	int r = pthread_mutex_init(&q->lock, NULL) || pthread_cond_init(&q->cond_producer, &ca) ||
 	        pthread_cond_init(&q->cond_analyzer, &ca) ||
-	        pthread_cond_init(&q->cond_dumper, &ca);
+	        pthread_cond_init(&q->cond_dumper, &ca) ||
+	        pthread_cond_init(&q->cond_prefault, &ca);
 	pthread_condattr_destroy(&ca);
 	return r ? -ENOMEM : 0;
 }
@@ -307,6 +394,7 @@ int qq_create(const struct qq_config *cfg, struct qq **out)
 	if (q->max_used <= q->hw_chunks) /* dumpers must be able to take one */
 		q->max_used = q->hw_chunks + 1;
 	q->max_hold_ns = cfg->max_hold_ns;
+	q->prefault_rate = cfg->prefault_rate;
 
 	q->chunks = calloc(n, sizeof(*q->chunks));
 	q->ring = calloc(n, sizeof(*q->ring));
@@ -318,7 +406,9 @@ int qq_create(const struct qq_config *cfg, struct qq **out)
 		qq_destroy(q);
 		return QQ_E_NOMEM;
 	}
-	r = ring_map(q, cfg->hugepages, cfg->lazy);
+	r = ring_map(q, cfg->hugepages);
+	if (r == 0 && !cfg->lazy)
+		r = prefault_start(q);
 	if (r) {
 		qq_destroy(q);
 		return r;
@@ -342,12 +432,20 @@ void qq_destroy(struct qq *q)
 {
 	if (!q)
 		return;
+	if (q->prefaulter_started) {
+		pthread_mutex_lock(&q->lock);
+		q->prefault_quit = 1; /* prefault_run reads it under the lock */
+		pthread_cond_signal(&q->cond_prefault);
+		pthread_mutex_unlock(&q->lock);
+		pthread_join(q->prefaulter, NULL);
+	}
 	if (q->mem)
 		munmap(q->mem, q->mem_len);
 	pthread_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->cond_producer);
 	pthread_cond_destroy(&q->cond_analyzer);
 	pthread_cond_destroy(&q->cond_dumper);
+	pthread_cond_destroy(&q->cond_prefault);
 	free(q->chunks);
 	free(q->ring);
 	free(q->free_stack);
@@ -468,7 +566,9 @@ static void chunk_seal_locked(struct qq *q, struct qq_chunk *c)
 	c->sealed = 1;
 	q->totals.enqueued_packets += c->count;
 	q->totals.enqueued_bytes += c->bytes;
-	pthread_cond_broadcast(&q->cond_dumper); /* it may be complete already */
+	if (!c->peeking &&
+	    c->peeked == c->count) /* complete already: else qq_analyzer_done wakes */
+		pthread_cond_broadcast(&q->cond_dumper);
 }
 
 static void chunk_reset(struct qq_chunk *c, unsigned producer, unsigned analyzer)
@@ -717,8 +817,17 @@ void qq_analyzer_done(struct qq *q, const struct qq_peek *pk)
 	pthread_mutex_lock(&q->lock);
 	c->peeked = pk->end;
 	c->peeking = 0;
-	pthread_cond_broadcast(&q->cond_dumper);
-	pthread_cond_broadcast(&q->cond_analyzer); /* more may have become visible meanwhile */
+	/*
+	 * Wake only whom this can unblock: a dumper waits for a sealed, fully
+	 * peeked chunk (qq_dumper_next), and chunk_seal_locked wakes it if the
+	 * seal comes last; an analyzer for records made visible meanwhile.  Waking
+	 * every dumper on each peek cost two futex wake-ups and context switches
+	 * per analyzer batch (one a millisecond on a live link) for nothing.
+	 */
+	if (c->sealed && c->peeked == c->count)
+		pthread_cond_broadcast(&q->cond_dumper);
+	if (c->peeked < c->visible)
+		pthread_cond_broadcast(&q->cond_analyzer);
 	pthread_mutex_unlock(&q->lock);
 }
 
@@ -801,6 +910,7 @@ void qq_stats(struct qq *q, struct qq_stats *out)
 	out->chunks_used = q->nchunks - q->nfree;
 	out->fill = (double)out->chunks_used / q->nchunks;
 	out->newest_ns = q->newest_ns;
+	out->prefaulted_bytes = q->prefaulted;
 	out->oldest_ns = 0;
 	if (q->head_seq < q->tail_seq)
 		out->oldest_ns = q->ring[q->head_seq % q->nchunks]->vis_min_ns;

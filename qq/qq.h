@@ -46,7 +46,10 @@
  *   Any number of producer, analyzer and dumper threads, as configured.  A
  *   struct qq_producer belongs to one thread.  A chunk returned by
  *   qq_analyzer_next() or qq_dumper_next() belongs to the caller until it is
- *   handed back.  qq_stats() may be called from any thread.
+ *   handed back.  qq_stats() may be called from any thread.  Unless
+ *   cfg.lazy, the ring owns one thread of its own, "qq-prefault", that
+ *   populates the ring's pages after qq_create() returns and ends when done
+ *   (or in qq_destroy()).
  *
  * Errors
  *   0 on success, negative errno, or QQ_E_* (-10000..-10099); qq_strerror().
@@ -108,9 +111,18 @@ struct qq_config {
 	 * 1: normal pages are not pre-faulted; each faults in when first used.
 	 * For a source that can wait (a file): no start-up delay, and memory the
 	 * run never reaches is never touched.  A wire cannot wait for a page
-	 * fault: live capture keeps 0.
+	 * fault: live capture keeps 0.  With 0, qq_create() populates the first
+	 * chunk and a background thread the rest, chunk by chunk ahead of the
+	 * producers (qq_stats: prefaulted_bytes), so capture starts at once.
 	 */
 	int lazy;
+	/*
+	 * Bytes per second the background pre-fault populates at most; 0: as
+	 * fast as the kernel zeroes pages.  A pace keeps it from taking memory
+	 * bandwidth and a core from capture on a small machine (and lets a test
+	 * watch a ring in use before it is all populated).
+	 */
+	uint64_t prefault_rate;
 	/*
 	 * QQ_MODE_BACKPRESSURE: producers wait while this many chunks are in use
 	 * (0: until the ring is full).  With QQ_NO_HOLD a file needs no more than
@@ -155,9 +167,12 @@ struct qq_producer;
  * Allocates the ring: one mapping of `size` bytes (rounded down to whole
  * chunks), from reserved 1 GiB or 2 MiB huge pages when cfg.hugepages is set
  * and the pool has them, else normal pages with transparent huge pages
- * requested; pre-faulted unless cfg.lazy.  Returns 0 and *out, -EINVAL for a bad config, or
- * QQ_E_NOMEM when the memory cannot be had (more than MemAvailable, or the
- * kernel refused to back the pages).
+ * requested; unless cfg.lazy, its first chunk is populated before it returns
+ * and the rest by a background thread (joined by qq_destroy).  Returns 0 and
+ * *out, -EINVAL for a bad config, or QQ_E_NOMEM when the memory cannot be
+ * had (more than MemAvailable, the kernel refused to back the first chunk, or
+ * no thread could be started).  A later refusal stops the pre-fault and sets
+ * qq_stats.prefault_failed.
  */
 int qq_create(const struct qq_config *cfg, struct qq **out);
 
@@ -293,6 +308,8 @@ struct qq_stats {
 	uint64_t backpressure_waits;  /* qq.backpressure_waits */
 	int hugepages;                /* 1 if the ring is backed by reserved huge pages */
 	uint64_t page_size;           /* 1 GiB, 2 MiB, or the base page (THP may still apply) */
+	uint64_t prefaulted_bytes;    /* qq.prefaulted_bytes: populated so far (capacity: all) */
+	uint32_t prefault_failed;     /* qq.prefault_failed: the kernel could not back the rest */
 };
 
 void qq_stats(struct qq *q, struct qq_stats *out);

@@ -213,6 +213,16 @@ uint64_t cli_mono_ns(void)
 	return qq_clock_ns(CLOCK_MONOTONIC);
 }
 
+void cli_name_thread(pthread_t t, const char *role, int i)
+{
+	char name[16];
+	if (i >= 0)
+		snprintf(name, sizeof(name), "%s%d", role, i);
+	else
+		snprintf(name, sizeof(name), "%s", role);
+	pthread_setname_np(t, name);
+}
+
 char *cli_join_args(int argc, char **argv, int first)
 {
 	size_t len = 1;

@@ -11,6 +11,7 @@
 #define FLOWSCOPE_TOOLS_CLI_H
 
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 
 #define EXIT_OK 0
@@ -114,6 +115,12 @@ char *cli_format_time(uint64_t ns, char *buf, size_t len);
 /* Current CLOCK_REALTIME / CLOCK_MONOTONIC in ns. */
 uint64_t cli_now_ns(void);
 uint64_t cli_mono_ns(void);
+
+/*
+ * Names thread t "ROLE" or "ROLE<i>" (i >= 0) for ps, top and /proc/PID/task/
+ * (tools/bench/live_bench.sh sums CPU by it); best effort, 15 bytes at most.
+ */
+void cli_name_thread(pthread_t t, const char *role, int i);
 
 /* Joins argv[first..argc) with spaces (a filter given as several words); malloc()ed. */
 char *cli_join_args(int argc, char **argv, int first);

@@ -52,6 +52,8 @@ const struct counter counters_qq[] = {
     Q("overwritten_bytes", overwritten_bytes),
     Q("dropped_busy", dropped_packets),
     Q("backpressure_waits", backpressure_waits),
+    Q("prefaulted_bytes", prefaulted_bytes),
+    Q("prefault_failed", prefault_failed),
 };
 
 #define F(name) FIELD(struct counters_flowtrack, #name, name)

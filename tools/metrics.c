@@ -72,6 +72,10 @@ static const struct metric_row qq_rows[] = {
      "packets lost: the ring full and its oldest chunk being read"},
     {"backpressure_waits", "backpressure_waits_total", COUNTER, NULL,
      "times a file source waited for room"},
+    {"prefaulted_bytes", "prefaulted_bytes", GAUGE, NULL,
+     "ring bytes populated so far by the background pre-fault"},
+    {"prefault_failed", "prefault_failed", GAUGE, NULL,
+     "1 if the kernel could not back the rest of the ring"},
     {NULL, NULL, OMIT, NULL, NULL},
 };
 

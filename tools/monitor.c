@@ -251,6 +251,7 @@ static int monitor_start(struct monitor *m)
 				pthread_join(m->q[j].thread, NULL);
 			return EXIT_FAIL;
 		}
+		cli_name_thread(m->q[i].thread, "rx", (int)i);
 	}
 	return 0;
 }

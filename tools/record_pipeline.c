@@ -627,17 +627,24 @@ int record_pipeline_start(struct record_pipeline *pl)
 	for (unsigned i = 0; i < pl->nanalyzers; i++)
 		if (pthread_create(&pl->ana[i].thread, NULL, analyzer_thread, &pl->ana[i]) != 0)
 			goto fail;
+		else
+			cli_name_thread(pl->ana[i].thread, "analyzer", (int)i);
 	for (unsigned i = 0; i < pl->ndumpers; i++)
 		if (pthread_create(&pl->dump[i].thread, NULL, dumper_thread, &pl->dump[i]) != 0)
 			goto fail;
+		else
+			cli_name_thread(pl->dump[i].thread, "dumper", (int)i);
 	if (retention_on(pl)) {
 		if (pthread_create(&pl->housekeeper, NULL, housekeeper_thread, pl) != 0)
 			goto fail;
+		cli_name_thread(pl->housekeeper, "housekeeper", -1);
 		pl->housekeeping = 1;
 	}
 	for (unsigned q = 0; q < pl->info.queues; q++)
 		if (pthread_create(&pl->queue[q].thread, NULL, queue_thread, &pl->queue[q]) != 0)
 			goto fail;
+		else
+			cli_name_thread(pl->queue[q].thread, "rx", (int)q);
 	if ((errno = -record_eve_start(pl)) != 0 || (errno = -record_flowexport_start(pl)) != 0)
 		goto fail;
 	atomic_store(&pl->live_started, 1);

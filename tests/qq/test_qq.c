@@ -2,7 +2,8 @@
  * QQ unit tests: record packing and random access, chunk hand-over between
  * producer, analyzer and dumper, the high-water mark (and none), the
  * back-pressure limit, drain, overwrite
- * accounting, back-pressure, and per-producer order across threads.
+ * accounting, back-pressure, per-producer order across threads, and the
+ * background pre-fault (capture does not wait for it).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -550,6 +551,57 @@ static void *dumper_thread(void *v)
 }
 
 /* The project's one growable array and one clock (qq.h's helpers for every library). */
+/*
+ * The ring is usable before its pre-fault is done: paced at 1 byte per
+ * second, the background thread has populated only the first chunk (the
+ * one qq_create populates itself) while records cross three chunks from
+ * producer to analyzer to dumper; qq_destroy stops the paced thread.
+ * Unpaced, it populates the whole ring.
+ */
+static void test_start_before_prefault(void **state)
+{
+	(void)state;
+	struct qq_config c = {.size = 64 * CHUNK,
+	                      .chunk_size = CHUNK,
+	                      .producers = 1,
+	                      .analyzers = 1,
+	                      .high_water = QQ_NO_HOLD,
+	                      .mode = QQ_MODE_OVERWRITE,
+	                      .prefault_rate = 1};
+	struct qq *q;
+	struct qq_producer *p;
+	struct qq_stats st;
+	assert_int_equal(qq_create(&c, &q), 0);
+	assert_int_equal(qq_producer_open(q, 0, &p), 0);
+	uint32_t n = 0;
+	fill(p, &n, 3 * CHUNK / 800); /* ~800 B a record: past the third chunk */
+	qq_producer_close(p);
+	uint32_t seen = 0;
+	struct qq_peek pk;
+	while (qq_analyzer_next(q, 0, &pk, 1000) == 0) {
+		for (uint32_t i = pk.first; i < pk.end; i++)
+			check(qq_chunk_record(pk.chunk, i), seen++);
+		qq_analyzer_done(q, &pk);
+	}
+	assert_int_equal(seen, n);
+	qq_stats(q, &st);
+	assert_true(st.chunks_used >= 3);
+	assert_int_equal(st.prefaulted_bytes, CHUNK); /* the rest is still to come */
+	assert_int_equal(st.prefault_failed, 0);
+	qq_destroy(q); /* returns: the paced thread is told to stop */
+
+	c.prefault_rate = 0;
+	assert_int_equal(qq_create(&c, &q), 0);
+	qq_stats(q, &st);
+	for (int i = 0; i < 5000 && st.prefaulted_bytes < st.capacity; i++) { /* at most 5 s */
+		struct timespec ms = {.tv_nsec = 1000000};
+		nanosleep(&ms, NULL);
+		qq_stats(q, &st);
+	}
+	assert_int_equal(st.prefaulted_bytes, 64 * CHUNK);
+	qq_destroy(q);
+}
+
 static void test_grow_and_clock(void **state)
 {
 	(void)state;
@@ -631,6 +683,7 @@ int main(void)
 	    cmocka_unit_test(test_wrap_around),
 	    cmocka_unit_test(test_threads_order),
 	    cmocka_unit_test(test_grow_and_clock),
+	    cmocka_unit_test(test_start_before_prefault),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
