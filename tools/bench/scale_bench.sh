@@ -2,12 +2,12 @@
 # Scale-out benchmark (docs/scale-out.md): what the metadata tier costs and how the fleet
 # query grows, on this machine, in one run.  Starts Debian's clickhouse-server on loopback
 # with its data under a temporary directory (needs the clickhouse-server package: make deps).
-#   1. flow rows: `flowscope gen` traffic with FLOWS concurrent flows recorded without export,
+#   2. flow rows: `flowscope gen` traffic with FLOWS concurrent flows recorded without export,
 #      then sent by `record --flow-export` (a one-packet recording on the same archive: the
 #      exporter sends every closed segment first): rows, seconds, rows/s; ClickHouse's bytes
 #      per row after OPTIMIZE FINAL (system.parts: compressed on disk), beside the archive's
 #      index bytes per flow record and the segments' bytes per packet.
-#   2. the fleet query: N = 1, 2, 4, 8, 16 sensors (`flowscope serve` each, plain HTTP on
+#   1. the fleet query: N = 1, 2, 4, 8, 16 sensors (`flowscope serve` each, plain HTTP on
 #      loopback), sensor 1 holding http.pcap and the others dns_icmp.pcap: a 5-tuple of
 #      sensor 1 through `query --fleet` with every sensor asked (--all-sensors) and narrowed
 #      by ClickHouse (only sensor 1): median of 5, milliseconds.
@@ -45,7 +45,35 @@ model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 echo "# scale_bench  machine: $model, $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, Linux $(uname -r), $(date -u +%FT%TZ)"
 echo "# commit $(git -C "$HERE" rev-parse --short HEAD 2>/dev/null), clickhouse-server $(ch 'SELECT version()') (one node, loopback, default settings)"
 
-# ---- 1. flow rows --------------------------------------------------------------------------
+# ---- 1. the fleet query -------------------------------------------------------------------
+PCAPS=$SHARED/pcaps
+editcap -t -6.9 "$PCAPS/dns_icmp.pcap" "$TMP/d.pcap"
+serve() { # serve NAME PCAP: records PCAP with --flow-export as sensor NAME, serves it; its URL
+    "$FS" record --read "$2" --archive "$TMP/a$1" --status-interval 0 --flow-export "$URL" \
+        --sensor "$1" 2>/dev/null
+    "$FS" serve --archive "$TMP/a$1" --listen 127.0.0.1:0 >"$TMP/s$1.out" 2>&1 &
+    PIDS+=($!)
+    wait_for "$TMP/s$1.out" 'listening on' $! 100 >/dev/null
+    echo "[sensor $1]" >>"$TMP/fleet.conf"
+    sed -n 's/^flowscope serve: listening on /url = /p' "$TMP/s$1.out" >>"$TMP/fleet.conf"
+}
+echo "clickhouse = $URL" >"$TMP/fleet.conf"
+END=$(for f in "$PCAPS/http.pcap" "$TMP/d.pcap"; do capinfos -Tr -e -S "$f"; done | awk -F'\t' '{print int($2)}' | sort -n | head -1)
+FIVE='tcp and host 10.99.1.10 and port 34952 and host 10.99.1.80 and port 80'
+echo "# 1. query --fleet, a 5-tuple only sensor 1 holds (2822 packets), --to $END; median of 5, ms"
+printf '%-8s %14s %14s\n' sensors all_asked_ms narrowed_ms
+n=0
+for want in 1 2 4 8 16; do
+    while [ "$n" -lt "$want" ]; do
+        n=$((n + 1))
+        if [ "$n" = 1 ]; then serve s1 "$PCAPS/http.pcap"; else serve "s$n" "$TMP/d.pcap"; fi
+    done
+    a=$(median5 "$FS" query --fleet "$TMP/fleet.conf" --all-sensors --to "$END" -w /dev/null "$FIVE")
+    b=$(median5 "$FS" query --fleet "$TMP/fleet.conf" --to "$END" -w /dev/null "$FIVE")
+    printf '%-8s %14.1f %14.1f\n' "$n" "$(echo "$a * 1000" | bc -l)" "$(echo "$b * 1000" | bc -l)"
+done
+
+# ---- 2. flow rows --------------------------------------------------------------------------
 packets=$((FLOWS * 10))
 "$FS" gen -w "$TMP/g.pcap" --flows "$FLOWS" --packets "$packets" --rate 200000 --seed 3 2>/dev/null
 "$FS" record --read "$TMP/g.pcap" --archive "$TMP/ag" --status-interval 0 --segment-size 64M 2>/dev/null
@@ -61,9 +89,10 @@ read -r chbytes chrows < <(ch "SELECT sum(bytes_on_disk), sum(rows) FROM system.
 info=$("$FS" info --archive "$TMP/ag")
 seg_bytes=$(du -sb "$TMP/ag/segments" | cut -f1)
 idx_bytes=$(du -sb "$TMP/ag/index" | cut -f1)
-echo "# 1. flow rows: gen --flows $FLOWS --packets $packets ($(du -b "$TMP/g.pcap" | cut -f1) bytes of pcap)"
+echo "# 2. flow rows: gen --flows $FLOWS --packets $packets ($(du -b "$TMP/g.pcap" | cut -f1) bytes of pcap)"
 printf '%-34s %12s\n' measure value
-printf '%-34s %12s\n' "flow rows sent" "$rows" "rows in ClickHouse" "$chrows"
+printf '%-34s %12s\n' "flow rows sent" "$rows" "rows in ClickHouse (bench)" \
+    "$(ch "SELECT count() FROM flowscope.flows WHERE sensor = 'bench'")"
 printf '%-34s %12.2f\n' "export seconds (one recorder)" "$secs"
 printf '%-34s %12.0f\n' "rows/s inserted" "$(echo "$rows / $secs" | bc -l)"
 printf '%-34s %12.1f\n' "ClickHouse bytes/row (on disk)" "$(echo "$chbytes / $chrows" | bc -l)"
@@ -73,39 +102,18 @@ printf '%-34s %12.1f\n' "archive segment bytes/packet" "$(echo "$seg_bytes / $pa
 echo "# (archive: $(echo "$info" | sed -n 's/^segments: *//p' | head -1))"
 # two exporters at once (copies of the archive as sensors bench2, bench3): the node's share
 t0=$(now_s)
+EXP=()
 for k in 2 3; do
     "$FS" record --read "$TMP/one.pcap" --archive "$TMP/ag$k" --status-interval 0 \
         --flow-export "$URL" --sensor "bench$k" 2>"$TMP/exp$k.err" &
+    EXP+=($!)
 done
-wait
+wait "${EXP[@]}" # (not the ClickHouse server, a child too)
 secs2=$(echo "$(now_s) - $t0" | bc -l)
 rows2=$(cat "$TMP/exp2.err" "$TMP/exp3.err" | sed -n 's/.*flow_export.rows=\([0-9]*\).*/\1/p' | paste -sd+ | bc)
 printf '%-34s %12.0f\n' "rows/s, two exporters at once" "$(echo "$rows2 / $secs2" | bc -l)"
-
-# ---- 2. the fleet query -------------------------------------------------------------------
-PCAPS=$SHARED/pcaps
-editcap -t -6.9 "$PCAPS/dns_icmp.pcap" "$TMP/d.pcap"
-serve() { # serve NAME PCAP: records PCAP with --flow-export as sensor NAME, serves it; its URL
-    "$FS" record --read "$2" --archive "$TMP/a$1" --status-interval 0 --flow-export "$URL" \
-        --sensor "$1" 2>/dev/null
-    "$FS" serve --archive "$TMP/a$1" --listen 127.0.0.1:0 >"$TMP/s$1.out" 2>&1 &
-    PIDS+=($!)
-    wait_for "$TMP/s$1.out" 'listening on' $! 100 >/dev/null
-    echo "[sensor $1]" >>"$TMP/fleet.conf"
-    sed -n 's/^flowscope serve: listening on /url = /p' "$TMP/s$1.out" >>"$TMP/fleet.conf"
-}
-echo "clickhouse = $URL" >"$TMP/fleet.conf"
-END=$(for f in "$PCAPS/http.pcap" "$TMP/d.pcap"; do capinfos -Tr -e -S "$f"; done | awk -F'\t' '{print int($2)}' | sort -n | head -1)
-FIVE='tcp and host 10.99.1.10 and port 34952 and host 10.99.1.80 and port 80'
-echo "# 2. query --fleet, a 5-tuple only sensor 1 holds (2822 packets), --to $END; median of 5, ms"
-printf '%-8s %14s %14s\n' sensors all_asked_ms narrowed_ms
-n=0
-for want in 1 2 4 8 16; do
-    while [ "$n" -lt "$want" ]; do
-        n=$((n + 1))
-        if [ "$n" = 1 ]; then serve s1 "$PCAPS/http.pcap"; else serve "s$n" "$TMP/d.pcap"; fi
-    done
-    a=$(median5 "$FS" query --fleet "$TMP/fleet.conf" --all-sensors --to "$END" -w /dev/null "$FIVE")
-    b=$(median5 "$FS" query --fleet "$TMP/fleet.conf" --to "$END" -w /dev/null "$FIVE")
-    printf '%-8s %14.1f %14.1f\n' "$n" "$(echo "$a * 1000" | bc -l)" "$(echo "$b * 1000" | bc -l)"
-done
+# the narrowing's price grows with the rows it scans (the table's key is (sensor, segment,
+# seq): a range prunes partitions by first_ns only): the 16-sensor query again, now that part
+# 1 put its rows in the same table
+b=$(median5 "$FS" query --fleet "$TMP/fleet.conf" --to "$END" -w /dev/null "$FIVE")
+printf '%-8s %14s %14.1f   (with the %s rows of part 1 in the table too)\n' 16 - "$(echo "$b * 1000" | bc -l)" "$(ch 'SELECT count() FROM flowscope.flows')"
