@@ -29,8 +29,8 @@ PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; [ -z "${CH_PID:-}" ] || stop_pid "$CH_PID"; rm -rf "$TMP"' EXIT
 now_s() { date +%s.%N; }
 median5() { # median5 CMD...: the median wall seconds of 5 runs
-    local i t0 v=()
-    for i in 1 2 3 4 5; do
+    local t0 v=()
+    for _ in 1 2 3 4 5; do
         t0=$(now_s)
         "$@" >/dev/null 2>&1
         v+=("$(echo "$(now_s) - $t0" | bc -l)")
