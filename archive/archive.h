@@ -571,16 +571,26 @@ int archive_run_report(struct archive_rtxn *t, char **text);
 #define ARCHIVE_EXPORT_BATCH_ROWS 65536u
 
 /* RowBinary columns of a row, in order (docs/clickhouse.md's flows table). */
-#define ARCHIVE_EXPORT_COLUMNS                                                                   \
-	"sensor, segment, seq, first_ns, last_ns, proto, addr_a, port_a, addr_b, port_b, vlan, " \
-	"vlan_inner, packets_ab, packets_ba, bytes_ab, bytes_ba, tcp_flags_ab, tcp_flags_ba, "   \
-	"trigger, reason"
+#define ARCHIVE_EXPORT_COLUMNS                                                                 \
+	"sensor, segment, segment_created_ns, seq, first_ns, last_ns, proto, addr_a, port_a, " \
+	"addr_b, port_b, vlan, vlan_inner, packets_ab, packets_ba, bytes_ab, bytes_ba, "       \
+	"tcp_flags_ab, tcp_flags_ba, trigger, reason"
+
+/*
+ * A batch: rows first..first+n of segment seg.  A segment is known by its id
+ * and creation time together: another archive of the same sensor (a disk
+ * replaced) numbers its segments from 1 again.
+ */
+struct archive_export_batch {
+	uint64_t seg, seg_created_ns;
+	uint32_t first, n;
+};
 
 struct archive_export {
 	const char *target; /* names the cursor ("clickhouse://host:port/db.table") */
 	const char *sensor; /* the sensor column */
-	/* *have = rows of (sensor, seg, seq first..first+n) the table holds; 0 or < 0 */
-	int (*count)(void *arg, uint64_t seg, uint32_t first, uint32_t n, uint64_t *have);
+	/* *have = rows of the batch (sensor, segment, its creation, seq range) the table holds */
+	int (*count)(void *arg, const struct archive_export_batch *b, uint64_t *have);
 	/* inserts n RowBinary rows; 0 or < 0 (nothing was stored) */
 	int (*insert)(void *arg, const uint8_t *rows, size_t len, uint32_t n);
 	void *arg;
@@ -609,11 +619,12 @@ int archive_export_cursor(struct archive_rtxn *t, const char *target, uint64_t *
 int archive_export_cursor_set(struct archive *a, const char *target, uint64_t seg);
 
 /*
- * Rows first..first+max of segment seg's flow records as RowBinary (*rows
- * malloc()ed, caller frees; *n rows).  0, -ENOMEM, ARCHIVE_E_*.
+ * Rows b->first..b->first+b->n of segment b->seg's flow records as RowBinary
+ * (*rows malloc()ed, caller frees; *n rows, fewer when the segment has fewer).
+ * 0, -ENOMEM, ARCHIVE_E_*.
  */
-int archive_export_rows(struct archive_rtxn *t, uint64_t seg, const char *sensor, uint32_t first,
-                        uint32_t max, uint8_t **rows, size_t *len, uint32_t *n);
+int archive_export_rows(struct archive_rtxn *t, const struct archive_export_batch *b,
+                        const char *sensor, uint8_t **rows, size_t *len, uint32_t *n);
 
 /* A trigger name's source (its first *src_len bytes) and reason ("api: why": api, why). */
 void archive_export_trigger_split(const char *name, size_t *src_len, const char **reason);

@@ -90,6 +90,7 @@ void archive_export_trigger_split(const char *name, size_t *src_len, const char 
 struct batch {
 	struct archive_rtxn *t;
 	const char *sensor;
+	uint64_t created_ns;
 	uint32_t first, max, at, rows;
 	uint16_t last_trigger; /* the name below is this trigger's (0: none looked up) */
 	char trigger[256];
@@ -119,6 +120,7 @@ static int row_add(const struct archive_flow_info *f, void *arg)
 	struct rowbuf *b = &x->b;
 	put_string(b, x->sensor, strlen(x->sensor));
 	put_le(b, f->seg, 8);
+	put_le(b, x->created_ns, 8);
 	put_le(b, x->first + x->rows, 4);
 	put_le(b, f->first_ns, 8);
 	put_le(b, f->last_ns, 8);
@@ -141,11 +143,15 @@ static int row_add(const struct archive_flow_info *f, void *arg)
 	return ++x->rows == x->max ? 1 : 0;
 }
 
-int archive_export_rows(struct archive_rtxn *t, uint64_t seg, const char *sensor, uint32_t first,
-                        uint32_t max, uint8_t **rows, size_t *len, uint32_t *n)
+int archive_export_rows(struct archive_rtxn *t, const struct archive_export_batch *b,
+                        const char *sensor, uint8_t **rows, size_t *len, uint32_t *n)
 {
-	struct batch x = {.t = t, .sensor = sensor, .first = first, .max = max};
-	int r = archive_flows(t, seg, row_add, &x);
+	struct batch x = {.t = t,
+	                  .sensor = sensor,
+	                  .created_ns = b->seg_created_ns,
+	                  .first = b->first,
+	                  .max = b->n};
+	int r = archive_flows(t, b->seg, row_add, &x);
 	if (r < 0) {
 		free(x.b.p);
 		return r;
@@ -207,7 +213,8 @@ int archive_export_cursor_set(struct archive *a, const char *target, uint64_t se
 
 struct todo {
 	uint64_t after; /* the cursor */
-	uint64_t ids[PASS_MAX_SEGS], min_ns[PASS_MAX_SEGS], max_ns[PASS_MAX_SEGS];
+	uint64_t ids[PASS_MAX_SEGS], created[PASS_MAX_SEGS], min_ns[PASS_MAX_SEGS],
+	    max_ns[PASS_MAX_SEGS];
 	uint32_t flows[PASS_MAX_SEGS];
 	size_t n;
 	uint64_t open_min_ns; /* the first open segment's first packet (0: none open) */
@@ -232,6 +239,7 @@ static int todo_add(const struct archive_segment_info *s, void *arg)
 	if (td->n == PASS_MAX_SEGS)
 		return 1;
 	td->ids[td->n] = s->id;
+	td->created[td->n] = s->created_ns;
 	td->min_ns[td->n] = s->min_ns;
 	td->max_ns[td->n] = s->max_ns;
 	td->flows[td->n++] = s->flows;
@@ -253,14 +261,14 @@ static int todo_collect(struct archive *a, const char *target, struct todo *td)
 }
 
 /* One batch: asked first whether the table holds it, sent if it holds none of it. */
-static int batch_send(struct archive *a, const struct archive_export *e, uint64_t seg,
-                      uint32_t first, uint32_t n, struct archive_export_stats *st)
+static int batch_send(struct archive *a, const struct archive_export *e,
+                      const struct archive_export_batch *b, struct archive_export_stats *st)
 {
 	uint64_t have = 0;
-	int r = e->count(e->arg, seg, first, n, &have);
+	int r = e->count(e->arg, b, &have);
 	if (r)
 		return r;
-	if (have == n) {
+	if (have == b->n) {
 		st->skipped_batches++;
 		return 0;
 	}
@@ -268,45 +276,46 @@ static int batch_send(struct archive *a, const struct archive_export *e, uint64_
 		return archive__fail(
 		    ARCHIVE_E_CORRUPT,
 		    "the table holds %llu of the %u rows of segment %llu from row %u",
-		    (unsigned long long)have, n, (unsigned long long)seg, first);
+		    (unsigned long long)have, b->n, (unsigned long long)b->seg, b->first);
 	struct archive_rtxn *t;
 	uint8_t *rows = NULL;
 	size_t len = 0;
 	uint32_t got = 0;
 	if ((r = archive_rtxn_begin(a, &t)) != 0)
 		return r;
-	r = archive_export_rows(t, seg, e->sensor, first, n, &rows, &len, &got);
+	r = archive_export_rows(t, b, e->sensor, &rows, &len, &got);
 	struct archive_segment_info si;
-	if (r == 0 && got != n) /* retention dropped it since the pass began: gone, not wrong */
-		r = archive_segment_get(t, seg, &si) == ARCHIVE_E_NOTFOUND
+	if (r == 0 && got != b->n) /* retention dropped it since the pass began: gone, not wrong */
+		r = archive_segment_get(t, b->seg, &si) == ARCHIVE_E_NOTFOUND
 		        ? ARCHIVE_E_NOTFOUND
 		        : archive__fail(ARCHIVE_E_CORRUPT,
 		                        "segment %llu: %u flow records, %u expected",
-		                        (unsigned long long)seg, got, n);
+		                        (unsigned long long)b->seg, got, b->n);
 	archive_rtxn_end(t);
-	if (r == 0 && (r = e->insert(e->arg, rows, len, n)) == 0) {
+	if (r == 0 && (r = e->insert(e->arg, rows, len, b->n)) == 0) {
 		st->batches++;
-		st->rows += n;
+		st->rows += b->n;
 	}
 	free(rows);
 	return r;
 }
 
-static int segment_send(struct archive *a, const struct archive_export *e, uint64_t seg,
-                        uint32_t flows, struct archive_export_stats *st)
+static int segment_send(struct archive *a, const struct archive_export *e, const struct todo *td,
+                        size_t i, struct archive_export_stats *st)
 {
-	for (uint32_t first = 0; first < flows; first += ARCHIVE_EXPORT_BATCH_ROWS) {
-		uint32_t n = flows - first < ARCHIVE_EXPORT_BATCH_ROWS ? flows - first
-		                                                       : ARCHIVE_EXPORT_BATCH_ROWS;
-		int r = batch_send(a, e, seg, first, n, st);
+	struct archive_export_batch b = {.seg = td->ids[i], .seg_created_ns = td->created[i]};
+	for (uint32_t flows = td->flows[i]; b.first < flows; b.first += ARCHIVE_EXPORT_BATCH_ROWS) {
+		b.n = flows - b.first < ARCHIVE_EXPORT_BATCH_ROWS ? flows - b.first
+		                                                  : ARCHIVE_EXPORT_BATCH_ROWS;
+		int r = batch_send(a, e, &b, st);
 		if (r == ARCHIVE_E_NOTFOUND) {
 			st->missed_segments++;
-			return archive_export_cursor_set(a, e->target, seg);
+			return archive_export_cursor_set(a, e->target, b.seg);
 		}
 		if (r)
 			return r;
 	}
-	int r = archive_export_cursor_set(a, e->target, seg);
+	int r = archive_export_cursor_set(a, e->target, b.seg);
 	if (r == 0)
 		st->segments++;
 	return r;
@@ -323,7 +332,7 @@ int archive_export_pass(struct archive *a, const struct archive_export *e,
 	if (r == 0 && td->after && td->first_id > td->after + 1)
 		st->missed_segments += td->first_id - td->after - 1;
 	size_t i = 0;
-	while (r == 0 && i < td->n && (r = segment_send(a, e, td->ids[i], td->flows[i], st)) == 0)
+	while (r == 0 && i < td->n && (r = segment_send(a, e, td, i, st)) == 0)
 		i++;
 	st->pending_segments = td->n - i;
 	st->more = r == 0 && td->n == PASS_MAX_SEGS;

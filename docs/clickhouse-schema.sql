@@ -10,6 +10,7 @@ CREATE DATABASE IF NOT EXISTS flowscope;
 CREATE TABLE IF NOT EXISTS flowscope.flows (
     sensor String,
     segment UInt64,
+    segment_created_ns UInt64,
     seq UInt32,
     first_ns UInt64,
     last_ns UInt64,
@@ -30,7 +31,7 @@ CREATE TABLE IF NOT EXISTS flowscope.flows (
     reason String
 ) ENGINE = ReplacingMergeTree
 PARTITION BY intDiv(first_ns, 86400000000000)
-ORDER BY (sensor, segment, seq);
+ORDER BY (sensor, segment, segment_created_ns, seq);
 
 -- the recorder's counters (docs/counters.md), a row per counter every --flow-export-interval
 CREATE TABLE IF NOT EXISTS flowscope.flows_counters (

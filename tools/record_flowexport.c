@@ -85,14 +85,15 @@ int record_flowexport_parse(struct record_opts *o, int c, const char *arg)
 
 /* ---- the sink: ClickHouse -------------------------------------------------------------- */
 
-static int sink_count(void *arg, uint64_t seg, uint32_t first, uint32_t n, uint64_t *have)
+static int sink_count(void *arg, const struct archive_export_batch *b, uint64_t *have)
 {
 	struct record_flowexport *fx = arg;
 	char sql[512], err[CH_ERRBUF], *ans = NULL;
 	snprintf(sql, sizeof(sql),
 	         "SELECT count() FROM %s.%s WHERE sensor = '%s' AND segment = %" PRIu64
-	         " AND seq >= %u AND seq < %" PRIu64,
-	         fx->target.db, fx->target.table, fx->sensor, seg, first, (uint64_t)first + n);
+	         " AND segment_created_ns = %" PRIu64 " AND seq >= %u AND seq < %" PRIu64,
+	         fx->target.db, fx->target.table, fx->sensor, b->seg, b->seg_created_ns, b->first,
+	         (uint64_t)b->first + b->n);
 	int r = ch_exec(fx->ch, sql, NULL, 0, &ans, err);
 	if (r == 0) {
 		char *end;

@@ -21,7 +21,7 @@
 
 /* The table: which (segment, seq) it holds, and what went wrong on purpose. */
 struct table {
-	uint64_t seg[MAX_ROWS];
+	uint64_t seg[MAX_ROWS], created[MAX_ROWS];
 	uint32_t seq[MAX_ROWS];
 	size_t n;
 	uint32_t inserts;
@@ -39,16 +39,17 @@ static uint64_t le(const uint8_t *p, unsigned w)
 	return v;
 }
 
-static int t_count(void *arg, uint64_t seg, uint32_t first, uint32_t n, uint64_t *have)
+static int t_count(void *arg, const struct archive_export_batch *b, uint64_t *have)
 {
 	struct table *t = arg;
 	*have = 0;
 	for (size_t i = 0; i < t->n; i++)
-		*have += t->seg[i] == seg && t->seq[i] >= first && t->seq[i] < first + n;
+		*have += t->seg[i] == b->seg && t->created[i] == b->seg_created_ns &&
+		         t->seq[i] >= b->first && t->seq[i] < b->first + b->n;
 	return 0;
 }
 
-/* Walks RowBinary rows: sensor "s1", then segment and seq, the rest skipped by its layout. */
+/* Walks RowBinary rows: sensor "s1", segment, its creation, seq, the rest skipped by layout. */
 static int t_insert(void *arg, const uint8_t *rows, size_t len, uint32_t n)
 {
 	struct table *t = arg;
@@ -64,8 +65,9 @@ static int t_insert(void *arg, const uint8_t *rows, size_t len, uint32_t n)
 		assert_memory_equal(p + 1, "s1", 2);
 		assert_true(t->n < MAX_ROWS);
 		t->seg[t->n] = le(p + 3, 8);
-		t->seq[t->n++] = (uint32_t)le(p + 11, 4);
-		p += 3 + 8 + 4 + 8 + 8 + 1 + 16 + 2 + 16 + 2 + 2 + 2 + 32 + 2;
+		t->created[t->n] = le(p + 11, 8);
+		t->seq[t->n++] = (uint32_t)le(p + 19, 4);
+		p += 3 + 8 + 8 + 4 + 8 + 8 + 1 + 16 + 2 + 16 + 2 + 2 + 2 + 32 + 2;
 		p += 1 + p[0]; /* trigger (short) */
 		p += 1 + p[0]; /* reason */
 	}
@@ -134,7 +136,7 @@ static void test_passes(void **state)
 	assert_int_equal(t.n, 510);
 	assert_int_equal(st.skipped_batches, 1);
 	/* a row's fixed columns: first and last packet of a one-packet flow, udp, ports, counts */
-	const uint8_t *r = t.first_row + 3 + 8 + 4;
+	const uint8_t *r = t.first_row + 3 + 8 + 8 + 4;
 	assert_int_equal(le(r, 8), le(r + 8, 8));
 	assert_int_equal(r[16], 17);
 	uint64_t pkts =

@@ -32,7 +32,7 @@ for line in open(sys.argv[1]):
 got, seen, bad = {}, set(), 0
 for line in open(sys.argv[2]):
     r = json.loads(line)
-    at = (int(r["segment"]), int(r["seq"]))
+    at = (int(r["segment"]), int(r["segment_created_ns"]), int(r["seq"]))
     if at in seen:
         print(f"row (segment, seq) {at} twice")
         bad += 1
