@@ -77,7 +77,7 @@ static long sensor_index(const struct fleet *f, const char *name, size_t len)
 /* ask[i] = 0 for the sensors ClickHouse vouches for (answer: "sensor\tthrough_seconds" lines). */
 static void vouched(const struct fleet *f, const char *complete, uint64_t end_ns, int *ask)
 {
-	for (const char *l = complete; *l;) {
+	for (const char *l = complete ? complete : ""; *l;) {
 		size_t n = strcspn(l, "\t\n");
 		long i = sensor_index(f, l, n);
 		uint64_t through = l[n] == '\t' ? strtoull(l + n + 1, NULL, 10) : 0;
@@ -95,7 +95,7 @@ static void unmatched(const struct fleet *f, const char *matched, int *ask)
 {
 	for (size_t i = 0; i < f->n; i++)
 		ask[i] = 2;
-	for (const char *l = matched; *l;) {
+	for (const char *l = matched ? matched : ""; *l;) {
 		size_t n = strcspn(l, "\n");
 		long i = sensor_index(f, l, n);
 		if (i >= 0)
