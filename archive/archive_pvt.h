@@ -229,6 +229,9 @@ int archive__writer_active(const struct archive *a);
 /* Maps an LMDB return code to ARCHIVE_E_LMDB with a message naming `what`. */
 int archive__lmdb_fail(int rc, const char *what);
 
+/* Writes one meta key in a write transaction of its own; `what` names it in a failure. */
+int archive__meta_put(struct archive *a, MDB_val *k, MDB_val *v, const char *what);
+
 /* Makes *buf (of *cap elements of el bytes) hold at least need: doubles from 64.
  * 0 or -ENOMEM (archive_errmsg says so); *buf and *cap unchanged on failure. */
 int archive__grow(void **buf, size_t *cap, size_t need, size_t el);

@@ -195,16 +195,7 @@ int archive_export_cursor_set(struct archive *a, const char *target, uint64_t se
 	uint8_t vb[8];
 	le64_put(vb, seg);
 	MDB_val k = cursor_key(kb, sizeof(kb), target), v = {.mv_size = 8, .mv_data = vb};
-	MDB_txn *txn;
-	int rc = mdb_txn_begin(a->env, NULL, 0, &txn);
-	if (rc)
-		return archive__lmdb_fail(rc, "begin write");
-	if ((rc = mdb_put(txn, a->db_meta, &k, &v, 0)) != 0) {
-		mdb_txn_abort(txn);
-		return archive__lmdb_fail(rc, "write export cursor");
-	}
-	rc = mdb_txn_commit(txn);
-	return rc ? archive__lmdb_fail(rc, "commit") : 0;
+	return archive__meta_put(a, &k, &v, "write export cursor");
 }
 
 /* ---- a pass --------------------------------------------------------------------------------- */

@@ -555,22 +555,27 @@ int archive_summary(struct archive_rtxn *t, struct archive_summary *out)
 	return 0;
 }
 
+int archive__meta_put(struct archive *a, MDB_val *k, MDB_val *v, const char *what)
+{
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(a->env, NULL, 0, &txn);
+	if (rc)
+		return archive__lmdb_fail(rc, "begin write");
+	if ((rc = mdb_put(txn, a->db_meta, k, v, 0)) != 0) {
+		mdb_txn_abort(txn);
+		return archive__lmdb_fail(rc, what);
+	}
+	rc = mdb_txn_commit(txn);
+	return rc ? archive__lmdb_fail(rc, "commit") : 0;
+}
+
 #define RUN_REPORT_KEY "last_run"
 
 int archive_set_run_report(struct archive *a, const char *text)
 {
-	MDB_txn *txn;
 	MDB_val k = {.mv_size = strlen(RUN_REPORT_KEY), .mv_data = RUN_REPORT_KEY};
 	MDB_val v = {.mv_size = strlen(text), .mv_data = (void *)text};
-	int rc = mdb_txn_begin(a->env, NULL, 0, &txn);
-	if (rc)
-		return archive__lmdb_fail(rc, "begin write");
-	if ((rc = mdb_put(txn, a->db_meta, &k, &v, 0)) != 0) {
-		mdb_txn_abort(txn);
-		return archive__lmdb_fail(rc, "write run report");
-	}
-	rc = mdb_txn_commit(txn);
-	return rc ? archive__lmdb_fail(rc, "commit") : 0;
+	return archive__meta_put(a, &k, &v, "write run report");
 }
 
 int archive_run_report(struct archive_rtxn *t, char **text)
