@@ -221,12 +221,16 @@ grep -q 'flow_export.pending_segments=0 flow_export.errors=0' "$TMP/re2.err" && 
 compare e "$TMP/ae"
 
 # sensor h again on a new archive (its disk replaced): segments numbered from 1 again are
-# other segments (their creation time tells), so its rows are sent, not taken as sent
+# other segments (their creation time tells), so its rows are sent, not taken as sent.  How many
+# rows a recording makes is not fixed (two dumpers: a flow in both segments is two rows), so
+# the table must grow by what the recorder says it sent, none skipped as there already.
+had=$(ch "SELECT count() FROM flowscope.flows WHERE sensor = 'h'")
 fs record --read "$TMP/t.pcap" --archive "$TMP/ah2" --status-interval 0 --flow-export "$URL" \
     --sensor h 2>"$TMP/rh2.err" || fail "record h2: $(cat "$TMP/rh2.err")"
-grep -q 'flow_export.rows=45 flow_export.batches=[0-9]* flow_export.segments=[0-9]* flow_export.skipped_batches=0 ' "$TMP/rh2.err" &&
-    [ "$(ch "SELECT count() FROM flowscope.flows WHERE sensor = 'h'")" = $((28 + 45)) ] && pass ||
-    fail "sensor h on a new archive: $(grep -i 'flow.export' "$TMP/rh2.err")"
+sent=$(grep -o 'flow_export.rows=[0-9]*' "$TMP/rh2.err" | cut -d= -f2)
+[ "${sent:-0}" -gt 0 ] && grep -q 'flow_export.skipped_batches=0 ' "$TMP/rh2.err" &&
+    [ "$(ch "SELECT count() FROM flowscope.flows WHERE sensor = 'h'")" = $((had + sent)) ] && pass ||
+    fail "sensor h on a new archive: $had rows before; $(grep -i 'flow.export' "$TMP/rh2.err")"
 
 # --- bad values ---------------------------------------------------------------------------------
 # bad_value ARGS...: record refuses them with one line naming the option, exit 2
