@@ -29,9 +29,8 @@ cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     [ -z "${A:-}" ] || ip link del "$A" 2>/dev/null
     [ -z "${NS:-}" ] || ip netns del "$NS" 2>/dev/null
-    rm -rf "$TMP"
 }
-trap cleanup EXIT
+at_exit cleanup
 PPS=3000
 # Per stalled or cut-off query the server holds at least a 256 KiB stdio buffer and
 # libmicrohttpd's 256 KiB response buffer, besides zstd's state, the frames being read and

@@ -14,7 +14,7 @@ command -v clickhouse-server >/dev/null || skip "clickhouse-server not installed
 DOCS=$(cd "$(dirname "$0")/../../docs" && pwd)
 CMP="python3 $(dirname "$0")/ch_flows.py"
 PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; [ -z "${CH_PID:-}" ] || stop_pid "$CH_PID"; rm -rf "$TMP"' EXIT
+at_exit 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; [ -z "${CH_PID:-}" ] || stop_pid "$CH_PID"'
 start_clickhouse "$TMP/ch" || { fail "clickhouse-server: $(tail -3 "$TMP/ch/error.log" "$TMP/ch/stdout")"; finish; }
 note "clickhouse-server $(ch 'SELECT version()') on $CH_HTTP"
 ch_schema "$DOCS/clickhouse-schema.sql" && pass || fail "docs/clickhouse-schema.sql"

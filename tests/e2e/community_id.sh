@@ -16,7 +16,7 @@
 . "$(dirname "$0")/lib.sh"
 
 SPID=
-trap '[ -n "$SPID" ] && kill "$SPID" 2>/dev/null; rm -rf "$TMP"' EXIT
+at_exit '[ -n "$SPID" ] && kill "$SPID" 2>/dev/null'
 
 # tshark_ids CAPTURE: "proto<TAB>endpoint endpoint<TAB>ID" for its TCP/UDP/SCTP packets
 # (endpoints as flows prints them, sorted), one line per flow, sorted

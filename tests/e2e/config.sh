@@ -156,7 +156,7 @@ one_line_error "$TMP/err" "^flowscope serve: refusing plain HTTP on 192.0.2.1:80
 # ... and the command line's replaces it: the file's archive is served
 "$FLOWSCOPE" serve --config "$C" --listen 127.0.0.1:0 >"$TMP/serve.out" 2>"$TMP/serve.err" &
 SPID=$!
-trap 'kill "$SPID" 2>/dev/null; rm -rf "$TMP"' EXIT
+at_exit 'kill "$SPID" 2>/dev/null'
 if wait_for "$TMP/serve.out" '^flowscope serve: listening on http://127\.0\.0\.1:[0-9]+$' "$SPID" 100; then
     URL=$(sed -n 's/^flowscope serve: listening on //p' "$TMP/serve.out")
     oracle "$IN" "$TMP/exp.pcap" "port 80"

@@ -219,7 +219,7 @@ note "archive creation on a full tmpfs"
 M=$TMP/mnt
 mkdir -p "$M"
 if mount -t tmpfs -o size=4m tmpfs "$M"; then
-    trap 'umount "$M" 2>/dev/null; rm -rf "$TMP"' EXIT
+    at_exit 'umount "$M" 2>/dev/null'
     dd if=/dev/zero of="$M/fill" bs=4k 2>/dev/null
     fs record --read "$SMALL" --archive "$M/arch" >/dev/null 2>"$TMP/err"
     rc=$?

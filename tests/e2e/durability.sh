@@ -181,7 +181,7 @@ verify_ok "$A" "after rebuilding a lost index"
 SMALL=$TMP/small
 mkdir -p "$SMALL"
 mount -t tmpfs -o size=24m tmpfs "$SMALL" || { fail "cannot mount a tmpfs"; finish; }
-trap 'umount "$SMALL" 2>/dev/null; rm -rf "$TMP"' EXIT
+at_exit 'umount "$SMALL" 2>/dev/null'
 
 # (1) the disk fills and stays full: the recorder survives, counts, the archive verifies
 A=$SMALL/a

@@ -21,7 +21,7 @@ PKTDIGEST=${1:?usage: eve.sh PKTDIGEST}
 HERE=$(dirname "$0")
 SRC=$PCAPS/http.pcap
 PIDS=()
-trap 'exec 3>&- 2>/dev/null; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$TMP"' EXIT
+at_exit 'exec 3>&- 2>/dev/null; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done'
 
 # alert NAME DISPLAY-FILTER SID SEVERITY [FORM]: $TMP/NAME.line, an alert line for that flow
 alert() {

@@ -19,7 +19,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/certs.sh"
 PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$TMP"' EXIT
+at_exit 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done'
 command -v tshark >/dev/null || skip "no tshark (Makefile's DEB_TEST installs it)"
 C=$TMP/certs
 server_client_certs || { fail "openssl could not make the certificates"; finish; }

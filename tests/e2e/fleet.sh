@@ -14,7 +14,7 @@
 . "$(dirname "$0")/certs.sh"
 load_full_filters
 PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$TMP"' EXIT
+at_exit 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done'
 C=$TMP/certs
 server_client_certs || { fail "openssl"; finish; }
 

@@ -11,7 +11,7 @@ SMALL=$TMP/small
 FS_BYTES=$((20 << 20))
 mkdir -p "$SMALL"
 mount -t tmpfs -o size=20m tmpfs "$SMALL" || { fail "cannot mount a tmpfs"; finish; }
-trap 'umount "$SMALL" 2>/dev/null; rm -rf "$TMP"' EXIT
+at_exit 'umount "$SMALL" 2>/dev/null'
 
 IN=$TMP/in.pcap # 123 MB of pcap, ~80 MB compressed: four times the filesystem
 fs gen -w "$IN" --packets 150000 2>/dev/null || fail "gen"

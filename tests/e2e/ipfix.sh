@@ -11,7 +11,7 @@
 command -v nfcapd >/dev/null && command -v nfdump >/dev/null || skip "nfdump (nfcapd) not installed"
 
 COLLECTOR=""
-trap '[ -n "$COLLECTOR" ] && kill "$COLLECTOR" 2>/dev/null; rm -rf "$TMP"' EXIT
+at_exit '[ -n "$COLLECTOR" ] && kill "$COLLECTOR" 2>/dev/null'
 
 # free_port: a UDP port nothing is bound to on 127.0.0.1 now
 free_port() {

@@ -61,9 +61,8 @@ cleanup() {
         userdel flowscope
         ! getent group flowscope >/dev/null || groupdel flowscope
     fi
-    rm -rf "$TMP"
 }
-trap cleanup EXIT
+at_exit cleanup
 
 # live NAME RECORD-ARGS...: record on $A while tcpreplay sends $P; FPID = flowscope's pid;
 # $TMP/NAME.tasks = every thread's /proc status (taken once the threads run); stopped with

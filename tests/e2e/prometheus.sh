@@ -10,7 +10,7 @@ for t in promtool prometheus curl jq editcap mergecap; do
     command -v $t >/dev/null || { fail "$t not found (Debian packages prometheus curl jq wireshark-common)"; finish; }
 done
 PIDS=()
-trap 'for p in "${PIDS[@]}"; do stop_pid "$p"; done; rm -rf "$TMP"' EXIT
+at_exit 'for p in "${PIDS[@]}"; do stop_pid "$p"; done'
 
 # poll TENTHS CMD...: until CMD succeeds; 1 after TENTHS tenths of a second.
 poll() {

@@ -7,7 +7,9 @@
 . "$(dirname "$0")/lib.sh"
 SRC=$PCAPS/tcp_anomalies.pcap   # 20.8 s of traffic, replayed at recorded speed
 
-# a status line with a non-zero packet count (wait_for: at most 60 s)
+# a status line with a non-zero packet count (wait_for: at most 60 s).  Each recording has a
+# stderr file of its own ($a.err): one used before would match at once, and the signal would
+# reach the job before it ran flowscope
 SOME=" [1-9][0-9]* pkts,"
 
 # check_prefix ARCHIVE MIN: the archive's packets are the capture's first N, N >= MIN
@@ -23,17 +25,17 @@ check_prefix() {
 
 a=$TMP/term
 timeout --foreground 120 "$FLOWSCOPE" record --read "$SRC" --replay-speed 1 --archive "$a" --qq-size 16M \
-    --stats-interval 100ms 2>"$TMP/err" &
+    --stats-interval 100ms 2>"$a.err" &
 pid=$!
-wait_for "$TMP/err" "$SOME" $pid 600 && pass || fail "the replay never started: $(cat "$TMP/err")"
+wait_for "$a.err" "$SOME" $pid 600 && pass || fail "the replay never started: $(cat "$a.err")"
 kill -TERM $pid
 wait $pid
 rc=$?
-[ $rc -eq 0 ] && pass || fail "SIGTERM: exit $rc, expected 0: $(tail -2 "$TMP/err")"
-grep -q "ended: signal" "$TMP/err" && pass || fail "the report does not say it ended on a signal"
+[ $rc -eq 0 ] && pass || fail "SIGTERM: exit $rc, expected 0: $(tail -2 "$a.err")"
+grep -q "ended: signal" "$a.err" && pass || fail "the report does not say it ended on a signal"
 ls "$a"/segments/*.open >/dev/null 2>&1 && fail "SIGTERM left an open segment" || pass
 fs info --archive "$a" | grep -q "^segments: *1 (0 open)" && pass || fail "info after SIGTERM: $(fs info --archive "$a" 2>&1)"
-grep -qE "^flowscope record: signal: sources stopped; draining [0-9]+ packets" "$TMP/err" && pass ||
+grep -qE "^flowscope record: signal: sources stopped; draining [0-9]+ packets" "$a.err" && pass ||
     fail "SIGTERM: no 'draining N packets' line"
 check_prefix "$a" 1
 
@@ -41,35 +43,35 @@ check_prefix "$a" 1
 # it drains to the archive, and the archive then holds at least those
 a=$TMP/drain
 timeout --foreground 120 "$FLOWSCOPE" record --read "$SRC" --replay-speed 1 --archive "$a" --qq-size 16M \
-    --module noop --stats-interval 100ms 2>"$TMP/err" &
+    --module noop --stats-interval 100ms 2>"$a.err" &
 pid=$!
-wait_for "$TMP/err" "$SOME" $pid 600 && pass || fail "the replay with a module never started: $(cat "$TMP/err")"
+wait_for "$a.err" "$SOME" $pid 600 && pass || fail "the replay with a module never started: $(cat "$a.err")"
 kill -INT $pid
 DRAIN="^flowscope record: signal: sources stopped; draining [0-9]+ packets from the ring"
-wait_for "$TMP/err" "$DRAIN" $pid 600 && pass || fail "no 'draining N packets' line after SIGINT: $(tail -2 "$TMP/err")"
+wait_for "$a.err" "$DRAIN" $pid 600 && pass || fail "no 'draining N packets' line after SIGINT: $(tail -2 "$a.err")"
 wait $pid
 rc=$?
-[ $rc -eq 0 ] && pass || fail "SIGINT with a module: exit $rc, expected 0: $(tail -2 "$TMP/err")"
-[ "$(grep -cE "$DRAIN" "$TMP/err")" = 1 ] && pass || fail "expected one draining line: $(grep -c draining "$TMP/err")"
-n=$(sed -nE "s/$DRAIN.*/&/p" "$TMP/err" | sed -E 's/.*draining ([0-9]+) packets.*/\1/')
-[ "${n:-0}" -gt 0 ] && pass || fail "the ring held no packet back with a module: $(grep draining "$TMP/err")"
+[ $rc -eq 0 ] && pass || fail "SIGINT with a module: exit $rc, expected 0: $(tail -2 "$a.err")"
+[ "$(grep -cE "$DRAIN" "$a.err")" = 1 ] && pass || fail "expected one draining line: $(grep -c draining "$a.err")"
+n=$(sed -nE "s/$DRAIN.*/&/p" "$a.err" | sed -E 's/.*draining ([0-9]+) packets.*/\1/')
+[ "${n:-0}" -gt 0 ] && pass || fail "the ring held no packet back with a module: $(grep draining "$a.err")"
 check_prefix "$a" "${n:-1}"
 
 # SIGHUP (a closed terminal) is a stop in order like SIGTERM: the ring is drained, exit 0, and
 # every packet read is stored (env: whatever the harness ignores, HUP has its default here)
 a=$TMP/hup
 timeout --foreground 120 env --default-signal=HUP "$FLOWSCOPE" record --read "$SRC" --replay-speed 1 \
-    --archive "$a" --qq-size 16M --module noop --stats-interval 100ms 2>"$TMP/err" &
+    --archive "$a" --qq-size 16M --module noop --stats-interval 100ms 2>"$a.err" &
 pid=$!
-wait_for "$TMP/err" "$SOME" $pid 600 && pass || fail "the replay for SIGHUP never started: $(cat "$TMP/err")"
+wait_for "$a.err" "$SOME" $pid 600 && pass || fail "the replay for SIGHUP never started: $(cat "$a.err")"
 kill -HUP $pid
 wait $pid
 rc=$?
-[ $rc -eq 0 ] && pass || fail "SIGHUP: exit $rc, expected 0 (as for SIGTERM): $(tail -2 "$TMP/err")"
-grep -q "ended: signal" "$TMP/err" && pass || fail "SIGHUP: the report does not say it ended on a signal"
-grep -qE "$DRAIN" "$TMP/err" && pass || fail "SIGHUP: no 'draining N packets' line"
-read_n=$(counter "$TMP/err" record ingest.file.packets)
-stored=$(counter "$TMP/err" record archive.writer.packets)
+[ $rc -eq 0 ] && pass || fail "SIGHUP: exit $rc, expected 0 (as for SIGTERM): $(tail -2 "$a.err")"
+grep -q "ended: signal" "$a.err" && pass || fail "SIGHUP: the report does not say it ended on a signal"
+grep -qE "$DRAIN" "$a.err" && pass || fail "SIGHUP: no 'draining N packets' line"
+read_n=$(counter "$a.err" record ingest.file.packets)
+stored=$(counter "$a.err" record archive.writer.packets)
 [ -n "$read_n" ] && [ "$read_n" = "$stored" ] && pass ||
     fail "SIGHUP: ${read_n:-?} packets read, ${stored:-?} stored"
 check_prefix "$a" "${read_n:-1}"
@@ -77,9 +79,9 @@ check_prefix "$a" "${read_n:-1}"
 
 a=$TMP/twice
 timeout --foreground 120 "$FLOWSCOPE" record --read "$SRC" --replay-speed 1 --archive "$a" --qq-size 16M \
-    --stats-interval 100ms 2>"$TMP/err" &
+    --stats-interval 100ms 2>"$a.err" &
 pid=$!
-wait_for "$TMP/err" "$SOME" $pid 600 && pass || fail "the second replay never started"
+wait_for "$a.err" "$SOME" $pid 600 && pass || fail "the second replay never started"
 kill -INT $pid
 kill -INT $pid
 wait $pid
@@ -98,21 +100,21 @@ for cmd in record monitor; do
         rm -f "$TMP/fifo" && mkfifo "$TMP/fifo"
         if [ $cmd = record ]; then
             timeout --foreground 60 "$FLOWSCOPE" record --read "$TMP/fifo" --archive "$a" \
-                --qq-size 16M --stats-interval 100ms 2>"$TMP/err" &
+                --qq-size 16M --stats-interval 100ms 2>"$a.err" &
         else
             timeout --foreground 60 "$FLOWSCOPE" monitor --read "$TMP/fifo" --module stats \
-                --stats-interval 100ms >/dev/null 2>"$TMP/err" &
+                --stats-interval 100ms >/dev/null 2>"$a.err" &
         fi
         pid=$!
         exec 3>"$TMP/fifo"
         cat "$PCAPS/dns_icmp.pcap" >&3
-        wait_for "$TMP/err" " 164 pkts," $pid 600 || fail "$cmd: the pipe's 164 packets never counted"
+        wait_for "$a.err" " 164 pkts," $pid 600 || fail "$cmd: the pipe's 164 packets never counted"
         kill -$sig $pid
         wait $pid
         rc=$?
         exec 3>&-
         [ $rc -eq 0 ] && pass || fail "$cmd: SIG$sig on an open, empty pipe: exit $rc, expected 0 (124: it waited for the pipe)"
-        grep -q "ended: signal" "$TMP/err" && pass || fail "$cmd: SIG$sig on a pipe: the report does not say it ended on a signal"
+        grep -q "ended: signal" "$a.err" && pass || fail "$cmd: SIG$sig on a pipe: the report does not say it ended on a signal"
         [ $cmd = monitor ] && continue
         fs query --archive "$a" -w "$TMP/got.pcap" 2>/dev/null
         oracle "$PCAPS/dns_icmp.pcap" "$TMP/exp.pcap"
@@ -126,20 +128,21 @@ done
 # the FIFO.  LeakSanitizer cannot stop the world under ptrace (seen: exit 134, "HINT: For
 # debugging, try setting LSAN_OPTIONS") and is off for this traced run only; e2e_times
 # records from a FIFO without strace, leaks checked.
+a=$TMP/fifo-a
 rm -f "$TMP/fifo" && mkfifo "$TMP/fifo"
 cat "$PCAPS/dns_icmp.pcap" >"$TMP/fifo" 2>/dev/null &
 writer=$!
 ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
     strace -f -qq -o "$TMP/fifo.tr" -P "$TMP/fifo" -e trace=open,openat \
-    timeout --foreground -k 5 60 "$FLOWSCOPE" record --read "$TMP/fifo" --archive "$TMP/fifo-a" \
-    --qq-size 16M --stats-interval 0 2>"$TMP/err"
+    timeout --foreground -k 5 60 "$FLOWSCOPE" record --read "$TMP/fifo" --archive "$a" \
+    --qq-size 16M --stats-interval 0 2>"$a.err"
 rc=$?
 kill $writer 2>/dev/null
 wait $writer 2>/dev/null
 opens=$(grep -c 'open.*fifo' "$TMP/fifo.tr")
 [ $rc -eq 0 ] && [ "$opens" = 1 ] && pass ||
-    fail "record --read FIFO: exit $rc, the FIFO opened $opens times (once expected): $(tail -2 "$TMP/err")"
-fs query --archive "$TMP/fifo-a" -w "$TMP/got.pcap" 2>/dev/null
+    fail "record --read FIFO: exit $rc, the FIFO opened $opens times (once expected): $(tail -2 "$a.err")"
+fs query --archive "$a" -w "$TMP/got.pcap" 2>/dev/null
 oracle "$PCAPS/dns_icmp.pcap" "$TMP/exp.pcap"
 cmp -s "$TMP/exp.pcap" "$TMP/got.pcap" && pass || fail "record --read FIFO: $(npackets "$TMP/got.pcap") of 164 packets archived"
 finish

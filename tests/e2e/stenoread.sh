@@ -18,7 +18,7 @@ eval "$(sed -n '/^# ---- certificates/,/^# ---- differential/p' "$HERE/api.sh")"
 eval "$(sed -n '/^QUERIES=(/,/^)/p;/^ns_to_epoch()/p;/^rfc3339_ns()/p;/^epoch_ns() {/,/^}/p' \
     "$HERE/steno.sh")"
 PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$TMP"' EXIT
+at_exit 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done'
 
 # steno_config: the layout stenocurl reads: a JSON config and CertPath's three PEM files
 steno_config() {

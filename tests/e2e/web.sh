@@ -22,7 +22,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 : "${WEB_BUILD:?WEB_BUILD must name the build directory}"
 SHOTS="$WEB_BUILD/web-screenshots"
 PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$TMP"' EXIT
+at_exit 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done'
 
 command -v chromium >/dev/null || { fail "no chromium (Debian package chromium: make deps)"; finish; }
 command -v npm >/dev/null || { fail "no npm"; finish; }

@@ -26,7 +26,7 @@ FLOWSCOPE=$FS
 export FLOWSCOPE SHARED
 . "$HERE/../../tests/e2e/lib.sh" # start_clickhouse, ch, ch_schema, stop_pid, wait_for, metric
 PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; [ -z "${CH_PID:-}" ] || stop_pid "$CH_PID"; rm -rf "$TMP"' EXIT
+at_exit 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; [ -z "${CH_PID:-}" ] || stop_pid "$CH_PID"'
 now_s() { date +%s.%N; }
 median5() { # median5 CMD...: the median wall seconds of 5 runs
     local t0 v=()
