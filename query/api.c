@@ -37,20 +37,6 @@
 
 /* ---- JSON answers ---------------------------------------------------------------------------- */
 
-void api_json_string(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			fprintf(f, "\\u%04x", *p);
-		else
-			fputc(*p, f); /* UTF-8 (parameters are checked to be) passes through */
-	}
-	fputc('"', f);
-}
-
 enum MHD_Result api_json(struct MHD_Connection *c, unsigned status, const char *json, size_t len)
 {
 	struct MHD_Response *r =
@@ -75,7 +61,7 @@ enum MHD_Result api_error(struct MHD_Connection *c, unsigned status, const char 
 	if (!f)
 		return MHD_NO;
 	fprintf(f, "{\"error\": ");
-	api_json_string(f, msg);
+	export_json_string(f, msg);
 	fprintf(f, "}\n");
 	fclose(f);
 	enum MHD_Result ret = api_json(c, status, text, len);
@@ -316,7 +302,7 @@ static enum MHD_Result api_info(struct api_request *q, struct MHD_Connection *c)
 	if (!f)
 		return api_error(c, 503, "out of memory");
 	fprintf(f, "{\"archive\": ");
-	api_json_string(f, archive_dir(q->s->c.archive));
+	export_json_string(f, archive_dir(q->s->c.archive));
 	fprintf(f,
 	        ", \"format\": %u, \"first_ns\": %" PRIu64 ", \"last_ns\": %" PRIu64
 	        ", \"segments\": %" PRIu64 ", \"segments_open\": %" PRIu64 ", \"frames\": %" PRIu64

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 
 #include "query/query.h"
+#include "query/query_pvt.h"
 
 #define API_MAX_PARAMS 12             /* parameters a request may carry */
 #define API_MAX_VALUE (64u << 10)     /* bytes of one parameter's value */
@@ -85,9 +86,6 @@ void api_param_add(struct api_request *q, const char *name, const char *value, s
 
 /* The value of a parameter, NULL if absent. */
 const char *api_param(const struct api_request *q, const char *name);
-
-/* Writes s as a JSON string (with quotes) into f. */
-void api_json_string(FILE *f, const char *s);
 
 /* The parameters of /api/v1/query, /api/v1/flows into their options: 0, or -1 with q->status
    and q->error set (a 4xx).  Pure: they read q only (and the time parser). */

@@ -598,9 +598,9 @@ enum MHD_Result api_explain(struct api_request *q, struct MHD_Connection *c)
 		return api_error(c, 503, "out of memory");
 	}
 	fprintf(f, "{\"filter\": ");
-	api_json_string(f, o.filter ? o.filter : "");
+	export_json_string(f, o.filter ? o.filter : "");
 	fprintf(f, ", \"plan\": ");
-	api_json_string(f, query_plan_format(plan, planbuf, sizeof(planbuf)));
+	export_json_string(f, query_plan_format(plan, planbuf, sizeof(planbuf)));
 	fprintf(f,
 	        ", \"indexed\": %s, \"segments\": %" PRIu64 ", \"frames_to_read\": %" PRIu64
 	        ", \"frames_total\": %" PRIu64 ", \"compressed_bytes_to_read\": %" PRIu64 "}\n",

@@ -128,10 +128,10 @@ static void match_json(FILE *f, const struct ft_trigger_match *m, uint64_t windo
 {
 	char key[FT_KEYSTRLEN], id[FT_COMMUNITY_ID_LEN];
 	fprintf(f, "{\"flow\": ");
-	api_json_string(f, ft_flow_key_format(&m->key, key, sizeof(key)));
+	export_json_string(f, ft_flow_key_format(&m->key, key, sizeof(key)));
 	fprintf(f, ", \"community_id\": ");
 	if (ft_community_id(&m->key, 0, id) == 0)
-		api_json_string(f, id);
+		export_json_string(f, id);
 	else
 		fprintf(f, "null"); /* ICMP: the ID needs a message's type */
 	fprintf(f,
@@ -154,7 +154,7 @@ static enum MHD_Result trigger_answer(struct MHD_Connection *c, const struct ft_
 	if (!f)
 		return api_error(c, 503, "out of memory");
 	fprintf(f, "{\"trigger\": ");
-	api_json_string(f, name);
+	export_json_string(f, name);
 	fprintf(f,
 	        ", \"matched\": %" PRIu64 ", \"packets\": %" PRIu64
 	        ", \"first_packet_lost\": %" PRIu64 ", \"ring_window_s\": %.3f, \"for_s\": %.3f"

@@ -233,6 +233,20 @@ static int pcapng_packet(struct export *x, int linktype, uint32_t snaplen,
 
 /* ---- JSON lines --------------------------------------------------------------------------- */
 
+void export_json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f); /* UTF-8 (parameters are checked to be) passes through */
+	}
+	fputc('"', f);
+}
+
 void export_json_time(uint64_t ns, char *buf, size_t len)
 {
 	time_t t = (time_t)(ns / 1000000000u);

@@ -286,10 +286,12 @@ void query_flow_json(FILE *out, struct archive_rtxn *t, const struct archive_flo
 	        "{\"first\":\"%s\",\"last\":\"%s\",\"duration\":%.9f,\"proto\":\"%s\",\"a\":"
 	        "\"%s\",\"b\":\"%s\",\"vlan\":%u,\"vlan_inner\":%u,\"packets_ab\":%" PRIu64
 	        ",\"packets_ba\":%" PRIu64 ",\"bytes_ab\":%" PRIu64 ",\"bytes_ba\":%" PRIu64
-	        ",\"tcp_flags\":\"%s\",\"community_id\":%s,\"trigger\":\"%s\"}\n",
+	        ",\"tcp_flags\":\"%s\",\"community_id\":%s,\"trigger\":",
 	        x.first, x.last, (double)(f->last_ns - f->first_ns) / 1e9, x.proto, x.a, x.b,
 	        f->key.vlan, f->key.vlan_inner, f->packets[0], f->packets[1], f->bytes[0],
-	        f->bytes[1], x.flags, cid, x.trigger);
+	        f->bytes[1], x.flags, cid);
+	export_json_string(out, x.trigger); /* free text: an API reason, a Suricata signature */
+	fputs("}\n", out);
 }
 
 /* ---- Community ID: the flows of one ID as a filter (query_options.community_id) -------- */

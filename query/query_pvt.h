@@ -37,6 +37,9 @@ struct export
 	int nspan;
 };
 
+/* s as a JSON string, quoted and escaped (UTF-8 passes through). */
+void export_json_string(FILE *f, const char *s);
+
 /* RFC 3339 UTC with nanoseconds ("2026-11-27T14:02:00.123456789Z"); buf >= 40 bytes. */
 void export_json_time(uint64_t ns, char *buf, size_t len);
 

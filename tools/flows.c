@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <pcap/pcap.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,6 +208,17 @@ static int remote_community_id(const char **p, struct query_flow_text *x)
 	return 0;
 }
 
+/* The line's trigger (free text, a JSON string with escapes) into x; 0, or -1. */
+static int remote_trigger(const char *line, struct query_flow_text *x)
+{
+	json_t *j = json_loads(line, 0, NULL);
+	const char *s = json_string_value(json_object_get(j, "trigger"));
+	if (s)
+		snprintf(x->trigger, sizeof(x->trigger), "%s", s);
+	json_decref(j);
+	return s ? 0 : -1;
+}
+
 /* One line of /api/v1/flows (query_flow_json's) printed as print_flow does; 0, or -1 when it
    is not such a line. */
 static int print_remote_line(const char *line)
@@ -226,11 +238,9 @@ static int print_remote_line(const char *line)
 	    !end)
 		return -1;
 	const char *t = line + end;
-	if (remote_community_id(&t, &x) != 0 || sscanf(t, ",\"trigger\":\"%n", &tend) != 0 || !tend)
+	if (remote_community_id(&t, &x) != 0 || sscanf(t, ",\"trigger\":\"%n", &tend) != 0 ||
+	    !tend || remote_trigger(line, &x) != 0)
 		return -1;
-	t += tend;
-	const char *close = strrchr(t, '"');
-	snprintf(x.trigger, sizeof(x.trigger), "%.*s", close ? (int)(close - t) : 0, t);
 	if (inner)
 		snprintf(x.vlan, sizeof(x.vlan), "%u/%u", vlan, inner);
 	else if (vlan)

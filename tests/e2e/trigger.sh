@@ -61,7 +61,7 @@ URL=$(api_url "$TMP/ten.err" $RPID)
 [ "$(post "$URL" -d 'flow=tcp 10.1.0.2:80 10.1.0.1:40000 vlan 42' -d 'reason=tenant A' -d 'for=60s')" = 200 ] &&
     [ "$(json "$TMP/ans" matched)" = 0 ] && pass || fail "tenants: vlan 42: $(cat "$TMP/ans")"
 [ "$(post "$URL" -H 'Content-Type: application/json' \
-        -d '{"flow": "tcp 10.1.0.1:40000 10.1.0.2:80 vlan 300/43", "reason": "tenant C", "for": 60}')" = 200 ] &&
+        -d '{"flow": "tcp 10.1.0.1:40000 10.1.0.2:80 vlan 300/43", "reason": "tenant \"C\" \\ 1", "for": 60}')" = 200 ] &&
     pass || fail "tenants: vlan 300/43: $(cat "$TMP/ans")"
 [ "$(post "$URL" -d 'filter=vlan 300 and vlan 42 and udp' -d 'reason=tenant B udp' -d 'for=1m')" = 200 ] &&
     [ "$(json "$TMP/ans" for_s)" = 60.0 ] && pass || fail "tenants: filter: $(cat "$TMP/ans")"
@@ -114,9 +114,18 @@ mergecap -w "$TMP/exp.pcap" "$TMP/a.pcap" "$TMP/c.pcap" "$TMP/au.pcap" "$TMP/bu.
 fs query --archive "$TMP/ten" -w "$TMP/got.pcap" 2>/dev/null || fail "tenants: query"
 same_digests tenants "$TMP/exp.pcap" "$TMP/got.pcap" -t
 fs flows --archive "$TMP/ten" --triggered >"$TMP/flows" 2>&1
-for r in 'api: tenant A' 'api: tenant C' 'api: tenant B udp' 'api: cid'; do
-    grep -q "$r\$" "$TMP/flows" && pass || fail "flows: no flow triggered by '$r': $(cat "$TMP/flows")"
+# (a reason is free text: C's has a quote and a backslash, escaped in JSON answers)
+REASONS=('api: tenant A' 'api: tenant "C" \ 1' 'api: tenant B udp' 'api: cid')
+for r in "${REASONS[@]}"; do
+    grep -qF " $r" "$TMP/flows" && pass || fail "flows: no flow triggered by '$r': $(cat "$TMP/flows")"
 done
+# trigger_names FILE: the distinct triggers of flows --json lines, one a line (each must parse)
+trigger_names() {
+    python3 -c 'import json, sys; print("\n".join(sorted({json.loads(l)["trigger"] for l in sys.stdin})))' <"$1"
+}
+fs flows --archive "$TMP/ten" --triggered --json >"$TMP/flows.json" 2>&1
+[ "$(trigger_names "$TMP/flows.json")" = "$(printf '%s\n' "${REASONS[@]}" | sort)" ] && pass ||
+    fail "flows --json: the triggers are not the reasons posted: $(cat "$TMP/flows.json")"
 
 # serve has no recorder: 404 with a JSON error
 "$FLOWSCOPE" serve --archive "$TMP/ten" --listen 127.0.0.1:0 >"$TMP/serve.out" 2>&1 &
@@ -125,6 +134,11 @@ if wait_for "$TMP/serve.out" 'listening on http://127.0.0.1:[0-9]+' $SPID 100; t
     SURL=$(sed -n 's/^flowscope serve: listening on //p' "$TMP/serve.out")
     [ "$(post "$SURL" -d 'filter=tcp')" = 404 ] && grep -q '"error"' "$TMP/ans" && pass ||
         fail "serve: POST /api/v1/trigger: $(cat "$TMP/ans")"
+    curl -sS "$SURL/api/v1/flows?triggered=true" >"$TMP/rflows.json" &&
+        [ "$(trigger_names "$TMP/rflows.json")" = "$(printf '%s\n' "${REASONS[@]}" | sort)" ] && pass ||
+        fail "serve: /api/v1/flows: the triggers are not the reasons posted: $(cat "$TMP/rflows.json")"
+    fs flows --remote "$SURL" --triggered >"$TMP/rflows" 2>&1 && grep -qF ' api: tenant "C" \ 1' "$TMP/rflows" &&
+        pass || fail "flows --remote: no trigger 'api: tenant \"C\" \\ 1': $(cat "$TMP/rflows")"
 else
     fail "serve did not start: $(cat "$TMP/serve.out")"
 fi

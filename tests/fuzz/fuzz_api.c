@@ -54,7 +54,7 @@ static void check_error(const struct api_request *q)
 	FILE *f = open_memstream(&text, &len);
 	if (!f)
 		return;
-	api_json_string(f, q->error);
+	export_json_string(f, q->error);
 	fclose(f);
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)text[i] < 0x20)
