@@ -704,11 +704,15 @@ struct archive_verify_stats {
  * every segment is exactly the frames holding it (no term missing, none
  * extra); the flow records are exactly the segment's flows (the trigger
  * aside); a closed segment ends with a seek table matching its frames;
- * segment files the index does not know.  Each problem is one line to log.
+ * segment files the index does not know.  Each problem is one line to log,
+ * on this thread, in segment order.  workers: 1 reads and checks everything
+ * on this thread; otherwise (0: when more than one CPU is online) a second
+ * thread decompresses and checks each segment's frames ahead of the
+ * indexing and comparing here: the same lines either way.
  * Returns 0 when the check ran (st->problems says whether it passed), or an
  * error that stopped it (ARCHIVE_E_*, -ENOMEM).
  */
-int archive_verify(struct archive *a, archive_log_fn log, void *arg,
+int archive_verify(struct archive *a, unsigned workers, archive_log_fn log, void *arg,
                    struct archive_verify_stats *st);
 
 struct archive_recover_stats {

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -293,4 +294,140 @@ int archive__scan_resync(struct seg_scan *s, struct seg_scanned *f, char *why, s
 	if (!had_header)
 		s->linktype = -1;
 	return -1;
+}
+
+/* ---- reading ahead ------------------------------------------------------------------------- */
+
+/*
+ * The thread fills slots in order (made), the caller takes them in order
+ * (taken); a slot is the thread's to fill again only once taken, so a frame's
+ * bytes stay put while the caller holds it.  made and taken change under mu,
+ * which orders a slot's contents (written by whoever holds it) with them.
+ */
+struct ahead_slot {
+	int r; /* archive__scan_next's answer, with f, why and pos */
+	struct seg_scanned f;
+	struct seg_ahead_pos pos;
+	char why[256];
+	uint8_t *buf; /* the frame's bytes: the scan's buffer while it decompressed into it */
+	size_t cap;
+};
+
+struct seg_ahead {
+	struct seg_scan *s; /* the thread's while it runs */
+	pthread_t thread;
+	int threaded;
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* broadcast (under mu) when made, taken or stop change */
+	uint64_t made;     /* slots filled (mu) */
+	uint64_t taken;    /* slots the caller is done with (mu) */
+	int stop;          /* (mu) */
+	int held;          /* the caller holds slot[taken] (the caller's thread only) */
+	struct ahead_slot slot[SCAN_AHEAD_FRAMES];
+};
+
+/* One archive__scan_next into sl, decompressing into the slot's own buffer. */
+static void ahead_fill(struct seg_scan *s, struct ahead_slot *sl)
+{
+	uint8_t *own = s->ubuf;
+	size_t owncap = s->ucap;
+	s->ubuf = sl->buf;
+	s->ucap = sl->cap;
+	sl->why[0] = '\0';
+	sl->r = archive__scan_next(s, &sl->f, sl->why, sizeof(sl->why));
+	if (sl->r < -1) /* -ENOMEM: its message is this thread's */
+		snprintf(sl->why, sizeof(sl->why), "%s", archive_errmsg());
+	sl->buf = s->ubuf;
+	sl->cap = s->ucap;
+	s->ubuf = own;
+	s->ucap = owncap;
+	sl->pos = (struct seg_ahead_pos){s->off, s->seektable, s->linktype};
+}
+
+/* The thread: fills slots until the scan ends (an answer other than 1) or stop. */
+static void *ahead_run(void *arg)
+{
+	struct seg_ahead *a = arg;
+	int r = 1;
+	pthread_mutex_lock(&a->mu);
+	while (r == 1) {
+		while (!a->stop && a->made - a->taken == SCAN_AHEAD_FRAMES)
+			pthread_cond_wait(&a->cv, &a->mu);
+		if (a->stop)
+			break;
+		struct ahead_slot *sl = &a->slot[a->made % SCAN_AHEAD_FRAMES];
+		pthread_mutex_unlock(&a->mu);
+		ahead_fill(a->s, sl);
+		r = sl->r;
+		pthread_mutex_lock(&a->mu); /* pairs with the caller's lock in take */
+		a->made++;
+		pthread_cond_broadcast(&a->cv);
+	}
+	pthread_mutex_unlock(&a->mu);
+	return NULL;
+}
+
+int archive__scan_ahead_start(struct seg_scan *s, int threaded, struct seg_ahead **out)
+{
+	struct seg_ahead *a = calloc(1, sizeof(*a));
+	if (!a)
+		return archive__fail(-ENOMEM, "out of memory");
+	a->s = s;
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_cond_init(&a->cv, NULL);
+	a->threaded = threaded && pthread_create(&a->thread, NULL, ahead_run, a) == 0;
+	*out = a;
+	return 0;
+}
+
+/* The next slot, the one held before given back (unless it ended the scan: it stays). */
+static struct ahead_slot *ahead_take(struct seg_ahead *a)
+{
+	pthread_mutex_lock(&a->mu);
+	if (a->held && a->slot[a->taken % SCAN_AHEAD_FRAMES].r == 1) {
+		a->taken++;
+		pthread_cond_broadcast(&a->cv);
+	}
+	while (a->made == a->taken)
+		pthread_cond_wait(&a->cv, &a->mu);
+	a->held = 1;
+	struct ahead_slot *sl = &a->slot[a->taken % SCAN_AHEAD_FRAMES];
+	pthread_mutex_unlock(&a->mu);
+	return sl;
+}
+
+int archive__scan_ahead_next(struct seg_ahead *a, struct seg_scanned *f, char *why, size_t whylen,
+                             struct seg_ahead_pos *pos)
+{
+	struct ahead_slot *sl = a->slot;
+	if (a->threaded)
+		sl = ahead_take(a);
+	else
+		ahead_fill(a->s, sl);
+	if (sl->r == 1)
+		*f = sl->f;
+	else if (sl->r == -1)
+		snprintf(why, whylen, "%s", sl->why);
+	else if (sl->r < -1)
+		archive__errmsg_set("%s", sl->why);
+	*pos = sl->pos;
+	return sl->r;
+}
+
+void archive__scan_ahead_stop(struct seg_ahead *a)
+{
+	if (!a)
+		return;
+	if (a->threaded) {
+		pthread_mutex_lock(&a->mu);
+		a->stop = 1;
+		pthread_cond_broadcast(&a->cv);
+		pthread_mutex_unlock(&a->mu);
+		pthread_join(a->thread, NULL);
+	}
+	for (size_t i = 0; i < SCAN_AHEAD_FRAMES; i++)
+		free(a->slot[i].buf);
+	pthread_cond_destroy(&a->cv);
+	pthread_mutex_destroy(&a->mu);
+	free(a);
 }

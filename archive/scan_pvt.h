@@ -78,6 +78,43 @@ int archive__scan_next(struct seg_scan *s, struct seg_scanned *f, char *why, siz
 int archive__scan_resync(struct seg_scan *s, struct seg_scanned *f, char *why, size_t whylen);
 
 /*
+ * Reading ahead (index verify): a thread of its own runs archive__scan_next
+ * on s, up to SCAN_AHEAD_FRAMES frames before the caller, so that
+ * decompressing and checking the next frames overlaps the caller's work on
+ * this one.  While it runs, s belongs to that thread: the caller learns what
+ * archive__scan_next would have said, and where s then stood (*pos), from
+ * archive__scan_ahead_next, and reads s again only after
+ * archive__scan_ahead_stop (the thread may have read past the frames taken;
+ * once a call returned 0, s is as a plain scan left it).  Without a thread
+ * (not asked for, or none could start) the calls read on the caller's
+ * thread.  Threading: one
+ * caller thread.
+ */
+#define SCAN_AHEAD_FRAMES 8
+
+struct seg_ahead;
+
+struct seg_ahead_pos {
+	uint64_t off;  /* s->off after the call */
+	int seektable; /* s->seektable */
+	int linktype;  /* s->linktype */
+};
+
+/* Starts reading s ahead (threaded 0: on the caller's thread, when it asks).  0, or -ENOMEM
+ * with archive_errmsg(). */
+int archive__scan_ahead_start(struct seg_scan *s, int threaded, struct seg_ahead **out);
+
+/*
+ * As archive__scan_next (the frame's data valid until the next call; after a
+ * return other than 1 every later call returns the same), with *pos.
+ */
+int archive__scan_ahead_next(struct seg_ahead *a, struct seg_scanned *f, char *why, size_t whylen,
+                             struct seg_ahead_pos *pos);
+
+/* Stops the thread and frees a (NULL: nothing). */
+void archive__scan_ahead_stop(struct seg_ahead *a);
+
+/*
  * Checks the pcap records of a decompressed frame: frame 0 starts with the
  * nanosecond pcap header (its link type and snaplen are learned into
  * *linktype and *snaplen when *linktype < 0, else must equal them); every record

@@ -12,7 +12,13 @@
  * flow records of segments it does not have) and files no record names are
  * found by one cursor pass per key range, one seek per segment.
  *
- * Memory: the term lists and the flow table of the segment being checked;
+ * The frames are decompressed and checked on a thread of their own, up to
+ * SCAN_AHEAD_FRAMES ahead of the indexing and comparing (scan_pvt.h's
+ * reading ahead): the two overlap on two cores; the order of everything said
+ * is the one frame-by-frame reading gives.
+ *
+ * Memory: the term lists and the flow table of the segment being checked,
+ * the frames read ahead;
  * of the segments before it, only how many term entries each should have,
  * until their partition of `terms` has been counted (at most
  * TERMS_PART_SEGS segments).
@@ -81,6 +87,7 @@ struct verify {
 	size_t flows_cap;
 	uint64_t evicted;                    /* the table's eviction count before this segment */
 	struct frameset fs_index, fs_frames; /* a posting list that differs, both ways */
+	int read_ahead;                      /* frames decompressed on a thread of their own */
 	/* the partition of `terms` being checked and its segments' expectations */
 	uint32_t part;
 	uint32_t nparts;
@@ -92,9 +99,11 @@ struct seg_check {
 	char path[4096];
 	int opened;
 	struct seg_scan scan;
-	int indexed;           /* terms and flows recorded (not ARCHIVE_SEG_UNINDEXED) */
-	int complete;          /* every indexed frame was read */
-	uint64_t flow_keys_v2; /* flow records keyed as format 2 wrote them (outer VLAN only) */
+	struct seg_ahead *ahead;  /* reads scan ahead: decompression beside the indexing */
+	struct seg_ahead_pos pos; /* where scan stood after the last frame taken */
+	int indexed;              /* terms and flows recorded (not ARCHIVE_SEG_UNINDEXED) */
+	int complete;             /* every indexed frame was read */
+	uint64_t flow_keys_v2;    /* flow records keyed as format 2 wrote them (outer VLAN only) */
 	/* what the frames read hold */
 	uint64_t packets, wire_bytes, record_bytes, file_bytes, min_ns, max_ns;
 };
@@ -306,8 +315,12 @@ static int seg_open(struct verify *v, struct seg_check *sc)
 			snprintf(sc->path, sizeof(sc->path), "%s", alt);
 	}
 	sc->opened = 1;
-	if (r == 0)
-		return 1;
+	if (r == 0) {
+		sc->pos =
+		    (struct seg_ahead_pos){sc->scan.off, sc->scan.seektable, sc->scan.linktype};
+		r = archive__scan_ahead_start(&sc->scan, v->read_ahead, &sc->ahead);
+		return r == 0 ? 1 : r;
+	}
 	if (r == -ENOMEM)
 		return r;
 	if (r != -ENOENT)
@@ -387,7 +400,7 @@ static int frame_check(struct verify *v, struct seg_check *sc, const struct seg_
 	struct archive_record rec;
 	while (archive__record_next(f->data, f->usize, &pos, &rec)) {
 		sc->wire_bytes += rec.wirelen;
-		struct archive_packet p = {.linktype = sc->scan.linktype,
+		struct archive_packet p = {.linktype = sc->pos.linktype,
 		                           .ts_ns = rec.ts_ns,
 		                           .caplen = rec.caplen,
 		                           .wirelen = rec.wirelen,
@@ -422,7 +435,7 @@ static int seg_frames(struct verify *v, struct seg_check *sc)
 	struct seg_scanned f;
 	sc->min_ns = UINT64_MAX;
 	for (uint32_t i = 0; i < sc->s.frames; i++) {
-		int r = archive__scan_next(&sc->scan, &f, why, sizeof(why));
+		int r = archive__scan_ahead_next(sc->ahead, &f, why, sizeof(why), &sc->pos);
 		if (r == 1) {
 			if ((r = frame_check(v, sc, &f)) != 0)
 				return r;
@@ -433,11 +446,11 @@ static int seg_frames(struct verify *v, struct seg_check *sc)
 		if (r == 0)
 			snprintf(why, sizeof(why),
 			         "missing: the file ends %sthere (the index has %u frames)",
-			         sc->scan.seektable ? "with a seek table " : "", sc->s.frames);
+			         sc->pos.seektable ? "with a seek table " : "", sc->s.frames);
 		problem(v,
 		        "segment %" PRIu64 " frame %u at byte %" PRIu64
 		        " of %s: %s; the rest of the segment is not checked",
-		        sc->s.id, i, sc->scan.off, sc->path, why);
+		        sc->s.id, i, sc->pos.off, sc->path, why);
 		return 0;
 	}
 	sc->complete = 1;
@@ -449,9 +462,9 @@ static int seg_tail(struct verify *v, struct seg_check *sc)
 {
 	char why[256];
 	struct seg_scanned f;
-	uint64_t at = sc->scan.off, extra = 0;
+	uint64_t at = sc->pos.off, extra = 0;
 	int r;
-	while ((r = archive__scan_next(&sc->scan, &f, why, sizeof(why))) == 1)
+	while ((r = archive__scan_ahead_next(sc->ahead, &f, why, sizeof(why), &sc->pos)) == 1)
 		extra++;
 	if (r != 0 && r != -1)
 		return r;
@@ -467,8 +480,8 @@ static int seg_tail(struct verify *v, struct seg_check *sc)
 		        sc->s.id, extra, sc->s.frames, at);
 	if (r == -1)
 		problem(v, "segment %" PRIu64 ": closed, but at byte %" PRIu64 " of %s: %s",
-		        sc->s.id, sc->scan.off, sc->path, why);
-	else if (!sc->scan.seektable)
+		        sc->s.id, sc->pos.off, sc->path, why);
+	else if (!sc->pos.seektable)
 		problem(v, "segment %" PRIu64 ": closed, but %s ends without a seek table",
 		        sc->s.id, sc->path);
 	return 0;
@@ -931,6 +944,8 @@ static int seg_content(struct verify *v, struct seg_check *sc)
 		r = seg_frames(v, sc);
 	if (r == 0 && sc->complete)
 		r = seg_tail(v, sc);
+	archive__scan_ahead_stop(sc->ahead); /* the scan is at its end, or not read further */
+	sc->ahead = NULL;
 	if (r == 0)
 		r = seg_frame_keys(v, sc);
 	if (r || !sc->complete)
@@ -957,6 +972,7 @@ static int verify_segment(struct verify *v, uint64_t id, const MDB_val *val)
 		r = seg_open(v, sc);
 		r = r == 1 ? seg_content(v, sc) : r;
 	}
+	archive__scan_ahead_stop(sc->ahead);
 	if (sc->opened)
 		archive__scan_close(&sc->scan);
 	archive__segterms_reset(&v->segterms);
@@ -1210,7 +1226,7 @@ static int stale_rebuild(const struct archive *a)
 	return stat(path, &st) == 0 && S_ISDIR(st.st_mode) && !archive__writer_active(a);
 }
 
-int archive_verify(struct archive *a, archive_log_fn log, void *arg,
+int archive_verify(struct archive *a, unsigned workers, archive_log_fn log, void *arg,
                    struct archive_verify_stats *st)
 {
 	struct verify *v = calloc(1, sizeof(*v));
@@ -1218,6 +1234,7 @@ int archive_verify(struct archive *a, archive_log_fn log, void *arg,
 	if (!v)
 		return archive__fail(-ENOMEM, "out of memory");
 	*v = (struct verify){.a = a, .log = log, .arg = arg, .st = st};
+	v->read_ahead = workers > 1 || (workers == 0 && sysconf(_SC_NPROCESSORS_ONLN) > 1);
 	int r = 0, rc = 0;
 	if (archive__termset_init(&v->terms) != 0) { /* it frees itself */
 		free(v);

@@ -25,12 +25,14 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: flowscope index verify --archive DIR\n"
+	        "usage: flowscope index verify --archive DIR [--workers N]\n"
 	        "       flowscope index rebuild --archive DIR [--workers N]\n"
 	        "  verify   check every index entry against the segment files (read-only);\n"
 	        "           exit 0: the index matches, 3: it does not (one line per problem)\n"
 	        "  rebuild  recreate the index from the segment files alone\n"
-	        "  --workers N  rebuild: threads indexing segment files (default: one per CPU)\n");
+	        "  --workers N  rebuild: threads indexing segment files (default: one per CPU);\n"
+	        "               verify: 1 keeps it on one thread (default: frames are read on a\n"
+	        "               second thread when there is more than one CPU)\n");
 }
 
 /*
@@ -104,13 +106,14 @@ static void log_stderr(const char *line, void *arg)
 static int verify_main(int argc, char **argv)
 {
 	const char *cmd = "index verify", *dir;
-	int r = parse_args(cmd, argc, argv, &dir, NULL);
+	unsigned workers = 0;
+	int r = parse_args(cmd, argc, argv, &dir, &workers);
 	if (r != EXIT_OK)
 		return r < 0 ? EXIT_OK : r;
 	struct archive *a = NULL;
 	struct archive_verify_stats st;
 	if ((r = archive_open(dir, ARCHIVE_READ, &a)) == 0)
-		r = archive_verify(a, log_stdout, NULL, &st);
+		r = archive_verify(a, workers, log_stdout, NULL, &st);
 	if (r) {
 		fflush(stdout);
 		report_error(cmd, dir, r);

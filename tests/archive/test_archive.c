@@ -1130,7 +1130,7 @@ static void test_drop_list(void **state)
 	struct archive *a;
 	struct archive_verify_stats vs;
 	assert_int_equal(archive_open(dir, ARCHIVE_READ, &a), 0);
-	assert_int_equal(archive_verify(a, NULL, NULL, &vs), 0);
+	assert_int_equal(archive_verify(a, 0, NULL, NULL, &vs), 0);
 	assert_int_equal(vs.problems, 0);
 	archive_close(a);
 	/* rebuild: the dropped segment does not come back */
@@ -1148,7 +1148,7 @@ static void test_drop_list(void **state)
 	assert_int_not_equal(access(path, F_OK), 0);
 	seg_path(dir, 1, path, sizeof(path));
 	assert_int_equal(access(path, F_OK), 0);
-	assert_int_equal(archive_verify(a, NULL, NULL, &vs), 0);
+	assert_int_equal(archive_verify(a, 0, NULL, NULL, &vs), 0);
 	assert_int_equal(vs.problems, 0);
 	archive_close(a);
 	/* a lost index: recovery refuses and removes nothing */

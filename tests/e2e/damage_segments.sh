@@ -127,6 +127,9 @@ for entry in "${DAMAGES[@]}"; do
     fs index verify --archive "$A" >"$TMP/out" 2>"$TMP/err"
     expect_status "$name: index verify" $? 3 "$TMP/err"
     grep -qE "segment [0-9]+|$who" "$TMP/out" && pass || fail "$name: verify does not name the segment"
+    fs index verify --workers 1 --archive "$A" >"$TMP/out1" 2>&1 # frames read on this thread
+    cmp -s "$TMP/out" "$TMP/out1" && pass ||
+        fail "$name: verify --workers 1 says other lines: $(diff "$TMP/out" "$TMP/out1" | head -c 400)"
 
     # record appends and leaves the damaged file alone
     cp -a "$A" "$TMP/r"

@@ -7,8 +7,9 @@
 # the uncompressed capture from the page cache with the same filter, and
 # `cat PCAP > OUT` (the copy alone: what writing OUT costs whatever reads).
 # Then index rebuild --workers 1 against the default (a writer per worker,
-# a segment file each: bounded by the largest segment) and index verify (one
-# thread: it has no pool yet).
+# a segment file each: bounded by the largest segment) and index verify
+# --workers 1 against the default (frames decompressed on a second thread
+# ahead of the checks).
 # Best of N runs each, N printed.  A benchmark, not a test: it prints, never
 # judges.
 #
@@ -83,7 +84,8 @@ done
 
 BEST=()
 for _ in $(seq "$N"); do
-    run_timed verify "$FS" index verify --archive "$ARCH"
+    run_timed verify1 "$FS" index verify --archive "$ARCH" --workers 1
+    run_timed verifyN "$FS" index verify --archive "$ARCH"
     run_timed rb1 "$FS" index rebuild --archive "$ARCH" --workers 1
     run_timed rbN "$FS" index rebuild --archive "$ARCH" --workers "$(nproc)"
 done
@@ -92,5 +94,6 @@ echo "# $(ls "$ARCH/segments" | wc -l) segment files, frames per segment: $("$FS
 printf '%-30s %9s %9s %8s\n' command 1worker_s N_s "1/N"
 printf '%-30s %9s %9s %7.2fx\n' "index rebuild" "${BEST[rb1]}" "${BEST[rbN]}" \
     "$(echo "${BEST[rb1]} / ${BEST[rbN]}" | bc -l)"
-printf '%-30s %9s %9s\n' "index verify (one thread)" "${BEST[verify]}" -
+printf '%-30s %9s %9s %7.2fx\n' "index verify" "${BEST[verify1]}" "${BEST[verifyN]}" \
+    "$(echo "${BEST[verify1]} / ${BEST[verifyN]}" | bc -l)"
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
