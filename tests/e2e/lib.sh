@@ -10,9 +10,9 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/flowscope-test.XXXXXX")
 chmod 0711 "$TMP"
 # at_exit CMDS: what the test's own shell runs when it exits, before it removes $TMP (one
 # CMDS: a second call replaces the first).  Only that shell: bash runs the EXIT trap in a
-# job's child too when the child ends before its exec (a signal soon after `cmd &`, a
-# redirection that fails), which removed $TMP, stopped servers and deleted users under a
-# running test (seen: e2e_signal under load, a signal sent to a job not yet exec'd).
+# job's child too when a signal ends it before its exec (`cmd & kill $!` under load), which
+# removed $TMP under a running test (seen: e2e_signal) and would stop servers, remove veth
+# pairs and delete users in the traps of others.
 AT_EXIT=
 at_exit() { AT_EXIT=$1; }
 trap '[ "$BASHPID" != "$$" ] || { eval "$AT_EXIT"; rm -rf "$TMP"; }' EXIT

@@ -21,7 +21,8 @@ FS=$BUILD/tools/flowscope
 . "$(dirname "$0")/bench_data.sh"
 W=$(mktemp -d)
 SPID= OPID=
-trap '[ -z "$SPID" ] || kill "$SPID"; [ -z "$OPID" ] || kill "$OPID" 2>/dev/null; rm -rf "$W"' EXIT
+# (the bench's own shell only: a job signalled before its exec runs the EXIT trap too)
+trap '[ "$BASHPID" != "$$" ] || { [ -z "$SPID" ] || kill "$SPID"; [ -z "$OPID" ] || kill "$OPID" 2>/dev/null; rm -rf "$W"; }' EXIT
 
 bench_dataset "$SIZE" || { echo "dataset $SIZE failed" >&2; exit 1; }
 

@@ -48,7 +48,13 @@ for t in trafgen netsniff-ng tcpdump dumpcap; do
 done
 T=$(mktemp -d /tmp/live-bench.XXXXXX)
 NS=fslbn$$ A=fslba$$ B=fslbb$$
-cleanup() { ip link del "$A" 2>/dev/null; ip netns del "$NS" 2>/dev/null; rm -rf "$T"; }
+# (the bench's own shell only: a job signalled before its exec runs the EXIT trap too)
+cleanup() {
+    [ "$BASHPID" = "$$" ] || return
+    ip link del "$A" 2>/dev/null
+    ip netns del "$NS" 2>/dev/null
+    rm -rf "$T"
+}
 trap cleanup EXIT
 ip netns add "$NS" && ip link add "$A" type veth peer name "$B" && ip link set "$B" netns "$NS" || exit 1
 sysctl -qw "net.ipv6.conf.$A.disable_ipv6=1"

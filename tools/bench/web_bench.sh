@@ -20,7 +20,8 @@ command -v chromium >/dev/null || { echo "no chromium (make deps)" >&2; exit 1; 
 . "$HERE/bench_data.sh"
 W=$(mktemp -d)
 SPID=
-trap '[ -z "$SPID" ] || kill "$SPID"; rm -rf "$W"' EXIT
+# (the bench's own shell only: a job signalled before its exec runs the EXIT trap too)
+trap '[ "$BASHPID" != "$$" ] || { [ -z "$SPID" ] || kill "$SPID"; rm -rf "$W"; }' EXIT
 
 NODE_DIR=$BUILD/web-node
 LOCK=$HERE/../../tests/e2e/web/package-lock.json
