@@ -24,17 +24,17 @@ for name in dns_icmp mixed_vlan tcp_anomalies http; do
     a=$TMP/dpdk.$name
     n=$(npackets "$src")
     timeout --foreground 120 "$FLOWSCOPE" record --dpdk "$EAL --vdev=net_pcap0,rx_pcap=$src" --archive "$a" \
-        --qq-size 32M --stats-interval 100ms 2>"$TMP/err" &
+        --qq-size 32M --stats-interval 100ms 2>"$a.err" &
     pid=$!
-    if wait_packets "$TMP/err" "$n" $pid; then pass; else fail "$name: never saw $n packets: $(tail -3 "$TMP/err")"; fi
+    if wait_packets "$a.err" "$n" $pid; then pass; else fail "$name: never saw $n packets: $(tail -3 "$a.err")"; fi
     kill -INT $pid
     wait $pid
     rc=$?
-    [ $rc -eq 0 ] && pass || fail "$name: record --dpdk exit $rc: $(tail -3 "$TMP/err")"
-    grep -q "ended: signal" "$TMP/err" && pass || fail "$name: report does not say it ended on a signal"
-    [ "$(counter "$TMP/err" record ingest.dpdk.packets)" = "$n" ] &&
-        [ "$(counter "$TMP/err" record ingest.dpdk.drops)" = 0 ] && pass ||
-        fail "$name: counters: $(grep ingest.dpdk "$TMP/err")"
+    [ $rc -eq 0 ] && pass || fail "$name: record --dpdk exit $rc: $(tail -3 "$a.err")"
+    grep -q "ended: signal" "$a.err" && pass || fail "$name: report does not say it ended on a signal"
+    [ "$(counter "$a.err" record ingest.dpdk.packets)" = "$n" ] &&
+        [ "$(counter "$a.err" record ingest.dpdk.drops)" = 0 ] && pass ||
+        fail "$name: counters: $(grep ingest.dpdk "$a.err")"
     oracle "$src" "$TMP/exp.pcap"
     fs query --archive "$a" -w "$TMP/got.pcap" 2>/dev/null && cmp -s "$TMP/exp.pcap" "$TMP/got.pcap" && pass ||
         fail "$name: archive differs from the capture ($(npackets "$TMP/got.pcap") of $n packets)"
@@ -45,14 +45,15 @@ done
 # hands over microseconds, so the archive holds the file's times cut to the microsecond
 # (tcpdump's microsecond copy, byte for byte) and the run line says so
 fs gen -w "$TMP/ns.pcap" --packets 500 --seed 3 2>/dev/null || fail "gen ns.pcap"
+a=$TMP/dpdk.ns # (each recording's stderr a file of its own: an earlier one's lines would match)
 timeout --foreground 120 "$FLOWSCOPE" record --dpdk "$EAL --vdev=net_pcap0,rx_pcap=$TMP/ns.pcap" \
-    --archive "$TMP/dpdk.ns" --qq-size 32M --stats-interval 100ms 2>"$TMP/err" &
+    --archive "$a" --qq-size 32M --stats-interval 100ms 2>"$a.err" &
 pid=$!
-wait_packets "$TMP/err" 500 $pid && pass || fail "ns.pcap: never saw 500 packets: $(tail -3 "$TMP/err")"
+wait_packets "$a.err" 500 $pid && pass || fail "ns.pcap: never saw 500 packets: $(tail -3 "$a.err")"
 kill -INT $pid
 wait $pid || fail "ns.pcap: record --dpdk exit $?"
 grep -q "^flowscope record: run: .*dpdk port 0 (net_pcap), .*ended: signal; timestamps in microseconds: DPDK's net_pcap delivers no nanoseconds$" \
-    "$TMP/err" && pass || fail "ns.pcap: the run line does not say net_pcap's timestamps are microseconds: $(grep 'run:' "$TMP/err")"
+    "$a.err" && pass || fail "ns.pcap: the run line does not say net_pcap's timestamps are microseconds: $(grep 'run:' "$a.err")"
 tcpdump -Z root -r "$TMP/ns.pcap" -w "$TMP/us-exp.pcap" 2>/dev/null # microseconds: cut, not rounded
 fs query --archive "$TMP/dpdk.ns" --ts micro -w "$TMP/us-got.pcap" 2>/dev/null &&
     cmp -s "$TMP/us-exp.pcap" "$TMP/us-got.pcap" && pass ||
