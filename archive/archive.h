@@ -148,7 +148,7 @@ struct archive_writer_config {
 	uint64_t segment_size; /* rotate at this many compressed bytes; 0 = ARCHIVE_SEGMENT_SIZE */
 	uint64_t segment_age_ns; /* rotate a segment this old (wall clock); 0 = 60 s */
 	uint32_t frame_size;     /* uncompressed bytes per frame; 0 = 256 KiB */
-	int zstd_level;          /* zstd level (negative = fast levels); 0 = -1 */
+	int zstd_level;          /* zstd level (negative = fast levels); 0 = -2 */
 	uint64_t sync_ns;        /* index commit interval (wall clock); 0 = 1 s */
 	uint32_t run;            /* the recording this writer belongs to (archive_new_run) */
 };

@@ -138,7 +138,7 @@ int archive_writer_create(struct archive *a, const struct archive_writer_config 
 	if (!w->cfg.frame_size)
 		w->cfg.frame_size = DEF_FRAME_SIZE;
 	if (!w->cfg.zstd_level)
-		w->cfg.zstd_level = -1;
+		w->cfg.zstd_level = -2;
 	if (!w->cfg.sync_ns)
 		w->cfg.sync_ns = DEF_SYNC_NS;
 	w->fcap = w->cfg.frame_size + PCAP_GHDR_LEN + PCAP_RHDR_LEN + ARCHIVE_MAX_CAPLEN;

@@ -77,7 +77,7 @@ static void usage(FILE *f)
 	    "  --pin-triggered       with --capture all: retention keeps the segments that\n"
 	    "                        hold triggered flows, dropping them last (for room,\n"
 	    "                        never for age)\n"
-	    "  --zstd-level N        zstd level, -7..-1 (fast) or 1..19 (default -1)\n"
+	    "  --zstd-level N        zstd level, -7..-1 (fast) or 1..19 (default -2)\n"
 	    "  --archive-group GROUP let GROUP read the archive, also while it records\n"
 	    "  --max-flows N         flow table size per analyzer (default 262144)\n"
 	    "  --status-interval DUR status line interval, 0 = off (default 5s;\n"
@@ -376,7 +376,7 @@ static int parse_args(int argc, char **argv, struct record_opts *o)
 	                          .rx_queues = 1,
 	                          .qq_high_water = HIGH_WATER_DEFAULT,
 	                          .qq_hold_max_ns = HOLD_MAX_DEFAULT,
-	                          .zstd_level = -1,
+	                          .zstd_level = -2,
 	                          .archive_gid = -1};
 	int r = capture_getopt(argc, argv, CMD, longopts, parse_opt, usage, o);
 	return r ? r : check_args(o);

@@ -85,7 +85,7 @@ for in in "$TEXT" "$RANDOMIN"; do
     zst1=$(stat -c %s "$OUT/t.pcap.zst")
     row "$in" "tcpdump -w - | zstd -1 (baseline)" "$best" "$outb" - - 1.000
     rm -f "$OUT/t.pcap.zst"
-    for cfg in "" "--dumpers 1" "--zstd-level 1" "--dumpers 1 --zstd-level 1" "--zstd-level -2" \
+    for cfg in "" "--dumpers 1" "--zstd-level 1" "--dumpers 1 --zstd-level 1" "--zstd-level -1" \
         "--zstd-level -3" "--module stats"; do
         best=
         for r in $(seq "$RUNS"); do
@@ -102,7 +102,7 @@ for in in "$TEXT" "$RANDOMIN"; do
             startup=$(echo "$secs - ${run:-0}" | bc -l | xargs printf '%.2f')
             vsz=$(echo "$(stored "$OUT/a") / $zst1" | bc -l | xargs printf '%.3f')
         done
-        row "$in" "flowscope record ${cfg:-(defaults: 2 dumpers, -1)}" "$best" "$outb" "$idx" "$startup" \
+        row "$in" "flowscope record ${cfg:-(defaults: 2 dumpers, -2)}" "$best" "$outb" "$idx" "$startup" \
             "$vsz"
     done
 done
