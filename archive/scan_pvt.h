@@ -87,8 +87,7 @@ int archive__scan_resync(struct seg_scan *s, struct seg_scanned *f, char *why, s
  * archive__scan_ahead_stop (the thread may have read past the frames taken;
  * once a call returned 0, s is as a plain scan left it).  Without a thread
  * (not asked for, or none could start) the calls read on the caller's
- * thread.  Threading: one
- * caller thread.
+ * thread.  Threading: one caller thread.
  */
 #define SCAN_AHEAD_FRAMES 8
 
