@@ -321,6 +321,7 @@ struct seg_ahead {
 	pthread_cond_t cv; /* broadcast (under mu) when made, taken or stop change */
 	uint64_t made;     /* slots filled (mu) */
 	uint64_t taken;    /* slots the caller is done with (mu) */
+	uint64_t bytes;    /* frame contents of the slots made and not taken (mu) */
 	int stop;          /* (mu) */
 	int held;          /* the caller holds slot[taken] (the caller's thread only) */
 	struct ahead_slot slot[SCAN_AHEAD_FRAMES];
@@ -331,6 +332,11 @@ static void ahead_fill(struct seg_scan *s, struct ahead_slot *sl)
 {
 	uint8_t *own = s->ubuf;
 	size_t owncap = s->ucap;
+	if (sl->cap > SCAN_AHEAD_KEEP) {
+		free(sl->buf);
+		sl->buf = NULL;
+		sl->cap = 0;
+	}
 	s->ubuf = sl->buf;
 	s->ucap = sl->cap;
 	sl->why[0] = '\0';
@@ -351,7 +357,8 @@ static void *ahead_run(void *arg)
 	int r = 1;
 	pthread_mutex_lock(&a->mu);
 	while (r == 1) {
-		while (!a->stop && a->made - a->taken == SCAN_AHEAD_FRAMES)
+		while (!a->stop && (a->made - a->taken == SCAN_AHEAD_FRAMES ||
+		                    (a->made > a->taken && a->bytes >= SCAN_AHEAD_BYTES)))
 			pthread_cond_wait(&a->cv, &a->mu);
 		if (a->stop)
 			break;
@@ -361,6 +368,7 @@ static void *ahead_run(void *arg)
 		r = sl->r;
 		pthread_mutex_lock(&a->mu); /* pairs with the caller's lock in take */
 		a->made++;
+		a->bytes += r == 1 ? sl->f.usize : 0;
 		pthread_cond_broadcast(&a->cv);
 	}
 	pthread_mutex_unlock(&a->mu);
@@ -385,6 +393,7 @@ static struct ahead_slot *ahead_take(struct seg_ahead *a)
 {
 	pthread_mutex_lock(&a->mu);
 	if (a->held && a->slot[a->taken % SCAN_AHEAD_FRAMES].r == 1) {
+		a->bytes -= a->slot[a->taken % SCAN_AHEAD_FRAMES].f.usize;
 		a->taken++;
 		pthread_cond_broadcast(&a->cv);
 	}

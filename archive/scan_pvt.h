@@ -90,6 +90,12 @@ int archive__scan_resync(struct seg_scan *s, struct seg_scanned *f, char *why, s
  * thread.  Threading: one caller thread.
  */
 #define SCAN_AHEAD_FRAMES 8
+/* ... and while frames are ahead, no further once their contents reach this many bytes (a
+ * damaged segment may claim frames of up to 64 MiB: memory stays bounded by the budget, one
+ * frame over it and the caller's frame); a slot keeps a buffer between frames only up to
+ * SCAN_AHEAD_KEEP bytes. */
+#define SCAN_AHEAD_BYTES (32u << 20)
+#define SCAN_AHEAD_KEEP (4u << 20)
 
 struct seg_ahead;
 

@@ -411,6 +411,28 @@ static void test_frame_round_trip(void **state)
 	archive_close(a);
 }
 
+/*
+ * Frames of 12 MiB (five of them): verify's read-ahead stops at its byte
+ * budget (32 MiB, three frames ahead here) rather than its frame count, and
+ * frees the buffers of frames that large; what it finds is what one thread
+ * finds.
+ */
+static void test_verify_large_frames(void **state)
+{
+	struct fixture *f = *state;
+	struct archive *a = open_rw(f->dir);
+	write_packets(a, 300000, 12u << 20, 5000000000ull);
+	struct archive_verify_stats one, two;
+	assert_int_equal(archive_verify(a, 1, NULL, NULL, &one), 0);
+	assert_int_equal(archive_verify(a, 2, NULL, NULL, &two), 0);
+	assert_int_equal(one.problems, 0);
+	assert_int_equal(two.problems, 0);
+	assert_int_equal(one.frames, two.frames);
+	assert_true(two.frames >= 5);
+	assert_int_equal(two.packets, 300000);
+	archive_close(a);
+}
+
 static int count_segs(const struct archive_segment_info *s, void *arg)
 {
 	(void)s;
@@ -1252,6 +1274,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_index_checked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_write_read_terms, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_frame_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_verify_large_frames, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rotation_and_time_range, setup, teardown),
 	    cmocka_unit_test(test_plist_codec),
 	    cmocka_unit_test(test_strict_decoders),
