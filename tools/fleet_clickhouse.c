@@ -183,6 +183,28 @@ static int unhex16(const char *h, uint8_t *out)
 	return 0;
 }
 
+/*
+ * A TabSeparated field's text as it was stored, in place: ClickHouse writes
+ * \b \f \r \n \t \0 \' and \\ for those bytes (a NUL ends the text here).
+ */
+static char *tsv_unescape(char *s)
+{
+	static const char from[] = "bfrnt0", to[] = "\b\f\r\n\t";
+	char *w = s;
+	for (const char *r = s; *r; r++) {
+		if (*r == '\\' && r[1]) {
+			const char *k = strchr(from, *++r);
+			if (k && *k == '0')
+				break;
+			*w++ = k ? to[k - from] : *r;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = '\0';
+	return s;
+}
+
 /* A row's fields (tab-separated, as FLOWS_COLUMNS) into f, its sensor and trigger text. */
 static int row_parse(char *line, struct archive_flow_info *f, char **sensor, char *trigger,
                      size_t tlen)
@@ -213,7 +235,8 @@ static int row_parse(char *line, struct archive_flow_info *f, char **sensor, cha
 		f->bytes[d] = strtoull(col[12 + d], NULL, 10);
 		f->tcp_flags[d] = (uint8_t)strtoul(col[14 + d], NULL, 10);
 	}
-	snprintf(trigger, tlen, "%s%s%s", col[16], col[17][0] ? ": " : "", col[17]);
+	snprintf(trigger, tlen, "%s%s%s", tsv_unescape(col[16]), col[17][0] ? ": " : "",
+	         tsv_unescape(col[17]));
 	return 0;
 }
 
