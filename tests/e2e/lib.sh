@@ -178,13 +178,32 @@ tshark_ok() {
 # tshark_packets FILE: one line per packet as tshark reads it (also a pcapng whose interfaces
 # have several link types, which libpcap, so tcpdump, refuses): link type (encapsulation),
 # time (a simple packet block has none: 0, as libpcap reads it), captured and wire length,
-# the bytes in hex.
+# the bytes in hex.  One pass: each packet's columns, then its hex dump (`-x`: the frame's
+# bytes first, labelled "Frame (N bytes):" when reassembly adds other data sources, whose
+# dumps are left out); blocks that are not packets (custom blocks: no link type) are left out.
 tshark_packets() {
-    paste <(timeout 300 tshark -r "$1" -T fields -e frame.encap_type -e frame.time_epoch \
-                -e frame.cap_len -e frame.len 2>/dev/null) \
-          <(timeout 300 tshark -r "$1" -T ek -x -j frame 2>/dev/null |
-                jq -r 'select(.layers) | .layers.frame_raw') |
-        awk -F'\t' -v OFS='\t' '$1 == "" { next } $2 == "" { $2 = "0.000000000" } { print }'
+    local cols='"E","%Cus:frame.encap_type:0:U","T","%Cus:frame.time_epoch","C","%Cus:frame.cap_len"'
+    timeout 300 tshark -r "$1" -T tabs -x -P -o "gui.column.format:$cols,\"L\",\"%Cus:frame.len\"" 2>/dev/null |
+        awk -F'\t' -v OFS='\t' '
+            function put() { if (head != "") print head, hex; head = ""; hex = "" }
+            /^[0-9a-f]+  [0-9a-f][0-9a-f] / { if (!more) next
+                                               o = $0; sub(/ .*/, "", o)
+                                               h = substr($0, length(o) + 3, 48); gsub(/ /, "", h)
+                                               hex = hex h; next }
+            NF == 4 { put(); if ($2 == "") $2 = "0.000000000"; if ($1 != "") head = $0
+                      more = 1; next }
+            /^Frame \([0-9]+ bytes\):$/ { more = 1; next }
+            /./ { more = 0 }
+            END { put() }'
+}
+
+# tshark_packets_of FILE OUT: tshark_packets FILE into OUT, kept in $TMP for the same file
+# (path, size, time, inode) asked again.
+tshark_packets_of() {
+    local c
+    c="$TMP/tshark.$(stat -c '%n %s %.9Y %i' "$1" | md5sum | cut -c1-16)"
+    [ -f "$c" ] || tshark_packets "$1" >"$c"
+    cp "$c" "$2"
 }
 
 # check_links SRC ARCHIVE [sorted|part]: what `query --format pcapng` returns of ARCHIVE is
@@ -195,7 +214,7 @@ check_links() {
     local src=$1 arch=$2 e
     fs query --archive "$arch" --format pcapng -w "$TMP/links.pcapng" 2>"$TMP/links.err" ||
         { fail "$src: query --format pcapng: $(cat "$TMP/links.err")"; return; }
-    tshark_packets "$src" >"$TMP/links.exp"
+    tshark_packets_of "$src" "$TMP/links.exp"
     tshark_packets "$TMP/links.pcapng" >"$TMP/links.got"
     if [ "${3:-}" != "" ]; then
         sort -o "$TMP/links.exp" "$TMP/links.exp"

@@ -16,9 +16,10 @@
 RELINK=$1
 DNS="$PCAPS/dns_icmp.pcap" # 164 packets, 2026-11-27T05:29:39.464927Z .. 05:29:43.868168Z
 
-# epoch_of FILE K: packet K's time, epoch seconds with 9 decimals, as tshark reads it
-# (unsigned pcap seconds).
-epoch_of() { tshark -r "$1" -T fields -e frame.time_epoch 2>/dev/null | sed -n "${2}p"; }
+# epochs FILE: each packet's time, a line each, epoch seconds with 9 decimals, as tshark
+# reads it (unsigned pcap seconds); epoch_of FILE K: packet K's.
+epochs() { tshark -r "$1" -T fields -e frame.time_epoch 2>/dev/null; }
+epoch_of() { epochs "$1" | sed -n "${2}p"; }
 
 # plus1ns EPOCH: one nanosecond later.
 plus1ns() { printf '%s.%09d' "${1%.*}" $((10#${1#*.} + 1)); }
@@ -75,14 +76,16 @@ info_range() {
 # stored_times NAME SRC ARCHIVE: all of SRC stored exactly; info; windows over a quarter to
 # three quarters, and exactly one timestamp.
 stored_times() {
-    local name=$1 src=$2 arch=$3 n from to one
+    local name=$1 src=$2 arch=$3 n from to one t
     record_ok "$name" "$src" "$arch"
     oracle "$src" "$TMP/exp.pcap"
     same_as_input "$name" "$arch" "$TMP/exp.pcap"
     n=$(npackets "$src")
-    info_range "$name" "$arch" "$(epoch_of "$src" 1)" "$(epoch_of "$src" "$n")"
-    from=$(epoch_of "$src" $((n / 4)))
-    to=$(epoch_of "$src" $((3 * n / 4)))
+    mapfile -t t < <(epochs "$src")
+    [ "${#t[@]}" = "$n" ] || fail "$name: tshark reads ${#t[@]} packets, tcpdump $n"
+    info_range "$name" "$arch" "${t[0]}" "${t[n - 1]}"
+    from=${t[n / 4 - 1]}
+    to=${t[3 * n / 4 - 1]}
     window "$name" "$src" "$arch" "$from" "$to"
     window "$name" "$src" "$arch" "$from" "$(plus1ns "$from")"
 }
@@ -196,9 +199,9 @@ for src in m mi; do
             [ $src = m ] || break
             editcap -F pcapng "$one" "$TMP/one.pcapng"
             oracle "$TMP/one.pcapng" "$TMP/exp.pcap"
-            n=$(npackets "$one")
+            mapfile -t t < <(epochs "$one")
             same_as_input "$src.pcapng, $d dumpers, $(basename "$one")" "$TMP/a.$src.$d" "$TMP/exp.pcap" \
-                --from "$(epoch_of "$one" 1)" --to "$(plus1ns "$(epoch_of "$one" "$n")")"
+                --from "${t[0]}" --to "$(plus1ns "${t[${#t[@]} - 1]}")"
         done
     done
 done
