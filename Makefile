@@ -54,7 +54,7 @@ DEB_TEST  += clickhouse-server
 # when no npm is there; a Node.js install that brings its own npm is left alone
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
-.PHONY: all build install deb deps asan test test-release test-asan test-tsan test-fuzz bench demo format \
+.PHONY: all build install deb deps asan test test-release test-asan test-tsan test-fuzz fuzz-force bench demo format \
         format-check clean analyze
 
 all: build
@@ -124,44 +124,62 @@ FUZZ_ARCHIVE_SRC = archive/archive.c archive/index.c archive/terms.c archive/wri
     archive/dump.c flowtrack/parse.c flowtrack/table.c flowtrack/bpf.c flowtrack/units.c \
     flowtrack/community_id.c qq/qq.c
 FUZZ_ARCHIVE_LIBS = $$(pkg-config --cflags --libs lmdb libpcap libzstd liburing nettle) -lpthread
+# The targets are built, then run, $(JOBS) at a time (each fuzzer on one core
+# for FUZZ_SECONDS); every binary is built again on every run.
+FUZZ_BINS = $(addprefix $(FUZZ_BUILD)/,$(FUZZ_TARGETS))
 test-fuzz: deps
+	@$(MAKE) --no-print-directory -j $(JOBS) $(FUZZ_BINS)
+	@$(MAKE) --no-print-directory -j $(JOBS) -O $(addprefix fuzz-run-,$(FUZZ_TARGETS))
+
+$(FUZZ_BUILD)/fuzz_parse: fuzz-force
 	@mkdir -p $(FUZZ_BUILD)
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_parse.c flowtrack/parse.c flowtrack/flowkey.c flowtrack/units.c \
-	    -o $(FUZZ_BUILD)/fuzz_parse
+	    -o $@
+$(FUZZ_BUILD)/fuzz_plan: fuzz-force
+	@mkdir -p $(FUZZ_BUILD)
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_plan.c query/plan.c archive/index.c archive/terms.c \
 	    archive/archive.c archive/lmdbcheck.c flowtrack/flowkey.c flowtrack/parse.c flowtrack/table.c \
-	    flowtrack/units.c qq/qq.c $$(pkg-config --cflags --libs lmdb libpcap) -lpthread \
-	    -o $(FUZZ_BUILD)/fuzz_plan
+	    flowtrack/units.c qq/qq.c $$(pkg-config --cflags --libs lmdb libpcap) -lpthread -o $@
+$(FUZZ_BUILD)/fuzz_pcapng: fuzz-force
+	@mkdir -p $(FUZZ_BUILD)
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_pcapng.c ingest/file.c ingest/pcapng_links.c \
-	    ingest/source.c qq/qq.c $$(pkg-config --cflags --libs libpcap) -lpthread \
-	    -o $(FUZZ_BUILD)/fuzz_pcapng
+	    ingest/source.c qq/qq.c $$(pkg-config --cflags --libs libpcap) -lpthread -o $@
+$(FUZZ_BUILD)/fuzz_units: fuzz-force
+	@mkdir -p $(FUZZ_BUILD)
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_units.c tools/cli.c $(FUZZ_ARCHIVE_SRC) \
-	    $(FUZZ_ARCHIVE_LIBS) -o $(FUZZ_BUILD)/fuzz_units
-	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_index.c $(FUZZ_ARCHIVE_SRC) $(FUZZ_ARCHIVE_LIBS) \
-	    -o $(FUZZ_BUILD)/fuzz_index
-	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_segment.c $(FUZZ_ARCHIVE_SRC) $(FUZZ_ARCHIVE_LIBS) \
-	    -o $(FUZZ_BUILD)/fuzz_segment
+	    $(FUZZ_ARCHIVE_LIBS) -o $@
+$(FUZZ_BUILD)/fuzz_index $(FUZZ_BUILD)/fuzz_segment: fuzz-force
+	@mkdir -p $(FUZZ_BUILD)
+	@clang $(FUZZ_CFLAGS) tests/fuzz/$(@F).c $(FUZZ_ARCHIVE_SRC) $(FUZZ_ARCHIVE_LIBS) -o $@
+$(FUZZ_BUILD)/fuzz_steno: fuzz-force
+	@mkdir -p $(FUZZ_BUILD)
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_steno.c query/steno.c flowtrack/units.c \
-	    $$(pkg-config --cflags --libs libpcap) -o $(FUZZ_BUILD)/fuzz_steno
+	    $$(pkg-config --cflags --libs libpcap) -o $@
+$(FUZZ_BUILD)/fuzz_api: fuzz-force
+	@mkdir -p $(FUZZ_BUILD)
 	@cmake "-DFILES=$(CURDIR)/query/web/index.html|$(CURDIR)/query/web/app.js|$(CURDIR)/query/web/app.css|$(CURDIR)/query/web/favicon.svg" \
 	    -DOUT=$(FUZZ_BUILD)/web_assets.c -P query/web/embed.cmake
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_api.c query/api.c query/api_query.c query/api_trigger.c \
 	    query/web.c query/web_api.c $(FUZZ_BUILD)/web_assets.c \
 	    query/steno.c query/run.c query/readahead.c query/plan.c query/export.c query/flows.c tools/cli.c \
 	    $(FUZZ_ARCHIVE_SRC) $(FUZZ_ARCHIVE_LIBS) $$(pkg-config --cflags --libs libmicrohttpd gnutls jansson) \
-	    -o $(FUZZ_BUILD)/fuzz_api
+	    -o $@
+$(FUZZ_BUILD)/fuzz_eve: fuzz-force
+	@mkdir -p $(FUZZ_BUILD)
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_eve.c ingest/eve.c qq/qq.c \
-	    $$(pkg-config --cflags --libs jansson) -lm -lpthread -o $(FUZZ_BUILD)/fuzz_eve
-	@for f in $(FUZZ_TARGETS); do \
-	    reg=$$(ls -d $(CURDIR)/tests/fuzz/regressions/$$f/* 2>/dev/null); \
-	    [ -z "$$reg" ] || (cd $(FUZZ_BUILD) && ./$$f $$reg 2>$$f.reg.log) || \
-	        { tail -30 $(FUZZ_BUILD)/$$f.reg.log; echo "test-fuzz: $$f: a regression input fails"; exit 1; }; \
-	    rm -rf $(FUZZ_BUILD)/corpus-$$f && mkdir -p $(FUZZ_BUILD)/corpus-$$f && \
-	    cp tests/fuzz/corpus/$$f/* $(FUZZ_BUILD)/corpus-$$f/ 2>/dev/null; \
-	    (cd $(FUZZ_BUILD) && ./$$f -max_total_time=$(FUZZ_SECONDS) -seed=1 -print_final_stats=1 \
-	        corpus-$$f 2>$$f.log) || { tail -30 $(FUZZ_BUILD)/$$f.log; exit 1; }; \
-	    echo "test-fuzz: $$f: $$(echo $$reg | wc -w) regression inputs, $$(grep -o 'stat::number_of_executed_units: [0-9]*' $(FUZZ_BUILD)/$$f.log | grep -o '[0-9]*$$') inputs, no crash"; \
-	done
+	    $$(pkg-config --cflags --libs jansson) -lm -lpthread -o $@
+fuzz-force:
+
+# fuzz-run-TARGET: its regression inputs, then FUZZ_SECONDS from its seeds.
+fuzz-run-%:
+	@f=$*; reg=$$(ls -d $(CURDIR)/tests/fuzz/regressions/$$f/* 2>/dev/null); \
+	[ -z "$$reg" ] || (cd $(FUZZ_BUILD) && ./$$f $$reg 2>$$f.reg.log) || \
+	    { tail -30 $(FUZZ_BUILD)/$$f.reg.log; echo "test-fuzz: $$f: a regression input fails"; exit 1; }; \
+	rm -rf $(FUZZ_BUILD)/corpus-$$f && mkdir -p $(FUZZ_BUILD)/corpus-$$f && \
+	cp tests/fuzz/corpus/$$f/* $(FUZZ_BUILD)/corpus-$$f/ 2>/dev/null; \
+	(cd $(FUZZ_BUILD) && ./$$f -max_total_time=$(FUZZ_SECONDS) -seed=1 -print_final_stats=1 \
+	    corpus-$$f 2>$$f.log) || { tail -30 $(FUZZ_BUILD)/$$f.log; exit 1; }; \
+	echo "test-fuzz: $$f: $$(echo $$reg | wc -w) regression inputs, $$(grep -o 'stat::number_of_executed_units: [0-9]*' $(FUZZ_BUILD)/$$f.log | grep -o '[0-9]*$$') inputs, no crash"
 
 # Static analysis, both tools failing on any finding and printing it: clang's
 # analyzer (scan-build, from clang-tools; a Perl script: perl) over a Debug build from scratch of
