@@ -187,68 +187,56 @@ static int parse_args(int argc, char **argv, struct flows_args *fa)
 }
 
 /*
- * The ,"community_id":VALUE at *p (a string or null) into x, "-" when the line has none (a
- * server from before it); advances *p.  0, or -1.
+ * A line of /api/v1/flows (query_flow_json's) into x, *dur and f; 0, or -1 when it is not
+ * such a line.  "community_id" may be missing (a server from before it) or null (ICMP): "-".
  */
-static int remote_community_id(const char **p, struct query_flow_text *x)
+static int remote_flow(json_t *j, struct query_flow_text *x, double *dur,
+                       struct archive_flow_info *f)
 {
-	static const char key[] = ",\"community_id\":";
-	int end = 0;
-	strcpy(x->community_id, "-");
-	if (strncmp(*p, key, sizeof(key) - 1) != 0)
-		return 0;
-	*p += sizeof(key) - 1;
-	if (strncmp(*p, "null", 4) == 0) {
-		*p += 4;
-		return 0;
-	}
-	if (sscanf(*p, "\"%31[^\"]\"%n", x->community_id, &end) != 1 || !end)
+	const char *s[7];
+	json_int_t vlan, inner, n[4];
+	json_t *cid = NULL;
+	if (json_unpack(
+	        j, "{s:s, s:s, s:F, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s?o, s:s}",
+	        "first", &s[0], "last", &s[1], "duration", dur, "proto", &s[2], "a", &s[3], "b",
+	        &s[4], "vlan", &vlan, "vlan_inner", &inner, "packets_ab", &n[0], "packets_ba",
+	        &n[1], "bytes_ab", &n[2], "bytes_ba", &n[3], "tcp_flags", &s[5], "community_id",
+	        &cid, "trigger", &s[6]) != 0 ||
+	    vlan < 0 || vlan > 4095 || inner < 0 || inner > 4095 ||
+	    (n[0] | n[1] | n[2] | n[3]) < 0 || (cid && !json_is_null(cid) && !json_is_string(cid)))
 		return -1;
-	*p += end;
+	char *to[7] = {x->first, x->last, x->proto, x->a, x->b, x->flags, x->trigger};
+	size_t len[7] = {sizeof(x->first), sizeof(x->last),  sizeof(x->proto),  sizeof(x->a),
+	                 sizeof(x->b),     sizeof(x->flags), sizeof(x->trigger)};
+	for (int i = 0; i < 7; i++)
+		snprintf(to[i], len[i], "%s", s[i]);
+	snprintf(x->community_id, sizeof(x->community_id), "%s",
+	         json_is_string(cid) ? json_string_value(cid) : "-");
+	if (inner)
+		snprintf(x->vlan, sizeof(x->vlan), "%u/%u", (unsigned)vlan, (unsigned)inner);
+	else if (vlan)
+		snprintf(x->vlan, sizeof(x->vlan), "%u", (unsigned)vlan);
+	else
+		strcpy(x->vlan, "-");
+	for (int d = 0; d < 2; d++) {
+		f->packets[d] = (uint64_t)n[d];
+		f->bytes[d] = (uint64_t)n[2 + d];
+	}
 	return 0;
 }
 
-/* The line's trigger (free text, a JSON string with escapes) into x; 0, or -1. */
-static int remote_trigger(const char *line, struct query_flow_text *x)
-{
-	json_t *j = json_loads(line, 0, NULL);
-	const char *s = json_string_value(json_object_get(j, "trigger"));
-	if (s)
-		snprintf(x->trigger, sizeof(x->trigger), "%s", s);
-	json_decref(j);
-	return s ? 0 : -1;
-}
-
-/* One line of /api/v1/flows (query_flow_json's) printed as print_flow does; 0, or -1 when it
-   is not such a line. */
+/* One line of /api/v1/flows printed as print_flow does; 0, or -1 when it is not such a line. */
 static int print_remote_line(const char *line)
 {
 	struct archive_flow_info f = {0};
 	struct query_flow_text x;
 	double dur;
-	unsigned vlan, inner;
-	int end = 0, tend = 0;
-	if (sscanf(line,
-	           "{\"first\":\"%47[^\"]\",\"last\":\"%47[^\"]\",\"duration\":%lf,\"proto\":\"%15["
-	           "^\"]\",\"a\":\"%63[^\"]\",\"b\":\"%63[^\"]\",\"vlan\":%u,\"vlan_inner\":%u,"
-	           "\"packets_ab\":%" SCNu64 ",\"packets_ba\":%" SCNu64 ",\"bytes_ab\":%" SCNu64
-	           ",\"bytes_ba\":%" SCNu64 ",\"tcp_flags\":\"%15[^\"]\"%n",
-	           x.first, x.last, &dur, x.proto, x.a, x.b, &vlan, &inner, &f.packets[0],
-	           &f.packets[1], &f.bytes[0], &f.bytes[1], x.flags, &end) != 13 ||
-	    !end)
-		return -1;
-	const char *t = line + end;
-	if (remote_community_id(&t, &x) != 0 || sscanf(t, ",\"trigger\":\"%n", &tend) != 0 ||
-	    !tend || remote_trigger(line, &x) != 0)
-		return -1;
-	if (inner)
-		snprintf(x.vlan, sizeof(x.vlan), "%u/%u", vlan, inner);
-	else if (vlan)
-		snprintf(x.vlan, sizeof(x.vlan), "%u", vlan);
-	else
-		strcpy(x.vlan, "-");
-	print_row(&x, dur, &f);
-	return 0;
+	json_t *j = json_loads(line, 0, NULL);
+	int r = j ? remote_flow(j, &x, &dur, &f) : -1;
+	if (r == 0)
+		print_row(&x, dur, &f);
+	json_decref(j);
+	return r;
 }
 
 /* --remote: the server's flows, printed as a local run prints them; the exit status. */
