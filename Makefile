@@ -132,31 +132,24 @@ test-fuzz: deps
 	@$(MAKE) --no-print-directory -j $(JOBS) -O $(addprefix fuzz-run-,$(FUZZ_TARGETS))
 
 $(FUZZ_BUILD)/fuzz_parse: fuzz-force
-	@mkdir -p $(FUZZ_BUILD)
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_parse.c flowtrack/parse.c flowtrack/flowkey.c flowtrack/units.c \
 	    -o $@
 $(FUZZ_BUILD)/fuzz_plan: fuzz-force
-	@mkdir -p $(FUZZ_BUILD)
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_plan.c query/plan.c archive/index.c archive/terms.c \
 	    archive/archive.c archive/lmdbcheck.c flowtrack/flowkey.c flowtrack/parse.c flowtrack/table.c \
 	    flowtrack/units.c qq/qq.c $$(pkg-config --cflags --libs lmdb libpcap) -lpthread -o $@
 $(FUZZ_BUILD)/fuzz_pcapng: fuzz-force
-	@mkdir -p $(FUZZ_BUILD)
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_pcapng.c ingest/file.c ingest/pcapng_links.c \
 	    ingest/source.c qq/qq.c $$(pkg-config --cflags --libs libpcap) -lpthread -o $@
 $(FUZZ_BUILD)/fuzz_units: fuzz-force
-	@mkdir -p $(FUZZ_BUILD)
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_units.c tools/cli.c $(FUZZ_ARCHIVE_SRC) \
 	    $(FUZZ_ARCHIVE_LIBS) -o $@
 $(FUZZ_BUILD)/fuzz_index $(FUZZ_BUILD)/fuzz_segment: fuzz-force
-	@mkdir -p $(FUZZ_BUILD)
 	@clang $(FUZZ_CFLAGS) tests/fuzz/$(@F).c $(FUZZ_ARCHIVE_SRC) $(FUZZ_ARCHIVE_LIBS) -o $@
 $(FUZZ_BUILD)/fuzz_steno: fuzz-force
-	@mkdir -p $(FUZZ_BUILD)
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_steno.c query/steno.c flowtrack/units.c \
 	    $$(pkg-config --cflags --libs libpcap) -o $@
 $(FUZZ_BUILD)/fuzz_api: fuzz-force
-	@mkdir -p $(FUZZ_BUILD)
 	@cmake "-DFILES=$(CURDIR)/query/web/index.html|$(CURDIR)/query/web/app.js|$(CURDIR)/query/web/app.css|$(CURDIR)/query/web/favicon.svg" \
 	    -DOUT=$(FUZZ_BUILD)/web_assets.c -P query/web/embed.cmake
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_api.c query/api.c query/api_query.c query/api_trigger.c \
@@ -165,10 +158,12 @@ $(FUZZ_BUILD)/fuzz_api: fuzz-force
 	    $(FUZZ_ARCHIVE_SRC) $(FUZZ_ARCHIVE_LIBS) $$(pkg-config --cflags --libs libmicrohttpd gnutls jansson) \
 	    -o $@
 $(FUZZ_BUILD)/fuzz_eve: fuzz-force
-	@mkdir -p $(FUZZ_BUILD)
 	@clang $(FUZZ_CFLAGS) tests/fuzz/fuzz_eve.c ingest/eve.c qq/qq.c \
 	    $$(pkg-config --cflags --libs jansson) -lm -lpthread -o $@
 fuzz-force:
+$(FUZZ_BINS): | $(FUZZ_BUILD)
+$(FUZZ_BUILD):
+	@mkdir -p $@
 
 # fuzz-run-TARGET: its regression inputs, then FUZZ_SECONDS from its seeds.
 fuzz-run-%:
