@@ -48,7 +48,7 @@ closes_once() {
     local arch="$TMP/small" out="$TMP/st.out" i url
     fs record --read "$PCAPS/dns_icmp.pcap" --archive "$arch" --qq-size 16M --stats-interval 0 \
         2>/dev/null || { fail "record --read failed"; return; }
-    strace -f -qq -Z -e trace=close -o "$TMP/strace.log" "$FLOWSCOPE" serve --archive "$arch" \
+    "${TRACED[@]}" -f -qq -Z -e trace=close -o "$TMP/strace.log" "$FLOWSCOPE" serve --archive "$arch" \
         --listen 127.0.0.1:0 >"$out" 2>"$TMP/st.err" &
     local spid=$!
     PIDS+=("$spid")

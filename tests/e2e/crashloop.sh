@@ -114,7 +114,7 @@ full=$(stored "$TMP/full")
 SYS=pwrite64,writev,fdatasync,fsync,ftruncate,rename
 rm -rf "$A"
 cp -a "$T0" "$A"
-strace -f -qq -o "$TMP/cal.tr" -e trace=$SYS,write "$FLOWSCOPE" record --read "$TMP/after.pcap" \
+"${TRACED[@]}" -f -qq -o "$TMP/cal.tr" -e trace=$SYS,write "$FLOWSCOPE" record --read "$TMP/after.pcap" \
     --archive "$A" --dumpers 1 --qq-size 16M --stats-interval 0 2>"$TMP/rec.err" ||
     fail "traced recovery of the template: $(tail -2 "$TMP/rec.err")"
 grep -q "left open by a crash" "$TMP/rec.err" || fail "the traced run recovered nothing: $(head -2 "$TMP/rec.err")"
@@ -132,7 +132,7 @@ for point in $points; do
     k=${point#*:}
     rm -rf "$A"
     cp -a "$T0" "$A"
-    strace -f -qq -o /dev/null -e trace="$call" -e inject="$call:signal=SIGKILL:when=$k" \
+    "${TRACED[@]}" -f -qq -o /dev/null -e trace="$call" -e inject="$call:signal=SIGKILL:when=$k" \
         "$FLOWSCOPE" record --read "$TMP/after.pcap" --archive "$A" --dumpers 1 --qq-size 16M \
         --stats-interval 0 2>"$TMP/rec.err"
     rc=$?

@@ -149,7 +149,7 @@ done
 if command -v strace >/dev/null; then
     for n in 1 2 3; do
         rm -rf "$K" && cp -a "$BASE" "$K"
-        strace -f -o /dev/null -e trace=rename,renameat,renameat2 \
+        "${TRACED[@]}" -f -o /dev/null -e trace=rename,renameat,renameat2 \
             -e inject=rename,renameat,renameat2:signal=KILL:when=$n \
             "$FLOWSCOPE" index rebuild --archive "$K" >/dev/null 2>&1
         [ -f "$K/index/data.mdb" ] && pass || fail "killed at rename $n: no index left ($(ls "$K" | tr '\n' ' '))"

@@ -126,8 +126,7 @@ note "40 pairs of concurrent records: $losers losers"
 # and records; the second, continued, must be told of the first
 if command -v strace >/dev/null; then
     d=$TMP/late
-    # (LeakSanitizer cannot run under ptrace: off for this one in a sanitizer build)
-    ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0 strace -f -o /dev/null -e trace=mkdir,mkdirat \
+    "${TRACED[@]}" -f -o /dev/null -e trace=mkdir,mkdirat \
         -e inject=mkdir,mkdirat:signal=SIGSTOP:when=1 \
         "$FLOWSCOPE" record --read "$SMALL" --archive "$d" --qq-size 16M --stats-interval 0 \
         2>"$TMP/late.b" &

@@ -43,6 +43,11 @@ skip() {
 # fs ARGS...: run flowscope with a bounded time.
 fs() { timeout 300 "$FLOWSCOPE" "$@"; }
 
+# "${TRACED[@]}" ARGS...: strace ARGS, with LeakSanitizer off in a sanitizer build: it
+# cannot work under ptrace, and a process that exits under strace would abort on its
+# "fatal error".  A command, not a function, so that $! after "${TRACED[@]}" ... & is strace.
+TRACED=(env "ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace)
+
 # oracle SRC OUT [FILTER]: tcpdump's answer, nanosecond pcap (tcpdump -Z root: it drops
 # privileges before writing otherwise).  Returns tcpdump's status; OUT absent if it
 # could not even start (bad file, bad filter).

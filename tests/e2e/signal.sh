@@ -132,8 +132,7 @@ a=$TMP/fifo-a
 rm -f "$TMP/fifo" && mkfifo "$TMP/fifo"
 cat "$PCAPS/dns_icmp.pcap" >"$TMP/fifo" 2>/dev/null &
 writer=$!
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
-    strace -f -qq -o "$TMP/fifo.tr" -P "$TMP/fifo" -e trace=open,openat \
+"${TRACED[@]}" -f -qq -o "$TMP/fifo.tr" -P "$TMP/fifo" -e trace=open,openat \
     timeout --foreground -k 5 60 "$FLOWSCOPE" record --read "$TMP/fifo" --archive "$a" \
     --qq-size 16M --stats-interval 0 2>"$a.err"
 rc=$?
