@@ -102,7 +102,7 @@ recorder() {
 
 # replay_start NAME: tcpreplay sends the capture at $PPS in the background (RPLAY its pid)
 replay_start() {
-    ip netns exec "$NS" timeout 300 tcpreplay -i "$B" --pps="$PPS" "$SENT_PCAP" \
+    ip netns exec "$NS" timeout 300 tcpreplay -i "$B" --pps="$PPS" --timer=nano "$SENT_PCAP" \
         >"$TMP/$1.replay" 2>&1 &
     RPLAY=$!
 }

@@ -91,8 +91,9 @@ wait_for() {
 
 # replay NAME SRC PID [OPTION]: tcpreplay sends SRC from $B in $NS (OPTION default
 # --topspeed); SENT = the packets it sent.  If it sent none: a failure, PID killed, 1.
+# (--timer=nano: a paced rate sleeps between packets; tcpreplay's default spins a core)
 replay() {
-    SENT=$(ip netns exec "$NS" tcpreplay -i "$B" "${4:---topspeed}" "$2" 2>&1 | sed -n 's/.*Actual: \([0-9]*\) packets.*/\1/p')
+    SENT=$(ip netns exec "$NS" tcpreplay -i "$B" --timer=nano "${4:---topspeed}" "$2" 2>&1 | sed -n 's/.*Actual: \([0-9]*\) packets.*/\1/p')
     [ -n "$SENT" ] && [ "$SENT" -gt 0 ] && return 0
     fail "$1: tcpreplay sent nothing"
     kill -9 "$3"
