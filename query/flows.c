@@ -268,11 +268,17 @@ void query_flow_fields(struct archive_rtxn *t, const struct archive_flow_info *f
 	export_json_time(f->last_ns, x->last, sizeof(x->last));
 	if (ft_community_id(&f->key, 0, x->community_id) != 0)
 		strcpy(x->community_id, "-");
-	strcpy(x->vlan, "-");
-	if (f->key.vlan_inner)
-		snprintf(x->vlan, sizeof(x->vlan), "%u/%u", f->key.vlan, f->key.vlan_inner);
-	else if (f->key.vlan)
-		snprintf(x->vlan, sizeof(x->vlan), "%u", f->key.vlan);
+	query_vlan_text(f->key.vlan, f->key.vlan_inner, x->vlan, sizeof(x->vlan));
+}
+
+void query_vlan_text(unsigned vlan, unsigned inner, char *buf, size_t len)
+{
+	if (inner)
+		snprintf(buf, len, "%u/%u", vlan, inner);
+	else if (vlan)
+		snprintf(buf, len, "%u", vlan);
+	else
+		snprintf(buf, len, "-");
 }
 
 void query_flow_json(FILE *out, struct archive_rtxn *t, const struct archive_flow_info *f)

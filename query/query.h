@@ -299,6 +299,8 @@ struct query_flow_text {
 };
 void query_flow_fields(struct archive_rtxn *t, const struct archive_flow_info *f,
                        struct query_flow_text *x); /* t NULL: trigger "" */
+/* A flow's VLAN ids as query_flow_text.vlan shows them (ids of 0-4095). */
+void query_vlan_text(unsigned vlan, unsigned inner, char *buf, size_t len);
 
 /*
  * Writes the flow as one JSON line (`flows --json`, /api/v1/flows);

@@ -212,12 +212,7 @@ static int remote_flow(json_t *j, struct query_flow_text *x, double *dur,
 		snprintf(to[i], len[i], "%s", s[i]);
 	snprintf(x->community_id, sizeof(x->community_id), "%s",
 	         json_is_string(cid) ? json_string_value(cid) : "-");
-	if (inner)
-		snprintf(x->vlan, sizeof(x->vlan), "%u/%u", (unsigned)vlan, (unsigned)inner);
-	else if (vlan)
-		snprintf(x->vlan, sizeof(x->vlan), "%u", (unsigned)vlan);
-	else
-		strcpy(x->vlan, "-");
+	query_vlan_text((unsigned)vlan, (unsigned)inner, x->vlan, sizeof(x->vlan));
 	for (int d = 0; d < 2; d++) {
 		f->packets[d] = (uint64_t)n[d];
 		f->bytes[d] = (uint64_t)n[2 + d];
