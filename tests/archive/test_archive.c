@@ -81,20 +81,28 @@ static struct archive *open_rw(const char *dir)
 }
 
 /* Writes n packets: host = i % 4 + 1, sport = 1000 + i, 200 bytes, ts = base + i. */
-static void write_packets(struct archive *a, uint32_t n, uint32_t frame_size, uint64_t base)
+/* n UDP packets of len captured bytes (at most 1400; 100 more on the wire), one port each. */
+static void write_sized(struct archive *a, uint32_t n, uint32_t frame_size, uint64_t base,
+                        uint32_t len)
 {
 	struct archive_writer *w;
 	struct archive_writer_config c = {.frame_size = frame_size};
 	assert_int_equal(archive_writer_create(a, &c, &w), 0);
-	uint8_t b[200];
+	uint8_t b[1400];
+	assert_true(len <= sizeof(b));
 	for (uint32_t i = 0; i < n; i++) {
-		make_udp(b, (uint8_t)(i % 4 + 1), (uint16_t)(1000 + i), sizeof(b));
-		assert_int_equal(archive_writer_add(w, 1, 65535, base + i, sizeof(b), 300, b), 0);
+		make_udp(b, (uint8_t)(i % 4 + 1), (uint16_t)(1000 + i), len);
+		assert_int_equal(archive_writer_add(w, 1, 65535, base + i, len, len + 100, b), 0);
 	}
 	struct archive_writer_stats st;
 	archive_writer_stats(w, &st);
 	assert_int_equal(st.packets, n);
 	assert_int_equal(archive_writer_close(w), 0);
+}
+
+static void write_packets(struct archive *a, uint32_t n, uint32_t frame_size, uint64_t base)
+{
+	write_sized(a, n, frame_size, base, 200);
 }
 
 static int count_seg(const struct archive_segment_info *s, void *arg)
@@ -421,16 +429,7 @@ static void test_verify_large_frames(void **state)
 {
 	struct fixture *f = *state;
 	struct archive *a = open_rw(f->dir);
-	struct archive_writer *w;
-	struct archive_writer_config c = {.frame_size = 12u << 20};
-	assert_int_equal(archive_writer_create(a, &c, &w), 0);
-	uint8_t b[1400]; /* large packets: few of them to index for 60 MB */
-	for (uint32_t i = 0; i < 45000; i++) {
-		make_udp(b, (uint8_t)(i % 4 + 1), (uint16_t)(1000 + i), sizeof(b));
-		assert_int_equal(
-		    archive_writer_add(w, 1, 65535, 5000000000ull + i, sizeof(b), 1500, b), 0);
-	}
-	assert_int_equal(archive_writer_close(w), 0);
+	write_sized(a, 45000, 12u << 20, 5000000000ull, 1400); /* large: few to index for 60 MB */
 	struct archive_verify_stats one, two;
 	assert_int_equal(archive_verify(a, 1, NULL, NULL, &one), 0);
 	assert_int_equal(archive_verify(a, 2, NULL, NULL, &two), 0);
