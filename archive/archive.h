@@ -68,7 +68,7 @@ const char *archive_strerror(int err);
 /* Detail of the last error on this thread ("" if none); valid until the next call. */
 const char *archive_errmsg(void);
 
-#define ARCHIVE_FORMAT_VERSION 3 /* what this flowscope writes (flow keys with the inner VLAN) */
+#define ARCHIVE_FORMAT_VERSION 4 /* what this flowscope writes (short IPv4 flow keys) */
 #define ARCHIVE_FORMAT_OLDEST 2  /* the oldest it reads; a writer upgrades it (archive_open) */
 #define ARCHIVE_MAX_CAPLEN (256u << 10) /* largest record accepted (bytes) */
 /* The last time a pcap record holds (u32 seconds): 2106-02-07T06:28:15.999999999Z. */

@@ -60,14 +60,18 @@ struct archive {
 
 /* keys: segments: seg u64 BE; frames: seg u64 BE | frame u32 BE;
  * terms: partition u32 BE | type u8 | term bytes | seg u64 BE (value: posting list);
- * flows: seg u64 BE | FLOW term (37 bytes) | outer vlan u16 BE | inner vlan u16 BE
- *        (format 2 wrote them without the inner tag: FLOW_KEY_LEN_V2, still read) */
+ * flows: seg u64 BE | FLOW term (37 bytes) | outer vlan u16 BE | inner vlan u16 BE, and
+ *        an IPv4 flow without the IPv4-mapped prefixes: seg | a (4) | b (4) | port a u16 BE |
+ *        port b u16 BE | proto | outer vlan | inner vlan (FLOW_KEY_LEN_IP4, format 4); format 3
+ *        keyed IPv4 flows at FLOW_KEY_LEN too, format 2 all flows without the inner tag
+ *        (FLOW_KEY_LEN_V2): both still read */
 #define SEG_KEY_LEN 8u
 #define FRAME_KEY_LEN 12u
 #define TERMS_TERM_MAXLEN 16u /* the longest term stored in `terms` (HOST) */
 #define TERMS_KEY_MAX (4u + 1u + TERMS_TERM_MAXLEN + 8u)
 #define FLOW_KEY_LEN (8u + ARCHIVE_TERM_MAXLEN + 4u)
 #define FLOW_KEY_LEN_V2 (8u + ARCHIVE_TERM_MAXLEN + 2u)
+#define FLOW_KEY_LEN_IP4 (8u + 4u + 4u + 2u + 2u + 1u + 4u)
 
 /*
  * Segments per partition of `terms`: a term's entries for the segments of one
@@ -195,9 +199,16 @@ int archive__frame_decode(const MDB_val *k, const MDB_val *v, struct archive_fra
 /* Returns the value's length. */
 size_t archive__flow_encode(const struct archive_flow_info *f, uint8_t out[FLOW_REC_MAX]);
 int archive__flow_decode(const MDB_val *k, const MDB_val *v, struct archive_flow_info *f);
-/* The flows key of key in segment seg (FLOW_KEY_LEN bytes). */
-void archive__flow_key_put(uint64_t seg, const struct ft_flow_key *key, uint8_t out[FLOW_KEY_LEN]);
-/* The flow key of a flows key of either length (FLOW_KEY_LEN or FLOW_KEY_LEN_V2: inner tag 0). */
+/*
+ * The flows key of key in segment seg; returns its length: FLOW_KEY_LEN_IP4 for an IPv4 flow
+ * (both addresses IPv4-mapped), FLOW_KEY_LEN for others; with wide, FLOW_KEY_LEN for every
+ * flow (the key format 3 wrote).
+ */
+size_t archive__flow_key_put(uint64_t seg, const struct ft_flow_key *key, int wide,
+                             uint8_t out[FLOW_KEY_LEN]);
+/* 1 if k's length is one a flows key may have (FLOW_KEY_LEN, _V2 or _IP4). */
+int archive__flow_key_len_ok(size_t len);
+/* The flow key of a flows key of any of those lengths (FLOW_KEY_LEN_V2: inner tag 0). */
 void archive__flow_key_get(const MDB_val *k, struct ft_flow_key *key);
 
 /* Segment file path for a state; returns buf. */

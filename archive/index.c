@@ -149,13 +149,23 @@ size_t archive__flow_encode(const struct archive_flow_info *f, uint8_t out[FLOW_
 	return n;
 }
 
+/* Where a flows key of length len has its outer VLAN id (the inner one follows, but in _V2). */
+static size_t flow_key_vlan_at(size_t len)
+{
+	return len == FLOW_KEY_LEN_IP4 ? FLOW_KEY_LEN_IP4 - 4 : 8 + ARCHIVE_TERM_MAXLEN;
+}
+
+int archive__flow_key_len_ok(size_t len)
+{
+	return len == FLOW_KEY_LEN || len == FLOW_KEY_LEN_V2 || len == FLOW_KEY_LEN_IP4;
+}
+
 int archive__flow_decode(const MDB_val *k, const MDB_val *v, struct archive_flow_info *f)
 {
 	const uint8_t *p = v->mv_data, *kp = k->mv_data;
 	uint64_t x[6] = {0}; /* read only once decoded: zeroed so that cppcheck sees it too */
-	size_t i = 8, len = v->mv_size, flags_at = 0;
-	int bad =
-	    (k->mv_size != FLOW_KEY_LEN && k->mv_size != FLOW_KEY_LEN_V2) || len < 8 + 5 + 2 + 1;
+	size_t i = 8, len = v->mv_size, flags_at = 0, vl = flow_key_vlan_at(k->mv_size);
+	int bad = !archive__flow_key_len_ok(k->mv_size) || len < 8 + 5 + 2 + 1;
 	for (int j = 0; j < 5 && !bad; j++)
 		bad = uvarint_get(p, len, &i, UINT64_MAX, &x[j]) != 0;
 	if (!bad && i + 2 <= len) {
@@ -166,8 +176,8 @@ int archive__flow_decode(const MDB_val *k, const MDB_val *v, struct archive_flow
 		bad = 1;
 	}
 	/* the last timestamp within 64 bits; VLAN ids of 12 bits (the rest is reserved) */
-	bad = bad || x[0] > UINT64_MAX - le64_get(p) || (kp[45] & 0xf0) ||
-	      (k->mv_size == FLOW_KEY_LEN && (kp[47] & 0xf0));
+	bad = bad || x[0] > UINT64_MAX - le64_get(p) || (kp[vl] & 0xf0) ||
+	      (k->mv_size != FLOW_KEY_LEN_V2 && (kp[vl + 2] & 0xf0));
 	if (bad)
 		return archive__fail(ARCHIVE_E_CORRUPT, "index: bad flow record");
 	memset(f, 0, sizeof(*f));
@@ -185,28 +195,46 @@ int archive__flow_decode(const MDB_val *k, const MDB_val *v, struct archive_flow
 	return 0;
 }
 
-void archive__flow_key_put(uint64_t seg, const struct ft_flow_key *key, uint8_t out[FLOW_KEY_LEN])
+size_t archive__flow_key_put(uint64_t seg, const struct ft_flow_key *key, int wide,
+                             uint8_t out[FLOW_KEY_LEN])
 {
 	be64_put(out, seg);
-	archive_term_flow(key, out + 8);
-	out[45] = (uint8_t)(key->vlan >> 8);
-	out[46] = (uint8_t)key->vlan;
-	out[47] = (uint8_t)(key->vlan_inner >> 8);
-	out[48] = (uint8_t)key->vlan_inner;
+	size_t n = 8 + ARCHIVE_TERM_MAXLEN;
+	if (!wide && ft_addr_is_v4(key->a) && ft_addr_is_v4(key->b)) {
+		uint8_t t[ARCHIVE_TERM_MAXLEN];
+		archive_term_flow(key, t);
+		memcpy(out + 8, t + 12, 4);
+		memcpy(out + 12, t + 28, 9); /* address b, the ports, the protocol */
+		n = FLOW_KEY_LEN_IP4 - 4;
+	} else {
+		archive_term_flow(key, out + 8);
+	}
+	out[n] = (uint8_t)(key->vlan >> 8);
+	out[n + 1] = (uint8_t)key->vlan;
+	out[n + 2] = (uint8_t)(key->vlan_inner >> 8);
+	out[n + 3] = (uint8_t)key->vlan_inner;
+	return n + 4;
 }
 
 void archive__flow_key_get(const MDB_val *k, struct ft_flow_key *key)
 {
 	const uint8_t *kp = k->mv_data;
+	size_t vl = flow_key_vlan_at(k->mv_size), pt = vl - 5; /* the ports, then the protocol */
 	memset(key, 0, sizeof(*key));
-	memcpy(key->a, kp + 8, 16);
-	memcpy(key->b, kp + 24, 16);
-	key->port_a = (uint16_t)((kp[40] << 8) | kp[41]);
-	key->port_b = (uint16_t)((kp[42] << 8) | kp[43]);
-	key->proto = kp[44];
-	key->vlan = (uint16_t)((kp[45] << 8) | kp[46]);
-	if (k->mv_size >= FLOW_KEY_LEN)
-		key->vlan_inner = (uint16_t)((kp[47] << 8) | kp[48]);
+	if (k->mv_size == FLOW_KEY_LEN_IP4) {
+		key->a[10] = key->a[11] = key->b[10] = key->b[11] = 0xff;
+		memcpy(key->a + 12, kp + 8, 4);
+		memcpy(key->b + 12, kp + 12, 4);
+	} else {
+		memcpy(key->a, kp + 8, 16);
+		memcpy(key->b, kp + 24, 16);
+	}
+	key->port_a = (uint16_t)((kp[pt] << 8) | kp[pt + 1]);
+	key->port_b = (uint16_t)((kp[pt + 2] << 8) | kp[pt + 3]);
+	key->proto = kp[pt + 4];
+	key->vlan = (uint16_t)((kp[vl] << 8) | kp[vl + 1]);
+	if (k->mv_size != FLOW_KEY_LEN_V2)
+		key->vlan_inner = (uint16_t)((kp[vl + 2] << 8) | kp[vl + 3]);
 }
 
 size_t archive_term_len(enum archive_term_type type)
@@ -507,9 +535,9 @@ static int flows_row(const MDB_val *k, const MDB_val *v, void *arg, int *end)
 int archive_flows(struct archive_rtxn *t, uint64_t seg,
                   int (*fn)(const struct archive_flow_info *f, void *arg), void *arg)
 {
-	uint8_t kb[FLOW_KEY_LEN] = {0};
-	be64_put(kb, seg);
-	MDB_val k = {.mv_size = FLOW_KEY_LEN, .mv_data = kb};
+	uint8_t kb[SEG_KEY_LEN];
+	be64_put(kb, seg); /* sorts before every key of the segment, whatever its length */
+	MDB_val k = {.mv_size = SEG_KEY_LEN, .mv_data = kb};
 	struct seg_rows w = {.seg = seg, .flow = fn, .arg = arg};
 	return cursor_walk(t, t->a->db_flows, &k, flows_row, &w, "walk flows");
 }

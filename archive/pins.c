@@ -49,13 +49,19 @@ struct mark {
 	uint64_t marked;
 };
 
-/* Gives segment seg's record of flow `key` the trigger, if it has one and no trigger yet. */
+/*
+ * Gives segment seg's record of flow `key` the trigger, if it has one and no trigger yet.
+ * An IPv4 flow's record in a segment that format 3 wrote has the long key.
+ */
 static int mark_segment(struct mark *m, uint64_t seg, const struct ft_flow_key *key)
 {
 	uint8_t kb[FLOW_KEY_LEN], vb[FLOW_REC_MAX];
-	archive__flow_key_put(seg, key, kb);
-	MDB_val k = {.mv_size = sizeof(kb), .mv_data = kb}, v;
+	MDB_val k = {.mv_size = archive__flow_key_put(seg, key, 0, kb), .mv_data = kb}, v;
 	int rc = mdb_get(m->txn, m->a->db_flows, &k, &v);
+	if (rc == MDB_NOTFOUND && k.mv_size != FLOW_KEY_LEN) {
+		k.mv_size = archive__flow_key_put(seg, key, 1, kb);
+		rc = mdb_get(m->txn, m->a->db_flows, &k, &v);
+	}
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	if (rc)

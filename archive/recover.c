@@ -584,31 +584,33 @@ static int trigger_put(MDB_txn *nt, struct archive *fresh, MDB_val *k, uint16_t 
 }
 
 /*
- * The trigger of an old flow record (key ok) goes to the fresh record of the
- * same key.  A format 2 key (the outer VLAN id only) stood for every flow of
- * its 5-tuple and outer tag: they all get it, as the old record said.
- * Returns how many records got it.
+ * The trigger of an old flow record (of, whose key was v2: format 2's, the
+ * outer VLAN id only) goes to the fresh record of the same flow.  A format 2
+ * key stood for every flow of its 5-tuple and outer tag: they all get it, as
+ * the old record said.  Returns how many records got it.
  */
-static uint64_t carry_trigger(MDB_txn *nt, struct archive *fresh, const MDB_val *ok,
-                              uint16_t trigger)
+static uint64_t carry_trigger(MDB_txn *nt, struct archive *fresh,
+                              const struct archive_flow_info *of, int v2)
 {
-	uint8_t kb[FLOW_KEY_LEN] = {0};
-	memcpy(kb, ok->mv_data, ok->mv_size < FLOW_KEY_LEN ? ok->mv_size : FLOW_KEY_LEN);
-	MDB_val k = {.mv_size = FLOW_KEY_LEN, .mv_data = kb}, nv;
-	if (ok->mv_size == FLOW_KEY_LEN)
-		return (uint64_t)trigger_put(nt, fresh, &k, trigger);
+	uint8_t kb[FLOW_KEY_LEN], want[FLOW_KEY_LEN];
+	/* a v2 key decodes with inner tag 0: the first of the flows it stood for */
+	MDB_val k = {.mv_size = archive__flow_key_put(of->seg, &of->key, 0, kb), .mv_data = kb}, nv;
+	size_t len = k.mv_size;
+	if (!v2)
+		return (uint64_t)trigger_put(nt, fresh, &k, of->trigger);
+	memcpy(want, kb, len);
 	MDB_cursor *c;
 	uint64_t n = 0;
-	if (ok->mv_size != FLOW_KEY_LEN_V2 || mdb_cursor_open(nt, fresh->db_flows, &c) != 0)
+	if (mdb_cursor_open(nt, fresh->db_flows, &c) != 0)
 		return 0;
 	int rc = mdb_cursor_get(c, &k, &nv, MDB_SET_RANGE);
-	for (; rc == 0 && k.mv_size == FLOW_KEY_LEN &&
-	       memcmp(k.mv_data, ok->mv_data, FLOW_KEY_LEN_V2) == 0;
+	/* the fresh keys that differ in the inner tag only (the last two bytes) */
+	for (; rc == 0 && k.mv_size >= len - 2 && memcmp(k.mv_data, want, len - 2) == 0;
 	     rc = mdb_cursor_get(c, &k, &nv, MDB_NEXT)) {
 		struct archive_flow_info nf;
-		if (archive__flow_decode(&k, &nv, &nf) != 0 || nf.trigger)
+		if (k.mv_size != len || archive__flow_decode(&k, &nv, &nf) != 0 || nf.trigger)
 			continue;
-		nf.trigger = trigger;
+		nf.trigger = of->trigger;
 		uint8_t b[FLOW_REC_MAX];
 		MDB_val wv = {.mv_size = archive__flow_encode(&nf, b), .mv_data = b};
 		n += mdb_cursor_put(c, &k, &wv, MDB_CURRENT) == 0;
@@ -649,7 +651,8 @@ static int carry_over(struct archive *old, struct archive *fresh, archive_log_fn
 		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
 			struct archive_flow_info of;
 			if (archive__flow_decode(&k, &v, &of) == 0 && of.trigger)
-				flows += carry_trigger(nt, fresh, &k, of.trigger);
+				flows +=
+				    carry_trigger(nt, fresh, &of, k.mv_size == FLOW_KEY_LEN_V2);
 		}
 		mdb_cursor_close(c);
 	}

@@ -705,8 +705,8 @@ static int flow_walk(struct verify *v, uint64_t seg,
                      void *arg)
 {
 	MDB_cursor *c;
-	uint8_t kb[FLOW_KEY_LEN] = {0};
-	be64_put(kb, seg);
+	uint8_t kb[SEG_KEY_LEN];
+	be64_put(kb, seg); /* sorts before every key of the segment, whatever its length */
 	MDB_val k = {.mv_size = sizeof(kb), .mv_data = kb}, val;
 	int rc = mdb_cursor_open(v->txn, v->a->db_flows, &c), r = 0;
 	if (rc)
@@ -724,7 +724,7 @@ static int flow_walk(struct verify *v, uint64_t seg,
 }
 
 struct flow_counts {
-	uint64_t records, v2;
+	uint64_t records, v2, ip4, ip4_wide; /* IPv4 flows' keys: format 4's, format 3's */
 };
 
 static int flow_count(struct verify *v, const MDB_val *k, const MDB_val *val, void *arg)
@@ -733,6 +733,12 @@ static int flow_count(struct verify *v, const MDB_val *k, const MDB_val *val, vo
 	(void)v, (void)val;
 	n->records++;
 	n->v2 += k->mv_size == FLOW_KEY_LEN_V2;
+	n->ip4 += k->mv_size == FLOW_KEY_LEN_IP4;
+	if (k->mv_size == FLOW_KEY_LEN) {
+		struct ft_flow_key key;
+		archive__flow_key_get(k, &key);
+		n->ip4_wide += ft_addr_is_v4(key.a) && ft_addr_is_v4(key.b);
+	}
 	return 0;
 }
 
@@ -751,6 +757,11 @@ static int flows_prepare(struct verify *v, struct seg_check *sc)
 		        " flow records are keyed by the outer VLAN only (format 2), the others by "
 		        "both tags: one writer keys a segment one way",
 		        sc->s.id, cnt.v2, cnt.records);
+	if (cnt.ip4 && (cnt.ip4_wide || cnt.v2))
+		problem(v,
+		        "segment %" PRIu64 ": %" PRIu64 " IPv4 flow records have format 4's keys "
+		        "(%u bytes), %" PRIu64 " older keys: one writer keys a segment one way",
+		        sc->s.id, cnt.ip4, FLOW_KEY_LEN_IP4, cnt.ip4_wide + cnt.v2);
 	uint64_t records = cnt.records;
 	n = records > n ? records : n; /* records exist; a count in a record may be garbage */
 	size_t cap = n > (FLOWS_MAX - FLOWS_MIN) / 2 ? FLOWS_MAX : (size_t)(2 * n + FLOWS_MIN);
@@ -810,7 +821,7 @@ static int flow_check(struct verify *v, const MDB_val *k, const MDB_val *val, vo
 	char name[FT_KEYSTRLEN];
 	fc->records++;
 	v->st->flows++;
-	if (k->mv_size != FLOW_KEY_LEN && k->mv_size != FLOW_KEY_LEN_V2) {
+	if (!archive__flow_key_len_ok(k->mv_size)) {
 		problem(v, "segment %" PRIu64 ": a flow key of %zu bytes", seg, k->mv_size);
 		return 0;
 	}

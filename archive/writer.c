@@ -390,8 +390,8 @@ static void put_flow(struct ft_flow *f, void *arg)
 	uint8_t k[FLOW_KEY_LEN], v[FLOW_REC_MAX];
 	if (ctx->rc)
 		return;
-	archive__flow_key_put(ctx->w->seg.id, &f->key, k);
-	MDB_val kv = {.mv_size = sizeof(k), .mv_data = k}, vv;
+	size_t kn = archive__flow_key_put(ctx->w->seg.id, &f->key, 0, k);
+	MDB_val kv = {.mv_size = kn, .mv_data = k}, vv;
 	struct archive_flow_info old = {0}, cur = {.key = f->key, .seg = ctx->w->seg.id};
 	int rc = mdb_get(ctx->txn, ctx->w->a->db_flows, &kv, &vv);
 	if (rc == 0 && archive__flow_decode(&kv, &vv, &old) == 0) {

@@ -168,9 +168,9 @@ static void format_is(const char *dir, const char *line)
 }
 
 /*
- * Format 2 is read as it is and upgraded to 3 by a writer (before it
- * writes); versions below 2 or above 3 are refused, by readers and writers,
- * and FORMAT is left alone.
+ * Formats 2 and 3 are read as they are and upgraded to 4 by a writer (before
+ * it writes); versions below 2 or above 4 are refused, by readers and
+ * writers, and FORMAT is left alone.
  */
 static void test_format_versions(void **state)
 {
@@ -179,22 +179,26 @@ static void test_format_versions(void **state)
 	char path[512];
 	snprintf(path, sizeof(path), "%s/arch", f->dir);
 	archive_close(open_rw(path));
-	format_is(path, "flowscope-archive 3\n");
-	format_put(path, "flowscope-archive 2\n");
-	assert_int_equal(archive_open(path, ARCHIVE_READ, &a), 0);
-	assert_int_equal(archive_format(a), 2);
-	archive_close(a);
-	format_is(path, "flowscope-archive 2\n"); /* readers never change it */
-	assert_int_equal(archive_open(path, ARCHIVE_WRITE, &a), 0);
-	assert_int_equal(archive_format(a), 3);
-	archive_close(a);
-	format_is(path, "flowscope-archive 3\n");
-	const char *refused[] = {"flowscope-archive 1\n", "flowscope-archive 4\n"};
+	format_is(path, "flowscope-archive 4\n");
+	for (unsigned v = 2; v <= 3; v++) {
+		char line[64];
+		snprintf(line, sizeof(line), "flowscope-archive %u\n", v);
+		format_put(path, line);
+		assert_int_equal(archive_open(path, ARCHIVE_READ, &a), 0);
+		assert_int_equal(archive_format(a), v);
+		archive_close(a);
+		format_is(path, line); /* readers never change it */
+		assert_int_equal(archive_open(path, ARCHIVE_WRITE, &a), 0);
+		assert_int_equal(archive_format(a), 4);
+		archive_close(a);
+		format_is(path, "flowscope-archive 4\n");
+	}
+	const char *refused[] = {"flowscope-archive 1\n", "flowscope-archive 5\n"};
 	for (int i = 0; i < 2; i++) {
 		format_put(path, refused[i]);
 		assert_int_equal(archive_open(path, ARCHIVE_READ, &a), ARCHIVE_E_VERSION);
 		assert_int_equal(archive_open(path, ARCHIVE_WRITE, &a), ARCHIVE_E_VERSION);
-		assert_non_null(strstr(archive_errmsg(), "this flowscope reads versions 2 to 3"));
+		assert_non_null(strstr(archive_errmsg(), "this flowscope reads versions 2 to 4"));
 		format_is(path, refused[i]);
 	}
 }
@@ -634,6 +638,40 @@ static void test_strict_decoders(void **state)
 	le64_put(val, 1000);
 	key[45] = 0x10; /* a VLAN id of more than 12 bits */
 	assert_int_equal(archive__flow_decode(&k, &v, &fl), ARCHIVE_E_CORRUPT);
+	key[45] = 0;
+
+	/* format 4: an IPv4 flow's key is 25 bytes (no IPv4-mapped prefixes), an IPv6 flow's
+	 * 49; both read back as the flow; the 25-byte key's VLAN ids are 12 bits too */
+	struct ft_flow_key f4 = {.a = {[10] = 0xff, [11] = 0xff, 10, 0, 0, 1},
+	                         .b = {[10] = 0xff, [11] = 0xff, 10, 0, 0, 2},
+	                         .port_a = 53000,
+	                         .port_b = 53,
+	                         .proto = 17,
+	                         .vlan = 300,
+	                         .vlan_inner = 42},
+	                   f6 = f4, back;
+	f6.a[10] = 0xfe;
+	k.mv_size = archive__flow_key_put(7, &f4, 0, key);
+	assert_int_equal(k.mv_size, FLOW_KEY_LEN_IP4);
+	const uint8_t want4[FLOW_KEY_LEN_IP4] = {0,    0,    0,  0,    0,    0, 0, 7,    10,
+	                                         0,    0,    1,  10,   0,    0, 2, 0xcf, 0x08,
+	                                         0x00, 0x35, 17, 0x01, 0x2c, 0, 42};
+	assert_memory_equal(key, want4, FLOW_KEY_LEN_IP4);
+	assert_int_equal(archive__flow_decode(&k, &v, &fl), 0);
+	assert_int_equal(fl.seg, 7);
+	assert_memory_equal(&fl.key, &f4, sizeof(f4));
+	key[23] = 0x10; /* the inner VLAN id's reserved bits */
+	assert_int_equal(archive__flow_decode(&k, &v, &fl), ARCHIVE_E_CORRUPT);
+	assert_int_equal(archive__flow_key_put(7, &f4, 1, key), FLOW_KEY_LEN); /* format 3's */
+	k.mv_size = FLOW_KEY_LEN;
+	archive__flow_key_get(&k, &back);
+	assert_memory_equal(&back, &f4, sizeof(f4));
+	k.mv_size = archive__flow_key_put(7, &f6, 0, key);
+	assert_int_equal(k.mv_size, FLOW_KEY_LEN);
+	archive__flow_key_get(&k, &back);
+	assert_memory_equal(&back, &f6, sizeof(f6));
+	k.mv_size = FLOW_KEY_LEN_IP4 + 1; /* no such length */
+	assert_int_equal(archive__flow_decode(&k, &v, &fl), ARCHIVE_E_CORRUPT);
 
 	/* posting lists: {3} as an over-long varint, {3} {4} as two runs that touch */
 	struct frames_out o = {.n = 0};
@@ -964,11 +1002,31 @@ static int flow_trigger_in(struct archive *a, uint64_t seg, const struct ft_flow
 	return -1;
 }
 
+/* Re-keys segment seg's record of an IPv4 flow as format 3 wrote it (the 49-byte key). */
+static void widen_flow(struct archive *a, uint64_t seg, const struct ft_flow_key *key)
+{
+	uint8_t kb[FLOW_KEY_LEN], wb[FLOW_KEY_LEN], vb[FLOW_REC_MAX];
+	MDB_txn *txn;
+	MDB_val k = {.mv_size = archive__flow_key_put(seg, key, 0, kb), .mv_data = kb}, v;
+	MDB_val w = {.mv_size = archive__flow_key_put(seg, key, 1, wb), .mv_data = wb};
+	assert_int_equal(k.mv_size, FLOW_KEY_LEN_IP4);
+	assert_int_equal(w.mv_size, FLOW_KEY_LEN);
+	assert_int_equal(mdb_txn_begin(a->env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_get(txn, a->db_flows, &k, &v), 0);
+	assert_true(v.mv_size <= sizeof(vb));
+	memcpy(vb, v.mv_data, v.mv_size);
+	v.mv_data = vb;
+	assert_int_equal(mdb_del(txn, a->db_flows, &k, NULL), 0);
+	assert_int_equal(mdb_put(txn, a->db_flows, &w, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+}
+
 /*
  * Triggers after the fact and pins: three segments (A, B, C: the same 100 flows at 1, 2, 3 s
  * of 1970) written without triggers; archive_flows_mark gives one flow's records trigger 9
- * in the segments that reach its first time (B and C), once; retention with pins then drops
- * A for age but never B and C, which go for room (max_bytes) only, counted as pinned.
+ * in the segments that reach its first time (B and C), once, also where the record has the
+ * key of format 3 (C's, re-keyed); retention with pins then drops A for age but never B and
+ * C, which go for room (max_bytes) only, counted as pinned.
  */
 static void test_pins(void **state)
 {
@@ -987,6 +1045,7 @@ static void test_pins(void **state)
 	assert_int_equal(ft_parse(1, b, sizeof(b), &pkt), 0);
 	assert_int_equal(archive_flow_key_of(&pkt, &key, &dir), 0);
 	uint64_t from = 2 * s + 50, marked = 0;
+	widen_flow(a, l.id[2], &key);
 	assert_int_equal(archive_flows_mark(a, &key, &from, 1, 9, &marked), 0);
 	assert_int_equal(marked, 2); /* B and C */
 	assert_int_equal(archive_flows_mark(a, &key, &from, 1, 10, &marked), 0);

@@ -41,8 +41,8 @@ def die(msg):
 def read_format(archive):
     with open(os.path.join(archive, "FORMAT"), encoding="ascii") as f:
         line = f.read()
-    if line not in ("flowscope-archive 2\n", "flowscope-archive 3\n"):
-        die("%s: FORMAT says %r, this reader knows 2 and 3" % (archive, line))
+    if line not in ("flowscope-archive 2\n", "flowscope-archive 3\n", "flowscope-archive 4\n"):
+        die("%s: FORMAT says %r, this reader knows 2 to 4" % (archive, line))
 
 
 def open_index(archive):

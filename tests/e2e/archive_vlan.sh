@@ -1,12 +1,14 @@
 #!/bin/bash
 # The archive's flow records are keyed as modules and triggers key flows: the 5-tuple and
-# both VLAN tags (archive format 3).  On tenants_pcap.py's capture (A: 802.1Q 42, B: QinQ
+# both VLAN tags (archive format 3), an IPv4 flow's key without the IPv4-mapped prefixes
+# (format 4: 25 bytes, not 49).  On tenants_pcap.py's capture (A: 802.1Q 42, B: QinQ
 # 300/42, C: QinQ 300/43, identical addresses and ports) `flows` lists each tenant's flows
 # apart, with tcpdump's packet counts; a trigger on B marks B's record only; verify and
 # rebuild agree.  An archive written by format 2 (tests/e2e/data/tenants-format2.tar.gz,
 # recorded by flowscope 29b86af with --trigger 'vlan 300 and vlan 42 and icmp': its records
-# key by the outer tag only) is still read, verified, upgraded to format 3 by the next
-# record, and consistent after it (docs/archive-format.md, "Versioning").
+# key by the outer tag only) or by format 3 (tenants-format3.tar.gz, flowscope 68942eb, the
+# same capture and trigger: 49-byte keys) is still read, verified, upgraded to format 4 by
+# the next record, and consistent after it (docs/archive-format.md, "Versioning").
 . "$(dirname "$0")/lib.sh"
 ROOT=${SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 T=$TMP/tenants.pcap
@@ -42,6 +44,24 @@ per_tenant() {
     done
 }
 
+# key_lengths ARCHIVE: the lengths of its `flows` keys, each once, in order ("25 49 ")
+key_lengths() {
+    mdb_dump -s flows "$1/index" | awk '/^ / { if (++i % 2) print length($1) / 2 }' |
+        sort -nu | tr '\n' ' '
+}
+
+# upgrade ARCHIVE WHAT LENGTHS: records the capture into ARCHIVE (of an older format) again:
+# then FORMAT says 4, its `flows` keys have LENGTHS (key_lengths) and verify passes
+upgrade() {
+    fs record --read "$T" --archive "$1" --stats-interval 0 --trigger "$TRIG_B" >/dev/null 2>"$TMP/err" ||
+        fail "record into $2: $(tail -2 "$TMP/err")"
+    grep -qx 'flowscope-archive 4' "$1/FORMAT" && pass || fail "$2 not upgraded: $(cat "$1/FORMAT")"
+    [ "$(key_lengths "$1")" = "$3" ] && pass || fail "upgraded $2: keys of $(key_lengths "$1")bytes"
+    verify_ok "$1" "upgraded $2"
+}
+# triggered JSON: the flows of `flows --json` output with a trigger ("icmp 300/42 ...")
+triggered() { jq -r 'select(.trigger != "") | "\(.proto) \(.vlan)/\(.vlan_inner)"' "$1" | sort | tr '\n' ' '; }
+
 # ---- a new archive: nine flows, each tenant's own ----------------------------------------
 A=$TMP/all
 fs record --read "$T" --archive "$A" --stats-interval 0 --trigger "$TRIG_B" >/dev/null 2>"$TMP/err" ||
@@ -64,7 +84,8 @@ grep -qE '^\S+ +\S+ icmp +10\.1\.0\.1:0 +10\.1\.0\.2:0 +300/42 +6 +6 .*trigger:v
     "$TMP/all.txt" && pass || fail "flows text: $(cat "$TMP/all.txt")"
 grep -qE ' 10\.1\.0\.2:80 +300/43 ' "$TMP/all.txt" && grep -qE ' 10\.1\.0\.2:53 +42 ' "$TMP/all.txt" &&
     pass || fail "flows text lacks the tags: $(cat "$TMP/all.txt")"
-grep -qx 'flowscope-archive 3' "$A/FORMAT" && pass || fail "FORMAT: $(cat "$A/FORMAT")"
+grep -qx 'flowscope-archive 4' "$A/FORMAT" && pass || fail "FORMAT: $(cat "$A/FORMAT")"
+[ "$(key_lengths "$A")" = "25 " ] && pass || fail "IPv4 flows' keys of $(key_lengths "$A")bytes"
 verify_ok "$A" "new archive"
 # a filter on one tenant lists that tenant's flow
 fs flows --archive "$A" --json 'vlan 300 and vlan 43 and tcp' >"$TMP/f.json" 2>/dev/null
@@ -98,11 +119,8 @@ fs flows --archive "$O" --json 'vlan 300 and vlan 43 and icmp' >"$TMP/f.json" 2>
     fail "format 2: flows FILTER finds the outer-tag record: $(cat "$TMP/f.json")"
 grep -qx 'flowscope-archive 2' "$O/FORMAT" && pass || fail "readers changed FORMAT: $(cat "$O/FORMAT")"
 
-# ---- recording into it upgrades it to format 3; old records stay as they are ------------
-fs record --read "$T" --archive "$O" --stats-interval 0 --trigger "$TRIG_B" >/dev/null 2>"$TMP/err" ||
-    fail "record into format 2: $(tail -2 "$TMP/err")"
-grep -qx 'flowscope-archive 3' "$O/FORMAT" && pass || fail "not upgraded: $(cat "$O/FORMAT")"
-verify_ok "$O" "upgraded archive"
+# ---- recording into it upgrades it to format 4; old records stay as they are ------------
+upgrade "$O" "format 2" "25 47 "
 flows_json "$O" "$TMP/mixed.json"
 # segment 1's six records as they were, segment 2's nine (A's merge with segment 1's)
 n=$(wc -l <"$TMP/mixed.json")
@@ -118,12 +136,37 @@ flows_json "$O" "$TMP/rebuilt.json"
 n=$(wc -l <"$TMP/rebuilt.json")
 [ "$n" = 9 ] && pass || fail "rebuilt upgraded: $n flows, expected 9"
 per_tenant "$TMP/rebuilt.json" 2 "rebuilt upgraded"
-t=$(jq -r 'select(.trigger != "") | "\(.proto) \(.vlan)/\(.vlan_inner)"' "$TMP/rebuilt.json" | sort | tr '\n' ' ')
+t=$(triggered "$TMP/rebuilt.json")
 [ "$t" = "icmp 300/42 icmp 300/43 " ] && pass || fail "rebuilt upgraded: triggered: $t"
 verify_ok "$O" "rebuilt upgraded archive"
-# OLD_FLOWSCOPE (optional, a flowscope of format 2): it refuses the upgraded archive by name
+
+# ---- an archive of format 3: read as it is, upgraded to format 4 by the next record ------
+N=$TMP/f3
+mkdir -p "$N" && tar -C "$N" -xzf "$ROOT/tests/e2e/data/tenants-format3.tar.gz" || fail "fixture 3"
+grep -qx 'flowscope-archive 3' "$N/FORMAT" && pass || fail "fixture 3 FORMAT: $(cat "$N/FORMAT")"
+[ "$(key_lengths "$N")" = "49 " ] && pass || fail "fixture 3: keys of $(key_lengths "$N")bytes"
+flows_json "$N" "$TMP/f3.json"
+cmp -s "$TMP/all.json" "$TMP/f3.json" && pass ||
+    fail "format 3: flows differ from format 4's: $(diff "$TMP/all.json" "$TMP/f3.json" | head -6)"
+verify_ok "$N" "format 3 archive"
+# segment 1's records as they were, segment 2's short; the same flows, so they merge
+upgrade "$N" "format 3" "25 49 "
+flows_json "$N" "$TMP/f3up.json"
+n=$(wc -l <"$TMP/f3up.json")
+[ "$n" = 9 ] && pass || fail "upgraded format 3: flows lists $n flows, expected 9: $(cat "$TMP/f3up.json")"
+per_tenant "$TMP/f3up.json" 2 "upgraded format 3"
+t=$(triggered "$TMP/f3up.json")
+[ "$t" = "icmp 300/42 " ] && pass || fail "upgraded format 3: triggered: $t"
+fs index rebuild --archive "$N" >/dev/null 2>"$TMP/err" || fail "rebuild format 3: $(tail -2 "$TMP/err")"
+[ "$(key_lengths "$N")" = "25 " ] && pass || fail "rebuilt format 3: keys of $(key_lengths "$N")bytes"
+flows_json "$N" "$TMP/f3re.json"
+cmp -s "$TMP/f3up.json" "$TMP/f3re.json" && pass ||
+    fail "format 3: flows after rebuild differ: $(diff "$TMP/f3up.json" "$TMP/f3re.json" | head -6)"
+verify_ok "$N" "rebuilt format 3 archive"
+
+# OLD_FLOWSCOPE (optional, a flowscope of format 2 or 3): it refuses the upgraded archive by name
 if [ -n "${OLD_FLOWSCOPE:-}" ]; then
-    timeout 300 "$OLD_FLOWSCOPE" flows --archive "$O" >/dev/null 2>"$TMP/err" && fail "old flowscope read format 3"
-    one_line_error "$TMP/err" "archive format version 3, this flowscope reads version 2"
+    timeout 300 "$OLD_FLOWSCOPE" flows --archive "$O" >/dev/null 2>"$TMP/err" && fail "old flowscope read format 4"
+    one_line_error "$TMP/err" "archive format version 4, this flowscope reads version"
 fi
 finish

@@ -49,7 +49,8 @@ verify_damaged() {
 }
 
 # lmdb_edit DIR DB drop: removes the first key of database DB of DIR's index;
-# lmdb_edit DIR DB xor OFFSET MASK: xors byte OFFSET of that key's value with MASK.
+# lmdb_edit DIR DB xor OFFSET MASK: xors byte OFFSET of that key's value with MASK;
+# lmdb_edit DIR flows widen: gives that key, an IPv4 flow's (25 bytes), format 3's 49 bytes.
 lmdb_edit() {
     local a=$1 db=$2 how=$3 off=${4:-0} mask=${5:-0} cur="" data=0 n=0 line b
     mdb_dump -a "$a/index" >"$TMP/dump" || return 1
@@ -62,6 +63,11 @@ lmdb_edit() {
             if [ $data = 1 ] && [ "$cur" = "$db" ] && [ $n -lt 2 ]; then
                 n=$((n + 1)) # the key line, then the value line (hex)
                 [ "$how" = drop ] && continue
+                if [ "$how" = widen ] && [ $n = 1 ]; then
+                    [ ${#line} = 51 ] || return 1 # not an IPv4 flow's key
+                    b=00000000000000000000ffff
+                    line=" ${line:1:16}$b${line:17:8}$b${line:25:26}"
+                fi
                 if [ $n = 2 ]; then
                     b=$(( 16#${line:$((1 + 2 * off)):2} ^ mask ))
                     line=" ${line:1:$((2 * off))}$(printf %02x $b)${line:$((3 + 2 * off))}"
@@ -135,6 +141,10 @@ verify_damaged "terms entry deleted" "$TMP/bad" "^segment 1: ethertype 0x0800 \(
 fresh
 lmdb_edit "$TMP/bad" flows xor 0 1 || fail "flows: mdb_dump/mdb_load"
 verify_damaged "flows value changed" "$TMP/bad" "^segment 1: flow .*: index says packets from [0-9]+ to [0-9]+ ns, the segment's from"
+# (e2) an IPv4 flow's record keyed as format 3 keyed it, beside format 4's keys
+fresh
+lmdb_edit "$TMP/bad" flows widen || fail "flows widen: mdb_dump/mdb_load"
+verify_damaged "flows key widened" "$TMP/bad" "^segment 1: [0-9]+ IPv4 flow records have format 4's keys \(25 bytes\), 1 older keys: one writer keys a segment one way$"
 # (f) a segment file the index does not know
 fresh
 cp "$TMP/dns_icmp/$SEG" "$TMP/bad/segments/999999999999.pcap.zst"

@@ -117,10 +117,16 @@ for name in ("a_dns", "a_vlan"):
                 rec = v
             else:
                 rec = k + v
-            if db == "flows" and len(k) == 49:  # also as a format 2 key
+            s = sel
+            if db == "flows" and len(k) == 25:  # an IPv4 flow's key (format 4)
+                s = 5
+                mapped = bytes(10) + b"\xff\xff"  # and as format 3 wrote it
+                k = k[:8] + mapped + k[8:12] + mapped + k[12:]
+                open(f"{out}/{name}_{db}_wide_{n}", "wb").write(bytes([2]) + k + v)
+            if db == "flows":  # also as a format 2 key
                 open(f"{out}/{name}_{db}_v2_{n}", "wb").write(
                     bytes([3]) + k[:47] + v)
-            open(f"{out}/{name}_{db}_{n}", "wb").write(bytes([sel]) + rec)
+            open(f"{out}/{name}_{db}_{n}", "wb").write(bytes([s]) + rec)
             n += 1
 # posting lists of several runs: {3, 4, 5, 300} (docs/archive-format.md), {0, 2, 4..9, 70000}
 open(f"{out}/plist_runs", "wb").write(bytes([4, 0x07, 0x01, 0xcc, 0x04]))
