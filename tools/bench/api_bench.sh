@@ -52,8 +52,7 @@ local_q() { "$FS" query --archive "$ARCH" -w - "$1"; }
 curl_q() { curl -s "${TLS[@]}" -G "$URL/api/v1/query" --data-urlencode "filter=$1"; }
 remote_q() { "$FS" query --remote "$URL" "${TLS[@]}" -w - "$1"; }
 
-model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-echo "# api_bench  machine: $model, $(nproc) cores, Linux $(uname -r), $(date -u +%FT%TZ)"
+bench_machine api_bench
 echo "# $SIZE: archive $(du -sb "$ARCH" | cut -f1) bytes; server: flowscope serve, TLS 1.3, client certificate"
 echo "# median of 5 runs each; curl and query --remote write to /dev/null"
 printf '%-54s %12s %9s %9s %10s %10s %11s\n' query answer_bytes local_ms curl_ms remote_ms added_ms throughput

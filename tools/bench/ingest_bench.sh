@@ -18,6 +18,7 @@ FS=$BUILD/tools/flowscope
 IB=$BUILD/tools/bench/ingest_bench
 [ -x "$FS" ] && [ -x "$IB" ] || { echo "build first (make)" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "ingest_bench.sh needs root" >&2; exit 1; }
+. "$(dirname "$0")/bench_data.sh" # bench_machine
 T=$(mktemp -d /tmp/ingest-bench.XXXXXX)
 NS=fsbn$$ A=fsba$$ B=fsbb$$
 # (the bench's own shell only: a job signalled before its exec runs the EXIT trap too)
@@ -37,8 +38,7 @@ ip link set "$A" up && ip netns exec "$NS" ip link set "$B" up
 "$FS" gen -w "$T/mix.pcap" --packets 300000 --flows 1000 2>/dev/null
 EAL="--no-huge -m 512 --no-pci --no-shconf -l 0"
 
-model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-echo "# ingest_bench  machine: $model, $(nproc) cores, Linux $(uname -r), $(date -u +%FT%TZ)"
+bench_machine ingest_bench
 echo "# veth rows: tcpreplay --topspeed into the peer; rate = packets received / capture time"
 printf '%-10s %-22s %9s %9s %9s %8s %8s\n' traffic source sent received drops Mpps Gbit/s
 

@@ -43,6 +43,7 @@ PACKETS=${LIVE_PACKETS:-1000000}
 ONLY=${LIVE_ONLY:-.}
 [ -x "$FS" ] || { echo "build first (make)" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "live_bench.sh needs root" >&2; exit 1; }
+. "$(dirname "$0")/bench_data.sh" # bench_machine
 for t in trafgen netsniff-ng tcpdump dumpcap; do
     command -v $t >/dev/null || { echo "needs $t (apt-get install netsniff-ng tcpdump tshark)" >&2; exit 1; }
 done
@@ -215,9 +216,7 @@ run() {
 RX="tcpdump netsniff-ng dumpcap afpacket-1q afpacket-2q dpdk-af_packet dpdk-af_xdp monitor-noop"
 [ -n "${LIVE_BASE:-}" ] && RX="$RX afpacket-1q-base afpacket-2q-base"
 RX=$(for r in $RX; do echo "$r"; done | grep -E "$ONLY" | tr '\n' ' ')
-model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-echo "# live_bench  machine: $model, $(nproc) cores, Linux $(uname -r), $(date -u +%FT%TZ)"
-echo "# flowscope $(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null) ($("$FS" --version 2>&1 | head -1)); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_machine live_bench
 echo "# $PACKETS packets per run, trafgen flat out (core 0), receivers unpinned; best of N=$N, interleaved"
 printf '%-7s %-16s %8s %8s %6s %6s %6s  %s\n' traffic receiver sent stored Mpps cpu_s us/pkt \
     "cpu by thread (s) | drops"

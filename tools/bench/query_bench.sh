@@ -17,8 +17,7 @@ FS=$BUILD/tools/flowscope
 
 bench_dataset "$SIZE" || { echo "dataset $SIZE failed" >&2; exit 1; }
 MIN="--from $NEEDLE_FROM --to $((NEEDLE_FROM + 60))"
-model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-echo "# query_bench  machine: $model, $(nproc) cores, Linux $(uname -r), $(date -u +%FT%TZ)"
+bench_machine query_bench
 echo "# $SIZE: pcap $(stat -c %s "$PCAP") bytes, archive $(du -sb "$ARCH" | cut -f1) bytes, recorded in ${RECORD_SECS}s"
 echo "# flowscope = median of 5 runs of 'query -w -'; tcpdump = one 'tcpdump -r PCAP -w - FILTER'"
 printf '%-44s %-11s %9s %10s %10s %9s\n' query range packets flowscope_ms tcpdump_ms speedup

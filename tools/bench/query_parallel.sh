@@ -28,11 +28,8 @@ FS=$BUILD/tools/flowscope
 OUTDIR=${BENCH_OUT:-/dev/shm}
 
 bench_dataset "$SIZE" || { echo "dataset $SIZE failed" >&2; exit 1; }
-commit=$(git -C "$(dirname "$0")" describe --always --dirty 2>/dev/null || echo unknown)
-model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-echo "# query_parallel  machine: $model, $(nproc) online CPUs, Linux $(uname -r), $(date -u +%FT%TZ)"
-echo "# commit $commit; $SIZE: pcap $(stat -c %s "$PCAP") bytes, archive $(du -sb "$ARCH" | cut -f1) bytes"
-echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_machine query_parallel
+echo "# $SIZE: pcap $(stat -c %s "$PCAP") bytes, archive $(du -sb "$ARCH" | cut -f1) bytes"
 echo "# times: best of $N, interleaved; fs1 = query --workers 1, fsN = query (workers: $(nproc))"
 
 # best_of VAR CMD...: runs CMD once, keeps the least seconds in the array entry VAR

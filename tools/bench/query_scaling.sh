@@ -20,8 +20,7 @@ FS=$BUILD/tools/flowscope
 [ -x "$FS" ] || { echo "build first (make)" >&2; exit 1; }
 . "$(dirname "$0")/bench_data.sh"
 
-model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-echo "# query_scaling  machine: $model, $(nproc) cores, Linux $(uname -r), $(date -u +%FT%TZ)"
+bench_machine query_scaling
 echo "# 5-tuple: $Q_FLOW"
 echo "# host:    $Q_HOST"
 echo "# times: flowscope = median of 5 runs, tcpdump -r = one run; all from the page cache"

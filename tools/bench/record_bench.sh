@@ -33,8 +33,7 @@ make_input() { # NAME ARGS...: about 1 GB
 TEXT=$(make_input text --packets 1500000)
 RANDOMIN=$(make_input random --packets 1400000 --payload random)
 
-model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-echo "# record_bench  machine: $model, $(nproc) cores, Linux $(uname -r), $(date -u +%FT%TZ)"
+bench_machine record_bench
 echo "# output on $(df --output=fstype "$OUT" | tail -1) ($OUT); inputs from the page cache"
 echo "# seconds: wall clock, start to exit, best of $RUNS runs (RUNS=N; the machine is shared);"
 echo "# startup: of those, before the first packet (flow tables; a file's QQ faults in as used)."

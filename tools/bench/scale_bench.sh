@@ -27,7 +27,7 @@ export FLOWSCOPE SHARED
 . "$HERE/../../tests/e2e/lib.sh" # start_clickhouse, ch, ch_schema, stop_pid, wait_for, metric
 PIDS=()
 at_exit 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; [ -z "${CH_PID:-}" ] || stop_pid "$CH_PID"'
-now_s() { date +%s.%N; }
+. "$HERE/bench_data.sh" # bench_machine, now_s
 median5() { # median5 CMD...: the median wall seconds of 5 runs
     local t0 v=()
     for _ in 1 2 3 4 5; do
@@ -41,9 +41,8 @@ median5() { # median5 CMD...: the median wall seconds of 5 runs
 start_clickhouse "$TMP/ch" || { echo "clickhouse-server did not start" >&2; exit 1; }
 ch_schema "$HERE/../../docs/clickhouse-schema.sql" || exit 1
 URL=clickhouse://127.0.0.1:$CH_PORT/flowscope.flows
-model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-echo "# scale_bench  machine: $model, $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, Linux $(uname -r), $(date -u +%FT%TZ)"
-echo "# commit $(git -C "$HERE" rev-parse --short HEAD 2>/dev/null), clickhouse-server $(ch 'SELECT version()') (one node, loopback, default settings)"
+bench_machine scale_bench
+echo "# clickhouse-server $(ch 'SELECT version()') (one node, loopback, default settings)"
 
 # ---- 1. the fleet query -------------------------------------------------------------------
 PCAPS=$SHARED/pcaps

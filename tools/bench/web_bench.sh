@@ -40,6 +40,7 @@ URL=$(sed -n 's/^flowscope serve: listening on //p' "$W/serve.out")
 [ -n "$URL" ] || { echo "serve did not start: $(cat "$W/serve.err")" >&2; exit 1; }
 INFO=$(curl -s "$URL/api/v1/info")
 FLOWS=$(curl -s -D - -o /dev/null "$URL/api/v1/flows?limit=1" | tr -d '\r' | sed -n 's/^X-Flowscope-Flows-Total: //p')
+bench_machine web_bench
 echo "# web_bench: $SIZE archive: $(jq -r .packets <<<"$INFO") packets, $FLOWS flows, $(jq -r .frames <<<"$INFO") frames, $(jq -r .segments <<<"$INFO") segments (recorded in ${RECORD_SECS}s)"
 
 echo "## the server, per API call (curl, median of 5)"
