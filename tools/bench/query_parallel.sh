@@ -16,7 +16,7 @@
 #   tools/bench/query_parallel.sh [BUILD_DIR] [SIZE] [N]   (default build/, 384M, 5)
 #
 # SIZE is what bench_data.sh makes (384M: a 332 MB pcap, 503 k packets, 5000
-# flows at a time, 25 % IPv6); OUT is a file in BENCH_OUT (default /dev/shm, a
+# flows at a time, 25 % IPv6); OUT is a new file in BENCH_OUT (default /dev/shm, a
 # tmpfs: the page cache without a disk's writeback), then /dev/null.
 set -u
 BUILD=${1:-build}
@@ -45,6 +45,11 @@ run_timed() {
     fi
 }
 
+# fresh OUT: a file OUT removed before a command writes it (untimed), so that every peer writes
+# a new file, as `-w FILE` usually does: overwriting the last answer would add the kernel's
+# freeing of its pages (~0.06 s for 332 MB in /dev/shm) to each peer's time
+fresh() { [ "$1" = /dev/null ] || rm -f "$1"; }
+
 # tcpdump and flowscope with the filter, writing to $1 (a path)
 peer_tcpdump() { tcpdump -Z root -r "$PCAP" -w "$1" ${2:+"$2"}; } # -Z root: no chown of OUT
 peer_fs() { "$FS" query --archive "$ARCH" --workers "$2" -w "$1" "$3"; }
@@ -55,16 +60,16 @@ ROWS=("whole archive|" "net 10.2.0.0/16 (IPv4: 3/4)|net 10.2.0.0/16" "host 10.2.
 for out in "$OUTDIR/query_parallel.$$.out" /dev/null; do
     BEST=()
     for _ in $(seq "$N"); do
-        run_timed cat peer_cat "$out"
+        fresh "$out" && run_timed cat peer_cat "$out"
         for r in "${ROWS[@]}"; do
             f=${r#*|}
-            run_timed "td|$r" peer_tcpdump "$out" "$f"
-            run_timed "f1|$r" peer_fs "$out" 1 "$f"
-            run_timed "fN|$r" peer_fs "$out" "$(nproc)" "$f"
+            fresh "$out" && run_timed "td|$r" peer_tcpdump "$out" "$f"
+            fresh "$out" && run_timed "f1|$r" peer_fs "$out" 1 "$f"
+            fresh "$out" && run_timed "fN|$r" peer_fs "$out" "$(nproc)" "$f"
         done
     done
-    [ "$out" = /dev/null ] || rm -f "$out" # never /dev/null: it would come back a regular file
-    echo "# OUT = $( [ "$out" = /dev/null ] && echo /dev/null || echo "a file in $OUTDIR")"
+    fresh "$out" # never /dev/null: it would come back a regular file
+    echo "# OUT = $( [ "$out" = /dev/null ] && echo /dev/null || echo "a new file in $OUTDIR")"
     printf '%-30s %9s %11s %9s %9s %9s %9s %8s %8s\n' query packets frames cat_s tcpdump_s fs1_s fsN_s \
         "td/fsN" "fs1/fsN"
     for r in "${ROWS[@]}"; do
