@@ -592,20 +592,20 @@ static int trigger_put(MDB_txn *nt, struct archive *fresh, MDB_val *k, uint16_t 
 static uint64_t carry_trigger(MDB_txn *nt, struct archive *fresh,
                               const struct archive_flow_info *of, int v2)
 {
-	uint8_t kb[FLOW_KEY_LEN], want[FLOW_KEY_LEN];
+	uint8_t kb[FLOW_KEY_LEN];
 	/* a v2 key decodes with inner tag 0: the first of the flows it stood for */
 	MDB_val k = {.mv_size = archive__flow_key_put(of->seg, &of->key, 0, kb), .mv_data = kb}, nv;
 	size_t len = k.mv_size;
 	if (!v2)
 		return (uint64_t)trigger_put(nt, fresh, &k, of->trigger);
-	memcpy(want, kb, len);
 	MDB_cursor *c;
 	uint64_t n = 0;
 	if (mdb_cursor_open(nt, fresh->db_flows, &c) != 0)
 		return 0;
 	int rc = mdb_cursor_get(c, &k, &nv, MDB_SET_RANGE);
-	/* the fresh keys that differ in the inner tag only (the last two bytes) */
-	for (; rc == 0 && k.mv_size >= len - 2 && memcmp(k.mv_data, want, len - 2) == 0;
+	/* the fresh keys that differ in the inner tag only (the last two bytes); the cursor
+	 * points k into its pages, kb stays the key it started from */
+	for (; rc == 0 && k.mv_size >= len - 2 && memcmp(k.mv_data, kb, len - 2) == 0;
 	     rc = mdb_cursor_get(c, &k, &nv, MDB_NEXT)) {
 		struct archive_flow_info nf;
 		if (k.mv_size != len || archive__flow_decode(&k, &nv, &nf) != 0 || nf.trigger)
