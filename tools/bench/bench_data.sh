@@ -15,16 +15,16 @@ GEN_RATE=1500       # packets per second of capture time: 10G spans about 3 hour
 GEN_PKT_BYTES=800   # mean pcap bytes per packet of this traffic (720 at 1G, 840 at 10G)
 GEN_START=1795000000
 
-# bench_machine NAME [MORE]: the two lines every benchmark starts with: the machine (CPU
-# model, CPUs online, memory, kernel) and the date; the commit of the flowscope measured
-# ($FS --version) and the load average, then MORE
+# bench_machine NAME: the two lines every benchmark starts with: the machine (CPU model,
+# CPUs online, memory, kernel) and the date; the commit of the flowscope measured
+# ($FS --version) and the load average
 bench_machine() {
     local model
     model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
     echo "# $1  machine: $model, $(nproc) CPUs, $(free -g | awk '/Mem:/ {print $2}') GiB," \
         "Linux $(uname -r), $(date -u +%FT%TZ)"
     echo "# flowscope $("$FS" --version 2>/dev/null | sed -n 's/^commit //p'), load" \
-        "$(cut -d' ' -f1-3 /proc/loadavg)${2:+; $2}"
+        "$(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 # now_s: wall clock in seconds with nanoseconds
